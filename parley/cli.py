@@ -1,0 +1,152 @@
+"""The ``parley`` command line. Every command takes ``--config FILE`` (or ``$PARLEY_CONFIG``).
+
+Role packages add their own sub-commands through a ``register(subparsers)`` function in their
+``cli`` module, so this file stays a thin dispatcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from parley.errors import ParleyError
+from parley.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from parley.kafka.launcher import LocalKafka
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+# Packages that contribute sub-commands (imported lazily: a missing one is skipped).
+EXTENSIONS = ("projector.cli", "consumers.cli", "receiver.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parley", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="TOML configuration file (default: $PARLEY_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="everything on one machine (local Kafka if none configured)")
+    run.set_defaults(handler=_cmd_run)
+
+    kafka = sub.add_parser("kafka", help="local KRaft broker(s) of real Apache Kafka")
+    ksub = kafka.add_subparsers(dest="kafka_command", required=True, metavar="ACTION")
+    up = ksub.add_parser("up", help="start local broker(s); returns once they answer")
+    up.add_argument("--brokers", type=int, default=1, help="number of nodes (default 1)")
+    up.add_argument("--port", type=int, default=9092, help="first broker port (default 9092)")
+    up.add_argument("--heap-mb", type=int, default=512, help="JVM heap per node (default 512)")
+    up.set_defaults(handler=_cmd_kafka_up)
+    down = ksub.add_parser("down", help="stop the brokers `up` started")
+    down.add_argument("--wipe", action="store_true", help="also delete their data")
+    down.set_defaults(handler=_cmd_kafka_down)
+    ksub.add_parser("status", help="what runs where").set_defaults(handler=_cmd_kafka_status)
+
+    topics = sub.add_parser("topics", help="topic administration")
+    tsub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    tsub.add_parser("apply", help="create or update topics from their specs (idempotent)"
+                    ).set_defaults(handler=_cmd_topics_apply)
+
+    for name in EXTENSIONS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def _hoist_config(argv: Sequence[str]) -> list[str]:
+    """Accept ``--config FILE`` anywhere on the line, not only before the sub-command."""
+    rest: list[str] = []
+    config: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--config":
+            config = ["--config", next(it, "")]
+        elif arg.startswith("--config="):
+            config = ["--config", arg.split("=", 1)[1]]
+        else:
+            rest.append(arg)
+    return config + rest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(_hoist_config(sys.argv[1:] if argv is None else argv))
+    try:
+        settings = load_settings(args.config)
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except ParleyError as exc:
+        print(f"parley: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+# ----------------------------------------------------------------------------- kafka
+def local_kafka(settings: Settings, brokers: int = 1, port: int = 9092,
+                heap_mb: int = 512) -> LocalKafka:
+    from parley.kafka.launcher import LocalKafka
+
+    return LocalKafka(Path(settings.data_dir) / "kafka", brokers=brokers,
+                      ports=[port + i for i in range(brokers)], heap_mb=heap_mb)
+
+
+def _cmd_kafka_up(args: argparse.Namespace, settings: Settings) -> int:
+    kafka = local_kafka(settings, args.brokers, args.port, args.heap_mb)
+    print(f"starting {args.brokers} Kafka node(s) (Apache Kafka, KRaft) in {kafka.root} …",
+          file=sys.stderr)
+    state = kafka.up()
+    print(f"Kafka {state.kafka_version} ready: bootstrap {state.bootstrap}")
+    return 0
+
+
+def _cmd_kafka_down(args: argparse.Namespace, settings: Settings) -> int:
+    state = local_kafka(settings).load_state()
+    kafka = local_kafka(settings, len(state.nodes) if state else 1)
+    stopped = kafka.down(wipe=args.wipe)
+    print(f"stopped node(s) {stopped}" if stopped else "no local Kafka node was running")
+    if args.wipe:
+        print(f"removed {kafka.root}")
+    return 0
+
+
+def _cmd_kafka_status(args: argparse.Namespace, settings: Settings) -> int:
+    nodes = local_kafka(settings).status()
+    if not nodes:
+        print("no local Kafka cluster (run `parley kafka up`)")
+        return 1
+    for n in nodes:
+        state = f"running (pid {n.pid})" if n.running else "stopped"
+        print(f"node {n.node_id}: 127.0.0.1:{n.port} {state}  log {n.log}")
+    return 0 if all(n.running for n in nodes) else 1
+
+
+# ---------------------------------------------------------------------------- topics
+def _cmd_topics_apply(args: argparse.Namespace, settings: Settings) -> int:
+    from contracts.topics import Topics
+    from parley.kafka.topics import apply_topics
+
+    topics = Topics(prefix=settings.kafka.topic_prefix)
+    changes = asyncio.run(apply_topics(settings.kafka, topics.specs(settings.kafka.partitions)))
+    for c in changes:
+        print(f"{c.topic}: {c.action}{' (' + c.detail + ')' if c.detail else ''}")
+    return 0
+
+
+# ------------------------------------------------------------------------------- run
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from parley.run import run_all
+
+    return asyncio.run(run_all(settings))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Errors of Parley's shared plumbing. Each says what the operator should do."""
+
+from __future__ import annotations
+
+
+class ParleyError(Exception):
+    """Base class. ``retriable`` tells callers whether trying again may help."""
+
+    retriable: bool = False
+
+
+class SettingsError(ParleyError):
+    """The configuration is missing, malformed or inconsistent."""
+
+
+class LauncherError(ParleyError):
+    """The local Kafka launcher cannot do what was asked (missing Java/Maven, port taken…)."""
+
+
+class KafkaUnavailable(ParleyError):
+    """Kafka did not answer in time. Retriable: the broker may come back."""
+
+    retriable = True

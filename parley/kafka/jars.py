@@ -1,0 +1,68 @@
+"""Resolve the pinned Apache Kafka broker jars from Maven Central with the machine's Maven.
+
+The jars land in a per-user cache (``~/.cache/parley/kafka-<version>/libs``, or under
+``$PARLEY_CACHE_DIR``), never in the repository, and are resolved once: a ``.complete`` marker
+is written only after Maven succeeded, so an interrupted download is redone, not half-used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+from parley.errors import LauncherError
+
+# 4.4.0 is on Maven Central without its kafka-tools-api jar, so it cannot be resolved there;
+# 4.3.1 is the newest release that resolves completely. aiokafka works against it for all
+# Parley uses (idempotent acks=all producer, groups with manual commits, seek, transactions,
+# admin) — shown by tests/integration/test_kafka_roundtrip.py.
+KAFKA_VERSION = "4.3.1"
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("PARLEY_CACHE_DIR")
+    root = Path(base) if base else Path.home() / ".cache" / "parley"
+    return root / f"kafka-{KAFKA_VERSION}"
+
+
+def require_tool(name: str, purpose: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise LauncherError(f"`{name}` not found on PATH; it is needed to {purpose}. "
+                            f"Install it (Debian: apt-get install {_debian_pkg(name)}).")
+    return path
+
+
+def _debian_pkg(tool: str) -> str:
+    return {"java": "openjdk-17-jre-headless", "mvn": "maven"}.get(tool, tool)
+
+
+def resolve_jars(*, quiet: bool = True) -> Path:
+    """Return the directory holding the broker's classpath, resolving it first if needed."""
+    libs = cache_dir() / "libs"
+    if (libs / ".complete").exists():
+        return libs
+    mvn = require_tool("mvn", "resolve the Kafka broker jars from Maven Central")
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="libs-", dir=libs.parent))
+    pom = resources.files("parley.kafka").joinpath("pom.xml")
+    with resources.as_file(pom) as pom_path:
+        cmd = [mvn, "-B", "-f", str(pom_path), "dependency:copy-dependencies",
+               f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
+               f"-Dkafka.version={KAFKA_VERSION}"]
+        if quiet:
+            cmd.insert(1, "-q")
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+    if proc.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-5:])
+        raise LauncherError(f"Maven could not resolve Kafka {KAFKA_VERSION} jars:\n{tail}")
+    (staging / ".complete").write_text(KAFKA_VERSION)
+    if libs.exists():
+        shutil.rmtree(libs)
+    staging.rename(libs)
+    return libs

@@ -1,0 +1,72 @@
+"""``parley topics apply``: create or update topics from the specs in ``contracts.topics``.
+
+Idempotent: a topic that exists gets its configs brought in line and its partition count
+raised (never lowered: Kafka cannot, and lowering would break key → partition order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+from aiokafka.admin import NewPartitions, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from contracts.topics import TopicSpec
+from parley.kafka.clients import make_admin
+from parley.settings import KafkaSettings
+
+
+class TopicChange(msgspec.Struct, frozen=True, kw_only=True):
+    topic: str
+    action: str  # "created" | "updated" | "unchanged"
+    detail: str = ""
+
+
+async def apply_topics(k: KafkaSettings, specs: Iterable[TopicSpec]) -> list[TopicChange]:
+    admin = make_admin(k)
+    await admin.start()
+    try:
+        return await _apply(admin, k, list(specs))
+    finally:
+        await admin.close()
+
+
+async def _apply(admin: Any, k: KafkaSettings, specs: list[TopicSpec]) -> list[TopicChange]:
+    rf = k.replication_factor
+    existing = set(await admin.list_topics())
+    changes: list[TopicChange] = []
+    new = [s for s in specs if s.name not in existing]
+    if new:
+        await admin.create_topics([NewTopic(s.name, s.partitions, rf, topic_configs=s.configs(rf))
+                                   for s in new])
+        changes += [TopicChange(topic=s.name, action="created",
+                                detail=f"{s.partitions} partitions, rf={rf}") for s in new]
+    old = [s for s in specs if s.name in existing]
+    if not old:
+        return changes
+    described = await admin.describe_topics([s.name for s in old])
+    partitions = {t["topic"]: len(t["partitions"]) for t in described}
+    configs = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in old])
+    current: dict[str, dict[str, str]] = {}
+    for resp in configs:
+        for res in resp.resources:
+            # (error_code, error_message, resource_type, resource_name, config_entries)
+            current[res[3]] = {e[0]: e[1] for e in res[4]}
+    for s in old:
+        notes = []
+        want = s.configs(rf)
+        drift = {key: v for key, v in want.items() if current.get(s.name, {}).get(key) != v}
+        if drift:
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, s.name,
+                                                      configs=want)])
+            notes.append("configs " + ", ".join(f"{key}={v}" for key, v in sorted(drift.items())))
+        have = partitions.get(s.name, s.partitions)
+        if have < s.partitions:
+            await admin.create_partitions({s.name: NewPartitions(s.partitions)})
+            notes.append(f"partitions {have} -> {s.partitions}")
+        changes.append(TopicChange(topic=s.name, action="updated" if notes else "unchanged",
+                                   detail="; ".join(notes)))
+    return changes

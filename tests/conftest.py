@@ -1,0 +1,121 @@
+"""Shared fixtures. Kafka is always real Apache Kafka, chosen in this order:
+
+1. ``PARLEY_TEST_KAFKA`` — a bootstrap address you already run (fastest local loop);
+2. testcontainers' Kafka, when a Docker engine answers;
+3. the project's own local launcher (``parley kafka up``'s code) on free ports, in a
+   temporary directory, stopped at the end of the session.
+
+Each test gets unique topic names (a per-test topic prefix) and group names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from contracts.topics import Topics
+from parley.kafka.launcher import LocalKafka, free_ports
+from parley.settings import KafkaSettings
+
+TEST_PARTITIONS = 3
+
+
+def _docker_engine_answers() -> bool:
+    if os.environ.get("PARLEY_TEST_NO_DOCKER"):
+        return False
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if host.startswith("unix://") and not Path(host.removeprefix("unix://")).exists():
+        return False  # no engine socket: don't ask docker-py, which leaks one when it fails
+    import docker
+
+    try:
+        client = docker.from_env(timeout=3)
+    except Exception:  # noqa: BLE001 - no engine, no socket, no permission: all mean "no"
+        return False
+    try:
+        return bool(client.ping())
+    except Exception:  # noqa: BLE001
+        return False
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A bootstrap address of a real Kafka broker for this test session."""
+    configured = os.environ.get("PARLEY_TEST_KAFKA")
+    if configured:
+        yield configured
+        return
+    if _docker_engine_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    root = Path(tempfile.mkdtemp(prefix="parley-test-kafka-"))
+    broker, controller = free_ports(2)
+    kafka = LocalKafka(root, ports=[broker], controller_ports=[controller], heap_mb=768)
+    kafka.up()
+    try:
+        yield kafka.load_state().bootstrap  # type: ignore[union-attr]
+    finally:
+        kafka.down(wipe=True)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique name for this test (topic prefix, group ids)."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str, unique: str) -> KafkaSettings:
+    return KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=unique,
+                         partitions=TEST_PARTITIONS, replication_factor=1)
+
+
+@pytest.fixture
+async def topics(kafka_settings: KafkaSettings) -> AsyncIterator[Topics]:
+    """This test's own event topics, created from the specs."""
+    from parley.kafka.topics import apply_topics
+
+    t = Topics(prefix=kafka_settings.topic_prefix)
+    await apply_topics(kafka_settings, t.specs(kafka_settings.partitions))
+    yield t
+    from parley.kafka.clients import make_admin
+
+    admin = make_admin(kafka_settings)
+    await admin.start()
+    with contextlib.suppress(Exception):
+        await admin.delete_topics(list(t.event_topics))
+    await admin.close()
+
+
+@pytest.fixture
+def private_kafka(tmp_path: Path) -> Iterator[Callable[..., LocalKafka]]:
+    """Factory for a Kafka cluster of this test's own (for tests that stop or kill brokers).
+
+    ``start(brokers=1)`` returns a running :class:`LocalKafka` on free ports; every cluster it
+    started is stopped and wiped when the test ends.
+    """
+    started: list[LocalKafka] = []
+
+    def start(brokers: int = 1, heap_mb: int = 512) -> LocalKafka:
+        ports = free_ports(2 * brokers)
+        kafka = LocalKafka(tmp_path / f"kafka-{len(started)}", brokers=brokers,
+                           ports=ports[:brokers], controller_ports=ports[brokers:],
+                           heap_mb=heap_mb)
+        started.append(kafka)
+        kafka.up()
+        return kafka
+
+    yield start
+    for kafka in started:
+        kafka.down(wipe=True)
