@@ -92,6 +92,18 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+def free_port_block(n: int, controller_offset: int = 1000) -> int:
+    """A base port such that ``base..base+n-1`` and their controller ports are all free."""
+    for _ in range(200):
+        base = free_ports(1)[0]
+        if base + n + controller_offset > 65535:
+            continue
+        wanted = [base + i for i in range(n)] + [base + controller_offset + i for i in range(n)]
+        if all(port_is_free(p) for p in wanted):
+            return base
+    raise LauncherError(f"found no block of {n} free ports on {HOST}")
+
+
 def _pid_runs_node(pid: int, node_dir: Path) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
@@ -168,7 +180,9 @@ class LocalKafka:
 
     def _new_state(self) -> ClusterState:
         self.root.mkdir(parents=True, exist_ok=True)
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # like Kafka's Uuid.randomUuid: no leading '-'
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         nodes = [NodeState(node_id=i + 1, port=p, controller_port=c)
                  for i, (p, c) in enumerate(zip(self.ports, self.controller_ports, strict=True))]
         return ClusterState(cluster_id=cluster_id, kafka_version=KAFKA_VERSION, nodes=nodes)
@@ -211,7 +225,7 @@ class LocalKafka:
         if not (ndir / "data" / "meta.properties").exists():
             fmt = subprocess.run(  # noqa: S603
                 [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-                 "-t", state.cluster_id, "-c", str(props_file), "--ignore-formatted"],
+                 f"--cluster-id={state.cluster_id}", "-c", str(props_file), "--ignore-formatted"],
                 capture_output=True, text=True, check=False)
             if fmt.returncode != 0:
                 raise LauncherError(f"formatting node {node.node_id} failed: "
@@ -236,7 +250,9 @@ class LocalKafka:
         deadline = time.monotonic() + timeout_s
         while True:
             for node in state.nodes:
-                if not self.is_running(node):
+                # The pid was just spawned by us: ask whether it exited, not what its cmdline
+                # says (which can lag right after the spawn).
+                if node.pid is None or _exited(node.pid):
                     raise LauncherError(f"Kafka node {node.node_id} exited during start-up; "
                                         f"last lines of its log:\n{self._log_tail(node)}")
             if run_coro(_brokers_visible(state.bootstrap)) >= len(state.nodes):
@@ -304,6 +320,18 @@ class LocalKafka:
             return []
         return [NodeStatus(node_id=n.node_id, port=n.port, pid=n.pid, running=self.is_running(n),
                            log=str(self.node_dir(n.node_id) / "server.log")) for n in state.nodes]
+
+
+def _exited(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child (started by another `parley kafka up`)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+    return done == pid
 
 
 def _reap(pid: int) -> None:

@@ -1,0 +1,40 @@
+"""The `parley` command line: parsing, `--config` anywhere, one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from parley.cli import _hoist_config, main
+
+
+def test_config_accepted_before_or_after_the_command() -> None:
+    assert _hoist_config(["kafka", "status", "--config", "a.toml"]) == [
+        "--config", "a.toml", "kafka", "status"]
+    assert _hoist_config(["--config=b.toml", "run"]) == ["--config", "b.toml", "run"]
+
+
+def test_bad_config_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[kafka]\nbootstrp = 1\n")
+    assert main(["kafka", "status", "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("parley: error: invalid configuration")
+    assert len(err.splitlines()) == 1
+
+
+def test_kafka_status_without_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PARLEY_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("PARLEY_CONFIG", raising=False)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'data_dir = "{tmp_path}"\n')
+    assert main(["kafka", "status", "--config", str(cfg)]) == 1
+    assert "no local Kafka cluster" in capsys.readouterr().out
+
+
+def test_unknown_command_exits_2() -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["frobnicate"])
+    assert exc.value.code == 2

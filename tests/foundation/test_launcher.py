@@ -1,0 +1,86 @@
+"""`parley kafka up|down|status`: real brokers, clear failures, only stops what it started."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aiokafka.errors import KafkaError
+
+from contracts.topics import TopicSpec
+from parley.errors import LauncherError
+from parley.kafka.clients import make_producer
+from parley.kafka.launcher import LocalKafka, free_ports
+from parley.kafka.topics import apply_topics
+from parley.settings import KafkaSettings
+
+pytestmark = pytest.mark.kafka
+
+
+def test_port_taken_is_one_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        kafka = LocalKafka(tmp_path / "k", ports=[taken], controller_ports=free_ports(1))
+        with pytest.raises(LauncherError, match=f"port {taken} .* already in use"):
+            kafka.up()
+    assert kafka.status() == [] or not any(n.running for n in kafka.status())
+
+
+def test_missing_java_or_maven_is_one_line(tmp_path: Path) -> None:
+    env = {"PATH": str(tmp_path), "HOME": str(tmp_path), "PARLEY_CACHE_DIR": str(tmp_path / "c")}
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'data_dir = "{tmp_path / "d"}"\n')
+    proc = subprocess.run([sys.executable, "-m", "parley.cli", "kafka", "up", "--config", str(cfg),
+                           "--port", str(free_ports(1)[0])],
+                          capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("parley: error: `java` not found on PATH")
+
+
+def test_down_stops_only_what_up_started(tmp_path: Path) -> None:
+    # A stale state file naming a pid that is not this node's Kafka must not be signalled.
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        kafka = LocalKafka(tmp_path / "k", ports=free_ports(1), controller_ports=free_ports(1))
+        state = kafka._new_state()
+        state.nodes[0].pid = bystander.pid
+        kafka._save_state(state)
+        assert kafka.down() == []
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+@pytest.mark.slow
+async def test_three_brokers_rf3_min_isr2_survives_one_down(private_kafka) -> None:  # type: ignore[no-untyped-def]
+    kafka = await asyncio.to_thread(private_kafka, 3)
+    state = kafka.load_state()
+    assert state is not None and len(state.nodes) == 3
+    settings = KafkaSettings(bootstrap=state.bootstrap, replication_factor=3)
+    spec = TopicSpec(name="rf3", key="k", partitions=3, retention_ms=-1)
+    assert spec.configs(3)["min.insync.replicas"] == "2"
+    await apply_topics(settings, [spec])
+    producer = make_producer(settings, request_timeout_ms=10_000)
+    await producer.start()
+    try:
+        for i in range(10):
+            await producer.send_and_wait("rf3", b"x", key=str(i).encode())
+        # One node down: 2 in-sync replicas remain, acks=all writes still succeed.
+        await asyncio.to_thread(kafka.stop_node, 3)
+        async with asyncio.timeout(60):
+            while True:
+                try:
+                    await producer.send_and_wait("rf3", b"after", key=b"k")
+                    break
+                except KafkaError:
+                    await asyncio.sleep(0.5)  # leader moving: retry until the deadline
+    finally:
+        await producer.stop()
