@@ -1,83 +1,192 @@
-"""Topics as code: the one place naming each topic, its key, size and retention.
+"""Topics as code: every Kafka topic Parley uses, its key and its configuration.
 
-Used by ``parley topics apply`` and by every producer and consumer. Names derive from a prefix
-(``parley`` by default) so that tests and side-by-side deployments never collide.
+``parley topics apply`` creates topics from :meth:`Topics.specs` and
+:meth:`Topics.dlq_spec`; producers and consumers take topic names from the same
+:class:`Topics` value, so a name is spelled in exactly one place. Nothing here
+talks to Kafka.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import msgspec
 
+__all__ = [
+    "AGGREGATE_KINDS",
+    "INFINITE_RETENTION_MS",
+    "MAX_BODY_BYTES",
+    "MAX_RECORD_BYTES",
+    "AggregateKind",
+    "TopicSpec",
+    "Topics",
+    "default_replication_factor",
+]
+
+#: What a record is about; it picks the topic and the meaning of the record key.
 AggregateKind = Literal["chat", "visitor", "agent", "other"]
-AGGREGATES: tuple[AggregateKind, ...] = ("chat", "visitor", "agent", "other")
+AGGREGATE_KINDS: tuple[AggregateKind, ...] = ("chat", "visitor", "agent", "other")
 
-# A 1 MiB webhook body plus the envelope around it, with headroom.
-MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+#: Kafka's spelling of "keep forever".
+INFINITE_RETENTION_MS = -1
+
+#: The largest webhook body Parley accepts (the receiver answers 413 above it).
+MAX_BODY_BYTES = 1 << 20
+# The envelope's own fields are a few hundred bytes; 64 KiB leaves room for
+# record headers and batch framing without ever rejecting a maximal body.
+_ENVELOPE_ALLOWANCE_BYTES = 64 << 10
+#: ``max.message.bytes`` for event topics: a maximal body plus its envelope.
+#: Producers need ``max_request_size`` at least this large.
+MAX_RECORD_BYTES = MAX_BODY_BYTES + _ENVELOPE_ALLOWANCE_BYTES
+
+# Kafka's legal topic characters; 249 is its length limit.
+_TOPIC_CHARS = re.compile(r"[A-Za-z0-9._-]+")
+_MAX_TOPIC_LEN = 249
 
 
-class TopicSpec(msgspec.Struct, frozen=True, kw_only=True):
-    """What a topic must look like. ``retention_ms=-1`` keeps records forever."""
+def _check_topic_part(value: str, what: str) -> None:
+    if not _TOPIC_CHARS.fullmatch(value) or len(value) > _MAX_TOPIC_LEN - 20:
+        raise ValueError(
+            f"{what} {value!r} is not usable in a Kafka topic name: "
+            "use 1-229 characters from A-Z a-z 0-9 . _ -"
+        )
+
+
+def default_replication_factor(broker_count: int) -> int:
+    """Three replicas when the cluster has them, otherwise one per broker."""
+    if broker_count < 1:
+        raise ValueError(f"broker_count must be >= 1, got {broker_count}")
+    return min(3, broker_count)
+
+
+class TopicSpec(msgspec.Struct, frozen=True):
+    """One topic: its name, what its record key means, and its configuration.
+
+    ``min_insync_replicas`` applies only with three or more replicas (with fewer,
+    requiring two in-sync replicas would make a single broker outage block every
+    acks=all write), see :meth:`configs`.
+    """
 
     name: str
     key: str
     partitions: int
-    retention_ms: int = -1
+    retention_ms: int = INFINITE_RETENTION_MS
     cleanup_policy: str = "delete"
-
-    def min_insync_replicas(self, replication_factor: int) -> int:
-        # With rf >= 3, two in-sync copies must hold a write before acks=all succeeds, so one
-        # broker may fail without losing acknowledged data; smaller clusters cannot afford it.
-        return min(2, replication_factor - 1) if replication_factor >= 3 else 1
+    min_insync_replicas: int = 2
 
     def configs(self, replication_factor: int) -> dict[str, str]:
+        """Kafka topic configs for this topic at the given replication factor."""
+        if replication_factor < 1:
+            raise ValueError(f"replication_factor must be >= 1, got {replication_factor}")
+        # With 3+ replicas keep one of slack, so a rolling restart never blocks
+        # acks=all writes; with fewer, any stricter setting would.
+        min_isr = min(self.min_insync_replicas, replication_factor - 1) if replication_factor >= 3 else 1
         return {
             "retention.ms": str(self.retention_ms),
             "cleanup.policy": self.cleanup_policy,
-            "min.insync.replicas": str(self.min_insync_replicas(replication_factor)),
+            "min.insync.replicas": str(min_isr),
+            # The record timestamp is the producer's receive time, never the
+            # broker's append time, so replays see the same timestamps.
             "message.timestamp.type": "CreateTime",
-            "max.message.bytes": str(MAX_MESSAGE_BYTES),
+            "max.message.bytes": str(MAX_RECORD_BYTES),
         }
 
 
-class Topics(msgspec.Struct, frozen=True, kw_only=True):
-    """Parley's topic names for one deployment (one prefix)."""
+class Topics(msgspec.Struct, frozen=True):
+    """Names of Parley's topics under one prefix (tests use a unique prefix each).
+
+    Event topics are ``<prefix>.events.<aggregate>`` and keyed by the aggregate's
+    id, so one chat's (visitor's, agent's) events stay in one partition, in order.
+    Dead-letter topics are ``<prefix>.dlq.<consumer group>``.
+    """
 
     prefix: str = "parley"
 
+    def __post_init__(self) -> None:
+        _check_topic_part(self.prefix, "topic prefix")
+
     @property
     def chat(self) -> str:
+        """Events about one chat, keyed by chat id."""
         return f"{self.prefix}.events.chat"
 
     @property
     def visitor(self) -> str:
+        """Events about one visitor, keyed by visitor id."""
         return f"{self.prefix}.events.visitor"
 
     @property
     def agent(self) -> str:
+        """Events about one agent (user), keyed by agent id."""
         return f"{self.prefix}.events.agent"
 
     @property
     def other(self) -> str:
+        """Events with no chat, visitor or agent, keyed by a stable id (the event id)."""
         return f"{self.prefix}.events.other"
 
     @property
     def event_topics(self) -> tuple[str, str, str, str]:
+        """The four event topics, in the order chat, visitor, agent, other."""
         return (self.chat, self.visitor, self.agent, self.other)
 
     def for_aggregate(self, kind: AggregateKind) -> str:
-        return f"{self.prefix}.events.{kind}"
+        """The event topic that holds records of aggregate ``kind``."""
+        match kind:
+            case "chat":
+                return self.chat
+            case "visitor":
+                return self.visitor
+            case "agent":
+                return self.agent
+            case "other":
+                return self.other
+        raise ValueError(f"unknown aggregate kind {kind!r}")
+
+    def aggregate_of(self, topic: str) -> AggregateKind | None:
+        """The aggregate kind whose events ``topic`` holds, or None if not an event topic."""
+        for kind, name in zip(AGGREGATE_KINDS, self.event_topics, strict=True):
+            if name == topic:
+                return kind
+        return None
 
     def dlq(self, group: str) -> str:
+        """The dead-letter topic of consumer group ``group``."""
+        _check_topic_part(group, "consumer group")
         return f"{self.prefix}.dlq.{group}"
 
     def specs(self, partitions: int = 6) -> tuple[TopicSpec, ...]:
-        keys = {"chat": "chat id", "visitor": "visitor id", "agent": "agent id",
-                "other": "event id (events with no known aggregate)"}
-        return tuple(TopicSpec(name=self.for_aggregate(kind), key=keys[kind],
-                               partitions=partitions) for kind in AGGREGATES)
+        """Specs of the four event topics: infinite retention, never compacted.
 
-    def dlq_spec(self, group: str, partitions: int = 6) -> TopicSpec:
-        return TopicSpec(name=self.dlq(group), key="key of the failed record",
-                         partitions=partitions)
+        The log is the source of truth, so nothing may expire or be compacted
+        away; ``partitions`` bounds each aggregate kind's consumer parallelism.
+        """
+        if partitions < 1:
+            raise ValueError(f"partitions must be >= 1, got {partitions}")
+        keys = ("chat id", "visitor id", "agent id", "event id (a stable per-event key)")
+        return tuple(
+            TopicSpec(
+                name=name,
+                key=key,
+                partitions=partitions,
+                retention_ms=INFINITE_RETENTION_MS,
+            )
+            for name, key in zip(self.event_topics, keys, strict=True)
+        )
+
+    def dlq_spec(self, group: str, partitions: int = 1) -> TopicSpec:
+        """Spec of ``group``'s dead-letter topic.
+
+        Retention is infinite too: a dead letter is the only trace that a
+        consumer skipped an event, so it stays until an operator re-drives or
+        deletes it. One partition keeps dead letters in the order they failed.
+        """
+        if partitions < 1:
+            raise ValueError(f"partitions must be >= 1, got {partitions}")
+        return TopicSpec(
+            name=self.dlq(group),
+            key="the failed record's original key",
+            partitions=partitions,
+            retention_ms=INFINITE_RETENTION_MS,
+        )

@@ -1,0 +1,261 @@
+"""Provider-neutral domain events: what a webhook means, whoever sent it.
+
+:func:`contracts.normalise.normalise` turns an :class:`~contracts.envelope.Envelope`
+into a list of these; the projector folds them into the state in
+``contracts.state``. ``DomainEvent`` is a tagged union: the JSON form carries
+``"kind": "<class name>"``.
+
+Every event has ``event_id`` (the envelope's, plus a ``#…`` suffix when one
+webhook yields several events, so each is unique and stable across
+re-deliveries), ``occurred_at``, ``provider`` and ``source``. A ``None`` in an
+attribute means "this webhook did not say", never "cleared".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+__all__ = [
+    "AgentRef",
+    "AgentStatus",
+    "AgentStatusChanged",
+    "Author",
+    "AuthorRole",
+    "ChatAccepted",
+    "ChatAssigned",
+    "ChatClosed",
+    "ChatCompleted",
+    "ChatIdle",
+    "ChatIgnored",
+    "ChatRated",
+    "ChatStarted",
+    "ChatUpdated",
+    "DepartmentRef",
+    "DomainEvent",
+    "Location",
+    "MessageDeleted",
+    "MessageEdited",
+    "MessagePosted",
+    "Rating",
+    "SiteRef",
+    "TranscriptSent",
+    "VisitorRef",
+    "VisitorSeen",
+    "parse_agent_status",
+]
+
+AgentStatus = Literal["online", "offline", "invisible"]
+#: Who wrote a message: the visitor/contact, an agent, a bot, or the system.
+AuthorRole = Literal["visitor", "agent", "bot", "system"]
+#: A rating as the provider gave it (Natterly does not publish the format).
+Rating = bool | int | float | str
+
+
+class _Value(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of the small value objects embedded in events and state."""
+
+
+class DepartmentRef(_Value, frozen=True, kw_only=True):
+    """A department (Natterly ``department``)."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+class AgentRef(_Value, frozen=True, kw_only=True):
+    """An agent (Natterly user, ChatShipper user)."""
+
+    id: str
+    name: str | None = None
+
+
+class VisitorRef(_Value, frozen=True, kw_only=True):
+    """A visitor (Natterly visitor, ChatShipper contact); ``id`` may be unknown."""
+
+    id: str | None = None
+    name: str | None = None
+    anonymous: bool | None = None
+
+
+class SiteRef(_Value, frozen=True, kw_only=True):
+    """Where the chat happens (Natterly site, ChatShipper organization)."""
+
+    id: str | None = None
+    name: str | None = None
+
+
+class Location(_Value, frozen=True, kw_only=True):
+    """Where the visitor is, as the provider geolocated it."""
+
+    country: str | None = None
+    country_code: str | None = None
+    city: str | None = None
+
+
+class Author(_Value, frozen=True, kw_only=True):
+    """A message's author."""
+
+    role: AuthorRole
+    name: str | None = None
+
+
+class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag=True):
+    """Fields every domain event has; ``kind`` (the class name) is the tag."""
+
+    event_id: str
+    occurred_at: datetime
+    provider: str
+    source: str
+
+
+class _ChatEvent(_Event, frozen=True, kw_only=True):
+    chat_id: str
+
+
+class ChatStarted(_ChatEvent, frozen=True, kw_only=True):
+    """A chat exists and waits for an agent (Natterly ChatInitiated; ChatShipper
+    conversation created, or queued)."""
+
+    initiated_at: datetime | None = None
+
+
+class ChatAccepted(_ChatEvent, frozen=True, kw_only=True):
+    """An agent took the chat; it is active."""
+
+    agent: AgentRef | None = None
+
+
+class ChatAssigned(_ChatEvent, frozen=True, kw_only=True):
+    """The chat's agent changed; ``agent=None`` means unassigned."""
+
+    agent: AgentRef | None = None
+
+
+class ChatUpdated(_ChatEvent, frozen=True, kw_only=True):
+    """A snapshot of the chat's descriptive attributes as of ``occurred_at``.
+
+    ``provider_status`` is the provider's own status word, for display only.
+    """
+
+    subject: str | None = None
+    department: DepartmentRef | None = None
+    site: SiteRef | None = None
+    visitor: VisitorRef | None = None
+    location: Location | None = None
+    browser: str | None = None
+    platform: str | None = None
+    initiated_at: datetime | None = None
+    last_message_at: datetime | None = None
+    provider_status: str | None = None
+
+
+class MessagePosted(_ChatEvent, frozen=True, kw_only=True):
+    """A message in the chat. ``internal`` marks agent-only notes (whisper,
+    backchannel) and control messages; ``message_type`` is ChatShipper's type."""
+
+    message_id: str
+    text: str | None = None
+    author: Author
+    posted_at: datetime
+    internal: bool = False
+    message_type: str | None = None
+
+
+class MessageEdited(_ChatEvent, frozen=True, kw_only=True):
+    """A message's text changed."""
+
+    message_id: str
+    text: str | None = None
+    edited_at: datetime
+
+
+class MessageDeleted(_ChatEvent, frozen=True, kw_only=True):
+    """A message was deleted."""
+
+    message_id: str
+    deleted_at: datetime
+
+
+class ChatIdle(_ChatEvent, frozen=True, kw_only=True):
+    """No staff reply within the site's idle timeout."""
+
+
+class ChatIgnored(_ChatEvent, frozen=True, kw_only=True):
+    """Nobody replied to a new chat within the site's ignore timeout."""
+
+
+class ChatClosed(_ChatEvent, frozen=True, kw_only=True):
+    """The chat was closed."""
+
+    closed_at: datetime | None = None
+
+
+class ChatCompleted(_ChatEvent, frozen=True, kw_only=True):
+    """The chat finished after being accepted and messages exchanged."""
+
+
+class ChatRated(_ChatEvent, frozen=True, kw_only=True):
+    """The visitor rated the chat."""
+
+    rating: Rating | None = None
+
+
+class TranscriptSent(_ChatEvent, frozen=True, kw_only=True):
+    """A transcript of the chat was sent."""
+
+
+class VisitorSeen(_Event, frozen=True, kw_only=True):
+    """A visitor was created, registered a session, or appeared in a chat."""
+
+    visitor_id: str
+    name: str | None = None
+    email: str | None = None
+    anonymous: bool | None = None
+    chat_id: str | None = None
+
+
+class AgentStatusChanged(_Event, frozen=True, kw_only=True):
+    """An agent went online, offline or invisible."""
+
+    agent_id: str
+    name: str | None = None
+    status: AgentStatus
+
+
+DomainEvent = (
+    ChatStarted
+    | ChatAccepted
+    | ChatAssigned
+    | ChatUpdated
+    | MessagePosted
+    | MessageEdited
+    | MessageDeleted
+    | ChatIdle
+    | ChatIgnored
+    | ChatClosed
+    | ChatCompleted
+    | ChatRated
+    | TranscriptSent
+    | VisitorSeen
+    | AgentStatusChanged
+)
+
+_STATUS_WORDS: dict[str, AgentStatus] = {
+    "online": "online",
+    # Natterly's API setter says Visible where its webhook docs say Online.
+    "visible": "online",
+    "available": "online",
+    "offline": "offline",
+    "invisible": "invisible",
+    "hidden": "invisible",
+}
+
+
+def parse_agent_status(value: str | None) -> AgentStatus | None:
+    """Normalise a provider's agent status, case-insensitively; None if unknown."""
+    if not value:
+        return None
+    return _STATUS_WORDS.get(value.strip().casefold())

@@ -1,0 +1,272 @@
+"""Natterly webhooks → domain events (pure; see docs/contracts.md for the table).
+
+Every ``Chat…`` event yields its own event (bare envelope id), then a
+``ChatUpdated`` snapshot of the chat (``#chat``), a ``MessagePosted`` per
+message in ``payload.messages`` (``#msg:<uuid>``) and a ``VisitorSeen`` when the
+chat names a visitor (``#visitor``). Anything missing means fewer events, never
+an error.
+"""
+
+from __future__ import annotations
+
+from contracts import natterly as n
+from contracts.domain import (
+    AgentRef,
+    AgentStatusChanged,
+    Author,
+    AuthorRole,
+    ChatAccepted,
+    ChatAssigned,
+    ChatClosed,
+    ChatCompleted,
+    ChatIdle,
+    ChatIgnored,
+    ChatRated,
+    ChatStarted,
+    ChatUpdated,
+    DepartmentRef,
+    DomainEvent,
+    Location,
+    MessagePosted,
+    SiteRef,
+    TranscriptSent,
+    VisitorRef,
+    VisitorSeen,
+    parse_agent_status,
+)
+from contracts.natterly_ids import visitor_id_of
+from contracts.origin import Origin
+from contracts.timestamps import from_unix_or_none
+
+__all__ = ["natterly_events"]
+
+_ChatWebhook = (
+    n.ChatInitiatedWebhook
+    | n.ChatAcceptedWebhook
+    | n.ChatAssignedWebhook
+    | n.ChatCompletedWebhook
+    | n.ChatClosedWebhook
+    | n.ChatIgnoredWebhook
+    | n.ChatIdleWebhook
+    | n.ChatTranscriptSentWebhook
+    | n.ChatRatedWebhook
+)
+
+
+def natterly_events(
+    origin: Origin, webhook: n.NatterlyWebhook | n.UnknownNatterlyWebhook
+) -> list[DomainEvent]:
+    """The domain events a decoded Natterly webhook means (unknown events: none)."""
+    match webhook:
+        case n.UserStatusChangedWebhook():
+            return _agent_status(origin, webhook.payload)
+        case n.VisitorCreatedWebhook() | n.SessionRegistrationWebhook():
+            return _visitor(origin, webhook.payload)
+        case n.UnknownNatterlyWebhook():
+            return []
+        case _:
+            return _chat(origin, webhook)
+
+
+def _chat(origin: Origin, webhook: _ChatWebhook) -> list[DomainEvent]:
+    eid, at, prov, src = origin
+    payload = webhook.payload
+    chat_id = webhook.chat_id
+    if payload is None or chat_id is None:
+        return []
+    chat = payload.chat or n.Chat()
+    visitor_id = visitor_id_of(chat=chat)
+    events: list[DomainEvent] = [_primary(origin, webhook, chat_id, chat, payload)]
+    if payload.chat is not None:
+        events.append(_snapshot(origin, chat_id, chat, visitor_id))
+    seen: set[str] = set()
+    for message in payload.messages or ():
+        if not message.uuid or message.uuid in seen:
+            continue  # without a uuid a message cannot be deduplicated
+        seen.add(message.uuid)
+        events.append(
+            MessagePosted(
+                event_id=eid + f"#msg:{message.uuid}",
+                occurred_at=at,
+                provider=prov,
+                source=src,
+                chat_id=message.chat or chat_id,
+                message_id=message.uuid,
+                text=message.text,
+                author=_author(message),
+                posted_at=from_unix_or_none(message.created_at) or origin.occurred_at,
+                internal=bool(message.whisper),
+            )
+        )
+    visitor = _visitor_seen(origin, visitor_id, chat.visitor, chat_id)
+    if visitor is not None:
+        events.append(visitor)
+    return events
+
+
+# Chat events whose only fact is that they happened.
+_BARE: dict[type, type[ChatCompleted | ChatIgnored | ChatIdle | TranscriptSent]] = {
+    n.ChatCompletedWebhook: ChatCompleted,
+    n.ChatIgnoredWebhook: ChatIgnored,
+    n.ChatIdleWebhook: ChatIdle,
+    n.ChatTranscriptSentWebhook: TranscriptSent,
+}
+
+
+def _primary(
+    origin: Origin, webhook: _ChatWebhook, chat_id: str, chat: n.Chat, payload: n.ChatPayload
+) -> DomainEvent:
+    eid, at, prov, src = origin
+    match webhook:
+        case n.ChatInitiatedWebhook():
+            started = from_unix_or_none(chat.initiated_at) or at
+            return ChatStarted(
+                event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id, initiated_at=started
+            )
+        case n.ChatAcceptedWebhook():
+            agent = _agent(payload.user or chat.user)
+            return ChatAccepted(
+                event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id, agent=agent
+            )
+        case n.ChatAssignedWebhook():
+            agent = _agent(payload.user or chat.user)
+            return ChatAssigned(
+                event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id, agent=agent
+            )
+        case n.ChatClosedWebhook():
+            closed = from_unix_or_none(chat.closed_at) or at
+            return ChatClosed(
+                event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id, closed_at=closed
+            )
+        case n.ChatRatedWebhook():
+            rating = chat.rating if chat.rating is not None else payload.rating
+            return ChatRated(
+                event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id, rating=rating
+            )
+        case _:
+            bare = _BARE[type(webhook)]
+            return bare(event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id)
+
+
+def _snapshot(origin: Origin, chat_id: str, chat: n.Chat, visitor_id: str | None) -> ChatUpdated:
+    eid, at, prov, src = origin
+    department = chat.department
+    site = chat.site
+    visitor = chat.visitor
+    has_location = chat.country is not None or chat.country_code is not None or chat.city
+    return ChatUpdated(
+        event_id=eid + "#chat",
+        occurred_at=at,
+        provider=prov,
+        source=src,
+        chat_id=chat_id,
+        subject=chat.subject,
+        department=DepartmentRef(id=department.uuid, name=department.name) if department else None,
+        site=SiteRef(id=site.uuid, name=site.name) if site else None,
+        visitor=(
+            VisitorRef(id=visitor_id, name=visitor.name, anonymous=visitor.anonymous)
+            if visitor is not None
+            else (VisitorRef(id=visitor_id) if visitor_id else None)
+        ),
+        location=(
+            Location(country=chat.country, country_code=chat.country_code, city=chat.city)
+            if has_location
+            else None
+        ),
+        browser=chat.browser,
+        platform=chat.platform,
+        initiated_at=from_unix_or_none(chat.initiated_at),
+        last_message_at=from_unix_or_none(chat.last_message_at),
+        provider_status=chat.status,
+    )
+
+
+def _author(message: n.Message) -> Author:
+    author = message.author
+    kind = (author.type or "").casefold() if author is not None else ""
+    role: AuthorRole
+    if message.event:
+        role = "system"  # a system line ("Chat accepted by …"), not typed text
+    elif message.posted_by_visitor is True:
+        role = "visitor"
+    elif message.posted_by_visitor is False:
+        role = "bot" if "bot" in kind else "agent"
+    elif kind in ("user", "agent"):
+        role = "agent"
+    elif "bot" in kind:
+        role = "bot"
+    elif author is not None:
+        role = "visitor"
+    else:
+        role = "system"
+    return Author(role=role, name=author.name if author is not None else None)
+
+
+def _agent(user: n.User | None) -> AgentRef | None:
+    if user is None or not user.uuid:
+        return None
+    return AgentRef(id=user.uuid, name=user.display_name)
+
+
+def _visitor_seen(
+    origin: Origin,
+    visitor_id: str | None,
+    visitor: n.Visitor | None,
+    chat_id: str | None,
+    suffix: str = "#visitor",
+) -> VisitorSeen | None:
+    eid, at, prov, src = origin
+    if not visitor_id:
+        return None
+    return VisitorSeen(
+        event_id=eid + suffix,
+        occurred_at=at,
+        provider=prov,
+        source=src,
+        visitor_id=visitor_id,
+        name=visitor.name if visitor is not None else None,
+        email=visitor.email_address if visitor is not None else None,
+        anonymous=visitor.anonymous if visitor is not None else None,
+        chat_id=chat_id,
+    )
+
+
+def _visitor(origin: Origin, payload: n.VisitorPayload | None) -> list[DomainEvent]:
+    if payload is None:
+        return []
+    session = payload.session
+    chat = payload.chat
+    visitor_id = visitor_id_of(
+        visitor=payload.visitor, session=session, session_id=payload.session_id, chat=chat
+    )
+    visitor = payload.visitor
+    if visitor is None and session is not None:
+        visitor = session.visitor
+    if visitor is None and chat is not None:
+        visitor = chat.visitor
+    chat_id = chat.uuid if chat is not None and chat.uuid else None
+    if chat_id is None and session is not None:
+        chat_id = session.active_chat_id or None
+    seen = _visitor_seen(origin, visitor_id, visitor, chat_id, suffix="")
+    return [] if seen is None else [seen]
+
+
+def _agent_status(origin: Origin, payload: n.UserPayload | None) -> list[DomainEvent]:
+    eid, at, prov, src = origin
+    user = payload.user if payload is not None else None
+    if payload is None or user is None or not user.uuid:
+        return []
+    status = parse_agent_status(payload.status) or parse_agent_status(user.status)
+    if status is None:
+        return []
+    return [
+        AgentStatusChanged(
+            event_id=eid,
+            occurred_at=at,
+            provider=prov,
+            source=src,
+            agent_id=user.uuid,
+            name=user.display_name,
+            status=status,
+        )
+    ]

@@ -1,0 +1,37 @@
+"""Envelope → domain events: pure, total, and the same on every replay.
+
+``normalise`` never raises: a body the receiver accepted may still fail full
+typed decoding (a field of an unexpected type deep inside), and an event type
+may be one Parley does not understand; both yield no domain events. The
+envelope itself stays in the log either way, so a later Parley can reread it.
+"""
+
+from __future__ import annotations
+
+from contracts.chatshipper import decode_chatshipper
+from contracts.domain import DomainEvent
+from contracts.envelope import Envelope
+from contracts.errors import ContractError
+from contracts.from_chatshipper import chatshipper_events
+from contracts.from_natterly import natterly_events
+from contracts.natterly import decode_natterly
+from contracts.origin import Origin
+
+__all__ = ["normalise"]
+
+
+def normalise(env: Envelope) -> list[DomainEvent]:
+    """The provider-neutral events ``env`` means, in a stable order.
+
+    Event ids are ``env.event_id`` plus a ``#…`` suffix for each event beyond the
+    webhook's primary one, so they are unique and identical on every replay.
+    """
+    try:
+        if env.provider == "natterly":
+            return natterly_events(Origin.of(env), decode_natterly(env.body))
+        if env.provider == "chatshipper":
+            return chatshipper_events(Origin.of(env), decode_chatshipper(env.body))
+    except ContractError:
+        return []
+    # "standard" bodies have no agreed meaning: they are kept, not interpreted.
+    return []
