@@ -1,0 +1,210 @@
+"""The query API: current state of chats, messages, visitors and agents, over HTTP.
+
+Every endpoint reads whichever projection copy is live at the time of the request, so a
+rebuild switching reads is invisible to clients. Views are served as the stored bytes (no
+decode/encode round trip); lists are assembled around them.
+
+Read-your-writes: every endpoint accepts ``min_position=<topic:partition:offset>`` (the
+``position`` of the receiver's 2xx). The request waits until the live projection's next
+offset for that partition is greater than ``offset`` — woken by the runner after each store
+commit, re-checking the store at ``recheck_s`` for partitions another process applies — and
+answers 504 ``{"error": "timeout"}`` if that takes longer than ``min_position_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import orjson
+from aiohttp import web
+
+from contracts.errors import ContractError
+from contracts.position import Position
+from contracts.topics import Topics
+from parley.http import error_response
+from projector.errors import InvalidCursor, StoreError, UnknownProjection
+from projector.metrics import ProjectorMetrics
+from projector.runner import Watermarks
+from projector.store import Store
+
+__all__ = ["ApiOptions", "QueryApi"]
+
+CHAT_STATUSES = frozenset({"waiting", "active", "idle", "closed"})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApiOptions:
+    min_position_timeout_s: float = 5.0
+    recheck_s: float = 0.5  # store re-check while waiting (positions applied elsewhere)
+    max_chats_limit: int = 200
+    max_messages_limit: int = 500
+
+
+class _BadRequest(Exception):
+    pass
+
+
+class QueryApi:
+    """The ``/api/...`` read endpoints over a :class:`Store` (opened by the role)."""
+
+    def __init__(self, store: Store, topics: Topics, watermarks: Watermarks,
+                 options: ApiOptions = ApiOptions(), metrics: ProjectorMetrics | None = None
+                 ) -> None:
+        self._store = store
+        self._topics = topics
+        self._watermarks = watermarks
+        self._options = options
+        self._metrics = metrics
+
+    def install(self, app: web.Application) -> None:
+        r = app.router
+        r.add_get("/api/chats", self._guard(self.list_chats))
+        r.add_get("/api/chats/{id}", self._guard(self.get_chat))
+        r.add_get("/api/chats/{id}/messages", self._guard(self.list_messages))
+        r.add_get("/api/visitors/{id}", self._guard(self.get_visitor))
+        r.add_get("/api/agents", self._guard(self.list_agents))
+
+    # ------------------------------------------------------------------------ handlers
+    async def get_chat(self, request: web.Request, projection: str) -> web.Response:
+        return await self._one(projection, "chat", request.match_info["id"])
+
+    async def get_visitor(self, request: web.Request, projection: str) -> web.Response:
+        return await self._one(projection, "visitor", request.match_info["id"])
+
+    async def list_chats(self, request: web.Request, projection: str) -> web.Response:
+        q = request.query
+        status = q.get("status") or None
+        if status is not None and status not in CHAT_STATUSES:
+            raise _BadRequest(f"status must be one of {', '.join(sorted(CHAT_STATUSES))}")
+        views, cursor = await self._store.list_chats(
+            projection, status=status, source=q.get("source") or None,
+            agent=q.get("agent") or None,
+            limit=_limit(q.get("limit"), 50, self._options.max_chats_limit),
+            cursor=q.get("cursor") or None)
+        return _page(views, cursor)
+
+    async def list_messages(self, request: web.Request, projection: str) -> web.Response:
+        chat_id = request.match_info["id"]
+        cursor_in = request.query.get("cursor") or None
+        views, cursor = await self._store.list_messages(
+            projection, chat_id, cursor=cursor_in,
+            limit=_limit(request.query.get("limit"), 100, self._options.max_messages_limit))
+        if not views and cursor_in is None and (
+                await self._store.get_view(projection, "chat", chat_id)) is None:
+            return error_response(404, "not_found", f"no chat {chat_id!r}")
+        return _page(views, cursor)
+
+    async def list_agents(self, request: web.Request, projection: str) -> web.Response:
+        views = await self._store.list_agents(projection)
+        return _raw(b'{"items":[' + b",".join(views) + b'],"next_cursor":null}')
+
+    # ------------------------------------------------------------------------- helpers
+    async def _one(self, projection: str, kind: str, id: str) -> web.Response:
+        view = await self._store.get_view(projection, kind, id)
+        if view is None:
+            return error_response(404, "not_found", f"no {kind} {id!r}")
+        return _raw(view)
+
+    def _guard(self, handler: Callable[[web.Request, str], Awaitable[web.Response]]
+               ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """Common part of every endpoint: min_position wait, live projection, error mapping."""
+
+        async def endpoint(request: web.Request) -> web.Response:
+            try:
+                raw_position = request.query.get("min_position")
+                if raw_position:
+                    position = self._position(raw_position)
+                    if not await self.wait_applied(position):
+                        return error_response(
+                            504, "timeout",
+                            f"position {position} not applied within "
+                            f"{self._options.min_position_timeout_s:g} s; retry later")
+                for attempt in (1, 2):
+                    projection = await self._store.live_projection()
+                    if projection is None:
+                        return error_response(503, "unavailable", "no projection yet; retry shortly",
+                                              headers={"Retry-After": "1"})
+                    try:
+                        response = await handler(request, projection)
+                    except UnknownProjection:
+                        if attempt == 2:
+                            raise
+                        continue  # a rebuild switched reads between the two calls: read again
+                    response.headers["X-Parley-Projection"] = projection
+                    return response
+            except _BadRequest as exc:
+                return error_response(400, "bad_request", str(exc))
+            except InvalidCursor as exc:
+                return error_response(400, "bad_request", str(exc))
+            except UnknownProjection:
+                return error_response(503, "unavailable", "projection switching; retry",
+                                      headers={"Retry-After": "1"})
+            except StoreError as exc:  # busy past its timeout, or closed during shutdown
+                return error_response(503, "unavailable", f"state store: {type(exc).__name__}",
+                                      headers={"Retry-After": "1"})
+            raise AssertionError("unreachable")
+
+        return endpoint
+
+    def _position(self, text: str) -> Position:
+        try:
+            position = Position.parse(text)
+        except ContractError as exc:
+            raise _BadRequest(f"min_position: {exc.detail}") from None
+        if position.topic not in self._topics.event_topics:
+            raise _BadRequest(f"min_position: {position.topic!r} is not an event topic")
+        return position
+
+    async def wait_applied(self, position: Position) -> bool:
+        """True once the live projection applied ``position``; False after the timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._options.min_position_timeout_s
+        check_store = True
+        if self._metrics is not None:
+            self._metrics.waiting.inc()
+        try:
+            return await self._wait(position, deadline, check_store)
+        finally:
+            if self._metrics is not None:
+                self._metrics.waiting.dec()
+
+    async def _wait(self, position: Position, deadline: float, check_store: bool) -> bool:
+        loop = asyncio.get_running_loop()
+        w = self._watermarks
+        topic, partition, offset = position.topic, position.partition, position.offset
+        while True:
+            live = await self._store.live_projection() if check_store else w.projection
+            if w.projection == live and w.applied(topic, partition, offset):
+                return self._waited("applied")
+            if check_store and live is not None:
+                stored = await self._store.offsets(live)
+                if stored.get((topic, partition), 0) > offset:
+                    return self._waited("applied")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return self._waited("timeout")
+            # Woken by the runner's next commit; on a quiet re-check interval, ask the store.
+            check_store = not await w.wait(min(remaining, self._options.recheck_s))
+
+    def _waited(self, outcome: str) -> bool:
+        if self._metrics is not None:
+            self._metrics.waits.labels(outcome).inc()
+        return outcome == "applied"
+
+
+def _limit(raw: str | None, default: int, maximum: int) -> int:
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
+        raise _BadRequest(f"limit must be an integer from 1 to {maximum}")
+    return int(raw)
+
+
+def _page(views: list[bytes], cursor: str | None) -> web.Response:
+    return _raw(b'{"items":[' + b",".join(views) + b'],"next_cursor":' + orjson.dumps(cursor) + b"}")
+
+
+def _raw(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json")

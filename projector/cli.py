@@ -1,0 +1,144 @@
+"""``parley projector`` and ``parley projections status | rebuild [NAME]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+from parley.settings import Settings
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the projector's commands to the top-level ``parley`` parser."""
+    proj = subparsers.add_parser("projector", help="run the projector and query API only")
+    # Defaults live in RunnerOptions (not imported here: every `parley` command loads this).
+    proj.add_argument("--max-batch", type=int, default=None,
+                      help="most records folded per store transaction (default 5000)")
+    proj.add_argument("--group", default=None,
+                      help="Kafka consumer group (default parley-projector)")
+    proj.set_defaults(handler=_cmd_projector)
+
+    projections = subparsers.add_parser("projections", help="projection copies: status, rebuild")
+    psub = projections.add_subparsers(dest="projections_command", required=True, metavar="ACTION")
+    psub.add_parser("status", help="each projection: live flag, offsets, lag, row counts"
+                    ).set_defaults(handler=_cmd_status)
+    rebuild = psub.add_parser("rebuild", help="replay the log into a new copy, then switch reads")
+    rebuild.add_argument("name", nargs="?", default=None,
+                         help="name of the new copy (default: the next vN)")
+    rebuild.set_defaults(handler=_cmd_rebuild)
+
+
+def _cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
+    from parley.http import build_app, serve
+    from parley.logs import setup_logging
+    from parley.runtime import Runtime
+    from projector.role import ProjectorOptions, ProjectorRole
+    from projector.runner import RunnerOptions
+
+    defaults = RunnerOptions()
+    if args.max_batch is not None and args.max_batch < 1:
+        raise SystemExit("parley projector: --max-batch must be at least 1")
+    setup_logging(settings.log_level, settings.all_secrets())
+    options = ProjectorOptions(runner=RunnerOptions(
+        max_records=args.max_batch or defaults.max_records, group_id=args.group or defaults.group_id))
+
+    async def main() -> None:
+        rt = Runtime.from_settings(settings)
+        await serve(build_app(rt, [ProjectorRole(rt, options)]), rt)
+
+    asyncio.run(main())
+    return 0
+
+
+def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from contracts.topics import Topics
+    from parley.kafka.clients import make_producer
+    from parley.logs import setup_logging
+    from projector.dlq import KafkaDeadLetters
+    from projector.rebuild import rebuild
+    from projector.stores import open_store
+
+    setup_logging(settings.log_level, settings.all_secrets())
+    topics = Topics(prefix=settings.kafka.topic_prefix)
+
+    async def main() -> int:
+        store = open_store(settings.store.url)
+        await store.open()
+        producer = make_producer(settings.kafka)
+        try:
+            await KafkaDeadLetters.ensure_topic(settings.kafka, topics)
+            await producer.start()
+            report = await rebuild(store, settings.kafka, topics, name=args.name,
+                                   dead_letters=KafkaDeadLetters(producer, topics))
+        finally:
+            await producer.stop()
+            await store.close()
+        rate = report.records / report.seconds if report.seconds > 0 else 0.0
+        print(f"rebuilt {report.name}: {report.records} records in {report.seconds:.1f} s "
+              f"({rate:.0f} records/s), {report.dead_letters} dead-lettered")
+        return 0
+
+    return asyncio.run(main())
+
+
+def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    sys.stdout.write(asyncio.run(projection_status(settings)))
+    return 0
+
+
+async def projection_status(settings: Settings) -> str:
+    """Text report: each projection's name, live flag, row counts, offsets and lag.
+
+    Lag is the partition's end offset minus the projection's stored next offset (the whole
+    partition when the projection has none). Kafka being unreachable only hides the lag.
+    """
+    from contracts.topics import Topics
+    from parley.kafka.clients import make_consumer
+    from projector.rebuild import event_partitions
+    from projector.stores import open_store
+
+    topics = Topics(prefix=settings.kafka.topic_prefix)
+    store = open_store(settings.store.url)
+    await store.open()
+    try:
+        live = await store.live_projection()
+        names = await store.list_projections()
+        details = {n: (await store.counts(n), await store.offsets(n)) for n in names}
+    finally:
+        await store.close()
+    ends: dict[tuple[str, int], int] = {}
+    kafka_note = ""
+    try:
+        tps = await event_partitions(settings.kafka, topics)
+        consumer = make_consumer(settings.kafka, group_id=None)
+        await consumer.start()
+        try:
+            if tps:
+                ends = {(tp.topic, tp.partition): off
+                        for tp, off in (await consumer.end_offsets(tps)).items()}
+        finally:
+            await consumer.stop()
+    except Exception as exc:  # noqa: BLE001 - status still shows what the store knows
+        kafka_note = f"  (Kafka unreachable: {type(exc).__name__}; lag unknown)\n"
+    lines: list[str] = []
+    if not names:
+        lines.append("no projections yet (the projector creates v1 when it starts)\n")
+    for name in names:
+        counts, offsets = details[name]
+        total_lag = sum(max(0, end - offsets.get(tp, 0)) for tp, end in ends.items())
+        flag = " (live)" if name == live else ""
+        rows = " ".join(f"{kind}={n}" for kind, n in counts.items())
+        lag = f"  lag {total_lag}" if ends else ""
+        lines.append(f"projection {name}{flag}  rows: {rows}{lag}\n")
+        lines.append(kafka_note)
+        for tp in sorted(set(offsets) | set(ends)):
+            stored = offsets.get(tp)
+            end = ends.get(tp)
+            part_lag = "?" if end is None else str(max(0, end - (stored or 0)))
+            lines.append(f"  {tp[0]}[{tp[1]}]  offset {stored if stored is not None else '-'}"
+                         f"  end {end if end is not None else '?'}  lag {part_lag}\n")
+    return "".join(lines)

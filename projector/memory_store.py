@@ -1,0 +1,166 @@
+"""An in-memory :class:`~projector.store.Store`: the twin of the SQLite store for unit tests.
+
+It keeps the same promises (it passes the same contract suite): commits are atomic —
+a failure part-way undoes the rows already written — copies are isolated, listings
+are keyset-paginated. Nothing survives the process, so ``parley run`` never uses it;
+``open_store("memory://")`` gives one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from projector.errors import LiveProjectionDrop, StoreError, UnknownProjection
+from projector.fold import AggregateRef
+from projector.store import KINDS, check_projection_name, decode_cursor, encode_cursor
+from projector.views import Row
+
+__all__ = ["MemoryStore"]
+
+
+class _Copy:
+    """One projection copy: rows by (kind, id) and next offsets by (topic, partition)."""
+
+    __slots__ = ("offsets", "rows")
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], Row] = {}
+        self.offsets: dict[tuple[str, int], int] = {}
+
+
+class MemoryStore:
+    """Dict-backed store. Not thread-safe; use from one event loop."""
+
+    def __init__(self) -> None:
+        self._copies: dict[str, _Copy] = {}
+        self._live: str | None = None
+        self._closed = False
+
+    async def open(self) -> None:
+        self._closed = False
+
+    async def close(self) -> None:
+        self._closed = True
+
+    def _copy(self, name: str) -> _Copy:
+        if self._closed:
+            raise StoreError("the store is closed")
+        try:
+            return self._copies[name]
+        except KeyError:
+            raise UnknownProjection(f"projection {name!r} does not exist") from None
+
+    async def live_projection(self) -> str | None:
+        return self._live
+
+    async def create_projection(self, name: str) -> None:
+        self._copies.setdefault(check_projection_name(name), _Copy())
+
+    async def set_live(self, name: str) -> None:
+        self._copy(name)
+        self._live = name
+
+    async def drop_projection(self, name: str) -> None:
+        if name == self._live:
+            raise LiveProjectionDrop(f"projection {name!r} serves reads; set another live first")
+        self._copies.pop(name, None)
+
+    async def list_projections(self) -> list[str]:
+        return sorted(self._copies)
+
+    async def load(self, projection: str, refs: Sequence[AggregateRef]) -> dict[AggregateRef, bytes]:
+        rows = self._copy(projection).rows
+        found: dict[AggregateRef, bytes] = {}
+        for ref in refs:
+            row = rows.get((ref.kind, ref.id))
+            if row is not None:
+                found[ref] = row.state
+        return found
+
+    async def commit(
+        self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int]
+    ) -> None:
+        copy = self._copy(projection)
+        undo: dict[tuple[str, str], Row | None] = {}
+        try:
+            for row in rows:
+                key = (row.kind, row.id)
+                if key not in undo:
+                    undo[key] = copy.rows.get(key)
+                copy.rows[key] = row
+            self._write_offsets(copy, offsets)
+        except BaseException:
+            # Atomicity: put back every row this commit touched, as it was.
+            for key, old in undo.items():
+                if old is None:
+                    del copy.rows[key]
+                else:
+                    copy.rows[key] = old
+            raise
+
+    def _write_offsets(self, copy: _Copy, offsets: Mapping[tuple[str, int], int]) -> None:
+        """The last step of a commit (a separate method so tests can make it fail)."""
+        staged = {(str(topic), int(partition)): int(offset) for (topic, partition), offset in offsets.items()}
+        copy.offsets.update(staged)
+
+    async def offsets(self, projection: str) -> dict[tuple[str, int], int]:
+        return dict(self._copy(projection).offsets)
+
+    async def get_view(self, projection: str, kind: str, id: str) -> bytes | None:
+        row = self._copy(projection).rows.get((kind, id))
+        return None if row is None else row.view
+
+    async def list_chats(
+        self,
+        projection: str,
+        *,
+        status: str | None = None,
+        source: str | None = None,
+        agent: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[bytes], str | None]:
+        rows = (
+            row
+            for row in self._copy(projection).rows.values()
+            if row.kind == "chat"
+            and (status is None or row.status == status)
+            and (source is None or row.source == source)
+            and (agent is None or row.agent_id == agent)
+        )
+        return _page("chats", rows, limit, cursor)
+
+    async def list_messages(
+        self, projection: str, chat_id: str, *, limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[bytes], str | None]:
+        rows = (
+            row
+            for row in self._copy(projection).rows.values()
+            if row.kind == "message" and row.chat_id == chat_id
+        )
+        return _page("messages", rows, limit, cursor)
+
+    async def list_agents(self, projection: str) -> list[bytes]:
+        agents = [row for row in self._copy(projection).rows.values() if row.kind == "agent"]
+        return [row.view for row in sorted(agents, key=lambda row: row.id)]
+
+    async def counts(self, projection: str) -> dict[str, int]:
+        counts = dict.fromkeys(KINDS, 0)
+        for kind, _ in self._copy(projection).rows:
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+
+def _page(
+    listing: str, rows: Iterable[Row], limit: int, cursor: str | None
+) -> tuple[list[bytes], str | None]:
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit}")
+    ordered = sorted(rows, key=lambda row: (row.sort_key, row.id))
+    if cursor is not None:
+        after = decode_cursor(listing, cursor)
+        ordered = [row for row in ordered if (row.sort_key, row.id) > after]
+    page = ordered[:limit]
+    more = len(ordered) > limit
+    next_cursor = encode_cursor(listing, page[-1].sort_key, page[-1].id) if more else None
+    return [row.view for row in page], next_cursor

@@ -1,0 +1,180 @@
+"""Rebuild a projection from the log, beside the live one, and switch reads when caught up.
+
+Steps:
+
+1. Pick the new copy's name (the next ``vN`` unless given), refuse the live name, and create
+   it empty (a leftover copy of an interrupted rebuild with that name is dropped first).
+2. Assign every partition of the event topics **without a consumer group** (the live runner's
+   group and its offsets are untouched), seek to the beginning, and read the end offsets.
+3. Fold batches into the new copy exactly like the live runner (same :class:`Folder`; rows and
+   next offsets in one store transaction per batch), printing progress — records done,
+   records/s, ETA — after the first batch that ends ``progress_every_s`` after the last
+   print (batches of ``max_records`` take well under a second).
+4. When the end offsets read at the start are reached, read the end offsets again and catch
+   up to those, so the switch lands close to the head of the log.
+5. ``set_live`` the new copy: reads switch atomically. The live runner notices on its next
+   batch, drops its cache and seeks to the new copy's stored offsets, so records that arrived
+   after step 4 are applied to the new copy by the runner.
+6. Drop the old copy.
+
+Meanwhile the query API keeps answering from the old copy; it never sees a half-built one.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from contracts.topics import Topics
+from parley.kafka.clients import make_admin, make_consumer
+from parley.settings import KafkaSettings
+from projector.dlq import DeadLetters
+from projector.errors import ProjectorError
+from projector.runner import Folder
+from projector.store import Store, check_projection_name
+
+__all__ = ["RebuildError", "RebuildReport", "event_partitions", "next_version", "rebuild"]
+
+_VERSION = re.compile(r"v(\d+)")
+
+
+class RebuildError(ProjectorError):
+    """A rebuild cannot start as asked (e.g. the target name is the live projection)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RebuildReport:
+    name: str
+    previous: str | None
+    records: int
+    dead_letters: int
+    seconds: float
+
+
+def next_version(names: list[str]) -> str:
+    """``v<N+1>`` for the greatest ``vN`` among ``names`` (``v1`` when there is none)."""
+    numbers = [int(m.group(1)) for n in names if (m := _VERSION.fullmatch(n))]
+    return f"v{max(numbers, default=0) + 1}"
+
+
+class _Progress:
+    def __init__(self, name: str, total: int, out: TextIO, every_s: float) -> None:
+        self._name, self.total, self._out, self._every_s = name, total, out, every_s
+        self._start = self._last = time.monotonic()
+        self.done = 0
+
+    def add(self, n: int, *, force: bool = False) -> None:
+        self.done += n
+        now = time.monotonic()
+        if not force and now - self._last < self._every_s:
+            return
+        self._last = now
+        elapsed = max(now - self._start, 1e-9)
+        rate = self.done / elapsed
+        remaining = max(self.total - self.done, 0)
+        eta = f"{remaining / rate:.0f} s" if rate > 0 else "?"
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        print(f"rebuild {self._name}: {self.done}/{self.total} records ({pct:.1f}%), "
+              f"{rate:.0f} records/s, ETA {eta}", file=self._out, flush=True)
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self._start
+
+
+async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
+                  name: str | None = None, dead_letters: DeadLetters | None = None,
+                  out: TextIO | None = None, progress_every_s: float = 2.0,
+                  max_records: int = 5_000) -> RebuildReport:
+    """Replay the event topics into a new projection copy and make it live (see module doc)."""
+    out = out or sys.stderr
+    # Step 1: the new copy.
+    previous = await store.live_projection()
+    existing = await store.list_projections()
+    name = check_projection_name(name or next_version(existing))
+    if name == previous:
+        raise RebuildError(f"{name} is the live projection; rebuild into another name "
+                           f"(default: {next_version(existing)})")
+    if name in existing:
+        await store.drop_projection(name)  # leftover of an interrupted rebuild
+    await store.create_projection(name)
+
+    # Step 2: every partition from the beginning, no consumer group.
+    consumer = make_consumer(kafka, group_id=None, max_poll_records=max_records,
+                             max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
+    await consumer.start()
+    try:
+        tps = await event_partitions(kafka, topics)
+        consumer.assign(tps)
+        if tps:
+            await consumer.seek_to_beginning(*tps)
+        begin = await consumer.beginning_offsets(tps) if tps else {}
+        target: dict[TopicPartition, int] = await consumer.end_offsets(tps) if tps else {}
+        total = sum(target[tp] - begin[tp] for tp in tps)
+        print(f"rebuild {name}: replaying {total} records from {len(tps)} partitions "
+              f"(live: {previous or 'none'})", file=out, flush=True)
+        progress = _Progress(name, total, out, progress_every_s)
+        folder = Folder(store, cache_size=200_000)
+        dead = 0
+        refreshed = False
+        while True:
+            if await _caught_up(consumer, target):
+                if refreshed:
+                    break
+                # Step 4: once more, to the current end of the log.
+                refreshed = True
+                target = await consumer.end_offsets(tps) if tps else {}
+                positions = {tp: await consumer.position(tp) for tp in tps}
+                progress.total = progress.done + sum(
+                    max(0, target[tp] - positions[tp]) for tp in tps)
+                continue
+            # Step 3: fold one batch into the new copy.
+            batch = await consumer.getmany(timeout_ms=500, max_records=max_records)
+            records = [r for recs in batch.values() for r in recs]
+            if not records:
+                continue
+            result = await folder.fold(name, records)
+            if result.dead:
+                dead += len(result.dead)
+                if dead_letters is not None:
+                    await dead_letters.send(result.dead, name)
+            await store.commit(name, result.rows, result.offsets)
+            folder.remember(result.states)
+            progress.add(len(records))
+    finally:
+        await consumer.stop()
+    progress.add(0, force=True)
+
+    # Step 5: switch reads; Step 6: drop the old copy.
+    await store.set_live(name)
+    print(f"rebuild {name}: live projection switched {previous or 'none'} -> {name}",
+          file=out, flush=True)
+    if previous is not None:
+        await store.drop_projection(previous)
+        print(f"rebuild {name}: dropped {previous}", file=out, flush=True)
+    return RebuildReport(name=name, previous=previous, records=progress.done,
+                         dead_letters=dead, seconds=progress.elapsed_s)
+
+
+async def event_partitions(kafka: KafkaSettings, topics: Topics) -> list[TopicPartition]:
+    """Every partition of the event topics that exist (missing topics have none)."""
+    admin = make_admin(kafka)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics.event_topics))
+    finally:
+        await admin.close()
+    return [TopicPartition(t["topic"], p["partition"]) for t in described if t["error_code"] == 0
+            for p in sorted(t["partitions"], key=lambda p: int(p["partition"]))]
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, target: dict[TopicPartition, int]) -> bool:
+    for tp, end in target.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True

@@ -1,0 +1,114 @@
+"""The projector as a role of the HTTP process: query API routes plus the runner in background.
+
+Start order (``cleanup_ctx``): open the store (creating the first projection if there is
+none), then start a background task that makes sure the dead-letter topic exists, starts the
+dead-letter producer and runs the runner — restarting them after a failure, so the query API
+keeps serving while Kafka is away. Stop order is the reverse: ask the runner to stop (its
+current batch finishes and commits), wait for it, stop the producer, close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from parley.kafka.clients import make_producer
+from parley.runtime import Runtime
+from projector.api import ApiOptions, QueryApi
+from projector.dlq import KafkaDeadLetters
+from projector.metrics import ProjectorMetrics
+from projector.runner import Runner, RunnerOptions, Watermarks, ensure_live
+from projector.store import Store
+from projector.stores import open_store
+
+__all__ = ["ProjectorRole"]
+
+log = logging.getLogger("parley.projector")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectorOptions:
+    runner: RunnerOptions = field(default_factory=RunnerOptions)
+    api: ApiOptions = field(default_factory=ApiOptions)
+    stop_timeout_s: float = 30.0
+    restart_backoff_s: float = 2.0
+
+
+class ProjectorRole:
+    """Runs the projector (runner + query API) inside ``parley run`` / ``parley projector``."""
+
+    name = "projector"
+
+    def __init__(self, rt: Runtime, options: ProjectorOptions = ProjectorOptions()) -> None:
+        self._rt = rt
+        self._options = options
+        self.metrics = ProjectorMetrics.create(rt.registry)
+        self.watermarks = Watermarks()
+        self.store: Store = open_store(rt.settings.store.url)
+        self.runner: Runner | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._problem: str | None = None
+
+    def install(self, app: web.Application, rt: Runtime) -> None:
+        QueryApi(self.store, rt.topics, self.watermarks, self._options.api, self.metrics
+                 ).install(app)
+        app.cleanup_ctx.append(self._lifecycle)
+        rt.readiness[self.name] = self.ready
+
+    async def ready(self) -> str | None:
+        runner, task = self.runner, self._task
+        if task is None:
+            return "not started"
+        if task.done():
+            return "runner stopped"
+        if runner is None or not runner.started.is_set():
+            return self._problem or "connecting to Kafka"
+        return runner.problem
+
+    async def _lifecycle(self, app: web.Application) -> AsyncIterator[None]:
+        await self.store.open()
+        await ensure_live(self.store)  # reads answer (empty) from the first request on
+        stop = asyncio.Event()
+        self._task = asyncio.create_task(self._run(stop), name="projector")
+        try:
+            yield
+        finally:
+            stop.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self._options.stop_timeout_s)
+            except TimeoutError:
+                log.warning("projector did not stop in time; cancelling")
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            await self.store.close()
+
+    async def _run(self, stop: asyncio.Event) -> None:
+        """Kafka-side work, restarted after failures: the query API keeps serving the store
+        while Kafka is away (``/readyz`` says why the projector is not ready)."""
+        rt = self._rt
+        while not stop.is_set():
+            producer = make_producer(rt.settings.kafka)
+            try:
+                await KafkaDeadLetters.ensure_topic(rt.settings.kafka, rt.topics)
+                await producer.start()
+                self.runner = Runner(
+                    store=self.store, kafka=rt.settings.kafka, topics=rt.topics,
+                    dead_letters=KafkaDeadLetters(producer, rt.topics, self.metrics),
+                    metrics=self.metrics, watermarks=self.watermarks,
+                    options=self._options.runner)
+                await self.runner.run(stop)
+            except Exception as exc:
+                self._problem = f"projector failed: {type(exc).__name__}: {exc}"
+                if self.runner is not None:
+                    self.runner.problem = self._problem
+                log.exception("projector runner failed; restarting")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self._options.restart_backoff_s)
+            finally:
+                await producer.stop()

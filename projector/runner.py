@@ -1,0 +1,450 @@
+"""The projector's consumer loop: Kafka batches in, folded states and offsets out, exactly once.
+
+The runner consumes the event topics in consumer group ``parley-projector`` and keeps the
+*live* projection of the store up to date. The store, not Kafka, is the truth about progress:
+each batch's states and each partition's next offset are written in one store transaction,
+and on assignment every partition is sought to the offset stored with the state. A crash at
+any point therefore re-reads at most the batch that was in flight, and that batch was either
+committed whole (it is skipped by the seek) or not at all (it is folded again).
+
+Commit protocol, for each batch (the ``# Step N`` comments below mark each step):
+
+1. Consume a batch with ``getmany`` (up to ``max_records``) from the assigned partitions.
+2. Under the batch lock: if a rebalance happened since the fetch, or the store's live
+   projection changed (a rebuild switched reads), or the previous batch failed: drop the
+   fold-state cache and the batch, and seek every assigned partition to the live
+   projection's stored offsets (never drop records without seeking back to them).
+3. Drop records below the next offset already applied for their partition (a safety net:
+   after a seek no such record should arrive).
+4. Decode envelopes, normalise them to domain events and collect the aggregates they affect.
+5. Load the fold states not in the LRU cache from the store (one ``load`` per batch).
+6. Fold each record's events into working copies of the states; a record that fails to decode
+   or apply changes nothing and becomes a dead letter.
+7. Produce the dead letters and wait for their acknowledgement (before step 8, so a crash can
+   duplicate a dead letter but never lose one).
+8. Build the rows of the changed aggregates and commit rows + each partition's next offset in
+   ONE store transaction.
+9. Only now update the cache and the in-memory offsets, and wake read-your-writes waiters.
+10. Commit the same offsets to Kafka (after the store, best effort) so consumer-group lag is
+    visible to standard tools; Kafka's committed offsets are never read back.
+
+Rebalances: ``on_partitions_revoked`` takes the batch lock, so an in-flight batch finishes its
+store commit before the partitions can be handed to another member; then the cache is dropped.
+``on_partitions_assigned`` seeks each partition to the live projection's stored offset (the
+beginning when it has none).
+
+Cache: decoded fold states, keyed by :class:`AggregateRef`, least recently used evicted. It is
+valid only while this process is the only writer of those aggregates: it is dropped on every
+revocation (aiokafka rebalances eagerly: every revocation revokes all partitions), on a
+projection switch and after any failed batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from contracts.domain import DomainEvent
+from contracts.envelope import decode_envelope
+from contracts.normalise import normalise
+from contracts.topics import Topics
+from parley.kafka.clients import make_consumer
+from parley.settings import KafkaSettings
+from projector.dlq import DeadLetter, DeadLetters, Stage
+from projector.fold import AggregateRef, FoldState, affected, apply, decode_state
+from projector.metrics import ProjectorMetrics
+from projector.store import Store
+from projector.views import Row, row_for
+
+__all__ = ["BatchResult", "Folder", "Runner", "RunnerOptions", "Watermarks", "ensure_live"]
+
+log = logging.getLogger("parley.projector.runner")
+
+Offsets = dict[tuple[str, int], int]
+ApplyFn = Callable[[AggregateRef, FoldState | None, DomainEvent], FoldState]
+RowFn = Callable[[AggregateRef, FoldState], Row]
+FIRST_PROJECTION = "v1"
+# Records between yields to the event loop while folding: the query API shares the loop, so
+# a 5,000-record batch must not hold it for the whole fold.
+_YIELD_EVERY = 500
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunnerOptions:
+    group_id: str = "parley-projector"
+    max_records: int = 5000  # per getmany: large batches amortise the store transaction
+    poll_timeout_ms: int = 500  # also bounds how long a stop request waits
+    cache_size: int = 100_000  # decoded fold states kept between batches
+    retry_backoff_s: float = 1.0  # after a failed batch (store busy, Kafka down)
+
+
+async def ensure_live(store: Store) -> str:
+    """The live projection's name, creating and switching to ``v1`` in an empty store."""
+    live = await store.live_projection()
+    if live is None:
+        await store.create_projection(FIRST_PROJECTION)
+        await store.set_live(FIRST_PROJECTION)
+        live = FIRST_PROJECTION
+    return live
+
+
+class Watermarks:
+    """Next offsets this process has applied to the live projection, and a way to wait on them.
+
+    The runner calls :meth:`advance` after each store commit (step 9); the query API's
+    read-your-writes waits call :meth:`wait` and re-check. Single event loop, no locking.
+    """
+
+    def __init__(self) -> None:
+        self.projection: str | None = None
+        self._next: Offsets = {}
+        self._changed = asyncio.Event()
+
+    def applied(self, topic: str, partition: int, offset: int) -> bool:
+        return self._next.get((topic, partition), 0) > offset
+
+    def advance(self, projection: str, offsets: Mapping[tuple[str, int], int]) -> None:
+        if projection != self.projection:
+            self.projection, self._next = projection, {}
+        for tp, off in offsets.items():
+            if off > self._next.get(tp, 0):
+                self._next[tp] = off
+        self._wake()
+
+    def reset(self, projection: str) -> None:
+        """Forget what was applied (the live projection changed)."""
+        self.projection, self._next = projection, {}
+        self._wake()
+
+    async def wait(self, timeout_s: float) -> bool:
+        """Wait until the next :meth:`advance`/:meth:`reset` or ``timeout_s``; True if woken."""
+        event = self._changed
+        try:
+            await asyncio.wait_for(event.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    def _wake(self) -> None:
+        # Swap before setting: waiters hold the old event, later waits get a fresh one.
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+
+@dataclass(kw_only=True)
+class BatchResult:
+    rows: list[Row] = field(default_factory=list)
+    offsets: Offsets = field(default_factory=dict)
+    dead: list[DeadLetter] = field(default_factory=list)
+    states: dict[AggregateRef, FoldState] = field(default_factory=dict)
+    records_by_topic: dict[str, int] = field(default_factory=dict)
+    events: int = 0
+
+
+class Folder:
+    """Steps 3-6 and 8's row building: records in, rows + offsets + dead letters out.
+
+    Shared by the live runner and by rebuilds, so both fold identically. Owns the LRU cache.
+    """
+
+    def __init__(self, store: Store, cache_size: int = 100_000,
+                 metrics: ProjectorMetrics | None = None, *, apply_fn: ApplyFn = apply,
+                 row_fn: RowFn = row_for) -> None:
+        self._store = store
+        self._apply = apply_fn  # the real fold; tests inject faults through these two
+        self._row = row_fn
+        self._cache: OrderedDict[AggregateRef, FoldState] = OrderedDict()
+        self._cache_size = cache_size
+        self._metrics = metrics
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+    def remember(self, states: Mapping[AggregateRef, FoldState]) -> None:
+        """Step 9: cache committed states (never states of a batch that did not commit)."""
+        cache = self._cache
+        for ref, state in states.items():
+            cache[ref] = state
+            cache.move_to_end(ref)
+        while len(cache) > self._cache_size:
+            cache.popitem(last=False)
+
+    async def fold(self, projection: str, records: Sequence[ConsumerRecord]) -> BatchResult:
+        """Fold ``records`` (in offset order per partition) on top of the stored states."""
+        try:
+            return await self._fold(projection, records, check_rows=False)
+        except _RowsFailed:
+            # Some aggregate's view cannot be built, and rows are built once per batch, so
+            # the record that broke it is unknown: fold again, checking after each record.
+            log.warning("building rows failed; folding the batch again record by record")
+            return await self._fold(projection, records, check_rows=True)
+
+    async def _fold(self, projection: str, records: Sequence[ConsumerRecord],
+                    *, check_rows: bool) -> BatchResult:
+        result = BatchResult()
+        offsets, counts = result.offsets, result.records_by_topic
+        # Step 4: decode, normalise, collect affected aggregates.
+        todo: list[tuple[ConsumerRecord, list[tuple[DomainEvent, list[AggregateRef]]]]] = []
+        needed: set[AggregateRef] = set()
+        for n, rec in enumerate(records, 1):
+            if n % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # folding is CPU-bound: let queries in between
+            offsets[(rec.topic, rec.partition)] = rec.offset + 1  # records come in offset order
+            counts[rec.topic] = counts.get(rec.topic, 0) + 1
+            stage: Stage = "decode"
+            try:
+                env = decode_envelope(rec.value)
+                stage = "apply"
+                pairs = [(ev, affected(ev)) for ev in normalise(env)]
+            except Exception as exc:  # noqa: BLE001 - any failure of one record dead-letters it
+                result.dead.append(_letter(rec, stage, exc))
+                continue
+            if pairs:
+                todo.append((rec, pairs))
+                for _, refs in pairs:
+                    needed.update(refs)
+        # Step 5: states from the cache, else from the store.
+        work: dict[AggregateRef, FoldState] = {}
+        missing: list[AggregateRef] = []
+        cache = self._cache
+        for ref in needed:
+            state = cache.get(ref)
+            if state is None:
+                missing.append(ref)
+            else:
+                work[ref] = state
+        if self._metrics is not None:
+            self._metrics.cache_hits.inc(len(work))
+            self._metrics.cache_misses.inc(len(missing))
+        if missing:
+            for ref, data in (await self._store.load(projection, missing)).items():
+                work[ref] = decode_state(ref.kind, data)
+        # Step 6: fold; one record's events are staged and kept only if all of them apply.
+        changed: set[AggregateRef] = set()
+        apply_fn = self._apply
+        for n, (rec, pairs) in enumerate(todo, 1):
+            if n % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            staged: dict[AggregateRef, FoldState] = {}
+            try:
+                for event, refs in pairs:
+                    for ref in refs:
+                        prior = staged[ref] if ref in staged else work.get(ref)
+                        staged[ref] = apply_fn(ref, prior, event)
+                if check_rows:
+                    for ref, state in staged.items():
+                        self._row(ref, state)
+            except Exception as exc:  # noqa: BLE001
+                result.dead.append(_letter(rec, "apply", exc))
+                continue
+            work.update(staged)
+            changed.update(staged)
+            result.events += len(pairs)
+        # Step 8 (first half): one row per changed aggregate, however many events it took.
+        try:
+            row_fn = self._row
+            result.rows = [row_fn(ref, work[ref]) for ref in changed]
+        except Exception as exc:
+            raise _RowsFailed from exc
+        result.states = work
+        return result
+
+
+class _RowsFailed(Exception):
+    """A view could not be built from a folded state (a fold/view bug for some input)."""
+
+
+def _letter(rec: ConsumerRecord, stage: Stage, exc: Exception) -> DeadLetter:
+    return DeadLetter(topic=rec.topic, partition=rec.partition, offset=rec.offset,
+                      timestamp_ms=rec.timestamp, key=rec.key, value=rec.value, stage=stage,
+                      error=type(exc).__name__, detail=str(exc))
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._runner._on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self._runner._on_assigned(set(assigned))
+
+
+class Runner:
+    """Keeps the live projection up to date from the event topics. See the module docstring."""
+
+    def __init__(self, *, store: Store, kafka: KafkaSettings, topics: Topics,
+                 dead_letters: DeadLetters, metrics: ProjectorMetrics,
+                 watermarks: Watermarks | None = None,
+                 options: RunnerOptions = RunnerOptions(), folder: Folder | None = None) -> None:
+        self._store = store
+        self._kafka = kafka
+        self._topics = topics
+        self._dead_letters = dead_letters
+        self._metrics = metrics
+        self.watermarks = watermarks or Watermarks()
+        self._options = options
+        self._folder = folder or Folder(store, options.cache_size, metrics)
+        self._lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._next: dict[TopicPartition, int] = {}  # assigned partitions -> next offset to apply
+        self._generation = 0  # bumped by every rebalance callback
+        self._reseek = False
+        self.projection: str | None = None
+        self.problem: str | None = "starting"
+        self.started = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set; the current batch always finishes first."""
+        self.projection = await ensure_live(self._store)
+        self.watermarks.reset(self.projection)
+        consumer = make_consumer(self._kafka, group_id=self._options.group_id,
+                                 max_poll_records=self._options.max_records,
+                                 # Catching up after downtime: big fetches, few round trips.
+                                 max_partition_fetch_bytes=4 << 20)
+        consumer.subscribe(list(self._topics.event_topics), listener=_Listener(self))
+        self._consumer = consumer
+        try:
+            await consumer.start()
+            self.started.set()
+            self.problem = None
+            while not stop.is_set():
+                generation = self._generation
+                # Step 1: a batch from the assigned partitions.
+                batch = await consumer.getmany(timeout_ms=self._options.poll_timeout_ms,
+                                               max_records=self._options.max_records)
+                try:
+                    offsets = await self._process(batch, generation)
+                except Exception as exc:
+                    self.problem = f"last batch failed: {type(exc).__name__}: {exc}"
+                    log.exception("batch failed; re-reading from the stored offsets")
+                    self._reseek = True
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self._options.retry_backoff_s)
+                    continue
+                self.problem = None
+                if offsets:
+                    await self._commit_kafka(consumer, offsets)
+        finally:
+            self._consumer = None
+            await consumer.stop()
+
+    async def _process(self, batch: Mapping[TopicPartition, list[ConsumerRecord]],
+                       generation: int) -> Offsets:
+        async with self._lock:
+            # Step 2: a rebalance or a projection switch since the fetch voids the batch. The
+            # consumer's positions moved past it, so every partition is sought back to the
+            # store's offsets: dropping a batch without seeking would skip its records.
+            live = await ensure_live(self._store)
+            if generation != self._generation or live != self.projection or self._reseek:
+                await self._switch(live)
+                return {}
+            projection = live
+            # Step 3: only records this runner has not applied yet.
+            records: list[ConsumerRecord] = []
+            for tp, recs in batch.items():
+                next_offset = self._next.get(tp)
+                if next_offset is None:
+                    continue
+                records.extend(r for r in recs if r.offset >= next_offset)
+            if not records:
+                return {}
+            started = time.perf_counter()
+            # Steps 4-6 (and 8's rows).
+            result = await self._folder.fold(projection, records)
+            # Step 7: dead letters are durable before the batch that skips them commits.
+            if result.dead:
+                await self._dead_letters.send(result.dead, projection)
+            # Step 8: rows and next offsets in ONE store transaction.
+            try:
+                await self._store.commit(projection, result.rows, result.offsets)
+            except Exception:
+                if await self._store.live_projection() != projection:
+                    # A rebuild switched reads and dropped our copy mid-batch: nothing lost,
+                    # the batch is folded again into the new live projection.
+                    await self._switch(await ensure_live(self._store))
+                    return {}
+                self._folder.clear()
+                raise
+            # Step 9: cache, offsets, waiters.
+            self._folder.remember(result.states)
+            for (topic, partition), off in result.offsets.items():
+                self._next[TopicPartition(topic, partition)] = off
+            self.watermarks.advance(projection, result.offsets)
+            self._observe(result, time.perf_counter() - started)
+            return result.offsets
+
+    async def _commit_kafka(self, consumer: AIOKafkaConsumer, offsets: Offsets) -> None:
+        # Step 10: for lag tooling only; a failure (rebalance, broker away) is harmless.
+        try:
+            await consumer.commit({TopicPartition(t, p): off for (t, p), off in offsets.items()})
+        except Exception as exc:  # noqa: BLE001
+            log.info("Kafka offset commit skipped: %s", type(exc).__name__)
+
+    def _observe(self, result: BatchResult, seconds: float) -> None:
+        m = self._metrics
+        m.batches.inc()
+        m.batch_seconds.observe(seconds)
+        m.events.inc(result.events)
+        m.rows_written.inc(len(result.rows))
+        for topic, n in result.records_by_topic.items():
+            m.records.labels(topic).inc(n)
+        consumer = self._consumer
+        if consumer is not None:
+            for (topic, partition), off in result.offsets.items():
+                high = consumer.highwater(TopicPartition(topic, partition))
+                if high is not None:
+                    m.lag.labels(topic, str(partition)).set(max(0, high - off))
+
+    async def _switch(self, live: str) -> None:
+        """Follow the live projection (after a rebuild, or to recover from a failed batch)."""
+        if live != self.projection:
+            log.info("live projection is now %s (was %s)", live, self.projection)
+            self._metrics.switches.inc()
+            self.watermarks.reset(live)
+        self.projection = live
+        self._folder.clear()
+        consumer = self._consumer
+        await self._seek(set(consumer.assignment()) if consumer is not None else set())
+        self._reseek = False
+
+    async def _seek(self, partitions: set[TopicPartition]) -> None:
+        consumer = self._consumer
+        if consumer is None or self.projection is None:
+            return
+        stored = await self._store.offsets(self.projection)
+        for tp in partitions:
+            # No stored offset: the projection has nothing from this partition yet, so it starts
+            # at 0 (below the log start, auto_offset_reset="earliest" moves it to the first
+            # record). A plain seek does not wait on the fetcher, unlike seek_to_beginning.
+            off = stored.get((tp.topic, tp.partition), 0)
+            consumer.seek(tp, off)
+            self._next[tp] = off
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self._lock:  # the in-flight batch commits to the store first
+            self._generation += 1
+            self._folder.clear()
+            for tp in revoked:
+                self._next.pop(tp, None)
+
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self._lock:
+            self._generation += 1
+            try:
+                self.projection = await ensure_live(self._store)
+                await self._seek(assigned)
+            except Exception:
+                log.exception("seeking to the stored offsets failed; retrying before the next batch")
+                self._reseek = True
+                return
+            log.info("assigned %d partition(s) of projection %s", len(assigned), self.projection)

@@ -1,0 +1,144 @@
+"""The state store Protocol: what the runner and the query API need from a database.
+
+Every implementation (``memory_store.MemoryStore``, ``sqlite_store.SqliteStore``, a
+PostgreSQL store next) passes the one contract suite in ``tests/projector/store_contract.py``.
+
+Guarantees every implementation gives:
+
+* **Atomic commits.** :meth:`Store.commit` writes all rows *and* all offsets of a batch in
+  one transaction: after a crash or an error either the whole batch is visible or none
+  of it is. This is what makes the projector's effects exactly-once.
+* **Isolated projection copies.** Rows and offsets belong to one named projection;
+  creating, filling and dropping one copy never changes what another returns.
+  :meth:`Store.set_live` switches which copy serves reads in one step.
+* **Byte-exact views.** Reads return the ``view`` bytes exactly as committed.
+* **Keyset pagination.** Listings are ordered by ``(Row.sort_key, Row.id)`` ascending;
+  a cursor names the last row of the previous page, so rows inserted or changed
+  between pages never make a row already listed appear twice or one that kept its
+  place be skipped. Cursors are opaque strings.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import msgspec
+
+from projector.errors import InvalidCursor, InvalidProjectionName
+from projector.fold import AggregateRef
+from projector.views import Row
+
+__all__ = [
+    "KINDS",
+    "Store",
+    "check_projection_name",
+    "decode_cursor",
+    "encode_cursor",
+]
+
+#: Aggregate kinds a store holds rows of, in the order ``counts`` reports them.
+KINDS: tuple[str, ...] = ("chat", "message", "visitor", "agent")
+
+_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+_CURSOR = msgspec.json.Decoder(tuple[str, str, str])
+
+
+class Store(Protocol):
+    """Durable home of folded states, their views and the offsets they reflect."""
+
+    async def open(self) -> None:
+        """Create the schema (or migrate it); idempotent."""
+
+    async def close(self) -> None:
+        """Release connections and threads; idempotent."""
+
+    async def live_projection(self) -> str | None:
+        """Name of the projection that serves reads, or None before the first ``set_live``."""
+
+    async def create_projection(self, name: str) -> None:
+        """Create an empty projection copy; no-op if it already exists."""
+
+    async def set_live(self, name: str) -> None:
+        """Atomically make ``name`` the projection that serves reads (UnknownProjection if absent)."""
+
+    async def drop_projection(self, name: str) -> None:
+        """Delete a copy's rows and offsets; no-op if absent; LiveProjectionDrop if it is live."""
+
+    async def list_projections(self) -> list[str]:
+        """Names of all projection copies, sorted."""
+
+    async def load(self, projection: str, refs: Sequence[AggregateRef]) -> dict[AggregateRef, bytes]:
+        """Encoded fold states of those ``refs`` that exist (one query per kind, not per ref)."""
+
+    async def commit(
+        self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int]
+    ) -> None:
+        """In ONE transaction: upsert ``rows`` and set each (topic, partition)'s NEXT offset.
+
+        A later row for the same (kind, id) in ``rows`` wins. Offsets of partitions not in
+        ``offsets`` are left as they are. Raises StoreUnavailable (retriable; nothing
+        written) when the database is busy.
+        """
+
+    async def offsets(self, projection: str) -> dict[tuple[str, int], int]:
+        """The next offset to read of every (topic, partition) committed to this projection."""
+
+    async def get_view(self, projection: str, kind: str, id: str) -> bytes | None:
+        """The stored view of one aggregate, or None."""
+
+    async def list_chats(
+        self,
+        projection: str,
+        *,
+        status: str | None = None,
+        source: str | None = None,
+        agent: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[bytes], str | None]:
+        """A page of chat views (most recent activity first) and the cursor of the next page.
+
+        The cursor is None when this page is the last. Filters compare exactly.
+        """
+
+    async def list_messages(
+        self, projection: str, chat_id: str, *, limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[bytes], str | None]:
+        """A page of one chat's message views (by posted time, then id) and the next cursor."""
+
+    async def list_agents(self, projection: str) -> list[bytes]:
+        """Every agent view, ordered by agent id."""
+
+    async def counts(self, projection: str) -> dict[str, int]:
+        """Number of rows per kind (every kind in :data:`KINDS`, zeros included)."""
+
+
+def check_projection_name(name: str) -> str:
+    """Return ``name`` if it is a valid projection name (it becomes part of SQL identifiers)."""
+    if not _NAME.fullmatch(name):
+        raise InvalidProjectionName(
+            f"projection name {name!r} is invalid: use 1-64 characters of A-Z, a-z, 0-9 and _"
+        )
+    return name
+
+
+def encode_cursor(listing: str, sort_key: str, id: str) -> str:
+    """Opaque cursor naming the last row of a page of ``listing`` ("chats", "messages")."""
+    raw = msgspec.json.encode((listing, sort_key, id))
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(listing: str, cursor: str) -> tuple[str, str]:
+    """The (sort_key, id) a cursor of ``listing`` names; InvalidCursor if it is not one."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        kind, sort_key, id = _CURSOR.decode(raw)
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        raise InvalidCursor("cursor is not valid: pass back the cursor of the previous page") from None
+    if kind != listing:
+        raise InvalidCursor(f"cursor belongs to another listing ({kind!r}, not {listing!r})")
+    return sort_key, id

@@ -1,0 +1,246 @@
+"""The query API, served by the real projector role (real broker, real SQLite store)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from contracts.position import Position
+from contracts.topics import Topics
+from parley.http import build_app
+from parley.kafka.launcher import free_ports
+from parley.runtime import Runtime
+from parley.settings import KafkaSettings, Settings, StoreSettings
+from projector.api import ApiOptions
+from projector.role import ProjectorOptions, ProjectorRole
+from projector.runner import RunnerOptions
+from tests.projector.test_runner_kit import (
+    T0,
+    applied,
+    conversation,
+    delete_dlq,
+    envelope,
+    eventually,
+    natterly_body,
+    natterly_user_status,
+    produce,
+    shipper_conversation,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+async def api(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path,
+              unique: str) -> AsyncIterator[tuple[TestClient[Any, Any], ProjectorRole]]:
+    settings = Settings(kafka=kafka_settings,
+                        store=StoreSettings(url=f"sqlite:///{tmp_path / 'state.db'}"))
+    rt = Runtime.from_settings(settings)
+    role = ProjectorRole(rt, ProjectorOptions(
+        runner=RunnerOptions(group_id=f"{unique}-projector", poll_timeout_ms=100),
+        api=ApiOptions(min_position_timeout_s=3.0, recheck_s=0.2)))
+    client: TestClient[Any, Any] = TestClient(TestServer(build_app(rt, [role])))
+    await client.start_server()
+    try:
+        yield client, role
+    finally:
+        await client.close()
+        await delete_dlq(kafka_settings, topics)
+
+
+@pytest.fixture
+async def seeded(kafka_settings: KafkaSettings, topics: Topics,
+                 api: tuple[TestClient[Any, Any], ProjectorRole]) -> list[Position]:
+    """Seven chats (five Natterly, two ChatShipper) and two agents, all applied."""
+    envs = []
+    for i in range(5):
+        envs += conversation(f"chat-{i}", n_messages=2 + i, agent="ag-1" if i % 2 else "ag-2",
+                             start=T0 + timedelta(minutes=i), close=i < 3)
+    envs += shipper_conversation("conv-a", n_messages=1, start=T0 + timedelta(minutes=10))
+    envs += shipper_conversation("conv-b", n_messages=4, start=T0 + timedelta(minutes=11))
+    envs += [envelope("natterly", "acme", natterly_user_status("ag-1", "Online", T0)),
+             envelope("natterly", "acme", natterly_user_status("ag-2", "Offline", T0))]
+    positions = await produce(kafka_settings, topics, envs)
+    store = api[1].store
+    await eventually(lambda: applied(store, positions), "seed applied")
+    return positions
+
+
+async def _json(client: TestClient[Any, Any], path: str, status: int = 200) -> Any:
+    resp = await client.get(path)
+    body = await resp.json()
+    assert resp.status == status, (path, resp.status, body)
+    assert resp.content_type == "application/json"
+    return body
+
+
+async def test_get_chat_visitor_and_404s(api: tuple[TestClient[Any, Any], ProjectorRole],
+                                         seeded: list[Position]) -> None:
+    client, _ = api
+    chat = await _json(client, "/api/chats/chat-4")
+    assert (chat["id"], chat["status"], chat["message_count"]) == ("chat-4", "active", 6)
+    assert chat["agent"] == {"id": "ag-2", "name": "Agent ag-2"}
+    assert chat["visitor"]["id"] == "vis-chat-4"
+    visitor = await _json(client, "/api/visitors/vis-chat-4")
+    assert visitor["chats"] == ["chat-4"]
+    for path in ("/api/chats/nope", "/api/visitors/nope", "/api/chats/nope/messages"):
+        body = await _json(client, path, 404)
+        assert body["error"] == "not_found" and "nope" in body["detail"]
+
+
+async def test_list_chats_filters(api: tuple[TestClient[Any, Any], ProjectorRole],
+                                  seeded: list[Position]) -> None:
+    client, _ = api
+    everything = await _json(client, "/api/chats?limit=200")
+    ids = [c["id"] for c in everything["items"]]
+    assert sorted(ids) == ["chat-0", "chat-1", "chat-2", "chat-3", "chat-4", "conv-a", "conv-b"]
+    assert everything["next_cursor"] is None
+    closed = await _json(client, "/api/chats?status=closed")
+    assert sorted(c["id"] for c in closed["items"]) == ["chat-0", "chat-1", "chat-2"]
+    shop = await _json(client, "/api/chats?source=shop")
+    assert sorted(c["id"] for c in shop["items"]) == ["conv-a", "conv-b"]
+    ag1 = await _json(client, "/api/chats?agent=ag-1")
+    assert sorted(c["id"] for c in ag1["items"]) == ["chat-1", "chat-3"]
+    both = await _json(client, "/api/chats?agent=ag-2&status=active")
+    assert [c["id"] for c in both["items"]] == ["chat-4"]
+    assert (await _json(client, "/api/chats?source=nowhere"))["items"] == []
+
+
+@pytest.mark.parametrize("query", ["status=open", "limit=0", "limit=abc", "limit=100000",
+                                   "cursor=garbage", "min_position=nonsense",
+                                   "min_position=other.topic:0:1"])
+async def test_bad_parameters_are_400(api: tuple[TestClient[Any, Any], ProjectorRole],
+                                      query: str) -> None:
+    body = await _json(api[0], f"/api/chats?{query}", 400)
+    assert body["error"] == "bad_request" and body["detail"]
+
+
+async def test_pagination_is_stable_across_pages(
+        api: tuple[TestClient[Any, Any], ProjectorRole], seeded: list[Position],
+        kafka_settings: KafkaSettings, topics: Topics) -> None:
+    client, role = api
+    full = [c["id"] for c in (await _json(client, "/api/chats?limit=200"))["items"]]
+    pages: list[list[str]] = []
+    cursor = None
+    while True:
+        q = "/api/chats?limit=3" + (f"&cursor={cursor}" if cursor else "")
+        page = await _json(client, q)
+        pages.append([c["id"] for c in page["items"]])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        if len(pages) == 1:
+            # A chat already listed gets new activity between pages: no duplicate, no skip.
+            listed = pages[0][0]
+            body = natterly_body("ChatAccepted", listed, T0 + timedelta(hours=5), agent="ag-1")
+            pos = await produce(kafka_settings, topics, [envelope("natterly", "acme", body)])
+            await eventually(lambda pos=pos: applied(role.store, pos), "update applied")  # type: ignore[misc]
+    assert [len(p) for p in pages] == [3, 3, 1]
+    flat = [i for p in pages for i in p]
+    assert flat == full  # the moved chat was listed once, at its old place; nothing skipped
+    # Newest activity first: the updated chat now leads a fresh listing.
+    fresh = (await _json(client, "/api/chats?limit=1"))["items"]
+    assert fresh[0]["id"] == pages[0][0]
+
+
+async def test_messages_in_order_with_pagination(
+        api: tuple[TestClient[Any, Any], ProjectorRole], seeded: list[Position]) -> None:
+    client, _ = api
+    got: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        q = "/api/chats/chat-4/messages?limit=4" + (f"&cursor={cursor}" if cursor else "")
+        page = await _json(client, q)
+        got += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert [m["id"] for m in got] == [f"chat-4-m{i}" for i in range(6)]
+    assert [m["text"] for m in got][:2] == ["message 0", "message 1"]
+    assert all(m["chat_id"] == "chat-4" for m in got)
+    shipper = await _json(client, "/api/chats/conv-b/messages")
+    assert [m["text"] for m in shipper["items"]] == [f"text {i}" for i in range(4)]
+    body = await _json(client, "/api/chats/chat-4/messages?limit=0", 400)
+    assert body["error"] == "bad_request"
+
+
+async def test_agents(api: tuple[TestClient[Any, Any], ProjectorRole],
+                      seeded: list[Position]) -> None:
+    agents = (await _json(api[0], "/api/agents"))["items"]
+    assert [(a["id"], a["status"]) for a in agents] == [("ag-1", "online"), ("ag-2", "offline")]
+
+
+async def test_min_position_waits_until_applied(
+        api: tuple[TestClient[Any, Any], ProjectorRole], seeded: list[Position],
+        kafka_settings: KafkaSettings, topics: Topics) -> None:
+    client, role = api
+    body = natterly_body("ChatAccepted", "chat-new", T0 + timedelta(hours=1), agent="ag-1",
+                         subject="Waited for")
+    env = envelope("natterly", "acme", body)
+    # The record's position before it exists: the next offset of its partition, once a
+    # warm-up record with the same key is applied (no one else writes to this partition).
+    [warm] = await produce(kafka_settings, topics, [envelope("natterly", "acme", natterly_body(
+        "ChatAccepted", "chat-new", T0, agent="ag-1"))])
+    await eventually(lambda: applied(role.store, [warm]), "warm-up record applied")
+    upcoming = Position(warm.topic, warm.partition, warm.offset + 1)
+    request = asyncio.create_task(client.get(f"/api/chats/chat-new?min_position={upcoming}"))
+
+    async def waiting() -> bool:
+        if request.done():
+            resp = request.result()
+            raise AssertionError(f"answered before the record existed: {resp.status}")
+        [metric] = role.metrics.waiting.collect()
+        return bool(metric.samples[0].value == 1)
+
+    await eventually(waiting, "the request to wait for its position")
+    assert (await _json(client, "/api/chats/chat-new"))["subject"] == "Help"  # not there yet
+    [pos] = await produce(kafka_settings, topics, [env])
+    assert pos == upcoming
+    resp = await asyncio.wait_for(request, 10)
+    chat = await resp.json()
+    assert resp.status == 200
+    assert chat["subject"] == "Waited for"  # the waited-for event is in
+
+
+async def test_min_position_times_out_with_504(
+        api: tuple[TestClient[Any, Any], ProjectorRole], seeded: list[Position],
+        topics: Topics) -> None:
+    client, _ = api
+    far = Position(topics.chat, 0, 10**9)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    body = await _json(client, f"/api/chats/chat-1?min_position={far}", 504)
+    assert body["error"] == "timeout" and str(far) in body["detail"]
+    assert 2.9 <= loop.time() - started < 10  # bounded by min_position_timeout_s=3.0
+    # An applied position answers at once.
+    done = seeded[-1]
+    assert (await _json(client, f"/api/agents?min_position={done}"))["items"]
+
+
+async def test_reads_keep_working_while_kafka_is_unreachable(tmp_path: Path, unique: str) -> None:
+    [dead_port] = free_ports(1)  # nothing listens there
+    settings = Settings(kafka=KafkaSettings(bootstrap=f"127.0.0.1:{dead_port}", topic_prefix=unique,
+                                            request_timeout_ms=1000),
+                        store=StoreSettings(url=f"sqlite:///{tmp_path / 'state.db'}"))
+    rt = Runtime.from_settings(settings)
+    role = ProjectorRole(rt, ProjectorOptions(restart_backoff_s=0.2, stop_timeout_s=10))
+    client: TestClient[Any, Any] = TestClient(TestServer(build_app(rt, [role])))
+    await client.start_server()
+    try:
+        assert (await _json(client, "/api/chats"))["items"] == []
+        await _json(client, "/api/chats/anything", 404)
+
+        async def says_why() -> bool:
+            resp = await client.get("/readyz")
+            body = await resp.json()
+            return resp.status == 503 and "failed" in body["problems"].get("projector", "")
+
+        await eventually(says_why, "/readyz to report the projector's Kafka failure")
+    finally:
+        await client.close()

@@ -1,0 +1,177 @@
+"""Property tests of the fold: order and duplicates never matter, and the result is what
+replaying the events one by one in conflict-resolution order would give.
+
+Hypothesis prints the falsifying example and a ``@reproduce_failure`` blob on failure
+(``print_blob=True``); rerun with ``--hypothesis-seed=N`` to replay a whole run.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TypeVar
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_fold_kit import conversation, encoded, fold, redelivered, viewed, world
+
+from contracts import domain as d
+from contracts.state import AgentState, ChatState, MessageState, VisitorState
+from projector.fold import RANK, AggregateRef, affected, apply, decode_state, encode_state
+from projector.views import to_view
+
+E = TypeVar("E", bound=d.DomainEvent)
+
+FOLD_SETTINGS = settings(
+    max_examples=100, deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+@FOLD_SETTINGS
+@given(st.data())
+def test_one_conversation_any_order_any_duplicates_same_state(data: st.DataObject) -> None:
+    events = data.draw(conversation())
+    shuffled = data.draw(redelivered(events))
+    assert encoded(fold(shuffled)) == encoded(fold(events))
+    assert viewed(fold(shuffled)) == viewed(fold(events))
+
+
+@FOLD_SETTINGS
+@given(st.data())
+def test_interleaved_aggregates_any_order_same_state(data: st.DataObject) -> None:
+    """Chats of both providers sharing visitors and agents, interleaved at random."""
+    events = data.draw(world())
+    shuffled = data.draw(redelivered(events))
+    assert encoded(fold(shuffled)) == encoded(fold(events))
+
+
+@FOLD_SETTINGS
+@given(st.data())
+def test_folding_in_batches_from_stored_states_same_state(data: st.DataObject) -> None:
+    """The runner folds a batch, encodes the states, later decodes them and folds on."""
+    events = data.draw(redelivered(data.draw(world())))
+    cut = data.draw(st.integers(0, len(events)))
+    first = fold(events[:cut])
+    restored = {ref: decode_state(ref.kind, encode_state(state)) for ref, state in first.items()}
+    assert restored == first
+    assert encoded(fold(events[cut:], restored)) == encoded(fold(events))
+
+
+@FOLD_SETTINGS
+@given(st.data())
+def test_apply_is_idempotent(data: st.DataObject) -> None:
+    events = data.draw(world())
+    states = fold(events)
+    again = data.draw(st.sampled_from(events))
+    for ref in affected(again):
+        assert apply(ref, states[ref], again) == states[ref]
+
+
+# ----------------------------------------------------------------------------- the oracle
+# An independent, naive model: sort the events by (occurred_at, precedence, event_id) and
+# replay them one by one like a state machine. The CRDT-style fold must agree with it.
+
+
+def _ordered(events: Sequence[E]) -> list[E]:
+    return sorted(events, key=lambda e: (e.occurred_at, RANK[type(e)], e.event_id))  # type: ignore[index]
+
+
+def _oracle_chat(chat_id: str, events: list[d.DomainEvent]) -> dict[str, object]:
+    status: str | None = None
+    agent: d.AgentRef | None = None
+    closed_at: datetime | None = None
+    accepted: list[datetime] = []
+    known: set[str] = set()
+    deleted: set[str] = set()
+    flags = {"ignored": False, "completed": False, "transcript_sent": False}
+    subject = None
+    for e in _ordered(events):
+        match e:
+            case d.ChatStarted():
+                status = "waiting"
+            case d.ChatAccepted():
+                status = "active"
+                accepted.append(e.occurred_at)
+                agent = e.agent or agent
+            case d.ChatAssigned():
+                agent = e.agent
+            case d.ChatIdle():
+                status = "idle" if status != "closed" else status
+            case d.ChatIgnored():
+                flags["ignored"] = True
+            case d.ChatCompleted():
+                status, closed_at, flags["completed"] = "closed", e.occurred_at, True
+            case d.ChatClosed():
+                status, closed_at = "closed", e.closed_at or e.occurred_at
+            case d.TranscriptSent():
+                flags["transcript_sent"] = True
+            case d.ChatUpdated():
+                subject = e.subject or subject
+            case d.MessagePosted() | d.MessageEdited():
+                known.add(e.message_id)
+            case d.MessageDeleted():
+                deleted.add(e.message_id)
+    return {
+        "id": chat_id,
+        "status": status,
+        "agent": agent,
+        "closed_at": closed_at if status == "closed" else None,
+        "accepted_at": min(accepted, default=None),
+        "message_count": len(known - deleted),
+        "subject": subject,
+        **flags,
+    }
+
+
+def _oracle_message(events: list[d.DomainEvent]) -> dict[str, object]:
+    text: str | None = None
+    deleted = False
+    for e in _ordered(events):
+        match e:
+            case d.MessagePosted() | d.MessageEdited() if not deleted:
+                text = e.text if e.text is not None else text
+            case d.MessageDeleted():
+                deleted, text = True, None
+    return {"text": text, "deleted": deleted}
+
+
+def _oracle_agent(events: list[d.DomainEvent]) -> dict[str, object]:
+    last = _ordered(events)[-1]
+    assert isinstance(last, d.AgentStatusChanged)
+    names = [e.name for e in _ordered(events) if isinstance(e, d.AgentStatusChanged) and e.name]
+    return {"status": last.status, "since": last.occurred_at, "name": names[-1] if names else None}
+
+
+def _oracle_visitor(events: list[d.DomainEvent]) -> dict[str, object]:
+    seen = [e for e in events if isinstance(e, d.VisitorSeen)]
+    return {
+        "first_seen": min(e.occurred_at for e in seen),
+        "last_seen": max(e.occurred_at for e in seen),
+        "chats": tuple(sorted({e.chat_id for e in seen if e.chat_id})),
+        "email": next((e.email for e in reversed(_ordered(seen)) if e.email), None),
+    }
+
+
+@FOLD_SETTINGS
+@given(st.data())
+def test_fold_agrees_with_replay_in_resolution_order(data: st.DataObject) -> None:
+    events = data.draw(world())
+    states = fold(data.draw(redelivered(events)))
+    by_ref: dict[AggregateRef, list[d.DomainEvent]] = defaultdict(list)
+    for event in events:
+        for ref in affected(event):
+            by_ref[ref].append(event)
+    for ref, mine in by_ref.items():
+        view = to_view(ref, states[ref])
+        match view:
+            case ChatState():
+                expected = _oracle_chat(ref.id, mine)
+                assert {key: getattr(view, key) for key in expected} == expected
+            case MessageState():
+                assert {"text": view.text, "deleted": view.deleted} == _oracle_message(mine)
+            case AgentState():
+                assert {"status": view.status, "since": view.since, "name": view.name} == _oracle_agent(mine)
+            case VisitorState():
+                expected = _oracle_visitor(mine)
+                assert {key: getattr(view, key) for key in expected} == expected

@@ -1,0 +1,169 @@
+"""Rebuilds: a fresh copy beside the live one, equal to it, switched in without downtime."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import sys
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from contracts.topics import Topics
+from parley.http import build_app
+from parley.runtime import Runtime
+from parley.settings import KafkaSettings, Settings, StoreSettings
+from projector.rebuild import RebuildError, next_version, rebuild
+from projector.role import ProjectorOptions, ProjectorRole
+from projector.runner import RunnerOptions
+from projector.stores import open_store
+from tests.projector.test_runner_kit import (
+    T0,
+    applied,
+    conversation,
+    delete_dlq,
+    envelope,
+    eventually,
+    natterly_body,
+    natterly_user_status,
+    produce,
+    shipper_conversation,
+    snapshot,
+    write_config,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+async def live(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path, unique: str
+               ) -> AsyncIterator[tuple[TestClient[Any, Any], ProjectorRole, str]]:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    rt = Runtime.from_settings(Settings(kafka=kafka_settings, store=StoreSettings(url=url)))
+    role = ProjectorRole(rt, ProjectorOptions(
+        runner=RunnerOptions(group_id=f"{unique}-projector", poll_timeout_ms=100)))
+    client: TestClient[Any, Any] = TestClient(TestServer(build_app(rt, [role])))
+    await client.start_server()
+    try:
+        yield client, role, url
+    finally:
+        await client.close()
+        await delete_dlq(kafka_settings, topics)
+
+
+def test_next_version() -> None:
+    assert next_version([]) == "v1"
+    assert next_version(["v1", "v9", "v10", "custom"]) == "v11"
+
+
+async def test_rebuild_equals_live_switches_without_downtime_and_drops_old(
+        live: tuple[TestClient[Any, Any], ProjectorRole, str], kafka_settings: KafkaSettings,
+        topics: Topics) -> None:
+    client, role, url = live
+    envs = []
+    for i in range(60):
+        envs += conversation(f"chat-{i}", n_messages=1 + i % 4, agent=f"ag-{i % 3}",
+                             start=T0 + timedelta(minutes=i), close=i % 2 == 0)
+    for i in range(10):
+        envs += shipper_conversation(f"conv-{i}", n_messages=i % 3, start=T0 + timedelta(hours=i))
+    envs += [envelope("natterly", "acme", natterly_user_status(f"ag-{i}", "Online", T0))
+             for i in range(3)]
+    positions = await produce(kafka_settings, topics, envs)
+    await eventually(lambda: applied(role.store, positions), "live projection caught up")
+    before = await snapshot(role.store, "v1")
+    assert len(before["chats"]) == 70 and before["counts"]["agent"] == 3
+
+    # Reads keep answering while the rebuild runs (a separate store connection, as the CLI).
+    statuses: list[tuple[int, str]] = []
+    done = asyncio.Event()
+
+    async def reader() -> None:
+        while not done.is_set():
+            resp = await client.get("/api/chats/chat-7")
+            await resp.read()
+            statuses.append((resp.status, resp.headers.get("X-Parley-Projection", "")))
+            await asyncio.sleep(0.01)
+
+    reading = asyncio.create_task(reader())
+    out = io.StringIO()
+    other = open_store(url)
+    await other.open()
+    try:
+        report = await rebuild(other, kafka_settings, topics, out=out, progress_every_s=0.0,
+                               max_records=40)
+        with pytest.raises(RebuildError, match="live projection"):
+            await rebuild(other, kafka_settings, topics, name="v2", out=io.StringIO())
+    finally:
+        await other.close()
+    await eventually(lambda: _reads_on(statuses, "v2"), "a read served by v2")
+    done.set()
+    await reading
+
+    assert (report.name, report.previous, report.records) == ("v2", "v1", len(positions))
+    assert await role.store.live_projection() == "v2"
+    assert await role.store.list_projections() == ["v2"]  # old copy removed
+    assert await snapshot(role.store, "v2") == before  # every view equal
+    # Reads never failed and moved from v1 to v2 exactly once.
+    assert all(status == 200 for status, _ in statuses)
+    served = [proj for _, proj in statuses]
+    assert served[0] == "v1" and served[-1] == "v2"
+    assert served == sorted(served)  # v1… then v2…, never back
+    # Progress: records done, rate, ETA; then the switch and the drop.
+    text = out.getvalue()
+    assert f"replaying {len(positions)} records" in text
+    progress = [line for line in text.splitlines() if "records/s" in line]
+    assert len(progress) >= 2 and all("ETA" in line for line in progress)
+    assert f"{len(positions)}/{len(positions)} records (100.0%)" in progress[-1]
+    assert "switched v1 -> v2" in text and "dropped v1" in text
+
+    # The live runner follows the switch: new events land in v2.
+    more = await produce(kafka_settings, topics, [envelope("natterly", "acme", natterly_body(
+        "ChatClosed", "chat-late", T0 + timedelta(days=1), agent="ag-1"))])
+    await eventually(lambda: applied(role.store, more), "runner applies to v2")
+    resp = await client.get("/api/chats/chat-late")
+    assert resp.status == 200 and resp.headers["X-Parley-Projection"] == "v2"
+    assert (await resp.json())["status"] == "closed"
+
+
+async def _reads_on(statuses: list[tuple[int, str]], projection: str) -> bool:
+    return any(proj == projection for _, proj in statuses)
+
+
+@pytest.mark.slow
+async def test_cli_status_and_rebuild(kafka_settings: KafkaSettings, topics: Topics,
+                                      tmp_path: Path, unique: str) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    config = write_config(tmp_path / "parley.toml", kafka_settings, url)
+    positions = await produce(kafka_settings, topics,
+                              conversation("chat-1") + shipper_conversation("conv-1"))
+    # A first run of `parley projections rebuild` on an empty store builds v1 and makes it live.
+    code, out, err = await _parley(config, "projections", "rebuild")
+    assert code == 0, err
+    assert "rebuilt v1" in out and "records/s" in err and "ETA" in err
+    code, out, err = await _parley(config, "projections", "status")
+    assert code == 0, err
+    assert "projection v1 (live)" in out and "lag 0" in out
+    assert "chat=2" in out
+    for topic, partition in {(p.topic, p.partition) for p in positions}:
+        assert f"{topic}[{partition}]" in out
+    more = await produce(kafka_settings, topics, conversation("chat-2"))
+    code, out, _ = await _parley(config, "projections", "status")
+    assert f"lag {len(more)}" in out  # nothing applies in between: the projector is not running
+    code, out, err = await _parley(config, "projections", "rebuild", "blue")
+    assert code == 0, err
+    assert "rebuilt blue" in out
+    code, out, _ = await _parley(config, "projections", "status")
+    assert "projection blue (live)" in out and "v1" not in out and "chat=3" in out
+
+
+async def _parley(config: Path, *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "parley.cli", "--config", str(config), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

@@ -1,0 +1,265 @@
+"""The store contract against SQLite (a file, and ``:memory:``), plus SQLite's own promises:
+WAL and its pragmas, URL handling, busy handling, and atomicity under SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from store_contract import StoreContract, chat
+
+from projector.errors import StoreUnavailable, UnsupportedStore
+from projector.fold import AggregateRef
+from projector.sqlite_store import SqliteStore
+from projector.store import Store
+from projector.stores import open_store
+
+
+class FileHarness:
+    """A database file; failures are injected from a second connection, as a trigger."""
+
+    def __init__(self, path: Path, store: Store) -> None:
+        self.path = path
+        self.store = store
+
+    async def reopen(self) -> Store:
+        await self.store.close()
+        self.store = SqliteStore(self.path)
+        await self.store.open()
+        return self.store
+
+    @contextlib.asynccontextmanager
+    async def break_offset_writes(self, projection: str) -> AsyncIterator[None]:
+        # A real failure inside SQLite, mid-transaction: the rows' upsert has run
+        # when the offsets' insert aborts.
+        with contextlib.closing(sqlite3.connect(self.path)) as conn:
+            conn.execute(
+                f'CREATE TRIGGER break_offsets BEFORE INSERT ON "p_{projection}_offsets" '
+                "BEGIN SELECT RAISE(ABORT, 'injected failure while writing offsets'); END"
+            )
+            conn.commit()
+        try:
+            yield
+        finally:
+            with contextlib.closing(sqlite3.connect(self.path)) as conn:
+                conn.execute("DROP TRIGGER break_offsets")
+                conn.commit()
+
+
+class MemoryDbHarness:
+    def __init__(self, store: SqliteStore) -> None:
+        self.store: Store = store
+        self._sqlite = store
+
+    async def reopen(self) -> Store:
+        return self.store  # an in-memory database lives as long as its connection
+
+    @contextlib.asynccontextmanager
+    async def break_offset_writes(self, projection: str) -> AsyncIterator[None]:
+        worker = self._sqlite._w()
+        await worker.run(
+            lambda conn: conn.execute(
+                f'CREATE TEMP TRIGGER break_offsets BEFORE INSERT ON "p_{projection}_offsets" '
+                "BEGIN SELECT RAISE(ABORT, 'injected failure while writing offsets'); END"
+            )
+        )
+        try:
+            yield
+        finally:
+            await worker.run(lambda conn: conn.execute("DROP TRIGGER temp.break_offsets"))
+
+
+class TestSqliteFileStore(StoreContract):
+    @pytest.fixture
+    async def harness(self, sqlite_url: str) -> AsyncIterator[FileHarness]:
+        store = open_store(sqlite_url)
+        assert isinstance(store, SqliteStore)
+        await store.open()
+        harness = FileHarness(Path(store.path), store)
+        yield harness
+        await harness.store.close()
+
+
+class TestSqliteMemoryStore(StoreContract):
+    @pytest.fixture
+    async def harness(self) -> AsyncIterator[MemoryDbHarness]:
+        store = open_store("sqlite:///:memory:")
+        assert isinstance(store, SqliteStore)
+        await store.open()
+        yield MemoryDbHarness(store)
+        await store.close()
+
+    async def test_data_survives_reopen(self) -> None:  # type: ignore[override]
+        pytest.skip("an in-memory database does not outlive its connection")
+
+
+# ---------------------------------------------------------------------------- SQLite's own
+
+
+async def test_wal_and_pragmas(sqlite_url: str) -> None:
+    store = open_store(sqlite_url + "?synchronous=full&busy_timeout_ms=1234")
+    assert isinstance(store, SqliteStore)
+    await store.open()
+    try:
+        pragmas = await store._w().run(
+            lambda conn: [
+                conn.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("journal_mode", "synchronous", "busy_timeout")
+            ]
+        )
+        assert pragmas == ["wal", 2, 1234]  # synchronous: 1 = NORMAL, 2 = FULL
+    finally:
+        await store.close()
+    default = open_store(sqlite_url)
+    assert isinstance(default, SqliteStore)
+    await default.open()
+    try:
+        assert await default._w().run(lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0]) == 1
+    finally:
+        await default.close()
+
+
+async def test_relative_url_is_relative_to_cwd_and_parents_are_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = open_store("sqlite:///.parley/deep/state.db")
+    assert isinstance(store, SqliteStore)
+    monkeypatch.chdir("/")  # the path was fixed when the URL was read
+    await store.open()
+    try:
+        await store.create_projection("p1")
+    finally:
+        await store.close()
+    assert (tmp_path / ".parley" / "deep" / "state.db").is_file()
+    assert store.path == str(tmp_path / ".parley" / "deep" / "state.db")
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("postgresql://parley:hunter2@db/parley", "not yet supported"),
+        ("mysql://db/x", "unknown store URL scheme"),
+        ("state.db", "no scheme"),
+        ("sqlite://host/state.db", "three slashes"),
+        ("sqlite:///", "names no file"),
+        ("sqlite:///x.db?synchronous=off", "synchronous"),
+        ("sqlite:///x.db?busy_timeout_ms=soon", "busy_timeout_ms"),
+        ("sqlite:///x.db?journal=delete", "unknown store URL options"),
+    ],
+)
+def test_bad_urls_are_explained(url: str, says: str) -> None:
+    with pytest.raises(UnsupportedStore, match=says) as failure:
+        open_store(url)
+    assert "hunter2" not in str(failure.value)
+
+
+async def test_busy_database_fails_retriably_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = open_store(f"sqlite:///{path}?busy_timeout_ms=50")
+    await store.open()
+    try:
+        await store.create_projection("p1")
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+            with pytest.raises(StoreUnavailable) as failure:
+                await store.commit("p1", [chat("c1")], {("t", 0): 1})
+            assert failure.value.retriable
+            other.execute("ROLLBACK")
+        assert await store.offsets("p1") == {}
+        await store.commit("p1", [chat("c1")], {("t", 0): 1})
+        assert await store.offsets("p1") == {("t", 0): 1}
+    finally:
+        await store.close()
+
+
+async def test_reader_sees_last_commit_while_a_writer_holds_the_lock(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = open_store(f"sqlite:///{path}")
+    await store.open()
+    try:
+        await store.create_projection("p1")
+        await store.commit("p1", [chat("c1", version=1)], {})
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("UPDATE \"p_p1_rows\" SET view = x'00'")
+            # WAL: queries answer from the last committed snapshot, without waiting.
+            assert await store.get_view("p1", "chat", "c1") == chat("c1", version=1).view
+            other.execute("ROLLBACK")
+    finally:
+        await store.close()
+
+
+_CRASHER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from projector.stores import open_store
+    from projector.views import Row
+
+    async def main(url: str, rows_per_commit: int) -> None:
+        store = open_store(url)
+        await store.open()
+        await store.create_projection("p1")
+        offset = (await store.offsets("p1")).get(("t", 0), 0)
+        while True:
+            rows = [Row(kind="chat", id=f"c{i}", state=str(offset).encode(), view=str(offset).encode(),
+                        chat_id=f"c{i}", sort_key="0") for i in range(rows_per_commit)]
+            offset += 1
+            await store.commit("p1", rows, {("t", 0): offset})
+            print(offset, flush=True)  # then straight on to the next commit
+
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    """
+)
+
+
+async def _check_consistent(url: str, rows_per_commit: int) -> int:
+    store = open_store(url)
+    await store.open()
+    try:
+        offset = (await store.offsets("p1")).get(("t", 0), 0)
+        refs = [AggregateRef("chat", f"c{i}") for i in range(rows_per_commit)]
+        states = set((await store.load("p1", refs)).values())
+        assert states == {str(offset - 1).encode()}, f"rows from several commits at offset {offset}"
+        return offset
+    finally:
+        await store.close()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_commit_never_splits_rows_from_offsets(sqlite_url: str) -> None:
+    """SIGKILL a process that commits in a loop, at a random commit each time, five times:
+    the rows in the file are always exactly those of the commit the stored offset names."""
+    rows_per_commit = 2000
+    rng = random.Random()
+    offset = 0
+    for _ in range(5):
+        target = offset + rng.randrange(1, 8)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _CRASHER, sqlite_url, str(rows_per_commit)],
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert proc.stdout is not None
+            # Kill it as soon as it reports commit ``target``: it is then inside the next one.
+            while int(proc.stdout.readline() or b"-1") < target:
+                assert proc.poll() is None, "the committing process died on its own"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        offset = asyncio.run(_check_consistent(sqlite_url, rows_per_commit))
+        assert offset >= target
