@@ -1,0 +1,78 @@
+"""Why the receiver turns a request away. Each error maps to exactly one HTTP answer.
+
+The handler reads ``status``, ``code`` and ``retriable`` — never a chain of ``except``s.
+``detail`` is written for the provider's operator and never contains a credential, a
+signature or body content beyond a JSON path.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "BodyTooLarge",
+    "InvalidBody",
+    "KafkaUnavailable",
+    "ReceiverError",
+    "Unauthorized",
+    "UnknownSource",
+    "UnsupportedMediaType",
+]
+
+
+class ReceiverError(Exception):
+    """A request the receiver does not acknowledge. Nothing was written to Kafka."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    #: Retrying the same request later may succeed (the provider should retry).
+    retriable: ClassVar[bool] = False
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidBody(ReceiverError):
+    """Malformed JSON, or JSON that does not fit the provider's contract (detail has the path)."""
+
+    status = 400
+    code = "invalid_body"
+
+
+class Unauthorized(ReceiverError):
+    """Authentication failed. One generic detail for every cause, so probing learns nothing."""
+
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, detail: str = "authentication failed") -> None:
+        super().__init__(detail)
+
+
+class UnknownSource(ReceiverError):
+    status = 404
+    code = "unknown_source"
+
+
+class BodyTooLarge(ReceiverError):
+    status = 413
+    code = "body_too_large"
+
+
+class UnsupportedMediaType(ReceiverError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class KafkaUnavailable(ReceiverError):
+    """Kafka did not acknowledge in time. The provider should retry after ``retry_after_s``."""
+
+    status = 503
+    code = "kafka_unavailable"
+    retriable = True
+
+    def __init__(self, detail: str = "the event log is unavailable; retry later",
+                 retry_after_s: int = 5) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s

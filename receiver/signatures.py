@@ -1,0 +1,122 @@
+"""Pure verifiers for the authentication schemes of webhook providers. No I/O, no logging.
+
+Each verifier is built once per configured source (keys decoded up front) and answers a
+plain ``bool``: callers turn ``False`` into one generic 401, so nothing here ever says
+*which* part failed. Every comparison is constant-time (:func:`hmac.compare_digest`) and
+runs against every configured credential, so the answer's timing says nothing about which
+credential, or how much of one, matched. Several credentials exist for rotation.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Iterable
+
+__all__ = ["BodyToken", "HubSignature", "StandardWebhooks"]
+
+
+def _any_equal(presented: bytes, expected: Iterable[bytes]) -> bool:
+    ok = False
+    for candidate in expected:
+        # No early exit: every candidate is compared, whatever the first one said.
+        ok |= hmac.compare_digest(presented, candidate)
+    return ok
+
+
+class BodyToken:
+    """Natterly: the account's ``auth_token`` travels inside the JSON body (a bearer secret)."""
+
+    __slots__ = ("_tokens",)
+
+    def __init__(self, tokens: Iterable[str]) -> None:
+        self._tokens = tuple(t.encode() for t in tokens if t)
+        if not self._tokens:
+            raise ValueError("at least one auth token is required")
+
+    def verify(self, presented: str | None) -> bool:
+        if not presented:
+            return False
+        return _any_equal(presented.encode(), self._tokens)
+
+
+class HubSignature:
+    """ChatShipper: ``X-Hub-Signature: sha1=<hex HMAC-SHA1(secret, raw body)>``.
+
+    The secret is used as-is as the HMAC key (the official SDK does not base64-decode it).
+    """
+
+    __slots__ = ("_keys",)
+    PREFIX = "sha1="
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._keys = tuple(s.encode() for s in secrets if s)
+        if not self._keys:
+            raise ValueError("at least one secret is required")
+
+    def verify(self, header: str | None, body: bytes) -> bool:
+        if not header or not header.startswith(self.PREFIX):
+            return False
+        # Hex digits compare case-insensitively; anything non-ASCII can never match.
+        presented = header[len(self.PREFIX):].strip().lower().encode("ascii", "replace")
+        return _any_equal(presented, (hmac.new(k, body, hashlib.sha1).hexdigest().encode()
+                                      for k in self._keys))
+
+
+class StandardWebhooks:
+    """Standard Webhooks v1 (symmetric): ``webhook-id``, ``webhook-timestamp``,
+    ``webhook-signature: v1,<base64> [v1,<base64> …]``.
+
+    Signed content is ``f"{id}.{timestamp}.".encode() + body``, HMAC-SHA256 with the key
+    ``base64decode(secret.removeprefix("whsec_"))``. A request passes when its timestamp is
+    within ``tolerance_s`` of now (either direction) and any listed ``v1`` signature matches
+    any configured secret. Asymmetric ``v1a`` signatures are not supported (ignored).
+    """
+
+    __slots__ = ("_keys", "tolerance_s")
+    PREFIX = "whsec_"
+
+    def __init__(self, secrets: Iterable[str], tolerance_s: int = 300) -> None:
+        keys = []
+        for secret in secrets:
+            try:
+                keys.append(base64.b64decode(secret.removeprefix(self.PREFIX), validate=True))
+            except (binascii.Error, ValueError):
+                # Never echo the secret: say which position is wrong instead.
+                raise ValueError(f"secret #{len(keys) + 1} is not whsec_<base64>") from None
+        if not keys:
+            raise ValueError("at least one secret is required")
+        self._keys = tuple(keys)
+        self.tolerance_s = tolerance_s
+
+    def verify(self, msg_id: str | None, timestamp: str | None, signatures: str | None,
+               body: bytes, now_s: float) -> bool:
+        if not msg_id or not timestamp or not signatures:
+            return False
+        if not (timestamp.isascii() and timestamp.isdigit()):
+            return False
+        if abs(now_s - int(timestamp)) > self.tolerance_s:
+            return False
+        presented: list[bytes] = []
+        for token in signatures.split():
+            version, _, sig = token.partition(",")
+            if version == "v1" and sig:
+                presented.append(sig.encode("ascii", "replace"))
+        if not presented:
+            return False
+        signed = f"{msg_id}.{timestamp}.".encode() + body
+        expected = [base64.b64encode(hmac.new(k, signed, hashlib.sha256).digest())
+                    for k in self._keys]
+        ok = False
+        for candidate in presented:
+            ok |= _any_equal(candidate, expected)
+        return ok
+
+    @staticmethod
+    def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+        """The ``webhook-signature`` header a sender computes (for tests and tooling)."""
+        key = base64.b64decode(secret.removeprefix(StandardWebhooks.PREFIX))
+        mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+        return "v1," + base64.b64encode(mac).decode()
