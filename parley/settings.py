@@ -12,6 +12,7 @@ settings object that reaches a log line or a traceback does not leak them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -28,21 +29,61 @@ ENV_SEP = "__"
 
 
 class KafkaSecurity(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """TLS / SASL client settings shared by every Kafka client Parley builds."""
+    """TLS / SASL client settings shared by every Kafka client Parley builds.
+
+    Each password can be given inline (``sasl_password``, typically from the environment:
+    ``PARLEY_KAFKA__SECURITY__SASL_PASSWORD``) or as a file (``sasl_password_file``, e.g. a
+    mounted Kubernetes Secret), never both. Files are read each time a client is built (not
+    when settings load, so a configuration can be checked where the Secret is not mounted);
+    after rotating a Secret, restart the processes. One trailing newline is ignored.
+    """
 
     protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: str | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
+    sasl_password_file: str | None = None
+    ssl_cafile: str | None = None  # CA bundle (PEM) to verify brokers; None: the system's CAs
+    ssl_certfile: str | None = None  # client certificate (PEM), for brokers requiring mTLS
+    ssl_keyfile: str | None = None  # its private key (PEM)
+    ssl_key_password: str | None = None  # only for an encrypted ssl_keyfile
+    ssl_key_password_file: str | None = None
 
     def __repr__(self) -> str:
         return (
             f"KafkaSecurity(protocol={self.protocol!r}, sasl_mechanism={self.sasl_mechanism!r}, "
-            f"sasl_username={self.sasl_username!r}, sasl_password={'***' if self.sasl_password else None})"
+            f"sasl_username={self.sasl_username!r}, sasl_password={'***' if self.sasl_password else None}, "
+            f"sasl_password_file={self.sasl_password_file!r}, ssl_cafile={self.ssl_cafile!r}, "
+            f"ssl_certfile={self.ssl_certfile!r}, ssl_keyfile={self.ssl_keyfile!r}, "
+            f"ssl_key_password={'***' if self.ssl_key_password else None}, "
+            f"ssl_key_password_file={self.ssl_key_password_file!r})"
         )
+
+    def resolved_sasl_password(self) -> str | None:
+        """The SASL password, inline or read from ``sasl_password_file`` now."""
+        return _secret(self.sasl_password, self.sasl_password_file, "kafka.security.sasl_password")
+
+    def resolved_ssl_key_password(self) -> str | None:
+        """The client key's password, inline or read from ``ssl_key_password_file`` now."""
+        return _secret(self.ssl_key_password, self.ssl_key_password_file,
+                       "kafka.security.ssl_key_password")
+
+
+def _secret(inline: str | None, path: str | None, what: str) -> str | None:
+    """A secret given inline or in a file (one trailing newline stripped); errors name the
+    setting and the file, never the value."""
+    if inline is not None and path is not None:
+        raise SettingsError(f"{what} and {what}_file are both set; set only one")
+    if path is None:
+        return inline
+    try:
+        value = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"{what}_file {path} cannot be read: {exc.strerror or exc}") from None
+    value = value.removesuffix("\n").removesuffix("\r")
+    if not value:
+        raise SettingsError(f"{what}_file {path} is empty")
+    return value
 
 
 class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -55,13 +96,33 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     client_id: str = "parley"
     request_timeout_ms: int = 10_000
     security: KafkaSecurity = KafkaSecurity()
+    # Static group membership (KIP-345): a stable id per process, e.g. the StatefulSet pod name.
+    # A member that restarts with the same id within `static_session_timeout_ms` gets its
+    # partitions back without a rebalance of the group. None: dynamic membership.
+    group_instance_id: str | None = None
+    static_session_timeout_ms: int = 60_000
 
 
 class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The HTTP server, and bearer tokens for its read API and admin endpoints.
+
+    With ``api_tokens`` empty every endpoint is open (the embedded default). With tokens, every
+    request needs ``Authorization: Bearer <one of them>`` except ``/healthz``, ``/readyz``,
+    ``/webhooks/…`` (which authenticate per source) and, if ``metrics_public``, ``/metrics``.
+    Several tokens may be valid at once, for rotation without downtime.
+    """
+
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 1024 * 1024
     shutdown_timeout_s: float = 15.0
+    api_tokens: tuple[str, ...] = ()
+    metrics_public: bool = False
+
+    def __repr__(self) -> str:
+        return (f"HttpSettings(host={self.host!r}, port={self.port}, "
+                f"max_body_bytes={self.max_body_bytes}, shutdown_timeout_s={self.shutdown_timeout_s}, "
+                f"api_tokens=<{len(self.api_tokens)} hidden>, metrics_public={self.metrics_public})")
 
 
 class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -91,17 +152,37 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     http: HttpSettings = HttpSettings()
     store: StoreSettings = StoreSettings()
     sources: dict[str, SourceSettings] = {}
+    # [consumers.<name>] tables: each consumer validates its own (e.g. consumers.crm.config).
+    consumers: dict[str, dict[str, object]] = {}
     data_dir: str = ".parley"
     log_level: str = "INFO"
+
+    def __repr__(self) -> str:
+        # Consumer tables are free-form and may hold credentials: show only their names.
+        return (f"Settings(kafka={self.kafka!r}, http={self.http!r}, store={self.store!r}, "
+                f"sources={self.sources!r}, consumers={sorted(self.consumers)!r}, "
+                f"data_dir={self.data_dir!r}, log_level={self.log_level!r})")
 
     def all_secrets(self) -> tuple[str, ...]:
         """Every configured secret value: for redaction checks and leak tests."""
         out: list[str] = []
         for src in self.sources.values():
             out.extend(src.credentials())
-        if self.kafka.security.sasl_password:
-            out.append(self.kafka.security.sasl_password)
+        out.extend(self.http.api_tokens)
+        for table in self.consumers.values():
+            out.extend(v for k, v in table.items()
+                       if isinstance(v, str) and any(w in k.lower() for w in _SECRET_WORDS))
+        sec = self.kafka.security
+        for resolve in (sec.resolved_sasl_password, sec.resolved_ssl_key_password):
+            # An unreadable file is reported where clients are built (they read it too).
+            with contextlib.suppress(SettingsError):
+                out.append(resolve() or "")
         return tuple(s for s in out if s)
+
+
+_SECRET_WORDS = ("secret", "token", "password", "auth_value", "api_key")
+# Top-level scalar keys that `PARLEY_<KEY>` (no `__`) may override.
+_TOP_LEVEL_ENV = {"PARLEY_DATA_DIR": "data_dir", "PARLEY_LOG_LEVEL": "log_level"}
 
 
 def _parse_env_value(raw: str) -> object:
@@ -113,6 +194,9 @@ def _parse_env_value(raw: str) -> object:
 
 def _apply_env(doc: dict[str, object], env: Mapping[str, str]) -> None:
     for name, raw in env.items():
+        if name in _TOP_LEVEL_ENV:
+            doc[_TOP_LEVEL_ENV[name]] = raw
+            continue
         if not name.startswith(ENV_PREFIX) or ENV_SEP not in name or name == "PARLEY_CONFIG":
             continue
         parts = name[len(ENV_PREFIX) :].split(ENV_SEP)
@@ -165,3 +249,19 @@ def _check(s: Settings) -> None:
             raise SettingsError(f"sources.{name}: provider {src.provider} needs secrets")
     if s.kafka.partitions < 1 or s.kafka.replication_factor < 1:
         raise SettingsError("kafka.partitions and kafka.replication_factor must be >= 1")
+    sec = s.kafka.security
+    # Files are read when clients are built (the first is built at start-up), not here: the
+    # configuration stays checkable where the secret files are not mounted.
+    for what, inline, path in (("sasl_password", sec.sasl_password, sec.sasl_password_file),
+                               ("ssl_key_password", sec.ssl_key_password, sec.ssl_key_password_file)):
+        if inline is not None and path is not None:
+            raise SettingsError(f"kafka.security.{what} and kafka.security.{what}_file are both "
+                                "set; set only one")
+    if sec.protocol.startswith("SASL") and not (sec.sasl_mechanism and sec.sasl_username
+                                                and (sec.sasl_password or sec.sasl_password_file)):
+        raise SettingsError(f"kafka.security: protocol {sec.protocol} needs sasl_mechanism, "
+                            "sasl_username and sasl_password (or sasl_password_file)")
+    for token in s.http.api_tokens:
+        if len(token) < 16 or any(c.isspace() for c in token):
+            raise SettingsError("http.api_tokens: each token needs at least 16 characters and no "
+                                "whitespace (generate one with `openssl rand -hex 32`)")

@@ -95,3 +95,104 @@ tolerance_s = "soon"
     text = repr(s)
     assert "kafka-pw-123" not in text and "hmac-key-456" not in text
     assert "kafka-pw-123" in s.all_secrets()
+
+
+# ------------------------------------------------------------- secrets from files, API tokens
+def test_kafka_passwords_from_files_are_read_when_used(tmp_path: Path) -> None:
+    pw = tmp_path / "sasl-password"
+    pw.write_text("from-a-file\n")  # `echo pw > file` leaves a newline; it is not the password
+    cfg = write(tmp_path, f"""
+[kafka.security]
+protocol = "SASL_SSL"
+sasl_mechanism = "SCRAM-SHA-512"
+sasl_username = "parley"
+sasl_password_file = "{pw}"
+""")
+    s = load_settings(cfg, env={})
+    assert s.kafka.security.resolved_sasl_password() == "from-a-file"
+    assert "from-a-file" in s.all_secrets()
+    assert "from-a-file" not in repr(s) and str(pw) in repr(s)
+    pw.write_text("rotated")  # a rotated Secret file counts from the next client on
+    assert s.kafka.security.resolved_sasl_password() == "rotated"
+
+
+def test_kafka_password_file_via_environment(tmp_path: Path) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text("env-file-pw")
+    s = load_settings(None, env={"PARLEY_KAFKA__SECURITY__PROTOCOL": "SASL_PLAINTEXT",
+                                 "PARLEY_KAFKA__SECURITY__SASL_MECHANISM": "PLAIN",
+                                 "PARLEY_KAFKA__SECURITY__SASL_USERNAME": "u",
+                                 "PARLEY_KAFKA__SECURITY__SASL_PASSWORD_FILE": str(pw)})
+    assert s.kafka.security.resolved_sasl_password() == "env-file-pw"
+
+
+@pytest.mark.parametrize(("security", "needle"), [
+    ('sasl_password = "x"\nsasl_password_file = "{pw}"', "both set"),
+    ("", "needs sasl_mechanism, sasl_username and sasl_password"),
+])
+def test_bad_kafka_secret_settings_are_one_clear_error(tmp_path: Path, security: str,
+                                                      needle: str) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text("file-secret-789")
+    body = security.format(pw=pw)
+    cfg = write(tmp_path, f'[kafka.security]\nprotocol = "SASL_SSL"\n{body}\n'
+                + ('sasl_mechanism = "PLAIN"\nsasl_username = "u"\n' if body else ""))
+    with pytest.raises(SettingsError) as err:
+        load_settings(cfg, env={})
+    assert needle in str(err.value)
+    assert "file-secret-789" not in str(err.value)
+
+
+@pytest.mark.parametrize(("setting", "content", "needle"), [
+    ("sasl_password_file", None, "sasl_password_file .* cannot be read"),
+    ("sasl_password_file", "\n", "sasl_password_file .* is empty"),
+    ("ssl_key_password_file", None, "ssl_key_password_file .* cannot be read"),
+])
+def test_unreadable_secret_files_are_named_when_used(tmp_path: Path, setting: str,
+                                                     content: str | None, needle: str) -> None:
+    # Loading works where the Secret is not mounted (offline checks of deploy/); building a
+    # client, which reads the file, says which setting and file are wrong.
+    path = tmp_path / "secret"
+    if content is not None:
+        path.write_text(content)
+    cfg = write(tmp_path, f'[kafka.security]\nprotocol = "SASL_SSL"\nsasl_mechanism = "PLAIN"\n'
+                          f'sasl_username = "u"\n{setting} = "{path}"\n'
+                          + ('sasl_password = "p"\n' if setting != "sasl_password_file" else ""))
+    s = load_settings(cfg, env={})
+    resolve = (s.kafka.security.resolved_sasl_password if setting == "sasl_password_file"
+               else s.kafka.security.resolved_ssl_key_password)
+    with pytest.raises(SettingsError, match=needle):
+        resolve()
+
+
+def test_api_tokens_rotate_hidden_and_validated(tmp_path: Path) -> None:
+    old, new = "old-token-0123456789abcdef", "new-token-0123456789abcdef"
+    s = load_settings(None, env={"PARLEY_HTTP__API_TOKENS": f'["{old}", "{new}"]'})
+    assert s.http.api_tokens == (old, new)
+    assert old not in repr(s) and new not in repr(s) and "2 hidden" in repr(s.http)
+    assert {old, new} <= set(s.all_secrets())
+    assert s.http.metrics_public is False
+    with pytest.raises(SettingsError, match="at least 16 characters"):
+        load_settings(None, env={"PARLEY_HTTP__API_TOKENS": '["short"]'})
+
+
+def test_static_group_membership_settings() -> None:
+    s = load_settings(None, env={"PARLEY_KAFKA__GROUP_INSTANCE_ID": "parley-projector-0"})
+    assert s.kafka.group_instance_id == "parley-projector-0"
+    assert s.kafka.static_session_timeout_ms == 60_000
+    assert load_settings(None, env={}).kafka.group_instance_id is None
+
+
+def test_consumer_tables_load_and_their_secrets_are_redacted(tmp_path: Path) -> None:
+    cfg = write(tmp_path, """
+[consumers.crm]
+base_url = "http://127.0.0.1:9"
+auth_value = "Bearer crm-tok-789"
+signing_secret = "whsec_c2VjcmV0"
+""")
+    s = load_settings(cfg, env={"PARLEY_DATA_DIR": str(tmp_path / "d"), "PARLEY_LOG_LEVEL": "DEBUG"})
+    assert s.consumers["crm"]["base_url"] == "http://127.0.0.1:9"
+    assert {"Bearer crm-tok-789", "whsec_c2VjcmV0"} <= set(s.all_secrets())
+    assert "http://127.0.0.1:9" not in s.all_secrets()
+    assert "crm-tok-789" not in repr(s) and "whsec_" not in repr(s)
+    assert s.data_dir == str(tmp_path / "d") and s.log_level == "DEBUG"

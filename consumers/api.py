@@ -1,0 +1,204 @@
+"""What a user writes: a :class:`Consumer` (name, wanted events, async handler).
+
+A consumer is a small value; the runtime (:mod:`consumers.runner`) gives it its own Kafka
+consumer group and the delivery guarantees documented there. Write one with the
+:func:`consumer` decorator::
+
+    @consumer("welcome", topics=("chat",), kinds={"ChatStarted"})
+    async def welcome(event: ConsumedEvent) -> None:
+        for e in event.domain:
+            ...  # use event.event_id as the idempotency key downstream
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiokafka.structs import ConsumerRecord
+
+from consumers.retry import RetryPolicy
+from contracts.position import Position
+from contracts.topics import AGGREGATE_KINDS, AggregateKind
+
+if TYPE_CHECKING:
+    from contracts.domain import DomainEvent
+    from contracts.envelope import Envelope
+
+__all__ = ["BatchHandler", "ConsumedEvent", "Consumer", "Handler", "consumer"]
+
+
+class ConsumedEvent:
+    """One record of an event topic as a handler sees it.
+
+    ``envelope`` and ``domain`` are decoded on first use (and cached); a record that is not a
+    valid envelope raises :class:`contracts.errors.ContractError` there, which is never
+    retriable, so the runtime dead-letters it. ``event_id`` is the idempotency key to pass to
+    anything downstream: a redelivered event has the same id.
+    """
+
+    # Built once per record on the hot path: it keeps aiokafka's record and reads fields
+    # from it on demand instead of copying them; the decoded envelope and domain events are
+    # cached in slots that stay unset until first use.
+    __slots__ = ("_domain", "_envelope", "_record")
+
+    def __init__(self, record: Any) -> None:
+        self._record = record  # an aiokafka ConsumerRecord
+
+    @classmethod
+    def of(cls, *, topic: str, partition: int, offset: int, key: str | None, value: bytes,
+           timestamp_ms: int = 0, headers: Sequence[tuple[str, bytes]] = ()) -> ConsumedEvent:
+        """An event from its parts (for replays, and for unit tests of handlers)."""
+        return cls(ConsumerRecord(
+            topic=topic, partition=partition, offset=offset, timestamp=timestamp_ms,
+            timestamp_type=0, key=key.encode() if key is not None else None, value=value,
+            checksum=None, serialized_key_size=-1, serialized_value_size=len(value),
+            headers=tuple(headers)))
+
+    @property
+    def topic(self) -> str:
+        return self._record.topic  # type: ignore[no-any-return]
+
+    @property
+    def partition(self) -> int:
+        return self._record.partition  # type: ignore[no-any-return]
+
+    @property
+    def offset(self) -> int:
+        return self._record.offset  # type: ignore[no-any-return]
+
+    @property
+    def key(self) -> str | None:
+        """The record key (chat, visitor or agent id), None for a record without one."""
+        k = self._record.key
+        return k.decode(errors="replace") if k is not None else None
+
+    @property
+    def value(self) -> bytes:
+        return self._record.value  # type: ignore[no-any-return]
+
+    @property
+    def timestamp_ms(self) -> int:
+        """The record timestamp: when the receiver accepted the webhook."""
+        return self._record.timestamp  # type: ignore[no-any-return]
+
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]:
+        return self._record.headers  # type: ignore[no-any-return]
+
+    @property
+    def envelope(self) -> Envelope:
+        try:
+            return self._envelope
+        except AttributeError:
+            from contracts.envelope import decode_envelope
+
+            self._envelope: Envelope = decode_envelope(self.value)
+            return self._envelope
+
+    @property
+    def event_id(self) -> str:
+        """The event's stable id: use it as the idempotency key downstream."""
+        return self.envelope.event_id
+
+    @property
+    def domain(self) -> list[DomainEvent]:
+        """The domain events this record means (empty for event types Parley does not model)."""
+        try:
+            return self._domain
+        except AttributeError:
+            from contracts.normalise import normalise
+
+            self._domain: list[DomainEvent] = normalise(self.envelope)
+            return self._domain
+
+    @property
+    def position(self) -> Position:
+        return Position(self.topic, self.partition, self.offset)
+
+    def __repr__(self) -> str:
+        return f"ConsumedEvent({self.topic}:{self.partition}:{self.offset}, key={self.key!r})"
+
+
+Handler = Callable[[ConsumedEvent], Awaitable[None]]
+"""Handles one event; returning means its side effects are done (durably)."""
+BatchHandler = Callable[[Sequence[ConsumedEvent]], Awaitable[None]]
+"""Handles a batch (in log order per key); returning means all of its side effects are done."""
+Hook = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Consumer:
+    """A consumer group's definition.
+
+    Exactly one of ``handle`` (one event at a time) and ``handle_batch`` is set.
+
+    Attributes:
+        name: the group's name: consumer group ``<topic_prefix>.consumers.<name>``, dead-letter
+            topic ``<topic_prefix>.dlq.<name>``. Letters, digits, ``.``, ``_``, ``-``.
+        topics: aggregate kinds to read (``"chat"``, ``"visitor"``, ``"agent"``, ``"other"``).
+        event_types: if set, only envelopes whose ``event_type`` is in it reach the handler.
+        kinds: if set, only records with a domain event of one of these kinds (the class
+            names in :mod:`contracts.domain`, e.g. ``"MessagePosted"``) do.
+        concurrency: how many keys are handled at the same time (one key: one at a time).
+        retry: attempts and backoff for retriable failures.
+        start, stop: optional hooks to open and close the handler's resources.
+        secrets: values (API tokens, signing keys) to scrub from logs and dead-letter headers.
+    """
+
+    name: str
+    handle: Handler | None = None
+    handle_batch: BatchHandler | None = None
+    topics: tuple[AggregateKind, ...] = AGGREGATE_KINDS
+    event_types: frozenset[str] | None = None
+    kinds: frozenset[str] | None = None
+    concurrency: int = 16
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    start: Hook | None = None
+    stop: Hook | None = None
+    secrets: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if (self.handle is None) == (self.handle_batch is None):
+            raise ValueError(f"consumer {self.name!r}: set exactly one of handle, handle_batch")
+        if not self.name or not all(c.isalnum() or c in "._-" for c in self.name):
+            raise ValueError(f"consumer name {self.name!r}: use letters, digits, '.', '_', '-'")
+        unknown = set(self.topics) - set(AGGREGATE_KINDS)
+        if unknown or not self.topics:
+            raise ValueError(f"consumer {self.name!r}: topics must be among {AGGREGATE_KINDS}")
+        if self.concurrency < 1:
+            raise ValueError(f"consumer {self.name!r}: concurrency must be >= 1")
+
+    @property
+    def filtered(self) -> bool:
+        return self.event_types is not None or self.kinds is not None
+
+    def wants(self, event: ConsumedEvent) -> bool:
+        """Whether ``event`` passes the type filters (decodes the envelope if there are any)."""
+        if self.event_types is not None and event.envelope.event_type not in self.event_types:
+            return False
+        if self.kinds is not None:
+            # The domain union's tag is the class name ("ChatStarted", "MessagePosted"…).
+            return any(type(d).__name__ in self.kinds for d in event.domain)
+        return True
+
+
+def consumer(name: str, *, topics: Sequence[AggregateKind] = AGGREGATE_KINDS,
+             event_types: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
+             batch: bool = False, concurrency: int = 16, retry: RetryPolicy | None = None,
+             ) -> Callable[[Callable[..., Awaitable[None]]], Consumer]:
+    """Decorator: turn an async handler into a :class:`Consumer`.
+
+    With ``batch=True`` the function receives a sequence of events instead of one.
+    """
+
+    def wrap(fn: Callable[..., Awaitable[None]]) -> Consumer:
+        return Consumer(
+            name=name, handle=None if batch else fn, handle_batch=fn if batch else None,
+            topics=tuple(topics),
+            event_types=frozenset(event_types) if event_types is not None else None,
+            kinds=frozenset(kinds) if kinds is not None else None,
+            concurrency=concurrency, retry=retry or RetryPolicy())
+
+    return wrap

@@ -1,0 +1,173 @@
+"""``parley consumer NAME`` and ``parley consumers list|lag|reset|dlq``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+import msgspec
+
+from consumers.errors import ConsumerError
+from consumers.registry import known_consumers, load_consumer
+from consumers.runner import group_id
+from contracts.topics import AGGREGATE_KINDS, Topics
+from parley.settings import Settings
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    one = sub.add_parser("consumer", help="run one consumer group (serves /healthz, /readyz, "
+                                          "/metrics, /api/consumers)")
+    one.add_argument("name", help="built-in (search, crm), entry-point name, or module:attribute")
+    one.add_argument("--port", type=int, help="HTTP port (default: http.port)")
+    one.set_defaults(handler=_cmd_consumer)
+
+    many = sub.add_parser("consumers", help="consumer group administration")
+    msub = many.add_subparsers(dest="consumers_command", required=True, metavar="ACTION")
+    msub.add_parser("list", help="known consumers and their groups").set_defaults(
+        handler=_cmd_list)
+    lag = msub.add_parser("lag", help="lag per partition, in records and event-time seconds")
+    lag.add_argument("names", nargs="*", help="consumers (default: all known)")
+    lag.add_argument("--json", action="store_true", help="print JSON")
+    lag.set_defaults(handler=_cmd_lag)
+    reset = msub.add_parser("reset", help="move an idle group's offsets")
+    reset.add_argument("name")
+    reset.add_argument("--to", required=True, metavar="earliest|latest|TIME",
+                       help="earliest, latest, or an ISO-8601 time (the record's receive time)")
+    reset.set_defaults(handler=_cmd_reset)
+    dlq = msub.add_parser("dlq", help="a group's dead letters and parked keys")
+    dlq.add_argument("name")
+    dlq.add_argument("action", choices=("list", "replay", "skip"))
+    dlq.add_argument("--key", help="only this record key (chat, visitor or agent id)")
+    dlq.add_argument("--topic", choices=AGGREGATE_KINDS, help="only this aggregate's topic")
+    dlq.set_defaults(handler=_cmd_dlq)
+
+
+def _resolve(name: str, settings: Settings) -> tuple[str, list[str]]:
+    """A consumer's name (NAME may be ``module:attr``) and the topics its group reads."""
+    from consumers.groups import committed_topics
+
+    topics = Topics(prefix=settings.kafka.topic_prefix)
+    try:
+        c = load_consumer(name, settings)
+    except ConsumerError:
+        if ":" in name:
+            raise
+        # Known but not loadable here (unconfigured), or code this CLI cannot import: the
+        # group's own committed offsets say which topics it reads.
+        found = asyncio.run(committed_topics(settings.kafka,
+                                             group_id(settings.kafka.topic_prefix, name)))
+        if found:
+            return name, found
+        if name in {k.name for k in known_consumers()}:
+            return name, list(topics.event_topics)
+        raise
+    return c.name, [topics.for_aggregate(kind) for kind in c.topics]
+
+
+def _name(name: str, settings: Settings) -> str:
+    return load_consumer(name, settings).name if ":" in name else name
+
+
+def _cmd_consumer(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.role import ConsumerRole
+    from parley.http import build_app, serve
+    from parley.logs import setup_logging
+    from parley.runtime import Runtime
+
+    if args.port is not None:
+        settings = msgspec.structs.replace(
+            settings, http=msgspec.structs.replace(settings.http, port=args.port))
+
+    async def main() -> int:
+        rt = Runtime.from_settings(settings)
+        role = ConsumerRole(rt, args.name)
+        setup_logging(settings.log_level, (*settings.all_secrets(), *role.secrets()))
+        await serve(build_app(rt, [role]), rt)
+        return 0
+
+    return asyncio.run(main())
+
+
+def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    for k in known_consumers():
+        print(f"{k.name:<16} group {group_id(settings.kafka.topic_prefix, k.name):<32} "
+              f"dlq {Topics(prefix=settings.kafka.topic_prefix).dlq(k.name):<28} "
+              f"({k.origin}: {k.ref})")
+    return 0
+
+
+def _cmd_lag(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.lag import LagMonitor, WatchedGroup
+
+    watched = []
+    for ref in args.names or [k.name for k in known_consumers()]:
+        name, topic_names = _resolve(ref, settings)
+        watched.append(WatchedGroup(name, group_id(settings.kafka.topic_prefix, name),
+                                    tuple(topic_names)))
+
+    async def main() -> list[Any]:
+        monitor = LagMonitor(settings.kafka, watched)
+        await monitor.start()
+        try:
+            return await monitor.refresh()
+        finally:
+            await monitor.close()
+
+    groups = asyncio.run(main())
+    if args.json:
+        print(msgspec.json.encode(groups).decode())
+        return 0
+    print(f"{'consumer':<12} {'topic':<28} {'part':>4} {'committed':>10} {'end':>10} "
+          f"{'lag':>8} {'lag_s':>10}")
+    for g in groups:
+        for p in g.partitions:
+            committed = "-" if p.committed is None else str(p.committed)
+            print(f"{g.consumer:<12} {p.topic:<28} {p.partition:>4} {committed:>10} {p.end:>10} "
+                  f"{p.lag_records:>8} {p.lag_seconds:>10.1f}")
+    return 0
+
+
+def _cmd_reset(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.groups import parse_reset_target, reset_group
+
+    target = parse_reset_target(args.to)
+    name, topic_names = _resolve(args.name, settings)
+    group = group_id(settings.kafka.topic_prefix, name)
+    offsets = asyncio.run(reset_group(settings.kafka, group, topic_names, target))
+    for tp, offset in sorted(offsets.items()):
+        print(f"{group} {tp.topic}:{tp.partition} -> {offset}")
+    return 0
+
+
+def _cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.dlq_ops import dlq_entries, dlq_replay, dlq_skip
+
+    topics = Topics(prefix=settings.kafka.topic_prefix)
+    topic = topics.for_aggregate(args.topic) if args.topic else None
+    k = settings.kafka
+    name = _name(args.name, settings)
+    if args.action == "list":
+        entries = asyncio.run(dlq_entries(k, topics, name, key=args.key, topic=topic))
+        for e in entries:
+            what = f"{e.error_type}: {e.error} after {e.attempts} attempt(s)" \
+                if e.kind == "dead" else "parked behind its key's dead letter"
+            print(f"{e.dlq_offset:>6} {e.kind:<6} key={e.key} origin={e.origin} "
+                  f"event={e.event_id or '-'} {what}")
+        keys = {(e.origin.topic, e.key) for e in entries}
+        print(f"{len(entries)} unresolved entr{'y' if len(entries) == 1 else 'ies'}, "
+              f"{len(keys)} parked key(s)", file=sys.stderr)
+        return 0
+    if args.action == "skip":
+        n = asyncio.run(dlq_skip(k, topics, name, key=args.key, topic=topic))
+        print(f"skipped {n} entr{'y' if n == 1 else 'ies'}; their keys flow again")
+        return 0
+    consumer = load_consumer(args.name, settings)
+    report = asyncio.run(dlq_replay(k, topics, consumer, key=args.key, topic=topic))
+    print(f"replayed {report.replayed} event(s) in {report.rounds} round(s)")
+    for e, error in report.failed:
+        print(f"still failing: key={e.key} origin={e.origin} {error}", file=sys.stderr)
+    return 1 if report.failed else 0

@@ -1,0 +1,91 @@
+"""The CRM's HTTP API as Parley uses it: signed, authenticated, idempotent JSON POSTs.
+
+One attempt per call; the runner's retry policy decides when to try again (it honours the
+``retry_after_s`` this client reads from ``Retry-After``) and when to dead-letter. The
+circuit breaker turns a CRM outage into fast, spaced failures instead of a retry storm.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any, Protocol
+
+import aiohttp
+import orjson
+
+from consumers.crm.breaker import CircuitBreaker
+from consumers.crm.config import CrmConfig
+from consumers.crm.errors import CircuitOpen, CrmRejected, CrmUnavailable
+from consumers.crm.signing import signature_headers
+from consumers.parking import redact
+
+__all__ = ["CrmApi", "HttpCrmClient", "parse_retry_after"]
+
+
+class CrmApi(Protocol):
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def post(self, path: str, doc: dict[str, Any], idempotency_key: str) -> None:
+        """Send ``doc``; the CRM applies a given ``idempotency_key`` at most once."""
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date), None if absent/invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class HttpCrmClient:
+    def __init__(self, config: CrmConfig) -> None:
+        self.config = config
+        self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_reset_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(
+            base_url=self.config.base_url.rstrip("/") + "/",
+            timeout=aiohttp.ClientTimeout(total=self.config.timeout_s))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post(self, path: str, doc: dict[str, Any], idempotency_key: str) -> None:
+        assert self._session is not None, "HttpCrmClient.start() was not called"
+        now = time.monotonic()
+        if not self.breaker.allow(now):
+            wait = self.breaker.retry_in_s(now)
+            raise CircuitOpen(f"CRM circuit open after repeated failures; next try in "
+                              f"{wait:.1f}s", retry_after_s=wait)
+        body = orjson.dumps(doc)
+        headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
+        if self.config.auth_value:
+            headers[self.config.auth_header] = self.config.auth_value
+        if self.config.signing_secret:
+            headers.update(signature_headers(self.config.signing_secret, idempotency_key,
+                                             int(time.time()), body))
+        try:
+            async with self._session.post(path.lstrip("/"), data=body, headers=headers) as resp:
+                status = resp.status
+                text = await resp.text(errors="replace")
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            self.breaker.failure(time.monotonic())
+            raise CrmUnavailable(f"CRM request POST {path} failed: {type(exc).__name__}") from None
+        if status == 429 or status >= 500:
+            self.breaker.failure(time.monotonic())
+            raise CrmUnavailable(f"CRM answered {status} to POST {path}", retry_after)
+        self.breaker.success()
+        if status >= 400:
+            detail = redact(text[:200], self.config.secrets())
+            raise CrmRejected(f"CRM rejected POST {path} with {status}: {detail}")

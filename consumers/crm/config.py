@@ -1,0 +1,64 @@
+"""``[consumers.crm]``: where the CRM is, how to authenticate, how fields are named there."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from parley.errors import SettingsError
+
+__all__ = ["DEFAULT_ACTIVITY_FIELDS", "DEFAULT_CONTACT_FIELDS", "CrmConfig", "crm_config"]
+
+#: Parley's name → the CRM's JSON field name (override any of them in config).
+DEFAULT_CONTACT_FIELDS = {"visitor_id": "external_id", "email": "email", "name": "name",
+                          "source": "source"}
+DEFAULT_ACTIVITY_FIELDS = {"chat_id": "external_id", "visitor_id": "contact_external_id",
+                           "email": "contact_email", "subject": "subject",
+                           "transcript": "transcript", "rating": "rating", "agent": "agent",
+                           "closed_at": "occurred_at", "source": "source",
+                           "completed": "completed", "type": "type"}
+
+
+class CrmConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Configuration of the ``crm`` consumer. ``auth_value`` and ``signing_secret`` are
+    secrets: kept out of ``repr()`` and never put in a log line, record or error."""
+
+    base_url: str
+    auth_header: str = "Authorization"
+    auth_value: str | None = None
+    signing_secret: str | None = None  # whsec_…: Standard Webhooks signature on each request
+    contacts_path: str = "/contacts"
+    activities_path: str = "/activities"
+    contact_fields: dict[str, str] = {}
+    activity_fields: dict[str, str] = {}
+    timeout_s: float = 10.0
+    max_attempts: int = 6  # per event, then dead-lettered
+    max_delay_s: float = 30.0  # longest wait between attempts (Retry-After is capped by it)
+    breaker_failures: int = 5  # consecutive failures that open the circuit
+    breaker_reset_s: float = 30.0  # how long it stays open before one trial request
+    state_path: str | None = None  # default: <data_dir>/crm.db
+    max_records: int = 500  # records per fetched batch
+    stuck_after_s: float = 300.0
+
+    def __repr__(self) -> str:
+        return (f"CrmConfig(base_url={self.base_url!r}, auth_header={self.auth_header!r}, "
+                f"auth_value={'***' if self.auth_value else None}, "
+                f"signing_secret={'***' if self.signing_secret else None})")
+
+    def contact_field(self, name: str) -> str:
+        return self.contact_fields.get(name, DEFAULT_CONTACT_FIELDS[name])
+
+    def activity_field(self, name: str) -> str:
+        return self.activity_fields.get(name, DEFAULT_ACTIVITY_FIELDS[name])
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for s in (self.auth_value, self.signing_secret) if s)
+
+
+def crm_config(table: Mapping[str, Any]) -> CrmConfig:
+    try:
+        return msgspec.convert(dict(table), CrmConfig)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(f"invalid [consumers.crm] configuration: {exc}") from None

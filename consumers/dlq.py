@@ -1,0 +1,169 @@
+"""The live side of a group's dead-letter topic: write dead and parked entries, follow it.
+
+:class:`DeadLetters` is used by the runner: :meth:`~DeadLetters.start` folds the whole topic
+into a :class:`~consumers.parking.ParkedState` before any event is handled, then a background
+task follows the topic so that resolutions written by ``parley consumers dlq NAME
+replay|skip`` (from any machine) release parked keys while the group runs. Writes are
+``acks=all`` and awaited: an event counts as done (its offset may be committed) only once its
+dead-letter or parked copy is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from consumers.api import ConsumedEvent
+from consumers.parking import (
+    DlqEntry,
+    ParkedState,
+    entry_from_record,
+    headers_for_failure,
+    headers_for_parked,
+)
+from contracts.topics import Topics
+from parley.kafka.clients import make_consumer, make_producer
+from parley.kafka.topics import apply_topics
+from parley.settings import KafkaSettings
+
+__all__ = ["DeadLetters", "ensure_dlq_topic", "read_dlq"]
+
+log = logging.getLogger("parley.consumers.dlq")
+
+
+async def ensure_dlq_topic(k: KafkaSettings, topics: Topics, name: str) -> str:
+    await apply_topics(k, [topics.dlq_spec(name)])
+    return topics.dlq(name)
+
+
+async def read_dlq(k: KafkaSettings, topic: str, *, keep_values: bool,
+                   state: ParkedState | None = None, timeout_s: float = 30.0) -> ParkedState:
+    """Fold the whole dead-letter topic, from its start to its current end."""
+    state = state or ParkedState()
+    reader = make_consumer(k, group_id=None, enable_auto_commit=False)
+    await reader.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        reader.assign([tp])
+        await reader.seek_to_beginning(tp)
+        await _follow_until(reader, tp, state, keep_values, timeout_s)
+    finally:
+        await reader.stop()
+    return state
+
+
+async def _follow_until(reader: AIOKafkaConsumer, tp: TopicPartition, state: ParkedState,
+                        keep_values: bool, timeout_s: float) -> None:
+    end = (await reader.end_offsets([tp]))[tp]
+    async with asyncio.timeout(timeout_s):
+        while await reader.position(tp) < end:
+            batch = await reader.getmany(tp, timeout_ms=200)
+            for rec in batch.get(tp, []):
+                state.apply(entry_from_record(rec.offset, rec.key, rec.headers, rec.value,
+                                              keep_values))
+
+
+class DeadLetters:
+    """Dead-letter writer and parked-key follower of one consumer group."""
+
+    def __init__(self, k: KafkaSettings, topics: Topics, name: str,
+                 secrets: Sequence[str] = ()) -> None:
+        self._k = k
+        self._topics = topics
+        self.name = name
+        self.topic = topics.dlq(name)
+        self._tp = TopicPartition(self.topic, 0)
+        self._secrets = tuple(secrets)
+        self.state = ParkedState()
+        self._producer: AIOKafkaProducer | None = None
+        self._reader: AIOKafkaConsumer | None = None
+        self._follow: asyncio.Task[None] | None = None
+        self._progress = asyncio.Condition()
+        self._next = 0  # the follower's next DLQ offset
+
+    async def start(self) -> None:
+        await ensure_dlq_topic(self._k, self._topics, self.name)
+        self._producer = make_producer(self._k, max_request_size=2 << 20)
+        await self._producer.start()
+        self._reader = make_consumer(self._k, group_id=None, enable_auto_commit=False)
+        await self._reader.start()
+        self._reader.assign([self._tp])
+        await self._reader.seek_to_beginning(self._tp)
+        await _follow_until(self._reader, self._tp, self.state, False, 60.0)
+        self._next = await self._reader.position(self._tp)
+        self._follow = asyncio.create_task(self._follow_forever(), name=f"dlq-follow-{self.name}")
+
+    async def stop(self) -> None:
+        if self._follow is not None:
+            self._follow.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follow
+        if self._reader is not None:
+            await self._reader.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def _follow_forever(self) -> None:
+        assert self._reader is not None
+        while True:
+            try:
+                batch = await self._reader.getmany(self._tp, timeout_ms=500)
+            except Exception:
+                log.warning("dead-letter follower failed; retrying", exc_info=True)
+                await asyncio.sleep(1.0)
+                continue
+            for rec in batch.get(self._tp, []):
+                self.state.apply(entry_from_record(rec.offset, rec.key, rec.headers, None, False))
+            self._next = await self._reader.position(self._tp)
+            async with self._progress:
+                self._progress.notify_all()
+
+    async def catch_up(self, timeout_s: float = 30.0) -> None:
+        """Wait until every dead-letter record written so far (by anyone) is folded in.
+
+        Called on partition assignment: a partition's previous owner finished its dead-letter
+        writes before giving it up, so after this its parked keys are known here too.
+        """
+        assert self._reader is not None
+        end = (await self._reader.end_offsets([self._tp]))[self._tp]
+        async with asyncio.timeout(timeout_s), self._progress:
+            await self._progress.wait_for(lambda: self._position() >= end)
+
+    def _position(self) -> int:
+        return self._next
+
+    def is_parked(self, event: ConsumedEvent) -> bool:
+        return bool(self.state) and self.state.is_parked(event.topic, event.key or "")
+
+    async def dead_letter(self, event: ConsumedEvent, exc: BaseException, attempts: int,
+                          retriable: bool) -> None:
+        """Write ``event`` as a dead entry; its key is parked from now on."""
+        headers = headers_for_failure(self.name, event.position, _event_id(event), exc, attempts,
+                                      retriable, self._secrets)
+        await self._write(event, headers, "dead", attempts)
+
+    async def park(self, event: ConsumedEvent) -> None:
+        """Write ``event`` as a parked entry behind its key's dead entry."""
+        await self._write(event, headers_for_parked(self.name, event.position, _event_id(event)),
+                          "parked", 0)
+
+    async def _write(self, event: ConsumedEvent, headers: list[tuple[str, bytes]], kind: str,
+                     attempts: int) -> None:
+        assert self._producer is not None
+        key = event.key.encode() if event.key is not None else None
+        meta = await self._producer.send_and_wait(self.topic, event.value, key=key,
+                                                  headers=headers)
+        self.state.add(DlqEntry(dlq_offset=meta.offset, kind=kind, origin=event.position,
+                                key=event.key or "", attempts=attempts))
+
+
+def _event_id(event: ConsumedEvent) -> str | None:
+    try:
+        return event.event_id
+    except Exception:  # noqa: BLE001 - an undecodable record has no id; its origin identifies it
+        return None
+

@@ -1,0 +1,255 @@
+"""The search index: a small Protocol and its SQLite FTS5 implementation.
+
+Documents are one per chat (subject, department, site, visitor and agent names) and one per
+message (text and author name), each tied to its chat; a search ranks *chats* by the best
+bm25 score among their documents and shows that document's highlighted snippet.
+
+Idempotent and order-tolerant: messages are keyed by (chat id, message id); a chat's
+descriptive fields, status and agent are last-writer-wins by the event's ``occurred_at``; a
+message's text by its posted/edited time, and a deletion is final. Applying the same events
+again (at-least-once redelivery) leaves the index as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from consumers.search.queries import SearchPage, SearchQuery, iso_utc, run_search
+from contracts.domain import (
+    ChatAccepted,
+    ChatAssigned,
+    ChatClosed,
+    ChatIdle,
+    ChatStarted,
+    ChatUpdated,
+    DomainEvent,
+    MessageDeleted,
+    MessageEdited,
+    MessagePosted,
+)
+
+__all__ = ["SearchIndex", "SqliteSearchIndex"]
+
+SCHEMA = """
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS chats (
+    chat_id TEXT PRIMARY KEY, provider TEXT, source TEXT, subject TEXT, department TEXT,
+    site TEXT, visitor_name TEXT, agent_id TEXT, agent_name TEXT, status TEXT,
+    started_at TEXT, last_at TEXT, meta_at TEXT, status_at TEXT, agent_at TEXT, indexed TEXT);
+CREATE INDEX IF NOT EXISTS chats_last_at ON chats(last_at);
+CREATE TABLE IF NOT EXISTS messages (
+    chat_id TEXT NOT NULL, message_id TEXT NOT NULL, text TEXT, author TEXT,
+    text_at TEXT, deleted INTEGER NOT NULL DEFAULT 0, indexed TEXT,
+    PRIMARY KEY (chat_id, message_id));
+CREATE TABLE IF NOT EXISTS docs (rowid INTEGER PRIMARY KEY, doc_id TEXT NOT NULL UNIQUE);
+CREATE VIRTUAL TABLE IF NOT EXISTS docs_fts USING fts5(
+    chat_id UNINDEXED, kind UNINDEXED, body, tokenize = 'unicode61 remove_diacritics 2');
+"""
+T = TypeVar("T")
+STATUS_RANK = {"waiting": 0, "active": 1, "idle": 2, "closed": 3}
+
+
+class SearchIndex(Protocol):
+    """Where the search consumer writes and ``GET /api/search`` reads."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def apply(self, events: Sequence[DomainEvent]) -> None:
+        """Apply domain events in one transaction (idempotent, see module doc)."""
+    async def search(self, query: SearchQuery) -> SearchPage: ...
+
+
+_iso = iso_utc
+
+
+class SqliteSearchIndex:
+    """SQLite FTS5 in a file (``data_dir/search.db``); all SQL runs on one worker thread."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="search-index")
+        self._db: sqlite3.Connection | None = None
+        # Per batch being applied: the final row of each touched message, and each touched
+        # chat's latest activity time.
+        self._messages: dict[tuple[str, str], tuple[str | None, str | None, int, str | None]] = {}
+        self._last_at: dict[str, str] = {}
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.executescript(SCHEMA)
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._pool.shutdown(wait=True)
+
+    async def apply(self, events: Sequence[DomainEvent]) -> None:
+        if events:
+            await self._run(self._apply, events)
+
+    async def search(self, query: SearchQuery) -> SearchPage:
+        return await self._run(self._search, query)
+
+    def _search(self, query: SearchQuery) -> SearchPage:
+        assert self._db is not None
+        return run_search(self._db, query)
+
+    # ----------------------------------------------------------------- writes
+    def _apply(self, events: Sequence[DomainEvent]) -> None:
+        db = self._db
+        assert db is not None
+        # Rows first, full-text documents last and once per chat or message per batch (a
+        # Natterly webhook repeats every message of its chat: most are unchanged).
+        self._messages = {}
+        self._last_at = {}
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for e in events:
+                self._apply_one(db, e)
+            for (chat_id, message_id), row in self._messages.items():
+                self._sync_message(db, chat_id, message_id, row)
+            for chat_id, last_at in self._last_at.items():
+                self._reindex_chat(db, chat_id, last_at)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _ensure_chat(self, db: sqlite3.Connection, e: DomainEvent, chat_id: str) -> None:
+        """Create the chat's row once per batch; its last activity is written at the end."""
+        at = _iso(e.occurred_at) or ""
+        seen = self._last_at.get(chat_id)
+        if seen is None:
+            db.execute("INSERT INTO chats(chat_id, provider, source) VALUES (?, ?, ?) "
+                       "ON CONFLICT(chat_id) DO NOTHING", (chat_id, e.provider, e.source))
+            self._last_at[chat_id] = at
+        elif at > seen:
+            self._last_at[chat_id] = at
+
+    def _apply_one(self, db: sqlite3.Connection, e: DomainEvent) -> str | None:
+        at = _iso(e.occurred_at)
+        match e:
+            case MessagePosted():
+                self._ensure_chat(db, e, e.chat_id)
+                # Agent-only notes (whispers) are not searchable by anyone with the API.
+                self._put_text(db, e.chat_id, e.message_id, None if e.internal else e.text,
+                               _iso(e.posted_at), e.author.name)
+                return e.chat_id
+            case MessageEdited():
+                self._ensure_chat(db, e, e.chat_id)
+                self._put_text(db, e.chat_id, e.message_id, e.text, _iso(e.edited_at), None)
+                return e.chat_id
+            case MessageDeleted():
+                self._ensure_chat(db, e, e.chat_id)
+                self._messages[(e.chat_id, e.message_id)] = db.execute(
+                    "INSERT INTO messages(chat_id, message_id, deleted) VALUES (?, ?, 1) "
+                    "ON CONFLICT(chat_id, message_id) DO UPDATE SET deleted = 1 "
+                    "RETURNING text, author, deleted, indexed", (e.chat_id, e.message_id)
+                ).fetchone()
+                return e.chat_id
+            case ChatUpdated():
+                self._ensure_chat(db, e, e.chat_id)
+                db.execute(
+                    "UPDATE chats SET subject = coalesce(?, subject), department = coalesce(?, "
+                    "department), site = coalesce(?, site), visitor_name = coalesce(?, "
+                    "visitor_name), started_at = coalesce(started_at, ?), meta_at = ? "
+                    "WHERE chat_id = ? AND (meta_at IS NULL OR meta_at <= ?)",
+                    (e.subject, e.department.name if e.department else None,
+                     e.site.name if e.site else None, e.visitor.name if e.visitor else None,
+                     _iso(e.initiated_at), at, e.chat_id, at))
+                return e.chat_id
+            case ChatStarted() | ChatAccepted() | ChatIdle() | ChatClosed():
+                self._ensure_chat(db, e, e.chat_id)
+                status = {ChatStarted: "waiting", ChatAccepted: "active", ChatIdle: "idle",
+                          ChatClosed: "closed"}[type(e)]
+                self._set_status(db, e.chat_id, status, at)
+                if isinstance(e, ChatStarted):
+                    db.execute("UPDATE chats SET started_at = coalesce(started_at, ?) "
+                               "WHERE chat_id = ?", (_iso(e.initiated_at) or at, e.chat_id))
+                if isinstance(e, ChatAccepted) and e.agent is not None:
+                    self._set_agent(db, e.chat_id, e.agent.id, e.agent.name, at)
+                return e.chat_id
+            case ChatAssigned():
+                self._ensure_chat(db, e, e.chat_id)
+                self._set_agent(db, e.chat_id, e.agent.id if e.agent else None,
+                                e.agent.name if e.agent else None, at)
+                return e.chat_id
+        return None
+
+    def _put_text(self, db: sqlite3.Connection, chat_id: str, message_id: str,
+                  text: str | None, text_at: str | None, author: str | None) -> None:
+        # Last writer wins by the text's own time (posted or edited); on a tie the later event
+        # in the log wins, which is the newer one (one chat's events are read in log order).
+        self._messages[(chat_id, message_id)] = db.execute(
+            "INSERT INTO messages(chat_id, message_id, text, text_at, author) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(chat_id, message_id) DO UPDATE SET "
+            "author = coalesce(excluded.author, messages.author), "
+            "text = CASE WHEN messages.text_at IS NULL OR excluded.text_at >= messages.text_at "
+            "THEN excluded.text ELSE messages.text END, "
+            "text_at = CASE WHEN messages.text_at IS NULL OR excluded.text_at >= messages.text_at "
+            "THEN excluded.text_at ELSE messages.text_at END "
+            "RETURNING text, author, deleted, indexed",
+            (chat_id, message_id, text, text_at, author)).fetchone()
+
+    def _set_status(self, db: sqlite3.Connection, chat_id: str, status: str, at: str | None
+                    ) -> None:
+        # Last writer wins by occurred_at; on a tie the later stage (closed > idle > …) wins.
+        db.execute("UPDATE chats SET status = ?, status_at = ? WHERE chat_id = ? AND ("
+                   "status_at IS NULL OR status_at < ? OR (status_at = ? AND CASE status "
+                   "WHEN 'waiting' THEN 0 WHEN 'active' THEN 1 WHEN 'idle' THEN 2 "
+                   "WHEN 'closed' THEN 3 ELSE -1 END < ?))",
+                   (status, at, chat_id, at, at, STATUS_RANK[status]))
+
+    def _set_agent(self, db: sqlite3.Connection, chat_id: str, agent_id: str | None,
+                   name: str | None, at: str | None) -> None:
+        db.execute("UPDATE chats SET agent_id = ?, agent_name = ?, agent_at = ? WHERE chat_id = ? "
+                   "AND (agent_at IS NULL OR agent_at <= ?)", (agent_id, name, at, chat_id, at))
+
+    def _put_doc(self, db: sqlite3.Connection, doc_id: str, chat_id: str, kind: str,
+                 body: str | None) -> None:
+        new = db.execute("INSERT INTO docs(doc_id) VALUES (?) ON CONFLICT(doc_id) DO NOTHING "
+                         "RETURNING rowid", (doc_id,)).fetchone()
+        if new is not None:
+            rowid = int(new[0])
+        else:  # replace the document's indexed text
+            rowid = int(db.execute("SELECT rowid FROM docs WHERE doc_id = ?",
+                                   (doc_id,)).fetchone()[0])
+            db.execute("DELETE FROM docs_fts WHERE rowid = ?", (rowid,))
+        if body:
+            db.execute("INSERT INTO docs_fts(rowid, chat_id, kind, body) VALUES (?, ?, ?, ?)",
+                       (rowid, chat_id, kind, body))
+
+    def _sync_message(self, db: sqlite3.Connection, chat_id: str, message_id: str,
+                      row: tuple[str | None, str | None, int, str | None]) -> None:
+        text, author, deleted, indexed = row  # the message's row after the batch's last change
+        body = "" if deleted or not text else (f"{text}\n{author}" if author else text)
+        if body != (indexed or ""):
+            self._put_doc(db, f"msg:{chat_id}/{message_id}", chat_id, "message", body)
+            db.execute("UPDATE messages SET indexed = ? WHERE chat_id = ? AND message_id = ?",
+                       (body, chat_id, message_id))
+
+    def _reindex_chat(self, db: sqlite3.Connection, chat_id: str, last_at: str) -> None:
+        row = db.execute("UPDATE chats SET last_at = max(coalesce(last_at, ''), ?) "
+                         "WHERE chat_id = ? RETURNING subject, department, site, visitor_name, "
+                         "agent_name, indexed", (last_at, chat_id)).fetchone()
+        body = "\n".join(v for v in row[:5] if v)
+        if body != (row[5] or ""):
+            self._put_doc(db, f"chat:{chat_id}", chat_id, "chat", body)
+            db.execute("UPDATE chats SET indexed = ? WHERE chat_id = ?", (body, chat_id))
+

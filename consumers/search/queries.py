@@ -1,0 +1,118 @@
+"""Search requests and results, and the one SQL query that answers them (runs on the
+index's worker thread)."""
+
+from __future__ import annotations
+
+import base64
+import re
+import sqlite3
+from datetime import UTC, datetime
+
+import msgspec
+
+__all__ = ["SearchHit", "SearchPage", "SearchQuery", "decode_cursor", "encode_cursor",
+           "iso_utc", "match_expression", "run_search"]
+
+MAX_LIMIT = 100
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
+    q: str
+    source: str | None = None
+    agent: str | None = None  # agent id or name
+    status: str | None = None
+    from_: datetime | None = None  # last activity at or after
+    to: datetime | None = None  # last activity before
+    limit: int = 20
+    offset: int = 0
+
+
+class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
+    chat_id: str
+    score: float  # bm25, higher is better (SQLite's is negated)
+    snippet: str  # the best matching document, matches wrapped in <mark>…</mark>
+    matched: str  # "chat" (subject, names, department, site) or "message"
+    source: str | None
+    provider: str | None
+    subject: str | None
+    status: str | None
+    agent: str | None
+    visitor: str | None
+    department: str | None
+    site: str | None
+    last_activity_at: str | None
+
+
+class SearchPage(msgspec.Struct, frozen=True, kw_only=True):
+    hits: list[SearchHit]
+    next_cursor: str | None
+
+
+def iso_utc(at: datetime | None) -> str | None:
+    """The index's one time format (UTC, microseconds): text order is time order."""
+    return at.astimezone(UTC).isoformat(timespec="microseconds") if at is not None else None
+
+
+def match_expression(q: str) -> str | None:
+    """User text → an FTS5 query: every word must match (the last as a prefix). Quoting each
+    word means no user input is ever parsed as FTS5 syntax."""
+    words = _WORD.findall(q)
+    if not words:
+        return None
+    quoted = [f'"{w}"' for w in words]
+    quoted[-1] += "*"
+    return " ".join(quoted)
+
+
+def encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o{offset}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not text.startswith("o"):
+            raise ValueError(cursor)
+        return max(0, int(text[1:]))
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("invalid cursor") from None
+
+
+_SQL = """
+WITH m AS MATERIALIZED (
+    SELECT chat_id, kind, bm25(docs_fts) AS score,
+           snippet(docs_fts, 2, '<mark>', '</mark>', '…', 16) AS snip
+    FROM docs_fts WHERE docs_fts MATCH :match),
+best AS (
+    SELECT chat_id, kind, score, snip,
+           row_number() OVER (PARTITION BY chat_id ORDER BY score, kind) AS rn FROM m)
+SELECT b.chat_id, b.score, b.snip, b.kind, c.source, c.provider, c.subject, c.status,
+       c.agent_name, c.visitor_name, c.department, c.site, c.last_at
+FROM best b JOIN chats c ON c.chat_id = b.chat_id
+WHERE b.rn = 1
+  AND (:source IS NULL OR c.source = :source)
+  AND (:status IS NULL OR c.status = :status)
+  AND (:agent IS NULL OR c.agent_id = :agent OR c.agent_name = :agent)
+  AND (:from IS NULL OR c.last_at >= :from)
+  AND (:to IS NULL OR c.last_at < :to)
+ORDER BY b.score, b.chat_id
+LIMIT :limit OFFSET :offset
+"""
+
+
+def run_search(db: sqlite3.Connection, query: SearchQuery) -> SearchPage:
+    match = match_expression(query.q)
+    if match is None:
+        return SearchPage(hits=[], next_cursor=None)
+    limit = max(1, min(MAX_LIMIT, query.limit))
+    rows = db.execute(_SQL, {
+        "match": match, "source": query.source, "status": query.status, "agent": query.agent,
+        "from": iso_utc(query.from_), "to": iso_utc(query.to),
+        "limit": limit + 1, "offset": query.offset}).fetchall()
+    hits = [SearchHit(chat_id=r[0], score=-r[1], snippet=r[2], matched=r[3], source=r[4],
+                      provider=r[5], subject=r[6], status=r[7], agent=r[8], visitor=r[9],
+                      department=r[10], site=r[11], last_activity_at=r[12])
+            for r in rows[:limit]]
+    more = len(rows) > limit
+    return SearchPage(hits=hits, next_cursor=encode_cursor(query.offset + limit) if more else None)

@@ -1,0 +1,231 @@
+"""The CRM consumer against a local stand-in CRM: signing, retries honouring Retry-After,
+the circuit breaker, dead letters after the retry budget, and exactly-once effects through
+idempotency keys — also across a SIGKILL of the consumer process."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from consumer_kit.events import T0, chat_body, envelope, message, produce
+from consumer_kit.helpers import running, wait_for
+from consumer_kit.process import ConsumerProcess
+from crm_standin import SECRET, TOKEN, RunningStandIn, StandInCrm
+
+from consumers.crm.breaker import CircuitBreaker
+from consumers.crm.client import HttpCrmClient, parse_retry_after
+from consumers.crm.config import CrmConfig
+from consumers.crm.consumer import crm_consumer
+from consumers.crm.errors import CircuitOpen, CrmRejected, CrmUnavailable
+from consumers.crm.signing import sign
+from consumers.crm.state import CrmState
+from consumers.dlq_ops import dlq_entries
+from contracts.envelope import Envelope
+from contracts.topics import Topics
+from parley.settings import KafkaSettings
+
+
+def test_signature_matches_the_standard_webhooks_reference_vector() -> None:
+    assert sign("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330, b'{"test": 2432232314}') == \
+        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_breaker_opens_fails_fast_then_half_opens_one_trial() -> None:
+    b = CircuitBreaker(failures=3, reset_s=10)
+    for t in range(3):
+        assert b.allow(t)
+        b.failure(t)
+    assert b.state == "open" and not b.allow(5) and b.retry_in_s(5) == 7  # opened at t=2
+    assert b.allow(12) and b.state == "half-open" and not b.allow(12.5)  # one trial only
+    b.failure(13)
+    assert b.state == "open" and not b.allow(20)
+    assert b.allow(23)
+    b.success()
+    assert b.state == "closed" and b.allow(23)
+
+
+def test_retry_after_seconds_and_http_date() -> None:
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:05 GMT", now=1445412480.0) == 5.0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def _config(url: str, **kw: object) -> CrmConfig:
+    defaults: dict[str, object] = {"timeout_s": 0.5, "max_attempts": 6, "max_delay_s": 1.0,
+                                   "breaker_failures": 5, "breaker_reset_s": 0.3}
+    return CrmConfig(base_url=url, auth_value=TOKEN, signing_secret=SECRET,
+                     **(defaults | kw))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def standin() -> AsyncIterator[RunningStandIn]:
+    async with RunningStandIn(StandInCrm()) as running_crm:
+        yield running_crm
+
+
+async def test_client_classifies_answers_and_opens_the_circuit(standin: RunningStandIn) -> None:
+    crm = standin.crm
+    client = HttpCrmClient(_config(standin.url, breaker_failures=3, breaker_reset_s=60))
+    await client.start()
+    try:
+        crm.faults.extend(["429"])
+        with pytest.raises(CrmUnavailable) as e429:
+            await client.post("/contacts", {"external_id": "v"}, "k1")
+        assert e429.value.retriable and e429.value.retry_after_s == 1.0
+        crm.faults.extend(["timeout"])
+        t0 = time.monotonic()
+        with pytest.raises(CrmUnavailable, match="TimeoutError"):
+            await client.post("/contacts", {"external_id": "v"}, "k2")
+        assert time.monotonic() - t0 < 2  # the client's timeout, not the CRM's delay
+        crm.faults.extend(["500"])
+        with pytest.raises(CrmUnavailable, match="500"):
+            await client.post("/contacts", {"external_id": "v"}, "k3")
+        calls = len(crm.calls)
+        with pytest.raises(CircuitOpen) as opened:  # 3 failures in a row: open, no request
+            await client.post("/contacts", {"external_id": "v"}, "k4")
+        assert len(crm.calls) == calls and 59 < (opened.value.retry_after_s or 0) <= 60
+        client.breaker.success()
+        crm.faults.extend(["400"])
+        with pytest.raises(CrmRejected) as rejected:
+            await client.post("/contacts", {"external_id": "v"}, "k5")
+        assert not rejected.value.retriable and TOKEN not in str(rejected.value)
+        await client.post("/contacts", {"external_id": "v", "email": "v@x.io"}, "k6")
+        await client.post("/contacts", {"external_id": "v", "email": "v@x.io"}, "k6")
+        assert len(crm.contacts) == 1 and all(c.signed for c in crm.calls)
+    finally:
+        await client.close()
+
+
+def _chat_story(i: int, email: str | None = None) -> list[Envelope]:
+    """Start (with visitor and a message), accept, rate, close (with both messages)."""
+    cid, vid = f"chat-{i}", f"visitor-{i}"
+    vis = {"uuid": vid, "name": f"Visitor {i}", "email_address": email or f"v{i}@example.com"}
+    agent = {"uuid": f"agent-{i % 2}", "name": f"Agent {i % 2}"}
+    m1 = message(f"m{i}a", f"hello from {i}", at=T0)
+    m2 = message(f"m{i}b", f"answer to {i}", by_visitor=False, name="Agent",
+                 at=T0 + timedelta(minutes=1))
+    steps = [("ChatInitiated", [m1], {}), ("ChatAccepted", [m1], {"agent": agent}),
+             ("ChatRated", [m1, m2], {"rating": 5}), ("ChatClosed", [m1, m2], {})]
+    return [envelope(chat_body(ev, cid, visitor=vis, messages=msgs, at=T0 + timedelta(minutes=n),
+                               **extra))
+            for n, (ev, msgs, extra) in enumerate(steps)]
+
+
+def _assert_exactly_once(crm: StandInCrm, chats: int) -> None:
+    assert sorted(crm.contacts) == sorted(f"v{i}@example.com" for i in range(chats))
+    by_chat: dict[str, int] = {}
+    for a in crm.activities:
+        by_chat[a["external_id"]] = by_chat.get(a["external_id"], 0) + 1
+    assert by_chat == {f"chat-{i}": 1 for i in range(chats)}  # each activity exactly once
+    for a in crm.activities:
+        i = a["external_id"].removeprefix("chat-")
+        assert f"hello from {i}" in a["transcript"] and f"answer to {i}" in a["transcript"]
+        assert a["rating"] == 5 and a["agent"] == f"Agent {int(i) % 2}"
+        assert a["contact_email"] == f"v{i}@example.com" and a["type"] == "chat"
+    assert all(c.signed for c in crm.calls)
+
+
+@pytest.mark.kafka
+async def test_crm_in_step_despite_429_500_timeouts_and_slowness(
+        tmp_path: Path, kafka_settings: KafkaSettings, topics: Topics,
+        standin: RunningStandIn) -> None:
+    chats = 6
+    await produce(kafka_settings, topics, [e for i in range(chats) for e in _chat_story(i)])
+    crm = standin.crm
+    crm.faults.extend(["429", "500", "timeout", "slow", "500", "429", "slow"])
+    crm.timeout_delay_s = 1.0
+    consumer = crm_consumer(_config(standin.url), CrmState(tmp_path / "crm.db"),
+                            HttpCrmClient(_config(standin.url)))
+    async with running(consumer, kafka_settings, topics) as runner:
+        await wait_for(lambda: len(crm.activities) >= chats and len(crm.contacts) >= chats,
+                       timeout_s=40, what="contacts and activities")
+        assert not runner.dead.state
+    _assert_exactly_once(crm, chats)
+    assert {c.status for c in crm.calls} >= {200, 429, 500}
+
+
+@pytest.mark.kafka
+async def test_after_the_retry_budget_the_event_is_dead_lettered(
+        tmp_path: Path, kafka_settings: KafkaSettings, topics: Topics,
+        standin: RunningStandIn) -> None:
+    await produce(kafka_settings, topics, _chat_story(0, email="doomed@example.com")[:1]
+                  + _chat_story(1))
+    crm = standin.crm
+    crm.always.append((lambda doc: doc.get("email") == "doomed@example.com", "500"))
+    cfg = _config(standin.url, max_attempts=3, breaker_failures=100)
+    consumer = crm_consumer(cfg, CrmState(tmp_path / "crm.db"), HttpCrmClient(cfg))
+    async with running(consumer, kafka_settings, topics) as runner:
+        await wait_for(lambda: bool(runner.dead.state.entries()) and len(crm.activities) == 1,
+                       timeout_s=30, what="one dead letter, the other chat synced")
+    [dead] = await dlq_entries(kafka_settings, topics, "crm")
+    assert dead.key == "chat-0" and dead.error_type == "CrmUnavailable" and dead.attempts == 3
+    assert dead.error == "CRM answered 500 to POST /contacts"
+    assert crm.activities[0]["external_id"] == "chat-1"
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+async def test_sigkill_mid_batch_and_restart_leaves_each_contact_and_activity_once(
+        tmp_path: Path, kafka_settings: KafkaSettings, topics: Topics,
+        standin: RunningStandIn) -> None:
+    chats = 40
+    await produce(kafka_settings, topics, [e for i in range(chats) for e in _chat_story(i)])
+    crm = standin.crm
+    crm.delay_s = 0.02  # slow enough to be killed mid-batch
+    crm.faults.extend(["500", "429", "slow"] * 3)
+    extra = (f'base_url = "{standin.url}"\nauth_value = "{TOKEN}"\n'
+             f'signing_secret = "{SECRET}"\ntimeout_s = 2\nmax_delay_s = 1\n')
+
+    def start() -> ConsumerProcess:
+        proc = ConsumerProcess(tmp_path, kafka_settings, "crm", max_records=40,
+                               extra_toml=extra)
+        proc.start()
+        return proc
+
+    proc = start()
+    try:
+        await wait_for(lambda: len(crm.activities) >= 8, timeout_s=45, what="some activities")
+        proc.signal(signal.SIGKILL)
+        assert await proc.wait_exit() == -signal.SIGKILL
+    finally:
+        proc.kill()
+    proc = start()
+    try:
+        await wait_for(lambda: len(crm.activities) >= chats and len(crm.contacts) >= chats,
+                       timeout_s=45, what="all contacts and activities")
+        proc.signal(signal.SIGTERM)
+        assert await proc.wait_exit() == 0
+    finally:
+        proc.kill()
+    # Whatever the killed process had done but not committed was redelivered; the CRM saw
+    # those idempotency keys again and did not apply them twice.
+    _assert_exactly_once(crm, chats)
+
+
+@pytest.mark.kafka
+async def test_parley_run_role_adds_the_crm_consumer_when_configured(
+        tmp_path: Path, kafka_settings: KafkaSettings, topics: Topics, standin: RunningStandIn,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from consumers.role import BuiltinConsumersRole
+    from parley.http import build_app
+    from parley.runtime import Runtime
+    from parley.settings import Settings
+
+    side = tmp_path / "consumers.toml"
+    side.write_text(f'[consumers.crm]\nbase_url = "{standin.url}"\nauth_value = "{TOKEN}"\n'
+                    f'signing_secret = "{SECRET}"\n')
+    monkeypatch.setenv("PARLEY_CONSUMERS_CONFIG", str(side))
+    await produce(kafka_settings, topics, _chat_story(0))
+    rt = Runtime.from_settings(Settings(kafka=kafka_settings, data_dir=str(tmp_path)))
+    async with TestClient(TestServer(build_app(rt, [BuiltinConsumersRole(rt)]))) as client:
+        await wait_for(lambda: len(standin.crm.activities) == 1, what="crm synced")
+        groups = (await (await client.get("/api/consumers")).json())["groups"]
+        assert [g["consumer"] for g in groups] == ["search", "crm"]
+    _assert_exactly_once(standin.crm, 1)

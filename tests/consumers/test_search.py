@@ -1,0 +1,195 @@
+"""The search consumer: the FTS5 index (ranking, snippets, filters, pagination, idempotence,
+edits and deletions), and GET /api/search fed by the consumer from the real broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from consumer_kit.events import chat_body, envelope, message, produce
+from consumer_kit.helpers import eventually
+
+from consumers.role import BuiltinConsumersRole
+from consumers.search.index import SqliteSearchIndex
+from consumers.search.queries import SearchQuery, match_expression
+from contracts.domain import (
+    AgentRef,
+    Author,
+    ChatAccepted,
+    ChatClosed,
+    ChatStarted,
+    ChatUpdated,
+    DepartmentRef,
+    DomainEvent,
+    MessageDeleted,
+    MessageEdited,
+    MessagePosted,
+    SiteRef,
+    VisitorRef,
+)
+from contracts.topics import Topics
+from parley.http import build_app
+from parley.runtime import Runtime
+from parley.settings import KafkaSettings, Settings
+
+T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def _common(eid: str, at: datetime, source: str = "acme") -> dict[str, object]:
+    return {"event_id": eid, "occurred_at": at, "provider": "natterly", "source": source}
+
+
+def _chat(cid: str, *, subject: str, texts: list[str], at: datetime = T, source: str = "acme",
+          agent: str | None = None, closed: bool = False, visitor: str = "Vera Visitor"
+          ) -> list[DomainEvent]:
+    events: list[DomainEvent] = [
+        ChatStarted(**_common(f"{cid}-s", at, source), chat_id=cid, initiated_at=at),
+        ChatUpdated(**_common(f"{cid}-u", at, source), chat_id=cid, subject=subject,
+                    department=DepartmentRef(id="d1", name="Billing"),
+                    site=SiteRef(id="s1", name="Webshop"), visitor=VisitorRef(id="v", name=visitor)),
+    ]
+    for i, text in enumerate(texts):
+        events.append(MessagePosted(**_common(f"{cid}-m{i}", at + timedelta(minutes=i), source),
+                                    chat_id=cid, message_id=f"m{i}", text=text,
+                                    author=Author(role="visitor", name=visitor),
+                                    posted_at=at + timedelta(minutes=i)))
+    if agent:
+        events.append(ChatAccepted(**_common(f"{cid}-a", at, source), chat_id=cid,
+                                   agent=AgentRef(id=agent.lower(), name=agent)))
+    if closed:
+        events.append(ChatClosed(**_common(f"{cid}-c", at + timedelta(hours=1), source),
+                                 chat_id=cid, closed_at=at + timedelta(hours=1)))
+    return events
+
+
+@pytest.fixture
+async def index(tmp_path: Path) -> AsyncIterator[SqliteSearchIndex]:
+    idx = SqliteSearchIndex(tmp_path / "search.db")
+    await idx.open()
+    yield idx
+    await idx.close()
+
+
+async def _ids(index: SqliteSearchIndex, q: str, **kw: object) -> list[str]:
+    page = await index.search(SearchQuery(q=q, **kw))  # type: ignore[arg-type]
+    return [h.chat_id for h in page.hits]
+
+
+def test_user_text_never_becomes_fts_syntax() -> None:
+    assert match_expression('refund" OR NOT x*') == '"refund" "OR" "NOT" "x"*'
+    assert match_expression("  ?! ") is None
+
+
+async def test_ranked_chats_with_highlighted_snippets(index: SqliteSearchIndex) -> None:
+    await index.apply(_chat("c1", subject="Order question", texts=["where is my parcel"])
+                      + _chat("c2", subject="Refund", texts=["refund please", "refund refund now"])
+                      + _chat("c3", subject="Hello", texts=["I would like a refund of my order"]))
+    page = await index.search(SearchQuery(q="refund"))
+    assert page.hits[0].chat_id == "c2"  # most relevant first
+    assert {h.chat_id for h in page.hits} == {"c2", "c3"}  # one hit per chat
+    assert all("<mark>refund</mark>" in h.snippet.lower() for h in page.hits)
+    assert page.hits[0].subject == "Refund" and page.hits[0].department == "Billing"
+    assert await _ids(index, "parc") == ["c1"]  # the last word matches as a prefix
+    # visitor and agent names, department and site are searchable too
+    assert len(await _ids(index, "Webshop Billing Vera")) == 3
+
+
+async def test_filters_and_pagination(index: SqliteSearchIndex) -> None:
+    events: list[DomainEvent] = []
+    for i in range(25):
+        events += _chat(f"c{i:02}", subject="invoice", texts=[f"invoice number {i}"],
+                        at=T + timedelta(days=i), source="acme" if i % 2 else "shop",
+                        agent="Alice" if i % 3 == 0 else "Bob", closed=i % 5 == 0)
+    await index.apply(events)
+    assert len(await _ids(index, "invoice", source="shop", limit=100)) == 13
+    assert len(await _ids(index, "invoice", agent="Alice", limit=100)) == 9
+    assert len(await _ids(index, "invoice", agent="alice", limit=100)) == 9  # by id
+    assert await _ids(index, "invoice", status="closed", limit=100) == sorted(
+        await _ids(index, "invoice", status="closed", limit=100))
+    assert len(await _ids(index, "invoice", status="closed", limit=100)) == 5
+    # time range on last activity: chats of days 10..14
+    window = await _ids(index, "invoice", from_=T + timedelta(days=10),
+                        to=T + timedelta(days=15), limit=100)
+    assert sorted(window) == [f"c{i}" for i in range(10, 15)]
+    seen: list[str] = []
+    cursor: str | None = None
+    offset = 0
+    while True:
+        page = await index.search(SearchQuery(q="invoice", limit=10, offset=offset))
+        seen += [h.chat_id for h in page.hits]
+        if page.next_cursor is None:
+            break
+        from consumers.search.queries import decode_cursor
+
+        cursor = page.next_cursor
+        offset = decode_cursor(cursor)
+    assert len(seen) == len(set(seen)) == 25
+
+
+async def test_idempotent_and_edits_and_deletes_update_the_index(
+        index: SqliteSearchIndex) -> None:
+    events = _chat("c1", subject="Hi", texts=["the blue parrot", "green apples"])
+    await index.apply(events)
+    await index.apply(events)  # redelivered
+    await index.apply(list(reversed(events)))  # and out of order
+    page = await index.search(SearchQuery(q="parrot"))
+    assert [h.chat_id for h in page.hits] == ["c1"]
+    edited = MessageEdited(**_common("e1", T + timedelta(hours=2)), chat_id="c1",
+                           message_id="m0", text="the red squirrel",
+                           edited_at=T + timedelta(hours=2))
+    await index.apply([edited])
+    assert await _ids(index, "parrot") == []
+    assert await _ids(index, "squirrel") == ["c1"]
+    await index.apply(events)  # a late redelivery of the original post does not undo the edit
+    assert await _ids(index, "parrot") == [] and await _ids(index, "squirrel") == ["c1"]
+    await index.apply([MessageDeleted(**_common("d1", T + timedelta(hours=3)), chat_id="c1",
+                                      message_id="m1", deleted_at=T + timedelta(hours=3))])
+    assert await _ids(index, "apples") == []
+    await index.apply(events)  # a deletion is final
+    assert await _ids(index, "apples") == []
+
+
+@pytest.mark.kafka
+async def test_api_search_fed_by_the_search_consumer(tmp_path: Path,
+                                                     kafka_settings: KafkaSettings,
+                                                     topics: Topics) -> None:
+    vis = {"uuid": "v1", "name": "Grace Hopper", "email_address": "grace@example.com"}
+    await produce(kafka_settings, topics, [
+        envelope(chat_body("ChatInitiated", "chat-a", subject="Broken compiler", visitor=vis,
+                           department="Support", site="Navy",
+                           messages=[message("m1", "my compiler emits a moth")])),
+        envelope(chat_body("ChatInitiated", "chat-b", subject="Pricing", visitor=vis,
+                           messages=[message("m2", "how much is the compiler licence")])),
+    ])
+    rt = Runtime.from_settings(Settings(kafka=kafka_settings, data_dir=str(tmp_path)))
+    role = BuiltinConsumersRole(rt)
+    async with TestClient(TestServer(build_app(rt, [role]))) as client:
+        async def search(query: str) -> dict:  # type: ignore[type-arg]
+            resp = await client.get(f"/api/search?{query}")
+            assert resp.status == 200, await resp.text()
+            return await resp.json()  # type: ignore[no-any-return]
+
+        hits: list[dict] = []  # type: ignore[type-arg]
+
+        async def found() -> bool:
+            hits[:] = (await search("q=compiler"))["hits"]
+            return len(hits) == 2
+
+        await eventually(found, what="both chats indexed")
+        assert hits[0]["chat_id"] == "chat-a"  # subject and message both match
+        assert "<mark>" in hits[0]["snippet"] and hits[0]["visitor"] == "Grace Hopper"
+        assert [h["chat_id"] for h in (await search("q=moth"))["hits"]] == ["chat-a"]
+        assert (await search("q=compiler&source=other"))["hits"] == []
+        page = await search("q=compiler&limit=1")
+        assert len(page["hits"]) == 1 and page["next_cursor"]
+        rest = await search(f"q=compiler&limit=1&cursor={page['next_cursor']}")
+        assert rest["hits"][0]["chat_id"] != page["hits"][0]["chat_id"]
+        bad = await client.get("/api/search")
+        assert bad.status == 400 and (await bad.json())["error"] == "bad_request"
+        assert (await client.get("/api/search?q=x&limit=0")).status == 400
+        assert (await client.get("/api/search?q=x&cursor=%%%")).status == 400
+        consumers = await (await client.get("/api/consumers")).json()
+        assert [g["consumer"] for g in consumers["groups"]] == ["search"]

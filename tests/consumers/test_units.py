@@ -1,0 +1,146 @@
+"""Pure parts of the consumer runtime: offset progress, parked-key state, retry policy,
+error classification, consumer definitions and configuration lookup."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from consumers.api import ConsumedEvent, Consumer, consumer
+from consumers.errors import ConsumerError, PermanentError, RetriableError, is_retriable
+from consumers.groups import parse_reset_target
+from consumers.parking import (
+    DlqEntry,
+    ParkedState,
+    entry_from_record,
+    headers_for_failure,
+    headers_for_parked,
+    headers_for_resolution,
+)
+from consumers.registry import consumer_config
+from consumers.retry import RetryPolicy
+from consumers.tracking import BatchProgress
+from contracts.errors import ContractError
+from contracts.position import Position
+from parley.settings import Settings
+
+TP = TopicPartition("t", 0)
+
+
+def _rec(offset: int) -> ConsumerRecord:  # type: ignore[type-arg]
+    return ConsumerRecord(topic="t", partition=0, offset=offset, timestamp=0, timestamp_type=0,
+                          key=b"k", value=b"v", checksum=None, serialized_key_size=1,
+                          serialized_value_size=1, headers=())
+
+
+def test_progress_commits_only_the_contiguous_done_prefix_across_offset_gaps() -> None:
+    records = [_rec(o) for o in (10, 11, 13, 17)]  # gaps: transaction markers
+    lane_a, lane_b = [records[0], records[2]], [records[1], records[3]]  # two keys
+    progress = BatchProgress({TP: records}, [lane_a, lane_b])
+    assert progress.committable() == {}
+    progress.lane_done[1] = 1  # 11 done
+    assert progress.committable() == {}  # 10 is not done: nothing may be committed
+    progress.lane_done[0] = 1  # 10 done
+    assert progress.committable() == {TP: 12}
+    progress.lane_done[1] = 2  # 17 done, 13 still open
+    assert progress.committable() == {TP: 12}
+    progress.lane_done[0] = 2
+    assert progress.complete() and progress.committable() == {TP: 18}
+
+
+def _entry(off: int, key: str = "k", kind: str = "parked") -> DlqEntry:
+    return DlqEntry(dlq_offset=off, kind=kind, origin=Position("t", 0, off), key=key)
+
+
+def test_parked_state_is_idempotent_and_resolutions_cover_earlier_entries() -> None:
+    s = ParkedState()
+    s.add(_entry(0, kind="dead"))
+    s.add(_entry(1))
+    s.add(_entry(1))  # the writer's copy, then the follower's: once
+    s.add(_entry(2, key="other"))
+    assert s.is_parked("t", "k") and len(s.entries(("t", "k"))) == 2
+    s.resolve(("t", "k"), 0)
+    assert s.is_parked("t", "k")  # entry 1 is not covered
+    s.resolve(("t", "k"), 1)
+    assert not s.is_parked("t", "k") and s.keys() == [("t", "other")]
+    s.add(_entry(1))  # applied late (after its resolution): stays resolved
+    assert not s.is_parked("t", "k")
+    s.add(_entry(5))  # a later entry parks the key again
+    assert s.is_parked("t", "k")
+
+
+def test_dlq_headers_round_trip_and_scrub_secrets() -> None:
+    exc = RuntimeError("token s3cr3t rejected")
+    headers = headers_for_failure("g", Position("t", 1, 7), "e1", exc, 3, True, ["s3cr3t"])
+    entry = entry_from_record(4, b"chat-1", headers, b"value", keep_value=True)
+    assert isinstance(entry, DlqEntry)
+    assert (entry.kind, entry.key, entry.origin, entry.event_id, entry.attempts) == (
+        "dead", "chat-1", Position("t", 1, 7), "e1", 3)
+    assert entry.error == "token *** rejected" and entry.error_type == "RuntimeError"
+    assert entry.value == b"value"
+    parked = entry_from_record(5, b"chat-1", headers_for_parked("g", Position("t", 1, 8), None),
+                               b"v", keep_value=False)
+    assert isinstance(parked, DlqEntry) and parked.value is None and parked.kind == "parked"
+    resolved = entry_from_record(6, b"chat-1", headers_for_resolution("g", "t", "skip", 5), b"",
+                                 keep_value=False)
+    assert resolved == (("t", "chat-1"), "skip", 5)
+    assert entry_from_record(7, b"x", [("something", b"else")], b"", keep_value=False) is None
+
+
+def test_retry_delays_are_jittered_bounded_and_honour_retry_after() -> None:
+    policy = RetryPolicy(max_attempts=5, base_delay_s=0.5, max_delay_s=3.0)
+    rng = random.Random(7)
+    for attempt in range(1, 10):
+        cap = min(3.0, 0.5 * 2 ** (attempt - 1))
+        delays = [policy.delay_s(attempt, rng) for _ in range(200)]
+        assert all(0 <= d <= cap for d in delays) and len(set(delays)) > 100
+    assert policy.delay_s(1, rng, at_least_s=2.0) == 2.0  # Retry-After wins over jitter
+    assert policy.delay_s(1, rng, at_least_s=60.0) == 3.0  # but never beyond the bound
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=0)
+
+
+def test_errors_are_classified_by_their_retriable_attribute() -> None:
+    assert is_retriable(RetriableError("x")) and not is_retriable(PermanentError("x"))
+    assert not is_retriable(ContractError("bad envelope"))
+    assert is_retriable(TimeoutError()) and is_retriable(ConnectionResetError())
+    assert not is_retriable(KeyError("bug")) and not is_retriable(TypeError("bug"))
+
+
+def test_consumer_definitions_are_checked_and_filters_apply() -> None:
+    async def h(ev: ConsumedEvent) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="exactly one"):
+        Consumer(name="x")
+    with pytest.raises(ValueError, match="name"):
+        Consumer(name="has space", handle=h)
+    with pytest.raises(ValueError, match="topics"):
+        Consumer(name="x", handle=h, topics=("chats",))  # type: ignore[arg-type]
+    c = consumer("c", topics=("chat",), event_types=("ChatClosed",))(h)
+    assert c.handle is h and c.filtered and c.event_types == frozenset({"ChatClosed"})
+    batch = consumer("b", batch=True)(h)
+    assert batch.handle_batch is h and batch.handle is None and not batch.filtered
+
+
+def test_reset_targets() -> None:
+    assert parse_reset_target("earliest") == "earliest"
+    assert parse_reset_target("2026-01-05T09:00:00Z") == datetime(2026, 1, 5, 9, tzinfo=UTC)
+    assert parse_reset_target("2026-01-05T09:00") == datetime(2026, 1, 5, 9, tzinfo=UTC)
+    with pytest.raises(ConsumerError, match="ISO-8601"):
+        parse_reset_target("yesterday")
+
+
+def test_consumer_config_from_the_side_file(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    assert consumer_config(Settings(), "crm") == {}
+    side = tmp_path / "consumers.toml"
+    side.write_text('[consumers.crm]\nbase_url = "http://crm"\n')
+    monkeypatch.setenv("PARLEY_CONSUMERS_CONFIG", str(side))
+    assert consumer_config(Settings(), "crm") == {"base_url": "http://crm"}
+    assert consumer_config(Settings(), "search") == {}
