@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import signal
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from parley.runtime import Role, Runtime
@@ -55,9 +57,66 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+# Routes that never need a bearer token: probes, and webhooks (authenticated per source).
+OPEN_ROUTES = frozenset({"/healthz", "/readyz"})
+OPEN_PREFIXES = ("/webhooks/",)
+
+
+def bearer_auth(tokens: Sequence[str], *, metrics_public: bool = False) -> Middleware:
+    """Require ``Authorization: Bearer <token>`` (any of ``tokens``) on every route except
+    :data:`OPEN_ROUTES`, :data:`OPEN_PREFIXES` and, if ``metrics_public``, ``/metrics``.
+
+    Deny by default: a route a role adds later (an admin endpoint) is protected without
+    being listed, and so are unknown paths (a 401, not a 404, tells nothing about routes).
+    The decision uses the matched route's pattern, so how a path is spelled cannot dodge it.
+    Tokens are compared in constant time, against every configured token.
+    """
+    secrets = [t.encode() for t in tokens]
+    open_routes = OPEN_ROUTES | ({"/metrics"} if metrics_public else set())
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        pattern = resource.canonical if resource is not None else None
+        if pattern is not None and (pattern in open_routes or pattern.startswith(OPEN_PREFIXES)):
+            return await handler(request)
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            return error_response(401, "unauthorized",
+                                  "this endpoint needs an Authorization: Bearer <token> header",
+                                  headers={"WWW-Authenticate": 'Bearer realm="parley"'})
+        candidate = given.strip().encode()
+        ok = False
+        for secret in secrets:  # no early exit: time does not tell which token came close
+            ok |= hmac.compare_digest(candidate, secret)
+        if not ok:
+            return error_response(401, "unauthorized", "the bearer token is not valid",
+                                  headers={"WWW-Authenticate":
+                                           'Bearer realm="parley", error="invalid_token"'})
+        return await handler(request)
+
+    return auth
+
+
+async def _kafka_preflight(app: web.Application) -> AsyncIterator[None]:
+    # With TLS/SASL configured, a refused login or certificate would otherwise surface only
+    # as endless reconnects; fail at start-up with one line instead. An unreachable broker
+    # is not an error here: the roles ride out outages.
+    from parley.kafka.clients import check_kafka
+
+    await check_kafka(app[RUNTIME].settings.kafka)
+    yield
+
+
 def build_app(rt: Runtime, roles: Iterable[Role]) -> web.Application:
-    app = web.Application(client_max_size=rt.settings.http.max_body_bytes + 64 * 1024)
+    http = rt.settings.http
+    middlewares = [bearer_auth(http.api_tokens, metrics_public=http.metrics_public)
+                   ] if http.api_tokens else []
+    app = web.Application(client_max_size=http.max_body_bytes + 64 * 1024, middlewares=middlewares)
     app[RUNTIME] = rt
+    kafka = rt.settings.kafka
+    if kafka.bootstrap and kafka.security.protocol != "PLAINTEXT":
+        app.cleanup_ctx.append(_kafka_preflight)  # first: before any role starts a client
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

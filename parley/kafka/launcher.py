@@ -18,6 +18,7 @@ import base64
 import concurrent.futures
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -26,7 +27,7 @@ import uuid
 from collections.abc import Coroutine, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import msgspec
 
@@ -35,6 +36,71 @@ from parley.kafka.jars import KAFKA_VERSION, require_tool, resolve_jars
 
 T = TypeVar("T")
 HOST = "127.0.0.1"
+
+
+class SecureListener(msgspec.Struct, frozen=True, kw_only=True):
+    """An extra listener with TLS and/or SASL (security tests, local TLS set-ups).
+
+    Inter-broker and controller traffic stay on the plaintext listeners; only clients use this
+    one. ``users`` become SCRAM credentials when the node's storage is formatted (so they exist
+    from the first start) and PLAIN logins of this listener. Names and passwords are limited to
+    ``A-Z a-z 0-9 . _ -`` so they need no escaping in properties files or the format tool.
+    """
+
+    name: str = "SECURE"
+    protocol: Literal["SSL", "SASL_SSL", "SASL_PLAINTEXT"] = "SASL_SSL"
+    ports: tuple[int, ...]  # one per node
+    keystore_pem: str | None = None  # PEM file: unencrypted PKCS#8 key, then the certificate chain
+    truststore_pem: str | None = None  # PEM file of CA certificates trusted for client certificates
+    client_auth: Literal["none", "requested", "required"] = "none"
+    mechanisms: tuple[Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], ...] = (
+        "SCRAM-SHA-512", "PLAIN")
+    users: dict[str, str] = {}
+
+    def properties(self) -> dict[str, str]:
+        """Broker properties of this listener (besides ``listeners`` and the protocol map)."""
+        pre = f"listener.name.{self.name.lower()}."
+        props: dict[str, str] = {}
+        if self.protocol in ("SSL", "SASL_SSL"):
+            if not self.keystore_pem:
+                raise LauncherError(f"listener {self.name}: {self.protocol} needs keystore_pem")
+            props |= {pre + "ssl.keystore.type": "PEM",
+                      pre + "ssl.keystore.location": self.keystore_pem,
+                      pre + "ssl.client.auth": self.client_auth}
+            if self.truststore_pem:
+                props |= {pre + "ssl.truststore.type": "PEM",
+                          pre + "ssl.truststore.location": self.truststore_pem}
+        if self.protocol.startswith("SASL"):
+            props[pre + "sasl.enabled.mechanisms"] = ",".join(self.mechanisms)
+            for mech in self.mechanisms:
+                if mech == "PLAIN":
+                    logins = " ".join(f'user_{u}="{p}"' for u, p in self.users.items())
+                    props[pre + "plain.sasl.jaas.config"] = (
+                        f"org.apache.kafka.common.security.plain.PlainLoginModule required {logins};")
+                else:
+                    props[pre + f"{mech.lower()}.sasl.jaas.config"] = (
+                        "org.apache.kafka.common.security.scram.ScramLoginModule required;")
+        return props
+
+    def scram_arguments(self) -> list[str]:
+        """``kafka-storage format`` arguments that create the SCRAM credentials."""
+        return [f"--add-scram={mech}=[name={u},password={p}]"
+                for mech in self.mechanisms if mech.startswith("SCRAM")
+                for u, p in self.users.items()]
+
+    def check(self, nodes: int) -> None:
+        if len(self.ports) != nodes:
+            raise LauncherError(f"listener {self.name}: needs one port per node ({nodes})")
+        if self.name.upper() in ("PLAINTEXT", "CONTROLLER") or not _SAFE.fullmatch(self.name):
+            raise LauncherError(f"listener name {self.name!r} is reserved or not A-Z, 0-9, _")
+        for value in (*self.users, *self.users.values()):
+            if not _SAFE_SECRET.fullmatch(value):
+                raise LauncherError(f"listener {self.name}: user names and passwords must be "
+                                    "A-Z a-z 0-9 . _ - (no escaping is done)")
+
+
+_SAFE = re.compile(r"[A-Za-z0-9_]+")
+_SAFE_SECRET = re.compile(r"[A-Za-z0-9._-]+")
 
 
 class NodeState(msgspec.Struct, kw_only=True):
@@ -117,7 +183,8 @@ class LocalKafka:
 
     def __init__(self, root: Path, *, brokers: int = 1, ports: Sequence[int] | None = None,
                  controller_ports: Sequence[int] | None = None, heap_mb: int = 512,
-                 extra_properties: Mapping[str, str] | None = None) -> None:
+                 extra_properties: Mapping[str, str] | None = None,
+                 listeners: Sequence[SecureListener] = ()) -> None:
         if brokers < 1:
             raise LauncherError("--brokers must be at least 1")
         self.root = Path(root).absolute()
@@ -129,6 +196,9 @@ class LocalKafka:
             raise LauncherError("need one broker port and one controller port per node")
         self.heap_mb = heap_mb
         self.extra_properties = dict(extra_properties or {})
+        self.listeners = tuple(listeners)
+        for listener in self.listeners:
+            listener.check(brokers)
 
     # ------------------------------------------------------------------ state
     @property
@@ -169,7 +239,8 @@ class LocalKafka:
         for node in state.nodes:
             if self.is_running(node):
                 continue
-            for port in (node.port, node.controller_port):
+            index = state.nodes.index(node)
+            for port in (node.port, node.controller_port, *(lst.ports[index] for lst in self.listeners)):
                 if not port_is_free(port):
                     raise LauncherError(f"port {port} on {HOST} is already in use; stop whatever "
                                         f"listens there or choose other ports with --port")
@@ -190,15 +261,20 @@ class LocalKafka:
     def properties(self, state: ClusterState, node: NodeState) -> dict[str, str]:
         n = len(state.nodes)
         voters = ",".join(f"{x.node_id}@{HOST}:{x.controller_port}" for x in state.nodes)
+        index = state.nodes.index(node)
+        extra = [(lst, lst.ports[index]) for lst in self.listeners]
+        listeners = "".join(f",{lst.name}://{HOST}:{port}" for lst, port in extra)
+        protocols = "".join(f",{lst.name}:{lst.protocol}" for lst, _ in extra)
         props = {
             "process.roles": "broker,controller",
             "node.id": str(node.node_id),
             "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{HOST}:{node.port}",
+            "listeners": (f"PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}"
+                          + listeners),
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{node.port}" + listeners,
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT" + protocols,
             "log.dirs": str(self.node_dir(node.node_id) / "data"),
             # Parley creates its topics from specs; a typo must not create a topic silently.
             "auto.create.topics.enable": "false",
@@ -213,6 +289,8 @@ class LocalKafka:
             "group.initial.rebalance.delay.ms": "0",
             "unclean.leader.election.enable": "false",
         }
+        for lst in self.listeners:
+            props.update(lst.properties())
         props.update(self.extra_properties)
         return props
 
@@ -225,7 +303,8 @@ class LocalKafka:
         if not (ndir / "data" / "meta.properties").exists():
             fmt = subprocess.run(  # noqa: S603
                 [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
-                 f"--cluster-id={state.cluster_id}", "-c", str(props_file), "--ignore-formatted"],
+                 f"--cluster-id={state.cluster_id}", "-c", str(props_file), "--ignore-formatted",
+                 *(arg for lst in self.listeners for arg in lst.scram_arguments())],
                 capture_output=True, text=True, check=False)
             if fmt.returncode != 0:
                 raise LauncherError(f"formatting node {node.node_id} failed: "

@@ -1,0 +1,140 @@
+"""deploy/compose.yaml, offline: it parses, runs a three-broker KRaft cluster of the Kafka
+version Parley tests against, and its Parley services run real commands with settings that
+load and agree with the brokers, ports and topic specs."""
+
+from __future__ import annotations
+
+import base64
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from contracts.topics import Topics
+from parley.cli import build_parser
+from parley.kafka.jars import KAFKA_VERSION
+from parley.settings import Settings, load_settings
+from tests.deploy.manifests import ALL_INTERFACES, DEPLOY, REPO
+
+COMPOSE_FILE = DEPLOY / "compose.yaml"
+COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())  # YAML 1.1 merge keys too
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+BROKERS = {n: s for n, s in SERVICES.items() if s.get("image", "").startswith("apache/kafka:")}
+PARLEY = {n: s for n, s in SERVICES.items() if s.get("image", "").startswith("parley:")}
+VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+_VAR = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+def interpolate(value: object) -> str:
+    """Compose's ``${VAR:-default}`` with nothing set in the environment: the defaults."""
+    return _VAR.sub(lambda m: m.group(2) or "", str(value))
+
+
+def service_env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    assert isinstance(env, dict), "use the mapping form for environment"
+    return {k: interpolate(v) for k, v in env.items()}
+
+
+def settings_of(name: str) -> Settings:
+    service = PARLEY[name]
+    env = service_env(service)
+    [config] = service["configs"]
+    assert env["PARLEY_CONFIG"] == config["target"]
+    source = DEPLOY / COMPOSE["configs"][config["source"]]["file"]
+    return load_settings(source, env={k: v for k, v in env.items() if k != "PARLEY_CONFIG"})
+
+
+def test_three_kraft_brokers_of_the_tested_kafka_version() -> None:
+    assert len(BROKERS) == 3
+    envs = {n: service_env(s) for n, s in BROKERS.items()}
+    ids = sorted(int(e["KAFKA_NODE_ID"]) for e in envs.values())
+    assert ids == [1, 2, 3]
+    cluster_ids = {e["CLUSTER_ID"] for e in envs.values()}
+    [cluster_id] = cluster_ids
+    assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16 and not cluster_id.startswith("-")
+    for name, s in BROKERS.items():
+        e = envs[name]
+        assert s["image"] == f"apache/kafka:{KAFKA_VERSION}"
+        assert e["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        voters = dict(v.split("@") for v in e["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(","))
+        assert {voters[str(i)] for i in ids} == {f"{b}:9093" for b in BROKERS}
+        assert voters[e["KAFKA_NODE_ID"]] == f"{name}:9093"
+        assert e["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{name}:9092"
+        assert e["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+        assert s["volumes"] == [f"{name}:/var/lib/kafka/data"]
+        assert e["KAFKA_LOG_DIRS"] == "/var/lib/kafka/data"
+        assert s["healthcheck"]["test"]
+
+
+@pytest.mark.parametrize("name", sorted(PARLEY))
+def test_parley_services_run_real_commands_with_loadable_settings(name: str) -> None:
+    service = PARLEY[name]
+    assert service["image"] == f"parley:{VERSION}"
+    assert service["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
+    assert (COMPOSE_FILE.parent / service["build"]["context"] / service["build"]["dockerfile"]).is_file()
+    args = build_parser().parse_args(service["command"])
+    settings = settings_of(name)
+    assert settings.http.host == ALL_INTERFACES
+    if args.command == "receiver":
+        assert settings.sources
+    if args.command in ("receiver", "projector", "consumer"):
+        # Published on the configured port; healthy means ready.
+        assert all(p.endswith(f":{settings.http.port}") for p in service["ports"])
+        assert service["healthcheck"]["test"] == ["CMD", "parley-healthcheck", "--ready"]
+        assert service["depends_on"]["topics"] == {"condition": "service_completed_successfully"}
+    if args.command in ("projector", "consumer"):
+        # A volume at data_dir (SQLite store, search index) and a unique static member id.
+        assert any(v.endswith(f":{settings.data_dir}") for v in service["volumes"])
+        assert settings.kafka.group_instance_id
+        assert settings.store.url.startswith("sqlite:///" + settings.data_dir)
+
+
+def test_topics_are_applied_before_any_role_starts() -> None:
+    topics = [n for n, s in PARLEY.items() if s["command"] == ["topics", "apply"]]
+    assert topics == ["topics"]
+    assert SERVICES["topics"]["restart"] == "no"
+    assert SERVICES["topics"]["depends_on"] == {b: {"condition": "service_healthy"} for b in BROKERS}
+    roles = [n for n in PARLEY if n != "topics"]
+    assert {"receiver", "projector"} <= set(roles) and any(
+        PARLEY[n]["command"][0] == "consumer" for n in roles)
+
+
+def test_settings_agree_with_the_brokers_and_topic_specs() -> None:
+    settings = {n: settings_of(n) for n in PARLEY}
+    kafka = {(s.kafka.bootstrap, s.kafka.topic_prefix, s.kafka.partitions, s.kafka.replication_factor)
+             for s in settings.values()}
+    [(bootstrap, prefix, partitions, rf)] = kafka  # every service: the same cluster and topics
+    assert sorted((bootstrap or "").split(",")) == sorted(f"{b}:9092" for b in BROKERS)
+    broker_env = service_env(next(iter(BROKERS.values())))
+    assert rf == len(BROKERS) == int(broker_env["KAFKA_DEFAULT_REPLICATION_FACTOR"])
+    specs = Topics(prefix=prefix).specs(partitions)
+    assert [s.name for s in specs] == [f"{prefix}.events.{k}" for k in ("chat", "visitor", "agent", "other")]
+    assert broker_env["KAFKA_MIN_INSYNC_REPLICAS"] == specs[0].configs(rf)["min.insync.replicas"]
+    assert int(broker_env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"]) == rf
+    ids = [s.kafka.group_instance_id for s in settings.values() if s.kafka.group_instance_id]
+    assert len(ids) == len(set(ids))
+
+
+def test_postgres_is_pinned_and_healthy_before_the_projector() -> None:
+    pg = SERVICES["postgres"]
+    assert re.fullmatch(r"postgres:\d+\.\d+(-\w+)?", pg["image"])
+    assert pg["healthcheck"]["test"]
+    assert PARLEY["projector"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    # The store URL can be switched to it without editing the file (issue 7's store).
+    raw = PARLEY["projector"]["environment"]["PARLEY_STORE__URL"]
+    assert raw.startswith("${PARLEY_STORE_URL:-sqlite:")
+
+
+def test_images_are_pinned() -> None:
+    for name, s in SERVICES.items():
+        image = s["image"]
+        assert ":" in image and not image.endswith(":latest"), name
+
+
+def test_the_readme_command_names_this_file() -> None:
+    assert "docker compose -f deploy/compose.yaml up" in COMPOSE_FILE.read_text()
+    assert Path(DEPLOY / "compose" / "parley.toml").is_file()
