@@ -58,12 +58,10 @@ class KnownConsumer:
 def consumer_config(settings: Settings, name: str) -> dict[str, Any]:
     """The ``[consumers.<name>]`` table, or ``{}``.
 
-    Read from ``settings.consumers`` once Settings has that field; until then (and in
-    addition) from the TOML file named by ``$PARLEY_CONSUMERS_CONFIG``, whose
-    ``[consumers.<name>]`` tables take the same keys.
+    Read from the main configuration's ``settings.consumers`` and, in addition, from the TOML
+    file named by ``$PARLEY_CONSUMERS_CONFIG`` (its ``[consumers.<name>]`` tables win).
     """
-    tables = getattr(settings, "consumers", None) or {}
-    table = dict(tables.get(name, {})) if isinstance(tables, Mapping) else {}
+    table: dict[str, Any] = dict(settings.consumers.get(name, {}))
     path = os.environ.get(CONFIG_ENV)
     if path:
         try:
