@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aiokafka.errors import KafkaError
+
 from parley.errors import ParleyError
 from parley.settings import Settings, load_settings
 
@@ -85,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args, settings)
     except ParleyError as exc:
         print(f"parley: error: {exc}", file=sys.stderr)
+        return 1
+    except KafkaError as exc:
+        # Raised by a command's Kafka call: one line, not a traceback.
+        print(f"parley: error: Kafka: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

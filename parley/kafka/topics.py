@@ -6,6 +6,7 @@ raised (never lowered: Kafka cannot, and lowering would break key → partition 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,6 +15,7 @@ from aiokafka.admin import NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from contracts.topics import TopicSpec
+from parley.errors import KafkaUnavailable
 from parley.kafka.clients import make_admin
 from parley.settings import KafkaSettings
 
@@ -25,12 +27,36 @@ class TopicChange(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def apply_topics(k: KafkaSettings, specs: Iterable[TopicSpec]) -> list[TopicChange]:
+    specs = list(specs)
     admin = make_admin(k)
     await admin.start()
     try:
-        return await _apply(admin, k, list(specs))
+        changes = await _apply(admin, k, specs)
+        await _wait_for_leaders(admin, [s.name for s in specs])
+        return changes
     finally:
         await admin.close()
+
+
+async def _wait_for_leaders(admin: Any, names: list[str], timeout_s: float = 30.0) -> None:
+    """Return once every partition of ``names`` has a leader.
+
+    A topic is created asynchronously: for a moment after CreateTopics answers, its partitions
+    have no leader and produce or ListOffsets requests fail with NotLeaderForPartition. Callers
+    of ``apply_topics`` (``parley topics apply``, ``parley run``, tests) expect usable topics.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        described = await admin.describe_topics(names)
+        leaderless = [f"{t['topic']}[{p['partition']}]" for t in described
+                      for p in t.get("partitions", ()) if p.get("leader", -1) < 0]
+        missing = [t["topic"] for t in described if t.get("error_code") or not t.get("partitions")]
+        if not leaderless and not missing:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise KafkaUnavailable(f"topics have no leader after {timeout_s:.0f}s: "
+                                   f"{', '.join((missing + leaderless)[:5])}")
+        await asyncio.sleep(0.1)  # polling the metadata with a deadline: no event to wait on
 
 
 async def _apply(admin: Any, k: KafkaSettings, specs: list[TopicSpec]) -> list[TopicChange]:

@@ -40,7 +40,7 @@ async def test_list_lag_reset_and_dlq(tmp_path: Path, kafka_settings: KafkaSetti
     assert code == 0 and f"{kafka_settings.topic_prefix}.consumers.search" in out
 
     code, out = await parley(tmp_path, kafka_settings, "consumers", "lag", "search", "--json")
-    assert code == 0 and '"lag_records":11' in out
+    assert code == 0 and '"lag_records":11' in out, out
 
     handled: list[str] = []
 
@@ -72,4 +72,4 @@ async def test_list_lag_reset_and_dlq(tmp_path: Path, kafka_settings: KafkaSetti
     assert code == 0 and out.count(" -> 0") == 3
     code, out = await parley(tmp_path, kafka_settings, "consumers", "lag", "--json",
                              "cli-poison")
-    assert code == 0 and '"lag_records":11' in out  # everything is to be redelivered
+    assert code == 0 and '"lag_records":11' in out, out  # everything is to be redelivered
