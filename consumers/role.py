@@ -16,16 +16,17 @@ from aiohttp import web
 from consumers.api import Consumer
 from consumers.registry import ConsumerContext, consumer_config, load_consumer
 from consumers.runner import RunnerOptions
-from consumers.search.consumer import search_consumer, search_db_path
+from consumers.search.backends import search_index_for
+from consumers.search.consumer import search_consumer
 from consumers.search.http import install_search_api
-from consumers.search.index import SqliteSearchIndex
+from consumers.search.index import SearchIndex
 from consumers.service import ConsumerService
 from parley.runtime import Runtime
 
 __all__ = ["BuiltinConsumersRole", "ConsumerRole"]
 
 
-def _install_index(app: web.Application, index: SqliteSearchIndex) -> None:
+def _install_index(app: web.Application, index: SearchIndex) -> None:
     install_search_api(app, index)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -44,8 +45,7 @@ class BuiltinConsumersRole:
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.index = SqliteSearchIndex(search_db_path(rt.settings.data_dir,
-                                                      consumer_config(rt.settings, "search")))
+        self.index = search_index_for(rt.settings, consumer_config(rt.settings, "search"))
         consumers: list[Consumer] = [search_consumer(self.index, own_index=False)]
         crm_config = consumer_config(rt.settings, "crm")
         if crm_config:
@@ -66,10 +66,9 @@ class ConsumerRole:
     def __init__(self, rt: Runtime, name: str) -> None:
         self.rt = rt
         self.name = f"consumer:{name}"
-        self.index: SqliteSearchIndex | None = None
+        self.index: SearchIndex | None = None
         if name == "search":
-            self.index = SqliteSearchIndex(search_db_path(rt.settings.data_dir,
-                                                          consumer_config(rt.settings, name)))
+            self.index = search_index_for(rt.settings, consumer_config(rt.settings, name))
             consumer = search_consumer(self.index, own_index=False)
         else:
             consumer = load_consumer(name, rt.settings)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class ParleyError(Exception):
     """Base class. ``retriable`` tells callers whether trying again may help."""
 
-    retriable: bool = False
+    retriable: ClassVar[bool] = False
 
 
 class SettingsError(ParleyError):

@@ -18,6 +18,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 
@@ -169,6 +170,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         for src in self.sources.values():
             out.extend(src.credentials())
         out.extend(self.http.api_tokens)
+        store_password = urlsplit(self.store.url).password
+        if store_password:
+            out.append(unquote(store_password))
         for table in self.consumers.values():
             out.extend(v for k, v in table.items()
                        if isinstance(v, str) and any(w in k.lower() for w in _SECRET_WORDS))

@@ -174,7 +174,15 @@ class QueryApi:
         loop = asyncio.get_running_loop()
         w = self._watermarks
         topic, partition, offset = position.topic, position.partition, position.offset
+        recheck = self._options.recheck_s
+        next_check = loop.time() if check_store else loop.time() + recheck
         while True:
+            # Ask the store on a fixed schedule, not only after a quiet interval: with several
+            # projector instances the position may be applied by another one while this
+            # replica's runner keeps committing (and waking us) for its own partitions.
+            check_store = loop.time() >= next_check
+            if check_store:
+                next_check = loop.time() + recheck
             live = await self._store.live_projection() if check_store else w.projection
             if w.projection == live and w.applied(topic, partition, offset):
                 return self._waited("applied")
@@ -185,8 +193,8 @@ class QueryApi:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return self._waited("timeout")
-            # Woken by the runner's next commit; on a quiet re-check interval, ask the store.
-            check_store = not await w.wait(min(remaining, self._options.recheck_s))
+            # Woken by the runner's next commit, or at the next scheduled store check.
+            await w.wait(max(0.0, min(remaining, next_check - loop.time())))
 
     def _waited(self, outcome: str) -> bool:
         if self._metrics is not None:

@@ -31,6 +31,10 @@ def register(subparsers: Any) -> None:
                          help="name of the new copy (default: the next vN)")
     rebuild.set_defaults(handler=_cmd_rebuild)
 
+    from projector.store_cli import register as register_store  # `parley store migrate`
+
+    register_store(subparsers)
+
 
 def _cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
     from parley.http import build_app, serve

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from parley.errors import ParleyError
+
 __all__ = [
     "InvalidCursor",
     "InvalidProjectionName",
@@ -21,7 +23,7 @@ __all__ = [
 ]
 
 
-class ProjectorError(Exception):
+class ProjectorError(ParleyError):
     """Base class. ``retriable`` tells callers whether trying again may help."""
 
     retriable: ClassVar[bool] = False

@@ -5,7 +5,9 @@
   optional ``?synchronous=full`` (default ``normal``, see :mod:`projector.sqlite_store`)
   and ``?busy_timeout_ms=N``;
 * ``memory://`` — the in-memory twin (tests);
-* ``postgresql://…`` — not yet supported (planned).
+* ``postgresql://user:password@host:5432/db`` — PostgreSQL, for several projector instances
+  (:mod:`projector.postgres_store`); optional ``?schema=``, ``pool_size=``, ``migrate=off``,
+  ``lock_timeout_ms=``, and asyncpg's own parameters (``sslmode=…``).
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ def open_store(url: str) -> Store:
     scheme = scheme.lower()
     if not sep:
         raise UnsupportedStore(f"store URL {url!r} has no scheme: use sqlite:///path/to/state.db")
-    if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
-        # Never echo the URL: it may carry a password.
-        raise UnsupportedStore(
-            'PostgreSQL stores are not yet supported; use store.url = "sqlite:///.parley/state.db"'
-        )
+    if scheme in ("postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg"):
+        # Imported here: only PostgreSQL deployments load asyncpg. Never echo the URL
+        # (it may carry a password); see projector.postgres_store for the options.
+        from projector.postgres_store import PostgresStore
+
+        return PostgresStore.from_url(url)
     if scheme == "memory":
         return MemoryStore()
     if scheme != "sqlite":

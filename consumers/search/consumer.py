@@ -8,7 +8,7 @@ from pathlib import Path
 
 from consumers.api import ConsumedEvent, Consumer
 from consumers.registry import ConsumerContext
-from consumers.search.index import SearchIndex, SqliteSearchIndex
+from consumers.search.index import SearchIndex
 from contracts.domain import DomainEvent
 
 __all__ = ["build", "search_consumer", "search_db_path"]
@@ -38,5 +38,6 @@ def search_consumer(index: SearchIndex, *, name: str = "search", own_index: bool
 
 def build(ctx: ConsumerContext) -> Consumer:
     """Entry-point factory: ``parley consumer search``."""
-    return search_consumer(SqliteSearchIndex(search_db_path(ctx.data_dir, dict(ctx.config))),
-                           name=ctx.name)
+    from consumers.search.backends import search_index_for  # imports this module
+
+    return search_consumer(search_index_for(ctx.settings, ctx.config), name=ctx.name)

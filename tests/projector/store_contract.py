@@ -7,6 +7,7 @@ PostgreSQL store's. Nothing here is collected on its own (the module is not ``te
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 from collections.abc import Sequence
@@ -35,6 +36,9 @@ class Harness(Protocol):
 
     def break_offset_writes(self, projection: str) -> contextlib.AbstractAsyncContextManager[None]:
         """While active, a commit fails when it writes offsets: after its rows were written."""
+
+    # Optional, for stores that several processes write at once (PostgreSQL):
+    # ``async def second_store(self) -> Store`` — another, open store over the same data.
 
 
 def chat(
@@ -275,6 +279,28 @@ class StoreContract:
         await store.commit("p1", [chat("c1", version=2), chat("c2", version=2)], {("t", 0): 20})
         assert await store.offsets("p1") == {("t", 0): 20}
         assert await store.get_view("p1", "chat", "c2") == chat("c2", version=2).view
+
+    async def test_concurrent_writers_of_disjoint_partitions_both_land(
+        self, store: Store, harness: Harness
+    ) -> None:
+        """Two store objects over the same data (two projector instances) committing at once,
+        each its own partition and rows: every commit lands whole."""
+        second_store = getattr(harness, "second_store", None)
+        if second_store is None:
+            pytest.skip("this store has a single writer")
+        other: Store = await second_store()
+        try:
+            async def writer(target: Store, n: int) -> None:
+                for i in range(15):
+                    rows = [chat(f"c{n}-{i}"), message(f"c{n}-{i}", "m1", sort_key="1")]
+                    await target.commit("p1", rows, {("t", n): i + 1})
+
+            await asyncio.gather(writer(store, 0), writer(other, 1))
+            assert await store.offsets("p1") == {("t", 0): 15, ("t", 1): 15}
+            assert await other.offsets("p1") == {("t", 0): 15, ("t", 1): 15}
+            assert await store.counts("p1") == {"chat": 30, "message": 30, "visitor": 0, "agent": 0}
+        finally:
+            await other.close()
 
     # ------------------------------------------------------------------ reads
 

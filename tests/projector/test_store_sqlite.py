@@ -147,7 +147,6 @@ async def test_relative_url_is_relative_to_cwd_and_parents_are_created(
 @pytest.mark.parametrize(
     ("url", "says"),
     [
-        ("postgresql://parley:hunter2@db/parley", "not yet supported"),
         ("mysql://db/x", "unknown store URL scheme"),
         ("state.db", "no scheme"),
         ("sqlite://host/state.db", "three slashes"),

@@ -1,0 +1,120 @@
+"""The PostgreSQL store's tables: versioned migrations, and the DDL and statements of a copy.
+
+Layout in the configured schema (``?schema=`` in the store URL, default ``public``):
+
+* ``parley_migrations`` — versions applied per component (:mod:`projector.pg_migrate`);
+* ``parley_projections`` — the registry of projection copies; ``parley_live`` — the one-row
+  pointer to the copy that serves reads;
+* per copy ``p_<name>_rows`` (kind, id, encoded fold state, JSON view, listing columns) and
+  ``p_<name>_offsets`` (next offset per topic partition), plus one partial index over chats.
+
+Text that listings order by (``kind``, ``id``, ``chat_id``, ``sort_key``) uses the ``"C"``
+collation: byte order, which for UTF-8 is code point order — what SQLite and Python compare,
+so every store pages identically, whatever the database's locale.
+
+Copy tables are created by ``create_projection``, not by a migration; a later migration that
+changes them must alter every copy listed in ``parley_projections``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from projector.pg_migrate import Migration, quote_ident
+
+__all__ = ["STORE_MIGRATIONS", "CopySql", "CopyTables", "copy_ddl"]
+
+# PostgreSQL truncates identifiers to 63 bytes; "p_" + name + "_offsets" must fit, and two
+# long names that share a prefix must not collide: long names are shortened and hashed.
+_MAX_BASE = 48
+
+
+class CopyTables:
+    """Qualified, quoted names of one projection copy's tables."""
+
+    __slots__ = ("base", "chats_index", "offsets", "rows")
+
+    def __init__(self, schema_quoted: str, name: str) -> None:
+        base = f"p_{name}"
+        if len(base) > _MAX_BASE:
+            digest = hashlib.blake2b(name.encode(), digest_size=5).hexdigest()
+            base = f"{base[:_MAX_BASE - 11]}_{digest}"
+        self.base = base
+        self.rows = f"{schema_quoted}.{quote_ident(base + '_rows')}"
+        self.offsets = f"{schema_quoted}.{quote_ident(base + '_offsets')}"
+        self.chats_index = quote_ident(base + "_chats")
+
+
+def copy_ddl(tables: CopyTables) -> list[str]:
+    """Statements creating one copy's tables (idempotent)."""
+    # fillfactor 85: room on each page for the new version of a row, so updates of rows whose
+    # indexed columns do not change (messages, visitors, agents) stay on the page (HOT).
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {tables.rows} (
+            kind TEXT COLLATE "C" NOT NULL, id TEXT COLLATE "C" NOT NULL,
+            state BYTEA NOT NULL, view BYTEA NOT NULL, chat_id TEXT COLLATE "C",
+            status TEXT, source TEXT, agent_id TEXT, sort_key TEXT COLLATE "C" NOT NULL,
+            PRIMARY KEY (kind, id)) WITH (fillfactor = 85)""",
+        # The chat listing; a chat's messages need no index of their own: their ids are
+        # "{chat_id}/{message_id}", so the primary key keeps them together.
+        f"""CREATE INDEX IF NOT EXISTS {tables.chats_index} ON {tables.rows} (sort_key, id)
+            WHERE kind = 'chat'""",
+        f"""CREATE TABLE IF NOT EXISTS {tables.offsets} (
+            topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset BIGINT NOT NULL,
+            PRIMARY KEY (topic, partition))""",
+    ]
+
+
+class CopySql:
+    """The statements of one projection copy (same text each time: asyncpg caches them prepared)."""
+
+    def __init__(self, tables: CopyTables) -> None:
+        rows, offsets = tables.rows, tables.offsets
+        self.tables = tables
+        # One statement per batch whatever its size: the columns travel as arrays.
+        self.upsert_rows = (
+            f"INSERT INTO {rows} (kind, id, state, view, chat_id, status, source, agent_id, sort_key) "  # noqa: S608
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], "
+            "$6::text[], $7::text[], $8::text[], $9::text[]) "
+            "ON CONFLICT (kind, id) DO UPDATE SET state = excluded.state, view = excluded.view, "
+            "chat_id = excluded.chat_id, status = excluded.status, source = excluded.source, "
+            "agent_id = excluded.agent_id, sort_key = excluded.sort_key"
+        )
+        # Offsets only move forward (rule 3 of the module docstring); RETURNING tells which moved.
+        self.upsert_offsets = (
+            f"INSERT INTO {offsets} AS o (topic, partition, next_offset) "  # noqa: S608
+            "SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[]) "
+            "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset "
+            "WHERE o.next_offset <= excluded.next_offset RETURNING topic, partition"
+        )
+        self.load = f"SELECT id, state FROM {rows} WHERE kind = $1 AND id = ANY($2::text[])"  # noqa: S608
+        self.load_pairs = (
+            f"SELECT r.kind, r.id, r.state FROM {rows} r "  # noqa: S608
+            "JOIN unnest($1::text[], $2::text[]) AS q(kind, id) ON r.kind = q.kind AND r.id = q.id"
+        )
+        self.offsets = f"SELECT topic, partition, next_offset FROM {offsets}"  # noqa: S608
+        self.view = f"SELECT view FROM {rows} WHERE kind = $1 AND id = $2"  # noqa: S608
+        self.chats = f"SELECT sort_key, id, view FROM {rows} WHERE kind = 'chat'"  # noqa: S608
+        # A range of the primary key ("{chat}/" up to "{chat}0"), then the exact chat id,
+        # since a chat id may itself contain "/".
+        self.messages = (
+            f"SELECT sort_key, id, view FROM {rows} "  # noqa: S608
+            "WHERE kind = 'message' AND id > $1 AND id < $2 AND chat_id = $3"
+        )
+        self.agents = f"SELECT view FROM {rows} WHERE kind = 'agent' ORDER BY id"  # noqa: S608
+        self.counts = f"SELECT kind, count(*) FROM {rows} GROUP BY kind"  # noqa: S608
+
+
+def _v1(schema: str) -> list[str]:
+    return [
+        f"""CREATE TABLE {schema}.parley_projections (
+            name TEXT PRIMARY KEY, created_at TIMESTAMPTZ NOT NULL DEFAULT now())""",
+        f"""CREATE TABLE {schema}.parley_live (
+            one INTEGER PRIMARY KEY CHECK (one = 1), name TEXT NOT NULL)""",
+    ]
+
+
+#: The store's migrations, oldest first (see :mod:`projector.pg_migrate` for the rules).
+STORE_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(version=1, description="projection registry and live pointer", statements=_v1),
+)

@@ -1,0 +1,401 @@
+"""The scale-out :class:`~projector.store.Store`: PostgreSQL, shared by many projector instances.
+
+Same layout and promises as the SQLite store (see :mod:`projector.pg_schema` for the tables):
+rows and partition offsets of a batch in one transaction, isolated projection copies, an
+atomic ``set_live``, byte-exact views, keyset pagination. Talks to PostgreSQL through an
+asyncpg connection pool (``?pool_size=``, default 5): the runner's commits and the query
+API's reads use separate connections, and under PostgreSQL's MVCC a read never waits for a
+commit.
+
+**Several writers.** Every projector instance of one consumer group commits into the same
+live copy. Three rules keep their commits exactly-once together:
+
+1. *Partitions have one owner.* Kafka assigns each partition to one instance, and the
+   runner finishes its in-flight commit before a revocation completes. Chats and messages
+   are keyed by their chat id, so their rows are written by one instance at a time.
+2. *Rows written from several partitions are merged, not overwritten.* Visitors and agents
+   (:data:`projector.pg_merge.MERGED_KINDS`) are touched from many partitions. ``commit``
+   takes a transaction-scoped advisory lock per such row (in sorted order, so two writers
+   never deadlock), reads the stored state and writes the *join* of the stored and the new
+   state (:func:`projector.pg_merge.join`), with its view rebuilt. Whatever (stale, cached)
+   state a writer started from, no other writer's events are lost, and the row equals what
+   one writer folding everything would have written.
+3. *Offsets never move backwards.* An instance that lost its partitions without noticing (a
+   "zombie" past its session timeout) could otherwise commit an old batch over its
+   successor's progress. A commit whose offset for a partition is below the stored one is
+   refused with :class:`StoreConflict` (retriable; nothing written): the runner then seeks
+   back to the stored offsets and folds again from there.
+
+Failures: a lock wait longer than ``?lock_timeout_ms=`` (default 10 s), a deadlock or a lost
+connection raise :class:`~projector.errors.StoreUnavailable` (retriable: the transaction was
+rolled back). The store URL — which may carry a password — is never logged nor put in an
+error message.
+
+Schema migrations are versioned (:mod:`projector.pg_migrate`) and applied when the store is
+opened, unless ``?migrate=off``: then ``open`` refuses a schema that is not current and
+``parley store migrate`` applies the migrations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import ClassVar, TypeVar
+
+import asyncpg
+
+from projector.errors import (
+    LiveProjectionDrop,
+    ProjectorError,
+    StoreError,
+    StoreUnavailable,
+    UnknownProjection,
+)
+from projector.fold import AggregateRef, decode_state, encode_state
+from projector.pg_merge import MERGED_KINDS, join
+from projector.pg_migrate import Conn, MigrationStatus, advisory_key, migrate, quote_ident
+from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl
+from projector.pg_url import PostgresOptions, parse_postgres_url
+from projector.store import KINDS, check_projection_name, decode_cursor, encode_cursor
+from projector.views import Row, row_for
+
+__all__ = ["PostgresOptions", "PostgresStore", "StoreConflict", "parse_postgres_url"]
+
+T = TypeVar("T")
+
+
+class StoreConflict(StoreUnavailable):
+    """Another writer got there first (an offset moved past this batch's); nothing written.
+
+    Retriable: re-read the stored offsets and fold again from there.
+    """
+
+    retriable: ClassVar[bool] = True
+
+
+# Exceptions after which nothing was written and trying again may succeed.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.LockNotAvailableError,
+    asyncpg.exceptions.TransactionRollbackError,  # deadlock detected, serialization failure
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutdown, cannot connect now, cancel
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    asyncpg.exceptions.InterfaceError,  # connection lost mid-call
+    OSError,
+    TimeoutError,
+)
+
+
+def _translate(exc: Exception, where: str) -> ProjectorError:
+    if isinstance(exc, ProjectorError):
+        return exc
+    if isinstance(exc, asyncpg.exceptions.UndefinedTableError):
+        return UnknownProjection("projection does not exist (dropped, or never created)")
+    if isinstance(exc, _TRANSIENT):
+        return StoreUnavailable(
+            f"PostgreSQL at {where} is unavailable or busy ({type(exc).__name__}: {exc}); "
+            "nothing was written, try again")
+    return StoreError(f"PostgreSQL: {type(exc).__name__}: {exc}")
+
+
+class PostgresStore:
+    """A :class:`~projector.store.Store` in PostgreSQL; see the module docstring."""
+
+    def __init__(self, options: PostgresOptions) -> None:
+        self._options = options
+        self._schema = quote_ident(options.schema)
+        self._pool: asyncpg.Pool | None = None
+        self._sql: dict[str, CopySql] = {}
+        self.last_migration: MigrationStatus | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStore:
+        return cls(parse_postgres_url(url))
+
+    @property
+    def where(self) -> str:
+        """``host:port/database`` (no credentials) and the schema, for messages."""
+        return f"{self._options.where} schema {self._options.schema}"
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        o = self._options
+        try:
+            pool = await asyncpg.create_pool(
+                o.dsn, min_size=1, max_size=o.pool_size, timeout=10,
+                server_settings={"application_name": "parley",
+                                 "lock_timeout": f"{o.lock_timeout_ms}ms"})
+        except Exception as exc:  # noqa: BLE001 - any failure to connect, without the URL
+            raise _translate(exc, o.where) from None
+        try:
+            async with pool.acquire() as conn:
+                status = await migrate(conn, o.schema, "store", STORE_MIGRATIONS,
+                                       apply=o.migrate == "auto")
+        except BaseException as exc:
+            await pool.close()
+            if isinstance(exc, Exception):
+                raise _translate(exc, o.where) from exc
+            raise
+        if status.pending:
+            await pool.close()
+            raise StoreError(
+                f"the store schema in {self.where} is at version {status.current}, this Parley "
+                f"needs {status.latest}: run `parley store migrate` (migrate=off is set)")
+        self.last_migration = status
+        self._pool = pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def _run(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        pool = self._pool
+        if pool is None:
+            raise StoreError("the store is not open: call `await store.open()` first")
+        try:
+            async with pool.acquire() as conn:
+                return await fn(conn)
+        except Exception as exc:
+            raise _translate(exc, self._options.where) from exc
+
+    def _q(self, projection: str) -> CopySql:
+        sql = self._sql.get(projection)
+        if sql is None:
+            sql = self._sql[projection] = CopySql(CopyTables(self._schema, check_projection_name(projection)))
+        return sql
+
+    async def _ddl_lock(self, conn: Conn) -> None:
+        # Copies are created, switched and dropped by several processes (every projector
+        # runs ensure_live at start): one at a time, or concurrent CREATE TABLE IF NOT
+        # EXISTS can fail on PostgreSQL's catalog constraints.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", advisory_key(self._options.schema, "ddl"))
+
+    # ------------------------------------------------------------------ projections
+
+    async def live_projection(self) -> str | None:
+        query = f"SELECT name FROM {self._schema}.parley_live WHERE one = 1"  # noqa: S608
+
+        async def read(conn: Conn) -> str | None:
+            name = await conn.fetchval(query)
+            return None if name is None else str(name)
+
+        return await self._run(read)
+
+    async def create_projection(self, name: str) -> None:
+        sql = self._q(name)
+
+        async def create(conn: Conn) -> None:
+            async with conn.transaction():
+                await self._ddl_lock(conn)
+                for statement in copy_ddl(sql.tables):
+                    await conn.execute(statement)
+                await conn.execute(
+                    f"INSERT INTO {self._schema}.parley_projections (name) VALUES ($1) "  # noqa: S608
+                    "ON CONFLICT (name) DO NOTHING", name)
+
+        await self._run(create)
+
+    async def set_live(self, name: str) -> None:
+        schema = self._schema
+
+        async def switch(conn: Conn) -> None:
+            async with conn.transaction():
+                await self._ddl_lock(conn)
+                known = await conn.fetchval(
+                    f"SELECT 1 FROM {schema}.parley_projections WHERE name = $1", name)  # noqa: S608
+                if known is None:
+                    raise UnknownProjection(f"projection {name!r} does not exist; create it first")
+                await conn.execute(
+                    f"INSERT INTO {schema}.parley_live (one, name) VALUES (1, $1) "  # noqa: S608
+                    "ON CONFLICT (one) DO UPDATE SET name = excluded.name", name)
+
+        await self._run(switch)
+
+    async def drop_projection(self, name: str) -> None:
+        tables = CopyTables(self._schema, check_projection_name(name))
+        schema = self._schema
+
+        async def drop(conn: Conn) -> None:
+            async with conn.transaction():
+                await self._ddl_lock(conn)
+                live = await conn.fetchval(f"SELECT name FROM {schema}.parley_live WHERE one = 1")  # noqa: S608
+                if live == name:
+                    raise LiveProjectionDrop(f"projection {name!r} serves reads; set another live first")
+                # Waits for a runner's commit in flight into this copy; its next one fails
+                # with UnknownProjection and the runner follows the live copy.
+                await conn.execute(f"DROP TABLE IF EXISTS {tables.rows}, {tables.offsets}")
+                await conn.execute(f"DELETE FROM {schema}.parley_projections WHERE name = $1", name)  # noqa: S608
+
+        await self._run(drop)
+        self._sql.pop(name, None)
+
+    async def list_projections(self) -> list[str]:
+        query = f"SELECT name FROM {self._schema}.parley_projections ORDER BY name COLLATE \"C\""  # noqa: S608
+
+        async def read(conn: Conn) -> list[str]:
+            return [str(row[0]) for row in await conn.fetch(query)]
+
+        return await self._run(read)
+
+    # ------------------------------------------------------------------ the runner's path
+
+    async def load(self, projection: str, refs: Sequence[AggregateRef]) -> dict[AggregateRef, bytes]:
+        sql = self._q(projection)
+        by_kind: dict[str, list[str]] = {}
+        for ref in refs:
+            by_kind.setdefault(ref.kind, []).append(ref.id)
+        if not by_kind:
+            return {}
+
+        async def load(conn: Conn) -> dict[AggregateRef, bytes]:
+            found: dict[AggregateRef, bytes] = {}
+            for kind, ids in by_kind.items():
+                for id, state in await conn.fetch(sql.load, kind, ids):
+                    found[AggregateRef(kind, id)] = state  # type: ignore[arg-type]
+            return found
+
+        return await self._run(load)
+
+    async def commit(
+        self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int]
+    ) -> None:
+        sql = self._q(projection)
+        latest = {(row.kind, row.id): row for row in rows}  # a later row of the batch wins
+        # Sorted: concurrent writers take their row locks in the same order.
+        batch = [latest[key] for key in sorted(latest)]
+        parts = sorted(offsets)
+
+        async def commit(conn: Conn) -> None:
+            async with conn.transaction():
+                merged = await self._merge(conn, projection, sql, batch)
+                if merged:
+                    await conn.execute(sql.upsert_rows, *_columns(merged))
+                if parts:
+                    moved = await conn.fetch(sql.upsert_offsets, [t for t, _ in parts],
+                                             [p for _, p in parts], [offsets[tp] for tp in parts])
+                    if len(moved) != len(parts):
+                        behind = sorted(set(parts) - {(r[0], r[1]) for r in moved})
+                        raise StoreConflict(
+                            f"another writer already committed past this batch in {behind}; "
+                            "nothing was written: re-read the stored offsets")
+
+        await self._run(commit)
+
+    async def _merge(self, conn: Conn, projection: str, sql: CopySql,
+                     batch: list[Row]) -> list[Row]:
+        """Rule 2: lock the rows several partitions write, and join their stored states in."""
+        shared = [row for row in batch if row.kind in MERGED_KINDS]
+        if not shared:
+            return batch
+        schema = self._options.schema
+        keys = sorted({advisory_key(schema, projection, row.kind, row.id) for row in shared})
+        await conn.execute("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k", keys)
+        stored = {(kind, id): state for kind, id, state in await conn.fetch(
+            sql.load_pairs, [row.kind for row in shared], [row.id for row in shared])}
+        out: list[Row] = []
+        for row in batch:
+            old = stored.get((row.kind, row.id))
+            if old is None or old == row.state:
+                out.append(row)
+                continue
+            state = join(decode_state(row.kind, old), decode_state(row.kind, row.state))
+            # Usually the stored state is already folded into the new one (one writer).
+            out.append(row if encode_state(state) == row.state
+                       else row_for(AggregateRef(row.kind, row.id), state))  # type: ignore[arg-type]
+        return out
+
+    async def offsets(self, projection: str) -> dict[tuple[str, int], int]:
+        sql = self._q(projection)
+
+        async def read(conn: Conn) -> dict[tuple[str, int], int]:
+            return {(topic, partition): offset for topic, partition, offset in await conn.fetch(sql.offsets)}
+
+        return await self._run(read)
+
+    # ------------------------------------------------------------------ the query API's path
+
+    async def get_view(self, projection: str, kind: str, id: str) -> bytes | None:
+        sql = self._q(projection)
+
+        async def read(conn: Conn) -> bytes | None:
+            view = await conn.fetchval(sql.view, kind, id)
+            return None if view is None else bytes(view)
+
+        return await self._run(read)
+
+    async def list_chats(
+        self,
+        projection: str,
+        *,
+        status: str | None = None,
+        source: str | None = None,
+        agent: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[bytes], str | None]:
+        query, args = self._q(projection).chats, list[object]()
+        for column, value in (("status", status), ("source", source), ("agent_id", agent)):
+            if value is not None:
+                args.append(value)
+                query += f" AND {column} = ${len(args)}"
+        return await self._page("chats", query, args, limit, cursor)
+
+    async def list_messages(
+        self, projection: str, chat_id: str, *, limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[bytes], str | None]:
+        bounds = [f"{chat_id}/", f"{chat_id}0", chat_id]
+        return await self._page("messages", self._q(projection).messages, bounds, limit, cursor)
+
+    async def _page(
+        self, listing: str, query: str, params: Sequence[object], limit: int, cursor: str | None
+    ) -> tuple[list[bytes], str | None]:
+        args = list(params)
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, not {limit}")
+        if cursor is not None:
+            args.extend(decode_cursor(listing, cursor))
+            query += f" AND (sort_key, id) > (${len(args) - 1}, ${len(args)})"
+        args.append(limit + 1)  # one more than asked: is there a next page?
+        query += f" ORDER BY sort_key, id LIMIT ${len(args)}"
+
+        async def read(conn: Conn) -> list[asyncpg.Record]:
+            return await conn.fetch(query, *args)
+
+        rows = await self._run(read)
+        page = rows[:limit]
+        next_cursor = encode_cursor(listing, page[-1][0], page[-1][1]) if len(rows) > limit else None
+        return [bytes(row[2]) for row in page], next_cursor
+
+    async def list_agents(self, projection: str) -> list[bytes]:
+        sql = self._q(projection)
+
+        async def read(conn: Conn) -> list[bytes]:
+            return [bytes(row[0]) for row in await conn.fetch(sql.agents)]
+
+        return await self._run(read)
+
+    async def counts(self, projection: str) -> dict[str, int]:
+        sql = self._q(projection)
+
+        async def read(conn: Conn) -> dict[str, int]:
+            counts = dict.fromkeys(KINDS, 0)
+            counts.update({str(kind): int(n) for kind, n in await conn.fetch(sql.counts)})
+            return counts
+
+        return await self._run(read)
+
+
+def _columns(rows: Sequence[Row]) -> list[list[object]]:
+    """Rows as the nine column arrays of ``upsert_rows`` (Row's fields are in column order)."""
+    return [
+        [row.kind for row in rows],
+        [row.id for row in rows],
+        [row.state for row in rows],
+        [row.view for row in rows],
+        [row.chat_id for row in rows],
+        [row.status for row in rows],
+        [row.source for row in rows],
+        [row.agent_id for row in rows],
+        [row.sort_key for row in rows],
+    ]

@@ -1,0 +1,331 @@
+"""The store contract against PostgreSQL, plus PostgreSQL's own promises: URL options and
+secrecy, versioned migrations, several writers (merged visitor rows, offsets that never move
+back, lock waits that fail retriably), long projection names, atomicity under SIGKILL.
+
+The server is real (tests/pg_fixture.py); every test gets a schema of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+from store_contract import StoreContract, chat, visitor
+
+from contracts.domain import VisitorSeen
+from projector.errors import StoreError, StoreUnavailable, UnsupportedStore
+from projector.fold import AggregateRef, VisitorFold, apply, decode_state
+from projector.pg_migrate import Migration, migrate
+from projector.pg_schema import STORE_MIGRATIONS
+from projector.postgres_store import PostgresStore, StoreConflict, parse_postgres_url
+from projector.store import Store
+from projector.stores import open_store
+from projector.views import row_for
+from tests.pg_fixture import fresh_schema, shared_postgres, with_options
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    with shared_postgres() as dsn:
+        yield dsn
+
+
+@pytest.fixture
+async def pg_url(postgres_dsn: str) -> AsyncIterator[str]:
+    async with fresh_schema(postgres_dsn) as url:
+        yield url
+
+
+async def _opened(url: str) -> PostgresStore:
+    store = open_store(url)
+    assert isinstance(store, PostgresStore)
+    await store.open()
+    return store
+
+
+class PgHarness:
+    """A schema of its own; failures are injected as a trigger, from a second connection."""
+
+    def __init__(self, url: str, store: PostgresStore) -> None:
+        self.url = url
+        self.store: Store = store
+        self.options = parse_postgres_url(url)
+
+    async def reopen(self) -> Store:
+        await self.store.close()
+        self.store = await _opened(self.url)
+        return self.store
+
+    async def second_store(self) -> Store:
+        return await _opened(self.url)
+
+    @contextlib.asynccontextmanager
+    async def break_offset_writes(self, projection: str) -> AsyncIterator[None]:
+        # A real failure inside PostgreSQL, mid-transaction: the rows' upsert has run when
+        # the offsets' insert aborts.
+        schema = f'"{self.options.schema}"'
+        conn = await asyncpg.connect(self.options.dsn)
+        try:
+            await conn.execute(
+                f"CREATE FUNCTION {schema}.break_offsets() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$BEGIN RAISE EXCEPTION 'injected failure while writing offsets'; END$$")
+            await conn.execute(
+                f'CREATE TRIGGER break_offsets BEFORE INSERT ON {schema}."p_{projection}_offsets" '
+                f"FOR EACH ROW EXECUTE FUNCTION {schema}.break_offsets()")
+            yield
+        finally:
+            await conn.execute(f'DROP TRIGGER IF EXISTS break_offsets ON {schema}."p_{projection}_offsets"')
+            await conn.execute(f"DROP FUNCTION IF EXISTS {schema}.break_offsets()")
+            await conn.close()
+
+
+class TestPostgresStore(StoreContract):
+    @pytest.fixture
+    async def harness(self, pg_url: str) -> AsyncIterator[PgHarness]:
+        harness = PgHarness(pg_url, await _opened(pg_url))
+        yield harness
+        await harness.store.close()
+
+
+# ---------------------------------------------------------------------------- URLs
+
+
+def test_url_options_are_split_from_the_dsn() -> None:
+    options = parse_postgres_url(
+        "postgres://parley:s3cr%40t@db.example:6543/parley?schema=tenant_1&pool_size=9"
+        "&sslmode=require&migrate=off&lock_timeout_ms=250")
+    assert options.dsn == "postgresql://parley:s3cr%40t@db.example:6543/parley?sslmode=require"
+    assert options.where == "db.example:6543/parley"
+    assert (options.schema, options.pool_size, options.migrate, options.lock_timeout_ms) == (
+        "tenant_1", 9, "off", 250)
+    default = parse_postgres_url("postgresql://db/x")
+    assert (default.schema, default.pool_size, default.migrate) == ("public", 5, "auto")
+
+
+@pytest.mark.parametrize(("query", "says"), [
+    ("schema=1abc", "schema"),
+    ('schema=a"b', "schema"),
+    ("pool_size=0", "pool_size"),
+    ("pool_size=many", "integers"),
+    ("migrate=later", "migrate"),
+    ("lock_timeout_ms=-1", "lock_timeout_ms"),
+])
+def test_bad_options_are_explained_without_the_password(query: str, says: str) -> None:
+    with pytest.raises(UnsupportedStore, match=says) as failure:
+        open_store(f"postgresql://parley:hunter2@db/parley?{query}")
+    assert "hunter2" not in str(failure.value)
+
+
+async def test_unreachable_server_is_retriable_and_never_shows_the_password() -> None:
+    store = open_store("postgresql://parley:hunter2@127.0.0.1:1/parley")
+    with pytest.raises(StoreUnavailable) as failure:
+        await store.open()
+    assert failure.value.retriable
+    assert "hunter2" not in str(failure.value) and "127.0.0.1:1/parley" in str(failure.value)
+    await store.close()
+
+
+# ---------------------------------------------------------------------------- migrations
+
+
+async def test_migrations_are_recorded_once_and_a_newer_schema_is_refused(pg_url: str) -> None:
+    options = parse_postgres_url(pg_url)
+    store = await _opened(pg_url)
+    assert store.last_migration is not None
+    assert [m.version for m in store.last_migration.applied] == [m.version for m in STORE_MIGRATIONS]
+    await store.close()
+    again = await _opened(pg_url)  # a second start applies nothing
+    assert again.last_migration is not None and again.last_migration.applied == ()
+    await again.close()
+    conn = await asyncpg.connect(options.dsn)
+    try:
+        rows = await conn.fetch(
+            f'SELECT component, version FROM "{options.schema}".parley_migrations')  # noqa: S608
+        assert sorted((r[0], r[1]) for r in rows) == [("store", m.version) for m in STORE_MIGRATIONS]
+        await conn.execute(f'INSERT INTO "{options.schema}".parley_migrations VALUES '  # noqa: S608
+                           "('store', 999, 'from the future', now())")
+    finally:
+        await conn.close()
+    newer = open_store(pg_url)
+    with pytest.raises(StoreError, match="newer than this Parley"):
+        await newer.open()
+    await newer.close()
+
+
+async def test_migrate_off_refuses_an_unmigrated_schema(pg_url: str) -> None:
+    store = open_store(with_options(pg_url, migrate="off"))
+    with pytest.raises(StoreError, match="parley store migrate"):
+        await store.open()
+    await store.close()
+    await (await _opened(pg_url)).close()  # migrate=auto (the default) applies them
+    ready = await _opened(with_options(pg_url, migrate="off"))
+    await ready.close()
+
+
+async def test_concurrent_starts_migrate_once(pg_url: str) -> None:
+    options = parse_postgres_url(pg_url)
+    steps = (*STORE_MIGRATIONS, Migration(version=len(STORE_MIGRATIONS) + 1, description="slow",
+                                          statements=lambda s: ["SELECT pg_sleep(0.2)"]))
+    conns = [await asyncpg.connect(options.dsn) for _ in range(4)]
+    try:
+        results = await asyncio.gather(*(migrate(c, options.schema, "store", steps) for c in conns))
+    finally:
+        for conn in conns:
+            await conn.close()
+    assert sorted(len(r.applied) for r in results) == [0, 0, 0, len(steps)]
+
+
+# ---------------------------------------------------------------------------- several writers
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def _seen(visitor_id: str, chat_id: str, minute: int, name: str | None = None) -> VisitorSeen:
+    return VisitorSeen(event_id=f"e-{chat_id}-{minute}", occurred_at=T0 + timedelta(minutes=minute),
+                       provider="natterly", source="acme", visitor_id=visitor_id, chat_id=chat_id,
+                       name=name)
+
+
+async def test_concurrent_writers_of_one_visitor_lose_nothing(pg_url: str) -> None:
+    """Two instances fold the same visitor from stale states (each only its own events) and
+    commit at once, many times: the stored visitor is the fold of every event."""
+    stores = [await _opened(pg_url), await _opened(pg_url)]
+    await stores[0].create_projection("p1")
+    ref = AggregateRef("visitor", "v1")
+    events = [_seen("v1", f"chat-{i}", i, name=f"name {i}") for i in range(40)]
+    try:
+        async def writer(n: int) -> None:
+            state = None  # this instance's cache: never refreshed from the store
+            for event in events[n::2]:
+                state = apply(ref, state, event)
+                await stores[n].commit("p1", [row_for(ref, state)], {("t", n): events.index(event) + 1})
+
+        await asyncio.gather(writer(0), writer(1))
+        stored = await stores[0].load("p1", [ref])
+        expected = None
+        for event in reversed(events):  # any order: the fold commutes
+            expected = apply(ref, expected, event)
+        assert expected is not None
+        assert stored[ref] == row_for(ref, expected).state
+        merged = decode_state("visitor", stored[ref])
+        assert isinstance(merged, VisitorFold) and len(merged.chats) == 40
+        assert merged.name is not None and merged.name.value == "name 39"
+        assert await stores[0].get_view("p1", "visitor", "v1") == row_for(ref, expected).view
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_offsets_never_move_back(pg_url: str) -> None:
+    store = await _opened(pg_url)
+    try:
+        await store.create_projection("p1")
+        await store.commit("p1", [chat("c1", version=1)], {("t", 0): 10, ("t", 1): 3})
+        with pytest.raises(StoreConflict) as failure:  # a zombie's late batch
+            await store.commit("p1", [chat("c1", version=2), chat("c2")], {("t", 0): 7, ("t", 1): 5})
+        assert failure.value.retriable
+        assert await store.offsets("p1") == {("t", 0): 10, ("t", 1): 3}
+        assert await store.get_view("p1", "chat", "c1") == chat("c1", version=1).view
+        assert await store.get_view("p1", "chat", "c2") is None
+        await store.commit("p1", [], {("t", 0): 10})  # equal is fine (an empty batch)
+    finally:
+        await store.close()
+
+
+async def test_a_lock_held_too_long_fails_retriably_and_writes_nothing(pg_url: str) -> None:
+    store = await _opened(with_options(pg_url, lock_timeout_ms="200"))
+    options = parse_postgres_url(pg_url)
+    other = await asyncpg.connect(options.dsn)
+    try:
+        await store.create_projection("p1")
+        async with other.transaction():  # e.g. an operator's long-running maintenance
+            await other.execute(f'LOCK TABLE "{options.schema}"."p_p1_rows" IN EXCLUSIVE MODE')
+            with pytest.raises(StoreUnavailable) as failure:
+                await store.commit("p1", [visitor("v1"), chat("c1")], {("t", 0): 1})
+            assert failure.value.retriable
+        assert await store.offsets("p1") == {}
+        assert await store.get_view("p1", "chat", "c1") is None
+    finally:
+        await other.close()
+        await store.close()
+
+
+async def test_long_projection_names_do_not_collide(pg_url: str) -> None:
+    store = await _opened(pg_url)
+    a, b = "a" * 63 + "1", "a" * 63 + "2"
+    try:
+        for name in (a, b):
+            await store.create_projection(name)
+        await store.commit(a, [chat("c1", version=1)], {("t", 0): 1})
+        await store.commit(b, [chat("c1", version=2)], {("t", 0): 2})
+        assert await store.get_view(a, "chat", "c1") == chat("c1", version=1).view
+        assert await store.offsets(b) == {("t", 0): 2}
+        await store.drop_projection(a)
+        assert await store.list_projections() == [b]
+    finally:
+        await store.close()
+
+
+# ---------------------------------------------------------------------------- SIGKILL
+
+_CRASHER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from projector.stores import open_store
+    from projector.views import Row
+
+    async def main(url: str, rows_per_commit: int) -> None:
+        store = open_store(url)
+        await store.open()
+        await store.create_projection("p1")
+        offset = (await store.offsets("p1")).get(("t", 0), 0)
+        while True:
+            rows = [Row(kind="chat", id=f"c{i}", state=str(offset).encode(), view=str(offset).encode(),
+                        chat_id=f"c{i}", sort_key="0") for i in range(rows_per_commit)]
+            offset += 1
+            await store.commit("p1", rows, {("t", 0): offset})
+            print(offset, flush=True)
+
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    """
+)
+
+
+async def test_sigkill_mid_commit_never_splits_rows_from_offsets(pg_url: str) -> None:
+    rows_per_commit = 2000
+    rng = random.Random()
+    observer = await _opened(pg_url)
+    offset = 0
+    try:
+        for _ in range(3):
+            target = offset + rng.randrange(1, 6)
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _CRASHER, pg_url, str(rows_per_commit),
+                stdout=asyncio.subprocess.PIPE)
+            try:
+                assert proc.stdout is not None
+                # Kill it as soon as it reports commit ``target``: it is then inside the next one.
+                while int(await proc.stdout.readline() or b"-1") < target:
+                    assert proc.returncode is None, "the committing process died on its own"
+                proc.send_signal(signal.SIGKILL)
+                await asyncio.wait_for(proc.wait(), 30)
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            offset = (await observer.offsets("p1"))[("t", 0)]
+            assert offset >= target
+            refs = [AggregateRef("chat", f"c{i}") for i in range(rows_per_commit)]
+            states = set((await observer.load("p1", refs)).values())
+            assert states == {str(offset - 1).encode()}, f"rows from several commits at {offset}"
+    finally:
+        await observer.close()
+
