@@ -137,7 +137,10 @@ class ChatAssigned(_ChatEvent, frozen=True, kw_only=True):
 class ChatUpdated(_ChatEvent, frozen=True, kw_only=True):
     """A snapshot of the chat's descriptive attributes as of ``occurred_at``.
 
-    ``provider_status`` is the provider's own status word, for display only.
+    ``provider_status`` is the provider's own status word, for display only. ``agent`` is
+    the agent the snapshot names (Natterly ``chat.user``, ChatShipper's accepted agent
+    participant); None means the snapshot names none, never "unassigned" (that is
+    ``ChatAssigned`` with no agent).
     """
 
     subject: str | None = None
@@ -150,6 +153,7 @@ class ChatUpdated(_ChatEvent, frozen=True, kw_only=True):
     initiated_at: datetime | None = None
     last_message_at: datetime | None = None
     provider_status: str | None = None
+    agent: AgentRef | None = None
 
 
 class MessagePosted(_ChatEvent, frozen=True, kw_only=True):

@@ -8,8 +8,10 @@ participant whose role is agent and who has accepted), ``closed`` → closed
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from contracts import chatshipper as c
-from contracts.chatshipper_events import MessageChanged, MessageCreated, ResourceEvent
+from contracts.chatshipper_events import MessageChanged, MessageCreated, ResourceEvent, parse_event_name
 from contracts.domain import (
     AgentRef,
     AgentStatusChanged,
@@ -40,23 +42,86 @@ _CONTROL_TYPES = frozenset(("command", "status"))
 
 def chatshipper_events(origin: Origin, webhook: c.ChatShipperWebhook) -> list[DomainEvent]:
     """The domain events a decoded ChatShipper webhook means (unknown events: none)."""
-    data = webhook.data or c.Data()
-    match webhook.name:
+    return _handler(webhook.event)(origin, webhook, webhook.data or c.Data())
+
+
+_Handler = Callable[[Origin, c.ChatShipperWebhook, c.Data], list[DomainEvent]]
+
+
+def _nothing(origin: Origin, webhook: c.ChatShipperWebhook, data: c.Data) -> list[DomainEvent]:
+    return []
+
+
+def _on_message_created(message_type: str | None) -> _Handler:
+    def handle(origin: Origin, webhook: c.ChatShipperWebhook, data: c.Data) -> list[DomainEvent]:
+        return _message_created(origin, data, message_type)
+
+    return handle
+
+
+def _on_message_edited(origin: Origin, webhook: c.ChatShipperWebhook, data: c.Data) -> list[DomainEvent]:
+    return _message_edited(origin, data)
+
+
+def _on_message_deleted(origin: Origin, webhook: c.ChatShipperWebhook, data: c.Data) -> list[DomainEvent]:
+    return _message_deleted(origin, data)
+
+
+def _on_conversation_created(
+    origin: Origin, webhook: c.ChatShipperWebhook, data: c.Data
+) -> list[DomainEvent]:
+    ref_id = _activity_ref(webhook, "conversations")
+    return _conversation(origin, data.conversation, ref_id, created=True)
+
+
+def _on_conversation_updated(
+    origin: Origin, webhook: c.ChatShipperWebhook, data: c.Data
+) -> list[DomainEvent]:
+    ref_id = _activity_ref(webhook, "conversations")
+    return _conversation(origin, data.conversation, ref_id, created=False)
+
+
+def _on_contact(origin: Origin, webhook: c.ChatShipperWebhook, data: c.Data) -> list[DomainEvent]:
+    return _contact(origin, data.contact, _activity_ref(webhook, "contacts"))
+
+
+def _on_user(origin: Origin, webhook: c.ChatShipperWebhook, data: c.Data) -> list[DomainEvent]:
+    return _user(origin, data.user)
+
+
+# Event names repeat endlessly, so each is parsed and classified once: the normaliser runs
+# once per record on every replay. Bounded in case a sender invents names without end.
+_HANDLERS: dict[str, _Handler] = {}
+_MAX_HANDLERS = 4096
+
+
+def _handler(event: str) -> _Handler:
+    """What to do with a webhook of event name ``event`` (parsed by the event-name grammar)."""
+    known = _HANDLERS.get(event)
+    if known is not None:
+        return known
+    handler: _Handler
+    match parse_event_name(event):
         case MessageCreated(message_type=message_type):
-            return _message_created(origin, data, message_type)
+            handler = _on_message_created(message_type)
         case MessageChanged(action="update"):
-            return _message_edited(origin, data)
+            handler = _on_message_edited
         case MessageChanged(action="delete"):
-            return _message_deleted(origin, data)
-        case ResourceEvent(resource="conversation", action="create" | "update" as action):
-            ref_id = _activity_ref(webhook, "conversations")
-            return _conversation(origin, data.conversation, ref_id, created=action == "create")
+            handler = _on_message_deleted
+        case ResourceEvent(resource="conversation", action="create"):
+            handler = _on_conversation_created
+        case ResourceEvent(resource="conversation", action="update"):
+            handler = _on_conversation_updated
         case ResourceEvent(resource="contact", action=action) if action != "delete":
-            return _contact(origin, data.contact, _activity_ref(webhook, "contacts"))
+            handler = _on_contact
         case ResourceEvent(resource="user"):
-            return _user(origin, data.user)
+            handler = _on_user
         case _:
-            return []
+            handler = _nothing
+    if len(_HANDLERS) >= _MAX_HANDLERS:
+        _HANDLERS.clear()
+    _HANDLERS[event] = handler
+    return handler
 
 
 def _activity_ref(webhook: c.ChatShipperWebhook, collection: str) -> str | None:
@@ -177,10 +242,32 @@ def _conversation_facts(
 ) -> list[DomainEvent]:
     """Snapshot, lifecycle transitions and visitor of one conversation object."""
     eid, at, prov, src = origin
-    events: list[DomainEvent] = [_snapshot(origin, chat_id, conversation, snapshot_suffix)]
-    status = (conversation.status or "").casefold()
+    contact: str | c.Contact | None = conversation.contact
+    if contact is None or isinstance(contact, str):
+        contact_id, contact = contact or None, None
+    else:
+        contact_id = contact.id or None
+    created_at = conversation.created_at
+    initiated_at = as_utc(created_at) if created_at else None
+    agent = _accepted_agent(conversation)
+    status = conversation.status
+    events: list[DomainEvent] = [
+        ChatUpdated(
+            event_id=eid + snapshot_suffix,
+            occurred_at=at,
+            provider=prov,
+            source=src,
+            chat_id=chat_id,
+            subject=conversation.name,
+            site=SiteRef(id=conversation.organization) if conversation.organization else None,
+            visitor=VisitorRef(id=contact_id, name=_contact_name(contact)) if contact_id else None,
+            initiated_at=initiated_at,
+            provider_status=status,
+            agent=agent,
+        )
+    ]
+    status = (status or "").casefold()
     if status == "queued" and not started:
-        initiated_at = as_utc(conversation.created_at) if conversation.created_at else None
         events.append(
             ChatStarted(
                 event_id=eid + "#started",
@@ -191,7 +278,6 @@ def _conversation_facts(
                 initiated_at=initiated_at,
             )
         )
-    agent = _accepted_agent(conversation)
     if status == "active" or agent is not None:
         events.append(
             ChatAccepted(
@@ -212,34 +298,12 @@ def _conversation_facts(
                 provider=prov,
                 source=src,
                 chat_id=chat_id,
-                closed_at=closed_at or origin.occurred_at,
+                closed_at=closed_at or at,
             )
         )
-    contact_id = c.ref_id(conversation.contact)
     if contact_id:
-        contact = conversation.contact if isinstance(conversation.contact, c.Contact) else None
         events.append(_visitor_seen(origin, contact_id, contact, chat_id, "#visitor"))
     return events
-
-
-def _snapshot(
-    origin: Origin, chat_id: str, conversation: c.Conversation, suffix: str = "#chat"
-) -> ChatUpdated:
-    eid, at, prov, src = origin
-    contact_id = c.ref_id(conversation.contact)
-    contact = conversation.contact if isinstance(conversation.contact, c.Contact) else None
-    return ChatUpdated(
-        event_id=eid + suffix,
-        occurred_at=at,
-        provider=prov,
-        source=src,
-        chat_id=chat_id,
-        subject=conversation.name,
-        site=SiteRef(id=conversation.organization) if conversation.organization else None,
-        visitor=VisitorRef(id=contact_id, name=_contact_name(contact)) if contact_id else None,
-        initiated_at=as_utc(conversation.created_at) if conversation.created_at else None,
-        provider_status=conversation.status,
-    )
 
 
 def _accepted_agent(conversation: c.Conversation) -> AgentRef | None:
@@ -247,8 +311,7 @@ def _accepted_agent(conversation: c.Conversation) -> AgentRef | None:
         if participant.accepted and (participant.role or "").casefold() == "agent":
             user_id = participant.user_id
             if user_id:
-                user = participant.user if isinstance(participant.user, c.User) else None
-                return AgentRef(id=user_id, name=_user_name(user))
+                return AgentRef(id=user_id, name=_user_name(_populated(participant.user)))
     return None
 
 
@@ -301,7 +364,16 @@ def _user(origin: Origin, user: c.User | None) -> list[DomainEvent]:
 
 
 def _name(message: c.Message) -> str | None:
-    return _user_name(message.user) if isinstance(message.user, c.User) else None
+    return _user_name(_populated(message.user))
+
+
+def _populated(user: str | c.User | None) -> c.User | None:
+    """A user reference the API populated into the object (an id alone names nobody).
+
+    Not isinstance(user, c.User): against a Struct class a miss takes the slow path, and
+    most references are plain ids.
+    """
+    return None if user is None or isinstance(user, str) else user
 
 
 def _user_name(user: c.User | None) -> str | None:

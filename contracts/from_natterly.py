@@ -9,6 +9,8 @@ an error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from contracts import natterly as n
 from contracts.domain import (
     AgentRef,
@@ -57,15 +59,16 @@ def natterly_events(
     origin: Origin, webhook: n.NatterlyWebhook | n.UnknownNatterlyWebhook
 ) -> list[DomainEvent]:
     """The domain events a decoded Natterly webhook means (unknown events: none)."""
-    match webhook:
-        case n.UserStatusChangedWebhook():
-            return _agent_status(origin, webhook.payload)
-        case n.VisitorCreatedWebhook() | n.SessionRegistrationWebhook():
-            return _visitor(origin, webhook.payload)
-        case n.UnknownNatterlyWebhook():
-            return []
-        case _:
-            return _chat(origin, webhook)
+    # Dispatch on the exact type: isinstance() against a msgspec Struct class (what a
+    # ``match`` class pattern does) takes the slow metaclass path on every miss.
+    kind = type(webhook)
+    if kind in _CHAT_WEBHOOKS:
+        return _chat(origin, webhook)  # type: ignore[arg-type]
+    if kind is n.UserStatusChangedWebhook:
+        return _agent_status(origin, webhook.payload)  # type: ignore[arg-type]
+    if kind is n.VisitorCreatedWebhook or kind is n.SessionRegistrationWebhook:
+        return _visitor(origin, webhook.payload)  # type: ignore[arg-type]
+    return []
 
 
 def _chat(origin: Origin, webhook: _ChatWebhook) -> list[DomainEvent]:
@@ -76,25 +79,26 @@ def _chat(origin: Origin, webhook: _ChatWebhook) -> list[DomainEvent]:
         return []
     chat = payload.chat or n.Chat()
     visitor_id = visitor_id_of(chat=chat)
-    events: list[DomainEvent] = [_primary(origin, webhook, chat_id, chat, payload)]
+    events: list[DomainEvent] = [_PRIMARY[type(webhook)](origin, chat_id, chat, payload)]
     if payload.chat is not None:
         events.append(_snapshot(origin, chat_id, chat, visitor_id))
     seen: set[str] = set()
     for message in payload.messages or ():
-        if not message.uuid or message.uuid in seen:
+        uuid = message.uuid
+        if not uuid or uuid in seen:
             continue  # without a uuid a message cannot be deduplicated
-        seen.add(message.uuid)
+        seen.add(uuid)
         events.append(
             MessagePosted(
-                event_id=eid + f"#msg:{message.uuid}",
+                event_id=eid + "#msg:" + uuid,
                 occurred_at=at,
                 provider=prov,
                 source=src,
                 chat_id=message.chat or chat_id,
-                message_id=message.uuid,
+                message_id=uuid,
                 text=message.text,
                 author=_author(message),
-                posted_at=from_unix_or_none(message.created_at) or origin.occurred_at,
+                posted_at=from_unix_or_none(message.created_at) or at,
                 internal=bool(message.whisper),
             )
         )
@@ -104,48 +108,66 @@ def _chat(origin: Origin, webhook: _ChatWebhook) -> list[DomainEvent]:
     return events
 
 
-# Chat events whose only fact is that they happened.
-_BARE: dict[type, type[ChatCompleted | ChatIgnored | ChatIdle | TranscriptSent]] = {
-    n.ChatCompletedWebhook: ChatCompleted,
-    n.ChatIgnoredWebhook: ChatIgnored,
-    n.ChatIdleWebhook: ChatIdle,
-    n.ChatTranscriptSentWebhook: TranscriptSent,
-}
+# The primary event of each chat webhook, from (origin, chat id, chat, payload).
+_Primary = Callable[[Origin, str, n.Chat, n.ChatPayload], DomainEvent]
 
 
-def _primary(
-    origin: Origin, webhook: _ChatWebhook, chat_id: str, chat: n.Chat, payload: n.ChatPayload
-) -> DomainEvent:
+def _started(origin: Origin, chat_id: str, chat: n.Chat, payload: n.ChatPayload) -> DomainEvent:
     eid, at, prov, src = origin
-    match webhook:
-        case n.ChatInitiatedWebhook():
-            started = from_unix_or_none(chat.initiated_at) or at
-            return ChatStarted(
-                event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id, initiated_at=started
-            )
-        case n.ChatAcceptedWebhook():
-            agent = _agent(payload.user or chat.user)
-            return ChatAccepted(
-                event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id, agent=agent
-            )
-        case n.ChatAssignedWebhook():
-            agent = _agent(payload.user or chat.user)
-            return ChatAssigned(
-                event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id, agent=agent
-            )
-        case n.ChatClosedWebhook():
-            closed = from_unix_or_none(chat.closed_at) or at
-            return ChatClosed(
-                event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id, closed_at=closed
-            )
-        case n.ChatRatedWebhook():
-            rating = chat.rating if chat.rating is not None else payload.rating
-            return ChatRated(
-                event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id, rating=rating
-            )
-        case _:
-            bare = _BARE[type(webhook)]
-            return bare(event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id)
+    started = from_unix_or_none(chat.initiated_at) or at
+    return ChatStarted(
+        event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id, initiated_at=started
+    )
+
+
+def _accepted(origin: Origin, chat_id: str, chat: n.Chat, payload: n.ChatPayload) -> DomainEvent:
+    eid, at, prov, src = origin
+    agent = _agent(payload.user or chat.user)
+    return ChatAccepted(event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id, agent=agent)
+
+
+def _assigned(origin: Origin, chat_id: str, chat: n.Chat, payload: n.ChatPayload) -> DomainEvent:
+    eid, at, prov, src = origin
+    agent = _agent(payload.user or chat.user)
+    return ChatAssigned(event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id, agent=agent)
+
+
+def _closed(origin: Origin, chat_id: str, chat: n.Chat, payload: n.ChatPayload) -> DomainEvent:
+    eid, at, prov, src = origin
+    closed = from_unix_or_none(chat.closed_at) or at
+    return ChatClosed(
+        event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id, closed_at=closed
+    )
+
+
+def _rated(origin: Origin, chat_id: str, chat: n.Chat, payload: n.ChatPayload) -> DomainEvent:
+    eid, at, prov, src = origin
+    rating = chat.rating if chat.rating is not None else payload.rating
+    return ChatRated(event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id, rating=rating)
+
+
+def _bare(event: type[ChatCompleted | ChatIgnored | ChatIdle | TranscriptSent]) -> _Primary:
+    """Chat events whose only fact is that they happened."""
+
+    def primary(origin: Origin, chat_id: str, chat: n.Chat, payload: n.ChatPayload) -> DomainEvent:
+        eid, at, prov, src = origin
+        return event(event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id)
+
+    return primary
+
+
+_PRIMARY: dict[type, _Primary] = {
+    n.ChatInitiatedWebhook: _started,
+    n.ChatAcceptedWebhook: _accepted,
+    n.ChatAssignedWebhook: _assigned,
+    n.ChatClosedWebhook: _closed,
+    n.ChatRatedWebhook: _rated,
+    n.ChatCompletedWebhook: _bare(ChatCompleted),
+    n.ChatIgnoredWebhook: _bare(ChatIgnored),
+    n.ChatIdleWebhook: _bare(ChatIdle),
+    n.ChatTranscriptSentWebhook: _bare(TranscriptSent),
+}
+_CHAT_WEBHOOKS = frozenset(_PRIMARY)
 
 
 def _snapshot(origin: Origin, chat_id: str, chat: n.Chat, visitor_id: str | None) -> ChatUpdated:
@@ -153,7 +175,7 @@ def _snapshot(origin: Origin, chat_id: str, chat: n.Chat, visitor_id: str | None
     department = chat.department
     site = chat.site
     visitor = chat.visitor
-    has_location = chat.country is not None or chat.country_code is not None or chat.city
+    country, country_code, city = chat.country, chat.country_code, chat.city
     return ChatUpdated(
         event_id=eid + "#chat",
         occurred_at=at,
@@ -169,8 +191,8 @@ def _snapshot(origin: Origin, chat_id: str, chat: n.Chat, visitor_id: str | None
             else (VisitorRef(id=visitor_id) if visitor_id else None)
         ),
         location=(
-            Location(country=chat.country, country_code=chat.country_code, city=chat.city)
-            if has_location
+            Location(country=country, country_code=country_code, city=city)
+            if country is not None or country_code is not None or city
             else None
         ),
         browser=chat.browser,
@@ -178,6 +200,9 @@ def _snapshot(origin: Origin, chat_id: str, chat: n.Chat, visitor_id: str | None
         initiated_at=from_unix_or_none(chat.initiated_at),
         last_message_at=from_unix_or_none(chat.last_message_at),
         provider_status=chat.status,
+        # The chat's agent as of this webhook: so a chat whose later webhooks (completed,
+        # closed, rated…) name its agent ends with that agent, whatever came before.
+        agent=_agent(chat.user),
     )
 
 

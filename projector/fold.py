@@ -113,7 +113,7 @@ RANK: dict[type[d.DomainEvent], int] = {
 }
 
 
-class Reg(msgspec.Struct, Generic[T], frozen=True, array_like=True):
+class Reg(msgspec.Struct, Generic[T], frozen=True, array_like=True, gc=False):
     """A last-writer-wins register: ``value`` as written by the event with the greatest stamp."""
 
     at: datetime
@@ -125,27 +125,24 @@ class Reg(msgspec.Struct, Generic[T], frozen=True, array_like=True):
 Stamp: TypeAlias = tuple[datetime, int, str]
 
 
-def _write(reg: Reg[T] | None, stamp: Stamp, value: T) -> Reg[T]:
-    """Merge one write into a register (keeps whichever has the greater stamp)."""
-    if reg is not None:
-        # The hot path of the fold: compare times first, build tuples only on a tie.
-        at = reg.at
-        if at > stamp[0] or (at == stamp[0] and (reg.rank, reg.event_id) >= stamp[1:]):
-            return reg
-    return Reg(stamp[0], stamp[1], stamp[2], value)
+def _write(reg: Reg[T] | None, at: datetime, rank: int, eid: str, value: T) -> Reg[T]:
+    """Merge one write, stamped ``(at, rank, eid)``, into a register: the greater stamp wins.
+
+    The hot path of the fold (several calls per event): the stamp comes as three arguments
+    and is compared field by field, so no tuples are built.
+    """
+    if reg is None:
+        return Reg(at, rank, eid, value)
+    prior = reg.at
+    if prior < at or (prior == at and (reg.rank < rank or (reg.rank == rank and reg.event_id < eid))):
+        return Reg(at, rank, eid, value)
+    return reg
 
 
 def _pick(a: str | None, b: str) -> str:
     """Provider and source never change within an aggregate; should they ever differ,
     the greater string wins, which is as order-independent as a register and cheaper."""
     return b if a is None or b > a else a
-
-
-def _maybe(reg: Reg[T] | None, stamp: Stamp, value: T | None) -> Reg[T] | None:
-    """Like :func:`_write` but ``None`` means "not stated": the register is left alone."""
-    if value is None:
-        return reg
-    return _write(reg, stamp, value)
 
 
 def _min(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -164,7 +161,7 @@ def _max(a: datetime | None, b: datetime | None) -> datetime | None:
     return a if a >= b else b
 
 
-class ChatFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="chat"):
+class ChatFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="chat", gc=False):
     """Everything the fold knows about one chat, with the versions that make merges commute."""
 
     id: str
@@ -202,7 +199,7 @@ class ChatFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, ta
     deleted: frozenset[int] = frozenset()
 
 
-class MessageFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="message"):
+class MessageFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="message", gc=False):
     """One message. Deletion is a tombstone: once ``deleted_at`` is set the text is gone for good."""
 
     chat_id: str
@@ -217,7 +214,7 @@ class MessageFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True,
     deleted_at: datetime | None = None  # min; set = tombstone
 
 
-class VisitorFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="visitor"):
+class VisitorFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="visitor", gc=False):
     """A visitor: identity fields LWW, first/last seen min/max, distinct chats grow-only."""
 
     id: str
@@ -231,7 +228,7 @@ class VisitorFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True,
     chats: frozenset[str] = frozenset()
 
 
-class AgentFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="agent"):
+class AgentFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="agent", gc=False):
     """An agent: ``status`` LWW (its stamp's time is ``since``), ``name`` LWW."""
 
     id: str
@@ -264,10 +261,40 @@ def chat_status(state: ChatFold) -> str | None:
     return None if opened is None else opened.value
 
 
-_MessageEvent = d.MessagePosted | d.MessageEdited | d.MessageDeleted
-
-
 # ---------------------------------------------------------------------------- affected
+
+# AggregateRef(...) goes through the NamedTuple's Python-level __new__; building the tuple
+# directly is three times cheaper, and the fold builds one or two refs per event.
+_tuple_new: Any = tuple.__new__
+
+
+def _chat_refs(ev: Any) -> list[AggregateRef]:
+    return [_tuple_new(AggregateRef, ("chat", ev.chat_id))]
+
+
+def _message_refs(ev: Any) -> list[AggregateRef]:
+    chat_id = ev.chat_id
+    return [_tuple_new(AggregateRef, ("chat", chat_id)),
+            _tuple_new(AggregateRef, ("message", f"{chat_id}/{ev.message_id}"))]
+
+
+def _visitor_refs(ev: Any) -> list[AggregateRef]:
+    return [_tuple_new(AggregateRef, ("visitor", ev.visitor_id))]
+
+
+def _agent_refs(ev: Any) -> list[AggregateRef]:
+    return [_tuple_new(AggregateRef, ("agent", ev.agent_id))]
+
+
+# Dispatch on the exact type: isinstance() against a msgspec Struct class takes the slow
+# (metaclass) path, ~150 ns per miss, and the fold asks once per event.
+_AFFECTED: dict[type, Callable[[Any], list[AggregateRef]]] = {
+    d.VisitorSeen: _visitor_refs,
+    d.AgentStatusChanged: _agent_refs,
+    d.MessagePosted: _message_refs,
+    d.MessageEdited: _message_refs,
+    d.MessageDeleted: _message_refs,
+}
 
 
 def affected(event: d.DomainEvent) -> list[AggregateRef]:
@@ -278,150 +305,134 @@ def affected(event: d.DomainEvent) -> list[AggregateRef]:
     chat webhook that names a visitor), agents only from AgentStatusChanged: the agent on
     a chat is part of the chat's state, not an agent row.
     """
-    if isinstance(event, d.VisitorSeen):
-        return [AggregateRef("visitor", event.visitor_id)]
-    if isinstance(event, d.AgentStatusChanged):
-        return [AggregateRef("agent", event.agent_id)]
-    if isinstance(event, _MessageEvent):
-        return [AggregateRef("chat", event.chat_id), message_ref(event.chat_id, event.message_id)]
-    return [AggregateRef("chat", event.chat_id)]
+    refs = _AFFECTED.get(type(event), _chat_refs)
+    return refs(event)
 
 
 # ---------------------------------------------------------------------------- apply
 
-
-def _stamp(event: d.DomainEvent) -> Stamp:
-    return (event.occurred_at, RANK[type(event)], event.event_id)
-
-
-# One handler per event kind: a dict lookup instead of a chain of isinstance checks, and
-# one ``replace`` per event (the fold's inner loop runs once per event and aggregate).
-_ChatHandler: TypeAlias = Callable[[ChatFold, Any, Stamp], ChatFold]
+# One handler per event kind, found by exact type (see _AFFECTED), and one ``replace`` per
+# event (the fold's inner loop runs once per event and aggregate). A handler gets the
+# event's stamp as (at, rank, eid) and, for chats, the provider, source and last activity
+# already merged by _apply_chat (every chat event updates those three the same way).
+_ChatHandler: TypeAlias = Callable[[ChatFold, Any, datetime, int, str, str, str, datetime], ChatFold]
 _replace = msgspec.structs.replace
 
 
-def _chat_started(s: ChatFold, ev: d.ChatStarted, st: Stamp) -> ChatFold:
+def _chat_started(s: ChatFold, ev: d.ChatStarted, at: datetime, rank: int, eid: str,
+                  provider: str, source: str, active: datetime) -> ChatFold:
     return _replace(
-        s,
-        provider=_pick(s.provider, ev.provider),
-        source=_pick(s.source, ev.source),
-        active_at=_max(s.active_at, ev.occurred_at),
-        opened=_write(s.opened, st, "waiting"),
-        initiated_at=_min(s.initiated_at, ev.initiated_at or ev.occurred_at),
+        s, provider=provider, source=source, active_at=active,
+        opened=_write(s.opened, at, rank, eid, "waiting"),
+        initiated_at=_min(s.initiated_at, ev.initiated_at or at),
     )
 
 
-def _chat_updated(s: ChatFold, ev: d.ChatUpdated, st: Stamp) -> ChatFold:
+def _chat_updated(s: ChatFold, ev: d.ChatUpdated, at: datetime, rank: int, eid: str,
+                  provider: str, source: str, active: datetime) -> ChatFold:
+    # "Not said" (None) leaves a register alone; written out rather than via a helper
+    # because a snapshot states a dozen optional fields, most of them None.
+    subject, department, site, visitor = ev.subject, ev.department, ev.site, ev.visitor
+    location, browser, platform, agent = ev.location, ev.browser, ev.platform, ev.agent
     return _replace(
-        s,
-        provider=_pick(s.provider, ev.provider),
-        source=_pick(s.source, ev.source),
-        active_at=_max(s.active_at, ev.occurred_at),
-        subject=_maybe(s.subject, st, ev.subject),
-        department=_maybe(s.department, st, ev.department),
-        site=_maybe(s.site, st, ev.site),
-        visitor=_maybe(s.visitor, st, ev.visitor),
-        location=_maybe(s.location, st, ev.location),
-        browser=_maybe(s.browser, st, ev.browser),
-        platform=_maybe(s.platform, st, ev.platform),
+        s, provider=provider, source=source, active_at=active,
+        subject=s.subject if subject is None else _write(s.subject, at, rank, eid, subject),
+        department=(s.department if department is None
+                    else _write(s.department, at, rank, eid, department)),
+        site=s.site if site is None else _write(s.site, at, rank, eid, site),
+        visitor=s.visitor if visitor is None else _write(s.visitor, at, rank, eid, visitor),
+        location=s.location if location is None else _write(s.location, at, rank, eid, location),
+        browser=s.browser if browser is None else _write(s.browser, at, rank, eid, browser),
+        platform=s.platform if platform is None else _write(s.platform, at, rank, eid, platform),
+        agent=s.agent if agent is None else _write(s.agent, at, rank, eid, agent),
         initiated_at=_min(s.initiated_at, ev.initiated_at),
         last_message_at=_max(s.last_message_at, ev.last_message_at),
     )
 
 
-def _chat_accepted(s: ChatFold, ev: d.ChatAccepted, st: Stamp) -> ChatFold:
+def _chat_accepted(s: ChatFold, ev: d.ChatAccepted, at: datetime, rank: int, eid: str,
+                   provider: str, source: str, active: datetime) -> ChatFold:
+    agent = ev.agent
     return _replace(
-        s,
-        provider=_pick(s.provider, ev.provider),
-        source=_pick(s.source, ev.source),
-        active_at=_max(s.active_at, ev.occurred_at),
-        opened=_write(s.opened, st, "active"),
-        accepted_at=_min(s.accepted_at, ev.occurred_at),
-        agent=_maybe(s.agent, st, ev.agent),
+        s, provider=provider, source=source, active_at=active,
+        opened=_write(s.opened, at, rank, eid, "active"),
+        accepted_at=_min(s.accepted_at, at),
+        agent=s.agent if agent is None else _write(s.agent, at, rank, eid, agent),
     )
 
 
-def _chat_assigned(s: ChatFold, ev: d.ChatAssigned, st: Stamp) -> ChatFold:
+def _chat_assigned(s: ChatFold, ev: d.ChatAssigned, at: datetime, rank: int, eid: str,
+                   provider: str, source: str, active: datetime) -> ChatFold:
     return _replace(
-        s,
-        provider=_pick(s.provider, ev.provider),
-        source=_pick(s.source, ev.source),
-        active_at=_max(s.active_at, ev.occurred_at),
-        agent=_write(s.agent, st, ev.agent),  # None: explicitly unassigned
+        s, provider=provider, source=source, active_at=active,
+        agent=_write(s.agent, at, rank, eid, ev.agent),  # None: explicitly unassigned
     )
 
 
-def _chat_idle(s: ChatFold, ev: d.ChatIdle, st: Stamp) -> ChatFold:
+def _chat_idle(s: ChatFold, ev: d.ChatIdle, at: datetime, rank: int, eid: str,
+               provider: str, source: str, active: datetime) -> ChatFold:
     return _replace(
-        s,
-        provider=_pick(s.provider, ev.provider),
-        source=_pick(s.source, ev.source),
-        active_at=_max(s.active_at, ev.occurred_at),
-        idled=_write(s.idled, st, ev.occurred_at),
+        s, provider=provider, source=source, active_at=active,
+        idled=_write(s.idled, at, rank, eid, at),
     )
 
 
-def _chat_closed(s: ChatFold, ev: d.ChatClosed | d.ChatCompleted, st: Stamp) -> ChatFold:
-    completed = s.completed or isinstance(ev, d.ChatCompleted)
-    closed_at = ev.closed_at if isinstance(ev, d.ChatClosed) and ev.closed_at else ev.occurred_at
+def _chat_closed(s: ChatFold, ev: d.ChatClosed, at: datetime, rank: int, eid: str,
+                 provider: str, source: str, active: datetime) -> ChatFold:
     return _replace(
-        s,
-        provider=_pick(s.provider, ev.provider),
-        source=_pick(s.source, ev.source),
-        active_at=_max(s.active_at, ev.occurred_at),
-        closed=_write(s.closed, st, closed_at),
-        completed=completed,
+        s, provider=provider, source=source, active_at=active,
+        closed=_write(s.closed, at, rank, eid, ev.closed_at or at),
     )
 
 
-def _chat_flag(s: ChatFold, ev: d.ChatIgnored | d.TranscriptSent, st: Stamp) -> ChatFold:
+def _chat_completed(s: ChatFold, ev: d.ChatCompleted, at: datetime, rank: int, eid: str,
+                    provider: str, source: str, active: datetime) -> ChatFold:
     return _replace(
-        s,
-        provider=_pick(s.provider, ev.provider),
-        source=_pick(s.source, ev.source),
-        active_at=_max(s.active_at, ev.occurred_at),
-        ignored=s.ignored or isinstance(ev, d.ChatIgnored),
-        transcript_sent=s.transcript_sent or isinstance(ev, d.TranscriptSent),
+        s, provider=provider, source=source, active_at=active,
+        closed=_write(s.closed, at, rank, eid, at),
+        completed=True,
     )
 
 
-def _chat_rated(s: ChatFold, ev: d.ChatRated, st: Stamp) -> ChatFold:
+def _chat_ignored(s: ChatFold, ev: d.ChatIgnored, at: datetime, rank: int, eid: str,
+                  provider: str, source: str, active: datetime) -> ChatFold:
+    return _replace(s, provider=provider, source=source, active_at=active, ignored=True)
+
+
+def _transcript_sent(s: ChatFold, ev: d.TranscriptSent, at: datetime, rank: int, eid: str,
+                     provider: str, source: str, active: datetime) -> ChatFold:
+    return _replace(s, provider=provider, source=source, active_at=active, transcript_sent=True)
+
+
+def _chat_rated(s: ChatFold, ev: d.ChatRated, at: datetime, rank: int, eid: str,
+                provider: str, source: str, active: datetime) -> ChatFold:
+    rating = ev.rating
     return _replace(
-        s,
-        provider=_pick(s.provider, ev.provider),
-        source=_pick(s.source, ev.source),
-        active_at=_max(s.active_at, ev.occurred_at),
-        rating=_maybe(s.rating, st, ev.rating),
+        s, provider=provider, source=source, active_at=active,
+        rating=s.rating if rating is None else _write(s.rating, at, rank, eid, rating),
     )
 
 
-def _chat_message(
-    s: ChatFold, ev: d.MessagePosted | d.MessageEdited | d.MessageDeleted, st: Stamp
-) -> ChatFold:
+def _chat_message(s: ChatFold, ev: _MessageEvent, at: datetime, rank: int, eid: str,
+                  provider: str, source: str, active: datetime) -> ChatFold:
     messages, deleted, last = s.messages, s.deleted, s.last_message_at
     key = message_key(ev.message_id)
-    if isinstance(ev, d.MessageDeleted):
+    kind = type(ev)
+    if kind is d.MessageDeleted:
         if key not in deleted:
             deleted = deleted | {key}
     else:
         if key not in messages:
             messages = messages | {key}
-        if isinstance(ev, d.MessagePosted):
-            last = _max(last, ev.posted_at)
+        if kind is d.MessagePosted:
+            last = _max(last, ev.posted_at)  # type: ignore[union-attr]
     return _replace(
-        s,
-        provider=_pick(s.provider, ev.provider),
-        source=_pick(s.source, ev.source),
-        active_at=_max(s.active_at, ev.occurred_at),
-        messages=messages,
-        deleted=deleted,
-        last_message_at=last,
+        s, provider=provider, source=source, active_at=active,
+        messages=messages, deleted=deleted, last_message_at=last,
     )
 
 
-def _untouched(s: ChatFold, ev: d.DomainEvent, st: Stamp) -> ChatFold:
-    return s
-
+_MessageEvent: TypeAlias = d.MessagePosted | d.MessageEdited | d.MessageDeleted
 
 _CHAT: dict[type, _ChatHandler] = {
     d.ChatStarted: _chat_started,
@@ -429,85 +440,100 @@ _CHAT: dict[type, _ChatHandler] = {
     d.ChatAccepted: _chat_accepted,
     d.ChatAssigned: _chat_assigned,
     d.ChatIdle: _chat_idle,
-    d.ChatIgnored: _chat_flag,
-    d.TranscriptSent: _chat_flag,
-    d.ChatCompleted: _chat_closed,
+    d.ChatIgnored: _chat_ignored,
+    d.TranscriptSent: _transcript_sent,
+    d.ChatCompleted: _chat_completed,
     d.ChatClosed: _chat_closed,
     d.ChatRated: _chat_rated,
     d.MessagePosted: _chat_message,
     d.MessageEdited: _chat_message,
     d.MessageDeleted: _chat_message,
-    d.VisitorSeen: _untouched,
-    d.AgentStatusChanged: _untouched,
 }
+_NOT_CHAT_EVENTS = (d.VisitorSeen, d.AgentStatusChanged)
 
 
-def _apply_chat(state: ChatFold, ev: d.DomainEvent, st: Stamp) -> ChatFold:
-    return _CHAT[type(ev)](state, ev, st)
+def _apply_chat(s: ChatFold, ev: Any, at: datetime, rank: int, eid: str) -> ChatFold:
+    handler = _CHAT.get(type(ev))
+    if handler is None:
+        if type(ev) in _NOT_CHAT_EVENTS:
+            return s  # no concern of a chat
+        raise TypeError(f"not a domain event: {type(ev).__name__}")
+    provider, source, active = s.provider, s.source, s.active_at
+    if provider is None or ev.provider > provider:  # see _pick
+        provider = ev.provider
+    if source is None or ev.source > source:
+        source = ev.source
+    if active is None or at > active:  # max
+        active = at
+    return handler(s, ev, at, rank, eid, provider, source, active)
 
 
-def _apply_message(state: MessageFold, ev: d.DomainEvent, st: Stamp) -> MessageFold:
+def _apply_message(state: MessageFold, ev: Any, at: datetime, rank: int, eid: str) -> MessageFold:
+    kind = type(ev)
+    if kind not in _MESSAGE_EVENTS:
+        return state
     provider, source = _pick(state.provider, ev.provider), _pick(state.source, ev.source)
-    deleted = state.deleted_at is not None
-    match ev:
-        case d.MessagePosted():
-            return _replace(
-                state,
-                provider=provider,
-                source=source,
-                author=_write(state.author, st, ev.author),
-                posted_at=_min(state.posted_at, ev.posted_at),
-                text=state.text if deleted else _maybe(state.text, st, ev.text),
-            )
-        case d.MessageEdited():
-            return _replace(
-                state,
-                provider=provider,
-                source=source,
-                edited_at=_max(state.edited_at, ev.edited_at),
-                text=state.text if deleted else _maybe(state.text, st, ev.text),
-            )
-        case d.MessageDeleted():
-            # The tombstone wins over every edit, whichever arrives first: the text is
-            # dropped now and never written again (see the ``deleted`` checks above).
-            return _replace(
-                state,
-                provider=provider,
-                source=source,
-                deleted_at=_min(state.deleted_at, ev.deleted_at),
-                text=None,
-            )
-    return state
+    if kind is d.MessageDeleted:
+        # The tombstone wins over every edit, whichever arrives first: the text is
+        # dropped now and never written again (see the ``deleted_at`` checks below).
+        return _replace(
+            state, provider=provider, source=source,
+            deleted_at=_min(state.deleted_at, ev.deleted_at), text=None,
+        )
+    text = ev.text
+    written: Reg[str] | None = state.text
+    if state.deleted_at is None and text is not None:
+        written = _write(written, at, rank, eid, text)
+    if kind is d.MessagePosted:
+        return _replace(
+            state, provider=provider, source=source,
+            author=_write(state.author, at, rank, eid, ev.author),
+            posted_at=_min(state.posted_at, ev.posted_at),
+            text=written,
+        )
+    return _replace(
+        state, provider=provider, source=source,
+        edited_at=_max(state.edited_at, ev.edited_at),
+        text=written,
+    )
 
 
-def _apply_visitor(state: VisitorFold, ev: d.DomainEvent, st: Stamp) -> VisitorFold:
-    if not isinstance(ev, d.VisitorSeen):
+_MESSAGE_EVENTS = frozenset((d.MessagePosted, d.MessageEdited, d.MessageDeleted))
+
+
+def _apply_visitor(state: VisitorFold, ev: Any, at: datetime, rank: int, eid: str) -> VisitorFold:
+    if type(ev) is not d.VisitorSeen:
         return state
     chats = state.chats
-    if ev.chat_id is not None and ev.chat_id not in chats:
-        chats = chats | {ev.chat_id}
+    chat_id = ev.chat_id
+    if chat_id is not None and chat_id not in chats:
+        chats = chats | {chat_id}
+    name, email, anonymous = ev.name, ev.email, ev.anonymous
+    first, last = state.first_seen, state.last_seen
     return _replace(
         state,
         provider=_pick(state.provider, ev.provider),
         source=_pick(state.source, ev.source),
-        name=_maybe(state.name, st, ev.name),
-        email=_maybe(state.email, st, ev.email),
-        anonymous=_maybe(state.anonymous, st, ev.anonymous),
-        first_seen=_min(state.first_seen, ev.occurred_at),
-        last_seen=_max(state.last_seen, ev.occurred_at),
+        name=state.name if name is None else _write(state.name, at, rank, eid, name),
+        email=state.email if email is None else _write(state.email, at, rank, eid, email),
+        anonymous=(state.anonymous if anonymous is None
+                   else _write(state.anonymous, at, rank, eid, anonymous)),
+        first_seen=at if first is None or first > at else first,  # min
+        last_seen=at if last is None or last < at else last,  # max
         chats=chats,
     )
 
 
-def _apply_agent(state: AgentFold, ev: d.DomainEvent, st: Stamp) -> AgentFold:
-    if not isinstance(ev, d.AgentStatusChanged):
+def _apply_agent(state: AgentFold, ev: Any, at: datetime, rank: int, eid: str) -> AgentFold:
+    if type(ev) is not d.AgentStatusChanged:
         return state
+    name = ev.name
     return _replace(
         state,
         provider=_pick(state.provider, ev.provider),
         source=_pick(state.source, ev.source),
-        name=_maybe(state.name, st, ev.name),
-        status=_write(state.status, st, ev.status),
+        name=state.name if name is None else _write(state.name, at, rank, eid, name),
+        status=_write(state.status, at, rank, eid, ev.status),
     )
 
 
@@ -522,11 +548,11 @@ def _empty(ref: AggregateRef) -> FoldState:
     return AgentFold(id=ref.id)
 
 
-_APPLY: dict[str, Callable[[FoldState, d.DomainEvent, Stamp], FoldState]] = {
-    "chat": _apply_chat,  # type: ignore[dict-item]
-    "message": _apply_message,  # type: ignore[dict-item]
-    "visitor": _apply_visitor,  # type: ignore[dict-item]
-    "agent": _apply_agent,  # type: ignore[dict-item]
+_APPLY: dict[str, Callable[[Any, Any, datetime, int, str], FoldState]] = {
+    "chat": _apply_chat,
+    "message": _apply_message,
+    "visitor": _apply_visitor,
+    "agent": _apply_agent,
 }
 _STATE_TYPE: dict[str, type[FoldState]] = {
     "chat": ChatFold,
@@ -543,11 +569,12 @@ def apply(ref: AggregateRef, state: FoldState | None, event: d.DomainEvent) -> F
     be one of ``affected(event)``; an event that does not concern ``ref`` leaves the
     state as it was (a new aggregate's state is then empty but for its id).
     """
+    kind = ref.kind
     if state is None:
         state = _empty(ref)
-    elif type(state) is not _STATE_TYPE[ref.kind]:
-        raise TypeError(f"{type(state).__name__} is not the state of a {ref.kind}")
-    return _APPLY[ref.kind](state, event, _stamp(event))
+    elif type(state) is not _STATE_TYPE[kind]:
+        raise TypeError(f"{type(state).__name__} is not the state of a {kind}")
+    return _APPLY[kind](state, event, event.occurred_at, RANK[type(event)], event.event_id)
 
 
 # ---------------------------------------------------------------------------- codecs

@@ -9,7 +9,9 @@ Steps:
 3. Fold batches into the new copy exactly like the live runner (same :class:`Folder`; rows and
    next offsets in one store transaction per batch), printing progress — records done,
    records/s, ETA — after the first batch that ends ``progress_every_s`` after the last
-   print (batches of ``max_records`` take well under a second).
+   print. Batches are larger than the runner's (``max_records``, 20,000: one to two
+   seconds each), since nobody waits on a copy that is not live yet and every store
+   transaction costs a rewrite of the index pages it touches (see :func:`_next_batch`).
 4. When the end offsets read at the start are reached, read the end offsets again and catch
    up to those, so the switch lands close to the head of the log.
 5. ``set_live`` the new copy: reads switch atomically. The live runner notices on its next
@@ -29,13 +31,14 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from contracts.topics import Topics
 from parley.kafka.clients import make_admin, make_consumer
 from parley.settings import KafkaSettings
 from projector.dlq import DeadLetters
 from projector.errors import ProjectorError
-from projector.runner import Folder
+from projector.runner import Folder, gc_paused
 from projector.store import Store, check_projection_name
 
 __all__ = ["RebuildError", "RebuildReport", "event_partitions", "next_version", "rebuild"]
@@ -90,7 +93,7 @@ class _Progress:
 async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
                   name: str | None = None, dead_letters: DeadLetters | None = None,
                   out: TextIO | None = None, progress_every_s: float = 2.0,
-                  max_records: int = 5_000) -> RebuildReport:
+                  max_records: int = 20_000) -> RebuildReport:
     """Replay the event topics into a new projection copy and make it live (see module doc)."""
     out = out or sys.stderr
     # Step 1: the new copy.
@@ -134,18 +137,20 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
                     max(0, target[tp] - positions[tp]) for tp in tps)
                 continue
             # Step 3: fold one batch into the new copy.
-            batch = await consumer.getmany(timeout_ms=500, max_records=max_records)
-            records = [r for recs in batch.values() for r in recs]
+            records = await _next_batch(consumer, max_records)
             if not records:
                 continue
-            result = await folder.fold(name, records)
-            if result.dead:
-                dead += len(result.dead)
-                if dead_letters is not None:
-                    await dead_letters.send(result.dead, name)
-            await store.commit(name, result.rows, result.offsets)
-            folder.remember(result.states)
-            progress.add(len(records))
+            n = len(records)
+            with gc_paused():  # see projector.runner.gc_paused
+                result = await folder.fold(name, records)
+                if result.dead:
+                    dead += len(result.dead)
+                    if dead_letters is not None:
+                        await dead_letters.send(result.dead, name)
+                await store.commit(name, result.rows, result.offsets)
+                folder.remember(result.states)
+                del result, records
+            progress.add(n)
     finally:
         await consumer.stop()
     progress.add(0, force=True)
@@ -171,6 +176,26 @@ async def event_partitions(kafka: KafkaSettings, topics: Topics) -> list[TopicPa
         await admin.close()
     return [TopicPartition(t["topic"], p["partition"]) for t in described if t["error_code"] == 0
             for p in sorted(t["partitions"], key=lambda p: int(p["partition"]))]
+
+
+async def _next_batch(consumer: AIOKafkaConsumer, max_records: int) -> list[ConsumerRecord]:
+    """Up to ``max_records`` records: what the consumer has fetched, waiting only for the first.
+
+    Rebuild batches are large on purpose: each store transaction rewrites every index page
+    it touched, and replayed ids are random, so a transaction of N rows costs nearly as
+    much page writing as one of 10 N; larger batches also fold a chat's many events into
+    one row write instead of several.
+    """
+    records: list[ConsumerRecord] = []
+    timeout_ms = 500
+    while len(records) < max_records:
+        batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records - len(records))
+        if not batch:
+            break
+        for recs in batch.values():
+            records.extend(recs)
+        timeout_ms = 0  # then only what is already fetched
+    return records
 
 
 async def _caught_up(consumer: AIOKafkaConsumer, target: dict[TopicPartition, int]) -> bool:

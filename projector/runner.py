@@ -43,10 +43,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -64,7 +65,7 @@ from projector.metrics import ProjectorMetrics
 from projector.store import Store
 from projector.views import Row, row_for
 
-__all__ = ["BatchResult", "Folder", "Runner", "RunnerOptions", "Watermarks", "ensure_live"]
+__all__ = ["BatchResult", "Folder", "Runner", "RunnerOptions", "Watermarks", "ensure_live", "gc_paused"]
 
 log = logging.getLogger("parley.projector.runner")
 
@@ -180,41 +181,47 @@ class Folder:
     async def fold(self, projection: str, records: Sequence[ConsumerRecord]) -> BatchResult:
         """Fold ``records`` (in offset order per partition) on top of the stored states."""
         try:
-            return await self._fold(projection, records, check_rows=False)
+            with gc_paused():
+                return await self._fold(projection, records, check_rows=False)
         except _RowsFailed:
             # Some aggregate's view cannot be built, and rows are built once per batch, so
             # the record that broke it is unknown: fold again, checking after each record.
             log.warning("building rows failed; folding the batch again record by record")
-            return await self._fold(projection, records, check_rows=True)
+            with gc_paused():
+                return await self._fold(projection, records, check_rows=True)
 
     async def _fold(self, projection: str, records: Sequence[ConsumerRecord],
                     *, check_rows: bool) -> BatchResult:
         result = BatchResult()
-        offsets, counts = result.offsets, result.records_by_topic
+        offsets, counts, dead = result.offsets, result.records_by_topic, result.dead
         # Step 4: decode, normalise, collect affected aggregates.
         todo: list[tuple[ConsumerRecord, list[tuple[DomainEvent, list[AggregateRef]]]]] = []
         needed: set[AggregateRef] = set()
+        collect = needed.update
         for n, rec in enumerate(records, 1):
             if n % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # folding is CPU-bound: let queries in between
-            offsets[(rec.topic, rec.partition)] = rec.offset + 1  # records come in offset order
-            counts[rec.topic] = counts.get(rec.topic, 0) + 1
-            stage: Stage = "decode"
+            topic = rec.topic
+            offsets[(topic, rec.partition)] = rec.offset + 1  # records come in offset order
+            counts[topic] = counts.get(topic, 0) + 1
             try:
                 env = decode_envelope(rec.value)
-                stage = "apply"
-                pairs = [(ev, affected(ev)) for ev in normalise(env)]
             except Exception as exc:  # noqa: BLE001 - any failure of one record dead-letters it
-                result.dead.append(_letter(rec, stage, exc))
+                dead.append(_letter(rec, "decode", exc))
+                continue
+            try:
+                pairs = [(ev, affected(ev)) for ev in normalise(env)]
+            except Exception as exc:  # noqa: BLE001
+                dead.append(_letter(rec, "apply", exc))
                 continue
             if pairs:
                 todo.append((rec, pairs))
                 for _, refs in pairs:
-                    needed.update(refs)
+                    collect(refs)
         # Step 5: states from the cache, else from the store.
+        cache = self._cache
         work: dict[AggregateRef, FoldState] = {}
         missing: list[AggregateRef] = []
-        cache = self._cache
         for ref in needed:
             state = cache.get(ref)
             if state is None:
@@ -227,35 +234,75 @@ class Folder:
         if missing:
             for ref, data in (await self._store.load(projection, missing)).items():
                 work[ref] = decode_state(ref.kind, data)
-        # Step 6: fold; one record's events are staged and kept only if all of them apply.
-        changed: set[AggregateRef] = set()
+        # Step 6: fold. A record is all or nothing: its events are applied straight into
+        # ``work``, remembering each prior state, and if one of them fails the record's
+        # writes are undone and it becomes a dead letter.
+        base = dict(work)  # the states before this batch, to tell what changed
         apply_fn = self._apply
+        get = work.get
+        events = 0
         for n, (rec, pairs) in enumerate(todo, 1):
             if n % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)
-            staged: dict[AggregateRef, FoldState] = {}
+            undo: list[tuple[AggregateRef, FoldState | None]] = []
             try:
                 for event, refs in pairs:
                     for ref in refs:
-                        prior = staged[ref] if ref in staged else work.get(ref)
-                        staged[ref] = apply_fn(ref, prior, event)
+                        prior = get(ref)
+                        undo.append((ref, prior))
+                        work[ref] = apply_fn(ref, prior, event)
                 if check_rows:
-                    for ref, state in staged.items():
-                        self._row(ref, state)
+                    for ref, _ in undo:
+                        self._row(ref, work[ref])
             except Exception as exc:  # noqa: BLE001
-                result.dead.append(_letter(rec, "apply", exc))
+                for ref, prior in reversed(undo):
+                    if prior is None:
+                        work.pop(ref, None)
+                    else:
+                        work[ref] = prior
+                dead.append(_letter(rec, "apply", exc))
                 continue
-            work.update(staged)
-            changed.update(staged)
-            result.events += len(pairs)
+            events += len(pairs)
+        result.events = events
         # Step 8 (first half): one row per changed aggregate, however many events it took.
+        # apply() always returns a new state, so "changed" is "not the state it started with".
         try:
             row_fn = self._row
-            result.rows = [row_fn(ref, work[ref]) for ref in changed]
+            result.rows = [row_fn(ref, state) for ref, state in work.items()
+                           if base.get(ref) is not state]
         except Exception as exc:
             raise _RowsFailed from exc
         result.states = work
         return result
+
+
+_gc_pauses = 0
+_gc_was_enabled = False
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a batch is folded.
+
+    A batch allocates hundreds of thousands of short-lived objects (records, events,
+    states) that survive long enough to be promoted, so the collector would run full
+    collections over the whole heap — the cache included — every few batches: a quarter
+    of a rebuild's time. Nothing the fold builds is cyclic (reference counting frees it
+    all), so collection waits until the batch is done; a batch is bounded, and so is what
+    can pile up meanwhile. Nested or concurrent folds (a rebuild beside the runner) share
+    one pause; the collector is re-enabled only if it was enabled when the first began.
+    """
+    global _gc_pauses, _gc_was_enabled
+    if _gc_pauses == 0:
+        _gc_was_enabled = gc.isenabled()
+        gc.disable()
+    _gc_pauses += 1
+    try:
+        yield
+    finally:
+        _gc_pauses -= 1
+        if _gc_pauses == 0 and _gc_was_enabled:
+            gc.enable()
 
 
 class _RowsFailed(Exception):
@@ -359,29 +406,35 @@ class Runner:
             if not records:
                 return {}
             started = time.perf_counter()
-            # Steps 4-6 (and 8's rows).
-            result = await self._folder.fold(projection, records)
-            # Step 7: dead letters are durable before the batch that skips them commits.
-            if result.dead:
-                await self._dead_letters.send(result.dead, projection)
-            # Step 8: rows and next offsets in ONE store transaction.
-            try:
-                await self._store.commit(projection, result.rows, result.offsets)
-            except Exception:
-                if await self._store.live_projection() != projection:
-                    # A rebuild switched reads and dropped our copy mid-batch: nothing lost,
-                    # the batch is folded again into the new live projection.
-                    await self._switch(await ensure_live(self._store))
-                    return {}
-                self._folder.clear()
-                raise
-            # Step 9: cache, offsets, waiters.
-            self._folder.remember(result.states)
-            for (topic, partition), off in result.offsets.items():
-                self._next[TopicPartition(topic, partition)] = off
-            self.watermarks.advance(projection, result.offsets)
-            self._observe(result, time.perf_counter() - started)
-            return result.offsets
+            with gc_paused():
+                return await self._fold_and_commit(projection, records, started)
+
+    async def _fold_and_commit(self, projection: str, records: list[ConsumerRecord],
+                               started: float) -> Offsets:
+        """Steps 4-9 for ``records`` (under the batch lock; see the module docstring)."""
+        # Steps 4-6 (and 8's rows).
+        result = await self._folder.fold(projection, records)
+        # Step 7: dead letters are durable before the batch that skips them commits.
+        if result.dead:
+            await self._dead_letters.send(result.dead, projection)
+        # Step 8: rows and next offsets in ONE store transaction.
+        try:
+            await self._store.commit(projection, result.rows, result.offsets)
+        except Exception:
+            if await self._store.live_projection() != projection:
+                # A rebuild switched reads and dropped our copy mid-batch: nothing lost,
+                # the batch is folded again into the new live projection.
+                await self._switch(await ensure_live(self._store))
+                return {}
+            self._folder.clear()
+            raise
+        # Step 9: cache, offsets, waiters.
+        self._folder.remember(result.states)
+        for (topic, partition), off in result.offsets.items():
+            self._next[TopicPartition(topic, partition)] = off
+        self.watermarks.advance(projection, result.offsets)
+        self._observe(result, time.perf_counter() - started)
+        return result.offsets
 
     async def _commit_kafka(self, consumer: AIOKafkaConsumer, offsets: Offsets) -> None:
         # Step 10: for lag tooling only; a failure (rebalance, broker away) is harmless.

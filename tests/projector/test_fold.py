@@ -172,6 +172,27 @@ def test_unassignment_clears_the_agent_but_an_accept_without_agent_does_not() ->
     assert chat_view([accepted(1, None)]).agent is None
 
 
+def test_a_snapshot_naming_the_agent_sets_it_last_writer_wins() -> None:
+    """Natterly: unassigned, then completed and closed webhooks whose chat names the agent
+    again. The chat ends with that agent (it used to end with none)."""
+
+    def snapshot(t: float, agent: d.AgentRef | None) -> d.ChatUpdated:
+        return d.ChatUpdated(**common(t), chat_id="c1", agent=agent)
+
+    story = [accepted(1, ANN), snapshot(1, ANN), assigned(2, None), snapshot(2, None),
+             d.ChatCompleted(**common(8), chat_id="c1"), snapshot(8, BOB),
+             d.ChatClosed(**common(9), chat_id="c1", closed_at=at(9)), snapshot(9, BOB)]
+    for order in (story, story[::-1], story[2:] + story[:2]):
+        view = chat_view(order)
+        assert (view.status, view.agent) == ("closed", BOB)
+    # A snapshot that names no agent does not clear one; an explicit unassignment still
+    # does, also when it ties with a snapshot (ChatAssigned outranks ChatUpdated).
+    assert chat_view([accepted(1, ANN), snapshot(5, None)]).agent == ANN
+    assert chat_view([snapshot(1, ANN), assigned(3, None)]).agent is None
+    assert chat_view([snapshot(3, ANN), assigned(3, None)]).agent is None
+    assert chat_view([assigned(3, None), snapshot(4, ANN)]).agent == ANN
+
+
 def test_a_snapshot_field_is_only_written_when_stated() -> None:
     def snapshot(t: float, subject: str | None, browser: str | None) -> d.ChatUpdated:
         return d.ChatUpdated(

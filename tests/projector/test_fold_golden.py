@@ -68,6 +68,8 @@ def test_natterly_story_ends_closed(reverse: bool) -> None:
     assert view.closed_at == datetime.fromtimestamp(1700000960, UTC)
     assert view.accepted_at == datetime.fromtimestamp(1700000030, UTC)
     assert view.rating == 5  # chat_rated_numeric (5, later) over chat_rated ("Good")
-    assert view.agent is None  # unassigned at 1700000200; no later accept or assignment
+    # Unassigned at 1700000200, but the later webhooks (completed, closed, rated…) name the
+    # agent in their chat snapshot: the chat ends with her, not with nobody.
+    assert view.agent == d.AgentRef(id="6f3b1c2d-8e4a-4b7f-a9d0-1c2e3f4a5b6c", name="Alice Baker")
     assert view.subject == "Question about delivery"
     assert view.message_count == len({e.message_id for e in events if isinstance(e, d.MessagePosted)})

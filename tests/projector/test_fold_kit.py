@@ -147,6 +147,7 @@ def natterly_conversation(draw: st.DrawFn, chat_id: str) -> list[d.DomainEvent]:
                 initiated_at=at(draw(st.integers(0, 50))),
                 last_message_at=draw(st.sampled_from((None, at(seconds)))),
                 provider_status=kind.removeprefix("Chat"),
+                agent=draw(st.sampled_from((None, agent_ref))),
             )
         )
         for message_id in draw(st.lists(st.sampled_from(MESSAGES), max_size=2, unique=True)):

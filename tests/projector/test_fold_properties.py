@@ -108,6 +108,7 @@ def _oracle_chat(chat_id: str, events: list[d.DomainEvent]) -> dict[str, object]
                 flags["transcript_sent"] = True
             case d.ChatUpdated():
                 subject = e.subject or subject
+                agent = e.agent or agent
             case d.MessagePosted() | d.MessageEdited():
                 known.add(e.message_id)
             case d.MessageDeleted():

@@ -344,6 +344,25 @@ def test_chatshipper_details() -> None:
     assert (contact.name, contact.email) == ("Maarten de Vries", "m.devries@example.nl")
 
 
+def test_snapshots_name_the_chats_agent() -> None:
+    # Natterly: chat.user, in every chat webhook's snapshot (here a ChatClosed, which names
+    # no agent in its own event).
+    closed, snapshot, *_ = normalise(envelope("natterly", "chat_closed.json"))
+    assert isinstance(closed, d.ChatClosed) and isinstance(snapshot, d.ChatUpdated)
+    assert snapshot.agent == d.AgentRef(id="6f3b1c2d-8e4a-4b7f-a9d0-1c2e3f4a5b6c", name="Alice Baker")
+    # An unassigned chat's snapshot names nobody: "not said", the ChatAssigned clears.
+    assigned, snapshot, *_ = normalise(envelope("natterly", "chat_assigned_unassigned.json"))
+    assert isinstance(assigned, d.ChatAssigned) and assigned.agent is None
+    assert isinstance(snapshot, d.ChatUpdated) and snapshot.agent is None
+    # ChatShipper: the accepted agent participant, as in the ChatAccepted beside it.
+    snapshot, accepted = normalise(envelope("chatshipper", "conversation_update_active.json"))[:2]
+    assert isinstance(snapshot, d.ChatUpdated) and isinstance(accepted, d.ChatAccepted)
+    assert snapshot.agent == accepted.agent == d.AgentRef(id="5c1a99e410419f5fb88cb5f2", name="Jenny")
+    # A closed conversation has no accepted agent: its snapshot names nobody.
+    snapshot = normalise(envelope("chatshipper", "conversation_update_closed.json"))[0]
+    assert isinstance(snapshot, d.ChatUpdated) and snapshot.agent is None
+
+
 def test_standard_bodies_have_no_domain_meaning() -> None:
     env = parse_webhook("standard", "s", b'{"type": "chat.started"}', received_at=RECEIVED_AT, webhook_id="m")
     assert normalise(env) == []

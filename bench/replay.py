@@ -1,0 +1,332 @@
+"""Replay benchmark (issue 5, point 9): Parley's projector rebuild against Quix Streams and faust.
+
+One run:
+
+1. **Fill** a fresh set of Parley's event topics with ``--events`` records (default 1,000,000):
+   generated webhooks of both providers, thousands of concurrent chats (``bench/replay_data.py``,
+   modelled on ``tests/fixtures/webhooks``), each turned into its envelope by
+   ``contracts.ingest.parse_webhook`` and produced keyed and routed as the receiver does
+   (librdkafka producer: batching, linger, lz4 compression).
+2. **Replay** the topics, each contender in its own fresh process (so each has a cold start,
+   its own memory high-water mark and no shared garbage):
+
+   - ``parley``: ``projector.rebuild.rebuild`` into a fresh SQLite store in a temporary
+     directory — what ``parley projections rebuild`` runs: batches folded, rows (encoded fold
+     state + JSON view + listing columns) and offsets committed in one transaction per batch,
+     then the switch of reads;
+   - ``quix``: a Quix Streams ``Application``, one ``StreamingDataFrame`` per event topic with
+     a stateful ``update`` (RocksDB state, changelog topics on: the library's defaults);
+   - ``faust``: a faust-streaming app, one agent over the event topics, folding into a
+     ``Table`` (in-memory store, the default, with its changelog topic; ``--faust-store
+     rocksdb`` for RocksDB).
+
+   All three do the same work per record with the same code: decode the envelope
+   (``contracts.envelope.decode_envelope``), normalise it (``contracts.normalise``), and fold
+   every domain event into every aggregate it touches (``projector.fold.affected`` /
+   ``apply``), so the comparison is about the runtime around the fold, not the fold.
+   Differences, all in the competitors' favour: they keep only fold states (Parley also
+   builds and stores each changed aggregate's JSON view and listing columns); their state is
+   keyed under the record's key as their state stores require (co-partitioned state), so a
+   visitor seen in several chats is folded per chat instead of across chats; they are timed
+   from their first record to their last (Parley: the whole ``rebuild`` call, start-up and
+   switch included).
+
+Prints records/s for each (and domain events/s), Parley's ratio to each (target: >= 2x Quix
+Streams), each process's peak RSS (``ru_maxrss`` from ``wait4``) and the size of each state
+store on disk. Uses ``$PARLEY_BENCH_KAFKA`` if set, else starts a LocalKafka on free ports in
+a temporary directory (stopped and wiped after). Only 127.0.0.1.
+
+    .venv/bin/python bench/replay.py [--events 1000000] [--partitions 6]
+                                     [--contenders parley,quix,faust] [--faust-store memory]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's directory comes first on sys.path; keep it (replay_data lives
+# there) but after the project root, so nothing in bench/ shadows a package.
+_HERE = Path(__file__).resolve().parent
+_ROOT = _HERE.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path[:0] = [str(_ROOT), str(_HERE)]
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import resource  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from typing import Any  # noqa: E402
+
+from contracts.topics import Topics  # noqa: E402
+from parley.kafka.launcher import LocalKafka, free_ports  # noqa: E402
+from parley.kafka.topics import apply_topics  # noqa: E402
+from parley.settings import KafkaSettings  # noqa: E402
+
+CONTENDERS = ("parley", "quix", "faust")
+RESULT = "RESULT "
+
+
+def _cpu() -> float:
+    """CPU seconds of this process so far, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+# ---------------------------------------------------------------------------------- fill
+
+
+def fill(bootstrap: str, topics: Topics, n: int, partitions: int, compression: str,
+         seed: int) -> dict[str, Any]:
+    from confluent_kafka import Producer
+    from replay_data import generate
+
+    k = KafkaSettings(bootstrap=bootstrap, topic_prefix=topics.prefix, partitions=partitions)
+    asyncio.run(apply_topics(k, topics.specs(partitions)))
+    producer = Producer({
+        "bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+        "linger.ms": 50, "batch.size": 1 << 20, "compression.type": compression,
+        "queue.buffering.max.messages": 500_000, "queue.buffering.max.kbytes": 1 << 20,
+        # the same partitioner as the receiver's producer (Java-compatible murmur2), so a
+        # key lands where Parley would put it
+        "partitioner": "murmur2_random"})
+    errors: list[str] = []
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    stats: dict[str, int] = {}
+    started = time.perf_counter()
+    size = 0
+    for topic, key, value in generate(n, topics, seed=seed, stats=stats):
+        size += len(value)
+        while True:
+            try:
+                producer.produce(topic, value, key, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    remaining = producer.flush(120)
+    if remaining or errors:
+        sys.exit(f"fill failed: {remaining} undelivered, errors: {errors[:3]}")
+    return {"seconds": time.perf_counter() - started, "chats": stats.get("chats", 0),
+            "bytes": size}
+
+
+# ------------------------------------------------------------------------------ contenders
+
+
+async def _parley(bootstrap: str, prefix: str, partitions: int, work: Path) -> dict[str, Any]:
+    from projector.rebuild import rebuild
+    from projector.sqlite_store import SqliteStore
+
+    k = KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix, partitions=partitions)
+    store = SqliteStore(work / "state.db")
+    await store.open()
+    try:
+        started, cpu = time.perf_counter(), _cpu()
+        report = await rebuild(store, k, Topics(prefix=prefix), out=io.StringIO())
+        seconds, cpu = time.perf_counter() - started, _cpu() - cpu
+        counts = await store.counts(report.name)
+    finally:
+        await store.close()
+    return {"records": report.records, "seconds": seconds, "cpu_seconds": cpu,
+            "dead_letters": report.dead_letters, "rows": counts}
+
+
+def run_child(name: str, args: argparse.Namespace) -> None:
+    """Inside a contender's own process: replay, then print one RESULT line."""
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    work = Path(args.work)
+    if name == "parley":
+        result = asyncio.run(_parley(args.bootstrap, args.prefix, args.partitions, work))
+        # after close: the WAL is checkpointed into the database file
+        result["store_bytes"] = sum(p.stat().st_size for p in work.glob("state.db*"))
+    elif name == "quix":
+        from replay_rivals import run_quix
+        result = run_quix(args.bootstrap, args.prefix, args.events, work)
+    elif name == "faust":
+        from replay_rivals import run_faust
+        result = run_faust(args.bootstrap, args.prefix, min(args.events, args.faust_events),
+                           args.partitions, work, args.faust_store)
+    else:
+        sys.exit(f"unknown contender {name!r}")
+    print("\n" + RESULT + json.dumps(result), flush=True)
+
+
+def spawn(name: str, args: argparse.Namespace, bootstrap: str, prefix: str, timeout_s: float
+          ) -> dict[str, Any]:
+    """Run one contender in a fresh interpreter; its result plus its peak RSS (wait4)."""
+    work = Path(tempfile.mkdtemp(prefix=f"parley-replay-{name}-"))
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--bootstrap", bootstrap,
+           "--prefix", prefix, "--events", str(args.events), "--partitions", str(args.partitions),
+           "--work", str(work), "--faust-store", args.faust_store,
+           "--faust-events", str(args.faust_events)]
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + timeout_s
+        out_parts: list[str] = []
+        err_parts: list[str] = []
+        import threading
+
+        def drain(stream: Any, sink: list[str]) -> None:
+            for line in stream:
+                sink.append(line)
+
+        readers = [threading.Thread(target=drain, args=(proc.stdout, out_parts), daemon=True),
+                   threading.Thread(target=drain, args=(proc.stderr, err_parts), daemon=True)]
+        for t in readers:
+            t.start()
+        status, rusage = 0, None
+        while True:
+            pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                _, status, rusage = os.wait4(proc.pid, 0)
+                err_parts.append(f"\n(killed after {timeout_s:.0f} s)\n")
+                break
+            time.sleep(0.2)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        for t in readers:
+            t.join(5)
+        lines = [line for line in "".join(out_parts).splitlines() if line.startswith(RESULT)]
+        if proc.returncode != 0 or not lines:
+            tail = "".join(err_parts)[-4000:]
+            return {"error": f"exit {proc.returncode}", "stderr": tail}
+        result: dict[str, Any] = json.loads(lines[-1][len(RESULT):])
+        result["max_rss_bytes"] = rusage.ru_maxrss * 1024  # Linux: KiB
+        result.setdefault("store_bytes", _dir_size(work))
+        return result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+def _mib(n: float) -> str:
+    return f"{n / (1 << 20):,.0f} MiB"
+
+
+def bench(args: argparse.Namespace, bootstrap: str, prefix: str) -> int:
+    topics = Topics(prefix=prefix)
+    print(f"filling {args.events:,} records into {prefix}.events.* ({args.partitions} partitions "
+          f"each, {args.compression}) on {bootstrap} ...", flush=True)
+    filled = fill(bootstrap, topics, args.events, args.partitions, args.compression, args.seed)
+    print(f"  {filled['chats']:,} chats, {filled['bytes'] / args.events:,.0f} B/record, "
+          f"{filled['seconds']:.1f} s", flush=True)
+    results: dict[str, dict[str, Any]] = {}
+    for name in args.contenders.split(","):
+        load = os.getloadavg()[0]
+        print(f"{name}: replaying (load {load:.2f}) ...", flush=True)
+        result = spawn(name, args, bootstrap, prefix, args.timeout)
+        result["load"] = load
+        results[name] = result
+        if "error" in result:
+            print(f"  {name} FAILED ({result['error']}):\n{result['stderr']}", flush=True)
+            continue
+        rate = result["records"] / result["seconds"]
+        print(f"  {result['records']:,} records in {result['seconds']:.1f} s = {rate:,.0f} records/s; "
+              f"peak RSS {_mib(result['max_rss_bytes'])}; store {_mib(result['store_bytes'])}",
+              flush=True)
+    print(f"\n{args.events:,} records ({filled['chats']:,} chats), {args.partitions} partitions per "
+          f"topic, Python {sys.version.split()[0]}")
+    print(f"  {'contender':<9} {'records':>9} {'records/s':>10} {'seconds':>8} {'per CPU-s':>10} "
+          f"{'peak RSS':>10} {'store':>10} {'load':>5}")
+    for name, r in results.items():
+        if "error" in r:
+            print(f"  {name:<9} {'failed':>10}")
+            continue
+        print(f"  {name:<9} {r['records']:>9,} {r['records'] / r['seconds']:>10,.0f} "
+              f"{r['seconds']:>8.1f} {r['records'] / r['cpu_seconds']:>10,.0f} "
+              f"{_mib(r['max_rss_bytes']):>10} {_mib(r['store_bytes']):>10} {r['load']:>5.2f}")
+    parley = results.get("parley")
+    if parley and "error" not in parley:
+        p_rate = parley["records"] / parley["seconds"]
+        p_cpu = parley["records"] / parley["cpu_seconds"]
+        for name, r in results.items():
+            if name != "parley" and "error" not in r:
+                ratio = p_rate / (r["records"] / r["seconds"])
+                cpu_ratio = p_cpu / (r["records"] / r["cpu_seconds"])
+                print(f"  parley / {name}: {ratio:.2f}x records/s ({cpu_ratio:.2f}x per CPU-second)")
+        quix = results.get("quix")
+        if quix and "error" not in quix:
+            ratio = p_rate / (quix["records"] / quix["seconds"])
+            print(f"target parley >= 2x quix: {'met' if ratio >= 2 else 'MISSED'} ({ratio:.2f}x)")
+    print("RESULTS " + json.dumps(results))
+    return 0
+
+
+def delete_topics(bootstrap: str, prefix: str) -> None:
+    """Drop every topic of this run (its event topics and the competitors' changelogs, whose
+    names all contain ``prefix``): on a shared broker the run leaves nothing behind."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    names = [t for t in admin.list_topics(timeout=30).topics if prefix in t]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=60).values():
+            try:
+                future.result()
+            except Exception as exc:  # noqa: BLE001 - best effort
+                print(f"could not delete a topic: {exc}", file=sys.stderr)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--compression", default="lz4", choices=("lz4", "zstd", "gzip", "none"))
+    parser.add_argument("--faust-store", default="memory", choices=("memory", "rocksdb"))
+    parser.add_argument("--faust-events", type=int, default=200_000,
+                        help="faust folds this many records (the first it reads) and is timed on "
+                             "those: at under 1,000 records/s all of them would take half an hour")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=1800.0, help="per contender, seconds")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    parser.add_argument("--prefix", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run_child(args.child, args)
+        return 0
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    bootstrap = os.environ.get("PARLEY_BENCH_KAFKA")
+    kafka = None
+    if not bootstrap:
+        root = Path(tempfile.mkdtemp(prefix="parley-bench-kafka-"))
+        broker, controller = free_ports(2)
+        kafka = LocalKafka(root, ports=[broker], controller_ports=[controller], heap_mb=1024)
+        bootstrap = kafka.up().bootstrap
+    prefix = f"replay{uuid.uuid4().hex[:8]}"
+    try:
+        return bench(args, bootstrap, prefix)
+    finally:
+        if kafka is None:
+            delete_topics(bootstrap, prefix)
+        else:
+            kafka.down(wipe=True)
+            shutil.rmtree(kafka.root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
