@@ -8,7 +8,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: run test test-quick lint install kafka-jars bench clean
+.PHONY: run test test-quick lint install kafka-jars bench bench-deps clean
 
 install: $(STAMP)
 
@@ -16,8 +16,12 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Parley needs Python 3.11+ (set PYTHON=python3.11)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e '.[test]'
 	@touch $(STAMP)
+
+# Benchmarks compare against pydantic, Quix Streams and faust-streaming: installed on demand.
+bench-deps: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 
 kafka-jars: $(STAMP)
 	@$(BIN)/python -c 'from parley.kafka import resolve_jars; print("Kafka jars:", resolve_jars())'
@@ -37,8 +41,12 @@ test-quick: kafka-jars
 run: kafka-jars
 	$(BIN)/parley run
 
-bench: kafka-jars
+bench: kafka-jars bench-deps
 	$(BIN)/python bench/kafka_startup.py
+	$(BIN)/python bench/decode.py
+	$(BIN)/python bench/receiver.py
+	$(BIN)/python bench/consumers.py
+	$(BIN)/python bench/replay.py
 
 clean:
 	rm -rf $(VENV) .parley .pytest_cache .mypy_cache .ruff_cache
