@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import msgspec
+from aiokafka.errors import KafkaError
 
 from consumers.errors import ConsumerError
 from consumers.registry import known_consumers, load_consumer
@@ -113,7 +114,16 @@ def _cmd_lag(args: argparse.Namespace, settings: Settings) -> int:
         monitor = LagMonitor(settings.kafka, watched)
         await monitor.start()
         try:
-            return await monitor.refresh()
+            # A retriable Kafka error (e.g. the group coordinator of a brand-new cluster is
+            # still being elected) is retried until a deadline, then reported.
+            deadline = asyncio.get_running_loop().time() + 30.0
+            while True:
+                try:
+                    return await monitor.refresh()
+                except KafkaError as exc:
+                    if not exc.retriable or asyncio.get_running_loop().time() > deadline:
+                        raise
+                    await asyncio.sleep(0.5)
         finally:
             await monitor.close()
 
