@@ -139,6 +139,26 @@ def pod_specs(objs: list[Obj]) -> Iterator[tuple[Obj, dict[str, Any]]]:
             yield o, o.body["spec"]["template"]["spec"]
 
 
+def container(pod: dict[str, Any]) -> dict[str, Any]:
+    """The pod's ``parley`` container."""
+    [c] = [c for c in pod["containers"] if c["name"] == "parley"]
+    return c
+
+
+def env_of(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in c.get("env", [])}
+
+
+def labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+@cache
+def gen() -> ModuleType:
+    """deploy/gen.py, imported once."""
+    return load_module(DEPLOY / "gen.py", "parley_deploy_gen")
+
+
 def load_module(path: Path, name: str) -> ModuleType:
     """Import a file that is not on sys.path (deploy/ is not an installed package)."""
     spec = importlib.util.spec_from_file_location(name, path)

@@ -11,7 +11,6 @@ import subprocess
 import tempfile
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -25,14 +24,16 @@ from projector.runner import RunnerOptions
 from tests.deploy.manifests import (
     ALL_INTERFACES,
     CRDS,
-    DEPLOY,
     K8S,
     K8S_VERSIONS,
     REPO,
     Obj,
+    container,
+    env_of,
+    gen,
     is_custom,
     k8s_objects,
-    load_module,
+    labels_match,
     load_yaml_docs,
     of_kind,
     one,
@@ -43,7 +44,7 @@ from tests.deploy.manifests import (
 
 OBJECTS = k8s_objects()
 DEPLOYED = k8s_objects(include_examples=False)
-GEN = load_module(DEPLOY / "gen.py", "parley_deploy_gen")
+GEN = gen()
 SETTINGS: Settings = GEN.k8s_settings()
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 KAFKA = one(DEPLOYED, "Kafka")
@@ -53,23 +54,6 @@ STRIMZI_SECRETS = {f"{CLUSTER}-cluster-ca-cert": {"ca.crt"}} | {
     u.name: {"password"} for u in of_kind(DEPLOYED, "KafkaUser")}
 EXAMPLE_SECRETS = {o.name: set(o.body.get("stringData", {})) | set(o.body.get("data", {}))
                    for o in OBJECTS if o.kind == "Secret"}
-KEDA_KAFKA_KEYS = {"bootstrapServers", "consumerGroup", "topic", "lagThreshold",
-                   "activationLagThreshold", "offsetResetPolicy", "allowIdleConsumers",
-                   "scaleToZeroOnInvalidOffset", "excludePersistentLag", "limitToPartitionsWithLag",
-                   "partitionLimitation", "version", "sasl", "tls", "unsafeSsl"}
-
-
-def container(pod: dict[str, Any]) -> dict[str, Any]:
-    [c] = [c for c in pod["containers"] if c["name"] == "parley"]
-    return c
-
-
-def env_of(c: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {e["name"]: e for e in c.get("env", [])}
-
-
-def labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
-    return all(labels.get(k) == v for k, v in selector.items())
 
 
 # ----------------------------------------------------------------------------- schemas
@@ -113,7 +97,7 @@ def test_crd_check_catches_typos_and_wrong_values() -> None:
     user = one(DEPLOYED, "KafkaUser").body
     bad_auth = user | {"spec": user["spec"] | {"authentication": {"type": "scram-sha-256"}}}
     assert validate_custom(bad_auth)
-    so = one(DEPLOYED, "ScaledObject").body
+    so = one(DEPLOYED, "ScaledObject", "parley-consumer-crm").body
     assert validate_custom(so | {"spec": {k: v for k, v in so["spec"].items() if k != "triggers"}})
     assert validate_custom(topic | {"metadata": {"name": "Parley.Events"}})
 
@@ -337,35 +321,6 @@ def test_selectors_pdbs_and_services_point_at_workloads() -> None:
         assert len(matched) == 1, svc.id
         for p in svc.body["spec"]["ports"]:
             assert p["targetPort"] == "http"
-
-
-def test_keda_scales_consumer_groups_on_their_lag() -> None:
-    k = SETTINGS.kafka
-    scaled = of_kind(DEPLOYED, "ScaledObject")
-    assert scaled
-    hpa_targets = {(h.body["spec"]["scaleTargetRef"]["kind"], h.body["spec"]["scaleTargetRef"]["name"])
-                   for h in of_kind(DEPLOYED, "HorizontalPodAutoscaler")}
-    for so in scaled:
-        ref = so.body["spec"]["scaleTargetRef"]
-        target = one(DEPLOYED, ref["kind"], ref["name"])
-        assert ref["apiVersion"] == target.body["apiVersion"]
-        assert (ref["kind"], ref["name"]) not in hpa_targets  # KEDA owns that HPA
-        c = container(target.body["spec"]["template"]["spec"])
-        assert c["args"][0] == "consumer"
-        assert so.body["spec"]["maxReplicaCount"] <= k.partitions
-        [trigger] = so.body["spec"]["triggers"]
-        meta = trigger["metadata"]
-        assert trigger["type"] == "kafka" and set(meta) <= KEDA_KAFKA_KEYS
-        assert meta["consumerGroup"] == group_id(k.topic_prefix, c["args"][1])
-        assert meta["bootstrapServers"] == k.bootstrap
-        assert (meta["sasl"], meta["tls"]) == ("scram_sha512", "enable")
-        auth = one(DEPLOYED, "TriggerAuthentication", trigger["authenticationRef"]["name"]).body
-        secrets = {r["parameter"]: (r["name"], r["key"]) for r in auth["spec"]["secretTargetRef"]}
-        assert secrets["password"] == (k.security.sasl_username, "password")
-        assert secrets["ca"] == (f"{CLUSTER}-cluster-ca-cert", "ca.crt")
-        [user] = [e for e in auth["spec"]["env"] if e["parameter"] == "username"]
-        assert user["containerName"] == c["name"]
-        assert env_of(c)[user["name"]]["value"] == k.security.sasl_username
 
 
 def test_cli_jobs_run_real_commands_with_the_workloads_mounts() -> None:
