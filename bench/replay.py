@@ -28,8 +28,10 @@ One run:
    builds and stores each changed aggregate's JSON view and listing columns); their state is
    keyed under the record's key as their state stores require (co-partitioned state), so a
    visitor seen in several chats is folded per chat instead of across chats; they are timed
-   from their first record to their last (Parley: the whole ``rebuild`` call, start-up and
-   switch included).
+   from their first record until the app returns with its last state durable (Quix's final
+   checkpoint, faust's changelog flush), excluding their start-up (topic creation, group
+   join), while Parley is timed over the whole ``rebuild`` call: start-up, the final commit
+   and the switch of reads included.
 
 Prints records/s for each (and domain events/s), Parley's ratio to each (target: >= 2x Quix
 Streams), each process's peak RSS (``ru_maxrss`` from ``wait4``) and the size of each state

@@ -158,13 +158,17 @@ class Folder:
 
     def __init__(self, store: Store, cache_size: int = 100_000,
                  metrics: ProjectorMetrics | None = None, *, apply_fn: ApplyFn = apply,
-                 row_fn: RowFn = row_for) -> None:
+                 row_fn: RowFn = row_for, fresh: bool = False) -> None:
+        """``fresh``: the projection starts empty and only this folder writes it (a rebuild's
+        copy), so an aggregate it never committed cannot be in the store: cache misses for
+        those skip the store read. It remembers a hash per committed aggregate for that."""
         self._store = store
         self._apply = apply_fn  # the real fold; tests inject faults through these two
         self._row = row_fn
         self._cache: OrderedDict[AggregateRef, FoldState] = OrderedDict()
         self._cache_size = cache_size
         self._metrics = metrics
+        self._written: set[int] | None = set() if fresh else None
 
     def clear(self) -> None:
         self._cache.clear()
@@ -177,6 +181,8 @@ class Folder:
             cache.move_to_end(ref)
         while len(cache) > self._cache_size:
             cache.popitem(last=False)
+        if self._written is not None:
+            self._written.update(map(hash, states))
 
     async def fold(self, projection: str, records: Sequence[ConsumerRecord]) -> BatchResult:
         """Fold ``records`` (in offset order per partition) on top of the stored states."""
@@ -231,6 +237,9 @@ class Folder:
         if self._metrics is not None:
             self._metrics.cache_hits.inc(len(work))
             self._metrics.cache_misses.inc(len(missing))
+        if missing and self._written is not None:
+            written = self._written  # a fresh copy: only what this folder wrote can be there
+            missing = [ref for ref in missing if hash(ref) in written]
         if missing:
             for ref, data in (await self._store.load(projection, missing)).items():
                 work[ref] = decode_state(ref.kind, data)

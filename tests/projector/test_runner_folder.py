@@ -98,3 +98,28 @@ async def test_duplicates_inside_one_batch_count_once(store: Store) -> None:
     chat = next(r for r in result.rows if r.kind == "chat")
     assert orjson.loads(chat.view)["message_count"] == 3
     assert len([r for r in result.rows if r.kind == "chat"]) == 1  # one row per aggregate
+
+
+async def test_a_fresh_copy_reads_back_only_what_it_wrote_and_was_evicted(store: Store) -> None:
+    """``fresh=True`` (a rebuild's copy): misses for aggregates this folder never committed
+    skip the store, but one that was committed and then evicted from the cache is read
+    back, so the fold still continues from its stored state."""
+    folder = Folder(store, cache_size=1000, fresh=True)
+    first = await folder.fold("p", records(conversation("c1", n_messages=2, close=False)))
+    await store.commit("p", first.rows, first.offsets)
+    folder.remember(first.states)
+    folder.clear()  # as if evicted: c1 is known to be written, but no longer cached
+    more = await folder.fold("p", records(conversation("c1", n_messages=1), first_offset=3))
+    chat = next(r for r in more.rows if r.kind == "chat")
+    assert orjson.loads(chat.view)["message_count"] == 2  # m0, m1 read back from the store
+    # Never written by this folder: not looked up at all (the store has no such row either).
+    calls: list[int] = []
+    load = store.load
+
+    async def counting_load(projection: str, refs: Sequence[AggregateRef]) -> dict[AggregateRef, bytes]:
+        calls.append(len(refs))
+        return await load(projection, refs)
+
+    store.load = counting_load  # type: ignore[method-assign]
+    await folder.fold("p", records(conversation("c2", n_messages=1), first_offset=10))
+    assert calls == []
