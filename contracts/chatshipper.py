@@ -76,8 +76,11 @@ def parse_resource_url(url: str | None) -> ResourceRef | None:
     return ResourceRef(collection=match.group(1).lower(), id=match.group(2))
 
 
-class _Lenient(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    """Base of every ChatShipper object: camelCase on the wire, unknown keys ignored."""
+class _Lenient(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
+    """Base of every ChatShipper object: camelCase on the wire, unknown keys ignored.
+
+    ``gc=False``: a decoded body is a tree, never a cycle, so the collector need not
+    track it (cheaper to build and free); do not put a Struct into its own containers."""
 
 
 class ActivityObject(_Lenient, frozen=True, kw_only=True):

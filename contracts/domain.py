@@ -54,8 +54,11 @@ AuthorRole = Literal["visitor", "agent", "bot", "system"]
 Rating = bool | int | float | str
 
 
-class _Value(msgspec.Struct, frozen=True, kw_only=True):
-    """Base of the small value objects embedded in events and state."""
+class _Value(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Base of the small value objects embedded in events and state.
+
+    ``gc=False`` here and on events: they hold only scalars and other such Structs, so
+    they cannot form reference cycles and the collector need not track them."""
 
 
 class DepartmentRef(_Value, frozen=True, kw_only=True):
@@ -102,7 +105,7 @@ class Author(_Value, frozen=True, kw_only=True):
     name: str | None = None
 
 
-class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag=True):
+class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag=True, gc=False):
     """Fields every domain event has; ``kind`` (the class name) is the tag."""
 
     event_id: str

@@ -23,7 +23,7 @@ UtcDatetime = Annotated[datetime, Meta(tz=True)]
 NonEmptyStr = Annotated[str, Meta(min_length=1)]
 
 
-class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+class Envelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One accepted webhook, as stored in the log.
 
     Attributes:

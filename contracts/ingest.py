@@ -25,7 +25,7 @@ from contracts.envelope import Envelope
 from contracts.errors import ContractError
 from contracts.natterly import NATTERLY_EVENTS
 from contracts.natterly_ids import chat_id_of, visitor_id_of
-from contracts.redact import cut_member
+from contracts.redact import cut_member, cut_trailing_string
 from contracts.timestamps import UnixSeconds, as_utc, from_unix, from_unix_or_none
 from contracts.topics import AggregateKind
 
@@ -53,29 +53,30 @@ Aggregate = tuple[AggregateKind, str]
 
 
 # --- Natterly: only the ids the key needs -------------------------------------
+# (gc=False on every Struct here: decoded trees hold no cycles; see contracts.natterly)
 
 
-class _Uuid(msgspec.Struct, frozen=True):
+class _Uuid(msgspec.Struct, frozen=True, gc=False):
     uuid: str | None = None
 
 
-class _NSession(msgspec.Struct, frozen=True):
+class _NSession(msgspec.Struct, frozen=True, gc=False):
     uuid: str | None = None
     visitor: _Uuid | None = None
 
 
-class _NChat(msgspec.Struct, frozen=True):
+class _NChat(msgspec.Struct, frozen=True, gc=False):
     uuid: str | None = None
     visitor: _Uuid | None = None
     session: _NSession | None = None
     session_id: str | None = None
 
 
-class _NMessage(msgspec.Struct, frozen=True):
+class _NMessage(msgspec.Struct, frozen=True, gc=False):
     chat: str | None = None
 
 
-class _NPayload(msgspec.Struct, frozen=True):
+class _NPayload(msgspec.Struct, frozen=True, gc=False):
     chat: _NChat | None = None
     messages: list[_NMessage] | None = None
     visitor: _Uuid | None = None
@@ -84,7 +85,7 @@ class _NPayload(msgspec.Struct, frozen=True):
     user: _Uuid | None = None
 
 
-class _NWebhook(msgspec.Struct, frozen=True):
+class _NWebhook(msgspec.Struct, frozen=True, gc=False):
     event: NonEmptyStr
     timestamp: UnixSeconds | None = None
     payload: _NPayload | None = None
@@ -92,7 +93,7 @@ class _NWebhook(msgspec.Struct, frozen=True):
     auth_token: msgspec.Raw = msgspec.Raw()
 
 
-class _NToken(msgspec.Struct, frozen=True):
+class _NToken(msgspec.Struct, frozen=True, gc=False):
     auth_token: str | None = None
 
 
@@ -125,13 +126,29 @@ def derive_event_id(stored_body: bytes) -> str:
     )
 
 
-def _parse_natterly(source: str, body: bytes, received_at: datetime) -> Envelope:
+def _decode_stored(body: bytes) -> tuple[_NWebhook, bytes]:
+    """The receiver's view of a Natterly body, and the body minus its token."""
+    # Common case: the token is the last member, a plain string (as in Natterly's example).
+    # Cut it by text, then decode what is left: one pass validates the body and proves no
+    # other auth_token member is left (see redact.cut_trailing_string).
+    stored = cut_trailing_string(body, _AUTH_TOKEN)
+    if stored is not None:
+        try:
+            webhook = _N_WEBHOOK.decode(stored)
+        except (msgspec.MsgspecError, ValueError, RecursionError, OverflowError):
+            pass  # decoded again below, as received, for the error and its path
+        else:
+            if not webhook.auth_token:
+                return webhook, stored
     webhook = decode(_N_WEBHOOK, body)
-    if webhook.auth_token:
-        decode(_N_TOKEN, webhook.auth_token, "$.auth_token")  # a token of the wrong type is bad input
-        stored = cut_member(body, _AUTH_TOKEN, webhook.auth_token)
-    else:
-        stored = body
+    if not webhook.auth_token:
+        return webhook, body
+    decode(_N_TOKEN, webhook.auth_token, "$.auth_token")  # a token of the wrong type is bad input
+    return webhook, cut_member(body, _AUTH_TOKEN, webhook.auth_token)
+
+
+def _parse_natterly(source: str, body: bytes, received_at: datetime) -> Envelope:
+    webhook, stored = _decode_stored(body)
     event_id = derive_event_id(stored)
     aggregate, key = _natterly_aggregate(webhook.event, webhook.payload, event_id)
     return Envelope(
@@ -176,27 +193,27 @@ def _natterly_aggregate(event: str, payload: _NPayload | None, event_id: str) ->
 # --- ChatShipper: id, event, time and the resource ids -------------------------
 
 
-class _Ref(msgspec.Struct, frozen=True):
+class _Ref(msgspec.Struct, frozen=True, gc=False):
     id: str | None = None
 
 
-class _CMessage(msgspec.Struct, frozen=True):
+class _CMessage(msgspec.Struct, frozen=True, gc=False):
     conversation: str | _Ref | None = None
 
 
-class _CData(msgspec.Struct, frozen=True):
+class _CData(msgspec.Struct, frozen=True, gc=False):
     conversation: _Ref | None = None
     message: _CMessage | None = None
     contact: _Ref | None = None
     user: _Ref | None = None
 
 
-class _CActivity(msgspec.Struct, frozen=True):
+class _CActivity(msgspec.Struct, frozen=True, gc=False):
     target: _Ref | None = msgspec.field(default=None, name="object")
     published: datetime | None = None
 
 
-class _CWebhook(msgspec.Struct, frozen=True):
+class _CWebhook(msgspec.Struct, frozen=True, gc=False):
     id: NonEmptyStr
     event: NonEmptyStr
     timestamp: datetime | None = None
@@ -269,12 +286,12 @@ def _activity_ref(webhook: _CWebhook, collection: str) -> str | None:
 # --- Standard Webhooks: id from the header, everything else optional ------------
 
 
-class _SData(msgspec.Struct, frozen=True):
+class _SData(msgspec.Struct, frozen=True, gc=False):
     chat_id: str | int | None = None
     conversation_id: str | int | None = None
 
 
-class _SWebhook(msgspec.Struct, frozen=True):
+class _SWebhook(msgspec.Struct, frozen=True, gc=False):
     type: str | None = None
     timestamp: datetime | UnixSeconds | None = None
     data: _SData | None = None

@@ -76,8 +76,11 @@ Rating = bool | int | float | str
 CustomData = dict[str, object] | list[object]
 
 
-class _Lenient(msgspec.Struct, frozen=True, kw_only=True):
-    """Base of every Natterly object: frozen, keyword-only, unknown keys ignored."""
+class _Lenient(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """Base of every Natterly object: frozen, keyword-only, unknown keys ignored.
+
+    ``gc=False``: a decoded body is a tree, never a cycle, so the collector need not
+    track it (cheaper to build and free); do not put a Struct into its own containers."""
 
 
 class Department(_Lenient, frozen=True, kw_only=True):

@@ -8,16 +8,23 @@ envelope itself stays in the log either way, so a later Parley can reread it.
 
 from __future__ import annotations
 
+import msgspec
+
 from contracts.chatshipper import decode_chatshipper
+from contracts.decoding import check_utf8, decode
 from contracts.domain import DomainEvent
 from contracts.envelope import Envelope
 from contracts.errors import ContractError
 from contracts.from_chatshipper import chatshipper_events
 from contracts.from_natterly import natterly_events
-from contracts.natterly import decode_natterly
+from contracts.natterly import NatterlyWebhook
 from contracts.origin import Origin
 
 __all__ = ["normalise"]
+
+# The twelve documented Natterly events only: a body of any other event name fails
+# here and means no events, so (unlike decode_natterly) it is not decoded twice more.
+_NATTERLY_DOCUMENTED: msgspec.json.Decoder[NatterlyWebhook] = msgspec.json.Decoder(NatterlyWebhook)
 
 
 def normalise(env: Envelope) -> list[DomainEvent]:
@@ -28,7 +35,8 @@ def normalise(env: Envelope) -> list[DomainEvent]:
     """
     try:
         if env.provider == "natterly":
-            return natterly_events(Origin.of(env), decode_natterly(env.body))
+            check_utf8(env.body)
+            return natterly_events(Origin.of(env), decode(_NATTERLY_DOCUMENTED, env.body))
         if env.provider == "chatshipper":
             return chatshipper_events(Origin.of(env), decode_chatshipper(env.body))
     except ContractError:

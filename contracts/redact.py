@@ -14,6 +14,10 @@ walk over the top level steps over each value by its length, checking the bytes
 match, so the cost is per top-level member rather than per byte; if that check
 fails (duplicate keys, whose decoded entry holds the last value) a general
 scanner that skips strings and counts brackets takes over.
+
+The receiver's common case needs no decode before the cut: a last member that is a
+plain string is cut by text (:func:`cut_trailing_string`), and decoding what is left,
+which the receiver does anyway, proves the cut right.
 """
 
 from __future__ import annotations
@@ -27,7 +31,15 @@ import msgspec
 from contracts.decoding import check_utf8, decode
 from contracts.errors import ContractError
 
-__all__ = ["Member", "cut_member", "decode_members", "member_spans", "strip_member", "without_members"]
+__all__ = [
+    "Member",
+    "cut_member",
+    "cut_trailing_string",
+    "decode_members",
+    "member_spans",
+    "strip_member",
+    "without_members",
+]
 
 # A JSON string token; the "unrolled loop" form keeps long strings at C speed.
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
@@ -41,7 +53,8 @@ _NESTING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 _SCALAR_END = re.compile(rb"[,\]} \t\n\r]")
 
 _LBRACE, _LBRACKET, _QUOTE, _COLON, _COMMA = b'{[":,'
-_WS_BYTES = frozenset(b" \t\n\r")
+_WS = b" \t\n\r"
+_WS_BYTES = frozenset(_WS)
 
 _MEMBERS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _KEY = msgspec.json.Decoder(str)
@@ -154,6 +167,51 @@ def _probe(name: str) -> msgspec.json.Decoder[_Probe]:
         "Probe", [("value", msgspec.Raw, msgspec.field(default=msgspec.Raw(), name=name))]
     )
     return cast("msgspec.json.Decoder[_Probe]", msgspec.json.Decoder(probe))
+
+
+@functools.cache
+def _trailing_string(name: str) -> tuple[bytes, re.Pattern[bytes]]:
+    """The key token of ``name`` and a pattern for ``"name": "plain string" }`` at the end."""
+    key = msgspec.json.encode(name)
+    # A plain string: no escapes, no control characters, so its text is its value.
+    pattern = re.compile(
+        re.escape(key) + rb'[ \t\n\r]*:[ \t\n\r]*"[^"\\\x00-\x1f]*"(?=[ \t\n\r]*\}[ \t\n\r]*\Z)'
+    )
+    return key, pattern
+
+
+#: How far from the end a trailing member's key is looked for (a token is short), and
+#: how much whitespace around the comma before it is looked through.
+_TAIL_WINDOW = 1024
+_GAP_WINDOW = 64
+
+
+def cut_trailing_string(body: bytes, name: str) -> bytes | None:
+    """``body`` minus a last member ``"name": "<plain string>"``, found by text alone; else None.
+
+    Nothing is decoded, so the result is only a candidate: if it is a JSON object
+    with no top-level ``name`` (the caller decodes it anyway), then ``body`` is that
+    object with one more member, a plain string, inserted before the closing brace,
+    hence valid JSON too, and the cut is exactly what :func:`cut_member` makes. Any
+    other shape (token not last, not a plain string, first member, key escaped)
+    gives None, and the caller takes the general path.
+    """
+    key, pattern = _trailing_string(name)
+    key_start = body.rfind(key, max(0, len(body) - _TAIL_WINDOW))
+    if key_start <= 0:
+        return None
+    member = pattern.match(body, key_start)
+    if member is None:
+        return None
+    # Before the key: whitespace, the comma, whitespace, then the previous value's last byte.
+    window = max(0, key_start - _GAP_WINDOW)
+    before = body[window:key_start].rstrip(_WS)
+    if before[-1:] != b",":
+        return None
+    before = before[:-1].rstrip(_WS)
+    if not before or before[-1] in (_LBRACE, _COMMA):  # "{, …" and ",, …" are not JSON
+        return None
+    return body[: window + len(before)] + body[member.end() :]
 
 
 def _still_has(body: bytes, name: str) -> bool:

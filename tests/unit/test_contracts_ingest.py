@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -18,7 +19,8 @@ from contracts.ingest import (
     natterly_auth_token,
     parse_webhook,
 )
-from tests.unit.contracts_helpers import RECEIVED_AT, load
+from contracts.redact import strip_member
+from tests.unit.contracts_helpers import RECEIVED_AT, golden_paths, load
 
 SEED = load("natterly", "chat_initiated_seed.json")
 CS_SEED = load("chatshipper", "message_create_contact_chat_seed.json")
@@ -173,6 +175,12 @@ def test_natterly_time_falls_back_to_received_at(timestamp: int | None) -> None:
         (b'{"event": "ChatIdle", "payload": {"chat": {"uuid": 7}}}', "$.payload.chat.uuid"),
         (b'{"event": "ChatIdle", "payload": {"messages": [{"chat": 1}]}}', "$.payload.messages[0].chat"),
         (b'{"event": "ChatIdle", "auth_token": 12345}', "$.auth_token"),
+        # The token last, a plain string (the receiver's textual cut), the rest bad.
+        (b'{"event": "ChatIdle", "timestamp": "1", "auth_token": "t"}', "$.timestamp"),
+        (b'{"event": "ChatIdle", "payload": [], "auth_token": "t"}', "$.payload"),
+        (b'{, "auth_token": "t"}', "$"),
+        (b'{"event": "ChatIdle",, "auth_token": "t"}', "$"),
+        (b'{"event": "ChatIdle", "x": "\xff", "auth_token": "t"}', "$"),
         (b'{"event": "ChatIdle", "x": "\xff"}', "$"),
         (b'["ChatIdle"]', "$"),
         (b"", "$"),
@@ -182,6 +190,30 @@ def test_natterly_bad_bodies(body: bytes, path: str) -> None:
     with pytest.raises(ContractError) as caught:
         parse_webhook("natterly", "a", body, received_at=RECEIVED_AT)
     assert caught.value.path == path
+
+
+@pytest.mark.parametrize("path", golden_paths("natterly"), ids=lambda path: path.name)
+def test_stored_body_is_the_general_cut(path: Path) -> None:
+    # Whichever way the receiver cuts the token, the stored bytes (and so the event id)
+    # are those of the general member cut.
+    body = path.read_bytes().strip()
+    env = parse_webhook("natterly", "a", body, received_at=RECEIVED_AT)
+    assert bytes(env.body) == strip_member(body, "auth_token")
+    assert "auth_token" not in json.loads(bytes(env.body))
+
+
+@pytest.mark.parametrize(
+    ("body", "stored"),
+    [
+        # An earlier duplicate (plain or escaped key) survives the textual cut: both go.
+        (b'{"auth_token":"x","event":"ChatIdle","auth_token":"t"}', b'{"event":"ChatIdle"}'),
+        (b'{"auth\\u005ftoken":"x","event":"ChatIdle","auth_token":"t"}', b'{"event":"ChatIdle"}'),
+        (b'{"event":"ChatIdle","auth_token":"t\\u0041"}', b'{"event":"ChatIdle"}'),
+    ],
+)
+def test_natterly_token_cut_edge_cases(body: bytes, stored: bytes) -> None:
+    env = parse_webhook("natterly", "a", body, received_at=RECEIVED_AT)
+    assert bytes(env.body) == stored
 
 
 def test_surrounding_whitespace_is_dropped() -> None:

@@ -15,6 +15,7 @@ from contracts.errors import ContractError
 from contracts.redact import (
     Member,
     cut_member,
+    cut_trailing_string,
     decode_members,
     member_spans,
     strip_member,
@@ -251,3 +252,76 @@ def test_earlier_duplicates_are_removed_too(body: bytes) -> None:
     expected = without_members(body, member_spans(body, members), TOKEN)
     assert cut_member(body, TOKEN, members[TOKEN]) == expected
     assert TOKEN not in json.loads(expected)
+
+
+# --- the receiver's textual cut of a trailing plain-string member ------------------
+
+
+def is_object_without_token(text: bytes) -> bool:
+    """What the receiver checks of a candidate: one JSON object, no top-level token."""
+    try:
+        return TOKEN not in decode_members(text)
+    except ContractError:
+        return False
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(bodies_with_token())
+def test_trailing_cut_agrees_with_the_general_cut(case: tuple[bytes, dict[str, Any], str]) -> None:
+    body, _, _ = case
+    candidate = cut_trailing_string(body, TOKEN)
+    if candidate is not None and is_object_without_token(candidate):
+        assert candidate == strip_member(body, TOKEN)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"a":1,"auth_token":"t"}', b'{"a":1}'),
+        (b'{\n  "a": [1, {"b": "}"}],\n  "auth_token" : "t"\n}', b'{\n  "a": [1, {"b": "}"}]\n}'),
+        (b'{"a":"x" , "auth_token":""}', b'{"a":"x"}'),
+    ],
+)
+def test_trailing_cut_applies(body: bytes, expected: bytes) -> None:
+    assert cut_trailing_string(body, TOKEN) == expected == strip_member(body, TOKEN)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"auth_token":"t"}',  # the only member: no comma to take
+        b'{"a":1,"auth_token":"t\\u0041"}',  # not a plain string
+        b'{"a":1,"auth_token":null}',
+        b'{"a":1,"auth_token":"t","b":2}',  # not last
+        b'{"a":1,"auth\\u005ftoken":"t"}',  # key spelled with an escape
+        b'{,"auth_token":"t"}',  # what is left would be valid, the body is not
+        b'{"a":1,,"auth_token":"t"}',
+    ],
+)
+def test_trailing_cut_declines(body: bytes) -> None:
+    assert cut_trailing_string(body, TOKEN) is None
+
+
+@st.composite
+def bodies_before_a_token(draw: st.DrawFn) -> bytes:
+    """An object's text up to a trailing ``, "auth_token": "t"}``, maybe broken on the way."""
+    others = draw(st.dictionaries(TRICKY, VALUES, max_size=4))
+    ws = itertools.cycle(draw(st.lists(WHITESPACE, min_size=1, max_size=5)))
+    text = dump(others, ws, ensure_ascii=draw(st.booleans())).rstrip(" \t\r\n")[:-1]  # drop "}"
+    for _ in range(draw(st.integers(0, 2))):  # insert or delete a structural character
+        at = draw(st.integers(0, len(text)))
+        if draw(st.booleans()):
+            text = text[:at] + draw(st.sampled_from(list('{}[]",:\\'))) + text[at:]
+        else:
+            text = text[:at] + text[at + 1 :]
+    tail = draw(st.sampled_from([',"auth_token":"t"}', ' ,\n  "auth_token" : "" }', ',"auth_token":"t"}\n']))
+    return (text + tail).encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(bodies_before_a_token())
+def test_a_trailing_cut_accepted_by_decoding_means_a_valid_body(body: bytes) -> None:
+    candidate = cut_trailing_string(body, TOKEN)
+    if candidate is not None and is_object_without_token(candidate):
+        # The body itself is valid JSON and the general cut agrees byte for byte.
+        assert strip_member(body, TOKEN) == candidate
