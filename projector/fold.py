@@ -38,12 +38,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from hashlib import blake2b
-from typing import Any, Generic, Literal, NamedTuple, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import msgspec
 
 from contracts import domain as d
+
+# The state types live in projector.states; re-exported here, where the fold's users look.
+from projector.states import (
+    STATE_TYPE,
+    AgentFold,
+    AggregateKind,
+    AggregateRef,
+    ChatFold,
+    FoldState,
+    MessageFold,
+    Reg,
+    VisitorFold,
+    chat_status,
+    decode_state,
+    encode_state,
+    message_key,
+    message_ref,
+)
 
 __all__ = [
     "RANK",
@@ -65,29 +82,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-AggregateKind: TypeAlias = Literal["chat", "message", "visitor", "agent"]
-
-
-class AggregateRef(NamedTuple):
-    """One folded aggregate. Message ids are namespaced by chat: ``"{chat_id}/{message_id}"``."""
-
-    kind: AggregateKind
-    id: str
-
-
-def message_key(message_id: str) -> int:
-    """A stable 64-bit key of a message id, for a chat's sets of messages.
-
-    Two ids of one chat sharing a key (odds about n²/2⁶⁵ for n messages: ~3·10⁻¹² for
-    ten thousand) would make ``message_count`` one short; the message itself is unaffected.
-    """
-    return int.from_bytes(blake2b(message_id.encode(), digest_size=8).digest(), "big")
-
-
-def message_ref(chat_id: str, message_id: str) -> AggregateRef:
-    """The ref of a message (message ids are only unique within their chat)."""
-    return AggregateRef("message", f"{chat_id}/{message_id}")
 
 
 #: Precedence of event kinds at equal ``occurred_at`` (greater wins). Lifecycle order:
@@ -112,17 +106,6 @@ RANK: dict[type[d.DomainEvent], int] = {
     d.ChatClosed: 14,
 }
 
-
-class Reg(msgspec.Struct, Generic[T], frozen=True, array_like=True, gc=False):
-    """A last-writer-wins register: ``value`` as written by the event with the greatest stamp."""
-
-    at: datetime
-    rank: int
-    event_id: str
-    value: T
-
-
-Stamp: TypeAlias = tuple[datetime, int, str]
 
 
 def _write(reg: Reg[T] | None, at: datetime, rank: int, eid: str, value: T) -> Reg[T]:
@@ -161,104 +144,6 @@ def _max(a: datetime | None, b: datetime | None) -> datetime | None:
     return a if a >= b else b
 
 
-class ChatFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="chat", gc=False):
-    """Everything the fold knows about one chat, with the versions that make merges commute."""
-
-    id: str
-    provider: str | None = None
-    source: str | None = None
-    #: The lifecycle, as three registers; :func:`chat_status` derives the status.
-    #: ``opened``: the last ChatStarted ("waiting") or ChatAccepted ("active");
-    opened: Reg[str] | None = None
-    #: ``idled``: the last ChatIdle (value: its time);
-    idled: Reg[datetime] | None = None
-    #: ``closed``: the last ChatClosed or ChatCompleted (value: when it closed).
-    closed: Reg[datetime] | None = None
-    subject: Reg[str] | None = None
-    department: Reg[d.DepartmentRef] | None = None
-    #: ``value=None`` only after an explicit unassignment.
-    agent: Reg[d.AgentRef | None] | None = None
-    visitor: Reg[d.VisitorRef] | None = None
-    site: Reg[d.SiteRef] | None = None
-    location: Reg[d.Location] | None = None
-    browser: Reg[str] | None = None
-    platform: Reg[str] | None = None
-    rating: Reg[d.Rating] | None = None
-    initiated_at: datetime | None = None  # min
-    accepted_at: datetime | None = None  # min
-    last_message_at: datetime | None = None  # max
-    #: latest ``occurred_at`` of any event of this chat (max): "last activity" for listings.
-    active_at: datetime | None = None
-    ignored: bool = False  # grow-only
-    completed: bool = False  # grow-only
-    transcript_sent: bool = False  # grow-only
-    #: messages seen posted or edited (grow-only), and deleted ones (tombstones), as
-    #: :func:`message_key` hashes: a chat's state is rewritten every batch that touches
-    #: it, and 8-byte keys keep that cost a fifth of what 36-character uuids would.
-    messages: frozenset[int] = frozenset()
-    deleted: frozenset[int] = frozenset()
-
-
-class MessageFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="message", gc=False):
-    """One message. Deletion is a tombstone: once ``deleted_at`` is set the text is gone for good."""
-
-    chat_id: str
-    id: str
-    provider: str | None = None
-    source: str | None = None
-    author: Reg[d.Author] | None = None
-    #: posted text, then edits (LWW by stamp); None once deleted, whatever the order.
-    text: Reg[str] | None = None
-    posted_at: datetime | None = None  # min
-    edited_at: datetime | None = None  # max
-    deleted_at: datetime | None = None  # min; set = tombstone
-
-
-class VisitorFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="visitor", gc=False):
-    """A visitor: identity fields LWW, first/last seen min/max, distinct chats grow-only."""
-
-    id: str
-    provider: str | None = None
-    source: str | None = None
-    name: Reg[str] | None = None
-    email: Reg[str] | None = None
-    anonymous: Reg[bool] | None = None
-    first_seen: datetime | None = None  # min
-    last_seen: datetime | None = None  # max
-    chats: frozenset[str] = frozenset()
-
-
-class AgentFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="agent", gc=False):
-    """An agent: ``status`` LWW (its stamp's time is ``since``), ``name`` LWW."""
-
-    id: str
-    provider: str | None = None
-    source: str | None = None
-    name: Reg[str] | None = None
-    status: Reg[str] | None = None
-
-
-FoldState: TypeAlias = ChatFold | MessageFold | VisitorFold | AgentFold
-
-
-def _key(reg: Reg[T]) -> Stamp:
-    return (reg.at, reg.rank, reg.event_id)
-
-
-def chat_status(state: ChatFold) -> str | None:
-    """``waiting`` / ``active`` / ``idle`` / ``closed`` (None: no lifecycle event seen yet).
-
-    Equivalent to replaying the lifecycle events in stamp order through this machine:
-    ChatStarted → waiting, ChatAccepted → active (both also reopen a closed chat),
-    ChatIdle → idle unless closed, ChatClosed / ChatCompleted → closed. So "closed" is
-    sticky against a later ChatIdle, and only a later start or accept reopens a chat.
-    """
-    opened, idled, closed = state.opened, state.idled, state.closed
-    if closed is not None and (opened is None or _key(opened) < _key(closed)):
-        return "closed"
-    if idled is not None and (opened is None or _key(idled) > _key(opened)):
-        return "idle"
-    return None if opened is None else opened.value
 
 
 # ---------------------------------------------------------------------------- affected
@@ -554,12 +439,6 @@ _APPLY: dict[str, Callable[[Any, Any, datetime, int, str], FoldState]] = {
     "visitor": _apply_visitor,
     "agent": _apply_agent,
 }
-_STATE_TYPE: dict[str, type[FoldState]] = {
-    "chat": ChatFold,
-    "message": MessageFold,
-    "visitor": VisitorFold,
-    "agent": AgentFold,
-}
 
 
 def apply(ref: AggregateRef, state: FoldState | None, event: d.DomainEvent) -> FoldState:
@@ -572,26 +451,6 @@ def apply(ref: AggregateRef, state: FoldState | None, event: d.DomainEvent) -> F
     kind = ref.kind
     if state is None:
         state = _empty(ref)
-    elif type(state) is not _STATE_TYPE[kind]:
+    elif type(state) is not STATE_TYPE[kind]:
         raise TypeError(f"{type(state).__name__} is not the state of a {kind}")
     return _APPLY[kind](state, event, event.occurred_at, RANK[type(event)], event.event_id)
-
-
-# ---------------------------------------------------------------------------- codecs
-
-# "deterministic" sorts sets, so equal states always encode to equal bytes (a rebuilt
-# projection can be compared with the live one byte for byte).
-_ENCODER = msgspec.msgpack.Encoder(order="deterministic")
-_DECODERS: dict[str, msgspec.msgpack.Decoder[FoldState]] = {
-    kind: msgspec.msgpack.Decoder(cls) for kind, cls in _STATE_TYPE.items()
-}
-
-
-def encode_state(state: FoldState) -> bytes:
-    """Compact, deterministic bytes of a fold state (msgpack)."""
-    return _ENCODER.encode(state)
-
-
-def decode_state(kind: str, data: bytes) -> FoldState:
-    """Inverse of :func:`encode_state` for a state of aggregate kind ``kind``."""
-    return _DECODERS[kind].decode(data)

@@ -39,7 +39,7 @@ from parley.kafka.clients import make_admin, make_consumer
 from parley.settings import KafkaSettings
 from projector.dlq import DeadLetters
 from projector.errors import ProjectorError
-from projector.runner import Folder, gc_paused
+from projector.folder import Folder, gc_paused
 from projector.store import Store, check_projection_name
 
 __all__ = ["RebuildError", "RebuildReport", "event_partitions", "next_version", "rebuild"]
@@ -142,7 +142,7 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
             if not records:
                 continue
             n = len(records)
-            with gc_paused():  # see projector.runner.gc_paused
+            with gc_paused():  # see projector.folder.gc_paused
                 result = await folder.fold(name, records)
                 if result.dead:
                     dead += len(result.dead)

@@ -1,0 +1,223 @@
+"""Folding one batch of records: decode, normalise, fold on top of cached or stored states,
+and build the rows to commit (steps 3-6 and 8's row building of the commit protocol in
+:mod:`projector.runner`'s docstring). Shared by the live runner and by rebuilds, so both
+fold identically; the store transaction and the Kafka side stay in the runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka.structs import ConsumerRecord
+
+from contracts.domain import DomainEvent
+from contracts.envelope import decode_envelope
+from contracts.normalise import normalise
+from projector.dlq import DeadLetter, Stage
+from projector.fold import AggregateRef, FoldState, affected, apply, decode_state
+from projector.metrics import ProjectorMetrics
+from projector.store import Store
+from projector.views import Row, row_for
+
+__all__ = ["ApplyFn", "BatchResult", "Folder", "Offsets", "RowFn", "gc_paused"]
+
+log = logging.getLogger("parley.projector.runner")
+
+Offsets = dict[tuple[str, int], int]
+ApplyFn = Callable[[AggregateRef, FoldState | None, DomainEvent], FoldState]
+RowFn = Callable[[AggregateRef, FoldState], Row]
+
+# Records between yields to the event loop while folding: the query API shares the loop, so
+# a 5,000-record batch must not hold it for the whole fold.
+_YIELD_EVERY = 500
+
+
+@dataclass(kw_only=True)
+class BatchResult:
+    rows: list[Row] = field(default_factory=list)
+    offsets: Offsets = field(default_factory=dict)
+    dead: list[DeadLetter] = field(default_factory=list)
+    states: dict[AggregateRef, FoldState] = field(default_factory=dict)
+    records_by_topic: dict[str, int] = field(default_factory=dict)
+    events: int = 0
+
+
+class Folder:
+    """Steps 3-6 and 8's row building: records in, rows + offsets + dead letters out.
+
+    Shared by the live runner and by rebuilds, so both fold identically. Owns the LRU cache.
+    """
+
+    def __init__(self, store: Store, cache_size: int = 100_000,
+                 metrics: ProjectorMetrics | None = None, *, apply_fn: ApplyFn = apply,
+                 row_fn: RowFn = row_for, fresh: bool = False) -> None:
+        """``fresh``: the projection starts empty and only this folder writes it (a rebuild's
+        copy), so an aggregate it never committed cannot be in the store: cache misses for
+        those skip the store read. It remembers a hash per committed aggregate for that."""
+        self._store = store
+        self._apply = apply_fn  # the real fold; tests inject faults through these two
+        self._row = row_fn
+        self._cache: OrderedDict[AggregateRef, FoldState] = OrderedDict()
+        self._cache_size = cache_size
+        self._metrics = metrics
+        self._written: set[int] | None = set() if fresh else None
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+    def remember(self, states: Mapping[AggregateRef, FoldState]) -> None:
+        """Step 9: cache committed states (never states of a batch that did not commit)."""
+        cache = self._cache
+        for ref, state in states.items():
+            cache[ref] = state
+            cache.move_to_end(ref)
+        while len(cache) > self._cache_size:
+            cache.popitem(last=False)
+        if self._written is not None:
+            self._written.update(map(hash, states))
+
+    async def fold(self, projection: str, records: Sequence[ConsumerRecord]) -> BatchResult:
+        """Fold ``records`` (in offset order per partition) on top of the stored states."""
+        try:
+            with gc_paused():
+                return await self._fold(projection, records, check_rows=False)
+        except _RowsFailed:
+            # Some aggregate's view cannot be built, and rows are built once per batch, so
+            # the record that broke it is unknown: fold again, checking after each record.
+            log.warning("building rows failed; folding the batch again record by record")
+            with gc_paused():
+                return await self._fold(projection, records, check_rows=True)
+
+    async def _fold(self, projection: str, records: Sequence[ConsumerRecord],
+                    *, check_rows: bool) -> BatchResult:
+        result = BatchResult()
+        offsets, counts, dead = result.offsets, result.records_by_topic, result.dead
+        # Step 4: decode, normalise, collect affected aggregates.
+        todo: list[tuple[ConsumerRecord, list[tuple[DomainEvent, list[AggregateRef]]]]] = []
+        needed: set[AggregateRef] = set()
+        collect = needed.update
+        for n, rec in enumerate(records, 1):
+            if n % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # folding is CPU-bound: let queries in between
+            topic = rec.topic
+            offsets[(topic, rec.partition)] = rec.offset + 1  # records come in offset order
+            counts[topic] = counts.get(topic, 0) + 1
+            try:
+                env = decode_envelope(rec.value)
+            except Exception as exc:  # noqa: BLE001 - any failure of one record dead-letters it
+                dead.append(_letter(rec, "decode", exc))
+                continue
+            try:
+                pairs = [(ev, affected(ev)) for ev in normalise(env)]
+            except Exception as exc:  # noqa: BLE001
+                dead.append(_letter(rec, "apply", exc))
+                continue
+            if pairs:
+                todo.append((rec, pairs))
+                for _, refs in pairs:
+                    collect(refs)
+        # Step 5: states from the cache, else from the store.
+        cache = self._cache
+        work: dict[AggregateRef, FoldState] = {}
+        missing: list[AggregateRef] = []
+        for ref in needed:
+            state = cache.get(ref)
+            if state is None:
+                missing.append(ref)
+            else:
+                work[ref] = state
+        if self._metrics is not None:
+            self._metrics.cache_hits.inc(len(work))
+            self._metrics.cache_misses.inc(len(missing))
+        if missing and self._written is not None:
+            written = self._written  # a fresh copy: only what this folder wrote can be there
+            missing = [ref for ref in missing if hash(ref) in written]
+        if missing:
+            for ref, data in (await self._store.load(projection, missing)).items():
+                work[ref] = decode_state(ref.kind, data)
+        # Step 6: fold. A record is all or nothing: its events are applied straight into
+        # ``work``, remembering each prior state, and if one of them fails the record's
+        # writes are undone and it becomes a dead letter.
+        base = dict(work)  # the states before this batch, to tell what changed
+        apply_fn = self._apply
+        get = work.get
+        events = 0
+        for n, (rec, pairs) in enumerate(todo, 1):
+            if n % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            undo: list[tuple[AggregateRef, FoldState | None]] = []
+            try:
+                for event, refs in pairs:
+                    for ref in refs:
+                        prior = get(ref)
+                        undo.append((ref, prior))
+                        work[ref] = apply_fn(ref, prior, event)
+                if check_rows:
+                    for ref, _ in undo:
+                        self._row(ref, work[ref])
+            except Exception as exc:  # noqa: BLE001
+                for ref, prior in reversed(undo):
+                    if prior is None:
+                        work.pop(ref, None)
+                    else:
+                        work[ref] = prior
+                dead.append(_letter(rec, "apply", exc))
+                continue
+            events += len(pairs)
+        result.events = events
+        # Step 8 (first half): one row per changed aggregate, however many events it took.
+        # apply() always returns a new state, so "changed" is "not the state it started with".
+        try:
+            row_fn = self._row
+            result.rows = [row_fn(ref, state) for ref, state in work.items()
+                           if base.get(ref) is not state]
+        except Exception as exc:
+            raise _RowsFailed from exc
+        result.states = work
+        return result
+
+
+_gc_pauses = 0
+_gc_was_enabled = False
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a batch is folded.
+
+    A batch allocates hundreds of thousands of short-lived objects (records, events,
+    states) that survive long enough to be promoted, so the collector would run full
+    collections over the whole heap — the cache included — every few batches: a quarter
+    of a rebuild's time. Nothing the fold builds is cyclic (reference counting frees it
+    all), so collection waits until the batch is done; a batch is bounded, and so is what
+    can pile up meanwhile. Nested or concurrent folds (a rebuild beside the runner) share
+    one pause; the collector is re-enabled only if it was enabled when the first began.
+    """
+    global _gc_pauses, _gc_was_enabled
+    if _gc_pauses == 0:
+        _gc_was_enabled = gc.isenabled()
+        gc.disable()
+    _gc_pauses += 1
+    try:
+        yield
+    finally:
+        _gc_pauses -= 1
+        if _gc_pauses == 0 and _gc_was_enabled:
+            gc.enable()
+
+
+class _RowsFailed(Exception):
+    """A view could not be built from a folded state (a fold/view bug for some input)."""
+
+
+def _letter(rec: ConsumerRecord, stage: Stage, exc: Exception) -> DeadLetter:
+    return DeadLetter(topic=rec.topic, partition=rec.partition, offset=rec.offset,
+                      timestamp_ms=rec.timestamp, key=rec.key, value=rec.value, stage=stage,
+                      error=type(exc).__name__, detail=str(exc))
+
