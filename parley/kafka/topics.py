@@ -19,6 +19,9 @@ from parley.errors import KafkaUnavailable
 from parley.kafka.clients import make_admin
 from parley.settings import KafkaSettings
 
+#: DescribeConfigs' config_source of a per-topic override (KIP-226).
+_DYNAMIC_TOPIC_CONFIG = 1
+
 
 class TopicChange(msgspec.Struct, frozen=True, kw_only=True):
     topic: str
@@ -77,17 +80,25 @@ async def _apply(admin: Any, k: KafkaSettings, specs: list[TopicSpec]) -> list[T
     configs = await admin.describe_configs(
         [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in old])
     current: dict[str, dict[str, str]] = {}
+    overrides: dict[str, dict[str, str]] = {}
     for resp in configs:
         for res in resp.resources:
-            # (error_code, error_message, resource_type, resource_name, config_entries)
+            # (error_code, error_message, resource_type, resource_name, config_entries);
+            # an entry: (name, value, read_only, config_source, is_sensitive, synonyms)
             current[res[3]] = {e[0]: e[1] for e in res[4]}
+            overrides[res[3]] = {e[0]: e[1] for e in res[4]
+                                 if e[3] == _DYNAMIC_TOPIC_CONFIG and not e[4] and e[1] is not None}
     for s in old:
         notes = []
         want = s.configs(rf)
         drift = {key: v for key, v in want.items() if current.get(s.name, {}).get(key) != v}
         if drift:
+            # AlterConfigs replaces a topic's whole set of overrides (aiokafka has no
+            # IncrementalAlterConfigs), so the ones Parley does not manage — an operator's
+            # tiered-storage or segment settings — are sent back unchanged with ours.
+            keep = overrides.get(s.name, {})
             await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, s.name,
-                                                      configs=want)])
+                                                      configs=keep | want)])
             notes.append("configs " + ", ".join(f"{key}={v}" for key, v in sorted(drift.items())))
         have = partitions.get(s.name, s.partitions)
         if have < s.partitions:
