@@ -55,6 +55,10 @@ class BuiltinConsumersRole:
                                                        config=crm_config)))
         self.service = ConsumerService(rt, consumers)
 
+    def secrets(self) -> tuple[str, ...]:
+        """The consumers' own secrets, for log redaction (``parley run`` adds them)."""
+        return tuple(s for c in self.service.consumers for s in c.secrets)
+
     def install(self, app: web.Application, rt: Runtime) -> None:
         _install_index(app, self.index)
         self.service.install(app)

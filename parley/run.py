@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
@@ -16,10 +17,16 @@ import msgspec
 from parley.http import build_app, serve
 from parley.logs import setup_logging
 from parley.roles import roles_for
-from parley.runtime import Runtime
+from parley.runtime import Role, Runtime
 from parley.settings import Settings
 
 log = logging.getLogger("parley.run")
+
+
+def log_secrets(settings: Settings, roles: Iterable[Role]) -> tuple[str, ...]:
+    """Every secret the logs must never show: the settings' and the roles' own."""
+    own = (s for role in roles for s in getattr(role, "secrets", tuple)())
+    return (*settings.all_secrets(), *own)
 
 
 async def run_all(settings: Settings) -> int:
@@ -44,7 +51,11 @@ async def run_all(settings: Settings) -> int:
         for change in await apply_topics(settings.kafka, rt.topics.specs(settings.kafka.partitions)):
             if change.action != "unchanged":
                 log.info("topic %s %s", change.topic, change.action, extra={"detail": change.detail})
-        app = build_app(rt, roles_for("run", rt))
+        roles = roles_for("run", rt)
+        # Consumers may hold secrets the settings don't list (a $PARLEY_CONSUMERS_CONFIG
+        # file): now that they are built, redact theirs too.
+        setup_logging(settings.log_level, log_secrets(settings, roles))
+        app = build_app(rt, roles)
         await serve(app, rt)
     finally:
         if kafka is not None:

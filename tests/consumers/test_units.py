@@ -144,3 +144,22 @@ def test_consumer_config_from_the_side_file(tmp_path: Path,
     monkeypatch.setenv("PARLEY_CONSUMERS_CONFIG", str(side))
     assert consumer_config(Settings(), "crm") == {"base_url": "http://crm"}
     assert consumer_config(Settings(), "search") == {}
+
+
+def test_parley_run_redacts_secrets_that_only_the_side_file_holds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``parley run`` builds its consumers after logging is set up; their secrets (here from
+    ``$PARLEY_CONSUMERS_CONFIG``, which the settings never see) must be redacted too."""
+    from consumers.role import BuiltinConsumersRole
+    from parley.run import log_secrets
+    from parley.runtime import Runtime
+
+    token, signing = "side-file-crm-token-5f2a", "side-file-signing-secret-9c1e"
+    side = tmp_path / "consumers.toml"
+    side.write_text(f'[consumers.crm]\nbase_url = "http://127.0.0.1:9"\nauth_value = "{token}"\n'
+                    f'signing_secret = "{signing}"\n')
+    monkeypatch.setenv("PARLEY_CONSUMERS_CONFIG", str(side))
+    settings = Settings(data_dir=str(tmp_path))
+    assert token not in settings.all_secrets() and signing not in settings.all_secrets()
+    secrets = log_secrets(settings, [BuiltinConsumersRole(Runtime.from_settings(settings))])
+    assert token in secrets and signing in secrets
