@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -43,6 +42,7 @@ from parley.kafka.clients import make_producer
 from parley.settings import KafkaSettings
 from receiver.errors import KafkaUnavailable
 from receiver.metrics import ReceiverMetrics
+from receiver.partitioner import KeyPartitioner, partition_for
 
 __all__ = ["Publisher", "PublisherOptions", "best_compression"]
 
@@ -56,11 +56,16 @@ _BROKEN_PRODUCER = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducer
 
 
 def best_compression() -> str:
-    """The best codec aiokafka can use with the installed libraries (cramjam gives lz4/zstd)."""
-    if has_lz4():
-        return "lz4"
+    """The best codec aiokafka can use with the installed libraries (cramjam gives zstd/lz4).
+
+    zstd first: aiokafka compresses lz4 at level 9 (LZ4 HC), which costs about twice
+    zstd's default level 3 per batch of webhook records and compresses them less (measured:
+    docs/benchmarks.md, "Receiver"). gzip, the stdlib fallback, is the slowest of the three.
+    """
     if has_zstd():
         return "zstd"
+    if has_lz4():
+        return "lz4"
     return "gzip"
 
 
@@ -101,9 +106,9 @@ class Publisher:
         self._connected = asyncio.Event()  # a producer is serving (first start only)
         self._stopping = False
         self._last_problem: str | None = "not started"
-        # (deadline, waiter) of every publish, in deadline order (the timeout is constant):
-        # one sweeper task expires them, instead of a timer per request in the loop's heap.
-        self._deadlines: deque[tuple[float, asyncio.Future[bool]]] = deque()
+        # (deadline, delivery future) of every publish, in deadline order (the timeout is
+        # constant): one sweeper task expires them, instead of a timer per request.
+        self._deadlines: deque[tuple[float, asyncio.Future[Any]]] = deque()
         self._sweeper: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -114,7 +119,8 @@ class Publisher:
         return make_producer(
             self._kafka, linger_ms=o.linger_ms, compression_type=o.compression,
             max_batch_size=o.max_batch_bytes, max_request_size=MAX_RECORD_BYTES,
-            request_timeout_ms=max(1000, int(o.send_timeout_s * 1000)))
+            request_timeout_ms=max(1000, int(o.send_timeout_s * 1000)),
+            partitioner=KeyPartitioner())  # Kafka's default partitions, computed cheaper
 
     async def start(self) -> None:
         """Start the producer; if Kafka is unreachable now, keep trying in the background."""
@@ -196,9 +202,11 @@ class Publisher:
             await asyncio.sleep(0.05)
             now = loop.time()
             while deadlines and deadlines[0][0] <= now:
-                _, waiter = deadlines.popleft()
-                if not waiter.done():
-                    waiter.set_result(False)
+                _, delivery = deadlines.popleft()
+                if not delivery.done():
+                    # The record stays with the producer, which may still write it (an
+                    # at-least-once duplicate); aiokafka skips futures already resolved.
+                    delivery.set_exception(_Expired())
 
     def _sender_dead(self, producer: AIOKafkaProducer) -> bool:
         task = getattr(getattr(producer, "_sender", None), "sender_task", None)
@@ -219,10 +227,14 @@ class Publisher:
         started = loop.time()
         deadline = started + self.options.send_timeout_s
         try:
-            if producer.client.cluster.partitions_for_topic(topic) is not None:
+            partitions = producer.client.cluster.partitions_for_topic(topic)
+            if partitions:  # None: metadata not known yet
                 # Metadata known: send() only appends to a batch; if the batch is full it
-                # waits at most request_timeout_ms (= the send timeout) and raises.
-                delivery = await producer.send(topic, value, key=key, headers=headers)
+                # waits at most request_timeout_ms (= the send timeout) and raises. The
+                # partition is the one the producer's partitioner would pick, without its
+                # per-record lists of all and of available partitions.
+                delivery = await producer.send(topic, value, key=key, headers=headers,
+                                               partition=partition_for(key, len(partitions)))
             else:
                 async with asyncio.timeout_at(deadline):  # waits for metadata: bound it
                     delivery = await producer.send(topic, value, key=key, headers=headers)
@@ -234,20 +246,25 @@ class Publisher:
                 log.error("unexpected error handing a record to the producer", exc_info=True)
             self._note_failure(type(exc).__name__, producer, exc)
             raise KafkaUnavailable(retry_after_s=self.options.retry_after_s) from None
-        # Wait for the acknowledgement or the deadline, whichever comes first, without ever
-        # cancelling the delivery future (aiokafka resolves it later in any case).
-        waiter: asyncio.Future[bool] = loop.create_future()
-        delivery.add_done_callback(partial(_delivered, waiter))
-        self._deadlines.append((deadline, waiter))
-        if not await waiter:
+        # Wait for the acknowledgement or the deadline, whichever comes first: the sweeper
+        # resolves a delivery still pending at its deadline with _Expired. Awaiting the
+        # delivery itself (no waiter future, no callback) keeps a request to one wake-up.
+        self._deadlines.append((deadline, delivery))
+        try:
+            meta: Any = await delivery
+        except _Expired:
             self._note_failure("timeout", producer)
-            raise KafkaUnavailable(retry_after_s=self.options.retry_after_s)
-        failure = None if delivery.cancelled() else delivery.exception()
-        if failure is not None or delivery.cancelled():
-            self._note_failure(type(failure).__name__ if failure else "cancelled", producer, failure)
             raise KafkaUnavailable(retry_after_s=self.options.retry_after_s) from None
-        meta: Any = delivery.result()
-        self._metrics.produce_seconds.labels(topic).observe(loop.time() - started)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this request is being cancelled, not the record's delivery
+            self._note_failure("cancelled", producer)
+            raise KafkaUnavailable(retry_after_s=self.options.retry_after_s) from None
+        except Exception as exc:  # noqa: BLE001 - any delivery failure: not durable, so 503
+            self._note_failure(type(exc).__name__, producer, exc)
+            raise KafkaUnavailable(retry_after_s=self.options.retry_after_s) from None
+        self._metrics.produced(topic, loop.time() - started)
         return Position(meta.topic, meta.partition, meta.offset)
 
     def _note_failure(self, kind: str, producer: AIOKafkaProducer,
@@ -273,10 +290,5 @@ class Publisher:
         return None
 
 
-def _delivered(waiter: asyncio.Future[bool], delivery: asyncio.Future[Any]) -> None:
-    # Retrieve the outcome even when nobody waits any more (deadline passed, 503 sent), so
-    # a late failure is not reported as "exception was never retrieved".
-    if not delivery.cancelled():
-        delivery.exception()
-    if not waiter.done():
-        waiter.set_result(True)
+class _Expired(Exception):
+    """A delivery still pending at its deadline (set by the sweeper, never raised by Kafka)."""

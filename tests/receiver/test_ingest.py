@@ -7,6 +7,7 @@ from types import ModuleType
 
 import pytest
 from aiohttp.test_utils import TestClient
+from aiokafka.partitioner import murmur2 as kafka_murmur2
 
 from contracts.envelope import Envelope, decode_envelope
 from contracts.ingest import natterly_auth_token, parse_webhook
@@ -68,6 +69,8 @@ async def test_every_golden_body_is_stored_byte_exact_under_its_key(
         assert env.event_id == want.event_id and env.event_type == want.event_type, name
         assert env.provider == provider and env.aggregate == want.aggregate, name
         assert key == want.record_key and position.topic == topics.for_aggregate(want.aggregate), name
+        # The partition any Kafka client picks for this key: toPositive(murmur2(key)) % n.
+        assert position.partition == (kafka_murmur2(key) & 0x7FFFFFFF) % kafka_settings.partitions, name
     # Nothing else was written: one record per accepted request.
     assert len(records) == len(expected)
 
