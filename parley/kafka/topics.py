@@ -35,29 +35,33 @@ async def apply_topics(k: KafkaSettings, specs: Iterable[TopicSpec]) -> list[Top
     await admin.start()
     try:
         changes = await _apply(admin, k, specs)
-        await _wait_for_leaders(admin, [s.name for s in specs])
+        await _wait_for_leaders(admin, {s.name: s.partitions for s in specs})
         return changes
     finally:
         await admin.close()
 
 
-async def _wait_for_leaders(admin: Any, names: list[str], timeout_s: float = 30.0) -> None:
-    """Return once every partition of ``names`` has a leader.
+async def _wait_for_leaders(admin: Any, partitions: dict[str, int], timeout_s: float = 30.0) -> None:
+    """Return once every topic has at least its wanted number of partitions, each with a leader.
 
-    A topic is created asynchronously: for a moment after CreateTopics answers, its partitions
-    have no leader and produce or ListOffsets requests fail with NotLeaderForPartition. Callers
-    of ``apply_topics`` (``parley topics apply``, ``parley run``, tests) expect usable topics.
+    Topics and new partitions are created asynchronously: for a moment after CreateTopics or
+    CreatePartitions answers, metadata still shows the old partition count or partitions
+    without a leader, and produce or ListOffsets requests fail with NotLeaderForPartition.
+    Callers of ``apply_topics`` (``parley topics apply``, ``parley run``, tests) expect usable
+    topics, partitioned as the specs say.
     """
+    names = list(partitions)
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         described = await admin.describe_topics(names)
         leaderless = [f"{t['topic']}[{p['partition']}]" for t in described
                       for p in t.get("partitions", ()) if p.get("leader", -1) < 0]
-        missing = [t["topic"] for t in described if t.get("error_code") or not t.get("partitions")]
+        missing = [t["topic"] for t in described if t.get("error_code") or not t.get("partitions")
+                   or len(t["partitions"]) < partitions.get(t["topic"], 0)]
         if not leaderless and not missing:
             return
         if asyncio.get_running_loop().time() > deadline:
-            raise KafkaUnavailable(f"topics have no leader after {timeout_s:.0f}s: "
+            raise KafkaUnavailable(f"topics lack partitions or leaders after {timeout_s:.0f}s: "
                                    f"{', '.join((missing + leaderless)[:5])}")
         await asyncio.sleep(0.1)  # polling the metadata with a deadline: no event to wait on
 
