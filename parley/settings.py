@@ -17,7 +17,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
 import msgspec
@@ -117,12 +117,18 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     port: int = 8080
     max_body_bytes: int = 1024 * 1024
     shutdown_timeout_s: float = 15.0
+    #: How long a webhook waits for Kafka's acknowledgement before it is answered 503
+    #: (keep it well under the providers' own timeouts: ChatShipper gives up after 20 s),
+    #: and the ``Retry-After`` seconds that 503 carries.
+    ack_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 5.0
+    retry_after_s: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 5
     api_tokens: tuple[str, ...] = ()
     metrics_public: bool = False
 
     def __repr__(self) -> str:
         return (f"HttpSettings(host={self.host!r}, port={self.port}, "
                 f"max_body_bytes={self.max_body_bytes}, shutdown_timeout_s={self.shutdown_timeout_s}, "
+                f"ack_timeout_s={self.ack_timeout_s}, retry_after_s={self.retry_after_s}, "
                 f"api_tokens=<{len(self.api_tokens)} hidden>, metrics_public={self.metrics_public})")
 
 

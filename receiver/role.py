@@ -32,7 +32,9 @@ class ReceiverRole:
             raise SettingsError("the receiver needs kafka.bootstrap (config file or "
                                 "PARLEY_KAFKA__BOOTSTRAP)")
         self._sources = build_sources(rt.settings.sources)
-        self._options = options
+        http = rt.settings.http
+        self._options = options or PublisherOptions(send_timeout_s=http.ack_timeout_s,
+                                                    retry_after_s=http.retry_after_s)
 
     def install(self, app: web.Application, rt: Runtime) -> None:
         metrics = ReceiverMetrics(rt.registry)

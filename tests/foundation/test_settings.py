@@ -63,6 +63,8 @@ def test_env_overrides_file_and_config_env_var(tmp_path: Path) -> None:
     ("[sources.a]\nprovider = 'natterly'\n", "auth_tokens"),    # missing credentials
     ("[sources.a]\nprovider = 'zendesk'\n", "provider"),        # unknown provider
     ("[kafka\n", "not valid TOML"),
+    ("[http]\nack_timeout_s = 0\n", "$.http.ack_timeout_s"),  # must be > 0
+    ("[http]\nretry_after_s = 0\n", "$.http.retry_after_s"),  # must be >= 1
 ])
 def test_bad_configuration_is_one_clear_error(tmp_path: Path, text: str, needle: str) -> None:
     with pytest.raises(SettingsError) as err:

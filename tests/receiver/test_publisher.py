@@ -117,3 +117,18 @@ async def test_cancelling_the_request_cancels_it(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def test_the_role_takes_its_ack_deadline_and_retry_after_from_the_settings(tmp_path: Any) -> None:
+    from parley.runtime import Runtime
+    from parley.settings import load_settings
+    from receiver.role import ReceiverRole
+
+    cfg = tmp_path / "parley.toml"
+    cfg.write_text('[kafka]\nbootstrap = "127.0.0.1:1"\n[http]\nack_timeout_s = 2.5\n'
+                   'retry_after_s = 9\n[sources.a]\nprovider = "natterly"\nauth_tokens = ["t"]\n')
+    role = ReceiverRole(Runtime.from_settings(load_settings(cfg, env={})))
+    assert (role._options.send_timeout_s, role._options.retry_after_s) == (2.5, 9)
+    defaults = ReceiverRole(Runtime.from_settings(load_settings(cfg, env={
+        "PARLEY_HTTP__ACK_TIMEOUT_S": "5", "PARLEY_HTTP__RETRY_AFTER_S": "5"})))
+    assert (defaults._options.send_timeout_s, defaults._options.retry_after_s) == (5.0, 5)
