@@ -167,3 +167,43 @@ async def _parley(config: Path, *args: str) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+async def test_a_failed_batch_write_fails_the_rebuild_and_the_next_one_starts_clean(
+        kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path) -> None:
+    """Batches are written while the next is folded; a failed write must still fail the
+    rebuild (nothing goes live), and a new rebuild then yields the complete projection."""
+    envs = []
+    for i in range(30):
+        envs += conversation(f"chat-{i}", n_messages=2, start=T0 + timedelta(minutes=i))
+    positions = await produce(kafka_settings, topics, envs)
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}")
+    await store.open()
+    try:
+        commit = store.commit
+        calls = 0
+
+        async def failing_commit(*args: Any) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise OSError("disk full (injected)")
+            await commit(*args)
+
+        store.commit = failing_commit  # type: ignore[method-assign]
+        with pytest.raises(OSError, match="injected"):
+            await rebuild(store, kafka_settings, topics, out=io.StringIO(), max_records=20)
+        assert await store.live_projection() is None  # nothing switched
+        assert calls == 2  # stopped at the failed write, no later batch was written
+
+        assert await store.list_projections() == ["v1"]  # the failed copy, not live
+
+        store.commit = commit  # type: ignore[method-assign]
+        # Rebuilding into the failed copy's name drops it first (docs/projector.md).
+        report = await rebuild(store, kafka_settings, topics, name="v1", out=io.StringIO(),
+                               max_records=20)
+        assert report.name == "v1" and report.records == len(positions)
+        assert await store.live_projection() == "v1"
+        assert len((await snapshot(store, "v1"))["chats"]) == 30
+    finally:
+        await store.close()
