@@ -12,12 +12,6 @@ Steps:
    print. Batches are larger than the runner's (``max_records``, 20,000: one to two
    seconds each), since nobody waits on a copy that is not live yet and every store
    transaction costs a rewrite of the index pages it touches (see :func:`_next_batch`).
-   A batch's transaction is written while the next batch is folded (the store works in a
-   thread of its own, or over the network), one transaction at a time and in order. The
-   folder caches a batch's states before its transaction is done; that is safe here because
-   any failed transaction fails the whole rebuild (the copy never goes live, and the next
-   rebuild drops it), and an aggregate the cache evicted was written at least one batch
-   earlier, whose transaction is complete by then.
 4. When the end offsets read at the start are reached, read the end offsets again and catch
    up to those, so the switch lands close to the head of the log.
 5. ``set_live`` the new copy: reads switch atomically. The live runner notices on its next
@@ -30,8 +24,6 @@ Meanwhile the query API keeps answering from the old copy; it never sees a half-
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
 import re
 import sys
@@ -119,7 +111,6 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
     # Step 2: every partition from the beginning, no consumer group.
     consumer = make_consumer(kafka, group_id=None, max_poll_records=max_records,
                              max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
-    writing: asyncio.Future[None] | None = None  # the previous batch's transaction
     await consumer.start()
     try:
         tps = await event_partitions(kafka, topics)
@@ -132,9 +123,7 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
         print(f"rebuild {name}: replaying {total} records from {len(tps)} partitions "
               f"(live: {previous or 'none'})", file=out, flush=True)
         progress = _Progress(name, total, out, progress_every_s)
-        # Step 1 created the copy empty (fresh). The cache holds several whole batches, so a
-        # state evicted from it was written before the previous batch (see step 3).
-        folder = Folder(store, cache_size=max(200_000, 16 * max_records), fresh=True)
+        folder = Folder(store, cache_size=200_000, fresh=True)  # step 1 created it empty
         dead = 0
         refreshed = False
         while True:
@@ -159,10 +148,8 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
                     dead += len(result.dead)
                     if dead_letters is not None:
                         await dead_letters.send(result.dead, name)
-                if writing is not None:
-                    await writing  # transactions in batch order, one at a time
-                folder.remember(result.states)  # see step 3: before its transaction is done
-                writing = asyncio.ensure_future(store.commit(name, result.rows, result.offsets))
+                await store.commit(name, result.rows, result.offsets)
+                folder.remember(result.states)
                 del result, records
             # What survives a batch (cached states) lives for many batches: take it out of
             # the collector's view, or every few batches a full collection walks the whole
@@ -171,14 +158,8 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
             # fold's states and refs have none.
             gc.freeze()
             progress.add(n)
-        if writing is not None:
-            await writing
     finally:
         gc.unfreeze()
-        if writing is not None and not writing.done():
-            writing.cancel()  # the rebuild failed: its copy is dropped by the next one
-            with contextlib.suppress(BaseException):
-                await writing
         await consumer.stop()
     progress.add(0, force=True)
 

@@ -171,8 +171,8 @@ async def _parley(config: Path, *args: str) -> tuple[int, str, str]:
 
 async def test_a_failed_batch_write_fails_the_rebuild_and_the_next_one_starts_clean(
         kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path) -> None:
-    """Batches are written while the next is folded; a failed write must still fail the
-    rebuild (nothing goes live), and a new rebuild then yields the complete projection."""
+    """A failed batch write fails the rebuild (nothing goes live, no later batch is written),
+    and a new rebuild into that name then yields the complete projection."""
     envs = []
     for i in range(30):
         envs += conversation(f"chat-{i}", n_messages=2, start=T0 + timedelta(minutes=i))
