@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import msgspec
@@ -19,55 +19,13 @@ from consumers.search.backends import search_index_for
 from consumers.search.index import SearchIndex, SqliteSearchIndex
 from consumers.search.pg_index import PgSearchIndex, tsquery
 from consumers.search.queries import SearchQuery
-from contracts.domain import (
-    AgentRef,
-    Author,
-    ChatAccepted,
-    ChatClosed,
-    ChatStarted,
-    ChatUpdated,
-    DepartmentRef,
-    DomainEvent,
-    MessageDeleted,
-    MessageEdited,
-    MessagePosted,
-    SiteRef,
-    VisitorRef,
-)
+from contracts.domain import DomainEvent, MessageDeleted, MessageEdited
 from contracts.topics import Topics
 from parley.http import build_app
 from parley.runtime import Runtime
 from parley.settings import KafkaSettings, Settings, StoreSettings
+from tests.consumers.consumer_kit.domain_events import T, chat_events, common
 from tests.projector.test_runner_kit import conversation, eventually, produce
-
-T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def _common(eid: str, at: datetime, source: str = "acme") -> dict[str, object]:
-    return {"event_id": eid, "occurred_at": at, "provider": "natterly", "source": source}
-
-
-def _chat(cid: str, *, subject: str, texts: list[str], at: datetime = T, source: str = "acme",
-          agent: str | None = None, closed: bool = False, visitor: str = "Vera Visitor"
-          ) -> list[DomainEvent]:
-    events: list[DomainEvent] = [
-        ChatStarted(**_common(f"{cid}-s", at, source), chat_id=cid, initiated_at=at),
-        ChatUpdated(**_common(f"{cid}-u", at, source), chat_id=cid, subject=subject,
-                    department=DepartmentRef(id="d1", name="Billing"),
-                    site=SiteRef(id="s1", name="Webshop"), visitor=VisitorRef(id="v", name=visitor)),
-    ]
-    for i, text in enumerate(texts):
-        events.append(MessagePosted(**_common(f"{cid}-m{i}", at + timedelta(minutes=i), source),
-                                    chat_id=cid, message_id=f"m{i}", text=text,
-                                    author=Author(role="visitor", name=visitor),
-                                    posted_at=at + timedelta(minutes=i)))
-    if agent:
-        events.append(ChatAccepted(**_common(f"{cid}-a", at, source), chat_id=cid,
-                                   agent=AgentRef(id=agent.lower(), name=agent)))
-    if closed:
-        events.append(ChatClosed(**_common(f"{cid}-c", at + timedelta(hours=1), source),
-                                 chat_id=cid, closed_at=at + timedelta(hours=1)))
-    return events
 
 
 @pytest.fixture
@@ -89,9 +47,9 @@ def test_user_text_never_becomes_tsquery_syntax() -> None:
 
 
 async def test_ranked_chats_with_highlighted_snippets(index: PgSearchIndex) -> None:
-    await index.apply(_chat("c1", subject="Order question", texts=["where is my parcel"])
-                      + _chat("c2", subject="Refund", texts=["refund please", "refund refund now"])
-                      + _chat("c3", subject="Hello", texts=["I would like a refund of my order"]))
+    await index.apply(chat_events("c1", subject="Order question", texts=["where is my parcel"])
+                      + chat_events("c2", subject="Refund", texts=["refund please", "refund refund now"])
+                      + chat_events("c3", subject="Hello", texts=["I would like a refund of my order"]))
     page = await index.search(SearchQuery(q="refund"))
     assert page.hits[0].chat_id == "c2"  # most relevant first
     assert {h.chat_id for h in page.hits} == {"c2", "c3"}  # one hit per chat
@@ -106,7 +64,7 @@ async def test_ranked_chats_with_highlighted_snippets(index: PgSearchIndex) -> N
 async def test_filters_and_pagination(index: PgSearchIndex) -> None:
     events: list[DomainEvent] = []
     for i in range(25):
-        events += _chat(f"c{i:02}", subject="invoice", texts=[f"invoice number {i}"],
+        events += chat_events(f"c{i:02}", subject="invoice", texts=[f"invoice number {i}"],
                         at=T + timedelta(days=i), source="acme" if i % 2 else "shop",
                         agent="Alice" if i % 3 == 0 else "Bob", closed=i % 5 == 0)
     await index.apply(events)
@@ -129,19 +87,19 @@ async def test_filters_and_pagination(index: PgSearchIndex) -> None:
 
 
 async def test_idempotent_and_edits_and_deletes_update_the_index(index: PgSearchIndex) -> None:
-    events = _chat("c1", subject="Hi", texts=["the blue parrot", "green apples"])
+    events = chat_events("c1", subject="Hi", texts=["the blue parrot", "green apples"])
     await index.apply(events)
     await index.apply(events)  # redelivered
     await index.apply(list(reversed(events)))  # and out of order
     assert await _ids(index, "parrot") == ["c1"]
-    edited = MessageEdited(**_common("e1", T + timedelta(hours=2)), chat_id="c1",
+    edited = MessageEdited(**common("e1", T + timedelta(hours=2)), chat_id="c1",
                            message_id="m0", text="the red squirrel", edited_at=T + timedelta(hours=2))
     await index.apply([edited])
     assert await _ids(index, "parrot") == []
     assert await _ids(index, "squirrel") == ["c1"]
     await index.apply(events)  # a late redelivery of the original post does not undo the edit
     assert await _ids(index, "parrot") == [] and await _ids(index, "squirrel") == ["c1"]
-    await index.apply([MessageDeleted(**_common("d1", T + timedelta(hours=3)), chat_id="c1",
+    await index.apply([MessageDeleted(**common("d1", T + timedelta(hours=3)), chat_id="c1",
                                       message_id="m1", deleted_at=T + timedelta(hours=3))])
     assert await _ids(index, "apples") == []
     await index.apply(events)  # a deletion is final
@@ -156,7 +114,7 @@ async def test_same_hits_as_the_sqlite_index(index: PgSearchIndex, tmp_path: Pat
     events: list[DomainEvent] = []
     for i in range(30):
         texts = [" ".join(rng.sample(words, 3)) for _ in range(rng.randrange(1, 4))]
-        events += _chat(f"c{i}", subject=rng.choice(words), texts=texts, at=T + timedelta(hours=i),
+        events += chat_events(f"c{i}", subject=rng.choice(words), texts=texts, at=T + timedelta(hours=i),
                         source=rng.choice(["acme", "shop"]), agent=rng.choice([None, "Alice", "Bob"]),
                         closed=rng.random() < 0.3)
     rng.shuffle(events)
