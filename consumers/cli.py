@@ -76,7 +76,7 @@ def _name(name: str, settings: Settings) -> str:
 def _cmd_consumer(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.role import ConsumerRole
     from parley.http import build_app, serve
-    from parley.logs import setup_logging
+    from parley.logs import log_secrets, setup_logging
     from parley.runtime import Runtime
 
     if args.port is not None:
@@ -86,7 +86,7 @@ def _cmd_consumer(args: argparse.Namespace, settings: Settings) -> int:
     async def main() -> int:
         rt = Runtime.from_settings(settings)
         role = ConsumerRole(rt, args.name)
-        setup_logging(settings.log_level, (*settings.all_secrets(), *role.secrets()))
+        setup_logging(settings.log_level, log_secrets(settings, [role]))
         await serve(build_app(rt, [role]), rt)
         return 0
 

@@ -57,7 +57,7 @@ class BuiltinConsumersRole:
 
     def secrets(self) -> tuple[str, ...]:
         """The consumers' own secrets, for log redaction (``parley run`` adds them)."""
-        return tuple(s for c in self.service.consumers for s in c.secrets)
+        return self.service.secrets()
 
     def install(self, app: web.Application, rt: Runtime) -> None:
         _install_index(app, self.index)
@@ -83,7 +83,7 @@ class ConsumerRole:
 
     def secrets(self) -> tuple[str, ...]:
         """The consumer's own secrets, for log redaction."""
-        return tuple(s for c in self.service.consumers for s in c.secrets)
+        return self.service.secrets()
 
     def install(self, app: web.Application, rt: Runtime) -> None:
         if self.index is not None:

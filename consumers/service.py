@@ -49,6 +49,10 @@ class ConsumerService:
             self.metrics, stuck_after_s=stuck_after_s, interval_s=lag_interval_s)
         self._refreshed = 0.0
 
+    def secrets(self) -> tuple[str, ...]:
+        """The consumers' own secrets, for log redaction."""
+        return tuple(s for c in self.consumers for s in c.secrets)
+
     def _runner(self, c: Consumer) -> ConsumerRunner:
         runner = ConsumerRunner(c, self.rt.settings.kafka, self.rt.topics, self.metrics,
                                 secrets=self.rt.settings.all_secrets(), options=self._options)

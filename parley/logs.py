@@ -11,8 +11,13 @@ import logging
 import sys
 import time
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import orjson
+
+if TYPE_CHECKING:
+    from parley.runtime import Role
+    from parley.settings import Settings
 
 _STD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
@@ -51,3 +56,10 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     # aiokafka logs each failed reconnect at ERROR; our own metrics and /readyz report outages.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL if level.upper() != "DEBUG"
                                            else logging.DEBUG)
+
+
+def log_secrets(settings: Settings, roles: Iterable[Role] = ()) -> tuple[str, ...]:
+    """Every secret the logs must never show: the settings' and the roles' own (a role with
+    secrets the settings don't list, such as a consumer's side file, has ``secrets()``)."""
+    own = (s for role in roles for s in getattr(role, "secrets", tuple)())
+    return (*settings.all_secrets(), *own)

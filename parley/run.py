@@ -9,24 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
 
 from parley.http import build_app, serve
-from parley.logs import setup_logging
+from parley.logs import log_secrets, setup_logging
 from parley.roles import roles_for
-from parley.runtime import Role, Runtime
+from parley.runtime import Runtime
 from parley.settings import Settings
 
 log = logging.getLogger("parley.run")
-
-
-def log_secrets(settings: Settings, roles: Iterable[Role]) -> tuple[str, ...]:
-    """Every secret the logs must never show: the settings' and the roles' own."""
-    own = (s for role in roles for s in getattr(role, "secrets", tuple)())
-    return (*settings.all_secrets(), *own)
 
 
 async def run_all(settings: Settings) -> int:

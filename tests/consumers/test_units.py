@@ -151,7 +151,7 @@ def test_parley_run_redacts_secrets_that_only_the_side_file_holds(
     """``parley run`` builds its consumers after logging is set up; their secrets (here from
     ``$PARLEY_CONSUMERS_CONFIG``, which the settings never see) must be redacted too."""
     from consumers.role import BuiltinConsumersRole
-    from parley.run import log_secrets
+    from parley.logs import log_secrets
     from parley.runtime import Runtime
 
     token, signing = "side-file-crm-token-5f2a", "side-file-signing-secret-9c1e"
