@@ -22,6 +22,7 @@ import pytest
 from contracts.topics import Topics
 from parley.kafka.launcher import LocalKafka, free_ports
 from parley.settings import KafkaSettings
+from tests.pg_fixture import fresh_schema, shared_postgres
 
 TEST_PARTITIONS = 3
 
@@ -119,3 +120,17 @@ def private_kafka(tmp_path: Path) -> Iterator[Callable[..., LocalKafka]]:
     yield start
     for kafka in started:
         kafka.down(wipe=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A DSN of the session's PostgreSQL server (see tests/pg_fixture.py), started on first use."""
+    with shared_postgres() as dsn:
+        yield dsn
+
+
+@pytest.fixture
+async def pg_url(postgres_dsn: str) -> AsyncIterator[str]:
+    """A ``postgresql://`` store URL with a schema of this test's own."""
+    async with fresh_schema(postgres_dsn) as url:
+        yield url

@@ -7,16 +7,9 @@
    (binaries from the ``pgserver`` package on PyPI, else Debian's ``postgresql``), in a
    temporary directory, stopped and wiped at the end of the session.
 
-Fixtures wrap :func:`shared_postgres` (one server per session, however many test modules
-ask for it) and :func:`fresh_schema` (each test its own schema, dropped afterwards)::
-
-    @pytest.fixture(scope="session")
-    def postgres_dsn() -> Iterator[str]:
-        with shared_postgres() as dsn:
-            yield dsn
-
-``tests/scale/conftest.py`` defines ``postgres_dsn`` and ``pg_url`` so; other directories'
-modules may define the same two fixtures the same way.
+The fixtures ``postgres_dsn`` and ``pg_url`` in tests/conftest.py wrap :func:`shared_postgres`
+(one server per session, however many test modules ask for it) and :func:`fresh_schema`
+(each test its own schema, dropped afterwards).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import random
 import signal
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -29,19 +29,7 @@ from projector.postgres_store import PostgresStore, StoreConflict, parse_postgre
 from projector.store import Store
 from projector.stores import open_store
 from projector.views import row_for
-from tests.pg_fixture import fresh_schema, shared_postgres, with_options
-
-
-@pytest.fixture(scope="session")
-def postgres_dsn() -> Iterator[str]:
-    with shared_postgres() as dsn:
-        yield dsn
-
-
-@pytest.fixture
-async def pg_url(postgres_dsn: str) -> AsyncIterator[str]:
-    async with fresh_schema(postgres_dsn) as url:
-        yield url
+from tests.pg_fixture import with_options
 
 
 async def _opened(url: str) -> PostgresStore:
