@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-import signal
-import sys
-import textwrap
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 from store_contract import StoreContract, chat, visitor
+from store_crash_kit import kill_mid_commits
 
 from contracts.domain import VisitorSeen
 from projector.errors import StoreError, StoreUnavailable, UnsupportedStore
@@ -264,56 +261,7 @@ async def test_long_projection_names_do_not_collide(pg_url: str) -> None:
 
 # ---------------------------------------------------------------------------- SIGKILL
 
-_CRASHER = textwrap.dedent(
-    """
-    import asyncio, sys
-    from projector.stores import open_store
-    from projector.views import Row
-
-    async def main(url: str, rows_per_commit: int) -> None:
-        store = open_store(url)
-        await store.open()
-        await store.create_projection("p1")
-        offset = (await store.offsets("p1")).get(("t", 0), 0)
-        while True:
-            rows = [Row(kind="chat", id=f"c{i}", state=str(offset).encode(), view=str(offset).encode(),
-                        chat_id=f"c{i}", sort_key="0") for i in range(rows_per_commit)]
-            offset += 1
-            await store.commit("p1", rows, {("t", 0): offset})
-            print(offset, flush=True)
-
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
-    """
-)
-
 
 async def test_sigkill_mid_commit_never_splits_rows_from_offsets(pg_url: str) -> None:
-    rows_per_commit = 2000
-    rng = random.Random()
-    observer = await _opened(pg_url)
-    offset = 0
-    try:
-        for _ in range(3):
-            target = offset + rng.randrange(1, 6)
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", _CRASHER, pg_url, str(rows_per_commit),
-                stdout=asyncio.subprocess.PIPE)
-            try:
-                assert proc.stdout is not None
-                # Kill it as soon as it reports commit ``target``: it is then inside the next one.
-                while int(await proc.stdout.readline() or b"-1") < target:
-                    assert proc.returncode is None, "the committing process died on its own"
-                proc.send_signal(signal.SIGKILL)
-                await asyncio.wait_for(proc.wait(), 30)
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-            offset = (await observer.offsets("p1"))[("t", 0)]
-            assert offset >= target
-            refs = [AggregateRef("chat", f"c{i}") for i in range(rows_per_commit)]
-            states = set((await observer.load("p1", refs)).values())
-            assert states == {str(offset - 1).encode()}, f"rows from several commits at {offset}"
-    finally:
-        await observer.close()
+    await kill_mid_commits(pg_url, rounds=3, max_step=6)
 

@@ -3,22 +3,16 @@ WAL and its pragmas, URL handling, busy handling, and atomicity under SIGKILL.""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import random
-import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from store_contract import StoreContract, chat
+from store_crash_kit import kill_mid_commits
 
 from projector.errors import StoreUnavailable, UnsupportedStore
-from projector.fold import AggregateRef
 from projector.sqlite_store import SqliteStore
 from projector.store import Store
 from projector.stores import open_store
@@ -198,67 +192,8 @@ async def test_reader_sees_last_commit_while_a_writer_holds_the_lock(tmp_path: P
         await store.close()
 
 
-_CRASHER = textwrap.dedent(
-    """
-    import asyncio, sys
-    from projector.stores import open_store
-    from projector.views import Row
-
-    async def main(url: str, rows_per_commit: int) -> None:
-        store = open_store(url)
-        await store.open()
-        await store.create_projection("p1")
-        offset = (await store.offsets("p1")).get(("t", 0), 0)
-        while True:
-            rows = [Row(kind="chat", id=f"c{i}", state=str(offset).encode(), view=str(offset).encode(),
-                        chat_id=f"c{i}", sort_key="0") for i in range(rows_per_commit)]
-            offset += 1
-            await store.commit("p1", rows, {("t", 0): offset})
-            print(offset, flush=True)  # then straight on to the next commit
-
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
-    """
-)
-
-
-async def _check_consistent(url: str, rows_per_commit: int) -> int:
-    store = open_store(url)
-    await store.open()
-    try:
-        offset = (await store.offsets("p1")).get(("t", 0), 0)
-        refs = [AggregateRef("chat", f"c{i}") for i in range(rows_per_commit)]
-        states = set((await store.load("p1", refs)).values())
-        assert states == {str(offset - 1).encode()}, f"rows from several commits at offset {offset}"
-        return offset
-    finally:
-        await store.close()
-
-
 @pytest.mark.slow
-def test_sigkill_mid_commit_never_splits_rows_from_offsets(sqlite_url: str) -> None:
+async def test_sigkill_mid_commit_never_splits_rows_from_offsets(sqlite_url: str) -> None:
     """SIGKILL a process that commits in a loop, at a random commit each time, five times:
     the rows in the file are always exactly those of the commit the stored offset names."""
-    rows_per_commit = 2000
-    rng = random.Random()
-    offset = 0
-    for _ in range(5):
-        target = offset + rng.randrange(1, 8)
-        proc = subprocess.Popen(
-            [sys.executable, "-c", _CRASHER, sqlite_url, str(rows_per_commit)],
-            stdout=subprocess.PIPE,
-        )
-        try:
-            assert proc.stdout is not None
-            # Kill it as soon as it reports commit ``target``: it is then inside the next one.
-            while int(proc.stdout.readline() or b"-1") < target:
-                assert proc.poll() is None, "the committing process died on its own"
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
-        offset = asyncio.run(_check_consistent(sqlite_url, rows_per_commit))
-        assert offset >= target
+    await kill_mid_commits(sqlite_url, rounds=5, max_step=8)
