@@ -11,7 +11,6 @@ store: nothing lost, nothing counted twice.
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import random
 import signal
@@ -28,7 +27,6 @@ from contracts.topics import Topics
 from parley.kafka.clients import make_producer
 from parley.kafka.launcher import free_ports
 from parley.settings import KafkaSettings
-from projector.rebuild import rebuild
 from projector.store import Store
 from projector.stores import open_store
 from tests.projector.test_runner_kit import (
@@ -39,6 +37,7 @@ from tests.projector.test_runner_kit import (
     eventually,
     last_positions,
     produce,
+    rebuilt_snapshot,
     shipper_conversation,
     snapshot,
     write_config,
@@ -160,15 +159,12 @@ async def test_sigkill_mid_batch_restart_equals_clean_rebuild(
     finally:
         await observer.close()
 
-    clean = open_store(f"sqlite:///{tmp_path / 'clean.db'}")
-    await clean.open()
     try:
-        report = await rebuild(clean, kafka_settings, topics, out=io.StringIO())
-        assert report.records == len(positions)
-        rebuilt = await snapshot(clean, report.name)
+        report, rebuilt = await rebuilt_snapshot(kafka_settings, topics,
+                                                 f"sqlite:///{tmp_path / 'clean.db'}")
     finally:
-        await clean.close()
         await delete_dlq(kafka_settings, topics)
+    assert report.records == len(positions)
     assert rebuilt["counts"] == recovered["counts"]
     assert len(recovered["chats"]) == 330
     assert recovered == rebuilt

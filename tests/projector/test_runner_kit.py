@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from parley.kafka.clients import make_admin, make_producer
 from parley.settings import KafkaSettings
 from projector.dlq import KafkaDeadLetters
 from projector.metrics import ProjectorMetrics
+from projector.rebuild import RebuildReport, rebuild
 from projector.runner import Folder, Runner, RunnerOptions, Watermarks
 from projector.store import Store
 from projector.stores import open_store
@@ -274,6 +276,20 @@ async def snapshot(store: Store, projection: str) -> dict[str, Any]:
     agents = [orjson.loads(v) for v in await store.list_agents(projection)]
     return {"chats": sorted(chats, key=lambda c: c["id"]), "messages": messages,
             "visitors": visitors, "agents": agents, "counts": await store.counts(projection)}
+
+
+
+async def rebuilt_snapshot(kafka: KafkaSettings, topics: Topics, store_url: str = "memory://"
+                           ) -> tuple[RebuildReport, dict[str, Any]]:
+    """A clean rebuild of the whole log into a fresh store, and its snapshot: what a live
+    projection must equal after crashes, restarts or broker failures."""
+    clean = open_store(store_url)
+    await clean.open()
+    try:
+        report = await rebuild(clean, kafka, topics, out=io.StringIO())
+        return report, await snapshot(clean, report.name)
+    finally:
+        await clean.close()
 
 
 # ----------------------------------------------------------------------------- config

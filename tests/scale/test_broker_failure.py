@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import signal
 import time
 from collections import Counter
@@ -42,8 +41,7 @@ from parley.kafka.launcher import LocalKafka
 from parley.kafka.topics import apply_topics
 from parley.runtime import Runtime
 from parley.settings import KafkaSettings, Settings, SourceSettings
-from projector.rebuild import event_partitions, rebuild
-from projector.stores import open_store
+from projector.rebuild import event_partitions
 from receiver.publisher import PublisherOptions
 from receiver.role import ReceiverRole
 from tests.projector.test_runner_kit import (
@@ -53,6 +51,7 @@ from tests.projector.test_runner_kit import (
     delete_dlq,
     eventually,
     natterly_body,
+    rebuilt_snapshot,
     running_projector,
     snapshot,
 )
@@ -196,15 +195,12 @@ async def test_leader_killed_during_ingest_loses_no_acknowledged_webhook(
     assert set(listed) == in_log
     assert sum(c["message_count"] for c in projected["chats"]) == len(in_log)
 
-    clean = open_store("memory://")
-    await clean.open()
     try:
-        report = await rebuild(clean, settings_k, topics, out=io.StringIO())
-        assert await snapshot(clean, report.name) == projected
+        _, rebuilt = await rebuilt_snapshot(settings_k, topics)
     finally:
-        await clean.close()
         with contextlib.suppress(Exception):
             await delete_dlq(settings_k, topics)
+    assert rebuilt == projected
     print(f"answers: {dict(statuses)}; killed node {leader} (leader of {topic}[{partition}])")
     # Done with this cluster: SIGKILL is enough (the fixture wipes it), and much faster than
     # three controlled shutdowns.

@@ -17,7 +17,6 @@ projectors at once. At the end, the store must hold exactly what a clean rebuild
 from __future__ import annotations
 
 import asyncio
-import io
 import signal
 from pathlib import Path
 
@@ -30,9 +29,16 @@ from contracts.topics import Topics
 from parley.kafka.launcher import free_ports
 from parley.settings import KafkaSettings
 from projector.postgres_store import PostgresStore
-from projector.rebuild import rebuild
 from projector.stores import open_store
-from tests.projector.test_runner_kit import TOKEN, applied, delete_dlq, eventually, snapshot, write_config
+from tests.projector.test_runner_kit import (
+    TOKEN,
+    applied,
+    delete_dlq,
+    eventually,
+    rebuilt_snapshot,
+    snapshot,
+    write_config,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -125,15 +131,12 @@ async def test_three_projectors_two_receivers_rebalancing_equal_a_clean_rebuild(
     finally:
         await observer.close()
 
-    clean = open_store(f"sqlite:///{tmp_path / 'clean.db'}")
-    await clean.open()
     try:
-        report = await rebuild(clean, kafka_settings, topics, out=io.StringIO())
-        assert report.records == len(positions)
-        rebuilt = await snapshot(clean, report.name)
+        report, rebuilt = await rebuilt_snapshot(kafka_settings, topics,
+                                                 f"sqlite:///{tmp_path / 'clean.db'}")
     finally:
-        await clean.close()
         await delete_dlq(kafka_settings, topics)
+    assert report.records == len(positions)
     assert recovered["counts"] == rebuilt["counts"]
     assert len(recovered["chats"]) == CHATS
     assert recovered == rebuilt
