@@ -31,6 +31,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import contextlib  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
@@ -52,7 +53,7 @@ from contracts.envelope import encode_envelope  # noqa: E402
 from contracts.ingest import parse_webhook  # noqa: E402
 from contracts.topics import Topics  # noqa: E402
 from parley.kafka.clients import make_admin, make_consumer, make_producer  # noqa: E402
-from parley.kafka.launcher import LocalKafka, free_ports  # noqa: E402
+from parley.kafka.launcher import throwaway_kafka  # noqa: E402
 from parley.kafka.topics import apply_topics  # noqa: E402
 from parley.settings import KafkaSettings  # noqa: E402
 
@@ -217,18 +218,10 @@ def main() -> None:
     args = parser.parse_args()
     # aiokafka logs transient metadata misses (a topic just created) at ERROR; not our figures.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    bootstrap = os.environ.get("PARLEY_BENCH_KAFKA")
-    kafka = None
-    if not bootstrap:
-        root = Path(tempfile.mkdtemp(prefix="parley-bench-kafka-"))
-        broker, controller = free_ports(2)
-        kafka = LocalKafka(root, ports=[broker], controller_ports=[controller], heap_mb=768)
-        bootstrap = kafka.up().bootstrap
-    try:
+    with contextlib.ExitStack() as stack:
+        bootstrap = os.environ.get("PARLEY_BENCH_KAFKA") or stack.enter_context(
+            throwaway_kafka("parley-bench-kafka-", heap_mb=768)).bootstrap
         results = asyncio.run(bench(bootstrap, args.events, args.runs))
-    finally:
-        if kafka is not None:
-            kafka.down(wipe=True)
     report(results, args.events)
 
 

@@ -158,16 +158,10 @@ def kafka_bootstrap() -> object:
     if configured:
         yield configured, "PARLEY_BENCH_KAFKA"
         return
-    from parley.kafka.launcher import LocalKafka, free_ports
+    from parley.kafka.launcher import throwaway_kafka
 
-    root = Path(tempfile.mkdtemp(prefix="parley-bench-receiver-"))
-    broker, controller = free_ports(2)
-    kafka = LocalKafka(root, ports=[broker], controller_ports=[controller], heap_mb=1024)
-    state = kafka.up()
-    try:
+    with throwaway_kafka("parley-bench-receiver-", heap_mb=1024) as state:
         yield state.bootstrap, f"LocalKafka {state.kafka_version} (1 node, started for this run)"
-    finally:
-        kafka.down(wipe=True)
 
 
 async def bench(args: argparse.Namespace, bootstrap: str) -> list[dict[str, dict[str, object]]]:

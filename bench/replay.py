@@ -56,6 +56,7 @@ sys.path[:0] = [str(_ROOT), str(_HERE)]
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import contextlib  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -69,7 +70,7 @@ import uuid  # noqa: E402
 from typing import Any  # noqa: E402
 
 from contracts.topics import Topics  # noqa: E402
-from parley.kafka.launcher import LocalKafka, free_ports  # noqa: E402
+from parley.kafka.launcher import throwaway_kafka  # noqa: E402
 from parley.kafka.topics import apply_topics  # noqa: E402
 from parley.settings import KafkaSettings  # noqa: E402
 
@@ -312,22 +313,16 @@ def main() -> int:
         run_child(args.child, args)
         return 0
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    bootstrap = os.environ.get("PARLEY_BENCH_KAFKA")
-    kafka = None
-    if not bootstrap:
-        root = Path(tempfile.mkdtemp(prefix="parley-bench-kafka-"))
-        broker, controller = free_ports(2)
-        kafka = LocalKafka(root, ports=[broker], controller_ports=[controller], heap_mb=1024)
-        bootstrap = kafka.up().bootstrap
-    prefix = f"replay{uuid.uuid4().hex[:8]}"
-    try:
-        return bench(args, bootstrap, prefix)
-    finally:
-        if kafka is None:
-            delete_topics(bootstrap, prefix)
-        else:
-            kafka.down(wipe=True)
-            shutil.rmtree(kafka.root, ignore_errors=True)
+    configured = os.environ.get("PARLEY_BENCH_KAFKA")
+    with contextlib.ExitStack() as stack:
+        bootstrap = configured or stack.enter_context(
+            throwaway_kafka("parley-bench-kafka-", heap_mb=1024)).bootstrap
+        prefix = f"replay{uuid.uuid4().hex[:8]}"
+        try:
+            return bench(args, bootstrap, prefix)
+        finally:
+            if configured:  # a shared broker: leave nothing behind (a throwaway one is wiped)
+                delete_topics(bootstrap, prefix)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from contracts.topics import Topics
-from parley.kafka.launcher import LocalKafka, free_ports
+from parley.kafka.launcher import LocalKafka, free_ports, throwaway_kafka
 from parley.settings import KafkaSettings
 from tests.pg_fixture import fresh_schema, shared_postgres
 
@@ -60,14 +59,8 @@ def kafka_bootstrap() -> Iterator[str]:
         with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
             yield container.get_bootstrap_server()
         return
-    root = Path(tempfile.mkdtemp(prefix="parley-test-kafka-"))
-    broker, controller = free_ports(2)
-    kafka = LocalKafka(root, ports=[broker], controller_ports=[controller], heap_mb=768)
-    kafka.up()
-    try:
-        yield kafka.load_state().bootstrap  # type: ignore[union-attr]
-    finally:
-        kafka.down(wipe=True)
+    with throwaway_kafka("parley-test-kafka-", heap_mb=768) as state:
+        yield state.bootstrap
 
 
 @pytest.fixture

@@ -22,9 +22,10 @@ import re
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -400,6 +401,19 @@ class LocalKafka:
         return [NodeStatus(node_id=n.node_id, port=n.port, pid=n.pid, running=self.is_running(n),
                            log=str(self.node_dir(n.node_id) / "server.log")) for n in state.nodes]
 
+
+
+@contextlib.contextmanager
+def throwaway_kafka(prefix: str, *, heap_mb: int = 768) -> Iterator[ClusterState]:
+    """A one-node LocalKafka on free ports in a new temporary directory named ``prefix…``,
+    for one test session or benchmark run: stopped and removed when the block ends."""
+    broker, controller = free_ports(2)
+    kafka = LocalKafka(Path(tempfile.mkdtemp(prefix=prefix)), ports=[broker],
+                       controller_ports=[controller], heap_mb=heap_mb)
+    try:
+        yield kafka.up()
+    finally:
+        kafka.down(wipe=True)
 
 def _exited(pid: int) -> bool:
     try:
