@@ -3,6 +3,9 @@ drifted configs and keeps the overrides it does not manage."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
@@ -15,6 +18,17 @@ from parley.settings import KafkaSettings
 async def _configs(admin: AIOKafkaAdminClient, topic: str) -> dict[str, str]:
     responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
     return {e[0]: e[1] for resp in responses for res in resp.resources for e in res[4]}
+
+
+async def _configs_once(admin: AIOKafkaAdminClient, topic: str, key: str, value: str,
+                        timeout_s: float = 30.0) -> dict[str, str]:
+    """The topic's configs once ``key`` reads ``value``: an AlterConfigs is acknowledged by the
+    controller before every broker's metadata shows it."""
+    deadline = time.monotonic() + timeout_s
+    while (configs := await _configs(admin, topic)).get(key) != value:
+        assert time.monotonic() < deadline, f"{topic}: {key} still {configs.get(key)!r}, not {value!r}"
+        await asyncio.sleep(0.1)  # polling the broker's view with a deadline
+    return configs
 
 
 async def test_apply_is_idempotent_raises_partitions_and_repairs_only_its_own_configs(
@@ -31,15 +45,14 @@ async def test_apply_is_idempotent_raises_partitions_and_repairs_only_its_own_co
         # Out of band: an operator's own override, and drift in one Parley manages.
         await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, spec.name, configs={
             "retention.ms": "3600000", "segment.ms": "7200000"})])
-        drifted = await _configs(admin, spec.name)
-        assert drifted["retention.ms"] == "3600000" and drifted["segment.ms"] == "7200000"
+        drifted = await _configs_once(admin, spec.name, "retention.ms", "3600000")
+        assert drifted["segment.ms"] == "7200000"
 
         more = TopicSpec(name=spec.name, key="id", partitions=4)
         changes = await apply_topics(kafka_settings, [more])
         assert len(changes) == 1 and changes[0].action == "updated"
         assert "retention.ms=-1" in changes[0].detail and "partitions 2 -> 4" in changes[0].detail
-        after = await _configs(admin, spec.name)
-        assert after["retention.ms"] == "-1"  # repaired: event topics keep everything
+        after = await _configs_once(admin, spec.name, "retention.ms", "-1")  # repaired
         assert after["segment.ms"] == "7200000"  # not Parley's: left as the operator set it
         described = await admin.describe_topics([spec.name])
         assert len(described[0]["partitions"]) == 4
