@@ -90,7 +90,9 @@ def _cmd_consumer(args: argparse.Namespace, settings: Settings) -> int:
         await serve(build_app(rt, [role]), rt)
         return 0
 
-    return asyncio.run(main())
+    from parley.loop import run
+
+    return run(main(), settings.event_loop)
 
 
 def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:

@@ -149,9 +149,10 @@ def _cmd_topics_apply(args: argparse.Namespace, settings: Settings) -> int:
 
 # ------------------------------------------------------------------------------- run
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from parley.loop import run
     from parley.run import run_all
 
-    return asyncio.run(run_all(settings))
+    return run(run_all(settings), settings.event_loop)
 
 
 if __name__ == "__main__":  # pragma: no cover

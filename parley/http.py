@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from parley.loop import loop_name
 from parley.runtime import Role, Runtime
 
 log = logging.getLogger("parley.http")
@@ -141,7 +142,8 @@ async def serve(app: web.Application, rt: Runtime, *, stop: asyncio.Event | None
     await runner.setup()
     site = web.TCPSite(runner, rt.settings.http.host, rt.settings.http.port)
     await site.start()
-    log.info("listening", extra={"url": f"http://{rt.settings.http.host}:{rt.settings.http.port}"})
+    log.info("listening", extra={"url": f"http://{rt.settings.http.host}:{rt.settings.http.port}",
+                                 "event_loop": loop_name(loop)})
     try:
         await stop.wait()
     finally:

@@ -163,12 +163,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     consumers: dict[str, dict[str, object]] = {}
     data_dir: str = ".parley"
     log_level: str = "INFO"
+    #: The event loop of the long-running commands (parley.loop): "auto" is uvloop where it
+    #: is installed (a dependency on Linux and macOS), else asyncio.
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
     def __repr__(self) -> str:
         # Consumer tables are free-form and may hold credentials: show only their names.
         return (f"Settings(kafka={self.kafka!r}, http={self.http!r}, store={self.store!r}, "
                 f"sources={self.sources!r}, consumers={sorted(self.consumers)!r}, "
-                f"data_dir={self.data_dir!r}, log_level={self.log_level!r})")
+                f"data_dir={self.data_dir!r}, log_level={self.log_level!r}, "
+                f"event_loop={self.event_loop!r})")
 
     def all_secrets(self) -> tuple[str, ...]:
         """Every configured secret value: for redaction checks and leak tests."""
@@ -192,7 +196,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 _SECRET_WORDS = ("secret", "token", "password", "auth_value", "api_key")
 # Top-level scalar keys that `PARLEY_<KEY>` (no `__`) may override.
-_TOP_LEVEL_ENV = {"PARLEY_DATA_DIR": "data_dir", "PARLEY_LOG_LEVEL": "log_level"}
+_TOP_LEVEL_ENV = {"PARLEY_DATA_DIR": "data_dir", "PARLEY_LOG_LEVEL": "log_level",
+                  "PARLEY_EVENT_LOOP": "event_loop"}
 
 
 def _parse_env_value(raw: str) -> object:

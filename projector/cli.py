@@ -54,7 +54,9 @@ def _cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
         rt = Runtime.from_settings(settings)
         await serve(build_app(rt, [ProjectorRole(rt, options)]), rt)
 
-    asyncio.run(main())
+    from parley.loop import run
+
+    run(main(), settings.event_loop)
     return 0
 
 
@@ -86,7 +88,9 @@ def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
               f"({rate:.0f} records/s), {report.dead_letters} dead-lettered")
         return 0
 
-    return asyncio.run(main())
+    from parley.loop import run
+
+    return run(main(), settings.event_loop)
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:

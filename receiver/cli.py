@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
 from parley.errors import SettingsError
@@ -24,7 +23,9 @@ def _cmd_receiver(args: argparse.Namespace, settings: Settings) -> int:
                             "or PARLEY_KAFKA__BOOTSTRAP; only `parley run` starts a local broker)")
     if not settings.sources:
         raise SettingsError("no [sources.NAME] configured: the receiver would reject everything")
-    return asyncio.run(_serve(settings))
+    from parley.loop import run
+
+    return run(_serve(settings), settings.event_loop)
 
 
 async def _serve(settings: Settings) -> int:

@@ -65,6 +65,7 @@ def test_env_overrides_file_and_config_env_var(tmp_path: Path) -> None:
     ("[kafka\n", "not valid TOML"),
     ("[http]\nack_timeout_s = 0\n", "$.http.ack_timeout_s"),  # must be > 0
     ("[http]\nretry_after_s = 0\n", "$.http.retry_after_s"),  # must be >= 1
+    ("event_loop = 'trio'\n", "$.event_loop"),                 # auto | uvloop | asyncio
 ])
 def test_bad_configuration_is_one_clear_error(tmp_path: Path, text: str, needle: str) -> None:
     with pytest.raises(SettingsError) as err:
@@ -192,9 +193,11 @@ base_url = "http://127.0.0.1:9"
 auth_value = "Bearer crm-tok-789"
 signing_secret = "whsec_c2VjcmV0"
 """)
-    s = load_settings(cfg, env={"PARLEY_DATA_DIR": str(tmp_path / "d"), "PARLEY_LOG_LEVEL": "DEBUG"})
+    s = load_settings(cfg, env={"PARLEY_DATA_DIR": str(tmp_path / "d"), "PARLEY_LOG_LEVEL": "DEBUG",
+                                "PARLEY_EVENT_LOOP": "asyncio"})
     assert s.consumers["crm"]["base_url"] == "http://127.0.0.1:9"
     assert {"Bearer crm-tok-789", "whsec_c2VjcmV0"} <= set(s.all_secrets())
     assert "http://127.0.0.1:9" not in s.all_secrets()
     assert "crm-tok-789" not in repr(s) and "whsec_" not in repr(s)
     assert s.data_dir == str(tmp_path / "d") and s.log_level == "DEBUG"
+    assert s.event_loop == "asyncio" and load_settings(None, env={}).event_loop == "auto"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import json
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -98,4 +100,18 @@ async def test_parley_run_posts_seed_reads_chat_and_stops_on_sigint(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-    assert SEED_TOKEN not in log_path.read_text()  # the secret never reaches the logs
+    log_text = log_path.read_text()
+    assert SEED_TOKEN not in log_text  # the secret never reaches the logs
+    # The whole flow above, graceful SIGINT included, ran on the default loop: uvloop.
+    listening = [line for line in map(_json_line, log_text.splitlines())
+                 if line.get("msg") == "listening"]
+    expected = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    assert [line["event_loop"] for line in listening] == [expected], log_text[-3000:]
+
+
+def _json_line(text: str) -> dict[str, object]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
