@@ -12,7 +12,7 @@ Kafka: ``PARLEY_BENCH_KAFKA`` (a bootstrap address) if set, else a LocalKafka st
 free ports in a temporary directory and stopped at the end.
 
     .venv/bin/python bench/receiver.py [--concurrency 32] [--seconds 10] [--warmup-seconds 2]
-                                       [--runs 3]
+                                       [--runs 3] [--loop auto|uvloop|asyncio] [--linger-ms 0]
 """
 
 from __future__ import annotations
@@ -40,10 +40,13 @@ TOKEN = "bench-natterly-token-4f1c"  # noqa: S105 - a throwaway token for this r
 
 # ------------------------------------------------------------------ load generator (child)
 def _body(i: int) -> bytes:
-    """A realistic ~1.5 kB Natterly ChatInitiated body; one chat per body (keys spread)."""
+    """A realistic ~1.7 kB Natterly ChatInitiated body; one chat per body (keys spread).
+
+    Members in the order of Natterly's own example (../shared/seeds): event, timestamp,
+    payload, then auth_token last."""
     chat = str(uuid.UUID(int=i + 1))
     return json.dumps({
-        "event": "ChatInitiated", "timestamp": 1517228896 + i, "auth_token": TOKEN,
+        "event": "ChatInitiated", "timestamp": 1517228896 + i,
         "payload": {
             "chat": {"uuid": chat, "status": "Initiated", "subject": "Question about my order",
                      "initiated_at": 1517228896, "last_message_at": 1517228896,
@@ -64,6 +67,7 @@ def _body(i: int) -> bytes:
                           "event": False, "created_at": 1517228896, "updated_at": 1517228896,
                           "author": {"type": "AnonymousAnimal", "name": "Anonymous Chicken",
                                      "avatar_url": ""}, "posted_by_visitor": True}]},
+        "auth_token": TOKEN,
     }, indent=2).encode()
 
 
@@ -196,7 +200,7 @@ async def bench(args: argparse.Namespace, bootstrap: str) -> list[dict[str, dict
             results["bare"] = await load(f"{url}/webhooks/acme", args.concurrency, args.seconds,
                                          args.warmup_seconds)
         rt = Runtime.from_settings(settings)  # a fresh process's worth of state each run
-        role = ReceiverRole(rt, PublisherOptions(compression=args.compression))
+        role = ReceiverRole(rt, PublisherOptions(compression=args.compression, linger_ms=args.linger_ms))
         async with serving(build_app(rt, [role]), receiver_port) as url:
             results["receiver"] = await load(f"{url}/webhooks/acme", args.concurrency,
                                              args.seconds, args.warmup_seconds)
@@ -219,6 +223,9 @@ def main() -> None:
     parser.add_argument("--warmup-seconds", type=float, default=2.0)
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--compression", help="producer codec (default: the best installed)")
+    parser.add_argument("--linger-ms", type=int, default=0, help="the producer's linger")
+    parser.add_argument("--loop", default="auto", choices=("auto", "uvloop", "asyncio"),
+                        help="the servers' event loop (default: what `parley run` uses)")
     parser.add_argument("--runs", type=int, default=3, help="alternating runs (median reported)")
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)  # child mode
     args = parser.parse_args()
@@ -226,14 +233,19 @@ def main() -> None:
         print(json.dumps(asyncio.run(_drive(args.load, args.concurrency, args.seconds,
                                             args.warmup_seconds))))
         return
+    from parley.loop import loop_factory
+    from parley.loop import run as run_on
+
+    factory = loop_factory(args.loop)
+    loop_desc = "asyncio" if factory is None else factory.__module__.split(".")[0]
     with kafka_bootstrap() as (bootstrap, kafka_desc):  # type: ignore[misc]
         started = time.perf_counter()
-        runs = asyncio.run(bench(args, bootstrap))
+        runs = run_on(bench(args, bootstrap), args.loop)
         elapsed = time.perf_counter() - started
     from receiver.publisher import best_compression
 
     print(f"Kafka: {kafka_desc}; {os.cpu_count()} CPUs; concurrency {args.concurrency}; "
-          f"compression {args.compression or best_compression()}; "
+          f"compression {args.compression or best_compression()}; loop {loop_desc}; "
           f"{args.seconds:g} s measured after {args.warmup_seconds:g} s warm-up, per server per run")
     ratios = []
     for i, run in enumerate(runs, 1):
