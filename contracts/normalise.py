@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
-from contracts.chatshipper import decode_chatshipper
+from contracts.chatshipper import ChatShipperWebhook
 from contracts.decoding import check_utf8, decode
 from contracts.domain import DomainEvent
 from contracts.envelope import Envelope
@@ -20,11 +20,14 @@ from contracts.from_natterly import natterly_events
 from contracts.natterly import NatterlyWebhook
 from contracts.origin import Origin
 
-__all__ = ["normalise"]
+__all__ = ["normalise", "normalise_decoded"]
 
 # The twelve documented Natterly events only: a body of any other event name fails
 # here and means no events, so (unlike decode_natterly) it is not decoded twice more.
 _NATTERLY_DOCUMENTED: msgspec.json.Decoder[NatterlyWebhook] = msgspec.json.Decoder(NatterlyWebhook)
+# What contracts.chatshipper.decode_chatshipper decodes with, minus its UTF-8 check (done
+# here, or already done by decode_envelope).
+_CHATSHIPPER: msgspec.json.Decoder[ChatShipperWebhook] = msgspec.json.Decoder(ChatShipperWebhook)
 
 
 def normalise(env: Envelope) -> list[DomainEvent]:
@@ -33,12 +36,26 @@ def normalise(env: Envelope) -> list[DomainEvent]:
     Event ids are ``env.event_id`` plus a ``#…`` suffix for each event beyond the
     webhook's primary one, so they are unique and identical on every replay.
     """
+    if env.provider == "natterly" or env.provider == "chatshipper":
+        try:
+            check_utf8(env.body)
+        except ContractError:
+            return []
+    return normalise_decoded(env)
+
+
+def normalise_decoded(env: Envelope) -> list[DomainEvent]:
+    """:func:`normalise` of an envelope that ``decode_envelope`` returned.
+
+    That one checked the whole record value to be UTF-8, ``body`` included, so the
+    body is not checked again (msgspec checks only the strings it decodes; the
+    projector normalises every record on every replay).
+    """
     try:
         if env.provider == "natterly":
-            check_utf8(env.body)
             return natterly_events(Origin.of(env), decode(_NATTERLY_DOCUMENTED, env.body))
         if env.provider == "chatshipper":
-            return chatshipper_events(Origin.of(env), decode_chatshipper(env.body))
+            return chatshipper_events(Origin.of(env), decode(_CHATSHIPPER, env.body))
     except ContractError:
         return []
     # "standard" bodies have no agreed meaning: they are kept, not interpreted.

@@ -13,12 +13,13 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from aiokafka.structs import ConsumerRecord
 
 from contracts.domain import DomainEvent
 from contracts.envelope import decode_envelope
-from contracts.normalise import normalise
+from contracts.normalise import normalise_decoded
 from projector.dlq import DeadLetter, Stage
 from projector.fold import AggregateRef, FoldState, affected, apply, decode_state
 from projector.metrics import ProjectorMetrics
@@ -36,6 +37,8 @@ RowFn = Callable[[AggregateRef, FoldState], Row]
 # Records between yields to the event loop while folding: the query API shares the loop, so
 # a 5,000-record batch must not hold it for the whole fold.
 _YIELD_EVERY = 500
+# The same in (aggregate, event) applications, for the optimistic fold (about four a record).
+_YIELD_EVERY_APPLIES = 2000
 
 
 @dataclass(kw_only=True)
@@ -98,10 +101,13 @@ class Folder:
                     *, check_rows: bool) -> BatchResult:
         result = BatchResult()
         offsets, counts, dead = result.offsets, result.records_by_topic, result.dead
-        # Step 4: decode, normalise, collect affected aggregates.
-        todo: list[tuple[ConsumerRecord, list[tuple[DomainEvent, list[AggregateRef]]]]] = []
-        needed: set[AggregateRef] = set()
-        collect = needed.update
+        # Step 4: decode, normalise, collect affected aggregates. Every (aggregate, event)
+        # application of the batch goes into one flat list, in order; ``spans`` says which
+        # slice of it each record owns (and how many events it has), for the careful fold.
+        flat: list[tuple[AggregateRef, DomainEvent]] = []
+        spans: list[tuple[ConsumerRecord, int, int, int]] = []
+        add = flat.append
+        total = 0
         for n, rec in enumerate(records, 1):
             if n % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # folding is CPU-bound: let queries in between
@@ -109,24 +115,29 @@ class Folder:
             offsets[(topic, rec.partition)] = rec.offset + 1  # records come in offset order
             counts[topic] = counts.get(topic, 0) + 1
             try:
+                # The whole value was checked to be UTF-8 (body included) by decode_envelope.
                 env = decode_envelope(rec.value)
             except Exception as exc:  # noqa: BLE001 - any failure of one record dead-letters it
                 dead.append(_letter(rec, "decode", exc))
                 continue
+            start = len(flat)
             try:
-                pairs = [(ev, affected(ev)) for ev in normalise(env)]
+                events = normalise_decoded(env)
+                for event in events:
+                    for ref in affected(event):
+                        add((ref, event))
             except Exception as exc:  # noqa: BLE001
+                del flat[start:]
                 dead.append(_letter(rec, "apply", exc))
                 continue
-            if pairs:
-                todo.append((rec, pairs))
-                for _, refs in pairs:
-                    collect(refs)
+            if events:
+                spans.append((rec, start, len(flat), len(events)))
+                total += len(events)
         # Step 5: states from the cache, else from the store.
         cache = self._cache
         work: dict[AggregateRef, FoldState] = {}
         missing: list[AggregateRef] = []
-        for ref in needed:
+        for ref in set(map(_first, flat)):
             state = cache.get(ref)
             if state is None:
                 missing.append(ref)
@@ -141,23 +152,61 @@ class Folder:
         if missing:
             for ref, data in (await self._store.load(projection, missing)).items():
                 work[ref] = decode_state(ref.kind, data)
-        # Step 6: fold. A record is all or nothing: its events are applied straight into
-        # ``work``, remembering each prior state, and if one of them fails the record's
-        # writes are undone and it becomes a dead letter.
+        # Step 6: fold. A record is all or nothing: if one of its events fails, its writes
+        # are undone and it becomes a dead letter. That takes remembering each prior state,
+        # so first fold optimistically, without: the fold is pure and failures are rare.
+        # Should anything fail, start over from ``base`` the careful way.
         base = dict(work)  # the states before this batch, to tell what changed
+        if check_rows or not await self._fold_all(flat, work):
+            work = dict(base)
+            total = await self._fold_careful(flat, spans, work, dead, check_rows=check_rows)
+        result.events = total
+        # Step 8 (first half): one row per changed aggregate, however many events it took.
+        # apply() always returns a new state, so "changed" is "not the state it started with".
+        try:
+            row_fn = self._row
+            result.rows = [row_fn(ref, state) for ref, state in work.items()
+                           if base.get(ref) is not state]
+        except Exception as exc:
+            raise _RowsFailed from exc
+        result.states = work
+        return result
+
+    async def _fold_all(self, flat: list[tuple[AggregateRef, DomainEvent]],
+                        work: dict[AggregateRef, FoldState]) -> bool:
+        """Apply every event of the batch into ``work``; False if any of them failed
+        (``work`` is then half-folded and must be thrown away)."""
         apply_fn = self._apply
         get = work.get
-        events = 0
-        for n, (rec, pairs) in enumerate(todo, 1):
+        try:
+            for lo in range(0, len(flat), _YIELD_EVERY_APPLIES):
+                if lo:
+                    await asyncio.sleep(0)
+                for ref, event in flat[lo:lo + _YIELD_EVERY_APPLIES]:
+                    work[ref] = apply_fn(ref, get(ref), event)
+        except Exception:  # noqa: BLE001 - the careful fold finds and dead-letters the record
+            return False
+        return True
+
+    async def _fold_careful(self, flat: list[tuple[AggregateRef, DomainEvent]],
+                            spans: list[tuple[ConsumerRecord, int, int, int]],
+                            work: dict[AggregateRef, FoldState], dead: list[DeadLetter],
+                            *, check_rows: bool) -> int:
+        """Apply record by record, each all or nothing (remembering the prior state of each
+        write to undo a failed record's), checking the rows too if ``check_rows``; the
+        number of events applied."""
+        apply_fn = self._apply
+        get = work.get
+        total = 0
+        for n, (rec, start, end, count) in enumerate(spans, 1):
             if n % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)
             undo: list[tuple[AggregateRef, FoldState | None]] = []
             try:
-                for event, refs in pairs:
-                    for ref in refs:
-                        prior = get(ref)
-                        undo.append((ref, prior))
-                        work[ref] = apply_fn(ref, prior, event)
+                for ref, event in flat[start:end]:
+                    prior = get(ref)
+                    undo.append((ref, prior))
+                    work[ref] = apply_fn(ref, prior, event)
                 if check_rows:
                     for ref, _ in undo:
                         self._row(ref, work[ref])
@@ -169,18 +218,8 @@ class Folder:
                         work[ref] = prior
                 dead.append(_letter(rec, "apply", exc))
                 continue
-            events += len(pairs)
-        result.events = events
-        # Step 8 (first half): one row per changed aggregate, however many events it took.
-        # apply() always returns a new state, so "changed" is "not the state it started with".
-        try:
-            row_fn = self._row
-            result.rows = [row_fn(ref, state) for ref, state in work.items()
-                           if base.get(ref) is not state]
-        except Exception as exc:
-            raise _RowsFailed from exc
-        result.states = work
-        return result
+            total += count
+        return total
 
 
 _gc_pauses = 0
@@ -210,6 +249,9 @@ def gc_paused() -> Iterator[None]:
         _gc_pauses -= 1
         if _gc_pauses == 0 and _gc_was_enabled:
             gc.enable()
+
+
+_first = itemgetter(0)
 
 
 class _RowsFailed(Exception):

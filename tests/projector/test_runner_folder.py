@@ -9,13 +9,17 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 
+import msgspec
 import orjson
 import pytest
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
-from contracts.envelope import Envelope, encode_envelope
-from projector.fold import AggregateRef, FoldState
+from contracts.domain import DomainEvent
+from contracts.envelope import Envelope, decode_envelope, encode_envelope
+from contracts.errors import ContractError
+from contracts.normalise import normalise, normalise_decoded
+from projector.fold import AggregateRef, FoldState, affected, apply
 from projector.metrics import ProjectorMetrics
 from projector.runner import Folder
 from projector.store import Store
@@ -123,3 +127,66 @@ async def test_a_fresh_copy_reads_back_only_what_it_wrote_and_was_evicted(store:
     store.load = counting_load  # type: ignore[method-assign]
     await folder.fold("p", records(conversation("c2", n_messages=1), first_offset=10))
     assert calls == []
+
+
+async def test_a_record_failing_to_apply_is_undone_and_the_rest_commits(store: Store) -> None:
+    """The fold first applies a batch optimistically, without remembering prior states; an
+    event that fails sends it back to the careful record-by-record fold from the states the
+    batch started with. The failing record's earlier writes (its chat, messages) are all
+    undone, it is dead-lettered, and the records before *and after* it fold as if it had
+    never been there."""
+    envs = conversation("c1", n_messages=3)  # initiated, accepted, accepted(m1), (m2), closed
+    poison = envs[3]  # its last event is a VisitorSeen: chat and message writes come first
+    calls: list[str] = []
+
+    def poisoned(ref: AggregateRef, state: FoldState | None, event: DomainEvent) -> FoldState:
+        calls.append(ref.kind)
+        if event.event_id == poison.event_id + "#visitor":
+            raise ValueError("cannot apply this event")
+        return apply(ref, state, event)
+
+    result = await Folder(store, apply_fn=poisoned).fold("p", records(envs))
+    assert [(d.offset, d.stage, d.error, d.detail) for d in result.dead] == [
+        (3, "apply", "ValueError", "cannot apply this event")]
+    assert result.offsets == {("t.events.chat", 0): 5}
+    # The same rows, states and event count as a batch that never had the poison record.
+    without = await Folder(store).fold("p", records(envs[:3]) + records(envs[4:], first_offset=4))
+    assert sorted(result.rows, key=_row_key) == sorted(without.rows, key=_row_key)
+    assert result.states == without.states
+    assert result.events == without.events
+    # The optimistic pass was tried first: more applications than one careful pass makes.
+    assert len(calls) > sum(len(affected(ev)) for env in envs for ev in normalise(env))
+
+
+async def test_a_batch_that_applies_cleanly_folds_once(store: Store) -> None:
+    calls: list[str] = []
+
+    def counting(ref: AggregateRef, state: FoldState | None, event: DomainEvent) -> FoldState:
+        calls.append(ref.kind)
+        return apply(ref, state, event)
+
+    envs = conversation("c1", n_messages=2) + shipper_conversation("s1")
+    result = await Folder(store, apply_fn=counting).fold("p", records(envs))
+    events = [ev for env in envs for ev in normalise(env)]
+    assert result.dead == [] and result.events == len(events)
+    assert len(calls) == sum(len(affected(ev)) for ev in events)
+
+
+def test_normalise_decoded_skips_only_the_body_check_decode_envelope_made() -> None:
+    """The folder normalises with ``normalise_decoded``: the same events as ``normalise``
+    for whatever ``decode_envelope`` returns, which has checked the body's UTF-8 already."""
+    for env in conversation("c1") + shipper_conversation("s1"):
+        decoded = decode_envelope(encode_envelope(env))
+        assert normalise_decoded(decoded) == normalise(decoded) == normalise(env) != []
+    # Invalid UTF-8 where msgspec does not look (a key it skips): ``normalise`` still says
+    # "no events", and such a record value never gets past decode_envelope.
+    env = conversation("c1")[0]
+    body = bytes(env.body)
+    bad = msgspec.structs.replace(env, body=msgspec.Raw(body[:1] + b'"x":"\xff",' + body[1:]))
+    assert normalise(bad) == []
+    with pytest.raises(ContractError):
+        decode_envelope(encode_envelope(bad))
+
+
+def _row_key(row: Row) -> tuple[str, str]:
+    return (row.kind, row.id)
