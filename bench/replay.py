@@ -157,7 +157,9 @@ def run_child(name: str, args: argparse.Namespace) -> None:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     work = Path(args.work)
     if name == "parley":
-        result = asyncio.run(_parley(args.bootstrap, args.prefix, args.partitions, work))
+        from parley.loop import run  # the loop `parley projections rebuild` runs on
+
+        result = run(_parley(args.bootstrap, args.prefix, args.partitions, work), "auto")
         # after close: the WAL is checkpointed into the database file
         result["store_bytes"] = sum(p.stat().st_size for p in work.glob("state.db*"))
     elif name == "quix":
