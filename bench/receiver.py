@@ -12,7 +12,7 @@ Kafka: ``PARLEY_BENCH_KAFKA`` (a bootstrap address) if set, else a LocalKafka st
 free ports in a temporary directory and stopped at the end.
 
     .venv/bin/python bench/receiver.py [--concurrency 32] [--seconds 10] [--warmup-seconds 2]
-                                       [--runs 3] [--loop auto|uvloop|asyncio] [--linger-ms 0]
+                                       [--runs 5] [--loop auto|uvloop|asyncio] [--linger-ms 0]
 """
 
 from __future__ import annotations
@@ -226,7 +226,7 @@ def main() -> None:
     parser.add_argument("--linger-ms", type=int, default=0, help="the producer's linger")
     parser.add_argument("--loop", default="auto", choices=("auto", "uvloop", "asyncio"),
                         help="the servers' event loop (default: what `parley run` uses)")
-    parser.add_argument("--runs", type=int, default=3, help="alternating runs (median reported)")
+    parser.add_argument("--runs", type=int, default=5, help="alternating runs (median reported)")
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)  # child mode
     args = parser.parse_args()
     if args.load:
