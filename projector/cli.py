@@ -22,7 +22,8 @@ def register(subparsers: Any) -> None:
                       help="Kafka consumer group (default parley-projector)")
     proj.set_defaults(handler=_cmd_projector)
 
-    projections = subparsers.add_parser("projections", help="projection copies: status, rebuild")
+    projections = subparsers.add_parser("projections",
+                                        help="projection copies: status, rebuild, drop")
     psub = projections.add_subparsers(dest="projections_command", required=True, metavar="ACTION")
     psub.add_parser("status", help="each projection: live flag, offsets, lag, row counts"
                     ).set_defaults(handler=_cmd_status)
@@ -30,6 +31,10 @@ def register(subparsers: Any) -> None:
     rebuild.add_argument("name", nargs="?", default=None,
                          help="name of the new copy (default: the next vN)")
     rebuild.set_defaults(handler=_cmd_rebuild)
+    drop = psub.add_parser("drop", help="delete a copy that is not live (e.g. the leftover of "
+                                        "a failed rebuild)")
+    drop.add_argument("name", help="the copy to delete (see `parley projections status`)")
+    drop.set_defaults(handler=_cmd_drop)
 
     from projector.store_cli import register as register_store  # `parley store migrate`
 
@@ -91,6 +96,31 @@ def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from parley.loop import run
 
     return run(main(), settings.event_loop)
+
+
+def _cmd_drop(args: argparse.Namespace, settings: Settings) -> int:
+    sys.stdout.write(asyncio.run(drop_projection(settings, args.name)))
+    return 0
+
+
+async def drop_projection(settings: Settings, name: str) -> str:
+    """Delete the copy ``name``; refused (a clear error, nothing deleted) if it is the live
+    one or does not exist. Deleting a copy that a rebuild is still writing fails that rebuild."""
+    from projector.errors import UnknownProjection
+    from projector.stores import open_store
+
+    store = open_store(settings.store.url)
+    await store.open()
+    try:
+        names = await store.list_projections()
+        if name not in names:
+            raise UnknownProjection(f"no projection copy named {name!r} "
+                                    f"(copies: {', '.join(names) or 'none'})")
+        await store.drop_projection(name)  # LiveProjectionDrop if it serves reads
+        left = await store.list_projections()
+    finally:
+        await store.close()
+    return f"dropped {name}; copies left: {', '.join(left) or 'none'}\n"
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:

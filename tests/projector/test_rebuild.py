@@ -159,6 +159,23 @@ async def test_cli_status_and_rebuild(kafka_settings: KafkaSettings, topics: Top
     code, out, _ = await _parley(config, "projections", "status")
     assert "projection blue (live)" in out and "v1" not in out and "chat=3" in out
 
+    # `projections drop`: a leftover copy goes; the live one and unknown names are refused.
+    store = open_store(url)
+    await store.open()
+    try:
+        await store.create_projection("leftover")  # as an interrupted rebuild leaves it
+    finally:
+        await store.close()
+    code, out, err = await _parley(config, "projections", "drop", "leftover")
+    assert code == 0, err
+    assert "dropped leftover; copies left: blue" in out
+    code, out, err = await _parley(config, "projections", "drop", "blue")
+    assert code == 1 and "serves reads" in err and "Traceback" not in err
+    code, out, err = await _parley(config, "projections", "drop", "nosuch")
+    assert code == 1 and "no projection copy named 'nosuch' (copies: blue)" in err
+    code, out, _ = await _parley(config, "projections", "status")
+    assert "projection blue (live)" in out and "chat=3" in out and "leftover" not in out
+
 
 async def _parley(config: Path, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
