@@ -240,7 +240,11 @@ def ref_id(value: str | Conversation | Contact | User | None) -> str | None:
 _DECODER = msgspec.json.Decoder(ChatShipperWebhook)
 
 
-def decode_chatshipper(body: bytes) -> ChatShipperWebhook:
-    """Decode a ChatShipper body; ContractError on invalid JSON, UTF-8 or types."""
-    check_utf8(body)
+def decode_chatshipper(body: bytes, *, utf8_checked: bool = False) -> ChatShipperWebhook:
+    """Decode a ChatShipper body; ContractError on invalid JSON, UTF-8 or types.
+
+    ``utf8_checked``: the caller already checked the whole body is UTF-8 (e.g. it came out
+    of ``decode_envelope``), so it is not checked again."""
+    if not utf8_checked:
+        check_utf8(body)
     return decode(_DECODER, body)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
-from contracts.chatshipper import ChatShipperWebhook
+from contracts.chatshipper import decode_chatshipper
 from contracts.decoding import check_utf8, decode
 from contracts.domain import DomainEvent
 from contracts.envelope import Envelope
@@ -25,9 +25,6 @@ __all__ = ["normalise", "normalise_decoded"]
 # The twelve documented Natterly events only: a body of any other event name fails
 # here and means no events, so (unlike decode_natterly) it is not decoded twice more.
 _NATTERLY_DOCUMENTED: msgspec.json.Decoder[NatterlyWebhook] = msgspec.json.Decoder(NatterlyWebhook)
-# What contracts.chatshipper.decode_chatshipper decodes with, minus its UTF-8 check (done
-# here, or already done by decode_envelope).
-_CHATSHIPPER: msgspec.json.Decoder[ChatShipperWebhook] = msgspec.json.Decoder(ChatShipperWebhook)
 
 
 def normalise(env: Envelope) -> list[DomainEvent]:
@@ -55,7 +52,7 @@ def normalise_decoded(env: Envelope) -> list[DomainEvent]:
         if env.provider == "natterly":
             return natterly_events(Origin.of(env), decode(_NATTERLY_DOCUMENTED, env.body))
         if env.provider == "chatshipper":
-            return chatshipper_events(Origin.of(env), decode(_CHATSHIPPER, env.body))
+            return chatshipper_events(Origin.of(env), decode_chatshipper(env.body, utf8_checked=True))
     except ContractError:
         return []
     # "standard" bodies have no agreed meaning: they are kept, not interpreted.
