@@ -168,11 +168,14 @@ def kafka_bootstrap() -> object:
         yield state.bootstrap, f"LocalKafka {state.kafka_version} (1 node, started for this run)"
 
 
-async def bench(args: argparse.Namespace, bootstrap: str) -> list[dict[str, dict[str, object]]]:
+async def bench(args: argparse.Namespace, bootstrap: str
+                ) -> tuple[list[dict[str, dict[str, object]]], str]:
+    """The alternating runs, and the name of the loop they were served on."""
     from parley.http import build_app
     from parley.kafka.launcher import free_ports
     from parley.kafka.topics import apply_topics
     from parley.logs import JsonFormatter
+    from parley.loop import loop_name
     from parley.runtime import Runtime
     from parley.settings import KafkaSettings, Settings, SourceSettings
     from receiver.publisher import PublisherOptions
@@ -206,7 +209,7 @@ async def bench(args: argparse.Namespace, bootstrap: str) -> list[dict[str, dict
                                              args.seconds, args.warmup_seconds)
         runs.append(results)
     runs[-1]["receiver"]["log_lines"] = sum(1 for _ in log_file.open())
-    return runs
+    return runs, loop_name(asyncio.get_running_loop())
 
 
 def _line(name: str, r: dict[str, object]) -> str:
@@ -233,14 +236,11 @@ def main() -> None:
         print(json.dumps(asyncio.run(_drive(args.load, args.concurrency, args.seconds,
                                             args.warmup_seconds))))
         return
-    from parley.loop import loop_factory
-    from parley.loop import run as run_on
+    from parley import loop
 
-    factory = loop_factory(args.loop)
-    loop_desc = "asyncio" if factory is None else factory.__module__.split(".")[0]
     with kafka_bootstrap() as (bootstrap, kafka_desc):  # type: ignore[misc]
         started = time.perf_counter()
-        runs = run_on(bench(args, bootstrap), args.loop)
+        runs, loop_desc = loop.run(bench(args, bootstrap), args.loop)
         elapsed = time.perf_counter() - started
     from receiver.publisher import best_compression
 

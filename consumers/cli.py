@@ -14,6 +14,7 @@ from consumers.errors import ConsumerError
 from consumers.registry import known_consumers, load_consumer
 from consumers.runner import group_id
 from contracts.topics import AGGREGATE_KINDS, Topics
+from parley import loop
 from parley.settings import Settings
 
 __all__ = ["register"]
@@ -90,9 +91,7 @@ def _cmd_consumer(args: argparse.Namespace, settings: Settings) -> int:
         await serve(build_app(rt, [role]), rt)
         return 0
 
-    from parley.loop import run
-
-    return run(main(), settings.event_loop)
+    return loop.run(main(), settings.event_loop)
 
 
 def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:

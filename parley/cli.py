@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from aiokafka.errors import KafkaError
 
+from parley import loop
 from parley.errors import ParleyError
 from parley.settings import Settings, load_settings
 
@@ -149,10 +150,9 @@ def _cmd_topics_apply(args: argparse.Namespace, settings: Settings) -> int:
 
 # ------------------------------------------------------------------------------- run
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from parley.loop import run
     from parley.run import run_all
 
-    return run(run_all(settings), settings.event_loop)
+    return loop.run(run_all(settings), settings.event_loop)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,7 @@ import asyncio
 import sys
 from typing import Any
 
+from parley import loop
 from parley.settings import Settings
 
 __all__ = ["register"]
@@ -59,9 +60,7 @@ def _cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
         rt = Runtime.from_settings(settings)
         await serve(build_app(rt, [ProjectorRole(rt, options)]), rt)
 
-    from parley.loop import run
-
-    run(main(), settings.event_loop)
+    loop.run(main(), settings.event_loop)
     return 0
 
 
@@ -93,9 +92,7 @@ def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
               f"({rate:.0f} records/s), {report.dead_letters} dead-lettered")
         return 0
 
-    from parley.loop import run
-
-    return run(main(), settings.event_loop)
+    return loop.run(main(), settings.event_loop)
 
 
 def _cmd_drop(args: argparse.Namespace, settings: Settings) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from parley import loop
 from parley.errors import SettingsError
 from parley.settings import Settings
 
@@ -23,9 +24,7 @@ def _cmd_receiver(args: argparse.Namespace, settings: Settings) -> int:
                             "or PARLEY_KAFKA__BOOTSTRAP; only `parley run` starts a local broker)")
     if not settings.sources:
         raise SettingsError("no [sources.NAME] configured: the receiver would reject everything")
-    from parley.loop import run
-
-    return run(_serve(settings), settings.event_loop)
+    return loop.run(_serve(settings), settings.event_loop)
 
 
 async def _serve(settings: Settings) -> int:

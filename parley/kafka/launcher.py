@@ -402,7 +402,6 @@ class LocalKafka:
                            log=str(self.node_dir(n.node_id) / "server.log")) for n in state.nodes]
 
 
-
 @contextlib.contextmanager
 def throwaway_kafka(prefix: str, *, heap_mb: int = 768) -> Iterator[ClusterState]:
     """A one-node LocalKafka on free ports in a new temporary directory named ``prefix…``,
@@ -414,6 +413,7 @@ def throwaway_kafka(prefix: str, *, heap_mb: int = 768) -> Iterator[ClusterState
         yield kafka.up()
     finally:
         kafka.down(wipe=True)
+
 
 def _exited(pid: int) -> bool:
     try:
