@@ -80,15 +80,8 @@ class _Sql:
     def __init__(self, name: str) -> None:
         # Interpolating table names is safe: check_projection_name allowed only [A-Za-z0-9_].
         rows, offsets = f'"p_{name}_rows"', f'"p_{name}_offsets"'
-        # The nullable columns come as NULLIF(?, 0): see _row_params.
-        self.upsert_rows = (
-            f"INSERT INTO {rows} (kind, id, state, view, chat_id, status, source, agent_id, sort_key) "  # noqa: S608
-            "VALUES (?, ?, ?, ?, NULLIF(?, 0), NULLIF(?, 0), NULLIF(?, 0), NULLIF(?, 0), ?) "
-            "ON CONFLICT (kind, id) DO UPDATE SET "
-            "state = excluded.state, view = excluded.view, chat_id = excluded.chat_id, "
-            "status = excluded.status, source = excluded.source, agent_id = excluded.agent_id, "
-            "sort_key = excluded.sort_key"
-        )
+        self._rows = rows
+        self._upserts: dict[int, str] = {}
         self.upsert_offsets = (
             f"INSERT INTO {offsets} (topic, partition, next_offset) VALUES (?, ?, ?) "  # noqa: S608
             "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset"
@@ -109,6 +102,23 @@ class _Sql:
         )
         self.agents = f"SELECT view FROM {rows} WHERE kind = 'agent' ORDER BY id"  # noqa: S608
         self.counts = f"SELECT kind, count(*) FROM {rows} GROUP BY kind"  # noqa: S608
+
+    def upsert_rows(self, n: int) -> str:
+        """One statement upserting ``n`` rows (``n`` is a power of two: see ``_chunks``)."""
+        sql = self._upserts.get(n)
+        if sql is None:
+            # The nullable columns come as NULLIF(?, 0): see _row_params.
+            values = ", ".join(
+                ["(?, ?, ?, ?, NULLIF(?, 0), NULLIF(?, 0), NULLIF(?, 0), NULLIF(?, 0), ?)"] * n)
+            sql = self._upserts[n] = (
+                f"INSERT INTO {self._rows} (kind, id, state, view, chat_id, status, source, "  # noqa: S608
+                f"agent_id, sort_key) VALUES {values} "
+                "ON CONFLICT (kind, id) DO UPDATE SET "
+                "state = excluded.state, view = excluded.view, chat_id = excluded.chat_id, "
+                "status = excluded.status, source = excluded.source, agent_id = excluded.agent_id, "
+                "sort_key = excluded.sort_key"
+            )
+        return sql
 
 
 class _Worker:
@@ -301,13 +311,17 @@ class SqliteStore:
         self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int]
     ) -> None:
         sql = self._q(projection)
-        params = [_row_params(row) for row in rows]
+        # Many rows per statement, not executemany: the thread then holds the GIL once per
+        # statement to bind its parameters, and runs the whole upsert without it, so a
+        # commit can overlap with folding the next batch (see projector.rebuild) instead of
+        # queueing for the GIL twice per row.
+        statements = [(sql.upsert_rows(n), params) for n, params in _chunks(rows)]
         offset_params = [(topic, partition, offset) for (topic, partition), offset in offsets.items()]
 
         def commit(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
-                if params:
-                    conn.executemany(sql.upsert_rows, params)
+                for statement, params in statements:
+                    conn.execute(statement, params)
                 if offset_params:
                     conn.executemany(sql.upsert_offsets, offset_params)
 
@@ -394,6 +408,30 @@ class SqliteStore:
             return counts
 
         return await self._r().run(read)
+
+
+# Rows per upsert statement: 9 parameters each, under the 32,766 variables SQLite allows
+# by default (SQLITE_MAX_VARIABLE_NUMBER since 3.32). A batch is cut into statements of
+# this many rows and then of the powers of two its remainder is made of, so a projection
+# has at most a dozen distinct (prepared, cached) upsert statements.
+_ROWS_PER_STATEMENT = 2048
+
+
+def _chunks(rows: Sequence[Row]) -> list[tuple[int, list[object]]]:
+    """``(n, parameters of n rows)`` for every statement that upserts ``rows``."""
+    out: list[tuple[int, list[object]]] = []
+    start, left = 0, len(rows)
+    size = _ROWS_PER_STATEMENT
+    while left:
+        while size > left:
+            size //= 2
+        params: list[object] = []
+        for row in rows[start:start + size]:
+            params.extend(_row_params(row))
+        out.append((size, params))
+        start += size
+        left -= size
+    return out
 
 
 def _row_params(row: Row) -> tuple[object, ...]:

@@ -243,6 +243,21 @@ class StoreContract:
         assert await all_chats(store, "p1", 10, status="active") == []
         assert (await store.counts("p1"))["chat"] == 1
 
+    async def test_large_batch_lands_whole_and_last_row_wins(self, store: Store) -> None:
+        """A rebuild-sized batch: more rows than a store may write per statement, with
+        rows of one aggregate far apart in the batch (the later one must win)."""
+        first = [message("c1", f"m{i}", sort_key=f"{i:05d}") for i in range(3000)]
+        again = [message("c1", f"m{i}", sort_key=f"{i:05d}", version=1) for i in range(0, 3000, 7)]
+        chats = [chat(f"c{i}", version=i % 3) for i in range(1, 1077)]
+        await store.commit("p1", first + chats + again, {("t", 0): 5000})
+        assert await store.counts("p1") == {"chat": 1076, "message": 3000, "visitor": 0, "agent": 0}
+        latest = {row.id: row for row in first + again}
+        views, cursor = await store.list_messages("p1", "c1", limit=5000)
+        assert cursor is None
+        assert views == views_of(list(latest.values()))
+        assert await all_chats(store, "p1", 500) == views_of(chats)
+        assert await store.offsets("p1") == {("t", 0): 5000}
+
     async def test_offsets_round_trip_and_merge(self, store: Store) -> None:
         assert await store.offsets("p1") == {}
         await store.commit(
