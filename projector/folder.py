@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
+from typing import Protocol
 
 from aiokafka.structs import ConsumerRecord
 
@@ -23,10 +24,9 @@ from contracts.normalise import normalise_decoded
 from projector.dlq import DeadLetter, Stage
 from projector.fold import AggregateRef, FoldState, affected, apply, decode_state
 from projector.metrics import ProjectorMetrics
-from projector.store import Store
 from projector.views import Row, row_for
 
-__all__ = ["ApplyFn", "BatchResult", "Folder", "Offsets", "RowFn", "gc_paused"]
+__all__ = ["ApplyFn", "BatchResult", "Folder", "Offsets", "RowFn", "StateLoader", "gc_paused"]
 
 log = logging.getLogger("parley.projector.runner")
 
@@ -39,6 +39,13 @@ RowFn = Callable[[AggregateRef, FoldState], Row]
 _YIELD_EVERY = 500
 # The same in (aggregate, event) applications, for the optimistic fold (about four a record).
 _YIELD_EVERY_APPLIES = 2000
+
+
+class StateLoader(Protocol):
+    """What a :class:`Folder` reads: stored states (a :class:`~projector.store.Store` is one)."""
+
+    async def load(self, projection: str, refs: Sequence[AggregateRef]) -> dict[AggregateRef, bytes]:
+        ...
 
 
 @dataclass(kw_only=True)
@@ -57,7 +64,7 @@ class Folder:
     Shared by the live runner and by rebuilds, so both fold identically. Owns the LRU cache.
     """
 
-    def __init__(self, store: Store, cache_size: int = 100_000,
+    def __init__(self, store: StateLoader, cache_size: int = 100_000,
                  metrics: ProjectorMetrics | None = None, *, apply_fn: ApplyFn = apply,
                  row_fn: RowFn = row_for, fresh: bool = False) -> None:
         """``fresh``: the projection starts empty and only this folder writes it (a rebuild's

@@ -12,6 +12,11 @@ Steps:
    print. Batches are larger than the runner's (``max_records``, 20,000: one to two
    seconds each), since nobody waits on a copy that is not live yet and every store
    transaction costs a rewrite of the index pages it touches (see :func:`_next_batch`).
+   A batch's transaction is written while the next batch is folded (:class:`_Writer`):
+   the store works in its own thread or connection, so writing no longer waits for folding
+   nor folding for writing. At most one transaction is in flight, they commit in batch
+   order, a state the fold reads from the store is read after the transaction in flight
+   committed, and a batch counts as done in the progress only once it committed.
 4. When the end offsets read at the start are reached, read the end offsets again and catch
    up to those, so the switch lands close to the head of the log.
 5. ``set_live`` the new copy: reads switch atomically. The live runner notices on its next
@@ -24,10 +29,12 @@ Meanwhile the query API keeps answering from the old copy; it never sees a half-
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import re
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -39,8 +46,10 @@ from parley.kafka.clients import make_admin, make_consumer
 from parley.settings import KafkaSettings
 from projector.dlq import DeadLetters
 from projector.errors import ProjectorError
-from projector.folder import Folder, gc_paused
+from projector.fold import AggregateRef
+from projector.folder import Folder, Offsets, gc_paused
 from projector.store import Store, check_projection_name
+from projector.views import Row
 
 __all__ = ["RebuildError", "RebuildReport", "event_partitions", "next_version", "rebuild"]
 
@@ -123,11 +132,13 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
         print(f"rebuild {name}: replaying {total} records from {len(tps)} partitions "
               f"(live: {previous or 'none'})", file=out, flush=True)
         progress = _Progress(name, total, out, progress_every_s)
-        folder = Folder(store, cache_size=200_000, fresh=True)  # step 1 created it empty
+        writer = _Writer(store, name, progress)
+        folder = Folder(writer, cache_size=200_000, fresh=True)  # step 1 created it empty
         dead = 0
         refreshed = False
         while True:
             if await _caught_up(consumer, target):
+                await writer.drain()  # progress.done below counts committed records
                 if refreshed:
                     break
                 # Step 4: once more, to the current end of the log.
@@ -148,7 +159,9 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
                     dead += len(result.dead)
                     if dead_letters is not None:
                         await dead_letters.send(result.dead, name)
-                await store.commit(name, result.rows, result.offsets)
+                await writer.commit(result.rows, result.offsets, n)
+                # Remembered while its transaction is still being written: the next batch
+                # folds on these states. Should that transaction fail, the rebuild fails.
                 folder.remember(result.states)
                 del result, records
             # What survives a batch (cached states) lives for many batches: take it out of
@@ -157,9 +170,9 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
             # reference cycles among these objects would wait for the unfreeze below; the
             # fold's states and refs have none.
             gc.freeze()
-            progress.add(n)
     finally:
         gc.unfreeze()
+        await writer.abandon()
         await consumer.stop()
     progress.add(0, force=True)
 
@@ -172,6 +185,44 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
         print(f"rebuild {name}: dropped {previous}", file=out, flush=True)
     return RebuildReport(name=name, previous=previous, records=progress.done,
                          dead_letters=dead, seconds=progress.elapsed_s)
+
+
+class _Writer:
+    """Commits batch N in the background while batch N+1 is folded (step 3).
+
+    It is also what the rebuild's :class:`Folder` loads stored states through, so a load
+    waits for the transaction in flight and never reads a state from before it.
+    """
+
+    def __init__(self, store: Store, name: str, progress: _Progress) -> None:
+        self._store, self._name, self._progress = store, name, progress
+        self._pending: asyncio.Task[None] | None = None
+        self._pending_records = 0
+
+    async def commit(self, rows: Sequence[Row], offsets: Offsets, records: int) -> None:
+        """Start writing one batch (rows + next offsets) once the previous one committed."""
+        await self.drain()
+        self._pending = asyncio.create_task(self._store.commit(self._name, rows, offsets),
+                                            name=f"rebuild-{self._name}-commit")
+        self._pending_records = records
+
+    async def drain(self) -> None:
+        """Wait for the transaction in flight (raising its error) and count its records."""
+        task, self._pending = self._pending, None
+        if task is not None:
+            await task
+            self._progress.add(self._pending_records)
+
+    async def abandon(self) -> None:
+        """On the way out after an error: let a transaction in flight finish, ignoring its
+        outcome (the rebuild already failed), so the store is not closed under it."""
+        task, self._pending = self._pending, None
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def load(self, projection: str, refs: Sequence[AggregateRef]) -> dict[AggregateRef, bytes]:
+        await self.drain()
+        return await self._store.load(projection, refs)
 
 
 async def event_partitions(kafka: KafkaSettings, topics: Topics) -> list[TopicPartition]:

@@ -17,10 +17,13 @@ from contracts.topics import Topics
 from parley.http import build_app
 from parley.runtime import Runtime
 from parley.settings import KafkaSettings, Settings, StoreSettings
-from projector.rebuild import RebuildError, next_version, rebuild
+from projector.fold import AggregateRef
+from projector.memory_store import MemoryStore
+from projector.rebuild import RebuildError, _Progress, _Writer, next_version, rebuild
 from projector.role import ProjectorOptions, ProjectorRole
 from projector.runner import RunnerOptions
 from projector.stores import open_store
+from projector.views import Row
 from tests.projector.test_runner_kit import (
     T0,
     applied,
@@ -224,3 +227,49 @@ async def test_a_failed_batch_write_fails_the_rebuild_and_the_next_one_starts_cl
         assert len((await snapshot(store, "v1"))["chats"]) == 30
     finally:
         await store.close()
+
+
+async def test_writer_overlaps_a_commit_and_loads_see_it() -> None:
+    """The rebuild writes batch N while it folds batch N+1: ``commit`` returns before the
+    write, but a load (the fold reading stored states) and the progress wait for it, and a
+    failed write surfaces at the next step."""
+    store = MemoryStore()
+    await store.open()
+    await store.create_projection("v1")
+    gate = asyncio.Event()
+    committed: list[int] = []
+    seen_by_loads: list[int] = []
+    commit, load = store.commit, store.load
+
+    async def slow_commit(*args: Any) -> None:
+        await gate.wait()
+        await commit(*args)
+        committed.append(len(args[1]))
+
+    async def watched_load(*args: Any) -> Any:
+        seen_by_loads.append(len(committed))
+        return await load(*args)
+
+    store.commit = slow_commit  # type: ignore[method-assign]
+    store.load = watched_load  # type: ignore[method-assign]
+    progress = _Progress("v1", 3, io.StringIO(), every_s=0)
+    writer = _Writer(store, "v1", progress)
+    row = Row(kind="chat", id="c1", state=b"S", view=b"{}", sort_key="1")
+    await writer.commit([row], {("t", 0): 3}, 3)
+    assert committed == [] and progress.done == 0  # handed over, not written yet
+
+    reading = asyncio.create_task(writer.load("v1", [AggregateRef("chat", "c1")]))
+    gate.set()  # the load task was scheduled first: without waiting it would read first
+    assert await reading == {AggregateRef("chat", "c1"): b"S"}
+    assert seen_by_loads == [1] and progress.done == 3
+    assert await store.offsets("v1") == {("t", 0): 3}
+
+    async def failing_commit(*args: Any) -> None:
+        raise OSError("disk full (injected)")
+
+    store.commit = failing_commit  # type: ignore[method-assign]
+    await writer.commit([row], {("t", 0): 4}, 1)
+    with pytest.raises(OSError, match="injected"):
+        await writer.drain()
+    assert progress.done == 3
+    await writer.abandon()  # nothing left in flight: a no-op
