@@ -51,23 +51,15 @@ __all__ = [
     "Visitor",
     "VisitorCreatedWebhook",
     "VisitorPayload",
+    "decode_documented_natterly",
     "decode_natterly",
 ]
 
 #: The twelve documented event names, in the order Natterly's page lists them.
 NATTERLY_EVENTS: Final = (
-    "ChatInitiated",
-    "ChatAccepted",
-    "ChatAssigned",
-    "ChatCompleted",
-    "ChatClosed",
-    "ChatIgnored",
-    "ChatIdle",
-    "ChatTranscriptSent",
-    "ChatRated",
-    "VisitorCreated",
-    "SessionRegistration",
-    "UserStatusChanged",
+    "ChatInitiated", "ChatAccepted", "ChatAssigned", "ChatCompleted", "ChatClosed",
+    "ChatIgnored", "ChatIdle", "ChatTranscriptSent", "ChatRated", "VisitorCreated",
+    "SessionRegistration", "UserStatusChanged",
 )
 
 #: A rating's format is not published: thumbs (bool), a score, or a word.
@@ -381,6 +373,12 @@ _KNOWN_NAMES = frozenset(NATTERLY_EVENTS)
 _EVENT_NAME = msgspec.json.Decoder(_EventName)
 
 
+def decode_documented_natterly(body: bytes) -> NatterlyWebhook:
+    """:func:`decode_natterly` for the documented events only: any other event name is a
+    ContractError, and the UTF-8 of bytes msgspec skips is the caller's to check."""
+    return decode(_KNOWN, body)
+
+
 def decode_natterly(body: bytes) -> NatterlyWebhook | UnknownNatterlyWebhook:
     """Decode a Natterly body (with or without ``auth_token``) into typed Structs.
 
@@ -389,7 +387,7 @@ def decode_natterly(body: bytes) -> NatterlyWebhook | UnknownNatterlyWebhook:
     """
     check_utf8(body)
     try:
-        return decode(_KNOWN, body)
+        return decode_documented_natterly(body)
     except ContractError as exc:
         failure = exc
     # The tagged union rejects event names it does not know; only then is the

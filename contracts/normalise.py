@@ -8,23 +8,17 @@ envelope itself stays in the log either way, so a later Parley can reread it.
 
 from __future__ import annotations
 
-import msgspec
-
 from contracts.chatshipper import decode_chatshipper
-from contracts.decoding import check_utf8, decode
+from contracts.decoding import check_utf8
 from contracts.domain import DomainEvent
 from contracts.envelope import Envelope
 from contracts.errors import ContractError
 from contracts.from_chatshipper import chatshipper_events
 from contracts.from_natterly import natterly_events
-from contracts.natterly import NatterlyWebhook
+from contracts.natterly import decode_documented_natterly
 from contracts.origin import Origin
 
 __all__ = ["normalise", "normalise_decoded"]
-
-# The twelve documented Natterly events only: a body of any other event name fails
-# here and means no events, so (unlike decode_natterly) it is not decoded twice more.
-_NATTERLY_DOCUMENTED: msgspec.json.Decoder[NatterlyWebhook] = msgspec.json.Decoder(NatterlyWebhook)
 
 
 def normalise(env: Envelope) -> list[DomainEvent]:
@@ -50,7 +44,9 @@ def normalise_decoded(env: Envelope) -> list[DomainEvent]:
     """
     try:
         if env.provider == "natterly":
-            return natterly_events(Origin.of(env), decode(_NATTERLY_DOCUMENTED, env.body))
+            # The documented events only: a body of any other event name means no events,
+            # so (unlike decode_natterly) it is not decoded twice more.
+            return natterly_events(Origin.of(env), decode_documented_natterly(env.body))
         if env.provider == "chatshipper":
             return chatshipper_events(Origin.of(env), decode_chatshipper(env.body, utf8_checked=True))
     except ContractError:

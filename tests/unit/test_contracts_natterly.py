@@ -73,6 +73,22 @@ def test_unknown_events_are_kept() -> None:
     assert webhook == n.UnknownNatterlyWebhook(event="ChatTransferred", timestamp=3, payload={"x": [1]})
 
 
+def test_documented_decoder_refuses_what_decode_natterly_keeps() -> None:
+    documented = 0
+    for path in golden_paths("natterly"):
+        body = path.read_bytes()
+        kept = n.decode_natterly(body)
+        if isinstance(kept, n.UnknownNatterlyWebhook):
+            with pytest.raises(ContractError, match=r"\$\.event"):
+                n.decode_documented_natterly(body)
+        else:
+            assert n.decode_documented_natterly(body) == kept
+            documented += 1
+    assert documented >= len(n.NATTERLY_EVENTS)
+    with pytest.raises(ContractError, match=r"\$\.event"):
+        n.decode_documented_natterly(b'{"event":"ChatTransferred","timestamp":3}')
+
+
 def test_unassignment_has_no_user() -> None:
     webhook = n.decode_natterly(load("natterly", "chat_assigned_unassigned.json"))
     assert isinstance(webhook, n.ChatAssignedWebhook)
