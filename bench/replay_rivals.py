@@ -87,12 +87,12 @@ def _cpu() -> float:
 # ------------------------------------------------------------------------------ Quix Streams
 
 
-def run_quix(bootstrap: str, prefix: str, n: int, work: Path) -> dict[str, Any]:
+def run_quix(bootstrap: str, prefix: str, group: str, n: int, work: Path) -> dict[str, Any]:
     from quixstreams import Application, State
 
     app = Application(
         broker_address=bootstrap,
-        consumer_group=f"{prefix}-quix",
+        consumer_group=group,  # fresh per run: no committed offsets, no changelog to restore
         auto_offset_reset="earliest",
         state_dir=work / "state",
         loglevel="WARNING",
@@ -113,12 +113,12 @@ def run_quix(bootstrap: str, prefix: str, n: int, work: Path) -> dict[str, Any]:
 # -------------------------------------------------------------------------------- faust
 
 
-def run_faust(bootstrap: str, prefix: str, n: int, partitions: int, work: Path,
+def run_faust(bootstrap: str, prefix: str, group: str, n: int, partitions: int, work: Path,
               store: str) -> dict[str, Any]:
     import faust
 
     app = faust.App(
-        f"{prefix}-faust",
+        group,  # the app id: consumer group and changelog names, fresh per run
         broker=f"kafka://{bootstrap}",
         store=f"{store}://",
         datadir=str(work / "faust"),
