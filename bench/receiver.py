@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 # Run as `python bench/receiver.py`, this file's folder comes first on sys.path and its own
@@ -121,7 +121,9 @@ async def load(url: str, concurrency: int, seconds: float, warmup_s: float) -> d
     if proc.returncode != 0:
         raise SystemExit(f"load generator failed with exit code {proc.returncode}")
     result: dict[str, object] = json.loads(out)
-    total = sum(int(n) for n in result["statuses"].values())  # type: ignore[attr-defined]
+    statuses = result["statuses"]
+    assert isinstance(statuses, dict)
+    total = sum(int(n) for n in statuses.values())
     # Requests of the warm-up are not in the figures but did use CPU: scale by the run time.
     result["server_cpu_us_per_req"] = (1e6 * (time.process_time() - cpu_before) * seconds
                                        / (seconds + warmup_s) / max(1, total))
@@ -157,7 +159,7 @@ def bare_app() -> object:
 
 
 @contextlib.contextmanager
-def kafka_bootstrap() -> object:
+def kafka_bootstrap() -> Iterator[tuple[str, str]]:
     configured = os.environ.get("PARLEY_BENCH_KAFKA")
     if configured:
         yield configured, "PARLEY_BENCH_KAFKA"
@@ -238,7 +240,7 @@ def main() -> None:
         return
     from parley import loop
 
-    with kafka_bootstrap() as (bootstrap, kafka_desc):  # type: ignore[misc]
+    with kafka_bootstrap() as (bootstrap, kafka_desc):
         started = time.perf_counter()
         runs, loop_desc = loop.run(bench(args, bootstrap), args.loop)
         elapsed = time.perf_counter() - started
