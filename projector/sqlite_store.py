@@ -181,6 +181,7 @@ class SqliteStore:
         self._writer: _Worker | None = None
         self._reader: _Worker | None = None
         self._sql: dict[str, _Sql] = {}
+        self._rows_max = _ROWS_PER_STATEMENT  # rows per upsert statement (set by open)
 
     @property
     def path(self) -> str:
@@ -206,6 +207,7 @@ class SqliteStore:
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         self._writer = _Worker(self._connect, "parley-sqlite-writer")
         await self._writer.run(_migrate)
+        self._rows_max = await self._writer.run(_rows_per_statement)
         self._reader = self._writer if self._memory else _Worker(self._connect, "parley-sqlite-reader")
 
     async def close(self) -> None:
@@ -315,7 +317,7 @@ class SqliteStore:
         # statement to bind its parameters, and runs the whole upsert without it, so a
         # commit can overlap with folding the next batch (see projector.rebuild) instead of
         # queueing for the GIL twice per row.
-        statements = [(sql.upsert_rows(n), params) for n, params in _chunks(rows)]
+        statements = [(sql.upsert_rows(n), params) for n, params in _chunks(rows, self._rows_max)]
         offset_params = [(topic, partition, offset) for (topic, partition), offset in offsets.items()]
 
         def commit(conn: sqlite3.Connection) -> None:
@@ -410,18 +412,30 @@ class SqliteStore:
         return await self._r().run(read)
 
 
-# Rows per upsert statement: 9 parameters each, under the 32,766 variables SQLite allows
-# by default (SQLITE_MAX_VARIABLE_NUMBER since 3.32). A batch is cut into statements of
-# this many rows and then of the powers of two its remainder is made of, so a projection
-# has at most a dozen distinct (prepared, cached) upsert statements.
+# Most rows per upsert statement: 9 parameters each, under the 32,766 variables SQLite
+# allows by default (SQLITE_MAX_VARIABLE_NUMBER since 3.32; fewer where the library allows
+# fewer, see _rows_per_statement). A batch is cut into statements of this many rows and then
+# of the powers of two its remainder is made of, so a projection has at most a dozen
+# distinct (prepared, cached) upsert statements.
 _ROWS_PER_STATEMENT = 2048
+_PARAMS_PER_ROW = 9
 
 
-def _chunks(rows: Sequence[Row]) -> list[tuple[int, list[object]]]:
-    """``(n, parameters of n rows)`` for every statement that upserts ``rows``."""
+def _rows_per_statement(conn: sqlite3.Connection) -> int:
+    """The largest power of two of rows, up to 2,048, whose parameters this SQLite binds."""
+    most = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _PARAMS_PER_ROW
+    size = _ROWS_PER_STATEMENT
+    while size > max(1, most):
+        size //= 2
+    return size
+
+
+def _chunks(rows: Sequence[Row], most: int) -> list[tuple[int, list[object]]]:
+    """``(n, parameters of n rows)`` for every statement that upserts ``rows``, ``n`` a
+    power of two no greater than ``most`` (itself a power of two)."""
     out: list[tuple[int, list[object]]] = []
     start, left = 0, len(rows)
-    size = _ROWS_PER_STATEMENT
+    size = most
     while left:
         while size > left:
             size //= 2

@@ -13,7 +13,7 @@ from store_contract import StoreContract, chat
 from store_crash_kit import kill_mid_commits
 
 from projector.errors import StoreUnavailable, UnsupportedStore
-from projector.sqlite_store import SqliteStore
+from projector.sqlite_store import SqliteStore, _rows_per_statement
 from projector.store import Store
 from projector.stores import open_store
 
@@ -197,3 +197,35 @@ async def test_sigkill_mid_commit_never_splits_rows_from_offsets(sqlite_url: str
     """SIGKILL a process that commits in a loop, at a random commit each time, five times:
     the rows in the file are always exactly those of the commit the stored offset names."""
     await kill_mid_commits(sqlite_url, rounds=5, max_step=8)
+
+
+@pytest.mark.parametrize(("limit", "rows"), [(250_000, 2048), (32_766, 2048), (999, 64),
+                                             (100, 8), (9, 1), (5, 1)])
+def test_rows_per_statement_fits_the_variable_limit(limit: int, rows: int) -> None:
+    with contextlib.closing(sqlite3.connect(":memory:")) as conn:
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+        assert _rows_per_statement(conn) == rows
+
+
+async def test_a_sqlite_that_binds_few_variables_still_commits_whole_batches(tmp_path: Path) -> None:
+    """An SQLite built with a low SQLITE_MAX_VARIABLE_NUMBER (999 before 3.32): batches are
+    cut into smaller statements instead of failing with "too many SQL variables"."""
+    store = SqliteStore(tmp_path / "state.db")
+    connect = store._connect
+
+    def low_limit() -> sqlite3.Connection:
+        conn = connect()
+        conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+        return conn
+
+    store._connect = low_limit  # type: ignore[method-assign]
+    await store.open()
+    try:
+        await store.create_projection("p1")
+        rows = [chat(f"c{i:04d}", version=i % 5) for i in range(1000)]
+        await store.commit("p1", rows, {("t", 0): 1000})
+        assert (await store.counts("p1"))["chat"] == 1000
+        assert await store.get_view("p1", "chat", "c0999") == chat("c0999", version=4).view
+        assert await store.offsets("p1") == {("t", 0): 1000}
+    finally:
+        await store.close()
