@@ -265,7 +265,9 @@ def bench(args: argparse.Namespace, bootstrap: str, prefix: str) -> int:
         ranked = sorted(runs, key=lambda r: 0.0 if "error" in r else r["records"] / r["seconds"])
         results[name] = ranked[(len(ranked) - 1) // 2]
     if args.rounds > 1:
-        print(f"\nmedian round of {args.rounds} per contender (rounds alternate between contenders)")
+        even = " (of an even number, the slower middle one)" if args.rounds % 2 == 0 else ""
+        print(f"\nmedian round of {args.rounds} per contender{even}; rounds alternated between "
+              "contenders")
     print(f"\n{args.events:,} records ({filled['chats']:,} chats), {args.partitions} partitions per "
           f"topic, Python {sys.version.split()[0]}")
     print(f"  {'contender':<9} {'records':>9} {'records/s':>10} {'seconds':>8} {'per CPU-s':>10} "
