@@ -357,11 +357,7 @@ def _apply_message(state: MessageFold, ev: Any, at: datetime, rank: int, eid: st
     kind = type(ev)
     if kind not in _MESSAGE_EVENTS:
         return state
-    provider, source = state.provider, state.source
-    if provider is None or ev.provider > provider:  # _pick, inlined (hot)
-        provider = ev.provider
-    if source is None or ev.source > source:
-        source = ev.source
+    provider, source = _pick(state.provider, ev.provider), _pick(state.source, ev.source)
     if kind is d.MessageDeleted:
         # The tombstone wins over every edit, whichever arrives first: the text is
         # dropped now and never written again (see the ``deleted_at`` checks below).
@@ -399,15 +395,10 @@ def _apply_visitor(state: VisitorFold, ev: Any, at: datetime, rank: int, eid: st
         chats = chats | {chat_id}
     name, email, anonymous = ev.name, ev.email, ev.anonymous
     first, last = state.first_seen, state.last_seen
-    provider, source = state.provider, state.source
-    if provider is None or ev.provider > provider:  # _pick, inlined (hot)
-        provider = ev.provider
-    if source is None or ev.source > source:
-        source = ev.source
     return _replace(
         state,
-        provider=provider,
-        source=source,
+        provider=_pick(state.provider, ev.provider),
+        source=_pick(state.source, ev.source),
         name=state.name if name is None else _write(state.name, at, rank, eid, name),
         email=state.email if email is None else _write(state.email, at, rank, eid, email),
         anonymous=(state.anonymous if anonymous is None
