@@ -107,9 +107,7 @@ class _Sql:
         """One statement upserting ``n`` rows (``n`` is a power of two: see ``_chunks``)."""
         sql = self._upserts.get(n)
         if sql is None:
-            # The nullable columns come as NULLIF(?, 0): see _row_params.
-            values = ", ".join(
-                ["(?, ?, ?, ?, NULLIF(?, 0), NULLIF(?, 0), NULLIF(?, 0), NULLIF(?, 0), ?)"] * n)
+            values = ", ".join([_ROW_VALUES] * n)
             sql = self._upserts[n] = (
                 f"INSERT INTO {self._rows} (kind, id, state, view, chat_id, status, source, "  # noqa: S608
                 f"agent_id, sort_key) VALUES {values} "
@@ -412,13 +410,15 @@ class SqliteStore:
         return await self._r().run(read)
 
 
-# Most rows per upsert statement: 9 parameters each, under the 32,766 variables SQLite
-# allows by default (SQLITE_MAX_VARIABLE_NUMBER since 3.32; fewer where the library allows
-# fewer, see _rows_per_statement). A batch is cut into statements of this many rows and then
-# of the powers of two its remainder is made of, so a projection has at most a dozen
-# distinct (prepared, cached) upsert statements.
+# Most rows per upsert statement: 9 parameters each (_ROW_VALUES), under the 32,766
+# variables SQLite allows by default (SQLITE_MAX_VARIABLE_NUMBER since 3.32; fewer where the
+# library allows fewer, see _rows_per_statement). A batch is cut into statements of this
+# many rows and then of the powers of two its remainder is made of, so a projection has at
+# most a dozen distinct (prepared, cached) upsert statements.
 _ROWS_PER_STATEMENT = 2048
-_PARAMS_PER_ROW = 9
+# One row's placeholders, in _row_params' order; the nullable columns come as NULLIF(?, 0).
+_ROW_VALUES = "(?, ?, ?, ?, NULLIF(?, 0), NULLIF(?, 0), NULLIF(?, 0), NULLIF(?, 0), ?)"
+_PARAMS_PER_ROW = _ROW_VALUES.count("?")
 
 
 def _rows_per_statement(conn: sqlite3.Connection) -> int:
