@@ -1,27 +1,61 @@
 # The two commands a fresh clone needs: `make run` and `make test`.
-# Both create .venv, install Parley with its test tools, and fetch the Kafka jars (cached under
-# ~/.cache/parley, Maven's own cache under ~/.m2, pip's under ~/.cache/pip: never in the repo).
+# Both create .venv and install exactly the versions pinned (with hashes) in requirements/*.lock,
+# so a fresh clone runs what CI tested; then fetch the Kafka jars (cached under ~/.cache/parley,
+# Maven's own cache under ~/.m2, pip's under ~/.cache/pip: never in the repo).
+# `make lock` regenerates the locks from pyproject.toml's ranges; `make test-latest` tries the
+# newest versions those ranges allow (a deliberate upgrade, never part of CI).
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
+RUNTIME_LOCK = requirements/runtime.lock
+LOCK    = requirements/test.lock
+BENCH_LOCK = requirements/bench.lock
+UV_VERSION = 0.13.9
 PYTEST_ARGS ?=
 
-.PHONY: run test test-quick lint install kafka-jars bench bench-deps clean
+.PHONY: run test test-quick test-latest lint install lock kafka-jars bench bench-deps clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Parley needs Python 3.11+ (set PYTHON=python3.11)")'
+# --require-hashes: every package, build tools included, is the exact file that was locked.
+$(STAMP): pyproject.toml $(LOCK)
+	@$(PYTHON) requirements/check.py $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(BIN)/pip check --disable-pip-version-check >/dev/null
 	@touch $(STAMP)
 
-# Benchmarks compare against pydantic, Quix Streams and faust-streaming: installed on demand.
+# Regenerate the three locks from pyproject.toml (and requirements/build.in) for Python 3.11+ on
+# every platform: runtime (the container image), test (make run / make test), bench (make bench).
+# Each is constrained by the one before, so the packages they share are the same versions.
+lock:
+	$(PYTHON) -m venv .venv-uv
+	.venv-uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	.venv-uv/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+		pyproject.toml requirements/build.in -o $(RUNTIME_LOCK)
+	.venv-uv/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+		pyproject.toml requirements/build.in --extra test -c $(RUNTIME_LOCK) -o $(LOCK)
+	.venv-uv/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+		pyproject.toml requirements/build.in --extra test --extra bench -c $(LOCK) -o $(BENCH_LOCK)
+	@echo "locks written: $(RUNTIME_LOCK) $(LOCK) $(BENCH_LOCK) (review the diff, run make test, commit)"
+
+# The newest versions pyproject.toml's ranges allow, in a venv of their own, then the whole
+# suite: how an upgrade is tried before `make lock` makes it the project's. Not run by CI.
+test-latest: kafka-jars
+	rm -rf .venv-latest
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/pip install --quiet --disable-pip-version-check --upgrade -e '.[test]'
+	.venv-latest/bin/pip freeze --exclude-editable
+	.venv-latest/bin/ruff check .
+	.venv-latest/bin/mypy
+	.venv-latest/bin/pytest $(PYTEST_ARGS)
+
 bench-deps: $(STAMP)
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	@$(PYTHON) requirements/check.py $(BENCH_LOCK)
+	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(BENCH_LOCK)
 
 kafka-jars: $(STAMP)
 	@$(BIN)/python -c 'from parley.kafka import resolve_jars; print("Kafka jars:", resolve_jars())'
@@ -49,4 +83,4 @@ bench: kafka-jars bench-deps
 	$(BIN)/python bench/replay.py
 
 clean:
-	rm -rf $(VENV) .parley .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-uv .venv-latest .parley .pytest_cache .mypy_cache .ruff_cache

@@ -11,6 +11,7 @@ how the test that keeps ``docs/schemas/`` fresh compares without writing.
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -48,9 +49,25 @@ def _any_json(type_: type) -> dict[str, object]:
     raise NotImplementedError(f"no JSON schema for {type_!r}")
 
 
+def _clean_descriptions(node: object) -> object:
+    # Docstrings become "description"s; msgspec releases differ in how they dedent them
+    # (0.23 applies inspect.cleandoc, earlier ones kept the indentation). Cleaning them here
+    # makes the files the same whichever msgspec generated them.
+    if isinstance(node, dict):
+        return {
+            key: inspect.cleandoc(value) if key == "description" and isinstance(value, str)
+            else _clean_descriptions(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_clean_descriptions(item) for item in node]
+    return node
+
+
 def render(type_: object) -> bytes:
-    """The schema of ``type_`` as stable, indented JSON text (keys sorted)."""
-    schema = msgspec.json.schema(type_, schema_hook=_any_json)
+    """The schema of ``type_`` as stable, indented JSON text (keys sorted, docstrings dedented)."""
+    schema = _clean_descriptions(msgspec.json.schema(type_, schema_hook=_any_json))
+    assert isinstance(schema, dict)
     schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
     return msgspec.json.format(msgspec.json.encode(schema, order="sorted"), indent=2) + b"\n"
 

@@ -24,6 +24,7 @@ from tests.deploy.manifests import (
     container,
     env_of,
     gen,
+    generated_matches,
     k8s_objects,
     labels_match,
     of_kind,
@@ -95,7 +96,7 @@ def partitions_of(topic: str) -> int:
 
 # ------------------------------------------------------------------------- generated
 def test_autoscaling_yaml_is_generated() -> None:
-    assert (K8S / "autoscaling.yaml").read_text() == GEN.render_autoscaling(), \
+    assert generated_matches(K8S / "autoscaling.yaml", GEN.render_autoscaling()), \
         "deploy/k8s/autoscaling.yaml is out of date: run `python -m deploy.gen`"
 
 

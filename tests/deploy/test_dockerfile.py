@@ -128,6 +128,17 @@ def test_every_package_and_file_it_needs_is_copied_and_not_ignored() -> None:
             src.startswith(r[1:]) for r in rules if r.startswith("!")), f"{src} is dockerignored"
 
 
+def test_installs_the_runtime_lock_and_resolves_nothing() -> None:
+    """The image gets the hash-checked versions CI tested: the runtime lock with
+    --require-hashes, then Parley itself with --no-deps (nothing resolved at build time)."""
+    runs = [i.args for i in INSTRUCTIONS if i.op == "RUN" and "pip install" in i.args]
+    assert any("--require-hashes" in r and "requirements/runtime.lock" in r for r in runs), runs
+    for run in runs:
+        if "-r " not in run:
+            assert "--no-deps" in run and "--no-build-isolation" in run, run
+    assert (REPO / "requirements" / "runtime.lock").is_file()
+
+
 # ------------------------------------------------------------------ the health-check script
 @pytest.fixture
 async def served() -> object:
