@@ -4,7 +4,10 @@
 :func:`find_bindir`, in a directory of its own, listening on 127.0.0.1 only, with trust
 authentication for the one role it creates. PostgreSQL refuses to run as root, so when the
 current user is root the server runs as an unprivileged user (``nobody`` unless
-``$PARLEY_PG_RUN_AS`` names another) and its directory is handed to that user.
+``$PARLEY_PG_RUN_AS`` names another) and its directory is handed to that user. When that user
+cannot reach the binaries (a clone in a private directory such as ``mktemp -d`` or ``/root``,
+whose ``.venv`` holds pgserver's), their installation is copied into the server's directory
+first, so the server starts wherever the checkout lives.
 
 Binaries, first found wins:
 
@@ -29,7 +32,7 @@ from pathlib import Path
 
 from parley.errors import LauncherError
 
-__all__ = ["LocalPostgres", "find_bindir"]
+__all__ = ["LocalPostgres", "copy_installation", "find_bindir"]
 
 HOST = "127.0.0.1"
 
@@ -71,6 +74,34 @@ def _check_traversable(root: Path) -> None:
             raise LauncherError(
                 f"{parent} is not traversable by other users, so PostgreSQL (which cannot run "
                 f"as root) cannot reach {root}: put it elsewhere, e.g. under /tmp")
+
+
+def _reachable_by_others(bindir: Path) -> bool:
+    """Whether any user can execute ``initdb`` and ``postgres`` in ``bindir`` (o+x on the
+    tools and on every directory above them)."""
+    resolved = bindir.resolve()
+    return all(parent.stat().st_mode & 0o001 for parent in (resolved, *resolved.parents)) and all(
+        (resolved / tool).stat().st_mode & 0o001 for tool in ("initdb", "postgres"))
+
+
+def copy_installation(bindir: Path, target: Path) -> Path:
+    """Copy the installation around ``bindir`` under ``target``; return the copy's bindir.
+
+    PostgreSQL finds ``lib`` and ``share`` relative to its binaries, so the directory above
+    ``bindir`` is copied whole (less ``include``). A wheel's binaries (pgserver's) also load
+    the libraries auditwheel bundled beside the package (``<package>.libs``, by an RPATH of
+    ``$ORIGIN/../../../<package>.libs``): that layout is kept.
+    """
+    installation = bindir.resolve().parent
+    package = installation.parent
+    bundled = package.parent / f"{package.name}.libs"
+    copy = target / package.name / installation.name
+    if not (copy / bindir.name / "postgres").exists():
+        shutil.copytree(installation, copy, symlinks=True, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("include"))
+        if bundled.is_dir():
+            shutil.copytree(bundled, target / bundled.name, symlinks=True, dirs_exist_ok=True)
+    return _checked(copy / bindir.name)
 
 
 def _free_port() -> int:
@@ -131,13 +162,19 @@ class LocalPostgres:
         if ids is not None:
             _check_traversable(self.root)
             os.chown(self.root, *ids)
+            if not _reachable_by_others(bindir):
+                bindir = copy_installation(bindir, self.root / "pg")
         as_user: dict[str, int] = {} if ids is None else {"user": ids[0], "group": ids[1],
                                                            "extra_groups": []}  # type: ignore[dict-item]
         if not (data / "PG_VERSION").exists():
-            init = subprocess.run(  # noqa: S603 - our own binaries, no shell
-                [str(bindir / "initdb"), "-D", str(data), "-U", self.user, "--auth=trust",
-                 "-E", "UTF8", "--locale=C", "--no-sync"],
-                capture_output=True, cwd=self.root, check=False, **as_user)  # type: ignore[call-overload]
+            try:
+                init = subprocess.run(  # noqa: S603 - our own binaries, no shell
+                    [str(bindir / "initdb"), "-D", str(data), "-U", self.user, "--auth=trust",
+                     "-E", "UTF8", "--locale=C", "--no-sync"],
+                    capture_output=True, cwd=self.root, check=False, **as_user)  # type: ignore[call-overload]
+            except OSError as exc:
+                who = "this user" if ids is None else f"uid {ids[0]}"
+                raise LauncherError(f"cannot run {bindir / 'initdb'} as {who}: {exc}") from None
             if init.returncode != 0:
                 raise LauncherError(f"initdb failed ({init.returncode}): "
                                     f"{init.stderr.decode(errors='replace')[-2000:]}")
