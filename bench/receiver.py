@@ -42,8 +42,9 @@ TOKEN = "bench-natterly-token-4f1c"  # noqa: S105 - a throwaway token for this r
 def _body(i: int) -> bytes:
     """A realistic ~1.7 kB Natterly ChatInitiated body; one chat per body (keys spread).
 
-    Members in the order of Natterly's own example (../shared/seeds): event, timestamp,
-    payload, then auth_token last."""
+    Members in the order of Natterly's own example (docs/providers.md;
+    tests/fixtures/webhooks/natterly/chat_initiated_seed.json): event, timestamp, payload, then
+    auth_token last."""
     chat = str(uuid.UUID(int=i + 1))
     return json.dumps({
         "event": "ChatInitiated", "timestamp": 1517228896 + i,

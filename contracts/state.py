@@ -1,7 +1,8 @@
 """The state behind the query API's JSON: chat, message, visitor and agent.
 
-Field names are exactly those of DESIGN.md ("Chat state"). These are shapes
-only; the projector owns the fold that produces them. ``None`` means unknown.
+Field names are part of Parley's public interface (docs/architecture.md, "Public
+interface"). These are shapes only; the projector owns the fold that produces them.
+``None`` means unknown.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def json_response(body: object, status: int = 200, headers: dict[str, str] | Non
 
 def error_response(status: int, code: str, detail: str,
                    headers: dict[str, str] | None = None) -> web.Response:
-    """DESIGN.md's error shape: ``{"error": "<code>", "detail": "..."}``."""
+    """Parley's one error shape, ``{"error": "<code>", "detail": "..."}`` (docs/architecture.md)."""
     return json_response({"error": code, "detail": detail}, status=status, headers=headers)
 
 

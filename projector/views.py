@@ -1,6 +1,6 @@
 """From fold states to what the query API serves: JSON views and the rows that index them.
 
-Pure (no I/O). A view is the ``contracts.state`` shape of DESIGN.md; a :class:`Row` is
+Pure (no I/O). A view is a ``contracts.state`` shape (docs/architecture.md); a :class:`Row` is
 what a :class:`~projector.store.Store` keeps per aggregate: the encoded fold state (for
 the next read-modify-write), the view's JSON bytes (sent over HTTP as they are), and
 the few columns the listings filter and sort on.

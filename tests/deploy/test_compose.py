@@ -9,6 +9,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
@@ -17,6 +18,7 @@ from contracts.topics import Topics
 from parley.cli import build_parser
 from parley.kafka.jars import KAFKA_VERSION
 from parley.settings import Settings, load_settings
+from projector.pg_url import parse_postgres_url
 from tests.deploy.manifests import ALL_INTERFACES, DEPLOY, REPO
 
 COMPOSE_FILE = DEPLOY / "compose.yaml"
@@ -25,12 +27,19 @@ SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 BROKERS = {n: s for n, s in SERVICES.items() if s.get("image", "").startswith("apache/kafka:")}
 PARLEY = {n: s for n, s in SERVICES.items() if s.get("image", "").startswith("parley:")}
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-_VAR = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+# An innermost ${VAR}, ${VAR-default} or ${VAR:-default} (its default holds no other one).
+_VAR = re.compile(r"\$\{(\w+)(?::?-([^${}]*))?\}")
 
 
 def interpolate(value: object) -> str:
-    """Compose's ``${VAR:-default}`` with nothing set in the environment: the defaults."""
-    return _VAR.sub(lambda m: m.group(2) or "", str(value))
+    """Compose's ``${VAR:-default}`` with nothing set in the environment: the defaults,
+    nested ones (``${A:-x${B:-y}}``) from the inside out."""
+    text = str(value)
+    while True:
+        resolved = _VAR.sub(lambda m: m.group(2) or "", text)
+        if resolved == text:
+            return text
+        text = resolved
 
 
 def service_env(service: dict[str, Any]) -> dict[str, str]:
@@ -87,10 +96,12 @@ def test_parley_services_run_real_commands_with_loadable_settings(name: str) -> 
         assert service["healthcheck"]["test"] == ["CMD", "parley-healthcheck", "--ready"]
         assert service["depends_on"]["topics"] == {"condition": "service_completed_successfully"}
     if args.command in ("projector", "consumer"):
-        # A volume at data_dir (SQLite store, search index) and a unique static member id.
+        # A volume at data_dir (a SQLite store, the search index) and a unique static member
+        # id; the state store is the postgres service or a SQLite file on that volume.
         assert any(v.endswith(f":{settings.data_dir}") for v in service["volumes"])
         assert settings.kafka.group_instance_id
-        assert settings.store.url.startswith("sqlite:///" + settings.data_dir)
+        url = settings.store.url
+        assert url.startswith(("postgresql://", "sqlite:///" + settings.data_dir)), url
 
 
 def test_topics_are_applied_before_any_role_starts() -> None:
@@ -124,9 +135,30 @@ def test_postgres_is_pinned_and_healthy_before_the_projector() -> None:
     assert re.fullmatch(r"postgres:\d+\.\d+(-\w+)?", pg["image"])
     assert pg["healthcheck"]["test"]
     assert PARLEY["projector"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
-    # The store URL can be switched to it without editing the file (issue 7's store).
+
+
+def test_the_projector_keeps_its_state_in_the_postgres_service() -> None:
+    pg = service_env(SERVICES["postgres"])
+    url = settings_of("projector").store.url
+    parts = urlsplit(url)
+    assert parts.scheme == "postgresql"
+    assert (parts.hostname, parts.port or 5432) == ("postgres", 5432)
+    assert parts.username == pg["POSTGRES_USER"]
+    assert parts.password is not None and unquote(parts.password) == pg["POSTGRES_PASSWORD"]
+    assert parts.path == "/" + pg["POSTGRES_DB"]
+    assert parse_postgres_url(url).migrate == "auto"  # the schema is created on start-up
+    # One password for both services, and the whole URL can still be replaced (e.g. by a
+    # sqlite:/// URL on the projector's volume) without editing the file.
     raw = PARLEY["projector"]["environment"]["PARLEY_STORE__URL"]
-    assert raw.startswith("${PARLEY_STORE_URL:-sqlite:")
+    assert raw.startswith("${PARLEY_STORE_URL:-")
+    assert "${PARLEY_POSTGRES_PASSWORD:-" in raw
+    assert "${PARLEY_POSTGRES_PASSWORD:-" in SERVICES["postgres"]["environment"]["POSTGRES_PASSWORD"]
+
+
+def test_interpolation_resolves_nested_defaults() -> None:
+    assert interpolate("${A:-x${B:-y}z}") == "xyz"
+    assert interpolate("${A:-${B}}") == ""
+    assert interpolate("plain") == "plain"
 
 
 def test_images_are_pinned() -> None:

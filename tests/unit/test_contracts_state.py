@@ -1,4 +1,4 @@
-"""State shapes: exactly DESIGN.md's field names."""
+"""State shapes: exactly the public field names (docs/architecture.md, "Public interface")."""
 
 from __future__ import annotations
 
