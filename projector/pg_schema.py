@@ -30,11 +30,12 @@ _MAX_BASE = 48
 
 
 class CopyTables:
-    """Qualified, quoted names of one projection copy's tables."""
+    """Qualified, quoted names of one projection copy's tables (``name`` as validated)."""
 
-    __slots__ = ("base", "chats_index", "offsets", "rows")
+    __slots__ = ("base", "chats_index", "name", "offsets", "rows")
 
     def __init__(self, schema_quoted: str, name: str) -> None:
+        self.name = name
         base = f"p_{name}"
         if len(base) > _MAX_BASE:
             digest = hashlib.blake2b(name.encode(), digest_size=5).hexdigest()
