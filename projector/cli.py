@@ -1,4 +1,8 @@
-"""``parley projector`` and ``parley projections status | rebuild [NAME]``."""
+"""``parley projector`` and ``parley projections status | rebuild [NAME] | drop NAME``.
+
+Projection names are 1-64 characters of ``[A-Za-z0-9_]`` and compared ignoring case
+(:func:`projector.store.projection_name`): ``rebuild V1`` and ``drop V1`` mean ``v1``.
+"""
 
 from __future__ import annotations
 
@@ -30,11 +34,13 @@ def register(subparsers: Any) -> None:
                     ).set_defaults(handler=_cmd_status)
     rebuild = psub.add_parser("rebuild", help="replay the log into a new copy, then switch reads")
     rebuild.add_argument("name", nargs="?", default=None,
-                         help="name of the new copy (default: the next vN)")
+                         help="name of the new copy (default: the next vN); 1-64 characters "
+                              "of a-z, A-Z, 0-9 and _, case ignored")
     rebuild.set_defaults(handler=_cmd_rebuild)
     drop = psub.add_parser("drop", help="delete a copy that is not live (e.g. the leftover of "
                                         "a failed rebuild)")
-    drop.add_argument("name", help="the copy to delete (see `parley projections status`)")
+    drop.add_argument("name", help="the copy to delete (see `parley projections status`; "
+                                   "case ignored)")
     drop.set_defaults(handler=_cmd_drop)
 
     from projector.store_cli import register as register_store  # `parley store migrate`
@@ -70,8 +76,11 @@ def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from parley.logs import setup_logging
     from projector.dlq import KafkaDeadLetters
     from projector.rebuild import rebuild
+    from projector.store import projection_name
     from projector.stores import open_store
 
+    if args.name is not None:
+        projection_name(args.name)  # a bad name is one error line before anything connects
     setup_logging(settings.log_level, settings.all_secrets())
     topics = Topics(prefix=settings.kafka.topic_prefix)
 
@@ -101,11 +110,14 @@ def _cmd_drop(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def drop_projection(settings: Settings, name: str) -> str:
-    """Delete the copy ``name``; refused (a clear error, nothing deleted) if it is the live
-    one or does not exist. Deleting a copy that a rebuild is still writing fails that rebuild."""
+    """Delete the copy ``name`` (case ignored); refused (a clear error, nothing deleted) if it
+    is the live one, does not exist or is not a valid name. Deleting a copy that a rebuild is
+    still writing fails that rebuild."""
     from projector.errors import UnknownProjection
+    from projector.store import projection_name
     from projector.stores import open_store
 
+    name = projection_name(name)
     store = open_store(settings.store.url)
     await store.open()
     try:

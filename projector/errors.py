@@ -52,7 +52,7 @@ class UnknownProjection(StoreError):
 
 
 class InvalidProjectionName(StoreError):
-    """A projection name must be 1-64 characters of ``[A-Za-z0-9_]``."""
+    """A projection name must be 1-64 characters of ``[A-Za-z0-9_]`` (compared ignoring case)."""
 
 
 class LiveProjectionDrop(StoreError):

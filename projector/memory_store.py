@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from projector.errors import LiveProjectionDrop, StoreError, UnknownProjection
 from projector.fold import AggregateRef
-from projector.store import KINDS, check_projection_name, decode_cursor, encode_cursor
+from projector.store import KINDS, decode_cursor, encode_cursor, projection_name
 from projector.views import Row
 
 __all__ = ["MemoryStore"]
@@ -45,6 +45,7 @@ class MemoryStore:
     def _copy(self, name: str) -> _Copy:
         if self._closed:
             raise StoreError("the store is closed")
+        name = projection_name(name)
         try:
             return self._copies[name]
         except KeyError:
@@ -54,13 +55,14 @@ class MemoryStore:
         return self._live
 
     async def create_projection(self, name: str) -> None:
-        self._copies.setdefault(check_projection_name(name), _Copy())
+        self._copies.setdefault(projection_name(name), _Copy())
 
     async def set_live(self, name: str) -> None:
         self._copy(name)
-        self._live = name
+        self._live = projection_name(name)
 
     async def drop_projection(self, name: str) -> None:
+        name = projection_name(name)
         if name == self._live:
             raise LiveProjectionDrop(f"projection {name!r} serves reads; set another live first")
         self._copies.pop(name, None)

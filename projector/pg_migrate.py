@@ -9,13 +9,15 @@ others wait, then find nothing to do. A database whose recorded version is newer
 code knows is refused: an older Parley must not write a newer schema.
 
 Rules for adding a migration: append it with the next version, never edit or reorder one
-that shipped; make it valid on a database that has every earlier migration.
+that shipped; make it valid on a database that has every earlier migration. A step that
+must read the data to know what to change (renaming the tables of each projection copy)
+gives ``run``, called after its statements inside the same transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -32,11 +34,13 @@ Conn: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 
 @dataclass(frozen=True, kw_only=True)
 class Migration:
-    """One step: ``statements(schema)`` gives the SQL, with the schema name already quoted."""
+    """One step: ``statements(schema)`` gives the SQL, with the schema name already quoted;
+    then ``run(conn, schema)``, if given, does what SQL alone cannot (``schema`` unquoted)."""
 
     version: int
     description: str
     statements: Callable[[str], Sequence[str]]
+    run: Callable[[Conn, str], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +107,8 @@ async def migrate(conn: Conn, schema: str, component: str,
         for migration in pending:
             for statement in migration.statements(quoted):
                 await conn.execute(statement)
+            if migration.run is not None:
+                await migration.run(conn, schema)
             await conn.execute(
                 f"INSERT INTO {quoted}.parley_migrations (component, version, description) "  # noqa: S608
                 "VALUES ($1, $2, $3)", component, migration.version, migration.description)

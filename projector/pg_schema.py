@@ -13,14 +13,19 @@ collation: byte order, which for UTF-8 is code point order — what SQLite and P
 so every store pages identically, whatever the database's locale.
 
 Copy tables are created by ``create_projection``, not by a migration; a later migration that
-changes them must alter every copy listed in ``parley_projections``.
+changes them must alter every copy listed in ``parley_projections`` (as version 2 does).
+
+Projection names are canonical (lower case, :func:`projector.store.projection_name`) in the
+registry, the live pointer and the table names, as in the SQLite store (whose table names
+ignore case), so ``V1`` and ``v1`` are one copy in every store.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-from projector.pg_migrate import Migration, quote_ident
+from projector.errors import StoreError
+from projector.pg_migrate import Conn, Migration, advisory_key, quote_ident
 
 __all__ = ["STORE_MIGRATIONS", "CopySql", "CopyTables", "copy_ddl"]
 
@@ -30,11 +35,12 @@ _MAX_BASE = 48
 
 
 class CopyTables:
-    """Qualified, quoted names of one projection copy's tables."""
+    """Qualified, quoted names of one projection copy's tables (``name`` as validated)."""
 
-    __slots__ = ("base", "chats_index", "offsets", "rows")
+    __slots__ = ("base", "chats_index", "name", "offsets", "rows")
 
     def __init__(self, schema_quoted: str, name: str) -> None:
+        self.name = name
         base = f"p_{name}"
         if len(base) > _MAX_BASE:
             digest = hashlib.blake2b(name.encode(), digest_size=5).hexdigest()
@@ -114,7 +120,46 @@ def _v1(schema: str) -> list[str]:
     ]
 
 
+async def _v2_canonical_names(conn: Conn, schema: str) -> None:
+    """Rename every copy whose name is not in lower case, its tables and indexes with it.
+
+    Two copies whose names differ only in case were distinct here (quoted identifiers keep
+    case) but are one name now: the migration then stops, changing nothing, and says which
+    copy to drop with the Parley that made them.
+    """
+    quoted = quote_ident(schema)
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", advisory_key(schema, "ddl"))
+    names = [str(r[0]) for r in await conn.fetch(f"SELECT name FROM {quoted}.parley_projections")]  # noqa: S608
+    live = await conn.fetchval(f"SELECT name FROM {quoted}.parley_live WHERE one = 1")  # noqa: S608
+    folded: dict[str, list[str]] = {}
+    for name in sorted(names):
+        folded.setdefault(name.lower(), []).append(name)
+    for same in folded.values():
+        if len(same) > 1:
+            spare = [n for n in same if n != live]
+            raise StoreError(
+                f"PostgreSQL schema {schema!r} holds projection copies {', '.join(map(repr, same))}, "
+                "whose names differ only in case; this Parley compares names ignoring case: "
+                f"drop {' or '.join(map(repr, spare))} with the Parley that made them "
+                "(`parley projections drop NAME`), then start this one")
+    for name in names:
+        if name == name.lower():
+            continue
+        old, new = CopyTables(quoted, name), CopyTables(quoted, name.lower())
+        for suffix in ("_rows", "_offsets"):
+            await conn.execute(f"ALTER TABLE IF EXISTS {quoted}.{quote_ident(old.base + suffix)} "
+                               f"RENAME TO {quote_ident(new.base + suffix)}")
+            await conn.execute(f"ALTER INDEX IF EXISTS {quoted}.{quote_ident(old.base + suffix + '_pkey')} "
+                               f"RENAME TO {quote_ident(new.base + suffix + '_pkey')}")
+        await conn.execute(f"ALTER INDEX IF EXISTS {quoted}.{old.chats_index} RENAME TO {new.chats_index}")
+        for table in ("parley_projections", "parley_live"):
+            await conn.execute(f"UPDATE {quoted}.{table} SET name = $1 WHERE name = $2",  # noqa: S608
+                               new.name, name)
+
+
 #: The store's migrations, oldest first (see :mod:`projector.pg_migrate` for the rules).
 STORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="projection registry and live pointer", statements=_v1),
+    Migration(version=2, description="projection names in lower case",
+              statements=lambda schema: [], run=_v2_canonical_names),
 )

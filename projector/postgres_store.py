@@ -55,7 +55,7 @@ from projector.pg_merge import MERGED_KINDS, join
 from projector.pg_migrate import Conn, MigrationStatus, advisory_key, migrate, quote_ident
 from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl
 from projector.pg_url import PostgresOptions, parse_postgres_url
-from projector.store import KINDS, check_projection_name, decode_cursor, encode_cursor
+from projector.store import KINDS, decode_cursor, encode_cursor, projection_name
 from projector.views import Row, row_for
 
 __all__ = ["PostgresOptions", "PostgresStore", "StoreConflict", "parse_postgres_url"]
@@ -160,9 +160,9 @@ class PostgresStore:
             raise _translate(exc, self._options.where) from exc
 
     def _q(self, projection: str) -> CopySql:
-        sql = self._sql.get(projection)
+        sql = self._sql.get(projection)  # by the name as given: no re-validation per call
         if sql is None:
-            sql = self._sql[projection] = CopySql(CopyTables(self._schema, check_projection_name(projection)))
+            sql = self._sql[projection] = CopySql(CopyTables(self._schema, projection_name(projection)))
         return sql
 
     async def _ddl_lock(self, conn: Conn) -> None:
@@ -184,6 +184,7 @@ class PostgresStore:
 
     async def create_projection(self, name: str) -> None:
         sql = self._q(name)
+        name = sql.tables.name  # canonical
 
         async def create(conn: Conn) -> None:
             async with conn.transaction():
@@ -197,6 +198,7 @@ class PostgresStore:
         await self._run(create)
 
     async def set_live(self, name: str) -> None:
+        name = projection_name(name)
         schema = self._schema
 
         async def switch(conn: Conn) -> None:
@@ -213,7 +215,8 @@ class PostgresStore:
         await self._run(switch)
 
     async def drop_projection(self, name: str) -> None:
-        tables = CopyTables(self._schema, check_projection_name(name))
+        name = projection_name(name)
+        tables = CopyTables(self._schema, name)
         schema = self._schema
 
         async def drop(conn: Conn) -> None:
@@ -268,7 +271,7 @@ class PostgresStore:
 
         async def commit(conn: Conn) -> None:
             async with conn.transaction():
-                merged = await self._merge(conn, projection, sql, batch)
+                merged = await self._merge(conn, sql, batch)
                 if merged:
                     await conn.execute(sql.upsert_rows, *_columns(merged))
                 if parts:
@@ -282,14 +285,14 @@ class PostgresStore:
 
         await self._run(commit)
 
-    async def _merge(self, conn: Conn, projection: str, sql: CopySql,
-                     batch: list[Row]) -> list[Row]:
+    async def _merge(self, conn: Conn, sql: CopySql, batch: list[Row]) -> list[Row]:
         """Rule 2: lock the rows several partitions write, and join their stored states in."""
         shared = [row for row in batch if row.kind in MERGED_KINDS]
         if not shared:
             return batch
         schema = self._options.schema
-        keys = sorted({advisory_key(schema, projection, row.kind, row.id) for row in shared})
+        # The canonical name: writers that spell the copy differently lock the same rows.
+        keys = sorted({advisory_key(schema, sql.tables.name, row.kind, row.id) for row in shared})
         await conn.execute("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k", keys)
         stored = {(kind, id): state for kind, id, state in await conn.fetch(
             sql.load_pairs, [row.kind for row in shared], [row.id for row in shared])}

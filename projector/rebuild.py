@@ -2,8 +2,10 @@
 
 Steps:
 
-1. Pick the new copy's name (the next ``vN`` unless given), refuse the live name, and create
-   it empty (a leftover copy of an interrupted rebuild with that name is dropped first).
+1. Pick the new copy's name (the next ``vN`` unless given), refuse the live name (names
+   compare ignoring case, as the stores compare them: ``V1`` is ``v1``), and create it
+   empty (a leftover copy of an interrupted rebuild with that name is dropped first; the
+   store itself refuses to drop the live copy, should it have become live since).
 2. Assign every partition of the event topics **without a consumer group** (the live runner's
    group and its offsets are untouched), seek to the beginning, and read the end offsets.
 3. Fold batches into the new copy exactly like the live runner (same :class:`Folder`; rows and
@@ -48,7 +50,7 @@ from projector.dlq import DeadLetters
 from projector.errors import ProjectorError
 from projector.fold import AggregateRef
 from projector.folder import Folder, Offsets, gc_paused
-from projector.store import Store, check_projection_name
+from projector.store import Store, projection_name
 from projector.views import Row
 
 __all__ = ["RebuildError", "RebuildReport", "event_partitions", "next_version", "rebuild"]
@@ -109,12 +111,14 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
     # Step 1: the new copy.
     previous = await store.live_projection()
     existing = await store.list_projections()
-    name = check_projection_name(name or next_version(existing))
-    if name == previous:
-        raise RebuildError(f"{name} is the live projection; rebuild into another name "
+    given, name = name, next_version(existing) if name is None else projection_name(name)
+    if name == previous:  # both canonical
+        spelled = (name if given in (None, name)
+                   else f"{given!r} names {name} (projection names ignore case), which")
+        raise RebuildError(f"{spelled} is the live projection; rebuild into another name "
                            f"(default: {next_version(existing)})")
     if name in existing:
-        await store.drop_projection(name)  # leftover of an interrupted rebuild
+        await store.drop_projection(name)  # leftover of an interrupted rebuild; never the live one
     await store.create_projection(name)
 
     # Step 2: every partition from the beginning, no consumer group.

@@ -4,7 +4,10 @@ Layout: a registry table of projection copies, a one-row ``live`` pointer, and p
 two tables — ``p_<name>_rows`` (one row per aggregate: encoded fold state, JSON view,
 listing columns) and ``p_<name>_offsets`` (next offset per topic partition). A copy is
 created, filled and dropped without touching another's tables; ``set_live`` rewrites
-the pointer in one transaction, so reads switch copies atomically.
+the pointer in one transaction, so reads switch copies atomically. SQLite compares table
+names ignoring case (``p_V1_rows`` *is* ``p_v1_rows``), so names are canonical (lower
+case, :func:`~projector.store.projection_name`) in the registry, the pointer and every
+comparison; schema version 2 brought older files' names to that form.
 
 Concurrency: two connections, each owned by one worker thread. The *writer* runs the
 runner's path (``load``, ``commit``, schema changes) one call at a time; the *reader*
@@ -36,7 +39,7 @@ import msgspec
 
 from projector.errors import LiveProjectionDrop, StoreError, StoreUnavailable, UnknownProjection
 from projector.fold import AggregateRef
-from projector.store import KINDS, check_projection_name, decode_cursor, encode_cursor
+from projector.store import KINDS, decode_cursor, encode_cursor, projection_name
 from projector.views import Row
 
 __all__ = ["SqliteStore"]
@@ -44,7 +47,9 @@ __all__ = ["SqliteStore"]
 T = TypeVar("T")
 Synchronous = Literal["NORMAL", "FULL"]
 
-_SCHEMA_VERSION = 1
+# 1: registry, live pointer, per-copy tables. 2: names in the registry and the pointer are
+# canonical (lower case), see _canonical_names.
+_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS parley_projections (
     name TEXT PRIMARY KEY,
@@ -78,7 +83,7 @@ class _Sql:
     """The statements of one projection copy (identical text, so sqlite3 caches them prepared)."""
 
     def __init__(self, name: str) -> None:
-        # Interpolating table names is safe: check_projection_name allowed only [A-Za-z0-9_].
+        # Interpolating table names is safe: projection_name allows only [A-Za-z0-9_].
         rows, offsets = f'"p_{name}_rows"', f'"p_{name}_offsets"'
         self._rows = rows
         self._upserts: dict[int, str] = {}
@@ -227,9 +232,9 @@ class SqliteStore:
         return self._reader
 
     def _q(self, projection: str) -> _Sql:
-        sql = self._sql.get(projection)
+        sql = self._sql.get(projection)  # by the name as given: no re-validation per call
         if sql is None:
-            sql = self._sql[projection] = _Sql(check_projection_name(projection))
+            sql = self._sql[projection] = _Sql(projection_name(projection))
         return sql
 
     # ------------------------------------------------------------------ projections
@@ -242,7 +247,8 @@ class SqliteStore:
         return await self._r().run(read)
 
     async def create_projection(self, name: str) -> None:
-        statements = _copy_schema(check_projection_name(name))
+        name = projection_name(name)
+        statements = _copy_schema(name)
 
         def create(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
@@ -253,6 +259,8 @@ class SqliteStore:
         await self._w().run(create)
 
     async def set_live(self, name: str) -> None:
+        name = projection_name(name)
+
         def switch(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
                 known = conn.execute("SELECT 1 FROM parley_projections WHERE name = ?", (name,)).fetchone()
@@ -267,7 +275,7 @@ class SqliteStore:
         await self._w().run(switch)
 
     async def drop_projection(self, name: str) -> None:
-        check_projection_name(name)
+        name = projection_name(name)
 
         def drop(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
@@ -505,4 +513,19 @@ def _migrate(conn: sqlite3.Connection) -> None:
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
+        if version < 2:
+            _canonical_names(conn)
         conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+
+
+def _canonical_names(conn: sqlite3.Connection) -> None:
+    """Schema 2: lower-case every name in the registry and the live pointer.
+
+    Before, ``V1`` and ``v1`` could both be registered, yet SQLite resolves both to the same
+    tables: they were always one copy, so one registry row is kept for them. The tables
+    keep their names (SQLite finds ``p_V1_rows`` as ``p_v1_rows``).
+    """
+    conn.execute("DELETE FROM parley_projections WHERE rowid NOT IN "
+                 "(SELECT min(rowid) FROM parley_projections GROUP BY lower(name))")
+    conn.execute("UPDATE parley_projections SET name = lower(name) WHERE name <> lower(name)")
+    conn.execute("UPDATE parley_live SET name = lower(name) WHERE name <> lower(name)")

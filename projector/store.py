@@ -11,6 +11,10 @@ Guarantees every implementation gives:
 * **Isolated projection copies.** Rows and offsets belong to one named projection;
   creating, filling and dropping one copy never changes what another returns.
   :meth:`Store.set_live` switches which copy serves reads in one step.
+* **Names ignore case.** Every method takes a projection name through
+  :func:`projection_name`: ``V1`` and ``v1`` name the same copy, and every name a store
+  returns is in that canonical (lower-case) form. So the live copy cannot be dropped
+  under a name that differs only in case (SQLite compares table names ignoring case).
 * **Byte-exact views.** Reads return the ``view`` bytes exactly as committed.
 * **Keyset pagination.** Listings are ordered by ``(Row.sort_key, Row.id)`` ascending;
   a cursor names the last row of the previous page, so rows inserted or changed
@@ -35,14 +39,15 @@ from projector.views import Row
 __all__ = [
     "KINDS",
     "Store",
-    "check_projection_name",
     "decode_cursor",
     "encode_cursor",
+    "projection_name",
 ]
 
 #: Aggregate kinds a store holds rows of, in the order ``counts`` reports them.
 KINDS: tuple[str, ...] = ("chat", "message", "visitor", "agent")
 
+_NAME_RULE = "1-64 characters of a-z, A-Z, 0-9 and _ (case is ignored: V1 is v1)"
 _NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
 _CURSOR = msgspec.json.Decoder(tuple[str, str, str])
 
@@ -60,16 +65,20 @@ class Store(Protocol):
         """Name of the projection that serves reads, or None before the first ``set_live``."""
 
     async def create_projection(self, name: str) -> None:
-        """Create an empty projection copy; no-op if it already exists."""
+        """Create an empty projection copy; no-op (its rows kept) if it already exists."""
 
     async def set_live(self, name: str) -> None:
         """Atomically make ``name`` the projection that serves reads (UnknownProjection if absent)."""
 
     async def drop_projection(self, name: str) -> None:
-        """Delete a copy's rows and offsets; no-op if absent; LiveProjectionDrop if it is live."""
+        """Delete a copy's rows and offsets; no-op if absent; LiveProjectionDrop if it is live.
+
+        The live check and the drop are one step: the live copy is never dropped, whatever
+        case its name is given in.
+        """
 
     async def list_projections(self) -> list[str]:
-        """Names of all projection copies, sorted."""
+        """Canonical names of all projection copies, sorted."""
 
     async def load(self, projection: str, refs: Sequence[AggregateRef]) -> dict[AggregateRef, bytes]:
         """Encoded fold states of those ``refs`` that exist (one query per kind, not per ref)."""
@@ -117,13 +126,18 @@ class Store(Protocol):
         """Number of rows per kind (every kind in :data:`KINDS`, zeros included)."""
 
 
-def check_projection_name(name: str) -> str:
-    """Return ``name`` if it is a valid projection name (it becomes part of SQL identifiers)."""
+def projection_name(name: str) -> str:
+    """The canonical form of a projection name: ``name`` in lower case.
+
+    Raises InvalidProjectionName (whose message states the rule) unless ``name`` is
+    1-64 characters of ``[A-Za-z0-9_]``. The name becomes part of table names, and SQLite
+    compares table names ignoring case, so every store compares (and stores) names in this
+    one form; the CLI and rebuilds compare with the live copy's name in it too.
+    """
     if not _NAME.fullmatch(name):
-        raise InvalidProjectionName(
-            f"projection name {name!r} is invalid: use 1-64 characters of A-Z, a-z, 0-9 and _"
-        )
-    return name
+        shown = repr(name) if len(name) <= 70 else f"{name[:64]!r}... ({len(name)} characters)"
+        raise InvalidProjectionName(f"projection name {shown} is invalid: use {_NAME_RULE}")
+    return name.lower()
 
 
 def encode_cursor(listing: str, sort_key: str, id: str) -> str:

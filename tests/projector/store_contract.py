@@ -172,9 +172,40 @@ class StoreContract:
 
     @pytest.mark.parametrize("name", ["", "a-b", 'x"; DROP TABLE y; --', "é", "a" * 65, "a b"])
     async def test_invalid_projection_names_are_refused(self, store: Store, name: str) -> None:
-        with pytest.raises(InvalidProjectionName):
-            await store.create_projection(name)
+        for step in (store.create_projection, store.set_live, store.drop_projection):
+            with pytest.raises(InvalidProjectionName, match="use 1-64 characters of a-z"):
+                await step(name)
         assert await store.list_projections() == ["p1"]
+        assert await store.live_projection() is None
+
+    async def test_names_ignore_case_and_come_back_in_lower_case(self, store: Store) -> None:
+        await store.commit("p1", [chat("c1")], {("t", 0): 7})
+        await store.create_projection("P1")  # the same copy: nothing created, nothing emptied
+        await store.create_projection("Blue_2")
+        assert await store.list_projections() == ["blue_2", "p1"]
+        assert await store.get_view("P1", "chat", "c1") == chat("c1").view
+        assert await store.offsets("P1") == {("t", 0): 7}
+        await store.commit("BLUE_2", [chat("c2")], {("t", 0): 1})
+        assert await store.get_view("blue_2", "chat", "c2") == chat("c2").view
+        assert await store.get_view("p1", "chat", "c2") is None
+        await store.set_live("P1")
+        assert await store.live_projection() == "p1"
+        await store.drop_projection("Blue_2")
+        assert await store.list_projections() == ["p1"]
+
+    async def test_the_live_copy_is_not_dropped_under_another_case(self, store: Store) -> None:
+        rows = [chat("c1"), message("c1", "m1", sort_key="1"), visitor("v1"), agent("a1")]
+        await store.commit("p1", rows, {("t", 0): 7, ("t", 1): 3})
+        await store.set_live("p1")
+        before = await store.counts("p1")
+        for name in ("P1", "p1"):
+            with pytest.raises(LiveProjectionDrop, match="'p1' serves reads"):
+                await store.drop_projection(name)
+        assert await store.list_projections() == ["p1"]
+        assert await store.live_projection() == "p1"
+        assert await store.counts("p1") == before == {"chat": 1, "message": 1, "visitor": 1, "agent": 1}
+        assert await store.offsets("p1") == {("t", 0): 7, ("t", 1): 3}
+        assert await store.get_view("p1", "chat", "c1") == chat("c1").view
 
     async def test_projections_are_isolated(self, store: Store) -> None:
         await store.create_projection("p2")

@@ -24,6 +24,7 @@ from projector.role import ProjectorOptions, ProjectorRole
 from projector.runner import RunnerOptions
 from projector.stores import open_store
 from projector.views import Row
+from tests.pg_fixture import fresh_schema
 from tests.projector.test_runner_kit import (
     T0,
     applied,
@@ -132,6 +133,44 @@ async def test_rebuild_equals_live_switches_without_downtime_and_drops_old(
     assert (await resp.json())["status"] == "closed"
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh SQLite file, or a PostgreSQL schema of this test's own."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    async with fresh_schema(request.getfixturevalue("postgres_dsn")) as url:
+        yield url
+
+
+async def test_rebuild_into_the_live_name_in_another_case_is_refused(
+        store_url: str, kafka_settings: KafkaSettings, topics: Topics) -> None:
+    """``rebuild V1`` while ``v1`` is live is refused before anything is written, and the live
+    copy keeps every row and offset. (SQLite ignores case in table names: such a rebuild
+    used to fold into v1's own tables, switch reads to "V1", then drop v1's tables.)"""
+    positions = await produce(kafka_settings, topics,
+                              conversation("chat-1") + shipper_conversation("conv-1"))
+    store = open_store(store_url)
+    await store.open()
+    try:
+        first = await rebuild(store, kafka_settings, topics, out=io.StringIO())
+        assert (first.name, first.records) == ("v1", len(positions))
+        before = (await store.counts("v1"), await store.offsets("v1"), await snapshot(store, "v1"))
+        assert before[0]["chat"] == 2 and before[1]
+        with pytest.raises(RebuildError, match=r"^'V1' names v1 \(projection names ignore case\), "
+                                               r"which is the live projection; rebuild into another "
+                                               r"name \(default: v2\)$"):
+            await rebuild(store, kafka_settings, topics, name="V1", out=io.StringIO())
+        with pytest.raises(RebuildError, match=r"^v1 is the live projection"):
+            await rebuild(store, kafka_settings, topics, name="v1", out=io.StringIO())
+        assert await store.live_projection() == "v1"
+        assert await store.list_projections() == ["v1"]
+        after = (await store.counts("v1"), await store.offsets("v1"), await snapshot(store, "v1"))
+        assert after == before
+    finally:
+        await store.close()
+
+
 async def _reads_on(statuses: list[tuple[int, str]], projection: str) -> bool:
     return any(proj == projection for _, proj in statuses)
 
@@ -161,6 +200,15 @@ async def test_cli_status_and_rebuild(kafka_settings: KafkaSettings, topics: Top
     assert "rebuilt blue" in out
     code, out, _ = await _parley(config, "projections", "status")
     assert "projection blue (live)" in out and "v1" not in out and "chat=3" in out
+    # Names ignore case: BLUE is the live copy, refused as such; a bad name is one line.
+    code, out, err = await _parley(config, "projections", "rebuild", "BLUE")
+    assert code == 1 and "Traceback" not in err
+    assert err.strip() == ("parley: error: 'BLUE' names blue (projection names ignore case), "
+                           "which is the live projection; rebuild into another name (default: v1)")
+    code, out, err = await _parley(config, "projections", "rebuild", "blue-2")
+    assert code == 1 and err.strip() == (
+        "parley: error: projection name 'blue-2' is invalid: use 1-64 characters of a-z, A-Z, "
+        "0-9 and _ (case is ignored: V1 is v1)")
 
     # `projections drop`: a leftover copy goes; the live one and unknown names are refused.
     store = open_store(url)
@@ -172,8 +220,9 @@ async def test_cli_status_and_rebuild(kafka_settings: KafkaSettings, topics: Top
     code, out, err = await _parley(config, "projections", "drop", "leftover")
     assert code == 0, err
     assert "dropped leftover; copies left: blue" in out
-    code, out, err = await _parley(config, "projections", "drop", "blue")
-    assert code == 1 and "serves reads" in err and "Traceback" not in err
+    for name in ("blue", "Blue"):
+        code, out, err = await _parley(config, "projections", "drop", name)
+        assert code == 1 and "'blue' serves reads" in err and "Traceback" not in err
     code, out, err = await _parley(config, "projections", "drop", "nosuch")
     assert code == 1 and "no projection copy named 'nosuch' (copies: blue)" in err
     code, out, _ = await _parley(config, "projections", "status")

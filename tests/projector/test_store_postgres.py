@@ -18,11 +18,11 @@ from store_contract import StoreContract, chat, visitor
 from store_crash_kit import kill_mid_commits
 
 from contracts.domain import VisitorSeen
-from projector.errors import StoreError, StoreUnavailable, UnsupportedStore
+from projector.errors import LiveProjectionDrop, StoreError, StoreUnavailable, UnsupportedStore
 from projector.fold import AggregateRef, VisitorFold, apply, decode_state
 from projector.pg_migrate import Migration, migrate
-from projector.pg_schema import STORE_MIGRATIONS
-from projector.postgres_store import PostgresStore, StoreConflict, parse_postgres_url
+from projector.pg_schema import STORE_MIGRATIONS, CopyTables, copy_ddl
+from projector.postgres_store import PostgresOptions, PostgresStore, StoreConflict, parse_postgres_url
 from projector.store import Store
 from projector.stores import open_store
 from projector.views import row_for
@@ -166,6 +166,72 @@ async def test_concurrent_starts_migrate_once(pg_url: str) -> None:
         for conn in conns:
             await conn.close()
     assert sorted(len(r.applied) for r in results) == [0, 0, 0, len(steps)]
+
+
+async def _schema_1_with_copies(options: PostgresOptions, live: str, names: dict[str, str]) -> None:
+    """A schema as version 1 left it: copies named in any case (name -> id of one chat row)."""
+    quoted = f'"{options.schema}"'
+    conn = await asyncpg.connect(options.dsn)
+    try:
+        await migrate(conn, options.schema, "store", STORE_MIGRATIONS[:1])
+        for name, chat_id in names.items():
+            tables = CopyTables(quoted, name)
+            for statement in copy_ddl(tables):
+                await conn.execute(statement)
+            row = chat(chat_id)
+            await conn.execute(f"INSERT INTO {tables.rows} (kind, id, state, view, sort_key) "  # noqa: S608
+                               "VALUES ('chat', $1, $2, $3, '5')", chat_id, row.state, row.view)
+            await conn.execute(f"INSERT INTO {tables.offsets} VALUES ('t', 0, $1)", len(chat_id))  # noqa: S608
+            await conn.execute(f"INSERT INTO {quoted}.parley_projections (name) VALUES ($1)", name)  # noqa: S608
+        await conn.execute(f"INSERT INTO {quoted}.parley_live VALUES (1, $1)", live)  # noqa: S608
+    finally:
+        await conn.close()
+
+
+async def test_version_2_renames_copies_to_lower_case(pg_url: str) -> None:
+    options = parse_postgres_url(pg_url)
+    long = "Long_" + "x" * 59  # hashed into its table names, from a name that changes now
+    await _schema_1_with_copies(options, "Blue", {"Blue": "c1", "v1": "c22", long: "c333"})
+    store = await _opened(pg_url)
+    try:
+        assert store.last_migration is not None
+        assert [m.version for m in store.last_migration.applied] == [2]
+        assert await store.list_projections() == ["blue", long.lower(), "v1"]
+        assert await store.live_projection() == "blue"
+        for name, chat_id in (("blue", "c1"), ("v1", "c22"), (long.lower(), "c333")):
+            assert await store.get_view(name, "chat", chat_id) == chat(chat_id).view
+            assert await store.offsets(name) == {("t", 0): len(chat_id)}
+        with pytest.raises(LiveProjectionDrop):
+            await store.drop_projection("BLUE")
+        await store.drop_projection(long)  # the renamed tables are the ones dropped
+        conn = await asyncpg.connect(options.dsn)
+        try:
+            tables = {r[0] for r in await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = $1", options.schema)}
+        finally:
+            await conn.close()
+        assert {t for t in tables if t.startswith("p_")} == {
+            "p_blue_rows", "p_blue_offsets", "p_v1_rows", "p_v1_offsets"}
+    finally:
+        await store.close()
+
+
+async def test_version_2_stops_at_copies_differing_only_in_case(pg_url: str) -> None:
+    options = parse_postgres_url(pg_url)
+    await _schema_1_with_copies(options, "v1", {"v1": "c1", "V1": "c2"})
+    store = open_store(pg_url)
+    with pytest.raises(StoreError, match=r"copies 'V1', 'v1', whose names differ only in case.*"
+                                         r"drop 'V1' with the Parley that made them"):
+        await store.open()
+    await store.close()
+    conn = await asyncpg.connect(options.dsn)  # nothing changed: still version 1, both copies
+    try:
+        quoted = f'"{options.schema}"'
+        assert await conn.fetchval(f"SELECT max(version) FROM {quoted}.parley_migrations") == 1  # noqa: S608
+        assert sorted(r[0] for r in await conn.fetch(
+            f"SELECT name FROM {quoted}.parley_projections")) == ["V1", "v1"]  # noqa: S608
+    finally:
+        await conn.close()
 
 
 # ---------------------------------------------------------------------------- several writers

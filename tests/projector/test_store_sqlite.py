@@ -12,8 +12,8 @@ import pytest
 from store_contract import StoreContract, chat
 from store_crash_kit import kill_mid_commits
 
-from projector.errors import StoreUnavailable, UnsupportedStore
-from projector.sqlite_store import SqliteStore, _rows_per_statement
+from projector.errors import LiveProjectionDrop, StoreUnavailable, UnsupportedStore
+from projector.sqlite_store import SqliteStore, _copy_schema, _rows_per_statement
 from projector.store import Store
 from projector.stores import open_store
 
@@ -227,5 +227,42 @@ async def test_a_sqlite_that_binds_few_variables_still_commits_whole_batches(tmp
         assert (await store.counts("p1"))["chat"] == 1000
         assert await store.get_view("p1", "chat", "c0999") == chat("c0999", version=4).view
         assert await store.offsets("p1") == {("t", 0): 1000}
+    finally:
+        await store.close()
+
+
+async def test_schema_1_names_are_brought_to_lower_case(tmp_path: Path) -> None:
+    """A file of schema 1 could register ``V1`` beside ``v1`` (one set of tables, since
+    SQLite ignores case in table names) and a live ``Blue``: opening it keeps every row,
+    one registry entry per copy, all in lower case, and the live copy cannot be dropped."""
+    path = tmp_path / "state.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.executescript(
+            "CREATE TABLE parley_projections (name TEXT PRIMARY KEY, created_at TEXT NOT NULL "
+            "DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));"
+            "CREATE TABLE parley_live (one INTEGER PRIMARY KEY CHECK (one = 1), name TEXT NOT NULL);"
+            "INSERT INTO parley_projections (name) VALUES ('v1'), ('V1'), ('Blue'), ('OLD'), ('Old');"
+            "INSERT INTO parley_live VALUES (1, 'Blue');"
+            "PRAGMA user_version = 1;")
+        for name in ("v1", "Blue", "OLD"):
+            for statement in _copy_schema(name):
+                conn.execute(statement)
+        for table, id in (("p_V1_rows", "c1"), ("p_Blue_rows", "c2")):
+            conn.execute(f'INSERT INTO "{table}" (kind, id, state, view, sort_key) '  # noqa: S608
+                         "VALUES ('chat', ?, ?, ?, '5')", (id, chat(id).state, chat(id).view))
+        conn.execute('INSERT INTO "p_Blue_offsets" VALUES (\'t\', 0, 9)')
+        conn.commit()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert await store.list_projections() == ["blue", "old", "v1"]
+        assert await store.live_projection() == "blue"
+        assert await store.get_view("blue", "chat", "c2") == chat("c2").view
+        assert await store.offsets("blue") == {("t", 0): 9}
+        assert await store.get_view("V1", "chat", "c1") == chat("c1").view
+        with pytest.raises(LiveProjectionDrop):
+            await store.drop_projection("BLUE")
+        assert await store.counts("blue") == {"chat": 1, "message": 0, "visitor": 0, "agent": 0}
+        assert await store._w().run(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0]) == 2
     finally:
         await store.close()
