@@ -17,16 +17,39 @@ import msgspec
 from aiohttp import web
 
 from consumers.api import Consumer
-from consumers.lag import LagMonitor, WatchedGroup
+from consumers.lag import LagMonitor, PartitionLag, WatchedGroup
 from consumers.metrics import ConsumerMetrics
 from consumers.runner import ConsumerRunner, RunnerOptions
 from parley.http import error_response, json_response
 from parley.runtime import ReadinessCheck, Runtime
 
-__all__ = ["ConsumerService"]
+__all__ = ["ConsumerService", "ConsumerStatus", "ConsumersAnswer"]
 
 log = logging.getLogger("parley.consumers.service")
 RESTART_MAX_S = 30.0
+
+
+class ConsumerStatus(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One consumer group in ``GET /api/consumers``: its state in this process and its lag
+    (the fields of ``GroupLag``, absent until first measured)."""
+
+    consumer: str
+    group: str | None
+    running: bool
+    error: str | None
+    parked_keys: int
+    dead_letter_topic: str
+    lag_records: int | None = None
+    lag_seconds: float | None = None
+    stuck: bool | None = None
+    partitions: list[PartitionLag] | None = None
+    measured_at: float | None = None
+
+
+class ConsumersAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /api/consumers``: every consumer group this process runs."""
+
+    groups: list[ConsumerStatus]
 
 
 class ConsumerService:
@@ -131,12 +154,12 @@ class ConsumerService:
         for c in self.consumers:
             runner = self.runners.get(c.name)
             lag = self.monitor.latest.get(c.name)
-            doc = msgspec.to_builtins(lag) if lag is not None else {
+            measured = msgspec.structs.asdict(lag) if lag is not None else {
                 "consumer": c.name, "group": runner.group if runner else None}
-            doc["running"] = bool(runner and runner.started.is_set()
-                                  and c.name not in self.failures)
-            doc["error"] = self.failures.get(c.name)
-            doc["parked_keys"] = len(runner.dead.state.keys()) if runner else 0
-            doc["dead_letter_topic"] = self.rt.topics.dlq(c.name)
-            groups.append(doc)
-        return json_response({"groups": groups})
+            groups.append(ConsumerStatus(
+                **measured,
+                running=bool(runner and runner.started.is_set() and c.name not in self.failures),
+                error=self.failures.get(c.name),
+                parked_keys=len(runner.dead.state.keys()) if runner else 0,
+                dead_letter_topic=self.rt.topics.dlq(c.name)))
+        return json_response(ConsumersAnswer(groups=groups))

@@ -20,7 +20,7 @@ import msgspec
 
 from contracts import chatshipper, domain, envelope, natterly, standard, state
 
-__all__ = ["SCHEMA_TYPES", "generate", "main", "render"]
+__all__ = ["SCHEMA_TYPES", "clean_descriptions", "generate", "main", "render"]
 
 #: Relative file name → the type its schema describes.
 SCHEMA_TYPES: Mapping[str, object] = {
@@ -49,24 +49,27 @@ def _any_json(type_: type) -> dict[str, object]:
     raise NotImplementedError(f"no JSON schema for {type_!r}")
 
 
-def _clean_descriptions(node: object) -> object:
-    # Docstrings become "description"s; msgspec releases differ in how they dedent them
-    # (0.23 applies inspect.cleandoc, earlier ones kept the indentation). Cleaning them here
-    # makes the files the same whichever msgspec generated them.
+def clean_descriptions(node: object) -> object:
+    """``node`` (generated JSON Schema) with every ``description`` dedented by ``inspect.cleandoc``.
+
+    Docstrings become descriptions, and msgspec releases differ in how they dedent them
+    (0.23 applies inspect.cleandoc, earlier ones kept the indentation): cleaned, the output
+    is the same whichever msgspec generated it.
+    """
     if isinstance(node, dict):
         return {
             key: inspect.cleandoc(value) if key == "description" and isinstance(value, str)
-            else _clean_descriptions(value)
+            else clean_descriptions(value)
             for key, value in node.items()
         }
     if isinstance(node, list):
-        return [_clean_descriptions(item) for item in node]
+        return [clean_descriptions(item) for item in node]
     return node
 
 
 def render(type_: object) -> bytes:
     """The schema of ``type_`` as stable, indented JSON text (keys sorted, docstrings dedented)."""
-    schema = _clean_descriptions(msgspec.json.schema(type_, schema_hook=_any_json))
+    schema = clean_descriptions(msgspec.json.schema(type_, schema_hook=_any_json))
     assert isinstance(schema, dict)
     schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
     return msgspec.json.format(msgspec.json.encode(schema, order="sorted"), indent=2) + b"\n"

@@ -8,8 +8,9 @@ import hmac
 import logging
 import signal
 from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Literal
 
-import orjson
+import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -19,22 +20,53 @@ from parley.runtime import Role, Runtime
 
 log = logging.getLogger("parley.http")
 RUNTIME = web.AppKey("runtime", Runtime)
+_JSON = msgspec.json.Encoder()
+
+
+# The bodies this module answers with. parley.openapi generates their JSON Schemas from these
+# same Structs, so the published description cannot drift from what is sent.
+class ErrorBody(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a request was turned away; ``error`` is a stable code, ``detail`` is for people."""
+
+    error: str
+    detail: str
+
+
+class Health(msgspec.Struct, frozen=True, kw_only=True):
+    """The process is alive."""
+
+    status: Literal["ok"] = "ok"
+
+
+class Ready(msgspec.Struct, frozen=True, kw_only=True):
+    """Every readiness check passed; ``checks`` names them."""
+
+    status: Literal["ready"] = "ready"
+    checks: list[str]
+
+
+class NotReady(msgspec.Struct, frozen=True, kw_only=True):
+    """Some readiness checks failed: ``problems`` maps each to one line saying why."""
+
+    status: Literal["not ready"] = "not ready"
+    problems: dict[str, str]
 
 
 def json_response(body: object, status: int = 200, headers: dict[str, str] | None = None
                   ) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, headers=headers,
+    """``body`` (a Struct, or plain JSON data) as an ``application/json`` answer."""
+    return web.Response(body=_JSON.encode(body), status=status, headers=headers,
                         content_type="application/json")
 
 
 def error_response(status: int, code: str, detail: str,
                    headers: dict[str, str] | None = None) -> web.Response:
     """Parley's one error shape, ``{"error": "<code>", "detail": "..."}`` (docs/architecture.md)."""
-    return json_response({"error": code, "detail": detail}, status=status, headers=headers)
+    return json_response(ErrorBody(error=code, detail=detail), status=status, headers=headers)
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    return json_response(Health())
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -48,8 +80,8 @@ async def readyz(request: web.Request) -> web.Response:
         if problem:
             problems[name] = problem
     if problems:
-        return json_response({"status": "not ready", "problems": problems}, status=503)
-    return json_response({"status": "ready", "checks": sorted(rt.readiness)})
+        return json_response(NotReady(problems=problems), status=503)
+    return json_response(Ready(checks=sorted(rt.readiness)))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -58,8 +90,9 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-# Routes that never need a bearer token: probes, and webhooks (authenticated per source).
-OPEN_ROUTES = frozenset({"/healthz", "/readyz"})
+# Routes that never need a bearer token: probes, the API description (it holds no data and
+# no configuration), and webhooks (authenticated per source).
+OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/api/openapi.json"})
 OPEN_PREFIXES = ("/webhooks/",)
 
 
@@ -123,6 +156,10 @@ def build_app(rt: Runtime, roles: Iterable[Role]) -> web.Application:
     app.router.add_get("/metrics", metrics)
     for role in roles:
         role.install(app, rt)
+    # Imported here: the document imports the role packages, which import this module.
+    from parley.openapi import install_openapi
+
+    install_openapi(app)  # last: it describes the routes the roles added
     return app
 
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-import orjson
+import msgspec
 from aiohttp import web
 
 from contracts.errors import ContractError
@@ -29,9 +30,21 @@ from projector.metrics import ProjectorMetrics
 from projector.runner import Watermarks
 from projector.store import Store
 
-__all__ = ["ApiOptions", "QueryApi"]
+__all__ = ["ApiOptions", "Page", "QueryApi"]
 
 CHAT_STATUSES = frozenset({"waiting", "active", "idle", "closed"})
+DEFAULT_CHATS_LIMIT = 50
+DEFAULT_MESSAGES_LIMIT = 100
+T = TypeVar("T")
+_JSON = msgspec.json.Encoder()
+
+
+class Page(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
+    """One page of a listing; pass ``next_cursor`` back as ``cursor`` for the next one
+    (null on the last page)."""
+
+    items: list[T]
+    next_cursor: str | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,7 +94,7 @@ class QueryApi:
         views, cursor = await self._store.list_chats(
             projection, status=status, source=q.get("source") or None,
             agent=q.get("agent") or None,
-            limit=_limit(q.get("limit"), 50, self._options.max_chats_limit),
+            limit=_limit(q.get("limit"), DEFAULT_CHATS_LIMIT, self._options.max_chats_limit),
             cursor=q.get("cursor") or None)
         return _page(views, cursor)
 
@@ -90,15 +103,15 @@ class QueryApi:
         cursor_in = request.query.get("cursor") or None
         views, cursor = await self._store.list_messages(
             projection, chat_id, cursor=cursor_in,
-            limit=_limit(request.query.get("limit"), 100, self._options.max_messages_limit))
+            limit=_limit(request.query.get("limit"), DEFAULT_MESSAGES_LIMIT,
+                         self._options.max_messages_limit))
         if not views and cursor_in is None and (
                 await self._store.get_view(projection, "chat", chat_id)) is None:
             return error_response(404, "not_found", f"no chat {chat_id!r}")
         return _page(views, cursor)
 
     async def list_agents(self, request: web.Request, projection: str) -> web.Response:
-        views = await self._store.list_agents(projection)
-        return _raw(b'{"items":[' + b",".join(views) + b'],"next_cursor":null}')
+        return _page(await self._store.list_agents(projection), None)
 
     # ------------------------------------------------------------------------- helpers
     async def _one(self, projection: str, kind: str, id: str) -> web.Response:
@@ -211,7 +224,8 @@ def _limit(raw: str | None, default: int, maximum: int) -> int:
 
 
 def _page(views: list[bytes], cursor: str | None) -> web.Response:
-    return _raw(b'{"items":[' + b",".join(views) + b'],"next_cursor":' + orjson.dumps(cursor) + b"}")
+    # The views are stored JSON: msgspec.Raw places them in the page without a decode.
+    return _raw(_JSON.encode(Page(items=[msgspec.Raw(v) for v in views], next_cursor=cursor)))
 
 
 def _raw(body: bytes) -> web.Response:

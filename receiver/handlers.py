@@ -23,6 +23,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+import msgspec
 from aiohttp import web
 
 from contracts.envelope import Envelope, encode_envelope
@@ -44,12 +45,22 @@ from receiver.publisher import Publisher
 from receiver.signatures import BodyToken, HubSignature, StandardWebhooks
 from receiver.sources import Source
 
-__all__ = ["WebhookHandler"]
+__all__ = ["WebhookAccepted", "WebhookHandler"]
 
 log = logging.getLogger("parley.receiver")
 
 # The longest ChatShipper handshake challenge echoed back (they are short random strings).
 MAX_CHALLENGE_CHARS = 256
+
+
+class WebhookAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    """A webhook that Kafka acknowledged on every in-sync replica.
+
+    ``position`` (``topic:partition:offset``) can be passed to any query as ``min_position``.
+    """
+
+    event_id: str
+    position: str
 
 
 class WebhookHandler:
@@ -88,9 +99,10 @@ class WebhookHandler:
         metrics.body_bytes.observe(len(body))
         # DEBUG, not INFO: Kafka itself is the record of every accepted event, and a log
         # write per request costs about a sixth of the receiver's CPU (docs/benchmarks.md).
-        answer = {"event_id": env.event_id, "position": str(position)}
+        answer = WebhookAccepted(event_id=env.event_id, position=str(position))
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("accepted", extra=answer | {"source": label, "event_type": event_type})
+            log.debug("accepted", extra={"event_id": answer.event_id, "position": answer.position,
+                                         "source": label, "event_type": event_type})
         return json_response(answer)
 
     def _reject(self, exc: ReceiverError, source: str, event_type: str,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import msgspec
 from aiohttp import web
 
 from consumers.search.index import SearchIndex
@@ -50,7 +49,7 @@ async def search(request: web.Request) -> web.Response:
     except ValueError as exc:
         return error_response(400, "bad_request", str(exc))
     page = await request.app[SEARCH_INDEX].search(query)
-    return json_response(msgspec.to_builtins(page))
+    return json_response(page)
 
 
 def install_search_api(app: web.Application, index: SearchIndex) -> None:

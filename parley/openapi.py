@@ -1,0 +1,294 @@
+"""The OpenAPI 3.1 description of Parley's HTTP API.
+
+    python -m parley.openapi --write docs/openapi.json
+
+Routes, parameters and answers are written down here; the JSON shapes are generated from the
+msgspec Structs the handlers encode (``contracts.state``, ``parley.http.ErrorBody``, …), so a
+shape cannot differ from what is sent. ``tests/foundation/test_openapi.py`` fails when the
+routes or query parameters of a real ``parley run`` app differ from this document, and
+validates real answers against it.
+
+The document names no configured source and holds no secret: ``GET /api/openapi.json``
+serves it without a bearer token, limited to the routes of the process that serves it.
+Importing this module does no I/O.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+from collections.abc import Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from consumers.search.queries import MAX_LIMIT as MAX_SEARCH_LIMIT
+from consumers.search.queries import SearchPage
+from consumers.service import ConsumersAnswer
+from contracts.schemas import clean_descriptions
+from contracts.state import AgentState, ChatState, MessageState, VisitorState
+from parley.http import ErrorBody, Health, NotReady, Ready
+from projector.api import (
+    CHAT_STATUSES,
+    DEFAULT_CHATS_LIMIT,
+    DEFAULT_MESSAGES_LIMIT,
+    ApiOptions,
+    Page,
+)
+from receiver.handlers import MAX_CHALLENGE_CHARS, WebhookAccepted
+
+__all__ = ["OPENAPI_PATH", "SHAPES", "document", "install_openapi", "main", "render",
+           "served_routes"]
+
+OPENAPI_PATH = "/api/openapi.json"
+Json = dict[str, Any]
+
+#: Each answer's name here → the Struct its handler encodes.
+SHAPES: dict[str, object] = {
+    "accepted": WebhookAccepted, "chat": ChatState, "chats": Page[ChatState],
+    "messages": Page[MessageState], "visitor": VisitorState, "agents": Page[AgentState],
+    "search": SearchPage, "consumers": ConsumersAnswer, "error": ErrorBody,
+    "health": Health, "ready": Ready, "not_ready": NotReady,
+}
+
+_BEARER = """One of `http.api_tokens`, as `Authorization: Bearer <token>`. With tokens
+configured, every route needs one except `/healthz`, `/readyz`, `/api/openapi.json`, the
+webhooks (authenticated per source, never by this token) and, with
+`http.metrics_public = true`, `/metrics`. Without tokens configured, nothing needs one."""
+
+_WEBHOOK_AUTH = """Authenticated by the source's provider; a bearer token is never accepted
+instead. `natterly`: the body's top-level `auth_token` is one of the source's `auth_tokens`
+(the member is stripped before the body is stored). `chatshipper`: `X-Hub-Signature:
+sha1=<hex HMAC-SHA1(secret, raw body)>` with one of its `secrets`. `standard` (Standard
+Webhooks v1): `webhook-id`, `webhook-timestamp` within `tolerance_s` of now, and
+`webhook-signature` = `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`.
+The answer is 200 only once Kafka acknowledged the record on every in-sync replica;
+a rejected request writes nothing."""
+
+
+def _param(name: str, where: str, schema: Json, description: str,
+           required: bool = False) -> Json:
+    return {"name": name, "in": where, "required": required, "description": description,
+            "schema": schema}
+
+
+def _query(name: str, description: str, schema: Json | None = None,
+           required: bool = False) -> Json:
+    return _param(name, "query", schema or {"type": "string"}, description, required)
+
+
+def _limit(maximum: int, default: int) -> Json:
+    return _query("limit", "How many items per page.",
+                  {"type": "integer", "minimum": 1, "maximum": maximum, "default": default})
+
+
+_ID = _param("id", "path", {"type": "string"}, "The chat's or visitor's id.", required=True)
+_SOURCE = _param("source", "path", {"type": "string"},
+                 "A configured source's name (`[sources.NAME]`).", required=True)
+_CURSOR = _query("cursor", "The previous page's `next_cursor`.")
+_MIN_POSITION = _query(
+    "min_position", "Read your writes: wait (bounded) until the projection applied this "
+    "position, the `position` of a webhook's 200 answer; 504 when the wait runs out.",
+    {"type": "string", "pattern": "^[^:]+:[0-9]+:[0-9]+$"})
+_SIGNATURE_HEADERS = [
+    _param(name, "header", {"type": "string"}, text) for name, text in (
+        ("X-Hub-Signature", "`chatshipper` sources: `sha1=<hex HMAC-SHA1>` of the raw body."),
+        ("webhook-id", "`standard` sources: the message id (also the event id)."),
+        ("webhook-timestamp", "`standard` sources: Unix seconds when it was signed."),
+        ("webhook-signature", "`standard` sources: space-separated `v1,<base64>` signatures."))]
+
+
+def _content(schema: Json, media: str = "application/json") -> Json:
+    return {media: {"schema": schema}}
+
+
+def _answer(description: str, schema: Json, media: str = "application/json",
+            headers: dict[str, str] | None = None) -> Json:
+    answer: Json = {"description": description, "content": _content(schema, media)}
+    if headers:
+        answer["headers"] = {name: {"description": text, "required": True,
+                                    "schema": {"type": "string"}}
+                             for name, text in headers.items()}
+    return answer
+
+
+def _paths(ref: dict[str, Json]) -> Json:
+    def error(codes: str, description: str, headers: dict[str, str] | None = None) -> Json:
+        schema = {"$ref": ref["error"]["$ref"], "properties": {"error": {"enum": codes.split()}}}
+        return _answer(description, schema, headers=headers)
+
+    def op(summary: str, tag: str, params: list[Json], responses: Json, *,
+           public: bool = False, **extra: Any) -> Json:
+        operation: Json = {"tags": [tag], "summary": summary, **extra}
+        if params:
+            operation["parameters"] = params
+        if public:
+            operation["security"] = []  # overrides the document's bearer requirement
+        else:
+            responses["401"] = error("unauthorized", "A bearer token is needed (see the "
+                                     "`bearer` scheme) and was missing or not valid.",
+                                     {"WWW-Authenticate": 'Bearer realm="parley", plus '
+                                      'error="invalid_token" for a wrong token.'})
+        operation["responses"] = dict(sorted(responses.items()))
+        return operation
+
+    def query_api(summary: str, params: list[Json], shape: str, not_found: bool = False
+                  ) -> Json:
+        responses = {
+            "200": _answer(summary, ref[shape], headers={
+                "X-Parley-Projection": "The projection copy that answered."}),
+            "400": error("bad_request", "A parameter is malformed; `detail` names it."),
+            "503": error("unavailable", "No projection yet, reads switching to a rebuilt one, "
+                         "or the store busy.", {"Retry-After": "Seconds to wait."}),
+            "504": error("timeout", "`min_position` was not applied in time; retry later."),
+        }
+        if not_found:
+            responses["404"] = error("not_found", "No such chat or visitor.")
+        return {"get": op(summary, "query", [*params, _MIN_POSITION], responses)}
+
+    api = ApiOptions()
+    unknown_source = error("unknown_source", "No such source is configured.")
+    return {
+        "/webhooks/{source}": {
+            "post": op("Append a provider's webhook to the log.", "webhooks",
+                       [_SOURCE, *_SIGNATURE_HEADERS], {
+                           "200": _answer("Durable in Kafka.", ref["accepted"]),
+                           "400": error("invalid_body", "Malformed JSON, or JSON that does not "
+                                        "fit the provider's contract (`detail` has the path)."),
+                           "401": error("unauthorized", "Authentication failed."),
+                           "404": unknown_source,
+                           "413": error("body_too_large", "The body is over "
+                                        "`http.max_body_bytes`."),
+                           "415": error("unsupported_media_type",
+                                        "Not `application/json` (or `+json`) in UTF-8."),
+                           "503": error("kafka_unavailable", "Kafka did not acknowledge in "
+                                        "time; retry.", {"Retry-After": "Seconds to wait."}),
+                       }, public=True, description=_WEBHOOK_AUTH, requestBody={
+                           "required": True, "content": _content({
+                               "type": "object", "description": "The provider's body, stored "
+                               "unchanged; its schemas are in `docs/schemas/`."})}),
+            "get": op("ChatShipper's subscription handshake: echo the challenge.", "webhooks", [
+                _SOURCE,
+                _query("type", "Always `subscribe`.", {"enum": ["subscribe"]}, required=True),
+                _query("challenge", "Echoed back as the answer.",
+                       {"type": "string", "minLength": 1, "maxLength": MAX_CHALLENGE_CHARS},
+                       required=True)], {
+                "200": _answer("The challenge, as text.", {"type": "string"}, "text/plain"),
+                "400": error("invalid_challenge", "The challenge is too long."),
+                "403": error("forbidden", "Not `?type=subscribe&challenge=…`."),
+                "404": unknown_source,
+                "405": error("method_not_allowed", "The source's provider is not ChatShipper.",
+                             {"Allow": "`POST`."}),
+            }, public=True),
+        },
+        "/api/chats": query_api("Chats, most recent activity first.", [
+            _query("status", "Only chats in this status.", {"enum": sorted(CHAT_STATUSES)}),
+            _query("source", "Only chats of this source."),
+            _query("agent", "Only chats of this agent id."),
+            _limit(api.max_chats_limit, DEFAULT_CHATS_LIMIT), _CURSOR], "chats"),
+        "/api/chats/{id}": query_api("One chat.", [_ID], "chat", not_found=True),
+        "/api/chats/{id}/messages": query_api(
+            "A chat's messages by posted time.",
+            [_ID, _limit(api.max_messages_limit, DEFAULT_MESSAGES_LIMIT), _CURSOR],
+            "messages", not_found=True),
+        "/api/visitors/{id}": query_api("One visitor.", [_ID], "visitor", not_found=True),
+        "/api/agents": query_api("Every agent, by id (one page).", [], "agents"),
+        "/api/search": {"get": op("Chats ranked by a full-text match.", "search", [
+            _query("q", "Words that must all match, the last as a prefix.", required=True),
+            _query("source", "Only chats of this source."),
+            _query("agent", "Only chats of this agent (id or name)."),
+            _query("status", "Only chats in this status."),
+            _query("from", "Last activity at or after this ISO-8601 time.",
+                   {"type": "string", "format": "date-time"}),
+            _query("to", "Last activity before this ISO-8601 time.",
+                   {"type": "string", "format": "date-time"}),
+            _limit(MAX_SEARCH_LIMIT, 20), _CURSOR], {
+                "200": _answer("Hits, best first.", ref["search"]),
+                "400": error("bad_request", "`q` missing, or a parameter malformed."),
+            })},
+        "/api/consumers": {"get": op("Every consumer group here: state and lag.", "operations",
+                                     [], {
+            "200": _answer("The groups.", ref["consumers"]),
+            "503": error("kafka_unavailable", "Lag could not be measured yet.",
+                         {"Retry-After": "Seconds to wait."}),
+        })},
+        OPENAPI_PATH: {"get": op("This document.", "operations", [], {
+            "200": _answer("OpenAPI 3.1.", {"type": "object"})}, public=True)},
+        "/healthz": {"get": op("Liveness.", "operations", [], {
+            "200": _answer("Alive.", ref["health"])}, public=True)},
+        "/readyz": {"get": op("Readiness of every role's checks.", "operations", [], {
+            "200": _answer("Ready.", ref["ready"]),
+            "503": _answer("Not ready.", ref["not_ready"])}, public=True)},
+        "/metrics": {"get": op("Prometheus metrics.", "operations", [], {
+            "200": _answer("The text exposition format.", {"type": "string"}, "text/plain")},
+            description="Needs no token with `http.metrics_public = true`.")},
+    }
+
+
+def document(routes: Collection[tuple[str, str]] | None = None) -> Json:
+    """The OpenAPI document as JSON data. With ``routes`` (``(path, method)`` pairs, method in
+    lower case; see :func:`served_routes`), only the operations among them."""
+    refs, schemas = msgspec.json.schema_components(
+        list(SHAPES.values()), ref_template="#/components/schemas/{name}")
+    paths = _paths(dict(zip(SHAPES, refs, strict=True)))
+    if routes is not None:
+        paths = {path: kept for path, operations in paths.items()
+                 if (kept := {m: o for m, o in operations.items() if (path, m) in routes})}
+    doc = {
+        "openapi": "3.1.0",
+        "info": {"title": "Parley", "version": importlib.metadata.version("parley"),
+                 "summary": "Live-chat webhooks in, conversation state out.",
+                 "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}},
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {"schemas": schemas, "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": _BEARER}}},
+    }
+    cleaned = clean_descriptions(doc)
+    assert isinstance(cleaned, dict)
+    return cleaned
+
+
+def render() -> bytes:
+    """The whole document as indented JSON text (what ``docs/openapi.json`` holds)."""
+    return msgspec.json.format(msgspec.json.encode(document()), indent=2) + b"\n"
+
+
+def served_routes(app: web.Application) -> set[tuple[str, str]]:
+    """``(path, method)`` of every route of ``app``, method in lower case; leaves out HEAD,
+    which aiohttp adds beside every GET."""
+    return {(route.resource.canonical, route.method.lower()) for route in app.router.routes()
+            if route.resource is not None and route.method != "HEAD"}
+
+
+def install_openapi(app: web.Application) -> None:
+    """Serve ``GET /api/openapi.json``: the document, limited to the routes ``app`` serves."""
+    body: bytes | None = None
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        nonlocal body
+        if body is None:  # built on first use: by then every route is in place
+            body = msgspec.json.encode(document(served_routes(request.app)))
+        return web.Response(body=body, content_type="application/json")
+
+    app.router.add_get(OPENAPI_PATH, openapi_json)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write the document to ``--write FILE`` (only if it changed)."""
+    parser = argparse.ArgumentParser(prog="python -m parley.openapi",
+                                     description="Write Parley's OpenAPI 3.1 document.")
+    parser.add_argument("--write", metavar="FILE", required=True, type=Path)
+    path: Path = parser.parse_args(argv).write
+    content = render()
+    if not path.exists() or path.read_bytes() != content:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
