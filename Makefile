@@ -29,17 +29,18 @@ $(STAMP): pyproject.toml $(LOCK)
 	@touch $(STAMP)
 
 # Regenerate the three locks from pyproject.toml (and requirements/build.in) for Python 3.11+ on
-# every platform: runtime (the container image), test (make run / make test), bench (make bench).
-# Each is constrained by the one before, so the packages they share are the same versions.
+# every platform: bench (make bench) is resolved first, as the widest; test (make run / make test)
+# is constrained by it and runtime (the container image) by test, so the packages they share are
+# the same versions everywhere.
 lock:
 	$(PYTHON) -m venv .venv-uv
 	.venv-uv/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	.venv-uv/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
-		pyproject.toml requirements/build.in -o $(RUNTIME_LOCK)
+		pyproject.toml requirements/build.in --extra test --extra bench -o $(BENCH_LOCK)
 	.venv-uv/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
-		pyproject.toml requirements/build.in --extra test -c $(RUNTIME_LOCK) -o $(LOCK)
+		pyproject.toml requirements/build.in --extra test -c $(BENCH_LOCK) -o $(LOCK)
 	.venv-uv/bin/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
-		pyproject.toml requirements/build.in --extra test --extra bench -c $(LOCK) -o $(BENCH_LOCK)
+		pyproject.toml requirements/build.in -c $(LOCK) -o $(RUNTIME_LOCK)
 	@echo "locks written: $(RUNTIME_LOCK) $(LOCK) $(BENCH_LOCK) (review the diff, run make test, commit)"
 
 # The newest versions pyproject.toml's ranges allow, in a venv of their own, then the whole

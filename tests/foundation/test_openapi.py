@@ -20,6 +20,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from jsonschema import Draft202012Validator, ValidationError
+from openapi_spec_validator import OpenAPIV31SpecValidator
+from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
@@ -91,6 +93,17 @@ def walk(node: object) -> Iterator[dict[str, Any]]:
     elif isinstance(node, list):
         for item in node:
             yield from walk(item)
+
+
+def test_document_passes_the_openapi_3_1_validator() -> None:
+    """The official OpenAPI 3.1 schema and rules (openapi-spec-validator), on the whole document
+    and on a single role's (which lists fewer routes)."""
+    OpenAPIV31SpecValidator(as_json(document())).validate()
+    OpenAPIV31SpecValidator(json.loads(DOC_FILE.read_text())).validate()
+    broken = as_json(document())
+    broken["paths"]["/healthz"]["get"]["responses"] = {"200": {}}  # a response needs a description
+    with pytest.raises(OpenAPIValidationError):
+        OpenAPIV31SpecValidator(broken).validate()
 
 
 def test_document_is_well_formed_openapi_3_1() -> None:
