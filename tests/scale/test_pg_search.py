@@ -25,6 +25,7 @@ from parley.http import build_app
 from parley.runtime import Runtime
 from parley.settings import KafkaSettings, Settings, StoreSettings
 from tests.consumers.consumer_kit.domain_events import T, chat_events, common
+from tests.consumers.consumer_kit.snippets import HOSTILE, assert_escaped_snippet, hostile_chats
 from tests.projector.test_runner_kit import conversation, eventually, produce
 
 
@@ -59,6 +60,15 @@ async def test_ranked_chats_with_highlighted_snippets(index: PgSearchIndex) -> N
     assert await _ids(index, "parc") == ["c1"]  # the last word matches as a prefix
     assert len(await _ids(index, "Webshop Billing Vera")) == 3  # names, department, site
     assert await _ids(index, "'; DROP TABLE x; --") == []
+
+
+async def test_snippets_are_escaped_text_with_only_our_marks(index: PgSearchIndex) -> None:
+    """As on SQLite: the HTML-escaped text, then ``<mark>`` around the hits."""
+    await index.apply(hostile_chats())
+    page = await index.search(SearchQuery(q="refund"))
+    assert sorted(h.chat_id for h in page.hits) == sorted(HOSTILE)
+    for hit in page.hits:
+        assert_escaped_snippet(hit.snippet, HOSTILE[hit.chat_id])
 
 
 async def test_filters_and_pagination(index: PgSearchIndex) -> None:
