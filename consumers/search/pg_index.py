@@ -20,6 +20,12 @@ message's deletion is final whatever the order. Updates that would change nothin
 skipped, so a Natterly webhook that repeats a chat's whole transcript rewrites no message.
 Tables live in the store's schema (``?schema=``) and are versioned like the store's
 (component ``search`` in ``parley_migrations``).
+
+Durability: the consumer commits its Kafka offsets after :meth:`PgSearchIndex.apply` returns,
+not in the index's transaction, so a commit must be flushed before it is acknowledged. When
+the server's (or role's, or URL's) ``synchronous_commit`` is ``off`` — fine for the projector,
+whose offsets share its transaction — the index's connections run with ``on``; a stricter
+setting (``remote_write``, ``remote_apply``) is kept.
 """
 
 from __future__ import annotations
@@ -187,21 +193,22 @@ class PgSearchIndex:
         if self._pool is not None:
             return
         o = self._options
-        pool = await asyncpg.create_pool(o.dsn, min_size=1, max_size=self._pool_size, timeout=10,
-                                         server_settings={"application_name": "parley-search"})
+        settings = {"application_name": "parley-search"}
+        conn = await asyncpg.connect(o.dsn, timeout=10, server_settings=settings)
         try:
-            async with pool.acquire() as conn:
-                status = await migrate(conn, o.schema, "search", SEARCH_MIGRATIONS,
-                                       apply=o.migrate == "auto")
-        except BaseException:
-            await pool.close()
-            raise
+            status = await migrate(conn, o.schema, "search", SEARCH_MIGRATIONS,
+                                   apply=o.migrate == "auto")
+            lax = await conn.fetchval("SHOW synchronous_commit") == "off"
+        finally:
+            await conn.close()
         if status.pending:
-            await pool.close()
             raise StoreError(f"the search schema in {o.where} schema {o.schema} is at version "
                              f"{status.current}, this Parley needs {status.latest}: run "
                              "`parley store migrate` (migrate=off is set)")
-        self._pool = pool
+        if lax:  # an acknowledged commit must survive a crash: see the module docstring
+            settings["synchronous_commit"] = "on"
+        self._pool = await asyncpg.create_pool(o.dsn, min_size=1, max_size=self._pool_size,
+                                               timeout=10, server_settings=settings)
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

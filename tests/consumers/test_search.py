@@ -74,6 +74,20 @@ async def test_snippets_are_escaped_text_with_only_our_marks(index: SqliteSearch
     assert adjacent.snippet == "&lt;b&gt;<mark>refund</mark>&lt;/b&gt;\nVera Visitor"
 
 
+async def test_every_commit_is_on_disk_before_its_offsets_reach_kafka(
+        index: SqliteSearchIndex) -> None:
+    """The consumer commits its Kafka offsets after apply() returns, and they are not stored in
+    the index: each transaction must be fsynced (WAL with synchronous=FULL), or a power cut
+    could lose index writes that Kafka already counts as done."""
+    def pragmas() -> list[object]:
+        assert index._db is not None
+        return [index._db.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("journal_mode", "synchronous")]
+
+    await index.apply(chat_events("c1", subject="Hi", texts=["written"]))
+    assert await index._run(pragmas) == ["wal", 2]  # synchronous: 1 = NORMAL, 2 = FULL
+
+
 async def test_filters_and_pagination(index: SqliteSearchIndex) -> None:
     events: list[DomainEvent] = []
     for i in range(25):
