@@ -1,5 +1,9 @@
 """The CRM's HTTP API as Parley uses it: signed, authenticated, idempotent JSON POSTs.
 
+Only a 2xx answer is a delivery. Redirects are not followed (see
+:class:`~consumers.crm.errors.CrmRedirected`): each is a non-retriable error naming its
+``Location``, so the event is dead-lettered instead of silently lost or sent elsewhere.
+
 One attempt per call; the runner's retry policy decides when to try again (it honours the
 ``retry_after_s`` this client reads from ``Retry-After``) and when to dead-letter. The
 circuit breaker turns a CRM outage into fast, spaced failures instead of a retry storm.
@@ -16,7 +20,7 @@ import orjson
 
 from consumers.crm.breaker import CircuitBreaker
 from consumers.crm.config import CrmConfig
-from consumers.crm.errors import CircuitOpen, CrmRejected, CrmUnavailable
+from consumers.crm.errors import CircuitOpen, CrmRedirected, CrmRejected, CrmUnavailable
 from consumers.crm.signing import signature_headers
 from consumers.parking import redact
 
@@ -75,17 +79,25 @@ class HttpCrmClient:
             headers.update(signature_headers(self.config.signing_secret, idempotency_key,
                                              int(time.time()), body))
         try:
-            async with self._session.post(path.lstrip("/"), data=body, headers=headers) as resp:
+            async with self._session.post(path.lstrip("/"), data=body, headers=headers,
+                                          allow_redirects=False) as resp:
                 status = resp.status
                 text = await resp.text(errors="replace")
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                location = resp.headers.get("Location")
         except (TimeoutError, aiohttp.ClientError) as exc:
             self.breaker.failure(time.monotonic())
             raise CrmUnavailable(f"CRM request POST {path} failed: {type(exc).__name__}") from None
         if status == 429 or status >= 500:
             self.breaker.failure(time.monotonic())
             raise CrmUnavailable(f"CRM answered {status} to POST {path}", retry_after)
-        self.breaker.success()
-        if status >= 400:
+        self.breaker.success()  # the CRM answered: it is up, whatever it said
+        if 300 <= status < 400:
+            where = redact((location or "nowhere (no Location header)")[:300],
+                           self.config.secrets())
+            raise CrmRedirected(f"CRM answered {status} to POST {path} with a redirect to "
+                                f"{where}: redirects are not followed; set base_url to the "
+                                "address that answers")
+        if not 200 <= status < 300:
             detail = redact(text[:200], self.config.secrets())
             raise CrmRejected(f"CRM rejected POST {path} with {status}: {detail}")

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from consumers.crm.signing import signing_key
 from parley.errors import SettingsError
 
 __all__ = ["DEFAULT_ACTIVITY_FIELDS", "DEFAULT_CONTACT_FIELDS", "CrmConfig", "crm_config"]
@@ -23,7 +24,10 @@ DEFAULT_ACTIVITY_FIELDS = {"chat_id": "external_id", "visitor_id": "contact_exte
 
 class CrmConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Configuration of the ``crm`` consumer. ``auth_value`` and ``signing_secret`` are
-    secrets: kept out of ``repr()`` and never put in a log line, record or error."""
+    secrets: kept out of ``repr()`` and never put in a log line, record or error.
+
+    Building one checks ``signing_secret`` (``ValueError``, or ``SettingsError`` through
+    :func:`crm_config`): absent, or ``whsec_`` + base64 of at least 24 bytes."""
 
     base_url: str
     auth_header: str = "Authorization"
@@ -42,6 +46,11 @@ class CrmConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     max_records: int = 500  # records per fetched batch
     stuck_after_s: float = 300.0
 
+    def __post_init__(self) -> None:
+        # A secret that cannot sign is a start-up error, not one dead letter per event.
+        if self.signing_secret is not None:
+            signing_key(self.signing_secret)
+
     def __repr__(self) -> str:
         return (f"CrmConfig(base_url={self.base_url!r}, auth_header={self.auth_header!r}, "
                 f"auth_value={'***' if self.auth_value else None}, "
@@ -58,6 +67,7 @@ class CrmConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
 
 def crm_config(table: Mapping[str, Any]) -> CrmConfig:
+    """``[consumers.crm]`` checked and typed; one ``SettingsError`` line if it is wrong."""
     try:
         return msgspec.convert(dict(table), CrmConfig)
     except msgspec.ValidationError as exc:

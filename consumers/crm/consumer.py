@@ -10,8 +10,9 @@ visitor, agent, rating), then performs the CRM calls the record implies:
   rebalance) is deduplicated by the CRM: each activity exists once.
 
 Failures: 429/5xx/timeouts are retried by the runner with backoff honouring Retry-After, up
-to ``max_attempts``; then the event is dead-lettered (and its key parked). 4xx are
-dead-lettered at once (:class:`~consumers.crm.errors.CrmRejected`).
+to ``max_attempts``; then the event is dead-lettered (and its key parked). 4xx and
+redirects are dead-lettered at once (:class:`~consumers.crm.errors.CrmRejected`,
+:class:`~consumers.crm.errors.CrmRedirected`). A bad ``signing_secret`` fails :func:`build`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from consumers.errors import HandlerError
 
-__all__ = ["CircuitOpen", "CrmError", "CrmRejected", "CrmUnavailable"]
+__all__ = ["CircuitOpen", "CrmError", "CrmRedirected", "CrmRejected", "CrmUnavailable"]
 
 
 class CrmError(HandlerError):
@@ -30,3 +30,10 @@ class CrmRejected(CrmError):
     data or the field mapping, then ``parley consumers dlq crm replay``."""
 
     retriable = False
+
+
+class CrmRedirected(CrmRejected):
+    """The CRM answered with a redirect (3xx). Parley never follows one: a 301/302/303 would
+    turn the POST into a GET whose 2xx looks like a delivery, a 307/308 would send the
+    transcript and the auth header to another origin. Point ``base_url`` at the address the
+    message names, then ``parley consumers dlq crm replay``."""

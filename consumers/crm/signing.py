@@ -8,24 +8,43 @@ from Parley, and ``webhook-id`` doubles as an idempotency key.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 
-__all__ = ["sign", "signature_headers", "verify"]
+__all__ = ["MIN_KEY_BYTES", "sign", "signature_headers", "signing_key", "verify"]
 
 PREFIX = "whsec_"
+MIN_KEY_BYTES = 24  # the specification's lower bound for a secret (24 to 64 random bytes)
 
 
-def _key(secret: str) -> bytes:
+def signing_key(secret: object) -> bytes:
+    """The HMAC key of a ``whsec_<base64>`` secret (the prefix is optional).
+
+    Raises ``ValueError`` naming what is wrong (never the secret itself) for anything but a
+    string of base64 that decodes to at least :data:`MIN_KEY_BYTES` bytes. An empty secret is
+    an error rather than "sign nothing": a blank environment variable must not quietly turn
+    signing off.
+    """
+    if not isinstance(secret, str):
+        raise ValueError("signing_secret must be a string: whsec_ followed by base64")
     raw = secret.removeprefix(PREFIX)
+    if not raw.strip():
+        raise ValueError("signing_secret is empty: set the whsec_… secret the CRM gave you, or "
+                         "remove the key to send unsigned requests")
     try:
-        return base64.b64decode(raw, validate=True)
-    except ValueError:
-        raise ValueError("signing secret must be whsec_ followed by base64") from None
+        key = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("signing_secret is not whsec_ followed by base64") from None
+    if len(key) < MIN_KEY_BYTES:
+        raise ValueError(f"signing_secret is too short: its key has {len(key)} bytes, Standard "
+                         f"Webhooks secrets have {MIN_KEY_BYTES} to 64 random bytes")
+    return key
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    mac = hmac.new(_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    mac = hmac.new(signing_key(secret), f"{msg_id}.{timestamp}.".encode() + body,
+                   hashlib.sha256)
     return "v1," + base64.b64encode(mac.digest()).decode()
 
 

@@ -8,6 +8,13 @@ Idempotent and order-tolerant: messages are keyed by (chat id, message id); a ch
 descriptive fields, status and agent are last-writer-wins by the event's ``occurred_at``; a
 message's text by its posted/edited time, and a deletion is final. Applying the same events
 again (at-least-once redelivery) leaves the index as it was.
+
+Durability: the search consumer's Kafka offsets are committed *after* :meth:`apply` returns
+and are not stored in the index, so a committed index transaction must already be on disk
+when ``apply`` returns: otherwise a power cut could lose writes whose offsets Kafka already
+holds, and they would never be indexed again. Hence ``synchronous = FULL`` (WAL mode: one
+fsync of the log per transaction, i.e. per fetched batch). PostgreSQL gives the same through
+``synchronous_commit`` (see :mod:`consumers.search.pg_index`).
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ __all__ = ["SearchIndex", "SqliteSearchIndex"]
 
 SCHEMA = """
 PRAGMA journal_mode = WAL;
-PRAGMA synchronous = NORMAL;
+PRAGMA synchronous = FULL;
 CREATE TABLE IF NOT EXISTS chats (
     chat_id TEXT PRIMARY KEY, provider TEXT, source TEXT, subject TEXT, department TEXT,
     site TEXT, visitor_name TEXT, agent_id TEXT, agent_name TEXT, status TEXT,

@@ -20,6 +20,12 @@ message's deletion is final whatever the order. Updates that would change nothin
 skipped, so a Natterly webhook that repeats a chat's whole transcript rewrites no message.
 Tables live in the store's schema (``?schema=``) and are versioned like the store's
 (component ``search`` in ``parley_migrations``).
+
+Durability: the consumer commits its Kafka offsets after :meth:`PgSearchIndex.apply` returns,
+not in the index's transaction, so a commit must be flushed before it is acknowledged. When
+the server's (or role's, or URL's) ``synchronous_commit`` is ``off`` — fine for the projector,
+whose offsets share its transaction — the index's connections run with ``on``; a stricter
+setting (``remote_write``, ``remote_apply``) is kept.
 """
 
 from __future__ import annotations
@@ -30,7 +36,17 @@ from typing import Any
 
 import asyncpg
 
-from consumers.search.queries import MAX_LIMIT, SearchHit, SearchPage, SearchQuery, encode_cursor, iso_utc
+from consumers.search.queries import (
+    HIT_END,
+    HIT_START,
+    MAX_LIMIT,
+    SearchHit,
+    SearchPage,
+    SearchQuery,
+    encode_cursor,
+    iso_utc,
+    marked_snippet,
+)
 from contracts.domain import (
     ChatAccepted,
     ChatAssigned,
@@ -158,9 +174,7 @@ class _Sql:
                   AND ($5::text IS NULL OR c.last_at >= $5)
                   AND ($6::text IS NULL OR c.last_at < $6)
                 ORDER BY b.score DESC, b.chat_id LIMIT $7 OFFSET $8)
-            SELECT p.chat_id, p.score, ts_headline('simple', p.body, q.q,
-                       'StartSel=<mark>, StopSel=</mark>, MaxWords=16, MinWords=4, '
-                       'MaxFragments=1, FragmentDelimiter=…'),
+            SELECT p.chat_id, p.score, ts_headline('simple', p.body, q.q, $9),
                    p.kind, p.source, p.provider, p.subject, p.status, p.agent_name,
                    p.visitor_name, p.department, p.site, p.last_at
             FROM page p, q ORDER BY p.score DESC, p.chat_id"""  # noqa: S608
@@ -179,21 +193,22 @@ class PgSearchIndex:
         if self._pool is not None:
             return
         o = self._options
-        pool = await asyncpg.create_pool(o.dsn, min_size=1, max_size=self._pool_size, timeout=10,
-                                         server_settings={"application_name": "parley-search"})
+        settings = {"application_name": "parley-search"}
+        conn = await asyncpg.connect(o.dsn, timeout=10, server_settings=settings)
         try:
-            async with pool.acquire() as conn:
-                status = await migrate(conn, o.schema, "search", SEARCH_MIGRATIONS,
-                                       apply=o.migrate == "auto")
-        except BaseException:
-            await pool.close()
-            raise
+            status = await migrate(conn, o.schema, "search", SEARCH_MIGRATIONS,
+                                   apply=o.migrate == "auto")
+            lax = await conn.fetchval("SHOW synchronous_commit") == "off"
+        finally:
+            await conn.close()
         if status.pending:
-            await pool.close()
             raise StoreError(f"the search schema in {o.where} schema {o.schema} is at version "
                              f"{status.current}, this Parley needs {status.latest}: run "
                              "`parley store migrate` (migrate=off is set)")
-        self._pool = pool
+        if lax:  # an acknowledged commit must survive a crash: see the module docstring
+            settings["synchronous_commit"] = "on"
+        self._pool = await asyncpg.create_pool(o.dsn, min_size=1, max_size=self._pool_size,
+                                               timeout=10, server_settings=settings)
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -269,8 +284,9 @@ class PgSearchIndex:
         async with self._p().acquire() as conn:
             rows = await conn.fetch(self._sql.search, expression, query.source, query.status,
                                     query.agent, iso_utc(query.from_), iso_utc(query.to),
-                                    limit + 1, query.offset)
-        hits = [SearchHit(chat_id=r[0], score=float(r[1]), snippet=r[2], matched=r[3], source=r[4],
+                                    limit + 1, query.offset, _HEADLINE)
+        hits = [SearchHit(chat_id=r[0], score=float(r[1]), snippet=marked_snippet(r[2]),
+                          matched=r[3], source=r[4],
                           provider=r[5], subject=r[6], status=r[7], agent=r[8], visitor=r[9],
                           department=r[10], site=r[11], last_activity_at=r[12])
                 for r in rows[:limit]]
@@ -278,6 +294,9 @@ class PgSearchIndex:
         return SearchPage(hits=hits, next_cursor=encode_cursor(query.offset + limit) if more else None)
 
 
+# Hits between the two delimiters, which marked_snippet() turns into <mark> after escaping.
+_HEADLINE = (f"StartSel={HIT_START}, StopSel={HIT_END}, MaxWords=16, MinWords=4, "
+             "MaxFragments=1, FragmentDelimiter=…")
 _INDEXED = (MessagePosted, MessageEdited, MessageDeleted, ChatUpdated, ChatAssigned, ChatStarted,
             ChatAccepted, ChatIdle, ChatClosed)
 _RANK = {"waiting": 0, "active": 1, "idle": 2, "closed": 3}

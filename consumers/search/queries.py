@@ -4,17 +4,22 @@ index's worker thread)."""
 from __future__ import annotations
 
 import base64
+import html
 import re
 import sqlite3
 from datetime import UTC, datetime
 
 import msgspec
 
-__all__ = ["SearchHit", "SearchPage", "SearchQuery", "decode_cursor", "encode_cursor",
-           "iso_utc", "match_expression", "run_search"]
+__all__ = ["HIT_END", "HIT_START", "SearchHit", "SearchPage", "SearchQuery", "decode_cursor",
+           "encode_cursor", "iso_utc", "marked_snippet", "match_expression", "run_search"]
 
 MAX_LIMIT = 100
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Both backends delimit hits in a raw snippet with these two control characters, never with
+# markup: the text is escaped first, and only then are the delimiters turned into <mark>.
+HIT_START, HIT_END = "\x02", "\x03"
+_HIT = re.compile(f"({HIT_START}|{HIT_END})")
 
 
 class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
@@ -31,7 +36,7 @@ class SearchQuery(msgspec.Struct, frozen=True, kw_only=True):
 class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
     chat_id: str
     score: float  # bm25, higher is better (SQLite's is negated)
-    snippet: str  # the best matching document, matches wrapped in <mark>…</mark>
+    snippet: str  # the best matching document as escaped HTML, hits in <mark>…</mark>
     matched: str  # "chat" (subject, names, department, site) or "message"
     source: str | None
     provider: str | None
@@ -65,6 +70,32 @@ def match_expression(q: str) -> str | None:
     return " ".join(quoted)
 
 
+def marked_snippet(raw: str) -> str:
+    """A backend's raw snippet (hits between :data:`HIT_START` and :data:`HIT_END`) as HTML:
+    the text HTML-escaped (``& < > " '``), then ``<mark>…</mark>`` around each hit.
+
+    Visitor-typed text never becomes markup, so any UI may render the snippet as HTML. The
+    marks are always balanced: a stray delimiter typed into a message can at most move a
+    highlight, never open an element.
+    """
+    out: list[str] = []
+    marking = False
+    for part in _HIT.split(raw):
+        if part == HIT_START:
+            if not marking:
+                out.append("<mark>")
+                marking = True
+        elif part == HIT_END:
+            if marking:
+                out.append("</mark>")
+                marking = False
+        elif part:
+            out.append(html.escape(part))
+    if marking:
+        out.append("</mark>")
+    return "".join(out)
+
+
 def encode_cursor(offset: int) -> str:
     return base64.urlsafe_b64encode(f"o{offset}".encode()).decode().rstrip("=")
 
@@ -82,7 +113,7 @@ def decode_cursor(cursor: str) -> int:
 _SQL = """
 WITH m AS MATERIALIZED (
     SELECT chat_id, kind, bm25(docs_fts) AS score,
-           snippet(docs_fts, 2, '<mark>', '</mark>', '…', 16) AS snip
+           snippet(docs_fts, 2, :hit_start, :hit_end, '…', 16) AS snip
     FROM docs_fts WHERE docs_fts MATCH :match),
 best AS (
     SELECT chat_id, kind, score, snip,
@@ -109,8 +140,10 @@ def run_search(db: sqlite3.Connection, query: SearchQuery) -> SearchPage:
     rows = db.execute(_SQL, {
         "match": match, "source": query.source, "status": query.status, "agent": query.agent,
         "from": iso_utc(query.from_), "to": iso_utc(query.to),
-        "limit": limit + 1, "offset": query.offset}).fetchall()
-    hits = [SearchHit(chat_id=r[0], score=-r[1], snippet=r[2], matched=r[3], source=r[4],
+        "limit": limit + 1, "offset": query.offset, "hit_start": HIT_START,
+        "hit_end": HIT_END}).fetchall()
+    hits = [SearchHit(chat_id=r[0], score=-r[1], snippet=marked_snippet(r[2]), matched=r[3],
+                      source=r[4],
                       provider=r[5], subject=r[6], status=r[7], agent=r[8], visitor=r[9],
                       department=r[10], site=r[11], last_activity_at=r[12])
             for r in rows[:limit]]

@@ -8,6 +8,9 @@
 - ``faults``: a queue of what to do to the next requests: ``"429"`` (with Retry-After),
   ``"500"``, ``"timeout"`` (answers after ``timeout_delay_s``), ``"slow"`` (``slow_delay_s``
   then normal), ``"400"``; ``always`` is applied to requests whose JSON matches a predicate.
+
+For redirects: :class:`Redirector` answers every POST with a 3xx pointing at another server,
+and :class:`Recorder` is that other server, keeping whatever reaches it.
 """
 
 from __future__ import annotations
@@ -119,21 +122,80 @@ class StandInCrm:
         return web.Response(status=200, body=stored, content_type="application/json")
 
 
-class RunningStandIn:
-    """Serve a :class:`StandInCrm` on a free local port for the test's duration."""
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
 
-    def __init__(self, crm: StandInCrm) -> None:
-        self.crm = crm
-        self._runner = web.AppRunner(crm.app(), access_log=None, shutdown_timeout=0.5)
+
+@dataclass
+class Recorder:
+    """Any method, any path: keeps the request and answers 200 (as a careless server would)."""
+
+    requests: list[Received] = field(default_factory=list)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        return app
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.requests.append(Received(request.method, request.path, dict(request.headers),
+                                      await request.read()))
+        return web.json_response({"id": len(self.requests)})
+
+
+@dataclass
+class Redirector:
+    """A CRM that moved: every POST gets ``status_for(doc)`` with ``Location: {target}/moved/
+    {status}`` (the request is kept in ``requests``)."""
+
+    target: str
+    status_for: Callable[[dict[str, Any]], int]
+    requests: list[Received] = field(default_factory=list)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._handle)
+        return app
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append(Received(request.method, request.path, dict(request.headers), body))
+        status = self.status_for(orjson.loads(body))
+        return web.Response(status=status, headers={"Location": f"{self.target}/moved/{status}"})
+
+
+class Serving:
+    """Serve an aiohttp app on a free port of 127.0.0.1 for the test's duration; ``url`` is
+    ``http://127.0.0.1:<port>``."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         self.url = ""
 
-    async def __aenter__(self) -> RunningStandIn:
+    async def __aenter__(self) -> Serving:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}/api"
+        self.url = f"http://127.0.0.1:{port}"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self._runner.cleanup()
+
+
+class RunningStandIn(Serving):
+    """Serve a :class:`StandInCrm`; ``url`` is its API's base URL (``…/api``)."""
+
+    def __init__(self, crm: StandInCrm) -> None:
+        super().__init__(crm.app())
+        self.crm = crm
+
+    async def __aenter__(self) -> RunningStandIn:
+        await super().__aenter__()
+        self.url += "/api"
+        return self

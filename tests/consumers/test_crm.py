@@ -1,9 +1,11 @@
 """The CRM consumer against a local stand-in CRM: signing, retries honouring Retry-After,
 the circuit breaker, dead letters after the retry budget, and exactly-once effects through
-idempotency keys — also across a SIGKILL of the consumer process."""
+idempotency keys — also across a SIGKILL of the consumer process. Redirects are never
+followed, and a bad signing secret stops the consumer from being built at all."""
 
 from __future__ import annotations
 
+import base64
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -14,19 +16,22 @@ import pytest
 from consumer_kit.events import T0, chat_body, envelope, message, produce
 from consumer_kit.helpers import running, wait_for
 from consumer_kit.process import ConsumerProcess
-from crm_standin import SECRET, TOKEN, RunningStandIn, StandInCrm
+from crm_standin import SECRET, TOKEN, Recorder, Redirector, RunningStandIn, Serving, StandInCrm
 
 from consumers.crm.breaker import CircuitBreaker
 from consumers.crm.client import HttpCrmClient, parse_retry_after
 from consumers.crm.config import CrmConfig
-from consumers.crm.consumer import crm_consumer
+from consumers.crm.consumer import build, crm_consumer
 from consumers.crm.errors import CircuitOpen, CrmRejected, CrmUnavailable
 from consumers.crm.signing import sign
 from consumers.crm.state import CrmState
 from consumers.dlq_ops import dlq_entries
+from consumers.parking import DEAD
+from consumers.registry import ConsumerContext
 from contracts.envelope import Envelope
 from contracts.topics import Topics
-from parley.settings import KafkaSettings
+from parley.errors import SettingsError
+from parley.settings import KafkaSettings, Settings
 
 
 def test_signature_matches_the_standard_webhooks_reference_vector() -> None:
@@ -216,7 +221,6 @@ async def test_parley_run_role_adds_the_crm_consumer_when_configured(
     from consumers.role import BuiltinConsumersRole
     from parley.http import build_app
     from parley.runtime import Runtime
-    from parley.settings import Settings
 
     side = tmp_path / "consumers.toml"
     side.write_text(f'[consumers.crm]\nbase_url = "{standin.url}"\nauth_value = "{TOKEN}"\n'
@@ -229,3 +233,83 @@ async def test_parley_run_role_adds_the_crm_consumer_when_configured(
         groups = (await (await client.get("/api/consumers")).json())["groups"]
         assert [g["consumer"] for g in groups] == ["search", "crm"]
     _assert_exactly_once(standin.crm, 1)
+
+
+_SHORT = "whsec_" + base64.b64encode(b"sixteen byte key").decode()
+
+
+@pytest.mark.parametrize(("secret", "says"), [
+    ("", "signing_secret is empty"),
+    ("whsec_", "signing_secret is empty"),
+    (_SHORT, "signing_secret is too short"),
+    ("whsec_not base64 at all!", "signing_secret is not whsec_ followed by base64"),
+    (12345, "at `$.signing_secret`"),
+    ([SECRET], "at `$.signing_secret`"),
+])
+def test_a_bad_signing_secret_fails_when_the_consumer_is_built(
+        tmp_path: Path, secret: object, says: str) -> None:
+    """At start-up, in one line that never shows the secret; not as one dead letter per event
+    (a secret that does not decode) or as silently unsigned requests (an empty one)."""
+    ctx = ConsumerContext(settings=Settings(data_dir=str(tmp_path)), name="crm",
+                          config={"base_url": "http://127.0.0.1:9/api", "signing_secret": secret})
+    with pytest.raises(SettingsError) as built:
+        build(ctx)
+    message = str(built.value)
+    assert message.startswith("invalid [consumers.crm] configuration: ") and says in message
+    assert "\n" not in message
+    if isinstance(secret, str) and secret.removeprefix("whsec_"):
+        assert secret.removeprefix("whsec_") not in message
+    if isinstance(secret, str):  # built in code rather than from a table: the same check
+        with pytest.raises(ValueError, match=says):
+            CrmConfig(base_url="http://127.0.0.1:9/api", signing_secret=secret)
+
+
+async def test_parley_consumer_crm_with_a_bad_signing_secret_exits_with_one_line(
+        tmp_path: Path) -> None:
+    nowhere = KafkaSettings(bootstrap="127.0.0.1:9", topic_prefix="unused")
+    proc = ConsumerProcess(tmp_path, nowhere, "crm", extra_toml=(
+        'base_url = "http://127.0.0.1:9/api"\nsigning_secret = ""\n'))
+    proc.start()
+    try:
+        assert await proc.wait_exit(timeout_s=30) == 1
+    finally:
+        proc.kill()
+    [line] = proc.log.read_text().splitlines()
+    assert line.startswith("parley: error: invalid [consumers.crm] configuration: "
+                           "signing_secret is empty")
+
+
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+@pytest.mark.kafka
+async def test_a_redirect_is_never_followed_and_is_dead_lettered_naming_the_location(
+        tmp_path: Path, kafka_settings: KafkaSettings, topics: Topics) -> None:
+    """301/302/303 would turn the POST into a GET whose 2xx looks like a delivery; 307/308
+    would re-send the transcript and the auth header to another origin. Neither happens: the
+    event is dead-lettered at once (no retries) with the Location in its error."""
+    elsewhere = Recorder()
+    async with Serving(elsewhere.app()) as landing:
+        moved = Redirector(target=landing.url, status_for=lambda doc: REDIRECTS[
+            int(str(doc["external_id"]).rpartition("-")[2])])
+        async with Serving(moved.app()) as crm:
+            await produce(kafka_settings, topics,
+                          [e for i in range(len(REDIRECTS)) for e in _chat_story(i)])
+            cfg = _config(crm.url + "/api", auth_header="X-Crm-Key", breaker_failures=100)
+            consumer = crm_consumer(cfg, CrmState(tmp_path / "crm.db"), HttpCrmClient(cfg))
+            async with running(consumer, kafka_settings, topics) as runner:
+                await wait_for(lambda: sum(e.kind == DEAD for e in runner.dead.state.entries())
+                               == len(REDIRECTS) or bool(elsewhere.requests),
+                               timeout_s=40, what="a dead letter per chat")
+    assert elsewhere.requests == []  # no transcript, no auth header, no GET: nothing at all
+    assert len(moved.requests) == len(REDIRECTS)  # each tried once: a redirect is not retried
+    assert all(r.headers.get("X-Crm-Key") == TOKEN for r in moved.requests)
+    dead = {e.key: e for e in await dlq_entries(kafka_settings, topics, "crm") if e.kind == DEAD}
+    assert sorted(dead) == [f"chat-{i}" for i in range(len(REDIRECTS))]
+    for i, status in enumerate(REDIRECTS):
+        entry = dead[f"chat-{i}"]
+        assert entry.error_type == "CrmRedirected" and entry.attempts == 1
+        assert (entry.error or "").startswith(
+            f"CRM answered {status} to POST /contacts with a redirect to "
+            f"{landing.url}/moved/{status}")
+        assert TOKEN not in (entry.error or "")

@@ -12,10 +12,11 @@ from aiohttp.test_utils import TestClient, TestServer
 from consumer_kit.domain_events import T, chat_events, common
 from consumer_kit.events import chat_body, envelope, message, produce
 from consumer_kit.helpers import eventually
+from consumer_kit.snippets import HOSTILE, assert_escaped_snippet, hostile_chats
 
 from consumers.role import BuiltinConsumersRole
 from consumers.search.index import SqliteSearchIndex
-from consumers.search.queries import SearchQuery, match_expression
+from consumers.search.queries import HIT_END, HIT_START, SearchQuery, marked_snippet, match_expression
 from contracts.domain import DomainEvent, MessageDeleted, MessageEdited
 from contracts.topics import Topics
 from parley.http import build_app
@@ -41,6 +42,12 @@ def test_user_text_never_becomes_fts_syntax() -> None:
     assert match_expression("  ?! ") is None
 
 
+def test_marks_are_always_balanced_whatever_delimiters_a_message_holds() -> None:
+    s, e = HIT_START, HIT_END
+    assert marked_snippet(f"<i>{s}a&b{e}</i>") == "&lt;i&gt;<mark>a&amp;b</mark>&lt;/i&gt;"
+    assert marked_snippet(f"{e}a{s}b{s}c{e}{e}d{s}e") == "a<mark>bc</mark>d<mark>e</mark>"
+
+
 async def test_ranked_chats_with_highlighted_snippets(index: SqliteSearchIndex) -> None:
     await index.apply(chat_events("c1", subject="Order question", texts=["where is my parcel"])
                       + chat_events("c2", subject="Refund", texts=["refund please", "refund refund now"])
@@ -53,6 +60,32 @@ async def test_ranked_chats_with_highlighted_snippets(index: SqliteSearchIndex) 
     assert await _ids(index, "parc") == ["c1"]  # the last word matches as a prefix
     # visitor and agent names, department and site are searchable too
     assert len(await _ids(index, "Webshop Billing Vera")) == 3
+
+
+async def test_snippets_are_escaped_text_with_only_our_marks(index: SqliteSearchIndex) -> None:
+    """Visitor-typed markup never reaches a UI as markup (stored XSS): the snippet is the
+    HTML-escaped text, then ``<mark>`` around the hits."""
+    await index.apply(hostile_chats())
+    page = await index.search(SearchQuery(q="refund"))
+    assert sorted(h.chat_id for h in page.hits) == sorted(HOSTILE)
+    for hit in page.hits:
+        assert_escaped_snippet(hit.snippet, HOSTILE[hit.chat_id])
+    [adjacent] = [h for h in page.hits if h.chat_id == "x-adjacent"]
+    assert adjacent.snippet == "&lt;b&gt;<mark>refund</mark>&lt;/b&gt;\nVera Visitor"
+
+
+async def test_every_commit_is_on_disk_before_its_offsets_reach_kafka(
+        index: SqliteSearchIndex) -> None:
+    """The consumer commits its Kafka offsets after apply() returns, and they are not stored in
+    the index: each transaction must be fsynced (WAL with synchronous=FULL), or a power cut
+    could lose index writes that Kafka already counts as done."""
+    def pragmas() -> list[object]:
+        assert index._db is not None
+        return [index._db.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("journal_mode", "synchronous")]
+
+    await index.apply(chat_events("c1", subject="Hi", texts=["written"]))
+    assert await index._run(pragmas) == ["wal", 2]  # synchronous: 1 = NORMAL, 2 = FULL
 
 
 async def test_filters_and_pagination(index: SqliteSearchIndex) -> None:

@@ -3,6 +3,7 @@ error classification, consumer definitions and configuration lookup."""
 
 from __future__ import annotations
 
+import base64
 import random
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,7 +155,8 @@ def test_parley_run_redacts_secrets_that_only_the_side_file_holds(
     from parley.logs import log_secrets
     from parley.runtime import Runtime
 
-    token, signing = "side-file-crm-token-5f2a", "side-file-signing-secret-9c1e"
+    token = "side-file-crm-token-5f2a"
+    signing = "whsec_" + base64.b64encode(b"side-file-signing-secret-9c1e").decode()
     side = tmp_path / "consumers.toml"
     side.write_text(f'[consumers.crm]\nbase_url = "http://127.0.0.1:9"\nauth_value = "{token}"\n'
                     f'signing_secret = "{signing}"\n')

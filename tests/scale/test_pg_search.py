@@ -25,6 +25,8 @@ from parley.http import build_app
 from parley.runtime import Runtime
 from parley.settings import KafkaSettings, Settings, StoreSettings
 from tests.consumers.consumer_kit.domain_events import T, chat_events, common
+from tests.consumers.consumer_kit.snippets import HOSTILE, assert_escaped_snippet, hostile_chats
+from tests.pg_fixture import with_options
 from tests.projector.test_runner_kit import conversation, eventually, produce
 
 
@@ -59,6 +61,34 @@ async def test_ranked_chats_with_highlighted_snippets(index: PgSearchIndex) -> N
     assert await _ids(index, "parc") == ["c1"]  # the last word matches as a prefix
     assert len(await _ids(index, "Webshop Billing Vera")) == 3  # names, department, site
     assert await _ids(index, "'; DROP TABLE x; --") == []
+
+
+async def test_snippets_are_escaped_text_with_only_our_marks(index: PgSearchIndex) -> None:
+    """As on SQLite: the HTML-escaped text, then ``<mark>`` around the hits."""
+    await index.apply(hostile_chats())
+    page = await index.search(SearchQuery(q="refund"))
+    assert sorted(h.chat_id for h in page.hits) == sorted(HOSTILE)
+    for hit in page.hits:
+        assert_escaped_snippet(hit.snippet, HOSTILE[hit.chat_id])
+
+
+@pytest.mark.parametrize(("configured", "runs_with"), [
+    ("off", "on"), ("on", "on"), ("remote_apply", "remote_apply")])
+async def test_every_commit_is_flushed_whatever_synchronous_commit_says(
+        pg_url: str, configured: str, runs_with: str) -> None:
+    """The consumer commits its Kafka offsets after apply() returns, not in the index's
+    transaction: so ``synchronous_commit = off`` (from the server, the role or the URL) is
+    turned on for the index's connections; a stricter setting is kept."""
+    index = PgSearchIndex(with_options(pg_url, synchronous_commit=configured))
+    await index.open()
+    try:
+        await index.apply(chat_events("c1", subject="Hi", texts=["written"]))
+        pool = index._p()
+        async with pool.acquire() as one, pool.acquire() as two:  # every connection of the pool
+            assert [await c.fetchval("SHOW synchronous_commit") for c in (one, two)] == \
+                [runs_with, runs_with]
+    finally:
+        await index.close()
 
 
 async def test_filters_and_pagination(index: PgSearchIndex) -> None:
