@@ -19,6 +19,7 @@ __all__ = ["WEBHOOK_ROUTE", "log_startup"]
 
 log = logging.getLogger("parley.startup")
 WEBHOOK_ROUTE = "/webhooks/{source}"
+OPENAPI_ROUTE = "/api/openapi.json"
 #: Where a newcomer learns to configure a source (README section, then the reference).
 SOURCES_HELP = ('README.md, "Post a webhook, read the chat back"; docs/receiver.md, '
                 '"Sources and authentication schemes"')
@@ -35,9 +36,12 @@ def log_startup(settings: Settings, app: web.Application, base_url: str) -> None
     routes = {resource.canonical for resource in app.router.resources()}
     if WEBHOOK_ROUTE in routes:
         _log_sources(settings, base_url)
-    api = sorted({path.split("/")[2] for path in routes if path.startswith("/api/")})
-    if api:
-        log.info("API at %s/api/ (%s)", base_url, ", ".join(api),
+    api = {path for path in routes if path.startswith("/api/")}
+    # The areas the roles serve; the API's own description is no area (every process has it).
+    areas = sorted({path.split("/")[2] for path in api - {OPENAPI_ROUTE}})
+    if areas:
+        described = f"; described at {base_url}{OPENAPI_ROUTE}" if OPENAPI_ROUTE in api else ""
+        log.info("API at %s/api/ (%s)%s", base_url, ", ".join(areas), described,
                  extra={"api_url": f"{base_url}/api/"})
 
 

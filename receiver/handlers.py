@@ -155,7 +155,7 @@ class WebhookHandler:
                 else:
                     failure = verifier.check(token)
             case HubSignature():
-                failure = verifier.check(request.headers.get(HubSignature.HEADER), body)
+                failure = verifier.check(request.headers.get("X-Hub-Signature"), body)
             case StandardWebhooks():
                 webhook_id = request.headers.get("webhook-id")
                 failure = verifier.check(webhook_id, request.headers.get("webhook-timestamp"),

@@ -19,27 +19,23 @@ TOKEN = "nat-token-startup-7c1d0e"
 SECRET = "cs-secret-startup-2b9f44"
 
 
-class Webhooks:
-    """Stands in for the receiver role: the route is what the start-up lines look for."""
+class Routes:
+    """Stands in for the roles: the start-up lines are derived from the routes installed."""
 
-    name = "webhooks"
+    name = "routes"
 
-    def install(self, app: web.Application, rt: Runtime) -> None:
-        async def post(request: web.Request) -> web.Response:
-            return json_response({})
-
-        app.router.add_post("/webhooks/{source}", post)
-
-
-class Api:
-    name = "api"
+    def __init__(self, *paths: str) -> None:
+        self.paths = paths
 
     def install(self, app: web.Application, rt: Runtime) -> None:
-        async def get(request: web.Request) -> web.Response:
+        async def answer(request: web.Request) -> web.Response:
             return json_response({})
 
-        for path in ("/api/chats", "/api/chats/{id}", "/api/consumers"):
-            app.router.add_get(path, get)
+        for path in self.paths:
+            app.router.add_route("*", path, answer)
+
+
+WEBHOOKS = Routes("/webhooks/{source}")
 
 
 async def _start_and_stop(settings: Settings, roles: list[object],
@@ -64,20 +60,23 @@ async def test_start_up_names_the_file_the_sources_and_the_api(
     settings = Settings(http=HttpSettings(port=0), config_file="/etc/parley/parley.toml", sources={
         "acme": SourceSettings(provider="natterly", auth_tokens=(TOKEN,)),
         "shop": SourceSettings(provider="chatshipper", secrets=(SECRET,))})
-    lines = await _start_and_stop(settings, [Webhooks(), Api()], caplog)
+    api = Routes("/api/chats", "/api/chats/{id}", "/api/consumers", "/api/openapi.json")
+    lines = await _start_and_stop(settings, [WEBHOOKS, api], caplog)
     [listening] = [r for r in caplog.records if r.getMessage() == "listening"]
     base = listening.url  # type: ignore[attr-defined]
     assert not base.endswith(":0")  # the port actually bound, not the configured 0
     assert "configuration file /etc/parley/parley.toml" in lines
     assert (f"webhooks: acme (natterly) {base}/webhooks/acme; "
             f"shop (chatshipper) {base}/webhooks/shop") in lines
-    assert f"API at {base}/api/ (chats, consumers)" in lines
+    assert f"API at {base}/api/ (chats, consumers); described at {base}/api/openapi.json" in lines
     text = "\n".join(lines) + caplog.text
     assert TOKEN not in text and SECRET not in text
 
 
 async def test_start_up_without_file_or_sources_says_so(caplog: pytest.LogCaptureFixture) -> None:
-    lines = await _start_and_stop(Settings(http=HttpSettings(port=0)), [Webhooks()], caplog)
+    # Every process serves its API's description: that alone is no API to announce.
+    lines = await _start_and_stop(Settings(http=HttpSettings(port=0)),
+                                  [WEBHOOKS, Routes("/api/openapi.json")], caplog)
     assert any(line.startswith("no configuration file: embedded defaults") for line in lines)
     [warning] = [r for r in caplog.records if r.getMessage().startswith("no webhook sources")]
     assert warning.levelname == "WARNING"
