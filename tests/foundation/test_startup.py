@@ -14,6 +14,7 @@ from parley.errors import ListenError
 from parley.http import PORT_SEARCH, bind, build_app, json_response, serve
 from parley.runtime import Runtime
 from parley.settings import HttpSettings, Settings, SourceSettings
+from parley.startup import log_startup
 
 TOKEN = "nat-token-startup-7c1d0e"
 SECRET = "cs-secret-startup-2b9f44"
@@ -60,7 +61,7 @@ async def test_start_up_names_the_file_the_sources_and_the_api(
     settings = Settings(http=HttpSettings(port=0), config_file="/etc/parley/parley.toml", sources={
         "acme": SourceSettings(provider="natterly", auth_tokens=(TOKEN,)),
         "shop": SourceSettings(provider="chatshipper", secrets=(SECRET,))})
-    api = Routes("/api/chats", "/api/chats/{id}", "/api/consumers", "/api/openapi.json")
+    api = Routes("/api/chats", "/api/chats/{id}", "/api/consumers")
     lines = await _start_and_stop(settings, [WEBHOOKS, api], caplog)
     [listening] = [r for r in caplog.records if r.getMessage() == "listening"]
     base = listening.url  # type: ignore[attr-defined]
@@ -68,21 +69,34 @@ async def test_start_up_names_the_file_the_sources_and_the_api(
     assert "configuration file /etc/parley/parley.toml" in lines
     assert (f"webhooks: acme (natterly) {base}/webhooks/acme; "
             f"shop (chatshipper) {base}/webhooks/shop") in lines
-    assert f"API at {base}/api/ (chats, consumers); described at {base}/api/openapi.json" in lines
+    assert any(line.startswith(f"API at {base}/api/ (chats, consumers)") for line in lines)
     text = "\n".join(lines) + caplog.text
     assert TOKEN not in text and SECRET not in text
 
 
 async def test_start_up_without_file_or_sources_says_so(caplog: pytest.LogCaptureFixture) -> None:
-    # Every process serves its API's description: that alone is no API to announce.
-    lines = await _start_and_stop(Settings(http=HttpSettings(port=0)),
-                                  [WEBHOOKS, Routes("/api/openapi.json")], caplog)
+    lines = await _start_and_stop(Settings(http=HttpSettings(port=0)), [WEBHOOKS], caplog)
     assert any(line.startswith("no configuration file: embedded defaults") for line in lines)
     [warning] = [r for r in caplog.records if r.getMessage().startswith("no webhook sources")]
     assert warning.levelname == "WARNING"
     assert "answers 404 unknown_source until a [sources.NAME] table is added" in warning.getMessage()
     assert "README.md" in warning.getMessage()
     assert not any(line.startswith("API at") for line in lines)  # no API routes here
+
+
+def test_the_api_description_alone_is_no_api(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    base = "http://127.0.0.1:8080"
+    for paths, expected in (
+            (("/api/openapi.json",), []),  # every process serves it: nothing to announce
+            (("/api/openapi.json", "/api/agents"),
+             [f"API at {base}/api/ (agents); described at {base}/api/openapi.json"])):
+        caplog.clear()
+        app = web.Application()
+        Routes(*paths).install(app, Runtime.from_settings(Settings()))
+        log_startup(Settings(), app, base)
+        assert [r.getMessage() for r in caplog.records
+                if r.getMessage().startswith("API")] == expected
 
 
 def test_a_taken_port_is_one_line_or_the_next_free_one(
