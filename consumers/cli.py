@@ -5,26 +5,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import msgspec
 from aiokafka.errors import KafkaError
 
 from consumers.errors import ConsumerError
-from consumers.registry import known_consumers, load_consumer
+from consumers.registry import consumer_config, known_consumers, load_consumer
 from consumers.runner import group_id
 from contracts.topics import AGGREGATE_KINDS, Topics
 from parley import loop
+from parley.errors import SettingsError
 from parley.settings import Settings
 
 __all__ = ["register"]
+
+T = TypeVar("T")
 
 
 def register(sub: Any) -> None:
     one = sub.add_parser("consumer", help="run one consumer group (serves /healthz, /readyz, "
                                           "/metrics, /api/consumers)")
     one.add_argument("name", help="built-in (search, crm), entry-point name, or module:attribute")
-    one.add_argument("--port", type=int, help="HTTP port (default: http.port)")
+    one.add_argument("--port", type=int, help="HTTP port (default: http.port, or the next free "
+                                              "port above it when that one is taken)")
     one.set_defaults(handler=_cmd_consumer)
 
     many = sub.add_parser("consumers", help="consumer group administration")
@@ -32,7 +37,8 @@ def register(sub: Any) -> None:
     msub.add_parser("list", help="known consumers and their groups").set_defaults(
         handler=_cmd_list)
     lag = msub.add_parser("lag", help="lag per partition, in records and event-time seconds")
-    lag.add_argument("names", nargs="*", help="consumers (default: all known)")
+    lag.add_argument("names", nargs="*", help="consumers (default: every known one that is "
+                                              "configured here or has committed offsets)")
     lag.add_argument("--json", action="store_true", help="print JSON")
     lag.set_defaults(handler=_cmd_lag)
     reset = msub.add_parser("reset", help="move an idle group's offsets")
@@ -48,26 +54,59 @@ def register(sub: Any) -> None:
     dlq.set_defaults(handler=_cmd_dlq)
 
 
-def _resolve(name: str, settings: Settings) -> tuple[str, list[str]]:
-    """A consumer's name (NAME may be ``module:attr``) and the topics its group reads."""
+async def _retrying(call: Callable[[], Awaitable[T]], timeout_s: float = 30.0) -> T:
+    """``await call()``, again while it raises a retriable Kafka error (e.g. the group
+    coordinator of a brand-new cluster is still being elected), until ``timeout_s``."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            return await call()
+        except KafkaError as exc:
+            if not exc.retriable or asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+def _resolve(name: str, settings: Settings, *, guess: bool = True) -> tuple[str, list[str]]:
+    """A consumer's name (NAME may be ``module:attr``) and the topics its group reads.
+
+    A consumer that cannot be loaded here is found by its group's committed offsets; failing
+    that, with ``guess``, a known name is taken to read every event topic; else its error.
+    """
     from consumers.groups import committed_topics
 
     topics = Topics(prefix=settings.kafka.topic_prefix)
     try:
         c = load_consumer(name, settings)
-    except ConsumerError:
+    except (ConsumerError, SettingsError):
         if ":" in name:
             raise
         # Known but not loadable here (unconfigured), or code this CLI cannot import: the
         # group's own committed offsets say which topics it reads.
-        found = asyncio.run(committed_topics(settings.kafka,
-                                             group_id(settings.kafka.topic_prefix, name)))
+        group = group_id(settings.kafka.topic_prefix, name)
+        found = asyncio.run(_retrying(lambda: committed_topics(settings.kafka, group)))
         if found:
             return name, found
-        if name in {k.name for k in known_consumers()}:
+        if guess and name in {k.name for k in known_consumers()}:
             return name, list(topics.event_topics)
         raise
     return c.name, [topics.for_aggregate(kind) for kind in c.topics]
+
+
+def _every_group(settings: Settings) -> list[tuple[str, list[str]]]:
+    """Each known consumer that can run here, or whose group has committed offsets; the
+    rest (a built-in with no configuration, such as ``crm``) are skipped with a note."""
+    out: list[tuple[str, list[str]]] = []
+    for known in known_consumers():
+        try:
+            out.append(_resolve(known.name, settings, guess=False))
+        except (ConsumerError, SettingsError) as exc:
+            why = (f"not configured here: no [consumers.{known.name}] table"
+                   if isinstance(exc, SettingsError) and not consumer_config(settings, known.name)
+                   else str(exc))
+            print(f"parley: note: {known.name} skipped ({why}; its group has no committed "
+                  "offsets)", file=sys.stderr)
+    return out
 
 
 def _name(name: str, settings: Settings) -> str:
@@ -88,7 +127,9 @@ def _cmd_consumer(args: argparse.Namespace, settings: Settings) -> int:
         rt = Runtime.from_settings(settings)
         role = ConsumerRole(rt, args.name)
         setup_logging(settings.log_level, log_secrets(settings, [role]))
-        await serve(build_app(rt, [role]), rt)
+        # The configuration file is often the one `parley run` uses too, so its http.port
+        # is not this process's own choice: only --port is (docs/consumers.md, "Ports").
+        await serve(build_app(rt, [role]), rt, next_free_port=args.port is None)
         return 0
 
     return loop.run(main(), settings.event_loop)
@@ -105,26 +146,16 @@ def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_lag(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.lag import LagMonitor, WatchedGroup
 
-    watched = []
-    for ref in args.names or [k.name for k in known_consumers()]:
-        name, topic_names = _resolve(ref, settings)
-        watched.append(WatchedGroup(name, group_id(settings.kafka.topic_prefix, name),
-                                    tuple(topic_names)))
+    resolved = [_resolve(ref, settings) for ref in args.names] if args.names \
+        else _every_group(settings)
+    watched = [WatchedGroup(name, group_id(settings.kafka.topic_prefix, name), tuple(topic_names))
+               for name, topic_names in resolved]
 
     async def main() -> list[Any]:
         monitor = LagMonitor(settings.kafka, watched)
         await monitor.start()
         try:
-            # A retriable Kafka error (e.g. the group coordinator of a brand-new cluster is
-            # still being elected) is retried until a deadline, then reported.
-            deadline = asyncio.get_running_loop().time() + 30.0
-            while True:
-                try:
-                    return await monitor.refresh()
-                except KafkaError as exc:
-                    if not exc.retriable or asyncio.get_running_loop().time() > deadline:
-                        raise
-                    await asyncio.sleep(0.5)
+            return await _retrying(monitor.refresh)
         finally:
             await monitor.close()
 

@@ -1,4 +1,5 @@
-"""The ``parley`` command line. Every command takes ``--config FILE`` (or ``$PARLEY_CONFIG``).
+"""The ``parley`` command line. Every command takes ``--config FILE`` (or ``$PARLEY_CONFIG``,
+else ``./parley.toml`` when there is one).
 
 Role packages add their own sub-commands through a ``register(subparsers)`` function in their
 ``cli`` module, so this file stays a thin dispatcher.
@@ -30,7 +31,8 @@ EXTENSIONS = ("projector.cli", "consumers.cli", "receiver.cli")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="parley", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="TOML configuration file (default: $PARLEY_CONFIG)")
+    parser.add_argument("--config", help="TOML configuration file (default: $PARLEY_CONFIG, "
+                                          "else ./parley.toml if present)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="everything on one machine (local Kafka if none configured)")
@@ -83,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_hoist_config(sys.argv[1:] if argv is None else argv))
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(args.config, cwd=Path.cwd())
         handler: Handler = args.handler
         return handler(args, settings)
     except ParleyError as exc:

@@ -19,6 +19,11 @@ class LauncherError(ParleyError):
     """The local Kafka launcher cannot do what was asked (missing Java/Maven, port taken…)."""
 
 
+class ListenError(ParleyError):
+    """The HTTP server cannot listen where it was told (the port is taken, the host is not
+    this machine's…)."""
+
+
 class KafkaUnavailable(ParleyError):
     """Kafka did not answer in time. Retriable: the broker may come back."""
 

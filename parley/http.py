@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hmac
 import logging
 import signal
+import socket
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Literal
 
@@ -15,8 +17,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from parley.errors import ListenError
 from parley.loop import loop_name
 from parley.runtime import Role, Runtime
+from parley.startup import log_startup
 
 log = logging.getLogger("parley.http")
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -163,25 +167,81 @@ def build_app(rt: Runtime, roles: Iterable[Role]) -> web.Application:
     return app
 
 
-async def serve(app: web.Application, rt: Runtime, *, stop: asyncio.Event | None = None) -> None:
+#: How many ports above a taken one ``serve(next_free_port=True)`` tries.
+PORT_SEARCH = 20
+
+
+def bind(host: str, port: int, *, next_free_port: bool = False) -> socket.socket:
+    """A socket bound to ``host:port``, not listening yet: aiohttp listens on it once the
+    roles have started, so until then connections are refused, as before any bind.
+
+    A taken port is a one-line :class:`ListenError`, or, with ``next_free_port`` (a process
+    whose port nobody chose for it), the first free one of the next :data:`PORT_SEARCH`
+    ports, with one warning line saying so.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    last = port + PORT_SEARCH if next_free_port and port else port
+    for candidate in range(port, last + 1):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        # As asyncio's own servers: a restart may reuse a port with connections in TIME_WAIT.
+        # A port another process listens on still fails to bind.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, candidate))
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                continue
+            raise ListenError(f"cannot listen on {host}:{candidate}: {exc.strerror or exc}"
+                              " (check http.host and http.port)") from None
+        if candidate != port:
+            log.warning("port %d is in use (by `parley run`?): serving on port %d instead; "
+                        "choose one with --port or http.port", port, candidate,
+                        extra={"port": candidate, "port_in_use": port})
+        return sock
+    taken = f"port {port} is" if last == port else f"ports {port}-{last} are"
+    raise ListenError(f"cannot listen on {host}:{port}: {taken} in use (by `parley run` or "
+                      "another Parley process?); stop it, or choose another port with "
+                      "http.port / PARLEY_HTTP__PORT (or --port, where the command has it)")
+
+
+def _url(host: str, sock: socket.socket) -> str:
+    port = sock.getsockname()[1]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def serve(app: web.Application, rt: Runtime, *, stop: asyncio.Event | None = None,
+                next_free_port: bool = False) -> None:
     """Serve until SIGINT/SIGTERM (or ``stop``), then shut down gracefully.
 
-    Shutdown order: stop accepting connections, let in-flight requests finish (bounded by
-    ``http.shutdown_timeout_s``), then run the roles' cleanup (flush producers, commit).
+    The port is bound first (see :func:`bind` for ``next_free_port``), so a taken port stops
+    the process before any role has started. Then the roles start, and the start-up lines
+    say what is served where (:mod:`parley.startup`). Shutdown order: stop accepting
+    connections, let in-flight requests finish (bounded by ``http.shutdown_timeout_s``),
+    then run the roles' cleanup (flush producers, commit).
     """
+    http = rt.settings.http
+    sock = bind(http.host, http.port, next_free_port=next_free_port)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(app, access_log=None,
-                           shutdown_timeout=rt.settings.http.shutdown_timeout_s)
-    await runner.setup()
-    site = web.TCPSite(runner, rt.settings.http.host, rt.settings.http.port)
-    await site.start()
-    log.info("listening", extra={"url": f"http://{rt.settings.http.host}:{rt.settings.http.port}",
-                                 "event_loop": loop_name(loop)})
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=http.shutdown_timeout_s)
     try:
+        await runner.setup()
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        try:
+            await web.SockSite(runner, sock).start()
+        except OSError as exc:  # another process bound the port too, and listened first
+            raise ListenError(f"cannot listen on {http.host}:{sock.getsockname()[1]}: "
+                              f"{exc.strerror or exc}") from None
+        url = _url(http.host, sock)
+        log.info("listening", extra={"url": url, "event_loop": loop_name(loop)})
+        log_startup(rt.settings, app, url)
         await stop.wait()
     finally:
         log.info("shutting down")

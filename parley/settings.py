@@ -1,10 +1,12 @@
 """Settings: loaded once from TOML (+ ``PARLEY_…`` environment overrides) into frozen Structs.
 
-The file is found from ``--config FILE``, else ``PARLEY_CONFIG``, else no file (embedded
-defaults). Environment variables override single values: ``PARLEY_<SECTION>__<KEY>`` (for
-example ``PARLEY_KAFKA__BOOTSTRAP=10.0.0.5:9092`` or ``PARLEY_HTTP__PORT=9000``) and
-``PARLEY_SOURCES__<NAME>__<KEY>`` for a source. Values are read as TOML literals when they
-parse as one (``9000``, ``["a", "b"]``, ``true``) and as plain strings otherwise.
+The file is, in this order: ``--config FILE``, else ``$PARLEY_CONFIG``, else ``parley.toml`` in
+the working directory if there is one (the command line looks there; see :func:`config_path`),
+else none: the embedded defaults. Environment variables override single values:
+``PARLEY_<SECTION>__<KEY>`` (for example ``PARLEY_KAFKA__BOOTSTRAP=10.0.0.5:9092`` or
+``PARLEY_HTTP__PORT=9000``) and ``PARLEY_SOURCES__<NAME>__<KEY>`` for a source. Values are
+read as TOML literals when they parse as one (``9000``, ``["a", "b"]``, ``true``) and as plain
+strings otherwise.
 
 Secrets (auth tokens, HMAC secrets, SASL passwords) are kept out of ``repr()`` so that a
 settings object that reaches a log line or a traceback does not leak them.
@@ -15,9 +17,10 @@ from __future__ import annotations
 import contextlib
 import os
 import tomllib
+import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union, get_args, get_origin
 from urllib.parse import unquote, urlsplit
 
 import msgspec
@@ -25,8 +28,16 @@ import msgspec
 from parley.errors import SettingsError
 
 ProviderName = Literal["natterly", "chatshipper", "standard"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 ENV_PREFIX = "PARLEY_"
 ENV_SEP = "__"
+CONFIG_ENV = "PARLEY_CONFIG"
+#: The file a command reads from its working directory when neither ``--config`` nor
+#: ``$PARLEY_CONFIG`` names one.
+LOCAL_CONFIG = "parley.toml"
+#: ``store.url`` schemes some store understands (projector/stores.py builds them).
+STORE_SCHEMES = ("sqlite", "postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg",
+                 "memory")
 
 
 class KafkaSecurity(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -162,17 +173,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # [consumers.<name>] tables: each consumer validates its own (e.g. consumers.crm.config).
     consumers: dict[str, dict[str, object]] = {}
     data_dir: str = ".parley"
-    log_level: str = "INFO"
+    log_level: LogLevel = "INFO"  # any case in the file or environment
     #: The event loop of the long-running commands (parley.loop): "auto" is uvloop where it
     #: is installed (a dependency on Linux and macOS), else asyncio.
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    #: The file these settings were read from (None: the embedded defaults). Set by
+    #: :func:`load_settings`, for the start-up log; not a key of the file itself.
+    config_file: str | None = None
 
     def __repr__(self) -> str:
         # Consumer tables are free-form and may hold credentials: show only their names.
         return (f"Settings(kafka={self.kafka!r}, http={self.http!r}, store={self.store!r}, "
                 f"sources={self.sources!r}, consumers={sorted(self.consumers)!r}, "
                 f"data_dir={self.data_dir!r}, log_level={self.log_level!r}, "
-                f"event_loop={self.event_loop!r})")
+                f"event_loop={self.event_loop!r}, config_file={self.config_file!r})")
 
     def all_secrets(self) -> tuple[str, ...]:
         """Every configured secret value: for redaction checks and leak tests."""
@@ -212,7 +226,7 @@ def _apply_env(doc: dict[str, object], env: Mapping[str, str]) -> None:
         if name in _TOP_LEVEL_ENV:
             doc[_TOP_LEVEL_ENV[name]] = raw
             continue
-        if not name.startswith(ENV_PREFIX) or ENV_SEP not in name or name == "PARLEY_CONFIG":
+        if not name.startswith(ENV_PREFIX) or ENV_SEP not in name or name == CONFIG_ENV:
             continue
         parts = name[len(ENV_PREFIX) :].split(ENV_SEP)
         # Section and key names are lower-case in TOML; source names keep their case as lower.
@@ -226,32 +240,100 @@ def _apply_env(doc: dict[str, object], env: Mapping[str, str]) -> None:
         node[path[-1]] = _parse_env_value(raw)
 
 
-def load_settings(path: str | os.PathLike[str] | None = None,
-                  env: Mapping[str, str] | None = None) -> Settings:
-    """Load settings from ``path`` (or ``$PARLEY_CONFIG``) and environment overrides.
+def config_path(path: str | os.PathLike[str] | None, env: Mapping[str, str],
+                cwd: str | os.PathLike[str] | None = None) -> Path | None:
+    """The configuration file that applies: ``path`` (``--config``), else ``$PARLEY_CONFIG``,
+    else ``parley.toml`` in ``cwd`` when ``cwd`` is given and the file exists, else None."""
+    named = path or env.get(CONFIG_ENV) or None
+    if named is not None:
+        return Path(named)
+    if cwd is not None and (local := Path(cwd) / LOCAL_CONFIG).is_file():
+        return local
+    return None
 
+
+def load_settings(path: str | os.PathLike[str] | None = None,
+                  env: Mapping[str, str] | None = None, *,
+                  cwd: str | os.PathLike[str] | None = None) -> Settings:
+    """Load settings from the file :func:`config_path` picks, then environment overrides.
+
+    ``cwd``: where to look for ``parley.toml`` when no file is named (the command line passes
+    its working directory; library callers and tests leave it out, so no stray file counts).
     Raises :class:`SettingsError` with one clear line on a missing file, bad TOML, an unknown
-    key (typos are errors, not silently ignored) or a wrong type.
+    key (typos are errors, not silently ignored), a wrong type, or a value outside its
+    choices (the error lists them).
     """
     env = os.environ if env is None else env
-    path = path or env.get("PARLEY_CONFIG") or None
+    found = config_path(path, env, cwd)
     doc: dict[str, object] = {}
-    if path is not None:
-        p = Path(path)
+    if found is not None:
         try:
-            doc = tomllib.loads(p.read_text(encoding="utf-8"))
+            doc = tomllib.loads(found.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise SettingsError(f"configuration file not found: {p}") from None
+            raise SettingsError(f"configuration file not found: {found}") from None
         except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"configuration file {p} is not valid TOML: {exc}") from None
+            raise SettingsError(f"configuration file {found} is not valid TOML: {exc}") from None
+        if "config_file" in doc:
+            raise SettingsError(f"{found}: config_file is not a setting (name the file with "
+                                f"--config FILE or {CONFIG_ENV})")
     _apply_env(doc, env)
+    if isinstance(level := doc.get("log_level"), str):
+        doc["log_level"] = level.upper()  # "debug" and "DEBUG" alike, as logging takes them
+    # Which file was read, when the error is in it or in the environment: a ./parley.toml
+    # picked up without being named should not be a surprise.
+    origin = f" (configuration file {found})" if found is not None else ""
+    if problem := _choice_problem(doc, Settings, ""):
+        raise SettingsError(f"invalid configuration: {problem}{origin}")
     try:
         settings = msgspec.convert(doc, Settings)
     except msgspec.ValidationError as exc:
         # msgspec names the offending path ("at `$.sources.acme.provider`"); never the value.
-        raise SettingsError(f"invalid configuration: {exc}") from None
-    _check(settings)
-    return settings
+        raise SettingsError(f"invalid configuration: {exc}{origin}") from None
+    try:
+        _check(settings)
+    except SettingsError as exc:
+        raise SettingsError(f"{exc}{origin}") from None
+    return msgspec.structs.replace(settings, config_file=str(found) if found else None)
+
+
+def _choices(hint: object) -> tuple[str, ...]:
+    """The values of a ``Literal[...]`` hint (or of ``Literal[...] | None``), else ()."""
+    if get_origin(hint) is Literal:
+        return tuple(str(a) for a in get_args(hint))
+    if get_origin(hint) in (Union, types.UnionType):
+        return tuple(v for arg in get_args(hint) for v in _choices(arg))
+    return ()
+
+
+def _choice_problem(doc: Mapping[str, object], struct: type[msgspec.Struct],
+                    where: str) -> str | None:
+    """The first string value in ``doc`` outside its field's ``Literal`` choices, as one line
+    naming the key (a source by its name, which msgspec's own error does not) and every valid
+    value. Anything else is left to msgspec's validation."""
+    for field in msgspec.structs.fields(struct):
+        value = doc.get(field.name)
+        choices = _choices(field.type)
+        if choices and isinstance(value, str) and value not in choices:
+            return f"{where}{field.name} = {value!r} is not one of: {', '.join(choices)}"
+        for prefix, inner, table in _tables(field.type, value, f"{where}{field.name}"):
+            if problem := _choice_problem(table, inner, prefix):
+                return problem
+    return None
+
+
+def _tables(hint: object, value: object, key: str
+            ) -> list[tuple[str, type[msgspec.Struct], Mapping[str, object]]]:
+    """The Struct-typed tables inside ``value``: itself for a Struct field, each entry of a
+    ``dict[str, Struct]`` field (``[sources.NAME]``)."""
+    if not isinstance(value, dict):
+        return []
+    if isinstance(hint, type) and issubclass(hint, msgspec.Struct):
+        return [(f"{key}.", hint, value)]
+    if get_origin(hint) is dict:
+        item = get_args(hint)[1]
+        if isinstance(item, type) and issubclass(item, msgspec.Struct):
+            return [(f"{key}.{k}.", item, v) for k, v in value.items() if isinstance(v, dict)]
+    return []
 
 
 def _check(s: Settings) -> None:
@@ -262,6 +344,13 @@ def _check(s: Settings) -> None:
             raise SettingsError(f"sources.{name}: provider natterly needs auth_tokens")
         if src.provider in ("chatshipper", "standard") and not src.secrets:
             raise SettingsError(f"sources.{name}: provider {src.provider} needs secrets")
+    scheme, sep, _ = s.store.url.partition("://")
+    if not sep or scheme.lower() not in STORE_SCHEMES:
+        # Only the scheme is named: the rest of a URL may carry a password.
+        what = f"unknown scheme {scheme!r}" if sep else "no scheme"
+        raise SettingsError(f"store.url has {what}: use sqlite:///path/to/state.db or "
+                            "postgresql://user:password@host:5432/db (schemes: "
+                            f"{', '.join(STORE_SCHEMES)})")
     if s.kafka.partitions < 1 or s.kafka.replication_factor < 1:
         raise SettingsError("kafka.partitions and kafka.replication_factor must be >= 1")
     sec = s.kafka.security

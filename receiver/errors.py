@@ -7,7 +7,10 @@ signature or body content beyond a JSON path.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import ClassVar
+
+from receiver.signatures import AuthFailure
 
 __all__ = [
     "BodyTooLarge",
@@ -41,18 +44,29 @@ class InvalidBody(ReceiverError):
 
 
 class Unauthorized(ReceiverError):
-    """Authentication failed. One generic detail for every cause, so probing learns nothing."""
+    """Authentication failed. One generic detail for every cause, so probing learns nothing;
+    ``failure`` (which check failed, where) is for the server's log only."""
 
     status = 401
     code = "unauthorized"
 
-    def __init__(self, detail: str = "authentication failed") -> None:
-        super().__init__(detail)
+    def __init__(self, failure: AuthFailure) -> None:
+        super().__init__("authentication failed")
+        self.failure = failure
 
 
 class UnknownSource(ReceiverError):
+    """No source of that name. The detail lists the configured names (they are URL paths,
+    not secrets) but never echoes the requested one (a path may be anything)."""
+
     status = 404
     code = "unknown_source"
+
+    def __init__(self, configured: Iterable[str]) -> None:
+        names = sorted(configured)
+        super().__init__(f"no source by that name is configured; configured: {', '.join(names)}"
+                         if names else "no sources are configured (add a [sources.NAME] table "
+                                       "to the configuration)")
 
 
 class BodyTooLarge(ReceiverError):

@@ -5,7 +5,8 @@ Request flow, each step answering with its own error before the next one runs:
 1. look up the source (404 ``unknown_source``);
 2. require a JSON media type (415 ``unsupported_media_type``);
 3. read the body, stopping as soon as it passes the limit (413 ``body_too_large``);
-4. authenticate (401 ``unauthorized``, one generic detail for every cause);
+4. authenticate (401 ``unauthorized``, one generic detail for every cause; the log line
+   says which check failed, see :class:`~receiver.signatures.AuthFailure`);
 5. parse with the contracts (400 ``invalid_body``, detail names the JSON path);
 6. append the envelope to Kafka and wait for acks=all (503 ``kafka_unavailable``
    with Retry-After);
@@ -42,7 +43,7 @@ from receiver.errors import (
 )
 from receiver.metrics import NO_EVENT, UNKNOWN_SOURCE, ReceiverMetrics
 from receiver.publisher import Publisher
-from receiver.signatures import BodyToken, HubSignature, StandardWebhooks
+from receiver.signatures import AuthFailure, BodyToken, HubSignature, StandardWebhooks
 from receiver.sources import Source
 
 __all__ = ["WebhookAccepted", "WebhookHandler"]
@@ -83,7 +84,7 @@ class WebhookHandler:
         metrics.in_flight_now += 1
         try:
             if source is None:
-                raise UnknownSource("no such source is configured")
+                raise UnknownSource(self._sources)
             _check_media_type(request)
             body = await self._read_body(request)
             env = self._authenticate_and_parse(source, request, body)
@@ -109,14 +110,20 @@ class WebhookHandler:
                 event_id: str | None) -> web.Response:
         headers = None
         level = logging.INFO
+        extra: dict[str, object] = {"source": source, "status": exc.status, "error": exc.code,
+                                    "detail": exc.detail, "event_type": event_type,
+                                    "event_id": event_id}
         if isinstance(exc, KafkaUnavailable):
             headers = {"Retry-After": str(exc.retry_after_s)}
             level = logging.WARNING
         elif isinstance(exc, Unauthorized):
+            # Which check failed, for the operator (the sender got the generic answer): the
+            # failure names a header or field, never its value.
             level = logging.WARNING
-        log.log(level, "rejected", extra={"source": source, "status": exc.status,
-                                          "error": exc.code, "detail": exc.detail,
-                                          "event_type": event_type, "event_id": event_id})
+            extra |= {"reason": exc.failure.reason, "field": exc.failure.field}
+            if exc.failure.skew_s is not None:
+                extra["skew_s"] = exc.failure.skew_s
+        log.log(level, "rejected", extra=extra)
         return error_response(exc.status, exc.code, exc.detail, headers=headers)
 
     async def _read_body(self, request: web.Request) -> bytes:
@@ -145,6 +152,7 @@ class WebhookHandler:
                                 body: bytes) -> Envelope:
         verifier = source.verifier
         webhook_id: str | None = None
+        failure: AuthFailure | None
         match verifier:
             case BodyToken():
                 # The token is inside the body, so the body must be a JSON object before
@@ -154,16 +162,19 @@ class WebhookHandler:
                 except ContractError as exc:
                     if exc.path != "$.auth_token":
                         raise InvalidBody(str(exc)) from None
-                    token = None  # a token that is not a string is no credential: 401
-                ok = verifier.verify(token)
+                    # A token that is not a string is no credential: 401.
+                    failure = AuthFailure("malformed_token", BodyToken.FIELD)
+                else:
+                    failure = verifier.check(token)
             case HubSignature():
-                ok = verifier.verify(request.headers.get("X-Hub-Signature"), body)
+                failure = verifier.check(request.headers.get("X-Hub-Signature"), body)
             case StandardWebhooks():
                 webhook_id = request.headers.get("webhook-id")
-                ok = verifier.verify(webhook_id, request.headers.get("webhook-timestamp"),
-                                     request.headers.get("webhook-signature"), body, time.time())
-        if not ok:
-            raise Unauthorized()
+                failure = verifier.check(webhook_id, request.headers.get("webhook-timestamp"),
+                                         request.headers.get("webhook-signature"), body,
+                                         time.time())
+        if failure is not None:
+            raise Unauthorized(failure)
         try:
             return parse_webhook(source.provider, source.name, body,
                                  received_at=datetime.now(UTC), webhook_id=webhook_id)
@@ -175,7 +186,8 @@ class WebhookHandler:
         """ChatShipper's subscription check: ``?type=subscribe&challenge=X`` answers ``X``."""
         source = self._sources.get(request.match_info["source"])
         if source is None:
-            return error_response(404, UnknownSource.code, "no such source is configured")
+            unknown = UnknownSource(self._sources)
+            return error_response(unknown.status, unknown.code, unknown.detail)
         if source.provider != "chatshipper":
             return error_response(405, "method_not_allowed", "this source only accepts POST",
                                   headers={"Allow": "POST"})

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
+import socket
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 from consumer_kit.events import chat_event, produce
 from consumer_kit.helpers import running, wait_for
-from consumer_kit.process import KIT_DIR, REPO
+from consumer_kit.process import KIT_DIR, REPO, ConsumerProcess
 
 from consumers.api import ConsumedEvent, consumer
 from consumers.errors import PermanentError
@@ -73,3 +77,61 @@ async def test_list_lag_reset_and_dlq(tmp_path: Path, kafka_settings: KafkaSetti
     code, out = await parley(tmp_path, kafka_settings, "consumers", "lag", "--json",
                              "cli-poison")
     assert code == 0 and '"lag_records":11' in out, out  # everything is to be redelivered
+
+
+async def test_lag_without_names_skips_an_unconfigured_builtin_with_a_note(
+        tmp_path: Path, kafka_settings: KafkaSettings, topics: Topics) -> None:
+    await produce(kafka_settings, topics, [chat_event("k", 1)])
+    code, out = await parley(tmp_path, kafka_settings, "consumers", "lag")
+    assert code == 0, out
+    assert ("parley: note: crm skipped (not configured here: no [consumers.crm] table; its "
+            "group has no committed offsets)") in out
+    rows = [line.split() for line in out.splitlines()
+            if not line.startswith(("parley:", "consumer "))]
+    assert rows and {row[0] for row in rows} == {"search"}, out
+    assert sum(int(row[5]) for row in rows) == 1  # the one record, not yet consumed
+
+
+def _port_moved(log: Path) -> dict[str, object] | None:
+    for line in log.read_text().splitlines() if log.exists() else []:
+        if '"port_in_use"' in line:
+            doc: dict[str, object] = json.loads(line)
+            return doc
+    return None
+
+
+async def test_a_consumer_beside_parley_run_serves_on_the_next_free_port(
+        tmp_path: Path, kafka_settings: KafkaSettings, topics: Topics) -> None:
+    # The README's example, next to `make run`: the configuration's http.port is taken.
+    proc = ConsumerProcess(tmp_path, kafka_settings, "examples.message_counts:message_counts",
+                           env={"MESSAGE_COUNTS_DB": str(tmp_path / "counts.db")})
+    with socket.create_server(("127.0.0.1", proc.port)):  # what `parley run` holds
+        proc.start()
+        try:
+            await wait_for(lambda: _port_moved(proc.log) is not None, what="the port line")
+            moved = _port_moved(proc.log)
+            assert moved is not None and moved["port_in_use"] == proc.port
+            assert moved["msg"] == (f"port {proc.port} is in use (by `parley run`?): serving on "
+                                    f"port {moved['port']} instead; choose one with --port or "
+                                    "http.port")
+            async with aiohttp.ClientSession() as http, \
+                    http.get(f"http://127.0.0.1:{moved['port']}/healthz") as resp:
+                assert resp.status == 200
+            proc.signal(signal.SIGTERM)
+            assert await proc.wait_exit() == 0
+        finally:
+            proc.kill()
+    assert "Traceback" not in proc.log.read_text()
+
+
+async def test_a_taken_port_given_with_port_is_one_line(
+        tmp_path: Path, kafka_settings: KafkaSettings) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        code, out = await parley(tmp_path, kafka_settings, "consumer", "search",
+                                 "--port", str(port))
+    assert code == 1
+    assert out.strip().splitlines() == [
+        f"parley: error: cannot listen on 127.0.0.1:{port}: port {port} is in use (by `parley "
+        "run` or another Parley process?); stop it, or choose another port with http.port / "
+        "PARLEY_HTTP__PORT (or --port, where the command has it)"], out

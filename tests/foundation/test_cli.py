@@ -38,3 +38,14 @@ def test_unknown_command_exits_2() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["frobnicate"])
     assert exc.value.code == 2
+
+
+def test_a_parley_toml_in_the_working_directory_is_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("PARLEY_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "parley.toml").write_text("[kafka]\nbootstrp = 1\n")
+    assert main(["kafka", "status"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("parley: error: invalid configuration") and "parley.toml" in err, err

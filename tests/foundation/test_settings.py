@@ -65,7 +65,7 @@ def test_env_overrides_file_and_config_env_var(tmp_path: Path) -> None:
     ("[kafka\n", "not valid TOML"),
     ("[http]\nack_timeout_s = 0\n", "$.http.ack_timeout_s"),  # must be > 0
     ("[http]\nretry_after_s = 0\n", "$.http.retry_after_s"),  # must be >= 1
-    ("event_loop = 'trio'\n", "$.event_loop"),                 # auto | uvloop | asyncio
+    ("event_loop = 'trio'\n", "event_loop = 'trio' is not one of: auto, uvloop, asyncio"),
 ])
 def test_bad_configuration_is_one_clear_error(tmp_path: Path, text: str, needle: str) -> None:
     with pytest.raises(SettingsError) as err:
@@ -201,3 +201,61 @@ signing_secret = "whsec_c2VjcmV0"
     assert "crm-tok-789" not in repr(s) and "whsec_" not in repr(s)
     assert s.data_dir == str(tmp_path / "d") and s.log_level == "DEBUG"
     assert s.event_loop == "asyncio" and load_settings(None, env={}).event_loop == "auto"
+
+
+# ------------------------------------------------------------- which file, and valid choices
+def test_config_file_order_flag_then_env_then_local_file(tmp_path: Path) -> None:
+    local = tmp_path / "parley.toml"
+    local.write_text("[http]\nport = 8001\n")
+    named = tmp_path / "named.toml"
+    named.write_text("[http]\nport = 8002\n")
+    from_env = tmp_path / "env.toml"
+    from_env.write_text("[http]\nport = 8003\n")
+    env = {"PARLEY_CONFIG": str(from_env)}
+    assert load_settings(named, env=env, cwd=tmp_path).http.port == 8002     # --config
+    s = load_settings(None, env=env, cwd=tmp_path)                          # $PARLEY_CONFIG
+    assert (s.http.port, s.config_file) == (8003, str(from_env))
+    s = load_settings(None, env={}, cwd=tmp_path)                           # ./parley.toml
+    assert (s.http.port, s.config_file) == (8001, str(local))
+    local.unlink()
+    s = load_settings(None, env={}, cwd=tmp_path)                           # embedded defaults
+    assert (s.http.port, s.config_file) == (8080, None)
+    local.write_text("[http]\nport = 8001\n")
+    assert load_settings(None, env={}).config_file is None  # no cwd given: no file looked for
+
+
+def test_an_error_in_a_file_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "parley.toml").write_text("[sources.acme]\nprovider = 'natterly'\n")
+    with pytest.raises(SettingsError, match=r"needs auth_tokens \(configuration file .*parley"):
+        load_settings(None, env={}, cwd=tmp_path)
+    (tmp_path / "parley.toml").write_text("config_file = 'other.toml'\n")
+    with pytest.raises(SettingsError, match="config_file is not a setting"):
+        load_settings(None, env={}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"PARLEY_SOURCES__ACME__PROVIDER": "natterley", "PARLEY_SOURCES__ACME__AUTH_TOKENS": '["t"]'},
+     "sources.acme.provider = 'natterley' is not one of: natterly, chatshipper, standard"),
+    ({"PARLEY_EVENT_LOOP": "trio"}, "event_loop = 'trio' is not one of: auto, uvloop, asyncio"),
+    ({"PARLEY_LOG_LEVEL": "LOUD"},
+     "log_level = 'LOUD' is not one of: DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    ({"PARLEY_KAFKA__SECURITY__PROTOCOL": "TLS"},
+     "kafka.security.protocol = 'TLS' is not one of: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"),
+    ({"PARLEY_KAFKA__SECURITY__SASL_MECHANISM": "GSSAPI"},
+     "kafka.security.sasl_mechanism = 'GSSAPI' is not one of: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+    ({"PARLEY_STORE__URL": "mysql://parley:db-pw-3141@db/parley"},
+     "store.url has unknown scheme 'mysql': use sqlite:///path/to/state.db or postgresql://"),
+    ({"PARLEY_STORE__URL": "parley:db-pw-3141@db/parley"}, "store.url has no scheme"),
+])
+def test_a_value_outside_its_choices_lists_the_valid_ones(env: dict[str, str],
+                                                         message: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(None, env=env)
+    assert message in str(err.value)
+    assert "db-pw-3141" not in str(err.value)  # a store URL's password is never echoed
+
+
+def test_log_level_takes_any_case() -> None:
+    assert load_settings(None, env={"PARLEY_LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    for url in ("sqlite:///x.db", "postgresql://u@h/db", "postgres://h/db", "memory://"):
+        assert load_settings(None, env={"PARLEY_STORE__URL": url}).store.url == url

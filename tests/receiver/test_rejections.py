@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import ModuleType
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from contracts.topics import Topics
-from parley.settings import KafkaSettings
+from parley.logs import JsonFormatter
+from parley.settings import KafkaSettings, Settings
 
 pytestmark = pytest.mark.kafka
 
@@ -129,3 +131,81 @@ async def test_body_limit_is_enforced_while_reading(
     assert ok.status == 200
     after = await rx.end_offsets(kafka_settings, topics)
     assert sum(after.values()) == sum(before.values()) + 1
+
+
+def _auth_failures(rx: ModuleType) -> list[tuple[str, str, bytes, dict[str, str], str, str,
+                                                 list[str]]]:
+    """(name, source, body, headers, logged reason, logged field, what was presented): each
+    check that can fail, per provider. What was presented must not reach the log either."""
+    json = rx.JSON
+    nat, cs, std = rx.natterly_body(), rx.chatshipper_body(), rx.standard_body()
+    guess = "guessed-token-5d7c1e"
+    good_hex = rx.hub_signature(rx.CHATSHIPPER_SECRETS[0], cs).removeprefix("sha1=")
+    forged = rx.hub_signature("not-the-secret-8e2f", cs)
+    signed = rx.standard_headers(rx.STANDARD_SECRETS[0], std)
+    stale = rx.standard_headers(rx.STANDARD_SECRETS[0], std, timestamp=int(time.time()) - 3600)
+    foreign = rx.standard_headers("whsec_" + "QUJD" * 8, std)
+    return [
+        ("natterly token missing", "acme", nat, json, "missing_token", "auth_token", []),
+        ("natterly token wrong", "acme", rx.with_natterly_token(nat, guess), json,
+         "no_matching_secret", "auth_token", [guess]),
+        ("natterly token not a string", "acme", nat[:-1] + b', "auth_token": 12345}', json,
+         "malformed_token", "auth_token", []),
+        ("chatshipper header missing", "shop", cs, json, "missing_header", "X-Hub-Signature", []),
+        ("chatshipper not sha1=", "shop", cs, json | {"X-Hub-Signature": f"sha256={good_hex}"},
+         "wrong_scheme", "X-Hub-Signature", [good_hex]),
+        ("chatshipper no matching secret", "shop", cs, json | {"X-Hub-Signature": forged},
+         "no_matching_secret", "X-Hub-Signature", [forged.removeprefix("sha1=")]),
+        ("standard headers missing", "std", std, json, "missing_header", "webhook-id", []),
+        ("standard signature missing", "std", std,
+         json | {k: v for k, v in signed.items() if k != "webhook-signature"}, "missing_header",
+         "webhook-signature", []),
+        ("standard timestamp outside tolerance", "std", std, json | stale,
+         "timestamp_outside_tolerance", "webhook-timestamp",
+         [stale["webhook-signature"].removeprefix("v1,")]),
+        ("standard no matching signature", "std", std, json | foreign, "no_matching_secret",
+         "webhook-signature", [foreign["webhook-signature"].removeprefix("v1,")]),
+    ]
+
+
+async def test_authentication_failures_answer_alike_and_log_which_check_failed(
+        rx: ModuleType, receiver: TestClient, credentials: object,  # type: ignore[type-arg]
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    formatter = JsonFormatter()  # no redaction: the code itself must not log secrets
+    answers: set[bytes] = set()
+    logged: list[str] = []
+    presented_all: list[str] = []
+    for name, source, body, headers, reason, field, presented in _auth_failures(rx):
+        caplog.clear()
+        resp = await receiver.post(f"/webhooks/{source}", data=body, headers=headers)
+        assert resp.status == 401, (name, await resp.text())
+        answers.add(await resp.read())
+        [record] = [r for r in caplog.records if r.getMessage() == "rejected"]
+        assert (record.levelname, record.source, record.reason, record.field) == (  # type: ignore[attr-defined]
+            "WARNING", source, reason, field), name
+        if reason == "timestamp_outside_tolerance":
+            assert 3590 <= record.skew_s <= 3700, record.skew_s  # type: ignore[attr-defined]
+        logged.extend(formatter.format(r) for r in caplog.records)
+        presented_all.extend(presented)
+    # One answer for every cause: the sender learns nothing about which check failed.
+    assert answers == {b'{"error":"unauthorized","detail":"authentication failed"}'}
+    text = "\n".join(logged)
+    secrets: tuple[str, ...] = credentials.all()  # type: ignore[attr-defined]
+    for value in (*secrets, *presented_all):
+        assert value not in text, "a secret or a presented credential reached the log"
+
+
+async def test_unknown_source_names_the_configured_ones_without_echoing_the_path(
+        rx: ModuleType, receiver: TestClient, make_receiver: Callable[..., Awaitable[TestClient]],  # type: ignore[type-arg]
+        kafka_settings: KafkaSettings) -> None:
+    for method in (receiver.post, receiver.get):
+        resp = await method("/webhooks/acme-typo-41c", data=b"{}", headers=rx.JSON)
+        answer = await resp.json()
+        assert resp.status == 404 and answer["error"] == "unknown_source"
+        assert answer["detail"] == ("no source by that name is configured; configured: acme, "
+                                    "shop, std")
+    bare = await make_receiver(Settings(kafka=kafka_settings))
+    resp = await bare.post("/webhooks/acme", data=b"{}", headers=rx.JSON)
+    assert resp.status == 404
+    assert (await resp.json())["detail"].startswith("no sources are configured")
