@@ -41,6 +41,8 @@ FAIL_FAST_S = 15.0  # far below aiokafka's 40 s request timeout and any retry lo
 def _env(secure: SecureKafka, prefix: str, **extra: str) -> dict[str, str]:
     """How a container gets its Kafka settings: environment, password from a mounted file."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
+    # An empty file, named: a developer's ./parley.toml in the checkout is not this test's.
+    env |= {"PARLEY_CONFIG": os.devnull}
     env |= {"PARLEY_KAFKA__BOOTSTRAP": secure.sasl_ssl, "PARLEY_KAFKA__TOPIC_PREFIX": prefix,
             "PARLEY_KAFKA__PARTITIONS": "3", "PARLEY_KAFKA__REPLICATION_FACTOR": "1",
             "PARLEY_KAFKA__SECURITY__PROTOCOL": "SASL_SSL",
