@@ -1,7 +1,8 @@
 """The ``parley`` command line. Every command takes ``--config FILE`` (or ``$PARLEY_CONFIG``).
 
 Role packages add their own sub-commands through a ``register(subparsers)`` function in their
-``cli`` module, so this file stays a thin dispatcher.
+``cli`` module, so this file stays a thin dispatcher; a ``dead_letter_groups(settings)``
+function there names the groups whose dead-letter topics ``parley topics apply`` creates.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 from aiokafka.errors import KafkaError
 
 from parley import loop
-from parley.errors import ParleyError
+from parley.errors import ParleyError, SettingsError
 from parley.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -60,8 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     topics = sub.add_parser("topics", help="topic administration")
     tsub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
-    tsub.add_parser("apply", help="create or update topics from their specs (idempotent)"
-                    ).set_defaults(handler=_cmd_topics_apply)
+    apply = tsub.add_parser("apply", help="create or update the event and dead-letter topics "
+                                          "from their specs (idempotent)")
+    apply.add_argument("--consumer", action="append", default=[], metavar="NAME",
+                       help="also the dead-letter topic of consumer NAME (repeatable); built-in, "
+                            "entry-point and [consumers.NAME] consumers are included anyway")
+    apply.set_defaults(handler=_cmd_topics_apply)
 
     for module in _extensions():
         module.register(sub)
@@ -186,14 +191,35 @@ def _cmd_kafka_tool(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # ---------------------------------------------------------------------------- topics
+def dead_letter_groups(settings: Settings, named: Sequence[str] = ()) -> list[str]:
+    """Groups whose dead-letter topics ``parley topics apply`` creates: those the role packages
+    know (the projector, built-in and entry-point consumers, ``[consumers.NAME]`` tables) and
+    ``named``."""
+    groups = set(named)
+    for module in _extensions():
+        known: Callable[[Settings], Sequence[str]] | None = getattr(module, "dead_letter_groups",
+                                                                    None)
+        if known is not None:
+            groups.update(known(settings))
+    return sorted(groups)
+
+
 def _cmd_topics_apply(args: argparse.Namespace, settings: Settings) -> int:
     from contracts.topics import Topics
     from parley.kafka.topics import apply_topics
 
     topics = Topics(prefix=settings.kafka.topic_prefix)
-    changes = asyncio.run(apply_topics(settings.kafka, topics.specs(settings.kafka.partitions)))
-    for c in changes:
+    try:
+        dlqs = [topics.dlq_spec(g) for g in dead_letter_groups(settings, args.consumer)]
+    except ValueError as exc:  # a --consumer name Kafka cannot put in a topic name
+        raise SettingsError(str(exc)) from None
+    report = asyncio.run(apply_topics(settings.kafka,
+                                      [*topics.specs(settings.kafka.partitions), *dlqs]))
+    print(report.summary())
+    for c in report.changes:
         print(f"{c.topic}: {c.action}{' (' + c.detail + ')' if c.detail else ''}")
+    for warning in report.warnings():
+        print(f"parley: warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -93,7 +93,9 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     bootstrap: str | None = None  # None: `parley run` starts a local broker
     topic_prefix: str = "parley"
     partitions: int = 6
-    replication_factor: int = 1
+    # Replicas of each new topic. None: chosen from the cluster when topics are created, one
+    # per broker up to 3 (three brokers or more: 3, with min.insync.replicas 2).
+    replication_factor: int | None = None
     client_id: str = "parley"
     request_timeout_ms: int = 10_000
     security: KafkaSecurity = KafkaSecurity()
@@ -262,7 +264,8 @@ def _check(s: Settings) -> None:
             raise SettingsError(f"sources.{name}: provider natterly needs auth_tokens")
         if src.provider in ("chatshipper", "standard") and not src.secrets:
             raise SettingsError(f"sources.{name}: provider {src.provider} needs secrets")
-    if s.kafka.partitions < 1 or s.kafka.replication_factor < 1:
+    rf = s.kafka.replication_factor
+    if s.kafka.partitions < 1 or (rf is not None and rf < 1):
         raise SettingsError("kafka.partitions and kafka.replication_factor must be >= 1")
     sec = s.kafka.security
     # Files are read when clients are built (the first is built at start-up), not here: the
