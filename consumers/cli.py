@@ -19,7 +19,13 @@ from parley import loop
 from parley.errors import SettingsError
 from parley.settings import Settings
 
-__all__ = ["register"]
+__all__ = ["dead_letter_groups", "register"]
+
+
+def dead_letter_groups(settings: Settings) -> list[str]:
+    """Consumers whose dead-letter topics ``parley topics apply`` creates: the built-in and
+    entry-point ones, and those with a ``[consumers.NAME]`` table in the configuration."""
+    return [k.name for k in known_consumers()] + list(settings.consumers)
 
 T = TypeVar("T")
 

@@ -27,7 +27,7 @@ from consumers.parking import (
 )
 from contracts.topics import Topics
 from parley.kafka.clients import make_consumer, make_producer
-from parley.kafka.topics import apply_topics
+from parley.kafka.topics import ensure_topics
 from parley.settings import KafkaSettings
 
 __all__ = ["DeadLetters", "ensure_dlq_topic", "read_dlq"]
@@ -36,7 +36,8 @@ log = logging.getLogger("parley.consumers.dlq")
 
 
 async def ensure_dlq_topic(k: KafkaSettings, topics: Topics, name: str) -> str:
-    await apply_topics(k, [topics.dlq_spec(name)])
+    """Group ``name``'s dead-letter topic, created first if it is missing."""
+    await ensure_topics(k, [topics.dlq_spec(name)])
     return topics.dlq(name)
 
 

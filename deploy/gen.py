@@ -41,6 +41,7 @@ from consumers.registry import load_consumer
 from consumers.runner import group_id as consumer_group_id
 from contracts.topics import Topics, TopicSpec
 from parley.cli import build_parser
+from parley.errors import SettingsError
 from parley.settings import Settings, load_settings
 from projector.dlq import DLQ_GROUP as PROJECTOR_DLQ_GROUP
 from projector.runner import RunnerOptions as ProjectorOptions
@@ -156,6 +157,9 @@ def topic_resources(settings: Settings, consumers: list[str], cluster: str,
                     namespace: str) -> list[dict[str, Any]]:
     """The KafkaTopic objects, in a stable order."""
     rf = settings.kafka.replication_factor
+    if rf is None:  # `parley topics apply` picks one from a live cluster; a manifest cannot
+        raise SettingsError("deploy/k8s/config.yaml: set kafka.replication_factor (the KafkaTopics "
+                         "need a fixed number of replicas)")
     events = set(Topics(prefix=settings.kafka.topic_prefix).event_topics)
     out: list[dict[str, Any]] = []
     for spec in topic_specs(settings, consumers):

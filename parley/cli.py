@@ -2,7 +2,8 @@
 else ``./parley.toml`` when there is one).
 
 Role packages add their own sub-commands through a ``register(subparsers)`` function in their
-``cli`` module, so this file stays a thin dispatcher.
+``cli`` module, so this file stays a thin dispatcher; a ``dead_letter_groups(settings)``
+function there names the groups whose dead-letter topics ``parley topics apply`` creates.
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from aiokafka.errors import KafkaError
 
 from parley import loop
-from parley.errors import ParleyError
+from parley.errors import ParleyError, SettingsError
 from parley.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -49,29 +52,52 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--wipe", action="store_true", help="also delete their data")
     down.set_defaults(handler=_cmd_kafka_down)
     ksub.add_parser("status", help="what runs where").set_defaults(handler=_cmd_kafka_status)
+    tool = ksub.add_parser("tool", help="run one of Kafka's own tools (consumer-groups, "
+                                        "console-consumer, topics, …) with the resolved jars")
+    tool.add_argument("--print", action="store_true", dest="print_only",
+                      help="print the java command line instead of running it")
+    tool.add_argument("name", metavar="NAME", help="the tool: " + ", ".join(_tool_names()))
+    tool.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS",
+                      help="the tool's own arguments (--bootstrap-server is added if missing)")
+    tool.set_defaults(handler=_cmd_kafka_tool)
 
     topics = sub.add_parser("topics", help="topic administration")
     tsub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
-    tsub.add_parser("apply", help="create or update topics from their specs (idempotent)"
-                    ).set_defaults(handler=_cmd_topics_apply)
+    apply = tsub.add_parser("apply", help="create or update the event and dead-letter topics "
+                                          "from their specs (idempotent)")
+    apply.add_argument("--consumer", action="append", default=[], metavar="NAME",
+                       help="also the dead-letter topic of consumer NAME (repeatable); built-in, "
+                            "entry-point and [consumers.NAME] consumers are included anyway")
+    apply.set_defaults(handler=_cmd_topics_apply)
 
-    for name in EXTENSIONS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
+    for module in _extensions():
         module.register(sub)
     return parser
 
 
+def _extensions() -> Iterator[ModuleType]:
+    for name in EXTENSIONS:
+        try:
+            yield importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue
+            raise
+
+
 def _hoist_config(argv: Sequence[str]) -> list[str]:
-    """Accept ``--config FILE`` anywhere on the line, not only before the sub-command."""
+    """Accept ``--config FILE`` anywhere on the line, not only before the sub-command.
+
+    A Kafka tool's own arguments (after ``kafka tool NAME``) are passed on untouched:
+    ``kafka-topics`` has a ``--config`` of its own.
+    """
     rest: list[str] = []
     config: list[str] = []
     it = iter(argv)
     for arg in it:
+        if _is_tool_name(rest, arg):
+            rest += [arg, *it]
+            break
         if arg == "--config":
             config = ["--config", next(it, "")]
         elif arg.startswith("--config="):
@@ -79,6 +105,12 @@ def _hoist_config(argv: Sequence[str]) -> list[str]:
         else:
             rest.append(arg)
     return config + rest
+
+
+def _is_tool_name(before: list[str], arg: str) -> bool:
+    """Whether ``arg`` is the NAME of ``kafka tool [--print] NAME``."""
+    words = [w for w in before if w != "--print"]
+    return words[-2:] == ["kafka", "tool"] and not arg.startswith("-")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,15 +170,58 @@ def _cmd_kafka_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if all(n.running for n in nodes) else 1
 
 
+def _tool_names() -> list[str]:
+    from parley.kafka.tools import TOOLS
+
+    return list(TOOLS)
+
+
+def _cmd_kafka_tool(args: argparse.Namespace, settings: Settings) -> int:
+    from parley.kafka.tools import tool_command
+
+    bootstrap = settings.kafka.bootstrap
+    if not bootstrap:  # the local cluster of `parley kafka up` / `parley run`, if it runs
+        kafka = local_kafka(settings)
+        state = kafka.load_state()
+        if state is not None and any(kafka.is_running(n) for n in state.nodes):
+            bootstrap = state.bootstrap
+    cmd = tool_command(args.name, args.args, bootstrap)
+    if args.print_only:
+        print(subprocess.list2cmdline(cmd))
+        return 0
+    return subprocess.run(cmd, check=False).returncode  # noqa: S603 - our java, the user's args
+
+
 # ---------------------------------------------------------------------------- topics
+def dead_letter_groups(settings: Settings, named: Sequence[str] = ()) -> list[str]:
+    """Groups whose dead-letter topics ``parley topics apply`` creates: those the role packages
+    know (the projector, built-in and entry-point consumers, ``[consumers.NAME]`` tables) and
+    ``named``."""
+    groups = set(named)
+    for module in _extensions():
+        known: Callable[[Settings], Sequence[str]] | None = getattr(module, "dead_letter_groups",
+                                                                    None)
+        if known is not None:
+            groups.update(known(settings))
+    return sorted(groups)
+
+
 def _cmd_topics_apply(args: argparse.Namespace, settings: Settings) -> int:
     from contracts.topics import Topics
     from parley.kafka.topics import apply_topics
 
     topics = Topics(prefix=settings.kafka.topic_prefix)
-    changes = asyncio.run(apply_topics(settings.kafka, topics.specs(settings.kafka.partitions)))
-    for c in changes:
+    try:
+        dlqs = [topics.dlq_spec(g) for g in dead_letter_groups(settings, args.consumer)]
+    except ValueError as exc:  # a --consumer name Kafka cannot put in a topic name
+        raise SettingsError(str(exc)) from None
+    report = asyncio.run(apply_topics(settings.kafka,
+                                      [*topics.specs(settings.kafka.partitions), *dlqs]))
+    print(report.summary())
+    for c in report.changes:
         print(f"{c.topic}: {c.action}{' (' + c.detail + ')' if c.detail else ''}")
+    for warning in report.warnings():
+        print(f"parley: warning: {warning}", file=sys.stderr)
     return 0
 
 

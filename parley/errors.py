@@ -28,3 +28,9 @@ class KafkaUnavailable(ParleyError):
     """Kafka did not answer in time. Retriable: the broker may come back."""
 
     retriable = True
+
+
+class KafkaRefused(ParleyError):
+    """Kafka answered but refused an administrative request (a missing permission, a broker
+    policy, an impossible setting). Not retriable: a permission or the configuration must
+    change first."""

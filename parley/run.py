@@ -41,9 +41,12 @@ async def run_all(settings: Settings) -> int:
         from parley.kafka.topics import apply_topics
 
         rt = Runtime.from_settings(settings)
-        for change in await apply_topics(settings.kafka, rt.topics.specs(settings.kafka.partitions)):
+        report = await apply_topics(settings.kafka, rt.topics.specs(settings.kafka.partitions))
+        for change in report.changes:
             if change.action != "unchanged":
                 log.info("topic %s %s", change.topic, change.action, extra={"detail": change.detail})
+        for warning in report.warnings():
+            log.warning("%s", warning)
         roles = roles_for("run", rt)
         # Consumers may hold secrets the settings don't list (a $PARLEY_CONSUMERS_CONFIG
         # file): now that they are built, redact theirs too.

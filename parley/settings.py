@@ -104,7 +104,9 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     bootstrap: str | None = None  # None: `parley run` starts a local broker
     topic_prefix: str = "parley"
     partitions: int = 6
-    replication_factor: int = 1
+    # Replicas of each new topic. None: chosen from the cluster when topics are created, one
+    # per broker up to 3 (three brokers or more: 3, with min.insync.replicas 2).
+    replication_factor: int | None = None
     client_id: str = "parley"
     request_timeout_ms: int = 10_000
     security: KafkaSecurity = KafkaSecurity()
@@ -351,7 +353,8 @@ def _check(s: Settings) -> None:
         raise SettingsError(f"store.url has {what}: use sqlite:///path/to/state.db or "
                             "postgresql://user:password@host:5432/db (schemes: "
                             f"{', '.join(STORE_SCHEMES)})")
-    if s.kafka.partitions < 1 or s.kafka.replication_factor < 1:
+    rf = s.kafka.replication_factor
+    if s.kafka.partitions < 1 or (rf is not None and rf < 1):
         raise SettingsError("kafka.partitions and kafka.replication_factor must be >= 1")
     sec = s.kafka.security
     # Files are read when clients are built (the first is built at start-up), not here: the

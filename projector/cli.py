@@ -14,7 +14,14 @@ from typing import Any
 from parley import loop
 from parley.settings import Settings
 
-__all__ = ["register"]
+__all__ = ["dead_letter_groups", "register"]
+
+
+def dead_letter_groups(settings: Settings) -> list[str]:
+    """The projector's dead-letter group, for ``parley topics apply``."""
+    from projector.dlq import DLQ_GROUP
+
+    return [DLQ_GROUP]
 
 
 def register(subparsers: Any) -> None:

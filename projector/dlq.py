@@ -75,10 +75,11 @@ class KafkaDeadLetters:
 
     @staticmethod
     async def ensure_topic(kafka: KafkaSettings, topics: Topics) -> None:
-        """Create the dead-letter topic if it is missing (idempotent)."""
-        from parley.kafka.topics import apply_topics
+        """Create the dead-letter topic if it is missing (``parley topics apply`` creates it
+        beforehand, so the projector needs no permission to create topics)."""
+        from parley.kafka.topics import ensure_topics
 
-        await apply_topics(kafka, [topics.dlq_spec(DLQ_GROUP)])
+        await ensure_topics(kafka, [topics.dlq_spec(DLQ_GROUP)])
 
     async def send(self, letters: list[DeadLetter], projection: str) -> None:
         futures = []

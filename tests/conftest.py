@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from contracts.topics import Topics
+from parley.kafka.jars import KAFKA_VERSION
 from parley.kafka.launcher import LocalKafka, free_ports, throwaway_kafka
 from parley.settings import KafkaSettings
 from tests.pg_fixture import fresh_schema, shared_postgres
@@ -56,7 +57,8 @@ def kafka_bootstrap() -> Iterator[str]:
     if _docker_engine_answers():
         from testcontainers.kafka import KafkaContainer
 
-        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
+        # The version `parley kafka up` runs: one constant for both.
+        with KafkaContainer(f"apache/kafka:{KAFKA_VERSION}").with_kraft() as container:
             yield container.get_bootstrap_server()
         return
     with throwaway_kafka("parley-test-kafka-", heap_mb=768) as state:

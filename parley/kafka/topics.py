@@ -2,43 +2,244 @@
 
 Idempotent: a topic that exists gets its configs brought in line and its partition count
 raised (never lowered: Kafka cannot, and lowering would break key → partition order).
+
+Replication: new topics get ``kafka.replication_factor`` replicas when it is set, else one
+per broker up to three (:func:`~contracts.topics.default_replication_factor`; three brokers
+or more: 3 replicas, ``min.insync.replicas`` 2). An existing topic keeps its replicas (Kafka
+adds some only by reassigning partitions), and its ``min.insync.replicas`` follows the
+replicas it *has*: a configured factor above them never demands more in-sync replicas than
+exist, which would fail every acks=all write.
+
+Roles call :func:`ensure_topics` at start-up instead: it only creates what is missing, so
+once ``parley topics apply`` has run they need no permission to create or alter topics.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import msgspec
 from aiokafka.admin import NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError, for_code
 
-from contracts.topics import TopicSpec
-from parley.errors import KafkaUnavailable
+from contracts.topics import TopicSpec, default_replication_factor
+from parley.errors import KafkaRefused, KafkaUnavailable, SettingsError
 from parley.kafka.clients import make_admin
 from parley.settings import KafkaSettings
 
+__all__ = ["TopicChange", "TopicsReport", "apply_topics", "ensure_topics"]
+
 #: DescribeConfigs' config_source of a per-topic override (KIP-226).
 _DYNAMIC_TOPIC_CONFIG = 1
+_TOPIC_ALREADY_EXISTS = 36
+_AUTO_CREATE = "auto.create.topics.enable"
 
 
 class TopicChange(msgspec.Struct, frozen=True, kw_only=True):
     topic: str
     action: str  # "created" | "updated" | "unchanged"
     detail: str = ""
+    warning: str = ""  # something an operator should act on, e.g. fewer replicas than wanted
 
 
-async def apply_topics(k: KafkaSettings, specs: Iterable[TopicSpec]) -> list[TopicChange]:
-    specs = list(specs)
+class TopicsReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What ``apply_topics`` did, and the cluster facts it decided by."""
+
+    changes: list[TopicChange]
+    brokers: int
+    replication_factor: int  # of topics created now
+    chosen: bool  # True: from the broker count, as kafka.replication_factor is unset
+    min_insync_replicas: int | None  # of topics created now with that factor
+    auto_create_brokers: tuple[int, ...] = ()  # brokers with auto.create.topics.enable=true
+
+    def summary(self) -> str:
+        """One line: the replication chosen (or configured) for new topics, and why."""
+        why = (f"chosen for {self.brokers} broker(s); set kafka.replication_factor to override"
+               if self.chosen else "kafka.replication_factor")
+        isr = "" if self.min_insync_replicas is None else (
+            f", min.insync.replicas {self.min_insync_replicas}")
+        return f"replication factor {self.replication_factor}{isr} ({why})"
+
+    def warnings(self) -> list[str]:
+        """One line each: topics short of replicas, and a cluster that auto-creates topics."""
+        out = [f"{c.topic}: {c.warning}" for c in self.changes if c.warning]
+        if self.auto_create_brokers:
+            ids = ", ".join(map(str, self.auto_create_brokers))
+            out.append(f"the cluster creates topics on first use ({_AUTO_CREATE}=true on broker(s) "
+                       f"{ids}): a mistyped or missing topic is created silently with broker "
+                       f"defaults instead of Parley's specs (finite retention); set "
+                       f"{_AUTO_CREATE}=false on the brokers")
+        return out
+
+
+@contextlib.asynccontextmanager
+async def _admin(k: KafkaSettings) -> AsyncIterator[Any]:
     admin = make_admin(k)
     await admin.start()
     try:
-        changes = await _apply(admin, k, specs)
-        await _wait_for_leaders(admin, {s.name: s.partitions for s in specs})
-        return changes
+        yield admin
     finally:
         await admin.close()
+
+
+async def apply_topics(k: KafkaSettings, specs: Iterable[TopicSpec]) -> TopicsReport:
+    """Create the missing topics of ``specs``, bring existing ones in line, and report.
+
+    Returns once every topic has its partitions, each with a leader.
+    """
+    specs = list(specs)
+    async with _admin(k) as admin:
+        brokers = await _broker_ids(admin)
+        rf, chosen = _replication_factor(k, len(brokers))
+        existing = set(await admin.list_topics())
+        changes = await _create(admin, rf, len(brokers), [s for s in specs if s.name not in existing])
+        changes += await _update(admin, rf, [s for s in specs if s.name in existing])
+        await _wait_for_leaders(admin, {s.name: s.partitions for s in specs})
+        auto_create = await _auto_creating_brokers(admin, brokers)
+    order = {s.name: i for i, s in enumerate(specs)}
+    return TopicsReport(
+        changes=sorted(changes, key=lambda c: order[c.topic]), brokers=len(brokers),
+        replication_factor=rf, chosen=chosen,
+        min_insync_replicas=int(specs[0].configs(rf)["min.insync.replicas"]) if specs else None,
+        auto_create_brokers=auto_create)
+
+
+async def ensure_topics(k: KafkaSettings, specs: Sequence[TopicSpec]) -> list[TopicChange]:
+    """Create those of ``specs`` that do not exist yet (as ``apply_topics`` would); leave
+    existing topics alone. For roles at start-up: with topics made by ``parley topics apply``
+    this needs only to describe them, no permission to create or alter."""
+    async with _admin(k) as admin:
+        existing = set(await admin.list_topics())
+        missing = [s for s in specs if s.name not in existing]
+        if not missing:
+            return []
+        brokers = len(await _broker_ids(admin))
+        rf, _ = _replication_factor(k, brokers)
+        changes = await _create(admin, rf, brokers, missing)
+        await _wait_for_leaders(admin, {s.name: s.partitions for s in missing})
+        return changes
+
+
+def _replication_factor(k: KafkaSettings, brokers: int) -> tuple[int, bool]:
+    if k.replication_factor is not None:
+        return k.replication_factor, False
+    return default_replication_factor(brokers), True
+
+
+async def _broker_ids(admin: Any) -> list[int]:
+    cluster = await admin.describe_cluster()
+    return sorted(b["node_id"] for b in cluster.get("brokers", ()))
+
+
+async def _create(admin: Any, rf: int, brokers: int, new: list[TopicSpec]) -> list[TopicChange]:
+    if not new:
+        return []
+    if rf > brokers:
+        raise SettingsError(f"kafka.replication_factor is {rf} but the cluster has {brokers} "
+                            f"broker(s) up: lower it, or leave it unset to use one replica per "
+                            f"broker up to 3")
+    response = await admin.create_topics([NewTopic(s.name, s.partitions, rf,
+                                                   topic_configs=s.configs(rf)) for s in new])
+    raced: set[str] = set()
+    for topic, code, *message in response.topic_errors:
+        if code == _TOPIC_ALREADY_EXISTS:  # another process created it meanwhile
+            raced.add(topic)
+        elif code:
+            raise _refused("create", topic, code, message)
+    return [TopicChange(topic=s.name, action="unchanged", detail="created meanwhile by another client")
+            if s.name in raced else
+            TopicChange(topic=s.name, action="created",
+                        detail=f"{s.partitions} partitions, rf={rf}, "
+                               f"min.insync.replicas={s.configs(rf)['min.insync.replicas']}")
+            for s in new]
+
+
+async def _update(admin: Any, rf: int, old: list[TopicSpec]) -> list[TopicChange]:
+    if not old:
+        return []
+    described = {t["topic"]: t["partitions"] for t in await admin.describe_topics([s.name for s in old])}
+    current, overrides = await _topic_configs(admin, [s.name for s in old])
+    changes: list[TopicChange] = []
+    for s in old:
+        partitions = described.get(s.name) or []
+        # The replicas the topic has, not the configured factor: min.insync.replicas above
+        # them would make every acks=all write fail (NotEnoughReplicas).
+        replicas = min((len(p["replicas"]) for p in partitions), default=rf)
+        notes = []
+        want = s.configs(replicas)
+        drift = {key: v for key, v in want.items() if current.get(s.name, {}).get(key) != v}
+        if drift:
+            # AlterConfigs replaces a topic's whole set of overrides (aiokafka has no
+            # IncrementalAlterConfigs), so the ones Parley does not manage — an operator's
+            # tiered-storage or segment settings — are sent back unchanged with ours.
+            keep = overrides.get(s.name, {})
+            response = await admin.alter_configs([ConfigResource(
+                ConfigResourceType.TOPIC, s.name, configs=keep | want)])
+            for resp in response:
+                for code, message, _type, name in resp.resources:
+                    if code:
+                        raise _refused("alter the configs of", name, code, [message])
+            notes.append("configs " + ", ".join(f"{key}={v}" for key, v in sorted(drift.items())))
+        have = len(partitions) or s.partitions
+        if have < s.partitions:
+            response = await admin.create_partitions({s.name: NewPartitions(s.partitions)})
+            for topic, code, *message in response.topic_errors:
+                if code:
+                    raise _refused("add partitions to", topic, code, message)
+            notes.append(f"partitions {have} -> {s.partitions}")
+        warning = "" if replicas >= rf else (
+            f"{replicas} replica(s) per partition, fewer than the replication factor {rf}: Kafka "
+            f"adds replicas only by reassigning partitions (`parley kafka tool "
+            f"reassign-partitions`); min.insync.replicas stays {want['min.insync.replicas']} "
+            f"until then")
+        changes.append(TopicChange(topic=s.name, action="updated" if notes else "unchanged",
+                                   detail="; ".join(notes), warning=warning))
+    return changes
+
+
+async def _topic_configs(admin: Any, names: list[str]
+                         ) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+    """Each topic's effective configs, and the per-topic overrides among them."""
+    configs = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name) for name in names])
+    current: dict[str, dict[str, str]] = {}
+    overrides: dict[str, dict[str, str]] = {}
+    for resp in configs:
+        for res in resp.resources:
+            # (error_code, error_message, resource_type, resource_name, config_entries);
+            # an entry: (name, value, read_only, config_source, is_sensitive, synonyms)
+            current[res[3]] = {e[0]: e[1] for e in res[4]}
+            overrides[res[3]] = {e[0]: e[1] for e in res[4]
+                                 if e[3] == _DYNAMIC_TOPIC_CONFIG and not e[4] and e[1] is not None}
+    return current, overrides
+
+
+async def _auto_creating_brokers(admin: Any, brokers: list[int]) -> tuple[int, ...]:
+    """The brokers whose ``auto.create.topics.enable`` is true (none when it cannot be read:
+    describing broker configs may not be allowed, and this only feeds a warning)."""
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.BROKER, str(b)) for b in brokers])
+    except KafkaError:
+        return ()
+    on = {int(res[3]) for resp in responses for res in resp.resources if not res[0]
+          for e in res[4] if e[0] == _AUTO_CREATE and e[1] == "true"}
+    return tuple(sorted(on))
+
+
+def _refused(what: str, topic: str, code: int, message: list[str | None]) -> KafkaRefused:
+    error = for_code(code)
+    text = f"Kafka refused to {what} topic {topic}: {error.__name__}"
+    if message and message[0]:
+        text += f" ({message[0]})"
+    if code in (29, 31):  # TOPIC_AUTHORIZATION_FAILED, CLUSTER_AUTHORIZATION_FAILED
+        text += ("; run `parley topics apply` as a user allowed to create and alter topics "
+                 "before starting the roles")
+    return KafkaRefused(text)
 
 
 async def _wait_for_leaders(admin: Any, partitions: dict[str, int], timeout_s: float = 30.0) -> None:
@@ -51,6 +252,8 @@ async def _wait_for_leaders(admin: Any, partitions: dict[str, int], timeout_s: f
     topics, partitioned as the specs say.
     """
     names = list(partitions)
+    if not names:  # (an empty list would describe every topic)
+        return
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         described = await admin.describe_topics(names)
@@ -64,50 +267,3 @@ async def _wait_for_leaders(admin: Any, partitions: dict[str, int], timeout_s: f
             raise KafkaUnavailable(f"topics lack partitions or leaders after {timeout_s:.0f}s: "
                                    f"{', '.join((missing + leaderless)[:5])}")
         await asyncio.sleep(0.1)  # polling the metadata with a deadline: no event to wait on
-
-
-async def _apply(admin: Any, k: KafkaSettings, specs: list[TopicSpec]) -> list[TopicChange]:
-    rf = k.replication_factor
-    existing = set(await admin.list_topics())
-    changes: list[TopicChange] = []
-    new = [s for s in specs if s.name not in existing]
-    if new:
-        await admin.create_topics([NewTopic(s.name, s.partitions, rf, topic_configs=s.configs(rf))
-                                   for s in new])
-        changes += [TopicChange(topic=s.name, action="created",
-                                detail=f"{s.partitions} partitions, rf={rf}") for s in new]
-    old = [s for s in specs if s.name in existing]
-    if not old:
-        return changes
-    described = await admin.describe_topics([s.name for s in old])
-    partitions = {t["topic"]: len(t["partitions"]) for t in described}
-    configs = await admin.describe_configs(
-        [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in old])
-    current: dict[str, dict[str, str]] = {}
-    overrides: dict[str, dict[str, str]] = {}
-    for resp in configs:
-        for res in resp.resources:
-            # (error_code, error_message, resource_type, resource_name, config_entries);
-            # an entry: (name, value, read_only, config_source, is_sensitive, synonyms)
-            current[res[3]] = {e[0]: e[1] for e in res[4]}
-            overrides[res[3]] = {e[0]: e[1] for e in res[4]
-                                 if e[3] == _DYNAMIC_TOPIC_CONFIG and not e[4] and e[1] is not None}
-    for s in old:
-        notes = []
-        want = s.configs(rf)
-        drift = {key: v for key, v in want.items() if current.get(s.name, {}).get(key) != v}
-        if drift:
-            # AlterConfigs replaces a topic's whole set of overrides (aiokafka has no
-            # IncrementalAlterConfigs), so the ones Parley does not manage — an operator's
-            # tiered-storage or segment settings — are sent back unchanged with ours.
-            keep = overrides.get(s.name, {})
-            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, s.name,
-                                                      configs=keep | want)])
-            notes.append("configs " + ", ".join(f"{key}={v}" for key, v in sorted(drift.items())))
-        have = partitions.get(s.name, s.partitions)
-        if have < s.partitions:
-            await admin.create_partitions({s.name: NewPartitions(s.partitions)})
-            notes.append(f"partitions {have} -> {s.partitions}")
-        changes.append(TopicChange(topic=s.name, action="updated" if notes else "unchanged",
-                                   detail="; ".join(notes)))
-    return changes

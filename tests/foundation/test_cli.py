@@ -15,6 +15,37 @@ def test_config_accepted_before_or_after_the_command() -> None:
     assert _hoist_config(["--config=b.toml", "run"]) == ["--config", "b.toml", "run"]
 
 
+def test_a_kafka_tools_own_arguments_are_left_alone() -> None:
+    # kafka-topics has a --config of its own; parley's may still come before the tool's name.
+    assert _hoist_config(["kafka", "tool", "--config", "a.toml", "topics", "--alter",
+                          "--config", "retention.ms=1"]) == [
+        "--config", "a.toml", "kafka", "tool", "topics", "--alter", "--config", "retention.ms=1"]
+    assert _hoist_config(["kafka", "tool", "--print", "topics", "--config", "x=1"]) == [
+        "kafka", "tool", "--print", "topics", "--config", "x=1"]
+
+
+@pytest.mark.kafka  # needs Java and the resolved jars, not a broker
+def test_kafka_tool_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from parley.kafka import resolve_jars
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'data_dir = "{tmp_path}"\n[kafka]\nbootstrap = "10.0.0.5:9092"\n')
+    assert main(["--config", str(cfg), "kafka", "tool", "--print", "kafka-consumer-groups.sh",
+                 "--list"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert f"-cp {resolve_jars()}/*" in line
+    assert line.endswith("org.apache.kafka.tools.consumer.group.ConsumerGroupCommand "
+                         "--bootstrap-server 10.0.0.5:9092 --list")
+    # A server named on the line wins; an unknown tool is one line naming the known ones.
+    assert main(["--config", str(cfg), "kafka", "tool", "--print", "topics",
+                 "--bootstrap-server=h:1", "--list"]) == 0
+    assert "10.0.0.5" not in capsys.readouterr().out
+    assert main(["--config", str(cfg), "kafka", "tool", "frobnicate"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("parley: error: no Kafka tool 'frobnicate'; known: acls,")
+    assert len(err.splitlines()) == 1
+
+
 def test_bad_config_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("[kafka]\nbootstrp = 1\n")

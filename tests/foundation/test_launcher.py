@@ -1,4 +1,5 @@
-"""`parley kafka up|down|status`: real brokers, clear failures, only stops what it started."""
+"""`parley kafka up|down|status|tool`: real brokers, clear failures, only stops what it
+started; Kafka's own tools come with the broker's jars."""
 
 from __future__ import annotations
 
@@ -6,15 +7,20 @@ import asyncio
 import socket
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from contracts.topics import TopicSpec
+from consumers.runner import group_id
+from contracts.topics import Topics, TopicSpec
 from parley.errors import LauncherError
-from parley.kafka.clients import make_producer
+from parley.kafka import resolve_jars
+from parley.kafka.clients import make_consumer, make_producer
 from parley.kafka.launcher import LocalKafka, free_ports
+from parley.kafka.tools import TOOLS
 from parley.kafka.topics import apply_topics
 from parley.settings import KafkaSettings
 
@@ -84,3 +90,41 @@ async def test_three_brokers_rf3_min_isr2_survives_one_down(private_kafka) -> No
                     await asyncio.sleep(0.5)  # leader moving: retry until the deadline
     finally:
         await producer.stop()
+
+
+def test_kafkas_tools_are_resolved_with_the_broker() -> None:
+    # ConsumerGroupCommand, ConsoleConsumer, … are in the jars `parley kafka up` resolves, so
+    # no separate Kafka download is needed to inspect Parley's topics and groups.
+    classes: set[str] = set()
+    for jar in resolve_jars().glob("*.jar"):
+        with zipfile.ZipFile(jar) as z:
+            classes.update(n.removesuffix(".class").replace("/", ".") for n in z.namelist()
+                           if n.endswith(".class"))
+    assert {"org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
+            "org.apache.kafka.tools.consumer.ConsoleConsumer"} <= classes
+    assert {t.main_class for t in TOOLS.values()} <= classes
+
+
+async def test_consumer_groups_tool_describes_a_parley_group(
+        kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path) -> None:
+    group = group_id(kafka_settings.topic_prefix, "search")
+    consumer = make_consumer(kafka_settings, group_id=group)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topics.chat, 0)
+        consumer.assign([tp])
+        await consumer.commit({tp: 0})
+    finally:
+        await consumer.stop()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[kafka]\nbootstrap = "{kafka_settings.bootstrap}"\n')
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "parley.cli", "--config", str(cfg), "kafka", "tool",
+        "consumer-groups", "--describe", "--group", group,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(120):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    rows = [line.split() for line in out.decode().splitlines()]
+    # GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG …
+    assert [group, topics.chat, "0", "0", "0", "0"] in [r[:6] for r in rows]

@@ -66,11 +66,21 @@ def test_env_overrides_file_and_config_env_var(tmp_path: Path) -> None:
     ("[http]\nack_timeout_s = 0\n", "$.http.ack_timeout_s"),  # must be > 0
     ("[http]\nretry_after_s = 0\n", "$.http.retry_after_s"),  # must be >= 1
     ("event_loop = 'trio'\n", "event_loop = 'trio' is not one of: auto, uvloop, asyncio"),
+    ("[kafka]\nreplication_factor = 0\n", "replication_factor"),
 ])
 def test_bad_configuration_is_one_clear_error(tmp_path: Path, text: str, needle: str) -> None:
     with pytest.raises(SettingsError) as err:
         load_settings(write(tmp_path, text), env={})
     assert needle in str(err.value)
+
+
+def test_replication_factor_is_chosen_unless_set(tmp_path: Path) -> None:
+    # Unset: `parley topics apply` chooses from the cluster. Set, even to 1: honoured as is.
+    assert load_settings(None, env={}).kafka.replication_factor is None
+    assert load_settings(write(tmp_path, "[kafka]\nreplication_factor = 1\n"),
+                         env={}).kafka.replication_factor == 1
+    assert load_settings(None, env={"PARLEY_KAFKA__REPLICATION_FACTOR": "1"}
+                         ).kafka.replication_factor == 1
 
 
 def test_missing_file(tmp_path: Path) -> None:
