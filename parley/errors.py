@@ -34,3 +34,15 @@ class KafkaRefused(ParleyError):
     """Kafka answered but refused an administrative request (a missing permission, a broker
     policy, an impossible setting). Not retriable: a permission or the configuration must
     change first."""
+
+
+class NoLocalKafka(ParleyError):
+    """``kafka.bootstrap`` is unset and no local broker runs for the data directory."""
+
+
+class LocalKafkaInUse(ParleyError):
+    """``parley kafka down`` was asked to stop a local broker that a process still uses."""
+
+
+class LaunchCancelled(LauncherError):
+    """A local broker's start was cancelled (Ctrl-C); the nodes it had started are stopped."""

@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
@@ -32,7 +33,7 @@ from typing import Literal, TypeVar
 
 import msgspec
 
-from parley.errors import LauncherError
+from parley.errors import LaunchCancelled, LauncherError
 from parley.kafka.jars import KAFKA_VERSION, require_tool, resolve_jars
 
 T = TypeVar("T")
@@ -224,8 +225,13 @@ class LocalKafka:
         return node.pid is not None and _pid_runs_node(node.pid, self.node_dir(node.node_id))
 
     # -------------------------------------------------------------------- up
-    def up(self, *, timeout_s: float = 120.0) -> ClusterState:
-        """Start every node that is not running and return once the cluster serves metadata."""
+    def up(self, *, timeout_s: float = 120.0,
+           cancel: threading.Event | None = None) -> ClusterState:
+        """Start every node that is not running and return once the cluster serves metadata.
+
+        ``cancel`` (set from another thread, e.g. on Ctrl-C) ends the start early: the nodes
+        this call started are stopped again and :class:`LaunchCancelled` is raised.
+        """
         java = require_tool("java", "run the Kafka broker")
         state = self.load_state()
         if state is not None and len(state.nodes) != self.brokers:
@@ -234,20 +240,37 @@ class LocalKafka:
                 f"--wipe` first to start one with {self.brokers} nodes")
         if state is not None and all(self.is_running(n) for n in state.nodes):
             return state
+        _check_cancel(cancel)
         libs = resolve_jars()
         if state is None:
             state = self._new_state()
-        for node in state.nodes:
-            if self.is_running(node):
-                continue
-            index = state.nodes.index(node)
-            for port in (node.port, node.controller_port, *(lst.ports[index] for lst in self.listeners)):
-                if not port_is_free(port):
-                    raise LauncherError(f"port {port} on {HOST} is already in use; stop whatever "
-                                        f"listens there or choose other ports with --port")
-            node.pid = self._start_node(java, libs, state, node)
-        self._save_state(state)
-        self.wait_ready(state, timeout_s=timeout_s)
+        started: list[NodeState] = []
+        try:
+            for node in state.nodes:
+                if self.is_running(node):
+                    continue
+                index = state.nodes.index(node)
+                for port in (node.port, node.controller_port,
+                             *(lst.ports[index] for lst in self.listeners)):
+                    if not port_is_free(port):
+                        raise LauncherError(f"port {port} on {HOST} is already in use; stop "
+                                            "whatever listens there or choose other ports with "
+                                            "--port")
+                _check_cancel(cancel)
+                node.pid = self._start_node(java, libs, state, node)
+                started.append(node)
+            self._save_state(state)
+            self.wait_ready(state, timeout_s=timeout_s, cancel=cancel)
+        except LauncherError:
+            if cancel is None or not cancel.is_set():
+                raise
+            # Cancelled, or failed because of it (a Ctrl-C in a terminal reaches the format
+            # tool too): stop what this call started, so nothing outlives the cancelled start.
+            self._save_state(state)
+            for node in started:
+                self.stop_node(node.node_id, state=state)
+            raise LaunchCancelled("the local Kafka start was cancelled; the nodes it had "
+                                  "started are stopped") from None
         return state
 
     def _new_state(self) -> ClusterState:
@@ -326,9 +349,11 @@ class LocalKafka:
         finally:
             os.close(out)
 
-    def wait_ready(self, state: ClusterState, *, timeout_s: float) -> None:
+    def wait_ready(self, state: ClusterState, *, timeout_s: float,
+                   cancel: threading.Event | None = None) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
+            _check_cancel(cancel)
             for node in state.nodes:
                 # The pid was just spawned by us: ask whether it exited, not what its cmdline
                 # says (which can lag right after the spawn).
@@ -340,7 +365,7 @@ class LocalKafka:
             if time.monotonic() > deadline:
                 raise LauncherError(f"Kafka did not answer metadata within {timeout_s:.0f}s; "
                                     f"see {self.root}/node-*/server.log")
-            time.sleep(0.25)
+            (cancel or threading.Event()).wait(0.25)  # poll interval; a cancel ends it early
 
     def _log_tail(self, node: NodeState, lines: int = 8) -> str:
         ndir = self.node_dir(node.node_id)
@@ -413,6 +438,11 @@ def throwaway_kafka(prefix: str, *, heap_mb: int = 768) -> Iterator[ClusterState
         yield kafka.up()
     finally:
         kafka.down(wipe=True)
+
+
+def _check_cancel(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise LaunchCancelled("the local Kafka start was cancelled")
 
 
 def _exited(pid: int) -> bool:
