@@ -36,7 +36,7 @@ def register(sub: Any) -> None:
     one.add_argument("name", help="built-in (search, crm), entry-point name, or module:attribute")
     one.add_argument("--port", type=int, help="HTTP port (default: http.port, or the next free "
                                               "port above it when that one is taken)")
-    one.set_defaults(handler=_cmd_consumer)
+    one.set_defaults(handler=_cmd_consumer, local_kafka=True)
 
     many = sub.add_parser("consumers", help="consumer group administration")
     msub = many.add_subparsers(dest="consumers_command", required=True, metavar="ACTION")
@@ -46,18 +46,18 @@ def register(sub: Any) -> None:
     lag.add_argument("names", nargs="*", help="consumers (default: every known one that is "
                                               "configured here or has committed offsets)")
     lag.add_argument("--json", action="store_true", help="print JSON")
-    lag.set_defaults(handler=_cmd_lag)
+    lag.set_defaults(handler=_cmd_lag, local_kafka=True)
     reset = msub.add_parser("reset", help="move an idle group's offsets")
     reset.add_argument("name")
     reset.add_argument("--to", required=True, metavar="earliest|latest|TIME",
                        help="earliest, latest, or an ISO-8601 time (the record's receive time)")
-    reset.set_defaults(handler=_cmd_reset)
+    reset.set_defaults(handler=_cmd_reset, local_kafka=True)
     dlq = msub.add_parser("dlq", help="a group's dead letters and parked keys")
     dlq.add_argument("name")
     dlq.add_argument("action", choices=("list", "replay", "skip"))
     dlq.add_argument("--key", help="only this record key (chat, visitor or agent id)")
     dlq.add_argument("--topic", choices=AGGREGATE_KINDS, help="only this aggregate's topic")
-    dlq.set_defaults(handler=_cmd_dlq)
+    dlq.set_defaults(handler=_cmd_dlq, local_kafka=True)
 
 
 async def _retrying(call: Callable[[], Awaitable[T]], timeout_s: float = 30.0) -> T:

@@ -4,6 +4,10 @@ else ``./parley.toml`` when there is one).
 Role packages add their own sub-commands through a ``register(subparsers)`` function in their
 ``cli`` module, so this file stays a thin dispatcher; a ``dead_letter_groups(settings)``
 function there names the groups whose dead-letter topics ``parley topics apply`` creates.
+A command that talks to Kafka sets ``local_kafka=True`` among its parser defaults: when
+``kafka.bootstrap`` is unset, it then runs against the local broker of ``data_dir``
+(:func:`parley.kafka.local.bootstrap_for`), recorded as one of its users while it runs, or
+stops with one line saying that none runs.
 """
 
 from __future__ import annotations
@@ -16,16 +20,12 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
 
 from aiokafka.errors import KafkaError
 
 from parley import loop
 from parley.errors import ParleyError, SettingsError
 from parley.settings import Settings, load_settings
-
-if TYPE_CHECKING:
-    from parley.kafka.launcher import LocalKafka
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 # Packages that contribute sub-commands (imported lazily: a missing one is skipped).
@@ -45,11 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     ksub = kafka.add_subparsers(dest="kafka_command", required=True, metavar="ACTION")
     up = ksub.add_parser("up", help="start local broker(s); returns once they answer")
     up.add_argument("--brokers", type=int, default=1, help="number of nodes (default 1)")
-    up.add_argument("--port", type=int, default=9092, help="first broker port (default 9092)")
+    up.add_argument("--port", type=int, default=None,
+                    help="first broker port (default: kafka.local_port, 9092)")
     up.add_argument("--heap-mb", type=int, default=512, help="JVM heap per node (default 512)")
     up.set_defaults(handler=_cmd_kafka_up)
-    down = ksub.add_parser("down", help="stop the brokers `up` started")
+    down = ksub.add_parser("down", help="stop the local broker (refused while a process uses it)")
     down.add_argument("--wipe", action="store_true", help="also delete their data")
+    down.add_argument("--force", action="store_true",
+                      help="stop it even while a `parley run` or another command uses it")
     down.set_defaults(handler=_cmd_kafka_down)
     ksub.add_parser("status", help="what runs where").set_defaults(handler=_cmd_kafka_status)
     tool = ksub.add_parser("tool", help="run one of Kafka's own tools (consumer-groups, "
@@ -68,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--consumer", action="append", default=[], metavar="NAME",
                        help="also the dead-letter topic of consumer NAME (repeatable); built-in, "
                             "entry-point and [consumers.NAME] consumers are included anyway")
-    apply.set_defaults(handler=_cmd_topics_apply)
+    apply.set_defaults(handler=_cmd_topics_apply, local_kafka=True)
 
     for module in _extensions():
         module.register(sub)
@@ -119,6 +122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.config, cwd=Path.cwd())
         handler: Handler = args.handler
+        if getattr(args, "local_kafka", False) and not settings.kafka.bootstrap:
+            from parley.kafka.local import LocalBroker, bootstrap_for
+
+            settings = bootstrap_for(settings)
+            with LocalBroker(settings).use(_command_name(args)):
+                return handler(args, settings)
         return handler(args, settings)
     except ParleyError as exc:
         print(f"parley: error: {exc}", file=sys.stderr)
@@ -131,42 +140,48 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _command_name(args: argparse.Namespace) -> str:
+    """``parley consumers lag``: the command and its action, for the broker's user records."""
+    action = getattr(args, f"{args.command}_command", None)
+    return " ".join(["parley", args.command, *([action] if action else [])])
+
+
 # ----------------------------------------------------------------------------- kafka
-def local_kafka(settings: Settings, brokers: int = 1, port: int = 9092,
-                heap_mb: int = 512) -> LocalKafka:
-    from parley.kafka.launcher import LocalKafka
-
-    return LocalKafka(Path(settings.data_dir) / "kafka", brokers=brokers,
-                      ports=[port + i for i in range(brokers)], heap_mb=heap_mb)
-
-
 def _cmd_kafka_up(args: argparse.Namespace, settings: Settings) -> int:
-    kafka = local_kafka(settings, args.brokers, args.port, args.heap_mb)
-    print(f"starting {args.brokers} Kafka node(s) (Apache Kafka, KRaft) in {kafka.root} …",
+    from parley.kafka.local import LocalBroker, local_kafka
+
+    broker = LocalBroker(settings, local_kafka(settings, args.brokers, args.port, args.heap_mb))
+    print(f"starting {args.brokers} Kafka node(s) (Apache Kafka, KRaft) in {broker.root} …",
           file=sys.stderr)
-    state = kafka.up()
-    print(f"Kafka {state.kafka_version} ready: bootstrap {state.bootstrap}")
+    state, note = broker.up()
+    print(f"Kafka {state.kafka_version} ready: bootstrap {state.bootstrap}{note}")
     return 0
 
 
 def _cmd_kafka_down(args: argparse.Namespace, settings: Settings) -> int:
-    state = local_kafka(settings).load_state()
-    kafka = local_kafka(settings, len(state.nodes) if state else 1)
-    stopped = kafka.down(wipe=args.wipe)
-    print(f"stopped node(s) {stopped}" if stopped else "no local Kafka node was running")
-    if args.wipe:
-        print(f"removed {kafka.root}")
+    from parley.kafka.local import LocalBroker
+
+    print(LocalBroker(settings).down(wipe=args.wipe, force=args.force))
     return 0
 
 
 def _cmd_kafka_status(args: argparse.Namespace, settings: Settings) -> int:
-    nodes = local_kafka(settings).status()
-    if not nodes:
-        print("no local Kafka cluster (run `parley kafka up`)")
-        return 1
+    from parley.kafka.local import RUN, LocalBroker
+
+    broker = LocalBroker(settings)
+    nodes = broker.kafka.status()
+    if not any(n.running for n in nodes):
+        raise broker.not_running()
     for n in nodes:
         state = f"running (pid {n.pid})" if n.running else "stopped"
         print(f"node {n.node_id}: 127.0.0.1:{n.port} {state}  log {n.log}")
+    owner = broker.owner()
+    if owner is not None:
+        until = ("the last `parley run` using it exits" if owner.command == RUN
+                 else "`parley kafka down`")
+        print(f"started by {owner.describe()}; runs until {until}")
+    users = broker.users()
+    print("used by: " + (", ".join(u.describe() for u in users) or "no process"))
     return 0 if all(n.running for n in nodes) else 1
 
 
@@ -177,14 +192,11 @@ def _tool_names() -> list[str]:
 
 
 def _cmd_kafka_tool(args: argparse.Namespace, settings: Settings) -> int:
+    from parley.kafka.local import LocalBroker
     from parley.kafka.tools import tool_command
 
-    bootstrap = settings.kafka.bootstrap
-    if not bootstrap:  # the local cluster of `parley kafka up` / `parley run`, if it runs
-        kafka = local_kafka(settings)
-        state = kafka.load_state()
-        if state is not None and any(kafka.is_running(n) for n in state.nodes):
-            bootstrap = state.bootstrap
+    # Unset: the local broker of data_dir if one runs (some tools, kafka-storage, need none).
+    bootstrap = settings.kafka.bootstrap or LocalBroker(settings).running_bootstrap()
     cmd = tool_command(args.name, args.args, bootstrap)
     if args.print_only:
         print(subprocess.list2cmdline(cmd))

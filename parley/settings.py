@@ -101,7 +101,7 @@ def _secret(inline: str | None, path: str | None, what: str) -> str | None:
 class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Where Kafka is and how Parley's topics are named and sized."""
 
-    bootstrap: str | None = None  # None: `parley run` starts a local broker
+    bootstrap: str | None = None  # None: the local broker of data_dir (parley.kafka.local)
     topic_prefix: str = "parley"
     partitions: int = 6
     # Replicas of each new topic. None: chosen from the cluster when topics are created, one
@@ -115,6 +115,9 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     # partitions back without a rebalance of the group. None: dynamic membership.
     group_instance_id: str | None = None
     static_session_timeout_ms: int = 60_000
+    #: The port of the local broker that `parley run` and `parley kafka up` start when
+    #: ``bootstrap`` is unset (its controller listens 1000 above).
+    local_port: Annotated[int, msgspec.Meta(ge=1, le=64535)] = 9092
 
 
 class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -32,18 +32,18 @@ def register(subparsers: Any) -> None:
                       help="most records folded per store transaction (default 5000)")
     proj.add_argument("--group", default=None,
                       help="Kafka consumer group (default parley-projector)")
-    proj.set_defaults(handler=_cmd_projector)
+    proj.set_defaults(handler=_cmd_projector, local_kafka=True)
 
     projections = subparsers.add_parser("projections",
                                         help="projection copies: status, rebuild, drop")
     psub = projections.add_subparsers(dest="projections_command", required=True, metavar="ACTION")
     psub.add_parser("status", help="each projection: live flag, offsets, lag, row counts"
-                    ).set_defaults(handler=_cmd_status)
+                    ).set_defaults(handler=_cmd_status, local_kafka=True)
     rebuild = psub.add_parser("rebuild", help="replay the log into a new copy, then switch reads")
     rebuild.add_argument("name", nargs="?", default=None,
                          help="name of the new copy (default: the next vN); 1-64 characters "
                               "of a-z, A-Z, 0-9 and _, case ignored")
-    rebuild.set_defaults(handler=_cmd_rebuild)
+    rebuild.set_defaults(handler=_cmd_rebuild, local_kafka=True)
     drop = psub.add_parser("drop", help="delete a copy that is not live (e.g. the leftover of "
                                         "a failed rebuild)")
     drop.add_argument("name", help="the copy to delete (see `parley projections status`; "

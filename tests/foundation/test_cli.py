@@ -62,7 +62,10 @@ def test_kafka_status_without_cluster(tmp_path: Path, monkeypatch: pytest.Monkey
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'data_dir = "{tmp_path}"\n')
     assert main(["kafka", "status", "--config", str(cfg)]) == 1
-    assert "no local Kafka cluster" in capsys.readouterr().out
+    err = capsys.readouterr().err.strip()
+    assert err == (f"parley: error: no local Kafka broker runs for data_dir {tmp_path}: start "
+                   "one with `parley run` or `parley kafka up`, or set kafka.bootstrap to use a "
+                   "cluster")
 
 
 def test_unknown_command_exits_2() -> None:
