@@ -211,17 +211,18 @@ def _url(host: str, sock: socket.socket) -> str:
 
 
 async def serve(app: web.Application, rt: Runtime, *, stop: asyncio.Event | None = None,
-                next_free_port: bool = False) -> None:
+                next_free_port: bool = False, sock: socket.socket | None = None) -> None:
     """Serve until SIGINT/SIGTERM (or ``stop``), then shut down gracefully.
 
-    The port is bound first (see :func:`bind` for ``next_free_port``), so a taken port stops
-    the process before any role has started. Then the roles start, and the start-up lines
-    say what is served where (:mod:`parley.startup`). Shutdown order: stop accepting
-    connections, let in-flight requests finish (bounded by ``http.shutdown_timeout_s``),
-    then run the roles' cleanup (flush producers, commit).
+    The port is bound first (see :func:`bind` for ``next_free_port``; ``sock``: one the
+    caller bound earlier still), so a taken port stops the process before any role has
+    started. Then the roles start, and the start-up lines say what is served where
+    (:mod:`parley.startup`). Shutdown order: stop accepting connections, let in-flight
+    requests finish (bounded by ``http.shutdown_timeout_s``), then run the roles' cleanup
+    (flush producers, commit) — also when a role failed to start, for those that did.
     """
     http = rt.settings.http
-    sock = bind(http.host, http.port, next_free_port=next_free_port)
+    sock = sock or bind(http.host, http.port, next_free_port=next_free_port)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -232,6 +233,7 @@ async def serve(app: web.Application, rt: Runtime, *, stop: asyncio.Event | None
         await runner.setup()
     except BaseException:
         sock.close()
+        await runner.cleanup()  # stop the roles that did start: no client left unclosed
         raise
     try:
         try:
