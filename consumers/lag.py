@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from consumers.metrics import ConsumerMetrics
 from parley.kafka.clients import make_admin, make_consumer
@@ -108,6 +109,13 @@ class LagMonitor:
         while not stop.is_set():
             try:
                 await self.refresh()
+            except KafkaError as exc:
+                if not exc.retriable:
+                    log.warning("lag refresh failed", exc_info=True)
+                else:
+                    # Expected now and then (the group coordinator of a new cluster is still
+                    # being elected, a broker restarts): one line, the next refresh retries.
+                    log.info("lag refresh failed, will retry: %s", exc)
             except Exception:
                 log.warning("lag refresh failed", exc_info=True)
             with contextlib.suppress(TimeoutError):

@@ -50,7 +50,7 @@ from consumers.errors import is_retriable
 from consumers.metrics import ConsumerMetrics
 from consumers.tracking import BatchProgress
 from contracts.topics import Topics
-from parley.kafka.clients import make_consumer
+from parley.kafka.clients import make_consumer, start_unless_stopped
 from parley.settings import KafkaSettings
 
 __all__ = ["ConsumerRunner", "RunnerOptions", "group_id"]
@@ -143,7 +143,8 @@ class ConsumerRunner:
         kc = make_consumer(self._k, group_id=self.group,
                            max_partition_fetch_bytes=4 << 20, fetch_max_bytes=64 << 20)
         kc.subscribe(list(self.topic_names), listener=_Listener(self))
-        await kc.start()
+        if not await start_unless_stopped(kc, self._stop):
+            return  # stopped before the group assigned partitions (broker away?)
         self._kc = kc
         self.started.set()
         log.info("consumer started", extra={"consumer": self.name, "group": self.group})

@@ -52,7 +52,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from contracts.topics import Topics
-from parley.kafka.clients import make_consumer
+from parley.kafka.clients import make_consumer, start_unless_stopped
 from parley.settings import KafkaSettings
 from projector.dlq import DeadLetters
 from projector.folder import BatchResult, Folder, Offsets, gc_paused
@@ -174,7 +174,8 @@ class Runner:
         consumer.subscribe(list(self._topics.event_topics), listener=_Listener(self))
         self._consumer = consumer
         try:
-            await consumer.start()
+            if not await start_unless_stopped(consumer, stop):
+                return  # stopped before the group assigned partitions (broker away?)
             self.started.set()
             self.problem = None
             while not stop.is_set():

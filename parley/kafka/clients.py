@@ -168,11 +168,55 @@ class _Producer(_ExplainsFailedStart, AIOKafkaProducer):  # type: ignore[misc]
 
 
 class _Consumer(_ExplainsFailedStart, AIOKafkaConsumer):  # type: ignore[misc]
-    pass
+    async def stop(self) -> None:
+        """Stop, without aiokafka's stray CancelledError (aio-libs/aiokafka#647).
+
+        With the broker gone, ``Fetcher.close()`` cancels a fetch task that is retrying and
+        then awaits it, re-raising that task's CancelledError to the caller — whose shutdown
+        then ends in a traceback. When the caller itself is not being cancelled, finish the
+        close that was cut short (cancel the other fetch tasks, close the connections).
+        """
+        try:
+            await super().stop()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # a real cancellation of the caller
+            fetcher = self._fetcher
+            if fetcher is not None:
+                pending = list(fetcher._pending_tasks)
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+            await self._client.close()
 
 
 class _Admin(_ExplainsFailedStart, AIOKafkaAdminClient):  # type: ignore[misc]
     pass
+
+
+async def start_unless_stopped(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> bool:
+    """Start a group consumer, unless ``stop`` is set first: True once started; False when
+    stopped first, after stopping the consumer. A failed start raises, the consumer stopped.
+
+    A subscribed consumer's ``start()`` returns only once the group assigned it partitions,
+    which never happens while the broker is away; a shutdown must not wait for that.
+    """
+    starting = asyncio.ensure_future(consumer.start())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when the caller is cancelled: no start left running behind it
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            await asyncio.wait({starting})
+    if starting.cancelled() or starting.exception() is not None:
+        await consumer.stop()  # release what the interrupted or failed start opened
+        if not starting.cancelled():
+            starting.result()  # raises the start's error
+        return False
+    return True
 
 
 def make_producer(k: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
