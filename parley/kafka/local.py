@@ -193,6 +193,9 @@ class LocalBroker:
         with self._decide(cancel):
             fd = self._register(RUN, detail)
             try:
+                state = self.kafka.load_state()
+                if state is not None and all(self.kafka.is_running(n) for n in state.nodes):
+                    return state, fd  # running (of any size, e.g. `kafka up --brokers 3`)
                 was_running = self.running_bootstrap() is not None
                 state = self.kafka.up(cancel=cancel)
             except BaseException:
