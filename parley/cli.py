@@ -177,7 +177,7 @@ def _cmd_kafka_status(args: argparse.Namespace, settings: Settings) -> int:
         print(f"node {n.node_id}: 127.0.0.1:{n.port} {state}  log {n.log}")
     owner = broker.owner()
     if owner is not None:
-        until = ("the last `parley run` using it exits" if owner.command == RUN
+        until = ("the last process using it exits" if owner.command == RUN
                  else "`parley kafka down`")
         print(f"started by {owner.describe()}; runs until {until}")
     users = broker.users()

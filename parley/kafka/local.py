@@ -11,7 +11,8 @@ every other command finds it there through :func:`bootstrap_for`. Beside ``clust
                        and the exit of a run decide one at a time
 
 The rules: a broker ``parley kafka up`` started runs until ``parley kafka down``; one that
-``parley run`` started is stopped when the last ``parley run`` using it exits; ``parley kafka
+``parley run`` started is stopped when that run exits, or, if other processes (a ``parley
+consumer``, a second run) still use it then, by the last of them to exit; ``parley kafka
 down`` refuses while any process uses the broker (``--force`` stops it anyway).
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -35,6 +37,9 @@ __all__ = ["KAFKA_UP", "RUN", "BrokerUser", "LocalBroker", "Owner", "bootstrap_f
 
 RUN = "parley run"
 KAFKA_UP = "parley kafka up"
+
+
+log = logging.getLogger("parley.kafka.local")
 
 
 class Owner(msgspec.Struct, frozen=True, kw_only=True):
@@ -146,7 +151,11 @@ class LocalBroker:
         try:
             yield
         finally:
-            self._unregister(fd)
+            with self._decide():
+                self._unregister(fd)
+                line = self._stop_if_abandoned()
+            if line is not None:
+                log.info(line)
 
     def _register(self, command: str, detail: str) -> int:
         users = self.root / "users"
@@ -219,10 +228,20 @@ class LocalBroker:
             users = self.users()
             if users:
                 return ("left the local Kafka running: still used by "
-                        + ", ".join(u.describe() for u in users))
-            stopped = self.kafka.down()
-            self._clear_owner()
-            return f"stopped the local Kafka (node(s) {', '.join(map(str, stopped))})"
+                        + ", ".join(u.describe() for u in users) + " (the last of them stops it)")
+            return self._stop_if_abandoned() or "the local Kafka had already stopped"
+
+    def _stop_if_abandoned(self) -> str | None:
+        """Stop a broker that a ``parley run`` started once nothing uses it any more: the run
+        leaves it to the processes still using it when it exits, and the last of them to exit
+        stops it (so a consumer stopped after its run leaves no broker behind). Call under
+        :meth:`_decide`; returns one line when it stopped the broker."""
+        owner = self.owner()
+        if owner is None or owner.command != RUN or self.users() or self.running_bootstrap() is None:
+            return None
+        stopped = self.kafka.down()
+        self._clear_owner()
+        return f"stopped the local Kafka (node(s) {', '.join(map(str, stopped))})"
 
     # ------------------------------------------------------------ kafka up/down
     def up(self) -> tuple[ClusterState, str]:

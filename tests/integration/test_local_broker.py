@@ -84,13 +84,13 @@ def parley(site: Site, *args: str, timeout_s: float = 120) -> subprocess.Complet
 class Run:
     """A `parley run` subprocess; its stderr (JSON logs) goes to a file, never a pipe."""
 
-    def __init__(self, site: Site, name: str) -> None:
+    def __init__(self, site: Site, name: str, *args: str, env: dict[str, str] | None = None) -> None:
         self.site = site
         self.log = site.dir / f"{name}.log"
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "parley.cli", "run", "--config", str(site.config)],
-                stdout=subprocess.DEVNULL, stderr=log, env=_env(), cwd=site.dir)
+                [sys.executable, "-m", "parley.cli", *(args or ("run",)), "--config", str(site.config)],
+                stdout=subprocess.DEVNULL, stderr=log, env=_env() | (env or {}), cwd=site.dir)
 
     def text(self) -> str:
         return self.log.read_text()
@@ -230,6 +230,34 @@ def test_parley_run_shares_its_broker_and_stops_it_at_exit(site: Site) -> None:
     clean_exit(run)
     assert pids and not any(_pid_alive(pid) for pid in pids)
     assert '"msg":"stopped the local Kafka (node(s) 1)"' in run.text()
+    assert site.broker().users() == []
+
+
+@pytest.mark.slow
+def test_the_last_process_to_leave_a_runs_broker_stops_it(site: Site) -> None:
+    """Ctrl-C to `parley run` while a consumer still uses its broker leaves the broker to the
+    consumer; the consumer's own Ctrl-C then stops it: nothing is left running."""
+    run = Run(site, "run")
+    consumer: Run | None = None
+    try:
+        run.wait_ready()
+        consumer = Run(site, "consumer", "consumer", "examples.message_counts:message_counts",
+                       env={"PYTHONPATH": str(REPO), "MESSAGE_COUNTS_DB": str(site.dir / "mc.db")})
+        wait_until(lambda: '"msg":"consumer started"' in consumer.text(), 120, "consumer started",
+                   alive=consumer)
+        pids = site.broker_pids()
+        assert run.interrupt() == 0
+        assert "left the local Kafka running: still used by parley consumer" in run.text()
+        assert pids and all(_pid_alive(pid) for pid in pids)
+        assert consumer.interrupt() == 0
+    finally:
+        run.kill()
+        if consumer is not None:
+            consumer.kill()
+    clean_exit(run)
+    clean_exit(consumer)
+    assert '"msg":"stopped the local Kafka (node(s) 1)"' in consumer.text(), consumer.text()[-3000:]
+    assert not any(_pid_alive(pid) for pid in pids)
     assert site.broker().users() == []
 
 
