@@ -14,7 +14,7 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,6 +138,13 @@ class Background:
             assert self.proc.poll() is None, f"{self.command!r} exited:\n{self.output()[-4000:]}"
             assert time.monotonic() < deadline, f"{self.command!r}: no {needle!r}:\n{self.output()[-4000:]}"
             time.sleep(0.1)  # poll interval of the wait, not a stand-in for one
+
+    def wait_until(self, ok: Callable[[], bool], what: str, timeout_s: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not ok():
+            assert self.proc.poll() is None, f"{self.command!r} exited:\n{self.output()[-4000:]}"
+            assert time.monotonic() < deadline, f"{self.command!r}: not {what}:\n{self.output()[-4000:]}"
+            time.sleep(0.2)  # poll interval of the wait
 
     def interrupt(self, timeout_s: float = 90.0) -> int:
         """Ctrl-C: SIGINT to the whole foreground group, as a terminal sends it."""
