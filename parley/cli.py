@@ -33,7 +33,9 @@ EXTENSIONS = ("projector.cli", "consumers.cli", "receiver.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="parley", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="parley", description="Parley: live-chat webhooks on Kafka, folded into queryable state. "
+        "Every command takes --config FILE (else $PARLEY_CONFIG, else ./parley.toml when there is one).")
     parser.add_argument("--config", help="TOML configuration file (default: $PARLEY_CONFIG, "
                                           "else ./parley.toml if present)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
