@@ -59,7 +59,7 @@ bench-deps: $(STAMP)
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r $(BENCH_LOCK)
 
 kafka-jars: $(STAMP)
-	@$(BIN)/python -c 'from parley.kafka import resolve_jars; print("Kafka jars:", resolve_jars())'
+	@$(BIN)/python -c 'from parley.kafka.jars import main; raise SystemExit(main())'
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -14,6 +14,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -88,3 +89,14 @@ def resolve_jars(*, quiet: bool = True) -> Path:
             raise LauncherError(f"{libs} exists without its .complete marker; delete it and "
                                 "retry") from None
     return libs
+
+
+def main() -> int:
+    """``make kafka-jars``: resolve the jars, or say in one line why not (no Java, no Maven,
+    Maven failing) instead of a traceback."""
+    try:
+        print("Kafka jars:", resolve_jars())
+    except LauncherError as exc:
+        print(f"parley: error: {exc}", file=sys.stderr)
+        return 1
+    return 0

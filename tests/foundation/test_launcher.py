@@ -50,6 +50,19 @@ def test_missing_java_or_maven_is_one_line(tmp_path: Path) -> None:
     assert last.startswith("parley: error: `java` not found on PATH")
 
 
+def test_make_kafka_jars_without_maven_is_one_line(tmp_path: Path) -> None:
+    """What `make kafka-jars` (and so `make run` / `make test`) runs, on a machine without
+    Maven and with an empty jar cache: one line saying what to install, no traceback."""
+    env = {"PATH": str(tmp_path), "HOME": str(tmp_path), "PARLEY_CACHE_DIR": str(tmp_path / "c")}
+    make_kafka_jars = "from parley.kafka.jars import main; raise SystemExit(main())"  # as in the Makefile
+    proc = subprocess.run([sys.executable, "-c", make_kafka_jars], capture_output=True, text=True,
+                          env=env, timeout=60, check=False)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        "parley: error: `mvn` not found on PATH; it is needed to resolve the Kafka jars from Maven "
+        "Central. Install it (Debian: apt-get install maven)."], proc.stderr
+
+
 def test_down_stops_only_what_up_started(tmp_path: Path) -> None:
     # A stale state file naming a pid that is not this node's Kafka must not be signalled.
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
