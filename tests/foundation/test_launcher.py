@@ -54,7 +54,8 @@ def test_make_kafka_jars_without_maven_is_one_line(tmp_path: Path) -> None:
     """What `make kafka-jars` (and so `make run` / `make test`) runs, on a machine without
     Maven and with an empty jar cache: one line saying what to install, no traceback."""
     env = {"PATH": str(tmp_path), "HOME": str(tmp_path), "PARLEY_CACHE_DIR": str(tmp_path / "c")}
-    make_kafka_jars = "from parley.kafka.jars import main; raise SystemExit(main())"  # as in the Makefile
+    make_kafka_jars = "from parley.kafka.jars import main; raise SystemExit(main())"
+    assert make_kafka_jars in (Path(__file__).resolve().parents[2] / "Makefile").read_text()
     proc = subprocess.run([sys.executable, "-c", make_kafka_jars], capture_output=True, text=True,
                           env=env, timeout=60, check=False)
     assert proc.returncode == 1 and proc.stdout == ""

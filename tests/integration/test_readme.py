@@ -126,6 +126,14 @@ def play(site: Site, steps: list[Step]) -> None:
             f"README command {step.command!r} shows:\n" + "\n".join(shown) + f"\nbut printed:\n{output}")
 
 
+def test_every_output_the_readme_shows_is_checked() -> None:
+    """Output shown anywhere in the README is output a test compares: only the played sections
+    show any (the other examples, e.g. resetting a group, are covered by the table's rows)."""
+    unchecked = [step.command for step in console_steps(README.read_text())
+                 if step.shown and step.section not in (*QUICK_START, *NEXT_TO_MAKE_RUN)]
+    assert not unchecked, f"README shows output no test checks, for: {unchecked}"
+
+
 def test_the_readme_runs_as_written(site: Site) -> None:
     play(site, steps_of(*QUICK_START))
     assert (site.clone / "parley.toml").is_file()
