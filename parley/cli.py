@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--consumer", action="append", default=[], metavar="NAME",
                        help="also the dead-letter topic of consumer NAME (repeatable); built-in, "
                             "entry-point and [consumers.NAME] consumers are included anyway")
+    apply.add_argument("--allow-repartition", action="store_true",
+                       help="raise the partitions of existing topics to kafka.partitions (moves "
+                            "keys to other partitions: see docs/operations.md, \"Topics\", for "
+                            "what to do before and after)")
     apply.set_defaults(handler=_cmd_topics_apply, local_kafka=True)
 
     for module in _extensions():
@@ -230,7 +234,8 @@ def _cmd_topics_apply(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:  # a --consumer name Kafka cannot put in a topic name
         raise SettingsError(str(exc)) from None
     report = asyncio.run(apply_topics(settings.kafka,
-                                      [*topics.specs(settings.kafka.partitions), *dlqs]))
+                                      [*topics.specs(settings.kafka.partitions), *dlqs],
+                                      allow_repartition=args.allow_repartition))
     print(report.summary())
     for c in report.changes:
         print(f"{c.topic}: {c.action}{' (' + c.detail + ')' if c.detail else ''}")

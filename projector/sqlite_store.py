@@ -37,6 +37,7 @@ from typing import Literal, TypeVar
 
 import msgspec
 
+from parley.private_files import private_sqlite
 from projector.errors import LiveProjectionDrop, StoreError, StoreUnavailable, UnknownProjection
 from projector.fold import AggregateRef
 from projector.store import KINDS, decode_cursor, encode_cursor, projection_name
@@ -207,7 +208,7 @@ class SqliteStore:
         if self._writer is not None:
             return
         if not self._memory:
-            Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite(Path(self._path))  # chats and visitors: owner-only, -wal/-shm too
         self._writer = _Worker(self._connect, "parley-sqlite-writer")
         await self._writer.run(_migrate)
         self._rows_max = await self._writer.run(_rows_per_statement)

@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from parley.private_files import private_sqlite
+
 __all__ = ["CrmState"]
 
 T = TypeVar("T")
@@ -40,7 +42,7 @@ class CrmState:
     async def open(self) -> None:
         def _open() -> None:
             if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                private_sqlite(Path(self.path))  # chat attributes: owner-only, -wal/-shm too
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.executescript(SCHEMA)
 

@@ -39,6 +39,7 @@ from contracts.domain import (
     MessageEdited,
     MessagePosted,
 )
+from parley.private_files import private_sqlite
 
 __all__ = ["SearchIndex", "SqliteSearchIndex"]
 
@@ -95,7 +96,7 @@ class SqliteSearchIndex:
 
     def _open(self) -> None:
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite(Path(self.path))  # message text: owner-only, -wal/-shm too
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.executescript(SCHEMA)
         self._db = db

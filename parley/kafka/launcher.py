@@ -5,6 +5,9 @@ Layout under ``root`` (``.parley/kafka`` by default)::
     cluster.json          what `up` started: cluster id, nodes, ports, pids
     node-<id>/server.properties, node-<id>/data/, node-<id>/server.log, node-<id>/stdout.log
 
+all of it owner-only (directories 0700, files 0600: the segments hold chats), the broker's own
+files too, as it runs with umask 077 (:mod:`parley.private_files`).
+
 Each node is a combined broker + controller; the controller quorum is static
 (``controller.quorum.voters``), so one code path serves one node or three. ``down`` signals only
 the pids recorded in ``cluster.json`` and only if they still run this node's Kafka, so it never
@@ -35,6 +38,7 @@ import msgspec
 
 from parley.errors import LaunchCancelled, LauncherError
 from parley.kafka.jars import KAFKA_VERSION, require_tool, resolve_jars
+from parley.private_files import PRIVATE_UMASK, private_dir, write_private
 
 T = TypeVar("T")
 HOST = "127.0.0.1"
@@ -217,9 +221,7 @@ class LocalKafka:
             return None
 
     def _save_state(self, state: ClusterState) -> None:
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_bytes(msgspec.json.format(msgspec.json.encode(state)))
-        tmp.replace(self.state_file)
+        write_private(self.state_file, msgspec.json.format(msgspec.json.encode(state)))
 
     def is_running(self, node: NodeState) -> bool:
         return node.pid is not None and _pid_runs_node(node.pid, self.node_dir(node.node_id))
@@ -274,7 +276,7 @@ class LocalKafka:
         return state
 
     def _new_state(self) -> ClusterState:
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root, tighten=True)
         cluster_id = "-"
         while cluster_id.startswith("-"):  # like Kafka's Uuid.randomUuid: no leading '-'
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -320,16 +322,18 @@ class LocalKafka:
 
     def _start_node(self, java: str, libs: Path, state: ClusterState, node: NodeState) -> int:
         ndir = self.node_dir(node.node_id)
-        (ndir / "data").mkdir(parents=True, exist_ok=True)
+        for directory in (self.root, ndir, ndir / "data"):  # an older version's: tightened
+            private_dir(directory, tighten=True)
         props_file = ndir / "server.properties"
-        props_file.write_text("".join(f"{k}={v}\n" for k, v in self.properties(state, node).items()))
+        write_private(props_file, "".join(f"{k}={v}\n" for k, v in
+                                          self.properties(state, node).items()).encode())
         classpath = f"{libs}/*"
         if not (ndir / "data" / "meta.properties").exists():
             fmt = subprocess.run(  # noqa: S603
                 [java, "-cp", classpath, "kafka.tools.StorageTool", "format",
                  f"--cluster-id={state.cluster_id}", "-c", str(props_file), "--ignore-formatted",
                  *(arg for lst in self.listeners for arg in lst.scram_arguments())],
-                capture_output=True, text=True, check=False)
+                capture_output=True, text=True, check=False, umask=PRIVATE_UMASK)
             if fmt.returncode != 0:
                 raise LauncherError(f"formatting node {node.node_id} failed: "
                                     f"{(fmt.stdout + fmt.stderr).strip().splitlines()[-1:]}")
@@ -340,8 +344,11 @@ class LocalKafka:
                    "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={log4j_path}",
                    f"-Dparley.kafka.logdir={ndir}", "-cp", classpath, "kafka.Kafka", str(props_file)]
         # posix_spawn, not Popen: the broker outlives this object (and often this process), in a
-        # session of its own so that a Ctrl-C aimed at the caller does not reach it.
-        out = os.open(ndir / "stdout.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        # session of its own so that a Ctrl-C aimed at the caller does not reach it. Through a
+        # shell that sets the umask and execs Java in the same process (posix_spawn has no
+        # umask of its own): the broker's segments and logs are then owner-only too.
+        cmd = ["/bin/sh", "-c", f"umask {PRIVATE_UMASK:03o} && exec \"$@\"", "sh", *cmd]
+        out = os.open(ndir / "stdout.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             return os.posix_spawn(cmd[0], cmd, dict(os.environ), setsid=True, file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),

@@ -30,6 +30,7 @@ import msgspec
 
 from parley.errors import LaunchCancelled, LocalKafkaInUse, NoLocalKafka
 from parley.kafka.launcher import HOST, ClusterState, LocalKafka
+from parley.private_files import private_dir, write_private
 from parley.settings import Settings
 
 __all__ = ["KAFKA_UP", "RUN", "BrokerUser", "LocalBroker", "Owner", "bootstrap_for",
@@ -92,6 +93,12 @@ class LocalBroker:
         self.kafka = kafka or local_kafka(settings)
         self.root = self.kafka.root
 
+    def _private_root(self) -> Path:
+        """The broker's directory, made (or made again, after an older version) owner-only
+        like ``data_dir`` itself: chats pass through the broker's segments."""
+        private_dir(Path(self.settings.data_dir), tighten=True)
+        return private_dir(self.root, tighten=True)
+
     # ------------------------------------------------------------------ what runs
     def running_bootstrap(self) -> str | None:
         """The bootstrap address of the nodes that run (None: none does)."""
@@ -114,9 +121,8 @@ class LocalBroker:
             return None
 
     def _set_owner(self, command: str) -> None:
-        tmp = self.root / "owner.json.tmp"
-        tmp.write_bytes(msgspec.json.encode(Owner(command=command, pid=os.getpid())))
-        tmp.replace(self.root / "owner.json")
+        write_private(self.root / "owner.json",
+                      msgspec.json.encode(Owner(command=command, pid=os.getpid())))
 
     def _clear_owner(self) -> None:
         (self.root / "owner.json").unlink(missing_ok=True)
@@ -158,12 +164,11 @@ class LocalBroker:
                 log.info(line)
 
     def _register(self, command: str, detail: str) -> int:
-        users = self.root / "users"
-        users.mkdir(parents=True, exist_ok=True)
+        users = private_dir(self._private_root() / "users")
         pid = os.getpid()
         # Locked before it gets its name, so no reader ever sees it unlocked and removes it.
         tmp = users / f".{pid}.tmp"
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, msgspec.json.encode(BrokerUser(pid=pid, command=command, detail=detail)))
         tmp.replace(users / f"{pid}.json")
@@ -176,8 +181,7 @@ class LocalBroker:
     @contextlib.contextmanager
     def _decide(self, cancel: threading.Event | None = None) -> Iterator[None]:
         """Hold ``.lock``: one start, stop or exit decision at a time per data directory."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self._private_root() / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             while True:
                 try:

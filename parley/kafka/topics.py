@@ -1,7 +1,11 @@
 """``parley topics apply``: create or update topics from the specs in ``contracts.topics``.
 
-Idempotent: a topic that exists gets its configs brought in line and its partition count
-raised (never lowered: Kafka cannot, and lowering would break key → partition order).
+Idempotent: a topic that exists gets its configs brought in line. Its partition count is
+never lowered (Kafka cannot), and raised only when asked (``allow_repartition``): every topic
+is keyed, and more partitions send a key's new records to another partition than its old
+ones, so consumers lose per-key order and parallel projectors can apply one chat's events out
+of order. Without the flag a raise is refused before anything changes, in one line that says
+how to do it safely (docs/operations.md, "Topics").
 
 Replication: new topics get ``kafka.replication_factor`` replicas when it is set, else one
 per broker up to three (:func:`~contracts.topics.default_replication_factor`; three brokers
@@ -86,18 +90,26 @@ async def _admin(k: KafkaSettings) -> AsyncIterator[Any]:
         await admin.close()
 
 
-async def apply_topics(k: KafkaSettings, specs: Iterable[TopicSpec]) -> TopicsReport:
+async def apply_topics(k: KafkaSettings, specs: Iterable[TopicSpec], *,
+                       allow_repartition: bool = False) -> TopicsReport:
     """Create the missing topics of ``specs``, bring existing ones in line, and report.
 
-    Returns once every topic has its partitions, each with a leader.
+    An existing keyed topic with fewer partitions than its spec is raised only with
+    ``allow_repartition`` (and then warned about); without it :class:`SettingsError` is
+    raised before any topic is created or changed. Returns once every topic has its
+    partitions, each with a leader.
     """
     specs = list(specs)
     async with _admin(k) as admin:
         brokers = await _broker_ids(admin)
         rf, chosen = _replication_factor(k, len(brokers))
         existing = set(await admin.list_topics())
+        old = [s for s in specs if s.name in existing]
+        described = await _partitions(admin, old)
+        if not allow_repartition:
+            _refuse_repartition(old, described)
         changes = await _create(admin, rf, len(brokers), [s for s in specs if s.name not in existing])
-        changes += await _update(admin, rf, [s for s in specs if s.name in existing])
+        changes += await _update(admin, rf, old, described)
         await _wait_for_leaders(admin, {s.name: s.partitions for s in specs})
         auto_create = await _auto_creating_brokers(admin, brokers)
     order = {s.name: i for i, s in enumerate(specs)}
@@ -158,10 +170,37 @@ async def _create(admin: Any, rf: int, brokers: int, new: list[TopicSpec]) -> li
             for s in new]
 
 
-async def _update(admin: Any, rf: int, old: list[TopicSpec]) -> list[TopicChange]:
+async def _partitions(admin: Any, old: list[TopicSpec]) -> dict[str, list[dict[str, Any]]]:
+    """Each existing topic's partitions, as DescribeTopics lists them."""
+    if not old:  # (an empty list would describe every topic)
+        return {}
+    return {t["topic"]: t["partitions"] for t in await admin.describe_topics([s.name for s in old])}
+
+
+def _refuse_repartition(old: list[TopicSpec], described: dict[str, list[dict[str, Any]]]) -> None:
+    """Raise, naming each keyed topic whose spec wants more partitions than it has."""
+    raise_ = [f"{s.name} from {len(described[s.name])} to {s.partitions}" for s in old
+              if s.key and 0 < len(described.get(s.name) or ()) < s.partitions]
+    if raise_:
+        raise SettingsError(
+            f"refusing to raise the partitions of keyed topic(s) {', '.join(raise_)}: new "
+            f"partitions move keys, so a key's new records would land in another partition than "
+            f"its old ones, out of order; to do it, stop the writers and let every consumer group drain, run "
+            f"`parley topics apply --allow-repartition`, then rebuild the projections and reset "
+            f"the consumer groups (docs/operations.md, \"Topics\"), or keep kafka.partitions "
+            f"as it was")
+
+
+def _repartition_warning(have: int, want: int) -> str:
+    return (f"partitions raised from {have} to {want}: keys now map to other partitions, so "
+            f"rebuild the projections and reset the consumer groups to re-read each key in "
+            f"order (docs/operations.md, \"Topics\")")
+
+
+async def _update(admin: Any, rf: int, old: list[TopicSpec],
+                  described: dict[str, list[dict[str, Any]]]) -> list[TopicChange]:
     if not old:
         return []
-    described = {t["topic"]: t["partitions"] for t in await admin.describe_topics([s.name for s in old])}
     current, overrides = await _topic_configs(admin, [s.name for s in old])
     changes: list[TopicChange] = []
     for s in old:
@@ -184,6 +223,7 @@ async def _update(admin: Any, rf: int, old: list[TopicSpec]) -> list[TopicChange
                     if code:
                         raise _refused("alter the configs of", name, code, [message])
             notes.append("configs " + ", ".join(f"{key}={v}" for key, v in sorted(drift.items())))
+        warnings = []
         have = len(partitions) or s.partitions
         if have < s.partitions:
             response = await admin.create_partitions({s.name: NewPartitions(s.partitions)})
@@ -191,13 +231,16 @@ async def _update(admin: Any, rf: int, old: list[TopicSpec]) -> list[TopicChange
                 if code:
                     raise _refused("add partitions to", topic, code, message)
             notes.append(f"partitions {have} -> {s.partitions}")
-        warning = "" if replicas >= rf else (
-            f"{replicas} replica(s) per partition, fewer than the replication factor {rf}: Kafka "
-            f"adds replicas only by reassigning partitions (`parley kafka tool "
-            f"reassign-partitions`); min.insync.replicas stays {want['min.insync.replicas']} "
-            f"until then")
+            if s.key:
+                warnings.append(_repartition_warning(have, s.partitions))
+        if replicas < rf:
+            warnings.append(
+                f"{replicas} replica(s) per partition, fewer than the replication factor {rf}: "
+                f"Kafka adds replicas only by reassigning partitions (`parley kafka tool "
+                f"reassign-partitions`); min.insync.replicas stays "
+                f"{want['min.insync.replicas']} until then")
         changes.append(TopicChange(topic=s.name, action="updated" if notes else "unchanged",
-                                   detail="; ".join(notes), warning=warning))
+                                   detail="; ".join(notes), warning="; ".join(warnings)))
     return changes
 
 

@@ -1,4 +1,5 @@
-"""``parley topics apply`` against the real broker: idempotent, raises partitions, repairs
+"""``parley topics apply`` against the real broker: idempotent, raises partitions only when
+told to (keys move), repairs
 drifted configs and keeps the overrides it does not manage; creates the dead-letter topics,
 says which replication it chose, and never sets ``min.insync.replicas`` above the replicas a
 topic has. Three-broker behaviour: tests/scale/test_topics_cluster.py."""
@@ -57,7 +58,7 @@ async def test_apply_is_idempotent_raises_partitions_and_repairs_only_its_own_co
         assert drifted["segment.ms"] == "7200000"
 
         more = TopicSpec(name=spec.name, key="id", partitions=4)
-        changes = (await apply_topics(kafka_settings, [more])).changes
+        changes = (await apply_topics(kafka_settings, [more], allow_repartition=True)).changes
         assert len(changes) == 1 and changes[0].action == "updated"
         assert "retention.ms=-1" in changes[0].detail and "partitions 2 -> 4" in changes[0].detail
         after = await _configs_once(admin, spec.name, "retention.ms", "-1")  # repaired
@@ -203,3 +204,64 @@ async def test_ensure_topics_creates_what_is_missing_and_alters_nothing(
     finally:
         await admin.delete_topics([spec.name])
         await admin.close()
+
+
+async def _partition_counts(k: KafkaSettings, names: list[str]) -> dict[str, int]:
+    admin = make_admin(k)
+    await admin.start()
+    try:
+        return {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(names)}
+    finally:
+        await admin.close()
+
+
+def test_cli_refuses_to_raise_the_partitions_of_keyed_topics_unless_told(
+        kafka_settings: KafkaSettings, unique: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # More partitions remap keys: a chat's new events land in another partition than its old
+    # ones, so consumers lose its order and parallel projectors overwrite each other's rows.
+    def config(partitions: int) -> str:
+        cfg = tmp_path / f"parley-{partitions}.toml"
+        cfg.write_text(f'[kafka]\nbootstrap = "{kafka_settings.bootstrap}"\n'
+                       f'topic_prefix = "{unique}"\npartitions = {partitions}\n')
+        return str(cfg)
+
+    topics = Topics(prefix=unique)
+    events = list(topics.event_topics)
+    try:
+        assert main(["topics", "apply", "--config", config(3)]) == 0
+        capsys.readouterr()
+        assert main(["topics", "apply", "--config", config(6)]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and len(err.splitlines()) == 1
+        assert err.startswith(f"parley: error: refusing to raise the partitions of keyed "
+                              f"topic(s) {topics.chat} from 3 to 6, ")
+        assert "--allow-repartition" in err and "rebuild the projections" in err
+        assert asyncio.run(_partition_counts(kafka_settings, events)) == dict.fromkeys(events, 3)
+
+        assert main(["topics", "apply", "--config", config(6), "--allow-repartition"]) == 0
+        out, err = capsys.readouterr()
+        assert f"{topics.chat}: updated (partitions 3 -> 6)" in out
+        assert err.splitlines() == [
+            f"parley: warning: {name}: partitions raised from 3 to 6: keys now map to other "
+            f"partitions, so rebuild the projections and reset the consumer groups to re-read "
+            f'each key in order (docs/operations.md, "Topics")' for name in events]
+        assert asyncio.run(_partition_counts(kafka_settings, events)) == dict.fromkeys(events, 6)
+    finally:
+        asyncio.run(_delete_prefixed(kafka_settings, unique))
+
+
+async def test_dead_letter_topics_follow_the_same_rule(
+        kafka_settings: KafkaSettings, unique: str) -> None:
+    topics = Topics(prefix=unique)
+    one, two = topics.dlq_spec("audit"), topics.dlq_spec("audit", partitions=2)
+    await apply_topics(kafka_settings, [one])
+    try:
+        with pytest.raises(SettingsError, match=rf"keyed topic\(s\) {one.name} from 1 to 2"):
+            await apply_topics(kafka_settings, [two])
+        assert await _partition_counts(kafka_settings, [one.name]) == {one.name: 1}
+        [change] = (await apply_topics(kafka_settings, [two], allow_repartition=True)).changes
+        assert change.warning.startswith("partitions raised from 1 to 2")
+        assert await _partition_counts(kafka_settings, [one.name]) == {one.name: 2}
+    finally:
+        await _delete_prefixed(kafka_settings, unique)
