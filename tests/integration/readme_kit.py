@@ -14,6 +14,8 @@ import re
 import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,6 +158,17 @@ class Background:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
             raise AssertionError(f"{self.command!r} ignored Ctrl-C:\n{self.output()[-4000:]}") from None
+
+
+def http_status(url: str, timeout_s: float = 30.0) -> int | None:
+    """The status a GET of ``url`` answers, or None when nothing listens (yet, or any more)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - http://127.0.0.1
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
 
 
 def run(command: str, cwd: Path, env: dict[str, str], timeout_s: float = 180.0) -> tuple[int, str]:

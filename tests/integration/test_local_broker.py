@@ -25,6 +25,7 @@ import pytest
 from parley.kafka.launcher import free_port_block, free_ports
 from parley.kafka.local import LocalBroker
 from parley.settings import load_settings
+from tests.integration.readme_kit import http_status
 
 pytestmark = pytest.mark.kafka
 
@@ -100,14 +101,7 @@ class Run:
                    alive=self)
 
     def _get(self, path: str) -> int | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.site.http_port}{path}",
-                                        timeout=5) as resp:
-                return int(resp.status)
-        except urllib.error.HTTPError as exc:
-            return exc.code
-        except OSError:
-            return None
+        return http_status(f"http://127.0.0.1:{self.site.http_port}{path}", timeout_s=5)
 
     def post_seed(self) -> str:
         req = urllib.request.Request(f"http://127.0.0.1:{self.site.http_port}/webhooks/acme",

@@ -10,8 +10,6 @@ runs beside anything; and `make test` itself is not run again from inside `make 
 from __future__ import annotations
 
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from tests.integration.readme_kit import (
     command_words,
     console_steps,
     fresh_clone,
+    http_status,
     matches,
     run,
 )
@@ -76,15 +75,8 @@ class Site:
     def parley(self, args: str, **env: str) -> tuple[int, str]:
         return run(f".venv/bin/parley {args}", self.clone, self.env | env)
 
-    def get(self, path: str, port: int | None = None) -> int:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port or self.http_port}{path}",
-                                        timeout=30) as resp:
-                return int(resp.status)
-        except urllib.error.HTTPError as exc:
-            return exc.code
-        except OSError:  # not listening (yet, or any more)
-            return 0
+    def get(self, path: str, port: int | None = None) -> int | None:
+        return http_status(f"http://127.0.0.1:{port or self.http_port}{path}")
 
 
 @pytest.fixture
