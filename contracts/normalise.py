@@ -35,8 +35,9 @@ def normalise(env: Envelope) -> list[DomainEvent]:
     return normalise_decoded(env)
 
 
-def normalise_decoded(env: Envelope) -> list[DomainEvent]:
-    """:func:`normalise` of an envelope that ``decode_envelope`` returned.
+def normalise_decoded(env: Envelope, log_offset: int | None = None) -> list[DomainEvent]:
+    """:func:`normalise` of an envelope that ``decode_envelope`` returned, read from the log
+    at ``log_offset`` (stamped on the events: at equal times the later-received one wins).
 
     That one checked the whole record value to be UTF-8, ``body`` included, so the
     body is not checked again (msgspec checks only the strings it decodes; the
@@ -46,9 +47,10 @@ def normalise_decoded(env: Envelope) -> list[DomainEvent]:
         if env.provider == "natterly":
             # The documented events only: a body of any other event name means no events,
             # so (unlike decode_natterly) it is not decoded twice more.
-            return natterly_events(Origin.of(env), decode_documented_natterly(env.body))
+            return natterly_events(Origin.of(env, log_offset), decode_documented_natterly(env.body))
         if env.provider == "chatshipper":
-            return chatshipper_events(Origin.of(env), decode_chatshipper(env.body, utf8_checked=True))
+            webhook = decode_chatshipper(env.body, utf8_checked=True)
+            return chatshipper_events(Origin.of(env, log_offset), webhook)
     except ContractError:
         return []
     # "standard" bodies have no agreed meaning: they are kept, not interpreted.

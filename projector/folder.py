@@ -129,7 +129,7 @@ class Folder:
                 continue
             start = len(flat)
             try:
-                events = normalise_decoded(env)
+                events = normalise_decoded(env, rec.offset)
                 for event in events:
                     for ref in affected(event):
                         add((ref, event))
