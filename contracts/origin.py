@@ -29,12 +29,15 @@ class Origin(NamedTuple):
     dropped: list[str] | None = None
 
     @classmethod
-    def of(cls, env: Envelope, log_offset: int | None = None) -> Origin:
-        """The origin of events normalised from ``env``, read at ``log_offset``."""
+    def of(cls, env: Envelope, log_offset: int | None = None,
+           dropped: list[str] | None = None) -> Origin:
+        """The origin of events normalised from ``env``, read at ``log_offset``; what the
+        normaliser cannot use is noted in ``dropped``."""
         # tuple.__new__ directly: a NamedTuple's own __new__ is a Python-level function,
         # several times slower, and this runs once per record on every replay.
         occurred, received = env.occurred_at, env.received_at
-        dropped: list[str] = []
+        if dropped is None:
+            dropped = []
         if not _EARLIEST <= occurred <= received + MAX_CLOCK_SKEW:
             dropped.append("timestamp")  # an impossible time: when Parley got it is closer
             occurred = received
