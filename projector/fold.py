@@ -126,14 +126,14 @@ def _write(reg: Reg[T] | None, st: _Stamp, value: T) -> Reg[T]:
     The hot path of the fold (several calls per event): times are compared first, and the
     rest of the stamp only on a tie.
     """
-    at, received, offset, rank, eid = st
-    if reg is None:
-        return Reg(at, rank, eid, value, received, offset)
-    prior = reg.at
-    if prior < at or (prior == at and (reg.received_at, reg.log_offset, reg.rank, reg.event_id)
-                      < (received, offset, rank, eid)):
-        return Reg(at, rank, eid, value, received, offset)
-    return reg
+    if reg is not None:
+        prior, at = reg.at, st[0]
+        # Most writes are later than what they replace (or earlier): the rest of the stamp
+        # is looked at, as a tuple, only on a tie in time.
+        if prior > at or (prior == at and (prior, reg.received_at, reg.log_offset, reg.rank,
+                                           reg.event_id) >= st):
+            return reg
+    return Reg(st[0], st[3], st[4], value, st[1], st[2])
 
 
 #: (occurred_at, received_at, log_offset, rank, event_id): what orders writes.
@@ -175,6 +175,20 @@ PROVIDER_STATUS: dict[str, str] = {
     "idle": "idle",
     "closed": "closed",
 }
+
+_LIFECYCLE: dict[str, str | None] = {}
+
+
+def _lifecycle(word: str) -> str | None:
+    """:data:`PROVIDER_STATUS` of a status word as sent (memoised: a few words repeat)."""
+    try:
+        return _LIFECYCLE[word]
+    except KeyError:
+        if len(_LIFECYCLE) > 1024:  # a sender inventing words without end
+            _LIFECYCLE.clear()
+        found = _LIFECYCLE[word] = PROVIDER_STATUS.get(word.casefold())
+        return found
+
 
 # ---------------------------------------------------------------------------- affected
 
@@ -266,7 +280,7 @@ def _chat_updated(s: ChatFold, ev: d.ChatUpdated, st: _Stamp,
     status_reg = s.provider_status
     if word is not None:
         status_reg = _write(status_reg, st, word)
-        lifecycle = PROVIDER_STATUS.get(word.casefold())
+        lifecycle = _lifecycle(word)
         if lifecycle is None:
             pass
         elif lifecycle == "closed":
