@@ -313,7 +313,7 @@ def _chat_updated(s: ChatFold, ev: d.ChatUpdated, st: _Stamp,
         initiated_at=_min(s.initiated_at, ev.initiated_at),
         last_message_at=_max(s.last_message_at, ev.last_message_at),
         provider_status=status_reg, opened=opened, idled=idled, closed=closed,
-        chat_type=s.chat_type if chat_type is None else _write(s.chat_type, st, chat_type),
+        chat_type=s.chat_type if chat_type is None else _pick(s.chat_type, chat_type),
         closed_at=s.closed_at if closed_at is None else _write(s.closed_at, st, closed_at),
         rating=s.rating if rating is None else _write(s.rating, st, rating),
     )
@@ -457,7 +457,7 @@ def _apply_message(state: MessageFold, ev: Any, st: _Stamp) -> MessageFold:
     if state.deleted_at is None and text is not None:
         written = _write(written, st, text)
     internal = state.internal or ev.internal
-    typed = state.message_type if message_type is None else _write(state.message_type, st, message_type)
+    typed = state.message_type if message_type is None else _pick(state.message_type, message_type)
     if kind is d.MessagePosted:
         return _replace(
             state, provider=provider, source=source,

@@ -124,9 +124,11 @@ class ChatFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, ta
     deleted: frozenset[int] = frozenset()
     #: Agent-only notes among them (grow-only: a note stays internal once internal).
     internal: frozenset[int] = frozenset()
-    #: The provider's own status word, ChatShipper's conversation type.
+    #: The provider's own status word.
     provider_status: Reg[str] | None = None
-    chat_type: Reg[str] | None = None
+    #: ChatShipper's conversation type: set at creation, never changed, so a plain value
+    #: (should two ever differ, the greater string wins, like ``provider``), not a register.
+    chat_type: str | None = None
     #: Closing time as the chat data says it (later webhooks may carry it).
     closed_at: Reg[datetime] | None = None
     #: The visitor's name and anonymity from any description, with or without an id.
@@ -150,7 +152,7 @@ class MessageFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True,
     edited_at: datetime | None = None  # max
     deleted_at: datetime | None = None  # min; set = tombstone
     internal: bool = False  # grow-only: an agent-only note stays one through edits
-    message_type: Reg[str] | None = None
+    message_type: str | None = None  # ChatShipper's; fixed at creation (see ChatFold.chat_type)
 
 
 class VisitorFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="visitor", gc=False):

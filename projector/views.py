@@ -99,7 +99,7 @@ def _chat_view(s: ChatFold) -> ChatState:
         browser=None if s.browser is None else s.browser.value,
         platform=None if s.platform is None else s.platform.value,
         provider_status=None if s.provider_status is None else s.provider_status.value,
-        type=None if s.chat_type is None else s.chat_type.value,
+        type=s.chat_type,
     )
 
 
@@ -139,7 +139,7 @@ def _message_view(s: MessageFold) -> MessageState:
         edited_at=s.edited_at,
         deleted=s.deleted_at is not None,
         internal=s.internal,
-        message_type=None if s.message_type is None else s.message_type.value,
+        message_type=s.message_type,
     )
 
 
