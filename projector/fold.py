@@ -126,14 +126,15 @@ def _write(reg: Reg[T] | None, st: _Stamp, value: T) -> Reg[T]:
     The hot path of the fold (several calls per event): times are compared first, and the
     rest of the stamp only on a tie.
     """
-    if reg is not None:
-        prior, at = reg.at, st[0]
-        # Most writes are later than what they replace (or earlier): the rest of the stamp
-        # is looked at, as a tuple, only on a tie in time.
-        if prior > at or (prior == at and (prior, reg.received_at, reg.log_offset, reg.rank,
-                                           reg.event_id) >= st):
-            return reg
-    return Reg(st[0], st[3], st[4], value, st[1], st[2])
+    at, received, offset, rank, eid = st
+    # Most writes are later than what they replace: the rest of the stamp is looked at only
+    # on a tie in time (unpacking once and one comparison first measured fastest).
+    if reg is None or reg.at < at:
+        return Reg(at, rank, eid, value, received, offset)
+    if reg.at == at and (reg.received_at, reg.log_offset, reg.rank, reg.event_id) < (
+            received, offset, rank, eid):
+        return Reg(at, rank, eid, value, received, offset)
+    return reg
 
 
 #: (occurred_at, received_at, log_offset, rank, event_id): what orders writes.
