@@ -9,6 +9,13 @@ Every event has ``event_id`` (the envelope's, plus a ``#…`` suffix when one
 webhook yields several events, so each is unique and stable across
 re-deliveries), ``occurred_at``, ``provider`` and ``source``. A ``None`` in an
 attribute means "this webhook did not say", never "cleared".
+
+``occurred_at`` is when the provider says the change happened (ChatShipper: the
+resource's ``updatedAt``, a message's ``createdAt``/``updatedAt``; Natterly: the
+webhook's ``timestamp``), the envelope's time only when the body gives none.
+``received_at`` (the envelope's) and ``log_offset`` (the record's offset in its
+partition) say when Parley got it: at equal ``occurred_at`` the event received later
+wins (see docs/projector.md, "The fold").
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ __all__ = [
     "MessageDeleted",
     "MessageEdited",
     "MessagePosted",
+    "PageView",
     "Rating",
     "SiteRef",
     "TranscriptSent",
@@ -98,6 +106,14 @@ class Location(_Value, frozen=True, kw_only=True):
     city: str | None = None
 
 
+class PageView(_Value, frozen=True, kw_only=True):
+    """A page a visitor loaded (Natterly ``SessionRegistration``)."""
+
+    url: str
+    title: str | None = None
+    at: datetime
+
+
 class Author(_Value, frozen=True, kw_only=True):
     """A message's author."""
 
@@ -112,6 +128,10 @@ class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag=Tr
     occurred_at: datetime
     provider: str
     source: str
+    #: When the receiver accepted the webhook (None: not from the log, e.g. a test).
+    received_at: datetime | None = None
+    #: The record's offset in its partition (None: not known, e.g. a consumer's copy).
+    log_offset: int | None = None
 
 
 class _ChatEvent(_Event, frozen=True, kw_only=True):
@@ -140,10 +160,13 @@ class ChatAssigned(_ChatEvent, frozen=True, kw_only=True):
 class ChatUpdated(_ChatEvent, frozen=True, kw_only=True):
     """A snapshot of the chat's descriptive attributes as of ``occurred_at``.
 
-    ``provider_status`` is the provider's own status word, for display only. ``agent`` is
-    the agent the snapshot names (Natterly ``chat.user``, ChatShipper's accepted agent
-    participant); None means the snapshot names none, never "unassigned" (that is
-    ``ChatAssigned`` with no agent).
+    ``provider_status`` is the provider's own status word; where it is one the fold knows
+    (docs/projector.md) and more recent than Parley's lifecycle events, it drives the chat's
+    status. ``agent`` is the agent the snapshot names (Natterly ``chat.user``, ChatShipper's
+    active accepted agent participant); None means the snapshot names none, never
+    "unassigned" (that is ``ChatAssigned`` with no agent). ``closed_at`` and ``rating`` are
+    what the chat data says of them; ``chat_type`` is ChatShipper's conversation type
+    (``contact``, ``bot``, ``agent``, ``system``).
     """
 
     subject: str | None = None
@@ -157,6 +180,9 @@ class ChatUpdated(_ChatEvent, frozen=True, kw_only=True):
     last_message_at: datetime | None = None
     provider_status: str | None = None
     agent: AgentRef | None = None
+    closed_at: datetime | None = None
+    rating: Rating | None = None
+    chat_type: str | None = None
 
 
 class MessagePosted(_ChatEvent, frozen=True, kw_only=True):
@@ -172,11 +198,14 @@ class MessagePosted(_ChatEvent, frozen=True, kw_only=True):
 
 
 class MessageEdited(_ChatEvent, frozen=True, kw_only=True):
-    """A message's text changed."""
+    """A message's text changed. ``internal`` True: the edit says it is an agent-only note
+    (False says nothing: a note stays internal once internal)."""
 
     message_id: str
     text: str | None = None
     edited_at: datetime
+    internal: bool = False
+    message_type: str | None = None
 
 
 class MessageDeleted(_ChatEvent, frozen=True, kw_only=True):
@@ -215,13 +244,15 @@ class TranscriptSent(_ChatEvent, frozen=True, kw_only=True):
 
 
 class VisitorSeen(_Event, frozen=True, kw_only=True):
-    """A visitor was created, registered a session, or appeared in a chat."""
+    """A visitor was created, registered a session (``page``: the page loaded), or
+    appeared in a chat."""
 
     visitor_id: str
     name: str | None = None
     email: str | None = None
     anonymous: bool | None = None
     chat_id: str | None = None
+    page: PageView | None = None
 
 
 class AgentStatusChanged(_Event, frozen=True, kw_only=True):

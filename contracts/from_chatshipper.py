@@ -140,25 +140,26 @@ def _chat_id(data: c.Data) -> str | None:
 
 
 def _message_created(origin: Origin, data: c.Data, message_type: str | None) -> list[DomainEvent]:
-    eid, at, prov, src = origin
     chat_id = _chat_id(data)
     if chat_id is None:
         return []
     events: list[DomainEvent] = []
     message = data.message
     if message is not None and message.id:
+        # The message's own time: a retry posted later still says when it was written.
+        posted = origin.at(message.created_at, "data.message.createdAt")
+        eid, at, prov, src, rcv, off, _ = posted
         kind = message.type or message_type
         events.append(
             MessagePosted(
                 event_id=eid,
                 occurred_at=at,
-                provider=prov,
-                source=src,
+                provider=prov, source=src, received_at=rcv, log_offset=off,
                 chat_id=chat_id,
                 message_id=message.id,
                 text=message.text,
                 author=Author(role=_ROLES.get(message.role or "", "system"), name=_name(message)),
-                posted_at=as_utc(message.created_at) if message.created_at else origin.occurred_at,
+                posted_at=at,
                 internal=bool(message.is_backchannel) or kind in _CONTROL_TYPES,
                 message_type=kind,
             )
@@ -166,46 +167,49 @@ def _message_created(origin: Origin, data: c.Data, message_type: str | None) -> 
     if data.conversation is not None:
         # The full conversation rides along with every message: subscribers to
         # message events only still see the chat's lifecycle.
-        events.extend(_conversation_facts(origin, chat_id, data.conversation, "#chat"))
+        # At the conversation's own time, which may differ from the message's.
+        conversation = data.conversation
+        changed = origin.at(conversation.updated_at, "data.conversation.updatedAt")
+        events.extend(_conversation_facts(changed, chat_id, conversation, "#chat"))
     return events
 
 
 def _message_edited(origin: Origin, data: c.Data) -> list[DomainEvent]:
-    eid, at, prov, src = origin
     chat_id = _chat_id(data)
     message = data.message
     if chat_id is None or message is None or not message.id:
         return []
-    edited_at = as_utc(message.updated_at) if message.updated_at else origin.occurred_at
+    eid, at, prov, src, rcv, off, _ = origin.at(message.updated_at, "data.message.updatedAt")
     return [
         MessageEdited(
             event_id=eid,
             occurred_at=at,
-            provider=prov,
-            source=src,
+            provider=prov, source=src, received_at=rcv, log_offset=off,
             chat_id=chat_id,
             message_id=message.id,
             text=message.text,
-            edited_at=edited_at,
+            edited_at=at,
+            # Only ever True: an update that omits the flag does not make a note public.
+            internal=bool(message.is_backchannel) or message.type in _CONTROL_TYPES,
+            message_type=message.type,
         )
     ]
 
 
 def _message_deleted(origin: Origin, data: c.Data) -> list[DomainEvent]:
-    eid, at, prov, src = origin
     chat_id = _chat_id(data)
     message = data.message
     if chat_id is None or message is None or not message.id:
         return []
+    eid, at, prov, src, rcv, off, _ = origin.at(message.updated_at, "data.message.updatedAt")
     return [
         MessageDeleted(
             event_id=eid,
             occurred_at=at,
-            provider=prov,
-            source=src,
+            provider=prov, source=src, received_at=rcv, log_offset=off,
             chat_id=chat_id,
             message_id=message.id,
-            deleted_at=origin.occurred_at,
+            deleted_at=at,
         )
     ]
 
@@ -213,19 +217,19 @@ def _message_deleted(origin: Origin, data: c.Data) -> list[DomainEvent]:
 def _conversation(
     origin: Origin, conversation: c.Conversation | None, ref_id: str | None, *, created: bool
 ) -> list[DomainEvent]:
-    eid, at, prov, src = origin
     conversation = conversation or c.Conversation()
     chat_id = conversation.id or ref_id
     if not chat_id:
         return []
+    origin = origin.at(conversation.updated_at, "data.conversation.updatedAt")
+    eid, at, prov, src, rcv, off, _ = origin
     if not created:
         return _conversation_facts(origin, chat_id, conversation, "")
     initiated_at = as_utc(conversation.created_at) if conversation.created_at else None
     started = ChatStarted(
         event_id=eid,
         occurred_at=at,
-        provider=prov,
-        source=src,
+        provider=prov, source=src, received_at=rcv, log_offset=off,
         chat_id=chat_id,
         initiated_at=initiated_at or origin.occurred_at,
     )
@@ -241,7 +245,7 @@ def _conversation_facts(
     started: bool = False,
 ) -> list[DomainEvent]:
     """Snapshot, lifecycle transitions and visitor of one conversation object."""
-    eid, at, prov, src = origin
+    eid, at, prov, src, rcv, off, _ = origin
     contact: str | c.Contact | None = conversation.contact
     if contact is None or isinstance(contact, str):
         contact_id, contact = contact or None, None
@@ -255,8 +259,7 @@ def _conversation_facts(
         ChatUpdated(
             event_id=eid + snapshot_suffix,
             occurred_at=at,
-            provider=prov,
-            source=src,
+            provider=prov, source=src, received_at=rcv, log_offset=off,
             chat_id=chat_id,
             subject=conversation.name,
             site=SiteRef(id=conversation.organization) if conversation.organization else None,
@@ -264,6 +267,7 @@ def _conversation_facts(
             initiated_at=initiated_at,
             provider_status=status,
             agent=agent,
+            chat_type=conversation.type,
         )
     ]
     status = (status or "").casefold()
@@ -272,8 +276,7 @@ def _conversation_facts(
             ChatStarted(
                 event_id=eid + "#started",
                 occurred_at=at,
-                provider=prov,
-                source=src,
+                provider=prov, source=src, received_at=rcv, log_offset=off,
                 chat_id=chat_id,
                 initiated_at=initiated_at,
             )
@@ -283,8 +286,7 @@ def _conversation_facts(
             ChatAccepted(
                 event_id=eid + "#accepted",
                 occurred_at=at,
-                provider=prov,
-                source=src,
+                provider=prov, source=src, received_at=rcv, log_offset=off,
                 chat_id=chat_id,
                 agent=agent,
             )
@@ -295,8 +297,7 @@ def _conversation_facts(
             ChatClosed(
                 event_id=eid + "#closed",
                 occurred_at=at,
-                provider=prov,
-                source=src,
+                provider=prov, source=src, received_at=rcv, log_offset=off,
                 chat_id=chat_id,
                 closed_at=closed_at or at,
             )
@@ -307,18 +308,26 @@ def _conversation_facts(
 
 
 def _accepted_agent(conversation: c.Conversation) -> AgentRef | None:
+    """The agent handling the conversation: the last accepted agent participant still
+    active (a transfer leaves the previous one listed, inactive), else the last accepted."""
+    found: c.Participant | None = None
     for participant in conversation.participants or ():
-        if participant.accepted and (participant.role or "").casefold() == "agent":
-            user_id = participant.user_id
-            if user_id:
-                return AgentRef(id=user_id, name=_user_name(_populated(participant.user)))
-    return None
+        if not (participant.accepted and participant.user_id
+                and (participant.role or "").casefold() == "agent"):
+            continue
+        if participant.active is not False or found is None or found.active is False:
+            found = participant
+    if found is None or not found.user_id:
+        return None
+    return AgentRef(id=found.user_id, name=_user_name(_populated(found.user)))
 
 
 def _contact(origin: Origin, contact: c.Contact | None, ref_id: str | None) -> list[DomainEvent]:
     contact_id = (contact.id if contact is not None else None) or ref_id
     if not contact_id:
         return []
+    if contact is not None:
+        origin = origin.at(contact.updated_at, "data.contact.updatedAt")
     chat_id = contact.conversation if contact is not None else None
     return [_visitor_seen(origin, contact_id, contact, chat_id or None, "")]
 
@@ -326,7 +335,7 @@ def _contact(origin: Origin, contact: c.Contact | None, ref_id: str | None) -> l
 def _visitor_seen(
     origin: Origin, visitor_id: str, contact: c.Contact | None, chat_id: str | None, suffix: str
 ) -> VisitorSeen:
-    eid, at, prov, src = origin
+    eid, at, prov, src, rcv, off, _ = origin
     profile = contact.profile if contact is not None else None
     email = contact.email if contact is not None else None
     if not email and profile is not None:
@@ -334,8 +343,7 @@ def _visitor_seen(
     return VisitorSeen(
         event_id=eid + suffix,
         occurred_at=at,
-        provider=prov,
-        source=src,
+        provider=prov, source=src, received_at=rcv, log_offset=off,
         visitor_id=visitor_id,
         name=_contact_name(contact),
         email=email or None,
@@ -344,9 +352,9 @@ def _visitor_seen(
 
 
 def _user(origin: Origin, user: c.User | None) -> list[DomainEvent]:
-    eid, at, prov, src = origin
     if user is None or not user.id:
         return []
+    eid, at, prov, src, rcv, off, _ = origin.at(user.updated_at, "data.user.updatedAt")
     status = parse_agent_status(user.status)
     if status is None:
         return []
@@ -354,8 +362,7 @@ def _user(origin: Origin, user: c.User | None) -> list[DomainEvent]:
         AgentStatusChanged(
             event_id=eid,
             occurred_at=at,
-            provider=prov,
-            source=src,
+            provider=prov, source=src, received_at=rcv, log_offset=off,
             agent_id=user.id,
             name=_user_name(user),
             status=status,

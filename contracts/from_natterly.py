@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import msgspec
+
 from contracts import natterly as n
 from contracts.domain import (
     AgentRef,
@@ -30,6 +32,7 @@ from contracts.domain import (
     DomainEvent,
     Location,
     MessagePosted,
+    PageView,
     SiteRef,
     TranscriptSent,
     VisitorRef,
@@ -72,7 +75,7 @@ def natterly_events(
 
 
 def _chat(origin: Origin, webhook: _ChatWebhook) -> list[DomainEvent]:
-    eid, at, prov, src = origin
+    eid, at, prov, src, rcv, off, _ = origin
     payload = webhook.payload
     chat_id = webhook.chat_id
     if payload is None or chat_id is None:
@@ -93,7 +96,7 @@ def _chat(origin: Origin, webhook: _ChatWebhook) -> list[DomainEvent]:
                 event_id=eid + "#msg:" + uuid,
                 occurred_at=at,
                 provider=prov,
-                source=src,
+                source=src, received_at=rcv, log_offset=off,
                 chat_id=message.chat or chat_id,
                 message_id=uuid,
                 text=message.text,
@@ -113,45 +116,59 @@ _Primary = Callable[[Origin, str, n.Chat, n.ChatPayload], DomainEvent]
 
 
 def _started(origin: Origin, chat_id: str, chat: n.Chat, payload: n.ChatPayload) -> DomainEvent:
-    eid, at, prov, src = origin
+    eid, at, prov, src, rcv, off, _ = origin
     started = from_unix_or_none(chat.initiated_at) or at
     return ChatStarted(
-        event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id, initiated_at=started
+        event_id=eid, occurred_at=at, provider=prov, source=src, received_at=rcv,
+        log_offset=off, chat_id=chat_id, initiated_at=started
     )
 
 
 def _accepted(origin: Origin, chat_id: str, chat: n.Chat, payload: n.ChatPayload) -> DomainEvent:
-    eid, at, prov, src = origin
+    eid, at, prov, src, rcv, off, _ = origin
     agent = _agent(payload.user or chat.user)
-    return ChatAccepted(event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id, agent=agent)
+    return ChatAccepted(
+        event_id=eid, occurred_at=at, provider=prov, source=src, received_at=rcv,
+        log_offset=off, chat_id=chat_id, agent=agent,
+    )
 
 
 def _assigned(origin: Origin, chat_id: str, chat: n.Chat, payload: n.ChatPayload) -> DomainEvent:
-    eid, at, prov, src = origin
+    eid, at, prov, src, rcv, off, _ = origin
     agent = _agent(payload.user or chat.user)
-    return ChatAssigned(event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id, agent=agent)
+    return ChatAssigned(
+        event_id=eid, occurred_at=at, provider=prov, source=src, received_at=rcv,
+        log_offset=off, chat_id=chat_id, agent=agent,
+    )
 
 
 def _closed(origin: Origin, chat_id: str, chat: n.Chat, payload: n.ChatPayload) -> DomainEvent:
-    eid, at, prov, src = origin
+    eid, at, prov, src, rcv, off, _ = origin
     closed = from_unix_or_none(chat.closed_at) or at
     return ChatClosed(
-        event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id, closed_at=closed
+        event_id=eid, occurred_at=at, provider=prov, source=src, received_at=rcv,
+        log_offset=off, chat_id=chat_id, closed_at=closed
     )
 
 
 def _rated(origin: Origin, chat_id: str, chat: n.Chat, payload: n.ChatPayload) -> DomainEvent:
-    eid, at, prov, src = origin
+    eid, at, prov, src, rcv, off, _ = origin
     rating = chat.rating if chat.rating is not None else payload.rating
-    return ChatRated(event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id, rating=rating)
+    return ChatRated(
+        event_id=eid, occurred_at=at, provider=prov, source=src, received_at=rcv,
+        log_offset=off, chat_id=chat_id, rating=rating,
+    )
 
 
 def _bare(event: type[ChatCompleted | ChatIgnored | ChatIdle | TranscriptSent]) -> _Primary:
     """Chat events whose only fact is that they happened."""
 
     def primary(origin: Origin, chat_id: str, chat: n.Chat, payload: n.ChatPayload) -> DomainEvent:
-        eid, at, prov, src = origin
-        return event(event_id=eid, occurred_at=at, provider=prov, source=src, chat_id=chat_id)
+        eid, at, prov, src, rcv, off, _ = origin
+        return event(
+        event_id=eid, occurred_at=at, provider=prov, source=src, received_at=rcv,
+        log_offset=off, chat_id=chat_id,
+    )
 
     return primary
 
@@ -171,7 +188,7 @@ _CHAT_WEBHOOKS = frozenset(_PRIMARY)
 
 
 def _snapshot(origin: Origin, chat_id: str, chat: n.Chat, visitor_id: str | None) -> ChatUpdated:
-    eid, at, prov, src = origin
+    eid, at, prov, src, rcv, off, _ = origin
     department = chat.department
     site = chat.site
     visitor = chat.visitor
@@ -180,7 +197,7 @@ def _snapshot(origin: Origin, chat_id: str, chat: n.Chat, visitor_id: str | None
         event_id=eid + "#chat",
         occurred_at=at,
         provider=prov,
-        source=src,
+        source=src, received_at=rcv, log_offset=off,
         chat_id=chat_id,
         subject=chat.subject,
         department=DepartmentRef(id=department.uuid, name=department.name) if department else None,
@@ -203,6 +220,8 @@ def _snapshot(origin: Origin, chat_id: str, chat: n.Chat, visitor_id: str | None
         # The chat's agent as of this webhook: so a chat whose later webhooks (completed,
         # closed, rated…) name its agent ends with that agent, whatever came before.
         agent=_agent(chat.user),
+        closed_at=from_unix_or_none(chat.closed_at),
+        rating=chat.rating,
     )
 
 
@@ -240,14 +259,14 @@ def _visitor_seen(
     chat_id: str | None,
     suffix: str = "#visitor",
 ) -> VisitorSeen | None:
-    eid, at, prov, src = origin
+    eid, at, prov, src, rcv, off, _ = origin
     if not visitor_id:
         return None
     return VisitorSeen(
         event_id=eid + suffix,
         occurred_at=at,
         provider=prov,
-        source=src,
+        source=src, received_at=rcv, log_offset=off,
         visitor_id=visitor_id,
         name=visitor.name if visitor is not None else None,
         email=visitor.email_address if visitor is not None else None,
@@ -273,11 +292,17 @@ def _visitor(origin: Origin, payload: n.VisitorPayload | None) -> list[DomainEve
     if chat_id is None and session is not None:
         chat_id = session.active_chat_id or None
     seen = _visitor_seen(origin, visitor_id, visitor, chat_id, suffix="")
-    return [] if seen is None else [seen]
+    if seen is None:
+        return []
+    if session is not None and session.page_url:
+        # SessionRegistration: the page the visitor loaded, at the webhook's time.
+        page = PageView(url=session.page_url, title=session.page_title, at=origin.occurred_at)
+        seen = msgspec.structs.replace(seen, page=page)
+    return [seen]
 
 
 def _agent_status(origin: Origin, payload: n.UserPayload | None) -> list[DomainEvent]:
-    eid, at, prov, src = origin
+    eid, at, prov, src, rcv, off, _ = origin
     user = payload.user if payload is not None else None
     if payload is None or user is None or not user.uuid:
         return []
@@ -289,7 +314,7 @@ def _agent_status(origin: Origin, payload: n.UserPayload | None) -> list[DomainE
             event_id=eid,
             occurred_at=at,
             provider=prov,
-            source=src,
+            source=src, received_at=rcv, log_offset=off,
             agent_id=user.uuid,
             name=user.display_name,
             status=status,

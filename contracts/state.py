@@ -18,6 +18,7 @@ from contracts.domain import (
     Author,
     DepartmentRef,
     Location,
+    PageView,
     Rating,
     SiteRef,
     VisitorRef,
@@ -31,7 +32,9 @@ ChatStatus = Literal["waiting", "active", "idle", "closed"]
 
 class ChatState(msgspec.Struct, frozen=True, kw_only=True):
     """One chat (``GET /api/chats/{id}``); times are UTC, ``message_count`` counts
-    distinct messages."""
+    distinct messages the visitor can see, ``internal_count`` the agent-only notes (and
+    control messages). ``provider_status`` is the provider's own status word, ``type``
+    ChatShipper's conversation type (``contact``, ``bot``, ``agent``, ``system``)."""
 
     id: str
     provider: str | None = None
@@ -54,10 +57,14 @@ class ChatState(msgspec.Struct, frozen=True, kw_only=True):
     location: Location | None = None
     browser: str | None = None
     platform: str | None = None
+    provider_status: str | None = None
+    type: str | None = None
+    internal_count: int = 0
 
 
 class MessageState(msgspec.Struct, frozen=True, kw_only=True):
-    """One message of a chat (``GET /api/chats/{id}/messages``)."""
+    """One message of a chat (``GET /api/chats/{id}/messages``); ``internal``: an agent-only
+    note or control message, never shown to the visitor; ``message_type``: ChatShipper's."""
 
     id: str
     chat_id: str
@@ -66,10 +73,13 @@ class MessageState(msgspec.Struct, frozen=True, kw_only=True):
     posted_at: datetime | None = None
     edited_at: datetime | None = None
     deleted: bool = False
+    internal: bool = False
+    message_type: str | None = None
 
 
 class VisitorState(msgspec.Struct, frozen=True, kw_only=True):
-    """One visitor (``GET /api/visitors/{id}``); ``chats`` are chat ids."""
+    """One visitor (``GET /api/visitors/{id}``); ``chats`` are chat ids, ``pages`` the
+    pages they registered, oldest first (the newest 50 are kept)."""
 
     id: str
     name: str | None = None
@@ -78,6 +88,7 @@ class VisitorState(msgspec.Struct, frozen=True, kw_only=True):
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     chats: tuple[str, ...] = ()
+    pages: tuple[PageView, ...] = ()
 
 
 class AgentState(msgspec.Struct, frozen=True, kw_only=True):

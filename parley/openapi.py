@@ -187,6 +187,9 @@ def _paths(ref: dict[str, Json]) -> Json:
             _query("status", "Only chats in this status.", {"enum": sorted(CHAT_STATUSES)}),
             _query("source", "Only chats of this source."),
             _query("agent", "Only chats of this agent id."),
+            _query("type", "Conversation type: `contact` (the default: customers' chats, and "
+                           "chats of no known type such as Natterly's), `bot`, `agent`, "
+                           "`system`, or `all`."),
             _limit(api.max_chats_limit, DEFAULT_CHATS_LIMIT), _CURSOR], "chats"),
         "/api/chats/{id}": query_api("One chat.", [_ID], "chat", not_found=True),
         "/api/chats/{id}/messages": query_api(

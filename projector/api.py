@@ -28,7 +28,7 @@ from parley.http import error_response
 from projector.errors import InvalidCursor, StoreError, UnknownProjection
 from projector.metrics import ProjectorMetrics
 from projector.runner import Watermarks
-from projector.store import Store
+from projector.store import CUSTOMER_TYPE, Store
 
 __all__ = ["ApiOptions", "Page", "QueryApi"]
 
@@ -91,9 +91,11 @@ class QueryApi:
         status = q.get("status") or None
         if status is not None and status not in CHAT_STATUSES:
             raise _BadRequest(f"status must be one of {', '.join(sorted(CHAT_STATUSES))}")
+        # Customers' conversations by default; ``type=all`` lists bot, agent and system ones too.
+        chat_type = q.get("type") or CUSTOMER_TYPE
         views, cursor = await self._store.list_chats(
             projection, status=status, source=q.get("source") or None,
-            agent=q.get("agent") or None,
+            agent=q.get("agent") or None, chat_type=None if chat_type == "all" else chat_type,
             limit=_limit(q.get("limit"), DEFAULT_CHATS_LIMIT, self._options.max_chats_limit),
             cursor=q.get("cursor") or None)
         return _page(views, cursor)

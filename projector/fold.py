@@ -4,22 +4,27 @@
 either
 
 * a **last-writer-wins register** (:class:`Reg`) that keeps the value written by the
-  event with the greatest *stamp* ``(occurred_at, RANK[kind], event_id)``;
+  event with the greatest *stamp* ``(occurred_at, received_at, log_offset, RANK[kind],
+  event_id)``;
 * a **min** or **max** of times (first seen, last message…);
-* a **grow-only** flag or set (``completed``, message ids, deletion tombstones).
+* a **grow-only** flag or set (``completed``, message ids, deletion tombstones, internal
+  notes), or the newest N of a grow-only set (a visitor's pages).
 
-Each of these merges is commutative, associative and idempotent, so any permutation and
-any duplication of one aggregate's events folds to the same state — which is what lets
-the projector take Kafka's at-least-once, provider-reordered delivery as it comes.
+Each of these merges is commutative, associative and idempotent, so the state depends
+only on the *set* of events (each with its receive time and log offset): any permutation
+and any duplication of one aggregate's events folds to the same state — which is what
+lets the projector take Kafka's at-least-once, provider-reordered delivery as it comes.
 
 Conflict resolution (also in docs/projector.md, "The fold"):
 
-1. the later ``occurred_at`` wins;
-2. at equal time (Natterly sends whole seconds, so ties are common) the event kind that
-   comes later in a chat's life wins, by :data:`RANK`:
-   closed > completed > idle > ignored > accepted > assigned > updated > started (and
-   for messages: deleted > edited > posted);
-3. at equal time and kind, the greater ``event_id`` wins (arbitrary but fixed).
+1. the later ``occurred_at`` wins: the time the provider says the change happened;
+2. at equal time (Natterly sends whole seconds, so ties are common) the event received
+   later wins: the later ``received_at``, then the greater ``log_offset`` — the same
+   answer on every replay, since both are stored with the record;
+3. events of one webhook share both, so then the event kind that comes later in a chat's
+   life wins, by :data:`RANK`: closed > completed > idle > ignored > accepted > assigned >
+   updated > started (and for messages: deleted > edited > posted);
+4. then the greater ``event_id`` (arbitrary but fixed).
 
 A field only takes part when the event actually states it: ``None`` in an optional
 field means "not said", not "cleared" — so a ChatClosed that carries no agent and
@@ -29,6 +34,10 @@ explicit clearing is ChatAssigned with no agent (Natterly's "unassigned").
 The chat status is derived from three registers (last open, last idle, last close) by
 :func:`chat_status`, which equals replaying the lifecycle events in stamp order: closed
 stays closed through a later ChatIdle; only a later ChatStarted / ChatAccepted reopens.
+A snapshot's provider status that the fold knows (:data:`PROVIDER_STATUS`) writes the
+same registers, so the provider's own view drives the status where it is the more recent
+(an idle chat the provider calls active again is active). ChatCompleted is a flag, not a
+close: Natterly sends it when a chat had an exchange, not when it ended.
 Messages: edits are LWW; a deletion is a tombstone that wins over every edit whatever
 the order, and ``message_count`` counts distinct messages posted or edited, minus
 deleted ones.
@@ -46,6 +55,8 @@ from contracts import domain as d
 
 # The state types live in projector.states; re-exported here, where the fold's users look.
 from projector.states import (
+    MAX_PAGES,
+    NEVER,
     STATE_TYPE,
     AgentFold,
     AggregateKind,
@@ -63,6 +74,7 @@ from projector.states import (
 )
 
 __all__ = [
+    "PROVIDER_STATUS",
     "RANK",
     "AgentFold",
     "AggregateKind",
@@ -108,18 +120,25 @@ RANK: dict[type[d.DomainEvent], int] = {
 
 
 
-def _write(reg: Reg[T] | None, at: datetime, rank: int, eid: str, value: T) -> Reg[T]:
-    """Merge one write, stamped ``(at, rank, eid)``, into a register: the greater stamp wins.
+def _write(reg: Reg[T] | None, st: _Stamp, value: T) -> Reg[T]:
+    """Merge one write, stamped ``st``, into a register: the greater stamp wins.
 
-    The hot path of the fold (several calls per event): the stamp comes as three arguments
-    and is compared field by field, so no tuples are built.
+    The hot path of the fold (several calls per event): times are compared first, and the
+    rest of the stamp only on a tie.
     """
-    if reg is None:
-        return Reg(at, rank, eid, value)
-    prior = reg.at
-    if prior < at or (prior == at and (reg.rank < rank or (reg.rank == rank and reg.event_id < eid))):
-        return Reg(at, rank, eid, value)
+    at, received, offset, rank, eid = st
+    # Most writes are later than what they replace: the rest of the stamp is looked at only
+    # on a tie in time (unpacking once and one comparison first measured fastest).
+    if reg is None or reg.at < at:
+        return Reg(at, rank, eid, value, received, offset)
+    if reg.at == at and (reg.received_at, reg.log_offset, reg.rank, reg.event_id) < (
+            received, offset, rank, eid):
+        return Reg(at, rank, eid, value, received, offset)
     return reg
+
+
+#: (occurred_at, received_at, log_offset, rank, event_id): what orders writes.
+_Stamp: TypeAlias = tuple[datetime, datetime, int, int, str]
 
 
 def _pick(a: str | None, b: str) -> str:
@@ -144,6 +163,32 @@ def _max(a: datetime | None, b: datetime | None) -> datetime | None:
     return a if a >= b else b
 
 
+
+
+#: Provider status words (case-folded) that say where a chat is in its life. Others
+#: ("Completed", "Ignored", unknown words) are kept for display and drive nothing.
+PROVIDER_STATUS: dict[str, str] = {
+    "initiated": "waiting",
+    "queued": "waiting",
+    "waiting": "waiting",
+    "accepted": "active",
+    "active": "active",
+    "idle": "idle",
+    "closed": "closed",
+}
+
+_LIFECYCLE: dict[str, str | None] = {}
+
+
+def _lifecycle(word: str) -> str | None:
+    """:data:`PROVIDER_STATUS` of a status word as sent (memoised: a few words repeat)."""
+    try:
+        return _LIFECYCLE[word]
+    except KeyError:
+        if len(_LIFECYCLE) > 1024:  # a sender inventing words without end
+            _LIFECYCLE.clear()
+        found = _LIFECYCLE[word] = PROVIDER_STATUS.get(word.casefold())
+        return found
 
 
 # ---------------------------------------------------------------------------- affected
@@ -198,109 +243,149 @@ def affected(event: d.DomainEvent) -> list[AggregateRef]:
 
 # One handler per event kind, found by exact type (see _AFFECTED), and one ``replace`` per
 # event (the fold's inner loop runs once per event and aggregate). A handler gets the
-# event's stamp as (at, rank, eid) and, for chats, the provider, source and last activity
-# already merged by _apply_chat (every chat event updates those three the same way).
-_ChatHandler: TypeAlias = Callable[[ChatFold, Any, datetime, int, str, str, str, datetime], ChatFold]
+# event's stamp and, for chats, the provider, source and last activity already merged by
+# _apply_chat (every chat event updates those three the same way).
+_ChatHandler: TypeAlias = Callable[[ChatFold, Any, _Stamp, str, str, datetime], ChatFold]
 _replace = msgspec.structs.replace
 
 
-def _chat_started(s: ChatFold, ev: d.ChatStarted, at: datetime, rank: int, eid: str,
+def _named(names: dict[str, Reg[str]], agent: d.AgentRef | None, st: _Stamp) -> dict[str, Reg[str]]:
+    """``names`` with the agent's name, if this event gives one (a register per agent id)."""
+    if agent is None or agent.name is None:
+        return names
+    prior = names.get(agent.id)
+    written = _write(prior, st, agent.name)
+    if written is prior:
+        return names
+    return {**names, agent.id: written}
+
+
+def _chat_started(s: ChatFold, ev: d.ChatStarted, st: _Stamp,
                   provider: str, source: str, active: datetime) -> ChatFold:
+    at = st[0]
     return _replace(
         s, provider=provider, source=source, active_at=active,
-        opened=_write(s.opened, at, rank, eid, "waiting"),
+        opened=_write(s.opened, st, "waiting"),
         initiated_at=_min(s.initiated_at, ev.initiated_at or at),
     )
 
 
-def _chat_updated(s: ChatFold, ev: d.ChatUpdated, at: datetime, rank: int, eid: str,
+def _chat_updated(s: ChatFold, ev: d.ChatUpdated, st: _Stamp,
                   provider: str, source: str, active: datetime) -> ChatFold:
     # "Not said" (None) leaves a register alone; written out rather than via a helper
     # because a snapshot states a dozen optional fields, most of them None.
     subject, department, site, visitor = ev.subject, ev.department, ev.site, ev.visitor
     location, browser, platform, agent = ev.location, ev.browser, ev.platform, ev.agent
+    word, chat_type, closed_at, rating = ev.provider_status, ev.chat_type, ev.closed_at, ev.rating
+    opened, idled, closed = s.opened, s.idled, s.closed
+    status_reg = s.provider_status
+    if word is not None:
+        status_reg = _write(status_reg, st, word)
+        lifecycle = _lifecycle(word)
+        if lifecycle is None:
+            pass
+        elif lifecycle == "closed":
+            closed = _write(closed, st, closed_at or st[0])
+        elif lifecycle == "idle":
+            idled = _write(idled, st, st[0])
+        else:
+            opened = _write(opened, st, lifecycle)
+    visitor_reg, visitor_name, visitor_anonymous = s.visitor, s.visitor_name, s.visitor_anonymous
+    if visitor is not None:
+        # A description without an id never clears the id an earlier one gave.
+        if visitor.id is not None:
+            visitor_reg = _write(visitor_reg, st, visitor)
+        if visitor.name is not None:
+            visitor_name = _write(visitor_name, st, visitor.name)
+        if visitor.anonymous is not None:
+            visitor_anonymous = _write(visitor_anonymous, st, visitor.anonymous)
     return _replace(
         s, provider=provider, source=source, active_at=active,
-        subject=s.subject if subject is None else _write(s.subject, at, rank, eid, subject),
+        subject=s.subject if subject is None else _write(s.subject, st, subject),
         department=(s.department if department is None
-                    else _write(s.department, at, rank, eid, department)),
-        site=s.site if site is None else _write(s.site, at, rank, eid, site),
-        visitor=s.visitor if visitor is None else _write(s.visitor, at, rank, eid, visitor),
-        location=s.location if location is None else _write(s.location, at, rank, eid, location),
-        browser=s.browser if browser is None else _write(s.browser, at, rank, eid, browser),
-        platform=s.platform if platform is None else _write(s.platform, at, rank, eid, platform),
-        agent=s.agent if agent is None else _write(s.agent, at, rank, eid, agent),
+                    else _write(s.department, st, department)),
+        site=s.site if site is None else _write(s.site, st, site),
+        visitor=visitor_reg, visitor_name=visitor_name, visitor_anonymous=visitor_anonymous,
+        location=s.location if location is None else _write(s.location, st, location),
+        browser=s.browser if browser is None else _write(s.browser, st, browser),
+        platform=s.platform if platform is None else _write(s.platform, st, platform),
+        agent=s.agent if agent is None else _write(s.agent, st, agent),
+        agent_names=_named(s.agent_names, agent, st),
         initiated_at=_min(s.initiated_at, ev.initiated_at),
         last_message_at=_max(s.last_message_at, ev.last_message_at),
+        provider_status=status_reg, opened=opened, idled=idled, closed=closed,
+        chat_type=s.chat_type if chat_type is None else _pick(s.chat_type, chat_type),
+        closed_at=s.closed_at if closed_at is None else _write(s.closed_at, st, closed_at),
+        rating=s.rating if rating is None else _write(s.rating, st, rating),
     )
 
 
-def _chat_accepted(s: ChatFold, ev: d.ChatAccepted, at: datetime, rank: int, eid: str,
+def _chat_accepted(s: ChatFold, ev: d.ChatAccepted, st: _Stamp,
                    provider: str, source: str, active: datetime) -> ChatFold:
     agent = ev.agent
     return _replace(
         s, provider=provider, source=source, active_at=active,
-        opened=_write(s.opened, at, rank, eid, "active"),
-        accepted_at=_min(s.accepted_at, at),
-        agent=s.agent if agent is None else _write(s.agent, at, rank, eid, agent),
+        opened=_write(s.opened, st, "active"),
+        accepted_at=_min(s.accepted_at, st[0]),
+        agent=s.agent if agent is None else _write(s.agent, st, agent),
+        agent_names=_named(s.agent_names, agent, st),
     )
 
 
-def _chat_assigned(s: ChatFold, ev: d.ChatAssigned, at: datetime, rank: int, eid: str,
+def _chat_assigned(s: ChatFold, ev: d.ChatAssigned, st: _Stamp,
                    provider: str, source: str, active: datetime) -> ChatFold:
+    agent = ev.agent
     return _replace(
         s, provider=provider, source=source, active_at=active,
-        agent=_write(s.agent, at, rank, eid, ev.agent),  # None: explicitly unassigned
+        agent=_write(s.agent, st, agent),  # None: explicitly unassigned
+        agent_names=_named(s.agent_names, agent, st),
     )
 
 
-def _chat_idle(s: ChatFold, ev: d.ChatIdle, at: datetime, rank: int, eid: str,
+def _chat_idle(s: ChatFold, ev: d.ChatIdle, st: _Stamp,
                provider: str, source: str, active: datetime) -> ChatFold:
     return _replace(
         s, provider=provider, source=source, active_at=active,
-        idled=_write(s.idled, at, rank, eid, at),
+        idled=_write(s.idled, st, st[0]),
     )
 
 
-def _chat_closed(s: ChatFold, ev: d.ChatClosed, at: datetime, rank: int, eid: str,
+def _chat_closed(s: ChatFold, ev: d.ChatClosed, st: _Stamp,
                  provider: str, source: str, active: datetime) -> ChatFold:
     return _replace(
         s, provider=provider, source=source, active_at=active,
-        closed=_write(s.closed, at, rank, eid, ev.closed_at or at),
+        closed=_write(s.closed, st, ev.closed_at or st[0]),
     )
 
 
-def _chat_completed(s: ChatFold, ev: d.ChatCompleted, at: datetime, rank: int, eid: str,
+def _chat_completed(s: ChatFold, ev: d.ChatCompleted, st: _Stamp,
                     provider: str, source: str, active: datetime) -> ChatFold:
-    return _replace(
-        s, provider=provider, source=source, active_at=active,
-        closed=_write(s.closed, at, rank, eid, at),
-        completed=True,
-    )
+    # A flag, not a close (Natterly: "completed after acceptance and messages").
+    return _replace(s, provider=provider, source=source, active_at=active, completed=True)
 
 
-def _chat_ignored(s: ChatFold, ev: d.ChatIgnored, at: datetime, rank: int, eid: str,
+def _chat_ignored(s: ChatFold, ev: d.ChatIgnored, st: _Stamp,
                   provider: str, source: str, active: datetime) -> ChatFold:
     return _replace(s, provider=provider, source=source, active_at=active, ignored=True)
 
 
-def _transcript_sent(s: ChatFold, ev: d.TranscriptSent, at: datetime, rank: int, eid: str,
+def _transcript_sent(s: ChatFold, ev: d.TranscriptSent, st: _Stamp,
                      provider: str, source: str, active: datetime) -> ChatFold:
     return _replace(s, provider=provider, source=source, active_at=active, transcript_sent=True)
 
 
-def _chat_rated(s: ChatFold, ev: d.ChatRated, at: datetime, rank: int, eid: str,
+def _chat_rated(s: ChatFold, ev: d.ChatRated, st: _Stamp,
                 provider: str, source: str, active: datetime) -> ChatFold:
     rating = ev.rating
     return _replace(
         s, provider=provider, source=source, active_at=active,
-        rating=s.rating if rating is None else _write(s.rating, at, rank, eid, rating),
+        rating=s.rating if rating is None else _write(s.rating, st, rating),
     )
 
 
-def _chat_message(s: ChatFold, ev: _MessageEvent, at: datetime, rank: int, eid: str,
+def _chat_message(s: ChatFold, ev: _MessageEvent, st: _Stamp,
                   provider: str, source: str, active: datetime) -> ChatFold:
-    messages, deleted, last = s.messages, s.deleted, s.last_message_at
+    messages, deleted, internal, last = s.messages, s.deleted, s.internal, s.last_message_at
     key = message_key(ev.message_id)
     kind = type(ev)
     if kind is d.MessageDeleted:
@@ -309,11 +394,13 @@ def _chat_message(s: ChatFold, ev: _MessageEvent, at: datetime, rank: int, eid: 
     else:
         if key not in messages:
             messages = messages | {key}
+        if ev.internal and key not in internal:  # type: ignore[union-attr]
+            internal = internal | {key}
         if kind is d.MessagePosted:
             last = _max(last, ev.posted_at)  # type: ignore[union-attr]
     return _replace(
         s, provider=provider, source=source, active_at=active,
-        messages=messages, deleted=deleted, last_message_at=last,
+        messages=messages, deleted=deleted, internal=internal, last_message_at=last,
     )
 
 
@@ -337,7 +424,7 @@ _CHAT: dict[type, _ChatHandler] = {
 _NOT_CHAT_EVENTS = (d.VisitorSeen, d.AgentStatusChanged)
 
 
-def _apply_chat(s: ChatFold, ev: Any, at: datetime, rank: int, eid: str) -> ChatFold:
+def _apply_chat(s: ChatFold, ev: Any, st: _Stamp) -> ChatFold:
     handler = _CHAT.get(type(ev))
     if handler is None:
         if type(ev) in _NOT_CHAT_EVENTS:
@@ -348,12 +435,13 @@ def _apply_chat(s: ChatFold, ev: Any, at: datetime, rank: int, eid: str) -> Chat
         provider = ev.provider
     if source is None or ev.source > source:
         source = ev.source
+    at = st[0]
     if active is None or at > active:  # max
         active = at
-    return handler(s, ev, at, rank, eid, provider, source, active)
+    return handler(s, ev, st, provider, source, active)
 
 
-def _apply_message(state: MessageFold, ev: Any, at: datetime, rank: int, eid: str) -> MessageFold:
+def _apply_message(state: MessageFold, ev: Any, st: _Stamp) -> MessageFold:
     kind = type(ev)
     if kind not in _MESSAGE_EVENTS:
         return state
@@ -365,51 +453,67 @@ def _apply_message(state: MessageFold, ev: Any, at: datetime, rank: int, eid: st
             state, provider=provider, source=source,
             deleted_at=_min(state.deleted_at, ev.deleted_at), text=None,
         )
-    text = ev.text
+    text, message_type = ev.text, ev.message_type
     written: Reg[str] | None = state.text
     if state.deleted_at is None and text is not None:
-        written = _write(written, at, rank, eid, text)
+        written = _write(written, st, text)
+    internal = state.internal or ev.internal
+    typed = state.message_type if message_type is None else _pick(state.message_type, message_type)
     if kind is d.MessagePosted:
         return _replace(
             state, provider=provider, source=source,
-            author=_write(state.author, at, rank, eid, ev.author),
+            author=_write(state.author, st, ev.author),
             posted_at=_min(state.posted_at, ev.posted_at),
-            text=written,
+            text=written, internal=internal, message_type=typed,
         )
     return _replace(
         state, provider=provider, source=source,
         edited_at=_max(state.edited_at, ev.edited_at),
-        text=written,
+        text=written, internal=internal, message_type=typed,
     )
 
 
 _MESSAGE_EVENTS = frozenset((d.MessagePosted, d.MessageEdited, d.MessageDeleted))
 
 
-def _apply_visitor(state: VisitorFold, ev: Any, at: datetime, rank: int, eid: str) -> VisitorFold:
+def _page_key(page: d.PageView) -> tuple[datetime, str, str]:
+    return (page.at, page.url, page.title or "")
+
+
+def _with_page(pages: tuple[d.PageView, ...], page: d.PageView) -> tuple[d.PageView, ...]:
+    """The newest :data:`MAX_PAGES` of ``pages`` and ``page``, oldest first."""
+    if page in pages:
+        return pages
+    merged = sorted((*pages, page), key=_page_key)
+    return tuple(merged[-MAX_PAGES:])
+
+
+def _apply_visitor(state: VisitorFold, ev: Any, st: _Stamp) -> VisitorFold:
     if type(ev) is not d.VisitorSeen:
         return state
     chats = state.chats
     chat_id = ev.chat_id
     if chat_id is not None and chat_id not in chats:
         chats = chats | {chat_id}
-    name, email, anonymous = ev.name, ev.email, ev.anonymous
+    name, email, anonymous, page = ev.name, ev.email, ev.anonymous, ev.page
     first, last = state.first_seen, state.last_seen
+    at = st[0]
     return _replace(
         state,
         provider=_pick(state.provider, ev.provider),
         source=_pick(state.source, ev.source),
-        name=state.name if name is None else _write(state.name, at, rank, eid, name),
-        email=state.email if email is None else _write(state.email, at, rank, eid, email),
+        name=state.name if name is None else _write(state.name, st, name),
+        email=state.email if email is None else _write(state.email, st, email),
         anonymous=(state.anonymous if anonymous is None
-                   else _write(state.anonymous, at, rank, eid, anonymous)),
+                   else _write(state.anonymous, st, anonymous)),
         first_seen=at if first is None or first > at else first,  # min
         last_seen=at if last is None or last < at else last,  # max
         chats=chats,
+        pages=state.pages if page is None else _with_page(state.pages, page),
     )
 
 
-def _apply_agent(state: AgentFold, ev: Any, at: datetime, rank: int, eid: str) -> AgentFold:
+def _apply_agent(state: AgentFold, ev: Any, st: _Stamp) -> AgentFold:
     if type(ev) is not d.AgentStatusChanged:
         return state
     name = ev.name
@@ -417,8 +521,8 @@ def _apply_agent(state: AgentFold, ev: Any, at: datetime, rank: int, eid: str) -
         state,
         provider=_pick(state.provider, ev.provider),
         source=_pick(state.source, ev.source),
-        name=state.name if name is None else _write(state.name, at, rank, eid, name),
-        status=_write(state.status, at, rank, eid, ev.status),
+        name=state.name if name is None else _write(state.name, st, name),
+        status=_write(state.status, st, ev.status),
     )
 
 
@@ -434,7 +538,7 @@ def _empty(ref: AggregateRef) -> FoldState:
     return AgentFold(id=id_)
 
 
-_APPLY: dict[str, Callable[[Any, Any, datetime, int, str], FoldState]] = {
+_APPLY: dict[str, Callable[[Any, Any, _Stamp], FoldState]] = {
     "chat": _apply_chat,
     "message": _apply_message,
     "visitor": _apply_visitor,
@@ -454,4 +558,7 @@ def apply(ref: AggregateRef, state: FoldState | None, event: d.DomainEvent) -> F
         state = _empty(ref)
     elif type(state) is not STATE_TYPE[kind]:
         raise TypeError(f"{type(state).__name__} is not the state of a {kind}")
-    return _APPLY[kind](state, event, event.occurred_at, RANK[type(event)], event.event_id)
+    received, offset = event.received_at, event.log_offset
+    stamp = (event.occurred_at, NEVER if received is None else received,
+             -1 if offset is None else offset, RANK[type(event)], event.event_id)
+    return _APPLY[kind](state, event, stamp)

@@ -19,7 +19,7 @@ from typing import Protocol
 from aiokafka.structs import ConsumerRecord
 
 from contracts.domain import DomainEvent
-from contracts.envelope import decode_envelope
+from contracts.envelope import Envelope, decode_envelope
 from contracts.normalise import normalise_decoded
 from projector.dlq import DeadLetter, Stage
 from projector.fold import AggregateRef, FoldState, affected, apply, decode_state
@@ -128,8 +128,11 @@ class Folder:
                 dead.append(_letter(rec, "decode", exc))
                 continue
             start = len(flat)
+            dropped: list[str] = []
             try:
-                events = normalise_decoded(env)
+                events = normalise_decoded(env, rec.offset, dropped)
+                if dropped:
+                    self._dropped(env, dropped)
                 for event in events:
                     for ref in affected(event):
                         add((ref, event))
@@ -178,6 +181,14 @@ class Folder:
             raise _RowsFailed from exc
         result.states = work
         return result
+
+    def _dropped(self, env: Envelope, fields: list[str]) -> None:
+        """Count and log what of a body could not be used (paths only: never values)."""
+        log.warning("event %s (%s %r): could not use %s; folded the rest", env.event_id,
+                    env.provider, env.event_type, ", ".join(fields))
+        if self._metrics is not None:
+            for name in fields:
+                self._metrics.dropped_fields.labels(env.provider, name).inc()
 
     async def _fold_all(self, flat: list[tuple[AggregateRef, DomainEvent]],
                         work: dict[AggregateRef, FoldState]) -> bool:

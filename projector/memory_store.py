@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+import msgspec
+
 from projector.errors import LiveProjectionDrop, StoreError, UnknownProjection
 from projector.fold import AggregateRef
-from projector.store import KINDS, decode_cursor, encode_cursor, projection_name
+from projector.store import CUSTOMER_TYPE, KINDS, decode_cursor, encode_cursor, projection_name
 from projector.views import Row
 
 __all__ = ["MemoryStore"]
@@ -121,6 +123,7 @@ class MemoryStore:
         agent: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        chat_type: str | None = None,
     ) -> tuple[list[bytes], str | None]:
         rows = (
             row
@@ -129,6 +132,7 @@ class MemoryStore:
             and (status is None or row.status == status)
             and (source is None or row.source == source)
             and (agent is None or row.agent_id == agent)
+            and (chat_type is None or _chat_type(row.view) == chat_type)
         )
         return _page("chats", rows, limit, cursor)
 
@@ -166,3 +170,12 @@ def _page(
     more = len(ordered) > limit
     next_cursor = encode_cursor(listing, page[-1].sort_key, page[-1].id) if more else None
     return [row.view for row in page], next_cursor
+
+
+class _Typed(msgspec.Struct):
+    type: str | None = None
+
+
+def _chat_type(view: bytes) -> str:
+    """The view's ``type``, :data:`CUSTOMER_TYPE` when it has none."""
+    return msgspec.json.decode(view, type=_Typed).type or CUSTOMER_TYPE

@@ -29,6 +29,9 @@ class ProjectorMetrics:
     switches: Counter  # the live projection changed under the runner (a rebuild finished)
     waits: Counter  # labels: outcome (applied | timeout) — read-your-writes waits
     waiting: Gauge  # requests waiting for their min_position right now
+    #: labels: provider, field — parts of accepted bodies the normaliser could not use
+    #: (a wrongly typed value, an impossible time; ``$``: the whole body)
+    dropped_fields: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ProjectorMetrics:
@@ -56,4 +59,7 @@ class ProjectorMetrics:
                           registry=registry),
             waiting=Gauge(p + "position_waiting", "Requests waiting for min_position now",
                           registry=registry),
+            dropped_fields=Counter("parley_normalise_dropped_fields",
+                                   "Fields of accepted webhooks the normaliser could not use",
+                                   ["provider", "field"], registry=registry),
         )

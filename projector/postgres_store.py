@@ -55,7 +55,7 @@ from projector.pg_merge import MERGED_KINDS, join
 from projector.pg_migrate import Conn, MigrationStatus, advisory_key, migrate, quote_ident
 from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl
 from projector.pg_url import PostgresOptions, parse_postgres_url
-from projector.store import KINDS, decode_cursor, encode_cursor, projection_name
+from projector.store import CUSTOMER_TYPE, KINDS, decode_cursor, encode_cursor, projection_name
 from projector.views import Row, row_for
 
 __all__ = ["PostgresOptions", "PostgresStore", "StoreConflict", "parse_postgres_url"]
@@ -336,12 +336,17 @@ class PostgresStore:
         agent: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        chat_type: str | None = None,
     ) -> tuple[list[bytes], str | None]:
         query, args = self._q(projection).chats, list[object]()
         for column, value in (("status", status), ("source", source), ("agent_id", agent)):
             if value is not None:
                 args.append(value)
                 query += f" AND {column} = ${len(args)}"
+        if chat_type is not None:  # in the view only: see SqliteStore.list_chats
+            args.extend((CUSTOMER_TYPE, chat_type))
+            query += (f" AND coalesce(convert_from(view, 'UTF8')::jsonb ->> 'type', ${len(args) - 1})"
+                      f" = ${len(args)}")
         return await self._page("chats", query, args, limit, cursor)
 
     async def list_messages(

@@ -40,7 +40,7 @@ import msgspec
 from parley.private_files import private_sqlite
 from projector.errors import LiveProjectionDrop, StoreError, StoreUnavailable, UnknownProjection
 from projector.fold import AggregateRef
-from projector.store import KINDS, decode_cursor, encode_cursor, projection_name
+from projector.store import CUSTOMER_TYPE, KINDS, decode_cursor, encode_cursor, projection_name
 from projector.views import Row
 
 __all__ = ["SqliteStore"]
@@ -366,12 +366,18 @@ class SqliteStore:
         agent: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        chat_type: str | None = None,
     ) -> tuple[list[bytes], str | None]:
         query, args = self._q(projection).chats, list[object]()
         for column, value in (("status", status), ("source", source), ("agent_id", agent)):
             if value is not None:
                 query += f" AND {column} = ?"
                 args.append(value)
+        if chat_type is not None:
+            # The type is in the view only (no column): a filter, not an index, which is
+            # cheap while most chats are customers' (the default listing).
+            query += " AND coalesce(json_extract(CAST(view AS TEXT), '$.type'), ?) = ?"
+            args.extend((CUSTOMER_TYPE, chat_type))
         return await self._page("chats", query, args, limit, cursor)
 
     async def list_messages(

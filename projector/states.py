@@ -6,7 +6,7 @@ does to a state) is :mod:`projector.fold`.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from hashlib import blake2b
 from typing import Generic, Literal, NamedTuple, TypeAlias, TypeVar
 
@@ -15,6 +15,8 @@ import msgspec
 from contracts import domain as d
 
 __all__ = [
+    "MAX_PAGES",
+    "NEVER",
     "STATE_TYPE",
     "AgentFold",
     "AggregateKind",
@@ -59,16 +61,27 @@ def message_ref(chat_id: str, message_id: str) -> AggregateRef:
 
 
 
-class Reg(msgspec.Struct, Generic[T], frozen=True, array_like=True, gc=False):
-    """A last-writer-wins register: ``value`` as written by the event with the greatest stamp."""
+#: The receive time of an event that has none (not read from the log): before any other.
+NEVER = datetime(1, 1, 1, tzinfo=UTC)
+
+
+class Reg(msgspec.Struct, Generic[T], frozen=True, array_like=True, omit_defaults=True, gc=False):
+    """A last-writer-wins register: ``value`` as written by the event with the greatest stamp.
+
+    The stamp is ``(at, received_at, log_offset, rank, event_id)`` (see :mod:`projector.fold`);
+    the receive order comes last in the encoding, with defaults, so states stored before it
+    existed still decode.
+    """
 
     at: datetime
     rank: int
     event_id: str
     value: T
+    received_at: datetime = NEVER
+    log_offset: int = -1
 
 
-Stamp: TypeAlias = tuple[datetime, int, str]
+Stamp: TypeAlias = tuple[datetime, datetime, int, int, str]
 
 
 
@@ -89,6 +102,7 @@ class ChatFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, ta
     department: Reg[d.DepartmentRef] | None = None
     #: ``value=None`` only after an explicit unassignment.
     agent: Reg[d.AgentRef | None] | None = None
+    #: The last description naming a visitor id (an id is never cleared by omission).
     visitor: Reg[d.VisitorRef] | None = None
     site: Reg[d.SiteRef] | None = None
     location: Reg[d.Location] | None = None
@@ -108,6 +122,20 @@ class ChatFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, ta
     #: it, and 8-byte keys keep that cost a fifth of what 36-character uuids would.
     messages: frozenset[int] = frozenset()
     deleted: frozenset[int] = frozenset()
+    #: Agent-only notes among them (grow-only: a note stays internal once internal).
+    internal: frozenset[int] = frozenset()
+    #: The provider's own status word.
+    provider_status: Reg[str] | None = None
+    #: ChatShipper's conversation type: set at creation, never changed, so a plain value
+    #: (should two ever differ, the greater string wins, like ``provider``), not a register.
+    chat_type: str | None = None
+    #: Closing time as the chat data says it (later webhooks may carry it).
+    closed_at: Reg[datetime] | None = None
+    #: The visitor's name and anonymity from any description, with or without an id.
+    visitor_name: Reg[str] | None = None
+    visitor_anonymous: Reg[bool] | None = None
+    #: The last name each agent of this chat was given (an id alone names nobody).
+    agent_names: dict[str, Reg[str]] = {}
 
 
 class MessageFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="message", gc=False):
@@ -123,6 +151,8 @@ class MessageFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True,
     posted_at: datetime | None = None  # min
     edited_at: datetime | None = None  # max
     deleted_at: datetime | None = None  # min; set = tombstone
+    internal: bool = False  # grow-only: an agent-only note stays one through edits
+    message_type: str | None = None  # ChatShipper's; fixed at creation (see ChatFold.chat_type)
 
 
 class VisitorFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="visitor", gc=False):
@@ -137,6 +167,13 @@ class VisitorFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True,
     first_seen: datetime | None = None  # min
     last_seen: datetime | None = None  # max
     chats: frozenset[str] = frozenset()
+    #: Pages registered, oldest first: the newest :data:`MAX_PAGES` of all ever seen, by
+    #: (time, url, title) — a union cut to its top, so as order-independent as a set.
+    pages: tuple[d.PageView, ...] = ()
+
+
+#: How many of a visitor's registered pages are kept.
+MAX_PAGES = 50
 
 
 class AgentFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="agent", gc=False):
@@ -153,7 +190,7 @@ FoldState: TypeAlias = ChatFold | MessageFold | VisitorFold | AgentFold
 
 
 def _key(reg: Reg[T]) -> Stamp:
-    return (reg.at, reg.rank, reg.event_id)
+    return (reg.at, reg.received_at, reg.log_offset, reg.rank, reg.event_id)
 
 
 def chat_status(state: ChatFold) -> str | None:

@@ -37,6 +37,7 @@ from projector.fold import AggregateRef
 from projector.views import Row
 
 __all__ = [
+    "CUSTOMER_TYPE",
     "KINDS",
     "Store",
     "decode_cursor",
@@ -45,6 +46,9 @@ __all__ = [
 ]
 
 #: Aggregate kinds a store holds rows of, in the order ``counts`` reports them.
+#: The conversation type of a customer's chat (ChatShipper ``contact``); a chat whose type is
+#: unknown (every Natterly chat) counts as one.
+CUSTOMER_TYPE = "contact"
 KINDS: tuple[str, ...] = ("chat", "message", "visitor", "agent")
 
 _NAME_RULE = "1-64 characters of a-z, A-Z, 0-9 and _ (case is ignored: V1 is v1)"
@@ -108,10 +112,13 @@ class Store(Protocol):
         agent: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        chat_type: str | None = None,
     ) -> tuple[list[bytes], str | None]:
         """A page of chat views (most recent activity first) and the cursor of the next page.
 
-        The cursor is None when this page is the last. Filters compare exactly.
+        The cursor is None when this page is the last. Filters compare exactly, except
+        ``chat_type`` (the view's ``type``): :data:`CUSTOMER_TYPE` also matches chats with no
+        type (Natterly's, or a type never said).
         """
 
     async def list_messages(

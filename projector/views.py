@@ -14,6 +14,7 @@ from typing import Any, TypeAlias
 
 import msgspec
 
+from contracts.domain import AgentRef, VisitorRef
 from contracts.state import AgentState, ChatState, MessageState, VisitorState
 from projector.fold import (
     AgentFold,
@@ -71,6 +72,8 @@ def _key(n: int) -> str:
 
 def _chat_view(s: ChatFold) -> ChatState:
     status = chat_status(s)
+    live = s.messages - s.deleted if s.deleted else s.messages
+    internal = len(live & s.internal) if s.internal else 0
     return ChatState(
         id=s.id,
         provider=s.provider,
@@ -81,20 +84,49 @@ def _chat_view(s: ChatFold) -> ChatState:
         transcript_sent=s.transcript_sent,
         subject=None if s.subject is None else s.subject.value,
         department=None if s.department is None else s.department.value,
-        agent=None if s.agent is None else s.agent.value,
-        visitor=None if s.visitor is None else s.visitor.value,
+        agent=_agent(s),
+        visitor=_visitor(s),
         site=None if s.site is None else s.site.value,
         initiated_at=s.initiated_at,
         accepted_at=s.accepted_at,
         # A chat reopened after closing (a later start or accept) has no closing time.
-        closed_at=s.closed.value if status == "closed" and s.closed is not None else None,
+        closed_at=_closed_at(s) if status == "closed" else None,
         last_message_at=s.last_message_at,
-        message_count=len(s.messages - s.deleted) if s.deleted else len(s.messages),
+        message_count=len(live) - internal,
+        internal_count=internal,
         rating=None if s.rating is None else s.rating.value,
         location=None if s.location is None else s.location.value,
         browser=None if s.browser is None else s.browser.value,
         platform=None if s.platform is None else s.platform.value,
+        provider_status=None if s.provider_status is None else s.provider_status.value,
+        type=s.chat_type,
     )
+
+
+def _agent(s: ChatFold) -> AgentRef | None:
+    """The chat's agent, named by the last event that named them if this one did not."""
+    agent = None if s.agent is None else s.agent.value
+    if agent is None or agent.name is not None or agent.id not in s.agent_names:
+        return agent
+    return AgentRef(id=agent.id, name=s.agent_names[agent.id].value)
+
+
+def _visitor(s: ChatFold) -> VisitorRef | None:
+    """The chat's visitor: the last id given, with the latest name and anonymity given by
+    any description (with or without an id)."""
+    ref, name, anonymous = s.visitor, s.visitor_name, s.visitor_anonymous
+    if name is None and anonymous is None:
+        return None if ref is None else ref.value
+    base = VisitorRef() if ref is None else ref.value
+    return VisitorRef(id=base.id, name=base.name if name is None else name.value,
+                      anonymous=base.anonymous if anonymous is None else anonymous.value)
+
+
+def _closed_at(s: ChatFold) -> datetime | None:
+    """When the chat closed: as the latest chat data says, else as its close event said."""
+    if s.closed_at is not None:
+        return s.closed_at.value
+    return None if s.closed is None else s.closed.value
 
 
 def _message_view(s: MessageFold) -> MessageState:
@@ -106,6 +138,8 @@ def _message_view(s: MessageFold) -> MessageState:
         posted_at=s.posted_at,
         edited_at=s.edited_at,
         deleted=s.deleted_at is not None,
+        internal=s.internal,
+        message_type=s.message_type,
     )
 
 
@@ -118,6 +152,7 @@ def _visitor_view(s: VisitorFold) -> VisitorState:
         first_seen=s.first_seen,
         last_seen=s.last_seen,
         chats=tuple(sorted(s.chats)),
+        pages=s.pages,
     )
 
 

@@ -45,6 +45,8 @@ class CrmConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     state_path: str | None = None  # default: <data_dir>/crm.db
     max_records: int = 500  # records per fetched batch
     stuck_after_s: float = 300.0
+    #: true: agent-only notes (whispers, backchannel) go into transcripts too.
+    internal_notes: bool = False
 
     def __post_init__(self) -> None:
         # A secret that cannot sign is a start-up error, not one dead letter per event.

@@ -64,11 +64,11 @@ async def _remember(state: CrmState, d: DomainEvent) -> None:
         case ChatCompleted():
             await state.chat(d.chat_id, d.source, completed=True)
         case MessagePosted():
-            await state.message(d.chat_id, d.message_id, text=None if d.internal else d.text,
+            await state.message(d.chat_id, d.message_id, text=d.text, internal=d.internal,
                                 text_at=iso_utc(d.posted_at) or "", posted_at=iso_utc(d.posted_at),
                                 author=d.author.name or d.author.role)
         case MessageEdited():
-            await state.message(d.chat_id, d.message_id, text=d.text,
+            await state.message(d.chat_id, d.message_id, text=d.text, internal=d.internal,
                                 text_at=iso_utc(d.edited_at) or "")
         case MessageDeleted():
             await state.message(d.chat_id, d.message_id, text=None,
@@ -99,7 +99,7 @@ def crm_consumer(cfg: CrmConfig, state: CrmState, client: CrmApi, *, name: str =
                     await client.post(cfg.contacts_path, doc, d.event_id)
                     await state.contact_sent(d.visitor_id, version)
             elif isinstance(d, ChatClosed):
-                summary = await state.chat_summary(d.chat_id)
+                summary = await state.chat_summary(d.chat_id, internal_notes=cfg.internal_notes)
                 doc = activity_doc(cfg, chat_id=d.chat_id, summary=summary,
                                    closed_at=d.closed_at or d.occurred_at)
                 await client.post(cfg.activities_path, doc, d.event_id)

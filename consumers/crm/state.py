@@ -25,8 +25,11 @@ CREATE TABLE IF NOT EXISTS chats (chat_id TEXT PRIMARY KEY, source TEXT, subject
     visitor_id TEXT, agent TEXT, rating TEXT, completed INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS messages (chat_id TEXT NOT NULL, message_id TEXT NOT NULL,
     posted_at TEXT, author TEXT, text TEXT, text_at TEXT, deleted INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (chat_id, message_id));
+    internal INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (chat_id, message_id));
 """
+# A state file from before agent-only notes were tracked gets the column (notes in it are
+# already absent: their text was never stored).
+_ADD_INTERNAL = "ALTER TABLE messages ADD COLUMN internal INTEGER NOT NULL DEFAULT 0"
 CHAT_FIELDS = ("source", "subject", "visitor_id", "agent", "rating")
 
 
@@ -45,6 +48,9 @@ class CrmState:
                 private_sqlite(Path(self.path))  # chat attributes: owner-only, -wal/-shm too
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.executescript(SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
+            if "internal" not in columns:
+                self._db.execute(_ADD_INTERNAL)
 
         await self._run(_open)
 
@@ -75,18 +81,23 @@ class CrmState:
 
     async def message(self, chat_id: str, message_id: str, *, text: str | None, text_at: str,
                       posted_at: str | None = None, author: str | None = None,
-                      deleted: bool = False) -> None:
+                      deleted: bool = False, internal: bool = False) -> None:
+        """Merge what one event says of a message; ``internal`` (an agent-only note) is
+        grow-only, so an edit that does not repeat the flag keeps the note internal."""
         def write() -> None:
             self._x(
                 "INSERT INTO messages(chat_id, message_id, posted_at, author, text, text_at, "
-                "deleted) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(chat_id, message_id) DO UPDATE "
+                "deleted, internal) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(chat_id, message_id) DO UPDATE "
                 "SET posted_at = coalesce(messages.posted_at, excluded.posted_at), "
                 "author = coalesce(messages.author, excluded.author), "
                 "deleted = max(messages.deleted, excluded.deleted), "
+                "internal = max(messages.internal, excluded.internal), "
                 "text = CASE WHEN excluded.text_at >= coalesce(messages.text_at, '') "
                 "AND excluded.text IS NOT NULL THEN excluded.text ELSE messages.text END, "
                 "text_at = max(coalesce(messages.text_at, ''), excluded.text_at)",
-                (chat_id, message_id, posted_at, author, text, text_at, int(deleted)))
+                (chat_id, message_id, posted_at, author, text, text_at, int(deleted),
+                 int(internal)))
 
         await self._run(write)
 
@@ -108,7 +119,8 @@ class CrmState:
         await self._run(self._x, "UPDATE visitors SET sent = ? WHERE visitor_id = ?",
                         (version, visitor_id))
 
-    async def chat_summary(self, chat_id: str) -> dict[str, Any]:
+    async def chat_summary(self, chat_id: str, *, internal_notes: bool = False) -> dict[str, Any]:
+        """The chat's fields and its transcript (agent-only notes only if ``internal_notes``)."""
         def read() -> dict[str, Any]:
             rows = self._x("SELECT c.source, c.subject, c.visitor_id, c.agent, c.rating, "
                            "c.completed, v.email, v.name FROM chats c LEFT JOIN visitors v "
@@ -118,7 +130,8 @@ class CrmState:
                  "visitor_name"), rows[0] if rows else (None,) * 8, strict=True))
             summary["messages"] = self._x(
                 "SELECT posted_at, author, text FROM messages WHERE chat_id = ? AND deleted = 0 "
-                "AND text IS NOT NULL ORDER BY posted_at, message_id", (chat_id,))
+                "AND text IS NOT NULL AND (internal = 0 OR ?) ORDER BY posted_at, message_id",
+                (chat_id, int(internal_notes)))
             return summary
 
         return await self._run(read)

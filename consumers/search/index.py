@@ -54,13 +54,16 @@ CREATE INDEX IF NOT EXISTS chats_last_at ON chats(last_at);
 CREATE TABLE IF NOT EXISTS messages (
     chat_id TEXT NOT NULL, message_id TEXT NOT NULL, text TEXT, author TEXT,
     text_at TEXT, deleted INTEGER NOT NULL DEFAULT 0, indexed TEXT,
-    PRIMARY KEY (chat_id, message_id));
+    internal INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (chat_id, message_id));
 CREATE TABLE IF NOT EXISTS docs (rowid INTEGER PRIMARY KEY, doc_id TEXT NOT NULL UNIQUE);
 CREATE VIRTUAL TABLE IF NOT EXISTS docs_fts USING fts5(
     chat_id UNINDEXED, kind UNINDEXED, body, tokenize = 'unicode61 remove_diacritics 2');
 """
 T = TypeVar("T")
 STATUS_RANK = {"waiting": 0, "active": 1, "idle": 2, "closed": 3}
+# An index file from before agent-only notes were tracked gets the column.
+_ADD_INTERNAL = "ALTER TABLE messages ADD COLUMN internal INTEGER NOT NULL DEFAULT 0"
+_Message = tuple[str | None, str | None, int, str | None, int]  # text, author, deleted, indexed, internal
 
 
 class SearchIndex(Protocol):
@@ -85,7 +88,7 @@ class SqliteSearchIndex:
         self._db: sqlite3.Connection | None = None
         # Per batch being applied: the final row of each touched message, and each touched
         # chat's latest activity time.
-        self._messages: dict[tuple[str, str], tuple[str | None, str | None, int, str | None]] = {}
+        self._messages: dict[tuple[str, str], _Message] = {}
         self._last_at: dict[str, str] = {}
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
@@ -99,6 +102,8 @@ class SqliteSearchIndex:
             private_sqlite(Path(self.path))  # message text: owner-only, -wal/-shm too
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.executescript(SCHEMA)
+        if "internal" not in {row[1] for row in db.execute("PRAGMA table_info(messages)")}:
+            db.execute(_ADD_INTERNAL)
         self._db = db
 
     async def close(self) -> None:
@@ -155,20 +160,22 @@ class SqliteSearchIndex:
         match e:
             case MessagePosted():
                 self._ensure_chat(db, e, e.chat_id)
-                # Agent-only notes (whispers) are not searchable by anyone with the API.
-                self._put_text(db, e.chat_id, e.message_id, None if e.internal else e.text,
-                               _iso(e.posted_at), e.author.name)
+                # Agent-only notes (whispers) are not searchable by anyone with the API,
+                # and stay so through edits that do not repeat the flag (it is sticky).
+                self._put_text(db, e.chat_id, e.message_id, e.text, _iso(e.posted_at),
+                               e.author.name, e.internal)
                 return e.chat_id
             case MessageEdited():
                 self._ensure_chat(db, e, e.chat_id)
-                self._put_text(db, e.chat_id, e.message_id, e.text, _iso(e.edited_at), None)
+                self._put_text(db, e.chat_id, e.message_id, e.text, _iso(e.edited_at), None,
+                               e.internal)
                 return e.chat_id
             case MessageDeleted():
                 self._ensure_chat(db, e, e.chat_id)
                 self._messages[(e.chat_id, e.message_id)] = db.execute(
                     "INSERT INTO messages(chat_id, message_id, deleted) VALUES (?, ?, 1) "
                     "ON CONFLICT(chat_id, message_id) DO UPDATE SET deleted = 1 "
-                    "RETURNING text, author, deleted, indexed", (e.chat_id, e.message_id)
+                    "RETURNING text, author, deleted, indexed, internal", (e.chat_id, e.message_id)
                 ).fetchone()
                 return e.chat_id
             case ChatUpdated():
@@ -201,19 +208,21 @@ class SqliteSearchIndex:
         return None
 
     def _put_text(self, db: sqlite3.Connection, chat_id: str, message_id: str,
-                  text: str | None, text_at: str | None, author: str | None) -> None:
+                  text: str | None, text_at: str | None, author: str | None,
+                  internal: bool) -> None:
         # Last writer wins by the text's own time (posted or edited); on a tie the later event
         # in the log wins, which is the newer one (one chat's events are read in log order).
         self._messages[(chat_id, message_id)] = db.execute(
-            "INSERT INTO messages(chat_id, message_id, text, text_at, author) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(chat_id, message_id) DO UPDATE SET "
+            "INSERT INTO messages(chat_id, message_id, text, text_at, author, internal) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(chat_id, message_id) DO UPDATE SET "
             "author = coalesce(excluded.author, messages.author), "
+            "internal = max(messages.internal, excluded.internal), "
             "text = CASE WHEN messages.text_at IS NULL OR excluded.text_at >= messages.text_at "
             "THEN excluded.text ELSE messages.text END, "
             "text_at = CASE WHEN messages.text_at IS NULL OR excluded.text_at >= messages.text_at "
             "THEN excluded.text_at ELSE messages.text_at END "
-            "RETURNING text, author, deleted, indexed",
-            (chat_id, message_id, text, text_at, author)).fetchone()
+            "RETURNING text, author, deleted, indexed, internal",
+            (chat_id, message_id, text, text_at, author, int(internal))).fetchone()
 
     def _set_status(self, db: sqlite3.Connection, chat_id: str, status: str, at: str | None
                     ) -> None:
@@ -244,9 +253,9 @@ class SqliteSearchIndex:
                        (rowid, chat_id, kind, body))
 
     def _sync_message(self, db: sqlite3.Connection, chat_id: str, message_id: str,
-                      row: tuple[str | None, str | None, int, str | None]) -> None:
-        text, author, deleted, indexed = row  # the message's row after the batch's last change
-        body = "" if deleted or not text else (f"{text}\n{author}" if author else text)
+                      row: _Message) -> None:
+        text, author, deleted, indexed, internal = row  # the row after the batch's last change
+        body = "" if deleted or internal or not text else (f"{text}\n{author}" if author else text)
         if body != (indexed or ""):
             self._put_doc(db, f"msg:{chat_id}/{message_id}", chat_id, "message", body)
             db.execute("UPDATE messages SET indexed = ? WHERE chat_id = ? AND message_id = ?",

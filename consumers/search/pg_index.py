@@ -97,9 +97,26 @@ def _v1(s: str) -> list[str]:
     ]
 
 
+def _v2(s: str) -> list[str]:
+    """Agent-only notes: a sticky ``internal`` flag that keeps a message out of its document."""
+    return [
+        f"DROP INDEX {s}.search_messages_doc",
+        f"ALTER TABLE {s}.search_messages DROP COLUMN doc, DROP COLUMN body",
+        f"ALTER TABLE {s}.search_messages ADD COLUMN internal BOOLEAN NOT NULL DEFAULT false",
+        f"""ALTER TABLE {s}.search_messages
+            ADD COLUMN body TEXT GENERATED ALWAYS AS (CASE WHEN deleted OR internal OR text IS NULL
+                OR text = '' THEN '' ELSE text || coalesce(E'\\n' || author, '') END) STORED,
+            ADD COLUMN doc TSVECTOR GENERATED ALWAYS AS (to_tsvector('simple', CASE WHEN deleted
+                OR internal OR text IS NULL THEN '' ELSE text || ' ' || coalesce(author, '') END))
+                STORED""",
+        f"CREATE INDEX search_messages_doc ON {s}.search_messages USING gin (doc)",
+    ]
+
+
 #: The search index's migrations, oldest first (rules in :mod:`projector.pg_migrate`).
 SEARCH_MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="chats and messages with generated tsvectors", statements=_v1),
+    Migration(version=2, description="agent-only notes stay out of documents", statements=_v2),
 )
 
 
@@ -137,14 +154,16 @@ class _Sql:
         # The text's own time decides (posted or edited); on a tie the later event in the log.
         # The WHERE skips updates that change nothing (most, for Natterly's full transcripts).
         self.text = (
-            f"INSERT INTO {messages} AS m (chat_id, message_id, text, text_at, author) "  # noqa: S608
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (chat_id, message_id) DO UPDATE SET "
+            f"INSERT INTO {messages} AS m (chat_id, message_id, text, text_at, author, internal) "  # noqa: S608
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (chat_id, message_id) DO UPDATE SET "
             "author = coalesce(excluded.author, m.author), "
+            "internal = m.internal OR excluded.internal, "
             "text = CASE WHEN m.text_at IS NULL OR excluded.text_at >= m.text_at "
             "THEN excluded.text ELSE m.text END, "
             "text_at = CASE WHEN m.text_at IS NULL OR excluded.text_at >= m.text_at "
             "THEN excluded.text_at ELSE m.text_at END "
             "WHERE (excluded.author IS NOT NULL AND excluded.author IS DISTINCT FROM m.author) "
+            "OR (excluded.internal AND NOT m.internal) "
             "OR ((m.text_at IS NULL OR excluded.text_at >= m.text_at) AND "
             "(excluded.text IS DISTINCT FROM m.text OR excluded.text_at IS DISTINCT FROM m.text_at))")
         self.delete = (
@@ -243,11 +262,13 @@ class PgSearchIndex:
                 last_at[chat_id] = at
             match e:
                 case MessagePosted():
-                    # Agent-only notes (whispers) are not searchable by anyone with the API.
-                    text.append((chat_id, e.message_id, None if e.internal else e.text,
-                                 iso_utc(e.posted_at), e.author.name))
+                    # Agent-only notes (whispers) are not searchable by anyone with the API,
+                    # through edits too: ``internal`` is sticky in the row.
+                    text.append((chat_id, e.message_id, e.text, iso_utc(e.posted_at),
+                                 e.author.name, e.internal))
                 case MessageEdited():
-                    text.append((chat_id, e.message_id, e.text, iso_utc(e.edited_at), None))
+                    text.append((chat_id, e.message_id, e.text, iso_utc(e.edited_at), None,
+                                 e.internal))
                 case MessageDeleted():
                     deleted.append((chat_id, e.message_id))
                 case ChatUpdated():

@@ -13,6 +13,7 @@ import random
 from collections.abc import Sequence
 from typing import Protocol
 
+import msgspec
 import pytest
 
 from projector.errors import (
@@ -22,7 +23,7 @@ from projector.errors import (
     UnknownProjection,
 )
 from projector.fold import AggregateRef
-from projector.store import KINDS, Store
+from projector.store import CUSTOMER_TYPE, KINDS, Store
 from projector.views import Row
 
 
@@ -98,9 +99,10 @@ async def all_chats(
     status: str | None = None,
     source: str | None = None,
     agent: str | None = None,
+    chat_type: str | None = None,
 ) -> list[bytes]:
     """Every page of a chat listing, following cursors."""
-    filters = {"status": status, "source": source, "agent": agent}
+    filters = {"status": status, "source": source, "agent": agent, "chat_type": chat_type}
     views, cursor = await store.list_chats(projection, limit=limit, **filters)
     pages = 1
     while cursor is not None:
@@ -396,6 +398,25 @@ class StoreContract:
         assert await listed(status="active", source="acme") == ["c1"]
         assert await listed(status="active", source="acme", agent="a2") == []
         assert await listed(status="idle") == []
+
+    async def test_list_chats_by_conversation_type(self, store: Store) -> None:
+        def typed(id: str, chat_type: str | None, sort_key: str) -> Row:
+            view = {"id": id, "type": chat_type} if chat_type is not None else {"id": id}
+            return Row(kind="chat", id=id, state=b"s", view=msgspec.json.encode(view), chat_id=id,
+                       status="active", source="acme", sort_key=sort_key)
+
+        rows = [typed("c1", "contact", "1"), typed("c2", "bot", "2"), typed("c3", None, "3"),
+                typed("c4", "agent", "4"), typed("c5", "bot", "5")]
+        await store.commit("p1", rows, {})
+
+        async def listed(chat_type: str | None, limit: int = 50) -> list[str]:
+            views = await all_chats(store, "p1", limit, chat_type=chat_type)
+            return [msgspec.json.decode(view)["id"] for view in views]
+
+        assert await listed(None) == ["c1", "c2", "c3", "c4", "c5"]
+        assert await listed(CUSTOMER_TYPE) == await listed(CUSTOMER_TYPE, limit=1) == ["c1", "c3"]
+        assert await listed("bot") == ["c2", "c5"]
+        assert await listed("system") == []
 
     async def test_list_chats_orders_by_sort_key_then_id(self, store: Store) -> None:
         rows = [chat(f"c{i}", sort_key=key) for i, key in enumerate(["b", "a", "b", "c", "a"])]

@@ -57,13 +57,16 @@ async def api(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path,
 @pytest.fixture
 async def seeded(kafka_settings: KafkaSettings, topics: Topics,
                  api: tuple[TestClient[Any, Any], ProjectorRole]) -> list[Position]:
-    """Seven chats (five Natterly, two ChatShipper) and two agents, all applied."""
+    """Seven customer chats (five Natterly, two ChatShipper), a ChatShipper bot conversation
+    and two agents, all applied."""
     envs = []
     for i in range(5):
         envs += conversation(f"chat-{i}", n_messages=2 + i, agent="ag-1" if i % 2 else "ag-2",
                              start=T0 + timedelta(minutes=i), close=i < 3)
     envs += shipper_conversation("conv-a", n_messages=1, start=T0 + timedelta(minutes=10))
     envs += shipper_conversation("conv-b", n_messages=4, start=T0 + timedelta(minutes=11))
+    envs += shipper_conversation("conv-bot", n_messages=1, start=T0 + timedelta(minutes=12),
+                                 conversation_type="bot")
     envs += [envelope("natterly", "acme", natterly_user_status("ag-1", "Online", T0)),
              envelope("natterly", "acme", natterly_user_status("ag-2", "Offline", T0))]
     positions = await produce(kafka_settings, topics, envs)
@@ -110,6 +113,12 @@ async def test_list_chats_filters(api: tuple[TestClient[Any, Any], ProjectorRole
     both = await _json(client, "/api/chats?agent=ag-2&status=active")
     assert [c["id"] for c in both["items"]] == ["chat-4"]
     assert (await _json(client, "/api/chats?source=nowhere"))["items"] == []
+    # Bot conversations are not customers' chats: listed only when asked for.
+    bots = await _json(client, "/api/chats?type=bot")
+    assert [(c["id"], c["type"]) for c in bots["items"]] == [("conv-bot", "bot")]
+    every = await _json(client, "/api/chats?type=all&limit=200")
+    assert sorted(c["id"] for c in every["items"]) == sorted([*ids, "conv-bot"])
+    assert [c["id"] for c in (await _json(client, "/api/chats?type=contact&limit=200"))["items"]] == ids
 
 
 @pytest.mark.parametrize("query", ["status=open", "limit=0", "limit=abc", "limit=100000",

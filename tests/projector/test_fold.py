@@ -117,7 +117,7 @@ def test_closed_arriving_before_accepted_still_ends_closed_with_the_agent() -> N
         ([accepted(0), idle(0)], "idle"),
         ([accepted(0), closed(0)], "closed"),
         ([idle(0), closed(0)], "closed"),
-        ([completed(0), accepted(0)], "closed"),
+        ([completed(0), accepted(0)], "active"),  # completed is a flag, not a close
         ([started(0), accepted(0), idle(0), completed(0), closed(0)], "closed"),
     ],
 )
@@ -148,9 +148,11 @@ def test_closed_is_sticky_against_a_later_idle_but_reopened_by_a_later_accept() 
     assert (view.status, view.closed_at) == ("active", None)
 
 
-def test_completed_closes_and_flags() -> None:
+def test_completed_flags_but_does_not_close() -> None:
+    """Natterly: "a chat has completed (after acceptance and messages have occurred)" is
+    not "a chat has been closed"."""
     view = chat_view([accepted(1), completed(5)])
-    assert (view.status, view.completed, view.closed_at) == ("closed", True, at(5))
+    assert (view.status, view.completed, view.closed_at) == ("active", True, None)
     view = chat_view([accepted(1), completed(5), closed(6)])
     assert (view.status, view.completed, view.closed_at) == ("closed", True, at(6))
 

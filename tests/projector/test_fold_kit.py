@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypedDict
 
+import msgspec
 from hypothesis import strategies as st
 
 from contracts import domain as d
@@ -46,6 +47,19 @@ def common(
     return Common(
         event_id=event_id or f"e{next(_ids):06d}", occurred_at=occurred_at, provider=provider, source=source
     )
+
+
+def receipt(draw: st.DrawFn, events: list[d.DomainEvent], start: int) -> None:
+    """Stamp ``events[start:]`` (one webhook's) with a receive time and a log offset.
+
+    Receive times are drawn from a few milliseconds, so equal ones are common and the
+    offset decides; offsets are distinct per webhook, as in a partition.
+    """
+    received = T0 + timedelta(milliseconds=draw(st.integers(0, 3)))
+    offset = draw(st.integers(0, 10**6))
+    events[start:] = [
+        msgspec.structs.replace(event, received_at=received, log_offset=offset) for event in events[start:]
+    ]
 
 
 def fold(
@@ -93,6 +107,9 @@ CHATSHIPPER_KINDS = (
 )
 CS_STATUSES = ("queued", "active", "closed")
 RATINGS: tuple[d.Rating, ...] = (1, 5, "good", True)
+PAGES = tuple(
+    d.PageView(url=f"https://shop.example/{n % 3}", title=f"Page {n % 2}", at=at(n)) for n in range(4)
+)
 
 
 @st.composite
@@ -105,6 +122,7 @@ def natterly_conversation(draw: st.DrawFn, chat_id: str) -> list[d.DomainEvent]:
         seconds += draw(st.sampled_from((0, 0, 0, 1, 1, 2, 30)))
         kind = draw(st.sampled_from(NATTERLY_KINDS))
         base = f"n-{chat_id}-{n}"
+        start = len(events)
         c = common(seconds, base)
         agent = draw(st.sampled_from(AGENTS))
         agent_ref = d.AgentRef(id=agent, name=draw(st.sampled_from((None, f"Agent {agent}", "Renamed"))))
@@ -146,8 +164,10 @@ def natterly_conversation(draw: st.DrawFn, chat_id: str) -> list[d.DomainEvent]:
                 platform="Linux",
                 initiated_at=at(draw(st.integers(0, 50))),
                 last_message_at=draw(st.sampled_from((None, at(seconds)))),
-                provider_status=kind.removeprefix("Chat"),
+                provider_status=draw(st.sampled_from((kind.removeprefix("Chat"), "Active", "Idle", None))),
                 agent=draw(st.sampled_from((None, agent_ref))),
+                closed_at=draw(st.sampled_from((None, at(seconds - 1)))),
+                rating=draw(st.sampled_from((None, *RATINGS))),
             )
         )
         for message_id in draw(st.lists(st.sampled_from(MESSAGES), max_size=2, unique=True)):
@@ -171,6 +191,7 @@ def natterly_conversation(draw: st.DrawFn, chat_id: str) -> list[d.DomainEvent]:
                 chat_id=chat_id,
             )
         )
+        receipt(draw, events, start)
     return events
 
 
@@ -186,6 +207,7 @@ def chatshipper_conversation(draw: st.DrawFn, chat_id: str) -> list[d.DomainEven
         when = at(millis / 1000)
         kind = draw(st.sampled_from(CHATSHIPPER_KINDS))
         base = f"cs-{chat_id}-{n:04d}"
+        start = len(events)
         message_id = draw(st.sampled_from(MESSAGES))
         if kind == "message.update":
             events.append(
@@ -195,8 +217,10 @@ def chatshipper_conversation(draw: st.DrawFn, chat_id: str) -> list[d.DomainEven
                     message_id=message_id,
                     text=draw(st.sampled_from(("edited", "edited again", None))),
                     edited_at=when,
+                    internal=draw(st.booleans()),
                 )
             )
+            receipt(draw, events, start)
             continue
         if kind == "message.delete":
             events.append(
@@ -204,6 +228,7 @@ def chatshipper_conversation(draw: st.DrawFn, chat_id: str) -> list[d.DomainEven
                     **common(when, base, **cs), chat_id=chat_id, message_id=message_id, deleted_at=when
                 )
             )
+            receipt(draw, events, start)
             continue
         suffix = ""
         if kind == "message.create":
@@ -216,6 +241,7 @@ def chatshipper_conversation(draw: st.DrawFn, chat_id: str) -> list[d.DomainEven
                     author=d.Author(role="visitor", name="Jenny"),
                     posted_at=when,
                     message_type="chat",
+                    internal=draw(st.booleans()),
                 )
             )
             suffix = "#chat"
@@ -232,6 +258,7 @@ def chatshipper_conversation(draw: st.DrawFn, chat_id: str) -> list[d.DomainEven
                 visitor=d.VisitorRef(id=visitor, name="Jenny"),
                 initiated_at=at(millis / 1000),
                 provider_status=status,
+                chat_type=draw(st.sampled_from(("contact", "bot"))),
             )
         )
         if status == "queued" and kind != "conversation.create":
@@ -255,6 +282,7 @@ def chatshipper_conversation(draw: st.DrawFn, chat_id: str) -> list[d.DomainEven
                 chat_id=chat_id,
             )
         )
+        receipt(draw, events, start)
     return events
 
 
@@ -282,8 +310,10 @@ def agent_and_visitor_events(draw: st.DrawFn) -> list[d.DomainEvent]:
                     name=draw(st.sampled_from((None, "Ann"))),
                     email=draw(st.sampled_from((None, "ann@example.com"))),
                     anonymous=draw(st.sampled_from((None, True, False))),
+                    page=draw(st.sampled_from((None, *PAGES))),
                 )
             )
+        receipt(draw, events, len(events) - 1)
     return events
 
 

@@ -18,7 +18,16 @@ from test_fold_kit import conversation, encoded, fold, redelivered, viewed, worl
 
 from contracts import domain as d
 from contracts.state import AgentState, ChatState, MessageState, VisitorState
-from projector.fold import RANK, AggregateRef, affected, apply, decode_state, encode_state
+from projector.fold import (
+    NEVER,
+    PROVIDER_STATUS,
+    RANK,
+    AggregateRef,
+    affected,
+    apply,
+    decode_state,
+    encode_state,
+)
 from projector.views import to_view
 
 E = TypeVar("E", bound=d.DomainEvent)
@@ -74,7 +83,10 @@ def test_apply_is_idempotent(data: st.DataObject) -> None:
 
 
 def _ordered(events: Sequence[E]) -> list[E]:
-    return sorted(events, key=lambda e: (e.occurred_at, RANK[type(e)], e.event_id))  # type: ignore[index]
+    """Time of the change, then receive order (time, log offset), then kind, then id."""
+    return sorted(events, key=lambda e: (
+        e.occurred_at, e.received_at or NEVER, -1 if e.log_offset is None else e.log_offset,
+        RANK[type(e)], e.event_id))  # type: ignore[index]
 
 
 def _oracle_chat(chat_id: str, events: list[d.DomainEvent]) -> dict[str, object]:
@@ -84,6 +96,9 @@ def _oracle_chat(chat_id: str, events: list[d.DomainEvent]) -> dict[str, object]
     accepted: list[datetime] = []
     known: set[str] = set()
     deleted: set[str] = set()
+    internal: set[str] = set()
+    names: dict[str, str] = {}
+    said_closed_at: datetime | None = None
     flags = {"ignored": False, "completed": False, "transcript_sent": False}
     subject = None
     for e in _ordered(events):
@@ -94,14 +109,18 @@ def _oracle_chat(chat_id: str, events: list[d.DomainEvent]) -> dict[str, object]
                 status = "active"
                 accepted.append(e.occurred_at)
                 agent = e.agent or agent
+                if e.agent and e.agent.name:
+                    names[e.agent.id] = e.agent.name
             case d.ChatAssigned():
                 agent = e.agent
+                if e.agent and e.agent.name:
+                    names[e.agent.id] = e.agent.name
             case d.ChatIdle():
                 status = "idle" if status != "closed" else status
             case d.ChatIgnored():
                 flags["ignored"] = True
             case d.ChatCompleted():
-                status, closed_at, flags["completed"] = "closed", e.occurred_at, True
+                flags["completed"] = True
             case d.ChatClosed():
                 status, closed_at = "closed", e.closed_at or e.occurred_at
             case d.TranscriptSent():
@@ -109,17 +128,31 @@ def _oracle_chat(chat_id: str, events: list[d.DomainEvent]) -> dict[str, object]
             case d.ChatUpdated():
                 subject = e.subject or subject
                 agent = e.agent or agent
+                if e.agent and e.agent.name:
+                    names[e.agent.id] = e.agent.name
+                said_closed_at = e.closed_at or said_closed_at
+                word = PROVIDER_STATUS.get((e.provider_status or "").casefold())
+                if word == "closed":
+                    status, closed_at = "closed", e.closed_at or e.occurred_at
+                elif word == "idle":
+                    status = "idle" if status != "closed" else status
+                elif word is not None:
+                    status = word
             case d.MessagePosted() | d.MessageEdited():
                 known.add(e.message_id)
+                if e.internal:
+                    internal.add(e.message_id)
             case d.MessageDeleted():
                 deleted.add(e.message_id)
     return {
         "id": chat_id,
         "status": status,
-        "agent": agent,
-        "closed_at": closed_at if status == "closed" else None,
+        "agent": (d.AgentRef(id=agent.id, name=names[agent.id])
+                  if agent and agent.name is None and agent.id in names else agent),
+        "closed_at": (said_closed_at or closed_at) if status == "closed" else None,
         "accepted_at": min(accepted, default=None),
-        "message_count": len(known - deleted),
+        "message_count": len(known - deleted - internal),
+        "internal_count": len((known - deleted) & internal),
         "subject": subject,
         **flags,
     }

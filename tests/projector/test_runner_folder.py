@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from contracts.domain import DomainEvent
 from contracts.envelope import Envelope, decode_envelope, encode_envelope
 from contracts.errors import ContractError
+from contracts.ingest import parse_webhook
 from contracts.normalise import normalise, normalise_decoded
 from projector.fold import AggregateRef, FoldState, affected, apply
 from projector.metrics import ProjectorMetrics
@@ -190,3 +191,21 @@ def test_normalise_decoded_skips_only_the_body_check_decode_envelope_made() -> N
 
 def _row_key(row: Row) -> tuple[str, str]:
     return (row.kind, row.id)
+
+
+async def test_unusable_fields_are_counted_and_logged_and_the_rest_folded(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    metrics = ProjectorMetrics.create(CollectorRegistry())
+    body = orjson.dumps({"event": "ChatAccepted", "timestamp": 1772355600,
+                         "payload": {"chat": {"uuid": "c-bad", "subject": 42, "browser": "Firefox"}}})
+    env = parse_webhook("natterly", "acme", body, received_at=T0)
+    with caplog.at_level("WARNING", logger="parley.projector.runner"):
+        result = await Folder(store, metrics=metrics).fold("p", records([env]))
+    assert result.dead == []
+    chat = msgspec.json.decode(next(r.view for r in result.rows if r.kind == "chat"))
+    assert (chat["status"], chat["browser"], chat["subject"]) == ("active", "Firefox", None)
+    [family] = metrics.dropped_fields.collect()
+    assert [(s.labels, s.value) for s in family.samples if s.name.endswith("_total")] == [
+        ({"provider": "natterly", "field": "payload.chat.subject"}, 1.0)]
+    assert any(env.event_id in r.getMessage() and "payload.chat.subject" in r.getMessage()
+               and "42" not in r.getMessage().replace(env.event_id, "") for r in caplog.records)

@@ -64,10 +64,11 @@ def natterly_body(event: str, chat: str, at: datetime, *, agent: str | None = No
 
 
 def chatshipper_body(event_id: str, conversation: str, at: datetime, *, message: str | None = None,
-                     text: str = "hello", org: str = "5c138790ec944f05ff5f6d77") -> bytes:
+                     text: str = "hello", org: str = "5c138790ec944f05ff5f6d77",
+                     conversation_type: str = "contact") -> bytes:
     """A ChatShipper ``message.create.contact.chat`` (or ``conversation.create``) webhook."""
     iso = at.isoformat().replace("+00:00", "Z")
-    conv = {"id": conversation, "organization": org, "type": "contact", "status": "open",
+    conv = {"id": conversation, "organization": org, "type": conversation_type, "status": "open",
             "name": "Conversation", "createdAt": iso, "updatedAt": iso}
     if message is None:
         event, data = "conversation.create", {"conversation": conv}
@@ -120,12 +121,14 @@ def conversation(chat: str, *, n_messages: int = 3, agent: str = "ag-1",
     return [envelope("natterly", "acme", b) for b in bodies]
 
 
-def shipper_conversation(conv: str, *, n_messages: int = 2, start: datetime = T0) -> list[Envelope]:
-    out = [envelope("chatshipper", "shop", chatshipper_body(f"{conv}-e0", conv, start))]
+def shipper_conversation(conv: str, *, n_messages: int = 2, start: datetime = T0,
+                         conversation_type: str = "contact") -> list[Envelope]:
+    out = [envelope("chatshipper", "shop", chatshipper_body(f"{conv}-e0", conv, start,
+                                                            conversation_type=conversation_type))]
     for i in range(n_messages):
         out.append(envelope("chatshipper", "shop", chatshipper_body(
             f"{conv}-e{i + 1}", conv, start + timedelta(seconds=i + 1), message=f"{conv}-m{i}",
-            text=f"text {i}")))
+            text=f"text {i}", conversation_type=conversation_type)))
     return out
 
 

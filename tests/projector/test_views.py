@@ -58,6 +58,9 @@ def test_chat_view_has_exactly_the_design_fields_in_utc_iso() -> None:
         "location",
         "browser",
         "platform",
+        "provider_status",
+        "type",
+        "internal_count",
     ]
     assert view["accepted_at"] == "2026-03-01T09:00:10Z"
     assert view["agent"] == {"id": "a1", "name": "Ann"}
@@ -139,6 +142,8 @@ def test_messages_sort_by_posted_time_and_know_their_chat() -> None:
         "posted_at": "2026-03-01T09:00:05Z",
         "edited_at": None,
         "deleted": False,
+        "internal": False,
+        "message_type": None,
     }
 
 
@@ -180,6 +185,7 @@ def test_visitor_and_agent_views() -> None:
         "first_seen": "2026-03-01T09:00:01Z",
         "last_seen": "2026-03-01T09:00:03Z",
         "chats": ["c1", "c2"],
+        "pages": [],
     }
     agent = row_for(AggregateRef("agent", "a1"), states[AggregateRef("agent", "a1")])
     assert msgspec.json.decode(agent.view) == {

@@ -24,7 +24,7 @@ from contracts.topics import Topics
 from parley.http import build_app
 from parley.runtime import Runtime
 from parley.settings import KafkaSettings, Settings, StoreSettings
-from tests.consumers.consumer_kit.domain_events import T, chat_events, common
+from tests.consumers.consumer_kit.domain_events import T, chat_events, common, edited_note
 from tests.consumers.consumer_kit.snippets import HOSTILE, assert_escaped_snippet, hostile_chats
 from tests.pg_fixture import with_options
 from tests.projector.test_runner_kit import conversation, eventually, produce
@@ -114,6 +114,18 @@ async def test_filters_and_pagination(index: PgSearchIndex) -> None:
             break
         offset += 10
     assert len(seen) == len(set(seen)) == 25
+
+
+async def test_agent_only_notes_stay_unsearchable_through_edits(index: PgSearchIndex) -> None:
+    """Issue 16 point 3: the edit of a note does not repeat the flag, and must not leak."""
+    await index.apply(chat_events("c1", subject="Hi", texts=["the blue parrot"]))
+    note, edit = edited_note("c1")
+    for batches in ([note, edit], [edit, note], [note + edit], [edit + note]):
+        for batch in batches:
+            await index.apply(batch)
+        assert [h.chat_id for h in (await index.search(SearchQuery(q="walrus"))).hits] == []
+        assert [h.chat_id for h in (await index.search(SearchQuery(q="narwhal"))).hits] == []
+    assert [h.chat_id for h in (await index.search(SearchQuery(q="parrot"))).hits] == ["c1"]
 
 
 async def test_idempotent_and_edits_and_deletes_update_the_index(index: PgSearchIndex) -> None:

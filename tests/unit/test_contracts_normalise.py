@@ -12,7 +12,8 @@ import pytest
 from contracts import domain as d
 from contracts.envelope import Envelope
 from contracts.ingest import parse_webhook
-from contracts.normalise import normalise
+from contracts.normalise import normalise, normalise_decoded
+from contracts.origin import MAX_CLOCK_SKEW
 from tests.unit.contracts_helpers import RECEIVED_AT, all_goldens, golden_id, load
 
 # Per golden: the (kind, event-id suffix) of each event, in order.
@@ -224,7 +225,13 @@ def test_golden_events(item: tuple[str, Path]) -> None:
     assert got == EXPECTED[golden_id(item)]
     for event in events:
         assert event.event_id.startswith(env.event_id)
-        assert (event.provider, event.source, event.occurred_at) == (provider, "acme", env.occurred_at)
+        assert (event.provider, event.source, event.received_at) == (provider, "acme", env.received_at)
+        # ChatShipper's events are timed by their resource (updatedAt, createdAt), which is
+        # never later than the receipt plus the clock skew allowed; Natterly's by the webhook.
+        if provider == "natterly":
+            assert event.occurred_at == env.occurred_at
+        else:
+            assert event.occurred_at <= env.received_at + MAX_CLOCK_SKEW
     assert len({event.event_id for event in events}) == len(events)
     # Same envelope, same events: normalising is deterministic.
     assert normalise(env) == events
@@ -368,12 +375,16 @@ def test_standard_bodies_have_no_domain_meaning() -> None:
     assert normalise(env) == []
 
 
-def test_bodies_that_fail_full_decoding_yield_nothing() -> None:
-    # The receiver reads only ids; a subject of the wrong type surfaces here, as no events.
+def test_bodies_that_fail_full_decoding_yield_what_the_rest_means() -> None:
+    # The receiver reads only ids; a subject of the wrong type surfaces here: it is dropped
+    # (and reported), the rest of the body still closes the chat.
     body = json.dumps({"event": "ChatClosed", "payload": {"chat": {"uuid": "c", "subject": 5}}}).encode()
     env = parse_webhook("natterly", "s", body, received_at=RECEIVED_AT)
     assert env.aggregate == "chat"
-    assert normalise(env) == []
+    dropped: list[str] = []
+    events = normalise_decoded(env, None, dropped)
+    assert [type(e).__name__ for e in events] == ["ChatClosed", "ChatUpdated"]
+    assert dropped == ["payload.chat.subject"]
 
 
 def test_unknown_provider_envelopes_yield_nothing() -> None:

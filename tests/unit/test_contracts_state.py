@@ -13,6 +13,8 @@ CHAT_FIELDS = [
     "id", "provider", "source", "status", "ignored", "completed", "transcript_sent", "subject",
     "department", "agent", "visitor", "site", "initiated_at", "accepted_at", "closed_at",
     "last_message_at", "message_count", "rating", "location", "browser", "platform",
+    # wave 2 (DESIGN "State additions"), with defaults
+    "provider_status", "type", "internal_count",
 ]  # fmt: skip
 
 
@@ -31,8 +33,10 @@ def test_chat_state_fields() -> None:
 
 def test_other_state_fields() -> None:
     assert names(s.AgentState) == ["id", "name", "status", "since"]
-    assert names(s.VisitorState) == ["id", "name", "email", "anonymous", "first_seen", "last_seen", "chats"]
-    assert names(s.MessageState) == ["id", "chat_id", "text", "author", "posted_at", "edited_at", "deleted"]
+    assert names(s.VisitorState) == ["id", "name", "email", "anonymous", "first_seen", "last_seen", "chats",
+                                       "pages"]
+    assert names(s.MessageState) == ["id", "chat_id", "text", "author", "posted_at", "edited_at", "deleted",
+                                         "internal", "message_type"]
     assert names(d.Author) == ["role", "name"]
 
 

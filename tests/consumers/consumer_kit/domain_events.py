@@ -14,12 +14,13 @@ from contracts.domain import (
     ChatUpdated,
     DepartmentRef,
     DomainEvent,
+    MessageEdited,
     MessagePosted,
     SiteRef,
     VisitorRef,
 )
 
-__all__ = ["T", "chat_events", "common"]
+__all__ = ["T", "chat_events", "common", "edited_note"]
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -49,3 +50,17 @@ def chat_events(cid: str, *, subject: str, texts: list[str], at: datetime = T, s
         events.append(ChatClosed(**common(f"{cid}-c", at + timedelta(hours=1), source),
                                  chat_id=cid, closed_at=at + timedelta(hours=1)))
     return events
+
+
+def edited_note(cid: str) -> tuple[list[DomainEvent], list[DomainEvent]]:
+    """An agent-only note in chat ``cid`` ("the customer is a walrus"), and its edit
+    ("the customer is a narwhal") as ChatShipper's ``message.update`` sends it: without the
+    backchannel flag. Both texts must stay unsearchable."""
+    note = MessagePosted(**common(f"{cid}-note", T + timedelta(minutes=5)), chat_id=cid,
+                         message_id="note", text="the customer is a walrus",
+                         author=Author(role="agent", name="Ann"), posted_at=T + timedelta(minutes=5),
+                         internal=True, message_type="chat")
+    edit = MessageEdited(**common(f"{cid}-edit", T + timedelta(minutes=6)), chat_id=cid,
+                         message_id="note", text="the customer is a narwhal",
+                         edited_at=T + timedelta(minutes=6))
+    return [note], [edit]
