@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 import msgspec
 
+from parley.credentials import secret_problem, standard_secret_problem
 from parley.errors import SettingsError
 
 ProviderName = Literal["natterly", "chatshipper", "standard"]
@@ -349,6 +350,7 @@ def _check(s: Settings) -> None:
             raise SettingsError(f"sources.{name}: provider natterly needs auth_tokens")
         if src.provider in ("chatshipper", "standard") and not src.secrets:
             raise SettingsError(f"sources.{name}: provider {src.provider} needs secrets")
+        _check_strength(name, src)
     scheme, sep, _ = s.store.url.partition("://")
     if not sep or scheme.lower() not in STORE_SCHEMES:
         # Only the scheme is named: the rest of a URL may carry a password.
@@ -371,7 +373,19 @@ def _check(s: Settings) -> None:
                                                 and (sec.sasl_password or sec.sasl_password_file)):
         raise SettingsError(f"kafka.security: protocol {sec.protocol} needs sasl_mechanism, "
                             "sasl_username and sasl_password (or sasl_password_file)")
-    for token in s.http.api_tokens:
-        if len(token) < 16 or any(c.isspace() for c in token):
-            raise SettingsError("http.api_tokens: each token needs at least 16 characters and no "
-                                "whitespace (generate one with `openssl rand -hex 32`)")
+    for n, token in enumerate(s.http.api_tokens, 1):
+        if problem := secret_problem(token):
+            raise SettingsError(f"http.api_tokens: token #{n} {problem}")
+
+
+def _check_strength(name: str, src: SourceSettings) -> None:
+    """Every credential of a source is strong enough (:mod:`parley.credentials`); the error
+    names the source and the credential's position, never its value."""
+    for n, token in enumerate(src.auth_tokens, 1):
+        if problem := secret_problem(token):
+            raise SettingsError(f"sources.{name}: auth token #{n} {problem}")
+    for n, secret in enumerate(src.secrets, 1):
+        problem = (standard_secret_problem(secret) if src.provider == "standard"
+                   else secret_problem(secret))
+        if problem:
+            raise SettingsError(f"sources.{name}: secret #{n} {problem}")
