@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import hmac
+import ipaddress
 import logging
 import signal
 import socket
@@ -17,9 +18,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from parley.errors import ListenError
+from parley.errors import ListenError, SettingsError
 from parley.loop import loop_name
 from parley.runtime import Role, Runtime
+from parley.settings import HttpSettings
 from parley.startup import log_startup
 
 log = logging.getLogger("parley.http")
@@ -100,6 +102,50 @@ OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/api/openapi.json"})
 OPEN_PREFIXES = ("/webhooks/",)
 
 
+def needs_token(pattern: str | None, *, metrics_public: bool = False) -> bool:
+    """Whether a route (its canonical pattern; None: no route matched) is one that
+    ``http.api_tokens`` guard: everything but :data:`OPEN_ROUTES`, :data:`OPEN_PREFIXES` and,
+    if ``metrics_public``, ``/metrics``."""
+    if pattern is None:
+        return True
+    return not (pattern in OPEN_ROUTES or pattern.startswith(OPEN_PREFIXES)
+                or (metrics_public and pattern == "/metrics"))
+
+
+def is_loopback(host: str) -> bool:
+    """``host`` is only reachable from this machine: ``localhost``, 127.0.0.0/8 or ``::1``.
+    Anything else (``0.0.0.0``, ``::``, a name, an interface's address) may be reachable
+    from the network."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(http: HttpSettings, guarded: Iterable[str]) -> None:
+    """Refuse to serve ``guarded`` routes (ones that need a token when tokens are set) on a
+    network-reachable ``http.host`` with no ``http.api_tokens``: anyone who could reach the
+    port would read every chat. ``http.allow_open_api = true`` is the explicit opt-out (a
+    private network guarded otherwise); it is logged as a warning. Raises a one-line
+    :class:`SettingsError` naming the fixes; returns quietly when nothing is exposed."""
+    routes = sorted(set(guarded))
+    if http.api_tokens or not routes or is_loopback(http.host):
+        return
+    listed = ", ".join(routes[:3]) + (", …" if len(routes) > 3 else "")
+    if http.allow_open_api:
+        log.warning("serving %s on %s with no http.api_tokens (http.allow_open_api = true): "
+                    "anyone who can reach this address can use them", listed, http.host,
+                    extra={"host": http.host})
+        return
+    raise SettingsError(
+        f"refusing to serve {listed} on {http.host} (reachable from the network) without "
+        "http.api_tokens: set PARLEY_HTTP__API_TOKENS='[\"<openssl rand -hex 32>\"]', or listen "
+        "on 127.0.0.1 (http.host), or, on a network you guard otherwise, set "
+        "http.allow_open_api = true (docs/security.md)")
+
+
 def bearer_auth(tokens: Sequence[str], *, metrics_public: bool = False) -> Middleware:
     """Require ``Authorization: Bearer <token>`` (any of ``tokens``) on every route except
     :data:`OPEN_ROUTES`, :data:`OPEN_PREFIXES` and, if ``metrics_public``, ``/metrics``.
@@ -110,13 +156,12 @@ def bearer_auth(tokens: Sequence[str], *, metrics_public: bool = False) -> Middl
     Tokens are compared in constant time, against every configured token.
     """
     secrets = [t.encode() for t in tokens]
-    open_routes = OPEN_ROUTES | ({"/metrics"} if metrics_public else set())
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         resource = request.match_info.route.resource
         pattern = resource.canonical if resource is not None else None
-        if pattern is not None and (pattern in open_routes or pattern.startswith(OPEN_PREFIXES)):
+        if not needs_token(pattern, metrics_public=metrics_public):
             return await handler(request)
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
@@ -164,6 +209,10 @@ def build_app(rt: Runtime, roles: Iterable[Role]) -> web.Application:
     from parley.openapi import install_openapi
 
     install_openapi(app)  # last: it describes the routes the roles added
+    # Before any role starts (they start when the app is set up): an exposed API changes
+    # nothing, not even a consumer group's membership.
+    check_exposure(http, (r.canonical for r in app.router.resources()
+                          if needs_token(r.canonical, metrics_public=http.metrics_public)))
     return app
 
 

@@ -124,10 +124,13 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The HTTP server, and bearer tokens for its read API and admin endpoints.
 
-    With ``api_tokens`` empty every endpoint is open (the embedded default). With tokens, every
-    request needs ``Authorization: Bearer <one of them>`` except ``/healthz``, ``/readyz``,
-    ``/webhooks/…`` (which authenticate per source) and, if ``metrics_public``, ``/metrics``.
-    Several tokens may be valid at once, for rotation without downtime.
+    With ``api_tokens`` empty every endpoint is open (the embedded default), which Parley
+    allows only on a loopback ``host`` (127.0.0.0/8, ``::1``, ``localhost``): elsewhere a
+    process serving ``/api/*`` or ``/metrics`` without tokens refuses to start unless
+    ``allow_open_api`` is true (parley.http.check_exposure). With tokens, every request needs
+    ``Authorization: Bearer <one of them>`` except ``/healthz``, ``/readyz``,
+    ``/api/openapi.json``, ``/webhooks/…`` (which authenticate per source) and, if
+    ``metrics_public``, ``/metrics``. Several tokens may be valid at once, for rotation.
     """
 
     host: str = "127.0.0.1"
@@ -141,12 +144,16 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     retry_after_s: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 5
     api_tokens: tuple[str, ...] = ()
     metrics_public: bool = False
+    #: The explicit opt-out: serve ``/api/*`` and ``/metrics`` without tokens on an address
+    #: the network can reach (a private network guarded by other means). docs/security.md.
+    allow_open_api: bool = False
 
     def __repr__(self) -> str:
         return (f"HttpSettings(host={self.host!r}, port={self.port}, "
                 f"max_body_bytes={self.max_body_bytes}, shutdown_timeout_s={self.shutdown_timeout_s}, "
                 f"ack_timeout_s={self.ack_timeout_s}, retry_after_s={self.retry_after_s}, "
-                f"api_tokens=<{len(self.api_tokens)} hidden>, metrics_public={self.metrics_public})")
+                f"api_tokens=<{len(self.api_tokens)} hidden>, metrics_public={self.metrics_public}, "
+                f"allow_open_api={self.allow_open_api})")
 
 
 class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -301,6 +301,19 @@ def test_the_example_secrets_placeholders_are_refused_at_start_up(secret: str) -
                                   {"PARLEY_HTTP__API_TOKENS": lone[key]})
 
 
+@pytest.mark.parametrize("workload", [o for o, _ in pod_specs(DEPLOYED)], ids=lambda o: o.id)
+def test_credentials_come_from_secrets_only(workload: Obj) -> None:
+    # Issue 16, hole 1: no credential in a manifest or the ConfigMap; each one a Secret's.
+    c = container(workload.body["spec"]["template"]["spec"])
+    for name, e in env_of(c).items():
+        if any(w in name for w in ("TOKEN", "SECRET", "PASSWORD")) and not name.endswith("USERNAME"):
+            assert "secretKeyRef" in e.get("valueFrom", {}), (workload.id, name)
+    assert "PARLEY_HTTP__API_TOKENS" in env_of(c), "every pod serves /metrics: it needs tokens"
+    config = tomllib.loads(one(DEPLOYED, "ConfigMap", "parley-config").body["data"]["parley.toml"])
+    assert "api_tokens" not in config["http"] and not config["http"].get("allow_open_api")
+    assert "sources" not in config and "sasl_password" not in config["kafka"]["security"]
+
+
 def test_every_referenced_secret_exists_or_is_created_by_strimzi() -> None:
     known = {n: set(keys) for n, keys in (STRIMZI_SECRETS | EXAMPLE_SECRETS).items()}
     refs: list[tuple[str, str | None]] = []
