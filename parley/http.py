@@ -20,12 +20,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from parley.errors import ListenError, SettingsError
 from parley.loop import loop_name
+from parley.readiness import ReadinessCache
 from parley.runtime import Role, Runtime
 from parley.settings import HttpSettings
 from parley.startup import log_startup
 
 log = logging.getLogger("parley.http")
 RUNTIME = web.AppKey("runtime", Runtime)
+READINESS = web.AppKey("readiness", ReadinessCache)
 _JSON = msgspec.json.Encoder()
 
 
@@ -75,19 +77,22 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response(Health())
 
 
+#: What an unauthenticated ``/readyz`` says about a failing check, when tokens are set.
+HIDDEN_REASON = "not ready (the reason needs a bearer token)"
+
+
 async def readyz(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
-    problems: dict[str, str] = {}
-    for name, check in rt.readiness.items():
-        try:
-            problem = await asyncio.wait_for(check(), timeout=2.0)
-        except Exception as exc:  # noqa: BLE001 - a failing check means "not ready"
-            problem = f"check failed: {type(exc).__name__}"
-        if problem:
-            problems[name] = problem
-    if problems:
-        return json_response(NotReady(problems=problems), status=503)
-    return json_response(Ready(checks=sorted(rt.readiness)))
+    """Ready or not, with the checks' names, for anyone (probes carry no credentials); why a
+    check fails only with a valid bearer token when ``http.api_tokens`` are set (the reasons
+    name brokers and stores). Results are cached (:mod:`parley.readiness`)."""
+    results = await request.app[READINESS].results()
+    problems = {name: problem for name, problem in results.items() if problem}
+    if not problems:
+        return json_response(Ready(checks=sorted(results)))
+    tokens = request.app[RUNTIME].settings.http.api_tokens
+    if tokens and bearer_status(request, [t.encode() for t in tokens]) != "valid":
+        problems = dict.fromkeys(problems, HIDDEN_REASON)
+    return json_response(NotReady(problems=problems), status=503)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -163,22 +168,32 @@ def bearer_auth(tokens: Sequence[str], *, metrics_public: bool = False) -> Middl
         pattern = resource.canonical if resource is not None else None
         if not needs_token(pattern, metrics_public=metrics_public):
             return await handler(request)
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
+        status = bearer_status(request, secrets)
+        if status == "missing":
             return error_response(401, "unauthorized",
                                   "this endpoint needs an Authorization: Bearer <token> header",
                                   headers={"WWW-Authenticate": 'Bearer realm="parley"'})
-        candidate = given.strip().encode()
-        ok = False
-        for secret in secrets:  # no early exit: time does not tell which token came close
-            ok |= hmac.compare_digest(candidate, secret)
-        if not ok:
+        if status == "invalid":
             return error_response(401, "unauthorized", "the bearer token is not valid",
                                   headers={"WWW-Authenticate":
                                            'Bearer realm="parley", error="invalid_token"'})
         return await handler(request)
 
     return auth
+
+
+def bearer_status(request: web.Request, secrets: Sequence[bytes]
+                  ) -> Literal["missing", "invalid", "valid"]:
+    """Whether ``request`` carries ``Authorization: Bearer <one of secrets>``. Compared in
+    constant time against every secret."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return "missing"
+    candidate = given.strip().encode()
+    ok = False
+    for secret in secrets:  # no early exit: time does not tell which token came close
+        ok |= hmac.compare_digest(candidate, secret)
+    return "valid" if ok else "invalid"
 
 
 async def _kafka_preflight(app: web.Application) -> AsyncIterator[None]:
@@ -197,6 +212,7 @@ def build_app(rt: Runtime, roles: Iterable[Role]) -> web.Application:
                    ] if http.api_tokens else []
     app = web.Application(client_max_size=http.max_body_bytes + 64 * 1024, middlewares=middlewares)
     app[RUNTIME] = rt
+    app[READINESS] = ReadinessCache(rt.readiness)  # the roles add their checks below
     kafka = rt.settings.kafka
     if kafka.bootstrap and kafka.security.protocol != "PLAINTEXT":
         app.cleanup_ctx.append(_kafka_preflight)  # first: before any role starts a client
