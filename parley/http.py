@@ -54,7 +54,9 @@ class Ready(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class NotReady(msgspec.Struct, frozen=True, kw_only=True):
-    """Some readiness checks failed: ``problems`` maps each to one line saying why."""
+    """Some readiness checks failed: ``problems`` maps each to one line saying why (with
+    ``http.api_tokens`` set, only for a request with a valid bearer token; for others each
+    line reads "not ready (the reason needs a bearer token)")."""
 
     status: Literal["not ready"] = "not ready"
     problems: dict[str, str]
