@@ -19,7 +19,8 @@ from parley.errors import KafkaUnavailable
 from parley.http import HIDDEN_REASON, READINESS, build_app
 from parley.readiness import READY_TTL_S, ReadinessCache, failure_reason
 from parley.runtime import Runtime
-from parley.settings import HttpSettings, Settings
+from parley.settings import HttpSettings, KafkaSettings, Settings, SourceSettings
+from receiver.role import ReceiverRole
 
 TOKEN = "readyz-token-5e0c7d2a9b41f386"
 LEAKY = "Kafka unreachable: broker-7.corp.internal:9093 refused SASL user parley-app"
@@ -147,3 +148,39 @@ async def test_a_failing_check_is_not_ready_and_a_cancelled_caller_cancels_no_on
 ])
 def test_failures_are_classified_never_echoed(exc: BaseException, reason: str) -> None:
     assert failure_reason(exc) == reason
+
+
+@pytest.mark.kafka
+async def test_a_flood_of_readyz_sends_one_metadata_request_to_a_real_broker(
+        kafka_settings: KafkaSettings, topics: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings(kafka=kafka_settings, sources={"acme": SourceSettings(
+        provider="natterly", auth_tokens=("nat-token-7f3a9c0e5b21",))})
+    rt = Runtime.from_settings(settings)
+    server = TestServer(build_app(rt, [ReceiverRole(rt)]))
+    await server.start_server()  # the producer connects before the app serves
+    try:
+        publisher = rt.readiness["kafka-producer"].__self__  # type: ignore[attr-defined]
+        client = publisher._producer.client
+        requests = 0
+        fetch = client.fetch_all_metadata
+
+        async def counted() -> object:
+            nonlocal requests
+            requests += 1
+            return await fetch()
+
+        monkeypatch.setattr(client, "fetch_all_metadata", counted)
+        async with aiohttp.ClientSession(base_url=str(server.make_url("/"))) as http:
+            async def ready() -> int:
+                async with http.get("/readyz") as resp:
+                    await resp.read()
+                    return resp.status
+
+            started = asyncio.get_running_loop().time()
+            statuses = await asyncio.gather(*(ready() for _ in range(300)))
+            elapsed = asyncio.get_running_loop().time() - started
+        assert set(statuses) == {200}
+        # One per TTL begun while the flood lasted (one, unless this slow machine took longer).
+        assert requests <= 1 + int(elapsed / READY_TTL_S), (requests, elapsed)
+    finally:
+        await server.close()
