@@ -21,6 +21,7 @@ from consumers.lag import LagMonitor, PartitionLag, WatchedGroup
 from consumers.metrics import ConsumerMetrics
 from consumers.runner import ConsumerRunner, RunnerOptions
 from parley.http import error_response, json_response
+from parley.readiness import failure_reason
 from parley.runtime import ReadinessCheck, Runtime
 
 __all__ = ["ConsumerService", "ConsumerStatus", "ConsumersAnswer"]
@@ -121,7 +122,9 @@ class ConsumerService:
                 await runner.run(self._stop)
                 return
             except Exception as exc:
-                self.failures[c.name] = f"{type(exc).__name__}: {exc}"[:300]
+                # Classified, not the exception's text (hosts, users): /readyz and
+                # /api/consumers show it. The log line below has the whole exception.
+                self.failures[c.name] = failure_reason(exc)
                 log.exception("consumer failed; restarting", extra={"consumer": c.name,
                                                                    "delay_s": delay})
             with contextlib.suppress(TimeoutError):

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import hmac
+import ipaddress
 import logging
 import signal
 import socket
@@ -17,13 +18,16 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from parley.errors import ListenError
+from parley.errors import ListenError, SettingsError
 from parley.loop import loop_name
+from parley.readiness import ReadinessCache
 from parley.runtime import Role, Runtime
+from parley.settings import HttpSettings
 from parley.startup import log_startup
 
 log = logging.getLogger("parley.http")
 RUNTIME = web.AppKey("runtime", Runtime)
+READINESS = web.AppKey("readiness", ReadinessCache)
 _JSON = msgspec.json.Encoder()
 
 
@@ -50,7 +54,9 @@ class Ready(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class NotReady(msgspec.Struct, frozen=True, kw_only=True):
-    """Some readiness checks failed: ``problems`` maps each to one line saying why."""
+    """Some readiness checks failed: ``problems`` maps each to one line saying why (with
+    ``http.api_tokens`` set, only for a request with a valid bearer token; for others each
+    line reads "not ready (the reason needs a bearer token)")."""
 
     status: Literal["not ready"] = "not ready"
     problems: dict[str, str]
@@ -73,19 +79,22 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response(Health())
 
 
+#: What an unauthenticated ``/readyz`` says about a failing check, when tokens are set.
+HIDDEN_REASON = "not ready (the reason needs a bearer token)"
+
+
 async def readyz(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
-    problems: dict[str, str] = {}
-    for name, check in rt.readiness.items():
-        try:
-            problem = await asyncio.wait_for(check(), timeout=2.0)
-        except Exception as exc:  # noqa: BLE001 - a failing check means "not ready"
-            problem = f"check failed: {type(exc).__name__}"
-        if problem:
-            problems[name] = problem
-    if problems:
-        return json_response(NotReady(problems=problems), status=503)
-    return json_response(Ready(checks=sorted(rt.readiness)))
+    """Ready or not, with the checks' names, for anyone (probes carry no credentials); why a
+    check fails only with a valid bearer token when ``http.api_tokens`` are set (the reasons
+    name brokers and stores). Results are cached (:mod:`parley.readiness`)."""
+    results = await request.app[READINESS].results()
+    problems = {name: problem for name, problem in results.items() if problem}
+    if not problems:
+        return json_response(Ready(checks=sorted(results)))
+    tokens = request.app[RUNTIME].settings.http.api_tokens
+    if tokens and bearer_status(request, [t.encode() for t in tokens]) != "valid":
+        problems = dict.fromkeys(problems, HIDDEN_REASON)
+    return json_response(NotReady(problems=problems), status=503)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -100,6 +109,50 @@ OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/api/openapi.json"})
 OPEN_PREFIXES = ("/webhooks/",)
 
 
+def needs_token(pattern: str | None, *, metrics_public: bool = False) -> bool:
+    """Whether a route (its canonical pattern; None: no route matched) is one that
+    ``http.api_tokens`` guard: everything but :data:`OPEN_ROUTES`, :data:`OPEN_PREFIXES` and,
+    if ``metrics_public``, ``/metrics``."""
+    if pattern is None:
+        return True
+    return not (pattern in OPEN_ROUTES or pattern.startswith(OPEN_PREFIXES)
+                or (metrics_public and pattern == "/metrics"))
+
+
+def is_loopback(host: str) -> bool:
+    """``host`` is only reachable from this machine: ``localhost``, 127.0.0.0/8 or ``::1``.
+    Anything else (``0.0.0.0``, ``::``, a name, an interface's address) may be reachable
+    from the network."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(http: HttpSettings, guarded: Iterable[str]) -> None:
+    """Refuse to serve ``guarded`` routes (ones that need a token when tokens are set) on a
+    network-reachable ``http.host`` with no ``http.api_tokens``: anyone who could reach the
+    port would read every chat. ``http.allow_open_api = true`` is the explicit opt-out (a
+    private network guarded otherwise); it is logged as a warning. Raises a one-line
+    :class:`SettingsError` naming the fixes; returns quietly when nothing is exposed."""
+    routes = sorted(set(guarded))
+    if http.api_tokens or not routes or is_loopback(http.host):
+        return
+    listed = ", ".join(routes[:3]) + (", …" if len(routes) > 3 else "")
+    if http.allow_open_api:
+        log.warning("serving %s on %s with no http.api_tokens (http.allow_open_api = true): "
+                    "anyone who can reach this address can use them", listed, http.host,
+                    extra={"host": http.host})
+        return
+    raise SettingsError(
+        f"refusing to serve {listed} on {http.host} (reachable from the network) without "
+        "http.api_tokens: set PARLEY_HTTP__API_TOKENS='[\"<openssl rand -hex 32>\"]', or listen "
+        "on 127.0.0.1 (http.host), or, on a network you guard otherwise, set "
+        "http.allow_open_api = true (docs/security.md)")
+
+
 def bearer_auth(tokens: Sequence[str], *, metrics_public: bool = False) -> Middleware:
     """Require ``Authorization: Bearer <token>`` (any of ``tokens``) on every route except
     :data:`OPEN_ROUTES`, :data:`OPEN_PREFIXES` and, if ``metrics_public``, ``/metrics``.
@@ -110,30 +163,39 @@ def bearer_auth(tokens: Sequence[str], *, metrics_public: bool = False) -> Middl
     Tokens are compared in constant time, against every configured token.
     """
     secrets = [t.encode() for t in tokens]
-    open_routes = OPEN_ROUTES | ({"/metrics"} if metrics_public else set())
 
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         resource = request.match_info.route.resource
         pattern = resource.canonical if resource is not None else None
-        if pattern is not None and (pattern in open_routes or pattern.startswith(OPEN_PREFIXES)):
+        if not needs_token(pattern, metrics_public=metrics_public):
             return await handler(request)
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given.strip():
+        status = bearer_status(request, secrets)
+        if status == "missing":
             return error_response(401, "unauthorized",
                                   "this endpoint needs an Authorization: Bearer <token> header",
                                   headers={"WWW-Authenticate": 'Bearer realm="parley"'})
-        candidate = given.strip().encode()
-        ok = False
-        for secret in secrets:  # no early exit: time does not tell which token came close
-            ok |= hmac.compare_digest(candidate, secret)
-        if not ok:
+        if status == "invalid":
             return error_response(401, "unauthorized", "the bearer token is not valid",
                                   headers={"WWW-Authenticate":
                                            'Bearer realm="parley", error="invalid_token"'})
         return await handler(request)
 
     return auth
+
+
+def bearer_status(request: web.Request, secrets: Sequence[bytes]
+                  ) -> Literal["missing", "invalid", "valid"]:
+    """Whether ``request`` carries ``Authorization: Bearer <one of secrets>``. Compared in
+    constant time against every secret."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        return "missing"
+    candidate = given.strip().encode()
+    ok = False
+    for secret in secrets:  # no early exit: time does not tell which token came close
+        ok |= hmac.compare_digest(candidate, secret)
+    return "valid" if ok else "invalid"
 
 
 async def _kafka_preflight(app: web.Application) -> AsyncIterator[None]:
@@ -152,6 +214,7 @@ def build_app(rt: Runtime, roles: Iterable[Role]) -> web.Application:
                    ] if http.api_tokens else []
     app = web.Application(client_max_size=http.max_body_bytes + 64 * 1024, middlewares=middlewares)
     app[RUNTIME] = rt
+    app[READINESS] = ReadinessCache(rt.readiness)  # the roles add their checks below
     kafka = rt.settings.kafka
     if kafka.bootstrap and kafka.security.protocol != "PLAINTEXT":
         app.cleanup_ctx.append(_kafka_preflight)  # first: before any role starts a client
@@ -164,6 +227,10 @@ def build_app(rt: Runtime, roles: Iterable[Role]) -> web.Application:
     from parley.openapi import install_openapi
 
     install_openapi(app)  # last: it describes the routes the roles added
+    # Before any role starts (they start when the app is set up): an exposed API changes
+    # nothing, not even a consumer group's membership.
+    check_exposure(http, (r.canonical for r in app.router.resources()
+                          if needs_token(r.canonical, metrics_public=http.metrics_public)))
     return app
 
 

@@ -8,6 +8,7 @@ the rendered record, as a second line of defence behind code that never logs sec
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterable
@@ -22,10 +23,28 @@ if TYPE_CHECKING:
 _STD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
+def _masked_forms(secret: str) -> set[str]:
+    """Every spelling of ``secret`` a rendered record can hold: as is; as ``repr()`` or
+    ``ascii()`` print it (``%r`` in a message, a secret inside a list or dict in ``extra``,
+    its UTF-8 bytes); and each of those inside a JSON string (``"`` and ``\\`` escaped,
+    control characters as ``\\n`` or ``\\u00XX``), once or twice (a JSON document logged as
+    a string)."""
+    forms = {secret, repr(secret)[1:-1], ascii(secret)[1:-1], repr(secret.encode())[2:-1]}
+    for _ in range(2):
+        forms |= {orjson.dumps(form).decode()[1:-1] for form in forms}
+    return forms
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record, with every configured secret replaced by ``***`` in
+    whatever form it reached the text (see :func:`_masked_forms`)."""
+
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        self._secrets = tuple(s for s in secrets if s)
+        forms = {form for s in secrets if s for form in _masked_forms(s)}
+        # Longest first: a secret that contains another is masked whole, not in part.
+        self._mask = (re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
+                      if forms else None)
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, object] = {
@@ -41,10 +60,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
         text = orjson.dumps(doc, default=str).decode()
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return text
+        return self._mask.sub("***", text) if self._mask is not None else text
 
 
 def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:

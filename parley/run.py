@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 import msgspec
 
 from parley.errors import LaunchCancelled
-from parley.http import bind, build_app, serve
+from parley.http import bind, build_app, check_exposure, serve
 from parley.logs import log_secrets, setup_logging
 from parley.roles import roles_for
 from parley.runtime import Runtime
@@ -34,6 +34,10 @@ INTERRUPTED = 130
 
 
 async def run_all(settings: Settings) -> int:
+    if not settings.http.allow_open_api:  # (that warning is logged once, by build_app)
+        # Before the broker starts: `run` always serves the query API, and an exposed one is
+        # refused with nothing started. build_app checks the real routes again.
+        check_exposure(settings.http, ["/api/*"])
     setup_logging(settings.log_level, settings.all_secrets())
     sock = bind(settings.http.host, settings.http.port)
     # One stop signal for the whole run: set by SIGINT/SIGTERM from the first moment, so a

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 import msgspec
 
+from parley.credentials import secret_problem, standard_secret_problem
 from parley.errors import SettingsError
 
 ProviderName = Literal["natterly", "chatshipper", "standard"]
@@ -123,10 +124,13 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The HTTP server, and bearer tokens for its read API and admin endpoints.
 
-    With ``api_tokens`` empty every endpoint is open (the embedded default). With tokens, every
-    request needs ``Authorization: Bearer <one of them>`` except ``/healthz``, ``/readyz``,
-    ``/webhooks/…`` (which authenticate per source) and, if ``metrics_public``, ``/metrics``.
-    Several tokens may be valid at once, for rotation without downtime.
+    With ``api_tokens`` empty every endpoint is open (the embedded default), which Parley
+    allows only on a loopback ``host`` (127.0.0.0/8, ``::1``, ``localhost``): elsewhere a
+    process serving ``/api/*`` or ``/metrics`` without tokens refuses to start unless
+    ``allow_open_api`` is true (parley.http.check_exposure). With tokens, every request needs
+    ``Authorization: Bearer <one of them>`` except ``/healthz``, ``/readyz``,
+    ``/api/openapi.json``, ``/webhooks/…`` (which authenticate per source) and, if
+    ``metrics_public``, ``/metrics``. Several tokens may be valid at once, for rotation.
     """
 
     host: str = "127.0.0.1"
@@ -140,12 +144,16 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     retry_after_s: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 5
     api_tokens: tuple[str, ...] = ()
     metrics_public: bool = False
+    #: The explicit opt-out: serve ``/api/*`` and ``/metrics`` without tokens on an address
+    #: the network can reach (a private network guarded by other means). docs/security.md.
+    allow_open_api: bool = False
 
     def __repr__(self) -> str:
         return (f"HttpSettings(host={self.host!r}, port={self.port}, "
                 f"max_body_bytes={self.max_body_bytes}, shutdown_timeout_s={self.shutdown_timeout_s}, "
                 f"ack_timeout_s={self.ack_timeout_s}, retry_after_s={self.retry_after_s}, "
-                f"api_tokens=<{len(self.api_tokens)} hidden>, metrics_public={self.metrics_public})")
+                f"api_tokens=<{len(self.api_tokens)} hidden>, metrics_public={self.metrics_public}, "
+                f"allow_open_api={self.allow_open_api})")
 
 
 class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -349,6 +357,7 @@ def _check(s: Settings) -> None:
             raise SettingsError(f"sources.{name}: provider natterly needs auth_tokens")
         if src.provider in ("chatshipper", "standard") and not src.secrets:
             raise SettingsError(f"sources.{name}: provider {src.provider} needs secrets")
+        _check_strength(name, src)
     scheme, sep, _ = s.store.url.partition("://")
     if not sep or scheme.lower() not in STORE_SCHEMES:
         # Only the scheme is named: the rest of a URL may carry a password.
@@ -371,7 +380,19 @@ def _check(s: Settings) -> None:
                                                 and (sec.sasl_password or sec.sasl_password_file)):
         raise SettingsError(f"kafka.security: protocol {sec.protocol} needs sasl_mechanism, "
                             "sasl_username and sasl_password (or sasl_password_file)")
-    for token in s.http.api_tokens:
-        if len(token) < 16 or any(c.isspace() for c in token):
-            raise SettingsError("http.api_tokens: each token needs at least 16 characters and no "
-                                "whitespace (generate one with `openssl rand -hex 32`)")
+    for n, token in enumerate(s.http.api_tokens, 1):
+        if problem := secret_problem(token):
+            raise SettingsError(f"http.api_tokens: token #{n} {problem}")
+
+
+def _check_strength(name: str, src: SourceSettings) -> None:
+    """Every credential of a source is strong enough (:mod:`parley.credentials`); the error
+    names the source and the credential's position, never its value."""
+    for n, token in enumerate(src.auth_tokens, 1):
+        if problem := secret_problem(token):
+            raise SettingsError(f"sources.{name}: auth token #{n} {problem}")
+    for n, secret in enumerate(src.secrets, 1):
+        problem = (standard_secret_problem(secret) if src.provider == "standard"
+                   else secret_problem(secret))
+        if problem:
+            raise SettingsError(f"sources.{name}: secret #{n} {problem}")

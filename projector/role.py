@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from parley.kafka.clients import make_producer
+from parley.readiness import failure_reason
 from parley.runtime import Runtime
 from projector.api import ApiOptions, QueryApi
 from projector.dlq import KafkaDeadLetters
@@ -104,7 +105,7 @@ class ProjectorRole:
                     options=self._options.runner)
                 await self.runner.run(stop)
             except Exception as exc:
-                self._problem = f"projector failed: {type(exc).__name__}: {exc}"
+                self._problem = f"projector failed: {failure_reason(exc)}"  # no hosts, users
                 if self.runner is not None:
                     self.runner.problem = self._problem
                 log.exception("projector runner failed; restarting")

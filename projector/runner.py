@@ -53,6 +53,7 @@ from aiokafka.structs import ConsumerRecord
 
 from contracts.topics import Topics
 from parley.kafka.clients import make_consumer, start_unless_stopped
+from parley.readiness import failure_reason
 from parley.settings import KafkaSettings
 from projector.dlq import DeadLetters
 from projector.folder import BatchResult, Folder, Offsets, gc_paused
@@ -186,7 +187,7 @@ class Runner:
                 try:
                     offsets = await self._process(batch, generation)
                 except Exception as exc:
-                    self.problem = f"last batch failed: {type(exc).__name__}: {exc}"
+                    self.problem = f"last batch failed: {failure_reason(exc)}"  # no hosts
                     log.exception("batch failed; re-reading from the stored offsets")
                     self._reseek = True
                     with contextlib.suppress(TimeoutError):

@@ -12,12 +12,13 @@ matched. Several credentials exist for rotation.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
+
+from parley.credentials import decode_standard_secret
 
 __all__ = ["AuthFailure", "AuthReason", "BodyToken", "HubSignature", "StandardWebhooks"]
 
@@ -114,12 +115,15 @@ class StandardWebhooks:
 
     def __init__(self, secrets: Iterable[str], tolerance_s: int = 300) -> None:
         keys = []
-        for secret in secrets:
+        for n, secret in enumerate(secrets, 1):
             try:
-                keys.append(base64.b64decode(secret.removeprefix(self.PREFIX), validate=True))
-            except (binascii.Error, ValueError):
+                key = decode_standard_secret(secret)
+            except ValueError as exc:
                 # Never echo the secret: say which position is wrong instead.
-                raise ValueError(f"secret #{len(keys) + 1} is not whsec_<base64>") from None
+                raise ValueError(f"secret #{n} {exc}") from None
+            if not key:  # `whsec_` alone: an empty HMAC key, which anyone can sign with
+                raise ValueError(f"secret #{n} is empty")
+            keys.append(key)
         if not keys:
             raise ValueError("at least one secret is required")
         self._keys = tuple(keys)
@@ -157,6 +161,6 @@ class StandardWebhooks:
     @staticmethod
     def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
         """The ``webhook-signature`` header a sender computes (for tests and tooling)."""
-        key = base64.b64decode(secret.removeprefix(StandardWebhooks.PREFIX))
+        key = decode_standard_secret(secret)
         mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
         return "v1," + base64.b64encode(mac).decode()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -97,3 +98,34 @@ async def test_api_consumers_and_metrics_report_lag_and_stuck(
         assert group["stuck"] is False and group["lag_seconds"] == 0
         metrics = await (await client.get("/metrics")).text()
         assert 'parley_consumer_events_total{consumer="watched",outcome="handled"} 12.0' in metrics
+
+
+async def test_a_failing_group_is_reported_without_hosts_or_users(
+        tmp_path: Path, kafka_settings: KafkaSettings, topics: Topics) -> None:
+    # Issue 16, hole 12: the exception's text (a database's host, a user) reached
+    # /api/consumers and /readyz; now a classified reason does.
+    leaky = 'connection to server at "crm-db.corp.internal" (10.9.8.7), port 5432 failed: user "crm_admin"'
+
+    async def start() -> None:
+        raise OSError(leaky)
+
+    @consumer("leaky", topics=("chat",))
+    async def handle(ev: ConsumedEvent) -> None:
+        pass
+
+    rt = Runtime.from_settings(Settings(kafka=kafka_settings, data_dir=str(tmp_path)))
+    service = ConsumerService(rt, [dataclasses.replace(handle, start=start)], lag_interval_s=0.2)
+    async with TestClient(TestServer(build_app(rt, [_Role(service)]))) as client:
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            resp = await client.get("/api/consumers")
+            text = await resp.text()
+            if resp.status == 200 and (await resp.json())["groups"][0]["error"]:
+                break
+            assert asyncio.get_running_loop().time() < deadline, text
+            await asyncio.sleep(0.05)
+        assert (await resp.json())["groups"][0]["error"] == "connection failed (OSError)"
+        ready = await client.get("/readyz")
+        ready_text = await ready.text()
+        for leaked in ("crm-db", "10.9.8.7", "5432", "crm_admin"):
+            assert leaked not in text and leaked not in ready_text, leaked

@@ -1,12 +1,16 @@
 """Bearer tokens for the read API and admin endpoints (``http.api_tokens``).
 
-Open when no token is configured; with tokens, everything but the health probes, the
-webhooks (which authenticate per source) and, optionally, ``/metrics`` needs one of them.
+Open when no token is configured, on a loopback address only: on one the network can reach,
+a process that would serve ``/api/*`` or ``/metrics`` without tokens refuses to start unless
+``http.allow_open_api`` says so. With tokens, everything but the health probes, the API
+description, the webhooks (which authenticate per source) and, optionally, ``/metrics``
+needs one of them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +19,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from parley.cli import main
+from parley.errors import SettingsError
 from parley.http import build_app, json_response
 from parley.roles import roles_for
 from parley.runtime import Runtime
@@ -145,6 +151,74 @@ async def test_tokens_never_reach_logs_or_bodies(client_for, caplog: pytest.LogC
         text = await resp.text()
     for secret in (OLD, NEW, wrong):
         assert secret not in text and secret not in caplog.text
+
+
+class WebhookOnlyRole:
+    """A receiver's shape: webhooks, nothing under /api."""
+
+    name = "webhooks"
+
+    def install(self, app: web.Application, rt: Runtime) -> None:
+        async def webhook(request: web.Request) -> web.Response:
+            return json_response({"event_id": "e1"}, 202)
+
+        app.router.add_post("/webhooks/{source}", webhook)
+
+
+NETWORK_HOSTS = ["0.0.0.0", "::", "10.1.2.3", "192.168.0.7", "fe80::1", "parley.example.net", ""]  # noqa: S104
+LOOPBACK_HOSTS = ["127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost", "LOCALHOST"]
+
+
+@pytest.mark.parametrize("host", NETWORK_HOSTS)
+def test_an_open_api_on_a_network_address_is_refused(host: str) -> None:
+    for http in (HttpSettings(host=host), HttpSettings(host=host, metrics_public=True)):
+        rt = Runtime.from_settings(Settings(http=http))
+        with pytest.raises(SettingsError) as err:
+            build_app(rt, [FakeRole()])
+        message = str(err.value)
+        assert "/api/things" in message and "http.allow_open_api = true" in message, message
+        assert "PARLEY_HTTP__API_TOKENS" in message and "\n" not in message
+    # /metrics alone is exposed too (a receiver's only guarded route).
+    with pytest.raises(SettingsError, match=r"refusing to serve /metrics on "):
+        build_app(Runtime.from_settings(Settings(http=HttpSettings(host=host))), [WebhookOnlyRole()])
+
+
+@pytest.mark.parametrize("host", LOOPBACK_HOSTS)
+def test_an_open_api_on_loopback_is_allowed(host: str) -> None:
+    build_app(Runtime.from_settings(Settings(http=HttpSettings(host=host))), [FakeRole()])
+
+
+async def test_the_opt_out_and_tokens_allow_serving_on_the_network(
+        client_for, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    everywhere = "0.0.0.0"  # noqa: S104
+    # Tokens: guarded, so allowed anywhere.
+    build_app(Runtime.from_settings(Settings(http=HttpSettings(host=everywhere, api_tokens=(NEW,)))),
+              [FakeRole()])
+    # A receiver with a public /metrics exposes nothing that needs a token.
+    build_app(Runtime.from_settings(Settings(http=HttpSettings(host=everywhere, metrics_public=True))),
+              [WebhookOnlyRole()])
+    # The explicit opt-out: served open, with a warning saying so.
+    caplog.set_level(logging.WARNING, logger="parley.http")
+    http = await client_for(HttpSettings(host=everywhere, allow_open_api=True))
+    async with http.get("/api/things") as resp:
+        assert resp.status == 200
+    assert "http.allow_open_api = true" in caplog.text and "/api/things" in caplog.text
+
+
+def test_parley_run_refuses_an_open_api_before_starting_anything(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in [n for n in os.environ if n.startswith("PARLEY_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "parley.toml"
+    # A bootstrap nobody answers: even a regression could not start a local broker here.
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[kafka]\nbootstrap = "127.0.0.1:1"\n'
+                      '[http]\nhost = "0.0.0.0"\nport = 0\n')
+    assert main(["run", "--config", str(config)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("parley: error: refusing to serve /api/* on 0.0.0.0") and "\n" not in err
+    assert "http.allow_open_api = true" in err
+    assert not (tmp_path / "data").exists()  # no broker, no store, nothing written
 
 
 @pytest.mark.kafka

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import base64
 import re
+import secrets
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -16,6 +18,7 @@ import yaml
 
 from contracts.topics import Topics
 from parley.cli import build_parser
+from parley.http import check_exposure
 from parley.kafka.jars import KAFKA_VERSION
 from parley.settings import Settings, load_settings
 from projector.pg_url import parse_postgres_url
@@ -27,16 +30,35 @@ SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 BROKERS = {n: s for n, s in SERVICES.items() if s.get("image", "").startswith("apache/kafka:")}
 PARLEY = {n: s for n, s in SERVICES.items() if s.get("image", "").startswith("parley:")}
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-# An innermost ${VAR}, ${VAR-default} or ${VAR:-default} (its default holds no other one).
-_VAR = re.compile(r"\$\{(\w+)(?::?-([^${}]*))?\}")
+# An innermost ${VAR}, ${VAR-default}, ${VAR:-default}, ${VAR?error} or ${VAR:?error} (its
+# default holds no other one).
+_VAR = re.compile(r"\$\{(\w+)(?:(:?[-?])([^${}]*))?\}")
+#: What an operator exports before `docker compose up` (the file's header says which): the
+#: secrets, generated. Nothing else is set.
+OPERATOR_ENV = {"PARLEY_API_TOKENS": f'["{secrets.token_hex(32)}"]',
+                "PARLEY_ACME_TOKENS": f'["{secrets.token_hex(32)}"]',
+                "PARLEY_POSTGRES_PASSWORD": secrets.token_hex(32)}
 
 
-def interpolate(value: object) -> str:
-    """Compose's ``${VAR:-default}`` with nothing set in the environment: the defaults,
-    nested ones (``${A:-x${B:-y}}``) from the inside out."""
+class MissingVariable(Exception):
+    """A required variable (``${VAR:?error}``) is unset: compose refuses to start."""
+
+
+def interpolate(value: object, env: Mapping[str, str] = OPERATOR_ENV) -> str:
+    """Compose's interpolation of ``value`` with ``env`` as the environment, nested
+    references (``${A:-x${B:-y}}``) from the inside out."""
+    def one(m: re.Match[str]) -> str:
+        name, op, arg = m.group(1), m.group(2), m.group(3) or ""
+        value = env.get(name)
+        if op in ("-", ":-"):
+            return arg if value is None or (op == ":-" and not value) else value
+        if op in ("?", ":?") and (value is None or (op == ":?" and not value)):
+            raise MissingVariable(f"{name}: {arg}")
+        return value or ""
+
     text = str(value)
     while True:
-        resolved = _VAR.sub(lambda m: m.group(2) or "", text)
+        resolved = _VAR.sub(one, text)
         if resolved == text:
             return text
         text = resolved
@@ -151,14 +173,72 @@ def test_the_projector_keeps_its_state_in_the_postgres_service() -> None:
     # sqlite:/// URL on the projector's volume) without editing the file.
     raw = PARLEY["projector"]["environment"]["PARLEY_STORE__URL"]
     assert raw.startswith("${PARLEY_STORE_URL:-")
-    assert "${PARLEY_POSTGRES_PASSWORD:-" in raw
-    assert "${PARLEY_POSTGRES_PASSWORD:-" in SERVICES["postgres"]["environment"]["POSTGRES_PASSWORD"]
+    assert "${PARLEY_POSTGRES_PASSWORD:?" in raw
+    assert SERVICES["postgres"]["environment"]["POSTGRES_PASSWORD"].startswith(
+        "${PARLEY_POSTGRES_PASSWORD:?")
 
 
 def test_interpolation_resolves_nested_defaults() -> None:
     assert interpolate("${A:-x${B:-y}z}") == "xyz"
     assert interpolate("${A:-${B}}") == ""
     assert interpolate("plain") == "plain"
+    assert interpolate("${A:?needed}", {"A": "v"}) == "v"
+    with pytest.raises(MissingVariable, match="A: needed"):
+        interpolate("${A:?needed}", {"A": ""})
+
+
+# Issue 16, hole 1: compose published an open API on every interface, and defaulted the
+# webhook source's token to the public demo token of the README.
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|_URL$")
+
+
+def test_secrets_come_from_the_environment_only_and_are_required() -> None:
+    text = COMPOSE_FILE.read_text()
+    for leaked in ("DZBHWMV3TJXQZeCZb8HdAqWNP90Kp4", "parley-dev-only"):
+        assert leaked not in text, leaked
+    checked = 0
+    for name, service in SERVICES.items():
+        for key, raw in service.get("environment", {}).items():
+            if not _SECRET_NAME.search(key):
+                continue
+            checked += 1
+            # No literal and no default: only references to required variables, or (a URL)
+            # a default built from them.
+            for _var, op, _ in _VAR.findall(str(raw)):
+                assert op in ("", ":?") or key.endswith("_URL"), (name, key, raw)
+            if not key.endswith("_URL"):
+                assert str(raw).startswith("${") and ":?" in str(raw), (name, key, raw)
+            with pytest.raises(MissingVariable):  # unset: compose refuses to start
+                interpolate(raw, {})
+    assert checked >= 6
+
+
+@pytest.mark.parametrize("missing", sorted(OPERATOR_ENV))
+def test_compose_refuses_to_start_without_each_secret(missing: str) -> None:
+    env = {k: v for k, v in OPERATOR_ENV.items() if k != missing}
+    with pytest.raises(MissingVariable, match=missing):
+        for service in SERVICES.values():
+            for raw in service.get("environment", {}).values():
+                interpolate(raw, env)
+
+
+@pytest.mark.parametrize("name", sorted(PARLEY))
+def test_every_parley_service_guards_its_api_with_tokens(name: str) -> None:
+    settings = settings_of(name)
+    assert settings.http.api_tokens and not settings.http.allow_open_api
+    check_exposure(settings.http, ["/api/chats", "/metrics"])  # does not raise
+
+
+def test_the_query_api_is_published_on_loopback_unless_asked() -> None:
+    for name, service in PARLEY.items():
+        for port in service.get("ports", []):
+            published = interpolate(port)
+            if service["command"][0] == "receiver":
+                assert published.count(":") == 1, published  # webhooks: every interface
+            else:
+                assert published.startswith("127.0.0.1:"), (name, published)
+                assert interpolate(port, OPERATOR_ENV | {"PARLEY_API_ADDRESS": ALL_INTERFACES}
+                                   ).startswith(ALL_INTERFACES + ":")
 
 
 def test_images_are_pinned() -> None:

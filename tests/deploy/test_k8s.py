@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -18,6 +19,7 @@ import yaml
 from consumers.runner import group_id
 from contracts.topics import Topics
 from parley.cli import build_parser
+from parley.errors import SettingsError
 from parley.settings import Settings, load_settings
 from projector.dlq import DLQ_GROUP
 from projector.runner import RunnerOptions
@@ -216,12 +218,11 @@ def test_workload_runs_a_real_command_with_loadable_settings(workload: Obj) -> N
     for n, e in env.items():
         ref = e.get("valueFrom", {})
         if "secretKeyRef" in ref:
-            literal[n] = '["placeholder-token-0123456789abcdef"]'
+            literal[n] = f'["{secrets.token_hex(32)}"]'  # what the Secret's operator generates
         elif "fieldRef" in ref:
             literal[n] = f"{workload.name}-0"
     for src in c.get("envFrom", []):
-        example = one(OBJECTS, "Secret", src["secretRef"]["name"]).body["stringData"]
-        literal |= example
+        literal |= real_values(one(OBJECTS, "Secret", src["secretRef"]["name"]).body["stringData"])
     with tempfile.TemporaryDirectory() as tmp:
         toml = Path(tmp) / "parley.toml"
         toml.write_text(one(DEPLOYED, "ConfigMap", "parley-config").body["data"]["parley.toml"])
@@ -269,6 +270,48 @@ def test_kafka_secrets_are_mounted_where_the_settings_read_them(workload: Obj) -
         vol = volumes[mounts[str(p.parent)]]["secret"]
         assert vol["secretName"] == secret
         assert {"key": key, "path": p.name} in vol["items"]
+
+
+def real_values(example: dict[str, str]) -> dict[str, str]:
+    """An example Secret's data with each credential list replaced by generated values of the
+    same count, as an operator creating the real Secret would."""
+    out = dict(example)
+    for key, value in example.items():
+        if key.endswith(("__AUTH_TOKENS", "__SECRETS")):
+            out[key] = json.dumps([secrets.token_hex(32) for _ in json.loads(value)])
+    return out
+
+
+@pytest.mark.parametrize("secret", ["parley-api-tokens", "parley-sources"])
+def test_the_example_secrets_placeholders_are_refused_at_start_up(secret: str) -> None:
+    # Applying secrets.example.yaml unchanged must not give a running Parley with guessable
+    # credentials: every placeholder value fails the settings' strength check.
+    data = one(OBJECTS, "Secret", secret).body["stringData"]
+    env = ({"PARLEY_HTTP__API_TOKENS": data["tokens"]} if secret == "parley-api-tokens" else data)
+    with pytest.raises(SettingsError, match="placeholder"):
+        load_settings(None, env=env)
+    # ...and each placeholder on its own, not only the first one checked.
+    for key, value in env.items():
+        if key.endswith(("API_TOKENS", "__AUTH_TOKENS", "__SECRETS")):
+            for n, placeholder in enumerate(json.loads(value)):
+                lone = real_values(env) | {key: json.dumps(
+                    [secrets.token_hex(32)] * n + [placeholder])}
+                with pytest.raises(SettingsError, match=f"#{n + 1} looks like a placeholder"):
+                    load_settings(None, env=lone if secret == "parley-sources" else
+                                  {"PARLEY_HTTP__API_TOKENS": lone[key]})
+
+
+@pytest.mark.parametrize("workload", [o for o, _ in pod_specs(DEPLOYED)], ids=lambda o: o.id)
+def test_credentials_come_from_secrets_only(workload: Obj) -> None:
+    # Issue 16, hole 1: no credential in a manifest or the ConfigMap; each one a Secret's.
+    c = container(workload.body["spec"]["template"]["spec"])
+    for name, e in env_of(c).items():
+        if any(w in name for w in ("TOKEN", "SECRET", "PASSWORD")) and not name.endswith("USERNAME"):
+            assert "secretKeyRef" in e.get("valueFrom", {}), (workload.id, name)
+    assert "PARLEY_HTTP__API_TOKENS" in env_of(c), "every pod serves /metrics: it needs tokens"
+    config = tomllib.loads(one(DEPLOYED, "ConfigMap", "parley-config").body["data"]["parley.toml"])
+    assert "api_tokens" not in config["http"] and not config["http"].get("allow_open_api")
+    assert "sources" not in config and "sasl_password" not in config["kafka"]["security"]
 
 
 def test_every_referenced_secret_exists_or_is_created_by_strimzi() -> None:

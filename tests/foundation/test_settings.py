@@ -34,16 +34,17 @@ port = 8080
 url = "sqlite:///.parley/state.db"
 [sources.acme]
 provider = "natterly"
-auth_tokens = ["tok-1", "tok-2"]
+auth_tokens = ["tok-1-5d0c9e2a7b41f836", "tok-2-8e1f4a6c3d92b057"]
 [sources.shop]
 provider = "chatshipper"
-secrets = ["s3cret"]
+secrets = ["s3cret-hmac-key-40c7e9"]
 """)
     s = load_settings(cfg, env={})
     assert s.kafka.bootstrap == "127.0.0.1:9092"
-    assert s.sources["acme"].auth_tokens == ("tok-1", "tok-2")
+    assert s.sources["acme"].auth_tokens == ("tok-1-5d0c9e2a7b41f836", "tok-2-8e1f4a6c3d92b057")
     assert s.sources["shop"].provider == "chatshipper"
-    assert set(s.all_secrets()) == {"tok-1", "tok-2", "s3cret"}
+    assert set(s.all_secrets()) == {"tok-1-5d0c9e2a7b41f836", "tok-2-8e1f4a6c3d92b057",
+                                    "s3cret-hmac-key-40c7e9"}
 
 
 def test_env_overrides_file_and_config_env_var(tmp_path: Path) -> None:
@@ -51,10 +52,10 @@ def test_env_overrides_file_and_config_env_var(tmp_path: Path) -> None:
     s = load_settings(None, env={"PARLEY_CONFIG": str(cfg), "PARLEY_HTTP__PORT": "9001",
                                  "PARLEY_KAFKA__BOOTSTRAP": "10.1.2.3:9092",
                                  "PARLEY_SOURCES__X__PROVIDER": "natterly",
-                                 "PARLEY_SOURCES__X__AUTH_TOKENS": '["a"]'})
+                                 "PARLEY_SOURCES__X__AUTH_TOKENS": '["a-token-7c2e9f0b41d3"]'})
     assert s.http.port == 9001
     assert s.kafka.bootstrap == "10.1.2.3:9092"
-    assert s.sources["x"].auth_tokens == ("a",)
+    assert s.sources["x"].auth_tokens == ("a-token-7c2e9f0b41d3",)
 
 
 @pytest.mark.parametrize(("text", "needle"), [
@@ -97,16 +98,16 @@ sasl_username = "u"
 sasl_password = "kafka-pw-123"
 [sources.a]
 provider = "chatshipper"
-secrets = ["hmac-key-456"]
+secrets = ["hmac-key-456-e8b1c3d9"]
 tolerance_s = "soon"
 """)
     with pytest.raises(SettingsError) as err:
         load_settings(cfg, env={})
-    assert "hmac-key-456" not in str(err.value)
+    assert "hmac-key-456-e8b1c3d9" not in str(err.value)
     cfg.write_text(cfg.read_text().replace('tolerance_s = "soon"', "tolerance_s = 60"))
     s = load_settings(cfg, env={})
     text = repr(s)
-    assert "kafka-pw-123" not in text and "hmac-key-456" not in text
+    assert "kafka-pw-123" not in text and "hmac-key-456-e8b1c3d9" not in text
     assert "kafka-pw-123" in s.all_secrets()
 
 
@@ -185,7 +186,7 @@ def test_api_tokens_rotate_hidden_and_validated(tmp_path: Path) -> None:
     assert old not in repr(s) and new not in repr(s) and "2 hidden" in repr(s.http)
     assert {old, new} <= set(s.all_secrets())
     assert s.http.metrics_public is False
-    with pytest.raises(SettingsError, match="at least 16 characters"):
+    with pytest.raises(SettingsError, match="token #1 is shorter than 16 characters"):
         load_settings(None, env={"PARLEY_HTTP__API_TOKENS": '["short"]'})
 
 

@@ -19,7 +19,8 @@ def test_receiver_command_is_registered() -> None:
 
 
 @pytest.mark.parametrize(("config", "message"), [
-    ('[sources.acme]\nprovider = "natterly"\nauth_tokens = ["t"]\n', "kafka.bootstrap"),
+    ('[sources.acme]\nprovider = "natterly"\nauth_tokens = ["nat-token-7f3a9c0e5b21"]\n',
+     "kafka.bootstrap"),
     ('[kafka]\nbootstrap = "127.0.0.1:1"\n', "no [sources.NAME]"),
 ])
 def test_receiver_refuses_incomplete_configuration(

@@ -126,7 +126,8 @@ def test_the_role_takes_its_ack_deadline_and_retry_after_from_the_settings(tmp_p
 
     cfg = tmp_path / "parley.toml"
     cfg.write_text('[kafka]\nbootstrap = "127.0.0.1:1"\n[http]\nack_timeout_s = 2.5\n'
-                   'retry_after_s = 9\n[sources.a]\nprovider = "natterly"\nauth_tokens = ["t"]\n')
+                   'retry_after_s = 9\n[sources.a]\nprovider = "natterly"\n'
+                   'auth_tokens = ["nat-token-7f3a9c0e5b21"]\n')
     role = ReceiverRole(Runtime.from_settings(load_settings(cfg, env={})))
     assert (role._options.send_timeout_s, role._options.retry_after_s) == (2.5, 9)
     defaults = ReceiverRole(Runtime.from_settings(load_settings(cfg, env={
