@@ -8,10 +8,14 @@ are keyset-paginated. Nothing survives the process, so ``parley run`` never uses
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
+
+import msgspec
 
 from projector.errors import LiveProjectionDrop, StoreError, UnknownProjection
 from projector.fold import AggregateRef
+from projector.outbox import OutboxEntry, entry_for
 from projector.store import KINDS, decode_cursor, encode_cursor, projection_name
 from projector.views import Row
 
@@ -35,6 +39,8 @@ class MemoryStore:
         self._copies: dict[str, _Copy] = {}
         self._live: str | None = None
         self._closed = False
+        self._outbox: dict[int, OutboxEntry] = {}  # by seq, in insertion (= seq) order
+        self._seq = 0
 
     async def open(self) -> None:
         self._closed = False
@@ -80,18 +86,26 @@ class MemoryStore:
         return found
 
     async def commit(
-        self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int]
+        self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int],
+        *, publish: bool = False,
     ) -> None:
         copy = self._copy(projection)
         undo: dict[tuple[str, str], Row | None] = {}
+        seq = self._seq
         try:
             for row in rows:
                 key = (row.kind, row.id)
                 if key not in undo:
                     undo[key] = copy.rows.get(key)
                 copy.rows[key] = row
+                if publish:
+                    seq += 1
+                    self._outbox[seq] = msgspec.structs.replace(entry_for(row), seq=seq)
             self._write_offsets(copy, offsets)
+            self._seq = seq
         except BaseException:
+            for n in range(self._seq + 1, seq + 1):
+                self._outbox.pop(n, None)
             # Atomicity: put back every row this commit touched, as it was.
             for key, old in undo.items():
                 if old is None:
@@ -107,6 +121,15 @@ class MemoryStore:
 
     async def offsets(self, projection: str) -> dict[tuple[str, int], int]:
         return dict(self._copy(projection).offsets)
+
+    async def outbox(self, limit: int) -> list[OutboxEntry]:
+        if self._closed:
+            raise StoreError("the store is closed")
+        return list(itertools.islice(self._outbox.values(), limit))
+
+    async def ack_outbox(self, seqs: Sequence[int]) -> None:
+        for seq in seqs:
+            self._outbox.pop(seq, None)
 
     async def get_view(self, projection: str, kind: str, id: str) -> bytes | None:
         row = self._copy(projection).rows.get((kind, id))

@@ -42,6 +42,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import ClassVar, TypeVar
 
 import asyncpg
+import msgspec
 
 from projector.errors import (
     LiveProjectionDrop,
@@ -51,6 +52,7 @@ from projector.errors import (
     UnknownProjection,
 )
 from projector.fold import AggregateRef, decode_state, encode_state
+from projector.outbox import OutboxEntry, entry_for, join_covers, unwrap_state, wrap_state
 from projector.pg_merge import MERGED_KINDS, join
 from projector.pg_migrate import Conn, MigrationStatus, advisory_key, migrate, quote_ident
 from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl
@@ -261,7 +263,8 @@ class PostgresStore:
         return await self._run(load)
 
     async def commit(
-        self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int]
+        self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int],
+        *, publish: bool = False,
     ) -> None:
         sql = self._q(projection)
         latest = {(row.kind, row.id): row for row in rows}  # a later row of the batch wins
@@ -274,6 +277,12 @@ class PostgresStore:
                 merged = await self._merge(conn, sql, batch)
                 if merged:
                     await conn.execute(sql.upsert_rows, *_columns(merged))
+                if publish and merged:
+                    # The rows as written (merged): the outbox says what the store holds.
+                    entries = [entry_for(row) for row in merged]
+                    await conn.execute(self._outbox_insert, [e.kind for e in entries],
+                                       [e.key for e in entries], [e.route for e in entries],
+                                       [e.value for e in entries])
                 if parts:
                     moved = await conn.fetch(sql.upsert_offsets, [t for t, _ in parts],
                                              [p for _, p in parts], [offsets[tp] for tp in parts])
@@ -302,11 +311,42 @@ class PostgresStore:
             if old is None or old == row.state:
                 out.append(row)
                 continue
-            state = join(decode_state(row.kind, old), decode_state(row.kind, row.state))
+            old_covers, old_state = unwrap_state(old)
+            covers, new_state = unwrap_state(row.state)
+            state = join(decode_state(row.kind, old_state), decode_state(row.kind, new_state))
+            joined = join_covers(old_covers, covers)
             # Usually the stored state is already folded into the new one (one writer).
-            out.append(row if encode_state(state) == row.state
-                       else row_for(AggregateRef(row.kind, row.id), state))  # type: ignore[arg-type]
+            if encode_state(state) == new_state and joined == covers:
+                out.append(row)
+                continue
+            rebuilt = row_for(AggregateRef(row.kind, row.id), state)  # type: ignore[arg-type]
+            out.append(msgspec.structs.replace(rebuilt, state=wrap_state(rebuilt.state, joined)))
         return out
+
+    async def outbox(self, limit: int) -> list[OutboxEntry]:
+        query = (f"SELECT seq, kind, key, route, value FROM {self._schema}.parley_outbox "  # noqa: S608
+                 "ORDER BY seq LIMIT $1")
+
+        async def read(conn: Conn) -> list[OutboxEntry]:
+            return [OutboxEntry(seq=r[0], kind=r[1], key=r[2], route=r[3], value=bytes(r[4]))
+                    for r in await conn.fetch(query, limit)]
+
+        return await self._run(read)
+
+    async def ack_outbox(self, seqs: Sequence[int]) -> None:
+        if not seqs:
+            return
+        query = f"DELETE FROM {self._schema}.parley_outbox WHERE seq = ANY($1::bigint[])"  # noqa: S608
+
+        async def delete(conn: Conn) -> None:
+            await conn.execute(query, list(seqs))
+
+        await self._run(delete)
+
+    @property
+    def _outbox_insert(self) -> str:
+        return (f"INSERT INTO {self._schema}.parley_outbox (kind, key, route, value) "  # noqa: S608
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[])")
 
     async def offsets(self, projection: str) -> dict[tuple[str, int], int]:
         sql = self._q(projection)

@@ -1,6 +1,7 @@
 """The default :class:`~projector.store.Store`: one SQLite file in WAL mode.
 
-Layout: a registry table of projection copies, a one-row ``live`` pointer, and per copy
+Layout: a registry table of projection copies, a one-row ``live`` pointer, the outbox of
+state changes to publish (``parley_outbox``, one per store), and per copy
 two tables — ``p_<name>_rows`` (one row per aggregate: encoded fold state, JSON view,
 listing columns) and ``p_<name>_offsets`` (next offset per topic partition). A copy is
 created, filled and dropped without touching another's tables; ``set_live`` rewrites
@@ -39,6 +40,7 @@ import msgspec
 
 from projector.errors import LiveProjectionDrop, StoreError, StoreUnavailable, UnknownProjection
 from projector.fold import AggregateRef
+from projector.outbox import OutboxEntry, entry_for
 from projector.store import KINDS, decode_cursor, encode_cursor, projection_name
 from projector.views import Row
 
@@ -59,7 +61,14 @@ CREATE TABLE IF NOT EXISTS parley_live (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     name TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS parley_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL, key TEXT NOT NULL, route TEXT NOT NULL, value BLOB NOT NULL
+);
 """
+_OUTBOX_INSERT = "INSERT INTO parley_outbox (kind, key, route, value) VALUES (?, ?, ?, ?)"
+_OUTBOX_READ = "SELECT seq, kind, key, route, value FROM parley_outbox ORDER BY seq LIMIT ?"
+_OUTBOX_DELETE = "DELETE FROM parley_outbox WHERE seq IN (SELECT value FROM json_each(?))"
 
 
 def _copy_schema(name: str) -> list[str]:
@@ -316,9 +325,12 @@ class SqliteStore:
         return await self._w().run(load)
 
     async def commit(
-        self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int]
+        self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int],
+        *, publish: bool = False,
     ) -> None:
         sql = self._q(projection)
+        outbox = ([(e.kind, e.key, e.route, bytearray(e.value)) for e in map(entry_for, rows)]
+                  if publish else [])
         # Many rows per statement, not executemany: the thread then holds the GIL once per
         # statement to bind its parameters, and runs the whole upsert without it, so a
         # commit can overlap with folding the next batch (see projector.rebuild) instead of
@@ -330,10 +342,30 @@ class SqliteStore:
             with _transaction(conn):
                 for statement, params in statements:
                     conn.execute(statement, params)
+                if outbox:
+                    conn.executemany(_OUTBOX_INSERT, outbox)
                 if offset_params:
                     conn.executemany(sql.upsert_offsets, offset_params)
 
         await self._w().run(commit)
+
+    async def outbox(self, limit: int) -> list[OutboxEntry]:
+        def read(conn: sqlite3.Connection) -> list[OutboxEntry]:
+            return [OutboxEntry(seq=seq, kind=kind, key=key, route=route, value=bytes(value))
+                    for seq, kind, key, route, value in conn.execute(_OUTBOX_READ, (limit,))]
+
+        return await self._r().run(read)
+
+    async def ack_outbox(self, seqs: Sequence[int]) -> None:
+        if not seqs:
+            return
+        ids = msgspec.json.encode(list(seqs)).decode()
+
+        def delete(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute(_OUTBOX_DELETE, (ids,))
+
+        await self._w().run(delete)
 
     async def offsets(self, projection: str) -> dict[tuple[str, int], int]:
         sql = self._q(projection)

@@ -8,6 +8,10 @@ Guarantees every implementation gives:
 * **Atomic commits.** :meth:`Store.commit` writes all rows *and* all offsets of a batch in
   one transaction: after a crash or an error either the whole batch is visible or none
   of it is. This is what makes the projector's effects exactly-once.
+* **An outbox in the same transaction.** ``commit(..., publish=True)`` also appends one
+  :class:`~projector.outbox.OutboxEntry` per row as written (after any merge), built by
+  :func:`~projector.outbox.entry_for`; :meth:`Store.outbox` lists them oldest first and
+  :meth:`Store.ack_outbox` deletes them. The outbox is one per store, not per copy.
 * **Isolated projection copies.** Rows and offsets belong to one named projection;
   creating, filling and dropping one copy never changes what another returns.
   :meth:`Store.set_live` switches which copy serves reads in one step.
@@ -34,6 +38,7 @@ import msgspec
 
 from projector.errors import InvalidCursor, InvalidProjectionName
 from projector.fold import AggregateRef
+from projector.outbox import OutboxEntry
 from projector.views import Row
 
 __all__ = [
@@ -84,14 +89,22 @@ class Store(Protocol):
         """Encoded fold states of those ``refs`` that exist (one query per kind, not per ref)."""
 
     async def commit(
-        self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int]
+        self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int],
+        *, publish: bool = False,
     ) -> None:
-        """In ONE transaction: upsert ``rows`` and set each (topic, partition)'s NEXT offset.
+        """In ONE transaction: upsert ``rows`` and set each (topic, partition)'s NEXT offset,
+        and with ``publish`` append each written row's outbox entry.
 
         A later row for the same (kind, id) in ``rows`` wins. Offsets of partitions not in
         ``offsets`` are left as they are. Raises StoreUnavailable (retriable; nothing
         written) when the database is busy.
         """
+
+    async def outbox(self, limit: int) -> list[OutboxEntry]:
+        """Up to ``limit`` committed outbox entries, oldest first, each with its ``seq``."""
+
+    async def ack_outbox(self, seqs: Sequence[int]) -> None:
+        """Delete the outbox entries ``seqs`` (published); unknown ones are ignored."""
 
     async def offsets(self, projection: str) -> dict[tuple[str, int], int]:
         """The next offset to read of every (topic, partition) committed to this projection."""

@@ -13,8 +13,10 @@ import random
 from collections.abc import Sequence
 from typing import Protocol
 
+import msgspec
 import pytest
 
+from contracts.state_change import decode_state_change
 from projector.errors import (
     InvalidCursor,
     InvalidProjectionName,
@@ -22,6 +24,7 @@ from projector.errors import (
     UnknownProjection,
 )
 from projector.fold import AggregateRef
+from projector.outbox import entry_for, wrap_state
 from projector.store import KINDS, Store
 from projector.views import Row
 
@@ -325,6 +328,60 @@ class StoreContract:
         await store.commit("p1", [chat("c1", version=2), chat("c2", version=2)], {("t", 0): 20})
         assert await store.offsets("p1") == {("t", 0): 20}
         assert await store.get_view("p1", "chat", "c2") == chat("c2", version=2).view
+
+    # ------------------------------------------------------------------ the outbox
+
+    async def test_publish_writes_one_outbox_entry_per_row_in_order(self, store: Store) -> None:
+        await store.commit("p1", [chat("c0")], {("t", 0): 1})  # publish=False: no entries
+        assert await store.outbox(100) == []
+        covered = msgspec.structs.replace(chat("c1", version=1),
+                                          state=wrap_state(b"S", (("t", 0, 4), ("u", 2, 9))))
+        rows = [covered, message("c1", "m1", sort_key="1"), visitor("v1"), agent("a1")]
+        await store.commit("p1", rows, {("t", 0): 5}, publish=True)
+        entries = await store.outbox(100)
+        # Within one commit the order is the store's (PostgreSQL sorts rows to lock them).
+        assert sorted((e.kind, e.key, e.route, e.value) for e in entries) == sorted(
+            (w.kind, w.key, w.route, w.value) for w in map(entry_for, rows))
+        assert sorted(e.route for e in entries) == ["a1", "c1", "c1", "v1"]
+        seqs = [e.seq for e in entries]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 4
+        [first] = [e for e in entries if e.kind == "chat"]
+        change = decode_state_change(first.value)
+        assert (change.kind, change.id, change.version) == ("chat", "c1", 5 + 10)
+        assert [str(p) for p in change.positions] == ["t:0:4", "u:2:9"]
+        assert (await store.outbox(2)) == entries[:2]
+
+    async def test_acknowledged_entries_are_deleted_and_the_rest_survive_reopen(
+        self, store: Store, harness: Harness
+    ) -> None:
+        for n in (1, 2, 3):
+            await store.commit("p1", [chat(f"c{n}")], {("t", 0): n}, publish=True)
+        first, second, third = await store.outbox(10)
+        await store.ack_outbox([first.seq, third.seq, 10**9])
+        store = await harness.reopen()
+        assert await store.outbox(10) == [second]
+        await store.commit("p1", [chat("c4")], {("t", 0): 4}, publish=True)
+        later = await store.outbox(10)
+        assert later[0] == second and later[1].key == "c4" and later[1].seq > second.seq
+
+    async def test_the_outbox_is_one_per_store(self, store: Store) -> None:
+        await store.create_projection("p2")
+        await store.commit("p1", [chat("c1")], {}, publish=True)
+        await store.commit("p2", [chat("c2")], {}, publish=True)
+        assert [e.key for e in await store.outbox(10)] == ["c1", "c2"]
+        await store.set_live("p2")
+        await store.drop_projection("p1")
+        assert [e.key for e in await store.outbox(10)] == ["c1", "c2"]
+
+    async def test_a_failed_commit_writes_no_outbox_entries(
+        self, store: Store, harness: Harness
+    ) -> None:
+        async with harness.break_offset_writes("p1"):
+            with pytest.raises(Exception, match="injected"):
+                await store.commit("p1", [chat("c1"), agent("a1")], {("t", 0): 20}, publish=True)
+        assert await store.outbox(10) == []
+        await store.commit("p1", [chat("c1")], {("t", 0): 20}, publish=True)
+        assert [e.key for e in await store.outbox(10)] == ["c1"]
 
     async def test_concurrent_writers_of_disjoint_partitions_both_land(
         self, store: Store, harness: Harness

@@ -1,0 +1,87 @@
+"""The outbox: states committed with the batch that produced them, waiting to be published.
+
+Pure (no I/O). With ``publish=True`` a :class:`~projector.store.Store` writes, in the same
+transaction as a batch's rows and offsets, one :class:`OutboxEntry` per row: the
+:class:`contracts.state_change.StateChange` of that row, ready to send. The
+:class:`~projector.state_publisher.StatePublisher` sends entries to the state topics and
+deletes them once Kafka acknowledged them. So nothing is published before it is committed,
+and nothing committed is lost (a crash in between leaves the entries for the next start).
+
+Versions need the log positions each state covers, and those must survive the process: they
+are kept inside the row's ``state`` bytes, ahead of the encoded fold state
+(:func:`wrap_state`), so every store keeps them without a schema change and a rebuilt copy
+equals the live one byte for byte. State bytes written before positions existed read back
+with none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import msgspec
+
+from contracts.position import Position
+from contracts.state_change import encode_state_change
+from projector.views import Row
+
+__all__ = ["Covers", "OutboxEntry", "covers_of", "entry_for", "join_covers", "unwrap_state", "wrap_state"]
+
+#: Per event-topic partition, the offset of the last record folded into a state, sorted.
+Covers = tuple[tuple[str, int, int], ...]
+
+# A fold state encodes as a msgpack map (fixmap 0x80-0x8f, map16 0xde, map32 0xdf), never
+# as a two-element array (0x92): so wrapped and older, unwrapped bytes are told apart.
+_WRAPPED = 0x92
+_ENCODER = msgspec.msgpack.Encoder()
+_UNWRAP = msgspec.msgpack.Decoder(tuple[tuple[tuple[str, int, int], ...], msgspec.Raw])
+
+
+class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One state change waiting to be published.
+
+    ``route`` picks the partition (a message goes to its chat's partition of the chat state
+    topic); ``key`` is the record key; ``seq`` orders entries (0 until a store assigned one).
+    """
+
+    kind: str
+    key: str
+    route: str
+    value: bytes
+    seq: int = 0
+
+
+def wrap_state(state: bytes, covers: Covers) -> bytes:
+    """A row's ``state`` bytes: the positions it covers, then the encoded fold state (just
+    the fold state when it covers none: what older rows hold)."""
+    return b"\x92" + _ENCODER.encode(covers) + state if covers else state
+
+
+def unwrap_state(data: bytes) -> tuple[Covers, bytes]:
+    """Inverse of :func:`wrap_state`; bytes that were never wrapped cover no positions."""
+    if not data or data[0] != _WRAPPED:
+        return (), data
+    covers, state = _UNWRAP.decode(data)
+    return covers, bytes(state)
+
+
+def join_covers(a: Iterable[tuple[str, int, int]], b: Iterable[tuple[str, int, int]]) -> Covers:
+    """Positions covered by either (the later offset per partition), sorted."""
+    last: dict[tuple[str, int], int] = {}
+    for topic, partition, offset in (*a, *b):
+        if offset > last.get((topic, partition), -1):
+            last[(topic, partition)] = offset
+    return covers_of(last)
+
+
+def covers_of(last: Mapping[tuple[str, int], int]) -> Covers:
+    """Sorted covers from a mapping of (topic, partition) to last offset."""
+    return tuple(sorted((topic, partition, offset) for (topic, partition), offset in last.items()))
+
+
+def entry_for(row: Row) -> OutboxEntry:
+    """The outbox entry of a committed row: its state change, keyed and routed."""
+    covers, _ = unwrap_state(row.state)
+    positions = tuple(Position(topic, partition, offset) for topic, partition, offset in covers)
+    route = row.chat_id if row.kind in ("chat", "message") and row.chat_id is not None else row.id
+    return OutboxEntry(kind=row.kind, key=row.id, route=route,
+                       value=encode_state_change(row.kind, row.id, positions, row.view))
