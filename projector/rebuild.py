@@ -166,7 +166,7 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
                 await writer.commit(result.rows, result.offsets, n)
                 # Remembered while its transaction is still being written: the next batch
                 # folds on these states. Should that transaction fail, the rebuild fails.
-                folder.remember(result.states)
+                folder.remember(result.states, result.covers)
                 del result, records
             # What survives a batch (cached states) lives for many batches: take it out of
             # the collector's view, or every few batches a full collection walks the whole

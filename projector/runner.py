@@ -242,7 +242,7 @@ class Runner:
             self._folder.clear()
             raise
         # Step 9: cache, offsets, waiters.
-        self._folder.remember(result.states)
+        self._folder.remember(result.states, result.covers)
         for (topic, partition), off in result.offsets.items():
             self._next[TopicPartition(topic, partition)] = off
         self.watermarks.advance(projection, result.offsets)
