@@ -1,0 +1,120 @@
+"""Publishing committed states: the outbox, sent to the state topics, then deleted.
+
+Step 11 of the runner's commit protocol (:mod:`projector.runner`). The store's outbox holds
+the state changes of every committed batch (written in the batch's own transaction, see
+:mod:`projector.outbox`); the publisher sends them, oldest first, with the idempotent
+``acks=all`` producer to ``<prefix>.state.{chat,visitor,agent}`` and deletes them only once
+Kafka acknowledged every one of them. So:
+
+* nothing is published before it is committed (the entries do not exist before);
+* nothing committed is lost: entries a crash left behind (killed between the commit and the
+  acknowledgement) are sent when the next publisher starts;
+* a state may be published twice (sent, then killed before the delete), always with the
+  same version, so consumers that keep the greatest version per key see no difference.
+
+Entries are routed by chat id for chats and messages, so one chat's state changes and its
+messages' stay in one partition, in commit order; the record key is the aggregate's id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
+
+from contracts.state_change import state_topic_kind
+from contracts.topics import Topics
+from parley.settings import KafkaSettings
+from projector.outbox import OutboxEntry
+from projector.store import Store
+
+__all__ = ["StatePublisher"]
+
+log = logging.getLogger("parley.projector.states")
+
+
+class StatePublisher:
+    """Sends the store's outbox to the state topics; see the module docstring."""
+
+    def __init__(self, store: Store, producer: AIOKafkaProducer, topics: Topics, *,
+                 batch: int = 5000, poll_s: float = 1.0, retry_backoff_s: float = 1.0) -> None:
+        """``poll_s``: how often the outbox is read without a wake-up (entries a rebuild in
+        another process committed)."""
+        self._store = store
+        self._producer = producer
+        self._topics = topics
+        self._batch = batch
+        self._poll_s = poll_s
+        self._backoff_s = retry_backoff_s
+        self._wake = asyncio.Event()
+        self.published = 0  # entries acknowledged by Kafka and deleted, since start
+        self.problem: str | None = None
+
+    @staticmethod
+    async def ensure_topics(kafka: KafkaSettings, topics: Topics) -> None:
+        """Create the state topics if they are missing (idempotent), from their specs."""
+        from parley.kafka.topics import apply_topics
+
+        states = set(topics.state_topics)
+        await apply_topics(kafka, [s for s in topics.specs(kafka.partitions) if s.name in states])
+
+    def wake(self) -> None:
+        """A batch committed outbox entries: publish them now rather than at the next poll."""
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until ``stop`` is set, then once more (what the last batch committed)."""
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                await self.publish_pending()
+            except Exception as exc:  # noqa: BLE001 - Kafka or the store away: try again
+                self.problem = f"publishing states failed: {type(exc).__name__}: {exc}"
+                log.warning("%s; retrying", self.problem)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self._backoff_s)
+                continue
+            self.problem = None
+            waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+            try:
+                await asyncio.wait(waits, timeout=self._poll_s, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+        try:
+            await self.publish_pending()
+        except Exception as exc:  # noqa: BLE001 - left in the outbox for the next start
+            log.warning("states not published at stop (sent at the next start): %s", exc)
+
+    async def publish_pending(self) -> int:
+        """Send every entry in the outbox, deleting each batch once acknowledged; how many."""
+        total = 0
+        while True:
+            entries = await self._store.outbox(self._batch)
+            if not entries:
+                return total
+            await self._send(entries)
+            await self._store.ack_outbox([e.seq for e in entries])
+            total += len(entries)
+            self.published += len(entries)
+            if len(entries) < self._batch:
+                return total
+
+    async def _send(self, entries: list[OutboxEntry]) -> None:
+        producer = self._producer
+        counts: dict[str, int] = {}
+        sent = []
+        for e in entries:
+            topic = self._topics.state(state_topic_kind(e.kind))  # type: ignore[arg-type]
+            n = counts.get(topic)
+            if n is None:
+                n = counts[topic] = len(await producer.partitions_for(topic))
+            # Kafka's default partitioner of the route (murmur2), so a chat's messages go
+            # where the chat's own record goes.
+            partition = (murmur2(e.route.encode()) & 0x7FFFFFFF) % n
+            sent.append(await producer.send(topic, e.value, key=e.key.encode(), partition=partition))
+        # Every send acknowledged (acks=all) before any entry is deleted.
+        await asyncio.gather(*sent)
