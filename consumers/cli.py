@@ -67,7 +67,7 @@ def _resolve(name: str, settings: Settings) -> tuple[str, list[str]]:
         if name in {k.name for k in known_consumers()}:
             return name, list(topics.event_topics)
         raise
-    return c.name, [topics.for_aggregate(kind) for kind in c.topics]
+    return c.name, list(c.topic_names(topics))
 
 
 def _name(name: str, settings: Settings) -> str:
