@@ -205,7 +205,7 @@ class _Writer:
     waits for the transaction in flight and never reads a state from before it.
     """
 
-    def __init__(self, store: Store, name: str, progress: _Progress, *, publish: bool) -> None:
+    def __init__(self, store: Store, name: str, progress: _Progress, *, publish: bool = False) -> None:
         self._store, self._name, self._progress = store, name, progress
         self._publish = publish
         self._pending: asyncio.Task[None] | None = None
