@@ -96,16 +96,18 @@ class ProjectorRole:
         rt = self._rt
         while not stop.is_set():
             producer = make_producer(rt.settings.kafka)
+            states = StatePublisher.make_producer(rt.settings.kafka)
             try:
                 await KafkaDeadLetters.ensure_topic(rt.settings.kafka, rt.topics)
                 await StatePublisher.ensure_topics(rt.settings.kafka, rt.topics)
                 await producer.start()
+                await states.start()
                 self.runner = Runner(
                     store=self.store, kafka=rt.settings.kafka, topics=rt.topics,
                     dead_letters=KafkaDeadLetters(producer, rt.topics, self.metrics),
                     metrics=self.metrics, watermarks=self.watermarks,
                     options=self._options.runner,
-                    publisher=StatePublisher(self.store, producer, rt.topics))
+                    publisher=StatePublisher(self.store, states, rt.topics))
                 await self.runner.run(stop)
             except Exception as exc:
                 self._problem = f"projector failed: {type(exc).__name__}: {exc}"
@@ -115,4 +117,5 @@ class ProjectorRole:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._options.restart_backoff_s)
             finally:
+                await states.stop()
                 await producer.stop()
