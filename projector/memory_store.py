@@ -11,11 +11,9 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 
-import msgspec
-
 from projector.errors import LiveProjectionDrop, StoreError, UnknownProjection
 from projector.fold import AggregateRef
-from projector.outbox import OutboxEntry, entry_for
+from projector.outbox import OutboxEntry, entry_for, new_token
 from projector.store import KINDS, decode_cursor, encode_cursor, projection_name
 from projector.views import Row
 
@@ -39,7 +37,7 @@ class MemoryStore:
         self._copies: dict[str, _Copy] = {}
         self._live: str | None = None
         self._closed = False
-        self._outbox: dict[int, OutboxEntry] = {}  # by seq, in insertion (= seq) order
+        self._outbox: dict[int, tuple[int, str, str, str]] = {}  # seq: token, projection, kind, id
         self._seq = 0
 
     async def open(self) -> None:
@@ -88,10 +86,12 @@ class MemoryStore:
     async def commit(
         self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int],
         *, publish: bool = False,
-    ) -> None:
+    ) -> list[OutboxEntry]:
         copy = self._copy(projection)
+        name = projection_name(projection)
         undo: dict[tuple[str, str], Row | None] = {}
         seq = self._seq
+        token = new_token() if publish else 0
         try:
             for row in rows:
                 key = (row.kind, row.id)
@@ -100,7 +100,7 @@ class MemoryStore:
                 copy.rows[key] = row
                 if publish:
                     seq += 1
-                    self._outbox[seq] = msgspec.structs.replace(entry_for(row), seq=seq)
+                    self._outbox[seq] = (token, name, row.kind, row.id)
             self._write_offsets(copy, offsets)
             self._seq = seq
         except BaseException:
@@ -113,6 +113,7 @@ class MemoryStore:
                 else:
                     copy.rows[key] = old
             raise
+        return [entry_for(row, token) for row in rows] if publish else []
 
     def _write_offsets(self, copy: _Copy, offsets: Mapping[tuple[str, int], int]) -> None:
         """The last step of a commit (a separate method so tests can make it fail)."""
@@ -125,11 +126,21 @@ class MemoryStore:
     async def outbox(self, limit: int) -> list[OutboxEntry]:
         if self._closed:
             raise StoreError("the store is closed")
-        return list(itertools.islice(self._outbox.values(), limit))
+        out = []
+        for seq, (token, name, kind, id) in itertools.islice(self._outbox.items(), limit):
+            copy = self._copies.get(name)
+            row = None if copy is None else copy.rows.get((kind, id))
+            out.append(entry_for(row, token, seq) if row is not None else
+                       OutboxEntry(kind=kind, key=id, route=id, value=b"", token=token, seq=seq))
+        return out
 
-    async def ack_outbox(self, seqs: Sequence[int]) -> None:
+    async def ack_outbox(self, seqs: Sequence[int] = (), tokens: Sequence[int] = ()) -> None:
         for seq in seqs:
             self._outbox.pop(seq, None)
+        if tokens:
+            gone = set(tokens)
+            for seq in [s for s, entry in self._outbox.items() if entry[0] in gone]:
+                del self._outbox[seq]
 
     async def get_view(self, projection: str, kind: str, id: str) -> bytes | None:
         row = self._copy(projection).rows.get((kind, id))

@@ -1,11 +1,14 @@
 """The outbox: states committed with the batch that produced them, waiting to be published.
 
 Pure (no I/O). With ``publish=True`` a :class:`~projector.store.Store` writes, in the same
-transaction as a batch's rows and offsets, one :class:`OutboxEntry` per row: the
-:class:`contracts.state_change.StateChange` of that row, ready to send. The
-:class:`~projector.state_publisher.StatePublisher` sends entries to the state topics and
-deletes them once Kafka acknowledged them. So nothing is published before it is committed,
-and nothing committed is lost (a crash in between leaves the entries for the next start).
+transaction as a batch's rows and offsets, one outbox row per written row — a reference
+(projection, kind, id) and the commit's random ``token``, not the state itself — and returns
+the batch's :class:`OutboxEntry` values: the :class:`contracts.state_change.StateChange` of
+each row as written, ready to send. The :class:`~projector.state_publisher.StatePublisher`
+sends those from memory and then deletes the commit's outbox rows by token (the fast path).
+Outbox rows a crash left behind are read back with the state their row holds *now* (the
+same or a later committed version), sent, and deleted by ``seq`` (the slow path). So nothing
+is published before it is committed, and nothing committed is lost.
 
 Versions need the log positions each state covers, and those must survive the process: they
 are kept inside the row's ``state`` bytes, ahead of the encoded fold state
@@ -16,6 +19,7 @@ with none.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping
 
 import msgspec
@@ -24,7 +28,8 @@ from contracts.position import Position
 from contracts.state_change import encode_state_change
 from projector.views import Row
 
-__all__ = ["Covers", "OutboxEntry", "covers_of", "entry_for", "join_covers", "unwrap_state", "wrap_state"]
+__all__ = ["Covers", "OutboxEntry", "covers_of", "entry_for", "join_covers", "new_token",
+           "unwrap_state", "wrap_state"]
 
 #: Per event-topic partition, the offset of the last record folded into a state, sorted.
 Covers = tuple[tuple[str, int, int], ...]
@@ -40,13 +45,16 @@ class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
     """One state change waiting to be published.
 
     ``route`` picks the partition (a message goes to its chat's partition of the chat state
-    topic); ``key`` is the record key; ``seq`` orders entries (0 until a store assigned one).
+    topic); ``key`` is the record key. ``token`` names the commit that wrote it; ``seq`` the
+    outbox row, when read back from the store (0 for entries a commit returned). An entry
+    read back whose row no longer exists (its copy was dropped) has an empty ``value``.
     """
 
     kind: str
     key: str
     route: str
     value: bytes
+    token: int = 0
     seq: int = 0
 
 
@@ -78,10 +86,15 @@ def covers_of(last: Mapping[tuple[str, int], int]) -> Covers:
     return tuple(sorted((topic, partition, offset) for (topic, partition), offset in last.items()))
 
 
-def entry_for(row: Row) -> OutboxEntry:
+def entry_for(row: Row, token: int = 0, seq: int = 0) -> OutboxEntry:
     """The outbox entry of a committed row: its state change, keyed and routed."""
     covers, _ = unwrap_state(row.state)
     positions = tuple(Position(topic, partition, offset) for topic, partition, offset in covers)
     route = row.chat_id if row.kind in ("chat", "message") and row.chat_id is not None else row.id
-    return OutboxEntry(kind=row.kind, key=row.id, route=route,
+    return OutboxEntry(kind=row.kind, key=row.id, route=route, token=token, seq=seq,
                        value=encode_state_change(row.kind, row.id, positions, row.view))
+
+
+def new_token() -> int:
+    """A commit's outbox token: random, so concurrent writers never share one."""
+    return secrets.randbits(62) + 1

@@ -95,6 +95,10 @@ class CopySql:
             "WHERE o.next_offset <= excluded.next_offset RETURNING topic, partition"
         )
         self.load = f"SELECT id, state FROM {rows} WHERE kind = $1 AND id = ANY($2::text[])"  # noqa: S608
+        self.rows_of = (
+            f"SELECT r.kind, r.id, r.state, r.view, r.chat_id FROM {rows} r "  # noqa: S608
+            "JOIN unnest($1::text[], $2::text[]) AS q(kind, id) ON r.kind = q.kind AND r.id = q.id"
+        )
         self.load_pairs = (
             f"SELECT r.kind, r.id, r.state FROM {rows} r "  # noqa: S608
             "JOIN unnest($1::text[], $2::text[]) AS q(kind, id) ON r.kind = q.kind AND r.id = q.id"
@@ -161,8 +165,9 @@ async def _v2_canonical_names(conn: Conn, schema: str) -> None:
 def _v3(schema: str) -> list[str]:
     return [
         f"""CREATE TABLE {schema}.parley_outbox (
-            seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            kind TEXT NOT NULL, key TEXT NOT NULL, route TEXT NOT NULL, value BYTEA NOT NULL)""",
+            seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, token BIGINT NOT NULL,
+            projection TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL)""",
+        f"CREATE INDEX parley_outbox_token ON {schema}.parley_outbox (token)",
     ]
 
 

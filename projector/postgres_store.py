@@ -52,7 +52,7 @@ from projector.errors import (
     UnknownProjection,
 )
 from projector.fold import AggregateRef, decode_state, encode_state
-from projector.outbox import OutboxEntry, entry_for, join_covers, unwrap_state, wrap_state
+from projector.outbox import OutboxEntry, entry_for, join_covers, new_token, unwrap_state, wrap_state
 from projector.pg_merge import MERGED_KINDS, join
 from projector.pg_migrate import Conn, MigrationStatus, advisory_key, migrate, quote_ident
 from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl
@@ -265,24 +265,26 @@ class PostgresStore:
     async def commit(
         self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int],
         *, publish: bool = False,
-    ) -> None:
+    ) -> list[OutboxEntry]:
         sql = self._q(projection)
         latest = {(row.kind, row.id): row for row in rows}  # a later row of the batch wins
         # Sorted: concurrent writers take their row locks in the same order.
         batch = [latest[key] for key in sorted(latest)]
         parts = sorted(offsets)
+        token = new_token() if publish else 0
+        written: list[Row] = []
 
         async def commit(conn: Conn) -> None:
+            written.clear()  # a retried transaction starts over
             async with conn.transaction():
                 merged = await self._merge(conn, sql, batch)
                 if merged:
                     await conn.execute(sql.upsert_rows, *_columns(merged))
                 if publish and merged:
                     # The rows as written (merged): the outbox says what the store holds.
-                    entries = [entry_for(row) for row in merged]
-                    await conn.execute(self._outbox_insert, [e.kind for e in entries],
-                                       [e.key for e in entries], [e.route for e in entries],
-                                       [e.value for e in entries])
+                    written.extend(merged)
+                    await conn.execute(self._outbox_insert, token, sql.tables.name,
+                                       [row.kind for row in merged], [row.id for row in merged])
                 if parts:
                     moved = await conn.fetch(sql.upsert_offsets, [t for t, _ in parts],
                                              [p for _, p in parts], [offsets[tp] for tp in parts])
@@ -293,6 +295,7 @@ class PostgresStore:
                             "nothing was written: re-read the stored offsets")
 
         await self._run(commit)
+        return [entry_for(row, token) for row in written]
 
     async def _merge(self, conn: Conn, sql: CopySql, batch: list[Row]) -> list[Row]:
         """Rule 2: lock the rows several partitions write, and join their stored states in."""
@@ -324,29 +327,47 @@ class PostgresStore:
         return out
 
     async def outbox(self, limit: int) -> list[OutboxEntry]:
-        query = (f"SELECT seq, kind, key, route, value FROM {self._schema}.parley_outbox "  # noqa: S608
+        query = (f"SELECT seq, token, projection, kind, key FROM {self._schema}.parley_outbox "  # noqa: S608
                  "ORDER BY seq LIMIT $1")
+        projections = set(await self.list_projections())
 
         async def read(conn: Conn) -> list[OutboxEntry]:
-            return [OutboxEntry(seq=r[0], kind=r[1], key=r[2], route=r[3], value=bytes(r[4]))
-                    for r in await conn.fetch(query, limit)]
+            refs = await conn.fetch(query, limit)
+            found: dict[tuple[str, str, str], Row] = {}
+            wanted: dict[str, list[tuple[str, str]]] = {}
+            for r in refs:
+                if r[2] in projections:  # a dropped copy's rows are gone
+                    wanted.setdefault(r[2], []).append((r[3], r[4]))
+            for projection, keys in wanted.items():
+                rows_sql = self._q(projection).rows_of
+                for kind, id, state, view, chat_id in await conn.fetch(
+                        rows_sql, [k for k, _ in keys], [i for _, i in keys]):
+                    found[(projection, kind, id)] = Row(kind=kind, id=id, state=bytes(state),
+                                                        view=bytes(view), chat_id=chat_id)
+            out = []
+            for seq, token, projection, kind, key in refs:
+                row = found.get((projection, kind, key))
+                out.append(entry_for(row, token, seq) if row is not None else OutboxEntry(
+                    kind=kind, key=key, route=key, value=b"", token=token, seq=seq))
+            return out
 
         return await self._run(read)
 
-    async def ack_outbox(self, seqs: Sequence[int]) -> None:
-        if not seqs:
+    async def ack_outbox(self, seqs: Sequence[int] = (), tokens: Sequence[int] = ()) -> None:
+        if not seqs and not tokens:
             return
-        query = f"DELETE FROM {self._schema}.parley_outbox WHERE seq = ANY($1::bigint[])"  # noqa: S608
+        query = (f"DELETE FROM {self._schema}.parley_outbox "  # noqa: S608
+                 "WHERE seq = ANY($1::bigint[]) OR token = ANY($2::bigint[])")
 
         async def delete(conn: Conn) -> None:
-            await conn.execute(query, list(seqs))
+            await conn.execute(query, list(seqs), list(tokens))
 
         await self._run(delete)
 
     @property
     def _outbox_insert(self) -> str:
-        return (f"INSERT INTO {self._schema}.parley_outbox (kind, key, route, value) "  # noqa: S608
-                "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[])")
+        return (f"INSERT INTO {self._schema}.parley_outbox (token, projection, kind, key) "  # noqa: S608
+                "SELECT $1::bigint, $2::text, k, i FROM unnest($3::text[], $4::text[]) AS u(k, i)")
 
     async def offsets(self, projection: str) -> dict[tuple[str, int], int]:
         sql = self._q(projection)

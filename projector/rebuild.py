@@ -208,7 +208,7 @@ class _Writer:
     def __init__(self, store: Store, name: str, progress: _Progress, *, publish: bool = False) -> None:
         self._store, self._name, self._progress = store, name, progress
         self._publish = publish
-        self._pending: asyncio.Task[None] | None = None
+        self._pending: asyncio.Task[object] | None = None
         self._pending_records = 0
 
     async def commit(self, rows: Sequence[Row], offsets: Offsets, records: int) -> None:

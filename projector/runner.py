@@ -28,10 +28,11 @@ Commit protocol, for each batch (the ``# Step N`` comments below mark each step)
 9. Only now update the cache and the in-memory offsets, and wake read-your-writes waiters.
 10. Commit the same offsets to Kafka (after the store, best effort) so consumer-group lag is
     visible to standard tools; Kafka's committed offsets are never read back.
-11. Wake the state publisher (:mod:`projector.state_publisher`, its own task): it sends the
-    outbox to the state topics (idempotent producer, acks=all) and deletes entries only once
-    acknowledged. A crash between 8 and the acknowledgement leaves the entries in the outbox;
-    the next publisher sends them (at-least-once; a repeat carries the same version).
+11. Hand the committed states to the state publisher (:mod:`projector.state_publisher`, its
+    own task): it sends them to the state topics (idempotent producer, acks=all) and deletes
+    their outbox rows only once acknowledged. A crash between 8 and the acknowledgement leaves
+    the rows in the outbox; the next publisher sends them (at-least-once; a repeat carries
+    the same version, or a later one).
 
 Rebalances: ``on_partitions_revoked`` takes the batch lock, so an in-flight batch finishes its
 store commit before the partitions can be handed to another member; then the cache is dropped.
@@ -206,9 +207,6 @@ class Runner:
                 self.problem = None
                 if offsets:
                     await self._commit_kafka(consumer, offsets)
-                    # Step 11: the publisher sends what step 8 put in the outbox.
-                    if self._publisher is not None:
-                        self._publisher.wake()
         finally:
             self._consumer = None
             publishing.set()
@@ -252,8 +250,8 @@ class Runner:
             await self._dead_letters.send(result.dead, projection)
         # Step 8: rows, next offsets (and the outbox) in ONE store transaction.
         try:
-            await self._store.commit(projection, result.rows, result.offsets,
-                                     publish=self._publisher is not None)
+            published = await self._store.commit(projection, result.rows, result.offsets,
+                                                 publish=self._publisher is not None)
         except Exception:
             if await self._store.live_projection() != projection:
                 # A rebuild switched reads and dropped our copy mid-batch: nothing lost,
@@ -268,6 +266,9 @@ class Runner:
             self._next[TopicPartition(topic, partition)] = off
         self.watermarks.advance(projection, result.offsets)
         self._observe(result, time.perf_counter() - started)
+        # Step 11: the publisher sends what step 8 committed (and put in the outbox).
+        if self._publisher is not None:
+            self._publisher.handoff(published)
         return result.offsets
 
     async def _commit_kafka(self, consumer: AIOKafkaConsumer, offsets: Offsets) -> None:

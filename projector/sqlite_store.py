@@ -40,7 +40,7 @@ import msgspec
 
 from projector.errors import LiveProjectionDrop, StoreError, StoreUnavailable, UnknownProjection
 from projector.fold import AggregateRef
-from projector.outbox import OutboxEntry, entry_for
+from projector.outbox import OutboxEntry, entry_for, new_token
 from projector.store import KINDS, decode_cursor, encode_cursor, projection_name
 from projector.views import Row
 
@@ -62,13 +62,15 @@ CREATE TABLE IF NOT EXISTS parley_live (
     name TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS parley_outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL, key TEXT NOT NULL, route TEXT NOT NULL, value BLOB NOT NULL
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, token INTEGER NOT NULL,
+    projection TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS parley_outbox_token ON parley_outbox (token);
 """
-_OUTBOX_INSERT = "INSERT INTO parley_outbox (kind, key, route, value) VALUES (?, ?, ?, ?)"
-_OUTBOX_READ = "SELECT seq, kind, key, route, value FROM parley_outbox ORDER BY seq LIMIT ?"
+_OUTBOX_INSERT = "INSERT INTO parley_outbox (token, projection, kind, key) VALUES (?, ?, ?, ?)"
+_OUTBOX_READ = "SELECT seq, token, projection, kind, key FROM parley_outbox ORDER BY seq LIMIT ?"
 _OUTBOX_DELETE = "DELETE FROM parley_outbox WHERE seq IN (SELECT value FROM json_each(?))"
+_OUTBOX_DELETE_TOKENS = "DELETE FROM parley_outbox WHERE token IN (SELECT value FROM json_each(?))"
 
 
 def _copy_schema(name: str) -> list[str]:
@@ -102,6 +104,8 @@ class _Sql:
         )
         # One query per kind however many refs: the ids travel as one JSON array.
         self.load = f"SELECT id, state FROM {rows} WHERE kind = ? AND id IN (SELECT value FROM json_each(?))"  # noqa: S608
+        self.rows_of = (f"SELECT id, state, view, chat_id FROM {rows} "  # noqa: S608
+                        "WHERE kind = ? AND id IN (SELECT value FROM json_each(?))")
         self.offsets = f"SELECT topic, partition, next_offset FROM {offsets}"  # noqa: S608
         self.view = f"SELECT view FROM {rows} WHERE kind = ? AND id = ?"  # noqa: S608
         # INDEXED BY: without statistics the planner would rather sort every chat per page.
@@ -327,10 +331,11 @@ class SqliteStore:
     async def commit(
         self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int],
         *, publish: bool = False,
-    ) -> None:
+    ) -> list[OutboxEntry]:
         sql = self._q(projection)
-        outbox = ([(e.kind, e.key, e.route, bytearray(e.value)) for e in map(entry_for, rows)]
-                  if publish else [])
+        token = new_token() if publish else 0
+        name = projection_name(projection)
+        outbox = [(token, name, row.kind, row.id) for row in rows] if publish else []
         # Many rows per statement, not executemany: the thread then holds the GIL once per
         # statement to bind its parameters, and runs the whole upsert without it, so a
         # commit can overlap with folding the next batch (see projector.rebuild) instead of
@@ -348,22 +353,45 @@ class SqliteStore:
                     conn.executemany(sql.upsert_offsets, offset_params)
 
         await self._w().run(commit)
+        return [entry_for(row, token) for row in rows] if publish else []
 
     async def outbox(self, limit: int) -> list[OutboxEntry]:
         def read(conn: sqlite3.Connection) -> list[OutboxEntry]:
-            return [OutboxEntry(seq=seq, kind=kind, key=key, route=route, value=bytes(value))
-                    for seq, kind, key, route, value in conn.execute(_OUTBOX_READ, (limit,))]
+            refs = conn.execute(_OUTBOX_READ, (limit,)).fetchall()
+            found: dict[tuple[str, str, str], Row] = {}
+            wanted: dict[tuple[str, str], list[str]] = {}
+            for _, _, projection, kind, key in refs:
+                wanted.setdefault((projection, kind), []).append(key)
+            for (projection, kind), keys in wanted.items():
+                try:
+                    ids = msgspec.json.encode(keys).decode()
+                    cursor = conn.execute(_Sql(projection).rows_of, (kind, ids))
+                except sqlite3.OperationalError:  # the copy was dropped: its rows are gone
+                    continue
+                for id, state, view, chat_id in cursor:
+                    found[(projection, kind, id)] = Row(kind=kind, id=id, state=bytes(state),
+                                                        view=bytes(view), chat_id=chat_id)
+            out = []
+            for seq, token, projection, kind, key in refs:
+                row = found.get((projection, kind, key))
+                out.append(entry_for(row, token, seq) if row is not None else OutboxEntry(
+                    kind=kind, key=key, route=key, value=b"", token=token, seq=seq))
+            return out
 
         return await self._r().run(read)
 
-    async def ack_outbox(self, seqs: Sequence[int]) -> None:
-        if not seqs:
+    async def ack_outbox(self, seqs: Sequence[int] = (), tokens: Sequence[int] = ()) -> None:
+        if not seqs and not tokens:
             return
         ids = msgspec.json.encode(list(seqs)).decode()
+        commits = msgspec.json.encode(list(tokens)).decode()
 
         def delete(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
-                conn.execute(_OUTBOX_DELETE, (ids,))
+                if seqs:
+                    conn.execute(_OUTBOX_DELETE, (ids,))
+                if tokens:
+                    conn.execute(_OUTBOX_DELETE_TOKENS, (commits,))
 
         await self._w().run(delete)
 

@@ -1,16 +1,20 @@
 """Publishing committed states: the outbox, sent to the state topics, then deleted.
 
-Step 11 of the runner's commit protocol (:mod:`projector.runner`). The store's outbox holds
-the state changes of every committed batch (written in the batch's own transaction, see
-:mod:`projector.outbox`); the publisher sends them, oldest first, with the idempotent
-``acks=all`` producer to ``<prefix>.state.{chat,visitor,agent}`` and deletes them only once
-Kafka acknowledged every one of them. So:
+Step 11 of the runner's commit protocol (:mod:`projector.runner`). The store's outbox holds a
+reference to every state a batch committed (written in the batch's own transaction, see
+:mod:`projector.outbox`). The publisher sends states with the idempotent ``acks=all``
+producer to ``<prefix>.state.{chat,visitor,agent}`` and deletes their outbox rows only once
+Kafka acknowledged every one of them:
 
-* nothing is published before it is committed (the entries do not exist before);
-* nothing committed is lost: entries a crash left behind (killed between the commit and the
-  acknowledgement) are sent when the next publisher starts;
-* a state may be published twice (sent, then killed before the delete), always with the
-  same version, so consumers that keep the greatest version per key see no difference.
+* fast path: the runner hands over the entries its commit returned (:meth:`handoff`); they
+  are sent from memory, then the commit's outbox rows are deleted by its token;
+* slow path: outbox rows nobody handed over — left by a crash between the commit and the
+  acknowledgement, or written by a rebuild with ``--publish-states`` — are read back with the
+  state their row holds now, sent, and deleted by seq. At start, and every ``poll_s``.
+
+So nothing is published before it is committed, nothing committed is lost, and a state may be
+published twice (sent, then killed before the delete), with the same version — or a later
+one, read back by the slow path: consumers keep the greatest version per key.
 
 Entries are routed by chat id for chats and messages, so one chat's state changes and its
 messages' stay in one partition, in commit order; the record key is the aggregate's id.
@@ -53,6 +57,7 @@ class StatePublisher:
         self._poll_s = poll_s
         self._backoff_s = retry_backoff_s
         self._wake = asyncio.Event()
+        self._handed: list[list[OutboxEntry]] = []  # committed batches' entries, oldest first
         self.published = 0  # entries acknowledged by Kafka and deleted, since start
         self.problem: str | None = None
 
@@ -72,16 +77,23 @@ class StatePublisher:
         states = set(topics.state_topics)
         await apply_topics(kafka, [s for s in topics.specs(kafka.partitions) if s.name in states])
 
-    def wake(self) -> None:
-        """A batch committed outbox entries: publish them now rather than at the next poll."""
-        self._wake.set()
+    def handoff(self, entries: list[OutboxEntry]) -> None:
+        """A batch committed these entries (one token): send them now, from memory."""
+        if entries:
+            self._handed.append(entries)
+            self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop`` is set, then once more (what the last batch committed)."""
+        slow_due = 0.0  # the outbox is read at start, then every poll_s
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
             self._wake.clear()
             try:
-                await self.publish_pending()
+                await self.publish_handed()
+                if loop.time() >= slow_due:
+                    await self.publish_pending()
+                    slow_due = loop.time() + self._poll_s
             except Exception as exc:  # noqa: BLE001 - Kafka or the store away: try again
                 self.problem = f"publishing states failed: {type(exc).__name__}: {exc}"
                 log.warning("%s; retrying", self.problem)
@@ -96,21 +108,40 @@ class StatePublisher:
                 for w in waits:
                     w.cancel()
         try:
-            await self.publish_pending()
+            await self.publish_handed()
         except Exception as exc:  # noqa: BLE001 - left in the outbox for the next start
             log.warning("states not published at stop (sent at the next start): %s", exc)
 
+    async def publish_handed(self) -> int:
+        """The fast path: send what commits handed over, deleting each commit's outbox rows
+        once acknowledged; how many. After a failure the rest is left to the slow path."""
+        total = 0
+        while self._handed:
+            entries = self._handed[0]
+            try:
+                await self._send(entries)
+                await self._store.ack_outbox(tokens=[entries[0].token])
+            except BaseException:
+                self._handed.clear()  # the outbox still has them: the slow path sends them
+                raise
+            self._handed.pop(0)
+            total += len(entries)
+            self.published += len(entries)
+        return total
+
     async def publish_pending(self) -> int:
-        """Send every entry in the outbox, deleting each batch once acknowledged; how many."""
+        """The slow path: send every state the outbox refers to (as its row holds it now),
+        deleting each read once acknowledged; how many were sent."""
         total = 0
         while True:
             entries = await self._store.outbox(self._batch)
             if not entries:
                 return total
-            await self._send(entries)
-            await self._store.ack_outbox([e.seq for e in entries])
-            total += len(entries)
-            self.published += len(entries)
+            live = [e for e in entries if e.value]  # empty: the row's copy was dropped
+            await self._send(live)
+            await self._store.ack_outbox(seqs=[e.seq for e in entries])
+            total += len(live)
+            self.published += len(live)
             if len(entries) < self._batch:
                 return total
 

@@ -9,9 +9,11 @@ Guarantees every implementation gives:
   one transaction: after a crash or an error either the whole batch is visible or none
   of it is. This is what makes the projector's effects exactly-once.
 * **An outbox in the same transaction.** ``commit(..., publish=True)`` also appends one
-  :class:`~projector.outbox.OutboxEntry` per row as written (after any merge), built by
-  :func:`~projector.outbox.entry_for`; :meth:`Store.outbox` lists them oldest first and
-  :meth:`Store.ack_outbox` deletes them. The outbox is one per store, not per copy.
+  outbox row per row as written (a reference to it, under a new token of the commit) and
+  returns the :class:`~projector.outbox.OutboxEntry` of each row as written (after any
+  merge; built by :func:`~projector.outbox.entry_for`). :meth:`Store.outbox` reads rows
+  back, oldest first, each with the state its row holds when read; :meth:`Store.ack_outbox`
+  deletes rows by seq or by token. The outbox is one per store, not per copy.
 * **Isolated projection copies.** Rows and offsets belong to one named projection;
   creating, filling and dropping one copy never changes what another returns.
   :meth:`Store.set_live` switches which copy serves reads in one step.
@@ -91,9 +93,10 @@ class Store(Protocol):
     async def commit(
         self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int],
         *, publish: bool = False,
-    ) -> None:
+    ) -> list[OutboxEntry]:
         """In ONE transaction: upsert ``rows`` and set each (topic, partition)'s NEXT offset,
-        and with ``publish`` append each written row's outbox entry.
+        and with ``publish`` append an outbox row per written row; the written rows' outbox
+        entries (all with the commit's token), empty without ``publish``.
 
         A later row for the same (kind, id) in ``rows`` wins. Offsets of partitions not in
         ``offsets`` are left as they are. Raises StoreUnavailable (retriable; nothing
@@ -101,10 +104,12 @@ class Store(Protocol):
         """
 
     async def outbox(self, limit: int) -> list[OutboxEntry]:
-        """Up to ``limit`` committed outbox entries, oldest first, each with its ``seq``."""
+        """Up to ``limit`` outbox rows, oldest first, each with its ``seq``, ``token`` and the
+        state its row holds now (an empty ``value`` if the row or its copy is gone)."""
 
-    async def ack_outbox(self, seqs: Sequence[int]) -> None:
-        """Delete the outbox entries ``seqs`` (published); unknown ones are ignored."""
+    async def ack_outbox(self, seqs: Sequence[int] = (), tokens: Sequence[int] = ()) -> None:
+        """Delete the outbox rows ``seqs`` and every row of the commits ``tokens``
+        (published); unknown ones are ignored."""
 
     async def offsets(self, projection: str) -> dict[tuple[str, int], int]:
         """The next offset to read of every (topic, partition) committed to this projection."""

@@ -15,6 +15,7 @@ from contracts.state_change import StateChange, decode_state_change
 from contracts.topics import Topics
 from parley.kafka.clients import make_consumer, make_producer
 from parley.settings import KafkaSettings
+from projector.outbox import OutboxEntry
 from projector.state_publisher import StatePublisher
 from projector.store import Store
 from projector.stores import open_store
@@ -125,7 +126,7 @@ async def _empty_outbox(store: Store) -> bool:
 class _Unpublishing(StatePublisher):
     """A publisher whose process dies before anything it sends is acknowledged."""
 
-    async def publish_pending(self) -> int:
+    async def _send(self, entries: list[OutboxEntry]) -> None:
         raise ConnectionError("killed before publishing")
 
 
