@@ -156,7 +156,7 @@ async def _parley(bootstrap: str, prefix: str, partitions: int, work: Path, *,
         if states:
             await StatePublisher.ensure_topics(k, topics)
             await producer.start()
-        publisher = StatePublisher(store, producer, topics, poll_s=0.2)
+        publisher = StatePublisher(store, producer, topics, poll_s=1.0)
         task = asyncio.create_task(publisher.run(stop)) if states else None
         started, cpu = time.perf_counter(), _cpu()
         report = await rebuild(store, k, topics, out=io.StringIO(), publish_states=states)
@@ -200,7 +200,7 @@ async def _live(bootstrap: str, prefix: str, partitions: int, work: Path, group:
     await producer.start()
     await states_producer.start()
     metrics = ProjectorMetrics.create(CollectorRegistry())
-    publisher = StatePublisher(store, states_producer, topics, poll_s=0.2) if states else None
+    publisher = StatePublisher(store, states_producer, topics, poll_s=1.0) if states else None
     runner = Runner(store=store, kafka=k, topics=topics, metrics=metrics,
                     dead_letters=KafkaDeadLetters(producer, topics, metrics),
                     options=RunnerOptions(group_id=group), publisher=publisher)

@@ -58,6 +58,7 @@ class StatePublisher:
         self._backoff_s = retry_backoff_s
         self._wake = asyncio.Event()
         self._handed: list[list[OutboxEntry]] = []  # committed batches' entries, oldest first
+        self._mine: set[int] = set()  # tokens of handed batches, until their rows are deleted
         self.published = 0  # entries acknowledged by Kafka and deleted, since start
         self.problem: str | None = None
 
@@ -81,6 +82,7 @@ class StatePublisher:
         """A batch committed these entries (one token): send them now, from memory."""
         if entries:
             self._handed.append(entries)
+            self._mine.add(entries[0].token)
             self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -123,8 +125,10 @@ class StatePublisher:
                 await self._store.ack_outbox(tokens=[entries[0].token])
             except BaseException:
                 self._handed.clear()  # the outbox still has them: the slow path sends them
+                self._mine.clear()
                 raise
             self._handed.pop(0)
+            self._mine.discard(entries[0].token)
             total += len(entries)
             self.published += len(entries)
         return total
@@ -134,7 +138,9 @@ class StatePublisher:
         deleting each read once acknowledged; how many were sent."""
         total = 0
         while True:
-            entries = await self._store.outbox(self._batch)
+            read = await self._store.outbox(self._batch)
+            # Rows of batches handed to the fast path are its to send and delete.
+            entries = [e for e in read if e.token not in self._mine]
             if not entries:
                 return total
             live = [e for e in entries if e.value]  # empty: the row's copy was dropped
@@ -142,7 +148,7 @@ class StatePublisher:
             await self._store.ack_outbox(seqs=[e.seq for e in entries])
             total += len(live)
             self.published += len(live)
-            if len(entries) < self._batch:
+            if len(read) < self._batch:
                 return total
 
     async def _send(self, entries: list[OutboxEntry]) -> None:
