@@ -13,6 +13,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from operator import itemgetter
 from typing import Protocol
 
@@ -186,7 +187,8 @@ class Folder:
             for ref, state in work.items():
                 if base.get(ref) is not state:
                     row = row_fn(ref, state)
-                    rows.append(_replace(row, state=wrap_state(row.state, covers[ref])))
+                    cover = covers[ref]
+                    rows.append(_replace(row, state=wrap_state(row.state, cover), covers=cover))
         except Exception as exc:
             raise _RowsFailed from exc
         result.states = work
@@ -285,20 +287,23 @@ def _cover(flat: list[tuple[AggregateRef, DomainEvent]],
     that became dead letters count for nothing: so a state's covers — and its version —
     depend only on which records were folded into it, not on how the log was batched.
     """
-    last: dict[AggregateRef, dict[tuple[str, int], int]] = {}
+    last: dict[tuple[AggregateRef, tuple[str, int]], int] = {}
+    update = last.update
     for n, (rec, start, end, _) in enumerate(spans):
-        if n in failed:
-            continue
-        tp, offset = (rec.topic, rec.partition), rec.offset
-        for ref, _event in flat[start:end]:
-            mine = last.get(ref)
-            if mine is None:
-                mine = last[ref] = {}
-            mine[tp] = offset
-    for ref, mine in last.items():
+        if n not in failed:
+            # (ref, partition) -> offset for the record's applications, in C loops.
+            tp = (rec.topic, rec.partition)
+            update(zip(zip(map(_first, flat[start:end]), repeat(tp)), repeat(rec.offset)))
+    mine: dict[AggregateRef, dict[tuple[str, int], int]] = {}
+    for (ref, tp), offset in last.items():
+        got = mine.get(ref)
+        if got is None:
+            got = mine[ref] = {}
+        got[tp] = offset
+    for ref, got in mine.items():
         for topic, partition, offset in covers.get(ref, ()):
-            mine.setdefault((topic, partition), offset)
-        covers[ref] = covers_of(mine)
+            got.setdefault((topic, partition), offset)
+        covers[ref] = covers_of(got)
 
 
 class _RowsFailed(Exception):

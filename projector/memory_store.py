@@ -8,7 +8,6 @@ are keyset-paginated. Nothing survives the process, so ``parley run`` never uses
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Mapping, Sequence
 
 from projector.errors import LiveProjectionDrop, StoreError, UnknownProjection
@@ -37,7 +36,7 @@ class MemoryStore:
         self._copies: dict[str, _Copy] = {}
         self._live: str | None = None
         self._closed = False
-        self._outbox: dict[int, tuple[int, str, str, str]] = {}  # seq: token, projection, kind, id
+        self._outbox: dict[int, tuple[int, str, list[tuple[str, str]]]] = {}  # seq: token, copy, refs
         self._seq = 0
 
     async def open(self) -> None:
@@ -90,7 +89,6 @@ class MemoryStore:
         copy = self._copy(projection)
         name = projection_name(projection)
         undo: dict[tuple[str, str], Row | None] = {}
-        seq = self._seq
         token = new_token() if publish else 0
         try:
             for row in rows:
@@ -98,14 +96,11 @@ class MemoryStore:
                 if key not in undo:
                     undo[key] = copy.rows.get(key)
                 copy.rows[key] = row
-                if publish:
-                    seq += 1
-                    self._outbox[seq] = (token, name, row.kind, row.id)
             self._write_offsets(copy, offsets)
-            self._seq = seq
+            if publish:
+                self._seq += 1
+                self._outbox[self._seq] = (token, name, [(row.kind, row.id) for row in rows])
         except BaseException:
-            for n in range(self._seq + 1, seq + 1):
-                self._outbox.pop(n, None)
             # Atomicity: put back every row this commit touched, as it was.
             for key, old in undo.items():
                 if old is None:
@@ -126,21 +121,21 @@ class MemoryStore:
     async def outbox(self, limit: int) -> list[OutboxEntry]:
         if self._closed:
             raise StoreError("the store is closed")
-        out = []
-        for seq, (token, name, kind, id) in itertools.islice(self._outbox.items(), limit):
+        out: list[OutboxEntry] = []
+        for seq, (token, name, refs) in self._outbox.items():
+            if len(out) >= limit:
+                break
             copy = self._copies.get(name)
-            row = None if copy is None else copy.rows.get((kind, id))
-            out.append(entry_for(row, token, seq) if row is not None else
-                       OutboxEntry(kind=kind, key=id, route=id, value=b"", token=token, seq=seq))
+            for kind, id in refs:
+                row = None if copy is None else copy.rows.get((kind, id))
+                out.append(entry_for(row, token, seq) if row is not None else OutboxEntry(
+                    kind=kind, key=id, route=id, value=b"", token=token, seq=seq))
         return out
 
-    async def ack_outbox(self, seqs: Sequence[int] = (), tokens: Sequence[int] = ()) -> None:
-        for seq in seqs:
-            self._outbox.pop(seq, None)
-        if tokens:
-            gone = set(tokens)
-            for seq in [s for s, entry in self._outbox.items() if entry[0] in gone]:
-                del self._outbox[seq]
+    async def ack_outbox(self, tokens: Sequence[int]) -> None:
+        gone = set(tokens)
+        for seq in [s for s, entry in self._outbox.items() if entry[0] in gone]:
+            del self._outbox[seq]
 
     async def get_view(self, projection: str, kind: str, id: str) -> bytes | None:
         row = self._copy(projection).rows.get((kind, id))

@@ -1,13 +1,13 @@
 """The outbox: states committed with the batch that produced them, waiting to be published.
 
 Pure (no I/O). With ``publish=True`` a :class:`~projector.store.Store` writes, in the same
-transaction as a batch's rows and offsets, one outbox row per written row — a reference
-(projection, kind, id) and the commit's random ``token``, not the state itself — and returns
+transaction as a batch's rows and offsets, one outbox row for the commit — its random
+``token``, the copy, and a reference (kind, id) to each written row, not the states — and returns
 the batch's :class:`OutboxEntry` values: the :class:`contracts.state_change.StateChange` of
 each row as written, ready to send. The :class:`~projector.state_publisher.StatePublisher`
-sends those from memory and then deletes the commit's outbox rows by token (the fast path).
-Outbox rows a crash left behind are read back with the state their row holds *now* (the
-same or a later committed version), sent, and deleted by ``seq`` (the slow path). So nothing
+sends those from memory and then deletes the commit's outbox row by token (the fast path).
+Outbox rows a crash left behind are read back with the states their rows hold *now* (the
+same or a later committed version), sent, and deleted (the slow path). So nothing
 is published before it is committed, and nothing committed is lost.
 
 Versions need the log positions each state covers, and those must survive the process: they
@@ -24,12 +24,11 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from contracts.position import Position
 from contracts.state_change import encode_state_change
 from projector.views import Row
 
-__all__ = ["Covers", "OutboxEntry", "covers_of", "entry_for", "join_covers", "new_token",
-           "unwrap_state", "wrap_state"]
+__all__ = ["Covers", "OutboxEntry", "covers_of", "decode_refs", "encode_refs", "entry_for",
+           "join_covers", "new_token", "unwrap_state", "wrap_state"]
 
 #: Per event-topic partition, the offset of the last record folded into a state, sorted.
 Covers = tuple[tuple[str, int, int], ...]
@@ -45,9 +44,9 @@ class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
     """One state change waiting to be published.
 
     ``route`` picks the partition (a message goes to its chat's partition of the chat state
-    topic); ``key`` is the record key. ``token`` names the commit that wrote it; ``seq`` the
-    outbox row, when read back from the store (0 for entries a commit returned). An entry
-    read back whose row no longer exists (its copy was dropped) has an empty ``value``.
+    topic); ``key`` is the record key. ``token`` names the commit that wrote it; ``seq`` that
+    commit's outbox row, when read back from the store (0 for entries a commit returned). An
+    entry read back whose row no longer exists (its copy was dropped) has an empty ``value``.
     """
 
     kind: str
@@ -88,11 +87,23 @@ def covers_of(last: Mapping[tuple[str, int], int]) -> Covers:
 
 def entry_for(row: Row, token: int = 0, seq: int = 0) -> OutboxEntry:
     """The outbox entry of a committed row: its state change, keyed and routed."""
-    covers, _ = unwrap_state(row.state)
-    positions = tuple(Position(topic, partition, offset) for topic, partition, offset in covers)
+    covers = row.covers or unwrap_state(row.state)[0]
     route = row.chat_id if row.kind in ("chat", "message") and row.chat_id is not None else row.id
     return OutboxEntry(kind=row.kind, key=row.id, route=route, token=token, seq=seq,
-                       value=encode_state_change(row.kind, row.id, positions, row.view))
+                       value=encode_state_change(row.kind, row.id, covers, row.view))
+
+
+_REFS = msgspec.json.Decoder(list[tuple[str, str]])
+
+
+def encode_refs(rows: Iterable[Row]) -> bytes:
+    """The (kind, id) of each row, as an outbox row keeps them."""
+    return msgspec.json.encode([(row.kind, row.id) for row in rows])
+
+
+def decode_refs(data: bytes) -> list[tuple[str, str]]:
+    """Inverse of :func:`encode_refs`."""
+    return _REFS.decode(data)
 
 
 def new_token() -> int:

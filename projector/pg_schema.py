@@ -165,9 +165,8 @@ async def _v2_canonical_names(conn: Conn, schema: str) -> None:
 def _v3(schema: str) -> list[str]:
     return [
         f"""CREATE TABLE {schema}.parley_outbox (
-            seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, token BIGINT NOT NULL,
-            projection TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL)""",
-        f"CREATE INDEX parley_outbox_token ON {schema}.parley_outbox (token)",
+            seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, token BIGINT NOT NULL UNIQUE,
+            projection TEXT NOT NULL, refs BYTEA NOT NULL)""",
     ]
 
 

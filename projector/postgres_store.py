@@ -52,7 +52,16 @@ from projector.errors import (
     UnknownProjection,
 )
 from projector.fold import AggregateRef, decode_state, encode_state
-from projector.outbox import OutboxEntry, entry_for, join_covers, new_token, unwrap_state, wrap_state
+from projector.outbox import (
+    OutboxEntry,
+    decode_refs,
+    encode_refs,
+    entry_for,
+    join_covers,
+    new_token,
+    unwrap_state,
+    wrap_state,
+)
 from projector.pg_merge import MERGED_KINDS, join
 from projector.pg_migrate import Conn, MigrationStatus, advisory_key, migrate, quote_ident
 from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl
@@ -284,7 +293,7 @@ class PostgresStore:
                     # The rows as written (merged): the outbox says what the store holds.
                     written.extend(merged)
                     await conn.execute(self._outbox_insert, token, sql.tables.name,
-                                       [row.kind for row in merged], [row.id for row in merged])
+                                       encode_refs(merged))
                 if parts:
                     moved = await conn.fetch(sql.upsert_offsets, [t for t, _ in parts],
                                              [p for _, p in parts], [offsets[tp] for tp in parts])
@@ -323,51 +332,51 @@ class PostgresStore:
                 out.append(row)
                 continue
             rebuilt = row_for(AggregateRef(row.kind, row.id), state)  # type: ignore[arg-type]
-            out.append(msgspec.structs.replace(rebuilt, state=wrap_state(rebuilt.state, joined)))
+            out.append(msgspec.structs.replace(rebuilt, state=wrap_state(rebuilt.state, joined),
+                                               covers=joined))
         return out
 
     async def outbox(self, limit: int) -> list[OutboxEntry]:
-        query = (f"SELECT seq, token, projection, kind, key FROM {self._schema}.parley_outbox "  # noqa: S608
-                 "ORDER BY seq LIMIT $1")
+        query = (f"SELECT seq, token, projection, refs FROM {self._schema}.parley_outbox "  # noqa: S608
+                 "WHERE seq > $1 ORDER BY seq LIMIT 1")
         projections = set(await self.list_projections())
 
         async def read(conn: Conn) -> list[OutboxEntry]:
-            refs = await conn.fetch(query, limit)
-            found: dict[tuple[str, str, str], Row] = {}
-            wanted: dict[str, list[tuple[str, str]]] = {}
-            for r in refs:
-                if r[2] in projections:  # a dropped copy's rows are gone
-                    wanted.setdefault(r[2], []).append((r[3], r[4]))
-            for projection, keys in wanted.items():
-                rows_sql = self._q(projection).rows_of
-                for kind, id, state, view, chat_id in await conn.fetch(
-                        rows_sql, [k for k, _ in keys], [i for _, i in keys]):
-                    found[(projection, kind, id)] = Row(kind=kind, id=id, state=bytes(state),
-                                                        view=bytes(view), chat_id=chat_id)
-            out = []
-            for seq, token, projection, kind, key in refs:
-                row = found.get((projection, kind, key))
-                out.append(entry_for(row, token, seq) if row is not None else OutboxEntry(
-                    kind=kind, key=key, route=key, value=b"", token=token, seq=seq))
+            out: list[OutboxEntry] = []
+            after = 0
+            while len(out) < limit:
+                commit = await conn.fetchrow(query, after)
+                if commit is None:
+                    break
+                after, token, projection = commit[0], commit[1], commit[2]
+                refs = decode_refs(bytes(commit[3]))
+                found: dict[tuple[str, str], Row] = {}
+                if projection in projections:  # a dropped copy's rows are gone
+                    for kind, id, state, view, chat_id in await conn.fetch(
+                            self._q(projection).rows_of, [k for k, _ in refs], [i for _, i in refs]):
+                        found[(kind, id)] = Row(kind=kind, id=id, state=bytes(state),
+                                                view=bytes(view), chat_id=chat_id)
+                out += [entry_for(row, token, after) if (row := found.get(ref)) is not None
+                        else OutboxEntry(kind=ref[0], key=ref[1], route=ref[1], value=b"",
+                                         token=token, seq=after) for ref in refs]
             return out
 
         return await self._run(read)
 
-    async def ack_outbox(self, seqs: Sequence[int] = (), tokens: Sequence[int] = ()) -> None:
-        if not seqs and not tokens:
+    async def ack_outbox(self, tokens: Sequence[int]) -> None:
+        if not tokens:
             return
-        query = (f"DELETE FROM {self._schema}.parley_outbox "  # noqa: S608
-                 "WHERE seq = ANY($1::bigint[]) OR token = ANY($2::bigint[])")
+        query = f"DELETE FROM {self._schema}.parley_outbox WHERE token = ANY($1::bigint[])"  # noqa: S608
 
         async def delete(conn: Conn) -> None:
-            await conn.execute(query, list(seqs), list(tokens))
+            await conn.execute(query, list(tokens))
 
         await self._run(delete)
 
     @property
     def _outbox_insert(self) -> str:
-        return (f"INSERT INTO {self._schema}.parley_outbox (token, projection, kind, key) "  # noqa: S608
-                "SELECT $1::bigint, $2::text, k, i FROM unnest($3::text[], $4::text[]) AS u(k, i)")
+        return (f"INSERT INTO {self._schema}.parley_outbox (token, projection, refs) "  # noqa: S608
+                "VALUES ($1, $2, $3)")
 
     async def offsets(self, projection: str) -> dict[tuple[str, int], int]:
         sql = self._q(projection)

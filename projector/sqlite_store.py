@@ -40,7 +40,7 @@ import msgspec
 
 from projector.errors import LiveProjectionDrop, StoreError, StoreUnavailable, UnknownProjection
 from projector.fold import AggregateRef
-from projector.outbox import OutboxEntry, entry_for, new_token
+from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, new_token
 from projector.store import KINDS, decode_cursor, encode_cursor, projection_name
 from projector.views import Row
 
@@ -62,15 +62,13 @@ CREATE TABLE IF NOT EXISTS parley_live (
     name TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS parley_outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, token INTEGER NOT NULL,
-    projection TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, token INTEGER NOT NULL UNIQUE,
+    projection TEXT NOT NULL, refs BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS parley_outbox_token ON parley_outbox (token);
 """
-_OUTBOX_INSERT = "INSERT INTO parley_outbox (token, projection, kind, key) VALUES (?, ?, ?, ?)"
-_OUTBOX_READ = "SELECT seq, token, projection, kind, key FROM parley_outbox ORDER BY seq LIMIT ?"
-_OUTBOX_DELETE = "DELETE FROM parley_outbox WHERE seq IN (SELECT value FROM json_each(?))"
-_OUTBOX_DELETE_TOKENS = "DELETE FROM parley_outbox WHERE token IN (SELECT value FROM json_each(?))"
+_OUTBOX_INSERT = "INSERT INTO parley_outbox (token, projection, refs) VALUES (?, ?, ?)"
+_OUTBOX_READ = "SELECT seq, token, projection, refs FROM parley_outbox WHERE seq > ? ORDER BY seq LIMIT 1"
+_OUTBOX_DELETE = "DELETE FROM parley_outbox WHERE token IN (SELECT value FROM json_each(?))"
 
 
 def _copy_schema(name: str) -> list[str]:
@@ -335,7 +333,7 @@ class SqliteStore:
         sql = self._q(projection)
         token = new_token() if publish else 0
         name = projection_name(projection)
-        outbox = [(token, name, row.kind, row.id) for row in rows] if publish else []
+        outbox = (token, name, bytearray(encode_refs(rows))) if publish else None
         # Many rows per statement, not executemany: the thread then holds the GIL once per
         # statement to bind its parameters, and runs the whole upsert without it, so a
         # commit can overlap with folding the next batch (see projector.rebuild) instead of
@@ -347,8 +345,8 @@ class SqliteStore:
             with _transaction(conn):
                 for statement, params in statements:
                     conn.execute(statement, params)
-                if outbox:
-                    conn.executemany(_OUTBOX_INSERT, outbox)
+                if outbox is not None:
+                    conn.execute(_OUTBOX_INSERT, outbox)
                 if offset_params:
                     conn.executemany(sql.upsert_offsets, offset_params)
 
@@ -357,41 +355,26 @@ class SqliteStore:
 
     async def outbox(self, limit: int) -> list[OutboxEntry]:
         def read(conn: sqlite3.Connection) -> list[OutboxEntry]:
-            refs = conn.execute(_OUTBOX_READ, (limit,)).fetchall()
-            found: dict[tuple[str, str, str], Row] = {}
-            wanted: dict[tuple[str, str], list[str]] = {}
-            for _, _, projection, kind, key in refs:
-                wanted.setdefault((projection, kind), []).append(key)
-            for (projection, kind), keys in wanted.items():
-                try:
-                    ids = msgspec.json.encode(keys).decode()
-                    cursor = conn.execute(_Sql(projection).rows_of, (kind, ids))
-                except sqlite3.OperationalError:  # the copy was dropped: its rows are gone
-                    continue
-                for id, state, view, chat_id in cursor:
-                    found[(projection, kind, id)] = Row(kind=kind, id=id, state=bytes(state),
-                                                        view=bytes(view), chat_id=chat_id)
-            out = []
-            for seq, token, projection, kind, key in refs:
-                row = found.get((projection, kind, key))
-                out.append(entry_for(row, token, seq) if row is not None else OutboxEntry(
-                    kind=kind, key=key, route=key, value=b"", token=token, seq=seq))
+            out: list[OutboxEntry] = []
+            after = 0
+            while len(out) < limit:
+                commit = conn.execute(_OUTBOX_READ, (after,)).fetchone()
+                if commit is None:
+                    break
+                after, token, projection, refs = commit
+                out += _read_back(conn, after, token, projection, decode_refs(bytes(refs)))
             return out
 
         return await self._r().run(read)
 
-    async def ack_outbox(self, seqs: Sequence[int] = (), tokens: Sequence[int] = ()) -> None:
-        if not seqs and not tokens:
+    async def ack_outbox(self, tokens: Sequence[int]) -> None:
+        if not tokens:
             return
-        ids = msgspec.json.encode(list(seqs)).decode()
         commits = msgspec.json.encode(list(tokens)).decode()
 
         def delete(conn: sqlite3.Connection) -> None:
             with _transaction(conn):
-                if seqs:
-                    conn.execute(_OUTBOX_DELETE, (ids,))
-                if tokens:
-                    conn.execute(_OUTBOX_DELETE_TOKENS, (commits,))
+                conn.execute(_OUTBOX_DELETE, (commits,))
 
         await self._w().run(delete)
 
@@ -487,6 +470,26 @@ _ROWS_PER_STATEMENT = 2048
 # One row's placeholders, in _row_params' order; the nullable columns come as NULLIF(?, 0).
 _ROW_VALUES = "(?, ?, ?, ?, NULLIF(?, 0), NULLIF(?, 0), NULLIF(?, 0), NULLIF(?, 0), ?)"
 _PARAMS_PER_ROW = _ROW_VALUES.count("?")
+
+
+def _read_back(conn: sqlite3.Connection, seq: int, token: int, projection: str,
+               refs: list[tuple[str, str]]) -> list[OutboxEntry]:
+    """One outbox commit's entries, with the states their rows hold now."""
+    wanted: dict[str, list[str]] = {}
+    for kind, id in refs:
+        wanted.setdefault(kind, []).append(id)
+    found: dict[tuple[str, str], Row] = {}
+    for kind, ids in wanted.items():
+        try:
+            cursor = conn.execute(_Sql(projection).rows_of, (kind, msgspec.json.encode(ids).decode()))
+        except sqlite3.OperationalError:  # the copy was dropped: its rows are gone
+            break
+        for id, state, view, chat_id in cursor:
+            found[(kind, id)] = Row(kind=kind, id=id, state=bytes(state), view=bytes(view),
+                                    chat_id=chat_id)
+    return [entry_for(row, token, seq) if (row := found.get((kind, id))) is not None else
+            OutboxEntry(kind=kind, key=id, route=id, value=b"", token=token, seq=seq)
+            for kind, id in refs]
 
 
 def _rows_per_statement(conn: sqlite3.Connection) -> int:

@@ -122,7 +122,7 @@ class StatePublisher:
             entries = self._handed[0]
             try:
                 await self._send(entries)
-                await self._store.ack_outbox(tokens=[entries[0].token])
+                await self._store.ack_outbox([entries[0].token])
             except BaseException:
                 self._handed.clear()  # the outbox still has them: the slow path sends them
                 self._mine.clear()
@@ -139,13 +139,13 @@ class StatePublisher:
         total = 0
         while True:
             read = await self._store.outbox(self._batch)
-            # Rows of batches handed to the fast path are its to send and delete.
+            # Commits handed to the fast path are its to send and delete.
             entries = [e for e in read if e.token not in self._mine]
             if not entries:
                 return total
             live = [e for e in entries if e.value]  # empty: the row's copy was dropped
             await self._send(live)
-            await self._store.ack_outbox(seqs=[e.seq for e in entries])
+            await self._store.ack_outbox(sorted({e.token for e in entries}))
             total += len(live)
             self.published += len(live)
             if len(read) < self._batch:

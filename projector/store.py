@@ -9,11 +9,12 @@ Guarantees every implementation gives:
   one transaction: after a crash or an error either the whole batch is visible or none
   of it is. This is what makes the projector's effects exactly-once.
 * **An outbox in the same transaction.** ``commit(..., publish=True)`` also appends one
-  outbox row per row as written (a reference to it, under a new token of the commit) and
-  returns the :class:`~projector.outbox.OutboxEntry` of each row as written (after any
-  merge; built by :func:`~projector.outbox.entry_for`). :meth:`Store.outbox` reads rows
-  back, oldest first, each with the state its row holds when read; :meth:`Store.ack_outbox`
-  deletes rows by seq or by token. The outbox is one per store, not per copy.
+  outbox row for the commit (its new token, the copy, and references to the rows as
+  written) and returns the :class:`~projector.outbox.OutboxEntry` of each row as written
+  (after any merge; built by :func:`~projector.outbox.entry_for`). :meth:`Store.outbox` reads
+  commits back, oldest first, as entries with the states their rows hold when read;
+  :meth:`Store.ack_outbox` deletes commits by token. The outbox is one per store, not per
+  copy.
 * **Isolated projection copies.** Rows and offsets belong to one named projection;
   creating, filling and dropping one copy never changes what another returns.
   :meth:`Store.set_live` switches which copy serves reads in one step.
@@ -104,12 +105,13 @@ class Store(Protocol):
         """
 
     async def outbox(self, limit: int) -> list[OutboxEntry]:
-        """Up to ``limit`` outbox rows, oldest first, each with its ``seq``, ``token`` and the
+        """The entries of the oldest commits in the outbox, whole commits, stopping once
+        ``limit`` entries are reached: each with its commit's ``seq`` and ``token`` and the
         state its row holds now (an empty ``value`` if the row or its copy is gone)."""
 
-    async def ack_outbox(self, seqs: Sequence[int] = (), tokens: Sequence[int] = ()) -> None:
-        """Delete the outbox rows ``seqs`` and every row of the commits ``tokens``
-        (published); unknown ones are ignored."""
+    async def ack_outbox(self, tokens: Sequence[int]) -> None:
+        """Delete the outbox rows of the commits ``tokens`` (published); unknown ones are
+        ignored."""
 
     async def offsets(self, projection: str) -> dict[tuple[str, int], int]:
         """The next offset to read of every (topic, partition) committed to this projection."""

@@ -21,7 +21,8 @@ from contracts.state_change import (
 def test_round_trip_keeps_the_state_its_positions_and_version() -> None:
     chat = ChatState(id="c1", status="closed", closed_at=datetime(2026, 1, 2, tzinfo=UTC))
     positions = (Position("p.events.chat", 3, 41), Position("p.events.visitor", 0, 7))
-    data = encode_state_change("chat", "c1", positions, msgspec.json.encode(chat))
+    covers = tuple((p.topic, p.partition, p.offset) for p in positions)
+    data = encode_state_change("chat", "c1", covers, msgspec.json.encode(chat))
     change = decode_state_change(data)
     assert change.kind == "chat" and change.id == "c1"
     assert change.state == chat
@@ -30,7 +31,7 @@ def test_round_trip_keeps_the_state_its_positions_and_version() -> None:
 
 
 def test_messages_decode_as_messages_and_travel_on_the_chat_topic() -> None:
-    msg = MessageState(id="m1", chat_id="c1", text="hello")
+    msg = MessageState(id="m1", chat_id="c1", text='hello "there" \u2603')
     change = decode_state_change(encode_state_change("message", "c1/m1", (), msgspec.json.encode(msg)))
     assert change.state == msg
     assert change.version == 0
@@ -49,3 +50,10 @@ def test_a_version_grows_with_every_record_folded_in() -> None:
 def test_anything_else_is_a_contract_error(data: bytes) -> None:
     with pytest.raises(ContractError, match="not a state change"):
         decode_state_change(data)
+
+
+def test_ids_and_topics_are_json_escaped() -> None:
+    chat = ChatState(id='c"1\\\u2603')
+    data = encode_state_change("chat", chat.id, (("p.events.chat", 0, 1),), msgspec.json.encode(chat))
+    change = decode_state_change(data)
+    assert change.id == chat.id and change.state == chat and change.version == 2
