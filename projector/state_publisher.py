@@ -16,8 +16,9 @@ So nothing is published before it is committed, nothing committed is lost, and a
 published twice (sent, then killed before the delete), with the same version — or a later
 one, read back by the slow path: consumers keep the greatest version per key.
 
-Entries are routed by chat id for chats and messages, so one chat's state changes and its
-messages' stay in one partition, in commit order; the record key is the aggregate's id.
+Entries are routed by chat id for chats and messages (the partition is the CRC-32 of the chat
+id modulo the partition count), so one chat's state changes and its messages' stay in one
+partition, in commit order; the record key is the aggregate's id.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from zlib import crc32
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
 from contracts.state_change import state_topic_kind
 from contracts.topics import MAX_RECORD_BYTES, Topics
@@ -165,9 +166,10 @@ class StatePublisher:
             n = sizes.get(topic)
             if n is None:
                 n = sizes[topic] = len(await producer.partitions_for(topic))
-            # Kafka's default partitioner of the route (murmur2), so a chat's messages go
-            # where the chat's own record goes.
-            partition = (murmur2(e.route.encode()) & 0x7FFFFFFF) % n
+            # By the route, so a chat's messages go where the chat's own record goes; crc32,
+            # not the Java client's murmur2, which aiokafka computes in Python at a hundred
+            # times the cost (only this publisher writes these topics).
+            partition = crc32(e.route.encode()) % n
             by_partition.setdefault((topic, partition), []).append(e)
         sent = []
         for (topic, partition), group in by_partition.items():
