@@ -33,11 +33,13 @@ __all__ = ["Covers", "OutboxEntry", "covers_of", "decode_refs", "encode_refs", "
 #: Per event-topic partition, the offset of the last record folded into a state, sorted.
 Covers = tuple[tuple[str, int, int], ...]
 
-# A fold state encodes as a msgpack map (fixmap 0x80-0x8f, map16 0xde, map32 0xdf), never
-# as a two-element array (0x92): so wrapped and older, unwrapped bytes are told apart.
-_WRAPPED = 0x92
+# Wrapped: 0xc1, the covers' length (4 bytes, big-endian), the covers (msgpack), the fold
+# state. 0xc1 is the one byte msgpack never uses, and a fold state encodes as a msgpack map:
+# wrapped and older, unwrapped bytes are told apart, and the covers are read without parsing
+# the state.
+_WRAPPED = 0xC1
 _ENCODER = msgspec.msgpack.Encoder()
-_UNWRAP = msgspec.msgpack.Decoder(tuple[tuple[tuple[str, int, int], ...], msgspec.Raw])
+_COVERS = msgspec.msgpack.Decoder(tuple[tuple[str, int, int], ...])
 
 
 class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,15 +62,18 @@ class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
 def wrap_state(state: bytes, covers: Covers) -> bytes:
     """A row's ``state`` bytes: the positions it covers, then the encoded fold state (just
     the fold state when it covers none: what older rows hold)."""
-    return b"\x92" + _ENCODER.encode(covers) + state if covers else state
+    if not covers:
+        return state
+    encoded = _ENCODER.encode(covers)
+    return b"\xc1" + len(encoded).to_bytes(4, "big") + encoded + state
 
 
 def unwrap_state(data: bytes) -> tuple[Covers, bytes]:
     """Inverse of :func:`wrap_state`; bytes that were never wrapped cover no positions."""
     if not data or data[0] != _WRAPPED:
         return (), data
-    covers, state = _UNWRAP.decode(data)
-    return covers, bytes(state)
+    end = 5 + int.from_bytes(data[1:5], "big")
+    return _COVERS.decode(data[5:end]), data[end:]
 
 
 def join_covers(a: Iterable[tuple[str, int, int]], b: Iterable[tuple[str, int, int]]) -> Covers:

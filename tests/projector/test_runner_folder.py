@@ -233,3 +233,15 @@ async def test_rows_carry_the_positions_they_cover_whatever_the_batching(store: 
     end = more[-1].offset
     assert [str(p) for p in change.positions] == [f"t.events.chat:1:{end}", f"t.events.chat:4:{last}"]
     assert change.version == end + 1 + last + 1
+
+
+def test_wrapped_states_keep_their_covers_and_older_states_read_as_covering_nothing() -> None:
+    from projector.fold import encode_state
+    from projector.outbox import unwrap_state, wrap_state
+    from projector.states import ChatFold
+
+    state = encode_state(ChatFold(id="c1"))
+    covers = (("t.events.chat", 0, 7), ("t.events.visitor", 3, 2))
+    assert unwrap_state(wrap_state(state, covers)) == (covers, state)
+    assert unwrap_state(state) == ((), state)  # written before states carried positions
+    assert wrap_state(state, ()) == state
