@@ -76,6 +76,9 @@ from parley.kafka.topics import apply_topics  # noqa: E402
 from parley.settings import KafkaSettings  # noqa: E402
 
 CONTENDERS = ("parley", "quix", "faust")
+#: Parley's own variants (``--contenders``): the rebuild and the live runner, each without and
+#: with state publishing (outbox + publisher), for the cost of the state topics.
+STATE_VARIANTS = ("parley+outbox", "parley+states", "live", "live+states")
 RESULT = "RESULT "
 
 
@@ -134,22 +137,106 @@ def fill(bootstrap: str, topics: Topics, n: int, partitions: int, compression: s
 # ------------------------------------------------------------------------------ contenders
 
 
-async def _parley(bootstrap: str, prefix: str, partitions: int, work: Path) -> dict[str, Any]:
+async def _parley(bootstrap: str, prefix: str, partitions: int, work: Path, *,
+                  states: bool = False, outbox: bool = False) -> dict[str, Any]:
+    """``projector.rebuild.rebuild``; with ``outbox``, into the outbox too (``rebuild
+    --publish-states``); with ``states`` as well, while a state publisher (the live
+    projector's, here in the same process) sends it to the state topics: timed until the
+    outbox is empty."""
     from projector.rebuild import rebuild
     from projector.sqlite_store import SqliteStore
+    from projector.state_publisher import StatePublisher
 
     k = KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix, partitions=partitions)
+    topics = Topics(prefix=prefix)
     store = SqliteStore(work / "state.db")
     await store.open()
+    producer = StatePublisher.make_producer(k)
+    stop = asyncio.Event()
     try:
+        if states:
+            await StatePublisher.ensure_topics(k, topics)
+            await producer.start()
+        publisher = StatePublisher(store, producer, topics, poll_s=1.0)
+        task = asyncio.create_task(publisher.run(stop)) if states else None
         started, cpu = time.perf_counter(), _cpu()
-        report = await rebuild(store, k, Topics(prefix=prefix), out=io.StringIO())
+        report = await rebuild(store, k, topics, out=io.StringIO(), publish_states=outbox)
+        if task is not None:
+            stop.set()
+            await task  # its last round: whatever the rebuild's last batches left
         seconds, cpu = time.perf_counter() - started, _cpu() - cpu
         counts = await store.counts(report.name)
     finally:
+        stop.set()
+        if states:
+            await producer.stop()
         await store.close()
     return {"records": report.records, "seconds": seconds, "cpu_seconds": cpu,
-            "dead_letters": report.dead_letters, "rows": counts}
+            "dead_letters": report.dead_letters, "rows": counts,
+            "states_published": publisher.published}
+
+
+async def _live(bootstrap: str, prefix: str, partitions: int, work: Path, group: str, *,
+                states: bool = False) -> dict[str, Any]:
+    """The live runner (``parley projector``), from an empty store until caught up with the
+    log; with ``states``, publishing every committed state (outbox + state publisher)."""
+    from prometheus_client import CollectorRegistry
+
+    from parley.kafka.clients import make_producer
+    from projector.dlq import KafkaDeadLetters
+    from projector.metrics import ProjectorMetrics
+    from projector.rebuild import event_partitions
+    from projector.runner import Runner, RunnerOptions
+    from projector.sqlite_store import SqliteStore
+    from projector.state_publisher import StatePublisher
+
+    k = KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix, partitions=partitions)
+    topics = Topics(prefix=prefix)
+    store = SqliteStore(work / "state.db")
+    await store.open()
+    await KafkaDeadLetters.ensure_topic(k, topics)
+    await StatePublisher.ensure_topics(k, topics)
+    producer = make_producer(k)
+    states_producer = StatePublisher.make_producer(k)
+    await producer.start()
+    await states_producer.start()
+    metrics = ProjectorMetrics.create(CollectorRegistry())
+    publisher = StatePublisher(store, states_producer, topics, poll_s=1.0) if states else None
+    runner = Runner(store=store, kafka=k, topics=topics, metrics=metrics,
+                    dead_letters=KafkaDeadLetters(producer, topics, metrics),
+                    options=RunnerOptions(group_id=group), publisher=publisher)
+    from parley.kafka.clients import make_consumer
+
+    probe = make_consumer(k, group_id=None)
+    await probe.start()
+    try:
+        tps = await event_partitions(k, topics)
+        end = {(tp.topic, tp.partition): off for tp, off in (await probe.end_offsets(tps)).items()}
+    finally:
+        await probe.stop()
+    records = sum(end.values())
+    stop = asyncio.Event()
+    started, cpu = time.perf_counter(), _cpu()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        while True:
+            live = runner.projection
+            stored = await store.offsets(live) if live is not None else {}
+            done = live is not None and all(stored.get(tp, 0) >= off for tp, off in end.items())
+            if done and (publisher is None or await store.outbox(1) == []):
+                break
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.05)  # polling the store for the end: the runner has no hook
+        seconds, cpu = time.perf_counter() - started, _cpu() - cpu
+    finally:
+        stop.set()
+        await task
+        await states_producer.stop()
+        await producer.stop()
+        await store.close()
+    return {"records": records, "seconds": seconds, "cpu_seconds": cpu, "dead_letters": 0,
+            "states_published": publisher.published if publisher else 0}
 
 
 def run_child(name: str, args: argparse.Namespace) -> None:
@@ -157,10 +244,17 @@ def run_child(name: str, args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     work = Path(args.work)
-    if name == "parley":
+    if name in ("parley", "parley+outbox", "parley+states", "live", "live+states"):
         from parley.loop import run  # the loop `parley projections rebuild` runs on
 
-        result = run(_parley(args.bootstrap, args.prefix, args.partitions, work), "auto")
+        states = name.endswith("+states")
+        if name.startswith("live"):
+            job = _live(args.bootstrap, args.prefix, args.partitions, work, args.group,
+                        states=states)
+        else:
+            job = _parley(args.bootstrap, args.prefix, args.partitions, work, states=states,
+                          outbox=states or name.endswith("+outbox"))
+        result = run(job, "auto")
         # after close: the WAL is checkpointed into the database file
         result["store_bytes"] = sum(p.stat().st_size for p in work.glob("state.db*"))
     elif name == "quix":
@@ -288,6 +382,13 @@ def bench(args: argparse.Namespace, bootstrap: str, prefix: str) -> int:
                 ratio = p_rate / (r["records"] / r["seconds"])
                 cpu_ratio = p_cpu / (r["records"] / r["cpu_seconds"])
                 print(f"  parley / {name}: {ratio:.2f}x records/s ({cpu_ratio:.2f}x per CPU-second)")
+        for base, variant in (("parley", "+outbox"), ("parley", "+states"), ("live", "+states")):
+            plain, loud = results.get(base), results.get(base + variant)
+            if plain and loud and "error" not in plain and "error" not in loud:
+                ratio = (loud["records"] / loud["seconds"]) / (plain["records"] / plain["seconds"])
+                verdict = "met" if ratio >= 0.85 else "MISSED"
+                print(f"{base}{variant} / {base}: {ratio:.2f}x records/s "
+                      f"(target >= 0.85: {verdict})")
         quix = results.get("quix")
         if quix and "error" not in quix:
             ratio = p_rate / (quix["records"] / quix["seconds"])

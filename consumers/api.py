@@ -1,4 +1,4 @@
-"""What a user writes: a :class:`Consumer` (name, wanted events, async handler).
+"""What a user writes: a :class:`Consumer` (name, wanted events or states, async handler).
 
 A consumer is a small value; the runtime (:mod:`consumers.runner`) gives it its own Kafka
 consumer group and the delivery guarantees documented there. Write one with the
@@ -8,6 +8,13 @@ consumer group and the delivery guarantees documented there. Write one with the
     async def welcome(event: ConsumedEvent) -> None:
         for e in event.domain:
             ...  # use event.event_id as the idempotency key downstream
+
+or, to follow the projector's answer rather than the events, the state topics::
+
+    @consumer("closed-chats", states=("chat",))
+    async def closed(event: ConsumedEvent) -> None:
+        change = event.state  # a contracts.state_change.StateChange
+        ...  # keep the greatest change.version per change.id
 """
 
 from __future__ import annotations
@@ -20,28 +27,33 @@ from aiokafka.structs import ConsumerRecord
 
 from consumers.retry import RetryPolicy
 from contracts.position import Position
-from contracts.topics import AGGREGATE_KINDS, AggregateKind
+from contracts.topics import AGGREGATE_KINDS, STATE_TOPIC_KINDS, AggregateKind, StateTopicKind, Topics
 
 if TYPE_CHECKING:
     from contracts.domain import DomainEvent
     from contracts.envelope import Envelope
+    from contracts.state_change import StateChange
 
 __all__ = ["BatchHandler", "ConsumedEvent", "Consumer", "Handler", "consumer"]
 
 
 class ConsumedEvent:
-    """One record of an event topic as a handler sees it.
+    """One record of an event topic — or of a state topic — as a handler sees it.
 
     ``envelope`` and ``domain`` are decoded on first use (and cached); a record that is not a
     valid envelope raises :class:`contracts.errors.ContractError` there, which is never
     retriable, so the runtime dead-letters it. ``event_id`` is the idempotency key to pass to
     anything downstream: a redelivered event has the same id.
+
+    A record of a state topic (``is_state``) has ``state`` instead: the decoded
+    :class:`~contracts.state_change.StateChange`; its ``event_id`` is
+    ``"<kind>:<id>:<version>"``, the same for every delivery of that version.
     """
 
     # Built once per record on the hot path: it keeps aiokafka's record and reads fields
     # from it on demand instead of copying them; the decoded envelope and domain events are
     # cached in slots that stay unset until first use.
-    __slots__ = ("_domain", "_envelope", "_record")
+    __slots__ = ("_domain", "_envelope", "_record", "_state")
 
     def __init__(self, record: Any) -> None:
         self._record = record  # an aiokafka ConsumerRecord
@@ -98,8 +110,28 @@ class ConsumedEvent:
             return self._envelope
 
     @property
+    def is_state(self) -> bool:
+        """Whether this record is a state change (``<prefix>.state.<kind>``), not an event."""
+        parts = self.topic.rsplit(".", 2)
+        return len(parts) == 3 and parts[1] == "state"
+
+    @property
+    def state(self) -> StateChange:
+        """The state change a state topic's record carries (ContractError if it is not one)."""
+        try:
+            return self._state
+        except AttributeError:
+            from contracts.state_change import decode_state_change
+
+            self._state: StateChange = decode_state_change(self.value)
+            return self._state
+
+    @property
     def event_id(self) -> str:
         """The event's stable id: use it as the idempotency key downstream."""
+        if self.is_state:
+            change = self.state
+            return f"{change.kind}:{change.id}:{change.version}"
         return self.envelope.event_id
 
     @property
@@ -137,8 +169,12 @@ class Consumer:
     Attributes:
         name: the group's name: consumer group ``<topic_prefix>.consumers.<name>``, dead-letter
             topic ``<topic_prefix>.dlq.<name>``. Letters, digits, ``.``, ``_``, ``-``.
-        topics: aggregate kinds to read (``"chat"``, ``"visitor"``, ``"agent"``, ``"other"``).
-        event_types: if set, only envelopes whose ``event_type`` is in it reach the handler.
+        topics: aggregate kinds whose event topics to read (``"chat"``, ``"visitor"``,
+            ``"agent"``, ``"other"``); may be empty when ``states`` is not.
+        states: aggregate kinds whose state topics to read (``"chat"`` — chats and their
+            messages —, ``"visitor"``, ``"agent"``): the projector's committed states.
+        event_types: if set, only envelopes whose ``event_type`` is in it reach the handler
+            (state changes are not filtered).
         kinds: if set, only records with a domain event of one of these kinds (the class
             names in :mod:`contracts.domain`, e.g. ``"MessagePosted"``) do.
         concurrency: how many keys are handled at the same time (one key: one at a time).
@@ -151,6 +187,7 @@ class Consumer:
     handle: Handler | None = None
     handle_batch: BatchHandler | None = None
     topics: tuple[AggregateKind, ...] = AGGREGATE_KINDS
+    states: tuple[StateTopicKind, ...] = ()
     event_types: frozenset[str] | None = None
     kinds: frozenset[str] | None = None
     concurrency: int = 16
@@ -165,8 +202,10 @@ class Consumer:
         if not self.name or not all(c.isalnum() or c in "._-" for c in self.name):
             raise ValueError(f"consumer name {self.name!r}: use letters, digits, '.', '_', '-'")
         unknown = set(self.topics) - set(AGGREGATE_KINDS)
-        if unknown or not self.topics:
+        if unknown or not (self.topics or self.states):
             raise ValueError(f"consumer {self.name!r}: topics must be among {AGGREGATE_KINDS}")
+        if set(self.states) - set(STATE_TOPIC_KINDS):
+            raise ValueError(f"consumer {self.name!r}: states must be among {STATE_TOPIC_KINDS}")
         if self.concurrency < 1:
             raise ValueError(f"consumer {self.name!r}: concurrency must be >= 1")
 
@@ -174,8 +213,15 @@ class Consumer:
     def filtered(self) -> bool:
         return self.event_types is not None or self.kinds is not None
 
+    def topic_names(self, topics: Topics) -> tuple[str, ...]:
+        """The Kafka topics this consumer reads: its event topics, then its state topics."""
+        return (*(topics.for_aggregate(kind) for kind in self.topics),
+                *(topics.state(kind) for kind in self.states))
+
     def wants(self, event: ConsumedEvent) -> bool:
         """Whether ``event`` passes the type filters (decodes the envelope if there are any)."""
+        if event.is_state:
+            return True
         if self.event_types is not None and event.envelope.event_type not in self.event_types:
             return False
         if self.kinds is not None:
@@ -184,19 +230,24 @@ class Consumer:
         return True
 
 
-def consumer(name: str, *, topics: Sequence[AggregateKind] = AGGREGATE_KINDS,
+def consumer(name: str, *, topics: Sequence[AggregateKind] | None = None,
+             states: Sequence[StateTopicKind] = (),
              event_types: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
              batch: bool = False, concurrency: int = 16, retry: RetryPolicy | None = None,
              ) -> Callable[[Callable[..., Awaitable[None]]], Consumer]:
     """Decorator: turn an async handler into a :class:`Consumer`.
 
+    ``topics`` (event topics) defaults to every aggregate kind, or to none when ``states``
+    (state topics) is given: ``@consumer("x", states=("chat",))`` reads chat states only.
     With ``batch=True`` the function receives a sequence of events instead of one.
     """
+    if topics is None:
+        topics = () if states else AGGREGATE_KINDS
 
     def wrap(fn: Callable[..., Awaitable[None]]) -> Consumer:
         return Consumer(
             name=name, handle=None if batch else fn, handle_batch=fn if batch else None,
-            topics=tuple(topics),
+            topics=tuple(topics), states=tuple(states),
             event_types=frozenset(event_types) if event_types is not None else None,
             kinds=frozenset(kinds) if kinds is not None else None,
             concurrency=concurrency, retry=retry or RetryPolicy())

@@ -96,7 +96,7 @@ def _resolve(name: str, settings: Settings, *, guess: bool = True) -> tuple[str,
         if guess and name in {k.name for k in known_consumers()}:
             return name, list(topics.event_topics)
         raise
-    return c.name, [topics.for_aggregate(kind) for kind in c.topics]
+    return c.name, list(c.topic_names(topics))
 
 
 def _every_group(settings: Settings) -> list[tuple[str, list[str]]]:

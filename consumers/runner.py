@@ -92,7 +92,7 @@ class ConsumerRunner:
         self.consumer = consumer
         self.name = consumer.name
         self.group = group_id(kafka.topic_prefix, consumer.name)
-        self.topic_names = tuple(topics.for_aggregate(kind) for kind in consumer.topics)
+        self.topic_names = consumer.topic_names(topics)
         self._k = kafka
         self._metrics = metrics
         self._options = options or RunnerOptions()

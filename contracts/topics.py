@@ -1,6 +1,6 @@
 """Topics as code: every Kafka topic Parley uses, its key and its configuration.
 
-``parley topics apply`` creates topics from :meth:`Topics.specs` and
+``parley topics apply`` creates topics from :meth:`Topics.specs` (event and state topics) and
 :meth:`Topics.dlq_spec`; producers and consumers take topic names from the same
 :class:`Topics` value, so a name is spelled in exactly one place. Nothing here
 talks to Kafka.
@@ -18,7 +18,9 @@ __all__ = [
     "INFINITE_RETENTION_MS",
     "MAX_BODY_BYTES",
     "MAX_RECORD_BYTES",
+    "STATE_TOPIC_KINDS",
     "AggregateKind",
+    "StateTopicKind",
     "TopicSpec",
     "Topics",
     "default_replication_factor",
@@ -27,6 +29,10 @@ __all__ = [
 #: What a record is about; it picks the topic and the meaning of the record key.
 AggregateKind = Literal["chat", "visitor", "agent", "other"]
 AGGREGATE_KINDS: tuple[AggregateKind, ...] = ("chat", "visitor", "agent", "other")
+
+#: The aggregates with a state topic (a chat's messages travel on the chat's).
+StateTopicKind = Literal["chat", "visitor", "agent"]
+STATE_TOPIC_KINDS: tuple[StateTopicKind, ...] = ("chat", "visitor", "agent")
 
 #: Kafka's spelling of "keep forever".
 INFINITE_RETENTION_MS = -1
@@ -98,7 +104,9 @@ class Topics(msgspec.Struct, frozen=True):
 
     Event topics are ``<prefix>.events.<aggregate>`` and keyed by the aggregate's
     id, so one chat's (visitor's, agent's) events stay in one partition, in order.
-    Dead-letter topics are ``<prefix>.dlq.<consumer group>``.
+    State topics are ``<prefix>.state.<aggregate>``: compacted, keyed by aggregate id, each
+    value a :class:`contracts.state_change.StateChange`. Dead-letter topics are
+    ``<prefix>.dlq.<consumer group>``.
     """
 
     prefix: str = "parley"
@@ -151,21 +159,42 @@ class Topics(msgspec.Struct, frozen=True):
                 return kind
         return None
 
+    def state(self, kind: StateTopicKind) -> str:
+        """The compacted state topic of aggregate ``kind``, keyed by its id."""
+        if kind not in STATE_TOPIC_KINDS:
+            raise ValueError(f"no state topic for {kind!r}: use one of {STATE_TOPIC_KINDS}")
+        return f"{self.prefix}.state.{kind}"
+
+    @property
+    def state_topics(self) -> tuple[str, str, str]:
+        """The three state topics, in the order chat, visitor, agent."""
+        return (self.state("chat"), self.state("visitor"), self.state("agent"))
+
+    def state_kind_of(self, topic: str) -> StateTopicKind | None:
+        """The aggregate kind whose states ``topic`` holds, or None if not a state topic."""
+        for kind, name in zip(STATE_TOPIC_KINDS, self.state_topics, strict=True):
+            if name == topic:
+                return kind
+        return None
+
     def dlq(self, group: str) -> str:
         """The dead-letter topic of consumer group ``group``."""
         _check_topic_part(group, "consumer group")
         return f"{self.prefix}.dlq.{group}"
 
     def specs(self, partitions: int = 6) -> tuple[TopicSpec, ...]:
-        """Specs of the four event topics: infinite retention, never compacted.
+        """Specs of the four event topics, then the three state topics.
 
-        The log is the source of truth, so nothing may expire or be compacted
-        away; ``partitions`` bounds each aggregate kind's consumer parallelism.
+        Event topics: infinite retention, never compacted. The log is the source of
+        truth, so nothing may expire or be compacted away; ``partitions`` bounds each
+        aggregate kind's consumer parallelism. State topics: compacted (the latest state
+        of every key is kept, older ones go), never expired by time; derived, so they can
+        always be written again from the log.
         """
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {partitions}")
         keys = ("chat id", "visitor id", "agent id", "event id (a stable per-event key)")
-        return tuple(
+        events = tuple(
             TopicSpec(
                 name=name,
                 key=key,
@@ -174,6 +203,19 @@ class Topics(msgspec.Struct, frozen=True):
             )
             for name, key in zip(self.event_topics, keys, strict=True)
         )
+        state_keys = ("chat id (a message: chat id/message id, in its chat's partition)",
+                      "visitor id", "agent id")
+        states = tuple(
+            TopicSpec(
+                name=name,
+                key=key,
+                partitions=partitions,
+                retention_ms=INFINITE_RETENTION_MS,
+                cleanup_policy="compact",
+            )
+            for name, key in zip(self.state_topics, state_keys, strict=True)
+        )
+        return events + states
 
     def dlq_spec(self, group: str, partitions: int = 1) -> TopicSpec:
         """Spec of ``group``'s dead-letter topic.

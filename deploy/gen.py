@@ -291,7 +291,7 @@ def group_workloads(directory: Path = K8S_DIR) -> list[GroupWorkload]:
                     settings, consumers={**settings.consumers, **extra}))
                 role, group = consumer.name, consumer_group_id(settings.kafka.topic_prefix,
                                                                consumer.name)
-                names = tuple(topics.for_aggregate(kind) for kind in consumer.topics)
+                names = consumer.topic_names(topics)
             labels = doc["spec"]["template"]["metadata"]["labels"]
             store = _env(c).get(STORE_URL_ENV)
             store_url = (settings.store.url if store is None

@@ -43,6 +43,10 @@ def register(subparsers: Any) -> None:
     rebuild.add_argument("name", nargs="?", default=None,
                          help="name of the new copy (default: the next vN); 1-64 characters "
                               "of a-z, A-Z, 0-9 and _, case ignored")
+    rebuild.add_argument("--publish-states", action="store_true",
+                         help="also put every rebuilt state into the outbox, for the projector "
+                              "to publish to the state topics (needed by state consumers after "
+                              "a change of the fold)")
     rebuild.set_defaults(handler=_cmd_rebuild, local_kafka=True)
     drop = psub.add_parser("drop", help="delete a copy that is not live (e.g. the leftover of "
                                         "a failed rebuild)")
@@ -99,7 +103,8 @@ def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
             await KafkaDeadLetters.ensure_topic(settings.kafka, topics)
             await producer.start()
             report = await rebuild(store, settings.kafka, topics, name=args.name,
-                                   dead_letters=KafkaDeadLetters(producer, topics))
+                                   dead_letters=KafkaDeadLetters(producer, topics),
+                                   publish_states=args.publish_states)
         finally:
             await producer.stop()
             await store.close()

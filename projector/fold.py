@@ -89,6 +89,7 @@ __all__ = [
     "chat_status",
     "decode_state",
     "encode_state",
+    "merge_pages",
     "message_key",
     "message_ref",
 ]
@@ -484,8 +485,15 @@ def _with_page(pages: tuple[d.PageView, ...], page: d.PageView) -> tuple[d.PageV
     """The newest :data:`MAX_PAGES` of ``pages`` and ``page``, oldest first."""
     if page in pages:
         return pages
-    merged = sorted((*pages, page), key=_page_key)
-    return tuple(merged[-MAX_PAGES:])
+    return merge_pages(pages, (page,))
+
+
+def merge_pages(a: tuple[d.PageView, ...], b: tuple[d.PageView, ...]) -> tuple[d.PageView, ...]:
+    """The newest :data:`MAX_PAGES` of two page histories, oldest first (a union cut to its
+    top: commutative, associative, idempotent, so also the merge of concurrent writers)."""
+    if not b or set(b) <= set(a):
+        return a
+    return tuple(sorted(set(a) | set(b), key=_page_key)[-MAX_PAGES:])
 
 
 def _apply_visitor(state: VisitorFold, ev: Any, st: _Stamp) -> VisitorFold:

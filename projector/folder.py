@@ -13,9 +13,11 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from operator import itemgetter
 from typing import Protocol
 
+import msgspec
 from aiokafka.structs import ConsumerRecord
 
 from contracts.domain import DomainEvent
@@ -24,6 +26,7 @@ from contracts.normalise import normalise_decoded
 from projector.dlq import DeadLetter, Stage
 from projector.fold import AggregateRef, FoldState, affected, apply, decode_state
 from projector.metrics import ProjectorMetrics
+from projector.outbox import Covers, covers_of, unwrap_state, wrap_state
 from projector.views import Row, row_for
 
 __all__ = ["ApplyFn", "BatchResult", "Folder", "Offsets", "RowFn", "StateLoader", "gc_paused"]
@@ -54,6 +57,8 @@ class BatchResult:
     offsets: Offsets = field(default_factory=dict)
     dead: list[DeadLetter] = field(default_factory=list)
     states: dict[AggregateRef, FoldState] = field(default_factory=dict)
+    #: the log positions each state in ``states`` covers (see :mod:`projector.outbox`)
+    covers: dict[AggregateRef, Covers] = field(default_factory=dict)
     records_by_topic: dict[str, int] = field(default_factory=dict)
     events: int = 0
 
@@ -73,7 +78,8 @@ class Folder:
         self._store = store
         self._apply = apply_fn  # the real fold; tests inject faults through these two
         self._row = row_fn
-        self._cache: OrderedDict[AggregateRef, FoldState] = OrderedDict()
+        # A state and the log positions it covers (kept in its row, for versions).
+        self._cache: OrderedDict[AggregateRef, tuple[FoldState, Covers]] = OrderedDict()
         self._cache_size = cache_size
         self._metrics = metrics
         self._written: set[int] | None = set() if fresh else None
@@ -81,11 +87,12 @@ class Folder:
     def clear(self) -> None:
         self._cache.clear()
 
-    def remember(self, states: Mapping[AggregateRef, FoldState]) -> None:
+    def remember(self, states: Mapping[AggregateRef, FoldState],
+                 covers: Mapping[AggregateRef, Covers]) -> None:
         """Step 9: cache committed states (never states of a batch that did not commit)."""
         cache = self._cache
         for ref, state in states.items():
-            cache[ref] = state
+            cache[ref] = (state, covers.get(ref, ()))
             cache.move_to_end(ref)
         while len(cache) > self._cache_size:
             cache.popitem(last=False)
@@ -146,13 +153,14 @@ class Folder:
         # Step 5: states from the cache, else from the store.
         cache = self._cache
         work: dict[AggregateRef, FoldState] = {}
+        covers = result.covers
         missing: list[AggregateRef] = []
         for ref in set(map(_first, flat)):
-            state = cache.get(ref)
-            if state is None:
+            cached = cache.get(ref)
+            if cached is None:
                 missing.append(ref)
             else:
-                work[ref] = state
+                work[ref], covers[ref] = cached
         if self._metrics is not None:
             self._metrics.cache_hits.inc(len(work))
             self._metrics.cache_misses.inc(len(missing))
@@ -161,22 +169,29 @@ class Folder:
             missing = [ref for ref in missing if hash(ref) in written]
         if missing:
             for ref, data in (await self._store.load(projection, missing)).items():
+                covers[ref], data = unwrap_state(data)
                 work[ref] = decode_state(ref.kind, data)
         # Step 6: fold. A record is all or nothing: if one of its events fails, its writes
         # are undone and it becomes a dead letter. That takes remembering each prior state,
         # so first fold optimistically, without: the fold is pure and failures are rare.
         # Should anything fail, start over from ``base`` the careful way.
         base = dict(work)  # the states before this batch, to tell what changed
+        failed: set[int] = set()  # spans of records that became dead letters
         if check_rows or not await self._fold_all(flat, work):
             work = dict(base)
-            total = await self._fold_careful(flat, spans, work, dead, check_rows=check_rows)
+            total = await self._fold_careful(flat, spans, work, dead, failed, check_rows=check_rows)
         result.events = total
+        _cover(flat, spans, failed, covers)
         # Step 8 (first half): one row per changed aggregate, however many events it took.
         # apply() always returns a new state, so "changed" is "not the state it started with".
         try:
             row_fn = self._row
-            result.rows = [row_fn(ref, state) for ref, state in work.items()
-                           if base.get(ref) is not state]
+            rows = result.rows
+            for ref, state in work.items():
+                if base.get(ref) is not state:
+                    row = row_fn(ref, state)
+                    cover = covers[ref]
+                    rows.append(_replace(row, state=wrap_state(row.state, cover), covers=cover))
         except Exception as exc:
             raise _RowsFailed from exc
         result.states = work
@@ -209,7 +224,7 @@ class Folder:
     async def _fold_careful(self, flat: list[tuple[AggregateRef, DomainEvent]],
                             spans: list[tuple[ConsumerRecord, int, int, int]],
                             work: dict[AggregateRef, FoldState], dead: list[DeadLetter],
-                            *, check_rows: bool) -> int:
+                            failed: set[int], *, check_rows: bool) -> int:
         """Apply record by record, each all or nothing (remembering the prior state of each
         write to undo a failed record's), checking the rows too if ``check_rows``; the
         number of events applied."""
@@ -235,6 +250,7 @@ class Folder:
                     else:
                         work[ref] = prior
                 dead.append(_letter(rec, "apply", exc))
+                failed.add(n - 1)
                 continue
             total += count
         return total
@@ -270,6 +286,35 @@ def gc_paused() -> Iterator[None]:
 
 
 _first = itemgetter(0)
+_replace = msgspec.structs.replace
+
+
+def _cover(flat: list[tuple[AggregateRef, DomainEvent]],
+           spans: list[tuple[ConsumerRecord, int, int, int]], failed: set[int],
+           covers: dict[AggregateRef, Covers]) -> None:
+    """Add each folded record's position to the covers of the aggregates it touched.
+
+    Only the last record per partition counts (records come in offset order), and records
+    that became dead letters count for nothing: so a state's covers — and its version —
+    depend only on which records were folded into it, not on how the log was batched.
+    """
+    last: dict[tuple[AggregateRef, tuple[str, int]], int] = {}
+    update = last.update
+    for n, (rec, start, end, _) in enumerate(spans):
+        if n not in failed:
+            # (ref, partition) -> offset for the record's applications, in C loops.
+            tp = (rec.topic, rec.partition)
+            update(zip(zip(map(_first, flat[start:end]), repeat(tp)), repeat(rec.offset)))
+    mine: dict[AggregateRef, dict[tuple[str, int], int]] = {}
+    for (ref, tp), offset in last.items():
+        got = mine.get(ref)
+        if got is None:
+            got = mine[ref] = {}
+        got[tp] = offset
+    for ref, got in mine.items():
+        for topic, partition, offset in covers.get(ref, ()):
+            got.setdefault((topic, partition), offset)
+        covers[ref] = covers_of(got)
 
 
 class _RowsFailed(Exception):

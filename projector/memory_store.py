@@ -14,6 +14,7 @@ import msgspec
 
 from projector.errors import LiveProjectionDrop, StoreError, UnknownProjection
 from projector.fold import AggregateRef
+from projector.outbox import OutboxEntry, entry_for, new_token
 from projector.store import CUSTOMER_TYPE, KINDS, decode_cursor, encode_cursor, projection_name
 from projector.views import Row
 
@@ -37,6 +38,8 @@ class MemoryStore:
         self._copies: dict[str, _Copy] = {}
         self._live: str | None = None
         self._closed = False
+        self._outbox: dict[int, tuple[int, str, list[tuple[str, str]]]] = {}  # seq: token, copy, refs
+        self._seq = 0
 
     async def open(self) -> None:
         self._closed = False
@@ -82,10 +85,13 @@ class MemoryStore:
         return found
 
     async def commit(
-        self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int]
-    ) -> None:
+        self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int],
+        *, publish: bool = False,
+    ) -> list[OutboxEntry]:
         copy = self._copy(projection)
+        name = projection_name(projection)
         undo: dict[tuple[str, str], Row | None] = {}
+        token = new_token() if publish else 0
         try:
             for row in rows:
                 key = (row.kind, row.id)
@@ -93,6 +99,9 @@ class MemoryStore:
                     undo[key] = copy.rows.get(key)
                 copy.rows[key] = row
             self._write_offsets(copy, offsets)
+            if publish:
+                self._seq += 1
+                self._outbox[self._seq] = (token, name, [(row.kind, row.id) for row in rows])
         except BaseException:
             # Atomicity: put back every row this commit touched, as it was.
             for key, old in undo.items():
@@ -101,6 +110,7 @@ class MemoryStore:
                 else:
                     copy.rows[key] = old
             raise
+        return [entry_for(row, token) for row in rows] if publish else []
 
     def _write_offsets(self, copy: _Copy, offsets: Mapping[tuple[str, int], int]) -> None:
         """The last step of a commit (a separate method so tests can make it fail)."""
@@ -109,6 +119,25 @@ class MemoryStore:
 
     async def offsets(self, projection: str) -> dict[tuple[str, int], int]:
         return dict(self._copy(projection).offsets)
+
+    async def outbox(self, limit: int) -> list[OutboxEntry]:
+        if self._closed:
+            raise StoreError("the store is closed")
+        out: list[OutboxEntry] = []
+        for seq, (token, name, refs) in self._outbox.items():
+            if len(out) >= limit:
+                break
+            copy = self._copies.get(name)
+            for kind, id in refs:
+                row = None if copy is None else copy.rows.get((kind, id))
+                out.append(entry_for(row, token, seq) if row is not None else OutboxEntry(
+                    kind=kind, key=id, route=id, value=b"", token=token, seq=seq))
+        return out
+
+    async def ack_outbox(self, tokens: Sequence[int]) -> None:
+        gone = set(tokens)
+        for seq in [s for s, entry in self._outbox.items() if entry[0] in gone]:
+            del self._outbox[seq]
 
     async def get_view(self, projection: str, kind: str, id: str) -> bytes | None:
         row = self._copy(projection).rows.get((kind, id))

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from projector.fold import AgentFold, FoldState, Reg, VisitorFold
+from projector.fold import AgentFold, FoldState, Reg, VisitorFold, merge_pages
 
 __all__ = ["FIELDS", "MERGED_KINDS", "join"]
 
@@ -54,12 +54,14 @@ def _greater(a: str | None, b: str | None) -> str | None:
 
 
 def _register(a: Reg[T] | None, b: Reg[T] | None) -> Reg[T] | None:
-    """Last writer wins: the greater stamp ``(at, rank, event_id)``; equal stamps are one write."""
+    """Last writer wins: the greater stamp ``(at, received_at, log_offset, rank, event_id)``, as
+    the fold orders writes; equal stamps are one write."""
     if a is None:
         return b
     if b is None:
         return a
-    if (b.at, b.rank, b.event_id) > (a.at, a.rank, a.event_id):
+    if (b.at, b.received_at, b.log_offset, b.rank, b.event_id) > (
+            a.at, a.received_at, a.log_offset, a.rank, a.event_id):
         return b
     return a
 
@@ -98,6 +100,7 @@ FIELDS: dict[type[FoldState], dict[str, _Merge]] = {
         "first_seen": _earliest,
         "last_seen": _latest,
         "chats": _union,
+        "pages": merge_pages,
     },
     AgentFold: {
         "id": _same,

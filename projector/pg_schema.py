@@ -5,6 +5,7 @@ Layout in the configured schema (``?schema=`` in the store URL, default ``public
 * ``parley_migrations`` — versions applied per component (:mod:`projector.pg_migrate`);
 * ``parley_projections`` — the registry of projection copies; ``parley_live`` — the one-row
   pointer to the copy that serves reads;
+* ``parley_outbox`` — state changes committed and not yet published (one per store);
 * per copy ``p_<name>_rows`` (kind, id, encoded fold state, JSON view, listing columns) and
   ``p_<name>_offsets`` (next offset per topic partition), plus one partial index over chats.
 
@@ -94,6 +95,10 @@ class CopySql:
             "WHERE o.next_offset <= excluded.next_offset RETURNING topic, partition"
         )
         self.load = f"SELECT id, state FROM {rows} WHERE kind = $1 AND id = ANY($2::text[])"  # noqa: S608
+        self.rows_of = (
+            f"SELECT r.kind, r.id, r.state, r.view, r.chat_id FROM {rows} r "  # noqa: S608
+            "JOIN unnest($1::text[], $2::text[]) AS q(kind, id) ON r.kind = q.kind AND r.id = q.id"
+        )
         self.load_pairs = (
             f"SELECT r.kind, r.id, r.state FROM {rows} r "  # noqa: S608
             "JOIN unnest($1::text[], $2::text[]) AS q(kind, id) ON r.kind = q.kind AND r.id = q.id"
@@ -157,9 +162,18 @@ async def _v2_canonical_names(conn: Conn, schema: str) -> None:
                                new.name, name)
 
 
+def _v3(schema: str) -> list[str]:
+    return [
+        f"""CREATE TABLE {schema}.parley_outbox (
+            seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, token BIGINT NOT NULL UNIQUE,
+            projection TEXT NOT NULL, refs BYTEA NOT NULL)""",
+    ]
+
+
 #: The store's migrations, oldest first (see :mod:`projector.pg_migrate` for the rules).
 STORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="projection registry and live pointer", statements=_v1),
     Migration(version=2, description="projection names in lower case",
               statements=lambda schema: [], run=_v2_canonical_names),
+    Migration(version=3, description="outbox of state changes to publish", statements=_v3),
 )

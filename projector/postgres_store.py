@@ -42,6 +42,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import ClassVar, TypeVar
 
 import asyncpg
+import msgspec
 
 from projector.errors import (
     LiveProjectionDrop,
@@ -51,6 +52,16 @@ from projector.errors import (
     UnknownProjection,
 )
 from projector.fold import AggregateRef, decode_state, encode_state
+from projector.outbox import (
+    OutboxEntry,
+    decode_refs,
+    encode_refs,
+    entry_for,
+    join_covers,
+    new_token,
+    unwrap_state,
+    wrap_state,
+)
 from projector.pg_merge import MERGED_KINDS, join
 from projector.pg_migrate import Conn, MigrationStatus, advisory_key, migrate, quote_ident
 from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl
@@ -261,19 +272,28 @@ class PostgresStore:
         return await self._run(load)
 
     async def commit(
-        self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int]
-    ) -> None:
+        self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int],
+        *, publish: bool = False,
+    ) -> list[OutboxEntry]:
         sql = self._q(projection)
         latest = {(row.kind, row.id): row for row in rows}  # a later row of the batch wins
         # Sorted: concurrent writers take their row locks in the same order.
         batch = [latest[key] for key in sorted(latest)]
         parts = sorted(offsets)
+        token = new_token() if publish else 0
+        written: list[Row] = []
 
         async def commit(conn: Conn) -> None:
+            written.clear()  # a retried transaction starts over
             async with conn.transaction():
                 merged = await self._merge(conn, sql, batch)
                 if merged:
                     await conn.execute(sql.upsert_rows, *_columns(merged))
+                if publish and merged:
+                    # The rows as written (merged): the outbox says what the store holds.
+                    written.extend(merged)
+                    await conn.execute(self._outbox_insert, token, sql.tables.name,
+                                       encode_refs(merged))
                 if parts:
                     moved = await conn.fetch(sql.upsert_offsets, [t for t, _ in parts],
                                              [p for _, p in parts], [offsets[tp] for tp in parts])
@@ -284,6 +304,7 @@ class PostgresStore:
                             "nothing was written: re-read the stored offsets")
 
         await self._run(commit)
+        return [entry_for(row, token) for row in written]
 
     async def _merge(self, conn: Conn, sql: CopySql, batch: list[Row]) -> list[Row]:
         """Rule 2: lock the rows several partitions write, and join their stored states in."""
@@ -302,11 +323,60 @@ class PostgresStore:
             if old is None or old == row.state:
                 out.append(row)
                 continue
-            state = join(decode_state(row.kind, old), decode_state(row.kind, row.state))
+            old_covers, old_state = unwrap_state(old)
+            covers, new_state = unwrap_state(row.state)
+            state = join(decode_state(row.kind, old_state), decode_state(row.kind, new_state))
+            joined = join_covers(old_covers, covers)
             # Usually the stored state is already folded into the new one (one writer).
-            out.append(row if encode_state(state) == row.state
-                       else row_for(AggregateRef(row.kind, row.id), state))  # type: ignore[arg-type]
+            if encode_state(state) == new_state and joined == covers:
+                out.append(row)
+                continue
+            rebuilt = row_for(AggregateRef(row.kind, row.id), state)  # type: ignore[arg-type]
+            out.append(msgspec.structs.replace(rebuilt, state=wrap_state(rebuilt.state, joined),
+                                               covers=joined))
         return out
+
+    async def outbox(self, limit: int) -> list[OutboxEntry]:
+        query = (f"SELECT seq, token, projection, refs FROM {self._schema}.parley_outbox "  # noqa: S608
+                 "WHERE seq > $1 ORDER BY seq LIMIT 1")
+        projections = set(await self.list_projections())
+
+        async def read(conn: Conn) -> list[OutboxEntry]:
+            out: list[OutboxEntry] = []
+            after = 0
+            while len(out) < limit:
+                commit = await conn.fetchrow(query, after)
+                if commit is None:
+                    break
+                after, token, projection = commit[0], commit[1], commit[2]
+                refs = decode_refs(bytes(commit[3]))
+                found: dict[tuple[str, str], Row] = {}
+                if projection in projections:  # a dropped copy's rows are gone
+                    for kind, id, state, view, chat_id in await conn.fetch(
+                            self._q(projection).rows_of, [k for k, _ in refs], [i for _, i in refs]):
+                        found[(kind, id)] = Row(kind=kind, id=id, state=bytes(state),
+                                                view=bytes(view), chat_id=chat_id)
+                out += [entry_for(row, token, after) if (row := found.get(ref)) is not None
+                        else OutboxEntry(kind=ref[0], key=ref[1], route=ref[1], value=b"",
+                                         token=token, seq=after) for ref in refs]
+            return out
+
+        return await self._run(read)
+
+    async def ack_outbox(self, tokens: Sequence[int]) -> None:
+        if not tokens:
+            return
+        query = f"DELETE FROM {self._schema}.parley_outbox WHERE token = ANY($1::bigint[])"  # noqa: S608
+
+        async def delete(conn: Conn) -> None:
+            await conn.execute(query, list(tokens))
+
+        await self._run(delete)
+
+    @property
+    def _outbox_insert(self) -> str:
+        return (f"INSERT INTO {self._schema}.parley_outbox (token, projection, refs) "  # noqa: S608
+                "VALUES ($1, $2, $3)")
 
     async def offsets(self, projection: str) -> dict[tuple[str, int], int]:
         sql = self._q(projection)

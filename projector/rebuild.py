@@ -105,8 +105,15 @@ class _Progress:
 async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
                   name: str | None = None, dead_letters: DeadLetters | None = None,
                   out: TextIO | None = None, progress_every_s: float = 2.0,
-                  max_records: int = 20_000) -> RebuildReport:
-    """Replay the event topics into a new projection copy and make it live (see module doc)."""
+                  max_records: int = 20_000, publish_states: bool = False) -> RebuildReport:
+    """Replay the event topics into a new projection copy and make it live (see module doc).
+
+    ``publish_states``: also write every state the rebuild commits into the store's outbox
+    (in the same transactions), for the projector's state publisher to send to the state
+    topics — what consumers of state topics need after a change of the fold. Without it the
+    state topics keep what the live projection published; versions are the same either way
+    (they count log positions, not batches).
+    """
     out = out or sys.stderr
     # Step 1: the new copy.
     previous = await store.live_projection()
@@ -136,7 +143,7 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
         print(f"rebuild {name}: replaying {total} records from {len(tps)} partitions "
               f"(live: {previous or 'none'})", file=out, flush=True)
         progress = _Progress(name, total, out, progress_every_s)
-        writer = _Writer(store, name, progress)
+        writer = _Writer(store, name, progress, publish=publish_states)
         folder = Folder(writer, cache_size=200_000, fresh=True)  # step 1 created it empty
         dead = 0
         refreshed = False
@@ -166,7 +173,7 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
                 await writer.commit(result.rows, result.offsets, n)
                 # Remembered while its transaction is still being written: the next batch
                 # folds on these states. Should that transaction fail, the rebuild fails.
-                folder.remember(result.states)
+                folder.remember(result.states, result.covers)
                 del result, records
             # What survives a batch (cached states) lives for many batches: take it out of
             # the collector's view, or every few batches a full collection walks the whole
@@ -198,16 +205,18 @@ class _Writer:
     waits for the transaction in flight and never reads a state from before it.
     """
 
-    def __init__(self, store: Store, name: str, progress: _Progress) -> None:
+    def __init__(self, store: Store, name: str, progress: _Progress, *, publish: bool = False) -> None:
         self._store, self._name, self._progress = store, name, progress
-        self._pending: asyncio.Task[None] | None = None
+        self._publish = publish
+        self._pending: asyncio.Task[object] | None = None
         self._pending_records = 0
 
     async def commit(self, rows: Sequence[Row], offsets: Offsets, records: int) -> None:
         """Start writing one batch (rows + next offsets) once the previous one committed."""
         await self.drain()
-        self._pending = asyncio.create_task(self._store.commit(self._name, rows, offsets),
-                                            name=f"rebuild-{self._name}-commit")
+        self._pending = asyncio.create_task(
+            self._store.commit(self._name, rows, offsets, publish=self._publish),
+            name=f"rebuild-{self._name}-commit")
         self._pending_records = records
 
     async def drain(self) -> None:

@@ -1,8 +1,9 @@
 """The projector as a role of the HTTP process: query API routes plus the runner in background.
 
 Start order (``cleanup_ctx``): open the store (creating the first projection if there is
-none), then start a background task that makes sure the dead-letter topic exists, starts the
-dead-letter producer and runs the runner — restarting them after a failure, so the query API
+none), then start a background task that makes sure the dead-letter and state topics exist,
+starts the producer (dead letters and state changes) and runs the runner (which runs the
+state publisher) — restarting them after a failure, so the query API
 keeps serving while Kafka is away. Stop order is the reverse: ask the runner to stop (its
 current batch finishes and commits), wait for it, stop the producer, close the store.
 """
@@ -24,6 +25,7 @@ from projector.api import ApiOptions, QueryApi
 from projector.dlq import KafkaDeadLetters
 from projector.metrics import ProjectorMetrics
 from projector.runner import Runner, RunnerOptions, Watermarks, ensure_live
+from projector.state_publisher import StatePublisher
 from projector.store import Store
 from projector.stores import open_store
 
@@ -95,14 +97,18 @@ class ProjectorRole:
         rt = self._rt
         while not stop.is_set():
             producer = make_producer(rt.settings.kafka)
+            states = StatePublisher.make_producer(rt.settings.kafka)
             try:
                 await KafkaDeadLetters.ensure_topic(rt.settings.kafka, rt.topics)
+                await StatePublisher.ensure_topics(rt.settings.kafka, rt.topics)
                 await producer.start()
+                await states.start()
                 self.runner = Runner(
                     store=self.store, kafka=rt.settings.kafka, topics=rt.topics,
                     dead_letters=KafkaDeadLetters(producer, rt.topics, self.metrics),
                     metrics=self.metrics, watermarks=self.watermarks,
-                    options=self._options.runner)
+                    options=self._options.runner,
+                    publisher=StatePublisher(self.store, states, rt.topics))
                 await self.runner.run(stop)
             except Exception as exc:
                 self._problem = f"projector failed: {failure_reason(exc)}"  # no hosts, users
@@ -112,4 +118,5 @@ class ProjectorRole:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._options.restart_backoff_s)
             finally:
+                await states.stop()
                 await producer.stop()

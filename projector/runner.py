@@ -23,10 +23,16 @@ Commit protocol, for each batch (the ``# Step N`` comments below mark each step)
 7. Produce the dead letters and wait for their acknowledgement (before step 8, so a crash can
    duplicate a dead letter but never lose one).
 8. Build the rows of the changed aggregates and commit rows + each partition's next offset in
-   ONE store transaction.
+   ONE store transaction — with a state publisher, also each row's state change into the
+   store's outbox, in that same transaction.
 9. Only now update the cache and the in-memory offsets, and wake read-your-writes waiters.
 10. Commit the same offsets to Kafka (after the store, best effort) so consumer-group lag is
     visible to standard tools; Kafka's committed offsets are never read back.
+11. Hand the committed states to the state publisher (:mod:`projector.state_publisher`, its
+    own task): it sends them to the state topics (idempotent producer, acks=all) and deletes
+    their outbox rows only once acknowledged. A crash between 8 and the acknowledgement leaves
+    the rows in the outbox; the next publisher sends them (at-least-once; a repeat carries
+    the same version, or a later one).
 
 Rebalances: ``on_partitions_revoked`` takes the batch lock, so an in-flight batch finishes its
 store commit before the partitions can be handed to another member; then the cache is dropped.
@@ -58,6 +64,7 @@ from parley.settings import KafkaSettings
 from projector.dlq import DeadLetters
 from projector.folder import BatchResult, Folder, Offsets, gc_paused
 from projector.metrics import ProjectorMetrics
+from projector.state_publisher import StatePublisher
 from projector.store import Store
 
 __all__ = ["BatchResult", "Folder", "Runner", "RunnerOptions", "Watermarks", "ensure_live", "gc_paused"]
@@ -146,7 +153,9 @@ class Runner:
     def __init__(self, *, store: Store, kafka: KafkaSettings, topics: Topics,
                  dead_letters: DeadLetters, metrics: ProjectorMetrics,
                  watermarks: Watermarks | None = None,
-                 options: RunnerOptions = RunnerOptions(), folder: Folder | None = None) -> None:
+                 options: RunnerOptions = RunnerOptions(), folder: Folder | None = None,
+                 publisher: StatePublisher | None = None) -> None:
+        """``publisher``: publish committed states to the state topics (steps 8 and 11)."""
         self._store = store
         self._kafka = kafka
         self._topics = topics
@@ -155,6 +164,7 @@ class Runner:
         self.watermarks = watermarks or Watermarks()
         self._options = options
         self._folder = folder or Folder(store, options.cache_size, metrics)
+        self._publisher = publisher
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._next: dict[TopicPartition, int] = {}  # assigned partitions -> next offset to apply
@@ -174,6 +184,9 @@ class Runner:
                                  max_partition_fetch_bytes=4 << 20)
         consumer.subscribe(list(self._topics.event_topics), listener=_Listener(self))
         self._consumer = consumer
+        publishing = asyncio.Event()  # set: the publisher's last round, then it returns
+        publisher = (None if self._publisher is None else
+                     asyncio.create_task(self._publisher.run(publishing), name="state-publisher"))
         try:
             if not await start_unless_stopped(consumer, stop):
                 return  # stopped before the group assigned partitions (broker away?)
@@ -198,7 +211,12 @@ class Runner:
                     await self._commit_kafka(consumer, offsets)
         finally:
             self._consumer = None
-            await consumer.stop()
+            publishing.set()
+            try:
+                await consumer.stop()
+            finally:
+                if publisher is not None:
+                    await publisher
 
     async def _process(self, batch: Mapping[TopicPartition, list[ConsumerRecord]],
                        generation: int) -> Offsets:
@@ -232,9 +250,10 @@ class Runner:
         # Step 7: dead letters are durable before the batch that skips them commits.
         if result.dead:
             await self._dead_letters.send(result.dead, projection)
-        # Step 8: rows and next offsets in ONE store transaction.
+        # Step 8: rows, next offsets (and the outbox) in ONE store transaction.
         try:
-            await self._store.commit(projection, result.rows, result.offsets)
+            published = await self._store.commit(projection, result.rows, result.offsets,
+                                                 publish=self._publisher is not None)
         except Exception:
             if await self._store.live_projection() != projection:
                 # A rebuild switched reads and dropped our copy mid-batch: nothing lost,
@@ -244,11 +263,14 @@ class Runner:
             self._folder.clear()
             raise
         # Step 9: cache, offsets, waiters.
-        self._folder.remember(result.states)
+        self._folder.remember(result.states, result.covers)
         for (topic, partition), off in result.offsets.items():
             self._next[TopicPartition(topic, partition)] = off
         self.watermarks.advance(projection, result.offsets)
         self._observe(result, time.perf_counter() - started)
+        # Step 11: the publisher sends what step 8 committed (and put in the outbox).
+        if self._publisher is not None:
+            self._publisher.handoff(published)
         return result.offsets
 
     async def _commit_kafka(self, consumer: AIOKafkaConsumer, offsets: Offsets) -> None:

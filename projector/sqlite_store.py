@@ -1,6 +1,7 @@
 """The default :class:`~projector.store.Store`: one SQLite file in WAL mode.
 
-Layout: a registry table of projection copies, a one-row ``live`` pointer, and per copy
+Layout: a registry table of projection copies, a one-row ``live`` pointer, the outbox of
+state changes to publish (``parley_outbox``, one per store), and per copy
 two tables — ``p_<name>_rows`` (one row per aggregate: encoded fold state, JSON view,
 listing columns) and ``p_<name>_offsets`` (next offset per topic partition). A copy is
 created, filled and dropped without touching another's tables; ``set_live`` rewrites
@@ -40,6 +41,7 @@ import msgspec
 from parley.private_files import private_sqlite
 from projector.errors import LiveProjectionDrop, StoreError, StoreUnavailable, UnknownProjection
 from projector.fold import AggregateRef
+from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, new_token
 from projector.store import CUSTOMER_TYPE, KINDS, decode_cursor, encode_cursor, projection_name
 from projector.views import Row
 
@@ -60,7 +62,14 @@ CREATE TABLE IF NOT EXISTS parley_live (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     name TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS parley_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, token INTEGER NOT NULL UNIQUE,
+    projection TEXT NOT NULL, refs BLOB NOT NULL
+);
 """
+_OUTBOX_INSERT = "INSERT INTO parley_outbox (token, projection, refs) VALUES (?, ?, ?)"
+_OUTBOX_READ = "SELECT seq, token, projection, refs FROM parley_outbox WHERE seq > ? ORDER BY seq LIMIT 1"
+_OUTBOX_DELETE = "DELETE FROM parley_outbox WHERE token IN (SELECT value FROM json_each(?))"
 
 
 def _copy_schema(name: str) -> list[str]:
@@ -94,6 +103,8 @@ class _Sql:
         )
         # One query per kind however many refs: the ids travel as one JSON array.
         self.load = f"SELECT id, state FROM {rows} WHERE kind = ? AND id IN (SELECT value FROM json_each(?))"  # noqa: S608
+        self.rows_of = (f"SELECT id, state, view, chat_id FROM {rows} "  # noqa: S608
+                        "WHERE kind = ? AND id IN (SELECT value FROM json_each(?))")
         self.offsets = f"SELECT topic, partition, next_offset FROM {offsets}"  # noqa: S608
         self.view = f"SELECT view FROM {rows} WHERE kind = ? AND id = ?"  # noqa: S608
         # INDEXED BY: without statistics the planner would rather sort every chat per page.
@@ -317,9 +328,13 @@ class SqliteStore:
         return await self._w().run(load)
 
     async def commit(
-        self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int]
-    ) -> None:
+        self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int],
+        *, publish: bool = False,
+    ) -> list[OutboxEntry]:
         sql = self._q(projection)
+        token = new_token() if publish else 0
+        name = projection_name(projection)
+        outbox = (token, name, bytearray(encode_refs(rows))) if publish else None
         # Many rows per statement, not executemany: the thread then holds the GIL once per
         # statement to bind its parameters, and runs the whole upsert without it, so a
         # commit can overlap with folding the next batch (see projector.rebuild) instead of
@@ -331,10 +346,38 @@ class SqliteStore:
             with _transaction(conn):
                 for statement, params in statements:
                     conn.execute(statement, params)
+                if outbox is not None:
+                    conn.execute(_OUTBOX_INSERT, outbox)
                 if offset_params:
                     conn.executemany(sql.upsert_offsets, offset_params)
 
         await self._w().run(commit)
+        return [entry_for(row, token) for row in rows] if publish else []
+
+    async def outbox(self, limit: int) -> list[OutboxEntry]:
+        def read(conn: sqlite3.Connection) -> list[OutboxEntry]:
+            out: list[OutboxEntry] = []
+            after = 0
+            while len(out) < limit:
+                commit = conn.execute(_OUTBOX_READ, (after,)).fetchone()
+                if commit is None:
+                    break
+                after, token, projection, refs = commit
+                out += _read_back(conn, after, token, projection, decode_refs(bytes(refs)))
+            return out
+
+        return await self._r().run(read)
+
+    async def ack_outbox(self, tokens: Sequence[int]) -> None:
+        if not tokens:
+            return
+        commits = msgspec.json.encode(list(tokens)).decode()
+
+        def delete(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                conn.execute(_OUTBOX_DELETE, (commits,))
+
+        await self._w().run(delete)
 
     async def offsets(self, projection: str) -> dict[tuple[str, int], int]:
         sql = self._q(projection)
@@ -434,6 +477,26 @@ _ROWS_PER_STATEMENT = 2048
 # One row's placeholders, in _row_params' order; the nullable columns come as NULLIF(?, 0).
 _ROW_VALUES = "(?, ?, ?, ?, NULLIF(?, 0), NULLIF(?, 0), NULLIF(?, 0), NULLIF(?, 0), ?)"
 _PARAMS_PER_ROW = _ROW_VALUES.count("?")
+
+
+def _read_back(conn: sqlite3.Connection, seq: int, token: int, projection: str,
+               refs: list[tuple[str, str]]) -> list[OutboxEntry]:
+    """One outbox commit's entries, with the states their rows hold now."""
+    wanted: dict[str, list[str]] = {}
+    for kind, id in refs:
+        wanted.setdefault(kind, []).append(id)
+    found: dict[tuple[str, str], Row] = {}
+    for kind, ids in wanted.items():
+        try:
+            cursor = conn.execute(_Sql(projection).rows_of, (kind, msgspec.json.encode(ids).decode()))
+        except sqlite3.OperationalError:  # the copy was dropped: its rows are gone
+            break
+        for id, state, view, chat_id in cursor:
+            found[(kind, id)] = Row(kind=kind, id=id, state=bytes(state), view=bytes(view),
+                                    chat_id=chat_id)
+    return [entry_for(row, token, seq) if (row := found.get((kind, id))) is not None else
+            OutboxEntry(kind=kind, key=id, route=id, value=b"", token=token, seq=seq)
+            for kind, id in refs]
 
 
 def _rows_per_statement(conn: sqlite3.Connection) -> int:

@@ -8,6 +8,13 @@ Guarantees every implementation gives:
 * **Atomic commits.** :meth:`Store.commit` writes all rows *and* all offsets of a batch in
   one transaction: after a crash or an error either the whole batch is visible or none
   of it is. This is what makes the projector's effects exactly-once.
+* **An outbox in the same transaction.** ``commit(..., publish=True)`` also appends one
+  outbox row for the commit (its new token, the copy, and references to the rows as
+  written) and returns the :class:`~projector.outbox.OutboxEntry` of each row as written
+  (after any merge; built by :func:`~projector.outbox.entry_for`). :meth:`Store.outbox` reads
+  commits back, oldest first, as entries with the states their rows hold when read;
+  :meth:`Store.ack_outbox` deletes commits by token. The outbox is one per store, not per
+  copy.
 * **Isolated projection copies.** Rows and offsets belong to one named projection;
   creating, filling and dropping one copy never changes what another returns.
   :meth:`Store.set_live` switches which copy serves reads in one step.
@@ -34,6 +41,7 @@ import msgspec
 
 from projector.errors import InvalidCursor, InvalidProjectionName
 from projector.fold import AggregateRef
+from projector.outbox import OutboxEntry
 from projector.views import Row
 
 __all__ = [
@@ -88,14 +96,26 @@ class Store(Protocol):
         """Encoded fold states of those ``refs`` that exist (one query per kind, not per ref)."""
 
     async def commit(
-        self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int]
-    ) -> None:
-        """In ONE transaction: upsert ``rows`` and set each (topic, partition)'s NEXT offset.
+        self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int],
+        *, publish: bool = False,
+    ) -> list[OutboxEntry]:
+        """In ONE transaction: upsert ``rows`` and set each (topic, partition)'s NEXT offset,
+        and with ``publish`` append an outbox row per written row; the written rows' outbox
+        entries (all with the commit's token), empty without ``publish``.
 
         A later row for the same (kind, id) in ``rows`` wins. Offsets of partitions not in
         ``offsets`` are left as they are. Raises StoreUnavailable (retriable; nothing
         written) when the database is busy.
         """
+
+    async def outbox(self, limit: int) -> list[OutboxEntry]:
+        """The entries of the oldest commits in the outbox, whole commits, stopping once
+        ``limit`` entries are reached: each with its commit's ``seq`` and ``token`` and the
+        state its row holds now (an empty ``value`` if the row or its copy is gone)."""
+
+    async def ack_outbox(self, tokens: Sequence[int]) -> None:
+        """Delete the outbox rows of the commits ``tokens`` (published); unknown ones are
+        ignored."""
 
     async def offsets(self, projection: str) -> dict[tuple[str, int], int]:
         """The next offset to read of every (topic, partition) committed to this projection."""

@@ -55,6 +55,9 @@ class Row(msgspec.Struct, frozen=True, kw_only=True):
     source: str | None = None
     agent_id: str | None = None
     sort_key: str = ""
+    #: The log positions ``state`` covers, when known in memory (the folder sets them; they
+    #: are also inside ``state``, see projector.outbox): not a store column.
+    covers: tuple[tuple[str, int, int], ...] = ()
 
 
 def _micros(at: datetime) -> int:

@@ -90,7 +90,7 @@ async def topics(kafka_settings: KafkaSettings) -> AsyncIterator[Topics]:
     admin = make_admin(kafka_settings)
     await admin.start()
     with contextlib.suppress(Exception):
-        await admin.delete_topics(list(t.event_topics))
+        await admin.delete_topics([*t.event_topics, *t.state_topics])
     await admin.close()
 
 

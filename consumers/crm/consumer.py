@@ -1,25 +1,33 @@
-"""The built-in ``crm`` consumer: visitors → contacts, finished chats → activities.
+"""The built-in ``crm`` consumer: visitors → contacts, closed chats → one activity each.
 
-For each record it first updates its own state (messages for the transcript, the chat's
-visitor, agent, rating), then performs the CRM calls the record implies:
+It reads the chat and visitor event topics for ``VisitorSeen`` (contacts) and the chat
+state topic (the projector's chat and message states) for activities:
 
 - ``VisitorSeen`` → upsert the contact (by email, else visitor id), unless the same contact
   version was already sent. Idempotency key: the VisitorSeen event id.
-- ``ChatClosed`` → one activity for the chat with its transcript, rating, agent and whether
-  it completed. Idempotency key: the ChatClosed event id, so a redelivery (after a crash or a
-  rebalance) is deduplicated by the CRM: each activity exists once.
+- A chat or message state → remembered (a state replaces only an older version); then, if
+  the chat is closed, its activity — transcript, rating, agent, whether it completed — is
+  upserted (the CRM keeps one activity per chat, by its ``external_id``) unless exactly that
+  activity was already sent. Idempotency key: ``activity:<chat id>:<chat version>:<digest of
+  the activity>``, so a redelivery is deduplicated by the CRM, and a closed chat whose state
+  changes later (a rating, a late message, an edit, the contact's email) is sent again,
+  updated. Transcripts leave out deleted messages and agent-only notes.
+
+A chat's records are handled one at a time (a lock per chat: its state and its messages'
+states have different keys, and an activity must not be sent from a half-applied chat).
 
 Failures: 429/5xx/timeouts are retried by the runner with backoff honouring Retry-After, up
-to ``max_attempts``; then the event is dead-lettered (and its key parked). 4xx and
+to ``max_attempts``; then the record is dead-lettered (and its key parked). 4xx and
 redirects are dead-lettered at once (:class:`~consumers.crm.errors.CrmRejected`,
 :class:`~consumers.crm.errors.CrmRedirected`). A bad ``signing_secret`` fails :func:`build`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+from datetime import datetime
 from pathlib import Path
-
-import orjson
 
 from consumers.api import ConsumedEvent, Consumer
 from consumers.crm.client import CrmApi, HttpCrmClient
@@ -28,81 +36,77 @@ from consumers.crm.mapping import activity_doc, contact_doc, contact_version
 from consumers.crm.state import CrmState
 from consumers.registry import ConsumerContext
 from consumers.retry import RetryPolicy
-from consumers.search.queries import iso_utc
-from contracts.domain import (
-    ChatAccepted,
-    ChatAssigned,
-    ChatClosed,
-    ChatCompleted,
-    ChatRated,
-    ChatUpdated,
-    DomainEvent,
-    MessageDeleted,
-    MessageEdited,
-    MessagePosted,
-    VisitorSeen,
-)
+from consumers.search.from_states import searchable_text
+from contracts.domain import VisitorSeen
+from contracts.state import ChatState, MessageState
 
 __all__ = ["build", "crm_consumer"]
 
 
-async def _remember(state: CrmState, d: DomainEvent) -> None:
-    """Step 1 of a record: fold what the CRM calls will need into the local state."""
-    match d:
-        case ChatUpdated():
-            await state.chat(d.chat_id, d.source, subject=d.subject,
-                             visitor_id=d.visitor.id if d.visitor else None)
-            if d.visitor is not None and d.visitor.id:
-                await state.visitor(d.visitor.id, name=d.visitor.name, email=None,
-                                    source=d.source)
-        case ChatAccepted() | ChatAssigned():
-            await state.chat(d.chat_id, d.source, agent=d.agent.name or d.agent.id
-                             if d.agent else None)
-        case ChatRated():
-            await state.chat(d.chat_id, d.source, rating=orjson.dumps(d.rating).decode()
-                             if d.rating is not None else None)
-        case ChatCompleted():
-            await state.chat(d.chat_id, d.source, completed=True)
-        case MessagePosted():
-            await state.message(d.chat_id, d.message_id, text=d.text, internal=d.internal,
-                                text_at=iso_utc(d.posted_at) or "", posted_at=iso_utc(d.posted_at),
-                                author=d.author.name or d.author.role)
-        case MessageEdited():
-            await state.message(d.chat_id, d.message_id, text=d.text, internal=d.internal,
-                                text_at=iso_utc(d.edited_at) or "")
-        case MessageDeleted():
-            await state.message(d.chat_id, d.message_id, text=None,
-                                text_at=iso_utc(d.deleted_at) or "", deleted=True)
-        case VisitorSeen():
-            await state.visitor(d.visitor_id, name=d.name, email=d.email, source=d.source)
-            if d.chat_id:
-                await state.chat(d.chat_id, d.source, visitor_id=d.visitor_id)
-        case _:
-            pass
-
-
 def crm_consumer(cfg: CrmConfig, state: CrmState, client: CrmApi, *, name: str = "crm"
                  ) -> Consumer:
+    locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    async def contact(d: VisitorSeen) -> None:
+        await state.visitor(d.visitor_id, name=d.name, email=d.email, source=d.source)
+        vname, email, sent = await state.visitor(d.visitor_id, name=None, email=None,
+                                                 source=d.source)
+        doc = contact_doc(cfg, visitor_id=d.visitor_id, name=vname, email=email, source=d.source)
+        version = contact_version(doc)
+        if version != sent:
+            await client.post(cfg.contacts_path, doc, d.event_id)
+            await state.contact_sent(d.visitor_id, version)
+        if d.chat_id:
+            async with lock_of(d.chat_id):
+                await state.chat(d.chat_id, d.source, visitor_id=d.visitor_id)
+                await upsert_activity(d.chat_id)  # the contact's email is part of it
+
+    def lock_of(chat_id: str) -> asyncio.Lock:
+        lock = locks.get(chat_id)
+        if lock is None:
+            lock = locks[chat_id] = asyncio.Lock()
+        return lock
+
+    async def upsert_activity(chat_id: str) -> None:
+        """Send the activity of a closed chat as it now stands, unless already sent."""
+        closed = await state.closed_chat(chat_id)
+        if closed is None:
+            return
+        version, closed_at, sent = closed
+        summary = await state.chat_summary(chat_id)
+        doc = activity_doc(cfg, chat_id=chat_id, summary=summary,
+                           closed_at=datetime.fromisoformat(closed_at) if closed_at else None)
+        key = f"activity:{chat_id}:{version}:{contact_version(doc)[:16]}"
+        if key != sent:
+            await client.post(cfg.activities_path, doc, key)
+            await state.activity_sent(chat_id, key)
+
+    async def activity(ev: ConsumedEvent) -> None:
+        change = ev.state
+        chat = change.state
+        if isinstance(chat, ChatState):
+            chat_id = chat.id
+        elif isinstance(chat, MessageState):
+            chat_id = chat.chat_id
+        else:
+            return
+        async with lock_of(chat_id):
+            if isinstance(chat, ChatState):
+                await state.chat_state(chat, change.version)
+            else:
+                # Agent-only notes reach a transcript only when configured (internal_notes).
+                text = (chat.text if cfg.internal_notes and chat.internal and not chat.deleted
+                        else searchable_text(chat))
+                await state.message_state(chat, change.version, text)
+            await upsert_activity(chat_id)
+
     async def handle(ev: ConsumedEvent) -> None:
-        domain = ev.domain
-        for d in domain:
-            await _remember(state, d)
-        # Step 2: the CRM calls, after the state knows everything this record said.
-        for d in domain:
+        if ev.is_state:
+            await activity(ev)
+            return
+        for d in ev.domain:
             if isinstance(d, VisitorSeen):
-                vname, email, sent = await state.visitor(d.visitor_id, name=None, email=None,
-                                                         source=d.source)
-                doc = contact_doc(cfg, visitor_id=d.visitor_id, name=vname, email=email,
-                                  source=d.source)
-                version = contact_version(doc)
-                if version != sent:
-                    await client.post(cfg.contacts_path, doc, d.event_id)
-                    await state.contact_sent(d.visitor_id, version)
-            elif isinstance(d, ChatClosed):
-                summary = await state.chat_summary(d.chat_id, internal_notes=cfg.internal_notes)
-                doc = activity_doc(cfg, chat_id=d.chat_id, summary=summary,
-                                   closed_at=d.closed_at or d.occurred_at)
-                await client.post(cfg.activities_path, doc, d.event_id)
+                await contact(d)
 
     async def start() -> None:
         await state.open()
@@ -112,10 +116,8 @@ def crm_consumer(cfg: CrmConfig, state: CrmState, client: CrmApi, *, name: str =
         await client.close()
         await state.close()
 
-    return Consumer(name=name, handle=handle, topics=("chat", "visitor"),
-                    kinds=frozenset({"VisitorSeen", "ChatUpdated", "ChatAccepted",
-                                     "ChatAssigned", "ChatRated", "ChatCompleted", "ChatClosed",
-                                     "MessagePosted", "MessageEdited", "MessageDeleted"}),
+    return Consumer(name=name, handle=handle, topics=("chat", "visitor"), states=("chat",),
+                    kinds=frozenset({"VisitorSeen"}),
                     retry=RetryPolicy(max_attempts=cfg.max_attempts, base_delay_s=0.5,
                                       max_delay_s=cfg.max_delay_s),
                     start=start, stop=stop, secrets=cfg.secrets())

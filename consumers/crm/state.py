@@ -1,7 +1,9 @@
-"""What the CRM consumer remembers between events (SQLite, ``<data_dir>/crm.db``): each
-chat's messages (for the transcript), its visitor, agent and rating, and which contact
-version was last sent. Every write is an idempotent upsert, so redelivered events are
-harmless; the CRM itself deduplicates requests by idempotency key."""
+"""What the CRM consumer remembers between records (SQLite, ``<data_dir>/crm.db``): each
+chat's state and messages as the projector published them (for the activity and its
+transcript), visitors' contact details, and which contact and activity versions were last
+sent. Chat and message rows are replaced only by a state of at least their version, so
+redelivery in any order is harmless; the CRM itself deduplicates requests by idempotency
+key."""
 
 from __future__ import annotations
 
@@ -12,9 +14,30 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+
+from consumers.search.queries import iso_utc
+from contracts.state import ChatState, MessageState
 from parley.private_files import private_sqlite
 
 __all__ = ["CrmState"]
+
+# A state replaces a row of a lower (or no) version; chat rows a VisitorSeen created first
+# keep their visitor until a state names one.
+_CHAT_STATE = (
+    "INSERT INTO chats(chat_id, source, subject, visitor_id, agent, rating, completed, status, "
+    "closed_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(chat_id) DO UPDATE SET "
+    "source = excluded.source, subject = excluded.subject, "
+    "visitor_id = coalesce(excluded.visitor_id, chats.visitor_id), agent = excluded.agent, "
+    "rating = excluded.rating, completed = excluded.completed, status = excluded.status, "
+    "closed_at = excluded.closed_at, version = excluded.version "
+    "WHERE chats.version IS NULL OR excluded.version >= chats.version")
+_MESSAGE_STATE = (
+    "INSERT INTO messages(chat_id, message_id, posted_at, author, text, text_at, deleted, "
+    "version) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(chat_id, message_id) DO UPDATE SET "
+    "posted_at = excluded.posted_at, author = excluded.author, text = excluded.text, "
+    "text_at = excluded.text_at, deleted = excluded.deleted, version = excluded.version "
+    "WHERE messages.version IS NULL OR excluded.version >= messages.version")
 
 T = TypeVar("T")
 SCHEMA = """
@@ -27,10 +50,11 @@ CREATE TABLE IF NOT EXISTS messages (chat_id TEXT NOT NULL, message_id TEXT NOT 
     posted_at TEXT, author TEXT, text TEXT, text_at TEXT, deleted INTEGER NOT NULL DEFAULT 0,
     internal INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (chat_id, message_id));
 """
-# A state file from before agent-only notes were tracked gets the column (notes in it are
-# already absent: their text was never stored).
-_ADD_INTERNAL = "ALTER TABLE messages ADD COLUMN internal INTEGER NOT NULL DEFAULT 0"
 CHAT_FIELDS = ("source", "subject", "visitor_id", "agent", "rating")
+# Files from before state topics (and before agent-only notes were tracked: notes in those are
+# already absent, their text was never stored): the columns added since.
+_ADDED = {"chats": ("status TEXT", "closed_at TEXT", "version INTEGER", "sent_key TEXT"),
+          "messages": ("version INTEGER", "internal INTEGER NOT NULL DEFAULT 0")}
 
 
 class CrmState:
@@ -48,9 +72,11 @@ class CrmState:
                 private_sqlite(Path(self.path))  # chat attributes: owner-only, -wal/-shm too
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.executescript(SCHEMA)
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
-            if "internal" not in columns:
-                self._db.execute(_ADD_INTERNAL)
+            for table, columns in _ADDED.items():
+                have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                for column in columns:
+                    if column.split()[0] not in have:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
         await self._run(_open)
 
@@ -118,6 +144,39 @@ class CrmState:
     async def contact_sent(self, visitor_id: str, version: str) -> None:
         await self._run(self._x, "UPDATE visitors SET sent = ? WHERE visitor_id = ?",
                         (version, visitor_id))
+
+    async def chat_state(self, chat: ChatState, version: int) -> None:
+        """The projector's state of a chat (kept only if its version is not older)."""
+        agent = chat.agent.name or chat.agent.id if chat.agent else None
+        rating = orjson.dumps(chat.rating).decode() if chat.rating is not None else None
+        visitor = chat.visitor.id if chat.visitor else None
+        closed = chat.closed_at.isoformat() if chat.closed_at else None
+        await self._run(self._x, _CHAT_STATE, (chat.id, chat.source, chat.subject, visitor,
+                                               agent, rating, int(chat.completed), chat.status,
+                                               closed, version))
+
+    async def message_state(self, message: MessageState, version: int, text: str | None) -> None:
+        """The projector's state of a message; ``text`` is what a transcript may show."""
+        author = message.author.name or message.author.role if message.author else None
+        posted = iso_utc(message.posted_at)
+        await self._run(self._x, _MESSAGE_STATE, (message.chat_id, message.id, posted, author,
+                                                  text, posted or "", int(message.deleted),
+                                                  version))
+
+    async def closed_chat(self, chat_id: str) -> tuple[int, str | None, str | None] | None:
+        """For a closed chat: its state's version, closing time and the idempotency key of
+        the activity last sent for it; None for a chat that is not (known to be) closed."""
+        def read() -> tuple[int, str | None, str | None] | None:
+            rows = self._x("SELECT status, version, closed_at, sent_key FROM chats "
+                           "WHERE chat_id = ?", (chat_id,))
+            if not rows or rows[0][0] != "closed" or rows[0][1] is None:
+                return None
+            return int(rows[0][1]), rows[0][2], rows[0][3]
+
+        return await self._run(read)
+
+    async def activity_sent(self, chat_id: str, key: str) -> None:
+        await self._run(self._x, "UPDATE chats SET sent_key = ? WHERE chat_id = ?", (key, chat_id))
 
     async def chat_summary(self, chat_id: str, *, internal_notes: bool = False) -> dict[str, Any]:
         """The chat's fields and its transcript (agent-only notes only if ``internal_notes``)."""

@@ -1,5 +1,8 @@
-"""The built-in ``search`` consumer: chat events → the full-text index (one transaction per
-batch). Idempotent (see :mod:`consumers.search.index`), so at-least-once delivery is safe."""
+"""The built-in ``search`` consumer: the projector's chat and message states (the chat state
+topic) → the full-text index, one transaction per batch. So a chat's status, agent and which
+messages are searchable (not deleted, not agent-only) are the projector's decisions. Each row
+keeps its state's version and only a later one replaces it, so at-least-once delivery, in any
+order, is safe."""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ from pathlib import Path
 from consumers.api import ConsumedEvent, Consumer
 from consumers.registry import ConsumerContext
 from consumers.search.index import SearchIndex
-from contracts.domain import DomainEvent
 
 __all__ = ["build", "search_consumer", "search_db_path"]
 
@@ -22,16 +24,14 @@ def search_db_path(data_dir: str | Path, config: dict[str, object] | None = None
 
 def search_consumer(index: SearchIndex, *, name: str = "search", own_index: bool = True
                     ) -> Consumer:
-    """A batch consumer writing chat events into ``index`` (opened/closed by the consumer's
+    """A batch consumer writing chat states into ``index`` (opened/closed by the consumer's
     start/stop hooks when ``own_index``)."""
 
     async def handle_batch(events: Sequence[ConsumedEvent]) -> None:
-        domain: list[DomainEvent] = []
-        for ev in events:
-            domain.extend(ev.domain)
-        await index.apply(domain)
+        await index.apply_states([ev.state for ev in events])
 
-    return Consumer(name=name, handle_batch=handle_batch, topics=("chat",), concurrency=1,
+    return Consumer(name=name, handle_batch=handle_batch, topics=(), states=("chat",),
+                    concurrency=1,
                     start=index.open if own_index else None,
                     stop=index.close if own_index else None)
 

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from consumers.search.from_states import ChatRow, MessageRow, rows_of
 from consumers.search.queries import SearchPage, SearchQuery, iso_utc, run_search
 from contracts.domain import (
     ChatAccepted,
@@ -39,9 +40,32 @@ from contracts.domain import (
     MessageEdited,
     MessagePosted,
 )
+from contracts.state_change import StateChange
 from parley.private_files import private_sqlite
 
 __all__ = ["SearchIndex", "SqliteSearchIndex"]
+
+# A state replaces a row of a lower (or no) version; RETURNING is empty when it did not.
+_CHAT_STATE = (
+    "INSERT INTO chats(chat_id, provider, source, subject, department, site, visitor_name, "
+    "agent_id, agent_name, status, started_at, last_at, version) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(chat_id) DO UPDATE SET "
+    "provider = excluded.provider, source = excluded.source, subject = excluded.subject, "
+    "department = excluded.department, site = excluded.site, "
+    "visitor_name = excluded.visitor_name, agent_id = excluded.agent_id, "
+    "agent_name = excluded.agent_name, status = excluded.status, "
+    "started_at = excluded.started_at, last_at = excluded.last_at, version = excluded.version "
+    "WHERE chats.version IS NULL OR excluded.version >= chats.version "
+    "RETURNING subject, department, site, visitor_name, agent_name, indexed")
+_MESSAGE_STATE = (
+    "INSERT INTO messages(chat_id, message_id, text, author, text_at, deleted, version) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(chat_id, message_id) DO UPDATE SET "
+    "text = excluded.text, author = excluded.author, text_at = excluded.text_at, "
+    "deleted = excluded.deleted, version = excluded.version "
+    "WHERE messages.version IS NULL OR excluded.version >= messages.version "
+    # A state's text is already None for an agent-only note; an event-fed row's sticky
+    # ``internal`` still keeps it out.
+    "RETURNING text, author, deleted, indexed, internal")
 
 SCHEMA = """
 PRAGMA journal_mode = WAL;
@@ -73,6 +97,9 @@ class SearchIndex(Protocol):
     async def close(self) -> None: ...
     async def apply(self, events: Sequence[DomainEvent]) -> None:
         """Apply domain events in one transaction (idempotent, see module doc)."""
+    async def apply_states(self, changes: Sequence[StateChange]) -> None:
+        """Apply the projector's chat and message states in one transaction: a row is
+        replaced by a state of at least its version (see :mod:`consumers.search.from_states`)."""
     async def search(self, query: SearchQuery) -> SearchPage: ...
 
 
@@ -104,6 +131,10 @@ class SqliteSearchIndex:
         db.executescript(SCHEMA)
         if "internal" not in {row[1] for row in db.execute("PRAGMA table_info(messages)")}:
             db.execute(_ADD_INTERNAL)
+        for table in ("chats", "messages"):  # files from before states: add the version
+            columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            if "version" not in columns:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN version INTEGER")
         self._db = db
 
     async def close(self) -> None:
@@ -115,6 +146,11 @@ class SqliteSearchIndex:
     async def apply(self, events: Sequence[DomainEvent]) -> None:
         if events:
             await self._run(self._apply, events)
+
+    async def apply_states(self, changes: Sequence[StateChange]) -> None:
+        chats, messages = rows_of(changes)
+        if chats or messages:
+            await self._run(self._apply_states, chats, messages)
 
     async def search(self, query: SearchQuery) -> SearchPage:
         return await self._run(self._search, query)
@@ -143,6 +179,30 @@ class SqliteSearchIndex:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def _apply_states(self, chats: list[ChatRow], messages: list[MessageRow]) -> None:
+        db = self._db
+        assert db is not None
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for m in messages:
+                row = db.execute(_MESSAGE_STATE, m).fetchone()
+                if row is not None:  # None: the index holds a later version
+                    self._sync_message(db, m.chat_id, m.message_id, row)
+            for c in chats:
+                row = db.execute(_CHAT_STATE, c).fetchone()
+                if row is not None:
+                    self._sync_chat(db, c.chat_id, row)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _sync_chat(self, db: sqlite3.Connection, chat_id: str, row: tuple[str | None, ...]) -> None:
+        body = "\n".join(v for v in row[:5] if v)
+        if body != (row[5] or ""):
+            self._put_doc(db, f"chat:{chat_id}", chat_id, "chat", body)
+            db.execute("UPDATE chats SET indexed = ? WHERE chat_id = ?", (body, chat_id))
 
     def _ensure_chat(self, db: sqlite3.Connection, e: DomainEvent, chat_id: str) -> None:
         """Create the chat's row once per batch; its last activity is written at the end."""

@@ -36,6 +36,7 @@ from typing import Any
 
 import asyncpg
 
+from consumers.search.from_states import rows_of
 from consumers.search.queries import (
     HIT_END,
     HIT_START,
@@ -59,6 +60,7 @@ from contracts.domain import (
     MessageEdited,
     MessagePosted,
 )
+from contracts.state_change import StateChange
 from projector.errors import StoreError
 from projector.pg_migrate import Migration, migrate, quote_ident
 from projector.pg_url import parse_postgres_url
@@ -113,10 +115,17 @@ def _v2(s: str) -> list[str]:
     ]
 
 
+def _v3(s: str) -> list[str]:
+    """Versions of the projector's states: a row is only replaced by a state at least as new."""
+    return [f"ALTER TABLE {s}.search_chats ADD COLUMN version BIGINT",
+            f"ALTER TABLE {s}.search_messages ADD COLUMN version BIGINT"]
+
+
 #: The search index's migrations, oldest first (rules in :mod:`projector.pg_migrate`).
 SEARCH_MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="chats and messages with generated tsvectors", statements=_v1),
     Migration(version=2, description="agent-only notes stay out of documents", statements=_v2),
+    Migration(version=3, description="versions of the projector's states", statements=_v3),
 )
 
 
@@ -171,6 +180,24 @@ class _Sql:
             "ON CONFLICT (chat_id, message_id) DO UPDATE SET deleted = true WHERE NOT m.deleted")
         self.last_at = (f"UPDATE {chats} SET last_at = $2 WHERE chat_id = $1 "  # noqa: S608
                         "AND (last_at IS NULL OR last_at < $2)")
+        # A state replaces a row of a lower (or no) version.
+        self.chat_state = (
+            f"INSERT INTO {chats} AS c (chat_id, provider, source, subject, department, site, "  # noqa: S608
+            "visitor_name, agent_id, agent_name, status, started_at, last_at, version) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) "
+            "ON CONFLICT (chat_id) DO UPDATE SET provider = excluded.provider, "
+            "source = excluded.source, subject = excluded.subject, "
+            "department = excluded.department, site = excluded.site, "
+            "visitor_name = excluded.visitor_name, agent_id = excluded.agent_id, "
+            "agent_name = excluded.agent_name, status = excluded.status, "
+            "started_at = excluded.started_at, last_at = excluded.last_at, "
+            "version = excluded.version WHERE c.version IS NULL OR excluded.version >= c.version")
+        self.message_state = (
+            f"INSERT INTO {messages} AS m (chat_id, message_id, text, author, text_at, deleted, "  # noqa: S608
+            "version) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (chat_id, message_id) "
+            "DO UPDATE SET text = excluded.text, author = excluded.author, "
+            "text_at = excluded.text_at, deleted = excluded.deleted, version = excluded.version "
+            "WHERE m.version IS NULL OR excluded.version >= m.version")
         # Rank every matching document, keep each chat's best, filter, page; snippets only
         # for the page (ts_headline re-parses the text).
         self.search = f"""
@@ -296,6 +323,18 @@ class PgSearchIndex:
                 if rows:
                     await conn.executemany(statement, rows)
             await conn.executemany(sql.last_at, sorted(last_at.items()))
+
+    async def apply_states(self, changes: Sequence[StateChange]) -> None:
+        """Apply the projector's states in one transaction (a row is replaced by a state of at
+        least its version; the searchable bodies are generated columns)."""
+        chats, messages = rows_of(changes)
+        if not (chats or messages):
+            return
+        async with self._p().acquire() as conn, conn.transaction():
+            if chats:
+                await conn.executemany(self._sql.chat_state, chats)
+            if messages:
+                await conn.executemany(self._sql.message_state, messages)
 
     async def search(self, query: SearchQuery) -> SearchPage:
         expression = tsquery(query.q)

@@ -1,8 +1,8 @@
 """A local stand-in for a CRM's HTTP API, as a real one behaves, with injectable faults.
 
 - ``POST /contacts``: upsert by ``email`` if given, else by ``external_id``.
-- ``POST /activities``: creates an activity (a real CRM would create a duplicate for a
-  repeated request without idempotency).
+- ``POST /activities``: upserts the activity of a chat (by ``external_id``; a repeated
+  request without idempotency would apply twice).
 - Every request must carry the expected auth header, a valid Standard Webhooks signature and
   an ``Idempotency-Key``; a key seen before returns the stored answer without applying again.
 - ``faults``: a queue of what to do to the next requests: ``"429"`` (with Retry-After),
@@ -113,9 +113,15 @@ class StandInCrm:
             else:
                 result = {"id": next(self._ids), **doc}
                 self.contacts[ident] = result
-        else:
-            result = {"id": next(self._ids), **doc}
-            self.activities.append(result)
+        else:  # one activity per chat: upserted by its external id
+            current = next((a for a in self.activities
+                            if a.get("external_id") == doc.get("external_id")), None)
+            if current is not None:
+                current.update(doc)
+                result = current
+            else:
+                result = {"id": next(self._ids), **doc}
+                self.activities.append(result)
         stored = orjson.dumps(result)
         self._answers[key] = (200, stored)
         self.calls.append(Call(path=path, key=key, status=200, signed=signed, doc=doc))

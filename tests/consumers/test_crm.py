@@ -6,6 +6,7 @@ followed, and a bad signing secret stops the consumer from being built at all.""
 from __future__ import annotations
 
 import base64
+import contextlib
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -31,7 +32,9 @@ from consumers.registry import ConsumerContext
 from contracts.envelope import Envelope
 from contracts.topics import Topics
 from parley.errors import SettingsError
-from parley.settings import KafkaSettings, Settings
+from parley.settings import KafkaSettings, Settings, StoreSettings
+from projector.state_publisher import StatePublisher
+from tests.projector.test_runner_kit import Projector, running_projector
 
 
 def test_signature_matches_the_standard_webhooks_reference_vector() -> None:
@@ -65,6 +68,15 @@ def _config(url: str, **kw: object) -> CrmConfig:
                                    "breaker_failures": 5, "breaker_reset_s": 0.3}
     return CrmConfig(base_url=url, auth_value=TOKEN, signing_secret=SECRET,
                      **(defaults | kw))  # type: ignore[arg-type]
+
+
+def _projector(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path
+               ) -> contextlib.AbstractAsyncContextManager[Projector]:
+    """The projector, publishing the chat states activities are made of."""
+    return running_projector(
+        kafka_settings, topics, f"sqlite:///{tmp_path / 'state.db'}",
+        group_id=f"{topics.prefix}-projector",
+        publisher=lambda store, producer: StatePublisher(store, producer, topics, poll_s=0.2))
 
 
 @pytest.fixture
@@ -121,6 +133,13 @@ def _chat_story(i: int, email: str | None = None) -> list[Envelope]:
             for n, (ev, msgs, extra) in enumerate(steps)]
 
 
+def _synced(crm: StandInCrm, chats: int) -> bool:
+    """Every contact, and every chat's activity with its contact's email (the activity is
+    sent again, updated, once the contact is known)."""
+    return (len(crm.contacts) >= chats and len(crm.activities) >= chats
+            and all(a.get("contact_email") for a in crm.activities))
+
+
 def _assert_exactly_once(crm: StandInCrm, chats: int) -> None:
     assert sorted(crm.contacts) == sorted(f"v{i}@example.com" for i in range(chats))
     by_chat: dict[str, int] = {}
@@ -146,12 +165,46 @@ async def test_crm_in_step_despite_429_500_timeouts_and_slowness(
     crm.timeout_delay_s = 1.0
     consumer = crm_consumer(_config(standin.url), CrmState(tmp_path / "crm.db"),
                             HttpCrmClient(_config(standin.url)))
-    async with running(consumer, kafka_settings, topics) as runner:
-        await wait_for(lambda: len(crm.activities) >= chats and len(crm.contacts) >= chats,
-                       timeout_s=40, what="contacts and activities")
+    async with _projector(kafka_settings, topics, tmp_path), \
+            running(consumer, kafka_settings, topics) as runner:
+        await wait_for(lambda: _synced(crm, chats), timeout_s=40,
+                       what="contacts and activities")
         assert not runner.dead.state
     _assert_exactly_once(crm, chats)
     assert {c.status for c in crm.calls} >= {200, 429, 500}
+
+
+@pytest.mark.kafka
+async def test_a_closed_chat_s_later_rating_and_message_update_its_one_activity(
+        tmp_path: Path, kafka_settings: KafkaSettings, topics: Topics,
+        standin: RunningStandIn) -> None:
+    story = _chat_story(0)
+    await produce(kafka_settings, topics, story)
+    crm = standin.crm
+    consumer = crm_consumer(_config(standin.url), CrmState(tmp_path / "crm.db"),
+                            HttpCrmClient(_config(standin.url)))
+    vis = {"uuid": "visitor-0", "name": "Visitor 0", "email_address": "v0@example.com"}
+    m1 = message("m0a", "hello from 0", at=T0)
+    m2 = message("m0b", "answer to 0", by_visitor=False, name="Agent", at=T0 + timedelta(minutes=1))
+    late = message("m0c", "one more thing", at=T0 + timedelta(minutes=9))
+    async with _projector(kafka_settings, topics, tmp_path), \
+            running(consumer, kafka_settings, topics):
+        await wait_for(lambda: _synced(crm, 1), timeout_s=40, what="the chat's activity")
+        first = dict(crm.activities[0])
+        # After the close: a new rating, then a late message.
+        await produce(kafka_settings, topics, [
+            envelope(chat_body("ChatRated", "chat-0", visitor=vis, messages=[m1, m2], rating=2,
+                               at=T0 + timedelta(minutes=8))),
+            envelope(chat_body("ChatRated", "chat-0", visitor=vis, messages=[m1, m2, late],
+                               rating=2, at=T0 + timedelta(minutes=9), seq=1))])
+        await wait_for(lambda: "one more thing" in crm.activities[0]["transcript"]
+                       and crm.activities[0]["rating"] == 2, timeout_s=40,
+                       what="the activity updated")
+    [activity] = crm.activities  # one activity, updated in place
+    assert first["rating"] == 5 and "one more thing" not in first["transcript"]
+    assert activity["id"] == first["id"] and activity["external_id"] == "chat-0"
+    keys = [c.key for c in crm.calls if c.path == "/activities" and c.status == 200]
+    assert len(keys) >= 2 and all(k.startswith("activity:chat-0:") for k in keys)
 
 
 @pytest.mark.kafka
@@ -164,7 +217,8 @@ async def test_after_the_retry_budget_the_event_is_dead_lettered(
     crm.always.append((lambda doc: doc.get("email") == "doomed@example.com", "500"))
     cfg = _config(standin.url, max_attempts=3, breaker_failures=100)
     consumer = crm_consumer(cfg, CrmState(tmp_path / "crm.db"), HttpCrmClient(cfg))
-    async with running(consumer, kafka_settings, topics) as runner:
+    async with _projector(kafka_settings, topics, tmp_path), \
+            running(consumer, kafka_settings, topics) as runner:
         await wait_for(lambda: bool(runner.dead.state.entries()) and len(crm.activities) == 1,
                        timeout_s=30, what="one dead letter, the other chat synced")
     [dead] = await dlq_entries(kafka_settings, topics, "crm")
@@ -192,21 +246,22 @@ async def test_sigkill_mid_batch_and_restart_leaves_each_contact_and_activity_on
         proc.start()
         return proc
 
-    proc = start()
-    try:
-        await wait_for(lambda: len(crm.activities) >= 8, timeout_s=45, what="some activities")
-        proc.signal(signal.SIGKILL)
-        assert await proc.wait_exit() == -signal.SIGKILL
-    finally:
-        proc.kill()
-    proc = start()
-    try:
-        await wait_for(lambda: len(crm.activities) >= chats and len(crm.contacts) >= chats,
-                       timeout_s=45, what="all contacts and activities")
-        proc.signal(signal.SIGTERM)
-        assert await proc.wait_exit() == 0
-    finally:
-        proc.kill()
+    async with _projector(kafka_settings, topics, tmp_path):
+        proc = start()
+        try:
+            await wait_for(lambda: len(crm.activities) >= 8, timeout_s=45, what="some activities")
+            proc.signal(signal.SIGKILL)
+            assert await proc.wait_exit() == -signal.SIGKILL
+        finally:
+            proc.kill()
+        proc = start()
+        try:
+            await wait_for(lambda: _synced(crm, chats), timeout_s=45,
+                           what="all contacts and activities")
+            proc.signal(signal.SIGTERM)
+            assert await proc.wait_exit() == 0
+        finally:
+            proc.kill()
     # Whatever the killed process had done but not committed was redelivered; the CRM saw
     # those idempotency keys again and did not apply them twice.
     _assert_exactly_once(crm, chats)
@@ -227,9 +282,13 @@ async def test_parley_run_role_adds_the_crm_consumer_when_configured(
                     f'signing_secret = "{SECRET}"\n')
     monkeypatch.setenv("PARLEY_CONSUMERS_CONFIG", str(side))
     await produce(kafka_settings, topics, _chat_story(0))
-    rt = Runtime.from_settings(Settings(kafka=kafka_settings, data_dir=str(tmp_path)))
-    async with TestClient(TestServer(build_app(rt, [BuiltinConsumersRole(rt)]))) as client:
-        await wait_for(lambda: len(standin.crm.activities) == 1, what="crm synced")
+    from projector.role import ProjectorRole
+
+    rt = Runtime.from_settings(Settings(kafka=kafka_settings, data_dir=str(tmp_path),
+                                        store=StoreSettings(url=f"sqlite:///{tmp_path}/state.db")))
+    app = build_app(rt, [ProjectorRole(rt), BuiltinConsumersRole(rt)])
+    async with TestClient(TestServer(app)) as client:
+        await wait_for(lambda: _synced(standin.crm, 1), what="crm synced")
         groups = (await (await client.get("/api/consumers")).json())["groups"]
         assert [g["consumer"] for g in groups] == ["search", "crm"]
     _assert_exactly_once(standin.crm, 1)

@@ -1,6 +1,8 @@
 """The CRM consumer keeps agent-only notes out of transcripts, through edits (unless
-``internal_notes = true``). The CRM is a recording double: a third party's HTTP API is the
-one thing we cannot run; its own HTTP behaviour is tested against the stand-in elsewhere."""
+``internal_notes = true``). It reads the projector's chat and message states, so the story is
+folded by the real fold and delivered as the state changes the projector publishes. The CRM is
+a recording double: a third party's HTTP API is the one thing we cannot run; its own HTTP
+behaviour is tested against the stand-in elsewhere."""
 
 from __future__ import annotations
 
@@ -15,8 +17,10 @@ from consumers.api import ConsumedEvent
 from consumers.crm.config import CrmConfig
 from consumers.crm.consumer import crm_consumer
 from consumers.crm.state import CrmState
-from contracts.envelope import encode_envelope
+from contracts.domain import DomainEvent
 from contracts.ingest import parse_webhook
+from contracts.normalise import normalise
+from tests.consumers.consumer_kit.published import published_values
 
 CONV = "65f0c0ffee0000000000c0de"
 
@@ -32,11 +36,17 @@ class Recording:
         self.posts.append((path, doc))
 
 
-def webhook(offset: int, body: dict[str, Any]) -> ConsumedEvent:
+def webhook(offset: int, body: dict[str, Any]) -> list[DomainEvent]:
     env = parse_webhook("chatshipper", "shop", json.dumps(body).encode(),
                         received_at=datetime(2026, 3, 1, 9, 5, offset, tzinfo=UTC))
-    return ConsumedEvent.of(topic="parley.events.chat", partition=0, offset=offset, key=env.key,
-                            value=encode_envelope(env))
+    return normalise(env)
+
+
+def as_states(events: list[DomainEvent]) -> list[ConsumedEvent]:
+    """The state-topic records the projector publishes after folding ``events`` one by one."""
+    values, _ = published_values(events, cuts=range(1, len(events)))
+    return [ConsumedEvent.of(topic="parley.state.chat", partition=0, offset=n, key=None, value=v)
+            for n, v in enumerate(values)]
 
 
 def story() -> list[ConsumedEvent]:
@@ -55,10 +65,10 @@ def story() -> list[ConsumedEvent]:
     closed = {"id": "w-9", "event": "conversation.update", "timestamp": "2026-03-01T09:10:00Z",
               "data": {"conversation": {"id": CONV, "status": "closed",
                                         "updatedAt": "2026-03-01T09:10:00Z"}}}
-    return [webhook(0, message("message.create.contact.chat", 0, hello)),
-            webhook(1, message("message.create.agent.chat", 1, note)),
-            webhook(2, message("message.update", 2, edited)),
-            webhook(3, closed)]
+    return as_states([*webhook(0, message("message.create.contact.chat", 0, hello)),
+                      *webhook(1, message("message.create.agent.chat", 1, note)),
+                      *webhook(2, message("message.update", 2, edited)),
+                      *webhook(3, closed)])
 
 
 @pytest.mark.parametrize(("internal_notes", "shown"), [(False, False), (True, True)])
@@ -74,7 +84,10 @@ async def test_transcript_leaves_out_edited_agent_notes_unless_configured(
             await consumer.handle(event)
     finally:
         await consumer.stop()
-    (transcript,) = [doc["transcript"] for path, doc in client.posts if path == "/activities"]
-    assert "hello" in transcript
-    assert "walrus" not in transcript  # the edit replaced it
-    assert ("narwhal" in transcript) is shown
+    # One activity per chat, re-sent as its state changes: the last one is the CRM's copy, and
+    # no version ever showed a note that should stay agent-only.
+    transcripts = [doc["transcript"] for path, doc in client.posts if path == "/activities"]
+    assert transcripts and "hello" in transcripts[-1]
+    assert not any("walrus" in t for t in transcripts[-1:])  # the edit replaced it
+    assert ("narwhal" in transcripts[-1]) is shown
+    assert shown or not any("narwhal" in t or "walrus" in t for t in transcripts)

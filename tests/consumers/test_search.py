@@ -21,7 +21,8 @@ from contracts.domain import DomainEvent, MessageDeleted, MessageEdited
 from contracts.topics import Topics
 from parley.http import build_app
 from parley.runtime import Runtime
-from parley.settings import KafkaSettings, Settings
+from parley.settings import KafkaSettings, Settings, StoreSettings
+from projector.role import ProjectorRole
 
 
 @pytest.fixture
@@ -167,9 +168,11 @@ async def test_api_search_fed_by_the_search_consumer(tmp_path: Path,
         envelope(chat_body("ChatInitiated", "chat-b", subject="Pricing", visitor=vis,
                            messages=[message("m2", "how much is the compiler licence")])),
     ])
-    rt = Runtime.from_settings(Settings(kafka=kafka_settings, data_dir=str(tmp_path)))
+    # The projector publishes the chats' states; the search consumer indexes those.
+    rt = Runtime.from_settings(Settings(kafka=kafka_settings, data_dir=str(tmp_path),
+                                        store=StoreSettings(url=f"sqlite:///{tmp_path}/state.db")))
     role = BuiltinConsumersRole(rt)
-    async with TestClient(TestServer(build_app(rt, [role]))) as client:
+    async with TestClient(TestServer(build_app(rt, [ProjectorRole(rt), role]))) as client:
         async def search(query: str) -> dict:  # type: ignore[type-arg]
             resp = await client.get(f"/api/search?{query}")
             assert resp.status == 200, await resp.text()

@@ -78,7 +78,7 @@ def expected_group_and_topics(workload: Obj, monkeypatch: pytest.MonkeyPatch,
         monkeypatch.setenv(CONFIG_ENV, str(local))
     consumer = load_consumer(ns.name, SETTINGS)
     return (group_id(KAFKA.topic_prefix, consumer.name),
-            [TOPICS.for_aggregate(kind) for kind in consumer.topics])
+            list(consumer.topic_names(TOPICS)))
 
 
 def scaled_object_of(workload: Obj) -> Obj:

@@ -16,6 +16,7 @@ from typing import Protocol
 import msgspec
 import pytest
 
+from contracts.state_change import decode_state_change
 from projector.errors import (
     InvalidCursor,
     InvalidProjectionName,
@@ -23,6 +24,7 @@ from projector.errors import (
     UnknownProjection,
 )
 from projector.fold import AggregateRef
+from projector.outbox import OutboxEntry, entry_for, wrap_state
 from projector.store import CUSTOMER_TYPE, KINDS, Store
 from projector.views import Row
 
@@ -327,6 +329,76 @@ class StoreContract:
         await store.commit("p1", [chat("c1", version=2), chat("c2", version=2)], {("t", 0): 20})
         assert await store.offsets("p1") == {("t", 0): 20}
         assert await store.get_view("p1", "chat", "c2") == chat("c2", version=2).view
+
+    # ------------------------------------------------------------------ the outbox
+
+    async def test_publish_returns_and_keeps_one_outbox_entry_per_row(self, store: Store) -> None:
+        assert await store.commit("p1", [chat("c0")], {("t", 0): 1}) == []  # publish=False
+        assert await store.outbox(100) == []
+        covered = msgspec.structs.replace(chat("c1", version=1),
+                                          state=wrap_state(b"S", (("t", 0, 4), ("u", 2, 9))))
+        rows = [covered, message("c1", "m1", sort_key="1"), visitor("v1"), agent("a1")]
+        returned = await store.commit("p1", rows, {("t", 0): 5}, publish=True)
+        # Within one commit the order is the store's (PostgreSQL sorts rows to lock them).
+        def fields(entries: Sequence[OutboxEntry]) -> list[tuple[str, str, str, bytes]]:
+            return sorted((e.kind, e.key, e.route, e.value) for e in entries)
+
+        assert fields(returned) == fields([entry_for(row) for row in rows])
+        [token] = {e.token for e in returned}
+        assert token != 0
+        stored = await store.outbox(100)
+        assert fields(stored) == fields(returned)  # read back: the rows' states
+        assert {e.token for e in stored} == {token}
+        assert len({e.seq for e in stored}) == 1  # one outbox row per commit
+        [first] = [e for e in stored if e.kind == "chat"]
+        change = decode_state_change(first.value)
+        assert (change.kind, change.id, change.version) == ("chat", "c1", 5 + 10)
+        assert [str(p) for p in change.positions] == ["t:0:4", "u:2:9"]
+        assert (await store.outbox(2)) == stored  # whole commits
+
+    async def test_an_entry_read_back_has_the_state_its_row_holds_now(self, store: Store) -> None:
+        await store.commit("p1", [chat("c1", version=1)], {}, publish=True)
+        await store.commit("p1", [chat("c1", version=2)], {})
+        [entry] = await store.outbox(10)
+        assert entry.value == entry_for(chat("c1", version=2)).value
+
+    async def test_acknowledged_entries_are_deleted_and_the_rest_survive_reopen(
+        self, store: Store, harness: Harness
+    ) -> None:
+        tokens = []
+        for n in (1, 2, 3, 4):
+            written = await store.commit("p1", [chat(f"c{n}")], {("t", 0): n}, publish=True)
+            tokens.append(written[0].token)
+        first, second, _third, fourth = await store.outbox(10)
+        assert first.seq < second.seq < fourth.seq
+        assert (await store.outbox(2)) == [first, second]
+        await store.ack_outbox([first.token, tokens[2], 12345])
+        store = await harness.reopen()
+        assert await store.outbox(10) == [second, fourth]
+        await store.commit("p1", [chat("c5")], {("t", 0): 5}, publish=True)
+        later = await store.outbox(10)
+        assert later[:2] == [second, fourth] and later[2].key == "c5" and later[2].seq > fourth.seq
+
+    async def test_the_outbox_is_one_per_store(self, store: Store) -> None:
+        await store.create_projection("p2")
+        await store.commit("p1", [chat("c1")], {}, publish=True)
+        await store.commit("p2", [chat("c2")], {}, publish=True)
+        assert [e.key for e in await store.outbox(10)] == ["c1", "c2"]
+        await store.set_live("p2")
+        await store.drop_projection("p1")
+        gone, kept = await store.outbox(10)
+        assert (gone.key, gone.value) == ("c1", b"")  # its copy was dropped: nothing to send
+        assert kept.key == "c2" and kept.value
+
+    async def test_a_failed_commit_writes_no_outbox_entries(
+        self, store: Store, harness: Harness
+    ) -> None:
+        async with harness.break_offset_writes("p1"):
+            with pytest.raises(Exception, match="injected"):
+                await store.commit("p1", [chat("c1"), agent("a1")], {("t", 0): 20}, publish=True)
+        assert await store.outbox(10) == []
+        await store.commit("p1", [chat("c1")], {("t", 0): 20}, publish=True)
+        assert [e.key for e in await store.outbox(10)] == ["c1"]
 
     async def test_concurrent_writers_of_disjoint_partitions_both_land(
         self, store: Store, harness: Harness

@@ -252,12 +252,12 @@ async def test_a_failed_batch_write_fails_the_rebuild_and_the_next_one_starts_cl
         commit = store.commit
         calls = 0
 
-        async def failing_commit(*args: Any) -> None:
+        async def failing_commit(*args: Any, **kw: Any) -> None:
             nonlocal calls
             calls += 1
             if calls == 2:
                 raise OSError("disk full (injected)")
-            await commit(*args)
+            await commit(*args, **kw)
 
         store.commit = failing_commit  # type: ignore[method-assign]
         with pytest.raises(OSError, match="injected"):
@@ -290,9 +290,9 @@ async def test_writer_overlaps_a_commit_and_loads_see_it() -> None:
     seen_by_loads: list[int] = []
     commit, load = store.commit, store.load
 
-    async def slow_commit(*args: Any) -> None:
+    async def slow_commit(*args: Any, **kw: Any) -> None:
         await gate.wait()
-        await commit(*args)
+        await commit(*args, **kw)
         committed.append(len(args[1]))
 
     async def watched_load(*args: Any) -> Any:
@@ -313,7 +313,7 @@ async def test_writer_overlaps_a_commit_and_loads_see_it() -> None:
     assert seen_by_loads == [1] and progress.done == 3
     assert await store.offsets("v1") == {("t", 0): 3}
 
-    async def failing_commit(*args: Any) -> None:
+    async def failing_commit(*args: Any, **kw: Any) -> None:
         raise OSError("disk full (injected)")
 
     store.commit = failing_commit  # type: ignore[method-assign]

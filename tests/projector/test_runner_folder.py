@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import msgspec
@@ -63,7 +64,7 @@ async def test_rows_offsets_and_cache(store: Store) -> None:
     assert kinds == [("chat", "c1"), ("chat", "s1"), ("message", "c1/c1-m0"),
                      ("message", "c1/c1-m1"), ("message", "s1/s1-m0"), ("visitor", "vis-c1")]
     await store.commit("p", result.rows, result.offsets)
-    folder.remember(result.states)
+    folder.remember(result.states, result.covers)
     # Next batch: the same chat again, its state comes from the cache, not the store.
     more = await folder.fold("p", records(conversation("c1", n_messages=3), first_offset=4))
     [hits] = metrics.cache_hits.collect()
@@ -112,7 +113,7 @@ async def test_a_fresh_copy_reads_back_only_what_it_wrote_and_was_evicted(store:
     folder = Folder(store, cache_size=1000, fresh=True)
     first = await folder.fold("p", records(conversation("c1", n_messages=2, close=False)))
     await store.commit("p", first.rows, first.offsets)
-    folder.remember(first.states)
+    folder.remember(first.states, first.covers)
     folder.clear()  # as if evicted: c1 is known to be written, but no longer cached
     more = await folder.fold("p", records(conversation("c1", n_messages=1), first_offset=3))
     chat = next(r for r in more.rows if r.kind == "chat")
@@ -209,3 +210,57 @@ async def test_unusable_fields_are_counted_and_logged_and_the_rest_folded(
         ({"provider": "natterly", "field": "payload.chat.subject"}, 1.0)]
     assert any(env.event_id in r.getMessage() and "payload.chat.subject" in r.getMessage()
                and "42" not in r.getMessage().replace(env.event_id, "") for r in caplog.records)
+
+
+async def _fold_in_batches(store: Store, projection: str, batch: list[ConsumerRecord],
+                           cuts: Sequence[int]) -> dict[tuple[str, str], bytes]:
+    """Fold ``batch`` cut at ``cuts``, committing each part; the rows' state bytes at the end."""
+    await store.create_projection(projection)
+    folder = Folder(store)
+    bounds = [0, *cuts, len(batch)]
+    for lo, hi in pairwise(bounds):
+        result = await folder.fold(projection, batch[lo:hi])
+        await store.commit(projection, result.rows, result.offsets)
+        if lo == 0:
+            folder.remember(result.states, result.covers)  # one part from the cache, others stored
+        else:
+            folder.clear()
+    refs = [AggregateRef("chat", "c1"), AggregateRef("visitor", "vis-c1"),
+            AggregateRef("message", "c1/c1-m1")]
+    return {(r.kind, r.id): s for r, s in (await store.load(projection, refs)).items()}
+
+
+async def test_rows_carry_the_positions_they_cover_whatever_the_batching(store: Store) -> None:
+    from contracts.state_change import decode_state_change
+    from projector.outbox import entry_for, unwrap_state
+
+    batch = records(conversation("c1", n_messages=3), partition=4, first_offset=100)
+    batch += records([b"not an envelope"], partition=4, first_offset=100 + len(batch))
+    whole = await _fold_in_batches(store, "whole", batch, [])
+    assert await _fold_in_batches(store, "cut", batch, [2, 5]) == whole
+    assert await _fold_in_batches(store, "each", batch, list(range(1, len(batch)))) == whole
+    chat_covers, _ = unwrap_state(whole[("chat", "c1")])
+    last = 100 + len(batch) - 2  # the dead letter at the end covers nothing
+    assert chat_covers == (("t.events.chat", 4, last),)
+    message_covers, _ = unwrap_state(whole[("message", "c1/c1-m1")])
+    assert len(message_covers) == 1 and message_covers[0][:2] == ("t.events.chat", 4)
+    # The published version is the sum of offsets + 1 of the positions covered.
+    more = records(conversation("c1", n_messages=1), partition=1, first_offset=7)
+    result = await Folder(store).fold("whole", more)
+    row = next(r for r in result.rows if r.kind == "chat")
+    change = decode_state_change(entry_for(row).value)
+    end = more[-1].offset
+    assert [str(p) for p in change.positions] == [f"t.events.chat:1:{end}", f"t.events.chat:4:{last}"]
+    assert change.version == end + 1 + last + 1
+
+
+def test_wrapped_states_keep_their_covers_and_older_states_read_as_covering_nothing() -> None:
+    from projector.fold import encode_state
+    from projector.outbox import unwrap_state, wrap_state
+    from projector.states import ChatFold
+
+    state = encode_state(ChatFold(id="c1"))
+    covers = (("t.events.chat", 0, 7), ("t.events.visitor", 3, 2))
+    assert unwrap_state(wrap_state(state, covers)) == (covers, state)
+    assert unwrap_state(state) == ((), state)  # written before states carried positions
+    assert wrap_state(state, ()) == state

@@ -31,6 +31,7 @@ from projector.dlq import KafkaDeadLetters
 from projector.metrics import ProjectorMetrics
 from projector.rebuild import RebuildReport, rebuild
 from projector.runner import Folder, Runner, RunnerOptions, Watermarks
+from projector.state_publisher import StatePublisher
 from projector.store import Store
 from projector.stores import open_store
 
@@ -202,8 +203,10 @@ async def running_projector(kafka: KafkaSettings, topics: Topics, store_url: str
                             group_id: str, options: RunnerOptions | None = None,
                             store: Store | None = None,
                             folder: Callable[[Store, ProjectorMetrics], Folder] | None = None,
+                            publisher: Callable[[Store, AIOKafkaProducer], StatePublisher] | None = None,
                             ) -> AsyncIterator[Projector]:
-    """The real runner (real store, real broker, real DLQ producer) in a background task."""
+    """The real runner (real store, real broker, real DLQ producer) in a background task;
+    with ``publisher``, publishing states through the producer it is given."""
     own_store = store is None
     store = store or open_store(store_url)
     if own_store:
@@ -217,7 +220,8 @@ async def running_projector(kafka: KafkaSettings, topics: Topics, store_url: str
     runner = Runner(store=store, kafka=kafka, topics=topics, dead_letters=dlq, metrics=metrics,
                     watermarks=watermarks,
                     options=options or RunnerOptions(group_id=group_id, poll_timeout_ms=100),
-                    folder=folder(store, metrics) if folder else None)
+                    folder=folder(store, metrics) if folder else None,
+                    publisher=publisher(store, producer) if publisher else None)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:

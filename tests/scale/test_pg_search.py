@@ -24,6 +24,7 @@ from contracts.topics import Topics
 from parley.http import build_app
 from parley.runtime import Runtime
 from parley.settings import KafkaSettings, Settings, StoreSettings
+from projector.role import ProjectorRole
 from tests.consumers.consumer_kit.domain_events import T, chat_events, common, edited_note
 from tests.consumers.consumer_kit.snippets import HOSTILE, assert_escaped_snippet, hostile_chats
 from tests.pg_fixture import with_options
@@ -200,7 +201,7 @@ async def test_api_search_fed_by_the_search_consumer_on_postgres(
     rt = Runtime.from_settings(settings)
     role = BuiltinConsumersRole(rt)
     assert isinstance(role.index, PgSearchIndex)
-    async with TestClient(TestServer(build_app(rt, [role]))) as client:
+    async with TestClient(TestServer(build_app(rt, [ProjectorRole(rt), role]))) as client:
         hits: list[dict] = []  # type: ignore[type-arg]
 
         async def found() -> bool:

@@ -49,13 +49,29 @@ def test_bad_group_is_refused() -> None:
 
 
 def test_event_topic_specs_keep_everything_forever() -> None:
-    specs = Topics(prefix="p").specs(partitions=12)
+    specs = Topics(prefix="p").specs(partitions=12)[:4]
     assert [spec.name for spec in specs] == list(Topics(prefix="p").event_topics)
     for spec in specs:
         assert spec.partitions == 12
         assert spec.retention_ms == INFINITE_RETENTION_MS == -1
         assert spec.cleanup_policy == "delete"
     assert [spec.key for spec in specs][:3] == ["chat id", "visitor id", "agent id"]
+
+
+def test_state_topic_specs_are_compacted_and_keyed_by_aggregate() -> None:
+    topics = Topics(prefix="p")
+    specs = topics.specs(partitions=12)[4:]
+    assert [spec.name for spec in specs] == ["p.state.chat", "p.state.visitor", "p.state.agent"]
+    assert list(topics.state_topics) == [spec.name for spec in specs]
+    for spec in specs:
+        assert spec.partitions == 12
+        configs = spec.configs(3)
+        assert configs["cleanup.policy"] == "compact"
+        assert configs["retention.ms"] == "-1"
+    assert [topics.state_kind_of(s.name) for s in specs] == ["chat", "visitor", "agent"]
+    assert topics.state_kind_of(topics.chat) is None
+    with pytest.raises(ValueError, match="no state topic"):
+        topics.state("other")  # type: ignore[arg-type]
 
 
 def test_specs_refuse_zero_partitions() -> None:

@@ -1,0 +1,106 @@
+"""Search indexes the projector's states, so it agrees with the projector (issue 15, point 5).
+
+A property test: generated conversations of both providers are folded by the real fold in
+batches cut anywhere, each batch's changed chats and messages become the state changes the
+projector would publish (views, positions, versions), and those reach the search index in
+any order, some more than once. For every chat, the index then says what the projector says:
+status, agent, and the searchable text of every message (none when deleted or agent-only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+from collections.abc import Sequence
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from consumers.search.from_states import searchable_text
+from consumers.search.index import SqliteSearchIndex
+from consumers.search.queries import SearchQuery
+from contracts import domain as d
+from contracts.state import ChatState, MessageState
+from contracts.state_change import StateChange, decode_state_change
+from projector.fold import AggregateRef, FoldState
+from projector.views import to_view
+from tests.consumers.consumer_kit.published import published_values
+from tests.projector.test_fold_kit import world
+
+
+def published(events: Sequence[d.DomainEvent], cuts: Sequence[int]
+              ) -> tuple[list[StateChange], dict[AggregateRef, FoldState]]:
+    """What the projector publishes folding ``events`` in batches ending at ``cuts``."""
+    values, states = published_values(events, cuts)
+    return [decode_state_change(value) for value in values], states
+
+
+def _rows(index: SqliteSearchIndex) -> tuple[dict[str, tuple[str | None, str | None]],
+                                              dict[tuple[str, str], str | None]]:
+    def read(db: sqlite3.Connection) -> tuple[dict[str, tuple[str | None, str | None]],
+                                              dict[tuple[str, str], str | None]]:
+        chats = {r[0]: (r[1], r[2]) for r in db.execute("SELECT chat_id, status, agent_id FROM chats")}
+        messages = {(r[0], r[1]): r[2] for r in db.execute(
+            "SELECT chat_id, message_id, CASE WHEN deleted THEN NULL ELSE text END FROM messages")}
+        return chats, messages
+
+    assert index._db is not None
+    return read(index._db)
+
+
+async def _index(changes: Sequence[StateChange], batch: int) -> SqliteSearchIndex:
+    index = SqliteSearchIndex(":memory:")
+    await index.open()
+    for start in range(0, len(changes), batch):
+        await index.apply_states(changes[start:start + batch])
+    return index
+
+
+@settings(max_examples=60, deadline=None, print_blob=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_search_and_the_projector_agree_on_every_chat(data: st.DataObject) -> None:
+    events = data.draw(world())
+    cuts = data.draw(st.lists(st.integers(0, len(events)), max_size=6))
+    changes, states = published(events, cuts)
+    changes = [c for c in changes if c.kind in ("chat", "message")]  # the chat state topic
+    # Any order across keys and within them, some twice: versions decide.
+    delivered = changes + data.draw(st.lists(st.sampled_from(changes), max_size=5)) if changes else []
+    random.Random(data.draw(st.integers(0, 2**32))).shuffle(delivered)
+    batch = data.draw(st.integers(1, 8))
+
+    async def check() -> None:
+        index = await _index(delivered, batch)
+        try:
+            chats, messages = await index._run(_rows, index)
+            views = {ref: to_view(ref, state) for ref, state in states.items()}
+            want_chats = {v.id: (v.status, v.agent.id if v.agent else None)
+                          for v in views.values() if isinstance(v, ChatState)}
+            want_messages = {(v.chat_id, v.id): searchable_text(v)
+                             for v in views.values() if isinstance(v, MessageState)}
+            assert chats == want_chats
+            assert messages == want_messages
+            # And a search finds a chat by a word of a searchable message, by no other.
+            for (chat_id, _), text in want_messages.items():
+                if text and text.split():
+                    word = text.split()[0]
+                    page = await index.search(SearchQuery(q=word, limit=100))
+                    assert chat_id in {h.chat_id for h in page.hits}
+        finally:
+            await index.close()
+
+    asyncio.run(check())
+
+
+async def test_a_state_replaces_only_a_lower_version() -> None:
+    chat = ChatState(id="c1", status="active")
+    closed = ChatState(id="c1", status="closed")
+    old = StateChange(kind="chat", id="c1", version=5, positions=(), state=chat)
+    new = StateChange(kind="chat", id="c1", version=9, positions=(), state=closed)
+    index = await _index([new, old, new], batch=1)  # late, old, and a duplicate
+    try:
+        chats, _ = await index._run(_rows, index)
+        assert chats == {"c1": ("closed", None)}
+    finally:
+        await index.close()
