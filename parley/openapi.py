@@ -159,12 +159,17 @@ def _paths(ref: dict[str, Json]) -> Json:
                                         "fit the provider's contract (`detail` has the path)."),
                            "401": error("unauthorized", "Authentication failed."),
                            "404": unknown_source,
+                           "408": error("body_timeout", "The body did not arrive within "
+                                        "`http.body_timeout_s`; the connection is closed."),
                            "413": error("body_too_large", "The body is over "
                                         "`http.max_body_bytes`."),
                            "415": error("unsupported_media_type",
                                         "Not `application/json` (or `+json`) in UTF-8."),
-                           "503": error("kafka_unavailable", "Kafka did not acknowledge in "
-                                        "time; retry.", {"Retry-After": "Seconds to wait."}),
+                           "503": error("kafka_unavailable overloaded", "Kafka did not "
+                                        "acknowledge in time, or too many bodies or connections "
+                                        "are in flight (`http.max_buffered_body_bytes`, "
+                                        "`http.max_connections`); retry.",
+                                        {"Retry-After": "Seconds to wait."}),
                        }, public=True, description=_WEBHOOK_AUTH, requestBody={
                            "required": True, "content": _content({
                                "type": "object", "description": "The provider's body, stored "
