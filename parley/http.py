@@ -124,7 +124,9 @@ def bearer_auth(tokens: Sequence[str], *, metrics_public: bool = False) -> Middl
             return error_response(401, "unauthorized",
                                   "this endpoint needs an Authorization: Bearer <token> header",
                                   headers={"WWW-Authenticate": 'Bearer realm="parley"'})
-        candidate = given.strip().encode()
+        # Header bytes that are not UTF-8 arrive as lone surrogates: give them back as the
+        # bytes they were (they match no token) rather than fail to encode them.
+        candidate = given.strip().encode("utf-8", "surrogateescape")
         ok = False
         for secret in secrets:  # no early exit: time does not tell which token came close
             ok |= hmac.compare_digest(candidate, secret)

@@ -19,14 +19,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from contracts.errors import ContractError
+from contracts.params import parse_uint
+
 __all__ = ["AuthFailure", "AuthReason", "BodyToken", "HubSignature", "StandardWebhooks"]
 
 AuthReason = Literal[
     "missing_token",                # natterly: no auth_token in the body
     "malformed_token",              # natterly: auth_token is not a string
     "missing_header",               # a signature header (or webhook-id/-timestamp) is absent
+    "malformed_header",             # webhook-id is not UTF-8 text
     "wrong_scheme",                 # not `sha1=…` / no `v1,…` signature in the header
-    "malformed_timestamp",          # webhook-timestamp is not whole seconds
+    "malformed_timestamp",          # webhook-timestamp is not whole seconds (19 digits at most)
     "timestamp_outside_tolerance",  # webhook-timestamp too far from now (replay or skewed clock)
     "no_matching_secret",           # well-formed, but matches no configured token or secret
 ]
@@ -133,9 +137,10 @@ class StandardWebhooks:
             return AuthFailure("missing_header", "webhook-timestamp")
         if not signatures:
             return AuthFailure("missing_header", "webhook-signature")
-        if not (timestamp.isascii() and timestamp.isdigit()):
+        try:
+            skew = now_s - parse_uint(timestamp, "webhook-timestamp")
+        except ContractError:
             return AuthFailure("malformed_timestamp", "webhook-timestamp")
-        skew = now_s - int(timestamp)
         if abs(skew) > self.tolerance_s:
             return AuthFailure("timestamp_outside_tolerance", "webhook-timestamp",
                                skew_s=round(skew))
@@ -146,7 +151,11 @@ class StandardWebhooks:
                 presented.append(sig.encode("ascii", "replace"))
         if not presented:
             return AuthFailure("wrong_scheme", "webhook-signature")
-        signed = f"{msg_id}.{timestamp}.".encode() + body
+        try:
+            # aiohttp hands over header bytes that are not UTF-8 as lone surrogates.
+            signed = f"{msg_id}.{timestamp}.".encode() + body
+        except UnicodeEncodeError:
+            return AuthFailure("malformed_header", "webhook-id")
         expected = [base64.b64encode(hmac.new(k, signed, hashlib.sha256).digest())
                     for k in self._keys]
         ok = False
