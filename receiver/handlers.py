@@ -212,10 +212,9 @@ class WebhookHandler:
             case HubSignature():
                 failure = verifier.check(request.headers.get("X-Hub-Signature"), body)
             case StandardWebhooks():
-                webhook_id = request.headers.get("webhook-id")
-                failure = verifier.check(webhook_id, request.headers.get("webhook-timestamp"),
-                                         request.headers.get("webhook-signature"), body,
-                                         time.time())
+                family, webhook_id, timestamp, signatures = _standard_headers(request)
+                failure = verifier.check(webhook_id, timestamp, signatures, body, time.time(),
+                                         family=family)
         if failure is not None:
             raise Unauthorized(failure)
         try:
@@ -243,6 +242,16 @@ class WebhookHandler:
         # text/plain + nosniff: an echoed value must never be rendered as markup.
         return web.Response(text=challenge, content_type="text/plain",
                             headers={"X-Content-Type-Options": "nosniff"})
+
+
+def _standard_headers(request: web.Request) -> tuple[str, str | None, str | None, str | None]:
+    """``(family, id, timestamp, signatures)``: the same three as Svix names them
+    (``svix-*``) if only those are present, else the ``webhook-*`` ones. Never a mix."""
+    h = request.headers
+    webhook = "webhook-id" in h or "webhook-timestamp" in h or "webhook-signature" in h
+    if not webhook and ("svix-id" in h or "svix-timestamp" in h or "svix-signature" in h):
+        return "svix-", h.get("svix-id"), h.get("svix-timestamp"), h.get("svix-signature")
+    return "webhook-", h.get("webhook-id"), h.get("webhook-timestamp"), h.get("webhook-signature")
 
 
 def _check_media_type(request: web.Request) -> None:
