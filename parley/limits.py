@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import cast
 
 import msgspec
 from aiohttp import web
@@ -40,7 +41,8 @@ class _Refused(asyncio.Protocol):
         self._answer = answer
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.WriteTransport)
+        # A stream transport, though not always a subclass of asyncio's (uvloop's is not).
+        transport = cast(asyncio.Transport, transport)
         transport.write(self._answer)
         if transport.can_write_eof():
             transport.write_eof()
