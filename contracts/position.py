@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from contracts.errors import ContractError
+from contracts.params import INT32_MAX, parse_uint
 
 __all__ = ["Position"]
 
@@ -26,14 +27,11 @@ class Position(msgspec.Struct, frozen=True, order=True):
 
     @classmethod
     def parse(cls, text: str) -> Position:
-        """Parse ``topic:partition:offset``; ContractError on anything else."""
-        parts = text.split(":")
+        """Parse ``topic:partition:offset``; ContractError on anything else (an offset
+        Kafka cannot have, too: partitions are 32-bit, offsets 64-bit)."""
+        parts = text.split(":", 3)
         if len(parts) != 3 or not parts[0]:
-            raise ContractError(f"position {text!r} is not topic:partition:offset")
+            raise ContractError("position: must be topic:partition:offset")
         topic, partition, offset = parts
-        # int() accepts "+1", " 1" and "1_0"; positions are plain decimal digits.
-        if not (partition.isascii() and partition.isdigit()):
-            raise ContractError(f"position {text!r} has a bad partition {partition!r}")
-        if not (offset.isascii() and offset.isdigit()):
-            raise ContractError(f"position {text!r} has a bad offset {offset!r}")
-        return cls(topic, int(partition), int(offset))
+        return cls(topic, parse_uint(partition, "partition", maximum=INT32_MAX),
+                   parse_uint(offset, "offset"))

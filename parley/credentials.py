@@ -19,8 +19,17 @@ from __future__ import annotations
 import base64
 import binascii
 
-__all__ = ["MIN_DISTINCT_CHARS", "MIN_SECRET_CHARS", "PLACEHOLDER_WORDS", "STANDARD_KEY_BYTES",
-           "STANDARD_PREFIX", "decode_standard_secret", "secret_problem", "standard_secret_problem"]
+__all__ = [
+    "MIN_DISTINCT_CHARS",
+    "MIN_SECRET_CHARS",
+    "PLACEHOLDER_WORDS",
+    "PUBLIC_PREFIX",
+    "STANDARD_KEY_BYTES",
+    "STANDARD_PREFIX",
+    "decode_standard_secret",
+    "secret_problem",
+    "standard_secret_problem",
+]
 
 #: The shortest bearer token or HMAC secret accepted (characters).
 MIN_SECRET_CHARS = 16
@@ -30,6 +39,7 @@ MIN_DISTINCT_CHARS = 6
 #: Decoded Standard Webhooks key sizes, inclusive (192 to 512 bits, as the specification says).
 STANDARD_KEY_BYTES = (24, 64)
 STANDARD_PREFIX = "whsec_"
+PUBLIC_PREFIX = "whpk_"  # an Ed25519 public key, for v1a signatures
 #: Words of example files and templates (lower case): a value containing one was never
 #: generated for real. ``deploy/k8s/secrets.example.yaml`` uses "replace-with-…".
 PLACEHOLDER_WORDS = ("change-me", "changeme", "change_me", "replace-with", "replace_with",
@@ -65,7 +75,15 @@ def decode_standard_secret(secret: str) -> bytes:
 
 
 def standard_secret_problem(secret: str) -> str | None:
-    """Why a Standard Webhooks secret cannot be used (one phrase), or None."""
+    """Why a Standard Webhooks secret (``whsec_``) or public key (``whpk_``, Ed25519 for
+    ``v1a`` signatures) cannot be used (one phrase), or None."""
+    if secret.startswith(PUBLIC_PREFIX):
+        try:
+            raw = base64.b64decode(secret.removeprefix(PUBLIC_PREFIX), validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        # A public key is no secret: only its shape matters (the verifier parses it).
+        return None if len(raw) == 32 else "is not whpk_<base64 of a 32-byte Ed25519 public key>"
     try:
         key = decode_standard_secret(secret)
     except ValueError as exc:

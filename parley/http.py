@@ -19,6 +19,7 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from parley.errors import ListenError, SettingsError
+from parley.limits import CappedSockSite
 from parley.loop import loop_name
 from parley.readiness import ReadinessCache
 from parley.runtime import Role, Runtime
@@ -191,7 +192,9 @@ def bearer_status(request: web.Request, secrets: Sequence[bytes]
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
         return "missing"
-    candidate = given.strip().encode()
+    # Header bytes that are not UTF-8 arrive as lone surrogates: give them back as the bytes
+    # they were (they match no token) rather than fail to encode them.
+    candidate = given.strip().encode("utf-8", "surrogateescape")
     ok = False
     for secret in secrets:  # no early exit: time does not tell which token came close
         ok |= hmac.compare_digest(candidate, secret)
@@ -284,7 +287,9 @@ async def serve(app: web.Application, rt: Runtime, *, stop: asyncio.Event | None
     The port is bound first (see :func:`bind` for ``next_free_port``; ``sock``: one the
     caller bound earlier still), so a taken port stops the process before any role has
     started. Then the roles start, and the start-up lines say what is served where
-    (:mod:`parley.startup`). Shutdown order: stop accepting connections, let in-flight
+    (:mod:`parley.startup`). At most ``http.max_connections`` connections are open at once
+    (:mod:`parley.limits`), and one that has not sent its request headers within
+    ``http.idle_timeout_s`` is closed. Shutdown order: stop accepting connections, let in-flight
     requests finish (bounded by ``http.shutdown_timeout_s``), then run the roles' cleanup
     (flush producers, commit) — also when a role failed to start, for those that did.
     """
@@ -295,7 +300,10 @@ async def serve(app: web.Application, rt: Runtime, *, stop: asyncio.Event | None
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=http.shutdown_timeout_s)
+    # keepalive_timeout also bounds how long a connection may take to send its request
+    # headers: aiohttp closes a connection still waiting for them at that deadline.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=http.shutdown_timeout_s,
+                           keepalive_timeout=http.idle_timeout_s)
     try:
         await runner.setup()
     except BaseException:
@@ -304,7 +312,8 @@ async def serve(app: web.Application, rt: Runtime, *, stop: asyncio.Event | None
         raise
     try:
         try:
-            await web.SockSite(runner, sock).start()
+            await CappedSockSite(runner, sock, max_connections=http.max_connections,
+                                 retry_after_s=http.retry_after_s).start()
         except OSError as exc:  # another process bound the port too, and listened first
             raise ListenError(f"cannot listen on {http.host}:{sock.getsockname()[1]}: "
                               f"{exc.strerror or exc}") from None

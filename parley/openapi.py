@@ -62,8 +62,10 @@ _WEBHOOK_AUTH = """Authenticated by the source's provider; a bearer token is nev
 instead. `natterly`: the body's top-level `auth_token` is one of the source's `auth_tokens`
 (the member is stripped before the body is stored). `chatshipper`: `X-Hub-Signature:
 sha1=<hex HMAC-SHA1(secret, raw body)>` with one of its `secrets`. `standard` (Standard
-Webhooks v1): `webhook-id`, `webhook-timestamp` within `tolerance_s` of now, and
-`webhook-signature` = `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`.
+Webhooks): `webhook-id`, `webhook-timestamp` within `tolerance_s` of now, and
+`webhook-signature` = `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>` or
+`v1a,<base64 Ed25519 signature of the same>` (a `whpk_` public key), up to 8 of them; or the
+same three as Svix names them (`svix-id`, `svix-timestamp`, `svix-signature`).
 The answer is 200 only once Kafka acknowledged the record on every in-sync replica;
 a rejected request writes nothing."""
 
@@ -97,7 +99,12 @@ _SIGNATURE_HEADERS = [
         ("X-Hub-Signature", "`chatshipper` sources: `sha1=<hex HMAC-SHA1>` of the raw body."),
         ("webhook-id", "`standard` sources: the message id (also the event id)."),
         ("webhook-timestamp", "`standard` sources: Unix seconds when it was signed."),
-        ("webhook-signature", "`standard` sources: space-separated `v1,<base64>` signatures."))]
+        ("webhook-signature", "`standard` sources: space-separated `v1,<base64>` (HMAC) or "
+         "`v1a,<base64>` (Ed25519) signatures, at most 8."),
+        ("svix-id", "`standard` sources, as Svix sends it: `webhook-id` (read only when no "
+         "`webhook-*` header is present)."),
+        ("svix-timestamp", "`standard` sources, as Svix sends it: `webhook-timestamp`."),
+        ("svix-signature", "`standard` sources, as Svix sends it: `webhook-signature`."))]
 
 
 def _content(schema: Json, media: str = "application/json") -> Json:
@@ -159,12 +166,17 @@ def _paths(ref: dict[str, Json]) -> Json:
                                         "fit the provider's contract (`detail` has the path)."),
                            "401": error("unauthorized", "Authentication failed."),
                            "404": unknown_source,
+                           "408": error("body_timeout", "The body did not arrive within "
+                                        "`http.body_timeout_s`; the connection is closed."),
                            "413": error("body_too_large", "The body is over "
                                         "`http.max_body_bytes`."),
                            "415": error("unsupported_media_type",
                                         "Not `application/json` (or `+json`) in UTF-8."),
-                           "503": error("kafka_unavailable", "Kafka did not acknowledge in "
-                                        "time; retry.", {"Retry-After": "Seconds to wait."}),
+                           "503": error("kafka_unavailable overloaded", "Kafka did not "
+                                        "acknowledge in time, or too many bodies or connections "
+                                        "are in flight (`http.max_buffered_body_bytes`, "
+                                        "`http.max_connections`); retry.",
+                                        {"Retry-After": "Seconds to wait."}),
                        }, public=True, description=_WEBHOOK_AUTH, requestBody={
                            "required": True, "content": _content({
                                "type": "object", "description": "The provider's body, stored "

@@ -148,12 +148,33 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     #: the network can reach (a private network guarded by other means). docs/security.md.
     allow_open_api: bool = False
 
+    #: Slow or stalled senders (docs/receiver.md, "Limits"). A webhook body must arrive
+    #: whole within ``body_timeout_s`` of the handler starting to read it (else 408 and the
+    #: connection is closed); a connection is closed when it has sent no complete request
+    #: headers for ``idle_timeout_s`` (a slow header sender, or an idle keep-alive).
+    body_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    idle_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 15.0
+    #: Open connections at most; one more is answered 503 with ``Retry-After`` and closed.
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 512
+    #: Webhook body bytes held across all in-flight requests at most; a request whose body
+    #: does not fit is answered 503 with ``Retry-After`` before its body is read. At least
+    #: twice ``max_body_bytes``.
+    max_buffered_body_bytes: Annotated[int, msgspec.Meta(ge=1)] = 64 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.max_buffered_body_bytes < 2 * self.max_body_bytes:
+            raise ValueError("http.max_buffered_body_bytes must be at least twice "
+                             "http.max_body_bytes")
+
     def __repr__(self) -> str:
         return (f"HttpSettings(host={self.host!r}, port={self.port}, "
                 f"max_body_bytes={self.max_body_bytes}, shutdown_timeout_s={self.shutdown_timeout_s}, "
                 f"ack_timeout_s={self.ack_timeout_s}, retry_after_s={self.retry_after_s}, "
                 f"api_tokens=<{len(self.api_tokens)} hidden>, metrics_public={self.metrics_public}, "
-                f"allow_open_api={self.allow_open_api})")
+                f"allow_open_api={self.allow_open_api}, "
+                f"body_timeout_s={self.body_timeout_s}, idle_timeout_s={self.idle_timeout_s}, "
+                f"max_connections={self.max_connections}, "
+                f"max_buffered_body_bytes={self.max_buffered_body_bytes})")
 
 
 class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -22,6 +22,7 @@ import msgspec
 from aiohttp import web
 
 from contracts.errors import ContractError
+from contracts.params import parse_uint
 from contracts.position import Position
 from contracts.topics import Topics
 from parley.http import error_response
@@ -220,9 +221,10 @@ class QueryApi:
 def _limit(raw: str | None, default: int, maximum: int) -> int:
     if raw is None or raw == "":
         return default
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:
-        raise _BadRequest(f"limit must be an integer from 1 to {maximum}")
-    return int(raw)
+    try:
+        return parse_uint(raw, "limit", minimum=1, maximum=maximum)
+    except ContractError as exc:
+        raise _BadRequest(exc.detail) from None
 
 
 def _page(views: list[bytes], cursor: str | None) -> web.Response:

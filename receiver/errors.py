@@ -13,9 +13,11 @@ from typing import ClassVar
 from receiver.signatures import AuthFailure
 
 __all__ = [
+    "BodyTimeout",
     "BodyTooLarge",
     "InvalidBody",
     "KafkaUnavailable",
+    "Overloaded",
     "ReceiverError",
     "Unauthorized",
     "UnknownSource",
@@ -30,10 +32,11 @@ class ReceiverError(Exception):
     code: ClassVar[str] = "internal_error"
     #: Retrying the same request later may succeed (the provider should retry).
     retriable: ClassVar[bool] = False
-
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, retry_after_s: int | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        #: The answer's ``Retry-After`` seconds, for errors that have one.
+        self.retry_after_s = retry_after_s
 
 
 class InvalidBody(ReceiverError):
@@ -74,6 +77,21 @@ class BodyTooLarge(ReceiverError):
     code = "body_too_large"
 
 
+class BodyTimeout(ReceiverError):
+    """The body did not arrive within ``http.body_timeout_s``; the connection is closed."""
+
+    status = 408
+    code = "body_timeout"
+
+
+class Overloaded(ReceiverError):
+    """The body would not fit in ``http.max_buffered_body_bytes`` now; it was not read."""
+
+    status = 503
+    code = "overloaded"
+    retriable = True
+
+
 class UnsupportedMediaType(ReceiverError):
     status = 415
     code = "unsupported_media_type"
@@ -88,5 +106,4 @@ class KafkaUnavailable(ReceiverError):
 
     def __init__(self, detail: str = "the event log is unavailable; retry later",
                  retry_after_s: int = 5) -> None:
-        super().__init__(detail)
-        self.retry_after_s = retry_after_s
+        super().__init__(detail, retry_after_s)

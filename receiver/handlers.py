@@ -4,7 +4,10 @@ Request flow, each step answering with its own error before the next one runs:
 
 1. look up the source (404 ``unknown_source``);
 2. require a JSON media type (415 ``unsupported_media_type``);
-3. read the body, stopping as soon as it passes the limit (413 ``body_too_large``);
+3. take the body's share of the buffered-bytes budget (503 ``overloaded`` with
+   Retry-After, before anything is read), then read the body, stopping as soon as it passes
+   the limit (413 ``body_too_large``) or its deadline (408 ``body_timeout``, and the
+   connection is closed);
 4. authenticate (401 ``unauthorized``, one generic detail for every cause; the log line
    says which check failed, see :class:`~receiver.signatures.AuthFailure`);
 5. parse with the contracts (400 ``invalid_body``, detail names the JSON path);
@@ -32,10 +35,13 @@ from contracts.errors import ContractError
 from contracts.ingest import natterly_auth_token, parse_webhook
 from contracts.topics import Topics
 from parley.http import error_response, json_response
+from parley.settings import HttpSettings
+from receiver.budget import BodyBudget
 from receiver.errors import (
+    BodyTimeout,
     BodyTooLarge,
     InvalidBody,
-    KafkaUnavailable,
+    Overloaded,
     ReceiverError,
     Unauthorized,
     UnknownSource,
@@ -65,13 +71,18 @@ class WebhookAccepted(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WebhookHandler:
+    """The webhook routes of one receiver; ``http`` supplies the body limits (size, read
+    deadline, the buffered-bytes budget) and the Retry-After of a 503."""
+
     def __init__(self, sources: Mapping[str, Source], publisher: Publisher, topics: Topics,
-                 metrics: ReceiverMetrics, *, max_body_bytes: int) -> None:
+                 metrics: ReceiverMetrics, http: HttpSettings) -> None:
         self._sources = dict(sources)
         self._publisher = publisher
         self._topics = topics
         self._metrics = metrics
-        self._max_body_bytes = max_body_bytes
+        self._http = http
+        self.budget = BodyBudget(http.max_buffered_body_bytes)
+        metrics.buffered_body_bytes.set_function(lambda: self.budget.in_use_bytes)
 
     # ------------------------------------------------------------------ POST
     async def post(self, request: web.Request) -> web.Response:
@@ -82,20 +93,22 @@ class WebhookHandler:
         event_id: str | None = None
         metrics = self._metrics
         metrics.in_flight_now += 1
+        held = [0]  # body bytes this request took from the budget
         try:
             if source is None:
                 raise UnknownSource(self._sources)
             _check_media_type(request)
-            body = await self._read_body(request)
+            body = await self._read_body(request, held)
             env = self._authenticate_and_parse(source, request, body)
             event_type, event_id = env.event_type, env.event_id
             position = await self._publisher.publish(
                 self._topics.for_aggregate(env.aggregate), env.record_key, encode_envelope(env))
         except ReceiverError as exc:
             metrics.answered(label, event_type, exc.status)
-            return self._reject(exc, label, event_type, event_id)
+            return await self._reject(request, exc, label, event_type, event_id)
         finally:
             metrics.in_flight_now -= 1
+            self.budget.give_back(held[0])
         metrics.answered(label, event_type, 200)
         metrics.body_bytes.observe(len(body))
         # DEBUG, not INFO: Kafka itself is the record of every accepted event, and a log
@@ -106,14 +119,14 @@ class WebhookHandler:
                                          "source": label, "event_type": event_type})
         return json_response(answer)
 
-    def _reject(self, exc: ReceiverError, source: str, event_type: str,
-                event_id: str | None) -> web.Response:
+    async def _reject(self, request: web.Request, exc: ReceiverError, source: str,
+                      event_type: str, event_id: str | None) -> web.Response:
         headers = None
         level = logging.INFO
         extra: dict[str, object] = {"source": source, "status": exc.status, "error": exc.code,
                                     "detail": exc.detail, "event_type": event_type,
                                     "event_id": event_id}
-        if isinstance(exc, KafkaUnavailable):
+        if exc.retry_after_s is not None:
             headers = {"Retry-After": str(exc.retry_after_s)}
             level = logging.WARNING
         elif isinstance(exc, Unauthorized):
@@ -124,16 +137,44 @@ class WebhookHandler:
             if exc.failure.skew_s is not None:
                 extra["skew_s"] = exc.failure.skew_s
         log.log(level, "rejected", extra=extra)
-        return error_response(exc.status, exc.code, exc.detail, headers=headers)
+        response = error_response(exc.status, exc.code, exc.detail, headers=headers)
+        if isinstance(exc, BodyTimeout):
+            # Cut the slow sender off now: aiohttp would otherwise keep reading (and
+            # discarding) the rest of its body for up to ten more seconds.
+            response.force_close()
+            await response.prepare(request)
+            await response.write_eof()
+            if request.transport is not None:
+                request.transport.close()
+        return response
 
-    async def _read_body(self, request: web.Request) -> bytes:
-        """The whole body, read in chunks and abandoned as soon as it passes the limit."""
-        limit = self._max_body_bytes
-        too_large = BodyTooLarge(f"the body exceeds the limit of {limit} bytes")
+    async def _read_body(self, request: web.Request, held: list[int]) -> bytes:
+        """The whole body, read in chunks within ``http.body_timeout_s`` and abandoned as
+        soon as it passes the size limit. ``held[0]`` counts the budget bytes taken."""
+        http = self._http
+        limit = http.max_body_bytes
         declared = request.content_length
+        if declared is not None and declared > limit:
+            raise BodyTooLarge(f"the body exceeds the limit of {limit} bytes")
+        try:
+            async with asyncio.timeout(http.body_timeout_s):
+                return await self._read_within_budget(request, declared, held)
+        except TimeoutError:
+            raise BodyTimeout(f"the body did not arrive within {http.body_timeout_s:g} s"
+                              ) from None
+        except ConnectionError:  # the sender hung up mid-body: one log line, no traceback
+            raise InvalidBody("the connection closed before the body ended") from None
+
+    async def _read_within_budget(self, request: web.Request, declared: int | None,
+                                  held: list[int]) -> bytes:
+        limit, budget = self._http.max_body_bytes, self.budget
+        overloaded = Overloaded("too many webhook bodies are being received; retry later",
+                                self._http.retry_after_s)
         if declared is not None:
-            if declared > limit:
-                raise too_large
+            # Taken whole before the first byte is read: what this request may buffer.
+            if not budget.take(0, declared):
+                raise overloaded
+            held[0] = declared
             # HTTP framing ends the body at Content-Length: reading that much is bounded.
             try:
                 return await request.content.readexactly(declared)
@@ -141,11 +182,13 @@ class WebhookHandler:
                 raise InvalidBody("the body ended before its Content-Length") from None
         buf = bytearray()
         async for chunk in request.content.iter_any():
+            # A chunked body has no declared length: count (and budget) as it arrives.
+            if len(buf) + len(chunk) > limit:
+                raise BodyTooLarge(f"the body exceeds the limit of {limit} bytes")
+            if not budget.take(len(buf), len(chunk)):
+                raise overloaded
+            held[0] += len(chunk)
             buf += chunk
-            if len(buf) > limit:
-                # A chunked body has no declared length: count as it arrives. aiohttp
-                # closes the connection rather than reading the rest.
-                raise too_large
         return bytes(buf)
 
     def _authenticate_and_parse(self, source: Source, request: web.Request,
@@ -169,10 +212,9 @@ class WebhookHandler:
             case HubSignature():
                 failure = verifier.check(request.headers.get("X-Hub-Signature"), body)
             case StandardWebhooks():
-                webhook_id = request.headers.get("webhook-id")
-                failure = verifier.check(webhook_id, request.headers.get("webhook-timestamp"),
-                                         request.headers.get("webhook-signature"), body,
-                                         time.time())
+                family, webhook_id, timestamp, signatures = _standard_headers(request)
+                failure = verifier.check(webhook_id, timestamp, signatures, body, time.time(),
+                                         family=family)
         if failure is not None:
             raise Unauthorized(failure)
         try:
@@ -200,6 +242,16 @@ class WebhookHandler:
         # text/plain + nosniff: an echoed value must never be rendered as markup.
         return web.Response(text=challenge, content_type="text/plain",
                             headers={"X-Content-Type-Options": "nosniff"})
+
+
+def _standard_headers(request: web.Request) -> tuple[str, str | None, str | None, str | None]:
+    """``(family, id, timestamp, signatures)``: the same three as Svix names them
+    (``svix-*``) if only those are present, else the ``webhook-*`` ones. Never a mix."""
+    h = request.headers
+    webhook = "webhook-id" in h or "webhook-timestamp" in h or "webhook-signature" in h
+    if not webhook and ("svix-id" in h or "svix-timestamp" in h or "svix-signature" in h):
+        return "svix-", h.get("svix-id"), h.get("svix-timestamp"), h.get("svix-signature")
+    return "webhook-", h.get("webhook-id"), h.get("webhook-timestamp"), h.get("webhook-signature")
 
 
 def _check_media_type(request: web.Request) -> None:

@@ -64,6 +64,10 @@ class ReceiverMetrics:
             "parley_receiver_in_flight_requests", "Webhook requests being handled right now.",
             registry=registry)
         self.in_flight.set_function(lambda: self.in_flight_now)
+        self.buffered_body_bytes = Gauge(
+            "parley_receiver_buffered_body_bytes",
+            "Webhook body bytes taken from http.max_buffered_body_bytes by requests in flight.",
+            registry=registry)
         self.kafka_errors = Counter(
             "parley_receiver_kafka_errors", "Produce attempts that failed or timed out, by kind.",
             ("kind",), registry=registry)

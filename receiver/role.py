@@ -39,8 +39,7 @@ class ReceiverRole:
     def install(self, app: web.Application, rt: Runtime) -> None:
         metrics = ReceiverMetrics(rt.registry)
         publisher = Publisher(rt.settings.kafka, metrics, self._options)
-        handler = WebhookHandler(self._sources, publisher, rt.topics, metrics,
-                                 max_body_bytes=rt.settings.http.max_body_bytes)
+        handler = WebhookHandler(self._sources, publisher, rt.topics, metrics, rt.settings.http)
         app.router.add_post("/webhooks/{source}", handler.post)
         app.router.add_get("/webhooks/{source}", handler.handshake)
         rt.readiness["kafka-producer"] = publisher.readiness

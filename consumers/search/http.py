@@ -8,12 +8,14 @@ Answer: ``{"hits": [...], "next_cursor": "..."|null}``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from aiohttp import web
 
 from consumers.search.index import SearchIndex
 from consumers.search.queries import MAX_LIMIT, SearchQuery, decode_cursor
+from contracts.errors import ContractError
+from contracts.params import parse_time, parse_uint
 from parley.http import error_response, json_response
 
 __all__ = ["install_search_api"]
@@ -22,13 +24,7 @@ SEARCH_INDEX = web.AppKey("search_index", SearchIndex)
 
 
 def _time(value: str | None, name: str) -> datetime | None:
-    if not value:
-        return None
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(f"{name} must be an ISO-8601 time") from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    return parse_time(value, name) if value else None
 
 
 async def search(request: web.Request) -> web.Response:
@@ -36,9 +32,8 @@ async def search(request: web.Request) -> web.Response:
     if not q:
         return error_response(400, "bad_request", "q is required")
     try:
-        limit = int(request.query.get("limit", "20"))
-        if not 1 <= limit <= MAX_LIMIT:
-            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
+        limit = parse_uint(request.query.get("limit", "20"), "limit", minimum=1,
+                           maximum=MAX_LIMIT)
         cursor = request.query.get("cursor")
         query = SearchQuery(
             q=q, source=request.query.get("source") or None,
@@ -46,8 +41,8 @@ async def search(request: web.Request) -> web.Response:
             status=request.query.get("status") or None,
             from_=_time(request.query.get("from"), "from"), to=_time(request.query.get("to"), "to"),
             limit=limit, offset=decode_cursor(cursor) if cursor else 0)
-    except ValueError as exc:
-        return error_response(400, "bad_request", str(exc))
+    except ContractError as exc:
+        return error_response(400, "bad_request", exc.detail)
     page = await request.app[SEARCH_INDEX].search(query)
     return json_response(page)
 

@@ -11,6 +11,9 @@ from datetime import UTC, datetime
 
 import msgspec
 
+from contracts.errors import ContractError
+from contracts.params import parse_uint
+
 __all__ = ["HIT_END", "HIT_START", "SearchHit", "SearchPage", "SearchQuery", "decode_cursor",
            "encode_cursor", "iso_utc", "marked_snippet", "match_expression", "run_search"]
 
@@ -101,13 +104,18 @@ def encode_cursor(offset: int) -> str:
 
 
 def decode_cursor(cursor: str) -> int:
+    """The offset a cursor of :func:`encode_cursor` holds; ContractError for any other text."""
+    invalid = ContractError("cursor: not one this API issued")
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not text.startswith("o"):
-            raise ValueError(cursor)
-        return max(0, int(text[1:]))
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("invalid cursor") from None
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise invalid from None
+    if not text.startswith("o"):
+        raise invalid
+    try:
+        return parse_uint(text[1:], "cursor")
+    except ContractError:
+        raise invalid from None
 
 
 _SQL = """

@@ -83,3 +83,29 @@ def test_standard_webhooks_rejections() -> None:
     with pytest.raises(ValueError, match="secret #1") as info:
         StandardWebhooks(["whsec_not base64!"])
     assert "not base64!" not in str(info.value)  # a bad secret is never echoed
+
+
+def test_standard_webhooks_v1a_and_configuration_of_public_keys() -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = Ed25519PrivateKey.generate()
+    whpk = "whpk_" + base64.b64encode(
+        key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+    ts = 1_700_000_000
+    sig = "v1a," + base64.b64encode(key.sign(f"msg_1.{ts}.".encode() + BODY)).decode()
+    v = StandardWebhooks([whpk], 300)
+    assert v.check("msg_1", str(ts), sig, BODY, now_s=ts) is None
+    assert v.check("msg_1", str(ts), sig, BODY + b" ", now_s=ts) == AuthFailure(
+        "no_matching_secret", "webhook-signature")
+    assert v.check("msg_1", str(ts), sig, BODY, now_s=ts, family="svix-") is None
+    # Only v1 signatures, and this source holds only a public key: nothing can match.
+    assert v.check("msg_1", str(ts), StandardWebhooks.sign("whsec_" + "QUJD" * 8, "msg_1", ts, BODY),
+                   BODY, now_s=ts) == AuthFailure("wrong_scheme", "webhook-signature")
+    assert v.check("msg_1", str(ts), " ".join([sig] * 9), BODY, now_s=ts) == AuthFailure(
+        "malformed_header", "webhook-signature")
+    for bad in ("whpk_not base64!", "whpk_" + base64.b64encode(b"short").decode()):
+        with pytest.raises(ValueError, match="secret #2 is not whpk_") as info:
+            StandardWebhooks(["whsec_" + "QUJD" * 8, bad])
+        assert bad.removeprefix("whpk_") not in str(info.value)
+

@@ -32,7 +32,9 @@ def test_round_trip(topic: str, partition: int, offset: int) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "t", "t:1", ":1:2", "t:1:2:3", "t:-1:2", "t:1:-2", "t:x:2", "t:1: 2", "t:+1:2", "t:1:2_0"],
+    ["", "t", "t:1", ":1:2", "t:1:2:3", "t:-1:2", "t:1:-2", "t:x:2", "t:1: 2", "t:+1:2", "t:1:2_0",
+     # past what int() converts, past Kafka's 64-bit offsets and 32-bit partitions
+     "t:1:" + "9" * 5000, "t:1:9223372036854775808", "t:2147483648:0"],
 )
 def test_bad_positions(text: str) -> None:
     with pytest.raises(ContractError) as caught:
