@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from consumer_kit.domain_events import T, chat_events, common, edited_note
+from consumer_kit.domain_events import T, chat_events, common
 from consumer_kit.events import chat_body, envelope, message, produce
 from consumer_kit.helpers import eventually
+from consumer_kit.notes import assert_notes_stay_unsearchable
 from consumer_kit.snippets import HOSTILE, assert_escaped_snippet, hostile_chats
 
 from consumers.role import BuiltinConsumersRole
@@ -122,15 +123,7 @@ async def test_filters_and_pagination(index: SqliteSearchIndex) -> None:
 
 
 async def test_agent_only_notes_stay_unsearchable_through_edits(index: SqliteSearchIndex) -> None:
-    """Issue 16 point 3: the edit of a note does not repeat the flag, and must not leak."""
-    await index.apply(chat_events("c1", subject="Hi", texts=["the blue parrot"]))
-    note, edit = edited_note("c1")
-    for batches in ([note, edit], [edit, note], [note + edit], [edit + note]):
-        for batch in batches:
-            await index.apply(batch)
-        assert [h.chat_id for h in (await index.search(SearchQuery(q="walrus"))).hits] == []
-        assert [h.chat_id for h in (await index.search(SearchQuery(q="narwhal"))).hits] == []
-    assert [h.chat_id for h in (await index.search(SearchQuery(q="parrot"))).hits] == ["c1"]
+    await assert_notes_stay_unsearchable(index)
 
 
 async def test_idempotent_and_edits_and_deletes_update_the_index(

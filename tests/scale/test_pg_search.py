@@ -25,7 +25,8 @@ from parley.http import build_app
 from parley.runtime import Runtime
 from parley.settings import KafkaSettings, Settings, StoreSettings
 from projector.role import ProjectorRole
-from tests.consumers.consumer_kit.domain_events import T, chat_events, common, edited_note
+from tests.consumers.consumer_kit.domain_events import T, chat_events, common
+from tests.consumers.consumer_kit.notes import assert_notes_stay_unsearchable
 from tests.consumers.consumer_kit.snippets import HOSTILE, assert_escaped_snippet, hostile_chats
 from tests.pg_fixture import with_options
 from tests.projector.test_runner_kit import conversation, eventually, produce
@@ -118,15 +119,7 @@ async def test_filters_and_pagination(index: PgSearchIndex) -> None:
 
 
 async def test_agent_only_notes_stay_unsearchable_through_edits(index: PgSearchIndex) -> None:
-    """Issue 16 point 3: the edit of a note does not repeat the flag, and must not leak."""
-    await index.apply(chat_events("c1", subject="Hi", texts=["the blue parrot"]))
-    note, edit = edited_note("c1")
-    for batches in ([note, edit], [edit, note], [note + edit], [edit + note]):
-        for batch in batches:
-            await index.apply(batch)
-        assert [h.chat_id for h in (await index.search(SearchQuery(q="walrus"))).hits] == []
-        assert [h.chat_id for h in (await index.search(SearchQuery(q="narwhal"))).hits] == []
-    assert [h.chat_id for h in (await index.search(SearchQuery(q="parrot"))).hits] == ["c1"]
+    await assert_notes_stay_unsearchable(index)
 
 
 async def test_idempotent_and_edits_and_deletes_update_the_index(index: PgSearchIndex) -> None:
