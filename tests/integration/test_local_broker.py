@@ -184,7 +184,7 @@ def test_parley_run_shares_its_broker_and_stops_it_at_exit(site: Site) -> None:
 
         lag = parley(site, "consumers", "lag", "search")
         assert lag.returncode == 0, lag.stderr
-        assert "parley.events.chat" in lag.stdout
+        assert "parley.state.chat" in lag.stdout  # search reads the projector's chat states
 
         listed = parley(site, "consumers", "list")
         assert listed.returncode == 0 and "parley.consumers.search" in listed.stdout
