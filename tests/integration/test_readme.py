@@ -166,7 +166,7 @@ def exercise_the_command_table(site: Site, consumer: Background) -> set[str]:
                       if " ".join(words[:n]) in commands))
         return output
 
-    ok("kafka status", f"127.0.0.1:{site.kafka_port} running", "used by: parley run")
+    ok("kafka status", f"127.0.0.1:{site.kafka_port} running", "used by: ", "parley run (pid ")
     ok("kafka down", "in use by parley run", "--force", code=1)
     other = {"PARLEY_DATA_DIR": str(site.clone / "other")}
     ok(f"kafka up --port {site.port_2}", f"bootstrap 127.0.0.1:{site.port_2}", **other)

@@ -135,7 +135,8 @@ def test_cli_apply_creates_dead_letter_topics_and_says_what_it_chose(
         assert set(dlqs) <= asyncio.run(existing())
         # Again: nothing to do. A name Kafka cannot use is one line and changes nothing.
         assert main(["topics", "apply", "--config", str(cfg), "--consumer", "audit"]) == 0
-        assert out.count("created") == 9 and "created" not in capsys.readouterr().out
+        # 4 event, 3 state (compacted) and 5 dead-letter topics the first time; nothing again.
+        assert out.count("created") == 12 and "created" not in capsys.readouterr().out
         assert main(["topics", "apply", "--config", str(cfg), "--consumer", "my:consumer"]) == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith("parley: error: consumer group 'my:consumer' is not usable")
@@ -245,7 +246,8 @@ def test_cli_refuses_to_raise_the_partitions_of_keyed_topics_unless_told(
         assert err.splitlines() == [
             f"parley: warning: {name}: partitions raised from 3 to 6: keys now map to other "
             f"partitions, so rebuild the projections and reset the consumer groups to re-read "
-            f'each key in order (docs/operations.md, "Topics")' for name in events]
+            f'each key in order (docs/operations.md, "Topics")'
+            for name in (*events, *topics.state_topics)]
         assert asyncio.run(_partition_counts(kafka_settings, events)) == dict.fromkeys(events, 6)
     finally:
         asyncio.run(_delete_prefixed(kafka_settings, unique))
