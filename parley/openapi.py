@@ -147,8 +147,9 @@ def _paths(ref: dict[str, Json]) -> Json:
             "200": _answer(summary, ref[shape], headers={
                 "X-Parley-Projection": "The projection copy that answered."}),
             "400": error("bad_request", "A parameter is malformed; `detail` names it."),
-            "503": error("unavailable", "No projection yet, reads switching to a rebuilt one, "
-                         "or the store busy.", {"Retry-After": "Seconds to wait."}),
+            "503": error("unavailable overloaded", "No projection yet, reads switching to a "
+                         "rebuilt one, the store busy, or (`overloaded`) too many requests "
+                         "waiting for a `min_position`.", {"Retry-After": "Seconds to wait."}),
             "504": error("timeout", "`min_position` was not applied in time; retry later."),
         }
         if not_found:
@@ -211,7 +212,8 @@ def _paths(ref: dict[str, Json]) -> Json:
         "/api/visitors/{id}": query_api("One visitor.", [_ID], "visitor", not_found=True),
         "/api/agents": query_api("Every agent, by id (one page).", [], "agents"),
         "/api/search": {"get": op("Chats ranked by a full-text match.", "search", [
-            _query("q", "Words that must all match, the last as a prefix.", required=True),
+            _query("q", "Words that must all match, the last as a prefix of at least two "
+                   "characters.", required=True),
             _query("source", "Only chats of this source."),
             _query("agent", "Only chats of this agent (id or name)."),
             _query("status", "Only chats in this status."),
@@ -221,7 +223,8 @@ def _paths(ref: dict[str, Json]) -> Json:
                    {"type": "string", "format": "date-time"}),
             _limit(MAX_SEARCH_LIMIT, 20), _CURSOR], {
                 "200": _answer("Hits, best first.", ref["search"]),
-                "400": error("bad_request", "`q` missing, or a parameter malformed."),
+                "400": error("bad_request", "`q` missing or its last word one letter, or a "
+                             "parameter malformed."),
             })},
         "/api/consumers": {"get": op("Every consumer group here: state and lag.", "operations",
                                      [], {

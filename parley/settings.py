@@ -160,6 +160,9 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     #: does not fit is answered 503 with ``Retry-After`` before its body is read. At least
     #: twice ``max_body_bytes``.
     max_buffered_body_bytes: Annotated[int, msgspec.Meta(ge=1)] = 64 * 1024 * 1024
+    #: Query API requests waiting for their ``min_position`` at once at most; one more is
+    #: answered 503 ``overloaded`` with ``Retry-After`` (docs/projector.md).
+    max_position_waiters: Annotated[int, msgspec.Meta(ge=1)] = 256
 
     def __post_init__(self) -> None:
         if self.max_buffered_body_bytes < 2 * self.max_body_bytes:

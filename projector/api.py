@@ -7,13 +7,14 @@ decode/encode round trip); lists are assembled around them.
 Read-your-writes: every endpoint accepts ``min_position=<topic:partition:offset>`` (the
 ``position`` of the receiver's 2xx). The request waits until the live projection's next
 offset for that partition is greater than ``offset`` — woken by the runner after each store
-commit, re-checking the store at ``recheck_s`` for partitions another process applies — and
-answers 504 ``{"error": "timeout"}`` if that takes longer than ``min_position_timeout_s``.
+commit; partitions another process applies are read by one shared poller every ``recheck_s``
+(:mod:`projector.waits`) — and answers 504 ``{"error": "timeout"}`` if that takes longer than
+``min_position_timeout_s``. At most ``http.max_position_waiters`` requests wait at once; one
+more is answered 503 ``{"error": "overloaded"}`` with ``Retry-After``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -28,8 +29,8 @@ from contracts.topics import Topics
 from parley.http import error_response
 from projector.errors import InvalidCursor, StoreError, UnknownProjection
 from projector.metrics import ProjectorMetrics
-from projector.runner import Watermarks
 from projector.store import CUSTOMER_TYPE, Store
+from projector.waits import Overloaded, PositionWaits
 
 __all__ = ["ApiOptions", "Page", "QueryApi"]
 
@@ -51,7 +52,7 @@ class Page(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
 @dataclass(frozen=True, kw_only=True)
 class ApiOptions:
     min_position_timeout_s: float = 5.0
-    recheck_s: float = 0.5  # store re-check while waiting (positions applied elsewhere)
+    recheck_s: float = 0.5  # the shared store poll while waits on other processes' partitions run
     max_chats_limit: int = 200
     max_messages_limit: int = 500
 
@@ -63,12 +64,12 @@ class _BadRequest(Exception):
 class QueryApi:
     """The ``/api/...`` read endpoints over a :class:`Store` (opened by the role)."""
 
-    def __init__(self, store: Store, topics: Topics, watermarks: Watermarks,
+    def __init__(self, store: Store, topics: Topics, waits: PositionWaits,
                  options: ApiOptions = ApiOptions(), metrics: ProjectorMetrics | None = None
                  ) -> None:
         self._store = store
         self._topics = topics
-        self._watermarks = watermarks
+        self._waits = waits
         self._options = options
         self._metrics = metrics
 
@@ -152,6 +153,9 @@ class QueryApi:
                     return response
             except _BadRequest as exc:
                 return error_response(400, "bad_request", str(exc))
+            except Overloaded as exc:
+                return error_response(503, "overloaded", str(exc),
+                                      headers={"Retry-After": "1"})
             except InvalidCursor as exc:
                 return error_response(400, "bad_request", str(exc))
             except UnknownProjection:
@@ -174,48 +178,18 @@ class QueryApi:
         return position
 
     async def wait_applied(self, position: Position) -> bool:
-        """True once the live projection applied ``position``; False after the timeout."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._options.min_position_timeout_s
-        check_store = True
+        """True once the live projection applied ``position``; False after the timeout.
+        Raises :class:`~projector.waits.Overloaded` when too many requests wait already."""
         if self._metrics is not None:
             self._metrics.waiting.inc()
         try:
-            return await self._wait(position, deadline, check_store)
+            applied = await self._waits.wait(position, self._options.min_position_timeout_s)
         finally:
             if self._metrics is not None:
                 self._metrics.waiting.dec()
-
-    async def _wait(self, position: Position, deadline: float, check_store: bool) -> bool:
-        loop = asyncio.get_running_loop()
-        w = self._watermarks
-        topic, partition, offset = position.topic, position.partition, position.offset
-        recheck = self._options.recheck_s
-        next_check = loop.time() if check_store else loop.time() + recheck
-        while True:
-            # Ask the store on a fixed schedule, not only after a quiet interval: with several
-            # projector instances the position may be applied by another one while this
-            # replica's runner keeps committing (and waking us) for its own partitions.
-            check_store = loop.time() >= next_check
-            if check_store:
-                next_check = loop.time() + recheck
-            live = await self._store.live_projection() if check_store else w.projection
-            if w.projection == live and w.applied(topic, partition, offset):
-                return self._waited("applied")
-            if check_store and live is not None:
-                stored = await self._store.offsets(live)
-                if stored.get((topic, partition), 0) > offset:
-                    return self._waited("applied")
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return self._waited("timeout")
-            # Woken by the runner's next commit, or at the next scheduled store check.
-            await w.wait(max(0.0, min(remaining, next_check - loop.time())))
-
-    def _waited(self, outcome: str) -> bool:
         if self._metrics is not None:
-            self._metrics.waits.labels(outcome).inc()
-        return outcome == "applied"
+            self._metrics.waits.labels("applied" if applied else "timeout").inc()
+        return applied
 
 
 def _limit(raw: str | None, default: int, maximum: int) -> int:

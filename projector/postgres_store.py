@@ -3,9 +3,11 @@
 Same layout and promises as the SQLite store (see :mod:`projector.pg_schema` for the tables):
 rows and partition offsets of a batch in one transaction, isolated projection copies, an
 atomic ``set_live``, byte-exact views, keyset pagination. Talks to PostgreSQL through an
-asyncpg connection pool (``?pool_size=``, default 5): the runner's commits and the query
-API's reads use separate connections, and under PostgreSQL's MVCC a read never waits for a
-commit.
+asyncpg connection pools: one (``?pool_size=``, default 5) for the runner's path (commits,
+loads, offsets, the outbox, the live projection's name) and a smaller one (``?read_pool=``,
+default 3) for the query API's view and listing reads. Reads therefore queue for their own
+connections only: however many requests are in flight, a commit never waits behind them for
+a connection, and under PostgreSQL's MVCC a read never waits for a commit either.
 
 **Several writers.** Every projector instance of one consumer group commits into the same
 live copy. Three rules keep their commits exactly-once together:
@@ -115,6 +117,7 @@ class PostgresStore:
         self._options = options
         self._schema = quote_ident(options.schema)
         self._pool: asyncpg.Pool | None = None
+        self._read_pool: asyncpg.Pool | None = None
         self._sql: dict[str, CopySql] = {}
         self.last_migration: MigrationStatus | None = None
 
@@ -131,13 +134,7 @@ class PostgresStore:
         if self._pool is not None:
             return
         o = self._options
-        try:
-            pool = await asyncpg.create_pool(
-                o.dsn, min_size=1, max_size=o.pool_size, timeout=10,
-                server_settings={"application_name": "parley",
-                                 "lock_timeout": f"{o.lock_timeout_ms}ms"})
-        except Exception as exc:  # noqa: BLE001 - any failure to connect, without the URL
-            raise _translate(exc, o.where) from None
+        pool = await self._create_pool(o.pool_size)
         try:
             async with pool.acquire() as conn:
                 status = await migrate(conn, o.schema, "store", STORE_MIGRATIONS,
@@ -152,16 +149,34 @@ class PostgresStore:
             raise StoreError(
                 f"the store schema in {self.where} is at version {status.current}, this Parley "
                 f"needs {status.latest}: run `parley store migrate` (migrate=off is set)")
+        try:
+            read_pool = await self._create_pool(o.read_pool_size)
+        except BaseException:
+            await pool.close()
+            raise
         self.last_migration = status
-        self._pool = pool
+        self._pool, self._read_pool = pool, read_pool
+
+    async def _create_pool(self, size: int) -> asyncpg.Pool:
+        o = self._options
+        try:
+            return await asyncpg.create_pool(
+                o.dsn, min_size=1, max_size=size, timeout=10,
+                server_settings={"application_name": "parley",
+                                 "lock_timeout": f"{o.lock_timeout_ms}ms"})
+        except Exception as exc:  # noqa: BLE001 - any failure to connect, without the URL
+            raise _translate(exc, o.where) from None
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        read_pool, self._read_pool = self._read_pool, None
+        for p in (read_pool, pool):
+            if p is not None:
+                await p.close()
 
-    async def _run(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
-        pool = self._pool
+    async def _run(self, fn: Callable[[Conn], Awaitable[T]], *, read: bool = False) -> T:
+        """``fn`` on a connection of the runner's pool, or of the read pool when ``read``."""
+        pool = self._read_pool if read else self._pool
         if pool is None:
             raise StoreError("the store is not open: call `await store.open()` first")
         try:
@@ -395,7 +410,7 @@ class PostgresStore:
             view = await conn.fetchval(sql.view, kind, id)
             return None if view is None else bytes(view)
 
-        return await self._run(read)
+        return await self._run(read, read=True)
 
     async def list_chats(
         self,
@@ -440,7 +455,7 @@ class PostgresStore:
         async def read(conn: Conn) -> list[asyncpg.Record]:
             return await conn.fetch(query, *args)
 
-        rows = await self._run(read)
+        rows = await self._run(read, read=True)
         page = rows[:limit]
         next_cursor = encode_cursor(listing, page[-1][0], page[-1][1]) if len(rows) > limit else None
         return [bytes(row[2]) for row in page], next_cursor
@@ -451,7 +466,7 @@ class PostgresStore:
         async def read(conn: Conn) -> list[bytes]:
             return [bytes(row[0]) for row in await conn.fetch(sql.agents)]
 
-        return await self._run(read)
+        return await self._run(read, read=True)
 
     async def counts(self, projection: str) -> dict[str, int]:
         sql = self._q(projection)
@@ -461,7 +476,7 @@ class PostgresStore:
             counts.update({str(kind): int(n) for kind, n in await conn.fetch(sql.counts)})
             return counts
 
-        return await self._run(read)
+        return await self._run(read, read=True)
 
 
 def _columns(rows: Sequence[Row]) -> list[list[object]]:

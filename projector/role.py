@@ -28,6 +28,7 @@ from projector.runner import Runner, RunnerOptions, Watermarks, ensure_live
 from projector.state_publisher import StatePublisher
 from projector.store import Store
 from projector.stores import open_store
+from projector.waits import PositionWaits
 
 __all__ = ["ProjectorRole"]
 
@@ -53,12 +54,15 @@ class ProjectorRole:
         self.metrics = ProjectorMetrics.create(rt.registry)
         self.watermarks = Watermarks()
         self.store: Store = open_store(rt.settings.store.url)
+        self.waits = PositionWaits(self.store, self.watermarks,
+                                   max_waiters=rt.settings.http.max_position_waiters,
+                                   recheck_s=options.api.recheck_s)
         self.runner: Runner | None = None
         self._task: asyncio.Task[None] | None = None
         self._problem: str | None = None
 
     def install(self, app: web.Application, rt: Runtime) -> None:
-        QueryApi(self.store, rt.topics, self.watermarks, self._options.api, self.metrics
+        QueryApi(self.store, rt.topics, self.waits, self._options.api, self.metrics
                  ).install(app)
         app.cleanup_ctx.append(self._lifecycle)
         rt.readiness[self.name] = self.ready
@@ -89,6 +93,7 @@ class ProjectorRole:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
+            await self.waits.close()
             await self.store.close()
 
     async def _run(self, stop: asyncio.Event) -> None:

@@ -94,19 +94,40 @@ async def ensure_live(store: Store) -> str:
 
 
 class Watermarks:
-    """Next offsets this process has applied to the live projection, and a way to wait on them.
+    """Next offsets known applied to the live projection, which partitions this process's
+    runner applies, and a way to wait on changes.
 
-    The runner calls :meth:`advance` after each store commit (step 9); the query API's
-    read-your-writes waits call :meth:`wait` and re-check. Single event loop, no locking.
+    The runner calls :meth:`advance` after each store commit (step 9) and with the stored
+    offsets of the partitions it is assigned (:meth:`own`, :meth:`disown` on revocation);
+    :class:`projector.waits.PositionWaits` also advances it with offsets read from the store,
+    for partitions another process applies. Read-your-writes waits call :meth:`wait` and
+    re-check. Single event loop, no locking.
     """
 
     def __init__(self) -> None:
         self.projection: str | None = None
         self._next: Offsets = {}
+        self._owned: set[tuple[str, int]] = set()
         self._changed = asyncio.Event()
 
     def applied(self, topic: str, partition: int, offset: int) -> bool:
         return self._next.get((topic, partition), 0) > offset
+
+    def owns(self, topic: str, partition: int) -> bool:
+        """True while this process's runner is assigned the partition (its commits wake)."""
+        return (topic, partition) in self._owned
+
+    def own(self, partitions: Iterable[tuple[str, int]]) -> None:
+        self._owned.update(partitions)
+        self._wake()
+
+    def disown(self, partitions: Iterable[tuple[str, int]] | None = None) -> None:
+        """Forget ownership of ``partitions`` (all of them when None: the runner stopped)."""
+        if partitions is None:
+            self._owned.clear()
+        else:
+            self._owned.difference_update(partitions)
+        self._wake()
 
     def advance(self, projection: str, offsets: Mapping[tuple[str, int], int]) -> None:
         if projection != self.projection:
@@ -122,7 +143,7 @@ class Watermarks:
         self._wake()
 
     async def wait(self, timeout_s: float) -> bool:
-        """Wait until the next :meth:`advance`/:meth:`reset` or ``timeout_s``; True if woken."""
+        """Wait until the next change or ``timeout_s``; True if woken."""
         event = self._changed
         try:
             await asyncio.wait_for(event.wait(), timeout_s)
@@ -211,6 +232,7 @@ class Runner:
                     await self._commit_kafka(consumer, offsets)
         finally:
             self._consumer = None
+            self.watermarks.disown()  # waits for these partitions now read the store
             publishing.set()
             try:
                 await consumer.stop()
@@ -319,6 +341,10 @@ class Runner:
             off = stored.get((tp.topic, tp.partition), 0)
             consumer.seek(tp, off)
             self._next[tp] = off
+        # What a previous owner applied counts as applied: waiters need no store read for it.
+        owned = [(tp.topic, tp.partition) for tp in partitions]
+        self.watermarks.advance(self.projection, {k: stored[k] for k in owned if k in stored})
+        self.watermarks.own(owned)
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._lock:  # the in-flight batch commits to the store first
@@ -326,6 +352,7 @@ class Runner:
             self._folder.clear()
             for tp in revoked:
                 self._next.pop(tp, None)
+            self.watermarks.disown((tp.topic, tp.partition) for tp in revoked)
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self._lock:

@@ -1,6 +1,7 @@
 """``GET /api/search?q=…``: ranked chats with highlighted snippets.
 
-Query parameters: ``q`` (required; every word must match, the last as a prefix), ``source``,
+Query parameters: ``q`` (required; every word must match, the last as a prefix of at least
+two characters: ``q=r`` is a 400), ``source``,
 ``agent`` (id or name), ``status``, ``from`` and ``to`` (ISO-8601; the chat's last activity
 is in ``[from, to)``), ``limit`` (1-100, default 20) and ``cursor`` (from ``next_cursor``).
 Answer: ``{"hits": [...], "next_cursor": "..."|null}``.
@@ -13,7 +14,7 @@ from datetime import datetime
 from aiohttp import web
 
 from consumers.search.index import SearchIndex
-from consumers.search.queries import MAX_LIMIT, SearchQuery, decode_cursor
+from consumers.search.queries import MAX_LIMIT, SearchQuery, decode_cursor, query_words
 from contracts.errors import ContractError
 from contracts.params import parse_time, parse_uint
 from parley.http import error_response, json_response
@@ -41,6 +42,7 @@ async def search(request: web.Request) -> web.Response:
             status=request.query.get("status") or None,
             from_=_time(request.query.get("from"), "from"), to=_time(request.query.get("to"), "to"),
             limit=limit, offset=decode_cursor(cursor) if cursor else 0)
+        query_words(q)  # a one-letter prefix would match nearly everything: 400
     except ContractError as exc:
         return error_response(400, "bad_request", exc.detail)
     page = await request.app[SEARCH_INDEX].search(query)

@@ -30,7 +30,6 @@ setting (``remote_write``, ``remote_apply``) is kept.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,6 +46,7 @@ from consumers.search.queries import (
     encode_cursor,
     iso_utc,
     marked_snippet,
+    query_words,
 )
 from contracts.domain import (
     ChatAccepted,
@@ -67,7 +67,6 @@ from projector.pg_url import parse_postgres_url
 
 __all__ = ["SEARCH_MIGRATIONS", "PgSearchIndex", "tsquery"]
 
-_WORD = re.compile(r"\w+", re.UNICODE)
 _STATUS = {ChatStarted: "waiting", ChatAccepted: "active", ChatIdle: "idle", ChatClosed: "closed"}
 
 
@@ -132,7 +131,7 @@ SEARCH_MIGRATIONS: tuple[Migration, ...] = (
 def tsquery(q: str) -> str | None:
     """User text → a ``to_tsquery`` string: every word must match, the last as a prefix.
     Only ``\\w+`` words, each quoted, reach it, so no user input is parsed as operators."""
-    words = _WORD.findall(q)
+    words = query_words(q)
     if not words:
         return None
     quoted = [f"'{w}'" for w in words]

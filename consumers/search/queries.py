@@ -14,10 +14,14 @@ import msgspec
 from contracts.errors import ContractError
 from contracts.params import parse_uint
 
-__all__ = ["HIT_END", "HIT_START", "SearchHit", "SearchPage", "SearchQuery", "decode_cursor",
-           "encode_cursor", "iso_utc", "marked_snippet", "match_expression", "run_search"]
+__all__ = ["HIT_END", "HIT_START", "MIN_PREFIX_CHARS", "SearchHit", "SearchPage", "SearchQuery",
+           "decode_cursor", "encode_cursor", "iso_utc", "marked_snippet", "match_expression",
+           "query_words", "run_search"]
 
 MAX_LIMIT = 100
+#: The last word of a query is matched as a prefix; a shorter one would expand to nearly
+#: every term of the index (and every document) before the filters and the limit apply.
+MIN_PREFIX_CHARS = 2
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Both backends delimit hits in a raw snippet with these two control characters, never with
 # markup: the text is escaped first, and only then are the delimiters turned into <mark>.
@@ -62,10 +66,21 @@ def iso_utc(at: datetime | None) -> str | None:
     return at.astimezone(UTC).isoformat(timespec="microseconds") if at is not None else None
 
 
+def query_words(q: str) -> list[str]:
+    """The words of user text (``\\w+`` runs), in order; both backends match each one, the last
+    as a prefix. :class:`ContractError` when that last word is shorter than
+    :data:`MIN_PREFIX_CHARS` (the search API answers 400)."""
+    words: list[str] = _WORD.findall(q)
+    if words and len(words[-1]) < MIN_PREFIX_CHARS:
+        raise ContractError(f"q: the last word is matched as a prefix and needs at least "
+                            f"{MIN_PREFIX_CHARS} characters (got {words[-1]!r})")
+    return words
+
+
 def match_expression(q: str) -> str | None:
     """User text → an FTS5 query: every word must match (the last as a prefix). Quoting each
     word means no user input is ever parsed as FTS5 syntax."""
-    words = _WORD.findall(q)
+    words = query_words(q)
     if not words:
         return None
     quoted = [f'"{w}"' for w in words]

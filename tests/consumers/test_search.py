@@ -19,6 +19,7 @@ from consumers.role import BuiltinConsumersRole
 from consumers.search.index import SqliteSearchIndex
 from consumers.search.queries import HIT_END, HIT_START, SearchQuery, marked_snippet, match_expression
 from contracts.domain import DomainEvent, MessageDeleted, MessageEdited
+from contracts.errors import ContractError
 from contracts.topics import Topics
 from parley.http import build_app
 from parley.runtime import Runtime
@@ -40,8 +41,18 @@ async def _ids(index: SqliteSearchIndex, q: str, **kw: object) -> list[str]:
 
 
 def test_user_text_never_becomes_fts_syntax() -> None:
-    assert match_expression('refund" OR NOT x*') == '"refund" "OR" "NOT" "x"*'
+    assert match_expression('refund" OR NOT xy*') == '"refund" "OR" "NOT" "xy"*'
     assert match_expression("  ?! ") is None
+
+
+async def test_one_letter_prefixes_are_refused(index: SqliteSearchIndex) -> None:
+    """A one-letter prefix would expand to nearly every term (and chat) of the index."""
+    await index.apply(chat_events("c1", subject="Refund", texts=["refund please"]))
+    for q in ("r", "refund r", "r*", "é"):
+        with pytest.raises(ContractError, match="at least 2 characters"):
+            await index.search(SearchQuery(q=q))
+    assert await _ids(index, "re") == ["c1"]  # two letters are enough
+    assert await _ids(index, "r refund") == []  # a one-letter word not last is matched whole
 
 
 def test_marks_are_always_balanced_whatever_delimiters_a_message_holds() -> None:
@@ -188,7 +199,12 @@ async def test_api_search_fed_by_the_search_consumer(tmp_path: Path,
         assert rest["hits"][0]["chat_id"] != page["hits"][0]["chat_id"]
         bad = await client.get("/api/search")
         assert bad.status == 400 and (await bad.json())["error"] == "bad_request"
-        assert (await client.get("/api/search?q=x&limit=0")).status == 400
-        assert (await client.get("/api/search?q=x&cursor=%%%")).status == 400
+        assert (await client.get("/api/search?q=xy&limit=0")).status == 400
+        assert (await client.get("/api/search?q=xy&cursor=%%%")).status == 400
+        short = await client.get("/api/search?q=compiler%20m")
+        assert short.status == 400
+        assert (await short.json()) == {
+            "error": "bad_request", "detail": "q: the last word is matched as a prefix and "
+                                              "needs at least 2 characters (got 'm')"}
         consumers = await (await client.get("/api/consumers")).json()
         assert [g["consumer"] for g in consumers["groups"]] == ["search"]

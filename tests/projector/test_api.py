@@ -16,7 +16,7 @@ from contracts.topics import Topics
 from parley.http import build_app
 from parley.kafka.launcher import free_ports
 from parley.runtime import Runtime
-from parley.settings import KafkaSettings, Settings, StoreSettings
+from parley.settings import HttpSettings, KafkaSettings, Settings, StoreSettings
 from projector.api import ApiOptions
 from projector.role import ProjectorOptions, ProjectorRole
 from projector.runner import RunnerOptions
@@ -35,12 +35,15 @@ from tests.projector.test_runner_kit import (
 
 pytestmark = pytest.mark.kafka
 
+MAX_WAITERS = 4  # http.max_position_waiters of the API under test
+
 
 @pytest.fixture
 async def api(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path,
               unique: str) -> AsyncIterator[tuple[TestClient[Any, Any], ProjectorRole]]:
     settings = Settings(kafka=kafka_settings,
-                        store=StoreSettings(url=f"sqlite:///{tmp_path / 'state.db'}"))
+                        store=StoreSettings(url=f"sqlite:///{tmp_path / 'state.db'}"),
+                        http=HttpSettings(max_position_waiters=MAX_WAITERS))
     rt = Runtime.from_settings(settings)
     role = ProjectorRole(rt, ProjectorOptions(
         runner=RunnerOptions(group_id=f"{unique}-projector", poll_timeout_ms=100),
@@ -215,6 +218,49 @@ async def test_min_position_waits_until_applied(
     chat = await resp.json()
     assert resp.status == 200
     assert chat["subject"] == "Waited for"  # the waited-for event is in
+
+
+async def test_min_position_waiters_are_bounded_and_woken_by_the_commit(
+        api: tuple[TestClient[Any, Any], ProjectorRole], seeded: list[Position],
+        kafka_settings: KafkaSettings, topics: Topics) -> None:
+    client, role = api
+    [warm] = await produce(kafka_settings, topics, [envelope("natterly", "acme", natterly_body(
+        "ChatAccepted", "chat-cap", T0, agent="ag-1"))])
+    await eventually(lambda: applied(role.store, [warm]), "warm-up record applied")
+    upcoming = Position(warm.topic, warm.partition, warm.offset + 1)
+    store_reads = 0
+    real_offsets = role.store.offsets
+
+    async def counted(projection: str) -> dict[tuple[str, int], int]:
+        nonlocal store_reads
+        store_reads += 1
+        return await real_offsets(projection)
+
+    role.store.offsets = counted  # type: ignore[method-assign]
+    path = f"/api/chats/chat-cap?min_position={upcoming}"
+    waiting = [asyncio.create_task(client.get(path)) for _ in range(MAX_WAITERS)]
+
+    async def all_waiting() -> bool:
+        [metric] = role.metrics.waiting.collect()
+        return bool(metric.samples[0].value == MAX_WAITERS)
+
+    await eventually(all_waiting, "every request to wait for its position")
+    # One more is refused at once, without waiting.
+    refused = await _json(client, path, 503)
+    assert refused["error"] == "overloaded"
+    resp = await client.get(path)
+    assert resp.status == 503 and resp.headers["Retry-After"] == "1"
+    # The window in which a per-waiter poll (every recheck_s=0.2 s) would read the store
+    # MAX_WAITERS times over; the waits themselves are woken by the runner's commit.
+    await asyncio.sleep(1.0)
+    [pos] = await produce(kafka_settings, topics, [envelope("natterly", "acme", natterly_body(
+        "ChatAccepted", "chat-cap", T0 + timedelta(hours=1), agent="ag-1", subject="Landed"))])
+    assert pos == upcoming
+    for resp in await asyncio.wait_for(asyncio.gather(*waiting), 10):
+        assert resp.status == 200 and (await resp.json())["subject"] == "Landed"
+    assert store_reads == 0  # the runner owns the partition: no store polling at all
+    # The slots are free again.
+    assert (await _json(client, path))["subject"] == "Landed"
 
 
 async def test_min_position_times_out_with_504(

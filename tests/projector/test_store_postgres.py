@@ -93,6 +93,8 @@ def test_url_options_are_split_from_the_dsn() -> None:
         "tenant_1", 9, "off", 250)
     default = parse_postgres_url("postgresql://db/x")
     assert (default.schema, default.pool_size, default.migrate) == ("public", 5, "auto")
+    assert default.read_pool_size == 3
+    assert parse_postgres_url("postgresql://db/x?read_pool=7").read_pool_size == 7
 
 
 @pytest.mark.parametrize(("query", "says"), [
@@ -100,6 +102,8 @@ def test_url_options_are_split_from_the_dsn() -> None:
     ('schema=a"b', "schema"),
     ("pool_size=0", "pool_size"),
     ("pool_size=many", "integers"),
+    ("read_pool=0", "read_pool"),
+    ("read_pool=101", "read_pool"),
     ("migrate=later", "migrate"),
     ("lock_timeout_ms=-1", "lock_timeout_ms"),
 ])
@@ -116,6 +120,30 @@ async def test_unreachable_server_is_retriable_and_never_shows_the_password() ->
     assert failure.value.retriable
     assert "hunter2" not in str(failure.value) and "127.0.0.1:1/parley" in str(failure.value)
     await store.close()
+
+
+async def test_a_saturated_read_pool_never_delays_a_commit(pg_url: str) -> None:
+    """The query API's reads have connections of their own: with every one of them taken,
+    the runner's path (commit, offsets, the live projection) goes on at once."""
+    store = await _opened(with_options(pg_url, pool_size="1", read_pool="2"))
+    try:
+        await store.create_projection("p1")
+        await store.set_live("p1")
+        read_pool = store._read_pool  # the only way to hold every read connection
+        assert read_pool is not None
+        held = [await read_pool.acquire() for _ in range(2)]
+        try:
+            queued = asyncio.create_task(store.get_view("p1", "chat", "c1"))
+            await asyncio.wait_for(store.commit("p1", [chat("c1")], {("t", 0): 1}), 5)
+            assert await asyncio.wait_for(store.offsets("p1"), 5) == {("t", 0): 1}
+            assert await asyncio.wait_for(store.live_projection(), 5) == "p1"
+            assert not queued.done()  # the read waits for its own pool, not the commit's
+        finally:
+            for conn in held:
+                await read_pool.release(conn)
+        assert await asyncio.wait_for(queued, 5) is not None
+    finally:
+        await store.close()
 
 
 # ---------------------------------------------------------------------------- migrations

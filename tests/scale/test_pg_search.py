@@ -46,7 +46,7 @@ async def _ids(index: SearchIndex, q: str, **kw: object) -> list[str]:
 
 
 def test_user_text_never_becomes_tsquery_syntax() -> None:
-    assert tsquery("refund' | !x & y:*") == "'refund' & 'x' & 'y':*"
+    assert tsquery("refund' | !x & yz:*") == "'refund' & 'x' & 'yz':*"
     assert tsquery("  ?! ") is None
 
 
@@ -62,7 +62,7 @@ async def test_ranked_chats_with_highlighted_snippets(index: PgSearchIndex) -> N
     assert page.hits[0].score > page.hits[1].score > 0
     assert await _ids(index, "parc") == ["c1"]  # the last word matches as a prefix
     assert len(await _ids(index, "Webshop Billing Vera")) == 3  # names, department, site
-    assert await _ids(index, "'; DROP TABLE x; --") == []
+    assert await _ids(index, "'; DROP TABLE xy; --") == []
 
 
 async def test_snippets_are_escaped_text_with_only_our_marks(index: PgSearchIndex) -> None:

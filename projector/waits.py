@@ -1,0 +1,124 @@
+"""Read-your-writes waits (``min_position``): bounded in number, woken by commits, one poller.
+
+A request waiting for a position costs nothing while it waits, and the process bounds how
+many may wait at once:
+
+1. At most ``max_waiters`` waits run at once; one more raises :class:`Overloaded` at once
+   (the API answers 503 ``overloaded`` with ``Retry-After``), so unauthenticated reads cannot
+   pile up waits without limit.
+2. A position on a partition this process's runner is assigned is answered from
+   :class:`~projector.runner.Watermarks` alone: the runner advances them with the stored
+   offsets when it is assigned the partition and after each store commit, which wakes every
+   waiter. No store read happens for such a wait.
+3. A position on a partition another process applies (several projectors sharing
+   PostgreSQL, or this runner stopped) is checked once in the store when the wait starts;
+   after that ONE shared poller per process reads the live projection's offsets every
+   ``recheck_s`` while such waits exist, and advances the watermarks with them — the store
+   is read at a fixed rate whatever the number of waiters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from contracts.position import Position
+from projector.errors import StoreError
+from projector.runner import Watermarks
+from projector.store import Store
+
+__all__ = ["Overloaded", "PositionWaits"]
+
+log = logging.getLogger("parley.projector.waits")
+
+
+class Overloaded(Exception):
+    """Too many requests are waiting for a ``min_position`` already; retry later."""
+
+
+class PositionWaits:
+    """Bounded ``min_position`` waits over ``watermarks``; see the module docstring."""
+
+    def __init__(self, store: Store, watermarks: Watermarks, *, max_waiters: int,
+                 recheck_s: float) -> None:
+        self._store = store
+        self._watermarks = watermarks
+        self._max_waiters = max_waiters
+        self._recheck_s = recheck_s
+        self._waiting = 0
+        self._remote: set[object] = set()  # waits on partitions no local runner applies
+        self._poller: asyncio.Task[None] | None = None
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    async def wait(self, position: Position, timeout_s: float) -> bool:
+        """True once ``position`` is applied to the live projection; False after
+        ``timeout_s``. Raises :class:`Overloaded` when ``max_waiters`` waits already run."""
+        if self._waiting >= self._max_waiters:
+            raise Overloaded(f"{self._max_waiters} requests are waiting for a min_position "
+                             f"already; retry later")
+        self._waiting += 1
+        token = object()
+        try:
+            return await self._wait(token, position, timeout_s)
+        finally:
+            self._waiting -= 1
+            self._remote.discard(token)
+
+    async def _wait(self, token: object, position: Position, timeout_s: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        w = self._watermarks
+        topic, partition, offset = position.topic, position.partition, position.offset
+        if w.applied(topic, partition, offset):
+            return True
+        if not w.owns(topic, partition) and await self._in_store(position):
+            return True  # applied by another process (or before this one started)
+        while not w.applied(topic, partition, offset):
+            # Ownership moves with rebalances (which wake us): poll only while nobody here
+            # will commit this partition.
+            if w.owns(topic, partition):
+                self._remote.discard(token)
+            else:
+                self._remote.add(token)
+                self._start_poller()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await w.wait(remaining)
+        return True
+
+    async def _in_store(self, position: Position) -> bool:
+        live = await self._store.live_projection()
+        if live is None:
+            return False
+        stored = await self._store.offsets(live)
+        self._watermarks.advance(live, stored)
+        return self._watermarks.applied(position.topic, position.partition, position.offset)
+
+    async def close(self) -> None:
+        """Stop the poller (before the store closes)."""
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+
+    def _start_poller(self) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll(), name="position-poller")
+
+    async def _poll(self) -> None:
+        """The one store poll of the process: runs while remote waits exist, then ends."""
+        while self._remote:
+            try:
+                live = await self._store.live_projection()
+                if live is not None:
+                    self._watermarks.advance(live, await self._store.offsets(live))
+            except StoreError as exc:  # busy or closing: the waits time out if it lasts
+                log.info("min_position poll skipped: %s", type(exc).__name__)
+            # A polling interval, not a synchronisation: commits elsewhere announce nothing.
+            await asyncio.sleep(self._recheck_s)
