@@ -195,7 +195,7 @@ def live(kafka_settings: KafkaSettings, tmp_path: Path, unique: str) -> Iterator
     settings = Settings(
         kafka=kafka_settings, data_dir=str(tmp_path / "data"),
         # A short body deadline: a request whose Content-Length lies upward waits for it.
-        http=HttpSettings(host="127.0.0.1", port=0, api_tokens=(API_TOKEN,), body_timeout_s=0.5,
+        http=HttpSettings(host="127.0.0.1", port=0, api_tokens=(API_TOKEN,), body_timeout_s=0.2,
                           shutdown_timeout_s=2.0),
         store=StoreSettings(url=f"sqlite:///{tmp_path / 'state.db'}"),
         sources={"acme": SourceSettings(provider="natterly", auth_tokens=NATTERLY_TOKENS),
@@ -294,7 +294,7 @@ def mutated(draw: st.DrawFn, provider: str) -> bytes:
     if draw(st.integers(0, 9)) == 0:
         return draw(st.binary(max_size=300))
     doc = json.loads(json.dumps(draw(st.sampled_from(BODIES[provider]))))
-    for _ in range(draw(st.integers(0, 3))):
+    for _ in range(draw(st.sampled_from([0, 0, 1, 2, 3]))):  # as sent: some accepted
         path = draw(st.sampled_from(list(_paths(doc))[1:] or [()]))
         if not path:
             break
@@ -317,7 +317,8 @@ def _standard(family: bytes, secret: str, body: bytes, msg_id: bytes, ts: int
 
 @st.composite
 def webhook(draw: st.DrawFn) -> Request:
-    source = draw(st.one_of(st.sampled_from(sorted(SOURCES)), url_text, junk_bytes))
+    configured = st.sampled_from(sorted(SOURCES))
+    source = draw(st.one_of(configured, configured, configured, url_text, junk_bytes))
     provider = SOURCES.get(source, draw(st.sampled_from(sorted(BODIES))))
     body = draw(mutated(provider))
     headers: list[tuple[bytes, bytes]] = [(b"Content-Type", draw(content_type) if draw(
@@ -341,7 +342,7 @@ def webhook(draw: st.DrawFn) -> Request:
             headers += [(family + b"id", msg_id), (family + b"timestamp", str(ts).encode())]
         if not signed and draw(st.booleans()):
             headers[-1] = (family + b"signature", draw(header_value))
-    for _ in range(draw(st.integers(0, 2))):
+    for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):
         headers.append((draw(st.sampled_from([b"Authorization", b"X-Hub-Signature", b"webhook-id",
                                               b"webhook-timestamp", b"webhook-signature",
                                               b"svix-id", b"svix-signature", b"Content-Type",
@@ -417,6 +418,12 @@ def test_fuzz_campaign_every_route_and_header(live: LiveParley) -> None:
                             suppress_health_check=list(HealthCheck))(given(requests)(one))
         warm = settings(max_examples=30, deadline=None, database=None,
                         suppress_health_check=list(HealthCheck))(given(requests)(one))
+        # One known-good webhook: the count of records below is then never vacuous.
+        good = json.dumps(BODIES["natterly"][0]).encode()
+        status, answer = live.send(Request("webhook", b"POST", b"/webhooks/acme", (
+            (b"Content-Type", b"application/json"),), good, len(good)).raw())
+        assert status == 200, answer
+        accepted += 1
         warm()  # caches that fill once (routes, metrics label sets, hypothesis' own)
         gc.collect()
         baseline, _ = tracemalloc.get_traced_memory()
