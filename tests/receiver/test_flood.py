@@ -91,8 +91,8 @@ async def test_a_flood_of_slow_and_oversized_requests_does_not_starve_a_good_sen
         await asyncio.gather(*flood, return_exceptions=True)
     statuses = [status for status, _ in answers]
     print(f"\nflood: {4 * ATTACKERS} hostile requests; good sender: {len(answers)} webhooks, "
-          f"{statuses.count(200)} x 200, {statuses.count(503)} x 503 (200 again {recovered_s:.1f} s after the "
-          f"last attacker was done); RSS "
+          f"{statuses.count(200)} x 200, {statuses.count(503)} x 503 (200 again "
+          f"{recovered_s:.1f} s after the last attacker was done); RSS "
           f"{baseline / MiB:.0f} MiB -> peak {peak / MiB:.0f} MiB; max RSS of the process "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     assert answers and all(s == 200 or (s == 503 and ra) for s, ra in answers), answers
