@@ -15,7 +15,7 @@ BENCH_LOCK = requirements/bench.lock
 UV_VERSION = 0.13.9
 PYTEST_ARGS ?=
 
-.PHONY: run test test-quick test-latest lint install lock kafka-jars bench bench-deps clean
+.PHONY: run test fuzz test-quick test-latest lint install lock kafka-jars bench bench-deps clean
 
 install: $(STAMP)
 
@@ -85,3 +85,8 @@ bench: kafka-jars bench-deps
 
 clean:
 	rm -rf $(VENV) .venv-uv .venv-latest .parley .pytest_cache .mypy_cache .ruff_cache
+
+# A longer fuzzing campaign (tests/security/test_fuzz.py) than `make test` runs: local only.
+FUZZ_EXAMPLES ?= 20000
+fuzz: kafka-jars
+	PARLEY_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/security/test_fuzz.py -s -p no:randomly --timeout=0 $(PYTEST_ARGS)
