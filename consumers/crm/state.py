@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import orjson
 
 from consumers.search.queries import iso_utc
+from consumers.sqlite_columns import add_missing_columns
 from contracts.state import ChatState, MessageState
 from parley.private_files import private_sqlite
 
@@ -48,13 +49,12 @@ CREATE TABLE IF NOT EXISTS chats (chat_id TEXT PRIMARY KEY, source TEXT, subject
     visitor_id TEXT, agent TEXT, rating TEXT, completed INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS messages (chat_id TEXT NOT NULL, message_id TEXT NOT NULL,
     posted_at TEXT, author TEXT, text TEXT, text_at TEXT, deleted INTEGER NOT NULL DEFAULT 0,
-    internal INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (chat_id, message_id));
+    PRIMARY KEY (chat_id, message_id));
 """
 CHAT_FIELDS = ("source", "subject", "visitor_id", "agent", "rating")
-# Files from before state topics (and before agent-only notes were tracked: notes in those are
-# already absent, their text was never stored): the columns added since.
+# Files from before state topics: the columns the projector's states need.
 _ADDED = {"chats": ("status TEXT", "closed_at TEXT", "version INTEGER", "sent_key TEXT"),
-          "messages": ("version INTEGER", "internal INTEGER NOT NULL DEFAULT 0")}
+          "messages": ("version INTEGER",)}
 
 
 class CrmState:
@@ -72,11 +72,7 @@ class CrmState:
                 private_sqlite(Path(self.path))  # chat attributes: owner-only, -wal/-shm too
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.executescript(SCHEMA)
-            for table, columns in _ADDED.items():
-                have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-                for column in columns:
-                    if column.split()[0] not in have:
-                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+            add_missing_columns(self._db, _ADDED)
 
         await self._run(_open)
 
@@ -102,28 +98,6 @@ class CrmState:
                         "WHERE chat_id = ?", (*[str(fields[f]) for f in sets], chat_id))
             if fields.get("completed"):
                 self._x("UPDATE chats SET completed = 1 WHERE chat_id = ?", (chat_id,))
-
-        await self._run(write)
-
-    async def message(self, chat_id: str, message_id: str, *, text: str | None, text_at: str,
-                      posted_at: str | None = None, author: str | None = None,
-                      deleted: bool = False, internal: bool = False) -> None:
-        """Merge what one event says of a message; ``internal`` (an agent-only note) is
-        grow-only, so an edit that does not repeat the flag keeps the note internal."""
-        def write() -> None:
-            self._x(
-                "INSERT INTO messages(chat_id, message_id, posted_at, author, text, text_at, "
-                "deleted, internal) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(chat_id, message_id) DO UPDATE "
-                "SET posted_at = coalesce(messages.posted_at, excluded.posted_at), "
-                "author = coalesce(messages.author, excluded.author), "
-                "deleted = max(messages.deleted, excluded.deleted), "
-                "internal = max(messages.internal, excluded.internal), "
-                "text = CASE WHEN excluded.text_at >= coalesce(messages.text_at, '') "
-                "AND excluded.text IS NOT NULL THEN excluded.text ELSE messages.text END, "
-                "text_at = max(coalesce(messages.text_at, ''), excluded.text_at)",
-                (chat_id, message_id, posted_at, author, text, text_at, int(deleted),
-                 int(internal)))
 
         await self._run(write)
 
@@ -178,8 +152,9 @@ class CrmState:
     async def activity_sent(self, chat_id: str, key: str) -> None:
         await self._run(self._x, "UPDATE chats SET sent_key = ? WHERE chat_id = ?", (key, chat_id))
 
-    async def chat_summary(self, chat_id: str, *, internal_notes: bool = False) -> dict[str, Any]:
-        """The chat's fields and its transcript (agent-only notes only if ``internal_notes``)."""
+    async def chat_summary(self, chat_id: str) -> dict[str, Any]:
+        """The chat's fields and its transcript (the texts its message states gave: none for
+        an agent-only note unless ``internal_notes`` is configured, see the consumer)."""
         def read() -> dict[str, Any]:
             rows = self._x("SELECT c.source, c.subject, c.visitor_id, c.agent, c.rating, "
                            "c.completed, v.email, v.name FROM chats c LEFT JOIN visitors v "
@@ -189,8 +164,7 @@ class CrmState:
                  "visitor_name"), rows[0] if rows else (None,) * 8, strict=True))
             summary["messages"] = self._x(
                 "SELECT posted_at, author, text FROM messages WHERE chat_id = ? AND deleted = 0 "
-                "AND text IS NOT NULL AND (internal = 0 OR ?) ORDER BY posted_at, message_id",
-                (chat_id, int(internal_notes)))
+                "AND text IS NOT NULL ORDER BY posted_at, message_id", (chat_id,))
             return summary
 
         return await self._run(read)

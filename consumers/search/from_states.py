@@ -48,8 +48,8 @@ class MessageRow(NamedTuple):
 def searchable_text(message: MessageState) -> str | None:
     """A message's text as search shows it: none once deleted or when agent-only."""
     # ``internal`` (agent-only notes) is set by the projector's fold; states published
-    # before it existed have no such field and were never internal.
-    if message.deleted or getattr(message, "internal", False):
+    # before it existed decode with its default, False.
+    if message.deleted or message.internal:
         return None
     return message.text
 

@@ -28,6 +28,7 @@ from typing import Protocol, TypeVar
 
 from consumers.search.from_states import ChatRow, MessageRow, rows_of
 from consumers.search.queries import SearchPage, SearchQuery, iso_utc, run_search
+from consumers.sqlite_columns import add_missing_columns
 from contracts.domain import (
     ChatAccepted,
     ChatAssigned,
@@ -85,8 +86,10 @@ CREATE VIRTUAL TABLE IF NOT EXISTS docs_fts USING fts5(
 """
 T = TypeVar("T")
 STATUS_RANK = {"waiting": 0, "active": 1, "idle": 2, "closed": 3}
-# An index file from before agent-only notes were tracked gets the column.
-_ADD_INTERNAL = "ALTER TABLE messages ADD COLUMN internal INTEGER NOT NULL DEFAULT 0"
+# Index files from before agent-only notes were tracked, and from before states: the columns
+# added since.
+_ADDED = {"chats": ("version INTEGER",),
+          "messages": ("internal INTEGER NOT NULL DEFAULT 0", "version INTEGER")}
 _Message = tuple[str | None, str | None, int, str | None, int]  # text, author, deleted, indexed, internal
 
 
@@ -129,12 +132,7 @@ class SqliteSearchIndex:
             private_sqlite(Path(self.path))  # message text: owner-only, -wal/-shm too
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.executescript(SCHEMA)
-        if "internal" not in {row[1] for row in db.execute("PRAGMA table_info(messages)")}:
-            db.execute(_ADD_INTERNAL)
-        for table in ("chats", "messages"):  # files from before states: add the version
-            columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-            if "version" not in columns:
-                db.execute(f"ALTER TABLE {table} ADD COLUMN version INTEGER")
+        add_missing_columns(db, _ADDED)
         self._db = db
 
     async def close(self) -> None:
