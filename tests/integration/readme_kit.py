@@ -135,11 +135,7 @@ class Background:
         return self.log.read_text(errors="replace")
 
     def wait_for(self, needle: str, timeout_s: float = 180.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while needle not in self.output():
-            assert self.proc.poll() is None, f"{self.command!r} exited:\n{self.output()[-4000:]}"
-            assert time.monotonic() < deadline, f"{self.command!r}: no {needle!r}:\n{self.output()[-4000:]}"
-            time.sleep(0.1)  # poll interval of the wait, not a stand-in for one
+        self.wait_until(lambda: needle in self.output(), f"printing {needle!r}", timeout_s)
 
     def wait_until(self, ok: Callable[[], bool], what: str, timeout_s: float = 180.0) -> None:
         deadline = time.monotonic() + timeout_s
