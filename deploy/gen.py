@@ -42,6 +42,7 @@ from consumers.runner import group_id as consumer_group_id
 from contracts.topics import Topics, TopicSpec
 from parley.cli import build_parser
 from parley.errors import SettingsError
+from parley.pg.url import is_postgres_url
 from parley.settings import Settings, load_settings
 from projector.dlq import DLQ_GROUP as PROJECTOR_DLQ_GROUP
 from projector.runner import RunnerOptions as ProjectorOptions
@@ -98,7 +99,6 @@ USERNAME_ENV = "PARLEY_KAFKA__SECURITY__SASL_USERNAME"
 STORE_URL_ENV = "PARLEY_STORE__URL"
 TRIGGER_AUTH = "parley-kafka"
 _KEDA_SASL = {"PLAIN": "plaintext", "SCRAM-SHA-256": "scram_sha256", "SCRAM-SHA-512": "scram_sha512"}
-_SHARED_STORES = ("postgresql://", "postgres://", "postgresql+asyncpg://", "postgresql+psycopg://")
 
 
 def manifests(directory: Path = K8S_DIR) -> Iterator[tuple[Path, dict[str, Any]]]:
@@ -317,7 +317,7 @@ def replica_limit(w: GroupWorkload, partitions: dict[str, int]) -> tuple[int, st
     state = ROLE_STATE.get(w.role)
     if state == "pod":
         return 1, f"{w.role} keeps its state in a file on the pod's volume (one replica)"
-    if state == "store" and not w.store_url.lower().startswith(_SHARED_STORES):
+    if state == "store" and not is_postgres_url(w.store_url):
         return 1, (f"store.url is SQLite, a file on the pod's volume: one replica (a PostgreSQL "
                    f"store lifts this to {bound})")
     return bound, f"{bound} partitions per topic it reads: more members would sit idle"

@@ -29,7 +29,7 @@ from parley.settings import Settings, load_settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 # Packages that contribute sub-commands (imported lazily: a missing one is skipped).
-EXTENSIONS = ("projector.cli", "consumers.cli", "receiver.cli")
+EXTENSIONS = ("projector.cli", "parley.store_cli", "consumers.cli", "receiver.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -44,5 +44,24 @@ class LocalKafkaInUse(ParleyError):
     """``parley kafka down`` was asked to stop a local broker that a process still uses."""
 
 
+class StoreError(ParleyError):
+    """A database Parley keeps state in (the projector's store, the search index) refused an
+    operation; the message says what to do."""
+
+
+class StoreUnavailable(StoreError):
+    """The database is busy or unreachable (e.g. SQLite locked past ``busy_timeout``).
+
+    Retriable: nothing was written (the transaction was rolled back), so the same
+    batch can be committed again.
+    """
+
+    retriable = True
+
+
+class UnsupportedStore(StoreError):
+    """``store.url`` names a store Parley cannot open (unknown scheme, or a bad option)."""
+
+
 class LaunchCancelled(LauncherError):
     """A local broker's start was cancelled (Ctrl-C); the nodes it had started are stopped."""

@@ -27,6 +27,7 @@ import msgspec
 
 from parley.credentials import secret_problem, standard_secret_problem
 from parley.errors import SettingsError
+from parley.pg.url import SCHEMES as POSTGRES_SCHEMES
 
 ProviderName = Literal["natterly", "chatshipper", "standard"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -37,8 +38,7 @@ CONFIG_ENV = "PARLEY_CONFIG"
 #: ``$PARLEY_CONFIG`` names one.
 LOCAL_CONFIG = "parley.toml"
 #: ``store.url`` schemes some store understands (projector/stores.py builds them).
-STORE_SCHEMES = ("sqlite", "postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg",
-                 "memory")
+STORE_SCHEMES = ("sqlite", *POSTGRES_SCHEMES, "memory")
 
 
 class KafkaSecurity(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

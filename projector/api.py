@@ -26,8 +26,9 @@ from contracts.errors import ContractError
 from contracts.params import parse_uint
 from contracts.position import Position
 from contracts.topics import Topics
+from parley.errors import StoreError
 from parley.http import error_response
-from projector.errors import InvalidCursor, StoreError, UnknownProjection
+from projector.errors import InvalidCursor, UnknownProjection
 from projector.metrics import ProjectorMetrics
 from projector.store import CUSTOMER_TYPE, Store
 from projector.waits import Overloaded, PositionWaits

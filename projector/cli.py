@@ -54,10 +54,6 @@ def register(subparsers: Any) -> None:
                                    "case ignored)")
     drop.set_defaults(handler=_cmd_drop)
 
-    from projector.store_cli import register as register_store  # `parley store migrate`
-
-    register_store(subparsers)
-
 
 def _cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
     from parley.http import build_app, serve

@@ -1,7 +1,8 @@
 """Errors of the projector. Callers decide retry vs. give-up by reading ``retriable``.
 
-The hierarchy is small on purpose: the runner retries :class:`ProjectorError`s whose
-``retriable`` is true and stops (or dead-letters) on the rest; the query API maps
+The hierarchy is small on purpose. The store's errors are :class:`parley.errors.StoreError`
+and its subclasses (shared with the search index, which keeps its tables in the same
+database); those only the projection copies can raise are here. The query API maps
 :class:`InvalidCursor` to 400 and :class:`UnknownProjection` to 503.
 """
 
@@ -9,17 +10,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from parley.errors import ParleyError
+from parley.errors import ParleyError, StoreError
 
 __all__ = [
     "InvalidCursor",
     "InvalidProjectionName",
     "LiveProjectionDrop",
     "ProjectorError",
-    "StoreError",
-    "StoreUnavailable",
     "UnknownProjection",
-    "UnsupportedStore",
 ]
 
 
@@ -27,24 +25,6 @@ class ProjectorError(ParleyError):
     """Base class. ``retriable`` tells callers whether trying again may help."""
 
     retriable: ClassVar[bool] = False
-
-
-class StoreError(ProjectorError):
-    """The state store refused an operation; the message says what to do."""
-
-
-class StoreUnavailable(StoreError):
-    """The store is busy or unreachable (e.g. SQLite locked past ``busy_timeout``).
-
-    Retriable: nothing was written (the transaction was rolled back), so the same
-    batch can be committed again.
-    """
-
-    retriable: ClassVar[bool] = True
-
-
-class UnsupportedStore(StoreError):
-    """``store.url`` names a store Parley cannot open (unknown or not yet supported scheme)."""
 
 
 class UnknownProjection(StoreError):

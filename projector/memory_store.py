@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
-from projector.errors import LiveProjectionDrop, StoreError, UnknownProjection
+from parley.errors import StoreError
+from projector.errors import LiveProjectionDrop, UnknownProjection
 from projector.fold import AggregateRef
 from projector.outbox import OutboxEntry, entry_for, new_token
 from projector.store import CUSTOMER_TYPE, KINDS, decode_cursor, encode_cursor, projection_name

@@ -2,7 +2,7 @@
 
 Layout in the configured schema (``?schema=`` in the store URL, default ``public``):
 
-* ``parley_migrations`` — versions applied per component (:mod:`projector.pg_migrate`);
+* ``parley_migrations`` — versions applied per component (:mod:`parley.pg.migrate`);
 * ``parley_projections`` — the registry of projection copies; ``parley_live`` — the one-row
   pointer to the copy that serves reads;
 * ``parley_outbox`` — state changes committed and not yet published (one per store);
@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import hashlib
 
-from projector.errors import StoreError
-from projector.pg_migrate import Conn, Migration, advisory_key, quote_ident
+from parley.errors import StoreError
+from parley.pg.migrate import Conn, Migration, advisory_key, quote_ident
 
 __all__ = ["STORE_MIGRATIONS", "CopySql", "CopyTables", "copy_ddl"]
 
@@ -170,7 +170,7 @@ def _v3(schema: str) -> list[str]:
     ]
 
 
-#: The store's migrations, oldest first (see :mod:`projector.pg_migrate` for the rules).
+#: The store's migrations, oldest first (see :mod:`parley.pg.migrate` for the rules).
 STORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="projection registry and live pointer", statements=_v1),
     Migration(version=2, description="projection names in lower case",

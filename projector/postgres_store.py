@@ -29,11 +29,11 @@ live copy. Three rules keep their commits exactly-once together:
    back to the stored offsets and folds again from there.
 
 Failures: a lock wait longer than ``?lock_timeout_ms=`` (default 10 s), a deadlock or a lost
-connection raise :class:`~projector.errors.StoreUnavailable` (retriable: the transaction was
+connection raise :class:`~parley.errors.StoreUnavailable` (retriable: the transaction was
 rolled back). The store URL — which may carry a password — is never logged nor put in an
 error message.
 
-Schema migrations are versioned (:mod:`projector.pg_migrate`) and applied when the store is
+Schema migrations are versioned (:mod:`parley.pg.migrate`) and applied when the store is
 opened, unless ``?migrate=off``: then ``open`` refuses a schema that is not current and
 ``parley store migrate`` applies the migrations.
 """
@@ -46,13 +46,10 @@ from typing import ClassVar, TypeVar
 import asyncpg
 import msgspec
 
-from projector.errors import (
-    LiveProjectionDrop,
-    ProjectorError,
-    StoreError,
-    StoreUnavailable,
-    UnknownProjection,
-)
+from parley.errors import StoreError, StoreUnavailable
+from parley.pg.migrate import Conn, MigrationStatus, advisory_key, migrate, quote_ident
+from parley.pg.url import PostgresOptions, parse_postgres_url
+from projector.errors import LiveProjectionDrop, ProjectorError, UnknownProjection
 from projector.fold import AggregateRef, decode_state, encode_state
 from projector.outbox import (
     OutboxEntry,
@@ -65,13 +62,11 @@ from projector.outbox import (
     wrap_state,
 )
 from projector.pg_merge import MERGED_KINDS, join
-from projector.pg_migrate import Conn, MigrationStatus, advisory_key, migrate, quote_ident
 from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl
-from projector.pg_url import PostgresOptions, parse_postgres_url
 from projector.store import CUSTOMER_TYPE, KINDS, decode_cursor, encode_cursor, projection_name
 from projector.views import Row, row_for
 
-__all__ = ["PostgresOptions", "PostgresStore", "StoreConflict", "parse_postgres_url"]
+__all__ = ["PostgresStore", "StoreConflict"]
 
 T = TypeVar("T")
 
@@ -98,8 +93,8 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
-def _translate(exc: Exception, where: str) -> ProjectorError:
-    if isinstance(exc, ProjectorError):
+def _translate(exc: Exception, where: str) -> ProjectorError | StoreError:
+    if isinstance(exc, ProjectorError | StoreError):
         return exc
     if isinstance(exc, asyncpg.exceptions.UndefinedTableError):
         return UnknownProjection("projection does not exist (dropped, or never created)")

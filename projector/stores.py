@@ -15,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from projector.errors import UnsupportedStore
+from parley.errors import UnsupportedStore
+from parley.pg.url import is_postgres_url
 from projector.memory_store import MemoryStore
 from projector.sqlite_store import SqliteStore
 from projector.store import Store
@@ -33,7 +34,7 @@ def open_store(url: str) -> Store:
     scheme = scheme.lower()
     if not sep:
         raise UnsupportedStore(f"store URL {url!r} has no scheme: use sqlite:///path/to/state.db")
-    if scheme in ("postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg"):
+    if is_postgres_url(url):
         # Imported here: only PostgreSQL deployments load asyncpg. Never echo the URL
         # (it may carry a password); see projector.postgres_store for the options.
         from projector.postgres_store import PostgresStore

@@ -24,7 +24,7 @@ import contextlib
 import logging
 
 from contracts.position import Position
-from projector.errors import StoreError
+from parley.errors import StoreError
 from projector.runner import Watermarks
 from projector.store import Store
 

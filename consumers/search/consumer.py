@@ -7,19 +7,13 @@ order, is safe."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from consumers.api import ConsumedEvent, Consumer
 from consumers.registry import ConsumerContext
+from consumers.search.backends import search_index_for
 from consumers.search.index import SearchIndex
 
-__all__ = ["build", "search_consumer", "search_db_path"]
-
-
-def search_db_path(data_dir: str | Path, config: dict[str, object] | None = None) -> Path:
-    """``[consumers.search] path`` if set, else ``<data_dir>/search.db``."""
-    configured = (config or {}).get("path")
-    return Path(str(configured)) if configured else Path(data_dir) / "search.db"
+__all__ = ["build", "search_consumer"]
 
 
 def search_consumer(index: SearchIndex, *, name: str = "search", own_index: bool = True
@@ -38,6 +32,4 @@ def search_consumer(index: SearchIndex, *, name: str = "search", own_index: bool
 
 def build(ctx: ConsumerContext) -> Consumer:
     """Entry-point factory: ``parley consumer search``."""
-    from consumers.search.backends import search_index_for  # imports this module
-
     return search_consumer(search_index_for(ctx.settings, ctx.config), name=ctx.name)

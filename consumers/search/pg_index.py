@@ -61,9 +61,9 @@ from contracts.domain import (
     MessagePosted,
 )
 from contracts.state_change import StateChange
-from projector.errors import StoreError
-from projector.pg_migrate import Migration, migrate, quote_ident
-from projector.pg_url import parse_postgres_url
+from parley.errors import StoreError
+from parley.pg.migrate import Migration, migrate, quote_ident
+from parley.pg.url import parse_postgres_url
 
 __all__ = ["SEARCH_MIGRATIONS", "PgSearchIndex", "tsquery"]
 
@@ -120,7 +120,7 @@ def _v3(s: str) -> list[str]:
             f"ALTER TABLE {s}.search_messages ADD COLUMN version BIGINT"]
 
 
-#: The search index's migrations, oldest first (rules in :mod:`projector.pg_migrate`).
+#: The search index's migrations, oldest first (rules in :mod:`parley.pg.migrate`).
 SEARCH_MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="chats and messages with generated tsvectors", statements=_v1),
     Migration(version=2, description="agent-only notes stay out of documents", statements=_v2),

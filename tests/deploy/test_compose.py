@@ -20,8 +20,8 @@ from contracts.topics import Topics
 from parley.cli import build_parser
 from parley.http import check_exposure
 from parley.kafka.jars import KAFKA_VERSION
+from parley.pg.url import parse_postgres_url
 from parley.settings import Settings, load_settings
-from projector.pg_url import parse_postgres_url
 from tests.deploy.manifests import ALL_INTERFACES, DEPLOY, REPO
 
 COMPOSE_FILE = DEPLOY / "compose.yaml"

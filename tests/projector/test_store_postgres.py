@@ -18,11 +18,13 @@ from store_contract import StoreContract, chat, visitor
 from store_crash_kit import kill_mid_commits
 
 from contracts.domain import VisitorSeen
-from projector.errors import LiveProjectionDrop, StoreError, StoreUnavailable, UnsupportedStore
+from parley.errors import StoreError, StoreUnavailable, UnsupportedStore
+from parley.pg.migrate import Migration, migrate
+from parley.pg.url import PostgresOptions, parse_postgres_url
+from projector.errors import LiveProjectionDrop
 from projector.fold import AggregateRef, VisitorFold, apply, decode_state
-from projector.pg_migrate import Migration, migrate
 from projector.pg_schema import STORE_MIGRATIONS, CopyTables, copy_ddl
-from projector.postgres_store import PostgresOptions, PostgresStore, StoreConflict, parse_postgres_url
+from projector.postgres_store import PostgresStore, StoreConflict
 from projector.store import Store
 from projector.stores import open_store
 from projector.views import row_for

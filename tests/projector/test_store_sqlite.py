@@ -12,7 +12,8 @@ import pytest
 from store_contract import StoreContract, chat
 from store_crash_kit import kill_mid_commits
 
-from projector.errors import LiveProjectionDrop, StoreUnavailable, UnsupportedStore
+from parley.errors import StoreUnavailable, UnsupportedStore
+from projector.errors import LiveProjectionDrop
 from projector.sqlite_store import SqliteStore, _copy_schema, _rows_per_statement
 from projector.store import Store
 from projector.stores import open_store

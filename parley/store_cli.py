@@ -5,6 +5,10 @@ Processes migrate on start-up anyway (unless ``?migrate=off`` is in the PostgreS
 command is for deployments that migrate as a separate step — a Kubernetes Job or an init
 container before the new version rolls out. ``--check`` applies nothing and exits 1 when a
 migration is pending. SQLite stores always migrate themselves when opened.
+
+The command belongs to the composition layer, beside ``parley.cli``: it gathers the migrations
+of the projector's store and of the search consumer's index, two packages that may not import
+each other, whose tables share one PostgreSQL schema.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import asyncio
 import sys
 from typing import Any
 
+from parley.errors import ParleyError
+from parley.pg.url import is_postgres_url
 from parley.settings import Settings
 
 __all__ = ["migrate_postgres", "register"]
@@ -31,16 +37,14 @@ def register(subparsers: Any) -> None:
 
 
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from projector.errors import ProjectorError
-
     url = settings.store.url
     try:
-        if url.split("://", 1)[0].lower().startswith("postgres"):
+        if is_postgres_url(url):
             lines, pending = asyncio.run(migrate_postgres(url, apply=not args.check))
             print("\n".join(lines))
             return 1 if pending else 0
         return asyncio.run(_open_other(url))
-    except ProjectorError as exc:  # one line, like every `parley` error (never the URL)
+    except ParleyError as exc:  # one line, like every `parley` error (never the URL)
         print(f"parley: error: {exc}", file=sys.stderr)
         return 1
 
@@ -53,10 +57,10 @@ async def migrate_postgres(url: str, *, apply: bool) -> tuple[list[str], bool]:
     import asyncpg
 
     from consumers.search.pg_index import SEARCH_MIGRATIONS
-    from projector.errors import StoreUnavailable
-    from projector.pg_migrate import migrate
+    from parley.errors import StoreUnavailable
+    from parley.pg.migrate import migrate
+    from parley.pg.url import parse_postgres_url
     from projector.pg_schema import STORE_MIGRATIONS
-    from projector.pg_url import parse_postgres_url
 
     options = parse_postgres_url(url)
     try:

@@ -1,4 +1,5 @@
-"""``postgresql://`` URLs of the state store: asyncpg's DSN and Parley's own options.
+"""``postgresql://`` URLs of the state store: which URLs are PostgreSQL's, asyncpg's DSN and
+Parley's own options.
 
 Parley's options are query parameters of the URL (``schema``, ``pool_size``, ``read_pool``,
 ``migrate``, ``lock_timeout_ms``); every other parameter (``sslmode``, ``connect_timeout``, …) is left in
@@ -13,10 +14,11 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from projector.errors import UnsupportedStore
+from parley.errors import UnsupportedStore
 
-__all__ = ["SCHEMES", "PostgresOptions", "parse_postgres_url"]
+__all__ = ["SCHEMES", "PostgresOptions", "is_postgres_url", "parse_postgres_url"]
 
+#: The URL schemes that mean PostgreSQL (compared ignoring case).
 SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg", "postgresql+psycopg")
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
@@ -34,6 +36,13 @@ class PostgresOptions:
     lock_timeout_ms: int = 10_000
 
 
+def is_postgres_url(url: str) -> bool:
+    """Whether ``url`` names a PostgreSQL database (its scheme is one of :data:`SCHEMES`): the
+    one test of it, for the store, the search index, ``parley store migrate`` and ``deploy/``."""
+    scheme, sep, _ = url.partition("://")
+    return bool(sep) and scheme.lower() in SCHEMES
+
+
 def parse_postgres_url(url: str) -> PostgresOptions:
     """Split a store URL; Parley's options are ``schema``, ``pool_size``, ``read_pool``,
     ``migrate`` (auto, off) and ``lock_timeout_ms``; any other query parameter (``sslmode``,
@@ -41,9 +50,9 @@ def parse_postgres_url(url: str) -> PostgresOptions:
 
     Errors name the offending option, never the URL (it may carry a password).
     """
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in SCHEMES:
+    if not is_postgres_url(url):
         raise UnsupportedStore("a PostgreSQL store URL starts with postgresql://")
+    parts = urlsplit(url)
     ours: dict[str, str] = {}
     theirs: list[tuple[str, str]] = []
     for key, value in parse_qsl(parts.query, keep_blank_values=True):

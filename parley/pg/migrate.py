@@ -24,7 +24,7 @@ from typing import Any, TypeAlias
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from projector.errors import StoreError
+from parley.errors import StoreError
 
 __all__ = ["Conn", "Migration", "MigrationStatus", "advisory_key", "migrate", "quote_ident"]
 
