@@ -64,6 +64,7 @@ kafka-jars: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # The whole suite: lint, strict typing, unit and real-Kafka integration tests.
 test: kafka-jars lint
