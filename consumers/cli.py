@@ -13,7 +13,6 @@ from aiokafka.errors import KafkaError
 
 from consumers.errors import ConsumerError
 from consumers.registry import consumer_config, known_consumers, load_consumer
-from consumers.runner import group_id
 from contracts.topics import AGGREGATE_KINDS, Topics
 from parley import loop
 from parley.errors import SettingsError
@@ -89,7 +88,7 @@ def _resolve(name: str, settings: Settings, *, guess: bool = True) -> tuple[str,
             raise
         # Known but not loadable here (unconfigured), or code this CLI cannot import: the
         # group's own committed offsets say which topics it reads.
-        group = group_id(settings.kafka.topic_prefix, name)
+        group = Topics(prefix=settings.kafka.topic_prefix).group_id(name)
         found = asyncio.run(_retrying(lambda: committed_topics(settings.kafka, group)))
         if found:
             return name, found
@@ -142,9 +141,9 @@ def _cmd_consumer(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    topics = Topics(prefix=settings.kafka.topic_prefix)
     for k in known_consumers():
-        print(f"{k.name:<16} group {group_id(settings.kafka.topic_prefix, k.name):<32} "
-              f"dlq {Topics(prefix=settings.kafka.topic_prefix).dlq(k.name):<28} "
+        print(f"{k.name:<16} group {topics.group_id(k.name):<32} dlq {topics.dlq(k.name):<28} "
               f"({k.origin}: {k.ref})")
     return 0
 
@@ -154,7 +153,8 @@ def _cmd_lag(args: argparse.Namespace, settings: Settings) -> int:
 
     resolved = [_resolve(ref, settings) for ref in args.names] if args.names \
         else _every_group(settings)
-    watched = [WatchedGroup(name, group_id(settings.kafka.topic_prefix, name), tuple(topic_names))
+    topics = Topics(prefix=settings.kafka.topic_prefix)
+    watched = [WatchedGroup(name, topics.group_id(name), tuple(topic_names))
                for name, topic_names in resolved]
 
     async def main() -> list[Any]:
@@ -184,7 +184,7 @@ def _cmd_reset(args: argparse.Namespace, settings: Settings) -> int:
 
     target = parse_reset_target(args.to)
     name, topic_names = _resolve(args.name, settings)
-    group = group_id(settings.kafka.topic_prefix, name)
+    group = Topics(prefix=settings.kafka.topic_prefix).group_id(name)
     offsets = asyncio.run(reset_group(settings.kafka, group, topic_names, target))
     for tp, offset in sorted(offsets.items()):
         print(f"{group} {tp.topic}:{tp.partition} -> {offset}")

@@ -53,14 +53,9 @@ from contracts.topics import Topics
 from parley.kafka.clients import make_consumer, start_unless_stopped
 from parley.settings import KafkaSettings
 
-__all__ = ["ConsumerRunner", "RunnerOptions", "group_id"]
+__all__ = ["ConsumerRunner", "RunnerOptions"]
 
 log = logging.getLogger("parley.consumers.runner")
-
-
-def group_id(topic_prefix: str, name: str) -> str:
-    """The Kafka consumer group of consumer ``name``: ``<topic_prefix>.consumers.<name>``."""
-    return f"{topic_prefix}.consumers.{name}"
 
 
 class RunnerOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,14 +79,14 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class ConsumerRunner:
-    """One member of consumer group :func:`group_id` running ``consumer`` (see module doc)."""
+    """One member of consumer group :meth:`Topics.group_id` running ``consumer`` (see module doc)."""
 
     def __init__(self, consumer: Consumer, kafka: KafkaSettings, topics: Topics,
                  metrics: ConsumerMetrics, *, secrets: Sequence[str] = (),
                  options: RunnerOptions | None = None, rng: random.Random | None = None) -> None:
         self.consumer = consumer
         self.name = consumer.name
-        self.group = group_id(kafka.topic_prefix, consumer.name)
+        self.group = topics.group_id(consumer.name)
         self.topic_names = consumer.topic_names(topics)
         self._k = kafka
         self._metrics = metrics
