@@ -123,6 +123,8 @@ def test_consumer_definitions_are_checked_and_filters_apply() -> None:
         Consumer(name="x")
     with pytest.raises(ValueError, match="name"):
         Consumer(name="has space", handle=h)
+    with pytest.raises(ValueError, match="projector's"):  # its dead letters, `parley dlq projector`
+        Consumer(name="projector", handle=h)
     with pytest.raises(ValueError, match="topics"):
         Consumer(name="x", handle=h, topics=("chats",))  # type: ignore[arg-type]
     c = consumer("c", topics=("chat",), event_types=("ChatClosed",))(h)
