@@ -31,7 +31,7 @@ __all__ = ["DeadLetter", "DeadLetters", "KafkaDeadLetters", "Stage"]
 
 log = logging.getLogger("parley.projector.dlq")
 
-#: Where the projector gave up on a record: a contract's ``reason``.
+#: Where the projector gave up on a record: its letter's ``reason`` (contracts.dead_letter).
 Stage = Literal["decode", "apply"]
 
 
@@ -60,7 +60,7 @@ class DeadLetter:
 
 
 class DeadLetters(Protocol):
-    """Where the runner parks bad records. ``send`` returns once the letter is durable."""
+    """Where the runner puts the records it skips. ``send`` returns once they are durable."""
 
     async def send(self, letters: list[DeadLetter], projection: str) -> None: ...
 
