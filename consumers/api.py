@@ -27,7 +27,14 @@ from aiokafka.structs import ConsumerRecord
 
 from consumers.retry import RetryPolicy
 from contracts.position import Position
-from contracts.topics import AGGREGATE_KINDS, STATE_TOPIC_KINDS, AggregateKind, StateTopicKind, Topics
+from contracts.topics import (
+    AGGREGATE_KINDS,
+    PROJECTOR,
+    STATE_TOPIC_KINDS,
+    AggregateKind,
+    StateTopicKind,
+    Topics,
+)
 
 if TYPE_CHECKING:
     from contracts.domain import DomainEvent
@@ -201,6 +208,8 @@ class Consumer:
             raise ValueError(f"consumer {self.name!r}: set exactly one of handle, handle_batch")
         if not self.name or not all(c.isalnum() or c in "._-" for c in self.name):
             raise ValueError(f"consumer name {self.name!r}: use letters, digits, '.', '_', '-'")
+        if self.name == PROJECTOR:  # its dead-letter topic and `parley dlq projector` are taken
+            raise ValueError(f"consumer name {self.name!r} is the projector's: choose another")
         unknown = set(self.topics) - set(AGGREGATE_KINDS)
         if unknown or not (self.topics or self.states):
             raise ValueError(f"consumer {self.name!r}: topics must be among {AGGREGATE_KINDS}")

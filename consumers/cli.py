@@ -1,4 +1,8 @@
-"""``parley consumer NAME`` and ``parley consumers list|lag|reset|dlq``."""
+"""``parley consumer NAME``, ``parley consumers list|lag|reset`` and ``parley dlq NAME``.
+
+``parley dlq`` serves every group's dead-letter topic, the projector's included;
+``parley consumers dlq`` is the same command under its first name.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,8 @@ from aiokafka.errors import KafkaError
 
 from consumers.errors import ConsumerError
 from consumers.registry import consumer_config, known_consumers, load_consumer
-from consumers.runner import group_id
-from contracts.topics import AGGREGATE_KINDS, Topics
+from contracts.dead_letter import DeadLetterEntry
+from contracts.topics import AGGREGATE_KINDS, PROJECTOR, Topics
 from parley import loop
 from parley.errors import SettingsError
 from parley.settings import Settings
@@ -52,8 +56,14 @@ def register(sub: Any) -> None:
     reset.add_argument("--to", required=True, metavar="earliest|latest|TIME",
                        help="earliest, latest, or an ISO-8601 time (the record's receive time)")
     reset.set_defaults(handler=_cmd_reset, local_kafka=True)
-    dlq = msub.add_parser("dlq", help="a group's dead letters and parked keys")
-    dlq.add_argument("name")
+    _dlq_arguments(msub.add_parser("dlq", help="the same as `parley dlq`"))
+    _dlq_arguments(sub.add_parser("dlq", help="a group's dead letters and parked keys (every "
+                                              "group, the projector included)"))
+
+
+def _dlq_arguments(dlq: argparse.ArgumentParser) -> None:
+    dlq.add_argument("name", help=f"the group: {PROJECTOR}, or a consumer (built-in, "
+                                  "entry-point name, or module:attribute)")
     dlq.add_argument("action", choices=("list", "replay", "skip"))
     dlq.add_argument("--key", help="only this record key (chat, visitor or agent id)")
     dlq.add_argument("--topic", choices=AGGREGATE_KINDS, help="only this aggregate's topic")
@@ -89,7 +99,7 @@ def _resolve(name: str, settings: Settings, *, guess: bool = True) -> tuple[str,
             raise
         # Known but not loadable here (unconfigured), or code this CLI cannot import: the
         # group's own committed offsets say which topics it reads.
-        group = group_id(settings.kafka.topic_prefix, name)
+        group = Topics(prefix=settings.kafka.topic_prefix).group_id(name)
         found = asyncio.run(_retrying(lambda: committed_topics(settings.kafka, group)))
         if found:
             return name, found
@@ -119,6 +129,20 @@ def _name(name: str, settings: Settings) -> str:
     return load_consumer(name, settings).name if ":" in name else name
 
 
+def _describe(e: DeadLetterEntry) -> str:
+    """One ``parley dlq NAME list`` line."""
+    if e.kind == "parked":
+        what = "parked behind its key's dead letter"
+    else:
+        when = "" if e.at is None else f" last {e.at:%Y-%m-%dT%H:%M:%SZ}"
+        if e.first_failed_at is not None and e.first_failed_at != e.at:
+            when = f" first {e.first_failed_at:%Y-%m-%dT%H:%M:%SZ}{when}"
+        what = (f"{e.reason or '-'} {e.error_type}: {e.error} after {e.attempts} attempt(s)"
+                f"{when}{'' if e.projection is None else ' projection ' + e.projection}")
+    return (f"{e.dlq_offset:>6} {e.kind:<6} key={e.key} origin={e.origin} "
+            f"event={e.event_id or '-'} {what}")
+
+
 def _cmd_consumer(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.role import ConsumerRole
     from parley.http import build_app, serve
@@ -142,9 +166,9 @@ def _cmd_consumer(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    topics = Topics(prefix=settings.kafka.topic_prefix)
     for k in known_consumers():
-        print(f"{k.name:<16} group {group_id(settings.kafka.topic_prefix, k.name):<32} "
-              f"dlq {Topics(prefix=settings.kafka.topic_prefix).dlq(k.name):<28} "
+        print(f"{k.name:<16} group {topics.group_id(k.name):<32} dlq {topics.dlq(k.name):<28} "
               f"({k.origin}: {k.ref})")
     return 0
 
@@ -154,7 +178,8 @@ def _cmd_lag(args: argparse.Namespace, settings: Settings) -> int:
 
     resolved = [_resolve(ref, settings) for ref in args.names] if args.names \
         else _every_group(settings)
-    watched = [WatchedGroup(name, group_id(settings.kafka.topic_prefix, name), tuple(topic_names))
+    topics = Topics(prefix=settings.kafka.topic_prefix)
+    watched = [WatchedGroup(name, topics.group_id(name), tuple(topic_names))
                for name, topic_names in resolved]
 
     async def main() -> list[Any]:
@@ -184,7 +209,7 @@ def _cmd_reset(args: argparse.Namespace, settings: Settings) -> int:
 
     target = parse_reset_target(args.to)
     name, topic_names = _resolve(args.name, settings)
-    group = group_id(settings.kafka.topic_prefix, name)
+    group = Topics(prefix=settings.kafka.topic_prefix).group_id(name)
     offsets = asyncio.run(reset_group(settings.kafka, group, topic_names, target))
     for tp, offset in sorted(offsets.items()):
         print(f"{group} {tp.topic}:{tp.partition} -> {offset}")
@@ -201,10 +226,7 @@ def _cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "list":
         entries = asyncio.run(dlq_entries(k, topics, name, key=args.key, topic=topic))
         for e in entries:
-            what = f"{e.error_type}: {e.error} after {e.attempts} attempt(s)" \
-                if e.kind == "dead" else "parked behind its key's dead letter"
-            print(f"{e.dlq_offset:>6} {e.kind:<6} key={e.key} origin={e.origin} "
-                  f"event={e.event_id or '-'} {what}")
+            print(_describe(e))
         keys = {(e.origin.topic, e.key) for e in entries}
         print(f"{len(entries)} unresolved entr{'y' if len(entries) == 1 else 'ies'}, "
               f"{len(keys)} parked key(s)", file=sys.stderr)
@@ -213,6 +235,13 @@ def _cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
         n = asyncio.run(dlq_skip(k, topics, name, key=args.key, topic=topic))
         print(f"skipped {n} entr{'y' if n == 1 else 'ies'}; their keys flow again")
         return 0
+    if name == PROJECTOR:
+        # The projector skips a bad record and carries on (it never parks a key): its replay
+        # is a rebuild, which reads every record again.
+        raise ConsumerError(
+            "the projector's dead letters are replayed by a rebuild: fix the fold, run "
+            "`parley dlq projector skip`, then `parley projections rebuild` (records that "
+            "still fail are dead-lettered again)")
     consumer = load_consumer(args.name, settings)
     report = asyncio.run(dlq_replay(k, topics, consumer, key=args.key, topic=topic))
     print(f"replayed {report.replayed} event(s) in {report.rounds} round(s)")

@@ -1,11 +1,12 @@
-"""The live side of a group's dead-letter topic: write dead and parked entries, follow it.
+"""The live side of a consumer group's dead-letter topic: write dead and parked entries, follow it.
 
-:class:`DeadLetters` is used by the runner: :meth:`~DeadLetters.start` folds the whole topic
-into a :class:`~consumers.parking.ParkedState` before any event is handled, then a background
-task follows the topic so that resolutions written by ``parley consumers dlq NAME
+:class:`ParkingDeadLetters` is used by the runner: :meth:`~ParkingDeadLetters.start` folds the
+whole topic into a :class:`~consumers.parking.ParkedState` before any event is handled, then a
+background task follows the topic so that resolutions written by ``parley dlq NAME
 replay|skip`` (from any machine) release parked keys while the group runs. Writes are
 ``acks=all`` and awaited: an event counts as done (its offset may be committed) only once its
-dead-letter or parked copy is durable.
+dead-letter or parked copy is durable. Records are in the one format of
+:mod:`contracts.dead_letter`; :func:`read_dlq` reads any group's topic, the projector's too.
 """
 
 from __future__ import annotations
@@ -14,23 +15,20 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
+import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from consumers.api import ConsumedEvent
-from consumers.parking import (
-    DlqEntry,
-    ParkedState,
-    entry_from_record,
-    headers_for_failure,
-    headers_for_parked,
-)
+from consumers.parking import ParkedState, dead_entry, parked_entry
+from contracts.dead_letter import DeadLetterEntry, decode, encode
 from contracts.topics import Topics
 from parley.kafka.clients import make_consumer, make_producer
 from parley.kafka.topics import ensure_topics
 from parley.settings import KafkaSettings
 
-__all__ = ["DeadLetters", "ensure_dlq_topic", "read_dlq"]
+__all__ = ["ParkingDeadLetters", "ensure_dlq_topic", "read_dlq"]
 
 log = logging.getLogger("parley.consumers.dlq")
 
@@ -64,12 +62,13 @@ async def _follow_until(reader: AIOKafkaConsumer, tp: TopicPartition, state: Par
         while await reader.position(tp) < end:
             batch = await reader.getmany(tp, timeout_ms=200)
             for rec in batch.get(tp, []):
-                state.apply(entry_from_record(rec.offset, rec.key, rec.headers, rec.value,
-                                              keep_values))
+                state.apply(decode(rec.offset, rec.key, rec.headers, rec.value,
+                                   keep_value=keep_values))
 
 
-class DeadLetters:
-    """Dead-letter writer and parked-key follower of one consumer group."""
+class ParkingDeadLetters:
+    """Dead-letter writer and parked-key follower of one consumer group: a key with a dead
+    entry is parked, its later events written behind it, until ``parley dlq`` resolves it."""
 
     def __init__(self, k: KafkaSettings, topics: Topics, name: str,
                  secrets: Sequence[str] = ()) -> None:
@@ -118,7 +117,7 @@ class DeadLetters:
                 await asyncio.sleep(1.0)
                 continue
             for rec in batch.get(self._tp, []):
-                self.state.apply(entry_from_record(rec.offset, rec.key, rec.headers, None, False))
+                self.state.apply(decode(rec.offset, rec.key, rec.headers))
             self._next = await self._reader.position(self._tp)
             async with self._progress:
                 self._progress.notify_all()
@@ -141,30 +140,21 @@ class DeadLetters:
         return bool(self.state) and self.state.is_parked(event.topic, event.key or "")
 
     async def dead_letter(self, event: ConsumedEvent, exc: BaseException, attempts: int,
-                          retriable: bool) -> None:
+                          retriable: bool, first_failed_at: datetime | None = None) -> None:
         """Write ``event`` as a dead entry; its key is parked from now on."""
-        headers = headers_for_failure(self.name, event.position, _event_id(event), exc, attempts,
-                                      retriable, self._secrets)
-        await self._write(event, headers, "dead", attempts)
+        now = datetime.now(UTC)
+        await self._write(event, dead_entry(self.name, event, exc, attempts=attempts,
+                                            retriable=retriable,
+                                            first_failed_at=first_failed_at or now, at=now,
+                                            secrets=self._secrets))
 
     async def park(self, event: ConsumedEvent) -> None:
         """Write ``event`` as a parked entry behind its key's dead entry."""
-        await self._write(event, headers_for_parked(self.name, event.position, _event_id(event)),
-                          "parked", 0)
+        await self._write(event, parked_entry(self.name, event, datetime.now(UTC)))
 
-    async def _write(self, event: ConsumedEvent, headers: list[tuple[str, bytes]], kind: str,
-                     attempts: int) -> None:
+    async def _write(self, event: ConsumedEvent, entry: DeadLetterEntry) -> None:
         assert self._producer is not None
         key = event.key.encode() if event.key is not None else None
         meta = await self._producer.send_and_wait(self.topic, event.value, key=key,
-                                                  headers=headers)
-        self.state.add(DlqEntry(dlq_offset=meta.offset, kind=kind, origin=event.position,
-                                key=event.key or "", attempts=attempts))
-
-
-def _event_id(event: ConsumedEvent) -> str | None:
-    try:
-        return event.event_id
-    except Exception:  # noqa: BLE001 - an undecodable record has no id; its origin identifies it
-        return None
-
+                                                  headers=encode(entry))
+        self.state.add(msgspec.structs.replace(entry, dlq_offset=meta.offset))

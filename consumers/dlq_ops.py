@@ -1,4 +1,7 @@
-"""``parley consumers dlq NAME list|replay|skip``: operate on a group's parked keys.
+"""``parley dlq NAME list|replay|skip``: operate on a group's dead letters and parked keys.
+
+``list`` and ``skip`` serve every group, the projector included: they need only its
+dead-letter topic (:mod:`contracts.dead_letter` reads every format Parley wrote).
 
 ``replay`` runs the consumer's own handler (in the CLI's process) on a key's unresolved
 entries in dead-letter order, the dead event first, and after each success writes a
@@ -16,13 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+from datetime import UTC, datetime
 
 import msgspec
 
 from consumers.api import ConsumedEvent, Consumer
 from consumers.dlq import ensure_dlq_topic, read_dlq
 from consumers.errors import is_retriable
-from consumers.parking import DlqEntry, ParkKey, headers_for_resolution
+from consumers.parking import ParkKey
+from contracts.dead_letter import DeadLetterEntry, Resolution, encode
 from contracts.topics import Topics
 from parley.kafka.clients import make_producer
 from parley.settings import KafkaSettings
@@ -32,17 +37,17 @@ __all__ = ["ReplayReport", "dlq_entries", "dlq_replay", "dlq_skip"]
 
 class ReplayReport(msgspec.Struct, kw_only=True):
     replayed: int = 0
-    failed: list[tuple[DlqEntry, str]] = msgspec.field(default_factory=list)
+    failed: list[tuple[DeadLetterEntry, str]] = msgspec.field(default_factory=list)
     rounds: int = 0
 
 
-def _select(entries: list[DlqEntry], key: str | None, topic: str | None) -> list[DlqEntry]:
+def _select(entries: list[DeadLetterEntry], key: str | None, topic: str | None) -> list[DeadLetterEntry]:
     return [e for e in entries
             if (key is None or e.key == key) and (topic is None or e.origin.topic == topic)]
 
 
 async def dlq_entries(k: KafkaSettings, topics: Topics, name: str, *, key: str | None = None,
-                      topic: str | None = None, values: bool = False) -> list[DlqEntry]:
+                      topic: str | None = None, values: bool = False) -> list[DeadLetterEntry]:
     """Unresolved entries (dead and parked) of group ``name``, in dead-letter order."""
     dlq = await ensure_dlq_topic(k, topics, name)
     return _select((await read_dlq(k, dlq, keep_values=values)).entries(), key, topic)
@@ -54,8 +59,10 @@ async def _resolve(k: KafkaSettings, topics: Topics, name: str,
     await producer.start()
     try:
         for (topic, key), upto in marks:
+            resolution = Resolution(group=name, topic=topic, key=key, action=action, upto=upto,
+                                    at=datetime.now(UTC))
             await producer.send_and_wait(topics.dlq(name), b"", key=key.encode(),
-                                         headers=headers_for_resolution(name, topic, action, upto))
+                                         headers=encode(resolution))
     finally:
         await producer.stop()
 
@@ -104,7 +111,7 @@ async def dlq_replay(k: KafkaSettings, topics: Topics, consumer: Consumer, *,
     return report
 
 
-async def _handle(consumer: Consumer, e: DlqEntry) -> str | None:
+async def _handle(consumer: Consumer, e: DeadLetterEntry) -> str | None:
     ev = ConsumedEvent.of(topic=e.origin.topic, partition=e.origin.partition, offset=e.origin.offset,
                        key=e.key or None, value=e.value or b"")
     rng = random.Random()

@@ -11,7 +11,7 @@ Delivery guarantees (docs/consumers.md states them for users):
 - **Bounded retries.** A retriable failure is retried with full-jitter backoff
   (``consumer.retry``); after the last attempt, or at once for a non-retriable failure, the
   event is dead-lettered and its key *parked*: later events of that key go to the dead-letter
-  topic as parked entries, in order, until ``parley consumers dlq NAME replay|skip`` resolves
+  topic as parked entries, in order, until ``parley dlq NAME replay|skip`` resolves
   the key (see :mod:`consumers.parking`).
 
 Commit protocol, per fetched batch (``# Step N`` below):
@@ -38,6 +38,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -45,7 +46,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError
 
 from consumers.api import ConsumedEvent, Consumer
-from consumers.dlq import DeadLetters
+from consumers.dlq import ParkingDeadLetters
 from consumers.errors import is_retriable
 from consumers.metrics import ConsumerMetrics
 from consumers.tracking import BatchProgress
@@ -53,14 +54,9 @@ from contracts.topics import Topics
 from parley.kafka.clients import make_consumer, start_unless_stopped
 from parley.settings import KafkaSettings
 
-__all__ = ["ConsumerRunner", "RunnerOptions", "group_id"]
+__all__ = ["ConsumerRunner", "RunnerOptions"]
 
 log = logging.getLogger("parley.consumers.runner")
-
-
-def group_id(topic_prefix: str, name: str) -> str:
-    """The Kafka consumer group of consumer ``name``: ``<topic_prefix>.consumers.<name>``."""
-    return f"{topic_prefix}.consumers.{name}"
 
 
 class RunnerOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,20 +80,20 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class ConsumerRunner:
-    """One member of consumer group :func:`group_id` running ``consumer`` (see module doc)."""
+    """One member of consumer group :meth:`Topics.group_id` running ``consumer`` (see module doc)."""
 
     def __init__(self, consumer: Consumer, kafka: KafkaSettings, topics: Topics,
                  metrics: ConsumerMetrics, *, secrets: Sequence[str] = (),
                  options: RunnerOptions | None = None, rng: random.Random | None = None) -> None:
         self.consumer = consumer
         self.name = consumer.name
-        self.group = group_id(kafka.topic_prefix, consumer.name)
+        self.group = topics.group_id(consumer.name)
         self.topic_names = consumer.topic_names(topics)
         self._k = kafka
         self._metrics = metrics
         self._options = options or RunnerOptions()
         self._rng = rng or random.Random()
-        self.dead = DeadLetters(kafka, topics, consumer.name, (*secrets, *consumer.secrets))
+        self.dead = ParkingDeadLetters(kafka, topics, consumer.name, (*secrets, *consumer.secrets))
         self._commit_task: asyncio.Task[None] | None = None
         self._pending_commit: dict[TopicPartition, int] = {}
         self._progress: BatchProgress[ConsumedEvent] | None = None  # of the batch being handled
@@ -355,11 +351,12 @@ class ConsumerRunner:
 
     async def _failed(self, ev: ConsumedEvent, exc: Exception) -> bool:
         """Retry after a first failure; dead-letter when that fails for good."""
+        first_failed_at = datetime.now(UTC)
         failure = await self._attempts(lambda: self._handle(ev), ev, first=exc)
         if failure is None:
             self._count("handled")
             return False
-        await self._dead_letter(ev, *failure)
+        await self._dead_letter(ev, *failure, first_failed_at=first_failed_at)
         return True
 
     async def _wanted(self, ev: ConsumedEvent) -> bool:
@@ -372,12 +369,13 @@ class ConsumerRunner:
             self._count("filtered")
         return wanted
 
-    async def _dead_letter(self, ev: ConsumedEvent, exc: BaseException, attempts: int) -> None:
+    async def _dead_letter(self, ev: ConsumedEvent, exc: BaseException, attempts: int,
+                           first_failed_at: datetime | None = None) -> None:
         retriable = is_retriable(exc)
         log.warning("event dead-lettered", extra={
             "consumer": self.name, "position": str(ev.position), "error_type": type(exc).__name__,
             "attempts": attempts})
-        await self.dead.dead_letter(ev, exc, attempts, retriable)
+        await self.dead.dead_letter(ev, exc, attempts, retriable, first_failed_at)
         self._count("dead_lettered")
         self._metrics.parked_keys.labels(self.name).set(len(self.dead.state.keys()))
 

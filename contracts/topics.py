@@ -18,6 +18,7 @@ __all__ = [
     "INFINITE_RETENTION_MS",
     "MAX_BODY_BYTES",
     "MAX_RECORD_BYTES",
+    "PROJECTOR",
     "STATE_TOPIC_KINDS",
     "AggregateKind",
     "StateTopicKind",
@@ -33,6 +34,10 @@ AGGREGATE_KINDS: tuple[AggregateKind, ...] = ("chat", "visitor", "agent", "other
 #: The aggregates with a state topic (a chat's messages travel on the chat's).
 StateTopicKind = Literal["chat", "visitor", "agent"]
 STATE_TOPIC_KINDS: tuple[StateTopicKind, ...] = ("chat", "visitor", "agent")
+
+#: The projector's name among the groups: its consumer group and dead-letter topic are named
+#: for it, and no consumer may take it.
+PROJECTOR = "projector"
 
 #: Kafka's spelling of "keep forever".
 INFINITE_RETENTION_MS = -1
@@ -106,7 +111,8 @@ class Topics(msgspec.Struct, frozen=True):
     id, so one chat's (visitor's, agent's) events stay in one partition, in order.
     State topics are ``<prefix>.state.<aggregate>``: compacted, keyed by aggregate id, each
     value a :class:`contracts.state_change.StateChange`. Dead-letter topics are
-    ``<prefix>.dlq.<consumer group>``.
+    ``<prefix>.dlq.<name>``; consumer group ids (:meth:`group_id`) live under the prefix too,
+    so installations with different prefixes can share one cluster.
     """
 
     prefix: str = "parley"
@@ -177,8 +183,21 @@ class Topics(msgspec.Struct, frozen=True):
                 return kind
         return None
 
+    def group_id(self, name: str) -> str:
+        """The Kafka consumer group id of ``name``: ``<prefix>.projector`` for the projector
+        (:data:`PROJECTOR`), ``<prefix>.consumers.<name>`` for consumer ``name``.
+
+        The only place a group id is spelled. Before 2026-12 the projector's group was the
+        unprefixed ``parley-projector``; the projector keeps its offsets in its store, so the
+        new group needs no migration (docs/projector.md, "Consumer group").
+        """
+        _check_topic_part(name, "consumer group")
+        if name == PROJECTOR:
+            return f"{self.prefix}.{PROJECTOR}"
+        return f"{self.prefix}.consumers.{name}"
+
     def dlq(self, group: str) -> str:
-        """The dead-letter topic of consumer group ``group``."""
+        """The dead-letter topic of group ``group`` (the projector's: ``<prefix>.dlq.projector``)."""
         _check_topic_part(group, "consumer group")
         return f"{self.prefix}.dlq.{group}"
 

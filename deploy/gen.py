@@ -38,14 +38,11 @@ import yaml
 
 from consumers.registry import CONFIG_ENV as CONSUMERS_CONFIG_ENV
 from consumers.registry import load_consumer
-from consumers.runner import group_id as consumer_group_id
-from contracts.topics import Topics, TopicSpec
+from contracts.topics import PROJECTOR, Topics, TopicSpec
 from parley.cli import build_parser
 from parley.errors import SettingsError
 from parley.pg.url import is_postgres_url
 from parley.settings import Settings, load_settings
-from projector.dlq import DLQ_GROUP as PROJECTOR_DLQ_GROUP
-from projector.runner import RunnerOptions as ProjectorOptions
 
 __all__ = ["AUTOSCALING_FILE", "EVENT_TOPIC_EXTRA_CONFIGS", "K8S_DIR", "LAG_THRESHOLDS", "ROLE_STATE",
            "TOPICS_FILE", "GroupWorkload", "autoscaling_resources", "consumer_names",
@@ -149,7 +146,7 @@ def _resource_name(topic: str) -> str:
 def topic_specs(settings: Settings, consumers: list[str]) -> list[TopicSpec]:
     topics = Topics(prefix=settings.kafka.topic_prefix)
     specs = list(topics.specs(settings.kafka.partitions))
-    specs += [topics.dlq_spec(group) for group in [PROJECTOR_DLQ_GROUP, *consumers]]
+    specs += [topics.dlq_spec(group) for group in [PROJECTOR, *consumers]]
     return specs
 
 
@@ -280,7 +277,7 @@ def group_workloads(directory: Path = K8S_DIR) -> list[GroupWorkload]:
                 continue
             ns = build_parser().parse_args(args)
             if ns.command == "projector":
-                role, group = "projector", ns.group or ProjectorOptions().group_id
+                role, group = "projector", ns.group or topics.group_id(PROJECTOR)
                 names: tuple[str, ...] = topics.event_topics
             else:
                 extra: dict[str, Any] = {}
@@ -289,8 +286,7 @@ def group_workloads(directory: Path = K8S_DIR) -> list[GroupWorkload]:
                     extra = tomllib.loads(_file_text(directory, pod, c, config)).get("consumers", {})
                 consumer = load_consumer(ns.name, msgspec.structs.replace(
                     settings, consumers={**settings.consumers, **extra}))
-                role, group = consumer.name, consumer_group_id(settings.kafka.topic_prefix,
-                                                               consumer.name)
+                role, group = consumer.name, topics.group_id(consumer.name)
                 names = consumer.topic_names(topics)
             labels = doc["spec"]["template"]["metadata"]["labels"]
             store = _env(c).get(STORE_URL_ENV)

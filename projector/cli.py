@@ -19,9 +19,9 @@ __all__ = ["dead_letter_groups", "register"]
 
 def dead_letter_groups(settings: Settings) -> list[str]:
     """The projector's dead-letter group, for ``parley topics apply``."""
-    from projector.dlq import DLQ_GROUP
+    from contracts.topics import PROJECTOR
 
-    return [DLQ_GROUP]
+    return [PROJECTOR]
 
 
 def register(subparsers: Any) -> None:
@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
     proj.add_argument("--max-batch", type=int, default=None,
                       help="most records folded per store transaction (default 5000)")
     proj.add_argument("--group", default=None,
-                      help="Kafka consumer group (default parley-projector)")
+                      help="Kafka consumer group (default <topic_prefix>.projector)")
     proj.set_defaults(handler=_cmd_projector, local_kafka=True)
 
     projections = subparsers.add_parser("projections",

@@ -2,32 +2,37 @@
 
 The record is logged with its coordinates, counted, produced unchanged (same key, same value)
 to ``topics.dlq("projector")`` with headers naming the error and where it came from, and then
-skipped, so one bad record never stops the projection.
+skipped, so one bad record never stops the projection. The headers are the one dead-letter
+format of every group (:mod:`contracts.dead_letter`), so ``parley dlq projector list|skip``
+reads them as it reads a consumer's. Unlike a consumer group, the projector never parks a key:
+a fold is order-independent, so the key's later records are folded as usual.
 
 Delivery: the runner awaits the dead letter's acknowledgement (acks=all) *before* it commits
 the batch to the store. A crash in between re-reads the batch and dead-letters the record again,
-so dead letters are at-least-once; ``parley.origin.*`` headers identify duplicates.
+so dead letters are at-least-once; their ``parley-origin-*`` headers identify duplicates.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 from aiokafka import AIOKafkaProducer
 
-from contracts.topics import Topics
+from contracts.dead_letter import DEAD, MAX_ERROR_CHARS, DeadLetterEntry, encode
+from contracts.position import Position
+from contracts.topics import PROJECTOR, Topics
 from parley.settings import KafkaSettings
 from projector.metrics import ProjectorMetrics
 
-__all__ = ["DLQ_GROUP", "DeadLetter", "DeadLetters", "KafkaDeadLetters", "Stage"]
+__all__ = ["DeadLetter", "DeadLetters", "KafkaDeadLetters", "Stage"]
 
 log = logging.getLogger("parley.projector.dlq")
 
-DLQ_GROUP = "projector"
+#: Where the projector gave up on a record: its letter's ``reason`` (contracts.dead_letter).
 Stage = Literal["decode", "apply"]
-_MAX_DETAIL = 500  # header bytes: enough to act on, short enough to never bloat the record
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -44,22 +49,18 @@ class DeadLetter:
     error: str  # exception class name, e.g. "ContractError"
     detail: str  # str(exc), truncated; contract errors never echo input values
 
-    def headers(self, projection: str) -> list[tuple[str, bytes]]:
-        return [
-            ("parley.error", self.error.encode()),
-            ("parley.error.stage", self.stage.encode()),
-            ("parley.error.detail", self.detail[:_MAX_DETAIL].encode("utf-8", "replace")),
-            ("parley.origin.topic", self.topic.encode()),
-            ("parley.origin.partition", str(self.partition).encode()),
-            ("parley.origin.offset", str(self.offset).encode()),
-            ("parley.origin.timestamp_ms", str(self.timestamp_ms).encode()),
-            ("parley.consumer", DLQ_GROUP.encode()),
-            ("parley.projection", projection.encode()),
-        ]
+    def entry(self, projection: str, at: datetime) -> DeadLetterEntry:
+        """This letter in the dead-letter format of every group (one attempt: a fold that
+        fails once fails again)."""
+        return DeadLetterEntry(
+            kind=DEAD, group=PROJECTOR, origin=Position(self.topic, self.partition, self.offset),
+            key=(self.key or b"").decode(errors="replace"), reason=self.stage,
+            origin_timestamp_ms=self.timestamp_ms, error_type=self.error, error=self.detail,
+            retriable=False, attempts=1, first_failed_at=at, at=at, projection=projection)
 
 
 class DeadLetters(Protocol):
-    """Where the runner parks bad records. ``send`` returns once the letter is durable."""
+    """Where the runner puts the records it skips. ``send`` returns once they are durable."""
 
     async def send(self, letters: list[DeadLetter], projection: str) -> None: ...
 
@@ -70,7 +71,7 @@ class KafkaDeadLetters:
     def __init__(self, producer: AIOKafkaProducer, topics: Topics,
                  metrics: ProjectorMetrics | None = None) -> None:
         self._producer = producer
-        self.topic = topics.dlq(DLQ_GROUP)
+        self.topic = topics.dlq(PROJECTOR)
         self._metrics = metrics
 
     @staticmethod
@@ -79,20 +80,21 @@ class KafkaDeadLetters:
         beforehand, so the projector needs no permission to create topics)."""
         from parley.kafka.topics import ensure_topics
 
-        await ensure_topics(kafka, [topics.dlq_spec(DLQ_GROUP)])
+        await ensure_topics(kafka, [topics.dlq_spec(PROJECTOR)])
 
     async def send(self, letters: list[DeadLetter], projection: str) -> None:
         futures = []
+        now = datetime.now(UTC)
         for letter in letters:
             # Coordinates and the error only: the value may hold personal data.
             log.warning("dead-lettered %s:%d:%d (%s: %s)", letter.topic, letter.partition,
-                        letter.offset, letter.error, letter.detail[:_MAX_DETAIL],
+                        letter.offset, letter.error, letter.detail[:MAX_ERROR_CHARS],
                         extra={"topic": letter.topic, "partition": letter.partition,
                                "offset": letter.offset, "stage": letter.stage,
                                "error": letter.error})
             futures.append(await self._producer.send(
                 self.topic, value=letter.value, key=letter.key,
-                headers=letter.headers(projection)))
+                headers=encode(letter.entry(projection, now))))
         for fut in futures:
             await fut  # acks=all: durable before the batch that skips it is committed
         if self._metrics is not None:

@@ -1,6 +1,6 @@
 """The projector's consumer loop: Kafka batches in, folded states and offsets out, exactly once.
 
-The runner consumes the event topics in consumer group ``parley-projector`` and keeps the
+The runner consumes the event topics in consumer group ``<prefix>.projector`` and keeps the
 *live* projection of the store up to date. The store, not Kafka, is the truth about progress:
 each batch's states and each partition's next offset are written in one store transaction,
 and on assignment every partition is sought to the offset stored with the state. A crash at
@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from contracts.topics import Topics
+from contracts.topics import PROJECTOR, Topics
 from parley.kafka.clients import make_consumer, start_unless_stopped
 from parley.readiness import failure_reason
 from parley.settings import KafkaSettings
@@ -76,7 +76,7 @@ FIRST_PROJECTION = "v1"
 
 @dataclass(frozen=True, kw_only=True)
 class RunnerOptions:
-    group_id: str = "parley-projector"
+    group_id: str | None = None  # None: ``topics.group_id(PROJECTOR)``, <prefix>.projector
     max_records: int = 5000  # per getmany: large batches amortise the store transaction
     poll_timeout_ms: int = 500  # also bounds how long a stop request waits
     cache_size: int = 100_000  # decoded fold states kept between batches
@@ -199,7 +199,8 @@ class Runner:
         """Consume until ``stop`` is set; the current batch always finishes first."""
         self.projection = await ensure_live(self._store)
         self.watermarks.reset(self.projection)
-        consumer = make_consumer(self._kafka, group_id=self._options.group_id,
+        group = self._options.group_id or self._topics.group_id(PROJECTOR)
+        consumer = make_consumer(self._kafka, group_id=group,
                                  max_poll_records=self._options.max_records,
                                  # Catching up after downtime: big fetches, few round trips.
                                  max_partition_fetch_bytes=4 << 20)

@@ -27,7 +27,7 @@ class CircuitOpen(CrmUnavailable):
 
 class CrmRejected(CrmError):
     """The CRM refused the request as such (4xx other than 429): retrying cannot help; fix the
-    data or the field mapping, then ``parley consumers dlq crm replay``."""
+    data or the field mapping, then ``parley dlq crm replay``."""
 
     retriable = False
 
@@ -36,4 +36,4 @@ class CrmRedirected(CrmRejected):
     """The CRM answered with a redirect (3xx). Parley never follows one: a 301/302/303 would
     turn the POST into a GET whose 2xx looks like a delivery, a 307/308 would send the
     transcript and the auth header to another origin. Point ``base_url`` at the address the
-    message names, then ``parley consumers dlq crm replay``."""
+    message names, then ``parley dlq crm replay``."""

@@ -27,8 +27,8 @@ from consumers.crm.errors import CircuitOpen, CrmRejected, CrmUnavailable
 from consumers.crm.signing import sign
 from consumers.crm.state import CrmState
 from consumers.dlq_ops import dlq_entries
-from consumers.parking import DEAD
 from consumers.registry import ConsumerContext
+from contracts.dead_letter import DEAD
 from contracts.envelope import Envelope
 from contracts.topics import Topics
 from parley.errors import SettingsError

@@ -13,7 +13,7 @@ from consumer_kit.helpers import committed, end_offsets, running, wait_for
 from consumers.api import ConsumedEvent, consumer
 from consumers.errors import GroupActive
 from consumers.groups import parse_reset_target, reset_group
-from consumers.runner import RunnerOptions, group_id
+from consumers.runner import RunnerOptions
 from contracts.envelope import encode_envelope
 from contracts.topics import Topics
 from parley.kafka.clients import make_producer
@@ -36,7 +36,7 @@ async def test_new_group_started_after_10000_events_sees_all_of_them(
     async with running(handle, kafka_settings, topics):
         await wait_for(lambda: len(seen) >= 10_000, timeout_s=50, what="10,000 events")
     assert len(seen) == 10_000 and set(seen) == {e.event_id for e in envs}
-    group = group_id(kafka_settings.topic_prefix, "late-joiner")
+    group = Topics(prefix=kafka_settings.topic_prefix).group_id("late-joiner")
     assert await committed(kafka_settings, group) == await end_offsets(kafka_settings,
                                                                        [topics.chat])
 
@@ -62,7 +62,7 @@ async def test_reset_to_a_time_redelivers_from_there(kafka_settings: KafkaSettin
     async def handle(ev: ConsumedEvent) -> None:
         seen.append(ev.event_id)
 
-    group = group_id(kafka_settings.topic_prefix, "resettable")
+    group = Topics(prefix=kafka_settings.topic_prefix).group_id("resettable")
     async with running(handle, kafka_settings, topics):
         await wait_for(lambda: len(seen) >= 35, what="first pass")
         with pytest.raises(GroupActive, match="active member"):

@@ -12,7 +12,6 @@ from consumer_kit.events import chat_event, produce
 from consumer_kit.helpers import committed, wait_for
 from consumer_kit.process import ConsumerProcess
 
-from consumers.runner import group_id
 from contracts.topics import Topics
 from parley.settings import KafkaSettings
 
@@ -42,7 +41,7 @@ async def test_sigterm_finishes_batch_and_commits_then_restart_redelivers_nothin
         proc.kill()
     handled = _lines(out)
     assert 100 <= len(handled) < N and len(set(handled)) == len(handled)
-    group = group_id(kafka_settings.topic_prefix, "recording")
+    group = Topics(prefix=kafka_settings.topic_prefix).group_id("recording")
     # Everything handled is committed and nothing unhandled is: the batch was finished.
     assert sum((await committed(kafka_settings, group)).values()) == len(handled)
 

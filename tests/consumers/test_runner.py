@@ -15,7 +15,6 @@ from consumers.api import ConsumedEvent, consumer
 from consumers.dlq_ops import dlq_entries, dlq_replay, dlq_skip
 from consumers.errors import PermanentError, RetriableError
 from consumers.retry import RetryPolicy
-from consumers.runner import group_id
 from contracts.topics import Topics
 from parley.settings import KafkaSettings
 
@@ -45,7 +44,7 @@ async def test_every_event_once_in_key_order_then_committed(kafka_settings: Kafk
     for env in envs:
         want[env.key].append(env.event_id)
     assert seen == want  # each key's events exactly once, in log order
-    group = group_id(kafka_settings.topic_prefix, "orderly")
+    group = Topics(prefix=kafka_settings.topic_prefix).group_id("orderly")
     assert await committed(kafka_settings, group) == await end_offsets(kafka_settings,
                                                                        [topics.chat])
 

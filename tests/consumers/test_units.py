@@ -7,6 +7,7 @@ import base64
 import random
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from aiokafka import TopicPartition
@@ -15,17 +16,11 @@ from aiokafka.structs import ConsumerRecord
 from consumers.api import ConsumedEvent, Consumer, consumer
 from consumers.errors import ConsumerError, PermanentError, RetriableError, is_retriable
 from consumers.groups import parse_reset_target
-from consumers.parking import (
-    DlqEntry,
-    ParkedState,
-    entry_from_record,
-    headers_for_failure,
-    headers_for_parked,
-    headers_for_resolution,
-)
+from consumers.parking import ParkedState, dead_entry, parked_entry
 from consumers.registry import consumer_config
 from consumers.retry import RetryPolicy
 from consumers.tracking import BatchProgress
+from contracts.dead_letter import DeadLetterEntry, Resolution, decode, encode
 from contracts.errors import ContractError
 from contracts.position import Position
 from parley.settings import Settings
@@ -54,8 +49,10 @@ def test_progress_commits_only_the_contiguous_done_prefix_across_offset_gaps() -
     assert progress.complete() and progress.committable() == {TP: 18}
 
 
-def _entry(off: int, key: str = "k", kind: str = "parked") -> DlqEntry:
-    return DlqEntry(dlq_offset=off, kind=kind, origin=Position("t", 0, off), key=key)
+def _entry(off: int, key: str = "k", kind: Literal["dead", "parked"] = "parked"
+           ) -> DeadLetterEntry:
+    return DeadLetterEntry(dlq_offset=off, kind=kind, group="g", origin=Position("t", 0, off),
+                           key=key)
 
 
 def test_parked_state_is_idempotent_and_resolutions_cover_earlier_entries() -> None:
@@ -75,22 +72,27 @@ def test_parked_state_is_idempotent_and_resolutions_cover_earlier_entries() -> N
     assert s.is_parked("t", "k")
 
 
-def test_dlq_headers_round_trip_and_scrub_secrets() -> None:
+def test_dlq_entries_round_trip_and_scrub_secrets() -> None:
     exc = RuntimeError("token s3cr3t rejected")
-    headers = headers_for_failure("g", Position("t", 1, 7), "e1", exc, 3, True, ["s3cr3t"])
-    entry = entry_from_record(4, b"chat-1", headers, b"value", keep_value=True)
-    assert isinstance(entry, DlqEntry)
-    assert (entry.kind, entry.key, entry.origin, entry.event_id, entry.attempts) == (
-        "dead", "chat-1", Position("t", 1, 7), "e1", 3)
+    ev = ConsumedEvent.of(topic="t", partition=1, offset=7, key="chat-1", value=b"{}")
+    first, last = datetime(2026, 1, 5, 9, tzinfo=UTC), datetime(2026, 1, 5, 9, 1, tzinfo=UTC)
+    written = dead_entry("g", ev, exc, attempts=3, retriable=True, first_failed_at=first, at=last,
+                         secrets=["s3cr3t"])
+    entry = decode(4, b"chat-1", encode(written), b"value", keep_value=True)
+    assert isinstance(entry, DeadLetterEntry)
+    assert (entry.kind, entry.group, entry.key, entry.origin, entry.attempts, entry.reason) == (
+        "dead", "g", "chat-1", Position("t", 1, 7), 3, "handle")
     assert entry.error == "token *** rejected" and entry.error_type == "RuntimeError"
-    assert entry.value == b"value"
-    parked = entry_from_record(5, b"chat-1", headers_for_parked("g", Position("t", 1, 8), None),
-                               b"v", keep_value=False)
-    assert isinstance(parked, DlqEntry) and parked.value is None and parked.kind == "parked"
-    resolved = entry_from_record(6, b"chat-1", headers_for_resolution("g", "t", "skip", 5), b"",
-                                 keep_value=False)
-    assert resolved == (("t", "chat-1"), "skip", 5)
-    assert entry_from_record(7, b"x", [("something", b"else")], b"", keep_value=False) is None
+    assert "s3cr3t" not in repr(encode(written))
+    assert (entry.retriable, entry.first_failed_at, entry.at) == (True, first, last)
+    assert entry.value == b"value" and entry.dlq_offset == 4
+    parked = decode(5, b"chat-1", encode(parked_entry("g", ev, last)), b"v")
+    assert isinstance(parked, DeadLetterEntry) and parked.value is None and parked.kind == "parked"
+    resolved = decode(6, b"chat-1", encode(Resolution(group="g", topic="t", key="chat-1",
+                                                      action="skip", upto=5)), b"")
+    assert isinstance(resolved, Resolution)
+    assert (resolved.topic, resolved.key, resolved.action, resolved.upto) == ("t", "chat-1", "skip", 5)
+    assert decode(7, b"x", [("something", b"else")], b"") is None
 
 
 def test_retry_delays_are_jittered_bounded_and_honour_retry_after() -> None:
@@ -121,6 +123,8 @@ def test_consumer_definitions_are_checked_and_filters_apply() -> None:
         Consumer(name="x")
     with pytest.raises(ValueError, match="name"):
         Consumer(name="has space", handle=h)
+    with pytest.raises(ValueError, match="projector's"):  # its dead letters, `parley dlq projector`
+        Consumer(name="projector", handle=h)
     with pytest.raises(ValueError, match="topics"):
         Consumer(name="x", handle=h, topics=("chats",))  # type: ignore[arg-type]
     c = consumer("c", topics=("chat",), event_types=("ChatClosed",))(h)

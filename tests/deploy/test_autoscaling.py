@@ -14,10 +14,8 @@ import pytest
 import yaml
 
 from consumers.registry import CONFIG_ENV, load_consumer
-from consumers.runner import group_id
-from contracts.topics import Topics
+from contracts.topics import PROJECTOR, Topics
 from parley.cli import build_parser
-from projector.runner import RunnerOptions
 from tests.deploy.manifests import (
     K8S,
     Obj,
@@ -62,7 +60,7 @@ def expected_group_and_topics(workload: Obj, monkeypatch: pytest.MonkeyPatch,
     c = container(pod)
     ns = build_parser().parse_args(c["args"])
     if ns.command == "projector":  # projector/runner.py subscribes to every event topic
-        return ns.group or RunnerOptions().group_id, list(TOPICS.event_topics)
+        return ns.group or TOPICS.group_id(PROJECTOR), list(TOPICS.event_topics)
     # Build the consumer as its pod does: the [consumers.NAME] file from the (example) Secret
     # at $PARLEY_CONSUMERS_CONFIG.
     monkeypatch.delenv(CONFIG_ENV, raising=False)
@@ -77,7 +75,7 @@ def expected_group_and_topics(workload: Obj, monkeypatch: pytest.MonkeyPatch,
         local.write_text(secret["stringData"][item["key"]])
         monkeypatch.setenv(CONFIG_ENV, str(local))
     consumer = load_consumer(ns.name, SETTINGS)
-    return (group_id(KAFKA.topic_prefix, consumer.name),
+    return (Topics(prefix=KAFKA.topic_prefix).group_id(consumer.name),
             list(consumer.topic_names(TOPICS)))
 
 

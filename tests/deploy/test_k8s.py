@@ -16,13 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from consumers.runner import group_id
-from contracts.topics import Topics
+from contracts.topics import PROJECTOR, Topics
 from parley.cli import build_parser
 from parley.errors import SettingsError
 from parley.settings import Settings, load_settings
-from projector.dlq import DLQ_GROUP
-from projector.runner import RunnerOptions
 from tests.deploy.manifests import (
     ALL_INTERFACES,
     CRDS,
@@ -135,7 +132,7 @@ def test_kafka_topics_match_the_topic_specs() -> None:
     consumers = sorted({container(pod)["args"][1] for _, pod in pod_specs(DEPLOYED)
                         if container(pod)["args"][0] == "consumer"})
     want = {s.name: s for s in topics.specs(k.partitions)}
-    want |= {topics.dlq(g): topics.dlq_spec(g) for g in [DLQ_GROUP, *consumers]}
+    want |= {topics.dlq(g): topics.dlq_spec(g) for g in [PROJECTOR, *consumers]}
     have = {t.body["spec"]["topicName"]: t for t in of_kind(DEPLOYED, "KafkaTopic")}
     assert set(have) == set(want)
     for name, spec in want.items():
@@ -187,11 +184,10 @@ def test_kafka_user_matches_settings_and_acls_cover_parley() -> None:
         return False
 
     topics = Topics(prefix=k.topic_prefix)
-    for topic in [*topics.event_topics, topics.dlq(DLQ_GROUP)]:
+    for topic in [*topics.event_topics, topics.dlq(PROJECTOR)]:
         for op in ("Describe", "Read", "Write", "DescribeConfigs"):
             assert allowed("topic", topic, op), (topic, op)
-    for group in [RunnerOptions().group_id, group_id(k.topic_prefix, "search"),
-                  group_id(k.topic_prefix, "crm")]:
+    for group in [topics.group_id(name) for name in (PROJECTOR, "search", "crm")]:
         assert allowed("group", group, "Read") and allowed("group", group, "Describe"), group
     assert not allowed("topic", "someone-elses-topic", "Read")
 

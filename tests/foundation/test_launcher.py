@@ -14,7 +14,6 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from consumers.runner import group_id
 from contracts.topics import Topics, TopicSpec
 from parley.errors import LauncherError
 from parley.kafka import resolve_jars
@@ -121,7 +120,7 @@ def test_kafkas_tools_are_resolved_with_the_broker() -> None:
 
 async def test_consumer_groups_tool_describes_a_parley_group(
         kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path) -> None:
-    group = group_id(kafka_settings.topic_prefix, "search")
+    group = Topics(prefix=kafka_settings.topic_prefix).group_id("search")
     consumer = make_consumer(kafka_settings, group_id=group)
     await consumer.start()
     try:

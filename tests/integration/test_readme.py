@@ -182,6 +182,7 @@ def exercise_the_command_table(site: Site, consumer: Background) -> set[str]:
     ok("consumers reset message-counts --to earliest")
     ok("consumers lag message-counts", "parley.events.chat")
     ok("consumers dlq message-counts list", "0 unresolved entries")
+    ok("dlq projector list", "0 unresolved entries")
 
     bootstrap = {"PARLEY_KAFKA__BOOTSTRAP": f"127.0.0.1:{site.kafka_port}"}
     receiver = site.start(".venv/bin/parley receiver", '"msg":"listening"',

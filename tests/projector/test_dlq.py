@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from aiokafka.structs import ConsumerRecord
 
+from contracts.dead_letter import DeadLetterEntry, decode
 from contracts.domain import DomainEvent
 from contracts.envelope import encode_envelope
-from contracts.topics import Topics
-from parley.kafka.clients import make_consumer
+from contracts.position import Position
+from contracts.topics import PROJECTOR, Topics
+from parley.kafka.clients import make_consumer, make_producer
 from parley.settings import KafkaSettings
+from projector.dlq import DeadLetter, KafkaDeadLetters
 from projector.fold import AggregateRef, FoldState, apply
 from projector.runner import Folder
 from projector.stores import open_store
@@ -21,6 +26,7 @@ from tests.projector.test_runner_kit import (
     T0,
     applied,
     chatshipper_body,
+    delete_dlq,
     envelope,
     eventually,
     natterly_body,
@@ -31,6 +37,8 @@ from tests.projector.test_runner_kit import (
 )
 
 pytestmark = pytest.mark.kafka
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def poisoned_apply(ref: AggregateRef, state: FoldState | None, event: DomainEvent) -> FoldState:
@@ -79,20 +87,19 @@ async def test_garbage_and_unappliable_records_are_dead_lettered_and_skipped(
     finally:
         await store.close()
     assert len(letters) == 2
-    by_offset = {int(dict(r.headers)["parley.origin.offset"]): r for r in letters}
+    # The one dead-letter format of every group (contracts/dead_letter.py).
+    entries = [decode(r.offset, r.key, r.headers, r.value, keep_value=True) for r in letters]
+    by_offset = {e.origin.offset: e for e in entries if isinstance(e, DeadLetterEntry)}
     g = by_offset[p_garbage.offset]
-    gh = {k: v.decode() for k, v in g.headers}
-    assert g.value == garbage and g.key == b"chat-x"
-    assert gh["parley.error"] == "ContractError" and gh["parley.error.stage"] == "decode"
-    assert gh["parley.origin.topic"] == topics.chat
-    assert gh["parley.origin.partition"] == str(p_garbage.partition)
-    assert gh["parley.error.detail"]
+    assert g.value == garbage and g.key == "chat-x" and g.kind == "dead"
+    assert (g.group, g.error_type, g.reason) == (PROJECTOR, "ContractError", "decode")
+    assert g.origin == Position(topics.chat, p_garbage.partition, p_garbage.offset)
+    assert g.error and g.attempts == 1 and g.at is not None and g.first_failed_at == g.at
     x = by_offset[p_poison.offset]
-    xh = {k: v.decode() for k, v in x.headers}
     assert x.value == encode_envelope(poison)
-    assert (xh["parley.error"], xh["parley.error.stage"]) == ("ValueError", "apply")
-    assert xh["parley.error.detail"] == "cannot apply this event"
-    assert xh["parley.projection"] == "v1"
+    assert (x.error_type, x.reason) == ("ValueError", "apply")
+    assert x.error == "cannot apply this event"
+    assert x.projection == "v1"
     logged = " ".join(r.getMessage() for r in caplog.records)
     for pos in (p_garbage, p_poison):
         assert f"{pos.topic}:{pos.partition}:{pos.offset}" in logged
@@ -113,3 +120,55 @@ async def _read(kafka: KafkaSettings, topic: str, want: int) -> list[ConsumerRec
     finally:
         await consumer.stop()
     return letters
+
+
+async def test_parley_dlq_projector_lists_and_skips_letters_of_every_format(
+        kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path) -> None:
+    """`parley dlq projector` (and its alias `parley consumers dlq projector`) reads the
+    projector's letters, those written before the one format too, and resolves them."""
+    await KafkaDeadLetters.ensure_topic(kafka_settings, topics)
+    producer = make_producer(kafka_settings)
+    await producer.start()
+    try:
+        # A letter as the projector wrote it before contracts/dead_letter.py...
+        await producer.send_and_wait(topics.dlq(PROJECTOR), b"\x00old", key=b"chat-old", headers=[
+            ("parley.error", b"ContractError"), ("parley.error.stage", b"decode"),
+            ("parley.error.detail", b"envelope: not JSON"),
+            ("parley.origin.topic", topics.chat.encode()), ("parley.origin.partition", b"3"),
+            ("parley.origin.offset", b"17"), ("parley.origin.timestamp_ms", b"1767603600000"),
+            ("parley.consumer", b"projector"), ("parley.projection", b"v1")])
+        # ...and one it writes now.
+        await KafkaDeadLetters(producer, topics).send([DeadLetter(
+            topic=topics.chat, partition=4, offset=9, timestamp_ms=1767603600000, key=b"chat-new",
+            value=b"{}", stage="apply", error="ValueError", detail="cannot apply")], "v2")
+
+        for command in (("dlq",), ("consumers", "dlq")):
+            code, out = await _parley(tmp_path, kafka_settings, *command, "projector", "list")
+            assert code == 0, out
+            assert f"key=chat-old origin={topics.chat}:3:17" in out
+            assert "decode ContractError: envelope: not JSON after 1 attempt(s)" in out
+            assert f"key=chat-new origin={topics.chat}:4:9" in out and "projection v2" in out
+            assert "2 unresolved entries" in out
+        code, out = await _parley(tmp_path, kafka_settings, "dlq", "projector", "replay")
+        assert code == 1 and out.count("\n") == 1 and "projections rebuild" in out, out
+        code, out = await _parley(tmp_path, kafka_settings, "dlq", "projector", "skip",
+                                  "--key", "chat-old")
+        assert code == 0 and "skipped 1 entry" in out, out
+        code, out = await _parley(tmp_path, kafka_settings, "dlq", "projector", "list")
+        assert "chat-old" not in out and "chat-new" in out and "1 unresolved entry" in out, out
+    finally:
+        await producer.stop()
+        await delete_dlq(kafka_settings, topics)
+
+
+async def _parley(tmp_path: Path, k: KafkaSettings, *args: str) -> tuple[int, str]:
+    config = tmp_path / "cli.toml"
+    config.write_text(f'data_dir = "{tmp_path}"\n[kafka]\nbootstrap = "{k.bootstrap}"\n'
+                      f'topic_prefix = "{k.topic_prefix}"\n')
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "parley.cli", "--config", str(config), *args, cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()

@@ -10,9 +10,10 @@ import pytest
 from aiokafka import TopicPartition
 
 from contracts.errors import ContractError
-from contracts.topics import Topics
+from contracts.topics import PROJECTOR, Topics
 from parley.kafka.clients import make_admin, make_consumer
 from parley.settings import KafkaSettings
+from projector.runner import RunnerOptions
 from tests.projector.test_runner_kit import (
     FIXTURES,
     T0,
@@ -127,6 +128,38 @@ async def test_restart_resumes_from_the_store_not_from_kafka(
         live = await p.store.live_projection()
         assert live is not None
         assert await p.store.offsets(live) == last_positions(first + second)
+
+
+async def test_the_group_lives_under_the_prefix_and_a_new_group_resumes_from_the_store(
+        kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path) -> None:
+    """The upgrade from the unprefixed ``parley-projector`` group: the new group has no
+    committed offsets, yet nothing is folded twice, because the store holds the offsets."""
+    old_group = f"{topics.prefix}-legacy-projector"  # what parley-projector was
+    first = await produce(kafka_settings, topics, conversation("chat-1", n_messages=2, close=False))
+    async with running_projector(kafka_settings, topics, _store_url(tmp_path),
+                                 group_id=old_group) as p:
+        await eventually(lambda: applied(p.store, first), "first records applied")
+    second = await produce(kafka_settings, topics,
+                           [envelope("natterly", "acme", natterly_user_status("ag-1", "Online", T0))])
+    new_group = topics.group_id(PROJECTOR)
+    assert new_group == f"{topics.prefix}.projector"
+    assert await _kafka_committed(kafka_settings, new_group) == {}
+    async with running_projector(kafka_settings, topics, _store_url(tmp_path), group_id="",
+                                 options=RunnerOptions(poll_timeout_ms=100)) as p:
+        await eventually(lambda: applied(p.store, second), "second record applied")
+        records = sum(s.value for m in p.metrics.records.collect() for s in m.samples
+                      if s.name.endswith("_total"))
+        assert records == len(second)  # the first run's records were not read again
+        live = await p.store.live_projection()
+        assert live is not None
+        stored = await p.store.offsets(live)
+
+        async def kafka_follows() -> bool:  # step 10, now under the new group
+            committed = await _kafka_committed(kafka_settings, new_group)
+            return all(committed.get(tp) == off for tp, off in last_positions(second).items())
+
+        await eventually(kafka_follows, "the new group's Kafka offsets")
+    assert stored == last_positions(first + second)
 
 
 async def _has_assignment(consumer) -> bool:  # type: ignore[no-untyped-def]

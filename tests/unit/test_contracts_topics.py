@@ -9,6 +9,7 @@ from contracts.topics import (
     INFINITE_RETENTION_MS,
     MAX_BODY_BYTES,
     MAX_RECORD_BYTES,
+    PROJECTOR,
     Topics,
     TopicSpec,
     default_replication_factor,
@@ -46,6 +47,19 @@ def test_bad_prefix_is_refused(prefix: str) -> None:
 def test_bad_group_is_refused() -> None:
     with pytest.raises(ValueError, match="consumer group"):
         Topics().dlq("crm/sync")
+    with pytest.raises(ValueError, match="consumer group"):
+        Topics().group_id("crm/sync")
+
+
+def test_every_group_id_lives_under_the_prefix() -> None:
+    # Two installations on one cluster differ in prefix: none of their groups may be shared
+    # (the projector's used to be the unprefixed "parley-projector" in both).
+    a, b = Topics(prefix="site-a"), Topics(prefix="site-b")
+    assert a.group_id(PROJECTOR) == "site-a.projector"
+    assert a.group_id("search") == "site-a.consumers.search"
+    for name in (PROJECTOR, "search", "crm"):
+        assert a.group_id(name).startswith("site-a.")
+        assert a.group_id(name) != b.group_id(name)
 
 
 def test_event_topic_specs_keep_everything_forever() -> None:
