@@ -19,7 +19,7 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from parley.errors import ListenError, SettingsError
-from parley.limits import CappedSockSite
+from parley.limits import LINGER_S, CappedSockSite
 from parley.loop import loop_name
 from parley.readiness import ReadinessCache
 from parley.runtime import Role, Runtime
@@ -316,11 +316,13 @@ async def serve(app: web.Application, rt: Runtime, *, stop: asyncio.Event | None
     caller bound earlier still), so a taken port stops the process before any role has
     started. Then the roles start, and the start-up lines say what is served where
     (:mod:`parley.startup`). At most ``http.max_connections`` connections are open at once
-    (:mod:`parley.limits`), and one that has not sent its request headers within
-    ``http.idle_timeout_s`` is closed. Every request's ``Expect`` header is checked first
-    (:func:`guard_expect`). Shutdown order: stop accepting connections, let in-flight
-    requests finish (bounded by ``http.shutdown_timeout_s``), then run the roles' cleanup
-    (flush producers, commit) — also when a role failed to start, for those that did.
+    (:mod:`parley.limits`), one that has not sent its request headers within
+    ``http.idle_timeout_s`` is closed, and one answered before its body was read is closed
+    once the body is drained or after :data:`~parley.limits.LINGER_S`. Every request's
+    ``Expect`` header is checked first (:func:`guard_expect`). Shutdown order: stop
+    accepting connections, let in-flight requests finish (bounded by
+    ``http.shutdown_timeout_s``), then run the roles' cleanup (flush producers, commit) —
+    also when a role failed to start, for those that did.
     """
     http = rt.settings.http
     sock = sock or bind(http.host, http.port, next_free_port=next_free_port)
@@ -331,8 +333,11 @@ async def serve(app: web.Application, rt: Runtime, *, stop: asyncio.Event | None
             loop.add_signal_handler(sig, stop.set)
     # keepalive_timeout also bounds how long a connection may take to send its request
     # headers: aiohttp closes a connection still waiting for them at that deadline.
+    # lingering_time: after an answer given before the request's body was read (413, 401,
+    # 404…), aiohttp reads and discards the rest for this long before it closes, by default
+    # 10 s, holding a slot of http.max_connections all the while (see LINGER_S).
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=http.shutdown_timeout_s,
-                           keepalive_timeout=http.idle_timeout_s)
+                           keepalive_timeout=http.idle_timeout_s, lingering_time=LINGER_S)
     try:
         await runner.setup()
     except BaseException:

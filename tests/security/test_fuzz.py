@@ -165,8 +165,9 @@ class LiveParley:
 
     def send(self, raw: bytes) -> tuple[int, bytes]:
         """(status, answer); status 0 when the server closed without answering. Returns once
-        the answer is whole, not when the server closes: aiohttp lingers up to 10 s reading a
-        request body a handler left unread before it closes."""
+        the answer is whole, not when the server closes: aiohttp lingers (up to
+        ``parley.limits.LINGER_S``) reading a request body a handler left unread before it
+        closes."""
         answer = b""
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=20) as conn:
@@ -450,8 +451,9 @@ def test_fuzz_campaign_every_route_and_header(live: LiveParley) -> None:
         campaign()
         gc.collect()
         at_end, peak = tracemalloc.get_traced_memory()
-        # aiohttp keeps a connection whose request body went unread for up to 10 s (its
-        # lingering time) before closing it: the memory of the last ones comes back then.
+        # aiohttp keeps a connection whose request body went unread for up to its lingering
+        # time (parley.limits.LINGER_S) before closing it: the memory of the last ones
+        # comes back then.
         deadline = time.monotonic() + 20
         while (after := tracemalloc.get_traced_memory()[0]) - baseline >= MEMORY_BOUND:
             if time.monotonic() > deadline:
