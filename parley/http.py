@@ -10,16 +10,16 @@ import ipaddress
 import logging
 import signal
 import socket
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Literal
 
 import msgspec
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from parley.errors import ListenError, SettingsError
-from parley.limits import CappedSockSite
+from parley.limits import LINGER_S, CappedSockSite
 from parley.loop import loop_name
 from parley.readiness import ReadinessCache
 from parley.runtime import Role, Runtime
@@ -201,6 +201,34 @@ def bearer_status(request: web.Request, secrets: Sequence[bytes]
     return "valid" if ok else "invalid"
 
 
+ServerHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+"""What aiohttp's low-level server calls for every request it parsed (the app's router)."""
+
+
+def guard_expect(handler: ServerHandler) -> ServerHandler:
+    """``handler`` behind a check of the ``Expect`` header: ``100-continue`` (any case) goes
+    on to aiohttp; a value that is not UTF-8 gets 400 ``bad_request``, any other expectation
+    417 ``expectation_failed``, both in Parley's JSON shape.
+
+    Why around the server's handler rather than a middleware: aiohttp answers ``Expect`` per
+    route before any middleware runs, also on paths that match no route, and its own answer to
+    bytes that are not UTF-8 was a 500 (it put them in a text body it then failed to encode).
+    """
+
+    async def checked(request: web.BaseRequest) -> web.StreamResponse:
+        expect = request.headers.get(hdrs.EXPECT)
+        if expect is None or expect.lower() == "100-continue":
+            return await handler(request)
+        try:  # aiohttp hands over header bytes that are not UTF-8 as lone surrogates
+            expect.encode()
+        except UnicodeEncodeError:
+            return error_response(400, "bad_request", "the Expect header is not valid UTF-8")
+        return error_response(417, "expectation_failed",
+                              "the only expectation served is Expect: 100-continue")
+
+    return checked
+
+
 async def _kafka_preflight(app: web.Application) -> AsyncIterator[None]:
     # With TLS/SASL configured, a refused login or certificate would otherwise surface only
     # as endless reconnects; fail at start-up with one line instead. An unreachable broker
@@ -288,10 +316,13 @@ async def serve(app: web.Application, rt: Runtime, *, stop: asyncio.Event | None
     caller bound earlier still), so a taken port stops the process before any role has
     started. Then the roles start, and the start-up lines say what is served where
     (:mod:`parley.startup`). At most ``http.max_connections`` connections are open at once
-    (:mod:`parley.limits`), and one that has not sent its request headers within
-    ``http.idle_timeout_s`` is closed. Shutdown order: stop accepting connections, let in-flight
-    requests finish (bounded by ``http.shutdown_timeout_s``), then run the roles' cleanup
-    (flush producers, commit) — also when a role failed to start, for those that did.
+    (:mod:`parley.limits`), one that has not sent its request headers within
+    ``http.idle_timeout_s`` is closed, and one answered before its body was read is closed
+    once the body is drained or after :data:`~parley.limits.LINGER_S`. Every request's
+    ``Expect`` header is checked first (:func:`guard_expect`). Shutdown order: stop
+    accepting connections, let in-flight requests finish (bounded by
+    ``http.shutdown_timeout_s``), then run the roles' cleanup (flush producers, commit) —
+    also when a role failed to start, for those that did.
     """
     http = rt.settings.http
     sock = sock or bind(http.host, http.port, next_free_port=next_free_port)
@@ -302,14 +333,20 @@ async def serve(app: web.Application, rt: Runtime, *, stop: asyncio.Event | None
             loop.add_signal_handler(sig, stop.set)
     # keepalive_timeout also bounds how long a connection may take to send its request
     # headers: aiohttp closes a connection still waiting for them at that deadline.
+    # lingering_time: after an answer given before the request's body was read (413, 401,
+    # 404…), aiohttp reads and discards the rest for this long before it closes, by default
+    # 10 s, holding a slot of http.max_connections all the while (see LINGER_S).
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=http.shutdown_timeout_s,
-                           keepalive_timeout=http.idle_timeout_s)
+                           keepalive_timeout=http.idle_timeout_s, lingering_time=LINGER_S)
     try:
         await runner.setup()
     except BaseException:
         sock.close()
         await runner.cleanup()  # stop the roles that did start: no client left unclosed
         raise
+    assert runner.server is not None  # set up above
+    # Every request passes here first, whatever route it matches (or none): see guard_expect.
+    runner.server.request_handler = guard_expect(runner.server.request_handler)
     try:
         try:
             await CappedSockSite(runner, sock, max_connections=http.max_connections,

@@ -5,8 +5,8 @@ hold a socket, a parser and a task. :class:`CappedSockSite` serves like aiohttp'
 ``SockSite`` but, once ``max_connections`` are open, answers each further connection with a
 fixed ``503`` (``Retry-After``, Parley's JSON error shape) and closes it, without parsing
 anything it sent. The refused connection costs no task and no buffer (what it sends is
-discarded), and lives at most :data:`REFUSED_LINGER_S` so the client can read the answer
-before the socket closes.
+discarded), and lives at most :data:`LINGER_S` so the client can read the answer before the
+socket closes.
 """
 
 from __future__ import annotations
@@ -18,11 +18,14 @@ from typing import cast
 import msgspec
 from aiohttp import web
 
-__all__ = ["REFUSED_LINGER_S", "CappedSockSite"]
+__all__ = ["LINGER_S", "CappedSockSite"]
 
-#: How long a refused connection stays open after its 503 was written (the client may still
-#: be sending its request; closing at once would reset the connection before it read the answer).
-REFUSED_LINGER_S = 1.0
+#: How long a connection answered before its request was read whole stays open, discarding
+#: what it sends: a 503 of the cap here, and any early answer (413, 401, 404…) in
+#: ``parley.http.serve`` (aiohttp's ``lingering_time``, 10 s by default, held the slot that
+#: long). The client may still be sending; closing at once, with its bytes unread, would
+#: reset the connection, and the client could lose the answer before reading it.
+LINGER_S = 1.0
 
 
 def _refusal(retry_after_s: int) -> bytes:
@@ -46,7 +49,7 @@ class _Refused(asyncio.Protocol):
         transport.write(self._answer)
         if transport.can_write_eof():
             transport.write_eof()
-        asyncio.get_running_loop().call_later(REFUSED_LINGER_S, transport.close)
+        asyncio.get_running_loop().call_later(LINGER_S, transport.close)
 
     def data_received(self, data: bytes) -> None:
         pass  # the request of a refused connection is never parsed or kept

@@ -3,6 +3,8 @@
 Every record is one JSON object: time, level, logger, message, and any ``extra={...}`` fields
 (``event_id``, ``source``, ``topic``…). A redaction filter masks every configured secret in
 the rendered record, as a second line of defence behind code that never logs secrets.
+Requests aiohttp's HTTP parser refuses are logged as one bounded line each
+(:class:`MalformedRequests`), not as a traceback per request.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, ClassVar
 
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
 
 if TYPE_CHECKING:
     from parley.runtime import Role
@@ -63,12 +66,61 @@ class JsonFormatter(logging.Formatter):
         return self._mask.sub("***", text) if self._mask is not None else text
 
 
+class MalformedRequests(logging.Filter):
+    """A filter for aiohttp's server logger. aiohttp logs each request its HTTP parser
+    refuses (answered 400) at ERROR, with a traceback quoting the request's bytes: a client
+    sending junk writes a traceback per request, credentials included. Each becomes one
+    WARNING line, ``malformed HTTP request from <client>: <error class>`` (fields ``client``
+    and ``error``; nothing of the request), and at most ``per_interval`` of them pass per
+    ``interval_s``. The first one past a window in which some were dropped is preceded by a
+    line counting them (field ``suppressed``). Every other record (a 500: a bug of ours)
+    passes unchanged, traceback and all."""
+
+    PER_INTERVAL: ClassVar[int] = 10
+    INTERVAL_S: ClassVar[float] = 60.0
+
+    def __init__(self, per_interval: int = PER_INTERVAL, interval_s: float = INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._per_interval, self._interval_s, self._clock = per_interval, interval_s, clock
+        self._window_start = -interval_s
+        self._passed = self._suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        now = self._clock()
+        if now - self._window_start >= self._interval_s:
+            if self._suppressed:
+                logging.getLogger(record.name).warning(
+                    "%d more malformed HTTP requests were not logged in the last %g s",
+                    self._suppressed, self._interval_s, extra={"suppressed": self._suppressed})
+            self._window_start, self._passed, self._suppressed = now, 0, 0
+        if self._passed >= self._per_interval:
+            self._suppressed += 1
+            return False
+        self._passed += 1
+        # aiohttp's message names the client as its only argument; the exception's own text
+        # quotes the request's bytes, so only its class is kept.
+        client = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        record.msg, record.args = "malformed HTTP request from %s: %s", (client, type(exc).__name__)
+        record.client, record.error = client, type(exc).__name__
+        record.exc_info = record.exc_text = None
+        if record.levelno > logging.WARNING:  # aiohttp's DEBUG ones (TLS on a plain port) stay
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    server = logging.getLogger("aiohttp.server")
+    server.filters[:] = [f for f in server.filters if not isinstance(f, MalformedRequests)]
+    server.addFilter(MalformedRequests())
     # aiokafka logs each failed reconnect at ERROR; our own metrics and /readyz report outages.
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL if level.upper() != "DEBUG"
                                            else logging.DEBUG)

@@ -6,8 +6,8 @@ Request flow, each step answering with its own error before the next one runs:
 2. require a JSON media type (415 ``unsupported_media_type``);
 3. take the body's share of the buffered-bytes budget (503 ``overloaded`` with
    Retry-After, before anything is read), then read the body, stopping as soon as it passes
-   the limit (413 ``body_too_large``) or its deadline (408 ``body_timeout``, and the
-   connection is closed);
+   the limit (413 ``body_too_large``, with ``Connection: close``) or its deadline (408
+   ``body_timeout``, and the connection is closed);
 4. authenticate (401 ``unauthorized``, one generic detail for every cause; the log line
    says which check failed, see :class:`~receiver.signatures.AuthFailure`);
 5. parse with the contracts (400 ``invalid_body``, detail names the JSON path);
@@ -138,6 +138,10 @@ class WebhookHandler:
                 extra["skew_s"] = exc.failure.skew_s
         log.log(level, "rejected", extra=extra)
         response = error_response(exc.status, exc.code, exc.detail, headers=headers)
+        if isinstance(exc, BodyTooLarge):
+            # The rest of the body is never read: say so (Connection: close); the server
+            # closes once it has drained, or after parley.limits.LINGER_S.
+            response.force_close()
         if isinstance(exc, BodyTimeout):
             # Cut the slow sender off now: aiohttp would otherwise keep reading (and
             # discarding) the rest of its body for up to ten more seconds.

@@ -18,6 +18,7 @@ import pytest
 
 from contracts.topics import Topics
 from parley.http import bind, build_app, serve
+from parley.limits import LINGER_S
 from parley.loop import EventLoopName, run
 from parley.runtime import Runtime
 from parley.settings import HttpSettings, KafkaSettings, Settings
@@ -259,3 +260,30 @@ async def test_slow_large_uploads_past_the_budget_get_503_and_a_small_webhook_st
         await asyncio.gather(*uploads, return_exceptions=True)
     await rx.eventually(lambda: server.buffered_bytes() == 0, 5)
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+async def _until_free(port: int) -> None:
+    """Until a connection is answered, not refused by the cap (a closed connection leaves
+    the server's count once its handler task has ended)."""
+    for _ in range(40):
+        if await _healthz(port) == 200:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail("the connection cap did not free up")
+
+
+@pytest.mark.parametrize(("path", "length", "status"), [
+    ("/webhooks/acme", 50 * MiB, 413),  # refused by its declared length, nothing read
+    ("/webhooks/nobody", MiB, 404),     # refused before its body is read
+])
+async def test_an_early_answer_frees_its_connection_slot_within_a_second(
+        start_server: Start, path: str, length: int, status: int) -> None:
+    # One connection at most: while the refused upload holds it, every other one gets 503.
+    server = await start_server(max_connections=1, retry_after_s=7)
+    await _until_free(server.port)  # start_server's own probe has left
+    async with asyncio.timeout(LINGER_S + 3):  # aiohttp used to keep reading it for 10 s
+        got = await _drip(server.port, _head(path, length), b"x" * 1024, 0.05, until_closed=True)
+    assert got.status == status and got.elapsed_s < LINGER_S + 2, got
+    if status == 413:  # its body is never read: the answer says the connection closes
+        assert got.headers["Connection"] == "close", got
+    await _until_free(server.port)
