@@ -57,6 +57,8 @@ class Story:
     source: str
     webhooks: tuple[Webhook, ...]
     expect: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: fresh id → the id written in the story file (see :meth:`with_fresh_ids`)
+    aliases: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Story:
@@ -71,13 +73,18 @@ class Story:
 
     def with_fresh_ids(self, salt: str) -> Story:
         """This story with every UUID and 24-hex id replaced by one derived from ``salt``."""
+        aliases: dict[str, str] = {}
 
         def fresh_uuid(m: re.Match[str]) -> str:
-            return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{salt}:{m.group(0)}"))
+            fresh = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{salt}:{m.group(0)}"))
+            aliases[fresh] = m.group(0)
+            return fresh
 
         def fresh_object_id(m: re.Match[str]) -> str:
-            return hashlib.sha1(f"{salt}:{m.group(0)}".encode(), usedforsecurity=False
-                                ).hexdigest()[:24]
+            fresh = hashlib.sha1(f"{salt}:{m.group(0)}".encode(), usedforsecurity=False
+                                 ).hexdigest()[:24]
+            aliases[fresh] = m.group(0)
+            return fresh
 
         def text(s: str) -> str:
             return _OBJECT_ID.sub(fresh_object_id, _UUID.sub(fresh_uuid, s))
@@ -92,7 +99,13 @@ class Story:
             return value
 
         return replace(self, webhooks=tuple(replace(w, body=text(w.body)) for w in self.webhooks),
-                       expect=deep(self.expect))
+                       expect=deep(self.expect), aliases=aliases)
+
+    def as_written(self, text: str) -> str:
+        """``text`` with this run's fresh ids put back as the story file writes them."""
+        for fresh, original in self.aliases.items():
+            text = text.replace(fresh, original)
+        return text
 
 
 def mismatches(expected: Any, got: Any, path: str, nulls: tuple[str, ...] = ()) -> list[str]:

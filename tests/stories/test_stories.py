@@ -296,4 +296,6 @@ async def test_story(parley: Parley, path: Path) -> None:
             return await _search_failures(parley, story) + _crm_failures(parley, story)
 
         failures += await _eventually(consumers)
-    assert not failures, f"story {story.name} ({story.intent}):\n  " + "\n  ".join(failures)
+    if failures:
+        pytest.fail(story.as_written(
+            f"story {story.name} ({story.intent}):\n  " + "\n  ".join(failures)), pytrace=False)
