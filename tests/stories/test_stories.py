@@ -56,6 +56,7 @@ NEEDS: dict[str, str] = {
     "natterly/visitor_identified": "needs wt/truth2: the session visitor merges into the uuid "
                                    "visitor (its pages)",
     "chatshipper/author_names": "needs wt/truth2: author names from agent ids",
+    "chatshipper/transfer_to_queue": "needs wt/truth2: a transfer unassigns the previous agent",
 }
 
 
