@@ -16,9 +16,8 @@ import contextlib
 import functools
 import hashlib
 import hmac
-import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,8 +96,7 @@ async def _outbox_empty(projector: ProjectorRole) -> bool:
     return not await projector.store.outbox(1)
 
 
-async def _caught_up(k: KafkaSettings, group: str, topic_names: tuple[str, ...] | list[str]
-                     ) -> bool:
+async def _caught_up(k: KafkaSettings, group: str, topic_names: Sequence[str]) -> bool:
     admin = make_admin(k)
     await admin.start()
     try:
@@ -118,42 +116,41 @@ async def _caught_up(k: KafkaSettings, group: str, topic_names: tuple[str, ...] 
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def parley(kafka_bootstrap: str) -> AsyncIterator[Parley]:
+async def parley(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+                 ) -> AsyncIterator[Parley]:
     prefix = f"s{uuid.uuid4().hex[:12]}"
     kafka = KafkaSettings(bootstrap=kafka_bootstrap, topic_prefix=prefix, partitions=3,
                           replication_factor=1)
-    with tempfile.TemporaryDirectory(prefix="parley-stories-") as tmp:
-        async with RunningStandIn(StandInCrm()) as crm:
-            settings = Settings(
-                kafka=kafka, data_dir=tmp, store=StoreSettings(url=f"sqlite:///{tmp}/state.db"),
-                sources={
-                    "natterly": SourceSettings(provider="natterly", auth_tokens=(NATTERLY_TOKEN,)),
-                    "chatshipper": SourceSettings(provider="chatshipper",
-                                                  secrets=(CHATSHIPPER_SECRET,))},
-                consumers={"crm": {"base_url": crm.url, "auth_value": TOKEN,
-                                   "signing_secret": SECRET, "timeout_s": 2.0,
-                                   "max_delay_s": 1.0, "state_path": f"{tmp}/crm.db"}})
-            rt = Runtime.from_settings(settings)
-            await apply_topics(kafka, rt.topics.specs(kafka.partitions))
-            roles = roles_for("run", rt)
-            runner = web.AppRunner(build_app(rt, roles), access_log=None, shutdown_timeout=1)
-            await runner.setup()
-            try:
-                site = web.TCPSite(runner, "127.0.0.1", 0)
-                await site.start()
-                port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-                async with aiohttp.ClientSession(
-                        timeout=aiohttp.ClientTimeout(total=30)) as http:
-                    p = Parley(url=f"http://127.0.0.1:{port}", http=http, crm=crm.crm,
-                               kafka=kafka,
-                               projector=next(r for r in roles if isinstance(r, ProjectorRole)),
-                               consumers=next(r for r in roles
-                                              if isinstance(r, BuiltinConsumersRole)))
-                    await _until(lambda: _ready(p), "parley to be ready")
-                    yield p
-            finally:
-                await runner.cleanup()
-                await _drop_topics(kafka)
+    tmp = tmp_path_factory.mktemp("stories")
+    async with RunningStandIn(StandInCrm()) as crm:
+        settings = Settings(
+            kafka=kafka, data_dir=str(tmp), store=StoreSettings(url=f"sqlite:///{tmp}/state.db"),
+            sources={
+                "natterly": SourceSettings(provider="natterly", auth_tokens=(NATTERLY_TOKEN,)),
+                "chatshipper": SourceSettings(provider="chatshipper",
+                                              secrets=(CHATSHIPPER_SECRET,))},
+            consumers={"crm": {"base_url": crm.url, "auth_value": TOKEN, "signing_secret": SECRET,
+                               "timeout_s": 2.0, "max_delay_s": 1.0,
+                               "state_path": f"{tmp}/crm.db"}})
+        rt = Runtime.from_settings(settings)
+        await apply_topics(kafka, rt.topics.specs(kafka.partitions))
+        roles = roles_for("run", rt)  # what `parley run` serves, minus the broker it starts
+        runner = web.AppRunner(build_app(rt, roles), access_log=None, shutdown_timeout=1)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
+                p = Parley(url=f"http://127.0.0.1:{port}", http=http, crm=crm.crm, kafka=kafka,
+                           projector=next(r for r in roles if isinstance(r, ProjectorRole)),
+                           consumers=next(r for r in roles
+                                          if isinstance(r, BuiltinConsumersRole)))
+                await _until(lambda: _ready(p), "parley to be ready")
+                yield p
+        finally:
+            await runner.cleanup()
+            await _drop_topics(kafka)
 
 
 async def _ready(p: Parley) -> bool:
