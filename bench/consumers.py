@@ -46,7 +46,7 @@ from prometheus_client import CollectorRegistry  # noqa: E402
 
 from consumers.api import ConsumedEvent, Consumer  # noqa: E402
 from consumers.metrics import ConsumerMetrics  # noqa: E402
-from consumers.runner import ConsumerRunner, RunnerOptions  # noqa: E402
+from consumers.runner import ConsumerRunner, ConsumerRunnerOptions  # noqa: E402
 from consumers.search.consumer import search_consumer  # noqa: E402
 from consumers.search.index import SqliteSearchIndex  # noqa: E402
 from contracts.envelope import encode_envelope  # noqa: E402
@@ -147,7 +147,7 @@ async def through_runtime(k: KafkaSettings, topics: Topics, n: int, make: str,
         consumer = Consumer(name=name, handle_batch=handle_batch, topics=("chat",),
                             concurrency=1, start=inner.start, stop=inner.stop)
     runner = ConsumerRunner(consumer, k, topics, ConsumerMetrics(CollectorRegistry()),
-                            options=RunnerOptions(max_records=2000))
+                            options=ConsumerRunnerOptions(max_records=2000))
     task = asyncio.create_task(runner.run())
     await asyncio.wait({task, asyncio.create_task(done.wait())},
                        return_when=asyncio.FIRST_COMPLETED)

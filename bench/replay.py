@@ -186,7 +186,7 @@ async def _live(bootstrap: str, prefix: str, partitions: int, work: Path, group:
     from projector.dlq import KafkaDeadLetters
     from projector.metrics import ProjectorMetrics
     from projector.rebuild import event_partitions
-    from projector.runner import Runner, RunnerOptions
+    from projector.runner import ProjectorRunnerOptions, Runner
     from projector.sqlite_store import SqliteStore
     from projector.state_publisher import StatePublisher
 
@@ -204,7 +204,7 @@ async def _live(bootstrap: str, prefix: str, partitions: int, work: Path, group:
     publisher = StatePublisher(store, states_producer, topics, poll_s=1.0) if states else None
     runner = Runner(store=store, kafka=k, topics=topics, metrics=metrics,
                     dead_letters=KafkaDeadLetters(producer, topics, metrics),
-                    options=RunnerOptions(group_id=group), publisher=publisher)
+                    options=ProjectorRunnerOptions(group_id=group), publisher=publisher)
     from parley.kafka.clients import make_consumer
 
     probe = make_consumer(k, group_id=None)

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from consumers.api import Consumer
 from consumers.registry import ConsumerContext, consumer_config, load_consumer
-from consumers.runner import RunnerOptions
+from consumers.runner import ConsumerRunnerOptions
 from consumers.search.backends import search_index_for
 from consumers.search.consumer import search_consumer
 from consumers.search.http import install_search_api
@@ -77,7 +77,7 @@ class ConsumerRole:
         else:
             consumer = load_consumer(name, rt.settings)
         config = consumer_config(rt.settings, consumer.name)
-        options = RunnerOptions(max_records=int(config.get("max_records", 2000)))
+        options = ConsumerRunnerOptions(max_records=int(config.get("max_records", 2000)))
         self.service = ConsumerService(rt, [consumer], options=options,
                                        stuck_after_s=float(config.get("stuck_after_s", 300)))
 

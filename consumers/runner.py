@@ -54,12 +54,14 @@ from contracts.topics import Topics
 from parley.kafka.clients import make_consumer, start_unless_stopped
 from parley.settings import KafkaSettings
 
-__all__ = ["ConsumerRunner", "RunnerOptions"]
+__all__ = ["ConsumerRunner", "ConsumerRunnerOptions"]
 
 log = logging.getLogger("parley.consumers.runner")
 
 
-class RunnerOptions(msgspec.Struct, frozen=True, kw_only=True):
+class ConsumerRunnerOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """How a :class:`ConsumerRunner` fetches: records per batch and how long one fetch waits."""
+
     max_records: int = 2000
     fetch_timeout_ms: int = 200
 
@@ -84,14 +86,14 @@ class ConsumerRunner:
 
     def __init__(self, consumer: Consumer, kafka: KafkaSettings, topics: Topics,
                  metrics: ConsumerMetrics, *, secrets: Sequence[str] = (),
-                 options: RunnerOptions | None = None, rng: random.Random | None = None) -> None:
+                 options: ConsumerRunnerOptions | None = None, rng: random.Random | None = None) -> None:
         self.consumer = consumer
         self.name = consumer.name
         self.group = topics.group_id(consumer.name)
         self.topic_names = consumer.topic_names(topics)
         self._k = kafka
         self._metrics = metrics
-        self._options = options or RunnerOptions()
+        self._options = options or ConsumerRunnerOptions()
         self._rng = rng or random.Random()
         self.dead = ParkingDeadLetters(kafka, topics, consumer.name, (*secrets, *consumer.secrets))
         self._commit_task: asyncio.Task[None] | None = None

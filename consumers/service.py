@@ -19,7 +19,7 @@ from aiohttp import web
 from consumers.api import Consumer
 from consumers.lag import LagMonitor, PartitionLag, WatchedGroup
 from consumers.metrics import ConsumerMetrics
-from consumers.runner import ConsumerRunner, RunnerOptions
+from consumers.runner import ConsumerRunner, ConsumerRunnerOptions
 from parley.http import error_response, json_response
 from parley.readiness import failure_reason
 from parley.runtime import ReadinessCheck, Runtime
@@ -57,7 +57,7 @@ class ConsumerService:
     """Runs ``consumers`` (one group each) for as long as the HTTP app lives."""
 
     def __init__(self, rt: Runtime, consumers: Sequence[Consumer], *,
-                 options: RunnerOptions | None = None, stuck_after_s: float = 300.0,
+                 options: ConsumerRunnerOptions | None = None, stuck_after_s: float = 300.0,
                  lag_interval_s: float = 15.0) -> None:
         self.rt = rt
         self.consumers = list(consumers)

@@ -27,7 +27,7 @@ def dead_letter_groups(settings: Settings) -> list[str]:
 def register(subparsers: Any) -> None:
     """Add the projector's commands to the top-level ``parley`` parser."""
     proj = subparsers.add_parser("projector", help="run the projector and query API only")
-    # Defaults live in RunnerOptions (not imported here: every `parley` command loads this).
+    # Defaults live in ProjectorRunnerOptions (not imported here: every `parley` command loads this).
     proj.add_argument("--max-batch", type=int, default=None,
                       help="most records folded per store transaction (default 5000)")
     proj.add_argument("--group", default=None,
@@ -59,14 +59,14 @@ def _cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
     from parley.http import build_app, serve
     from parley.logs import setup_logging
     from parley.runtime import Runtime
-    from projector.role import ProjectorOptions, ProjectorRole
-    from projector.runner import RunnerOptions
+    from projector.role import ProjectorRole, ProjectorRoleOptions
+    from projector.runner import ProjectorRunnerOptions
 
-    defaults = RunnerOptions()
+    defaults = ProjectorRunnerOptions()
     if args.max_batch is not None and args.max_batch < 1:
         raise SystemExit("parley projector: --max-batch must be at least 1")
     setup_logging(settings.log_level, settings.all_secrets())
-    options = ProjectorOptions(runner=RunnerOptions(
+    options = ProjectorRoleOptions(runner=ProjectorRunnerOptions(
         max_records=args.max_batch or defaults.max_records, group_id=args.group or defaults.group_id))
 
     async def main() -> None:

@@ -24,7 +24,7 @@ from parley.runtime import Runtime
 from projector.api import ApiOptions, QueryApi
 from projector.dlq import KafkaDeadLetters
 from projector.metrics import ProjectorMetrics
-from projector.runner import Runner, RunnerOptions, Watermarks, ensure_live
+from projector.runner import ProjectorRunnerOptions, Runner, Watermarks, ensure_live
 from projector.state_publisher import StatePublisher
 from projector.store import Store
 from projector.stores import open_store
@@ -36,8 +36,11 @@ log = logging.getLogger("parley.projector")
 
 
 @dataclass(frozen=True, kw_only=True)
-class ProjectorOptions:
-    runner: RunnerOptions = field(default_factory=RunnerOptions)
+class ProjectorRoleOptions:
+    """The projector role's options: its runner's, its query API's, and how it stops and restarts
+    its runner."""
+
+    runner: ProjectorRunnerOptions = field(default_factory=ProjectorRunnerOptions)
     api: ApiOptions = field(default_factory=ApiOptions)
     stop_timeout_s: float = 30.0
     restart_backoff_s: float = 2.0
@@ -48,7 +51,7 @@ class ProjectorRole:
 
     name = "projector"
 
-    def __init__(self, rt: Runtime, options: ProjectorOptions = ProjectorOptions()) -> None:
+    def __init__(self, rt: Runtime, options: ProjectorRoleOptions = ProjectorRoleOptions()) -> None:
         self._rt = rt
         self._options = options
         self.metrics = ProjectorMetrics.create(rt.registry)

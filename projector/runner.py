@@ -67,7 +67,8 @@ from projector.metrics import ProjectorMetrics
 from projector.state_publisher import StatePublisher
 from projector.store import Store
 
-__all__ = ["BatchResult", "Folder", "Runner", "RunnerOptions", "Watermarks", "ensure_live", "gc_paused"]
+__all__ = ["BatchResult", "Folder", "ProjectorRunnerOptions", "Runner", "Watermarks", "ensure_live",
+           "gc_paused"]
 
 log = logging.getLogger("parley.projector.runner")
 
@@ -75,7 +76,10 @@ FIRST_PROJECTION = "v1"
 
 
 @dataclass(frozen=True, kw_only=True)
-class RunnerOptions:
+class ProjectorRunnerOptions:
+    """How the projector's :class:`Runner` consumes: its group, batch size, poll timeout, fold
+    state cache and pause after a failed batch."""
+
     group_id: str | None = None  # None: ``topics.group_id(PROJECTOR)``, <prefix>.projector
     max_records: int = 5000  # per getmany: large batches amortise the store transaction
     poll_timeout_ms: int = 500  # also bounds how long a stop request waits
@@ -174,7 +178,7 @@ class Runner:
     def __init__(self, *, store: Store, kafka: KafkaSettings, topics: Topics,
                  dead_letters: DeadLetters, metrics: ProjectorMetrics,
                  watermarks: Watermarks | None = None,
-                 options: RunnerOptions = RunnerOptions(), folder: Folder | None = None,
+                 options: ProjectorRunnerOptions = ProjectorRunnerOptions(), folder: Folder | None = None,
                  publisher: StatePublisher | None = None) -> None:
         """``publisher``: publish committed states to the state topics (steps 8 and 11)."""
         self._store = store

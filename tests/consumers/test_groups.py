@@ -13,7 +13,7 @@ from consumer_kit.helpers import committed, end_offsets, running, wait_for
 from consumers.api import ConsumedEvent, consumer
 from consumers.errors import GroupActive
 from consumers.groups import parse_reset_target, reset_group
-from consumers.runner import RunnerOptions
+from consumers.runner import ConsumerRunnerOptions
 from contracts.envelope import encode_envelope
 from contracts.topics import Topics
 from parley.kafka.clients import make_producer
@@ -99,7 +99,7 @@ async def test_rebalance_neither_loses_nor_repeats_a_committed_effect(
 
         return handle
 
-    options = RunnerOptions(max_records=40)
+    options = ConsumerRunnerOptions(max_records=40)
     async with running(make("a"), kafka_settings, topics, options=options) as a:
         await wait_for(lambda: len(effects) >= 100, what="member a working")
         async with running(make("b"), kafka_settings, topics, options=options) as b:

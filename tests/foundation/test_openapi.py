@@ -33,8 +33,8 @@ from parley.roles import ROLES, roles_for
 from parley.runtime import Role, Runtime
 from parley.settings import HttpSettings, KafkaSettings, Settings, SourceSettings, StoreSettings
 from projector.api import ApiOptions
-from projector.role import ProjectorOptions, ProjectorRole
-from projector.runner import RunnerOptions
+from projector.role import ProjectorRole, ProjectorRoleOptions
+from projector.runner import ProjectorRunnerOptions
 from receiver.role import ReceiverRole
 
 DOC_FILE = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
@@ -304,8 +304,8 @@ async def parley(kafka_settings: KafkaSettings, topics: object, tmp_path: Path,
     rt = Runtime.from_settings(settings_for(tmp_path, kafka_settings))
     roles: list[Role] = [
         ReceiverRole(rt),
-        ProjectorRole(rt, ProjectorOptions(
-            runner=RunnerOptions(group_id=f"{unique}-projector", poll_timeout_ms=100),
+        ProjectorRole(rt, ProjectorRoleOptions(
+            runner=ProjectorRunnerOptions(group_id=f"{unique}-projector", poll_timeout_ms=100),
             api=ApiOptions(min_position_timeout_s=0.5, recheck_s=0.1))),
         BuiltinConsumersRole(rt)]
     assert [f"{type(r).__module__}:{type(r).__name__}" for r in roles] == list(ROLES["run"])

@@ -18,8 +18,8 @@ from parley.kafka.launcher import free_ports
 from parley.runtime import Runtime
 from parley.settings import HttpSettings, KafkaSettings, Settings, StoreSettings
 from projector.api import ApiOptions
-from projector.role import ProjectorOptions, ProjectorRole
-from projector.runner import RunnerOptions
+from projector.role import ProjectorRole, ProjectorRoleOptions
+from projector.runner import ProjectorRunnerOptions
 from tests.projector.test_runner_kit import (
     T0,
     applied,
@@ -45,8 +45,8 @@ async def api(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path,
                         store=StoreSettings(url=f"sqlite:///{tmp_path / 'state.db'}"),
                         http=HttpSettings(max_position_waiters=MAX_WAITERS))
     rt = Runtime.from_settings(settings)
-    role = ProjectorRole(rt, ProjectorOptions(
-        runner=RunnerOptions(group_id=f"{unique}-projector", poll_timeout_ms=100),
+    role = ProjectorRole(rt, ProjectorRoleOptions(
+        runner=ProjectorRunnerOptions(group_id=f"{unique}-projector", poll_timeout_ms=100),
         api=ApiOptions(min_position_timeout_s=3.0, recheck_s=0.2)))
     client: TestClient[Any, Any] = TestClient(TestServer(build_app(rt, [role])))
     await client.start_server()
@@ -284,7 +284,7 @@ async def test_reads_keep_working_while_kafka_is_unreachable(tmp_path: Path, uni
                                             request_timeout_ms=1000),
                         store=StoreSettings(url=f"sqlite:///{tmp_path / 'state.db'}"))
     rt = Runtime.from_settings(settings)
-    role = ProjectorRole(rt, ProjectorOptions(restart_backoff_s=0.2, stop_timeout_s=10))
+    role = ProjectorRole(rt, ProjectorRoleOptions(restart_backoff_s=0.2, stop_timeout_s=10))
     client: TestClient[Any, Any] = TestClient(TestServer(build_app(rt, [role])))
     await client.start_server()
     try:

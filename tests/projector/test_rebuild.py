@@ -20,8 +20,8 @@ from parley.settings import KafkaSettings, Settings, StoreSettings
 from projector.fold import AggregateRef
 from projector.memory_store import MemoryStore
 from projector.rebuild import RebuildError, _Progress, _Writer, next_version, rebuild
-from projector.role import ProjectorOptions, ProjectorRole
-from projector.runner import RunnerOptions
+from projector.role import ProjectorRole, ProjectorRoleOptions
+from projector.runner import ProjectorRunnerOptions
 from projector.stores import open_store
 from projector.views import Row
 from tests.pg_fixture import fresh_schema
@@ -48,8 +48,8 @@ async def live(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path, un
                ) -> AsyncIterator[tuple[TestClient[Any, Any], ProjectorRole, str]]:
     url = f"sqlite:///{tmp_path / 'state.db'}"
     rt = Runtime.from_settings(Settings(kafka=kafka_settings, store=StoreSettings(url=url)))
-    role = ProjectorRole(rt, ProjectorOptions(
-        runner=RunnerOptions(group_id=f"{unique}-projector", poll_timeout_ms=100)))
+    role = ProjectorRole(rt, ProjectorRoleOptions(
+        runner=ProjectorRunnerOptions(group_id=f"{unique}-projector", poll_timeout_ms=100)))
     client: TestClient[Any, Any] = TestClient(TestServer(build_app(rt, [role])))
     await client.start_server()
     try:

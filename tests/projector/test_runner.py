@@ -13,7 +13,7 @@ from contracts.errors import ContractError
 from contracts.topics import PROJECTOR, Topics
 from parley.kafka.clients import make_admin, make_consumer
 from parley.settings import KafkaSettings
-from projector.runner import RunnerOptions
+from projector.runner import ProjectorRunnerOptions
 from tests.projector.test_runner_kit import (
     FIXTURES,
     T0,
@@ -145,7 +145,7 @@ async def test_the_group_lives_under_the_prefix_and_a_new_group_resumes_from_the
     assert new_group == f"{topics.prefix}.projector"
     assert await _kafka_committed(kafka_settings, new_group) == {}
     async with running_projector(kafka_settings, topics, _store_url(tmp_path), group_id="",
-                                 options=RunnerOptions(poll_timeout_ms=100)) as p:
+                                 options=ProjectorRunnerOptions(poll_timeout_ms=100)) as p:
         await eventually(lambda: applied(p.store, second), "second record applied")
         records = sum(s.value for m in p.metrics.records.collect() for s in m.samples
                       if s.name.endswith("_total"))

@@ -30,7 +30,7 @@ from parley.settings import KafkaSettings
 from projector.dlq import KafkaDeadLetters
 from projector.metrics import ProjectorMetrics
 from projector.rebuild import RebuildReport, rebuild
-from projector.runner import Folder, Runner, RunnerOptions, Watermarks
+from projector.runner import Folder, ProjectorRunnerOptions, Runner, Watermarks
 from projector.state_publisher import StatePublisher
 from projector.store import Store
 from projector.stores import open_store
@@ -200,7 +200,7 @@ class Projector:
 
 @contextlib.asynccontextmanager
 async def running_projector(kafka: KafkaSettings, topics: Topics, store_url: str, *,
-                            group_id: str, options: RunnerOptions | None = None,
+                            group_id: str, options: ProjectorRunnerOptions | None = None,
                             store: Store | None = None,
                             folder: Callable[[Store, ProjectorMetrics], Folder] | None = None,
                             publisher: Callable[[Store, AIOKafkaProducer], StatePublisher] | None = None,
@@ -219,7 +219,7 @@ async def running_projector(kafka: KafkaSettings, topics: Topics, store_url: str
     dlq = KafkaDeadLetters(producer, topics, metrics)
     runner = Runner(store=store, kafka=kafka, topics=topics, dead_letters=dlq, metrics=metrics,
                     watermarks=watermarks,
-                    options=options or RunnerOptions(group_id=group_id, poll_timeout_ms=100),
+                    options=options or ProjectorRunnerOptions(group_id=group_id, poll_timeout_ms=100),
                     folder=folder(store, metrics) if folder else None,
                     publisher=publisher(store, producer) if publisher else None)
     stop = asyncio.Event()

@@ -47,8 +47,8 @@ from parley.logs import JsonFormatter, MalformedRequests
 from parley.runtime import Role, Runtime
 from parley.settings import HttpSettings, KafkaSettings, Settings, SourceSettings, StoreSettings
 from projector.api import ApiOptions
-from projector.role import ProjectorOptions, ProjectorRole
-from projector.runner import RunnerOptions
+from projector.role import ProjectorRole, ProjectorRoleOptions
+from projector.runner import ProjectorRunnerOptions
 from receiver.role import ReceiverRole
 from receiver.signatures import StandardWebhooks
 
@@ -141,8 +141,8 @@ class LiveParley:
         rt = Runtime.from_settings(self.settings)
         roles: list[Role] = [
             ReceiverRole(rt),
-            ProjectorRole(rt, ProjectorOptions(
-                runner=RunnerOptions(group_id=f"{self.group}-projector", poll_timeout_ms=100),
+            ProjectorRole(rt, ProjectorRoleOptions(
+                runner=ProjectorRunnerOptions(group_id=f"{self.group}-projector", poll_timeout_ms=100),
                 api=ApiOptions(min_position_timeout_s=0.2, recheck_s=0.05))),
             BuiltinConsumersRole(rt)]
         self.served = asyncio.run_coroutine_threadsafe(

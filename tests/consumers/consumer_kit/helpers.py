@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from consumers.api import Consumer
 from consumers.metrics import ConsumerMetrics
-from consumers.runner import ConsumerRunner, RunnerOptions
+from consumers.runner import ConsumerRunner, ConsumerRunnerOptions
 from contracts.topics import Topics
 from parley.kafka.clients import make_admin, make_consumer
 from parley.settings import KafkaSettings
@@ -39,7 +39,7 @@ async def eventually(cond: Callable[[], Awaitable[bool]], timeout_s: float = 30.
 @contextlib.asynccontextmanager
 async def running(consumer: Consumer, k: KafkaSettings, topics: Topics,
                   registry: CollectorRegistry | None = None,
-                  options: RunnerOptions | None = None) -> AsyncIterator[ConsumerRunner]:
+                  options: ConsumerRunnerOptions | None = None) -> AsyncIterator[ConsumerRunner]:
     runner = ConsumerRunner(consumer, k, topics, ConsumerMetrics(registry or CollectorRegistry()),
                             options=options)
     task = asyncio.create_task(runner.run())
