@@ -28,10 +28,10 @@ from aiokafka.structs import ConsumerRecord
 from consumers.retry import RetryPolicy
 from contracts.position import Position
 from contracts.topics import (
-    AGGREGATE_KINDS,
+    EVENT_TOPIC_KINDS,
     PROJECTOR,
     STATE_TOPIC_KINDS,
-    AggregateKind,
+    EventTopicKind,
     StateTopicKind,
     Topics,
 )
@@ -193,7 +193,7 @@ class Consumer:
     name: str
     handle: Handler | None = None
     handle_batch: BatchHandler | None = None
-    topics: tuple[AggregateKind, ...] = AGGREGATE_KINDS
+    topics: tuple[EventTopicKind, ...] = EVENT_TOPIC_KINDS
     states: tuple[StateTopicKind, ...] = ()
     event_types: frozenset[str] | None = None
     kinds: frozenset[str] | None = None
@@ -210,9 +210,9 @@ class Consumer:
             raise ValueError(f"consumer name {self.name!r}: use letters, digits, '.', '_', '-'")
         if self.name == PROJECTOR:  # its dead-letter topic and `parley dlq projector` are taken
             raise ValueError(f"consumer name {self.name!r} is the projector's: choose another")
-        unknown = set(self.topics) - set(AGGREGATE_KINDS)
+        unknown = set(self.topics) - set(EVENT_TOPIC_KINDS)
         if unknown or not (self.topics or self.states):
-            raise ValueError(f"consumer {self.name!r}: topics must be among {AGGREGATE_KINDS}")
+            raise ValueError(f"consumer {self.name!r}: topics must be among {EVENT_TOPIC_KINDS}")
         if set(self.states) - set(STATE_TOPIC_KINDS):
             raise ValueError(f"consumer {self.name!r}: states must be among {STATE_TOPIC_KINDS}")
         if self.concurrency < 1:
@@ -239,7 +239,7 @@ class Consumer:
         return True
 
 
-def consumer(name: str, *, topics: Sequence[AggregateKind] | None = None,
+def consumer(name: str, *, topics: Sequence[EventTopicKind] | None = None,
              states: Sequence[StateTopicKind] = (),
              event_types: Sequence[str] | None = None, kinds: Sequence[str] | None = None,
              batch: bool = False, concurrency: int = 16, retry: RetryPolicy | None = None,
@@ -251,7 +251,7 @@ def consumer(name: str, *, topics: Sequence[AggregateKind] | None = None,
     With ``batch=True`` the function receives a sequence of events instead of one.
     """
     if topics is None:
-        topics = () if states else AGGREGATE_KINDS
+        topics = () if states else EVENT_TOPIC_KINDS
 
     def wrap(fn: Callable[..., Awaitable[None]]) -> Consumer:
         return Consumer(

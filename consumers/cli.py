@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError
 from consumers.errors import ConsumerError
 from consumers.registry import consumer_config, known_consumers, load_consumer
 from contracts.dead_letter import DeadLetterEntry
-from contracts.topics import AGGREGATE_KINDS, PROJECTOR, Topics
+from contracts.topics import EVENT_TOPIC_KINDS, PROJECTOR, Topics
 from parley import loop
 from parley.errors import SettingsError
 from parley.settings import Settings
@@ -66,7 +66,7 @@ def _dlq_arguments(dlq: argparse.ArgumentParser) -> None:
                                   "entry-point name, or module:attribute)")
     dlq.add_argument("action", choices=("list", "replay", "skip"))
     dlq.add_argument("--key", help="only this record key (chat, visitor or agent id)")
-    dlq.add_argument("--topic", choices=AGGREGATE_KINDS, help="only this aggregate's topic")
+    dlq.add_argument("--topic", choices=EVENT_TOPIC_KINDS, help="only this aggregate's topic")
     dlq.set_defaults(handler=_cmd_dlq, local_kafka=True)
 
 

@@ -11,14 +11,14 @@ from contracts.errors import ContractError
 from contracts.ingest import PROVIDERS, natterly_auth_token, parse_webhook
 from contracts.normalise import normalise
 from contracts.position import Position
-from contracts.topics import AggregateKind, Topics, TopicSpec
+from contracts.topics import EventTopicKind, Topics, TopicSpec
 
 __all__ = [
     "PROVIDERS",
-    "AggregateKind",
     "ContractError",
     "DomainEvent",
     "Envelope",
+    "EventTopicKind",
     "Position",
     "TopicSpec",
     "Topics",

@@ -14,7 +14,7 @@ from msgspec import Meta
 
 from contracts.decoding import check_utf8, decode
 from contracts.errors import ContractError
-from contracts.topics import AggregateKind
+from contracts.topics import EventTopicKind
 from contracts.upcast import SCHEMA_VERSION, upcast
 
 __all__ = ["SCHEMA_VERSION", "Envelope", "decode_envelope", "encode_envelope"]
@@ -52,7 +52,7 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     provider: str
     source: str
     event_type: str
-    aggregate: AggregateKind
+    aggregate: EventTopicKind
     key: NonEmptyStr
     occurred_at: UtcDatetime
     received_at: UtcDatetime

@@ -27,7 +27,7 @@ from contracts.natterly import NATTERLY_EVENTS
 from contracts.natterly_ids import chat_id_of, visitor_id_of
 from contracts.redact import cut_member, cut_trailing_string
 from contracts.timestamps import UnixSeconds, as_utc, from_unix, from_unix_or_none
-from contracts.topics import AggregateKind
+from contracts.topics import EventTopicKind
 
 __all__ = [
     "NATTERLY_EVENT_ID_PREFIX",
@@ -49,7 +49,7 @@ _NATTERLY_CHAT_EVENTS = frozenset(name for name in NATTERLY_EVENTS if name.start
 _NATTERLY_VISITOR_EVENTS = frozenset(("VisitorCreated", "SessionRegistration"))
 
 NonEmptyStr = Annotated[str, Meta(min_length=1)]
-Aggregate = tuple[AggregateKind, str]
+Aggregate = tuple[EventTopicKind, str]
 
 
 # --- Natterly: only the ids the key needs -------------------------------------
@@ -310,7 +310,7 @@ def _parse_standard(source: str, body: bytes, received_at: datetime, webhook_id:
         occurred_at = from_unix(webhook.timestamp)
     else:
         occurred_at = received_at
-    aggregate: AggregateKind = "other"
+    aggregate: EventTopicKind = "other"
     key = webhook_id
     if webhook.data is not None:
         chat_id = webhook.data.chat_id

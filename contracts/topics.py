@@ -14,22 +14,23 @@ from typing import Literal
 import msgspec
 
 __all__ = [
-    "AGGREGATE_KINDS",
+    "EVENT_TOPIC_KINDS",
     "INFINITE_RETENTION_MS",
     "MAX_BODY_BYTES",
     "MAX_RECORD_BYTES",
     "PROJECTOR",
     "STATE_TOPIC_KINDS",
-    "AggregateKind",
+    "EventTopicKind",
     "StateTopicKind",
     "TopicSpec",
     "Topics",
     "default_replication_factor",
 ]
 
-#: What a record is about; it picks the topic and the meaning of the record key.
-AggregateKind = Literal["chat", "visitor", "agent", "other"]
-AGGREGATE_KINDS: tuple[AggregateKind, ...] = ("chat", "visitor", "agent", "other")
+#: What a record is about (the envelope's ``aggregate``): it picks the record's event topic and
+#: the meaning of its key.
+EventTopicKind = Literal["chat", "visitor", "agent", "other"]
+EVENT_TOPIC_KINDS: tuple[EventTopicKind, ...] = ("chat", "visitor", "agent", "other")
 
 #: The aggregates with a state topic (a chat's messages travel on the chat's).
 StateTopicKind = Literal["chat", "visitor", "agent"]
@@ -145,7 +146,7 @@ class Topics(msgspec.Struct, frozen=True):
         """The four event topics, in the order chat, visitor, agent, other."""
         return (self.chat, self.visitor, self.agent, self.other)
 
-    def for_aggregate(self, kind: AggregateKind) -> str:
+    def for_aggregate(self, kind: EventTopicKind) -> str:
         """The event topic that holds records of aggregate ``kind``."""
         match kind:
             case "chat":
@@ -158,9 +159,9 @@ class Topics(msgspec.Struct, frozen=True):
                 return self.other
         raise ValueError(f"unknown aggregate kind {kind!r}")
 
-    def aggregate_of(self, topic: str) -> AggregateKind | None:
+    def aggregate_of(self, topic: str) -> EventTopicKind | None:
         """The aggregate kind whose events ``topic`` holds, or None if not an event topic."""
-        for kind, name in zip(AGGREGATE_KINDS, self.event_topics, strict=True):
+        for kind, name in zip(EVENT_TOPIC_KINDS, self.event_topics, strict=True):
             if name == topic:
                 return kind
         return None

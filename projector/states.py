@@ -19,9 +19,9 @@ __all__ = [
     "NEVER",
     "STATE_TYPE",
     "AgentFold",
-    "AggregateKind",
     "AggregateRef",
     "ChatFold",
+    "FoldKind",
     "FoldState",
     "MessageFold",
     "Reg",
@@ -36,13 +36,15 @@ __all__ = [
 
 T = TypeVar("T")
 
-AggregateKind: TypeAlias = Literal["chat", "message", "visitor", "agent"]
+#: Which fold state an :class:`AggregateRef` names (a message is folded and stored apart from
+#: its chat); not the event topic a record travels on (:data:`contracts.topics.EventTopicKind`).
+FoldKind: TypeAlias = Literal["chat", "message", "visitor", "agent"]
 
 
 class AggregateRef(NamedTuple):
     """One folded aggregate. Message ids are namespaced by chat: ``"{chat_id}/{message_id}"``."""
 
-    kind: AggregateKind
+    kind: FoldKind
     id: str
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from consumers.api import ConsumedEvent, consumer
 from contracts.state import ChatState
-from contracts.topics import AGGREGATE_KINDS, Topics
+from contracts.topics import EVENT_TOPIC_KINDS, Topics
 from parley.kafka.clients import make_producer
 from parley.settings import KafkaSettings
 from projector.outbox import wrap_state
@@ -26,7 +26,7 @@ def test_the_decorator_reads_states_or_events_or_both() -> None:
     topics = Topics(prefix="p")
     states_only = consumer("s", states=("chat",))(handle)
     assert states_only.topic_names(topics) == ("p.state.chat",)
-    assert consumer("e")(handle).topics == AGGREGATE_KINDS
+    assert consumer("e")(handle).topics == EVENT_TOPIC_KINDS
     both = consumer("b", topics=("chat",), states=("chat", "agent"))(handle)
     assert both.topic_names(topics) == ("p.events.chat", "p.state.chat", "p.state.agent")
     with pytest.raises(ValueError, match="states must be among"):

@@ -80,10 +80,10 @@ def test_public_surface() -> None:
     contracts = package_init()
     assert set(contracts.__all__) == {
         "PROVIDERS",
-        "AggregateKind",
         "ContractError",
         "DomainEvent",
         "Envelope",
+        "EventTopicKind",
         "Position",
         "TopicSpec",
         "Topics",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from contracts.topics import (
-    AGGREGATE_KINDS,
+    EVENT_TOPIC_KINDS,
     INFINITE_RETENTION_MS,
     MAX_BODY_BYTES,
     MAX_RECORD_BYTES,
@@ -33,7 +33,7 @@ def test_default_prefix_and_positional_construction() -> None:
 
 def test_for_aggregate_and_back() -> None:
     topics = Topics(prefix="p")
-    for kind in AGGREGATE_KINDS:
+    for kind in EVENT_TOPIC_KINDS:
         assert topics.aggregate_of(topics.for_aggregate(kind)) == kind
     assert topics.aggregate_of("p.dlq.crm") is None
 
