@@ -13,7 +13,7 @@ stored body in full and map it). Three pipelines do exactly that work:
 
 All three build the same msgspec ``Envelope`` and domain-event Structs, and the run aborts
 unless their outputs are equal for every body, so they provably do the same work. Work that
-is not decoding uses the same code in all three: the token cut (``contracts.redact``: a
+is not decoding uses the same code in all three: the token cut (``contracts.member_cut``: a
 trailing plain-string token is cut by text and each pipeline's own decode of the rest proves
 the cut right; any other layout falls back to ``strip_member``), SHA-256 of the stored body,
 and the domain-event constructors. A Natterly body of an unknown event is decoded once by

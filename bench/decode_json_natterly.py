@@ -20,8 +20,8 @@ from decode_common import (
 from contracts import domain as d
 from contracts.envelope import Envelope
 from contracts.ingest import derive_event_id
+from contracts.member_cut import cut_trailing_string, strip_member
 from contracts.origin import Origin
-from contracts.redact import cut_trailing_string, strip_member
 
 
 def d_visitor_id(visitor: Any, session: Any, session_id: Any, chat: Any) -> str | None:

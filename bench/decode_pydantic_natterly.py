@@ -29,8 +29,8 @@ from pydantic import ValidationError
 from contracts import domain as d
 from contracts.envelope import Envelope
 from contracts.ingest import derive_event_id
+from contracts.member_cut import cut_trailing_string, strip_member
 from contracts.origin import Origin
-from contracts.redact import cut_trailing_string, strip_member
 
 
 def p_ingest_stored(body: bytes) -> tuple[PNIngest, bytes]:

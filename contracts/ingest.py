@@ -23,9 +23,9 @@ from contracts.chatshipper import parse_resource_url
 from contracts.decoding import check_utf8, decode
 from contracts.envelope import Envelope
 from contracts.errors import ContractError
+from contracts.member_cut import cut_member, cut_trailing_string
 from contracts.natterly import NATTERLY_EVENTS
 from contracts.natterly_ids import chat_id_of, visitor_id_of
-from contracts.redact import cut_member, cut_trailing_string
 from contracts.timestamps import UnixSeconds, as_utc, from_unix, from_unix_or_none
 from contracts.topics import EventTopicKind
 
@@ -130,7 +130,7 @@ def _decode_stored(body: bytes) -> tuple[_NWebhook, bytes]:
     """The receiver's view of a Natterly body, and the body minus its token."""
     # Common case: the token is the last member, a plain string (as in Natterly's example).
     # Cut it by text, then decode what is left: one pass validates the body and proves no
-    # other auth_token member is left (see redact.cut_trailing_string).
+    # other auth_token member is left (see member_cut.cut_trailing_string).
     stored = cut_trailing_string(body, _AUTH_TOKEN)
     if stored is not None:
         try:

@@ -11,8 +11,8 @@ from aiokafka.partitioner import murmur2 as kafka_murmur2
 
 from contracts.envelope import Envelope, decode_envelope
 from contracts.ingest import natterly_auth_token, parse_webhook
+from contracts.member_cut import strip_member
 from contracts.position import Position
-from contracts.redact import strip_member
 from contracts.topics import Topics
 from parley.settings import KafkaSettings
 

@@ -20,9 +20,9 @@ from contracts.chatshipper import decode_chatshipper
 from contracts.envelope import decode_envelope, encode_envelope
 from contracts.errors import ContractError
 from contracts.ingest import natterly_auth_token, parse_webhook
+from contracts.member_cut import strip_member
 from contracts.natterly import decode_natterly
 from contracts.normalise import normalise
-from contracts.redact import strip_member
 from tests.unit.contracts_helpers import (
     RECEIVED_AT,
     PathPart,

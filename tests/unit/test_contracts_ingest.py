@@ -19,7 +19,7 @@ from contracts.ingest import (
     natterly_auth_token,
     parse_webhook,
 )
-from contracts.redact import strip_member
+from contracts.member_cut import strip_member
 from tests.unit.contracts_helpers import RECEIVED_AT, golden_paths, load
 
 SEED = load("natterly", "chat_initiated_seed.json")

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contracts.errors import ContractError
-from contracts.redact import (
+from contracts.member_cut import (
     Member,
     cut_member,
     cut_trailing_string,
@@ -166,11 +166,11 @@ def is_token_member(removed: bytes) -> bool:
 @settings(max_examples=300)
 @given(bodies_with_token())
 def test_fast_walk_agrees_with_the_general_scanner(case: tuple[bytes, dict[str, Any], str]) -> None:
-    from contracts import redact
+    from contracts import member_cut
 
     body, _, _ = case
-    fast = redact._walk(body, decode_members(body))
-    general = redact._walk(body, None)
+    fast = member_cut._walk(body, decode_members(body))
+    general = member_cut._walk(body, None)
     assert general is not None
     assert fast is None or fast == general
 
@@ -192,11 +192,11 @@ def test_duplicates_are_all_removed(base: dict[str, Any], extra: list[tuple[str,
 @settings(max_examples=300)
 @given(bodies_with_token())
 def test_last_member_shortcut_agrees_with_the_walk(case: tuple[bytes, dict[str, Any], str]) -> None:
-    from contracts import redact
+    from contracts import member_cut
 
     body, _, _ = case
     members = decode_members(body)
-    shortcut = redact._cut_last(body, b'"auth_token"', bytes(members[TOKEN]))
+    shortcut = member_cut._cut_last(body, b'"auth_token"', bytes(members[TOKEN]))
     walked = without_members(body, member_spans(body, members), TOKEN)
     assert shortcut is None or shortcut == walked
 
@@ -211,10 +211,10 @@ def test_last_member_shortcut_agrees_with_the_walk(case: tuple[bytes, dict[str, 
     ],
 )
 def test_last_member_shortcut_applies(body: bytes) -> None:
-    from contracts import redact
+    from contracts import member_cut
 
     raw = decode_members(body)[TOKEN]
-    assert redact._cut_last(body, b'"auth_token"', bytes(raw)) == strip_member(body, TOKEN)
+    assert member_cut._cut_last(body, b'"auth_token"', bytes(raw)) == strip_member(body, TOKEN)
 
 
 @pytest.mark.parametrize(
@@ -230,10 +230,10 @@ def test_last_member_shortcut_applies(body: bytes) -> None:
     ],
 )
 def test_last_member_shortcut_declines_lookalikes(body: bytes) -> None:
-    from contracts import redact
+    from contracts import member_cut
 
     raw = decode_members(body)[TOKEN]
-    assert redact._cut_last(body, b'"auth_token"', bytes(raw)) is None
+    assert member_cut._cut_last(body, b'"auth_token"', bytes(raw)) is None
     assert TOKEN not in json.loads(strip_member(body, TOKEN))
 
 
