@@ -14,19 +14,12 @@ from datetime import datetime
 
 from consumers.api import ConsumedEvent
 from contracts.dead_letter import DEAD, PARKED, DeadLetterEntry, Resolution
+from parley.secrets import mask_secrets
 
-__all__ = ["ParkKey", "ParkedState", "dead_entry", "parked_entry", "redact"]
+__all__ = ["ParkKey", "ParkedState", "dead_entry", "parked_entry"]
 
 ParkKey = tuple[str, str]
 """(origin topic, record key): the unit of ordering, hence of parking."""
-
-
-def redact(text: str, secrets: Sequence[str]) -> str:
-    """``text`` with every configured secret replaced by ``***``."""
-    for secret in secrets:
-        if secret and secret in text:
-            text = text.replace(secret, "***")
-    return text
 
 
 def dead_entry(group: str, event: ConsumedEvent, exc: BaseException, *, attempts: int,
@@ -37,7 +30,7 @@ def dead_entry(group: str, event: ConsumedEvent, exc: BaseException, *, attempts
     return DeadLetterEntry(
         kind=DEAD, group=group, origin=event.position, key=event.key or "",
         event_id=_event_id(event), reason="handle", error_type=type(exc).__name__,
-        error=redact(str(exc), secrets), retriable=retriable, attempts=attempts,
+        error=mask_secrets(str(exc), secrets), retriable=retriable, attempts=attempts,
         first_failed_at=first_failed_at, at=at)
 
 

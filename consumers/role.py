@@ -56,7 +56,7 @@ class BuiltinConsumersRole:
         self.service = ConsumerService(rt, consumers)
 
     def secrets(self) -> tuple[str, ...]:
-        """The consumers' own secrets, for log redaction (``parley run`` adds them)."""
+        """The consumers' own secrets, for log masking (``parley run`` adds them)."""
         return self.service.secrets()
 
     def install(self, app: web.Application, rt: Runtime) -> None:
@@ -82,7 +82,7 @@ class ConsumerRole:
                                        stuck_after_s=float(config.get("stuck_after_s", 300)))
 
     def secrets(self) -> tuple[str, ...]:
-        """The consumer's own secrets, for log redaction."""
+        """The consumer's own secrets, for log masking."""
         return self.service.secrets()
 
     def install(self, app: web.Application, rt: Runtime) -> None:

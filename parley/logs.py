@@ -1,8 +1,9 @@
 """Structured JSON logs on stderr, set up once by the process's ``main`` (never at import).
 
 Every record is one JSON object: time, level, logger, message, and any ``extra={...}`` fields
-(``event_id``, ``source``, ``topic``…). A redaction filter masks every configured secret in
-the rendered record, as a second line of defence behind code that never logs secrets.
+(``event_id``, ``source``, ``topic``…). The formatter masks every configured secret in the
+rendered record (:mod:`parley.secrets`), as a second line of defence behind code that never
+logs secrets.
 Requests aiohttp's HTTP parser refuses are logged as one bounded line each
 (:class:`MalformedRequests`), not as a traceback per request.
 """
@@ -10,7 +11,6 @@ Requests aiohttp's HTTP parser refuses are logged as one bounded line each
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, ClassVar
 import orjson
 from aiohttp.http_exceptions import HttpProcessingError
 
+from parley.secrets import SecretMask
+
 if TYPE_CHECKING:
     from parley.runtime import Role
     from parley.settings import Settings
@@ -26,28 +28,13 @@ if TYPE_CHECKING:
 _STD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
-def _masked_forms(secret: str) -> set[str]:
-    """Every spelling of ``secret`` a rendered record can hold: as is; as ``repr()`` or
-    ``ascii()`` print it (``%r`` in a message, a secret inside a list or dict in ``extra``,
-    its UTF-8 bytes); and each of those inside a JSON string (``"`` and ``\\`` escaped,
-    control characters as ``\\n`` or ``\\u00XX``), once or twice (a JSON document logged as
-    a string)."""
-    forms = {secret, repr(secret)[1:-1], ascii(secret)[1:-1], repr(secret.encode())[2:-1]}
-    for _ in range(2):
-        forms |= {orjson.dumps(form).decode()[1:-1] for form in forms}
-    return forms
-
-
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record, with every configured secret replaced by ``***`` in
-    whatever form it reached the text (see :func:`_masked_forms`)."""
+    """One JSON object per record, with every configured secret masked in whatever form it
+    reached the text (:class:`parley.secrets.SecretMask`)."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
-        forms = {form for s in secrets if s for form in _masked_forms(s)}
-        # Longest first: a secret that contains another is masked whole, not in part.
-        self._mask = (re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
-                      if forms else None)
+        self._mask = SecretMask(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, object] = {
@@ -62,8 +49,7 @@ class JsonFormatter(logging.Formatter):
                 doc[key] = value
         if record.exc_info:
             doc["exc"] = self.formatException(record.exc_info)
-        text = orjson.dumps(doc, default=str).decode()
-        return self._mask.sub("***", text) if self._mask is not None else text
+        return self._mask(orjson.dumps(doc, default=str).decode())
 
 
 class MalformedRequests(logging.Filter):

@@ -226,7 +226,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 f"event_loop={self.event_loop!r}, config_file={self.config_file!r})")
 
     def all_secrets(self) -> tuple[str, ...]:
-        """Every configured secret value: for redaction checks and leak tests."""
+        """Every configured secret value: for masking (parley/secrets.py) and leak tests."""
         out: list[str] = []
         for src in self.sources.values():
             out.extend(src.credentials())

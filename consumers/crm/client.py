@@ -22,7 +22,7 @@ from consumers.crm.breaker import CircuitBreaker
 from consumers.crm.config import CrmConfig
 from consumers.crm.errors import CircuitOpen, CrmRedirected, CrmRejected, CrmUnavailable
 from consumers.crm.signing import signature_headers
-from consumers.parking import redact
+from parley.secrets import SecretMask
 
 __all__ = ["CrmApi", "HttpCrmClient", "parse_retry_after"]
 
@@ -52,6 +52,7 @@ class HttpCrmClient:
     def __init__(self, config: CrmConfig) -> None:
         self.config = config
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_reset_s)
+        self._mask = SecretMask(config.secrets())  # for the CRM's answers quoted in errors
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -93,11 +94,10 @@ class HttpCrmClient:
             raise CrmUnavailable(f"CRM answered {status} to POST {path}", retry_after)
         self.breaker.success()  # the CRM answered: it is up, whatever it said
         if 300 <= status < 400:
-            where = redact((location or "nowhere (no Location header)")[:300],
-                           self.config.secrets())
+            where = self._mask((location or "nowhere (no Location header)")[:300])
             raise CrmRedirected(f"CRM answered {status} to POST {path} with a redirect to "
                                 f"{where}: redirects are not followed; set base_url to the "
                                 "address that answers")
         if not 200 <= status < 300:
-            detail = redact(text[:200], self.config.secrets())
+            detail = self._mask(text[:200])
             raise CrmRejected(f"CRM rejected POST {path} with {status}: {detail}")

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from consumer_kit.events import T0, chat_body, envelope, message, produce
 from consumer_kit.helpers import running, wait_for
 from consumer_kit.process import ConsumerProcess
@@ -116,6 +117,30 @@ async def test_client_classifies_answers_and_opens_the_circuit(standin: RunningS
         assert len(crm.contacts) == 1 and all(c.signed for c in crm.calls)
     finally:
         await client.close()
+
+
+async def test_a_rejection_quoting_the_token_shows_no_spelling_of_it() -> None:
+    """A CRM that quotes the request's credentials back (JSON-escaped) in a 4xx body: the
+    error the client raises, which becomes a dead letter, holds no spelling of the token."""
+    token = 'Bearer tok"with\\quotes-0123456789'
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.json_response({"error": "bad credentials",
+                                  "got": request.headers.get("Authorization")}, status=401)
+
+    app = web.Application()
+    app.router.add_post("/contacts", echo)
+    async with Serving(app) as crm:
+        client = HttpCrmClient(CrmConfig(base_url=crm.url, auth_value=token, timeout_s=5))
+        await client.start()
+        try:
+            with pytest.raises(CrmRejected) as rejected:
+                await client.post("/contacts", {"external_id": "v"}, "k1")
+        finally:
+            await client.close()
+    text = str(rejected.value)
+    assert text.endswith('{"error": "bad credentials", "got": "***"}'), text
+    assert "tok" not in text, text
 
 
 def _chat_story(i: int, email: str | None = None) -> list[Envelope]:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+import orjson
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
@@ -93,6 +94,20 @@ def test_dlq_entries_round_trip_and_scrub_secrets() -> None:
     assert isinstance(resolved, Resolution)
     assert (resolved.topic, resolved.key, resolved.action, resolved.upto) == ("t", "chat-1", "skip", 5)
     assert decode(7, b"x", [("something", b"else")], b"") is None
+
+
+@pytest.mark.parametrize("secret", ['tok"quote"-0123456789', "tok\\back\\slash-0123456789"])
+def test_dead_letter_errors_mask_every_spelling_of_a_secret(secret: str) -> None:
+    """The error text is masked like a log line (:mod:`parley.secrets`): a secret holding
+    ``"`` or ``\\`` reaches an exception's text escaped (JSON, ``repr()``), and a plain
+    replacement of the secret as written missed those spellings."""
+    exc = RuntimeError(f"the CRM said {orjson.dumps({'token': secret}).decode()}, "
+                       f"the call was post(token={secret!r})")
+    ev = ConsumedEvent.of(topic="t", partition=1, offset=7, key="chat-1", value=b"{}")
+    at = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    error = dead_entry("g", ev, exc, attempts=1, retriable=False, first_failed_at=at, at=at,
+                       secrets=[secret]).error
+    assert error == 'the CRM said {"token":"***"}, the call was post(token=\'***\')'
 
 
 def test_retry_delays_are_jittered_bounded_and_honour_retry_after() -> None:
