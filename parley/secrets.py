@@ -7,6 +7,7 @@ every spelling of a secret the text can hold becomes ``***``, not only the plain
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -45,5 +46,11 @@ class SecretMask:
 
 
 def mask_secrets(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every one of ``secrets`` masked (:class:`SecretMask`, built for one text)."""
-    return SecretMask(secrets)(text)
+    """``text`` with every one of ``secrets`` masked (:class:`SecretMask`; the last few masks
+    are kept, so a run of failures with the same secrets compiles one pattern)."""
+    return _mask_of(tuple(secrets))(text)
+
+
+@functools.lru_cache(maxsize=16)
+def _mask_of(secrets: tuple[str, ...]) -> SecretMask:
+    return SecretMask(secrets)
