@@ -63,7 +63,7 @@ class ConsumerRunnerOptions(msgspec.Struct, frozen=True, kw_only=True):
     """How a :class:`ConsumerRunner` fetches: records per batch and how long one fetch waits."""
 
     max_records: int = 2000
-    fetch_timeout_ms: int = 200
+    poll_timeout_ms: int = 200
 
 
 class _Stopping(Exception):
@@ -149,7 +149,7 @@ class ConsumerRunner:
         try:
             while not self._stop.is_set():
                 # Step 1: fetch
-                batch = await kc.getmany(timeout_ms=self._options.fetch_timeout_ms,
+                batch = await kc.getmany(timeout_ms=self._options.poll_timeout_ms,
                                          max_records=self._options.max_records)
                 if not batch:
                     continue
