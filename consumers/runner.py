@@ -60,7 +60,7 @@ log = logging.getLogger("parley.consumers.runner")
 
 
 class ConsumerRunnerOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """How a :class:`ConsumerRunner` fetches: records per batch and how long one fetch waits."""
+    """How a :class:`ConsumerRunner` fetches: records per batch and how long one poll waits."""
 
     max_records: int = 2000
     poll_timeout_ms: int = 200
