@@ -53,9 +53,9 @@ from contracts.envelope import encode_envelope  # noqa: E402
 from contracts.ingest import parse_webhook  # noqa: E402
 from contracts.topics import Topics  # noqa: E402
 from parley.kafka.clients import make_admin, make_consumer, make_producer  # noqa: E402
-from parley.kafka.launcher import throwaway_kafka  # noqa: E402
 from parley.kafka.topics import apply_topics  # noqa: E402
 from parley.settings import KafkaSettings  # noqa: E402
+from parley.testing.kafka import throwaway_kafka  # noqa: E402
 
 FETCH = {"max_partition_fetch_bytes": 4 << 20, "fetch_max_bytes": 64 << 20}
 

@@ -165,7 +165,7 @@ def kafka_bootstrap() -> Iterator[tuple[str, str]]:
     if configured:
         yield configured, "PARLEY_BENCH_KAFKA"
         return
-    from parley.kafka.launcher import throwaway_kafka
+    from parley.testing.kafka import throwaway_kafka
 
     with throwaway_kafka("parley-bench-receiver-", heap_mb=1024) as state:
         yield state.bootstrap, f"LocalKafka {state.kafka_version} (1 node, started for this run)"

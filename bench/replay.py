@@ -71,9 +71,9 @@ import uuid  # noqa: E402
 from typing import Any  # noqa: E402
 
 from contracts.topics import Topics  # noqa: E402
-from parley.kafka.launcher import throwaway_kafka  # noqa: E402
 from parley.kafka.topics import apply_topics  # noqa: E402
 from parley.settings import KafkaSettings  # noqa: E402
+from parley.testing.kafka import throwaway_kafka  # noqa: E402
 
 CONTENDERS = ("parley", "quix", "faust")
 #: Parley's own variants (``--contenders``): the rebuild and the live runner, each without and

@@ -32,7 +32,8 @@ from typing import Any
 from contracts.envelope import decode_envelope
 from contracts.normalise import normalise
 from contracts.topics import Topics
-from projector.fold import affected, apply, decode_state, encode_state
+from projector.fold import affected, apply
+from projector.states import decode_state, encode_state
 
 __all__ = ["fold_record", "run_faust", "run_quix"]
 

@@ -3,7 +3,7 @@
 One run, everything on 127.0.0.1:
 
 1. Start a 3-node Kafka cluster (``LocalKafka``, KRaft, combined broker+controller nodes) and a
-   local PostgreSQL (``projector.pg_local.LocalPostgres``: ``fsync`` on, ``synchronous_commit``
+   local PostgreSQL (``parley.testing.postgres.LocalPostgres``: ``fsync`` on, ``synchronous_commit``
    off — crash-safe, like SQLite's WAL with ``synchronous=NORMAL``).
 2. For each of four set-ups — 1 or 2 receivers x 1 or 3 projectors — start the real processes
    (``python -m parley.cli receiver|projector --config …``) on fresh topics (replication
@@ -64,7 +64,7 @@ from contracts.topics import Topics  # noqa: E402
 from parley.kafka.launcher import LocalKafka, free_ports  # noqa: E402
 from parley.kafka.topics import apply_topics  # noqa: E402
 from parley.settings import KafkaSettings  # noqa: E402
-from projector.pg_local import LocalPostgres  # noqa: E402
+from parley.testing.postgres import LocalPostgres  # noqa: E402
 from projector.store import Store  # noqa: E402
 from tests.projector.test_runner_kit import write_config  # noqa: E402
 from tests.scale.scale_kit import ParleyProcess  # noqa: E402

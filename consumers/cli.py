@@ -1,4 +1,4 @@
-"""``parley consumer NAME``, ``parley consumers list|lag|reset`` and ``parley dlq NAME``.
+"""``parley consumers list|lag|reset`` and ``parley dlq NAME``.
 
 ``parley dlq`` serves every group's dead-letter topic, the projector's included;
 ``parley consumers dlq`` is the same command under its first name.
@@ -19,7 +19,6 @@ from consumers.errors import ConsumerError
 from consumers.registry import consumer_config, known_consumers, load_consumer
 from contracts.dead_letter import DeadLetterEntry
 from contracts.topics import EVENT_TOPIC_KINDS, PROJECTOR, Topics
-from parley import loop
 from parley.errors import SettingsError
 from parley.settings import Settings
 
@@ -35,13 +34,9 @@ T = TypeVar("T")
 
 
 def register(sub: Any) -> None:
-    one = sub.add_parser("consumer", help="run one consumer group (serves /healthz, /readyz, "
-                                          "/metrics, /api/consumers)")
-    one.add_argument("name", help="built-in (search, crm), entry-point name, or module:attribute")
-    one.add_argument("--port", type=int, help="HTTP port (default: http.port, or the next free "
-                                              "port above it when that one is taken)")
-    one.set_defaults(handler=_cmd_consumer, local_kafka=True)
-
+    """Add the consumer groups' administration commands to the top-level ``parley`` parser
+    (``parley consumer NAME``, the process, is defined with the other processes in
+    :mod:`parley.cli`)."""
     many = sub.add_parser("consumers", help="consumer group administration")
     msub = many.add_subparsers(dest="consumers_command", required=True, metavar="ACTION")
     msub.add_parser("list", help="known consumers and their groups").set_defaults(
@@ -141,28 +136,6 @@ def _describe(e: DeadLetterEntry) -> str:
                 f"{when}{'' if e.projection is None else ' projection ' + e.projection}")
     return (f"{e.dlq_offset:>6} {e.kind:<6} key={e.key} origin={e.origin} "
             f"event={e.event_id or '-'} {what}")
-
-
-def _cmd_consumer(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.role import ConsumerRole
-    from parley.http import build_app, serve
-    from parley.logs import log_secrets, setup_logging
-    from parley.runtime import Runtime
-
-    if args.port is not None:
-        settings = msgspec.structs.replace(
-            settings, http=msgspec.structs.replace(settings.http, port=args.port))
-
-    async def main() -> int:
-        rt = Runtime.from_settings(settings)
-        role = ConsumerRole(rt, args.name)
-        setup_logging(settings.log_level, log_secrets(settings, [role]))
-        # The configuration file is often the one `parley run` uses too, so its http.port
-        # is not this process's own choice: only --port is (docs/consumers.md, "Ports").
-        await serve(build_app(rt, [role]), rt, next_free_port=args.port is None)
-        return 0
-
-    return loop.run(main(), settings.event_loop)
 
 
 def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:

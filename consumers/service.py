@@ -66,11 +66,12 @@ class ConsumerService:
         self.runners: dict[str, ConsumerRunner] = {}
         self.failures: dict[str, str] = {}
         self._stop = asyncio.Event()
-        self.monitor = LagMonitor(
-            rt.settings.kafka,
-            [WatchedGroup(c.name, self._runner(c).group, self._runner(c).topic_names)
-             for c in self.consumers],
-            self.metrics, stuck_after_s=stuck_after_s, interval_s=lag_interval_s)
+        watched = []
+        for c in self.consumers:
+            runner = self._runner(c)
+            watched.append(WatchedGroup(c.name, runner.group, runner.topic_names))
+        self.monitor = LagMonitor(rt.settings.kafka, watched, self.metrics,
+                                  stuck_after_s=stuck_after_s, interval_s=lag_interval_s)
         self._refreshed = 0.0
 
     def secrets(self) -> tuple[str, ...]:

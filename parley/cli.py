@@ -1,9 +1,12 @@
 """The ``parley`` command line. Every command takes ``--config FILE`` (or ``$PARLEY_CONFIG``,
 else ``./parley.toml`` when there is one).
 
-Role packages add their own sub-commands through a ``register(subparsers)`` function in their
-``cli`` module, so this file stays a thin dispatcher; a ``dead_letter_groups(settings)``
-function there names the groups whose dead-letter topics ``parley topics apply`` creates.
+This is the composition root: it registers every sub-command with plain imports. The
+commands that run a long-lived process (``run``, ``projector``, ``consumer``, ``receiver``)
+are defined here and each builds its roles and serves them through :mod:`parley.process`;
+the role packages and :mod:`parley.store_cli` add their administration commands through a
+``register(subparsers)`` function. ``parley topics apply`` creates the dead-letter topics of
+the groups their ``dead_letter_groups(settings)`` functions name.
 A command that talks to Kafka sets ``local_kafka=True`` among its parser defaults: when
 ``kafka.bootstrap`` is unset, it then runs against the local broker of ``data_dir``
 (:func:`parley.kafka.local.bootstrap_for`), recorded as one of its users while it runs, or
@@ -14,22 +17,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
+import msgspec
 from aiokafka.errors import KafkaError
 
-from parley import loop
+from consumers import cli as consumers_cli
+from parley import loop, store_cli
 from parley.errors import ParleyError, SettingsError
 from parley.settings import Settings, load_settings
+from projector import cli as projector_cli
 
 Handler = Callable[[argparse.Namespace, Settings], int]
-# Packages that contribute sub-commands (imported lazily: a missing one is skipped).
-EXTENSIONS = ("projector.cli", "parley.store_cli", "consumers.cli", "receiver.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,19 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "what to do before and after)")
     apply.set_defaults(handler=_cmd_topics_apply, local_kafka=True)
 
-    for module in _extensions():
-        module.register(sub)
+    # In this order: `parley --help` lists the commands so (README.md's command table).
+    _register_projector(sub)
+    projector_cli.register(sub)
+    store_cli.register(sub)
+    _register_consumer(sub)
+    consumers_cli.register(sub)
+    _register_receiver(sub)
     return parser
-
-
-def _extensions() -> Iterator[ModuleType]:
-    for name in EXTENSIONS:
-        try:
-            yield importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
 
 
 def _hoist_config(argv: Sequence[str]) -> list[str]:
@@ -216,11 +214,8 @@ def dead_letter_groups(settings: Settings, named: Sequence[str] = ()) -> list[st
     know (the projector, built-in and entry-point consumers, ``[consumers.NAME]`` tables) and
     ``named``."""
     groups = set(named)
-    for module in _extensions():
-        known: Callable[[Settings], Sequence[str]] | None = getattr(module, "dead_letter_groups",
-                                                                    None)
-        if known is not None:
-            groups.update(known(settings))
+    groups.update(projector_cli.dead_letter_groups(settings))
+    groups.update(consumers_cli.dead_letter_groups(settings))
     return sorted(groups)
 
 
@@ -244,11 +239,74 @@ def _cmd_topics_apply(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------- run
+# ------------------------------------------------------------------------- processes
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from parley.run import run_all
 
     return loop.run(run_all(settings), settings.event_loop)
+
+
+def _register_projector(sub: Any) -> None:
+    proj = sub.add_parser("projector", help="run the projector and query API only")
+    # Defaults live in ProjectorRunnerOptions (not imported here: every `parley` command loads this).
+    proj.add_argument("--max-batch", type=int, default=None,
+                      help="most records folded per store transaction (default 5000)")
+    proj.add_argument("--group", default=None,
+                      help="Kafka consumer group (default <topic_prefix>.projector)")
+    proj.set_defaults(handler=_cmd_projector, local_kafka=True)
+
+
+def _cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
+    from parley.process import run_roles
+    from projector.role import ProjectorRole, ProjectorRoleOptions
+    from projector.runner import ProjectorRunnerOptions
+
+    defaults = ProjectorRunnerOptions()
+    if args.max_batch is not None and args.max_batch < 1:
+        raise SystemExit("parley projector: --max-batch must be at least 1")
+    options = ProjectorRoleOptions(runner=ProjectorRunnerOptions(
+        max_records=args.max_batch or defaults.max_records, group_id=args.group or defaults.group_id))
+    return run_roles(settings, lambda rt: [ProjectorRole(rt, options)])
+
+
+def _register_consumer(sub: Any) -> None:
+    one = sub.add_parser("consumer", help="run one consumer group (serves /healthz, /readyz, "
+                                          "/metrics, /api/consumers)")
+    one.add_argument("name", help="built-in (search, crm), entry-point name, or module:attribute")
+    one.add_argument("--port", type=int, help="HTTP port (default: http.port, or the next free "
+                                              "port above it when that one is taken)")
+    one.set_defaults(handler=_cmd_consumer, local_kafka=True)
+
+
+def _cmd_consumer(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.role import ConsumerRole
+    from parley.process import run_roles
+
+    if args.port is not None:
+        settings = msgspec.structs.replace(
+            settings, http=msgspec.structs.replace(settings.http, port=args.port))
+    # The configuration file is often the one `parley run` uses too, so its http.port is not
+    # this process's own choice: only --port is (docs/consumers.md, "Ports").
+    return run_roles(settings, lambda rt: [ConsumerRole(rt, args.name)],
+                     next_free_port=args.port is None)
+
+
+def _register_receiver(sub: Any) -> None:
+    receiver = sub.add_parser("receiver",
+                              help="serve POST /webhooks/{source} (needs kafka.bootstrap)")
+    receiver.set_defaults(handler=_cmd_receiver)
+
+
+def _cmd_receiver(args: argparse.Namespace, settings: Settings) -> int:
+    from parley.process import run_roles
+    from receiver.role import ReceiverRole
+
+    if not settings.kafka.bootstrap:
+        raise SettingsError("parley receiver needs kafka.bootstrap (set it in the config file "
+                            "or PARLEY_KAFKA__BOOTSTRAP; only `parley run` starts a local broker)")
+    if not settings.sources:
+        raise SettingsError("no [sources.NAME] configured: the receiver would reject everything")
+    return run_roles(settings, lambda rt: [ReceiverRole(rt)])
 
 
 if __name__ == "__main__":  # pragma: no cover

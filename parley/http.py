@@ -240,6 +240,8 @@ async def _kafka_preflight(app: web.Application) -> AsyncIterator[None]:
 
 
 def build_app(rt: Runtime, roles: Iterable[Role]) -> web.Application:
+    """Health, readiness and metrics, then each role's routes and lifetime; a process adds the
+    API description on top (:func:`parley.process.assemble`)."""
     http = rt.settings.http
     middlewares = [bearer_auth(http.api_tokens, metrics_public=http.metrics_public)
                    ] if http.api_tokens else []
@@ -254,10 +256,6 @@ def build_app(rt: Runtime, roles: Iterable[Role]) -> web.Application:
     app.router.add_get("/metrics", metrics)
     for role in roles:
         role.install(app, rt)
-    # Imported here: the document imports the role packages, which import this module.
-    from parley.openapi import install_openapi
-
-    install_openapi(app)  # last: it describes the routes the roles added
     # Before any role starts (they start when the app is set up): an exposed API changes
     # nothing, not even a consumer group's membership.
     check_exposure(http, (r.canonical for r in app.router.resources()

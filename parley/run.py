@@ -20,20 +20,28 @@ from collections.abc import AsyncIterator
 
 import msgspec
 
+from consumers.role import BuiltinConsumersRole
+from contracts.topics import Topics
 from parley.errors import LaunchCancelled
-from parley.http import bind, build_app, check_exposure, serve
-from parley.logs import log_secrets, setup_logging
-from parley.roles import roles_for
-from parley.runtime import Runtime
+from parley.http import bind, check_exposure
+from parley.logs import setup_logging
+from parley.process import serve_roles
+from parley.runtime import Role, Runtime
 from parley.settings import Settings
+from projector.role import ProjectorRole
+from receiver.role import ReceiverRole
 
 log = logging.getLogger("parley.run")
+
+#: The roles ``parley run`` serves, in the order they install (each is built with the Runtime).
+RUN_ROLES = (ReceiverRole, ProjectorRole, BuiltinConsumersRole)
 
 #: The exit status of a run interrupted before it served (128 + SIGINT, as a shell reports).
 INTERRUPTED = 130
 
 
 async def run_all(settings: Settings) -> int:
+    """Run ``parley run`` (steps 1-5 above); the exit status."""
     if not settings.http.allow_open_api:  # (that warning is logged once, by build_app)
         # Before the broker starts: `run` always serves the query API, and an exposed one is
         # refused with nothing started. build_app checks the real routes again.
@@ -64,22 +72,23 @@ async def run_all(settings: Settings) -> int:
     return 0
 
 
+def run_roles(rt: Runtime) -> list[Role]:
+    """Every role of ``parley run``: receiver, projector (with the query API) and the
+    built-in consumers."""
+    return [role(rt) for role in RUN_ROLES]
+
+
 async def _serve(settings: Settings, sock: socket.socket, stop: asyncio.Event) -> None:
     from parley.kafka.topics import apply_topics
 
-    rt = Runtime.from_settings(settings)
-    report = await apply_topics(settings.kafka, rt.topics.specs(settings.kafka.partitions))
+    topics = Topics(prefix=settings.kafka.topic_prefix)
+    report = await apply_topics(settings.kafka, topics.specs(settings.kafka.partitions))
     for change in report.changes:
         if change.action != "unchanged":
             log.info("topic %s %s", change.topic, change.action, extra={"detail": change.detail})
     for warning in report.warnings():
         log.warning("%s", warning)
-    roles = roles_for("run", rt)
-    # Consumers may hold secrets the settings don't list (a $PARLEY_CONSUMERS_CONFIG
-    # file): now that they are built, redact theirs too.
-    setup_logging(settings.log_level, log_secrets(settings, roles))
-    if not stop.is_set():
-        await serve(build_app(rt, roles), rt, stop=stop, sock=sock)
+    await serve_roles(settings, run_roles, stop=stop, sock=sock)
 
 
 @contextlib.asynccontextmanager

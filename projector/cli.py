@@ -1,4 +1,4 @@
-"""``parley projector`` and ``parley projections status | rebuild [NAME] | drop NAME``.
+"""``parley projections status | rebuild [NAME] | drop NAME``.
 
 Projection names are 1-64 characters of ``[A-Za-z0-9_]`` and compared ignoring case
 (:func:`projector.store.projection_name`): ``rebuild V1`` and ``drop V1`` mean ``v1``.
@@ -25,15 +25,8 @@ def dead_letter_groups(settings: Settings) -> list[str]:
 
 
 def register(subparsers: Any) -> None:
-    """Add the projector's commands to the top-level ``parley`` parser."""
-    proj = subparsers.add_parser("projector", help="run the projector and query API only")
-    # Defaults live in ProjectorRunnerOptions (not imported here: every `parley` command loads this).
-    proj.add_argument("--max-batch", type=int, default=None,
-                      help="most records folded per store transaction (default 5000)")
-    proj.add_argument("--group", default=None,
-                      help="Kafka consumer group (default <topic_prefix>.projector)")
-    proj.set_defaults(handler=_cmd_projector, local_kafka=True)
-
+    """Add the projections' commands to the top-level ``parley`` parser (``parley projector``,
+    the process, is defined with the other processes in :mod:`parley.cli`)."""
     projections = subparsers.add_parser("projections",
                                         help="projection copies: status, rebuild, drop")
     psub = projections.add_subparsers(dest="projections_command", required=True, metavar="ACTION")
@@ -53,28 +46,6 @@ def register(subparsers: Any) -> None:
     drop.add_argument("name", help="the copy to delete (see `parley projections status`; "
                                    "case ignored)")
     drop.set_defaults(handler=_cmd_drop)
-
-
-def _cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
-    from parley.http import build_app, serve
-    from parley.logs import setup_logging
-    from parley.runtime import Runtime
-    from projector.role import ProjectorRole, ProjectorRoleOptions
-    from projector.runner import ProjectorRunnerOptions
-
-    defaults = ProjectorRunnerOptions()
-    if args.max_batch is not None and args.max_batch < 1:
-        raise SystemExit("parley projector: --max-batch must be at least 1")
-    setup_logging(settings.log_level, settings.all_secrets())
-    options = ProjectorRoleOptions(runner=ProjectorRunnerOptions(
-        max_records=args.max_batch or defaults.max_records, group_id=args.group or defaults.group_id))
-
-    async def main() -> None:
-        rt = Runtime.from_settings(settings)
-        await serve(build_app(rt, [ProjectorRole(rt, options)]), rt)
-
-    loop.run(main(), settings.event_loop)
-    return 0
 
 
 def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:

@@ -52,8 +52,6 @@ from typing import Any, TypeAlias, TypeVar
 import msgspec
 
 from contracts import domain as d
-
-# The state types live in projector.states; re-exported here, where the fold's users look.
 from projector.states import (
     MAX_PAGES,
     NEVER,
@@ -61,38 +59,14 @@ from projector.states import (
     AgentFold,
     AggregateRef,
     ChatFold,
-    FoldKind,
     FoldState,
     MessageFold,
     Reg,
     VisitorFold,
-    chat_status,
-    decode_state,
-    encode_state,
     message_key,
-    message_ref,
 )
 
-__all__ = [
-    "PROVIDER_STATUS",
-    "RANK",
-    "AgentFold",
-    "AggregateRef",
-    "ChatFold",
-    "FoldKind",
-    "FoldState",
-    "MessageFold",
-    "Reg",
-    "VisitorFold",
-    "affected",
-    "apply",
-    "chat_status",
-    "decode_state",
-    "encode_state",
-    "merge_pages",
-    "message_key",
-    "message_ref",
-]
+__all__ = ["PROVIDER_STATUS", "RANK", "affected", "apply", "merge_pages"]
 
 T = TypeVar("T")
 

@@ -24,9 +24,10 @@ from contracts.domain import DomainEvent
 from contracts.envelope import Envelope, decode_envelope
 from contracts.normalise import normalise_decoded
 from projector.dlq import DeadLetter, Stage
-from projector.fold import AggregateRef, FoldState, affected, apply, decode_state
+from projector.fold import affected, apply
 from projector.metrics import ProjectorMetrics
 from projector.outbox import Covers, covers_of, unwrap_state, wrap_state
+from projector.states import AggregateRef, FoldState, decode_state
 from projector.views import Row, row_for
 
 __all__ = ["ApplyFn", "BatchResult", "Folder", "Offsets", "RowFn", "StateLoader", "gc_paused"]

@@ -27,7 +27,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from projector.fold import AgentFold, FoldState, Reg, VisitorFold, merge_pages
+from projector.fold import merge_pages
+from projector.states import AgentFold, FoldState, Reg, VisitorFold
 
 __all__ = ["FIELDS", "MERGED_KINDS", "join"]
 

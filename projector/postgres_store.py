@@ -50,7 +50,6 @@ from parley.errors import StoreError, StoreUnavailable
 from parley.pg.migrate import Conn, MigrationStatus, advisory_key, migrate, quote_ident
 from parley.pg.url import PostgresOptions, parse_postgres_url
 from projector.errors import LiveProjectionDrop, ProjectorError, UnknownProjection
-from projector.fold import AggregateRef, decode_state, encode_state
 from projector.outbox import (
     OutboxEntry,
     decode_refs,
@@ -63,6 +62,7 @@ from projector.outbox import (
 )
 from projector.pg_merge import MERGED_KINDS, join
 from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl
+from projector.states import AggregateRef, decode_state, encode_state
 from projector.store import CUSTOMER_TYPE, KINDS, decode_cursor, encode_cursor, projection_name
 from projector.views import Row, row_for
 

@@ -48,8 +48,8 @@ from parley.kafka.clients import make_admin, make_consumer
 from parley.settings import KafkaSettings
 from projector.dlq import DeadLetters
 from projector.errors import ProjectorError
-from projector.fold import AggregateRef
 from projector.folder import Folder, Offsets, gc_paused
+from projector.states import AggregateRef
 from projector.store import Store, projection_name
 from projector.views import Row
 

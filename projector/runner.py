@@ -67,8 +67,7 @@ from projector.metrics import ProjectorMetrics
 from projector.state_publisher import StatePublisher
 from projector.store import Store
 
-__all__ = ["BatchResult", "Folder", "ProjectorRunnerOptions", "Runner", "Watermarks", "ensure_live",
-           "gc_paused"]
+__all__ = ["ProjectorRunnerOptions", "Runner", "Watermarks", "ensure_live"]
 
 log = logging.getLogger("parley.projector.runner")
 

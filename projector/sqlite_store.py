@@ -41,8 +41,8 @@ import msgspec
 from parley.errors import StoreError, StoreUnavailable
 from parley.private_files import private_sqlite
 from projector.errors import LiveProjectionDrop, UnknownProjection
-from projector.fold import AggregateRef
 from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, new_token
+from projector.states import AggregateRef
 from projector.store import CUSTOMER_TYPE, KINDS, decode_cursor, encode_cursor, projection_name
 from projector.views import Row
 

@@ -25,7 +25,6 @@ __all__ = [
     "FoldState",
     "MessageFold",
     "Reg",
-    "Stamp",
     "VisitorFold",
     "chat_status",
     "decode_state",
@@ -81,10 +80,6 @@ class Reg(msgspec.Struct, Generic[T], frozen=True, array_like=True, omit_default
     value: T
     received_at: datetime = NEVER
     log_offset: int = -1
-
-
-Stamp: TypeAlias = tuple[datetime, datetime, int, int, str]
-
 
 
 class ChatFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="chat", gc=False):
@@ -191,7 +186,7 @@ class AgentFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, t
 FoldState: TypeAlias = ChatFold | MessageFold | VisitorFold | AgentFold
 
 
-def _key(reg: Reg[T]) -> Stamp:
+def _key(reg: Reg[T]) -> tuple[datetime, datetime, int, int, str]:
     return (reg.at, reg.received_at, reg.log_offset, reg.rank, reg.event_id)
 
 

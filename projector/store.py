@@ -40,8 +40,8 @@ from typing import Protocol
 import msgspec
 
 from projector.errors import InvalidCursor, InvalidProjectionName
-from projector.fold import AggregateRef
 from projector.outbox import OutboxEntry
+from projector.states import AggregateRef
 from projector.views import Row
 
 __all__ = [

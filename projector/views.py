@@ -16,7 +16,7 @@ import msgspec
 
 from contracts.domain import AgentRef, VisitorRef
 from contracts.state import AgentState, ChatState, MessageState, VisitorState
-from projector.fold import (
+from projector.states import (
     AgentFold,
     AggregateRef,
     ChatFold,

@@ -20,8 +20,9 @@ import pytest
 
 from contracts.topics import Topics
 from parley.kafka.jars import KAFKA_VERSION
-from parley.kafka.launcher import LocalKafka, free_ports, throwaway_kafka
+from parley.kafka.launcher import LocalKafka, free_ports
 from parley.settings import KafkaSettings
+from parley.testing.kafka import throwaway_kafka
 from tests.pg_fixture import fresh_schema, shared_postgres
 
 TEST_PARTITIONS = 3

@@ -3,7 +3,7 @@
 1. ``PARLEY_TEST_POSTGRES`` — a DSN of a server you already run
    (``postgresql://user:password@127.0.0.1:5432/db``; tests create and drop their own schemas);
 2. testcontainers' PostgreSQL, when a Docker engine answers;
-3. a server the tests start themselves on 127.0.0.1 with :class:`projector.pg_local.LocalPostgres`
+3. a server the tests start themselves on 127.0.0.1 with :class:`parley.testing.postgres.LocalPostgres`
    (binaries from the ``pgserver`` package on PyPI, else Debian's ``postgresql``), in a
    temporary directory, stopped and wiped at the end of the session.
 
@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from projector.pg_local import LocalPostgres
+from parley.testing.postgres import LocalPostgres
 
 __all__ = ["POSTGRES_ENV", "fresh_schema", "shared_postgres", "with_options"]
 

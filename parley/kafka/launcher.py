@@ -21,18 +21,16 @@ import base64
 import concurrent.futures
 import contextlib
 import os
-import re
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Protocol, TypeVar
 
 import msgspec
 
@@ -44,69 +42,33 @@ T = TypeVar("T")
 HOST = "127.0.0.1"
 
 
-class SecureListener(msgspec.Struct, frozen=True, kw_only=True):
-    """An extra listener with TLS and/or SASL (security tests, local TLS set-ups).
+class ExtraListener(Protocol):
+    """A client listener added to every node beside the plaintext one (which the launcher and
+    inter-broker traffic use) and the controller's; the tests' TLS/SASL listeners are
+    :class:`parley.testing.kafka.SecureListener`."""
 
-    Inter-broker and controller traffic stay on the plaintext listeners; only clients use this
-    one. ``users`` become SCRAM credentials when the node's storage is formatted (so they exist
-    from the first start) and PLAIN logins of this listener. Names and passwords are limited to
-    ``A-Z a-z 0-9 . _ -`` so they need no escaping in properties files or the format tool.
-    """
+    @property
+    def name(self) -> str: ...
 
-    name: str = "SECURE"
-    protocol: Literal["SSL", "SASL_SSL", "SASL_PLAINTEXT"] = "SASL_SSL"
-    ports: tuple[int, ...]  # one per node
-    keystore_pem: str | None = None  # PEM file: unencrypted PKCS#8 key, then the certificate chain
-    truststore_pem: str | None = None  # PEM file of CA certificates trusted for client certificates
-    client_auth: Literal["none", "requested", "required"] = "none"
-    mechanisms: tuple[Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], ...] = (
-        "SCRAM-SHA-512", "PLAIN")
-    users: dict[str, str] = {}
+    @property
+    def protocol(self) -> str: ...
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        """One port per node."""
+        ...
 
     def properties(self) -> dict[str, str]:
         """Broker properties of this listener (besides ``listeners`` and the protocol map)."""
-        pre = f"listener.name.{self.name.lower()}."
-        props: dict[str, str] = {}
-        if self.protocol in ("SSL", "SASL_SSL"):
-            if not self.keystore_pem:
-                raise LauncherError(f"listener {self.name}: {self.protocol} needs keystore_pem")
-            props |= {pre + "ssl.keystore.type": "PEM",
-                      pre + "ssl.keystore.location": self.keystore_pem,
-                      pre + "ssl.client.auth": self.client_auth}
-            if self.truststore_pem:
-                props |= {pre + "ssl.truststore.type": "PEM",
-                          pre + "ssl.truststore.location": self.truststore_pem}
-        if self.protocol.startswith("SASL"):
-            props[pre + "sasl.enabled.mechanisms"] = ",".join(self.mechanisms)
-            for mech in self.mechanisms:
-                if mech == "PLAIN":
-                    logins = " ".join(f'user_{u}="{p}"' for u, p in self.users.items())
-                    props[pre + "plain.sasl.jaas.config"] = (
-                        f"org.apache.kafka.common.security.plain.PlainLoginModule required {logins};")
-                else:
-                    props[pre + f"{mech.lower()}.sasl.jaas.config"] = (
-                        "org.apache.kafka.common.security.scram.ScramLoginModule required;")
-        return props
+        ...
 
     def scram_arguments(self) -> list[str]:
-        """``kafka-storage format`` arguments that create the SCRAM credentials."""
-        return [f"--add-scram={mech}=[name={u},password={p}]"
-                for mech in self.mechanisms if mech.startswith("SCRAM")
-                for u, p in self.users.items()]
+        """``kafka-storage format`` arguments that create its SCRAM credentials."""
+        ...
 
     def check(self, nodes: int) -> None:
-        if len(self.ports) != nodes:
-            raise LauncherError(f"listener {self.name}: needs one port per node ({nodes})")
-        if self.name.upper() in ("PLAINTEXT", "CONTROLLER") or not _SAFE.fullmatch(self.name):
-            raise LauncherError(f"listener name {self.name!r} is reserved or not A-Z, 0-9, _")
-        for value in (*self.users, *self.users.values()):
-            if not _SAFE_SECRET.fullmatch(value):
-                raise LauncherError(f"listener {self.name}: user names and passwords must be "
-                                    "A-Z a-z 0-9 . _ - (no escaping is done)")
-
-
-_SAFE = re.compile(r"[A-Za-z0-9_]+")
-_SAFE_SECRET = re.compile(r"[A-Za-z0-9._-]+")
+        """Raise :class:`LauncherError` when it cannot serve a cluster of ``nodes`` nodes."""
+        ...
 
 
 class NodeState(msgspec.Struct, kw_only=True):
@@ -190,7 +152,7 @@ class LocalKafka:
     def __init__(self, root: Path, *, brokers: int = 1, ports: Sequence[int] | None = None,
                  controller_ports: Sequence[int] | None = None, heap_mb: int = 512,
                  extra_properties: Mapping[str, str] | None = None,
-                 listeners: Sequence[SecureListener] = ()) -> None:
+                 listeners: Sequence[ExtraListener] = ()) -> None:
         if brokers < 1:
             raise LauncherError("--brokers must be at least 1")
         self.root = Path(root).absolute()
@@ -432,19 +394,6 @@ class LocalKafka:
             return []
         return [NodeStatus(node_id=n.node_id, port=n.port, pid=n.pid, running=self.is_running(n),
                            log=str(self.node_dir(n.node_id) / "server.log")) for n in state.nodes]
-
-
-@contextlib.contextmanager
-def throwaway_kafka(prefix: str, *, heap_mb: int = 768) -> Iterator[ClusterState]:
-    """A one-node LocalKafka on free ports in a new temporary directory named ``prefix…``,
-    for one test session or benchmark run: stopped and removed when the block ends."""
-    broker, controller = free_ports(2)
-    kafka = LocalKafka(Path(tempfile.mkdtemp(prefix=prefix)), ports=[broker],
-                       controller_ports=[controller], heap_mb=heap_mb)
-    try:
-        yield kafka.up()
-    finally:
-        kafka.down(wipe=True)
 
 
 def _check_cancel(cancel: threading.Event | None) -> None:

@@ -23,7 +23,7 @@ from consumers.search.queries import SearchQuery
 from contracts import domain as d
 from contracts.state import ChatState, MessageState
 from contracts.state_change import StateChange, decode_state_change
-from projector.fold import AggregateRef, FoldState
+from projector.states import AggregateRef, FoldState
 from projector.views import to_view
 from tests.consumers.consumer_kit.published import published_values
 from tests.projector.test_fold_kit import world

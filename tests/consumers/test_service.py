@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -14,6 +15,7 @@ from consumer_kit.helpers import wait_for
 
 from consumers.api import ConsumedEvent, consumer
 from consumers.lag import StuckDetector
+from consumers.runner import ConsumerRunner
 from consumers.service import ConsumerService
 from contracts.topics import Topics
 from parley.http import build_app
@@ -32,6 +34,29 @@ def test_stuck_needs_lag_and_no_progress_for_the_window() -> None:
     assert not d.observe("g", "t", 0, 6, lag_records=0, now=30)  # caught up: never stuck
     assert not d.observe("g", "t", 0, None, lag_records=2, now=31)
     assert d.observe("g", "t", 0, None, lag_records=2, now=41)  # never committed, no progress
+
+
+def test_each_consumer_gets_one_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[ConsumerRunner] = []
+
+    class Counted(ConsumerRunner):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr("consumers.service.ConsumerRunner", Counted)
+
+    @consumer("one", topics=("chat",))
+    async def one(ev: ConsumedEvent) -> None:
+        pass
+
+    @consumer("two", topics=("chat",))
+    async def two(ev: ConsumedEvent) -> None:
+        pass
+
+    settings = Settings(kafka=KafkaSettings(bootstrap="127.0.0.1:9"), data_dir=str(tmp_path))
+    service = ConsumerService(Runtime.from_settings(settings), [one, two])
+    assert built == list(service.runners.values())  # the runners it runs, built once each
 
 
 class _Role:

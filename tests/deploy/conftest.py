@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from parley.kafka.launcher import LocalKafka, SecureListener, free_ports
+from parley.kafka.launcher import LocalKafka, free_ports
 from parley.settings import KafkaSecurity, KafkaSettings
+from parley.testing.kafka import SecureListener
 from tests.deploy.certs import Pki, make_pki
 
 

@@ -22,7 +22,8 @@ from aiohttp.test_utils import TestServer
 from parley.cli import main
 from parley.errors import SettingsError
 from parley.http import build_app, json_response
-from parley.roles import roles_for
+from parley.process import assemble
+from parley.run import run_roles
 from parley.runtime import Runtime
 from parley.settings import HttpSettings, KafkaSettings, Settings, SourceSettings, StoreSettings
 
@@ -231,7 +232,7 @@ async def test_real_roles_read_api_needs_token_webhook_does_not(
                         sources={"acme": SourceSettings(provider="natterly",
                                                         auth_tokens=(SEED_TOKEN,))})
     rt = Runtime.from_settings(settings)
-    server = TestServer(build_app(rt, roles_for("run", rt)))
+    server = TestServer(assemble(rt, run_roles(rt)))
     await server.start_server()
     try:
         async with aiohttp.ClientSession(base_url=str(server.make_url("/")),

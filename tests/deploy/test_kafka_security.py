@@ -20,10 +20,10 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from contracts.topics import Topics
-from parley.http import build_app
 from parley.kafka.clients import KafkaAuthFailed, check_kafka, make_admin, make_consumer, make_producer
 from parley.kafka.topics import apply_topics
-from parley.roles import roles_for
+from parley.process import assemble
+from parley.run import run_roles
 from parley.runtime import Runtime
 from parley.settings import KafkaSettings, Settings, SourceSettings, StoreSettings
 from tests.deploy.conftest import SecureKafka
@@ -80,7 +80,7 @@ async def test_ingest_to_projection_and_search_over_sasl_ssl(secure_kafka: Secur
                         sources={"acme": SourceSettings(provider="natterly",
                                                         auth_tokens=(SEED_TOKEN,))})
     rt = Runtime.from_settings(settings)
-    server = TestServer(build_app(rt, roles_for("run", rt)))  # receiver, projector, consumers
+    server = TestServer(assemble(rt, run_roles(rt)))  # receiver, projector, consumers
     await server.start_server()
     try:
         async with aiohttp.ClientSession(base_url=str(server.make_url("/")),

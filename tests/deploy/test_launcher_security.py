@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from parley.errors import LauncherError
-from parley.kafka.launcher import LocalKafka, SecureListener
+from parley.kafka.launcher import LocalKafka
+from parley.testing.kafka import SecureListener
 
 
 def test_sasl_ssl_listener_properties_and_scram_credentials(tmp_path: Path) -> None:

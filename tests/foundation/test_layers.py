@@ -1,7 +1,8 @@
 """Imports point down, and never in a circle.
 
 The layers are declared in pyproject.toml, ``[tool.importlinter]`` (docs/architecture.md,
-"Layers", says what each holds): composition (``deploy``, ``parley.cli``, ``parley.run``, …),
+"Layers", says what each holds): test support (``parley.testing``, which nothing of the project
+imports), then composition (``deploy``, ``parley.cli``, ``parley.process``, ``parley.run``, …),
 then the roles (``receiver``, ``projector``, ``consumers``, which never import each other), then
 Parley's plumbing (the rest of ``parley``), then ``contracts``. ``lint-imports`` checks those
 contracts; this file runs it, checks that every module of ``parley`` is placed in a layer (a

@@ -27,9 +27,9 @@ from referencing.jsonschema import DRAFT202012
 
 from consumers.role import BuiltinConsumersRole
 from contracts.state import ChatState
-from parley.http import build_app
 from parley.openapi import OPENAPI_PATH, document, main, render, served_routes
-from parley.roles import ROLES, roles_for
+from parley.process import assemble
+from parley.run import RUN_ROLES, run_roles
 from parley.runtime import Role, Runtime
 from parley.settings import HttpSettings, KafkaSettings, Settings, SourceSettings, StoreSettings
 from projector.api import ApiOptions
@@ -61,7 +61,7 @@ def settings_for(tmp_path: Path, kafka: KafkaSettings) -> Settings:
 def run_app(tmp_path: Path) -> web.Application:
     """The app of ``parley run``, built with every role of it (not started: no Kafka needed)."""
     rt = Runtime.from_settings(settings_for(tmp_path, KafkaSettings(bootstrap="127.0.0.1:9")))
-    return build_app(rt, roles_for("run", rt))
+    return assemble(rt, run_roles(rt))
 
 
 def as_json(value: object) -> Any:
@@ -135,7 +135,7 @@ def test_document_is_well_formed_openapi_3_1() -> None:
 
 def test_a_process_describes_only_its_own_routes(tmp_path: Path) -> None:
     rt = Runtime.from_settings(settings_for(tmp_path, KafkaSettings(bootstrap="127.0.0.1:9")))
-    app = build_app(rt, roles_for("receiver", rt))
+    app = assemble(rt, [ReceiverRole(rt)])
     assert set(document(served_routes(app))["paths"]) == {
         "/webhooks/{source}", "/healthz", "/readyz", "/metrics", OPENAPI_PATH}
 
@@ -308,8 +308,8 @@ async def parley(kafka_settings: KafkaSettings, topics: object, tmp_path: Path,
             runner=ProjectorRunnerOptions(group_id=f"{unique}-projector", poll_timeout_ms=100),
             api=ApiOptions(min_position_timeout_s=0.5, recheck_s=0.1))),
         BuiltinConsumersRole(rt)]
-    assert [f"{type(r).__module__}:{type(r).__name__}" for r in roles] == list(ROLES["run"])
-    client: TestClient[Any, Any] = TestClient(TestServer(build_app(rt, roles)))
+    assert [type(r) for r in roles] == list(RUN_ROLES)
+    client: TestClient[Any, Any] = TestClient(TestServer(assemble(rt, roles)))
     await client.start_server()
     try:
         caller = Caller(client, as_json(document()))

@@ -24,9 +24,9 @@ from aiohttp.test_utils import TestServer
 from aiokafka import TopicPartition
 
 from contracts.topics import Topics
-from parley.http import build_app
 from parley.kafka.clients import make_consumer
-from parley.roles import roles_for
+from parley.process import assemble
+from parley.run import run_roles
 from parley.runtime import Runtime
 from parley.settings import HttpSettings, KafkaSettings, Settings, SourceSettings, StoreSettings
 
@@ -48,7 +48,7 @@ async def server(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path
         sources={"std": SourceSettings(provider="standard", secrets=(SECRET,)),
                  "shop": SourceSettings(provider="chatshipper", secrets=("chatshipper-secret",))})
     rt = Runtime.from_settings(settings)
-    async with TestServer(build_app(rt, roles_for("run", rt))) as srv:
+    async with TestServer(assemble(rt, run_roles(rt))) as srv:
         yield srv
 
 

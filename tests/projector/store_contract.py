@@ -23,8 +23,8 @@ from projector.errors import (
     LiveProjectionDrop,
     UnknownProjection,
 )
-from projector.fold import AggregateRef
 from projector.outbox import OutboxEntry, entry_for, wrap_state
+from projector.states import AggregateRef
 from projector.store import CUSTOMER_TYPE, KINDS, Store
 from projector.views import Row
 

@@ -15,7 +15,7 @@ import signal
 import sys
 import textwrap
 
-from projector.fold import AggregateRef
+from projector.states import AggregateRef
 from projector.stores import open_store
 
 __all__ = ["kill_mid_commits"]

@@ -19,8 +19,9 @@ from contracts.topics import PROJECTOR, Topics
 from parley.kafka.clients import make_consumer, make_producer
 from parley.settings import KafkaSettings
 from projector.dlq import DeadLetter, KafkaDeadLetters
-from projector.fold import AggregateRef, FoldState, apply
-from projector.runner import Folder
+from projector.fold import apply
+from projector.folder import Folder
+from projector.states import AggregateRef, FoldState
 from projector.stores import open_store
 from tests.projector.test_runner_kit import (
     T0,

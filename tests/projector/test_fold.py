@@ -11,17 +11,8 @@ from test_fold_kit import at, common, fold
 
 from contracts import domain as d
 from contracts.state import AgentState, ChatState, MessageState, VisitorState
-from projector.fold import (
-    RANK,
-    AgentFold,
-    AggregateRef,
-    ChatFold,
-    affected,
-    apply,
-    decode_state,
-    encode_state,
-    message_ref,
-)
+from projector.fold import RANK, affected, apply
+from projector.states import AgentFold, AggregateRef, ChatFold, decode_state, encode_state, message_ref
 from projector.views import to_view
 
 C1 = AggregateRef("chat", "c1")

@@ -17,7 +17,7 @@ from contracts.errors import ContractError
 from contracts.ingest import parse_webhook
 from contracts.normalise import normalise
 from contracts.state import AgentState, ChatState, MessageState, VisitorState
-from projector.fold import AggregateRef
+from projector.states import AggregateRef
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)

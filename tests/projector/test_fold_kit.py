@@ -20,7 +20,8 @@ import msgspec
 from hypothesis import strategies as st
 
 from contracts import domain as d
-from projector.fold import AggregateRef, FoldState, affected, apply, encode_state
+from projector.fold import affected, apply
+from projector.states import AggregateRef, FoldState, encode_state
 from projector.views import row_for
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

@@ -18,16 +18,8 @@ from test_fold_kit import conversation, encoded, fold, redelivered, viewed, worl
 
 from contracts import domain as d
 from contracts.state import AgentState, ChatState, MessageState, VisitorState
-from projector.fold import (
-    NEVER,
-    PROVIDER_STATUS,
-    RANK,
-    AggregateRef,
-    affected,
-    apply,
-    decode_state,
-    encode_state,
-)
+from projector.fold import PROVIDER_STATUS, RANK, affected, apply
+from projector.states import NEVER, AggregateRef, decode_state, encode_state
 from projector.views import to_view
 
 E = TypeVar("E", bound=d.DomainEvent)

@@ -17,7 +17,7 @@ from contracts.envelope import Envelope
 from contracts.ingest import parse_webhook
 from contracts.normalise import normalise_decoded
 from contracts.state import ChatState, MessageState, VisitorState
-from projector.fold import AggregateRef, FoldState, message_ref
+from projector.states import AggregateRef, FoldState, message_ref
 from projector.views import to_view
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

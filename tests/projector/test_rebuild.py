@@ -17,11 +17,11 @@ from contracts.topics import Topics
 from parley.http import build_app
 from parley.runtime import Runtime
 from parley.settings import KafkaSettings, Settings, StoreSettings
-from projector.fold import AggregateRef
 from projector.memory_store import MemoryStore
 from projector.rebuild import RebuildError, _Progress, _Writer, next_version, rebuild
 from projector.role import ProjectorRole, ProjectorRoleOptions
 from projector.runner import ProjectorRunnerOptions
+from projector.states import AggregateRef
 from projector.stores import open_store
 from projector.views import Row
 from tests.pg_fixture import fresh_schema

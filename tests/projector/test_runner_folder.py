@@ -21,9 +21,10 @@ from contracts.envelope import Envelope, decode_envelope, encode_envelope
 from contracts.errors import ContractError
 from contracts.ingest import parse_webhook
 from contracts.normalise import normalise, normalise_decoded
-from projector.fold import AggregateRef, FoldState, affected, apply
+from projector.fold import affected, apply
+from projector.folder import Folder
 from projector.metrics import ProjectorMetrics
-from projector.runner import Folder
+from projector.states import AggregateRef, FoldState
 from projector.store import Store
 from projector.stores import open_store
 from projector.views import Row, row_for
@@ -255,9 +256,8 @@ async def test_rows_carry_the_positions_they_cover_whatever_the_batching(store: 
 
 
 def test_wrapped_states_keep_their_covers_and_older_states_read_as_covering_nothing() -> None:
-    from projector.fold import encode_state
     from projector.outbox import unwrap_state, wrap_state
-    from projector.states import ChatFold
+    from projector.states import ChatFold, encode_state
 
     state = encode_state(ChatFold(id="c1"))
     covers = (("t.events.chat", 0, 7), ("t.events.visitor", 3, 2))

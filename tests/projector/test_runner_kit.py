@@ -28,9 +28,10 @@ from contracts.topics import Topics
 from parley.kafka.clients import make_admin, make_producer
 from parley.settings import KafkaSettings
 from projector.dlq import KafkaDeadLetters
+from projector.folder import Folder
 from projector.metrics import ProjectorMetrics
 from projector.rebuild import RebuildReport, rebuild
-from projector.runner import Folder, ProjectorRunnerOptions, Runner, Watermarks
+from projector.runner import ProjectorRunnerOptions, Runner, Watermarks
 from projector.state_publisher import StatePublisher
 from projector.store import Store
 from projector.stores import open_store

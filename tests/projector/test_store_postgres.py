@@ -22,9 +22,10 @@ from parley.errors import StoreError, StoreUnavailable, UnsupportedStore
 from parley.pg.migrate import Migration, migrate
 from parley.pg.url import PostgresOptions, parse_postgres_url
 from projector.errors import LiveProjectionDrop
-from projector.fold import AggregateRef, VisitorFold, apply, decode_state
+from projector.fold import apply
 from projector.pg_schema import STORE_MIGRATIONS, CopyTables, copy_ddl
 from projector.postgres_store import PostgresStore, StoreConflict
+from projector.states import AggregateRef, VisitorFold, decode_state
 from projector.store import Store
 from projector.stores import open_store
 from projector.views import row_for

@@ -6,7 +6,7 @@ import msgspec
 from test_fold_kit import at, common, fold
 
 from contracts import domain as d
-from projector.fold import AggregateRef, ChatFold, MessageFold, VisitorFold, decode_state, message_ref
+from projector.states import AggregateRef, ChatFold, MessageFold, VisitorFold, decode_state, message_ref
 from projector.views import row_for
 
 C1 = AggregateRef("chat", "c1")

@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.domain import AgentStatusChanged, DomainEvent, VisitorSeen
-from projector.fold import AgentFold, AggregateRef, ChatFold, FoldState, VisitorFold, apply, encode_state
+from projector.fold import apply
 from projector.pg_merge import FIELDS, MERGED_KINDS, join
+from projector.states import AgentFold, AggregateRef, ChatFold, FoldState, VisitorFold, encode_state
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 # Few distinct values, so ties in time, name and event id are common.

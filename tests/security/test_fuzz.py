@@ -40,10 +40,11 @@ from hypothesis import strategies as st
 
 from consumers.role import BuiltinConsumersRole
 from contracts.topics import Topics
-from parley.http import bind, build_app, serve
+from parley.http import bind, serve
 from parley.kafka.clients import make_consumer
 from parley.kafka.topics import apply_topics
 from parley.logs import JsonFormatter, MalformedRequests
+from parley.process import assemble
 from parley.runtime import Role, Runtime
 from parley.settings import HttpSettings, KafkaSettings, Settings, SourceSettings, StoreSettings
 from projector.api import ApiOptions
@@ -146,7 +147,7 @@ class LiveParley:
                 api=ApiOptions(min_position_timeout_s=0.2, recheck_s=0.05))),
             BuiltinConsumersRole(rt)]
         self.served = asyncio.run_coroutine_threadsafe(
-            serve(build_app(rt, roles), rt, stop=self.stop, sock=self.sock), self.loop)
+            serve(assemble(rt, roles), rt, stop=self.stop, sock=self.sock), self.loop)
         deadline = time.monotonic() + 60
         while self.send(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0] != 200:
             assert time.monotonic() < deadline, "never ready"

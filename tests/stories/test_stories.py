@@ -29,10 +29,10 @@ from aiohttp import web
 from aiokafka import TopicPartition
 
 from consumers.role import BuiltinConsumersRole
-from parley.http import build_app
 from parley.kafka.clients import make_admin, make_consumer
 from parley.kafka.topics import apply_topics
-from parley.roles import roles_for
+from parley.process import assemble
+from parley.run import run_roles
 from parley.runtime import Runtime
 from parley.settings import KafkaSettings, Settings, SourceSettings, StoreSettings
 from projector.role import ProjectorRole
@@ -134,8 +134,8 @@ async def parley(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
                                "state_path": f"{tmp}/crm.db"}})
         rt = Runtime.from_settings(settings)
         await apply_topics(kafka, rt.topics.specs(kafka.partitions))
-        roles = roles_for("run", rt)  # what `parley run` serves, minus the broker it starts
-        runner = web.AppRunner(build_app(rt, roles), access_log=None, shutdown_timeout=1)
+        roles = run_roles(rt)  # what `parley run` serves, minus the broker it starts
+        runner = web.AppRunner(assemble(rt, roles), access_log=None, shutdown_timeout=1)
         await runner.setup()
         try:
             site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -9,8 +9,9 @@ from itertools import pairwise
 import msgspec
 
 from contracts import domain as d
-from projector.fold import AggregateRef, FoldState, affected, apply
+from projector.fold import affected, apply
 from projector.outbox import covers_of, entry_for, wrap_state
+from projector.states import AggregateRef, FoldState
 from projector.views import row_for
 
 

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from parley.errors import LauncherError
-from projector.pg_local import LocalPostgres, _reachable_by_others, copy_installation, find_bindir
+from parley.testing.postgres import LocalPostgres, _reachable_by_others, copy_installation, find_bindir
 
 
 def test_reachability_reads_every_directory_above_the_tools(tmp_path: Path) -> None:
