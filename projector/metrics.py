@@ -32,6 +32,9 @@ class ProjectorMetrics:
     #: labels: provider, field — parts of accepted bodies the normaliser could not use
     #: (a wrongly typed value, an impossible time; ``$``: the whole body)
     dropped_fields: Counter
+    #: labels: kind, source — applications of an event to an aggregate another source owns
+    #: (skipped: see :mod:`projector.owners`)
+    foreign_source: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ProjectorMetrics:
@@ -62,4 +65,7 @@ class ProjectorMetrics:
             dropped_fields=Counter("parley_normalise_dropped_fields",
                                    "Fields of accepted webhooks the normaliser could not use",
                                    ["provider", "field"], registry=registry),
+            foreign_source=Counter(p + "foreign_source",
+                                   "Events ignored for an aggregate another source owns",
+                                   ["kind", "source"], registry=registry),
         )
