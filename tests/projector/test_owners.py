@@ -191,3 +191,23 @@ async def test_one_source_keeps_working_beside_a_foreign_record_in_the_same_batc
     chat, want = got[("chat", "c3")], expected[("chat", "c3")]
     assert chat == want
     assert {k for k in got if k[0] == "message"} == {k for k in expected if k[0] == "message"}
+
+
+async def test_a_foreign_state_does_not_win_through_the_postgres_merge(
+        store: Store, request: pytest.FixtureRequest) -> None:
+    """Two projector instances (two partitions) each fold a VisitorSeen of one visitor id
+    before either commits, so each folder sees no owner: the acme instance commits first;
+    the rival's state, committed second, is not merged in (PostgreSQL joins such rows)."""
+    if "postgres" not in request.node.callspec.id:
+        pytest.skip("only PostgreSQL merges the rows of several writers")
+    acme = conversation("c4", n_messages=1, close=False, visitor="vis-shared")[:1]
+    rival = [envelope("natterly", RIVAL, natterly_body(
+        "ChatInitiated", "c5", T0 + timedelta(hours=1), visitor="vis-shared"))]
+    first = await Folder(store).fold("p", records(acme))
+    second = await Folder(store).fold("p", records(rival))
+    await store.commit("p", first.rows, first.offsets)
+    stored = await store.get_view("p", "visitor", "vis-shared")
+    await store.commit("p", second.rows, {("t.events.chat", 1): 1})
+    assert await store.get_view("p", "visitor", "vis-shared") == stored
+    raw = await store.get_view("p", "chat", "c5")  # the rival's own chat is its own
+    assert raw is not None and orjson.loads(raw)["source"] == RIVAL
