@@ -23,6 +23,7 @@ from aiokafka.structs import ConsumerRecord
 from contracts.domain import DomainEvent
 from contracts.envelope import Envelope, decode_envelope
 from contracts.normalise import normalise_decoded
+from projector.clamp import clamp_future
 from projector.dlq import DeadLetter, Stage
 from projector.fold import AggregateRef, FoldState, affected, apply, decode_state
 from projector.metrics import ProjectorMetrics
@@ -141,9 +142,13 @@ class Folder:
                 events = normalise_decoded(env, rec.offset, dropped)
                 if dropped:
                     self._dropped(env, dropped)
-                for event in events:
+                clamped: list[str] = []
+                for said in events:
+                    event = clamp_future(said, clamped)
                     for ref in affected(event):
                         add((ref, event))
+                if clamped:
+                    self._clamped(env, clamped)
             except Exception as exc:  # noqa: BLE001
                 del flat[start:]
                 dead.append(_letter(rec, "apply", exc))
@@ -211,6 +216,14 @@ class Folder:
         if self._metrics is not None:
             for name in fields:
                 self._metrics.dropped_fields.labels(env.provider, name).inc()
+
+    def _clamped(self, env: Envelope, fields: list[str]) -> None:
+        """Count and log the times from the future that were clamped (names, no values)."""
+        log.warning("event %s (%s %r): times later than its receipt allows in %s; clamped",
+                    env.event_id, env.provider, env.event_type, ", ".join(fields))
+        if self._metrics is not None:
+            for name in fields:
+                self._metrics.future_times.labels(env.provider, name).inc()
 
     async def _fold_all(self, flat: list[tuple[AggregateRef, DomainEvent]],
                         work: dict[AggregateRef, FoldState], refused: dict[int, Refused]) -> bool:

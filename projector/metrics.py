@@ -35,6 +35,9 @@ class ProjectorMetrics:
     #: labels: kind, source — applications of an event to an aggregate another source owns
     #: (skipped: see :mod:`projector.owners`)
     foreign_source: Counter
+    #: labels: provider, field — times in events later than their receipt allows, clamped
+    #: (see :mod:`projector.clamp`)
+    future_times: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ProjectorMetrics:
@@ -68,4 +71,7 @@ class ProjectorMetrics:
             foreign_source=Counter(p + "foreign_source",
                                    "Events ignored for an aggregate another source owns",
                                    ["kind", "source"], registry=registry),
+            future_times=Counter(p + "future_times",
+                                 "Times later than their webhook's receipt allows, clamped",
+                                 ["provider", "field"], registry=registry),
         )

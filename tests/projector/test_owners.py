@@ -18,6 +18,7 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry
 
 from contracts.envelope import Envelope, encode_envelope
+from contracts.timestamps import MAX_UNIX_S
 from projector.folder import BatchResult, Folder
 from projector.metrics import ProjectorMetrics
 from projector.store import Store
@@ -211,3 +212,49 @@ async def test_a_foreign_state_does_not_win_through_the_postgres_merge(
     assert await store.get_view("p", "visitor", "vis-shared") == stored
     raw = await store.get_view("p", "chat", "c5")  # the rival's own chat is its own
     assert raw is not None and orjson.loads(raw)["source"] == RIVAL
+
+
+def _future(body: bytes, *, chat: bool = True) -> bytes:
+    """``body`` (a Natterly chat webhook) with every time inside it set to the year 9999."""
+    doc = orjson.loads(body)
+    for message in doc["payload"]["messages"]:
+        message["created_at"] = message["updated_at"] = MAX_UNIX_S
+    if chat:
+        for name in ("initiated_at", "last_message_at", "closed_at"):
+            doc["payload"]["chat"][name] = MAX_UNIX_S
+    return orjson.dumps(doc)
+
+
+async def test_a_time_from_the_year_9999_inside_a_body_does_not_win(store: Store) -> None:
+    start = conversation("c6", n_messages=1, close=False)
+    at = T0 + timedelta(minutes=1)
+    future = envelope("natterly", "acme", _future(natterly_body(
+        "ChatAccepted", "c6", at, agent="ag-1", visitor="vis-c6",
+        messages=[("c6-future", "from the future", at)])))
+    later = T0 + timedelta(minutes=2)
+    normal = envelope("natterly", "acme", natterly_body(
+        "ChatAccepted", "c6", later, agent="ag-1", visitor="vis-c6",
+        messages=[("c6-later", "a real message", later)]))
+    metrics = ProjectorMetrics.create(CollectorRegistry())
+    got = await fold_committed(store, Folder(store, metrics=metrics),
+                               [records([*start, future, normal])])
+    chat = got[("chat", "c6")]
+    assert "9999" not in orjson.dumps(chat).decode()
+    assert chat["last_message_at"] == later.isoformat().replace("+00:00", "Z")
+    assert chat["initiated_at"] == T0.isoformat().replace("+00:00", "Z")
+    assert chat["status"] == "active"  # a closed_at from the future closed nothing
+    posted = got[("message", "c6/c6-future")]["posted_at"]
+    assert posted == at.isoformat().replace("+00:00", "Z")  # clamped to the webhook's time
+    [family] = metrics.future_times.collect()
+    counted = {s.labels["field"]: s.value for s in family.samples if s.name.endswith("_total")}
+    assert counted == {"MessagePosted.posted_at": 1, "ChatUpdated.last_message_at": 1,
+                       "ChatUpdated.initiated_at": 1, "ChatUpdated.closed_at": 1}
+
+
+async def test_a_chatshipper_creation_time_from_the_future_does_not_win(store: Store) -> None:
+    body = orjson.loads(chatshipper_body("e-9", "conv-9", T0, message="m-9"))
+    for doc in (body["data"]["conversation"], body["data"]["message"]):
+        doc["createdAt"] = doc["updatedAt"] = "9999-12-31T23:59:59Z"
+    env = envelope("chatshipper", "shop", orjson.dumps(body))
+    got = await fold_committed(store, Folder(store), [records([env])])
+    assert "9999" not in orjson.dumps(list(got.values())).decode()
