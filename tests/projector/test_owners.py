@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from contracts.envelope import Envelope, encode_envelope
 from contracts.timestamps import MAX_UNIX_S
-from projector.folder import BatchResult, Folder
+from projector.folder import Folder
 from projector.metrics import ProjectorMetrics
 from projector.store import Store
 from projector.stores import open_store
@@ -36,12 +36,12 @@ from tests.projector.test_runner_kit import (
 RIVAL = "rival"  # a second, authenticated Natterly source
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+async def _opened(request: pytest.FixtureRequest, kind: str, tmp_path: Path
+                  ) -> AsyncIterator[Store]:
     async with contextlib.AsyncExitStack() as stack:
-        if request.param == "memory":
+        if kind == "memory":
             url = "memory://"
-        elif request.param == "sqlite":
+        elif kind == "sqlite":
             url = f"sqlite:///{tmp_path / 'state.db'}"
         else:
             url = await stack.enter_async_context(
@@ -53,6 +53,18 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield s
 
 
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    async for s in _opened(request, request.param, tmp_path):
+        yield s
+
+
+@pytest.fixture
+async def pg_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    async for s in _opened(request, "postgres", tmp_path):
+        yield s
+
+
 def records(envs: Sequence[Envelope], first_offset: int = 0) -> list[ConsumerRecord]:
     """Records of one partition, in order (what a chat's records are: one key, one partition)."""
     out = []
@@ -61,19 +73,6 @@ def records(envs: Sequence[Envelope], first_offset: int = 0) -> list[ConsumerRec
         out.append(ConsumerRecord("t.events.chat", 0, first_offset + i, 0, 0, env.record_key,
                                   value, None, len(env.record_key), len(value), []))
     return out
-
-
-def as_source(source: str, envs: Sequence[Envelope]) -> list[Envelope]:
-    return [envelope(e.provider, source, _body(e)) for e in envs]
-
-
-def _body(env: Envelope) -> bytes:
-    # The kit's Natterly bodies carry their auth token; parse_webhook strips it again.
-    return bytes(env.body)
-
-
-def views(result: BatchResult) -> dict[tuple[str, str], Any]:
-    return {(r.kind, r.id): orjson.loads(r.view) for r in result.rows}
 
 
 def foreign(metrics: ProjectorMetrics) -> dict[tuple[str, str], float]:
@@ -194,13 +193,11 @@ async def test_one_source_keeps_working_beside_a_foreign_record_in_the_same_batc
     assert {k for k in got if k[0] == "message"} == {k for k in expected if k[0] == "message"}
 
 
-async def test_a_foreign_state_does_not_win_through_the_postgres_merge(
-        store: Store, request: pytest.FixtureRequest) -> None:
+async def test_a_foreign_state_does_not_win_through_the_postgres_merge(pg_store: Store) -> None:
     """Two projector instances (two partitions) each fold a VisitorSeen of one visitor id
     before either commits, so each folder sees no owner: the acme instance commits first;
     the rival's state, committed second, is not merged in (PostgreSQL joins such rows)."""
-    if "postgres" not in request.node.callspec.id:
-        pytest.skip("only PostgreSQL merges the rows of several writers")
+    store = pg_store
     acme = conversation("c4", n_messages=1, close=False, visitor="vis-shared")[:1]
     rival = [envelope("natterly", RIVAL, natterly_body(
         "ChatInitiated", "c5", T0 + timedelta(hours=1), visitor="vis-shared"))]
