@@ -11,7 +11,7 @@ import contextlib
 import gc
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
@@ -23,10 +23,12 @@ from aiokafka.structs import ConsumerRecord
 from contracts.domain import DomainEvent
 from contracts.envelope import Envelope, decode_envelope
 from contracts.normalise import normalise_decoded
+from projector.clamp import clamp_future
 from projector.dlq import DeadLetter, Stage
 from projector.fold import affected, apply
 from projector.metrics import ProjectorMetrics
 from projector.outbox import Covers, covers_of, unwrap_state, wrap_state
+from projector.owners import Refused, foreign_owner, report
 from projector.states import AggregateRef, FoldState, decode_state
 from projector.views import Row, row_for
 
@@ -141,9 +143,13 @@ class Folder:
                 events = normalise_decoded(env, rec.offset, dropped)
                 if dropped:
                     self._dropped(env, dropped)
-                for event in events:
+                clamped: list[str] = []
+                for said in events:
+                    event = clamp_future(said, clamped)
                     for ref in affected(event):
                         add((ref, event))
+                if clamped:
+                    self._clamped(env, clamped)
             except Exception as exc:  # noqa: BLE001
                 del flat[start:]
                 dead.append(_letter(rec, "apply", exc))
@@ -178,11 +184,17 @@ class Folder:
         # Should anything fail, start over from ``base`` the careful way.
         base = dict(work)  # the states before this batch, to tell what changed
         failed: set[int] = set()  # spans of records that became dead letters
-        if check_rows or not await self._fold_all(flat, work):
+        # Applications skipped because another source owns the aggregate (projector.owners).
+        refused: dict[int, Refused] = {}
+        if check_rows or not await self._fold_all(flat, work, refused):
             work = dict(base)
-            total = await self._fold_careful(flat, spans, work, dead, failed, check_rows=check_rows)
+            refused.clear()
+            total = await self._fold_careful(flat, spans, work, dead, failed, refused,
+                                             check_rows=check_rows)
         result.events = total
-        _cover(flat, spans, failed, covers)
+        if refused:
+            report(list(refused.values()), self._metrics)
+        _cover(flat, spans, failed, covers, refused)
         # Step 8 (first half): one row per changed aggregate, however many events it took.
         # apply() always returns a new state, so "changed" is "not the state it started with".
         try:
@@ -206,9 +218,18 @@ class Folder:
             for name in fields:
                 self._metrics.dropped_fields.labels(env.provider, name).inc()
 
+    def _clamped(self, env: Envelope, fields: list[str]) -> None:
+        """Count and log the times from the future that were clamped (names, no values)."""
+        log.warning("event %s (%s %r): times later than its receipt allows in %s; clamped",
+                    env.event_id, env.provider, env.event_type, ", ".join(fields))
+        if self._metrics is not None:
+            for name in fields:
+                self._metrics.future_times.labels(env.provider, name).inc()
+
     async def _fold_all(self, flat: list[tuple[AggregateRef, DomainEvent]],
-                        work: dict[AggregateRef, FoldState]) -> bool:
-        """Apply every event of the batch into ``work``; False if any of them failed
+                        work: dict[AggregateRef, FoldState], refused: dict[int, Refused]) -> bool:
+        """Apply every event of the batch into ``work`` (but into aggregates another source
+        owns: those go to ``refused``, by index in ``flat``); False if any of them failed
         (``work`` is then half-folded and must be thrown away)."""
         apply_fn = self._apply
         get = work.get
@@ -216,8 +237,13 @@ class Folder:
             for lo in range(0, len(flat), _YIELD_EVERY_APPLIES):
                 if lo:
                     await asyncio.sleep(0)
-                for ref, event in flat[lo:lo + _YIELD_EVERY_APPLIES]:
-                    work[ref] = apply_fn(ref, get(ref), event)
+                for i, (ref, event) in enumerate(flat[lo:lo + _YIELD_EVERY_APPLIES], lo):
+                    prior = get(ref)
+                    owner = foreign_owner(ref, event, prior, get)
+                    if owner is not None:
+                        refused[i] = Refused(ref, event, owner)
+                        continue
+                    work[ref] = apply_fn(ref, prior, event)
         except Exception:  # noqa: BLE001 - the careful fold finds and dead-letters the record
             return False
         return True
@@ -225,10 +251,11 @@ class Folder:
     async def _fold_careful(self, flat: list[tuple[AggregateRef, DomainEvent]],
                             spans: list[tuple[ConsumerRecord, int, int, int]],
                             work: dict[AggregateRef, FoldState], dead: list[DeadLetter],
-                            failed: set[int], *, check_rows: bool) -> int:
+                            failed: set[int], refused: dict[int, Refused], *,
+                            check_rows: bool) -> int:
         """Apply record by record, each all or nothing (remembering the prior state of each
         write to undo a failed record's), checking the rows too if ``check_rows``; the
-        number of events applied."""
+        number of events applied. Skips and notes applications as :meth:`_fold_all` does."""
         apply_fn = self._apply
         get = work.get
         total = 0
@@ -236,9 +263,14 @@ class Folder:
             if n % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)
             undo: list[tuple[AggregateRef, FoldState | None]] = []
+            skipped: dict[int, Refused] = {}
             try:
-                for ref, event in flat[start:end]:
+                for i, (ref, event) in enumerate(flat[start:end], start):
                     prior = get(ref)
+                    owner = foreign_owner(ref, event, prior, get)
+                    if owner is not None:
+                        skipped[i] = Refused(ref, event, owner)
+                        continue
                     undo.append((ref, prior))
                     work[ref] = apply_fn(ref, prior, event)
                 if check_rows:
@@ -253,6 +285,7 @@ class Folder:
                 dead.append(_letter(rec, "apply", exc))
                 failed.add(n - 1)
                 continue
+            refused.update(skipped)
             total += count
         return total
 
@@ -292,12 +325,13 @@ _replace = msgspec.structs.replace
 
 def _cover(flat: list[tuple[AggregateRef, DomainEvent]],
            spans: list[tuple[ConsumerRecord, int, int, int]], failed: set[int],
-           covers: dict[AggregateRef, Covers]) -> None:
+           covers: dict[AggregateRef, Covers], refused: Mapping[int, Refused]) -> None:
     """Add each folded record's position to the covers of the aggregates it touched.
 
     Only the last record per partition counts (records come in offset order), and records
-    that became dead letters count for nothing: so a state's covers — and its version —
-    depend only on which records were folded into it, not on how the log was batched.
+    that became dead letters count for nothing, nor do applications ``refused`` (another
+    source's): so a state's covers — and its version — depend only on which records were
+    folded into it, not on how the log was batched.
     """
     last: dict[tuple[AggregateRef, tuple[str, int]], int] = {}
     update = last.update
@@ -305,7 +339,11 @@ def _cover(flat: list[tuple[AggregateRef, DomainEvent]],
         if n not in failed:
             # (ref, partition) -> offset for the record's applications, in C loops.
             tp = (rec.topic, rec.partition)
-            update(zip(zip(map(_first, flat[start:end]), repeat(tp)), repeat(rec.offset)))
+            refs: Iterable[AggregateRef] = map(_first, flat[start:end])
+            if refused:
+                refs = [ref for i, (ref, _) in enumerate(flat[start:end], start)
+                        if i not in refused]
+            update(zip(zip(refs, repeat(tp)), repeat(rec.offset)))
     mine: dict[AggregateRef, dict[tuple[str, int], int]] = {}
     for (ref, tp), offset in last.items():
         got = mine.get(ref)

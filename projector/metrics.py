@@ -32,6 +32,12 @@ class ProjectorMetrics:
     #: labels: provider, field — parts of accepted bodies the normaliser could not use
     #: (a wrongly typed value, an impossible time; ``$``: the whole body)
     dropped_fields: Counter
+    #: labels: kind, source — applications of an event to an aggregate another source owns
+    #: (skipped: see :mod:`projector.owners`)
+    foreign_source: Counter
+    #: labels: provider, field — times in events later than their receipt allows, clamped
+    #: (see :mod:`projector.clamp`)
+    future_times: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ProjectorMetrics:
@@ -62,4 +68,10 @@ class ProjectorMetrics:
             dropped_fields=Counter("parley_normalise_dropped_fields",
                                    "Fields of accepted webhooks the normaliser could not use",
                                    ["provider", "field"], registry=registry),
+            foreign_source=Counter(p + "foreign_source",
+                                   "Events ignored for an aggregate another source owns",
+                                   ["kind", "source"], registry=registry),
+            future_times=Counter(p + "future_times",
+                                 "Times later than their webhook's receipt allows, clamped",
+                                 ["provider", "field"], registry=registry),
         )

@@ -21,7 +21,9 @@ live copy. Three rules keep their commits exactly-once together:
    never deadlock), reads the stored state and writes the *join* of the stored and the new
    state (:func:`projector.pg_merge.join`), with its view rebuilt. Whatever (stale, cached)
    state a writer started from, no other writer's events are lost, and the row equals what
-   one writer folding everything would have written.
+   one writer folding everything would have written. A state of another source than the
+   stored one is not joined but dropped (logged): the source that committed the row first
+   owns it (:mod:`projector.owners`), so a foreign write cannot win through the merge.
 3. *Offsets never move backwards.* An instance that lost its partitions without noticing (a
    "zombie" past its session timeout) could otherwise commit an old batch over its
    successor's progress. A commit whose offset for a partition is below the stored one is
@@ -40,6 +42,7 @@ opened, unless ``?migrate=off``: then ``open`` refuses a schema that is not curr
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import ClassVar, TypeVar
 
@@ -69,6 +72,8 @@ from projector.views import Row, row_for
 __all__ = ["PostgresStore", "StoreConflict"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("parley.projector.owners")
 
 
 class StoreConflict(StoreUnavailable):
@@ -335,7 +340,14 @@ class PostgresStore:
                 continue
             old_covers, old_state = unwrap_state(old)
             covers, new_state = unwrap_state(row.state)
-            state = join(decode_state(row.kind, old_state), decode_state(row.kind, new_state))
+            mine, theirs = decode_state(row.kind, old_state), decode_state(row.kind, new_state)
+            if mine.source is not None and theirs.source not in (None, mine.source):
+                # Two writers raced to claim one id for two sources (each folder saw no
+                # owner yet): the first committed keeps it, as one writer would have.
+                log.warning("%s %r belongs to source %r: a state from source %r was not "
+                            "merged into it", row.kind, row.id, mine.source, theirs.source)
+                continue
+            state = join(mine, theirs)
             joined = join_covers(old_covers, covers)
             # Usually the stored state is already folded into the new one (one writer).
             if encode_state(state) == new_state and joined == covers:
