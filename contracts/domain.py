@@ -245,7 +245,12 @@ class TranscriptSent(_ChatEvent, frozen=True, kw_only=True):
 
 class VisitorSeen(_Event, frozen=True, kw_only=True):
     """A visitor was created, registered a session (``page``: the page loaded), or
-    appeared in a chat."""
+    appeared in a chat.
+
+    ``alias`` is another id the same visitor is known by: a provisional one Parley derived
+    from a session (Natterly ``session:<session id>``, see ``contracts.natterly_ids``) when
+    the webhook names both it and the visitor's real id. Folding it links the two visitors
+    (the query API then shows them as one)."""
 
     visitor_id: str
     name: str | None = None
@@ -253,6 +258,7 @@ class VisitorSeen(_Event, frozen=True, kw_only=True):
     anonymous: bool | None = None
     chat_id: str | None = None
     page: PageView | None = None
+    alias: str | None = None
 
 
 class AgentStatusChanged(_Event, frozen=True, kw_only=True):

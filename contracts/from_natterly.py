@@ -39,7 +39,7 @@ from contracts.domain import (
     VisitorSeen,
     parse_agent_status,
 )
-from contracts.natterly_ids import visitor_id_of
+from contracts.natterly_ids import is_session_visitor, session_visitor_id_of, visitor_id_of
 from contracts.origin import Origin
 from contracts.timestamps import from_unix_or_none
 
@@ -82,6 +82,7 @@ def _chat(origin: Origin, webhook: _ChatWebhook) -> list[DomainEvent]:
         return []
     chat = payload.chat or n.Chat()
     visitor_id = visitor_id_of(chat=chat)
+    alias = _alias(visitor_id, session_visitor_id_of(chat=chat))
     events: list[DomainEvent] = [_PRIMARY[type(webhook)](origin, chat_id, chat, payload)]
     if payload.chat is not None:
         events.append(_snapshot(origin, chat_id, chat, visitor_id))
@@ -105,7 +106,7 @@ def _chat(origin: Origin, webhook: _ChatWebhook) -> list[DomainEvent]:
                 internal=bool(message.whisper),
             )
         )
-    visitor = _visitor_seen(origin, visitor_id, chat.visitor, chat_id)
+    visitor = _visitor_seen(origin, visitor_id, chat.visitor, chat_id, alias=alias)
     if visitor is not None:
         events.append(visitor)
     return events
@@ -258,6 +259,7 @@ def _visitor_seen(
     visitor: n.Visitor | None,
     chat_id: str | None,
     suffix: str = "#visitor",
+    alias: str | None = None,
 ) -> VisitorSeen | None:
     eid, at, prov, src, rcv, off, _ = origin
     if not visitor_id:
@@ -272,7 +274,16 @@ def _visitor_seen(
         email=visitor.email_address if visitor is not None else None,
         anonymous=visitor.anonymous if visitor is not None else None,
         chat_id=chat_id,
+        alias=alias,
     )
+
+
+def _alias(visitor_id: str | None, session_visitor: str | None) -> str | None:
+    """The session visitor id the same webhook names beside a real visitor id (the two are
+    one visitor), else None."""
+    if visitor_id is None or session_visitor is None or is_session_visitor(visitor_id):
+        return None
+    return session_visitor
 
 
 def _visitor(origin: Origin, payload: n.VisitorPayload | None) -> list[DomainEvent]:
@@ -291,7 +302,9 @@ def _visitor(origin: Origin, payload: n.VisitorPayload | None) -> list[DomainEve
     chat_id = chat.uuid if chat is not None and chat.uuid else None
     if chat_id is None and session is not None:
         chat_id = session.active_chat_id or None
-    seen = _visitor_seen(origin, visitor_id, visitor, chat_id, suffix="")
+    alias = _alias(visitor_id, session_visitor_id_of(
+        session=session, session_id=payload.session_id, chat=chat))
+    seen = _visitor_seen(origin, visitor_id, visitor, chat_id, suffix="", alias=alias)
     if seen is None:
         return []
     if session is not None and session.page_url:

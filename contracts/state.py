@@ -79,7 +79,11 @@ class MessageState(msgspec.Struct, frozen=True, kw_only=True):
 
 class VisitorState(msgspec.Struct, frozen=True, kw_only=True):
     """One visitor (``GET /api/visitors/{id}``); ``chats`` are chat ids, ``pages`` the
-    pages they registered, oldest first (the newest 50 are kept)."""
+    pages they registered, oldest first (the newest 50 are kept).
+
+    ``sessions``: the provisional ids (``session:…``) this visitor was known by before it
+    was identified; the API shows their chats and pages as this visitor's.
+    ``identified_as``: on such a provisional visitor, the visitor it turned out to be."""
 
     id: str
     name: str | None = None
@@ -89,6 +93,8 @@ class VisitorState(msgspec.Struct, frozen=True, kw_only=True):
     last_seen: datetime | None = None
     chats: tuple[str, ...] = ()
     pages: tuple[PageView, ...] = ()
+    sessions: tuple[str, ...] = ()
+    identified_as: str | None = None
 
 
 class AgentState(msgspec.Struct, frozen=True, kw_only=True):

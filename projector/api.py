@@ -25,11 +25,13 @@ from aiohttp import web
 from contracts.errors import ContractError
 from contracts.params import parse_uint
 from contracts.position import Position
+from contracts.state import VisitorState
 from contracts.topics import Topics
 from parley.http import error_response
 from projector.errors import InvalidCursor, StoreError, UnknownProjection
 from projector.metrics import ProjectorMetrics
 from projector.store import CUSTOMER_TYPE, Store
+from projector.views import merged_visitor
 from projector.waits import Overloaded, PositionWaits
 
 __all__ = ["ApiOptions", "Page", "QueryApi"]
@@ -37,8 +39,11 @@ __all__ = ["ApiOptions", "Page", "QueryApi"]
 CHAT_STATUSES = frozenset({"waiting", "active", "idle", "closed"})
 DEFAULT_CHATS_LIMIT = 50
 DEFAULT_MESSAGES_LIMIT = 100
+#: A visitor's provisional (session) visitors merged into it on read, at most.
+MAX_MERGED_SESSIONS = 200
 T = TypeVar("T")
 _JSON = msgspec.json.Encoder()
+_VISITOR = msgspec.json.Decoder(VisitorState)
 
 
 class Page(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
@@ -86,7 +91,21 @@ class QueryApi:
         return await self._one(projection, "chat", request.match_info["id"])
 
     async def get_visitor(self, request: web.Request, projection: str) -> web.Response:
-        return await self._one(projection, "visitor", request.match_info["id"])
+        """The visitor, merged with the provisional (session) visitors it was known by
+        before it was identified (their chats and pages are its own)."""
+        id_ = request.match_info["id"]
+        view = await self._store.get_view(projection, "visitor", id_)
+        if view is None:
+            return error_response(404, "not_found", f"no visitor {id_!r}")
+        visitor = _VISITOR.decode(view)
+        if not visitor.sessions:
+            return _raw(view)
+        linked = []
+        for session_id in visitor.sessions[:MAX_MERGED_SESSIONS]:
+            session_view = await self._store.get_view(projection, "visitor", session_id)
+            if session_view is not None:
+                linked.append(_VISITOR.decode(session_view))
+        return _raw(_JSON.encode(merged_visitor(visitor, linked)))
 
     async def list_chats(self, request: web.Request, projection: str) -> web.Response:
         q = request.query

@@ -52,6 +52,7 @@ from typing import Any, TypeAlias, TypeVar
 import msgspec
 
 from contracts import domain as d
+from contracts.natterly_ids import is_session_visitor
 
 # The state types live in projector.states; re-exported here, where the fold's users look.
 from projector.states import (
@@ -210,7 +211,12 @@ def _message_refs(ev: Any) -> list[AggregateRef]:
 
 
 def _visitor_refs(ev: Any) -> list[AggregateRef]:
-    return [_tuple_new(AggregateRef, ("visitor", ev.visitor_id))]
+    alias = ev.alias
+    if alias is None or alias == ev.visitor_id:
+        return [_tuple_new(AggregateRef, ("visitor", ev.visitor_id))]
+    # Both sides of the link: the visitor learns its session, the session its visitor.
+    return [_tuple_new(AggregateRef, ("visitor", ev.visitor_id)),
+            _tuple_new(AggregateRef, ("visitor", alias))]
 
 
 def _agent_refs(ev: Any) -> list[AggregateRef]:
@@ -292,9 +298,16 @@ def _chat_updated(s: ChatFold, ev: d.ChatUpdated, st: _Stamp,
         else:
             opened = _write(opened, st, lifecycle)
     visitor_reg, visitor_name, visitor_anonymous = s.visitor, s.visitor_name, s.visitor_anonymous
+    visitor_session = s.visitor_session
     if visitor is not None:
-        # A description without an id never clears the id an earlier one gave.
-        if visitor.id is not None:
+        # A description without an id never clears the id an earlier one gave, and a
+        # provisional (session) id never replaces a real one: each has its register.
+        visitor_id = visitor.id
+        if visitor_id is None:
+            pass
+        elif is_session_visitor(visitor_id):
+            visitor_session = _write(visitor_session, st, visitor)
+        else:
             visitor_reg = _write(visitor_reg, st, visitor)
         if visitor.name is not None:
             visitor_name = _write(visitor_name, st, visitor.name)
@@ -307,6 +320,7 @@ def _chat_updated(s: ChatFold, ev: d.ChatUpdated, st: _Stamp,
                     else _write(s.department, st, department)),
         site=s.site if site is None else _write(s.site, st, site),
         visitor=visitor_reg, visitor_name=visitor_name, visitor_anonymous=visitor_anonymous,
+        visitor_session=visitor_session,
         location=s.location if location is None else _write(s.location, st, location),
         browser=s.browser if browser is None else _write(s.browser, st, browser),
         platform=s.platform if platform is None else _write(s.platform, st, platform),
@@ -499,6 +513,19 @@ def merge_pages(a: tuple[d.PageView, ...], b: tuple[d.PageView, ...]) -> tuple[d
 def _apply_visitor(state: VisitorFold, ev: Any, st: _Stamp) -> VisitorFold:
     if type(ev) is not d.VisitorSeen:
         return state
+    if state.id != ev.visitor_id:
+        if state.id != ev.alias:
+            return state
+        # The provisional (session) side of a link: it only learns who it turned out to be.
+        return _replace(
+            state,
+            provider=_pick(state.provider, ev.provider),
+            source=_pick(state.source, ev.source),
+            identified_as=_write(state.identified_as, st, ev.visitor_id),
+        )
+    sessions, alias = state.sessions, ev.alias
+    if alias is not None and alias not in sessions and alias != state.id:
+        sessions = sessions | {alias}
     chats = state.chats
     chat_id = ev.chat_id
     if chat_id is not None and chat_id not in chats:
@@ -518,6 +545,7 @@ def _apply_visitor(state: VisitorFold, ev: Any, st: _Stamp) -> VisitorFold:
         last_seen=at if last is None or last < at else last,  # max
         chats=chats,
         pages=state.pages if page is None else _with_page(state.pages, page),
+        sessions=sessions,
     )
 
 

@@ -101,6 +101,8 @@ FIELDS: dict[type[FoldState], dict[str, _Merge]] = {
         "last_seen": _latest,
         "chats": _union,
         "pages": merge_pages,
+        "sessions": _union,
+        "identified_as": _register,
     },
     AgentFold: {
         "id": _same,

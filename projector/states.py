@@ -102,7 +102,7 @@ class ChatFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, ta
     department: Reg[d.DepartmentRef] | None = None
     #: ``value=None`` only after an explicit unassignment.
     agent: Reg[d.AgentRef | None] | None = None
-    #: The last description naming a visitor id (an id is never cleared by omission).
+    #: The last description naming a real visitor id (an id is never cleared by omission).
     visitor: Reg[d.VisitorRef] | None = None
     site: Reg[d.SiteRef] | None = None
     location: Reg[d.Location] | None = None
@@ -136,6 +136,10 @@ class ChatFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, ta
     visitor_anonymous: Reg[bool] | None = None
     #: The last name each agent of this chat was given (an id alone names nobody).
     agent_names: dict[str, Reg[str]] = {}
+    #: The last description naming only a provisional, session-derived visitor id
+    #: (``session:…``): the chat's visitor until any description gives a real id, which
+    #: then wins whatever the order (a session id never replaces a real one).
+    visitor_session: Reg[d.VisitorRef] | None = None
 
 
 class MessageFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="message", gc=False):
@@ -170,6 +174,11 @@ class VisitorFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True,
     #: Pages registered, oldest first: the newest :data:`MAX_PAGES` of all ever seen, by
     #: (time, url, title) — a union cut to its top, so as order-independent as a set.
     pages: tuple[d.PageView, ...] = ()
+    #: Provisional (session) ids this visitor was known by before it was identified
+    #: (grow-only); the query API shows their pages and chats as this visitor's.
+    sessions: frozenset[str] = frozenset()
+    #: On a provisional (session) visitor: the real visitor it turned out to be (LWW).
+    identified_as: Reg[str] | None = None
 
 
 #: How many of a visitor's registered pages are kept.

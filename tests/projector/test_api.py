@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -22,6 +23,7 @@ from projector.role import ProjectorOptions, ProjectorRole
 from projector.runner import RunnerOptions
 from tests.projector.test_runner_kit import (
     T0,
+    TOKEN,
     applied,
     conversation,
     delete_dlq,
@@ -98,6 +100,34 @@ async def test_get_chat_visitor_and_404s(api: tuple[TestClient[Any, Any], Projec
     for path in ("/api/chats/nope", "/api/visitors/nope", "/api/chats/nope/messages"):
         body = await _json(client, path, 404)
         assert body["error"] == "not_found" and "nope" in body["detail"]
+
+
+async def test_a_visitor_identified_mid_chat_is_one_visitor(
+        api: tuple[TestClient[Any, Any], ProjectorRole], kafka_settings: KafkaSettings,
+        topics: Topics) -> None:
+    """Known first by a session only (``session:s-9``), then by uuid beside that session:
+    the uuid visitor shows the session's pages and chat; the session says whom it became."""
+    client, role = api
+    at = int(T0.timestamp())
+    registration = {"event": "SessionRegistration", "timestamp": at, "auth_token": TOKEN,
+                    "payload": {"session": {"uuid": "s-9", "page_url": "https://shop.example/",
+                                            "page_title": "Home"}}}
+    chat = {"uuid": "chat-s9", "status": "Initiated", "closed_at": 0, "session_id": "s-9"}
+    started = {"event": "ChatInitiated", "timestamp": at + 5, "auth_token": TOKEN,
+               "payload": {"chat": chat}}
+    accepted = {"event": "ChatAccepted", "timestamp": at + 9, "auth_token": TOKEN,
+                "payload": {"chat": {**chat, "status": "Accepted",
+                                     "visitor": {"uuid": "v-9", "name": "Ann"}}}}
+    positions = await produce(kafka_settings, topics, [
+        envelope("natterly", "acme", orjson.dumps(body))
+        for body in (registration, started, accepted)])
+    await eventually(lambda: applied(role.store, positions), "identification applied")
+    assert (await _json(client, "/api/chats/chat-s9"))["visitor"]["id"] == "v-9"
+    visitor = await _json(client, "/api/visitors/v-9")
+    assert (visitor["chats"], visitor["sessions"]) == (["chat-s9"], ["session:s-9"])
+    assert [p["url"] for p in visitor["pages"]] == ["https://shop.example/"]
+    session = await _json(client, "/api/visitors/session:s-9")
+    assert session["identified_as"] == "v-9"
 
 
 async def test_list_chats_filters(api: tuple[TestClient[Any, Any], ProjectorRole],

@@ -186,6 +186,8 @@ def test_visitor_and_agent_views() -> None:
         "last_seen": "2026-03-01T09:00:03Z",
         "chats": ["c1", "c2"],
         "pages": [],
+        "sessions": [],
+        "identified_as": None,
     }
     agent = row_for(AggregateRef("agent", "a1"), states[AggregateRef("agent", "a1")])
     assert msgspec.json.decode(agent.view) == {

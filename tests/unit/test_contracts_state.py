@@ -34,7 +34,7 @@ def test_chat_state_fields() -> None:
 def test_other_state_fields() -> None:
     assert names(s.AgentState) == ["id", "name", "status", "since"]
     assert names(s.VisitorState) == ["id", "name", "email", "anonymous", "first_seen", "last_seen", "chats",
-                                       "pages"]
+                                       "pages", "sessions", "identified_as"]
     assert names(s.MessageState) == ["id", "chat_id", "text", "author", "posted_at", "edited_at", "deleted",
                                          "internal", "message_type"]
     assert names(d.Author) == ["role", "name"]
