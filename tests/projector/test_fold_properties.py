@@ -101,6 +101,8 @@ def _oracle_chat(chat_id: str, events: list[d.DomainEvent]) -> dict[str, object]
     said_closed_at: datetime | None = None
     flags = {"ignored": False, "completed": False, "transcript_sent": False}
     subject = None
+    visitor: str | None = None
+    session: str | None = None
     for e in _ordered(events):
         match e:
             case d.ChatStarted():
@@ -127,6 +129,11 @@ def _oracle_chat(chat_id: str, events: list[d.DomainEvent]) -> dict[str, object]
                 flags["transcript_sent"] = True
             case d.ChatUpdated():
                 subject = e.subject or subject
+                if e.visitor is not None and e.visitor.id is not None:
+                    if e.visitor.id.startswith("session:"):
+                        session = e.visitor.id
+                    else:
+                        visitor = e.visitor.id
                 agent = e.agent or agent
                 if e.agent and e.agent.name:
                     names[e.agent.id] = e.agent.name
@@ -154,6 +161,8 @@ def _oracle_chat(chat_id: str, events: list[d.DomainEvent]) -> dict[str, object]
         "message_count": len(known - deleted - internal),
         "internal_count": len((known - deleted) & internal),
         "subject": subject,
+        # A real id, once given, is the chat's visitor: a session id never replaces it.
+        "visitor_id": visitor or session,
         **flags,
     }
 
@@ -177,13 +186,18 @@ def _oracle_agent(events: list[d.DomainEvent]) -> dict[str, object]:
     return {"status": last.status, "since": last.occurred_at, "name": names[-1] if names else None}
 
 
-def _oracle_visitor(events: list[d.DomainEvent]) -> dict[str, object]:
-    seen = [e for e in events if isinstance(e, d.VisitorSeen)]
+def _oracle_visitor(visitor_id: str, events: list[d.DomainEvent]) -> dict[str, object]:
+    seen = [e for e in events if isinstance(e, d.VisitorSeen) and e.visitor_id == visitor_id]
+    # Events that name this (session) visitor as the alias of another: it became that one.
+    became = [e.visitor_id for e in _ordered(events)
+              if isinstance(e, d.VisitorSeen) and e.alias == visitor_id]
     return {
-        "first_seen": min(e.occurred_at for e in seen),
-        "last_seen": max(e.occurred_at for e in seen),
+        "first_seen": min((e.occurred_at for e in seen), default=None),
+        "last_seen": max((e.occurred_at for e in seen), default=None),
         "chats": tuple(sorted({e.chat_id for e in seen if e.chat_id})),
         "email": next((e.email for e in reversed(_ordered(seen)) if e.email), None),
+        "sessions": tuple(sorted({e.alias for e in seen if e.alias})),
+        "identified_as": became[-1] if became else None,
     }
 
 
@@ -201,11 +215,13 @@ def test_fold_agrees_with_replay_in_resolution_order(data: st.DataObject) -> Non
         match view:
             case ChatState():
                 expected = _oracle_chat(ref.id, mine)
-                assert {key: getattr(view, key) for key in expected} == expected
+                got = {key: getattr(view, key) for key in expected if key != "visitor_id"}
+                got["visitor_id"] = None if view.visitor is None else view.visitor.id
+                assert got == expected
             case MessageState():
                 assert {"text": view.text, "deleted": view.deleted} == _oracle_message(mine)
             case AgentState():
                 assert {"status": view.status, "since": view.since, "name": view.name} == _oracle_agent(mine)
             case VisitorState():
-                expected = _oracle_visitor(mine)
+                expected = _oracle_visitor(ref.id, mine)
                 assert {key: getattr(view, key) for key in expected} == expected
