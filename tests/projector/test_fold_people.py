@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from test_fold_truth import CHAT, chat, every_fold, received
+from test_fold_truth import CHAT, CONV, chat, every_fold, received
 
 from contracts import domain as d
 from contracts.state import VisitorState
 from projector.fold import AggregateRef, FoldState
-from projector.views import merged_visitor, to_view
+from projector.views import merged_visitor, row_for, to_view
 
 SESSION = "session:s-1"
 
@@ -82,3 +82,51 @@ def test_the_identified_visitor_shows_the_sessions_pages_and_chats() -> None:
         assert merged.chats == (CHAT,)
         assert merged.name == "Ann"
         assert merged.first_seen is not None and merged.first_seen.timestamp() == 1700000000
+
+
+# ---------------------------------------------------------------------------- transfers
+
+def shipper_update(event_id: str, updated: str, participants: list[dict[str, Any]],
+                   status: str = "active") -> dict[str, Any]:
+    return {"id": event_id, "event": "conversation.update", "timestamp": updated,
+            "data": {"conversation": {"id": CONV, "organization": "org-1", "type": "contact",
+                                      "status": status, "updatedAt": updated,
+                                      "participants": participants}}}
+
+
+def agent(user: str, *, accepted: bool = True, active: bool = True) -> dict[str, Any]:
+    return {"user": user, "role": "agent", "accepted": accepted, "active": active}
+
+
+def test_chatshipper_transfer_unassigns_the_previous_agent_until_the_next_accepts() -> None:
+    ann_handles = shipper_update("w-1", "2026-03-01T09:00:00Z", [agent("u-ann")])
+    transferred = shipper_update("w-2", "2026-03-01T09:05:00Z", [
+        agent("u-ann", active=False), agent("u-bob", accepted=False)])
+    bob_accepts = shipper_update("w-3", "2026-03-01T09:06:00Z", [
+        agent("u-ann", active=False), agent("u-bob")])
+    before = [received("chatshipper", ann_handles, 0), received("chatshipper", transferred, 300)]
+    for states in every_fold(before):
+        assert chat(states, CONV).agent is None
+        assert row_for(AggregateRef("chat", CONV), states[AggregateRef("chat", CONV)]).agent_id is None
+    for states in every_fold([*before, received("chatshipper", bob_accepts, 360)]):
+        assert chat(states, CONV).agent == d.AgentRef(id="u-bob")
+
+
+def test_chatshipper_closed_conversation_keeps_its_last_agent() -> None:
+    """The last agent leaving closes a conversation: it was still that agent's chat."""
+    log = [received("chatshipper", shipper_update(
+        "w-1", "2026-03-01T09:00:00Z", [agent("u-ann", active=False)], status="closed"), 0)]
+    assert chat(every_fold(log)[0], CONV).agent == d.AgentRef(id="u-ann")
+
+
+def test_natterly_reassignment_leaves_no_trace_of_the_previous_agent() -> None:
+    log = [
+        received("natterly", natterly_chat("ChatAccepted", 1700000000,
+                                           user={"uuid": "u-ann", "name": "Ann"}), 0),
+        received("natterly", natterly_chat("ChatAssigned", 1700000060,
+                                           user={"uuid": "u-bob", "name": "Bob"}), 60),
+    ]
+    for states in every_fold(log):
+        state = states[AggregateRef("chat", CHAT)]
+        assert chat(states, CHAT).agent == d.AgentRef(id="u-bob", name="Bob")
+        assert row_for(AggregateRef("chat", CHAT), state).agent_id == "u-bob"
