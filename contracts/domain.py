@@ -115,10 +115,12 @@ class PageView(_Value, frozen=True, kw_only=True):
 
 
 class Author(_Value, frozen=True, kw_only=True):
-    """A message's author."""
+    """A message's author; ``id`` is the provider's id of whoever wrote it (ChatShipper
+    ``message.user``, Natterly ``author.details.uuid``) when the webhook gives one."""
 
     role: AuthorRole
     name: str | None = None
+    id: str | None = None
 
 
 class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag=True, gc=False):
@@ -166,7 +168,9 @@ class ChatUpdated(_ChatEvent, frozen=True, kw_only=True):
     active accepted agent participant); None means the snapshot names none, never
     "unassigned" (that is ``ChatAssigned`` with no agent). ``closed_at`` and ``rating`` are
     what the chat data says of them; ``chat_type`` is ChatShipper's conversation type
-    (``contact``, ``bot``, ``agent``, ``system``).
+    (``contact``, ``bot``, ``agent``, ``system``). ``agents`` are the other agents the
+    snapshot describes by name (ChatShipper participants whose user is populated): they
+    name those agents, and assign nobody.
     """
 
     subject: str | None = None
@@ -183,6 +187,7 @@ class ChatUpdated(_ChatEvent, frozen=True, kw_only=True):
     closed_at: datetime | None = None
     rating: Rating | None = None
     chat_type: str | None = None
+    agents: tuple[AgentRef, ...] = ()
 
 
 class MessagePosted(_ChatEvent, frozen=True, kw_only=True):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from contracts import chatshipper as c
 from contracts.chatshipper_events import MessageChanged, MessageCreated, ResourceEvent, parse_event_name
-from contracts.chatshipper_people import accepted_agent, agent_left, populated, user_name
+from contracts.chatshipper_people import accepted_agent, agent_left, named_agents, populated, user_name
 from contracts.domain import (
     AgentStatusChanged,
     Author,
@@ -162,7 +162,7 @@ def _message_created(origin: Origin, data: c.Data, message_type: str | None) -> 
                 chat_id=chat_id,
                 message_id=message.id,
                 text=message.text,
-                author=Author(role=_ROLES.get(message.role or "", "system"), name=_name(message)),
+                author=_author(message, data.conversation),
                 posted_at=at,
                 internal=bool(message.is_backchannel) or kind in _CONTROL_TYPES,
                 message_type=kind,
@@ -273,6 +273,7 @@ def _conversation_facts(
             provider_status=status,
             agent=agent,
             chat_type=conversation.type,
+            agents=named_agents(conversation),
         )
     ]
     status = (status or "").casefold()
@@ -365,8 +366,14 @@ def _user(origin: Origin, user: c.User | None) -> list[DomainEvent]:
     ]
 
 
-def _name(message: c.Message) -> str | None:
-    return user_name(populated(message.user))
+def _author(message: c.Message, conversation: c.Conversation | None) -> Author:
+    """The message's author: its user's name as populated, else as the conversation riding
+    along names that participant (an id alone names nobody; the fold may know the name)."""
+    user_id = c.ref_id(message.user)
+    name = user_name(populated(message.user))
+    if name is None and user_id is not None and conversation is not None:
+        name = next((a.name for a in named_agents(conversation) if a.id == user_id), None)
+    return Author(role=_ROLES.get(message.role or "", "system"), name=name, id=user_id)
 
 
 def _contact_name(contact: c.Contact | None) -> str | None:

@@ -244,7 +244,10 @@ def _author(message: n.Message) -> Author:
         role = "visitor"
     else:
         role = "system"
-    return Author(role=role, name=author.name if author is not None else None)
+    if author is None:
+        return Author(role=role)
+    details = author.details
+    return Author(role=role, name=author.name, id=details.uuid if details is not None else None)
 
 
 def _agent(user: n.User | None) -> AgentRef | None:

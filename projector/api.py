@@ -25,13 +25,13 @@ from aiohttp import web
 from contracts.errors import ContractError
 from contracts.params import parse_uint
 from contracts.position import Position
-from contracts.state import VisitorState
+from contracts.state import ChatState, MessageState, VisitorState
 from contracts.topics import Topics
 from parley.http import error_response
 from projector.errors import InvalidCursor, StoreError, UnknownProjection
 from projector.metrics import ProjectorMetrics
 from projector.store import CUSTOMER_TYPE, Store
-from projector.views import merged_visitor
+from projector.views import merged_visitor, named_authors
 from projector.waits import Overloaded, PositionWaits
 
 __all__ = ["ApiOptions", "Page", "QueryApi"]
@@ -44,6 +44,8 @@ MAX_MERGED_SESSIONS = 200
 T = TypeVar("T")
 _JSON = msgspec.json.Encoder()
 _VISITOR = msgspec.json.Decoder(VisitorState)
+_CHAT = msgspec.json.Decoder(ChatState)
+_MESSAGES = msgspec.json.Decoder(list[MessageState])
 
 
 class Page(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
@@ -131,7 +133,15 @@ class QueryApi:
         if not views and cursor_in is None and (
                 await self._store.get_view(projection, "chat", chat_id)) is None:
             return error_response(404, "not_found", f"no chat {chat_id!r}")
-        return _page(views, cursor)
+        messages = _MESSAGES.decode(b"[" + b",".join(views) + b"]")
+        if not any(m.author is not None and m.author.name is None and m.author.id is not None
+                   for m in messages):
+            return _page(views, cursor)
+        # Some author is named by id only: the chat knows the names its webhooks gave.
+        chat = await self._store.get_view(projection, "chat", chat_id)
+        agents = () if chat is None else _CHAT.decode(chat).agents
+        named = named_authors(messages, agents)
+        return _raw(_JSON.encode(Page(items=named, next_cursor=cursor)))
 
     async def list_agents(self, request: web.Request, projection: str) -> web.Response:
         return _page(await self._store.list_agents(projection), None)

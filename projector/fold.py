@@ -55,8 +55,10 @@ from contracts import domain as d
 from contracts.natterly_ids import is_session_visitor
 
 # The state types live in projector.states; re-exported here, where the fold's users look.
+from projector.fold_people import apply_agent, apply_visitor, described_agents, merge_pages
+from projector.lww import pick as _pick
+from projector.lww import write as _write
 from projector.states import (
-    MAX_PAGES,
     NEVER,
     STATE_TYPE,
     AgentFold,
@@ -66,6 +68,7 @@ from projector.states import (
     FoldState,
     MessageFold,
     Reg,
+    Stamp,
     VisitorFold,
     chat_status,
     decode_state,
@@ -122,31 +125,8 @@ RANK: dict[type[d.DomainEvent], int] = {
 
 
 
-def _write(reg: Reg[T] | None, st: _Stamp, value: T) -> Reg[T]:
-    """Merge one write, stamped ``st``, into a register: the greater stamp wins.
-
-    The hot path of the fold (several calls per event): times are compared first, and the
-    rest of the stamp only on a tie.
-    """
-    at, received, offset, rank, eid = st
-    # Most writes are later than what they replace: the rest of the stamp is looked at only
-    # on a tie in time (unpacking once and one comparison first measured fastest).
-    if reg is None or reg.at < at:
-        return Reg(at, rank, eid, value, received, offset)
-    if reg.at == at and (reg.received_at, reg.log_offset, reg.rank, reg.event_id) < (
-            received, offset, rank, eid):
-        return Reg(at, rank, eid, value, received, offset)
-    return reg
-
-
 #: (occurred_at, received_at, log_offset, rank, event_id): what orders writes.
-_Stamp: TypeAlias = tuple[datetime, datetime, int, int, str]
-
-
-def _pick(a: str | None, b: str) -> str:
-    """Provider and source never change within an aggregate; should they ever differ,
-    the greater string wins, which is as order-independent as a register and cheaper."""
-    return b if a is None or b > a else a
+_Stamp: TypeAlias = Stamp
 
 
 def _min(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -210,6 +190,20 @@ def _message_refs(ev: Any) -> list[AggregateRef]:
             _tuple_new(AggregateRef, ("message", f"{chat_id}/{ev.message_id}"))]
 
 
+def _described_refs(refs: Callable[[Any], list[AggregateRef]]) -> Callable[[Any], list[AggregateRef]]:
+    """``refs`` plus the agents the event describes by name (their states take the name)."""
+
+    def with_agents(ev: Any) -> list[AggregateRef]:
+        found = refs(ev)
+        agents = described_agents(ev)
+        if agents:
+            for agent_id in dict.fromkeys(agent.id for agent in agents):
+                found.append(_tuple_new(AggregateRef, ("agent", agent_id)))
+        return found
+
+    return with_agents
+
+
 def _visitor_refs(ev: Any) -> list[AggregateRef]:
     alias = ev.alias
     if alias is None or alias == ev.visitor_id:
@@ -228,7 +222,10 @@ def _agent_refs(ev: Any) -> list[AggregateRef]:
 _AFFECTED: dict[type, Callable[[Any], list[AggregateRef]]] = {
     d.VisitorSeen: _visitor_refs,
     d.AgentStatusChanged: _agent_refs,
-    d.MessagePosted: _message_refs,
+    d.MessagePosted: _described_refs(_message_refs),
+    d.ChatAccepted: _described_refs(_chat_refs),
+    d.ChatAssigned: _described_refs(_chat_refs),
+    d.ChatUpdated: _described_refs(_chat_refs),
     d.MessageEdited: _message_refs,
     d.MessageDeleted: _message_refs,
 }
@@ -236,11 +233,13 @@ _AFFECTED: dict[type, Callable[[Any], list[AggregateRef]]] = {
 
 def affected(event: d.DomainEvent) -> list[AggregateRef]:
     """Every aggregate one domain event touches: chat events their chat (and message
-    events their message too), VisitorSeen its visitor, AgentStatusChanged its agent.
+    events their message too), VisitorSeen its visitor (and the session visitor it links,
+    ``alias``), AgentStatusChanged its agent, and any chat event that names an agent
+    (:func:`~projector.fold_people.described_agents`) that agent, for its name.
 
     Visitors learn about chats only from VisitorSeen (``normalise`` emits one beside every
-    chat webhook that names a visitor), agents only from AgentStatusChanged: the agent on
-    a chat is part of the chat's state, not an agent row.
+    chat webhook that names a visitor); agents learn their status only from
+    AgentStatusChanged: the agent on a chat is part of the chat's state, not an agent row.
     """
     refs = _AFFECTED.get(type(event), _chat_refs)
     return refs(event)
@@ -265,6 +264,13 @@ def _named(names: dict[str, Reg[str]], agent: d.AgentRef | None, st: _Stamp) -> 
     if written is prior:
         return names
     return {**names, agent.id: written}
+
+
+def _all_named(names: dict[str, Reg[str]], ev: Any, st: _Stamp) -> dict[str, Reg[str]]:
+    """``names`` with every agent name the event gives (:func:`described_agents`)."""
+    for agent in described_agents(ev):
+        names = _named(names, agent, st)
+    return names
 
 
 def _chat_started(s: ChatFold, ev: d.ChatStarted, st: _Stamp,
@@ -325,7 +331,7 @@ def _chat_updated(s: ChatFold, ev: d.ChatUpdated, st: _Stamp,
         browser=s.browser if browser is None else _write(s.browser, st, browser),
         platform=s.platform if platform is None else _write(s.platform, st, platform),
         agent=s.agent if agent is None else _write(s.agent, st, agent),
-        agent_names=_named(s.agent_names, agent, st),
+        agent_names=_all_named(s.agent_names, ev, st),
         initiated_at=_min(s.initiated_at, ev.initiated_at),
         last_message_at=_max(s.last_message_at, ev.last_message_at),
         provider_status=status_reg, opened=opened, idled=idled, closed=closed,
@@ -416,6 +422,7 @@ def _chat_message(s: ChatFold, ev: _MessageEvent, st: _Stamp,
     return _replace(
         s, provider=provider, source=source, active_at=active,
         messages=messages, deleted=deleted, internal=internal, last_message_at=last,
+        agent_names=_all_named(s.agent_names, ev, st),  # an agent's message names its author
     )
 
 
@@ -491,77 +498,6 @@ def _apply_message(state: MessageFold, ev: Any, st: _Stamp) -> MessageFold:
 _MESSAGE_EVENTS = frozenset((d.MessagePosted, d.MessageEdited, d.MessageDeleted))
 
 
-def _page_key(page: d.PageView) -> tuple[datetime, str, str]:
-    return (page.at, page.url, page.title or "")
-
-
-def _with_page(pages: tuple[d.PageView, ...], page: d.PageView) -> tuple[d.PageView, ...]:
-    """The newest :data:`MAX_PAGES` of ``pages`` and ``page``, oldest first."""
-    if page in pages:
-        return pages
-    return merge_pages(pages, (page,))
-
-
-def merge_pages(a: tuple[d.PageView, ...], b: tuple[d.PageView, ...]) -> tuple[d.PageView, ...]:
-    """The newest :data:`MAX_PAGES` of two page histories, oldest first (a union cut to its
-    top: commutative, associative, idempotent, so also the merge of concurrent writers)."""
-    if not b or set(b) <= set(a):
-        return a
-    return tuple(sorted(set(a) | set(b), key=_page_key)[-MAX_PAGES:])
-
-
-def _apply_visitor(state: VisitorFold, ev: Any, st: _Stamp) -> VisitorFold:
-    if type(ev) is not d.VisitorSeen:
-        return state
-    if state.id != ev.visitor_id:
-        if state.id != ev.alias:
-            return state
-        # The provisional (session) side of a link: it only learns who it turned out to be.
-        return _replace(
-            state,
-            provider=_pick(state.provider, ev.provider),
-            source=_pick(state.source, ev.source),
-            identified_as=_write(state.identified_as, st, ev.visitor_id),
-        )
-    sessions, alias = state.sessions, ev.alias
-    if alias is not None and alias not in sessions and alias != state.id:
-        sessions = sessions | {alias}
-    chats = state.chats
-    chat_id = ev.chat_id
-    if chat_id is not None and chat_id not in chats:
-        chats = chats | {chat_id}
-    name, email, anonymous, page = ev.name, ev.email, ev.anonymous, ev.page
-    first, last = state.first_seen, state.last_seen
-    at = st[0]
-    return _replace(
-        state,
-        provider=_pick(state.provider, ev.provider),
-        source=_pick(state.source, ev.source),
-        name=state.name if name is None else _write(state.name, st, name),
-        email=state.email if email is None else _write(state.email, st, email),
-        anonymous=(state.anonymous if anonymous is None
-                   else _write(state.anonymous, st, anonymous)),
-        first_seen=at if first is None or first > at else first,  # min
-        last_seen=at if last is None or last < at else last,  # max
-        chats=chats,
-        pages=state.pages if page is None else _with_page(state.pages, page),
-        sessions=sessions,
-    )
-
-
-def _apply_agent(state: AgentFold, ev: Any, st: _Stamp) -> AgentFold:
-    if type(ev) is not d.AgentStatusChanged:
-        return state
-    name = ev.name
-    return _replace(
-        state,
-        provider=_pick(state.provider, ev.provider),
-        source=_pick(state.source, ev.source),
-        name=state.name if name is None else _write(state.name, st, name),
-        status=_write(state.status, st, ev.status),
-    )
-
-
 def _empty(ref: AggregateRef) -> FoldState:
     kind, id_ = ref  # unpacked once rather than up to four property reads
     if kind == "chat":
@@ -577,8 +513,8 @@ def _empty(ref: AggregateRef) -> FoldState:
 _APPLY: dict[str, Callable[[Any, Any, _Stamp], FoldState]] = {
     "chat": _apply_chat,
     "message": _apply_message,
-    "visitor": _apply_visitor,
-    "agent": _apply_agent,
+    "visitor": apply_visitor,
+    "agent": apply_agent,
 }
 
 

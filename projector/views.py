@@ -28,7 +28,7 @@ from projector.fold import (
     merge_pages,
 )
 
-__all__ = ["Row", "View", "merged_visitor", "row_for", "to_view"]
+__all__ = ["Row", "View", "merged_visitor", "named_authors", "row_for", "to_view"]
 
 View: TypeAlias = ChatState | MessageState | VisitorState | AgentState
 
@@ -104,6 +104,8 @@ def _chat_view(s: ChatFold) -> ChatState:
         platform=None if s.platform is None else s.platform.value,
         provider_status=None if s.provider_status is None else s.provider_status.value,
         type=s.chat_type,
+        agents=tuple(AgentRef(id=agent_id, name=reg.value)
+                     for agent_id, reg in sorted(s.agent_names.items())),
     )
 
 
@@ -160,6 +162,21 @@ def _visitor_view(s: VisitorFold) -> VisitorState:
         sessions=tuple(sorted(s.sessions)),
         identified_as=None if s.identified_as is None else s.identified_as.value,
     )
+
+
+def named_authors(messages: list[MessageState], agents: Iterable[AgentRef]) -> list[MessageState]:
+    """``messages`` with each author the webhook named only by id given the name the chat
+    knows for that id (``ChatState.agents``): authors are never nameless when an id is
+    known. Read-time, because the name may arrive after the message."""
+    names = {agent.id: agent.name for agent in agents if agent.name is not None}
+    out = []
+    for message in messages:
+        author = message.author
+        if author is not None and author.name is None and author.id in names:
+            author = msgspec.structs.replace(author, name=names[author.id])
+            message = msgspec.structs.replace(message, author=author)
+        out.append(message)
+    return out
 
 
 def merged_visitor(visitor: VisitorState, sessions: Iterable[VisitorState]) -> VisitorState:

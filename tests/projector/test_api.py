@@ -130,6 +130,32 @@ async def test_a_visitor_identified_mid_chat_is_one_visitor(
     assert session["identified_as"] == "v-9"
 
 
+async def test_an_author_named_by_id_only_is_named_by_the_chat(
+        api: tuple[TestClient[Any, Any], ProjectorRole], kafka_settings: KafkaSettings,
+        topics: Topics) -> None:
+    """A ChatShipper message names its author by user id; a later conversation update lists
+    that user populated: the messages API and the agent list both give the name."""
+    client, role = api
+    message = {"id": "m-id-only", "conversation": "conv-names", "type": "chat", "role": "agent",
+               "user": "u-named", "text": "Hello", "createdAt": "2026-03-01T09:01:00Z"}
+    update = {"id": "w-names-2", "event": "conversation.update", "timestamp": "2026-03-01T09:02:00Z",
+              "data": {"conversation": {
+                  "id": "conv-names", "type": "contact", "status": "active",
+                  "updatedAt": "2026-03-01T09:02:00Z",
+                  "participants": [{"user": {"id": "u-named", "name": "Ann Agent"},
+                                    "role": "agent", "accepted": True, "active": True}]}}}
+    created = {"id": "w-names-1", "event": "message.create.agent.chat",
+               "timestamp": "2026-03-01T09:01:00Z",
+               "data": {"conversation": {"id": "conv-names"}, "message": message}}
+    positions = await produce(kafka_settings, topics, [
+        envelope("chatshipper", "shop", orjson.dumps(body)) for body in (created, update)])
+    await eventually(lambda: applied(role.store, positions), "names applied")
+    [item] = (await _json(client, "/api/chats/conv-names/messages"))["items"]
+    assert item["author"] == {"role": "agent", "name": "Ann Agent", "id": "u-named"}
+    agents = {a["id"]: a for a in (await _json(client, "/api/agents"))["items"]}
+    assert agents["u-named"]["name"] == "Ann Agent"
+
+
 async def test_list_chats_filters(api: tuple[TestClient[Any, Any], ProjectorRole],
                                   seeded: list[Position]) -> None:
     client, _ = api

@@ -245,7 +245,12 @@ def chatshipper_conversation(draw: st.DrawFn, chat_id: str) -> list[d.DomainEven
                     chat_id=chat_id,
                     message_id=message_id,
                     text=f"hello {message_id}",
-                    author=d.Author(role="visitor", name="Jenny"),
+                    author=draw(st.sampled_from((
+                        d.Author(role="visitor", name="Jenny"),
+                        # An agent named by id only, or populated with a name.
+                        d.Author(role="agent", id=draw(st.sampled_from(AGENTS))),
+                        d.Author(role="agent", id=draw(st.sampled_from(AGENTS)), name="Populated"),
+                    ))),
                     posted_at=when,
                     message_type="chat",
                     internal=draw(st.booleans()),
@@ -266,6 +271,9 @@ def chatshipper_conversation(draw: st.DrawFn, chat_id: str) -> list[d.DomainEven
                 initiated_at=at(millis / 1000),
                 provider_status=status,
                 chat_type=draw(st.sampled_from(("contact", "bot"))),
+                # Participants whose user the API populated, named.
+                agents=tuple(d.AgentRef(id=a, name=f"Participant {a}")
+                             for a in draw(st.lists(st.sampled_from(AGENTS), max_size=2, unique=True))),
             )
         )
         if status == "queued" and kind != "conversation.create":

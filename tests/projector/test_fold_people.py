@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from test_fold_truth import CHAT, CONV, chat, every_fold, received
+from test_fold_truth import CHAT, CONV, chat, events_of, every_fold, received
 
 from contracts import domain as d
-from contracts.state import VisitorState
-from projector.fold import AggregateRef, FoldState
-from projector.views import merged_visitor, row_for, to_view
+from contracts.state import AgentState, MessageState, VisitorState
+from projector.fold import AggregateRef, FoldState, message_ref
+from projector.views import merged_visitor, named_authors, row_for, to_view
 
 SESSION = "session:s-1"
 
@@ -130,3 +130,64 @@ def test_natterly_reassignment_leaves_no_trace_of_the_previous_agent() -> None:
         state = states[AggregateRef("chat", CHAT)]
         assert chat(states, CHAT).agent == d.AgentRef(id="u-bob", name="Bob")
         assert row_for(AggregateRef("chat", CHAT), state).agent_id == "u-bob"
+
+
+# ---------------------------------------------------------------------------- names
+
+def agent_state(states: dict[AggregateRef, FoldState], agent_id: str) -> AgentState:
+    view = to_view(AggregateRef("agent", agent_id), states[AggregateRef("agent", agent_id)])
+    assert isinstance(view, AgentState)
+    return view
+
+
+def test_chatshipper_author_named_by_id_only_takes_the_name_another_webhook_gave() -> None:
+    """The message names its author by user id only; the conversation update (before or
+    after it) lists that user as a populated participant."""
+    message = {"id": "m-1", "conversation": CONV, "type": "chat", "role": "agent",
+               "user": "u-ann", "text": "Hello, I am Ann", "createdAt": "2026-03-01T09:01:00Z"}
+    populated = {"user": {"id": "u-ann", "name": "Ann Agent"}, "role": "agent",
+                 "accepted": True, "active": True}
+    log = [
+        received("chatshipper", {"id": "w-1", "event": "message.create.agent.chat",
+                                 "timestamp": "2026-03-01T09:01:00Z",
+                                 "data": {"conversation": {"id": CONV}, "message": message}}, 60),
+        received("chatshipper", shipper_update("w-2", "2026-03-01T09:02:00Z", [populated]), 120),
+    ]
+    for states in every_fold(log):
+        view = chat(states, CONV)
+        assert view.agents == (d.AgentRef(id="u-ann", name="Ann Agent"),)
+        note = to_view(message_ref(CONV, "m-1"), states[message_ref(CONV, "m-1")])
+        assert isinstance(note, MessageState)
+        [named] = named_authors([note], view.agents)
+        assert named.author == d.Author(role="agent", name="Ann Agent", id="u-ann")
+        assert agent_state(states, "u-ann").name == "Ann Agent"
+
+
+def test_chatshipper_author_is_named_from_the_participants_of_the_same_webhook() -> None:
+    message = {"id": "m-1", "conversation": CONV, "type": "chat", "role": "agent",
+               "user": "u-ann", "text": "Hi", "createdAt": "2026-03-01T09:01:00Z"}
+    conversation = {"id": CONV, "participants": [
+        {"user": {"id": "u-ann", "name": "Ann Agent"}, "role": "agent", "accepted": True}]}
+    log = [received("chatshipper", {"id": "w-1", "event": "message.create.agent.chat",
+                                    "timestamp": "2026-03-01T09:01:00Z",
+                                    "data": {"conversation": conversation, "message": message}}, 60)]
+    posted = next(e for e in events_of(log) if isinstance(e, d.MessagePosted))
+    assert posted.author == d.Author(role="agent", name="Ann Agent", id="u-ann")
+
+
+def test_agent_state_takes_its_name_from_whatever_webhook_last_described_it() -> None:
+    """Chat data names the agent; a status change without a name keeps it; a later chat
+    webhook's new name wins, in every order of delivery."""
+    status = {"event": "UserStatusChanged", "timestamp": 1700000050,
+              "payload": {"user": {"uuid": "u-ann"}, "status": "Online"}}
+    log = [
+        received("natterly", natterly_chat("ChatAccepted", 1700000000,
+                                           user={"uuid": "u-ann", "name": "Ann"}), 0),
+        received("natterly", status, 50),
+        received("natterly", natterly_chat("ChatIdle", 1700000100,
+                                           user={"uuid": "u-ann", "name": "Ann Smith"}), 100),
+    ]
+    for states in every_fold(log):
+        agent = agent_state(states, "u-ann")
+        assert (agent.name, agent.status) == ("Ann Smith", "online")
+        assert chat(states, CHAT).agent == d.AgentRef(id="u-ann", name="Ann Smith")
