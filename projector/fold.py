@@ -38,6 +38,11 @@ A snapshot's provider status that the fold knows (:data:`PROVIDER_STATUS`) write
 same registers, so the provider's own view drives the status where it is the more recent
 (an idle chat the provider calls active again is active). ChatCompleted is a flag, not a
 close: Natterly sends it when a chat had an exchange, not when it ended.
+People (:mod:`projector.fold_people`): a VisitorSeen with an ``alias`` (a session id the
+visitor was known by) folds into both visitors — the link, never a copy, since the two rows
+may be written from different partitions; the query API merges them on read. Any chat event
+that names an agent names the agent's row too; a chat's visitor is its last real id, else
+its last session id, in separate registers so a session id never displaces a real one.
 Messages: edits are LWW; a deletion is a tombstone that wins over every edit whatever
 the order, and ``message_count`` counts distinct messages posted or edited, minus
 deleted ones.
@@ -47,17 +52,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias
 
 import msgspec
 
 from contracts import domain as d
 from contracts.natterly_ids import is_session_visitor
-
-# The state types live in projector.states; re-exported here, where the fold's users look.
 from projector.fold_people import apply_agent, apply_visitor, described_agents, merge_pages
 from projector.lww import pick as _pick
 from projector.lww import write as _write
+
+# The state types live in projector.states; re-exported here, where the fold's users look.
 from projector.states import (
     NEVER,
     STATE_TYPE,
@@ -98,7 +103,6 @@ __all__ = [
     "message_ref",
 ]
 
-T = TypeVar("T")
 
 
 #: Precedence of event kinds at equal ``occurred_at`` (greater wins). Lifecycle order:
