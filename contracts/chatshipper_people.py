@@ -31,8 +31,10 @@ def accepted_agent(conversation: c.Conversation, *, closed: bool) -> AgentRef | 
 
 def agent_left(conversation: c.Conversation) -> bool:
     """Some accepted agent participant is listed as no longer active (transferred, left)."""
-    return any(p.accepted and p.active is False and _is_agent(p)
-               for p in conversation.participants or ())
+    for participant in conversation.participants or ():
+        if participant.active is False and participant.accepted and _is_agent(participant):
+            return True
+    return False
 
 
 def named_agents(conversation: c.Conversation) -> tuple[AgentRef, ...]:

@@ -85,7 +85,7 @@ def _chat(origin: Origin, webhook: _ChatWebhook) -> list[DomainEvent]:
     alias = _alias(visitor_id, session_visitor_id_of(chat=chat))
     events: list[DomainEvent] = [_PRIMARY[type(webhook)](origin, chat_id, chat, payload)]
     if payload.chat is not None:
-        events.append(_snapshot(origin, chat_id, chat, visitor_id))
+        events.append(_snapshot(origin, chat_id, chat, visitor_id, payload.user))
     seen: set[str] = set()
     for message in payload.messages or ():
         uuid = message.uuid
@@ -188,7 +188,10 @@ _PRIMARY: dict[type, _Primary] = {
 _CHAT_WEBHOOKS = frozenset(_PRIMARY)
 
 
-def _snapshot(origin: Origin, chat_id: str, chat: n.Chat, visitor_id: str | None) -> ChatUpdated:
+def _snapshot(origin: Origin, chat_id: str, chat: n.Chat, visitor_id: str | None,
+              beside: n.User | None) -> ChatUpdated:
+    """The chat data as a snapshot; ``beside`` is a ``payload.user`` next to the chat, which
+    names that agent too (its row takes the name; the chat's agent is the primary event's)."""
     eid, at, prov, src, rcv, off, _ = origin
     department = chat.department
     site = chat.site
@@ -223,7 +226,15 @@ def _snapshot(origin: Origin, chat_id: str, chat: n.Chat, visitor_id: str | None
         agent=_agent(chat.user),
         closed_at=from_unix_or_none(chat.closed_at),
         rating=chat.rating,
+        agents=_other(_agent(beside), chat.user),
     )
+
+
+def _other(agent: AgentRef | None, user: n.User | None) -> tuple[AgentRef, ...]:
+    """``agent`` unless it is nobody, or ``user`` (already the snapshot's agent)."""
+    if agent is None or (user is not None and user.uuid == agent.id):
+        return ()
+    return (agent,)
 
 
 def _author(message: n.Message) -> Author:

@@ -194,18 +194,27 @@ def _message_refs(ev: Any) -> list[AggregateRef]:
             _tuple_new(AggregateRef, ("message", f"{chat_id}/{ev.message_id}"))]
 
 
-def _described_refs(refs: Callable[[Any], list[AggregateRef]]) -> Callable[[Any], list[AggregateRef]]:
-    """``refs`` plus the agents the event describes by name (their states take the name)."""
+def _snapshot_refs(ev: Any) -> list[AggregateRef]:
+    """A snapshot's chat, and the agents it names (their rows take the name)."""
+    refs = [_tuple_new(AggregateRef, ("chat", ev.chat_id))]
+    agent = ev.agent
+    if ev.agents:
+        for agent_id in dict.fromkeys(a.id for a in described_agents(ev)):
+            refs.append(_tuple_new(AggregateRef, ("agent", agent_id)))
+    elif agent is not None and agent.name is not None:
+        refs.append(_tuple_new(AggregateRef, ("agent", agent.id)))
+    return refs
 
-    def with_agents(ev: Any) -> list[AggregateRef]:
-        found = refs(ev)
-        agents = described_agents(ev)
-        if agents:
-            for agent_id in dict.fromkeys(agent.id for agent in agents):
-                found.append(_tuple_new(AggregateRef, ("agent", agent_id)))
-        return found
 
-    return with_agents
+def _posted_refs(ev: Any) -> list[AggregateRef]:
+    """A message's chat and message, and its author if an agent named with id and name."""
+    chat_id = ev.chat_id
+    refs = [_tuple_new(AggregateRef, ("chat", chat_id)),
+            _tuple_new(AggregateRef, ("message", f"{chat_id}/{ev.message_id}"))]
+    author = ev.author
+    if author.id is not None and author.name is not None and author.role == "agent":
+        refs.append(_tuple_new(AggregateRef, ("agent", author.id)))
+    return refs
 
 
 def _visitor_refs(ev: Any) -> list[AggregateRef]:
@@ -226,10 +235,10 @@ def _agent_refs(ev: Any) -> list[AggregateRef]:
 _AFFECTED: dict[type, Callable[[Any], list[AggregateRef]]] = {
     d.VisitorSeen: _visitor_refs,
     d.AgentStatusChanged: _agent_refs,
-    d.MessagePosted: _described_refs(_message_refs),
-    d.ChatAccepted: _described_refs(_chat_refs),
-    d.ChatAssigned: _described_refs(_chat_refs),
-    d.ChatUpdated: _described_refs(_chat_refs),
+    d.MessagePosted: _posted_refs,
+    # Chat data names agents in the snapshot (a ChatAccepted / ChatAssigned names the same
+    # agent as its webhook's snapshot: naming the agent row from both would double the work).
+    d.ChatUpdated: _snapshot_refs,
     d.MessageEdited: _message_refs,
     d.MessageDeleted: _message_refs,
 }
@@ -270,9 +279,10 @@ def _named(names: dict[str, Reg[str]], agent: d.AgentRef | None, st: _Stamp) -> 
     return {**names, agent.id: written}
 
 
-def _all_named(names: dict[str, Reg[str]], ev: Any, st: _Stamp) -> dict[str, Reg[str]]:
-    """``names`` with every agent name the event gives (:func:`described_agents`)."""
-    for agent in described_agents(ev):
+def _all_named(names: dict[str, Reg[str]], agents: tuple[d.AgentRef, ...], st: _Stamp
+               ) -> dict[str, Reg[str]]:
+    """``names`` with the name of each of ``agents`` that has one."""
+    for agent in agents:
         names = _named(names, agent, st)
     return names
 
@@ -335,7 +345,7 @@ def _chat_updated(s: ChatFold, ev: d.ChatUpdated, st: _Stamp,
         browser=s.browser if browser is None else _write(s.browser, st, browser),
         platform=s.platform if platform is None else _write(s.platform, st, platform),
         agent=s.agent if agent is None else _write(s.agent, st, agent),
-        agent_names=_all_named(s.agent_names, ev, st),
+        agent_names=_all_named(_named(s.agent_names, agent, st), ev.agents, st),
         initiated_at=_min(s.initiated_at, ev.initiated_at),
         last_message_at=_max(s.last_message_at, ev.last_message_at),
         provider_status=status_reg, opened=opened, idled=idled, closed=closed,
@@ -411,6 +421,7 @@ def _chat_rated(s: ChatFold, ev: d.ChatRated, st: _Stamp,
 def _chat_message(s: ChatFold, ev: _MessageEvent, st: _Stamp,
                   provider: str, source: str, active: datetime) -> ChatFold:
     messages, deleted, internal, last = s.messages, s.deleted, s.internal, s.last_message_at
+    names = s.agent_names
     key = message_key(ev.message_id)
     kind = type(ev)
     if kind is d.MessageDeleted:
@@ -423,10 +434,13 @@ def _chat_message(s: ChatFold, ev: _MessageEvent, st: _Stamp,
             internal = internal | {key}
         if kind is d.MessagePosted:
             last = _max(last, ev.posted_at)  # type: ignore[union-attr]
+            if ev.author.id is not None:  # type: ignore[union-attr]
+                # An agent's message with id and name names its author.
+                names = _all_named(names, described_agents(ev), st)
     return _replace(
         s, provider=provider, source=source, active_at=active,
         messages=messages, deleted=deleted, internal=internal, last_message_at=last,
-        agent_names=_all_named(s.agent_names, ev, st),  # an agent's message names its author
+        agent_names=names,
     )
 
 

@@ -22,24 +22,24 @@ _replace = msgspec.structs.replace
 
 
 def described_agents(ev: Any) -> tuple[d.AgentRef, ...]:
-    """The named agents a chat event describes (an id alone names nobody): the chat's
-    agent, the snapshot's other agents (participants), an agent message's author."""
+    """The named agents whose rows a chat event names (an id alone names nobody): a
+    snapshot's agent and other agents (participants), an agent message's author.
+
+    Not ChatAccepted / ChatAssigned: the normalisers put the agent they name into the
+    same webhook's snapshot too (``ChatUpdated.agent`` or ``agents``)."""
     kind = type(ev)
-    if kind not in _DESCRIBING:
-        return ()
+    if kind is d.ChatUpdated:
+        agent = ev.agent
+        named = () if agent is None or agent.name is None else (agent,)
+        if ev.agents:
+            return named + tuple(other for other in ev.agents if other.name is not None)
+        return named
     if kind is d.MessagePosted:
         author = ev.author
         if author.id is None or author.name is None or author.role != "agent":
             return ()
         return (d.AgentRef(id=author.id, name=author.name),)
-    agent = ev.agent
-    named = () if agent is None or agent.name is None else (agent,)
-    if kind is d.ChatUpdated and ev.agents:
-        return named + tuple(other for other in ev.agents if other.name is not None)
-    return named
-
-
-_DESCRIBING = frozenset((d.ChatAccepted, d.ChatAssigned, d.ChatUpdated, d.MessagePosted))
+    return ()
 
 
 def _page_key(page: d.PageView) -> tuple[datetime, str, str]:

@@ -22,6 +22,7 @@ from projector.fold import (
     ChatFold,
     FoldState,
     MessageFold,
+    Reg,
     VisitorFold,
     chat_status,
     encode_state,
@@ -104,9 +105,13 @@ def _chat_view(s: ChatFold) -> ChatState:
         platform=None if s.platform is None else s.platform.value,
         provider_status=None if s.provider_status is None else s.provider_status.value,
         type=s.chat_type,
-        agents=tuple(AgentRef(id=agent_id, name=reg.value)
-                     for agent_id, reg in sorted(s.agent_names.items())),
+        agents=_agents(s.agent_names) if s.agent_names else (),
     )
+
+
+def _agents(names: dict[str, Reg[str]]) -> tuple[AgentRef, ...]:
+    """Every agent the chat's webhooks named, by id, with the last name each was given."""
+    return tuple(AgentRef(id=agent_id, name=reg.value) for agent_id, reg in sorted(names.items()))
 
 
 def _agent(s: ChatFold) -> AgentRef | None:
