@@ -115,10 +115,12 @@ class PageView(_Value, frozen=True, kw_only=True):
 
 
 class Author(_Value, frozen=True, kw_only=True):
-    """A message's author."""
+    """A message's author; ``id`` is the provider's id of whoever wrote it (ChatShipper
+    ``message.user``, Natterly ``author.details.uuid``) when the webhook gives one."""
 
     role: AuthorRole
     name: str | None = None
+    id: str | None = None
 
 
 class _Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag=True, gc=False):
@@ -166,7 +168,9 @@ class ChatUpdated(_ChatEvent, frozen=True, kw_only=True):
     active accepted agent participant); None means the snapshot names none, never
     "unassigned" (that is ``ChatAssigned`` with no agent). ``closed_at`` and ``rating`` are
     what the chat data says of them; ``chat_type`` is ChatShipper's conversation type
-    (``contact``, ``bot``, ``agent``, ``system``).
+    (``contact``, ``bot``, ``agent``, ``system``). ``agents`` are the other agents the
+    snapshot describes by name (ChatShipper participants whose user is populated): they
+    name those agents, and assign nobody.
     """
 
     subject: str | None = None
@@ -183,6 +187,7 @@ class ChatUpdated(_ChatEvent, frozen=True, kw_only=True):
     closed_at: datetime | None = None
     rating: Rating | None = None
     chat_type: str | None = None
+    agents: tuple[AgentRef, ...] = ()
 
 
 class MessagePosted(_ChatEvent, frozen=True, kw_only=True):
@@ -245,7 +250,12 @@ class TranscriptSent(_ChatEvent, frozen=True, kw_only=True):
 
 class VisitorSeen(_Event, frozen=True, kw_only=True):
     """A visitor was created, registered a session (``page``: the page loaded), or
-    appeared in a chat."""
+    appeared in a chat.
+
+    ``alias`` is another id the same visitor is known by: a provisional one Parley derived
+    from a session (Natterly ``session:<session id>``, see ``contracts.natterly_ids``) when
+    the webhook names both it and the visitor's real id. Folding it links the two visitors
+    (the query API then shows them as one)."""
 
     visitor_id: str
     name: str | None = None
@@ -253,6 +263,7 @@ class VisitorSeen(_Event, frozen=True, kw_only=True):
     anonymous: bool | None = None
     chat_id: str | None = None
     page: PageView | None = None
+    alias: str | None = None
 
 
 class AgentStatusChanged(_Event, frozen=True, kw_only=True):

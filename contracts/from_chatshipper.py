@@ -1,9 +1,12 @@
 """ChatShipper webhooks → domain events (pure; see docs/contracts.md for the table).
 
 Conversation status maps onto Parley's chat lifecycle: ``queued`` → waiting
-(``ChatStarted``), ``active`` → active (``ChatAccepted``, with the first
-participant whose role is agent and who has accepted), ``closed`` → closed
-(``ChatClosed``). Anything missing means fewer events, never an error.
+(``ChatStarted``), ``active`` → active (``ChatAccepted``, with the last
+participant whose role is agent, who has accepted and is still active),
+``closed`` → closed (``ChatClosed``). Participants listed with no such agent on
+an open conversation, but an inactive accepted one, mean the previous agent was
+transferred away or left: ``ChatAssigned`` with no agent. Anything missing means
+fewer events, never an error.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ from collections.abc import Callable
 
 from contracts import chatshipper as c
 from contracts.chatshipper_events import MessageChanged, MessageCreated, ResourceEvent, parse_event_name
+from contracts.chatshipper_people import accepted_agent, agent_left, named_agents, populated, user_name
 from contracts.domain import (
-    AgentRef,
     AgentStatusChanged,
     Author,
     AuthorRole,
     ChatAccepted,
+    ChatAssigned,
     ChatClosed,
     ChatStarted,
     ChatUpdated,
@@ -158,7 +162,7 @@ def _message_created(origin: Origin, data: c.Data, message_type: str | None) -> 
                 chat_id=chat_id,
                 message_id=message.id,
                 text=message.text,
-                author=Author(role=_ROLES.get(message.role or "", "system"), name=_name(message)),
+                author=_author(message, data.conversation),
                 posted_at=at,
                 internal=bool(message.is_backchannel) or kind in _CONTROL_TYPES,
                 message_type=kind,
@@ -253,8 +257,9 @@ def _conversation_facts(
         contact_id = contact.id or None
     created_at = conversation.created_at
     initiated_at = as_utc(created_at) if created_at else None
-    agent = _accepted_agent(conversation)
     status = conversation.status
+    closed = (status or "").casefold() == "closed"
+    agent = accepted_agent(conversation, closed=closed)
     events: list[DomainEvent] = [
         ChatUpdated(
             event_id=eid + snapshot_suffix,
@@ -268,6 +273,7 @@ def _conversation_facts(
             provider_status=status,
             agent=agent,
             chat_type=conversation.type,
+            agents=named_agents(conversation),
         )
     ]
     status = (status or "").casefold()
@@ -291,6 +297,11 @@ def _conversation_facts(
                 agent=agent,
             )
         )
+    if agent is None and not closed and agent_left(conversation):
+        # An accepted agent listed but inactive, and no accepted agent active: the previous
+        # agent was transferred away (or left) and nobody has accepted yet.
+        events.append(ChatAssigned(event_id=eid + "#unassigned", occurred_at=at, provider=prov,
+                                   source=src, received_at=rcv, log_offset=off, chat_id=chat_id))
     if status == "closed":
         closed_at = as_utc(conversation.updated_at) if conversation.updated_at else None
         events.append(
@@ -305,21 +316,6 @@ def _conversation_facts(
     if contact_id:
         events.append(_visitor_seen(origin, contact_id, contact, chat_id, "#visitor"))
     return events
-
-
-def _accepted_agent(conversation: c.Conversation) -> AgentRef | None:
-    """The agent handling the conversation: the last accepted agent participant still
-    active (a transfer leaves the previous one listed, inactive), else the last accepted."""
-    found: c.Participant | None = None
-    for participant in conversation.participants or ():
-        if not (participant.accepted and participant.user_id
-                and (participant.role or "").casefold() == "agent"):
-            continue
-        if participant.active is not False or found is None or found.active is False:
-            found = participant
-    if found is None or not found.user_id:
-        return None
-    return AgentRef(id=found.user_id, name=_user_name(_populated(found.user)))
 
 
 def _contact(origin: Origin, contact: c.Contact | None, ref_id: str | None) -> list[DomainEvent]:
@@ -364,29 +360,20 @@ def _user(origin: Origin, user: c.User | None) -> list[DomainEvent]:
             occurred_at=at,
             provider=prov, source=src, received_at=rcv, log_offset=off,
             agent_id=user.id,
-            name=_user_name(user),
+            name=user_name(user),
             status=status,
         )
     ]
 
 
-def _name(message: c.Message) -> str | None:
-    return _user_name(_populated(message.user))
-
-
-def _populated(user: str | c.User | None) -> c.User | None:
-    """A user reference the API populated into the object (an id alone names nobody).
-
-    Not isinstance(user, c.User): against a Struct class a miss takes the slow path, and
-    most references are plain ids.
-    """
-    return None if user is None or isinstance(user, str) else user
-
-
-def _user_name(user: c.User | None) -> str | None:
-    if user is None:
-        return None
-    return user.display_name or user.name or None
+def _author(message: c.Message, conversation: c.Conversation | None) -> Author:
+    """The message's author: its user's name as populated, else as the conversation riding
+    along names that participant (an id alone names nobody; the fold may know the name)."""
+    user_id = c.ref_id(message.user)
+    name = user_name(populated(message.user))
+    if name is None and user_id is not None and conversation is not None:
+        name = next((a.name for a in named_agents(conversation) if a.id == user_id), None)
+    return Author(role=_ROLES.get(message.role or "", "system"), name=name, id=user_id)
 
 
 def _contact_name(contact: c.Contact | None) -> str | None:

@@ -39,7 +39,7 @@ from contracts.domain import (
     VisitorSeen,
     parse_agent_status,
 )
-from contracts.natterly_ids import visitor_id_of
+from contracts.natterly_ids import is_session_visitor, session_visitor_id_of, visitor_id_of
 from contracts.origin import Origin
 from contracts.timestamps import from_unix_or_none
 
@@ -82,9 +82,10 @@ def _chat(origin: Origin, webhook: _ChatWebhook) -> list[DomainEvent]:
         return []
     chat = payload.chat or n.Chat()
     visitor_id = visitor_id_of(chat=chat)
+    alias = _alias(visitor_id, session_visitor_id_of(chat=chat))
     events: list[DomainEvent] = [_PRIMARY[type(webhook)](origin, chat_id, chat, payload)]
     if payload.chat is not None:
-        events.append(_snapshot(origin, chat_id, chat, visitor_id))
+        events.append(_snapshot(origin, chat_id, chat, visitor_id, payload.user))
     seen: set[str] = set()
     for message in payload.messages or ():
         uuid = message.uuid
@@ -105,7 +106,7 @@ def _chat(origin: Origin, webhook: _ChatWebhook) -> list[DomainEvent]:
                 internal=bool(message.whisper),
             )
         )
-    visitor = _visitor_seen(origin, visitor_id, chat.visitor, chat_id)
+    visitor = _visitor_seen(origin, visitor_id, chat.visitor, chat_id, alias=alias)
     if visitor is not None:
         events.append(visitor)
     return events
@@ -187,7 +188,10 @@ _PRIMARY: dict[type, _Primary] = {
 _CHAT_WEBHOOKS = frozenset(_PRIMARY)
 
 
-def _snapshot(origin: Origin, chat_id: str, chat: n.Chat, visitor_id: str | None) -> ChatUpdated:
+def _snapshot(origin: Origin, chat_id: str, chat: n.Chat, visitor_id: str | None,
+              beside: n.User | None) -> ChatUpdated:
+    """The chat data as a snapshot; ``beside`` is a ``payload.user`` next to the chat, which
+    names that agent too (its row takes the name; the chat's agent is the primary event's)."""
     eid, at, prov, src, rcv, off, _ = origin
     department = chat.department
     site = chat.site
@@ -222,7 +226,15 @@ def _snapshot(origin: Origin, chat_id: str, chat: n.Chat, visitor_id: str | None
         agent=_agent(chat.user),
         closed_at=from_unix_or_none(chat.closed_at),
         rating=chat.rating,
+        agents=_other(_agent(beside), chat.user),
     )
+
+
+def _other(agent: AgentRef | None, user: n.User | None) -> tuple[AgentRef, ...]:
+    """``agent`` unless it is nobody, or ``user`` (already the snapshot's agent)."""
+    if agent is None or (user is not None and user.uuid == agent.id):
+        return ()
+    return (agent,)
 
 
 def _author(message: n.Message) -> Author:
@@ -243,7 +255,10 @@ def _author(message: n.Message) -> Author:
         role = "visitor"
     else:
         role = "system"
-    return Author(role=role, name=author.name if author is not None else None)
+    if author is None:
+        return Author(role=role)
+    details = author.details
+    return Author(role=role, name=author.name, id=details.uuid if details is not None else None)
 
 
 def _agent(user: n.User | None) -> AgentRef | None:
@@ -258,6 +273,7 @@ def _visitor_seen(
     visitor: n.Visitor | None,
     chat_id: str | None,
     suffix: str = "#visitor",
+    alias: str | None = None,
 ) -> VisitorSeen | None:
     eid, at, prov, src, rcv, off, _ = origin
     if not visitor_id:
@@ -272,7 +288,16 @@ def _visitor_seen(
         email=visitor.email_address if visitor is not None else None,
         anonymous=visitor.anonymous if visitor is not None else None,
         chat_id=chat_id,
+        alias=alias,
     )
+
+
+def _alias(visitor_id: str | None, session_visitor: str | None) -> str | None:
+    """The session visitor id the same webhook names beside a real visitor id (the two are
+    one visitor), else None."""
+    if visitor_id is None or session_visitor is None or is_session_visitor(visitor_id):
+        return None
+    return session_visitor
 
 
 def _visitor(origin: Origin, payload: n.VisitorPayload | None) -> list[DomainEvent]:
@@ -291,7 +316,9 @@ def _visitor(origin: Origin, payload: n.VisitorPayload | None) -> list[DomainEve
     chat_id = chat.uuid if chat is not None and chat.uuid else None
     if chat_id is None and session is not None:
         chat_id = session.active_chat_id or None
-    seen = _visitor_seen(origin, visitor_id, visitor, chat_id, suffix="")
+    alias = _alias(visitor_id, session_visitor_id_of(
+        session=session, session_id=payload.session_id, chat=chat))
+    seen = _visitor_seen(origin, visitor_id, visitor, chat_id, suffix="", alias=alias)
     if seen is None:
         return []
     if session is not None and session.page_url:

@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final, Protocol
 
-__all__ = ["SESSION_VISITOR_PREFIX", "chat_id_of", "status_is", "visitor_id_of"]
+__all__ = [
+    "SESSION_VISITOR_PREFIX",
+    "chat_id_of",
+    "is_session_visitor",
+    "session_visitor_id_of",
+    "status_is",
+    "visitor_id_of",
+]
 
 #: When only a session identifies a visitor, the visitor id is this prefix plus
 #: the session id, so it can never collide with a real visitor uuid.
@@ -91,6 +98,21 @@ def visitor_id_of(
     ):
         if holder is not None and holder.uuid:
             return holder.uuid
+    return session_visitor_id_of(session=session, session_id=session_id, chat=chat)
+
+
+def session_visitor_id_of(
+    *,
+    session: _SessionLike | None = None,
+    session_id: str | None = None,
+    chat: _ChatLike | None = None,
+) -> str | None:
+    """``"session:"`` + the first session id the payload holds (in the order of
+    :func:`visitor_id_of`), whether or not it names the visitor's uuid too; else None.
+
+    When a webhook gives both, the visitor once known only by this session is the visitor
+    of that uuid: the normaliser links the two (``VisitorSeen.alias``)."""
+    chat_session = chat.session if chat is not None else None
     for candidate in (
         session.uuid if session is not None else None,
         session_id,
@@ -100,3 +122,9 @@ def visitor_id_of(
         if candidate:
             return SESSION_VISITOR_PREFIX + candidate
     return None
+
+
+def is_session_visitor(visitor_id: str) -> bool:
+    """True for a provisional visitor id derived from a session (it gives way to a real
+    id: a chat's visitor moves from it to the uuid, never back)."""
+    return visitor_id.startswith(SESSION_VISITOR_PREFIX)

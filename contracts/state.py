@@ -34,7 +34,9 @@ class ChatState(msgspec.Struct, frozen=True, kw_only=True):
     """One chat (``GET /api/chats/{id}``); times are UTC, ``message_count`` counts
     distinct messages the visitor can see, ``internal_count`` the agent-only notes (and
     control messages). ``provider_status`` is the provider's own status word, ``type``
-    ChatShipper's conversation type (``contact``, ``bot``, ``agent``, ``system``)."""
+    ChatShipper's conversation type (``contact``, ``bot``, ``agent``, ``system``).
+    ``agents``: every agent any webhook of this chat named (its agent, participants,
+    authors), by id, each with the name the latest of them gave."""
 
     id: str
     provider: str | None = None
@@ -60,6 +62,7 @@ class ChatState(msgspec.Struct, frozen=True, kw_only=True):
     provider_status: str | None = None
     type: str | None = None
     internal_count: int = 0
+    agents: tuple[AgentRef, ...] = ()
 
 
 class MessageState(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,7 +82,11 @@ class MessageState(msgspec.Struct, frozen=True, kw_only=True):
 
 class VisitorState(msgspec.Struct, frozen=True, kw_only=True):
     """One visitor (``GET /api/visitors/{id}``); ``chats`` are chat ids, ``pages`` the
-    pages they registered, oldest first (the newest 50 are kept)."""
+    pages they registered, oldest first (the newest 50 are kept).
+
+    ``sessions``: the provisional ids (``session:…``) this visitor was known by before it
+    was identified; the API shows their chats and pages as this visitor's.
+    ``identified_as``: on such a provisional visitor, the visitor it turned out to be."""
 
     id: str
     name: str | None = None
@@ -89,6 +96,8 @@ class VisitorState(msgspec.Struct, frozen=True, kw_only=True):
     last_seen: datetime | None = None
     chats: tuple[str, ...] = ()
     pages: tuple[PageView, ...] = ()
+    sessions: tuple[str, ...] = ()
+    identified_as: str | None = None
 
 
 class AgentState(msgspec.Struct, frozen=True, kw_only=True):

@@ -25,12 +25,14 @@ from aiohttp import web
 from contracts.errors import ContractError
 from contracts.params import parse_uint
 from contracts.position import Position
+from contracts.state import ChatState, MessageState, VisitorState
 from contracts.topics import Topics
 from parley.errors import StoreError
 from parley.http import error_response
 from projector.errors import InvalidCursor, UnknownProjection
 from projector.metrics import ProjectorMetrics
 from projector.store import CUSTOMER_TYPE, Store
+from projector.views import merged_visitor, named_authors
 from projector.waits import Overloaded, PositionWaits
 
 __all__ = ["ApiOptions", "Page", "QueryApi"]
@@ -38,8 +40,13 @@ __all__ = ["ApiOptions", "Page", "QueryApi"]
 CHAT_STATUSES = frozenset({"waiting", "active", "idle", "closed"})
 DEFAULT_CHATS_LIMIT = 50
 DEFAULT_MESSAGES_LIMIT = 100
+#: A visitor's provisional (session) visitors merged into it on read, at most.
+MAX_MERGED_SESSIONS = 200
 T = TypeVar("T")
 _JSON = msgspec.json.Encoder()
+_VISITOR = msgspec.json.Decoder(VisitorState)
+_CHAT = msgspec.json.Decoder(ChatState)
+_MESSAGES = msgspec.json.Decoder(list[MessageState])
 
 
 class Page(msgspec.Struct, Generic[T], frozen=True, kw_only=True):
@@ -87,7 +94,21 @@ class QueryApi:
         return await self._one(projection, "chat", request.match_info["id"])
 
     async def get_visitor(self, request: web.Request, projection: str) -> web.Response:
-        return await self._one(projection, "visitor", request.match_info["id"])
+        """The visitor, merged with the provisional (session) visitors it was known by
+        before it was identified (their chats and pages are its own)."""
+        id_ = request.match_info["id"]
+        view = await self._store.get_view(projection, "visitor", id_)
+        if view is None:
+            return error_response(404, "not_found", f"no visitor {id_!r}")
+        visitor = _VISITOR.decode(view)
+        if not visitor.sessions:
+            return _raw(view)
+        linked = []
+        for session_id in visitor.sessions[:MAX_MERGED_SESSIONS]:
+            session_view = await self._store.get_view(projection, "visitor", session_id)
+            if session_view is not None:
+                linked.append(_VISITOR.decode(session_view))
+        return _raw(_JSON.encode(merged_visitor(visitor, linked)))
 
     async def list_chats(self, request: web.Request, projection: str) -> web.Response:
         q = request.query
@@ -113,7 +134,15 @@ class QueryApi:
         if not views and cursor_in is None and (
                 await self._store.get_view(projection, "chat", chat_id)) is None:
             return error_response(404, "not_found", f"no chat {chat_id!r}")
-        return _page(views, cursor)
+        messages = _MESSAGES.decode(b"[" + b",".join(views) + b"]")
+        if not any(m.author is not None and m.author.name is None and m.author.id is not None
+                   for m in messages):
+            return _page(views, cursor)
+        # Some author is named by id only: the chat knows the names its webhooks gave.
+        chat = await self._store.get_view(projection, "chat", chat_id)
+        agents = () if chat is None else _CHAT.decode(chat).agents
+        named = named_authors(messages, agents)
+        return _raw(_JSON.encode(Page(items=named, next_cursor=cursor)))
 
     async def list_agents(self, request: web.Request, projection: str) -> web.Response:
         return _page(await self._store.list_agents(projection), None)

@@ -38,6 +38,11 @@ A snapshot's provider status that the fold knows (:data:`PROVIDER_STATUS`) write
 same registers, so the provider's own view drives the status where it is the more recent
 (an idle chat the provider calls active again is active). ChatCompleted is a flag, not a
 close: Natterly sends it when a chat had an exchange, not when it ended.
+People (:mod:`projector.fold_people`): a VisitorSeen with an ``alias`` (a session id the
+visitor was known by) folds into both visitors — the link, never a copy, since the two rows
+may be written from different partitions; the query API merges them on read. Any chat event
+that names an agent names the agent's row too; a chat's visitor is its last real id, else
+its last session id, in separate registers so a session id never displaces a real one.
 Messages: edits are LWW; a deletion is a tombstone that wins over every edit whatever
 the order, and ``message_count`` counts distinct messages posted or edited, minus
 deleted ones.
@@ -47,13 +52,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias
 
 import msgspec
 
 from contracts import domain as d
+from contracts.natterly_ids import is_session_visitor
+from projector.fold_people import apply_agent, apply_visitor, described_agents
+from projector.lww import pick as _pick
+from projector.lww import write as _write
 from projector.states import (
-    MAX_PAGES,
     NEVER,
     STATE_TYPE,
     AgentFold,
@@ -62,13 +70,13 @@ from projector.states import (
     FoldState,
     MessageFold,
     Reg,
+    Stamp,
     VisitorFold,
     message_key,
 )
 
-__all__ = ["PROVIDER_STATUS", "RANK", "affected", "apply", "merge_pages"]
+__all__ = ["PROVIDER_STATUS", "RANK", "affected", "apply"]
 
-T = TypeVar("T")
 
 
 #: Precedence of event kinds at equal ``occurred_at`` (greater wins). Lifecycle order:
@@ -95,31 +103,7 @@ RANK: dict[type[d.DomainEvent], int] = {
 
 
 
-def _write(reg: Reg[T] | None, st: _Stamp, value: T) -> Reg[T]:
-    """Merge one write, stamped ``st``, into a register: the greater stamp wins.
-
-    The hot path of the fold (several calls per event): times are compared first, and the
-    rest of the stamp only on a tie.
-    """
-    at, received, offset, rank, eid = st
-    # Most writes are later than what they replace: the rest of the stamp is looked at only
-    # on a tie in time (unpacking once and one comparison first measured fastest).
-    if reg is None or reg.at < at:
-        return Reg(at, rank, eid, value, received, offset)
-    if reg.at == at and (reg.received_at, reg.log_offset, reg.rank, reg.event_id) < (
-            received, offset, rank, eid):
-        return Reg(at, rank, eid, value, received, offset)
-    return reg
-
-
 #: (occurred_at, received_at, log_offset, rank, event_id): what orders writes.
-_Stamp: TypeAlias = tuple[datetime, datetime, int, int, str]
-
-
-def _pick(a: str | None, b: str) -> str:
-    """Provider and source never change within an aggregate; should they ever differ,
-    the greater string wins, which is as order-independent as a register and cheaper."""
-    return b if a is None or b > a else a
 
 
 def _min(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -183,8 +167,36 @@ def _message_refs(ev: Any) -> list[AggregateRef]:
             _tuple_new(AggregateRef, ("message", f"{chat_id}/{ev.message_id}"))]
 
 
+def _snapshot_refs(ev: Any) -> list[AggregateRef]:
+    """A snapshot's chat, and the agents it names (their rows take the name)."""
+    refs = [_tuple_new(AggregateRef, ("chat", ev.chat_id))]
+    agent = ev.agent
+    if ev.agents:
+        for agent_id in dict.fromkeys(a.id for a in described_agents(ev)):
+            refs.append(_tuple_new(AggregateRef, ("agent", agent_id)))
+    elif agent is not None and agent.name is not None:
+        refs.append(_tuple_new(AggregateRef, ("agent", agent.id)))
+    return refs
+
+
+def _posted_refs(ev: Any) -> list[AggregateRef]:
+    """A message's chat and message, and its author if an agent named with id and name."""
+    chat_id = ev.chat_id
+    refs = [_tuple_new(AggregateRef, ("chat", chat_id)),
+            _tuple_new(AggregateRef, ("message", f"{chat_id}/{ev.message_id}"))]
+    author = ev.author
+    if author.id is not None and author.name is not None and author.role == "agent":
+        refs.append(_tuple_new(AggregateRef, ("agent", author.id)))
+    return refs
+
+
 def _visitor_refs(ev: Any) -> list[AggregateRef]:
-    return [_tuple_new(AggregateRef, ("visitor", ev.visitor_id))]
+    alias = ev.alias
+    if alias is None or alias == ev.visitor_id:
+        return [_tuple_new(AggregateRef, ("visitor", ev.visitor_id))]
+    # Both sides of the link: the visitor learns its session, the session its visitor.
+    return [_tuple_new(AggregateRef, ("visitor", ev.visitor_id)),
+            _tuple_new(AggregateRef, ("visitor", alias))]
 
 
 def _agent_refs(ev: Any) -> list[AggregateRef]:
@@ -196,7 +208,10 @@ def _agent_refs(ev: Any) -> list[AggregateRef]:
 _AFFECTED: dict[type, Callable[[Any], list[AggregateRef]]] = {
     d.VisitorSeen: _visitor_refs,
     d.AgentStatusChanged: _agent_refs,
-    d.MessagePosted: _message_refs,
+    d.MessagePosted: _posted_refs,
+    # Chat data names agents in the snapshot (a ChatAccepted / ChatAssigned names the same
+    # agent as its webhook's snapshot: naming the agent row from both would double the work).
+    d.ChatUpdated: _snapshot_refs,
     d.MessageEdited: _message_refs,
     d.MessageDeleted: _message_refs,
 }
@@ -204,11 +219,13 @@ _AFFECTED: dict[type, Callable[[Any], list[AggregateRef]]] = {
 
 def affected(event: d.DomainEvent) -> list[AggregateRef]:
     """Every aggregate one domain event touches: chat events their chat (and message
-    events their message too), VisitorSeen its visitor, AgentStatusChanged its agent.
+    events their message too), VisitorSeen its visitor (and the session visitor it links,
+    ``alias``), AgentStatusChanged its agent, and any chat event that names an agent
+    (:func:`~projector.fold_people.described_agents`) that agent, for its name.
 
     Visitors learn about chats only from VisitorSeen (``normalise`` emits one beside every
-    chat webhook that names a visitor), agents only from AgentStatusChanged: the agent on
-    a chat is part of the chat's state, not an agent row.
+    chat webhook that names a visitor); agents learn their status only from
+    AgentStatusChanged: the agent on a chat is part of the chat's state, not an agent row.
     """
     refs = _AFFECTED.get(type(event), _chat_refs)
     return refs(event)
@@ -220,11 +237,11 @@ def affected(event: d.DomainEvent) -> list[AggregateRef]:
 # event (the fold's inner loop runs once per event and aggregate). A handler gets the
 # event's stamp and, for chats, the provider, source and last activity already merged by
 # _apply_chat (every chat event updates those three the same way).
-_ChatHandler: TypeAlias = Callable[[ChatFold, Any, _Stamp, str, str, datetime], ChatFold]
+_ChatHandler: TypeAlias = Callable[[ChatFold, Any, Stamp, str, str, datetime], ChatFold]
 _replace = msgspec.structs.replace
 
 
-def _named(names: dict[str, Reg[str]], agent: d.AgentRef | None, st: _Stamp) -> dict[str, Reg[str]]:
+def _named(names: dict[str, Reg[str]], agent: d.AgentRef | None, st: Stamp) -> dict[str, Reg[str]]:
     """``names`` with the agent's name, if this event gives one (a register per agent id)."""
     if agent is None or agent.name is None:
         return names
@@ -235,7 +252,15 @@ def _named(names: dict[str, Reg[str]], agent: d.AgentRef | None, st: _Stamp) -> 
     return {**names, agent.id: written}
 
 
-def _chat_started(s: ChatFold, ev: d.ChatStarted, st: _Stamp,
+def _all_named(names: dict[str, Reg[str]], agents: tuple[d.AgentRef, ...], st: Stamp
+               ) -> dict[str, Reg[str]]:
+    """``names`` with the name of each of ``agents`` that has one."""
+    for agent in agents:
+        names = _named(names, agent, st)
+    return names
+
+
+def _chat_started(s: ChatFold, ev: d.ChatStarted, st: Stamp,
                   provider: str, source: str, active: datetime) -> ChatFold:
     at = st[0]
     return _replace(
@@ -245,7 +270,7 @@ def _chat_started(s: ChatFold, ev: d.ChatStarted, st: _Stamp,
     )
 
 
-def _chat_updated(s: ChatFold, ev: d.ChatUpdated, st: _Stamp,
+def _chat_updated(s: ChatFold, ev: d.ChatUpdated, st: Stamp,
                   provider: str, source: str, active: datetime) -> ChatFold:
     # "Not said" (None) leaves a register alone; written out rather than via a helper
     # because a snapshot states a dozen optional fields, most of them None.
@@ -266,9 +291,16 @@ def _chat_updated(s: ChatFold, ev: d.ChatUpdated, st: _Stamp,
         else:
             opened = _write(opened, st, lifecycle)
     visitor_reg, visitor_name, visitor_anonymous = s.visitor, s.visitor_name, s.visitor_anonymous
+    visitor_session = s.visitor_session
     if visitor is not None:
-        # A description without an id never clears the id an earlier one gave.
-        if visitor.id is not None:
+        # A description without an id never clears the id an earlier one gave, and a
+        # provisional (session) id never replaces a real one: each has its register.
+        visitor_id = visitor.id
+        if visitor_id is None:
+            pass
+        elif is_session_visitor(visitor_id):
+            visitor_session = _write(visitor_session, st, visitor)
+        else:
             visitor_reg = _write(visitor_reg, st, visitor)
         if visitor.name is not None:
             visitor_name = _write(visitor_name, st, visitor.name)
@@ -281,11 +313,12 @@ def _chat_updated(s: ChatFold, ev: d.ChatUpdated, st: _Stamp,
                     else _write(s.department, st, department)),
         site=s.site if site is None else _write(s.site, st, site),
         visitor=visitor_reg, visitor_name=visitor_name, visitor_anonymous=visitor_anonymous,
+        visitor_session=visitor_session,
         location=s.location if location is None else _write(s.location, st, location),
         browser=s.browser if browser is None else _write(s.browser, st, browser),
         platform=s.platform if platform is None else _write(s.platform, st, platform),
         agent=s.agent if agent is None else _write(s.agent, st, agent),
-        agent_names=_named(s.agent_names, agent, st),
+        agent_names=_all_named(_named(s.agent_names, agent, st), ev.agents, st),
         initiated_at=_min(s.initiated_at, ev.initiated_at),
         last_message_at=_max(s.last_message_at, ev.last_message_at),
         provider_status=status_reg, opened=opened, idled=idled, closed=closed,
@@ -295,7 +328,7 @@ def _chat_updated(s: ChatFold, ev: d.ChatUpdated, st: _Stamp,
     )
 
 
-def _chat_accepted(s: ChatFold, ev: d.ChatAccepted, st: _Stamp,
+def _chat_accepted(s: ChatFold, ev: d.ChatAccepted, st: Stamp,
                    provider: str, source: str, active: datetime) -> ChatFold:
     agent = ev.agent
     return _replace(
@@ -307,7 +340,7 @@ def _chat_accepted(s: ChatFold, ev: d.ChatAccepted, st: _Stamp,
     )
 
 
-def _chat_assigned(s: ChatFold, ev: d.ChatAssigned, st: _Stamp,
+def _chat_assigned(s: ChatFold, ev: d.ChatAssigned, st: Stamp,
                    provider: str, source: str, active: datetime) -> ChatFold:
     agent = ev.agent
     return _replace(
@@ -317,7 +350,7 @@ def _chat_assigned(s: ChatFold, ev: d.ChatAssigned, st: _Stamp,
     )
 
 
-def _chat_idle(s: ChatFold, ev: d.ChatIdle, st: _Stamp,
+def _chat_idle(s: ChatFold, ev: d.ChatIdle, st: Stamp,
                provider: str, source: str, active: datetime) -> ChatFold:
     return _replace(
         s, provider=provider, source=source, active_at=active,
@@ -325,7 +358,7 @@ def _chat_idle(s: ChatFold, ev: d.ChatIdle, st: _Stamp,
     )
 
 
-def _chat_closed(s: ChatFold, ev: d.ChatClosed, st: _Stamp,
+def _chat_closed(s: ChatFold, ev: d.ChatClosed, st: Stamp,
                  provider: str, source: str, active: datetime) -> ChatFold:
     return _replace(
         s, provider=provider, source=source, active_at=active,
@@ -333,23 +366,23 @@ def _chat_closed(s: ChatFold, ev: d.ChatClosed, st: _Stamp,
     )
 
 
-def _chat_completed(s: ChatFold, ev: d.ChatCompleted, st: _Stamp,
+def _chat_completed(s: ChatFold, ev: d.ChatCompleted, st: Stamp,
                     provider: str, source: str, active: datetime) -> ChatFold:
     # A flag, not a close (Natterly: "completed after acceptance and messages").
     return _replace(s, provider=provider, source=source, active_at=active, completed=True)
 
 
-def _chat_ignored(s: ChatFold, ev: d.ChatIgnored, st: _Stamp,
+def _chat_ignored(s: ChatFold, ev: d.ChatIgnored, st: Stamp,
                   provider: str, source: str, active: datetime) -> ChatFold:
     return _replace(s, provider=provider, source=source, active_at=active, ignored=True)
 
 
-def _transcript_sent(s: ChatFold, ev: d.TranscriptSent, st: _Stamp,
+def _transcript_sent(s: ChatFold, ev: d.TranscriptSent, st: Stamp,
                      provider: str, source: str, active: datetime) -> ChatFold:
     return _replace(s, provider=provider, source=source, active_at=active, transcript_sent=True)
 
 
-def _chat_rated(s: ChatFold, ev: d.ChatRated, st: _Stamp,
+def _chat_rated(s: ChatFold, ev: d.ChatRated, st: Stamp,
                 provider: str, source: str, active: datetime) -> ChatFold:
     rating = ev.rating
     return _replace(
@@ -358,9 +391,10 @@ def _chat_rated(s: ChatFold, ev: d.ChatRated, st: _Stamp,
     )
 
 
-def _chat_message(s: ChatFold, ev: _MessageEvent, st: _Stamp,
+def _chat_message(s: ChatFold, ev: _MessageEvent, st: Stamp,
                   provider: str, source: str, active: datetime) -> ChatFold:
     messages, deleted, internal, last = s.messages, s.deleted, s.internal, s.last_message_at
+    names = s.agent_names
     key = message_key(ev.message_id)
     kind = type(ev)
     if kind is d.MessageDeleted:
@@ -373,9 +407,13 @@ def _chat_message(s: ChatFold, ev: _MessageEvent, st: _Stamp,
             internal = internal | {key}
         if kind is d.MessagePosted:
             last = _max(last, ev.posted_at)  # type: ignore[union-attr]
+            if ev.author.id is not None:  # type: ignore[union-attr]
+                # An agent's message with id and name names its author.
+                names = _all_named(names, described_agents(ev), st)
     return _replace(
         s, provider=provider, source=source, active_at=active,
         messages=messages, deleted=deleted, internal=internal, last_message_at=last,
+        agent_names=names,
     )
 
 
@@ -399,7 +437,7 @@ _CHAT: dict[type, _ChatHandler] = {
 _NOT_CHAT_EVENTS = (d.VisitorSeen, d.AgentStatusChanged)
 
 
-def _apply_chat(s: ChatFold, ev: Any, st: _Stamp) -> ChatFold:
+def _apply_chat(s: ChatFold, ev: Any, st: Stamp) -> ChatFold:
     handler = _CHAT.get(type(ev))
     if handler is None:
         if type(ev) in _NOT_CHAT_EVENTS:
@@ -416,7 +454,7 @@ def _apply_chat(s: ChatFold, ev: Any, st: _Stamp) -> ChatFold:
     return handler(s, ev, st, provider, source, active)
 
 
-def _apply_message(state: MessageFold, ev: Any, st: _Stamp) -> MessageFold:
+def _apply_message(state: MessageFold, ev: Any, st: Stamp) -> MessageFold:
     kind = type(ev)
     if kind not in _MESSAGE_EVENTS:
         return state
@@ -451,63 +489,6 @@ def _apply_message(state: MessageFold, ev: Any, st: _Stamp) -> MessageFold:
 _MESSAGE_EVENTS = frozenset((d.MessagePosted, d.MessageEdited, d.MessageDeleted))
 
 
-def _page_key(page: d.PageView) -> tuple[datetime, str, str]:
-    return (page.at, page.url, page.title or "")
-
-
-def _with_page(pages: tuple[d.PageView, ...], page: d.PageView) -> tuple[d.PageView, ...]:
-    """The newest :data:`MAX_PAGES` of ``pages`` and ``page``, oldest first."""
-    if page in pages:
-        return pages
-    return merge_pages(pages, (page,))
-
-
-def merge_pages(a: tuple[d.PageView, ...], b: tuple[d.PageView, ...]) -> tuple[d.PageView, ...]:
-    """The newest :data:`MAX_PAGES` of two page histories, oldest first (a union cut to its
-    top: commutative, associative, idempotent, so also the merge of concurrent writers)."""
-    if not b or set(b) <= set(a):
-        return a
-    return tuple(sorted(set(a) | set(b), key=_page_key)[-MAX_PAGES:])
-
-
-def _apply_visitor(state: VisitorFold, ev: Any, st: _Stamp) -> VisitorFold:
-    if type(ev) is not d.VisitorSeen:
-        return state
-    chats = state.chats
-    chat_id = ev.chat_id
-    if chat_id is not None and chat_id not in chats:
-        chats = chats | {chat_id}
-    name, email, anonymous, page = ev.name, ev.email, ev.anonymous, ev.page
-    first, last = state.first_seen, state.last_seen
-    at = st[0]
-    return _replace(
-        state,
-        provider=_pick(state.provider, ev.provider),
-        source=_pick(state.source, ev.source),
-        name=state.name if name is None else _write(state.name, st, name),
-        email=state.email if email is None else _write(state.email, st, email),
-        anonymous=(state.anonymous if anonymous is None
-                   else _write(state.anonymous, st, anonymous)),
-        first_seen=at if first is None or first > at else first,  # min
-        last_seen=at if last is None or last < at else last,  # max
-        chats=chats,
-        pages=state.pages if page is None else _with_page(state.pages, page),
-    )
-
-
-def _apply_agent(state: AgentFold, ev: Any, st: _Stamp) -> AgentFold:
-    if type(ev) is not d.AgentStatusChanged:
-        return state
-    name = ev.name
-    return _replace(
-        state,
-        provider=_pick(state.provider, ev.provider),
-        source=_pick(state.source, ev.source),
-        name=state.name if name is None else _write(state.name, st, name),
-        status=_write(state.status, st, ev.status),
-    )
-
-
 def _empty(ref: AggregateRef) -> FoldState:
     kind, id_ = ref  # unpacked once rather than up to four property reads
     if kind == "chat":
@@ -520,11 +501,11 @@ def _empty(ref: AggregateRef) -> FoldState:
     return AgentFold(id=id_)
 
 
-_APPLY: dict[str, Callable[[Any, Any, _Stamp], FoldState]] = {
+_APPLY: dict[str, Callable[[Any, Any, Stamp], FoldState]] = {
     "chat": _apply_chat,
     "message": _apply_message,
-    "visitor": _apply_visitor,
-    "agent": _apply_agent,
+    "visitor": apply_visitor,
+    "agent": apply_agent,
 }
 
 

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from projector.fold import merge_pages
+from projector.fold_people import merge_pages
 from projector.states import AgentFold, FoldState, Reg, VisitorFold
 
 __all__ = ["FIELDS", "MERGED_KINDS", "join"]
@@ -102,6 +102,8 @@ FIELDS: dict[type[FoldState], dict[str, _Merge]] = {
         "last_seen": _latest,
         "chats": _union,
         "pages": merge_pages,
+        "sessions": _union,
+        "identified_as": _register,
     },
     AgentFold: {
         "id": _same,

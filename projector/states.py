@@ -25,6 +25,7 @@ __all__ = [
     "FoldState",
     "MessageFold",
     "Reg",
+    "Stamp",
     "VisitorFold",
     "chat_status",
     "decode_state",
@@ -82,6 +83,11 @@ class Reg(msgspec.Struct, Generic[T], frozen=True, array_like=True, omit_default
     log_offset: int = -1
 
 
+#: What orders two writes of one register: (occurred_at, received_at, log_offset, rank,
+#: event_id), compared as a tuple; the greater stamp wins (see projector.fold).
+Stamp: TypeAlias = tuple[datetime, datetime, int, int, str]
+
+
 class ChatFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="chat", gc=False):
     """Everything the fold knows about one chat, with the versions that make merges commute."""
 
@@ -99,7 +105,7 @@ class ChatFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, ta
     department: Reg[d.DepartmentRef] | None = None
     #: ``value=None`` only after an explicit unassignment.
     agent: Reg[d.AgentRef | None] | None = None
-    #: The last description naming a visitor id (an id is never cleared by omission).
+    #: The last description naming a real visitor id (an id is never cleared by omission).
     visitor: Reg[d.VisitorRef] | None = None
     site: Reg[d.SiteRef] | None = None
     location: Reg[d.Location] | None = None
@@ -133,6 +139,10 @@ class ChatFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, ta
     visitor_anonymous: Reg[bool] | None = None
     #: The last name each agent of this chat was given (an id alone names nobody).
     agent_names: dict[str, Reg[str]] = {}
+    #: The last description naming only a provisional, session-derived visitor id
+    #: (``session:…``): the chat's visitor until any description gives a real id, which
+    #: then wins whatever the order (a session id never replaces a real one).
+    visitor_session: Reg[d.VisitorRef] | None = None
 
 
 class MessageFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="message", gc=False):
@@ -167,6 +177,11 @@ class VisitorFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True,
     #: Pages registered, oldest first: the newest :data:`MAX_PAGES` of all ever seen, by
     #: (time, url, title) — a union cut to its top, so as order-independent as a set.
     pages: tuple[d.PageView, ...] = ()
+    #: Provisional (session) ids this visitor was known by before it was identified
+    #: (grow-only); the query API shows their pages and chats as this visitor's.
+    sessions: frozenset[str] = frozenset()
+    #: On a provisional (session) visitor: the real visitor it turned out to be (LWW).
+    identified_as: Reg[str] | None = None
 
 
 #: How many of a visitor's registered pages are kept.
@@ -186,7 +201,7 @@ class AgentFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, t
 FoldState: TypeAlias = ChatFold | MessageFold | VisitorFold | AgentFold
 
 
-def _key(reg: Reg[T]) -> tuple[datetime, datetime, int, int, str]:
+def _key(reg: Reg[T]) -> Stamp:
     return (reg.at, reg.received_at, reg.log_offset, reg.rank, reg.event_id)
 
 

@@ -8,7 +8,7 @@ the few columns the listings filter and sort on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
@@ -16,18 +16,20 @@ import msgspec
 
 from contracts.domain import AgentRef, VisitorRef
 from contracts.state import AgentState, ChatState, MessageState, VisitorState
+from projector.fold_people import merge_pages
 from projector.states import (
     AgentFold,
     AggregateRef,
     ChatFold,
     FoldState,
     MessageFold,
+    Reg,
     VisitorFold,
     chat_status,
     encode_state,
 )
 
-__all__ = ["Row", "View", "row_for", "to_view"]
+__all__ = ["Row", "View", "merged_visitor", "named_authors", "row_for", "to_view"]
 
 View: TypeAlias = ChatState | MessageState | VisitorState | AgentState
 
@@ -103,7 +105,13 @@ def _chat_view(s: ChatFold) -> ChatState:
         platform=None if s.platform is None else s.platform.value,
         provider_status=None if s.provider_status is None else s.provider_status.value,
         type=s.chat_type,
+        agents=_agents(s.agent_names) if s.agent_names else (),
     )
+
+
+def _agents(names: dict[str, Reg[str]]) -> tuple[AgentRef, ...]:
+    """Every agent the chat's webhooks named, by id, with the last name each was given."""
+    return tuple(AgentRef(id=agent_id, name=reg.value) for agent_id, reg in sorted(names.items()))
 
 
 def _agent(s: ChatFold) -> AgentRef | None:
@@ -115,9 +123,9 @@ def _agent(s: ChatFold) -> AgentRef | None:
 
 
 def _visitor(s: ChatFold) -> VisitorRef | None:
-    """The chat's visitor: the last id given, with the latest name and anonymity given by
-    any description (with or without an id)."""
-    ref, name, anonymous = s.visitor, s.visitor_name, s.visitor_anonymous
+    """The chat's visitor: the last real id given (else the last session id), with the
+    latest name and anonymity given by any description (with or without an id)."""
+    ref, name, anonymous = s.visitor or s.visitor_session, s.visitor_name, s.visitor_anonymous
     if name is None and anonymous is None:
         return None if ref is None else ref.value
     base = VisitorRef() if ref is None else ref.value
@@ -156,7 +164,60 @@ def _visitor_view(s: VisitorFold) -> VisitorState:
         last_seen=s.last_seen,
         chats=tuple(sorted(s.chats)),
         pages=s.pages,
+        sessions=tuple(sorted(s.sessions)),
+        identified_as=None if s.identified_as is None else s.identified_as.value,
     )
+
+
+def named_authors(messages: list[MessageState], agents: Iterable[AgentRef]) -> list[MessageState]:
+    """``messages`` with each author the webhook named only by id given the name the chat
+    knows for that id (``ChatState.agents``): authors are never nameless when an id is
+    known. Read-time, because the name may arrive after the message."""
+    names = {agent.id: agent.name for agent in agents if agent.name is not None}
+    out = []
+    for message in messages:
+        author = message.author
+        if author is not None and author.name is None and author.id in names:
+            author = msgspec.structs.replace(author, name=names[author.id])
+            message = msgspec.structs.replace(message, author=author)
+        out.append(message)
+    return out
+
+
+def merged_visitor(visitor: VisitorState, sessions: Iterable[VisitorState]) -> VisitorState:
+    """``visitor`` as one with the provisional (session) visitors it was known by: their
+    chats and pages are its too, first / last seen span them all, and what the identified
+    visitor does not say of itself (name, email, anonymity) the latest session does.
+
+    Read-time, because the two live in different partitions (docs/projector.md)."""
+    chats, pages = set(visitor.chats), visitor.pages
+    first, last = visitor.first_seen, visitor.last_seen
+    name, email, anonymous = visitor.name, visitor.email, visitor.anonymous
+    ordered = sorted(sessions, key=_seen_last)
+    for session in ordered:
+        chats.update(session.chats)
+        pages = merge_pages(pages, session.pages)
+        first = _earliest(first, session.first_seen)
+        last = _latest(last, session.last_seen)
+    for session in reversed(ordered):
+        name = session.name if name is None else name
+        email = session.email if email is None else email
+        anonymous = session.anonymous if anonymous is None else anonymous
+    return msgspec.structs.replace(
+        visitor, chats=tuple(sorted(chats)), pages=pages, first_seen=first, last_seen=last,
+        name=name, email=email, anonymous=anonymous)
+
+
+def _seen_last(visitor: VisitorState) -> tuple[datetime, str]:
+    return (visitor.last_seen or _EPOCH, visitor.id)
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 def _agent_view(s: AgentFold) -> AgentState:

@@ -27,16 +27,19 @@ __all__ = ["CrmState"]
 # keep their visitor until a state names one.
 _CHAT_STATE = (
     "INSERT INTO chats(chat_id, source, subject, visitor_id, agent, rating, completed, status, "
-    "closed_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(chat_id) DO UPDATE SET "
+    "closed_at, agents, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT(chat_id) DO UPDATE SET "
     "source = excluded.source, subject = excluded.subject, "
     "visitor_id = coalesce(excluded.visitor_id, chats.visitor_id), agent = excluded.agent, "
     "rating = excluded.rating, completed = excluded.completed, status = excluded.status, "
-    "closed_at = excluded.closed_at, version = excluded.version "
+    "closed_at = excluded.closed_at, agents = excluded.agents, version = excluded.version "
     "WHERE chats.version IS NULL OR excluded.version >= chats.version")
 _MESSAGE_STATE = (
-    "INSERT INTO messages(chat_id, message_id, posted_at, author, text, text_at, deleted, "
-    "version) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(chat_id, message_id) DO UPDATE SET "
-    "posted_at = excluded.posted_at, author = excluded.author, text = excluded.text, "
+    "INSERT INTO messages(chat_id, message_id, posted_at, author, author_id, author_named, text, "
+    "text_at, deleted, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT(chat_id, message_id) DO UPDATE SET "
+    "posted_at = excluded.posted_at, author = excluded.author, author_id = excluded.author_id, "
+    "author_named = excluded.author_named, text = excluded.text, "
     "text_at = excluded.text_at, deleted = excluded.deleted, version = excluded.version "
     "WHERE messages.version IS NULL OR excluded.version >= messages.version")
 
@@ -53,8 +56,11 @@ CREATE TABLE IF NOT EXISTS messages (chat_id TEXT NOT NULL, message_id TEXT NOT 
 """
 CHAT_FIELDS = ("source", "subject", "visitor_id", "agent", "rating")
 # Files from before state topics: the columns the projector's states need.
-_ADDED = {"chats": ("status TEXT", "closed_at TEXT", "version INTEGER", "sent_key TEXT"),
-          "messages": ("version INTEGER",)}
+# ``agents`` (the chat's {agent id: name}) and a message's ``author_id`` / ``author_named``
+# name, in the transcript, an author the message's own webhook gave only by id.
+_ADDED = {"chats": ("status TEXT", "closed_at TEXT", "version INTEGER", "sent_key TEXT",
+                    "agents TEXT"),
+          "messages": ("version INTEGER", "author_id TEXT", "author_named INTEGER")}
 
 
 class CrmState:
@@ -125,17 +131,20 @@ class CrmState:
         rating = orjson.dumps(chat.rating).decode() if chat.rating is not None else None
         visitor = chat.visitor.id if chat.visitor else None
         closed = chat.closed_at.isoformat() if chat.closed_at else None
+        names = orjson.dumps({a.id: a.name for a in chat.agents if a.name}).decode()
         await self._run(self._x, _CHAT_STATE, (chat.id, chat.source, chat.subject, visitor,
                                                agent, rating, int(chat.completed), chat.status,
-                                               closed, version))
+                                               closed, names, version))
 
     async def message_state(self, message: MessageState, version: int, text: str | None) -> None:
         """The projector's state of a message; ``text`` is what a transcript may show."""
-        author = message.author.name or message.author.role if message.author else None
+        who = message.author
+        author = who.name or who.role if who else None
+        author_id, named = (who.id, int(who.name is not None)) if who else (None, 1)
         posted = iso_utc(message.posted_at)
         await self._run(self._x, _MESSAGE_STATE, (message.chat_id, message.id, posted, author,
-                                                  text, posted or "", int(message.deleted),
-                                                  version))
+                                                  author_id, named, text, posted or "",
+                                                  int(message.deleted), version))
 
     async def closed_chat(self, chat_id: str) -> tuple[int, str | None, str | None] | None:
         """For a closed chat: its state's version, closing time and the idempotency key of
@@ -157,14 +166,22 @@ class CrmState:
         an agent-only note unless ``internal_notes`` is configured, see the consumer)."""
         def read() -> dict[str, Any]:
             rows = self._x("SELECT c.source, c.subject, c.visitor_id, c.agent, c.rating, "
-                           "c.completed, v.email, v.name FROM chats c LEFT JOIN visitors v "
-                           "ON v.visitor_id = c.visitor_id WHERE c.chat_id = ?", (chat_id,))
+                           "c.completed, v.email, v.name, c.agents FROM chats c LEFT JOIN "
+                           "visitors v ON v.visitor_id = c.visitor_id WHERE c.chat_id = ?",
+                           (chat_id,))
+            row = rows[0] if rows else (None,) * 9
             summary: dict[str, Any] = dict(zip(
                 ("source", "subject", "visitor_id", "agent", "rating", "completed", "email",
-                 "visitor_name"), rows[0] if rows else (None,) * 8, strict=True))
-            summary["messages"] = self._x(
-                "SELECT posted_at, author, text FROM messages WHERE chat_id = ? AND deleted = 0 "
-                "AND text IS NOT NULL ORDER BY posted_at, message_id", (chat_id,))
+                 "visitor_name"), row[:8], strict=True))
+            # An author its webhook gave only by id takes the name the chat knows now (the
+            # name may come later than the message: read-time, as the query API does).
+            names: dict[str, str] = orjson.loads(row[8]) if row[8] else {}
+            summary["messages"] = [
+                (posted, names.get(author_id, author) if not named else author, text)
+                for posted, author, author_id, named, text in self._x(
+                    "SELECT posted_at, author, author_id, coalesce(author_named, 1), text "
+                    "FROM messages WHERE chat_id = ? AND deleted = 0 AND text IS NOT NULL "
+                    "ORDER BY posted_at, message_id", (chat_id,))]
             return summary
 
         return await self._run(read)

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -22,6 +23,7 @@ from projector.role import ProjectorRole, ProjectorRoleOptions
 from projector.runner import ProjectorRunnerOptions
 from tests.projector.test_runner_kit import (
     T0,
+    TOKEN,
     applied,
     conversation,
     delete_dlq,
@@ -98,6 +100,60 @@ async def test_get_chat_visitor_and_404s(api: tuple[TestClient[Any, Any], Projec
     for path in ("/api/chats/nope", "/api/visitors/nope", "/api/chats/nope/messages"):
         body = await _json(client, path, 404)
         assert body["error"] == "not_found" and "nope" in body["detail"]
+
+
+async def test_a_visitor_identified_mid_chat_is_one_visitor(
+        api: tuple[TestClient[Any, Any], ProjectorRole], kafka_settings: KafkaSettings,
+        topics: Topics) -> None:
+    """Known first by a session only (``session:s-9``), then by uuid beside that session:
+    the uuid visitor shows the session's pages and chat; the session says whom it became."""
+    client, role = api
+    at = int(T0.timestamp())
+    registration = {"event": "SessionRegistration", "timestamp": at, "auth_token": TOKEN,
+                    "payload": {"session": {"uuid": "s-9", "page_url": "https://shop.example/",
+                                            "page_title": "Home"}}}
+    chat = {"uuid": "chat-s9", "status": "Initiated", "closed_at": 0, "session_id": "s-9"}
+    started = {"event": "ChatInitiated", "timestamp": at + 5, "auth_token": TOKEN,
+               "payload": {"chat": chat}}
+    accepted = {"event": "ChatAccepted", "timestamp": at + 9, "auth_token": TOKEN,
+                "payload": {"chat": {**chat, "status": "Accepted",
+                                     "visitor": {"uuid": "v-9", "name": "Ann"}}}}
+    positions = await produce(kafka_settings, topics, [
+        envelope("natterly", "acme", orjson.dumps(body))
+        for body in (registration, started, accepted)])
+    await eventually(lambda: applied(role.store, positions), "identification applied")
+    assert (await _json(client, "/api/chats/chat-s9"))["visitor"]["id"] == "v-9"
+    visitor = await _json(client, "/api/visitors/v-9")
+    assert (visitor["chats"], visitor["sessions"]) == (["chat-s9"], ["session:s-9"])
+    assert [p["url"] for p in visitor["pages"]] == ["https://shop.example/"]
+    session = await _json(client, "/api/visitors/session:s-9")
+    assert session["identified_as"] == "v-9"
+
+
+async def test_an_author_named_by_id_only_is_named_by_the_chat(
+        api: tuple[TestClient[Any, Any], ProjectorRole], kafka_settings: KafkaSettings,
+        topics: Topics) -> None:
+    """A ChatShipper message names its author by user id; a later conversation update lists
+    that user populated: the messages API and the agent list both give the name."""
+    client, role = api
+    message = {"id": "m-id-only", "conversation": "conv-names", "type": "chat", "role": "agent",
+               "user": "u-named", "text": "Hello", "createdAt": "2026-03-01T09:01:00Z"}
+    update = {"id": "w-names-2", "event": "conversation.update", "timestamp": "2026-03-01T09:02:00Z",
+              "data": {"conversation": {
+                  "id": "conv-names", "type": "contact", "status": "active",
+                  "updatedAt": "2026-03-01T09:02:00Z",
+                  "participants": [{"user": {"id": "u-named", "name": "Ann Agent"},
+                                    "role": "agent", "accepted": True, "active": True}]}}}
+    created = {"id": "w-names-1", "event": "message.create.agent.chat",
+               "timestamp": "2026-03-01T09:01:00Z",
+               "data": {"conversation": {"id": "conv-names"}, "message": message}}
+    positions = await produce(kafka_settings, topics, [
+        envelope("chatshipper", "shop", orjson.dumps(body)) for body in (created, update)])
+    await eventually(lambda: applied(role.store, positions), "names applied")
+    [item] = (await _json(client, "/api/chats/conv-names/messages"))["items"]
+    assert item["author"] == {"role": "agent", "name": "Ann Agent", "id": "u-named"}
+    agents = {a["id"]: a for a in (await _json(client, "/api/agents"))["items"]}
+    assert agents["u-named"]["name"] == "Ann Agent"
 
 
 async def test_list_chats_filters(api: tuple[TestClient[Any, Any], ProjectorRole],

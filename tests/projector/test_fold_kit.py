@@ -85,6 +85,7 @@ def viewed(states: dict[AggregateRef, FoldState]) -> dict[AggregateRef, bytes]:
 # ----------------------------------------------------------------------------- strategies
 
 VISITORS = ("v1", "v2", "v3")
+SESSIONS = ("session:s1", "session:s2")
 AGENTS = ("a1", "a2", "a3")
 MESSAGES = ("m1", "m2", "m3", "m4")
 NATTERLY_KINDS = (
@@ -118,6 +119,8 @@ def natterly_conversation(draw: st.DrawFn, chat_id: str) -> list[d.DomainEvent]:
     """The domain events of one Natterly chat's webhooks (whole-second times, many ties)."""
     events: list[d.DomainEvent] = []
     visitor = draw(st.sampled_from(VISITORS))
+    # Known by a session only until a webhook names the visitor's uuid beside it.
+    session = draw(st.sampled_from((None, *SESSIONS)))
     seconds = draw(st.integers(0, 50))
     for n in range(draw(st.integers(1, 10))):
         seconds += draw(st.sampled_from((0, 0, 0, 1, 1, 2, 30)))
@@ -127,6 +130,9 @@ def natterly_conversation(draw: st.DrawFn, chat_id: str) -> list[d.DomainEvent]:
         c = common(seconds, base)
         agent = draw(st.sampled_from(AGENTS))
         agent_ref = d.AgentRef(id=agent, name=draw(st.sampled_from((None, f"Agent {agent}", "Renamed"))))
+        identified = session is None or draw(st.booleans())
+        named = visitor if identified else session
+        assert named is not None
         match kind:
             case "ChatInitiated":
                 events.append(d.ChatStarted(**c, chat_id=chat_id, initiated_at=at(seconds)))
@@ -157,7 +163,7 @@ def natterly_conversation(draw: st.DrawFn, chat_id: str) -> list[d.DomainEvent]:
                 subject=draw(st.sampled_from((None, "Help", "Refund"))),
                 department=draw(st.sampled_from((None, d.DepartmentRef(id="dep-1", name="Sales")))),
                 site=d.SiteRef(id="site-1", name="Shop"),
-                visitor=d.VisitorRef(id=visitor, name=draw(st.sampled_from((None, "Ann"))), anonymous=False),
+                visitor=d.VisitorRef(id=named, name=draw(st.sampled_from((None, "Ann"))), anonymous=False),
                 location=draw(
                     st.sampled_from((None, d.Location(country="United Kingdom", country_code="GB")))
                 ),
@@ -187,9 +193,10 @@ def natterly_conversation(draw: st.DrawFn, chat_id: str) -> list[d.DomainEvent]:
         events.append(
             d.VisitorSeen(
                 **common(seconds, base + "#visitor"),
-                visitor_id=visitor,
+                visitor_id=named,
                 name=draw(st.sampled_from((None, "Ann", "Anonymous Chicken"))),
                 chat_id=chat_id,
+                alias=session if identified else None,
             )
         )
         receipt(draw, events, start)
@@ -239,7 +246,12 @@ def chatshipper_conversation(draw: st.DrawFn, chat_id: str) -> list[d.DomainEven
                     chat_id=chat_id,
                     message_id=message_id,
                     text=f"hello {message_id}",
-                    author=d.Author(role="visitor", name="Jenny"),
+                    author=draw(st.sampled_from((
+                        d.Author(role="visitor", name="Jenny"),
+                        # An agent named by id only, or populated with a name.
+                        d.Author(role="agent", id=draw(st.sampled_from(AGENTS))),
+                        d.Author(role="agent", id=draw(st.sampled_from(AGENTS)), name="Populated"),
+                    ))),
                     posted_at=when,
                     message_type="chat",
                     internal=draw(st.booleans()),
@@ -260,6 +272,9 @@ def chatshipper_conversation(draw: st.DrawFn, chat_id: str) -> list[d.DomainEven
                 initiated_at=at(millis / 1000),
                 provider_status=status,
                 chat_type=draw(st.sampled_from(("contact", "bot"))),
+                # Participants whose user the API populated, named.
+                agents=tuple(d.AgentRef(id=a, name=f"Participant {a}")
+                             for a in draw(st.lists(st.sampled_from(AGENTS), max_size=2, unique=True))),
             )
         )
         if status == "queued" and kind != "conversation.create":

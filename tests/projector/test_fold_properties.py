@@ -81,6 +81,30 @@ def _ordered(events: Sequence[E]) -> list[E]:
         RANK[type(e)], e.event_id))  # type: ignore[index]
 
 
+def _named(e: d.DomainEvent) -> list[d.AgentRef]:
+    """The agents an event names (with a name), in the order it gives them."""
+    match e:
+        case d.ChatAccepted(agent=d.AgentRef(name=str())) | d.ChatAssigned(agent=d.AgentRef(name=str())):
+            assert e.agent is not None
+            return [e.agent]
+        case d.ChatUpdated():
+            given = [e.agent] if e.agent is not None else []
+            return [a for a in given + list(e.agents) if a.name is not None]
+        case d.MessagePosted(author=d.Author(role="agent", id=str(), name=str())):
+            assert e.author.id is not None
+            return [d.AgentRef(id=e.author.id, name=e.author.name)]
+    return []
+
+
+def _first_names(e: d.DomainEvent) -> dict[str, str]:
+    """Per agent id, the first name the event gives it (one event is one write)."""
+    names: dict[str, str] = {}
+    for agent in _named(e):
+        assert agent.name is not None
+        names.setdefault(agent.id, agent.name)
+    return names
+
+
 def _oracle_chat(chat_id: str, events: list[d.DomainEvent]) -> dict[str, object]:
     status: str | None = None
     agent: d.AgentRef | None = None
@@ -93,7 +117,10 @@ def _oracle_chat(chat_id: str, events: list[d.DomainEvent]) -> dict[str, object]
     said_closed_at: datetime | None = None
     flags = {"ignored": False, "completed": False, "transcript_sent": False}
     subject = None
+    visitor: str | None = None
+    session: str | None = None
     for e in _ordered(events):
+        names.update(_first_names(e))
         match e:
             case d.ChatStarted():
                 status = "waiting"
@@ -101,12 +128,8 @@ def _oracle_chat(chat_id: str, events: list[d.DomainEvent]) -> dict[str, object]
                 status = "active"
                 accepted.append(e.occurred_at)
                 agent = e.agent or agent
-                if e.agent and e.agent.name:
-                    names[e.agent.id] = e.agent.name
             case d.ChatAssigned():
                 agent = e.agent
-                if e.agent and e.agent.name:
-                    names[e.agent.id] = e.agent.name
             case d.ChatIdle():
                 status = "idle" if status != "closed" else status
             case d.ChatIgnored():
@@ -119,9 +142,12 @@ def _oracle_chat(chat_id: str, events: list[d.DomainEvent]) -> dict[str, object]
                 flags["transcript_sent"] = True
             case d.ChatUpdated():
                 subject = e.subject or subject
+                if e.visitor is not None and e.visitor.id is not None:
+                    if e.visitor.id.startswith("session:"):
+                        session = e.visitor.id
+                    else:
+                        visitor = e.visitor.id
                 agent = e.agent or agent
-                if e.agent and e.agent.name:
-                    names[e.agent.id] = e.agent.name
                 said_closed_at = e.closed_at or said_closed_at
                 word = PROVIDER_STATUS.get((e.provider_status or "").casefold())
                 if word == "closed":
@@ -146,6 +172,9 @@ def _oracle_chat(chat_id: str, events: list[d.DomainEvent]) -> dict[str, object]
         "message_count": len(known - deleted - internal),
         "internal_count": len((known - deleted) & internal),
         "subject": subject,
+        # A real id, once given, is the chat's visitor: a session id never replaces it.
+        "visitor_id": visitor or session,
+        "agents": tuple(d.AgentRef(id=i, name=n) for i, n in sorted(names.items())),
         **flags,
     }
 
@@ -162,20 +191,28 @@ def _oracle_message(events: list[d.DomainEvent]) -> dict[str, object]:
     return {"text": text, "deleted": deleted}
 
 
-def _oracle_agent(events: list[d.DomainEvent]) -> dict[str, object]:
-    last = _ordered(events)[-1]
-    assert isinstance(last, d.AgentStatusChanged)
-    names = [e.name for e in _ordered(events) if isinstance(e, d.AgentStatusChanged) and e.name]
-    return {"status": last.status, "since": last.occurred_at, "name": names[-1] if names else None}
+def _oracle_agent(agent_id: str, events: list[d.DomainEvent]) -> dict[str, object]:
+    statuses = [e for e in _ordered(events) if isinstance(e, d.AgentStatusChanged)]
+    name: str | None = None
+    for e in _ordered(events):  # any webhook that names the agent: the latest wins
+        given = e.name if isinstance(e, d.AgentStatusChanged) else _first_names(e).get(agent_id)
+        name = given or name
+    last = statuses[-1] if statuses else None
+    return {"status": last and last.status, "since": last and last.occurred_at, "name": name}
 
 
-def _oracle_visitor(events: list[d.DomainEvent]) -> dict[str, object]:
-    seen = [e for e in events if isinstance(e, d.VisitorSeen)]
+def _oracle_visitor(visitor_id: str, events: list[d.DomainEvent]) -> dict[str, object]:
+    seen = [e for e in events if isinstance(e, d.VisitorSeen) and e.visitor_id == visitor_id]
+    # Events that name this (session) visitor as the alias of another: it became that one.
+    became = [e.visitor_id for e in _ordered(events)
+              if isinstance(e, d.VisitorSeen) and e.alias == visitor_id]
     return {
-        "first_seen": min(e.occurred_at for e in seen),
-        "last_seen": max(e.occurred_at for e in seen),
+        "first_seen": min((e.occurred_at for e in seen), default=None),
+        "last_seen": max((e.occurred_at for e in seen), default=None),
         "chats": tuple(sorted({e.chat_id for e in seen if e.chat_id})),
         "email": next((e.email for e in reversed(_ordered(seen)) if e.email), None),
+        "sessions": tuple(sorted({e.alias for e in seen if e.alias})),
+        "identified_as": became[-1] if became else None,
     }
 
 
@@ -193,11 +230,14 @@ def test_fold_agrees_with_replay_in_resolution_order(data: st.DataObject) -> Non
         match view:
             case ChatState():
                 expected = _oracle_chat(ref.id, mine)
-                assert {key: getattr(view, key) for key in expected} == expected
+                got = {key: getattr(view, key) for key in expected if key != "visitor_id"}
+                got["visitor_id"] = None if view.visitor is None else view.visitor.id
+                assert got == expected
             case MessageState():
                 assert {"text": view.text, "deleted": view.deleted} == _oracle_message(mine)
             case AgentState():
-                assert {"status": view.status, "since": view.since, "name": view.name} == _oracle_agent(mine)
+                got = {"status": view.status, "since": view.since, "name": view.name}
+                assert got == _oracle_agent(ref.id, mine)
             case VisitorState():
-                expected = _oracle_visitor(mine)
+                expected = _oracle_visitor(ref.id, mine)
                 assert {key: getattr(view, key) for key in expected} == expected

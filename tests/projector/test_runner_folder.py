@@ -62,7 +62,8 @@ async def test_rows_offsets_and_cache(store: Store) -> None:
     assert result.offsets == {("t.events.chat", 0): 4, ("t.events.chat", 2): 42}
     assert result.dead == []
     kinds = sorted((r.kind, r.id) for r in result.rows)
-    assert kinds == [("chat", "c1"), ("chat", "s1"), ("message", "c1/c1-m0"),
+    # The chat webhooks name agent ag-1, which names its agent row too.
+    assert kinds == [("agent", "ag-1"), ("chat", "c1"), ("chat", "s1"), ("message", "c1/c1-m0"),
                      ("message", "c1/c1-m1"), ("message", "s1/s1-m0"), ("visitor", "vis-c1")]
     await store.commit("p", result.rows, result.offsets)
     folder.remember(result.states, result.covers)
@@ -128,7 +129,9 @@ async def test_a_fresh_copy_reads_back_only_what_it_wrote_and_was_evicted(store:
         return await load(projection, refs)
 
     store.load = counting_load  # type: ignore[method-assign]
-    await folder.fold("p", records(conversation("c2", n_messages=1), first_offset=10))
+    # (Another agent: c1's agent row was written, so ag-1 would rightly be read back.)
+    await folder.fold("p", records(conversation("c2", n_messages=1, agent="ag-2"),
+                                   first_offset=10))
     assert calls == []
 
 

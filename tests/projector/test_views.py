@@ -61,7 +61,9 @@ def test_chat_view_has_exactly_the_design_fields_in_utc_iso() -> None:
         "provider_status",
         "type",
         "internal_count",
+        "agents",
     ]
+    assert view["agents"] == [{"id": "a1", "name": "Ann"}]
     assert view["accepted_at"] == "2026-03-01T09:00:10Z"
     assert view["agent"] == {"id": "a1", "name": "Ann"}
     assert view["location"] == {"country": "United Kingdom", "country_code": "GB", "city": "Leeds"}
@@ -86,7 +88,7 @@ def test_chat_row_columns() -> None:
 
 def test_chats_sort_most_recent_activity_first_as_plain_text() -> None:
     states = fold(chat_events("old", 10) + chat_events("new", 2_000_000_000) + chat_events("mid", 500))
-    rows = [row_for(ref, state) for ref, state in states.items()]
+    rows = [row_for(ref, state) for ref, state in states.items() if ref.kind == "chat"]
     listed = sorted(rows, key=lambda row: (row.sort_key, row.id))
     assert [row.id for row in listed] == ["new", "mid", "old"]
     assert len({len(row.sort_key) for row in rows}) == 1  # fixed width: text order = number order
@@ -138,7 +140,7 @@ def test_messages_sort_by_posted_time_and_know_their_chat() -> None:
         "id": "mid",
         "chat_id": "c1",
         "text": "mid",
-        "author": {"role": "agent", "name": "Ann"},
+        "author": {"role": "agent", "name": "Ann", "id": None},
         "posted_at": "2026-03-01T09:00:05Z",
         "edited_at": None,
         "deleted": False,
@@ -186,6 +188,8 @@ def test_visitor_and_agent_views() -> None:
         "last_seen": "2026-03-01T09:00:03Z",
         "chats": ["c1", "c2"],
         "pages": [],
+        "sessions": [],
+        "identified_as": None,
     }
     agent = row_for(AggregateRef("agent", "a1"), states[AggregateRef("agent", "a1")])
     assert msgspec.json.decode(agent.view) == {

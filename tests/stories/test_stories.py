@@ -51,12 +51,7 @@ DEADLINE_S = 20.0
 SETTLED_S = 5.0
 
 #: Stories that fail because a fold rule is missing on this branch (another branch adds it).
-NEEDS: dict[str, str] = {
-    "natterly/visitor_identified": "needs wt/truth2: the session visitor merges into the uuid "
-                                   "visitor (its pages)",
-    "chatshipper/author_names": "needs wt/truth2: author names from agent ids",
-    "chatshipper/transfer_to_queue": "needs wt/truth2: a transfer unassigns the previous agent",
-}
+NEEDS: dict[str, str] = {}
 
 
 @dataclass

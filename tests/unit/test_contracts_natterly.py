@@ -8,7 +8,13 @@ import pytest
 
 from contracts import natterly as n
 from contracts.errors import ContractError
-from contracts.natterly_ids import chat_id_of, status_is, visitor_id_of
+from contracts.natterly_ids import (
+    chat_id_of,
+    is_session_visitor,
+    session_visitor_id_of,
+    status_is,
+    visitor_id_of,
+)
 from contracts.timestamps import from_unix_or_none
 from tests.unit.contracts_helpers import golden_paths, load
 
@@ -173,6 +179,17 @@ def test_visitor_id_rule() -> None:
     assert visitor_id_of(chat=n.Chat(session_id="y")) == "session:y"
     assert visitor_id_of(visitor=n.Visitor(uuid=""), session_id="") is None
     assert visitor_id_of() is None
+
+
+def test_session_visitor_id_rule() -> None:
+    """The session id a payload holds, whether or not it also names the visitor's uuid (the
+    normaliser then links the two: ``VisitorSeen.alias``)."""
+    chat = n.Chat(visitor=n.Visitor(uuid="cv"), session=n.Session(uuid="cs"), session_id="csid")
+    assert session_visitor_id_of(chat=chat) == "session:cs"
+    assert session_visitor_id_of(session=n.Session(uuid="s", visitor=n.Visitor(uuid="v"))) == "session:s"
+    assert session_visitor_id_of(session_id="x", chat=chat) == "session:x"
+    assert session_visitor_id_of(chat=n.Chat(visitor=n.Visitor(uuid="cv"))) is None
+    assert is_session_visitor("session:s") and not is_session_visitor("cv")
 
 
 def test_chat_id_rule() -> None:

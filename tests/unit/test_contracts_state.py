@@ -15,6 +15,8 @@ CHAT_FIELDS = [
     "last_message_at", "message_count", "rating", "location", "browser", "platform",
     # wave 2 (DESIGN "State additions"), with defaults
     "provider_status", "type", "internal_count",
+    # every agent the chat's webhooks named (issue 15: names from whatever described them)
+    "agents",
 ]  # fmt: skip
 
 
@@ -34,10 +36,10 @@ def test_chat_state_fields() -> None:
 def test_other_state_fields() -> None:
     assert names(s.AgentState) == ["id", "name", "status", "since"]
     assert names(s.VisitorState) == ["id", "name", "email", "anonymous", "first_seen", "last_seen", "chats",
-                                       "pages"]
+                                       "pages", "sessions", "identified_as"]
     assert names(s.MessageState) == ["id", "chat_id", "text", "author", "posted_at", "edited_at", "deleted",
                                          "internal", "message_type"]
-    assert names(d.Author) == ["role", "name"]
+    assert names(d.Author) == ["role", "name", "id"]
 
 
 def test_chat_state_json() -> None:
