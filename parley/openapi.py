@@ -209,7 +209,11 @@ def _paths(ref: dict[str, Json]) -> Json:
             "A chat's messages by posted time.",
             [_ID, _limit(api.max_messages_limit, DEFAULT_MESSAGES_LIMIT), _CURSOR],
             "messages", not_found=True),
-        "/api/visitors/{id}": query_api("One visitor.", [_ID], "visitor", not_found=True),
+        "/api/visitors/{id}": query_api(
+            "One visitor. A visitor first known only by a ChatBox session (`session:<id>`) and "
+            "later named by its uuid is one visitor: the uuid's answer includes the session's "
+            "chats and pages (`sessions` lists them); the session's answer says `identified_as`.",
+            [_ID], "visitor", not_found=True),
         "/api/agents": query_api("Every agent, by id (one page).", [], "agents"),
         "/api/search": {"get": op("Chats ranked by a full-text match.", "search", [
             _query("q", "Words that must all match, the last as a prefix of at least two "
