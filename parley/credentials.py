@@ -27,6 +27,7 @@ __all__ = [
     "STANDARD_KEY_BYTES",
     "STANDARD_PREFIX",
     "decode_standard_secret",
+    "outbound_credential_problem",
     "secret_problem",
     "standard_secret_problem",
 ]
@@ -62,6 +63,16 @@ def secret_problem(value: str) -> str | None:
         return f"is shorter than {MIN_SECRET_CHARS} characters; {_GENERATE}"
     if any(c.isspace() for c in value):
         return "contains whitespace"
+    return _placeholder_problem(value)
+
+
+def outbound_credential_problem(value: str) -> str | None:
+    """Why a credential Parley *sends* (a CRM's ``auth_value``, e.g. ``Bearer <key>``) is
+    unusable, or None. Its format is the other system's, so only what is never a real
+    credential is refused: an empty value (which silently sends no authentication) and a
+    placeholder copied from an example file."""
+    if not value.strip():
+        return "is empty; set it, or leave it out for a system without authentication"
     return _placeholder_problem(value)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from consumers.crm.signing import signing_key
+from parley.credentials import outbound_credential_problem
 from parley.errors import SettingsError
 
 __all__ = ["DEFAULT_ACTIVITY_FIELDS", "DEFAULT_CONTACT_FIELDS", "CrmConfig", "crm_config"]
@@ -27,7 +28,8 @@ class CrmConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     secrets: kept out of ``repr()`` and never put in a log line, record or error.
 
     Building one checks ``signing_secret`` (``ValueError``, or ``SettingsError`` through
-    :func:`crm_config`): absent, or ``whsec_`` + base64 of at least 24 bytes."""
+    :func:`crm_config`): absent, or ``whsec_`` + base64 of at least 24 bytes; and
+    ``auth_value``: absent, or neither empty nor a placeholder from an example file."""
 
     base_url: str
     auth_header: str = "Authorization"
@@ -49,9 +51,13 @@ class CrmConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     internal_notes: bool = False
 
     def __post_init__(self) -> None:
-        # A secret that cannot sign is a start-up error, not one dead letter per event.
+        # A secret that cannot sign is a start-up error, not one dead letter per event; an
+        # empty or placeholder auth_value would send every request unauthenticated or with
+        # the example file's words.
         if self.signing_secret is not None:
             signing_key(self.signing_secret)
+        if self.auth_value is not None and (problem := outbound_credential_problem(self.auth_value)):
+            raise ValueError(f"auth_value {problem}")
 
     def __repr__(self) -> str:
         return (f"CrmConfig(base_url={self.base_url!r}, auth_header={self.auth_header!r}, "

@@ -9,11 +9,13 @@ import base64
 import contextlib
 import signal
 import time
+import tomllib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 from aiohttp import web
 from consumer_kit.events import T0, chat_body, envelope, message, produce
 from consumer_kit.helpers import running, wait_for
@@ -36,6 +38,8 @@ from parley.errors import SettingsError
 from parley.settings import KafkaSettings, Settings, StoreSettings
 from projector.state_publisher import StatePublisher
 from tests.projector.test_runner_kit import Projector, running_projector
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_signature_matches_the_standard_webhooks_reference_vector() -> None:
@@ -346,6 +350,39 @@ def test_a_bad_signing_secret_fails_when_the_consumer_is_built(
     if isinstance(secret, str):  # built in code rather than from a table: the same check
         with pytest.raises(ValueError, match=says):
             CrmConfig(base_url="http://127.0.0.1:9/api", signing_secret=secret)
+
+
+@pytest.mark.parametrize(("value", "says"), [
+    ("", "auth_value is empty"),
+    ("   ", "auth_value is empty"),
+    ("Bearer replace-with-the-crm-api-key", "auth_value looks like a placeholder"),
+    ("Bearer <your key>", "auth_value looks like a placeholder"),
+])
+def test_an_empty_or_placeholder_auth_value_fails_when_the_consumer_is_built(
+        tmp_path: Path, value: str, says: str) -> None:
+    """An empty auth_value used to send every request with no authentication, silently; the
+    example file's placeholder used to be sent as the CRM key. Both stop start-up now, in
+    one line."""
+    ctx = ConsumerContext(settings=Settings(data_dir=str(tmp_path)), name="crm",
+                          config={"base_url": "http://127.0.0.1:9/api", "auth_value": value})
+    with pytest.raises(SettingsError) as built:
+        build(ctx)
+    message = str(built.value)
+    assert message.startswith("invalid [consumers.crm] configuration: ") and says in message
+    assert "\n" not in message
+    CrmConfig(base_url="http://127.0.0.1:9/api", auth_value="Bearer 7d1f0c2e9a4b")  # a real one
+
+
+def test_the_example_secrets_file_crm_table_is_refused(tmp_path: Path) -> None:
+    """deploy/k8s/secrets.example.yaml applied unchanged must not start a CRM consumer that
+    sends the example's words as its API key."""
+    docs = yaml.safe_load_all((REPO / "deploy/k8s/secrets.example.yaml").read_text())
+    [crm] = [d for d in docs if d and d["metadata"]["name"] == "parley-crm"]
+    [toml_text] = crm["stringData"].values()
+    table = tomllib.loads(toml_text)["consumers"]["crm"]
+    ctx = ConsumerContext(settings=Settings(data_dir=str(tmp_path)), name="crm", config=table)
+    with pytest.raises(SettingsError, match="auth_value looks like a placeholder"):
+        build(ctx)
 
 
 async def test_parley_consumer_crm_with_a_bad_signing_secret_exits_with_one_line(
