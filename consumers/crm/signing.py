@@ -8,14 +8,14 @@ from Parley, and ``webhook-id`` doubles as an idempotency key.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 
+from parley.credentials import STANDARD_KEY_BYTES, STANDARD_PREFIX, decode_standard_secret
+
 __all__ = ["MIN_KEY_BYTES", "sign", "signature_headers", "signing_key", "verify"]
 
-PREFIX = "whsec_"
-MIN_KEY_BYTES = 24  # the specification's lower bound for a secret (24 to 64 random bytes)
+MIN_KEY_BYTES = STANDARD_KEY_BYTES[0]  # the specification's lower bound (24 to 64 random bytes)
 
 
 def signing_key(secret: object) -> bytes:
@@ -28,13 +28,12 @@ def signing_key(secret: object) -> bytes:
     """
     if not isinstance(secret, str):
         raise ValueError("signing_secret must be a string: whsec_ followed by base64")
-    raw = secret.removeprefix(PREFIX)
-    if not raw.strip():
+    if not secret.removeprefix(STANDARD_PREFIX).strip():
         raise ValueError("signing_secret is empty: set the whsec_… secret the CRM gave you, or "
                          "remove the key to send unsigned requests")
     try:
-        key = base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError):
+        key = decode_standard_secret(secret)
+    except ValueError:
         raise ValueError("signing_secret is not whsec_ followed by base64") from None
     if len(key) < MIN_KEY_BYTES:
         raise ValueError(f"signing_secret is too short: its key has {len(key)} bytes, Standard "
