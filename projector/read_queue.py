@@ -35,15 +35,23 @@ class ReadQueue:
         """Reads admitted that no connection serves yet (at most ``max_waiting``)."""
         return max(0, self._admitted - self._readers)
 
-    @contextlib.contextmanager
-    def admit(self) -> Iterator[None]:
-        """Count one read for the duration of the block; :class:`Overloaded`, before the
-        block runs, when ``max_waiting`` reads wait already."""
+    def enter(self) -> None:
+        """Count one more read; :class:`Overloaded` (not counted) when ``max_waiting``
+        reads wait already. Every ``enter`` is matched by one :meth:`leave`."""
         if self._admitted >= self._readers + self._max_waiting:
             raise Overloaded(f"{self._max_waiting} reads are waiting for a database "
                              "connection already; retry later")
         self._admitted += 1
+
+    def leave(self) -> None:
+        """One read is done (or gave up before its connection ran it)."""
+        self._admitted -= 1
+
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        """:meth:`enter` before the block, :meth:`leave` after it."""
+        self.enter()
         try:
             yield
         finally:
-            self._admitted -= 1
+            self.leave()

@@ -35,7 +35,12 @@ class Worker:
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn(connection)`` on the worker's thread; ``sqlite3`` errors as StoreErrors."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._call, fn)
+        return await self.submit(fn)
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """``fn(connection)`` queued on the worker's thread; its future (which cancelling
+        does not stop: a statement runs to its end)."""
+        return asyncio.get_running_loop().run_in_executor(self._pool, self._call, fn)
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
@@ -69,12 +74,24 @@ class ReaderPool:
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn(connection)`` on a free reader, once one is free."""
-        with self.queue.admit():
+        self.queue.enter()
+        try:
             worker = await self._free.get()
-            try:
-                return await worker.run(fn)
-            finally:
-                self._free.put_nowait(worker)
+        except BaseException:
+            self.queue.leave()
+            raise
+        done = worker.submit(fn)
+
+        def free(_: asyncio.Future[T]) -> None:
+            # When the thread is done, not when the caller stops waiting (a cancelled read
+            # runs to its end): the bound counts the reads the readers really have.
+            if not done.cancelled():
+                done.exception()  # retrieved here: a caller gone would not
+            self._free.put_nowait(worker)
+            self.queue.leave()
+
+        done.add_done_callback(free)
+        return await asyncio.shield(done)
 
     async def close(self) -> None:
         for worker in self._workers:
