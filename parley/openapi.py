@@ -149,7 +149,8 @@ def _paths(ref: dict[str, Json]) -> Json:
             "400": error("bad_request", "A parameter is malformed; `detail` names it."),
             "503": error("unavailable overloaded", "No projection yet, reads switching to a "
                          "rebuilt one, the store busy, or (`overloaded`) too many requests "
-                         "waiting for a `min_position`.", {"Retry-After": "Seconds to wait."}),
+                         "waiting for a `min_position` or for a store connection.",
+                         {"Retry-After": "Seconds to wait."}),
             "504": error("timeout", "`min_position` was not applied in time; retry later."),
         }
         if not_found:

@@ -11,6 +11,10 @@ commit; partitions another process applies are read by one shared poller every `
 (:mod:`projector.waits`) — and answers 504 ``{"error": "timeout"}`` if that takes longer than
 ``min_position_timeout_s``. At most ``http.max_position_waiters`` requests wait at once; one
 more is answered 503 ``{"error": "overloaded"}`` with ``Retry-After``.
+
+Reads are bounded too: the store serves them on connections of their own, and when the
+store's bound of reads waiting for one is reached (SQLite ``?read_queue=``, PostgreSQL
+``?read_queue=``) one more is answered the same 503 ``overloaded``.
 """
 
 from __future__ import annotations
@@ -29,11 +33,11 @@ from contracts.state import ChatState, MessageState, VisitorState
 from contracts.topics import Topics
 from parley.errors import StoreError
 from parley.http import error_response
-from projector.errors import InvalidCursor, UnknownProjection
+from projector.errors import InvalidCursor, Overloaded, UnknownProjection
 from projector.metrics import ProjectorMetrics
 from projector.store import CUSTOMER_TYPE, Store
 from projector.views import merged_visitor, named_authors
-from projector.waits import Overloaded, PositionWaits
+from projector.waits import PositionWaits
 
 __all__ = ["ApiOptions", "Page", "QueryApi"]
 
@@ -169,7 +173,7 @@ class QueryApi:
                             f"position {position} not applied within "
                             f"{self._options.min_position_timeout_s:g} s; retry later")
                 for attempt in (1, 2):
-                    projection = await self._store.live_projection()
+                    projection = await self._store.live_projection(query=True)
                     if projection is None:
                         return error_response(503, "unavailable", "no projection yet; retry shortly",
                                               headers={"Retry-After": "1"})
@@ -209,7 +213,7 @@ class QueryApi:
 
     async def wait_applied(self, position: Position) -> bool:
         """True once the live projection applied ``position``; False after the timeout.
-        Raises :class:`~projector.waits.Overloaded` when too many requests wait already."""
+        Raises :class:`~projector.errors.Overloaded` when too many requests wait already."""
         if self._metrics is not None:
             self._metrics.waiting.inc()
         try:

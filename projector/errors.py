@@ -3,7 +3,8 @@
 The hierarchy is small on purpose. The store's errors are :class:`parley.errors.StoreError`
 and its subclasses (shared with the search index, which keeps its tables in the same
 database); those only the projection copies can raise are here. The query API maps
-:class:`InvalidCursor` to 400 and :class:`UnknownProjection` to 503.
+:class:`InvalidCursor` to 400, :class:`UnknownProjection` to 503 and :class:`Overloaded` to
+503 ``overloaded`` with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ __all__ = [
     "InvalidCursor",
     "InvalidProjectionName",
     "LiveProjectionDrop",
+    "Overloaded",
     "ProjectorError",
     "UnknownProjection",
 ]
@@ -41,3 +43,10 @@ class LiveProjectionDrop(StoreError):
 
 class InvalidCursor(StoreError):
     """A pagination cursor was not one this store issued (tampered, truncated, other listing)."""
+
+
+class Overloaded(ProjectorError):
+    """Too many reads wait already (for a ``min_position``, or for one of the store's read
+    connections); nothing was read: retry later."""
+
+    retriable: ClassVar[bool] = True

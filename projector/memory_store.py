@@ -57,7 +57,7 @@ class MemoryStore:
         except KeyError:
             raise UnknownProjection(f"projection {name!r} does not exist") from None
 
-    async def live_projection(self) -> str | None:
+    async def live_projection(self, *, query: bool = False) -> str | None:
         return self._live
 
     async def create_projection(self, name: str) -> None:

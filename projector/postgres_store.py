@@ -5,9 +5,12 @@ rows and partition offsets of a batch in one transaction, isolated projection co
 atomic ``set_live``, byte-exact views, keyset pagination. Talks to PostgreSQL through an
 asyncpg connection pools: one (``?pool_size=``, default 5) for the runner's path (commits,
 loads, offsets, the outbox, the live projection's name) and a smaller one (``?read_pool=``,
-default 3) for the query API's view and listing reads. Reads therefore queue for their own
-connections only: however many requests are in flight, a commit never waits behind them for
-a connection, and under PostgreSQL's MVCC a read never waits for a commit either.
+default 3) for the query API's reads (views, listings, counts, and the live projection's name
+it reads per request). Reads therefore queue for their own connections only: however many
+requests are in flight, a commit never waits behind them for a connection, and under
+PostgreSQL's MVCC a read never waits for a commit either. At most ``?read_queue=`` reads
+(default 64) wait for a read connection; one more raises :class:`~projector.errors.Overloaded`
+at once (asyncpg's pool would queue them without bound).
 
 **Several writers.** Every projector instance of one consumer group commits into the same
 live copy. Three rules keep their commits exactly-once together:
@@ -65,6 +68,7 @@ from projector.outbox import (
 )
 from projector.pg_merge import MERGED_KINDS, join
 from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl
+from projector.read_queue import ReadQueue
 from projector.states import AggregateRef, decode_state, encode_state
 from projector.store import CUSTOMER_TYPE, KINDS, decode_cursor, encode_cursor, projection_name
 from projector.views import Row, row_for
@@ -118,6 +122,7 @@ class PostgresStore:
         self._schema = quote_ident(options.schema)
         self._pool: asyncpg.Pool | None = None
         self._read_pool: asyncpg.Pool | None = None
+        self._read_queue = ReadQueue(options.read_pool_size, options.read_queue)
         self._sql: dict[str, CopySql] = {}
         self.last_migration: MigrationStatus | None = None
 
@@ -175,10 +180,17 @@ class PostgresStore:
                 await p.close()
 
     async def _run(self, fn: Callable[[Conn], Awaitable[T]], *, read: bool = False) -> T:
-        """``fn`` on a connection of the runner's pool, or of the read pool when ``read``."""
+        """``fn`` on a connection of the runner's pool, or of the read pool when ``read``
+        (where at most ``read_queue`` wait: see the module docstring)."""
         pool = self._read_pool if read else self._pool
         if pool is None:
             raise StoreError("the store is not open: call `await store.open()` first")
+        if read:
+            with self._read_queue.admit():
+                return await self._on(pool, fn)
+        return await self._on(pool, fn)
+
+    async def _on(self, pool: asyncpg.Pool, fn: Callable[[Conn], Awaitable[T]]) -> T:
         try:
             async with pool.acquire() as conn:
                 return await fn(conn)
@@ -199,14 +211,14 @@ class PostgresStore:
 
     # ------------------------------------------------------------------ projections
 
-    async def live_projection(self) -> str | None:
-        query = f"SELECT name FROM {self._schema}.parley_live WHERE one = 1"  # noqa: S608
+    async def live_projection(self, *, query: bool = False) -> str | None:
+        select = f"SELECT name FROM {self._schema}.parley_live WHERE one = 1"  # noqa: S608
 
         async def read(conn: Conn) -> str | None:
-            name = await conn.fetchval(query)
+            name = await conn.fetchval(select)
             return None if name is None else str(name)
 
-        return await self._run(read)
+        return await self._run(read, read=query)
 
     async def create_projection(self, name: str) -> None:
         sql = self._q(name)

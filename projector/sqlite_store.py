@@ -10,11 +10,16 @@ names ignoring case (``p_V1_rows`` *is* ``p_v1_rows``), so names are canonical (
 case, :func:`~projector.store.projection_name`) in the registry, the pointer and every
 comparison; schema version 2 brought older files' names to that form.
 
-Concurrency: two connections, each owned by one worker thread. The *writer* runs the
-runner's path (``load``, ``commit``, schema changes) one call at a time; the *reader*
-serves the query API and ``offsets``. WAL lets the reader see the last committed snapshot
-while a batch is being written, so queries never wait for a commit. (An in-memory
-database has a single connection, so both roles share it.)
+Concurrency: connections each owned by one worker thread (:mod:`projector.sqlite_workers`).
+The *writer* runs the runner's path (``load``, ``commit``, schema changes) one call at a
+time; the projector's *reader* serves its other reads (``offsets``, the outbox, the live
+projection's name for the runner); the query API reads on a pool of ``readers`` connections
+of its own (``?readers=``, default 4), where at most ``read_queue`` reads (``?read_queue=``,
+default 64) wait for a free one and one more is refused with
+:class:`~projector.errors.Overloaded`. WAL lets every reader see the last committed snapshot
+while a batch is being written, and readers never block each other: queries never wait for
+a commit, slow queries run side by side, and a flood of them never delays the projector.
+(An in-memory database has a single connection, so every role shares it.)
 
 Durability: ``journal_mode=WAL`` with ``synchronous=NORMAL`` by default. Every commit is
 atomic and survives a crash of the process (SIGKILL included): it is in the WAL file
@@ -29,27 +34,28 @@ run``) wait for the write lock instead of failing at once.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal
 
 import msgspec
 
-from parley.errors import StoreError, StoreUnavailable
+from parley.errors import StoreError
 from parley.private_files import private_sqlite
 from projector.errors import LiveProjectionDrop, UnknownProjection
 from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, new_token
+from projector.read_queue import DEFAULT_READ_QUEUE
+from projector.sqlite_workers import ReaderPool, Worker
 from projector.states import AggregateRef
 from projector.store import CUSTOMER_TYPE, KINDS, decode_cursor, encode_cursor, projection_name
 from projector.views import Row
 
 __all__ = ["SqliteStore"]
 
-T = TypeVar("T")
 Synchronous = Literal["NORMAL", "FULL"]
+#: Connections serving the query API's reads, by default (``?readers=``).
+DEFAULT_READERS = 4
 
 # 1: registry, live pointer, per-copy tables. 2: names in the registry and the pointer are
 # canonical (lower case), see _canonical_names.
@@ -137,44 +143,6 @@ class _Sql:
         return sql
 
 
-class _Worker:
-    """One connection, used only from its one thread."""
-
-    def __init__(self, connect: Callable[[], sqlite3.Connection], name: str) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._connect = connect
-        self._conn: sqlite3.Connection | None = None
-
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._call, fn)
-
-    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._conn is None:
-            self._conn = self._connect()
-        try:
-            return fn(self._conn)
-        except sqlite3.Error as exc:
-            raise _translate(exc) from exc
-
-    async def close(self) -> None:
-        def close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        await asyncio.get_running_loop().run_in_executor(self._pool, close)
-        self._pool.shutdown(wait=True)
-
-
-def _translate(exc: sqlite3.Error) -> StoreError:
-    message = str(exc)
-    if "no such table: p_" in message:
-        return UnknownProjection("projection does not exist (dropped, or never created)")
-    if isinstance(exc, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
-        return StoreUnavailable(f"SQLite is busy ({message}); nothing was written, try again")
-    return StoreError(f"SQLite: {message}")
-
-
 class SqliteStore:
     """A :class:`~projector.store.Store` in one SQLite file (or ``:memory:``)."""
 
@@ -185,6 +153,8 @@ class SqliteStore:
         synchronous: Synchronous = "NORMAL",
         busy_timeout_ms: int = 5000,
         cache_size_kib: int = 65536,
+        readers: int = DEFAULT_READERS,
+        read_queue: int = DEFAULT_READ_QUEUE,
     ) -> None:
         self._memory = str(path) == ":memory:"
         self._path = str(path) if self._memory else str(Path(path).absolute())
@@ -194,8 +164,10 @@ class SqliteStore:
             f"PRAGMA cache_size = -{int(cache_size_kib)}",
             "PRAGMA temp_store = MEMORY",
         ]
-        self._writer: _Worker | None = None
-        self._reader: _Worker | None = None
+        self._readers, self._read_queue = readers, read_queue
+        self._writer: Worker | None = None
+        self._reader: Worker | None = None
+        self._api_readers: ReaderPool | None = None
         self._sql: dict[str, _Sql] = {}
         self._rows_max = _ROWS_PER_STATEMENT  # rows per upsert statement (set by open)
 
@@ -221,28 +193,43 @@ class SqliteStore:
             return
         if not self._memory:
             private_sqlite(Path(self._path))  # chats and visitors: owner-only, -wal/-shm too
-        self._writer = _Worker(self._connect, "parley-sqlite-writer")
-        await self._writer.run(_migrate)
-        self._rows_max = await self._writer.run(_rows_per_statement)
-        self._reader = self._writer if self._memory else _Worker(self._connect, "parley-sqlite-reader")
+        writer = Worker(self._connect, "parley-sqlite-writer")
+        await writer.run(_migrate)
+        self._rows_max = await writer.run(_rows_per_statement)
+        if self._memory:
+            self._writer = self._reader = writer
+            self._api_readers = ReaderPool([writer], self._read_queue)
+            return
+        self._writer, self._reader = writer, Worker(self._connect, "parley-sqlite-reader")
+        self._api_readers = ReaderPool(
+            [Worker(self._connect, f"parley-sqlite-api-{i}") for i in range(self._readers)],
+            self._read_queue)
 
     async def close(self) -> None:
-        writer, reader = self._writer, self._reader
-        self._writer = self._reader = None
-        if reader is not None and reader is not writer:
-            await reader.close()
+        writer, reader, api_readers = self._writer, self._reader, self._api_readers
+        self._writer = self._reader = self._api_readers = None
+        if not self._memory:  # in memory, the writer is every reader
+            if api_readers is not None:
+                await api_readers.close()
+            if reader is not None:
+                await reader.close()
         if writer is not None:
             await writer.close()
 
-    def _w(self) -> _Worker:
+    def _w(self) -> Worker:
         if self._writer is None:
             raise StoreError("the store is not open: call `await store.open()` first")
         return self._writer
 
-    def _r(self) -> _Worker:
+    def _r(self) -> Worker:
         if self._reader is None:
             raise StoreError("the store is not open: call `await store.open()` first")
         return self._reader
+
+    def _api(self) -> ReaderPool:
+        if self._api_readers is None:
+            raise StoreError("the store is not open: call `await store.open()` first")
+        return self._api_readers
 
     def _q(self, projection: str) -> _Sql:
         sql = self._sql.get(projection)  # by the name as given: no re-validation per call
@@ -252,12 +239,12 @@ class SqliteStore:
 
     # ------------------------------------------------------------------ projections
 
-    async def live_projection(self) -> str | None:
+    async def live_projection(self, *, query: bool = False) -> str | None:
         def read(conn: sqlite3.Connection) -> str | None:
             row = conn.execute("SELECT name FROM parley_live WHERE one = 1").fetchone()
             return None if row is None else str(row[0])
 
-        return await self._r().run(read)
+        return await (self._api().run(read) if query else self._r().run(read))
 
     async def create_projection(self, name: str) -> None:
         name = projection_name(name)
@@ -399,7 +386,7 @@ class SqliteStore:
             row = conn.execute(sql.view, (kind, id)).fetchone()
             return None if row is None else bytes(row[0])
 
-        return await self._r().run(read)
+        return await self._api().run(read)
 
     async def list_chats(
         self,
@@ -445,7 +432,7 @@ class SqliteStore:
         def read(conn: sqlite3.Connection) -> list[tuple[str, str, bytes]]:
             return conn.execute(query, args).fetchall()
 
-        rows = await self._r().run(read)
+        rows = await self._api().run(read)
         page = rows[:limit]
         next_cursor = encode_cursor(listing, page[-1][0], page[-1][1]) if len(rows) > limit else None
         return [bytes(view) for _, _, view in page], next_cursor
@@ -456,7 +443,7 @@ class SqliteStore:
         def read(conn: sqlite3.Connection) -> list[bytes]:
             return [bytes(row[0]) for row in conn.execute(sql.agents)]
 
-        return await self._r().run(read)
+        return await self._api().run(read)
 
     async def counts(self, projection: str) -> dict[str, int]:
         sql = self._q(projection)
@@ -466,7 +453,7 @@ class SqliteStore:
             counts.update({str(kind): int(n) for kind, n in conn.execute(sql.counts)})
             return counts
 
-        return await self._r().run(read)
+        return await self._api().run(read)
 
 
 # Most rows per upsert statement: 9 parameters each (_ROW_VALUES), under the 32,766

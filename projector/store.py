@@ -23,6 +23,11 @@ Guarantees every implementation gives:
   returns is in that canonical (lower-case) form. So the live copy cannot be dropped
   under a name that differs only in case (SQLite compares table names ignoring case).
 * **Byte-exact views.** Reads return the ``view`` bytes exactly as committed.
+* **Bounded reads.** The query API's reads (views, listings, ``counts`` and
+  ``live_projection(query=True)``) use connections of their own where a store has
+  connections, at most a configured number wait for one, and one more raises
+  :class:`~projector.errors.Overloaded` at once; the projector's reads and commits never
+  wait behind them.
 * **Keyset pagination.** Listings are ordered by ``(Row.sort_key, Row.id)`` ascending;
   a cursor names the last row of the previous page, so rows inserted or changed
   between pages never make a row already listed appear twice or one that kept its
@@ -73,8 +78,12 @@ class Store(Protocol):
     async def close(self) -> None:
         """Release connections and threads; idempotent."""
 
-    async def live_projection(self) -> str | None:
-        """Name of the projection that serves reads, or None before the first ``set_live``."""
+    async def live_projection(self, *, query: bool = False) -> str | None:
+        """Name of the projection that serves reads, or None before the first ``set_live``.
+
+        ``query=True`` is the query API's call: it reads on the API's read connections, like
+        the view and listing reads, so the projector's own reads never queue behind them.
+        """
 
     async def create_projection(self, name: str) -> None:
         """Create an empty projection copy; no-op (its rows kept) if it already exists."""

@@ -2,12 +2,13 @@
 
 * ``sqlite:///relative/path.db`` — relative to the current directory (parents created);
 * ``sqlite:////absolute/path.db`` — absolute; ``sqlite:///:memory:`` — in memory;
-  optional ``?synchronous=full`` (default ``normal``, see :mod:`projector.sqlite_store`)
-  and ``?busy_timeout_ms=N``;
+  optional ``?synchronous=full`` (default ``normal``, see :mod:`projector.sqlite_store`),
+  ``?busy_timeout_ms=N``, ``?readers=N`` (connections serving the query API, default 4) and
+  ``?read_queue=N`` (reads that may wait for one, default 64; one more is refused);
 * ``memory://`` — the in-memory twin (tests);
 * ``postgresql://user:password@host:5432/db`` — PostgreSQL, for several projector instances
-  (:mod:`projector.postgres_store`); optional ``?schema=``, ``pool_size=``, ``migrate=off``,
-  ``lock_timeout_ms=``, and asyncpg's own parameters (``sslmode=…``).
+  (:mod:`projector.postgres_store`); optional ``?schema=``, ``pool_size=``, ``read_pool=``,
+  ``read_queue=``, ``migrate=off``, ``lock_timeout_ms=``, and asyncpg's own parameters (``sslmode=…``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from parley.errors import UnsupportedStore
 from parley.pg.url import is_postgres_url
 from projector.memory_store import MemoryStore
-from projector.sqlite_store import SqliteStore
+from projector.read_queue import DEFAULT_READ_QUEUE
+from projector.sqlite_store import DEFAULT_READERS, SqliteStore
 from projector.store import Store
 
 __all__ = ["open_store"]
@@ -61,12 +63,26 @@ def open_store(url: str) -> Store:
         busy_timeout_ms = int(options.pop("busy_timeout_ms", "5000"))
     except ValueError:
         raise UnsupportedStore("busy_timeout_ms must be an integer number of milliseconds") from None
+    readers = _count(options, "readers", DEFAULT_READERS, 1, 64)
+    read_queue = _count(options, "read_queue", DEFAULT_READ_QUEUE, 0, 100_000)
     if options:
         raise UnsupportedStore(f"unknown store URL options: {', '.join(sorted(options))}")
-    if path == ":memory:":
-        return SqliteStore(":memory:", synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)  # type: ignore[arg-type]
     return SqliteStore(
-        Path.cwd() / path,
+        ":memory:" if path == ":memory:" else Path.cwd() / path,
         synchronous=synchronous,  # type: ignore[arg-type]
-        busy_timeout_ms=busy_timeout_ms,
+        busy_timeout_ms=busy_timeout_ms, readers=readers, read_queue=read_queue,
     )
+
+
+def _count(options: dict[str, str], name: str, default: int, least: int, most: int) -> int:
+    """The integer option ``name`` (taken out of ``options``), between ``least`` and ``most``."""
+    raw = options.pop(name, None)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = least - 1
+    if not least <= value <= most:
+        raise UnsupportedStore(f"{name} must be an integer between {least} and {most}")
+    return value

@@ -25,16 +25,13 @@ import logging
 
 from contracts.position import Position
 from parley.errors import StoreError
+from projector.errors import Overloaded
 from projector.runner import Watermarks
 from projector.store import Store
 
-__all__ = ["Overloaded", "PositionWaits"]
+__all__ = ["PositionWaits"]
 
 log = logging.getLogger("parley.projector.waits")
-
-
-class Overloaded(Exception):
-    """Too many requests are waiting for a ``min_position`` already; retry later."""
 
 
 class PositionWaits:

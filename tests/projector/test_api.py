@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +23,7 @@ from parley.settings import HttpSettings, KafkaSettings, Settings, StoreSettings
 from projector.api import ApiOptions
 from projector.role import ProjectorRole, ProjectorRoleOptions
 from projector.runner import ProjectorRunnerOptions
+from projector.sqlite_store import SqliteStore
 from tests.projector.test_runner_kit import (
     T0,
     TOKEN,
@@ -38,13 +41,15 @@ from tests.projector.test_runner_kit import (
 pytestmark = pytest.mark.kafka
 
 MAX_WAITERS = 4  # http.max_position_waiters of the API under test
+READERS, READ_QUEUE = 2, 2  # the store's ?readers= and ?read_queue=
 
 
 @pytest.fixture
 async def api(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path,
               unique: str) -> AsyncIterator[tuple[TestClient[Any, Any], ProjectorRole]]:
     settings = Settings(kafka=kafka_settings,
-                        store=StoreSettings(url=f"sqlite:///{tmp_path / 'state.db'}"),
+                        store=StoreSettings(url=f"sqlite:///{tmp_path / 'state.db'}"
+                                                f"?readers={READERS}&read_queue={READ_QUEUE}"),
                         http=HttpSettings(max_position_waiters=MAX_WAITERS))
     rt = Runtime.from_settings(settings)
     role = ProjectorRole(rt, ProjectorRoleOptions(
@@ -317,6 +322,43 @@ async def test_min_position_waiters_are_bounded_and_woken_by_the_commit(
     assert store_reads == 0  # the runner owns the partition: no store polling at all
     # The slots are free again.
     assert (await _json(client, path))["subject"] == "Landed"
+
+
+async def test_a_flood_of_slow_reads_is_refused_503_while_commits_go_on(
+        api: tuple[TestClient[Any, Any], ProjectorRole], seeded: list[Position],
+        kafka_settings: KafkaSettings, topics: Topics) -> None:
+    client, role = api
+    store = role.store
+    assert isinstance(store, SqliteStore)
+    # Slow reads holding every API reader inside SQLite's thread (as a costly query would).
+    arrived, release = threading.Barrier(READERS + 1), threading.Event()
+
+    def slow(conn: sqlite3.Connection) -> None:
+        arrived.wait(timeout=10)
+        release.wait(timeout=10)
+
+    slow_reads = [asyncio.create_task(store._api().run(slow)) for _ in range(READERS)]
+    try:
+        await asyncio.to_thread(arrived.wait, 10)
+        queued = [asyncio.create_task(client.get("/api/chats/chat-1")) for _ in range(READ_QUEUE)]
+
+        async def queue_full() -> bool:
+            return store._api().queue.waiting == READ_QUEUE
+
+        await eventually(queue_full, "the requests to wait for a reader")
+        resp = await client.get("/api/chats/chat-1")
+        assert resp.status == 503 and resp.headers["Retry-After"] == "1"
+        assert (await resp.json())["error"] == "overloaded"
+        # The projector's commits (and its own reads) go on meanwhile.
+        [pos] = await produce(kafka_settings, topics, [envelope("natterly", "acme", natterly_body(
+            "ChatAccepted", "chat-1", T0 + timedelta(hours=1), agent="ag-1", subject="Landed"))])
+        await eventually(lambda: applied(store, [pos]), "the commit during the flood")
+        assert not any(task.done() for task in queued)
+    finally:
+        release.set()
+    for resp in await asyncio.wait_for(asyncio.gather(*queued), 10):
+        assert resp.status == 200 and (await resp.json())["subject"] == "Landed"
+    await asyncio.wait_for(asyncio.gather(*slow_reads), 10)
 
 
 async def test_min_position_times_out_with_504(

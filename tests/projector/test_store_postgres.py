@@ -21,7 +21,7 @@ from contracts.domain import VisitorSeen
 from parley.errors import StoreError, StoreUnavailable, UnsupportedStore
 from parley.pg.migrate import Migration, migrate
 from parley.pg.url import PostgresOptions, parse_postgres_url
-from projector.errors import LiveProjectionDrop
+from projector.errors import LiveProjectionDrop, Overloaded
 from projector.fold import apply
 from projector.pg_schema import STORE_MIGRATIONS, CopyTables, copy_ddl
 from projector.postgres_store import PostgresStore, StoreConflict
@@ -30,6 +30,7 @@ from projector.store import Store
 from projector.stores import open_store
 from projector.views import row_for
 from tests.pg_fixture import with_options
+from tests.projector.test_runner_kit import eventually
 
 
 async def _opened(url: str) -> PostgresStore:
@@ -98,6 +99,7 @@ def test_url_options_are_split_from_the_dsn() -> None:
     assert (default.schema, default.pool_size, default.migrate) == ("public", 5, "auto")
     assert default.read_pool_size == 3
     assert parse_postgres_url("postgresql://db/x?read_pool=7").read_pool_size == 7
+    assert (default.read_queue, parse_postgres_url("postgresql://db/x?read_queue=0").read_queue) == (64, 0)
 
 
 @pytest.mark.parametrize(("query", "says"), [
@@ -107,6 +109,8 @@ def test_url_options_are_split_from_the_dsn() -> None:
     ("pool_size=many", "integers"),
     ("read_pool=0", "read_pool"),
     ("read_pool=101", "read_pool"),
+    ("read_queue=-1", "read_queue"),
+    ("read_queue=lots", "integers"),
     ("migrate=later", "migrate"),
     ("lock_timeout_ms=-1", "lock_timeout_ms"),
 ])
@@ -137,15 +141,62 @@ async def test_a_saturated_read_pool_never_delays_a_commit(pg_url: str) -> None:
         held = [await read_pool.acquire() for _ in range(2)]
         try:
             queued = asyncio.create_task(store.get_view("p1", "chat", "c1"))
+            # The API's other lookup, the live copy's name per request, reads there too.
+            api_live = asyncio.create_task(store.live_projection(query=True))
             await asyncio.wait_for(store.commit("p1", [chat("c1")], {("t", 0): 1}), 5)
             assert await asyncio.wait_for(store.offsets("p1"), 5) == {("t", 0): 1}
             assert await asyncio.wait_for(store.live_projection(), 5) == "p1"
             assert not queued.done()  # the read waits for its own pool, not the commit's
+            assert not api_live.done()
         finally:
             for conn in held:
                 await read_pool.release(conn)
         assert await asyncio.wait_for(queued, 5) is not None
+        assert await asyncio.wait_for(api_live, 5) == "p1"
     finally:
+        await store.close()
+
+
+async def test_a_flood_of_slow_reads_is_bounded_and_never_blocks_a_commit(pg_url: str) -> None:
+    """Reads stuck in PostgreSQL (behind a lock another session holds on the copy they read)
+    fill the read pool; ``read_queue`` more wait, one more is refused at once with Overloaded,
+    and the runner's path goes on throughout."""
+    store = await _opened(with_options(pg_url, pool_size="1", read_pool="2", read_queue="1"))
+    options = parse_postgres_url(pg_url)
+    locker = await asyncpg.connect(options.dsn)
+    try:
+        for name in ("p1", "p2"):
+            await store.create_projection(name)
+        await store.set_live("p1")
+        await store.commit("p1", [chat("c1")], {("t", 0): 1})
+        lock = locker.transaction()
+        await lock.start()
+        await locker.execute(f'LOCK TABLE "{options.schema}"."p_p1_rows" IN ACCESS EXCLUSIVE MODE')
+        try:
+            flood = [asyncio.create_task(store.get_view("p1", "chat", "c1")) for _ in range(3)]
+
+            async def stuck() -> bool:  # two reads wait on the lock, one for a connection
+                await locker.execute("SELECT pg_stat_clear_snapshot()")  # else one per transaction
+                waiting = await locker.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'parley' "
+                    "AND wait_event_type = 'Lock'")
+                return bool(waiting == 2 and store._read_queue.waiting == 1)
+
+            await eventually(stuck, "the read pool to fill and one read to queue", timeout_s=10)
+            with pytest.raises(Overloaded, match="1 reads are waiting"):
+                await store.get_view("p1", "chat", "c1")
+            with pytest.raises(Overloaded):
+                await store.live_projection(query=True)
+            await asyncio.wait_for(store.commit("p2", [chat("c2")], {("t", 0): 2}), 5)
+            assert await asyncio.wait_for(store.offsets("p1"), 5) == {("t", 0): 1}
+            assert await asyncio.wait_for(store.live_projection(), 5) == "p1"
+            assert not any(task.done() for task in flood)
+        finally:
+            await lock.rollback()
+        assert await asyncio.wait_for(asyncio.gather(*flood), 10) == [chat("c1").view] * 3
+        assert await store.get_view("p2", "chat", "c2") == chat("c2").view
+    finally:
+        await locker.close()
         await store.close()
 
 

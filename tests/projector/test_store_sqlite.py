@@ -1,10 +1,13 @@
 """The store contract against SQLite (a file, and ``:memory:``), plus SQLite's own promises:
-WAL and its pragmas, URL handling, busy handling, and atomicity under SIGKILL."""
+WAL and its pragmas, URL handling, busy handling, parallel bounded reads, and atomicity under
+SIGKILL."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,10 +16,11 @@ from store_contract import StoreContract, chat
 from store_crash_kit import kill_mid_commits
 
 from parley.errors import StoreUnavailable, UnsupportedStore
-from projector.errors import LiveProjectionDrop
+from projector.errors import LiveProjectionDrop, Overloaded
 from projector.sqlite_store import SqliteStore, _copy_schema, _rows_per_statement
 from projector.store import Store
 from projector.stores import open_store
+from tests.projector.test_runner_kit import eventually
 
 
 class FileHarness:
@@ -149,6 +153,9 @@ async def test_relative_url_is_relative_to_cwd_and_parents_are_created(
         ("sqlite:///x.db?synchronous=off", "synchronous"),
         ("sqlite:///x.db?busy_timeout_ms=soon", "busy_timeout_ms"),
         ("sqlite:///x.db?journal=delete", "unknown store URL options"),
+        ("sqlite:///x.db?readers=0", "readers must be an integer between 1 and 64"),
+        ("sqlite:///x.db?readers=many", "readers"),
+        ("sqlite:///x.db?read_queue=-1", "read_queue must be an integer between 0"),
     ],
 )
 def test_bad_urls_are_explained(url: str, says: str) -> None:
@@ -190,6 +197,74 @@ async def test_reader_sees_last_commit_while_a_writer_holds_the_lock(tmp_path: P
             assert await store.get_view("p1", "chat", "c1") == chat("c1", version=1).view
             other.execute("ROLLBACK")
     finally:
+        await store.close()
+
+
+class _SlowViews:
+    """Every ``get_view`` of ``store`` stops inside SQLite (in its statement's trace callback,
+    on the reader's thread) until released, after ``parties`` of them arrived together."""
+
+    def __init__(self, store: SqliteStore, parties: int) -> None:
+        self.arrived = threading.Barrier(parties + 1)  # and the test's thread
+        self.release = threading.Event()
+        connect = store._connect
+
+        def traced() -> sqlite3.Connection:
+            conn = connect()
+            conn.set_trace_callback(self._trace)
+            return conn
+
+        store._connect = traced  # type: ignore[method-assign]
+
+    def _trace(self, sql: str) -> None:
+        if sql.startswith("SELECT view FROM") and not self.release.is_set():
+            with contextlib.suppress(threading.BrokenBarrierError):
+                self.arrived.wait(timeout=10)
+            self.release.wait(timeout=10)
+
+
+async def test_slow_reads_run_side_by_side_and_a_flood_is_refused_not_queued(tmp_path: Path) -> None:
+    """Three readers serve three slow reads at once (each blocked inside SQLite, none
+    finishing before all have started); two more wait, one more is refused at once with
+    Overloaded (also while a read whose caller gave up still runs); and all the while the
+    projector commits and reads its offsets."""
+    store = open_store(f"sqlite:///{tmp_path / 'state.db'}?readers=3&read_queue=2")
+    assert isinstance(store, SqliteStore)
+    slow = _SlowViews(store, 3)
+    await store.open()
+    try:
+        await store.create_projection("p1")
+        await store.set_live("p1")
+        await store.commit("p1", [chat("c1")], {("t", 0): 1})
+        running = [asyncio.create_task(store.get_view("p1", "chat", "c1")) for _ in range(3)]
+        # One reader would run them one by one: the barrier would break after 10 s.
+        await asyncio.to_thread(slow.arrived.wait, 10)
+        queued = [asyncio.create_task(store.get_view("p1", "chat", "c1")) for _ in range(2)]
+
+        async def two_waiting() -> bool:
+            return store._api().queue.waiting == 2
+
+        await eventually(two_waiting, "two reads to queue")
+        with pytest.raises(Overloaded, match="2 reads are waiting"):
+            await store.get_view("p1", "chat", "c1")
+        with pytest.raises(Overloaded):
+            await store.live_projection(query=True)
+        running[0].cancel()  # a client gone: its statement still holds a reader in SQLite
+        with pytest.raises(asyncio.CancelledError):
+            await running[0]
+        with pytest.raises(Overloaded):
+            await store.get_view("p1", "chat", "c1")
+        # The projector's path has connections of its own.
+        await asyncio.wait_for(store.commit("p1", [chat("c2")], {("t", 0): 2}), 5)
+        assert await asyncio.wait_for(store.offsets("p1"), 5) == {("t", 0): 2}
+        assert await asyncio.wait_for(store.live_projection(), 5) == "p1"
+        assert not any(task.done() for task in running[1:] + queued)
+        slow.release.set()
+        views = await asyncio.wait_for(asyncio.gather(*running[1:], *queued), 10)
+        assert views == [chat("c1").view] * 4
+        assert await store.get_view("p1", "chat", "c2") == chat("c2").view  # the slots are free
+    finally:
+        slow.release.set()
         await store.close()
 
 

@@ -7,9 +7,10 @@ import asyncio
 import pytest
 
 from contracts.position import Position
+from projector.errors import Overloaded
 from projector.memory_store import MemoryStore
 from projector.runner import Watermarks
-from projector.waits import Overloaded, PositionWaits
+from projector.waits import PositionWaits
 from tests.projector.test_runner_kit import eventually
 
 TOPIC = "parley.events.chat"
