@@ -124,7 +124,10 @@ async def test_another_source_cannot_change_a_chat_its_messages_visitor_or_agent
         # A fresh folder too: the owner must come from the stored state, not only the cache.
         after = await fold_committed(store, Folder(store, metrics=metrics),
                                      [records(attack, first_offset=len(owner))])
-    assert after == {}  # nothing changed: no row written at all
+    # Nothing of the owner's changed: the only row written is the agent the rival's chat
+    # webhooks named and nobody had described before (a chat webhook that names an agent
+    # writes its row); it is the rival's own, new aggregate.
+    assert set(after) == {("agent", "ag-evil")} and not set(after) & set(before)
     for key, was in before.items():
         raw = await store.get_view("p", *key)
         assert raw is not None and orjson.loads(raw) == was, key
