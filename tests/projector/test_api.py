@@ -21,7 +21,7 @@ from parley.settings import HttpSettings, KafkaSettings, Settings, StoreSettings
 from projector.api import ApiOptions
 from projector.role import ProjectorRole, ProjectorRoleOptions
 from projector.runner import ProjectorRunnerOptions
-from tests.projector.test_runner_kit import (
+from tests.kit.live_projector import (
     T0,
     TOKEN,
     applied,

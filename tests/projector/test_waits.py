@@ -10,7 +10,7 @@ from contracts.position import Position
 from projector.memory_store import MemoryStore
 from projector.runner import Watermarks
 from projector.waits import Overloaded, PositionWaits
-from tests.projector.test_runner_kit import eventually
+from tests.kit.live_projector import eventually
 
 TOPIC = "parley.events.chat"
 
