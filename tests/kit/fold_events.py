@@ -1,4 +1,4 @@
-"""Shared helpers of the fold and view tests (no tests here): event factories, a fold
+"""Helpers of the fold and view tests: event factories, a fold
 driver, and Hypothesis strategies that generate realistic conversations of both providers.
 
 The strategies mimic what ``contracts.normalise`` emits: a Natterly chat webhook yields

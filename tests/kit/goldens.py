@@ -1,4 +1,5 @@
-"""Shared helpers for the contracts unit tests: golden bodies and mutations."""
+"""The golden webhook bodies (tests/fixtures/webhooks/) for the contracts tests, and JSON
+mutations of them."""
 
 from __future__ import annotations
 

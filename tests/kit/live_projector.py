@@ -1,4 +1,4 @@
-"""Shared helpers of the projector's runner, API, rebuild, crash and DLQ tests (no tests here).
+"""A projector on the real broker, for the runner, API, rebuild, crash and DLQ tests.
 
 Events are real envelopes: webhook bodies (synthetic, in each provider's documented shape, or
 golden files) go through ``contracts.ingest.parse_webhook`` and are produced to the real broker

@@ -1,5 +1,6 @@
-"""Shared helpers of the scale tests (no tests here): Parley processes, a webhook workload, and a
-load generator that spreads it over several receivers (a client-side load balancer)."""
+"""Parley at scale, for the system tests and bench/scale.py: its roles as processes, a webhook
+workload, and a load generator that spreads it over several receivers (a client-side load
+balancer)."""
 
 from __future__ import annotations
 

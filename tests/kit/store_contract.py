@@ -1,8 +1,8 @@
 """The one contract every :class:`projector.store.Store` implementation must pass.
 
 A test module subclasses :class:`StoreContract` and provides a ``harness`` fixture (a
-:class:`Harness`): ``test_store_memory.py``, ``test_store_sqlite.py``, and next the
-PostgreSQL store's. Nothing here is collected on its own (the module is not ``test_*``).
+:class:`Harness`): tests/projector/'s ``test_store_memory.py``, ``test_store_sqlite.py``
+and ``test_store_postgres.py``. Nothing here is collected on its own.
 """
 
 from __future__ import annotations
