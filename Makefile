@@ -87,7 +87,7 @@ bench: kafka-jars bench-deps
 clean:
 	rm -rf $(VENV) .venv-uv .venv-latest .parley .pytest_cache .mypy_cache .ruff_cache
 
-# A longer fuzzing campaign (tests/security/test_fuzz.py) than `make test` runs: local only.
+# A longer fuzzing campaign (tests/system/test_fuzz.py) than `make test` runs: local only.
 FUZZ_EXAMPLES ?= 20000
 fuzz: kafka-jars
-	PARLEY_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/security/test_fuzz.py -s -p no:randomly --timeout=0 $(PYTEST_ARGS)
+	PARLEY_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/system/test_fuzz.py -s -p no:randomly --timeout=0 $(PYTEST_ARGS)

@@ -66,8 +66,8 @@ from parley.kafka.topics import apply_topics  # noqa: E402
 from parley.settings import KafkaSettings  # noqa: E402
 from parley.testing.postgres import LocalPostgres  # noqa: E402
 from projector.store import Store  # noqa: E402
-from tests.projector.test_runner_kit import write_config  # noqa: E402
-from tests.scale.scale_kit import ParleyProcess  # noqa: E402
+from tests.kit.live_projector import write_config  # noqa: E402
+from tests.kit.processes import ParleyProcess  # noqa: E402
 
 TOKEN = "bench-natterly-token-0123"  # noqa: S105 - a local test source
 JSON = {"Content-Type": "application/json"}

@@ -4,7 +4,7 @@
 
 Routes, parameters and answers are written down here; the JSON shapes are generated from the
 msgspec Structs the handlers encode (``contracts.state``, ``parley.http.ErrorBody``, …), so a
-shape cannot differ from what is sent. ``tests/foundation/test_openapi.py`` fails when the
+shape cannot differ from what is sent. ``tests/parley/test_openapi.py`` fails when the
 routes or query parameters of a real ``parley run`` app differ from this document, and
 validates real answers against it.
 

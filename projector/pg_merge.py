@@ -12,7 +12,7 @@ registers, min / max of times, grow-only sets, and provider / source keep the gr
 string) and folding an event is joining it in. So the store, holding a lock on the row,
 joins the state being committed with the state already stored: whatever either writer saw,
 the result is the fold of the union of their events — the same state, byte for byte, as a
-single writer folding everything (``tests/scale/test_pg_merge.py`` checks this against
+single writer folding everything (``tests/projector/test_pg_merge.py`` checks this against
 :func:`projector.fold.apply` on generated events).
 
 :data:`FIELDS` names the merge of every field of the merged kinds; a test fails if

@@ -1,7 +1,7 @@
 """The state store Protocol: what the runner and the query API need from a database.
 
 Every implementation (``memory_store.MemoryStore``, ``sqlite_store.SqliteStore``,
-``postgres_store.PostgresStore``) passes the one contract suite in ``tests/projector/store_contract.py``.
+``postgres_store.PostgresStore``) passes the one contract suite in ``tests/kit/store_contract.py``.
 
 Guarantees every implementation gives:
 

@@ -5,7 +5,7 @@ Each failure is one line that says what to do, and exit status 1:
 - a lock file that is missing, empty, or not a hashed lock (every pin `name==version`
   followed by at least one `--hash=sha256:<64 hex>`).
 
-The lock's freshness against pyproject.toml is a test (tests/foundation/test_lock.py); here we
+The lock's freshness against pyproject.toml is a test (tests/repo/test_lock.py); here we
 only refuse to start an install that pip would abort halfway with a page of output.
 """
 

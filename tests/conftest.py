@@ -23,29 +23,13 @@ from parley.kafka.jars import KAFKA_VERSION
 from parley.kafka.launcher import LocalKafka, free_ports
 from parley.settings import KafkaSettings
 from parley.testing.kafka import throwaway_kafka
-from tests.pg_fixture import fresh_schema, shared_postgres
+from tests.kit.docker import docker_engine_answers
+from tests.kit.postgres import fresh_schema, shared_postgres
+
+# Fixtures that tests in several folders use (pytest reads pytest_plugins from this file only).
+pytest_plugins = ["tests.kit.receiver_app", "tests.kit.raw_http", "tests.kit.dead_letters"]
 
 TEST_PARTITIONS = 3
-
-
-def _docker_engine_answers() -> bool:
-    if os.environ.get("PARLEY_TEST_NO_DOCKER"):
-        return False
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if host.startswith("unix://") and not Path(host.removeprefix("unix://")).exists():
-        return False  # no engine socket: don't ask docker-py, which leaks one when it fails
-    import docker
-
-    try:
-        client = docker.from_env(timeout=3)
-    except Exception:  # noqa: BLE001 - no engine, no socket, no permission: all mean "no"
-        return False
-    try:
-        return bool(client.ping())
-    except Exception:  # noqa: BLE001
-        return False
-    finally:
-        client.close()
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +39,7 @@ def kafka_bootstrap() -> Iterator[str]:
     if configured:
         yield configured
         return
-    if _docker_engine_answers():
+    if docker_engine_answers():
         from testcontainers.kafka import KafkaContainer
 
         # The version `parley kafka up` runs: one constant for both.
@@ -120,7 +104,7 @@ def private_kafka(tmp_path: Path) -> Iterator[Callable[..., LocalKafka]]:
 
 @pytest.fixture(scope="session")
 def postgres_dsn() -> Iterator[str]:
-    """A DSN of the session's PostgreSQL server (see tests/pg_fixture.py), started on first use."""
+    """A DSN of the session's PostgreSQL server (see tests/kit/postgres.py), started on first use."""
     with shared_postgres() as dsn:
         yield dsn
 

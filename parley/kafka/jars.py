@@ -24,7 +24,7 @@ from parley.errors import LauncherError
 # 4.4.0 is on Maven Central without its kafka-tools-api jar, so it cannot be resolved there;
 # 4.3.1 is the newest release that resolves completely. aiokafka works against it for all
 # Parley uses (idempotent acks=all producer, groups with manual commits, seek, transactions,
-# admin) — shown by tests/integration/test_kafka_roundtrip.py. The one place the version is
+# admin) — shown by tests/parley/test_kafka_roundtrip.py. The one place the version is
 # written: the launcher, the Maven resolution and the tests' container image all read it.
 KAFKA_VERSION = "4.3.1"
 

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from consumer_kit.events import chat_event, produce
-from consumer_kit.helpers import running, wait_for
-from consumer_kit.process import KIT_DIR, REPO, ConsumerProcess
 
 from consumers.api import ConsumedEvent, consumer
 from consumers.errors import PermanentError
 from contracts.topics import Topics
 from parley.settings import KafkaSettings
+from tests.kit.consumers.events import chat_event, produce
+from tests.kit.consumers.helpers import running, wait_for
+from tests.kit.consumers.process import REPO, ConsumerProcess
 
 pytestmark = pytest.mark.kafka
 
@@ -29,7 +29,7 @@ async def parley(tmp_path: Path, k: KafkaSettings, *args: str) -> tuple[int, str
                       f'topic_prefix = "{k.topic_prefix}"\n')
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "parley.cli", "--config", str(config), *args, cwd=REPO,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{KIT_DIR}:{REPO}"},
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await proc.communicate()
     assert proc.returncode is not None

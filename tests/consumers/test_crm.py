@@ -17,10 +17,6 @@ from pathlib import Path
 import pytest
 import yaml
 from aiohttp import web
-from consumer_kit.events import T0, chat_body, envelope, message, produce
-from consumer_kit.helpers import running, wait_for
-from consumer_kit.process import ConsumerProcess
-from crm_standin import SECRET, TOKEN, Recorder, Redirector, RunningStandIn, Serving, StandInCrm
 
 from consumers.crm.breaker import CircuitBreaker
 from consumers.crm.client import HttpCrmClient, parse_retry_after
@@ -37,7 +33,11 @@ from contracts.topics import Topics
 from parley.errors import SettingsError
 from parley.settings import KafkaSettings, Settings, StoreSettings
 from projector.state_publisher import StatePublisher
-from tests.projector.test_runner_kit import Projector, running_projector
+from tests.kit.consumers.events import T0, chat_body, envelope, message, produce
+from tests.kit.consumers.helpers import running, wait_for
+from tests.kit.consumers.process import ConsumerProcess
+from tests.kit.crm_standin import SECRET, TOKEN, Recorder, Redirector, RunningStandIn, Serving, StandInCrm
+from tests.kit.live_projector import Projector, running_projector
 
 REPO = Path(__file__).resolve().parents[2]
 

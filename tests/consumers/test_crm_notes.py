@@ -20,7 +20,7 @@ from consumers.crm.state import CrmState
 from contracts.domain import DomainEvent
 from contracts.ingest import parse_webhook
 from contracts.normalise import normalise
-from tests.consumers.consumer_kit.published import published_values
+from tests.kit.consumers.published import published_values
 
 CONV = "65f0c0ffee0000000000c0de"
 

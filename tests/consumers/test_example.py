@@ -9,14 +9,14 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from consumer_kit.events import chat_body, envelope, message, produce
-from consumer_kit.helpers import running, wait_for
 
 from consumers.api import Consumer
 from consumers.errors import ConsumerNotFound
 from consumers.registry import known_consumers, load_consumer
 from contracts.topics import Topics
 from parley.settings import KafkaSettings, Settings
+from tests.kit.consumers.events import chat_body, envelope, message, produce
+from tests.kit.consumers.helpers import running, wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "message_counts.py"
 
@@ -31,18 +31,18 @@ def test_entry_point_module_attribute_and_builtin_lookup(tmp_path: Path,
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-consumers\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text(
-        "[parley.consumers]\nrecorder = consumer_kit.recording:recording\n")
+        "[parley.consumers]\nrecorder = tests.kit.consumers.recording:recording\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     settings = Settings()
     assert [(k.name, k.origin) for k in known_consumers()][-1] == ("recorder", "entry point")
     by_entry_point = load_consumer("recorder", settings)
-    by_ref = load_consumer("consumer_kit.recording:recording", settings)
+    by_ref = load_consumer("tests.kit.consumers.recording:recording", settings)
     assert isinstance(by_entry_point, Consumer) and by_entry_point is by_ref
     assert load_consumer("search", settings).name == "search"
     with pytest.raises(ConsumerNotFound, match="no consumer named 'nope'"):
         load_consumer("nope", settings)
     with pytest.raises(ConsumerNotFound, match="no attribute"):
-        load_consumer("consumer_kit.recording:missing", settings)
+        load_consumer("tests.kit.consumers.recording:missing", settings)
 
 
 @pytest.mark.kafka

@@ -7,8 +7,6 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from consumer_kit.events import chat_event, produce
-from consumer_kit.helpers import committed, end_offsets, running, wait_for
 
 from consumers.api import ConsumedEvent, consumer
 from consumers.errors import GroupActive
@@ -18,6 +16,8 @@ from contracts.envelope import encode_envelope
 from contracts.topics import Topics
 from parley.kafka.clients import make_producer
 from parley.settings import KafkaSettings
+from tests.kit.consumers.events import chat_event, produce
+from tests.kit.consumers.helpers import committed, end_offsets, running, wait_for
 
 pytestmark = pytest.mark.kafka
 

@@ -7,8 +7,6 @@ import asyncio
 from collections import defaultdict
 
 import pytest
-from consumer_kit.events import chat_event, produce
-from consumer_kit.helpers import committed, end_offsets, running, wait_for
 from prometheus_client import CollectorRegistry
 
 from consumers.api import ConsumedEvent, consumer
@@ -17,6 +15,8 @@ from consumers.errors import PermanentError, RetriableError
 from consumers.retry import RetryPolicy
 from contracts.topics import Topics
 from parley.settings import KafkaSettings
+from tests.kit.consumers.events import chat_event, produce
+from tests.kit.consumers.helpers import committed, end_offsets, running, wait_for
 
 pytestmark = pytest.mark.kafka
 FAST = RetryPolicy(max_attempts=3, base_delay_s=0.01, max_delay_s=0.05)

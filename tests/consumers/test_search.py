@@ -9,11 +9,6 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from consumer_kit.domain_events import T, chat_events, common
-from consumer_kit.events import chat_body, envelope, message, produce
-from consumer_kit.helpers import eventually
-from consumer_kit.notes import assert_notes_stay_unsearchable
-from consumer_kit.snippets import HOSTILE, assert_escaped_snippet, hostile_chats
 
 from consumers.role import BuiltinConsumersRole
 from consumers.search.index import SqliteSearchIndex
@@ -25,6 +20,11 @@ from parley.http import build_app
 from parley.runtime import Runtime
 from parley.settings import KafkaSettings, Settings, StoreSettings
 from projector.role import ProjectorRole
+from tests.kit.consumers.domain_events import T, chat_events, common
+from tests.kit.consumers.events import chat_body, envelope, message, produce
+from tests.kit.consumers.helpers import eventually
+from tests.kit.consumers.notes import assert_notes_stay_unsearchable
+from tests.kit.consumers.snippets import HOSTILE, assert_escaped_snippet, hostile_chats
 
 
 @pytest.fixture

@@ -25,8 +25,8 @@ from contracts.state import ChatState, MessageState
 from contracts.state_change import StateChange, decode_state_change
 from projector.states import AggregateRef, FoldState
 from projector.views import to_view
-from tests.consumers.consumer_kit.published import published_values
-from tests.projector.test_fold_kit import world
+from tests.kit.consumers.published import published_values
+from tests.kit.fold_events import world
 
 
 def published(events: Sequence[d.DomainEvent], cuts: Sequence[int]

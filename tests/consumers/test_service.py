@@ -10,8 +10,6 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from consumer_kit.events import chat_event, produce
-from consumer_kit.helpers import wait_for
 
 from consumers.api import ConsumedEvent, consumer
 from consumers.lag import StuckDetector
@@ -21,6 +19,8 @@ from contracts.topics import Topics
 from parley.http import build_app
 from parley.runtime import Runtime
 from parley.settings import KafkaSettings, Settings
+from tests.kit.consumers.events import chat_event, produce
+from tests.kit.consumers.helpers import wait_for
 
 pytestmark = pytest.mark.kafka
 

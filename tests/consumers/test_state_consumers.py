@@ -14,9 +14,9 @@ from projector.outbox import wrap_state
 from projector.state_publisher import StatePublisher
 from projector.stores import open_store
 from projector.views import Row
-from tests.consumers.consumer_kit.events import chat_event, produce
-from tests.consumers.consumer_kit.helpers import running, wait_for
-from tests.projector.store_contract import chat, message
+from tests.kit.consumers.events import chat_event, produce
+from tests.kit.consumers.helpers import running, wait_for
+from tests.kit.store_contract import chat, message
 
 
 def test_the_decorator_reads_states_or_events_or_both() -> None:

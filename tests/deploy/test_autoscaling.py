@@ -16,7 +16,7 @@ import yaml
 from consumers.registry import CONFIG_ENV, load_consumer
 from contracts.topics import PROJECTOR, Topics
 from parley.cli import build_parser
-from tests.deploy.manifests import (
+from tests.kit.manifests import (
     K8S,
     Obj,
     container,

@@ -22,7 +22,7 @@ from parley.http import check_exposure
 from parley.kafka.jars import KAFKA_VERSION
 from parley.pg.url import parse_postgres_url
 from parley.settings import Settings, load_settings
-from tests.deploy.manifests import ALL_INTERFACES, DEPLOY, REPO
+from tests.kit.manifests import ALL_INTERFACES, DEPLOY, REPO
 
 COMPOSE_FILE = DEPLOY / "compose.yaml"
 COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())  # YAML 1.1 merge keys too

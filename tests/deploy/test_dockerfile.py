@@ -18,7 +18,7 @@ from parley.http import build_app
 from parley.kafka.launcher import free_ports
 from parley.runtime import Runtime
 from parley.settings import HttpSettings, Settings, load_settings
-from tests.deploy.manifests import ALL_INTERFACES, DEPLOY, REPO
+from tests.kit.manifests import ALL_INTERFACES, DEPLOY, REPO
 
 DOCKERFILE = DEPLOY / "Dockerfile"
 IGNORE = DEPLOY / "Dockerfile.dockerignore"

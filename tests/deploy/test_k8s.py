@@ -20,7 +20,7 @@ from contracts.topics import PROJECTOR, Topics
 from parley.cli import build_parser
 from parley.errors import SettingsError
 from parley.settings import Settings, load_settings
-from tests.deploy.manifests import (
+from tests.kit.manifests import (
     ALL_INTERFACES,
     CRDS,
     K8S,

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from parley.errors import SettingsError
 from parley.kafka.clients import common_kwargs, ssl_context
 from parley.settings import KafkaSecurity, KafkaSettings
-from tests.deploy.certs import make_pki
+from tests.kit.certs import make_pki
 
 
 def test_sasl_ssl_kwargs_read_the_password_file(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 PLAIN) and mutual TLS; a wrong password, CA or client certificate fails fast with one line.
 
 The broker is a private one of this module with a SASL_SSL and an mTLS listener; its
-certificates are generated here (tests/deploy/certs.py), its SCRAM user is created when the
+certificates are generated here (tests/kit/certs.py), its SCRAM user is created when the
 storage is formatted.
 """
 
@@ -26,7 +26,7 @@ from parley.process import assemble
 from parley.run import run_roles
 from parley.runtime import Runtime
 from parley.settings import KafkaSettings, Settings, SourceSettings, StoreSettings
-from tests.deploy.conftest import SecureKafka
+from tests.kit.secure_kafka import SecureKafka
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

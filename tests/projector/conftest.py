@@ -1,23 +1,10 @@
-"""Fixtures of the projector's tests.
-
-This directory is put on ``sys.path`` so that test modules can import their shared,
-test-free helper modules (``store_contract``, ``test_fold_kit``, ``test_runner_kit``):
-with ``--import-mode=importlib`` test modules cannot import their siblings otherwise.
-"""
+"""Fixtures of the projector's tests (their helpers are in tests/kit/)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-_HERE = str(Path(__file__).parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-
-# ----------------------------------------------------------------------------- fold / store
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from projector.api import ApiOptions
 from projector.role import ProjectorRole, ProjectorRoleOptions
 from projector.runner import ProjectorRunnerOptions
 from projector.sqlite_store import SqliteStore
-from tests.projector.test_runner_kit import (
+from tests.kit.live_projector import (
     T0,
     TOKEN,
     applied,

@@ -23,7 +23,7 @@ from projector.fold import apply
 from projector.folder import Folder
 from projector.states import AggregateRef, FoldState
 from projector.stores import open_store
-from tests.projector.test_runner_kit import (
+from tests.kit.live_projector import (
     T0,
     applied,
     chatshipper_body,

@@ -7,13 +7,13 @@ import typing
 from collections.abc import Sequence
 
 import pytest
-from test_fold_kit import at, common, fold
 
 from contracts import domain as d
 from contracts.state import AgentState, ChatState, MessageState, VisitorState
 from projector.fold import RANK, affected, apply
 from projector.states import AgentFold, AggregateRef, ChatFold, decode_state, encode_state, message_ref
 from projector.views import to_view
+from tests.kit.fold_events import at, common, fold
 
 C1 = AggregateRef("chat", "c1")
 ANN = d.AgentRef(id="a1", name="Ann")

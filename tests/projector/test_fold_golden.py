@@ -10,7 +10,6 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_fold_kit import encoded, fold, redelivered, viewed
 
 from contracts import domain as d
 from contracts.errors import ContractError
@@ -18,6 +17,7 @@ from contracts.ingest import parse_webhook
 from contracts.normalise import normalise
 from contracts.state import AgentState, ChatState, MessageState, VisitorState
 from projector.states import AggregateRef
+from tests.kit.fold_events import encoded, fold, redelivered, viewed
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from test_fold_truth import CHAT, CONV, chat, events_of, every_fold, received
-
 from contracts import domain as d
 from contracts.state import AgentState, MessageState, VisitorState
 from projector.states import AggregateRef, FoldState, message_ref
 from projector.views import merged_visitor, named_authors, row_for, to_view
+from tests.projector.test_fold_truth import CHAT, CONV, chat, events_of, every_fold, received
 
 SESSION = "session:s-1"
 

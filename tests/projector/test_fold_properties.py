@@ -14,13 +14,13 @@ from typing import TypeVar
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_fold_kit import conversation, encoded, fold, redelivered, viewed, world
 
 from contracts import domain as d
 from contracts.state import AgentState, ChatState, MessageState, VisitorState
 from projector.fold import PROVIDER_STATUS, RANK, affected, apply
 from projector.states import NEVER, AggregateRef, decode_state, encode_state
 from projector.views import to_view
+from tests.kit.fold_events import conversation, encoded, fold, redelivered, viewed, world
 
 E = TypeVar("E", bound=d.DomainEvent)
 

@@ -10,8 +10,6 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from test_fold_kit import fold
-
 from contracts import domain as d
 from contracts.envelope import Envelope
 from contracts.ingest import parse_webhook
@@ -19,6 +17,7 @@ from contracts.normalise import normalise_decoded
 from contracts.state import ChatState, MessageState, VisitorState
 from projector.states import AggregateRef, FoldState, message_ref
 from projector.views import to_view
+from tests.kit.fold_events import fold
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 CHAT = "5d2f8c1e-3a4b-4c6d-8e7f-9a0b1c2d3e4f"

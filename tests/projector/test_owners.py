@@ -23,8 +23,7 @@ from projector.folder import Folder
 from projector.metrics import ProjectorMetrics
 from projector.store import Store
 from projector.stores import open_store
-from tests.pg_fixture import fresh_schema
-from tests.projector.test_runner_kit import (
+from tests.kit.live_projector import (
     T0,
     chatshipper_body,
     conversation,
@@ -32,6 +31,7 @@ from tests.projector.test_runner_kit import (
     natterly_body,
     natterly_user_status,
 )
+from tests.kit.postgres import fresh_schema
 
 RIVAL = "rival"  # a second, authenticated Natterly source
 

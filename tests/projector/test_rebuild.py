@@ -24,8 +24,7 @@ from projector.runner import ProjectorRunnerOptions
 from projector.states import AggregateRef
 from projector.stores import open_store
 from projector.views import Row
-from tests.pg_fixture import fresh_schema
-from tests.projector.test_runner_kit import (
+from tests.kit.live_projector import (
     T0,
     applied,
     conversation,
@@ -39,6 +38,7 @@ from tests.projector.test_runner_kit import (
     snapshot,
     write_config,
 )
+from tests.kit.postgres import fresh_schema
 
 pytestmark = pytest.mark.kafka
 

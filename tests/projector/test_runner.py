@@ -14,7 +14,7 @@ from contracts.topics import PROJECTOR, Topics
 from parley.kafka.clients import make_admin, make_consumer
 from parley.settings import KafkaSettings
 from projector.runner import ProjectorRunnerOptions
-from tests.projector.test_runner_kit import (
+from tests.kit.live_projector import (
     FIXTURES,
     T0,
     applied,

@@ -28,7 +28,7 @@ from projector.states import AggregateRef, FoldState
 from projector.store import Store
 from projector.stores import open_store
 from projector.views import Row, row_for
-from tests.projector.test_runner_kit import T0, conversation, shipper_conversation
+from tests.kit.live_projector import T0, conversation, shipper_conversation
 
 
 @pytest.fixture

@@ -19,8 +19,7 @@ from projector.outbox import OutboxEntry
 from projector.state_publisher import StatePublisher
 from projector.store import Store
 from projector.stores import open_store
-from tests.projector.store_contract import chat
-from tests.projector.test_runner_kit import (
+from tests.kit.live_projector import (
     applied,
     conversation,
     eventually,
@@ -28,6 +27,7 @@ from tests.projector.test_runner_kit import (
     running_projector,
     shipper_conversation,
 )
+from tests.kit.store_contract import chat
 
 pytestmark = pytest.mark.asyncio
 

@@ -6,11 +6,11 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 
 import pytest
-from store_contract import StoreContract
 
 from projector.memory_store import MemoryStore, _Copy
 from projector.store import Store
 from projector.stores import open_store
+from tests.kit.store_contract import StoreContract
 
 
 class MemoryHarness:

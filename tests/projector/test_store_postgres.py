@@ -2,7 +2,7 @@
 secrecy, versioned migrations, several writers (merged visitor rows, offsets that never move
 back, lock waits that fail retriably), long projection names, atomicity under SIGKILL.
 
-The server is real (tests/pg_fixture.py); every test gets a schema of its own.
+The server is real (tests/kit/postgres.py); every test gets a schema of its own.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-from store_contract import StoreContract, chat, visitor
-from store_crash_kit import kill_mid_commits
 
 from contracts.domain import VisitorSeen
 from parley.errors import StoreError, StoreUnavailable, UnsupportedStore
@@ -29,8 +27,10 @@ from projector.states import AggregateRef, VisitorFold, decode_state
 from projector.store import Store
 from projector.stores import open_store
 from projector.views import row_for
-from tests.pg_fixture import with_options
-from tests.projector.test_runner_kit import eventually
+from tests.kit.live_projector import eventually
+from tests.kit.postgres import with_options
+from tests.kit.store_contract import StoreContract, chat, visitor
+from tests.kit.store_crash import kill_mid_commits
 
 
 async def _opened(url: str) -> PostgresStore:

@@ -12,15 +12,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from store_contract import StoreContract, chat
-from store_crash_kit import kill_mid_commits
 
 from parley.errors import StoreUnavailable, UnsupportedStore
 from projector.errors import LiveProjectionDrop, Overloaded
 from projector.sqlite_store import SqliteStore, _copy_schema, _rows_per_statement
 from projector.store import Store
 from projector.stores import open_store
-from tests.projector.test_runner_kit import eventually
+from tests.kit.live_projector import eventually
+from tests.kit.store_contract import StoreContract, chat
+from tests.kit.store_crash import kill_mid_commits
 
 
 class FileHarness:

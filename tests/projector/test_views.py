@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import msgspec
-from test_fold_kit import at, common, fold
 
 from contracts import domain as d
 from projector.states import AggregateRef, ChatFold, MessageFold, VisitorFold, decode_state, message_ref
 from projector.views import row_for
+from tests.kit.fold_events import at, common, fold
 
 C1 = AggregateRef("chat", "c1")
 

@@ -11,7 +11,7 @@ from projector.errors import Overloaded
 from projector.memory_store import MemoryStore
 from projector.runner import Watermarks
 from projector.waits import PositionWaits
-from tests.projector.test_runner_kit import eventually
+from tests.kit.live_projector import eventually
 
 TOPIC = "parley.events.chat"
 

@@ -13,10 +13,9 @@ from types import ModuleType
 
 import pytest
 
-from tests.receiver.test_limits import MiB, Start, _status, start_server
+from tests.kit.raw_http import MiB, Start, close_writer, read_status
 
 pytestmark = pytest.mark.kafka
-__all__ = ["start_server"]  # the fixture, used below by name
 
 # Every kind of route of a receiver process, and a path that matches none.
 ROUTES = [(b"POST", b"/webhooks/acme"), (b"GET", b"/webhooks/acme"), (b"POST", b"/webhooks/nobody"),
@@ -30,10 +29,10 @@ async def _exchange(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
     try:
         writer.write(raw)
         async with asyncio.timeout(10):
-            status, headers = await _status(reader)
+            status, headers = await read_status(reader)
             body = await reader.readexactly(int(headers.get("Content-Length", "0")))
     finally:
-        writer.close()
+        await close_writer(writer)
     return status, headers, body
 
 
@@ -74,10 +73,10 @@ async def test_expect_100_continue_still_works_for_a_valid_upload(
         async with asyncio.timeout(10):
             assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
             writer.write(body)
-            status, headers = await _status(reader)
+            status, headers = await read_status(reader)
             answer = json.loads(await reader.readexactly(int(headers["Content-Length"])))
     finally:
-        writer.close()
+        await close_writer(writer)
     assert status == 200, answer
     assert set(answer) == {"event_id", "position"}
 
@@ -90,9 +89,9 @@ async def test_expect_100_continue_with_an_oversized_body_is_refused(start_serve
     try:
         writer.write(raw)
         async with asyncio.timeout(10):
-            status, _ = await _status(reader)
+            status, _ = await read_status(reader)
             if status == 100:  # aiohttp says go on before the route's handler runs
-                status, _ = await _status(reader)
+                status, _ = await read_status(reader)
     finally:
-        writer.close()
+        await close_writer(writer)
     assert status == 413

@@ -5,144 +5,20 @@ buffered body bytes, while a well-behaved sender keeps getting its 2xx."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from types import ModuleType
 
 import aiohttp
-import msgspec
 import pytest
 
-from contracts.topics import Topics
 from parley.http import bind, build_app, serve
 from parley.limits import LINGER_S
 from parley.loop import EventLoopName, run
 from parley.runtime import Runtime
-from parley.settings import HttpSettings, KafkaSettings, Settings
-from receiver.role import ReceiverRole
+from parley.settings import HttpSettings, Settings
+from tests.kit.raw_http import MiB, Server, Start, close_writer, drip_request, read_status, request_head
 
 pytestmark = pytest.mark.kafka
-
-MiB = 1024 * 1024
-BUFFERED = "parley_receiver_buffered_body_bytes"
-
-
-@dataclass
-class Server:
-    rt: Runtime
-    port: int
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def buffered_bytes(self) -> float:
-        value = self.rt.registry.get_sample_value(BUFFERED)
-        assert value is not None
-        return value
-
-
-Start = Callable[..., Awaitable[Server]]
-
-
-@pytest.fixture
-async def start_server(kafka_settings: KafkaSettings, topics: Topics, rx: ModuleType
-                       ) -> AsyncIterator[Start]:
-    """Factory: ``await start_server(**http_settings)`` → a receiver served by
-    ``parley.http.serve`` on a free 127.0.0.1 port, answering once it returns."""
-    stops: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
-
-    async def start(**http: object) -> Server:
-        base = rx.receiver_settings(kafka_settings, rx.Credentials(natterly=rx.NATTERLY_TOKENS))
-        settings = msgspec.structs.replace(
-            base, http=HttpSettings(host="127.0.0.1", port=0, shutdown_timeout_s=2.0,
-                                    **http))  # type: ignore[arg-type]
-        rt = Runtime.from_settings(settings)
-        sock = bind("127.0.0.1", 0)
-        port = sock.getsockname()[1]
-        stop = asyncio.Event()
-        task = asyncio.create_task(serve(build_app(rt, [ReceiverRole(rt)]), rt, stop=stop,
-                                         sock=sock))
-        stops.append((stop, task))
-        async with asyncio.timeout(30):  # listening once the roles started
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                except ConnectionRefusedError:
-                    await asyncio.sleep(0.05)
-                    continue
-                writer.close()
-                break
-        return Server(rt, port)
-
-    yield start
-    for stop, task in stops:
-        stop.set()
-        await task
-
-
-def _head(path: str, content_length: int | None, extra: str = "") -> bytes:
-    length = f"Content-Length: {content_length}\r\n" if content_length is not None else ""
-    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"{length}{extra}\r\n").encode()
-
-
-async def _status(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    """Status and headers of the answer; (0, {}) if the server closed without one."""
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return 0, {}
-    lines = head.decode().split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
-    return int(lines[0].split()[1]), headers
-
-
-@dataclass
-class Dripped:
-    status: int
-    headers: dict[str, str]
-    elapsed_s: float
-    sent_bytes: int
-
-
-async def _drip(port: int, head: bytes, chunk: bytes, interval_s: float,
-                started: asyncio.Event | None = None, until_closed: bool = False) -> Dripped:
-    """Send ``head``, then ``chunk`` every ``interval_s`` (the pacing is the behaviour under
-    test) until the server answers (and, ``until_closed``, closes the connection). Returns
-    what it answered, and when."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    t0 = time.monotonic()
-    sent = 0
-
-    async def send() -> None:
-        nonlocal sent
-        with contextlib.suppress(ConnectionError):
-            writer.write(head)
-            await writer.drain()
-            if started is not None:
-                started.set()
-            while True:
-                writer.write(chunk)
-                await writer.drain()
-                sent += len(chunk)
-                await asyncio.sleep(interval_s)
-
-    sender = asyncio.create_task(send())
-    try:
-        status, headers = await _status(reader)
-        if status and until_closed:
-            with contextlib.suppress(ConnectionError):
-                await reader.read()
-        return Dripped(status, headers, time.monotonic() - t0, sent)
-    finally:
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
-        writer.close()
 
 
 async def _good_webhook(server: Server, rx: ModuleType) -> aiohttp.ClientResponse:
@@ -158,8 +34,8 @@ async def test_a_body_sent_one_byte_a_second_is_cut_off_at_its_deadline(
         start_server: Start, rx: ModuleType, caplog: pytest.LogCaptureFixture) -> None:
     server = await start_server(body_timeout_s=2.0)
     started = asyncio.Event()
-    drip = asyncio.create_task(_drip(server.port, _head("/webhooks/acme", MiB), b" ", 1.0,
-                                     started, until_closed=True))
+    drip = asyncio.create_task(drip_request(server.port, request_head("/webhooks/acme", MiB),
+                                            b" ", 1.0, started, until_closed=True))
     await started.wait()
     # While it drips, its whole declared body is counted against the budget...
     await rx.eventually(lambda: server.buffered_bytes() == MiB, 5)
@@ -175,7 +51,7 @@ async def test_headers_sent_one_byte_a_second_are_cut_off_at_the_idle_timeout(
         start_server: Start) -> None:
     server = await start_server(idle_timeout_s=2.0)
     async with asyncio.timeout(6):
-        got = await _drip(server.port, b"POST /webhooks/acme HTTP/1.1\r\nX-Slow: ", b"a", 1.0)
+        got = await drip_request(server.port, b"POST /webhooks/acme HTTP/1.1\r\nX-Slow: ", b"a", 1.0)
     assert got.status == 0 and 1.5 <= got.elapsed_s < 5, got  # closed, nothing answered
 
 
@@ -183,7 +59,7 @@ async def _keep_alive(port: int) -> asyncio.StreamWriter:
     """A connection that made one request (so the server holds it) and then stays idle."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-    status, headers = await _status(reader)
+    status, headers = await read_status(reader)
     assert status == 200
     await reader.readexactly(int(headers["Content-Length"]))
     return writer
@@ -194,9 +70,9 @@ async def _healthz(port: int) -> int:
     writer.write(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
     try:
         async with asyncio.timeout(5):  # answered at once, never left waiting
-            status, headers = await _status(reader)
+            status, headers = await read_status(reader)
     finally:
-        writer.close()
+        await close_writer(writer)
     assert status != 503 or headers["Retry-After"] == "7", headers
     return status
 
@@ -244,8 +120,8 @@ async def test_slow_large_uploads_past_the_budget_get_503_and_a_small_webhook_st
     # 4 MiB budget: bodies over 64 KiB may take 3 MiB of it, so three 1 MiB uploads fit.
     server = await start_server(max_buffered_body_bytes=4 * MiB, body_timeout_s=60.0,
                                 retry_after_s=3)
-    uploads = [asyncio.create_task(_drip(server.port, _head("/webhooks/acme", MiB),
-                                         b"x" * 1024, 0.2)) for _ in range(8)]
+    uploads = [asyncio.create_task(drip_request(server.port, request_head("/webhooks/acme", MiB),
+                                                b"x" * 1024, 0.2)) for _ in range(8)]
     try:
         await rx.eventually(lambda: sum(u.done() for u in uploads) == 5, 10)
         shed = [u.result() for u in uploads if u.done()]
@@ -282,7 +158,8 @@ async def test_an_early_answer_frees_its_connection_slot_within_a_second(
     server = await start_server(max_connections=1, retry_after_s=7)
     await _until_free(server.port)  # start_server's own probe has left
     async with asyncio.timeout(LINGER_S + 3):  # aiohttp used to keep reading it for 10 s
-        got = await _drip(server.port, _head(path, length), b"x" * 1024, 0.05, until_closed=True)
+        got = await drip_request(server.port, request_head(path, length), b"x" * 1024, 0.05,
+                                 until_closed=True)
     assert got.status == status and got.elapsed_s < LINGER_S + 2, got
     if status == 413:  # its body is never read: the answer says the connection closes
         assert got.headers["Connection"] == "close", got
