@@ -95,7 +95,7 @@ async def _cap_holds() -> None:
         idle += [await _keep_alive(port) for _ in range(3)]
         assert await _healthz(port) == 503  # the fifth connection
         for w in idle:
-            w.close()
+            await close_writer(w)
         for _ in range(200):  # closed connections leave the server's count, within 10 s
             if await _healthz(port) == 200:
                 break
