@@ -42,7 +42,7 @@ from contracts.topics import PROJECTOR, Topics, TopicSpec
 from parley.cli import build_parser
 from parley.errors import SettingsError
 from parley.pg.url import is_postgres_url
-from parley.settings import Settings, load_settings
+from parley.settings import Settings, is_secret_key, load_settings
 
 __all__ = ["AUTOSCALING_FILE", "EVENT_TOPIC_EXTRA_CONFIGS", "K8S_DIR", "LAG_THRESHOLDS", "ROLE_STATE",
            "TOPICS_FILE", "GroupWorkload", "autoscaling_resources", "consumer_names",
@@ -283,7 +283,11 @@ def group_workloads(directory: Path = K8S_DIR) -> list[GroupWorkload]:
                 extra: dict[str, Any] = {}
                 config = _env(c).get(CONSUMERS_CONFIG_ENV, {}).get("value")
                 if config:
-                    extra = tomllib.loads(_file_text(directory, pod, c, config)).get("consumers", {})
+                    # Only the consumer's topics matter here: its credentials are left out (the
+                    # manifests' Secret holds placeholders, which a consumer refuses to start on).
+                    extra = {name: {k: v for k, v in table.items() if not is_secret_key(k)}
+                             for name, table in tomllib.loads(_file_text(
+                                 directory, pod, c, config)).get("consumers", {}).items()}
                 consumer = load_consumer(ns.name, msgspec.structs.replace(
                     settings, consumers={**settings.consumers, **extra}))
                 role, group = consumer.name, topics.group_id(consumer.name)

@@ -236,7 +236,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             out.append(unquote(store_password))
         for table in self.consumers.values():
             out.extend(v for k, v in table.items()
-                       if isinstance(v, str) and any(w in k.lower() for w in _SECRET_WORDS))
+                       if isinstance(v, str) and is_secret_key(k))
         sec = self.kafka.security
         for resolve in (sec.resolved_sasl_password, sec.resolved_ssl_key_password):
             # An unreadable file is reported where clients are built (they read it too).
@@ -246,6 +246,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 
 _SECRET_WORDS = ("secret", "token", "password", "auth_value", "api_key")
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a ``[consumers.NAME]`` key holds a secret, by its name (docs/consumers.md)."""
+    return any(word in key.lower() for word in _SECRET_WORDS)
 # Top-level scalar keys that `PARLEY_<KEY>` (no `__`) may override.
 _TOP_LEVEL_ENV = {"PARLEY_DATA_DIR": "data_dir", "PARLEY_LOG_LEVEL": "log_level",
                   "PARLEY_EVENT_LOOP": "event_loop"}

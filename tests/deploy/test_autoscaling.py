@@ -61,8 +61,8 @@ def expected_group_and_topics(workload: Obj, monkeypatch: pytest.MonkeyPatch,
     ns = build_parser().parse_args(c["args"])
     if ns.command == "projector":  # projector/runner.py subscribes to every event topic
         return ns.group or TOPICS.group_id(PROJECTOR), list(TOPICS.event_topics)
-    # Build the consumer as its pod does: the [consumers.NAME] file from the (example) Secret
-    # at $PARLEY_CONSUMERS_CONFIG.
+    # Build the consumer as its pod does: the [consumers.NAME] file from the (example, filled
+    # in) Secret at $PARLEY_CONSUMERS_CONFIG.
     monkeypatch.delenv(CONFIG_ENV, raising=False)
     env = env_of(c)
     if CONFIG_ENV in env:
@@ -72,7 +72,9 @@ def expected_group_and_topics(workload: Obj, monkeypatch: pytest.MonkeyPatch,
         [item] = [i for i in volume["secret"]["items"] if i["path"] == mounted.name]
         secret = one(OBJECTS, "Secret", volume["secret"]["secretName"]).body
         local = tmp_path / mounted.name
-        local.write_text(secret["stringData"][item["key"]])
+        # As the operator fills the Secret in: the example's placeholder stops a consumer.
+        local.write_text(secret["stringData"][item["key"]].replace(
+            "replace-with-the-crm-api-key", "7d1f0c2e9a4b6f3e8a5d"))
         monkeypatch.setenv(CONFIG_ENV, str(local))
     consumer = load_consumer(ns.name, SETTINGS)
     return (Topics(prefix=KAFKA.topic_prefix).group_id(consumer.name),
