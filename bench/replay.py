@@ -273,7 +273,10 @@ def spawn(name: str, args: argparse.Namespace, bootstrap: str, prefix: str, time
           group: str) -> dict[str, Any]:
     """Run one contender in a fresh interpreter; its result plus its peak RSS (wait4)."""
     work = Path(tempfile.mkdtemp(prefix=f"parley-replay-{name}-"))
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--bootstrap", bootstrap,
+    script = Path(__file__).resolve()
+    if name == "baseline":  # Parley's rebuild, with the code of another checkout
+        script, name = Path(args.baseline).resolve() / "bench" / "replay.py", "parley"
+    cmd = [sys.executable, str(script), "--child", name, "--bootstrap", bootstrap,
            "--prefix", prefix, "--events", str(args.events), "--partitions", str(args.partitions),
            "--work", str(work), "--faust-store", args.faust_store,
            "--faust-events", str(args.faust_events), "--group", group]
@@ -378,10 +381,16 @@ def bench(args: argparse.Namespace, bootstrap: str, prefix: str) -> int:
         p_rate = parley["records"] / parley["seconds"]
         p_cpu = parley["records"] / parley["cpu_seconds"]
         for name, r in results.items():
-            if name != "parley" and "error" not in r:
+            if name not in ("parley", "baseline") and "error" not in r:
                 ratio = p_rate / (r["records"] / r["seconds"])
                 cpu_ratio = p_cpu / (r["records"] / r["cpu_seconds"])
                 print(f"  parley / {name}: {ratio:.2f}x records/s ({cpu_ratio:.2f}x per CPU-second)")
+        base_run = results.get("baseline")
+        if base_run and "error" not in base_run:
+            ratio = p_rate / (base_run["records"] / base_run["seconds"])
+            cpu_ratio = p_cpu / (base_run["records"] / base_run["cpu_seconds"])
+            print(f"  parley / baseline ({args.baseline}): {ratio:.3f}x records/s "
+                  f"({cpu_ratio:.3f}x per CPU-second)")
         for base, variant in (("parley", "+outbox"), ("parley", "+states"), ("live", "+states")):
             plain, loud = results.get(base), results.get(base + variant)
             if plain and loud and "error" not in plain and "error" not in loud:
@@ -428,6 +437,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3,
                         help="replay this many times per contender, alternating; report medians")
     parser.add_argument("--timeout", type=float, default=1800.0, help="per contender, seconds")
+    parser.add_argument("--baseline", metavar="CHECKOUT",
+                        help="contender 'baseline': the parley rebuild run from another checkout "
+                             "(e.g. `git worktree add /tmp/base main`), to compare two versions "
+                             "of Parley in one run")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
