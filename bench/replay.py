@@ -41,6 +41,11 @@ a temporary directory (stopped and wiped after). Only 127.0.0.1.
     .venv/bin/python bench/replay.py [--events 1000000] [--partitions 6]
                                      [--contenders parley,quix,faust] [--faust-store memory]
                                      [--rounds 3]
+
+``--baseline CHECKOUT`` adds the contender ``baseline``: Parley's rebuild run from another
+checkout (its ``bench/replay.py`` as the child), so two versions of Parley replay the same log
+in alternating rounds of one run, e.g. ``git worktree add /tmp/base main`` then
+``--contenders baseline,parley --baseline /tmp/base``.
 """
 
 from __future__ import annotations

@@ -179,7 +179,7 @@ def _agent_refs(event: d.DomainEvent) -> list[AggregateRef]:
     agents = described_agents(event)
     if not agents:
         return []
-    return [AggregateRef("agent", agent_id) for agent_id in dict.fromkeys(a.id for a in agents)]
+    return [AggregateRef("agent", agent_id) for agent_id in dict.fromkeys([a.id for a in agents])]
 
 
 # ---------------------------------------------------------------------------- apply
@@ -302,7 +302,7 @@ def _chat_updated(s: ChatFold, ev: d.ChatUpdated, st: Stamp) -> _Writes:
         "provider_status": _said(s.provider_status, st, ev.provider_status),
         "initiated_at": _min(s.initiated_at, ev.initiated_at),
         "last_message_at": _max(s.last_message_at, ev.last_message_at),
-        "chat_type": s.chat_type if ev.chat_type is None else pick(s.chat_type, ev.chat_type),
+        "chat_type": _fixed(s.chat_type, ev.chat_type),
     }
     word = ev.provider_status
     match None if word is None else PROVIDER_STATUS.get(word.casefold()):
@@ -365,11 +365,17 @@ def _apply_message(s: MessageFold, ev: d.DomainEvent, st: Stamp) -> MessageFold:
     whichever arrives first: the text is dropped and never written again."""
     match ev:
         case d.MessagePosted():
-            return _replace(s, **_message_text(s, ev, st),
+            return _replace(s, provider=pick(s.provider, ev.provider),
+                            source=pick(s.source, ev.source),
+                            text=_text(s, ev, st), internal=s.internal or ev.internal,
+                            message_type=_fixed(s.message_type, ev.message_type),
                             author=write(s.author, st, ev.author),
                             posted_at=_min(s.posted_at, ev.posted_at))
         case d.MessageEdited():
-            return _replace(s, **_message_text(s, ev, st),
+            return _replace(s, provider=pick(s.provider, ev.provider),
+                            source=pick(s.source, ev.source),
+                            text=_text(s, ev, st), internal=s.internal or ev.internal,
+                            message_type=_fixed(s.message_type, ev.message_type),
                             edited_at=_max(s.edited_at, ev.edited_at))
         case d.MessageDeleted():
             return _replace(s, provider=pick(s.provider, ev.provider),
@@ -379,12 +385,14 @@ def _apply_message(s: MessageFold, ev: d.DomainEvent, st: Stamp) -> MessageFold:
             return s
 
 
-def _message_text(s: MessageFold, ev: d.MessagePosted | d.MessageEdited, st: Stamp) -> _Writes:
-    """What a post and an edit both write: text (unless deleted), internal, type."""
-    text = s.text
-    if s.deleted_at is None and ev.text is not None:
-        text = write(text, st, ev.text)
-    return {"provider": pick(s.provider, ev.provider), "source": pick(s.source, ev.source),
-            "text": text, "internal": s.internal or ev.internal,
-            "message_type": (s.message_type if ev.message_type is None
-                             else pick(s.message_type, ev.message_type))}
+def _text(s: MessageFold, ev: d.MessagePosted | d.MessageEdited, st: Stamp) -> Reg[str] | None:
+    """The text register, unless the message is deleted (a tombstone is never written over)."""
+    if s.deleted_at is not None or ev.text is None:
+        return s.text
+    return write(s.text, st, ev.text)
+
+
+def _fixed(value: str | None, said: str | None) -> str | None:
+    """A value set at creation (``chat_type``, ``message_type``): should two ever differ, the
+    greater string wins (:func:`~projector.lww.pick`); ``None`` is "not said"."""
+    return value if said is None else pick(value, said)

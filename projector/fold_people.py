@@ -30,7 +30,7 @@ def described_agents(ev: d.DomainEvent) -> tuple[d.AgentRef, ...]:
                 return ()
             return (d.AgentRef(id=author.id, name=author.name),)
         case d.ChatUpdated(agent=agent, agents=others):
-            return tuple(a for a in (agent, *others) if a is not None and a.name is not None)
+            return tuple([a for a in (agent, *others) if a is not None and a.name is not None])
         case _:
             return ()
 
@@ -117,9 +117,9 @@ def apply_agent(state: AgentFold, ev: d.DomainEvent, st: Stamp) -> AgentFold:
                 status=write(state.status, st, ev.status),
             )
         case _:
-            name = next((a.name for a in described_agents(ev) if a.id == state.id), None)
-            if name is None:
-                return state
-            return _replace(state, provider=pick(state.provider, ev.provider),
-                            source=pick(state.source, ev.source),
-                            name=write(state.name, st, name))
+            for agent in described_agents(ev):
+                if agent.id == state.id:
+                    return _replace(state, provider=pick(state.provider, ev.provider),
+                                    source=pick(state.source, ev.source),
+                                    name=write(state.name, st, agent.name))
+            return state
