@@ -1,14 +1,15 @@
 """The fold alone, old against new (issue 17, point 6): the same events folded by the fold of
-another git revision and by this tree's, in alternating rounds of one run.
+another git revision and by this tree's — the plain fold (``projector.fold``) and its fast
+path (``projector.fold_fast``, what the projector runs) — in alternating rounds of one run.
 
 Generates ``--records`` records (``bench/replay_data.py``: both providers, thousands of
 concurrent chats), decodes and normalises them once, then times only the fold — every event
 into every aggregate it touches (``affected`` / ``apply``) into a dict of states, as a
 rebuild's first batches do. The baseline's ``projector/fold.py``, ``fold_people.py`` and
 ``lww.py`` are read with ``git show REV:…`` into a temporary package (the state types,
-``projector.states``, are shared: both must fold into the same states). Each fold runs with
-the cyclic collector on and with it paused (``gc.disable``), to show what the projector's
-pause during a batch buys.
+``projector.states``, are shared: all must fold into the same states, which is checked
+first). Timed with the cyclic collector paused (``gc.disable``), as the projector folds a
+batch; the fast path once more with it on, for what that pause buys the fold alone.
 
     .venv/bin/python bench/fold.py [--baseline main] [--records 100000] [--rounds 5]
 """
@@ -40,7 +41,8 @@ from contracts.domain import DomainEvent  # noqa: E402
 from contracts.envelope import decode_envelope  # noqa: E402
 from contracts.normalise import normalise_decoded  # noqa: E402
 from contracts.topics import Topics  # noqa: E402
-from projector import fold as new_fold  # noqa: E402
+from projector import fold as plain_fold  # noqa: E402
+from projector import fold_fast  # noqa: E402
 from projector.states import encode_state  # noqa: E402
 
 #: The fold's modules, which import each other by these names.
@@ -82,6 +84,10 @@ def fold_all(module: Any, events: list[DomainEvent]) -> dict[Any, Any]:
     return states
 
 
+def _encoded(states: dict[Any, Any]) -> dict[Any, bytes]:
+    return {ref: encode_state(state) for ref, state in states.items()}
+
+
 def timed(module: Any, events: list[DomainEvent], *, paused: bool) -> float:
     gc.collect()
     if paused:
@@ -106,11 +112,12 @@ def main() -> int:
         print(f"generating {args.records:,} records ...", flush=True)
         events = events_of(args.records, args.seed)
         print(f"  {len(events):,} domain events", flush=True)
-        old_states, new_states = fold_all(old, events), fold_all(new_fold, events)
-        same = old_states.keys() == new_states.keys() and all(
-            encode_state(state) == encode_state(new_states[ref]) for ref, state in old_states.items())
-        print(f"  the two folds give the same states: {same}", flush=True)
-        contenders = {"old": (old, True), "new": (new_fold, True), "new, gc on": (new_fold, False)}
+        contenders = {"old": (old, True), "plain": (plain_fold, True), "fast": (fold_fast, True),
+                      "fast, gc on": (fold_fast, False)}
+        folded = {name: fold_all(module, events) for name, (module, _) in contenders.items()}
+        same = all(_encoded(states) == _encoded(folded["old"]) for states in folded.values())
+        print(f"  all folds give the same states: {same}", flush=True)
+        del folded
         seconds: dict[str, list[float]] = {name: [] for name in contenders}
         for n in range(1, args.rounds + 1):
             for name, (module, paused) in contenders.items():
@@ -123,10 +130,10 @@ def main() -> int:
         for name, r in rate.items():
             print(f"  {name:<11} {r:>9,.0f} records per CPU-second")
         # Also the median of each round's own ratio: neighbours in time share the machine's load.
-        paired = statistics.median(o / n for o, n in zip(seconds["old"], seconds["new"], strict=True))
-        print(f"  new / old: {rate['new'] / rate['old']:.3f}x (gc paused in both; "
-              f"median of rounds' ratios {paired:.3f}x)")
-        print(f"  gc paused / gc on (new): {rate['new'] / rate['new, gc on']:.3f}x")
+        for new, base in (("plain", "old"), ("fast", "old"), ("fast", "plain"), ("fast", "fast, gc on")):
+            paired = statistics.median(b / n for n, b in zip(seconds[new], seconds[base], strict=True))
+            print(f"  {new} / {base}: {rate[new] / rate[base]:.3f}x (median of rounds' ratios "
+                  f"{paired:.3f}x)")
         return 0 if same else 1
 
 

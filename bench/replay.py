@@ -22,7 +22,7 @@ One run:
 
    All three do the same work per record with the same code: decode the envelope
    (``contracts.envelope.decode_envelope``), normalise it (``contracts.normalise``), and fold
-   every domain event into every aggregate it touches (``projector.fold.affected`` /
+   every domain event into every aggregate it touches (``projector.fold_fast.affected`` /
    ``apply``), so the comparison is about the runtime around the fold, not the fold.
    Differences, all in the competitors' favour: they keep only fold states (Parley also
    builds and stores each changed aggregate's JSON view and listing columns); their state is

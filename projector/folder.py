@@ -25,7 +25,7 @@ from contracts.envelope import Envelope, decode_envelope
 from contracts.normalise import normalise_decoded
 from projector.clamp import clamp_future
 from projector.dlq import DeadLetter, Stage
-from projector.fold import affected, apply
+from projector.fold_fast import affected, apply  # the fold (projector.fold), fast
 from projector.metrics import ProjectorMetrics
 from projector.outbox import Covers, covers_of, unwrap_state, wrap_state
 from projector.owners import Refused, foreign_owner, report
