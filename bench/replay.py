@@ -22,7 +22,7 @@ One run:
 
    All three do the same work per record with the same code: decode the envelope
    (``contracts.envelope.decode_envelope``), normalise it (``contracts.normalise``), and fold
-   every domain event into every aggregate it touches (``projector.fold.affected`` /
+   every domain event into every aggregate it touches (``projector.fold_fast.affected`` /
    ``apply``), so the comparison is about the runtime around the fold, not the fold.
    Differences, all in the competitors' favour: they keep only fold states (Parley also
    builds and stores each changed aggregate's JSON view and listing columns); their state is
@@ -41,6 +41,11 @@ a temporary directory (stopped and wiped after). Only 127.0.0.1.
     .venv/bin/python bench/replay.py [--events 1000000] [--partitions 6]
                                      [--contenders parley,quix,faust] [--faust-store memory]
                                      [--rounds 3]
+
+``--baseline CHECKOUT`` adds the contender ``baseline``: Parley's rebuild run from another
+checkout (its ``bench/replay.py`` as the child), so two versions of Parley replay the same log
+in alternating rounds of one run, e.g. ``git worktree add /tmp/base main`` then
+``--contenders baseline,parley --baseline /tmp/base``.
 """
 
 from __future__ import annotations
@@ -273,7 +278,10 @@ def spawn(name: str, args: argparse.Namespace, bootstrap: str, prefix: str, time
           group: str) -> dict[str, Any]:
     """Run one contender in a fresh interpreter; its result plus its peak RSS (wait4)."""
     work = Path(tempfile.mkdtemp(prefix=f"parley-replay-{name}-"))
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--bootstrap", bootstrap,
+    script = Path(__file__).resolve()
+    if name == "baseline":  # Parley's rebuild, with the code of another checkout
+        script, name = Path(args.baseline).resolve() / "bench" / "replay.py", "parley"
+    cmd = [sys.executable, str(script), "--child", name, "--bootstrap", bootstrap,
            "--prefix", prefix, "--events", str(args.events), "--partitions", str(args.partitions),
            "--work", str(work), "--faust-store", args.faust_store,
            "--faust-events", str(args.faust_events), "--group", group]
@@ -378,10 +386,16 @@ def bench(args: argparse.Namespace, bootstrap: str, prefix: str) -> int:
         p_rate = parley["records"] / parley["seconds"]
         p_cpu = parley["records"] / parley["cpu_seconds"]
         for name, r in results.items():
-            if name != "parley" and "error" not in r:
+            if name not in ("parley", "baseline") and "error" not in r:
                 ratio = p_rate / (r["records"] / r["seconds"])
                 cpu_ratio = p_cpu / (r["records"] / r["cpu_seconds"])
                 print(f"  parley / {name}: {ratio:.2f}x records/s ({cpu_ratio:.2f}x per CPU-second)")
+        base_run = results.get("baseline")
+        if base_run and "error" not in base_run:
+            ratio = p_rate / (base_run["records"] / base_run["seconds"])
+            cpu_ratio = p_cpu / (base_run["records"] / base_run["cpu_seconds"])
+            print(f"  parley / baseline ({args.baseline}): {ratio:.3f}x records/s "
+                  f"({cpu_ratio:.3f}x per CPU-second)")
         for base, variant in (("parley", "+outbox"), ("parley", "+states"), ("live", "+states")):
             plain, loud = results.get(base), results.get(base + variant)
             if plain and loud and "error" not in plain and "error" not in loud:
@@ -428,6 +442,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3,
                         help="replay this many times per contender, alternating; report medians")
     parser.add_argument("--timeout", type=float, default=1800.0, help="per contender, seconds")
+    parser.add_argument("--baseline", metavar="CHECKOUT",
+                        help="contender 'baseline': the parley rebuild run from another checkout "
+                             "(e.g. `git worktree add /tmp/base main`), to compare two versions "
+                             "of Parley in one run")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)

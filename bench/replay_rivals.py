@@ -2,7 +2,7 @@
 
 Both run :func:`fold_record` per record — the projector's own code: decode the envelope,
 normalise it, and for every domain event and every aggregate it touches read the aggregate's
-state from the framework's state store, ``projector.fold.apply`` the event, and write the state
+state from the framework's state store, ``projector.fold_fast.apply`` the event, and write the state
 back (``encode_state``: the same msgpack bytes Parley stores). State keys are
 ``b"<kind>:<id>"``, inside the state of the record's key (both frameworks partition state by
 the record key; see ``bench/replay.py``'s docstring for what that simplifies in their favour).
@@ -32,7 +32,7 @@ from typing import Any
 from contracts.envelope import decode_envelope
 from contracts.normalise import normalise
 from contracts.topics import Topics
-from projector.fold import affected, apply
+from projector.fold_fast import affected, apply
 from projector.states import decode_state, encode_state
 
 __all__ = ["fold_record", "run_faust", "run_quix"]

@@ -6,13 +6,11 @@ agent, its participants, a message's author) names that agent's state too.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import msgspec
 
 from contracts import domain as d
-from projector.lww import pick as _pick
-from projector.lww import write as _write
+from projector.lww import grow, pick, write
 from projector.states import MAX_PAGES, AgentFold, Stamp, VisitorFold
 
 __all__ = ["apply_agent", "apply_visitor", "described_agents", "merge_pages"]
@@ -20,25 +18,21 @@ __all__ = ["apply_agent", "apply_visitor", "described_agents", "merge_pages"]
 _replace = msgspec.structs.replace
 
 
-def described_agents(ev: Any) -> tuple[d.AgentRef, ...]:
+def described_agents(ev: d.DomainEvent) -> tuple[d.AgentRef, ...]:
     """The named agents whose rows a chat event names (an id alone names nobody): a
     snapshot's agent and other agents (participants), an agent message's author.
 
     Not ChatAccepted / ChatAssigned: the normalisers put the agent they name into the
     same webhook's snapshot too (``ChatUpdated.agent`` or ``agents``)."""
-    kind = type(ev)
-    if kind is d.ChatUpdated:
-        agent = ev.agent
-        named = () if agent is None or agent.name is None else (agent,)
-        if ev.agents:
-            return named + tuple(other for other in ev.agents if other.name is not None)
-        return named
-    if kind is d.MessagePosted:
-        author = ev.author
-        if author.id is None or author.name is None or author.role != "agent":
+    match ev:
+        case d.MessagePosted(author=author):
+            if author.role != "agent" or author.id is None or author.name is None:
+                return ()
+            return (d.AgentRef(id=author.id, name=author.name),)
+        case d.ChatUpdated(agent=agent, agents=others):
+            return tuple([a for a in (agent, *others) if a is not None and a.name is not None])
+        case _:
             return ()
-        return (d.AgentRef(id=author.id, name=author.name),)
-    return ()
 
 
 def _page_key(page: d.PageView) -> tuple[datetime, str, str]:
@@ -60,62 +54,72 @@ def merge_pages(a: tuple[d.PageView, ...], b: tuple[d.PageView, ...]) -> tuple[d
     return tuple(sorted(set(a) | set(b), key=_page_key)[-MAX_PAGES:])
 
 
-def apply_visitor(state: VisitorFold, ev: Any, st: Stamp) -> VisitorFold:
+def apply_visitor(state: VisitorFold, ev: d.DomainEvent, st: Stamp) -> VisitorFold:
     """A visitor from VisitorSeen; on the provisional (session) side of a link, only
     whom it turned out to be."""
-    if type(ev) is not d.VisitorSeen:
-        return state
-    if state.id != ev.visitor_id:
-        if state.id != ev.alias:
+    match ev:
+        case d.VisitorSeen(visitor_id=state.id):
+            return _seen(state, ev, st)
+        case d.VisitorSeen(alias=state.id):
+            # The provisional (session) side of a link: it only learns who it turned out to be.
+            return _replace(
+                state,
+                provider=pick(state.provider, ev.provider),
+                source=pick(state.source, ev.source),
+                identified_as=write(state.identified_as, st, ev.visitor_id),
+            )
+        case _:
             return state
-        # The provisional (session) side of a link: it only learns who it turned out to be.
-        return _replace(
-            state,
-            provider=_pick(state.provider, ev.provider),
-            source=_pick(state.source, ev.source),
-            identified_as=_write(state.identified_as, st, ev.visitor_id),
-        )
-    sessions, alias = state.sessions, ev.alias
-    if alias is not None and alias not in sessions and alias != state.id:
-        sessions = sessions | {alias}
-    chats = state.chats
-    chat_id = ev.chat_id
-    if chat_id is not None and chat_id not in chats:
-        chats = chats | {chat_id}
-    name, email, anonymous, page = ev.name, ev.email, ev.anonymous, ev.page
-    first, last = state.first_seen, state.last_seen
-    at = st[0]
+
+
+def _seen(state: VisitorFold, ev: d.VisitorSeen, st: Stamp) -> VisitorFold:
+    """What VisitorSeen tells the visitor it names: identity (LWW), first and last seen
+    (min, max), its chats, pages and session aliases (grow-only)."""
+    sessions, chats = state.sessions, state.chats
+    if ev.alias is not None and ev.alias != state.id:
+        sessions = grow(sessions, ev.alias)
+    if ev.chat_id is not None:
+        chats = grow(chats, ev.chat_id)
     return _replace(
         state,
-        provider=_pick(state.provider, ev.provider),
-        source=_pick(state.source, ev.source),
-        name=state.name if name is None else _write(state.name, st, name),
-        email=state.email if email is None else _write(state.email, st, email),
-        anonymous=(state.anonymous if anonymous is None
-                   else _write(state.anonymous, st, anonymous)),
-        first_seen=at if first is None or first > at else first,  # min
-        last_seen=at if last is None or last < at else last,  # max
+        provider=pick(state.provider, ev.provider),
+        source=pick(state.source, ev.source),
+        name=state.name if ev.name is None else write(state.name, st, ev.name),
+        email=state.email if ev.email is None else write(state.email, st, ev.email),
+        anonymous=(state.anonymous if ev.anonymous is None
+                   else write(state.anonymous, st, ev.anonymous)),
+        first_seen=_earlier(state.first_seen, st[0]),
+        last_seen=_later(state.last_seen, st[0]),
         chats=chats,
-        pages=state.pages if page is None else _with_page(state.pages, page),
+        pages=state.pages if ev.page is None else _with_page(state.pages, ev.page),
         sessions=sessions,
     )
 
 
-def apply_agent(state: AgentFold, ev: Any, st: Stamp) -> AgentFold:
+def _earlier(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or a > b else a
+
+
+def _later(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or a < b else a
+
+
+def apply_agent(state: AgentFold, ev: d.DomainEvent, st: Stamp) -> AgentFold:
     """An agent's status and name from AgentStatusChanged; its name also from any chat
     event that describes it (:func:`described_agents`): the latest description wins."""
-    if type(ev) is not d.AgentStatusChanged:
-        name = next((a.name for a in described_agents(ev) if a.id == state.id), None)
-        if name is None:
+    match ev:
+        case d.AgentStatusChanged():
+            return _replace(
+                state,
+                provider=pick(state.provider, ev.provider),
+                source=pick(state.source, ev.source),
+                name=state.name if ev.name is None else write(state.name, st, ev.name),
+                status=write(state.status, st, ev.status),
+            )
+        case _:
+            for agent in described_agents(ev):
+                if agent.id == state.id:
+                    return _replace(state, provider=pick(state.provider, ev.provider),
+                                    source=pick(state.source, ev.source),
+                                    name=write(state.name, st, agent.name))
             return state
-        provider, source = _pick(state.provider, ev.provider), _pick(state.source, ev.source)
-        return _replace(state, provider=provider, source=source,
-                        name=_write(state.name, st, name))
-    name = ev.name
-    return _replace(
-        state,
-        provider=_pick(state.provider, ev.provider),
-        source=_pick(state.source, ev.source),
-        name=state.name if name is None else _write(state.name, st, name),
-        status=_write(state.status, st, ev.status),
-    )

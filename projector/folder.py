@@ -25,7 +25,7 @@ from contracts.envelope import Envelope, decode_envelope
 from contracts.normalise import normalise_decoded
 from projector.clamp import clamp_future
 from projector.dlq import DeadLetter, Stage
-from projector.fold import affected, apply
+from projector.fold_fast import affected, apply  # the fold (projector.fold), fast
 from projector.metrics import ProjectorMetrics
 from projector.outbox import Covers, covers_of, unwrap_state, wrap_state
 from projector.owners import Refused, foreign_owner, report
@@ -290,32 +290,27 @@ class Folder:
         return total
 
 
-_gc_pauses = 0
-_gc_was_enabled = False
-
-
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while a batch is folded.
 
     A batch allocates hundreds of thousands of short-lived objects (records, events,
     states) that survive long enough to be promoted, so the collector would run full
-    collections over the whole heap — the cache included — every few batches: a quarter
-    of a rebuild's time. Nothing the fold builds is cyclic (reference counting frees it
-    all), so collection waits until the batch is done; a batch is bounded, and so is what
-    can pile up meanwhile. Nested or concurrent folds (a rebuild beside the runner) share
-    one pause; the collector is re-enabled only if it was enabled when the first began.
+    collections over the whole heap — the cache included — every few batches. Nothing the
+    fold builds is cyclic (reference counting frees it all), so collection waits until the
+    batch is done; a batch is bounded, and so is what can pile up meanwhile.
+
+    The collector is re-enabled on leaving only if it was enabled on entering, so pauses
+    that overlap (a rebuild beside the runner) never leave it off: the first to have paused
+    it turns it back on, possibly while the other still folds (which then merely runs with
+    collection for the rest of its batch), and a process that disabled it keeps it off.
     """
-    global _gc_pauses, _gc_was_enabled
-    if _gc_pauses == 0:
-        _gc_was_enabled = gc.isenabled()
-        gc.disable()
-    _gc_pauses += 1
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
         yield
     finally:
-        _gc_pauses -= 1
-        if _gc_pauses == 0 and _gc_was_enabled:
+        if was_enabled:
             gc.enable()
 
 

@@ -1,5 +1,6 @@
-"""The two merges every part of the fold shares: a last-writer-wins register write, and the
-greater-string pick of provider and source (see :mod:`projector.fold` for the stamp order).
+"""The merges every part of the fold shares: a last-writer-wins register write, the
+greater-string pick of provider and source (see :mod:`projector.fold` for the stamp order),
+and the union of a grow-only set.
 """
 
 from __future__ import annotations
@@ -8,9 +9,10 @@ from typing import TypeVar
 
 from projector.states import Reg, Stamp
 
-__all__ = ["pick", "write"]
+__all__ = ["grow", "pick", "write"]
 
 T = TypeVar("T")
+H = TypeVar("H", int, str)
 
 
 def write(reg: Reg[T] | None, st: Stamp, value: T) -> Reg[T]:
@@ -34,3 +36,8 @@ def pick(a: str | None, b: str) -> str:
     """Provider and source never change within an aggregate; should they ever differ,
     the greater string wins, which is as order-independent as a register and cheaper."""
     return b if a is None or b > a else a
+
+
+def grow(items: frozenset[H], item: H) -> frozenset[H]:
+    """A grow-only set with ``item`` in it (the same set if it was there: no copy)."""
+    return items if item in items else items | {item}

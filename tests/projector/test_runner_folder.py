@@ -5,6 +5,7 @@ No Kafka here: records are built in memory exactly as aiokafka hands them over.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from itertools import pairwise
@@ -22,7 +23,7 @@ from contracts.errors import ContractError
 from contracts.ingest import parse_webhook
 from contracts.normalise import normalise, normalise_decoded
 from projector.fold import affected, apply
-from projector.folder import Folder
+from projector.folder import Folder, gc_paused
 from projector.metrics import ProjectorMetrics
 from projector.states import AggregateRef, FoldState
 from projector.store import Store
@@ -267,3 +268,25 @@ def test_wrapped_states_keep_their_covers_and_older_states_read_as_covering_noth
     assert unwrap_state(wrap_state(state, covers)) == (covers, state)
     assert unwrap_state(state) == ((), state)  # written before states carried positions
     assert wrap_state(state, ()) == state
+
+
+@pytest.mark.parametrize("first_out", [True, False])
+def test_overlapping_gc_pauses_never_leave_the_collector_off(first_out: bool) -> None:
+    """Two folds' pauses overlapping (a rebuild beside the runner), ending in either order:
+    collection is paused while the first runs and on again once both are done; a process
+    that had turned it off keeps it off."""
+    assert gc.isenabled()
+    try:
+        first, second = gc_paused(), gc_paused()
+        first.__enter__()
+        assert not gc.isenabled()
+        second.__enter__()
+        for pause in (first, second) if first_out else (second, first):
+            pause.__exit__(None, None, None)
+        assert gc.isenabled()
+        gc.disable()
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
