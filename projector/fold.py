@@ -50,7 +50,6 @@ deleted ones.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -58,7 +57,7 @@ import msgspec
 from contracts import domain as d
 from contracts.natterly_ids import is_session_visitor
 from projector.fold_people import apply_agent, apply_visitor, described_agents
-from projector.lww import grow, pick, write
+from projector.lww import earliest, grow, latest, pick, write
 from projector.states import (
     NEVER,
     STATE_TYPE,
@@ -114,22 +113,6 @@ _replace = msgspec.structs.replace
 T = TypeVar("T")
 
 
-def _min(a: datetime | None, b: datetime | None) -> datetime | None:
-    """The earlier of two times, ``None`` being "not known" (a min register)."""
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a if a <= b else b
-
-
-def _max(a: datetime | None, b: datetime | None) -> datetime | None:
-    """The later of two times, ``None`` being "not known" (a max register)."""
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a if a >= b else b
 
 
 def _stamp(event: d.DomainEvent) -> Stamp:
@@ -259,7 +242,7 @@ def _apply_chat(s: ChatFold, ev: d.DomainEvent, st: Stamp) -> ChatFold:
         case _:
             raise TypeError(f"not a domain event: {type(ev).__name__}")
     return _replace(s, provider=pick(s.provider, ev.provider), source=pick(s.source, ev.source),
-                    active_at=_max(s.active_at, st[0]), **writes)
+                    active_at=latest(s.active_at, st[0]), **writes)
 
 
 def _said(reg: Reg[T] | None, st: Stamp, value: T | None) -> Reg[T] | None:
@@ -270,12 +253,12 @@ def _said(reg: Reg[T] | None, st: Stamp, value: T | None) -> Reg[T] | None:
 
 def _chat_started(s: ChatFold, ev: d.ChatStarted, st: Stamp) -> _Writes:
     return {"opened": write(s.opened, st, "waiting"),
-            "initiated_at": _min(s.initiated_at, ev.initiated_at or st[0])}
+            "initiated_at": earliest(s.initiated_at, ev.initiated_at or st[0])}
 
 
 def _chat_accepted(s: ChatFold, ev: d.ChatAccepted, st: Stamp) -> _Writes:
     return {"opened": write(s.opened, st, "active"),
-            "accepted_at": _min(s.accepted_at, st[0]),
+            "accepted_at": earliest(s.accepted_at, st[0]),
             "agent": _said(s.agent, st, ev.agent),
             "agent_names": _named(s.agent_names, (ev.agent,), st)}
 
@@ -300,8 +283,8 @@ def _chat_updated(s: ChatFold, ev: d.ChatUpdated, st: Stamp) -> _Writes:
         "closed_at": _said(s.closed_at, st, ev.closed_at),
         "rating": _said(s.rating, st, ev.rating),
         "provider_status": _said(s.provider_status, st, ev.provider_status),
-        "initiated_at": _min(s.initiated_at, ev.initiated_at),
-        "last_message_at": _max(s.last_message_at, ev.last_message_at),
+        "initiated_at": earliest(s.initiated_at, ev.initiated_at),
+        "last_message_at": latest(s.last_message_at, ev.last_message_at),
         "chat_type": _fixed(s.chat_type, ev.chat_type),
     }
     word = ev.provider_status
@@ -336,7 +319,7 @@ def _chat_message(s: ChatFold, ev: d.MessagePosted | d.MessageEdited | d.Message
         case d.MessagePosted():
             return {"messages": grow(s.messages, key),
                     "internal": grow(s.internal, key) if ev.internal else s.internal,
-                    "last_message_at": _max(s.last_message_at, ev.posted_at),
+                    "last_message_at": latest(s.last_message_at, ev.posted_at),
                     "agent_names": _named(s.agent_names, described_agents(ev), st)}
         case d.MessageEdited():
             return {"messages": grow(s.messages, key),
@@ -370,17 +353,17 @@ def _apply_message(s: MessageFold, ev: d.DomainEvent, st: Stamp) -> MessageFold:
                             text=_text(s, ev, st), internal=s.internal or ev.internal,
                             message_type=_fixed(s.message_type, ev.message_type),
                             author=write(s.author, st, ev.author),
-                            posted_at=_min(s.posted_at, ev.posted_at))
+                            posted_at=earliest(s.posted_at, ev.posted_at))
         case d.MessageEdited():
             return _replace(s, provider=pick(s.provider, ev.provider),
                             source=pick(s.source, ev.source),
                             text=_text(s, ev, st), internal=s.internal or ev.internal,
                             message_type=_fixed(s.message_type, ev.message_type),
-                            edited_at=_max(s.edited_at, ev.edited_at))
+                            edited_at=latest(s.edited_at, ev.edited_at))
         case d.MessageDeleted():
             return _replace(s, provider=pick(s.provider, ev.provider),
                             source=pick(s.source, ev.source),
-                            deleted_at=_min(s.deleted_at, ev.deleted_at), text=None)
+                            deleted_at=earliest(s.deleted_at, ev.deleted_at), text=None)
         case _:
             return s
 

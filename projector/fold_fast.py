@@ -27,6 +27,8 @@ from contracts import domain as d
 from contracts.natterly_ids import is_session_visitor
 from projector.fold import PROVIDER_STATUS, RANK
 from projector.fold_people import apply_agent, apply_visitor, described_agents
+from projector.lww import earliest as _min
+from projector.lww import latest as _max
 from projector.lww import pick as _pick
 from projector.lww import write as _write
 from projector.states import (
@@ -46,20 +48,6 @@ from projector.states import (
 __all__ = ["affected", "apply"]
 
 
-def _min(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a if a <= b else b
-
-
-def _max(a: datetime | None, b: datetime | None) -> datetime | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a if a >= b else b
 
 
 _LIFECYCLE: dict[str, str | None] = {}

@@ -1,15 +1,16 @@
 """The merges every part of the fold shares: a last-writer-wins register write, the
 greater-string pick of provider and source (see :mod:`projector.fold` for the stamp order),
-and the union of a grow-only set.
+min and max registers of times, and the union of a grow-only set.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TypeVar
 
 from projector.states import Reg, Stamp
 
-__all__ = ["grow", "pick", "write"]
+__all__ = ["earliest", "grow", "latest", "pick", "write"]
 
 T = TypeVar("T")
 H = TypeVar("H", int, str)
@@ -30,6 +31,24 @@ def write(reg: Reg[T] | None, st: Stamp, value: T) -> Reg[T]:
             received, offset, rank, eid):
         return Reg(at, rank, eid, value, received, offset)
     return reg
+
+
+def earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    """The earlier of two times, ``None`` being "not known" (a min register)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a <= b else b
+
+
+def latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    """The later of two times, ``None`` being "not known" (a max register)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a >= b else b
 
 
 def pick(a: str | None, b: str) -> str:
