@@ -25,17 +25,14 @@ from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from consumers.role import BuiltinConsumersRole
 from contracts.state import ChatState
 from parley.openapi import OPENAPI_PATH, document, main, render, served_routes
 from parley.process import assemble
-from parley.run import RUN_ROLES, run_roles
-from parley.runtime import Role, Runtime
+from parley.run import run_roles
+from parley.runtime import Runtime
 from parley.settings import HttpSettings, KafkaSettings, Settings, SourceSettings, StoreSettings
-from projector.api import ApiOptions
-from projector.role import ProjectorRole, ProjectorRoleOptions
-from projector.runner import ProjectorRunnerOptions
 from receiver.role import ReceiverRole
+from tests.kit.run_roles import quick_run_roles
 
 DOC_FILE = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 WEBHOOKS = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks" / "natterly"
@@ -302,13 +299,7 @@ async def parley(kafka_settings: KafkaSettings, topics: object, tmp_path: Path,
                  unique: str) -> AsyncIterator[Caller]:
     """A real Parley: the roles of ``parley run`` (short waits for the test) on a real broker."""
     rt = Runtime.from_settings(settings_for(tmp_path, kafka_settings))
-    roles: list[Role] = [
-        ReceiverRole(rt),
-        ProjectorRole(rt, ProjectorRoleOptions(
-            runner=ProjectorRunnerOptions(group_id=f"{unique}-projector", poll_timeout_ms=100),
-            api=ApiOptions(min_position_timeout_s=0.5, recheck_s=0.1))),
-        BuiltinConsumersRole(rt)]
-    assert [type(r) for r in roles] == list(RUN_ROLES)
+    roles = quick_run_roles(rt, unique, wait_s=0.5, recheck_s=0.1)
     client: TestClient[Any, Any] = TestClient(TestServer(assemble(rt, roles)))
     await client.start_server()
     try:

@@ -38,20 +38,16 @@ from aiokafka import TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumers.role import BuiltinConsumersRole
 from contracts.topics import Topics
 from parley.http import bind, serve
 from parley.kafka.clients import make_consumer
 from parley.kafka.topics import apply_topics
 from parley.logs import JsonFormatter, MalformedRequests
 from parley.process import assemble
-from parley.runtime import Role, Runtime
+from parley.runtime import Runtime
 from parley.settings import HttpSettings, KafkaSettings, Settings, SourceSettings, StoreSettings
-from projector.api import ApiOptions
-from projector.role import ProjectorRole, ProjectorRoleOptions
-from projector.runner import ProjectorRunnerOptions
-from receiver.role import ReceiverRole
 from receiver.signatures import StandardWebhooks
+from tests.kit.run_roles import quick_run_roles
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -140,12 +136,7 @@ class LiveParley:
         topics = Topics(prefix=self.settings.kafka.topic_prefix)
         self.call(apply_topics(self.settings.kafka, topics.specs(self.settings.kafka.partitions)))
         rt = Runtime.from_settings(self.settings)
-        roles: list[Role] = [
-            ReceiverRole(rt),
-            ProjectorRole(rt, ProjectorRoleOptions(
-                runner=ProjectorRunnerOptions(group_id=f"{self.group}-projector", poll_timeout_ms=100),
-                api=ApiOptions(min_position_timeout_s=0.2, recheck_s=0.05))),
-            BuiltinConsumersRole(rt)]
+        roles = quick_run_roles(rt, self.group, wait_s=0.2, recheck_s=0.05)
         self.served = asyncio.run_coroutine_threadsafe(
             serve(assemble(rt, roles), rt, stop=self.stop, sock=self.sock), self.loop)
         deadline = time.monotonic() + 60
