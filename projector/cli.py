@@ -30,7 +30,8 @@ def register(subparsers: Any) -> None:
     projections = subparsers.add_parser("projections",
                                         help="projection copies: status, rebuild, drop")
     psub = projections.add_subparsers(dest="projections_command", required=True, metavar="ACTION")
-    psub.add_parser("status", help="each projection: live flag, offsets, lag, row counts"
+    psub.add_parser("status", help="each projection: live flag, offsets, lag, row counts, "
+                                   "the verification kept from its rebuild"
                     ).set_defaults(handler=_cmd_status, local_kafka=True)
     rebuild = psub.add_parser("rebuild", help="replay the log into a new copy, then switch reads")
     rebuild.add_argument("name", nargs="?", default=None,
@@ -40,6 +41,10 @@ def register(subparsers: Any) -> None:
                          help="also put every rebuilt state into the outbox, for the projector "
                               "to publish to the state topics (needed by state consumers after "
                               "a change of the fold)")
+    rebuild.add_argument("--accept-changes", action="store_true",
+                         help="switch reads even if the new copy differs from the live one "
+                              "(the fold changed on purpose); without it a difference "
+                              "refuses the switch and keeps the new copy, not live")
     rebuild.set_defaults(handler=_cmd_rebuild, local_kafka=True)
     drop = psub.add_parser("drop", help="delete a copy that is not live (e.g. the leftover of "
                                         "a failed rebuild)")
@@ -71,7 +76,8 @@ def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
             await producer.start()
             report = await rebuild(store, settings.kafka, topics, name=args.name,
                                    dead_letters=KafkaDeadLetters(producer, topics),
-                                   publish_states=args.publish_states)
+                                   publish_states=args.publish_states,
+                                   accept_changes=args.accept_changes)
         finally:
             await producer.stop()
             await store.close()
@@ -117,7 +123,8 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def projection_status(settings: Settings) -> str:
-    """Text report: each projection's name, live flag, row counts, offsets and lag.
+    """Text report: each projection's name, live flag, row counts, offsets and lag, and the
+    verification summary its rebuild kept (:mod:`projector.verify`).
 
     Lag is the partition's end offset minus the projection's stored next offset (the whole
     partition when the projection has none). Kafka being unreachable only hides the lag.
@@ -126,6 +133,7 @@ async def projection_status(settings: Settings) -> str:
     from parley.kafka.clients import make_consumer
     from projector.rebuild import event_partitions
     from projector.stores import open_store
+    from projector.verify import Verification, describe
 
     topics = Topics(prefix=settings.kafka.topic_prefix)
     store = open_store(settings.store.url)
@@ -134,6 +142,7 @@ async def projection_status(settings: Settings) -> str:
         live = await store.live_projection()
         names = await store.list_projections()
         details = {n: (await store.counts(n), await store.offsets(n)) for n in names}
+        kept = await store.verifications()
     finally:
         await store.close()
     ends: dict[tuple[str, int], int] = {}
@@ -167,4 +176,6 @@ async def projection_status(settings: Settings) -> str:
             part_lag = "?" if end is None else str(max(0, end - (stored or 0)))
             lines.append(f"  {tp[0]}[{tp[1]}]  offset {stored if stored is not None else '-'}"
                          f"  end {end if end is not None else '?'}  lag {part_lag}\n")
+        if name in kept:
+            lines.extend(f"  {line}\n" for line in describe(Verification.from_json(kept[name])))
     return "".join(lines)

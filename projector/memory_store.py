@@ -16,7 +16,15 @@ from parley.errors import StoreError
 from projector.errors import LiveProjectionDrop, UnknownProjection
 from projector.outbox import OutboxEntry, entry_for, new_token
 from projector.states import AggregateRef
-from projector.store import CUSTOMER_TYPE, KINDS, decode_cursor, encode_cursor, projection_name
+from projector.store import (
+    CUSTOMER_TYPE,
+    KINDS,
+    Fingerprint,
+    decode_cursor,
+    encode_cursor,
+    fingerprint,
+    projection_name,
+)
 from projector.views import Row
 
 __all__ = ["MemoryStore"]
@@ -25,11 +33,12 @@ __all__ = ["MemoryStore"]
 class _Copy:
     """One projection copy: rows by (kind, id) and next offsets by (topic, partition)."""
 
-    __slots__ = ("offsets", "rows")
+    __slots__ = ("offsets", "rows", "verification")
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], Row] = {}
         self.offsets: dict[tuple[str, int], int] = {}
+        self.verification: str | None = None
 
 
 class MemoryStore:
@@ -185,6 +194,19 @@ class MemoryStore:
         for kind, _ in self._copy(projection).rows:
             counts[kind] = counts.get(kind, 0) + 1
         return counts
+
+    async def fingerprints(self, projection: str, *, after: tuple[str, str] | None = None,
+                           limit: int = 10_000) -> list[Fingerprint]:
+        rows = self._copy(projection).rows
+        keys = sorted(key for key in rows if after is None or key > after)[:limit]
+        return [fingerprint(kind, id, rows[(kind, id)].state) for kind, id in keys]
+
+    async def set_verification(self, name: str, summary: str) -> None:
+        self._copy(name).verification = summary
+
+    async def verifications(self) -> dict[str, str]:
+        return {name: copy.verification for name, copy in self._copies.items()
+                if copy.verification is not None}
 
 
 def _page(

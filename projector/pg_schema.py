@@ -114,6 +114,16 @@ class CopySql:
         )
         self.agents = f"SELECT view FROM {rows} WHERE kind = 'agent' ORDER BY id"  # noqa: S608
         self.counts = f"SELECT kind, count(*) FROM {rows} GROUP BY kind"  # noqa: S608
+        # Hashed in the database: only 32 bytes and the covers (the head of a wrapped state,
+        # see projector.outbox.wrap_state) travel per row. Keys are COLLATE "C": the primary
+        # key's order is code-point order.
+        self.keyed = (
+            "SELECT kind, id, sha256(state), CASE WHEN length(state) < 5 THEN ''::bytea "  # noqa: S608
+            "WHEN get_byte(state, 0) = 193 THEN substring(state FROM 1 FOR 5 + ("
+            "get_byte(state, 1)::bigint << 24 | get_byte(state, 2) << 16 | "
+            "get_byte(state, 3) << 8 | get_byte(state, 4))::int) ELSE ''::bytea END "
+            f"FROM {rows} WHERE (kind, id) > ($1, $2) ORDER BY kind, id LIMIT $3"
+        )
 
 
 def _v1(schema: str) -> list[str]:
@@ -170,10 +180,18 @@ def _v3(schema: str) -> list[str]:
     ]
 
 
+def _v4(schema: str) -> list[str]:
+    return [
+        f"""CREATE TABLE {schema}.parley_verifications (
+            name TEXT PRIMARY KEY, summary TEXT NOT NULL)""",
+    ]
+
+
 #: The store's migrations, oldest first (see :mod:`parley.pg.migrate` for the rules).
 STORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="projection registry and live pointer", statements=_v1),
     Migration(version=2, description="projection names in lower case",
               statements=lambda schema: [], run=_v2_canonical_names),
     Migration(version=3, description="outbox of state changes to publish", statements=_v3),
+    Migration(version=4, description="verification summaries of rebuilt copies", statements=_v4),
 )

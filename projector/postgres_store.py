@@ -70,7 +70,14 @@ from projector.pg_merge import MERGED_KINDS, join
 from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl
 from projector.read_queue import ReadQueue
 from projector.states import AggregateRef, decode_state, encode_state
-from projector.store import CUSTOMER_TYPE, KINDS, decode_cursor, encode_cursor, projection_name
+from projector.store import (
+    CUSTOMER_TYPE,
+    KINDS,
+    Fingerprint,
+    decode_cursor,
+    encode_cursor,
+    projection_name,
+)
 from projector.views import Row, row_for
 
 __all__ = ["PostgresStore", "StoreConflict"]
@@ -267,6 +274,7 @@ class PostgresStore:
                 # with UnknownProjection and the runner follows the live copy.
                 await conn.execute(f"DROP TABLE IF EXISTS {tables.rows}, {tables.offsets}")
                 await conn.execute(f"DELETE FROM {schema}.parley_projections WHERE name = $1", name)  # noqa: S608
+                await conn.execute(f"DELETE FROM {schema}.parley_verifications WHERE name = $1", name)  # noqa: S608
 
         await self._run(drop)
         self._sql.pop(name, None)
@@ -276,6 +284,42 @@ class PostgresStore:
 
         async def read(conn: Conn) -> list[str]:
             return [str(row[0]) for row in await conn.fetch(query)]
+
+        return await self._run(read)
+
+    async def set_verification(self, name: str, summary: str) -> None:
+        name = projection_name(name)
+        schema = self._schema
+
+        async def keep(conn: Conn) -> None:
+            async with conn.transaction():
+                await self._ddl_lock(conn)  # not beside a drop of the copy
+                known = await conn.fetchval(
+                    f"SELECT 1 FROM {schema}.parley_projections WHERE name = $1", name)  # noqa: S608
+                if known is None:
+                    raise UnknownProjection(f"projection {name!r} does not exist")
+                await conn.execute(
+                    f"INSERT INTO {schema}.parley_verifications (name, summary) VALUES ($1, $2) "  # noqa: S608
+                    "ON CONFLICT (name) DO UPDATE SET summary = excluded.summary", name, summary)
+
+        await self._run(keep)
+
+    async def verifications(self) -> dict[str, str]:
+        query = f"SELECT name, summary FROM {self._schema}.parley_verifications"  # noqa: S608
+
+        async def read(conn: Conn) -> dict[str, str]:
+            return {str(r[0]): str(r[1]) for r in await conn.fetch(query)}
+
+        return await self._run(read)
+
+    async def fingerprints(self, projection: str, *, after: tuple[str, str] | None = None,
+                           limit: int = 10_000) -> list[Fingerprint]:
+        sql = self._q(projection)
+        kind, id = after or ("", "")
+
+        async def read(conn: Conn) -> list[Fingerprint]:
+            return [Fingerprint(str(r[0]), str(r[1]), bytes(r[2]), unwrap_state(bytes(r[3]))[0])
+                    for r in await conn.fetch(sql.keyed, kind, id, limit)]
 
         return await self._run(read)
 

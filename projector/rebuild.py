@@ -21,12 +21,18 @@ Steps:
    committed, and a batch counts as done in the progress only once it committed.
 4. When the end offsets read at the start are reached, read the end offsets again and catch
    up to those, so the switch lands close to the head of the log.
-5. ``set_live`` the new copy: reads switch atomically. The live runner notices on its next
+5. Verify: compare the new copy with the live one (:mod:`projector.verify`) over the
+   aggregates both folded from the same records, print the summary and keep it with the
+   new copy (``parley projections status`` shows it). Any difference refuses the switch
+   (:class:`VerificationFailed`: the live copy keeps serving, the new one stays, not live)
+   unless ``accept_changes`` (the fold changed on purpose).
+6. ``set_live`` the new copy: reads switch atomically. The live runner notices on its next
    batch, drops its cache and seeks to the new copy's stored offsets, so records that arrived
    after step 4 are applied to the new copy by the runner.
-6. Drop the old copy.
+7. Drop the old copy.
 
 Meanwhile the query API keeps answering from the old copy; it never sees a half-built one.
+A rebuild that stops before step 6 (an error, a refusal, an interrupt) switches nothing.
 """
 
 from __future__ import annotations
@@ -51,15 +57,21 @@ from projector.errors import ProjectorError
 from projector.folder import Folder, Offsets, gc_paused
 from projector.states import AggregateRef
 from projector.store import Store, projection_name
+from projector.verify import Verification, describe, verify
 from projector.views import Row
 
-__all__ = ["RebuildError", "RebuildReport", "event_partitions", "next_version", "rebuild"]
+__all__ = ["RebuildError", "RebuildReport", "VerificationFailed", "event_partitions",
+           "next_version", "rebuild"]
 
 _VERSION = re.compile(r"v(\d+)")
 
 
 class RebuildError(ProjectorError):
     """A rebuild cannot start as asked (e.g. the target name is the live projection)."""
+
+
+class VerificationFailed(RebuildError):
+    """The rebuilt copy differs from the live one: reads were not switched."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +81,8 @@ class RebuildReport:
     records: int
     dead_letters: int
     seconds: float
+    #: The comparison with the previous live copy (None when there was none).
+    verification: Verification | None = None
 
 
 def next_version(names: list[str]) -> str:
@@ -105,7 +119,8 @@ class _Progress:
 async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
                   name: str | None = None, dead_letters: DeadLetters | None = None,
                   out: TextIO | None = None, progress_every_s: float = 2.0,
-                  max_records: int = 20_000, publish_states: bool = False) -> RebuildReport:
+                  max_records: int = 20_000, publish_states: bool = False,
+                  accept_changes: bool = False) -> RebuildReport:
     """Replay the event topics into a new projection copy and make it live (see module doc).
 
     ``publish_states``: also write every state the rebuild commits into the store's outbox
@@ -187,15 +202,33 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
         await consumer.stop()
     progress.add(0, force=True)
 
-    # Step 5: switch reads; Step 6: drop the old copy.
+    # Step 5: verify against the live copy (a copy made live meanwhile, e.g. by a projector
+    # started on an empty store, is the one reads would leave).
+    previous = await store.live_projection()
+    checked = None
+    if previous is not None and previous != name:
+        checked = await verify(store, previous, name)
+        checked.accepted = checked.differ > 0 and accept_changes
+        await store.set_verification(name, checked.to_json())
+        for line in describe(checked):
+            print(f"rebuild {name}: {line}", file=out, flush=True)
+        if checked.differ and not accept_changes:
+            raise VerificationFailed(
+                f"{name} differs from the live copy {previous} in {checked.differ} of "
+                f"{checked.compared} aggregates compared (summary above); reads stay on "
+                f"{previous} and {name} is kept, not live: inspect it, rebuild again with "
+                f"--accept-changes if the fold changed on purpose, or drop it "
+                f"(`parley projections drop {name}`)")
+
+    # Step 6: switch reads; Step 7: drop the old copy.
     await store.set_live(name)
     print(f"rebuild {name}: live projection switched {previous or 'none'} -> {name}",
           file=out, flush=True)
-    if previous is not None:
+    if previous is not None and previous != name:
         await store.drop_projection(previous)
         print(f"rebuild {name}: dropped {previous}", file=out, flush=True)
     return RebuildReport(name=name, previous=previous, records=progress.done,
-                         dead_letters=dead, seconds=progress.elapsed_s)
+                         dead_letters=dead, seconds=progress.elapsed_s, verification=checked)
 
 
 class _Writer:

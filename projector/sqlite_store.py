@@ -48,7 +48,15 @@ from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, n
 from projector.read_queue import DEFAULT_READ_QUEUE
 from projector.sqlite_workers import ReaderPool, Worker
 from projector.states import AggregateRef
-from projector.store import CUSTOMER_TYPE, KINDS, decode_cursor, encode_cursor, projection_name
+from projector.store import (
+    CUSTOMER_TYPE,
+    KINDS,
+    Fingerprint,
+    decode_cursor,
+    encode_cursor,
+    fingerprint,
+    projection_name,
+)
 from projector.views import Row
 
 __all__ = ["SqliteStore"]
@@ -58,7 +66,8 @@ Synchronous = Literal["NORMAL", "FULL"]
 DEFAULT_READERS = 4
 
 # 1: registry, live pointer, per-copy tables. 2: names in the registry and the pointer are
-# canonical (lower case), see _canonical_names.
+# canonical (lower case), see _canonical_names. (parley_verifications came later without a
+# new version: every open creates it if missing, and an older Parley never reads it.)
 _SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS parley_projections (
@@ -68,6 +77,9 @@ CREATE TABLE IF NOT EXISTS parley_projections (
 CREATE TABLE IF NOT EXISTS parley_live (
     one INTEGER PRIMARY KEY CHECK (one = 1),
     name TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS parley_verifications (
+    name TEXT PRIMARY KEY, summary TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS parley_outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, token INTEGER NOT NULL UNIQUE,
@@ -126,6 +138,8 @@ class _Sql:
         )
         self.agents = f"SELECT view FROM {rows} WHERE kind = 'agent' ORDER BY id"  # noqa: S608
         self.counts = f"SELECT kind, count(*) FROM {rows} GROUP BY kind"  # noqa: S608
+        # The primary key's order (BINARY: UTF-8 bytes, which is code-point order).
+        self.keyed = f"SELECT kind, id, state FROM {rows} WHERE (kind, id) > (?, ?) ORDER BY kind, id LIMIT ?"  # noqa: S608
 
     def upsert_rows(self, n: int) -> str:
         """One statement upserting ``n`` rows (``n`` is a power of two: see ``_chunks``)."""
@@ -285,6 +299,7 @@ class SqliteStore:
                 conn.execute(f'DROP TABLE IF EXISTS "p_{name}_rows"')
                 conn.execute(f'DROP TABLE IF EXISTS "p_{name}_offsets"')
                 conn.execute("DELETE FROM parley_projections WHERE name = ?", (name,))
+                conn.execute("DELETE FROM parley_verifications WHERE name = ?", (name,))
 
         await self._w().run(drop)
         self._sql.pop(name, None)
@@ -292,6 +307,38 @@ class SqliteStore:
     async def list_projections(self) -> list[str]:
         def read(conn: sqlite3.Connection) -> list[str]:
             return [str(row[0]) for row in conn.execute("SELECT name FROM parley_projections ORDER BY name")]
+
+        return await self._r().run(read)
+
+    async def set_verification(self, name: str, summary: str) -> None:
+        name = projection_name(name)
+
+        def keep(conn: sqlite3.Connection) -> None:
+            with _transaction(conn):
+                known = conn.execute("SELECT 1 FROM parley_projections WHERE name = ?", (name,))
+                if known.fetchone() is None:
+                    raise UnknownProjection(f"projection {name!r} does not exist")
+                conn.execute("INSERT INTO parley_verifications (name, summary) VALUES (?, ?) "
+                             "ON CONFLICT (name) DO UPDATE SET summary = excluded.summary", (name, summary))
+
+        await self._w().run(keep)
+
+    async def verifications(self) -> dict[str, str]:
+        def read(conn: sqlite3.Connection) -> dict[str, str]:
+            return {str(n): str(s) for n, s in conn.execute("SELECT name, summary FROM parley_verifications")}
+
+        return await self._r().run(read)
+
+    async def fingerprints(self, projection: str, *, after: tuple[str, str] | None = None,
+                           limit: int = 10_000) -> list[Fingerprint]:
+        sql = self._q(projection)
+        start = after or ("", "")  # every kind is longer than ""
+
+        def read(conn: sqlite3.Connection) -> list[Fingerprint]:
+            # Hashed here, in the reader's thread: SQLite has no SHA-256 of its own, and the
+            # state bytes never leave the process.
+            return [fingerprint(str(kind), str(id), bytes(state))
+                    for kind, id, state in conn.execute(sql.keyed, (*start, limit))]
 
         return await self._r().run(read)
 

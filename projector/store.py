@@ -38,23 +38,26 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import msgspec
 
 from projector.errors import InvalidCursor, InvalidProjectionName
-from projector.outbox import OutboxEntry
+from projector.outbox import Covers, OutboxEntry, unwrap_state
 from projector.states import AggregateRef
 from projector.views import Row
 
 __all__ = [
     "CUSTOMER_TYPE",
     "KINDS",
+    "Fingerprint",
     "Store",
     "decode_cursor",
     "encode_cursor",
+    "fingerprint",
     "projection_name",
 ]
 
@@ -67,6 +70,22 @@ KINDS: tuple[str, ...] = ("chat", "message", "visitor", "agent")
 _NAME_RULE = "1-64 characters of a-z, A-Z, 0-9 and _ (case is ignored: V1 is v1)"
 _NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
 _CURSOR = msgspec.json.Decoder(tuple[str, str, str])
+
+
+class Fingerprint(NamedTuple):
+    """One aggregate of a copy, for comparing copies without reading their views: the
+    SHA-256 ``digest`` of its stored state bytes (covers included, see
+    :func:`~projector.outbox.wrap_state`) and the log positions that state covers."""
+
+    kind: str
+    id: str
+    digest: bytes
+    covers: Covers
+
+
+def fingerprint(kind: str, id: str, state: bytes) -> Fingerprint:
+    """The :class:`Fingerprint` of a stored state (stores without SQL hashing use this)."""
+    return Fingerprint(kind, id, hashlib.sha256(state).digest(), unwrap_state(state)[0])
 
 
 class Store(Protocol):
@@ -160,6 +179,19 @@ class Store(Protocol):
 
     async def counts(self, projection: str) -> dict[str, int]:
         """Number of rows per kind (every kind in :data:`KINDS`, zeros included)."""
+
+    async def fingerprints(self, projection: str, *, after: tuple[str, str] | None = None,
+                           limit: int = 10_000) -> list[Fingerprint]:
+        """A page of the copy's aggregates as :class:`Fingerprint`, at most ``limit``, ordered
+        by ``(kind, id)`` in code-point order (Python's string order), starting after the key
+        ``after``: pass the last one back for the next page; an empty page is the end."""
+
+    async def set_verification(self, name: str, summary: str) -> None:
+        """Keep ``summary`` (the JSON of a rebuild's verification) with the copy ``name``,
+        replacing any before; dropping the copy deletes it (UnknownProjection if absent)."""
+
+    async def verifications(self) -> dict[str, str]:
+        """The kept verification summary of every copy that has one, by copy name."""
 
 
 def projection_name(name: str) -> str:

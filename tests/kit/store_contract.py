@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import random
 from collections.abc import Sequence
 from typing import Protocol
@@ -25,7 +26,7 @@ from projector.errors import (
 )
 from projector.outbox import OutboxEntry, entry_for, wrap_state
 from projector.states import AggregateRef
-from projector.store import CUSTOMER_TYPE, KINDS, Store
+from projector.store import CUSTOMER_TYPE, KINDS, Fingerprint, Store
 from projector.views import Row
 
 
@@ -595,3 +596,48 @@ class StoreContract:
         rows = [chat("c1"), chat("c2"), message("c1", "m1", sort_key="1"), visitor("v1"), agent("a1")]
         await store.commit("p1", rows, {})
         assert await store.counts("p1") == {"chat": 2, "message": 1, "visitor": 1, "agent": 1}
+
+    # ------------------------------------------------------------------ verification
+
+    async def test_fingerprints_page_in_code_point_order_with_digest_and_covers(
+            self, store: Store) -> None:
+        covers = (("parley.events.natterly", 0, 7), ("parley.events.natterly", 1, 12))
+        wrapped = Row(kind="chat", id="c-wrapped", state=wrap_state(b"\x81\xa1s\x01", covers),
+                      view=b"{}", chat_id="c-wrapped", sort_key="1")
+        # Upper case before lower case, "/" before "0", non-ASCII after ASCII: code points.
+        ids = ["Z", "a", "a/b", "a0", "\u00e9", "\u4e2d", "\U0001f600"]
+        rows = [chat(i) for i in ids] + [wrapped, agent("x"), visitor("v")]
+        await store.commit("p1", rows, {})
+        pages: list[list[Fingerprint]] = []
+        after: tuple[str, str] | None = None
+        while page := await store.fingerprints("p1", after=after, limit=3):
+            assert len(page) <= 3
+            pages.append(page)
+            after = (page[-1].kind, page[-1].id)
+        got = [fp for page in pages for fp in page]
+        by_key = {(row.kind, row.id): row for row in rows}
+        assert [(fp.kind, fp.id) for fp in got] == sorted(by_key)
+        for fp in got:
+            assert fp.digest == hashlib.sha256(by_key[(fp.kind, fp.id)].state).digest()
+            assert fp.covers == (covers if fp.id == "c-wrapped" else ())
+        assert await store.fingerprints("p1", after=("visitor", "v")) == []
+        await store.create_projection("p2")
+        assert await store.fingerprints("p2") == []
+        with pytest.raises(UnknownProjection):
+            await store.fingerprints("nope")
+
+    async def test_a_verification_is_kept_with_its_copy_and_dropped_with_it(
+            self, store: Store, harness: Harness) -> None:
+        assert await store.verifications() == {}
+        await store.create_projection("P2")
+        await store.set_verification("p2", '{"differ": 1}')
+        await store.set_verification("P2", '{"differ": 0}')  # replaces; names ignore case
+        assert await store.verifications() == {"p2": '{"differ": 0}'}
+        store = await harness.reopen()
+        assert await store.verifications() == {"p2": '{"differ": 0}'}
+        with pytest.raises(UnknownProjection):
+            await store.set_verification("nope", "{}")
+        await store.drop_projection("p2")
+        assert await store.verifications() == {}
+        await store.create_projection("p2")  # a new copy of the name starts without one
+        assert await store.verifications() == {}

@@ -277,7 +277,7 @@ async def test_version_2_renames_copies_to_lower_case(pg_url: str) -> None:
     store = await _opened(pg_url)
     try:
         assert store.last_migration is not None
-        assert [m.version for m in store.last_migration.applied] == [2, 3]
+        assert [m.version for m in store.last_migration.applied] == [2, 3, 4]
         assert await store.list_projections() == ["blue", long.lower(), "v1"]
         assert await store.live_projection() == "blue"
         for name, chat_id in (("blue", "c1"), ("v1", "c22"), (long.lower(), "c333")):
