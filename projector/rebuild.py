@@ -216,9 +216,9 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
             raise VerificationFailed(
                 f"{name} differs from the live copy {previous} in {checked.differ} of "
                 f"{checked.compared} aggregates compared (summary above); reads stay on "
-                f"{previous} and {name} is kept, not live: inspect it, rebuild again with "
-                f"--accept-changes if the fold changed on purpose, or drop it "
-                f"(`parley projections drop {name}`)")
+                f"{previous} and {name} is kept, not live: inspect it, then `parley projections "
+                f"rebuild {name} --accept-changes` if the fold changed on purpose, or "
+                f"`parley projections drop {name}`")
 
     # Step 6: switch reads; Step 7: drop the old copy.
     await store.set_live(name)
