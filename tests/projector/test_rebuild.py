@@ -199,7 +199,10 @@ async def test_cli_status_and_rebuild(kafka_settings: KafkaSettings, topics: Top
     assert code == 0, err
     assert "rebuilt blue" in out
     code, out, _ = await _parley(config, "projections", "status")
-    assert "projection blue (live)" in out and "v1" not in out and "chat=3" in out
+    assert "projection blue (live)" in out and "projection v1" not in out and "chat=3" in out
+    # Kept with blue: chat-2 came after v1's offsets (no projector ran), so it is not compared.
+    assert ("  verified blue against v1: 8 aggregates compared, 0 differ, 0 newer in v1, "
+            "6 newer in blue (not comparable)") in out
     # Names ignore case: BLUE is the live copy, refused as such; a bad name is one line.
     code, out, err = await _parley(config, "projections", "rebuild", "BLUE")
     assert code == 1 and "Traceback" not in err
@@ -227,6 +230,39 @@ async def test_cli_status_and_rebuild(kafka_settings: KafkaSettings, topics: Top
     assert code == 1 and "no projection copy named 'nosuch' (copies: blue)" in err
     code, out, _ = await _parley(config, "projections", "status")
     assert "projection blue (live)" in out and "chat=3" in out and "leftover" not in out
+
+    # A live copy that differs from the log's fold (here: a row changed behind the
+    # projector's back) refuses the switch: one error line after the summary, exit 1.
+    store = open_store(url)
+    await store.open()
+    try:
+        [state] = (await store.load("blue", [AggregateRef("chat", "chat-1")])).values()
+        raw = await store.get_view("blue", "chat", "chat-1")
+        assert raw is not None
+        await store.commit("blue", [Row(kind="chat", id="chat-1", state=state + b"!", chat_id="chat-1",
+                                        view=raw.replace(b'"closed"', b'"tampered"'), sort_key="0")], {})
+    finally:
+        await store.close()
+    code, out, err = await _parley(config, "projections", "rebuild", "green")
+    assert code == 1 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert lines[-1] == (
+        "parley: error: green differs from the live copy blue in 1 of 14 aggregates compared "
+        "(summary above); reads stay on blue and green is kept, not live: inspect it, then "
+        "`parley projections rebuild green --accept-changes` if the fold changed on purpose, "
+        "or `parley projections drop green`")
+    assert "rebuild green: verified green against blue: 14 aggregates compared, 1 differ (chat 1)" in err
+    assert "rebuild green:   differs: chat 'chat-1'" in err and '"tampered"' in err
+    code, out, _ = await _parley(config, "projections", "status")
+    assert "projection blue (live)" in out and "projection green  rows" in out
+    assert "  verified green against blue: 14 aggregates compared, 1 differ (chat 1)" in out
+    code, out, err = await _parley(config, "projections", "rebuild", "green", "--accept-changes")
+    assert code == 0, err
+    assert "switched with --accept-changes" in err and "switched blue -> green" in err
+    code, out, _ = await _parley(config, "projections", "status")
+    assert "projection green (live)" in out and "projection blue" not in out
+    assert ("1 differ (chat 1), 0 newer in blue, 0 newer in green (not comparable); "
+            "switched with --accept-changes") in out
 
 
 async def _parley(config: Path, *args: str) -> tuple[int, str, str]:
