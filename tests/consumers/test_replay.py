@@ -101,6 +101,27 @@ async def test_replay_sends_exactly_the_matching_events_in_key_order_while_live_
     assert len({i for i, _, _ in seen.live}) == 200  # live events went on, once each
 
 
+async def test_a_keys_copies_and_live_events_are_never_handled_at_once(
+        tmp_path: Path, kafka_settings: KafkaSettings, topics: Topics) -> None:
+    """Copies and live events of one key fetched together share the key's lane."""
+    k = kafka_settings
+    await produce(k, topics, [chat_event("c1", i) for i in range(30)])
+    seen = _Seen()
+    target = consumer("replay-lanes", topics=("chat",), concurrency=8)(seen.handle)
+    async with running(target, k, topics):
+        await wait_for(lambda: len(seen.live) == 30, what="first delivery")
+        await _group_ready(k, topics.group_id("replay-lanes"))
+    # the group is stopped: copies and new live events of c1 wait for it, to be fetched together
+    code, out = await parley(tmp_path, k, "consumers", "replay", "replay-lanes", "--chat", "c1")
+    assert code == 0 and "replayed 30 event(s)" in out, out
+    await produce(k, topics, [chat_event("c1", i) for i in range(30, 60)])
+    async with running(target, k, topics):
+        await wait_for(lambda: len(seen.replayed) == 30 and len(seen.live) == 60,
+                       what="copies and live events")
+    assert not seen.overlaps
+    assert [pos[2] for _, _, pos in seen.replayed] == sorted(o for _, _, o in seen.live[:30])
+
+
 async def test_replay_refuses_bad_input_and_sends_nothing_for_no_match(
         tmp_path: Path, kafka_settings: KafkaSettings, topics: Topics) -> None:
     k = kafka_settings
