@@ -14,6 +14,7 @@ from consumers.replay import ReplayFilter, _matcher
 from contracts.envelope import encode_envelope
 from contracts.state_change import encode_state_change
 from contracts.topics import Topics
+from parley.kafka.clients import make_producer
 from parley.settings import KafkaSettings
 from tests.kit.consumers.cli import parley
 from tests.kit.consumers.events import chat_body, chat_event, envelope, produce
@@ -169,3 +170,33 @@ def test_filter_reads_source_type_and_chat_from_envelopes_and_states() -> None:
     srec = _record(t.state("chat"), "c7/m1", value)
     assert _matcher(ReplayFilter(chat="c7", type="message"), t, t.state("chat"))(srec)
     assert not _matcher(ReplayFilter(chat="c7", type="chat"), t, t.state("chat"))(srec)
+
+
+async def test_a_state_consumer_gets_the_chosen_states_again(
+        tmp_path: Path, kafka_settings: KafkaSettings, topics: Topics) -> None:
+    k = kafka_settings
+    producer = make_producer(k)
+    await producer.start()
+    sent: list[tuple[str, tuple[str, int, int]]] = []  # (event id, position) of c1's messages
+    try:
+        for i in range(12):
+            chat_id = f"c{i % 3}"
+            kind, key = ("message", f"{chat_id}/m{i}") if i % 2 else ("chat", chat_id)
+            state = (f'{{"id":"m{i}","chat_id":"{chat_id}"}}' if kind == "message"
+                     else f'{{"id":"{chat_id}","source":"acme"}}')
+            value = encode_state_change(kind, key, [(topics.chat, 0, i)], state.encode())
+            meta = await producer.send_and_wait(topics.state("chat"), value, key=key.encode())
+            if chat_id == "c1" and kind == "message":
+                sent.append((f"message:{key}:{i + 1}", (meta.topic, meta.partition, meta.offset)))
+    finally:
+        await producer.stop()
+    seen = _Seen()
+    target = consumer("replay-states", states=("chat",))(seen.handle)
+    async with running(target, k, topics):
+        await wait_for(lambda: len(seen.live) == 12, what="first delivery")
+        await _group_ready(k, topics.group_id("replay-states"))
+        code, out = await parley(tmp_path, k, "consumers", "replay", "replay-states",
+                                 "--chat", "c1", "--type", "message")
+        assert code == 0 and f"replayed {len(sent)} event(s)" in out, out
+        await wait_for(lambda: len(seen.replayed) == len(sent), what="replayed states")
+    assert sorted((i, pos) for i, _, pos in seen.replayed) == sorted(sent)
