@@ -107,7 +107,9 @@ def _resolve(name: str, settings: Settings, *, guess: bool = True) -> tuple[str,
         # Known but not loadable here (unconfigured), or code this CLI cannot import: the
         # group's own committed offsets say which topics it reads.
         group = Topics(prefix=settings.kafka.topic_prefix).group_id(name)
-        found = asyncio.run(_retrying(lambda: committed_topics(settings.kafka, group)))
+        # Its replay topic is not one of its topics: lag and reset leave it alone.
+        found = [t for t in asyncio.run(_retrying(lambda: committed_topics(settings.kafka, group)))
+                 if t != topics.replay(name)]
         if found:
             return name, found
         if guess and name in {k.name for k in known_consumers()}:

@@ -121,6 +121,11 @@ async def test_a_keys_copies_and_live_events_are_never_handled_at_once(
                        what="copies and live events")
     assert not seen.overlaps
     assert [pos[2] for _, _, pos in seen.replayed] == sorted(o for _, _, o in seen.live[:30])
+    # the replay topic is the group's own plumbing: lag (and reset) leave it out
+    assert topics.replay("replay-lanes") in {tp.topic for tp in await committed(
+        k, topics.group_id("replay-lanes"))}
+    code, out = await parley(tmp_path, k, "consumers", "lag", "replay-lanes")
+    assert code == 0 and topics.chat in out and topics.replay("replay-lanes") not in out, out
 
 
 async def test_replay_refuses_bad_input_and_sends_nothing_for_no_match(
