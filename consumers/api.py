@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from contracts.envelope import Envelope
     from contracts.state_change import StateChange
 
-__all__ = ["BatchHandler", "ConsumedEvent", "Consumer", "Handler", "consumer"]
+__all__ = ["BatchHandler", "ConsumedEvent", "Consumer", "Handler", "ReplayedEvent", "consumer"]
 
 
 class ConsumedEvent:
@@ -156,8 +156,47 @@ class ConsumedEvent:
     def position(self) -> Position:
         return Position(self.topic, self.partition, self.offset)
 
+    @property
+    def replayed(self) -> bool:
+        """Whether this delivery is a copy sent by ``parley consumers replay`` (the event,
+        its position and its ``event_id`` are the original's all the same)."""
+        return False
+
+    @property
+    def fetched(self) -> tuple[str, int, int]:
+        """(topic, partition, offset) of the record the runtime fetched: the event's own
+        position, or for a replayed copy the copy's place on the group's replay topic."""
+        r = self._record
+        return r.topic, r.partition, r.offset
+
     def __repr__(self) -> str:
         return f"ConsumedEvent({self.topic}:{self.partition}:{self.offset}, key={self.key!r})"
+
+
+class ReplayedEvent(ConsumedEvent):
+    """A copy from the group's replay topic, seen as the original event (see
+    :mod:`contracts.replay`); :attr:`fetched` is where the copy itself was read."""
+
+    __slots__ = ("_fetched",)
+
+    def __init__(self, copy: Any) -> None:
+        from contracts.replay import split_origin
+
+        origin, timestamp_ms, headers = split_origin(copy.headers)
+        super().__init__(ConsumerRecord(
+            topic=origin.topic, partition=origin.partition, offset=origin.offset,
+            timestamp=timestamp_ms, timestamp_type=0, key=copy.key, value=copy.value,
+            checksum=None, serialized_key_size=copy.serialized_key_size,
+            serialized_value_size=copy.serialized_value_size, headers=headers))
+        self._fetched: tuple[str, int, int] = (copy.topic, copy.partition, copy.offset)
+
+    @property
+    def replayed(self) -> bool:
+        return True
+
+    @property
+    def fetched(self) -> tuple[str, int, int]:
+        return self._fetched
 
 
 Handler = Callable[[ConsumedEvent], Awaitable[None]]

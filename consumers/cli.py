@@ -1,4 +1,4 @@
-"""``parley consumers list|lag|reset`` and ``parley dlq NAME``.
+"""``parley consumers list|lag|reset|replay`` and ``parley dlq NAME``.
 
 ``parley dlq`` serves every group's dead-letter topic, the projector's included;
 ``parley consumers dlq`` is the same command under its first name.
@@ -51,6 +51,18 @@ def register(sub: Any) -> None:
     reset.add_argument("--to", required=True, metavar="earliest|latest|TIME",
                        help="earliest, latest, or an ISO-8601 time (the record's receive time)")
     reset.set_defaults(handler=_cmd_reset, local_kafka=True)
+    replay = msub.add_parser("replay", help="re-deliver chosen events to one running group")
+    replay.add_argument("name", help="the consumer (built-in, entry-point name, or "
+                                     "module:attribute)")
+    replay.add_argument("--source", help="only events of this configured source")
+    replay.add_argument("--chat", metavar="ID", help="only this chat's records")
+    replay.add_argument("--type", help="only this event type as the provider sent it (on "
+                                       "state topics: the change's kind)")
+    replay.add_argument("--from", dest="start", metavar="TIME",
+                        help="from this ISO-8601 time (the record's receive time)")
+    replay.add_argument("--to", dest="end", metavar="TIME", help="up to this time (excluded)")
+    replay.add_argument("--dry-run", action="store_true", help="only count what would go")
+    replay.set_defaults(handler=_cmd_replay, local_kafka=True)
     _dlq_arguments(msub.add_parser("dlq", help="the same as `parley dlq`"))
     _dlq_arguments(sub.add_parser("dlq", help="a group's dead letters and parked keys (every "
                                               "group, the projector included)"))
@@ -95,7 +107,9 @@ def _resolve(name: str, settings: Settings, *, guess: bool = True) -> tuple[str,
         # Known but not loadable here (unconfigured), or code this CLI cannot import: the
         # group's own committed offsets say which topics it reads.
         group = Topics(prefix=settings.kafka.topic_prefix).group_id(name)
-        found = asyncio.run(_retrying(lambda: committed_topics(settings.kafka, group)))
+        # Its replay topic is not one of its topics: lag and reset leave it alone.
+        found = [t for t in asyncio.run(_retrying(lambda: committed_topics(settings.kafka, group)))
+                 if t != topics.replay(name)]
         if found:
             return name, found
         if guess and name in {k.name for k in known_consumers()}:
@@ -186,6 +200,60 @@ def _cmd_reset(args: argparse.Namespace, settings: Settings) -> int:
     offsets = asyncio.run(reset_group(settings.kafka, group, topic_names, target))
     for tp, offset in sorted(offsets.items()):
         print(f"{group} {tp.topic}:{tp.partition} -> {offset}")
+    return 0
+
+
+def _replay_target(ref: str, settings: Settings) -> tuple[str, list[str]]:
+    """Consumer ``ref``'s name and the topics its group reads, for a group that exists in
+    Kafka (has committed offsets or members); ConsumerError for any other."""
+    from consumers.groups import active_members, committed_topics
+
+    topics = Topics(prefix=settings.kafka.topic_prefix)
+    try:
+        c = load_consumer(ref, settings)
+        name, topic_names = c.name, list(c.topic_names(topics))
+    except (ConsumerError, SettingsError):
+        if ":" in ref:
+            raise
+        name, topic_names = ref, []
+    try:
+        group, replay_topic = topics.group_id(name), topics.replay(name)
+    except ValueError as exc:
+        raise ConsumerError(f"unknown consumer group {name!r}: {exc}") from None
+    found = [t for t in asyncio.run(_retrying(lambda: committed_topics(settings.kafka, group)))
+             if t != replay_topic]
+    if not found and not asyncio.run(_retrying(lambda: active_members(settings.kafka, group))):
+        raise ConsumerError(f"unknown consumer group {group}: it has no members and no "
+                            f"committed offsets; replay goes to a group that has run "
+                            f"(`parley consumers list`, `parley consumers lag`)")
+    return name, topic_names or found
+
+
+def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.replay import ReplayFilter, ReplayProgress, parse_time, scan_and_send
+
+    f = ReplayFilter(source=args.source, chat=args.chat, type=args.type,
+                     start=parse_time(args.start, "--from") if args.start else None,
+                     end=parse_time(args.end, "--to") if args.end else None)
+    name, topic_names = _replay_target(args.name, settings)
+    topics = Topics(prefix=settings.kafka.topic_prefix)
+    group = topics.group_id(name)
+
+    def report(p: ReplayProgress) -> None:
+        print(f"parley: replay {name}: {p.line()}", file=sys.stderr, flush=True)
+
+    p = asyncio.run(scan_and_send(settings.kafka, topics, name, topic_names, f,
+                                  dry_run=args.dry_run, report=report))
+    report(p)
+    if not p.matched:
+        print(f"no record matches the filter ({p.scanned} scanned in "
+              f"{', '.join(topic_names)}); nothing sent")
+    elif args.dry_run:
+        print(f"would replay {p.matched} event(s) to group {group} ({p.scanned} scanned); "
+              "dry run, nothing sent")
+    else:
+        print(f"replayed {p.sent} event(s) to group {group} through {topics.replay(name)} "
+              f"({p.scanned} scanned in {p.elapsed_s:.1f} s)")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ from consumers.errors import ConsumerError, GroupActive
 from parley.kafka.clients import make_admin, make_consumer
 from parley.settings import KafkaSettings
 
-__all__ = ["active_members", "committed_topics", "parse_reset_target", "reset_group"]
+__all__ = ["active_members", "committed_topics", "parse_reset_target", "partitions", "reset_group"]
 
 
 def parse_reset_target(text: str) -> str | datetime:
@@ -54,11 +55,12 @@ async def committed_topics(k: KafkaSettings, group: str) -> list[str]:
     return sorted({tp.topic for tp in offsets})
 
 
-async def _partitions(k: KafkaSettings, topic_names: list[str]) -> list[TopicPartition]:
+async def partitions(k: KafkaSettings, topic_names: Sequence[str]) -> list[TopicPartition]:
+    """Every partition of those of ``topic_names`` that exist."""
     admin = make_admin(k)
     await admin.start()
     try:
-        described = await admin.describe_topics(topic_names)
+        described = await admin.describe_topics(list(topic_names))
     finally:
         await admin.close()
     return [TopicPartition(t["topic"], p["partition"]) for t in described
@@ -76,7 +78,7 @@ async def reset_group(k: KafkaSettings, group: str, topic_names: list[str],
     if n:
         raise GroupActive(f"consumer group {group} has {n} active member(s); stop every "
                           f"`parley consumer` (and `parley run`) using it, then reset again")
-    tps = await _partitions(k, topic_names)
+    tps = await partitions(k, topic_names)
     if not tps:
         raise ConsumerError(f"none of the topics {', '.join(topic_names)} exist")
     c = make_consumer(k, group_id=group)

@@ -22,6 +22,12 @@ Commit protocol, per fetched batch (``# Step N`` below):
    each event is marked done only once its outcome is durable.
 3. Under the batch lock, commit each partition's contiguous done prefix.
 
+Replayed copies (``parley consumers replay``, :mod:`consumers.replay`) arrive on the group's
+replay topic, read beside its own topics and committed like them. Each is handed over as its
+original (:class:`~consumers.api.ReplayedEvent`: same position, same ``event_id``) and joins
+its key's lane in the batch, after the key's live events: a key is never handled twice at
+once, and one key's copies keep the order they were sent in.
+
 On partition revocation the rebalance listener takes the same lock, so it waits for the
 batch in flight to finish, then commits before the partitions move: the next owner starts
 exactly after the last side effect. On assignment it first folds in every dead-letter record
@@ -45,13 +51,14 @@ import msgspec
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError
 
-from consumers.api import ConsumedEvent, Consumer
+from consumers.api import ConsumedEvent, Consumer, ReplayedEvent
 from consumers.dlq import ParkingDeadLetters
 from consumers.errors import is_retriable
 from consumers.metrics import ConsumerMetrics
 from consumers.tracking import BatchProgress
 from contracts.topics import Topics
 from parley.kafka.clients import make_consumer, start_unless_stopped
+from parley.kafka.topics import ensure_topics
 from parley.settings import KafkaSettings
 
 __all__ = ["ConsumerRunner", "ConsumerRunnerOptions"]
@@ -91,6 +98,8 @@ class ConsumerRunner:
         self.name = consumer.name
         self.group = topics.group_id(consumer.name)
         self.topic_names = consumer.topic_names(topics)
+        self.replay_topic = topics.replay(consumer.name)
+        self._replay_spec = topics.replay_spec(consumer.name, kafka.partitions)
         self._k = kafka
         self._metrics = metrics
         self._options = options or ConsumerRunnerOptions()
@@ -140,7 +149,10 @@ class ConsumerRunner:
     async def _consume(self) -> None:
         kc = make_consumer(self._k, group_id=self.group,
                            max_partition_fetch_bytes=4 << 20, fetch_max_bytes=64 << 20)
-        kc.subscribe(list(self.topic_names), listener=_Listener(self))
+        # Subscribed only once it exists: a missing topic would be noticed only at the next
+        # metadata refresh (minutes), and copies sent meanwhile would wait that long.
+        await ensure_topics(self._k, [self._replay_spec])
+        kc.subscribe([*self.topic_names, self.replay_topic], listener=_Listener(self))
         if not await start_unless_stopped(kc, self._stop):
             return  # stopped before the group assigned partitions (broker away?)
         self._kc = kc
@@ -228,7 +240,11 @@ class ConsumerRunner:
         """Step 2: split the batch into per-key lanes (in offset order) and run them; the
         returned progress says which events are done, even if this raises midway."""
         lanes: list[list[ConsumedEvent]] = []
-        for records in batch.values():
+        copies: list[Any] = []
+        for tp, records in batch.items():
+            if tp.topic == self.replay_topic:
+                copies.extend(records)
+                continue
             by_key: dict[bytes, list[ConsumedEvent]] = {}
             for r in records:
                 k = r.key
@@ -241,12 +257,35 @@ class ConsumerRunner:
                     lanes.append(by_key[k])
                 else:
                     lane.append(ConsumedEvent(r))
+        if copies:
+            self._add_copies(lanes, copies)
         self._progress = progress = BatchProgress(batch, lanes)
         if self.consumer.handle_batch is not None:
             await self._run_batch(progress)
         else:
             await self._run_lanes(progress)
         return progress
+
+    def _add_copies(self, lanes: list[list[ConsumedEvent]], copies: list[Any]) -> None:
+        """Put replayed copies in the lane of their key (after its live events), so that a
+        key's copies and its live events are handled one at a time, in one order."""
+        by_key = {(lane[0].topic, lane[0].key): lane for lane in lanes if lane[0].key is not None}
+        for r in copies:
+            try:
+                ev: ConsumedEvent = ReplayedEvent(r)
+            except Exception:  # noqa: BLE001 - not a copy Parley wrote: handled as it is
+                log.warning("replay topic record without a valid origin header",
+                            extra={"consumer": self.name, "offset": r.offset})
+                lanes.append([ConsumedEvent(r)])
+                continue
+            if ev.key is None:
+                lanes.append([ev])
+                continue
+            lane = by_key.get((ev.topic, ev.key))
+            if lane is None:
+                lane = by_key[(ev.topic, ev.key)] = []
+                lanes.append(lane)
+            lane.append(ev)
 
     async def _run_lanes(self, progress: BatchProgress[ConsumedEvent],
                          lane_ids: Iterable[int] | None = None) -> None:

@@ -2,11 +2,12 @@
 contiguous prefix of done events (pure).
 
 The runner splits a batch into per-key *lanes* (each lane: one key's events, in offset
-order, all from one partition) and records, per lane, how many of its events are done. That
-is one integer per lane, not a write per event, which matters on the hot path. When every
-lane is complete the answer is each partition's last offset + 1; otherwise (a stop or a
-failure mid-batch) the done prefix of each partition is worked out from the lanes. Offsets
-need not be consecutive (transaction markers leave gaps in read_committed topics).
+order, all from one partition, then any replayed copies of that key) and records, per lane,
+how many of its events are done. That is one integer per lane, not a write per event, which
+matters on the hot path. When every lane is complete the answer is each partition's last
+offset + 1; otherwise (a stop or a failure mid-batch) the done prefix of each partition is
+worked out from the lanes, by where each event was fetched. Offsets need not be consecutive
+(transaction markers leave gaps in read_committed topics).
 """
 
 from __future__ import annotations
@@ -26,11 +27,9 @@ class _HasOffset(Protocol):
 
 class _InPartition(Protocol):
     @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
+    def fetched(self) -> tuple[str, int, int]:
+        """(topic, partition, offset) of the record as fetched (a replayed copy's own)."""
+        ...
 
 
 E = TypeVar("E", bound=_InPartition)
@@ -52,7 +51,7 @@ class BatchProgress(Generic[E]):
         """Next offset to read per partition, for partitions whose first record is done."""
         if self.complete():
             return {tp: records[-1].offset + 1 for tp, records in self.batch.items() if records}
-        done = {(ev.topic, ev.partition, ev.offset)
+        done = {ev.fetched
                 for lane, n in zip(self.lanes, self.lane_done, strict=True) for ev in lane[:n]}
         out: dict[TopicPartition, int] = {}
         for tp, records in self.batch.items():

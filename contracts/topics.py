@@ -1,9 +1,9 @@
 """Topics as code: every Kafka topic Parley uses, its key and its configuration.
 
 ``parley topics apply`` creates topics from :meth:`Topics.specs` (event and state topics) and
-:meth:`Topics.dlq_spec`; producers and consumers take topic names from the same
-:class:`Topics` value, so a name is spelled in exactly one place. Nothing here
-talks to Kafka.
+:meth:`Topics.dlq_spec` (a consumer's runner creates its :meth:`Topics.replay_spec` topic);
+producers and consumers take topic names from the same :class:`Topics` value, so a name is
+spelled in exactly one place. Nothing here talks to Kafka.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_RECORD_BYTES",
     "PROJECTOR",
+    "REPLAY_RETENTION_MS",
     "STATE_TOPIC_KINDS",
     "EventTopicKind",
     "StateTopicKind",
@@ -42,6 +43,9 @@ PROJECTOR = "projector"
 
 #: Kafka's spelling of "keep forever".
 INFINITE_RETENTION_MS = -1
+
+#: How long a replay topic keeps its copies (:meth:`Topics.replay_spec`): a week.
+REPLAY_RETENTION_MS = 7 * 24 * 3600 * 1000
 
 #: The largest webhook body Parley accepts (the receiver answers 413 above it).
 MAX_BODY_BYTES = 1 << 20
@@ -202,6 +206,15 @@ class Topics(msgspec.Struct, frozen=True):
         _check_topic_part(group, "consumer group")
         return f"{self.prefix}.dlq.{group}"
 
+    def replay(self, group: str) -> str:
+        """The replay topic of consumer group ``group``: ``<prefix>.replay.<group>``.
+
+        ``parley consumers replay`` copies chosen records of the group's topics into it; the
+        group's runner reads it beside its own topics (docs/consumers.md, "Scoped replay").
+        """
+        _check_topic_part(group, "consumer group")
+        return f"{self.prefix}.replay.{group}"
+
     def specs(self, partitions: int = 6) -> tuple[TopicSpec, ...]:
         """Specs of the four event topics, then the three state topics.
 
@@ -251,4 +264,21 @@ class Topics(msgspec.Struct, frozen=True):
             key="the failed record's original key",
             partitions=partitions,
             retention_ms=INFINITE_RETENTION_MS,
+        )
+
+    def replay_spec(self, group: str, partitions: int = 6) -> TopicSpec:
+        """Spec of ``group``'s replay topic.
+
+        Keyed like the records it copies, so one key's copies stay in one partition, in the
+        order they were sent. A week of retention: a copy is work in flight, not history (the
+        original stays in its own topic); a group stopped longer than that misses the
+        replays sent meanwhile and they must be sent again.
+        """
+        if partitions < 1:
+            raise ValueError(f"partitions must be >= 1, got {partitions}")
+        return TopicSpec(
+            name=self.replay(group),
+            key="the copied record's original key",
+            partitions=partitions,
+            retention_ms=REPLAY_RETENTION_MS,
         )

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import socket
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -16,24 +14,12 @@ from consumers.api import ConsumedEvent, consumer
 from consumers.errors import PermanentError
 from contracts.topics import Topics
 from parley.settings import KafkaSettings
+from tests.kit.consumers.cli import parley
 from tests.kit.consumers.events import chat_event, produce
 from tests.kit.consumers.helpers import running, wait_for
-from tests.kit.consumers.process import REPO, ConsumerProcess
+from tests.kit.consumers.process import ConsumerProcess
 
 pytestmark = pytest.mark.kafka
-
-
-async def parley(tmp_path: Path, k: KafkaSettings, *args: str) -> tuple[int, str]:
-    config = tmp_path / "cli.toml"
-    config.write_text(f'data_dir = "{tmp_path}"\n[kafka]\nbootstrap = "{k.bootstrap}"\n'
-                      f'topic_prefix = "{k.topic_prefix}"\n')
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "parley.cli", "--config", str(config), *args, cwd=REPO,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
 
 
 async def test_list_lag_reset_and_dlq(tmp_path: Path, kafka_settings: KafkaSettings,

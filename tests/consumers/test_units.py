@@ -37,7 +37,8 @@ def _rec(offset: int) -> ConsumerRecord:  # type: ignore[type-arg]
 
 def test_progress_commits_only_the_contiguous_done_prefix_across_offset_gaps() -> None:
     records = [_rec(o) for o in (10, 11, 13, 17)]  # gaps: transaction markers
-    lane_a, lane_b = [records[0], records[2]], [records[1], records[3]]  # two keys
+    events = [ConsumedEvent(r) for r in records]
+    lane_a, lane_b = [events[0], events[2]], [events[1], events[3]]  # two keys
     progress = BatchProgress({TP: records}, [lane_a, lane_b])
     assert progress.committable() == {}
     progress.lane_done[1] = 1  # 11 done

@@ -1,7 +1,7 @@
-"""Consumers create ``<prefix>.dlq.<name>`` topics; the shared ``topics`` fixture only removes
-event and state topics. ``dead_letter_topics_dropped`` deletes this test's dead-letter topics
-too when it ends (a shared dev broker would otherwise keep them). Registered in
-tests/conftest.py; the folders whose tests run consumers use it for every test."""
+"""Consumers create ``<prefix>.dlq.<name>`` and ``<prefix>.replay.<name>`` topics; the shared
+``topics`` fixture only removes event and state topics. ``dead_letter_topics_dropped`` deletes
+this test's dead-letter and replay topics too when it ends (a shared dev broker would otherwise
+keep them). Registered in tests/conftest.py; the folders whose tests run consumers use it for every test."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ async def dead_letter_topics_dropped(request: pytest.FixtureRequest) -> AsyncIte
     admin = make_admin(k)
     await admin.start()
     try:
-        mine = [t for t in await admin.list_topics() if t.startswith(f"{k.topic_prefix}.dlq.")]
+        mine = [t for t in await admin.list_topics()
+                if t.startswith((f"{k.topic_prefix}.dlq.", f"{k.topic_prefix}.replay."))]
         if mine:
             await admin.delete_topics(mine)
     finally:

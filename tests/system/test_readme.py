@@ -178,6 +178,8 @@ def exercise_the_command_table(site: Site, consumer: Background) -> set[str]:
     ok("projections drop V3", "serves reads", code=1)  # case ignored: V3 is the live v3
     ok("store migrate", "up to date")
     ok("consumers list", "search", "parley.dlq.search")
+    ok("consumers replay message-counts --from 2026-01-01T00:00:00Z --dry-run",
+       "would replay 1 event(s) to group parley.consumers.message-counts")
     site.stop(consumer)
     ok("consumers reset message-counts --to earliest")
     ok("consumers lag message-counts", "parley.events.chat")
