@@ -75,8 +75,8 @@ _CHATS_STORED = (
     "JOIN chats c ON c.chat_id = j.value LEFT JOIN docs d ON d.doc_id = 'chat:' || c.chat_id")
 _MESSAGES_STORED = (
     "SELECT m.chat_id, m.message_id, m.version, m.indexed, m.internal, d.rowid "
-    "FROM json_each(?) j JOIN messages m ON m.chat_id = j.value ->> 0 "
-    "AND m.message_id = j.value ->> 1 "
+    "FROM json_each(?) j JOIN messages m ON m.chat_id = json_extract(j.value, '$[0]') "
+    "AND m.message_id = json_extract(j.value, '$[1]') "
     "LEFT JOIN docs d ON d.doc_id = 'msg:' || m.chat_id || '/' || m.message_id")
 
 SCHEMA = """
