@@ -182,7 +182,7 @@ async def raw(k: KafkaSettings, topic: str, n: int) -> Rate:
 
 
 async def through_runtime(k: KafkaSettings, topics: Topics, n: int, make: str,
-                          tmp: Path) -> Rate:
+                          tmp: Path, max_records: int = 2000) -> Rate:
     """``n`` records through the consumer runtime: events (``empty``) or states (``search``)."""
     state = {"seen": 0, "t0": 0.0, "t1": 0.0, "c0": 0.0, "c1": 0.0, "batches": 0, "in": 0.0}
     done = asyncio.Event()
@@ -215,7 +215,7 @@ async def through_runtime(k: KafkaSettings, topics: Topics, n: int, make: str,
 
         consumer = dataclasses.replace(inner, handle_batch=handle_batch)
     runner = ConsumerRunner(consumer, k, topics, ConsumerMetrics(CollectorRegistry()),
-                            options=ConsumerRunnerOptions(max_records=2000))
+                            options=ConsumerRunnerOptions(max_records=max_records))
     task = asyncio.create_task(runner.run())
     await asyncio.wait({task, asyncio.create_task(done.wait())},
                        return_when=asyncio.FIRST_COMPLETED)
@@ -232,8 +232,8 @@ Results = dict[str, list[Rate]]
 MODES = ("raw", "empty", "raw2", "search")
 
 
-async def bench(bootstrap: str, n: int, runs: int, modes: Sequence[str], fold_batch: int
-                ) -> tuple[Results, int]:
+async def bench(bootstrap: str, n: int, runs: int, modes: Sequence[str], fold_batch: int,
+                max_records: int) -> tuple[Results, int]:
     """Run ``modes`` ``runs`` times; the results and how many chat states were published."""
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     k = KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix, partitions=6)
@@ -258,7 +258,7 @@ async def bench(bootstrap: str, n: int, runs: int, modes: Sequence[str], fold_ba
                 for mode in results:
                     rate = (await raw(k, topics.chat, n) if mode.startswith("raw")
                             else await through_runtime(k, topics, n_states if mode == "search"
-                                                       else n, mode, Path(tmp)))
+                                                       else n, mode, Path(tmp), max_records))
                     results[mode].append(rate)
                     unit = "states" if mode == "search" else "events"
                     print(f"run {run + 1} {mode.rstrip('2'):<7} {rate.per_s:>10,.0f} {unit}/s "
@@ -314,6 +314,8 @@ def main() -> None:
                         help="comma-separated among raw,empty,search (raw measures twice)")
     parser.add_argument("--fold-batch", type=int, default=5000,
                         help="records per projector commit (its max_records)")
+    parser.add_argument("--max-records", type=int, default=2000,
+                        help="the consumers' max_records (records per batch; default 2000)")
     args = parser.parse_args()
     modes = {m.strip() for m in args.modes.split(",")}
     if "raw" in modes:
@@ -324,7 +326,7 @@ def main() -> None:
         bootstrap = os.environ.get("PARLEY_BENCH_KAFKA") or stack.enter_context(
             throwaway_kafka("parley-bench-kafka-", heap_mb=768)).bootstrap
         results, n_states = asyncio.run(bench(bootstrap, args.events, args.runs, sorted(modes),
-                                              args.fold_batch))
+                                              args.fold_batch, args.max_records))
     report(results, args.events, n_states)
 
 
