@@ -26,6 +26,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+import orjson
+
 from consumers.search.from_states import ChatRow, MessageRow, rows_of
 from consumers.search.queries import SearchPage, SearchQuery, iso_utc, run_search
 from consumers.sqlite_columns import add_missing_columns
@@ -46,27 +48,36 @@ from parley.private_files import private_sqlite
 
 __all__ = ["SearchIndex", "SqliteSearchIndex"]
 
-# A state replaces a row of a lower (or no) version; RETURNING is empty when it did not.
+# A state replaces a row of a lower (or no) version. The batch's writer has already read the
+# stored versions under its write lock, so the WHERE never refuses: it states the rule again.
 _CHAT_STATE = (
     "INSERT INTO chats(chat_id, provider, source, subject, department, site, visitor_name, "
-    "agent_id, agent_name, status, started_at, last_at, version) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(chat_id) DO UPDATE SET "
+    "agent_id, agent_name, status, started_at, last_at, version, indexed) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(chat_id) DO UPDATE SET "
     "provider = excluded.provider, source = excluded.source, subject = excluded.subject, "
     "department = excluded.department, site = excluded.site, "
     "visitor_name = excluded.visitor_name, agent_id = excluded.agent_id, "
     "agent_name = excluded.agent_name, status = excluded.status, "
-    "started_at = excluded.started_at, last_at = excluded.last_at, version = excluded.version "
-    "WHERE chats.version IS NULL OR excluded.version >= chats.version "
-    "RETURNING subject, department, site, visitor_name, agent_name, indexed")
+    "started_at = excluded.started_at, last_at = excluded.last_at, version = excluded.version, "
+    "indexed = excluded.indexed "
+    "WHERE chats.version IS NULL OR excluded.version >= chats.version")
 _MESSAGE_STATE = (
-    "INSERT INTO messages(chat_id, message_id, text, author, text_at, deleted, version) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(chat_id, message_id) DO UPDATE SET "
+    "INSERT INTO messages(chat_id, message_id, text, author, text_at, deleted, version, indexed) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(chat_id, message_id) DO UPDATE SET "
     "text = excluded.text, author = excluded.author, text_at = excluded.text_at, "
-    "deleted = excluded.deleted, version = excluded.version "
-    "WHERE messages.version IS NULL OR excluded.version >= messages.version "
-    # A state's text is already None for an agent-only note; an event-fed row's sticky
-    # ``internal`` still keeps it out.
-    "RETURNING text, author, deleted, indexed, internal")
+    "deleted = excluded.deleted, version = excluded.version, indexed = excluded.indexed "
+    "WHERE messages.version IS NULL OR excluded.version >= messages.version")
+# What a batch of states needs to know of the rows it touches, read in one statement each:
+# the stored version, the indexed body, (messages) the sticky agent-only flag, and the rowid
+# of the full-text document. ``?`` is a JSON array of keys.
+_CHATS_STORED = (
+    "SELECT c.chat_id, c.version, c.indexed, d.rowid FROM json_each(?) j "
+    "JOIN chats c ON c.chat_id = j.value LEFT JOIN docs d ON d.doc_id = 'chat:' || c.chat_id")
+_MESSAGES_STORED = (
+    "SELECT m.chat_id, m.message_id, m.version, m.indexed, m.internal, d.rowid "
+    "FROM json_each(?) j JOIN messages m ON m.chat_id = json_extract(j.value, '$[0]') "
+    "AND m.message_id = json_extract(j.value, '$[1]') "
+    "LEFT JOIN docs d ON d.doc_id = 'msg:' || m.chat_id || '/' || m.message_id")
 
 SCHEMA = """
 PRAGMA journal_mode = WAL;
@@ -107,6 +118,7 @@ class SearchIndex(Protocol):
 
 
 _iso = iso_utc
+_json = orjson.dumps
 
 
 class SqliteSearchIndex:
@@ -179,28 +191,45 @@ class SqliteSearchIndex:
             raise
 
     def _apply_states(self, chats: list[ChatRow], messages: list[MessageRow]) -> None:
+        """One transaction: read what the batch's rows hold, then write only the rows a state
+        replaces and only the documents whose text changes, each kind in one ``executemany``."""
         db = self._db
         assert db is not None
         db.execute("BEGIN IMMEDIATE")
         try:
+            docs = _Docs(db)
+            stored_m = {(r[0], r[1]): r[2:] for r in db.execute(
+                _MESSAGES_STORED, (_json([(m.chat_id, m.message_id) for m in messages]),))}
+            message_rows = []
             for m in messages:
-                row = db.execute(_MESSAGE_STATE, m).fetchone()
-                if row is not None:  # None: the index holds a later version
-                    self._sync_message(db, m.chat_id, m.message_id, row)
+                version, indexed, internal, rowid = stored_m.get((m.chat_id, m.message_id),
+                                                                 (None, "", 0, None))
+                if version is not None and m.version < version:
+                    continue  # the index holds a later state
+                body = ("" if m.deleted or internal or not m.text
+                        else f"{m.text}\n{m.author}" if m.author else m.text)
+                if body != (indexed or ""):
+                    docs.put(rowid, f"msg:{m.chat_id}/{m.message_id}", m.chat_id, "message", body)
+                message_rows.append((*m, body))
+            stored_c = {r[0]: r[1:] for r in db.execute(
+                _CHATS_STORED, (_json([c.chat_id for c in chats]),))}
+            chat_rows = []
             for c in chats:
-                row = db.execute(_CHAT_STATE, c).fetchone()
-                if row is not None:
-                    self._sync_chat(db, c.chat_id, row)
+                version, indexed, rowid = stored_c.get(c.chat_id, (None, "", None))
+                if version is not None and c.version < version:
+                    continue
+                body = "\n".join(v for v in (c.subject, c.department, c.site, c.visitor_name,
+                                             c.agent_name) if v)
+                if body != (indexed or ""):
+                    docs.put(rowid, f"chat:{c.chat_id}", c.chat_id, "chat", body)
+                chat_rows.append((*c, body))
+            db.executemany(_MESSAGE_STATE, message_rows)
+            db.executemany(_CHAT_STATE, chat_rows)
+            docs.write()
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-
-    def _sync_chat(self, db: sqlite3.Connection, chat_id: str, row: tuple[str | None, ...]) -> None:
-        body = "\n".join(v for v in row[:5] if v)
-        if body != (row[5] or ""):
-            self._put_doc(db, f"chat:{chat_id}", chat_id, "chat", body)
-            db.execute("UPDATE chats SET indexed = ? WHERE chat_id = ?", (body, chat_id))
 
     def _ensure_chat(self, db: sqlite3.Connection, e: DomainEvent, chat_id: str) -> None:
         """Create the chat's row once per batch; its last activity is written at the end."""
@@ -328,3 +357,38 @@ class SqliteSearchIndex:
             self._put_doc(db, f"chat:{chat_id}", chat_id, "chat", body)
             db.execute("UPDATE chats SET indexed = ? WHERE chat_id = ?", (body, chat_id))
 
+
+
+class _Docs:
+    """The full-text documents one batch of states rewrites, written at the end in one
+    ``executemany`` per statement. New documents take rowids after the greatest (the batch
+    holds the write lock, so nobody else takes one meanwhile)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._next: int | None = None
+        self.new: list[tuple[int, str]] = []  # docs rows to insert: rowid, doc_id
+        self.stale: list[tuple[int]] = []  # indexed texts to delete, by rowid
+        self.texts: list[tuple[int, str, str, str]] = []  # rowid, chat_id, kind, body
+
+    def put(self, rowid: int | None, doc_id: str, chat_id: str, kind: str, body: str) -> None:
+        """Replace the indexed text of ``doc_id`` (whose docs rowid is ``rowid``, None if it
+        has none yet) with ``body`` (none if empty)."""
+        if rowid is None:
+            if self._next is None:
+                self._next = int(self._db.execute(
+                    "SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0])
+            self._next += 1
+            rowid = self._next
+            self.new.append((rowid, doc_id))
+        else:
+            self.stale.append((rowid,))
+        if body:
+            self.texts.append((rowid, chat_id, kind, body))
+
+    def write(self) -> None:
+        db = self._db
+        db.executemany("INSERT INTO docs(rowid, doc_id) VALUES (?, ?)", self.new)
+        db.executemany("DELETE FROM docs_fts WHERE rowid = ?", self.stale)
+        db.executemany("INSERT INTO docs_fts(rowid, chat_id, kind, body) VALUES (?, ?, ?, ?)",
+                       self.texts)

@@ -104,3 +104,69 @@ async def test_a_state_replaces_only_a_lower_version() -> None:
         assert chats == {"c1": ("closed", None)}
     finally:
         await index.close()
+
+
+def _chat(version: int, status: str, subject: str) -> StateChange:
+    return StateChange(kind="chat", id="c1", version=version, positions=(),
+                       state=ChatState(id="c1", status=status, subject=subject))
+
+
+def _message(version: int, text: str | None, *, deleted: bool = False) -> StateChange:
+    return StateChange(kind="message", id="c1/m1", version=version, positions=(),
+                       state=MessageState(id="m1", chat_id="c1", text=text, deleted=deleted))
+
+
+async def _found(index: SqliteSearchIndex, word: str) -> bool:
+    return bool((await index.search(SearchQuery(q=word, limit=10))).hits)
+
+
+def _documents(db: sqlite3.Connection) -> tuple[int, int]:
+    """(full-text documents, document ids): one text per document, none left behind."""
+    return (db.execute("SELECT count(*) FROM docs_fts").fetchone()[0],
+            db.execute("SELECT count(*) FROM docs").fetchone()[0])
+
+
+async def test_within_a_batch_only_the_newest_state_of_a_key_is_written() -> None:
+    # One batch, the newest first: the older versions of the chat and the message lose.
+    index = await _index([_chat(9, "closed", "refund"), _message(7, "apple"),
+                          _chat(5, "active", "invoice"), _message(3, "banana")], batch=4)
+    try:
+        chats, messages = await index._run(_rows, index)
+        assert chats == {"c1": ("closed", None)}
+        assert messages == {("c1", "m1"): "apple"}
+        assert [await _found(index, w) for w in ("refund", "apple", "invoice", "banana")] == [
+            True, True, False, False]
+        assert await index._run(_documents, index._db) == (2, 2)
+    finally:
+        await index.close()
+
+
+async def test_an_older_state_in_a_later_batch_changes_nothing() -> None:
+    index = await _index([_chat(9, "closed", "refund"), _message(7, "apple")], batch=2)
+    try:
+        await index.apply_states([_chat(5, "active", "invoice"), _message(3, "banana")])
+        chats, messages = await index._run(_rows, index)
+        assert chats == {"c1": ("closed", None)}
+        assert messages == {("c1", "m1"): "apple"}
+        assert [await _found(index, w) for w in ("refund", "apple", "invoice", "banana")] == [
+            True, True, False, False]
+        assert await index._run(_documents, index._db) == (2, 2)
+    finally:
+        await index.close()
+
+
+async def test_a_document_follows_its_states_across_batches() -> None:
+    # New, replaced, deleted, redelivered: each document keeps one id and at most one text.
+    index = await _index([_chat(1, "waiting", "refund"), _message(1, "apple")], batch=2)
+    try:
+        await index.apply_states([_chat(2, "active", "invoice"), _message(2, "pear")])
+        assert [await _found(index, w) for w in ("refund", "apple", "invoice", "pear")] == [
+            False, False, True, True]
+        await index.apply_states([_message(3, "pear", deleted=True), _message(2, "pear")])
+        assert not await _found(index, "pear")
+        assert await index._run(_documents, index._db) == (1, 2)  # the chat's text only
+        await index.apply_states([_chat(2, "active", "invoice"), _message(3, "pear", deleted=True)])
+        assert await index._run(_documents, index._db) == (1, 2)
+        assert await _found(index, "invoice")
+    finally:
+        await index.close()
