@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from projector.fold import apply
 from projector.folder import Folder
 from projector.states import AggregateRef, FoldState
 from projector.stores import open_store
+from tests.kit.consumers.cli import parley
 from tests.kit.live_projector import (
     T0,
     applied,
@@ -39,7 +38,6 @@ from tests.kit.live_projector import (
 
 pytestmark = pytest.mark.kafka
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def poisoned_apply(ref: AggregateRef, state: FoldState | None, event: DomainEvent) -> FoldState:
@@ -145,32 +143,19 @@ async def test_parley_dlq_projector_lists_and_skips_letters_of_every_format(
             value=b"{}", stage="apply", error="ValueError", detail="cannot apply")], "v2")
 
         for command in (("dlq",), ("consumers", "dlq")):
-            code, out = await _parley(tmp_path, kafka_settings, *command, "projector", "list")
+            code, out = await parley(tmp_path, kafka_settings, *command, "projector", "list")
             assert code == 0, out
             assert f"key=chat-old origin={topics.chat}:3:17" in out
             assert "decode ContractError: envelope: not JSON after 1 attempt(s)" in out
             assert f"key=chat-new origin={topics.chat}:4:9" in out and "projection v2" in out
             assert "2 unresolved entries" in out
-        code, out = await _parley(tmp_path, kafka_settings, "dlq", "projector", "replay")
+        code, out = await parley(tmp_path, kafka_settings, "dlq", "projector", "replay")
         assert code == 1 and out.count("\n") == 1 and "projections rebuild" in out, out
-        code, out = await _parley(tmp_path, kafka_settings, "dlq", "projector", "skip",
+        code, out = await parley(tmp_path, kafka_settings, "dlq", "projector", "skip",
                                   "--key", "chat-old")
         assert code == 0 and "skipped 1 entry" in out, out
-        code, out = await _parley(tmp_path, kafka_settings, "dlq", "projector", "list")
+        code, out = await parley(tmp_path, kafka_settings, "dlq", "projector", "list")
         assert "chat-old" not in out and "chat-new" in out and "1 unresolved entry" in out, out
     finally:
         await producer.stop()
         await delete_dlq(kafka_settings, topics)
-
-
-async def _parley(tmp_path: Path, k: KafkaSettings, *args: str) -> tuple[int, str]:
-    config = tmp_path / "cli.toml"
-    config.write_text(f'data_dir = "{tmp_path}"\n[kafka]\nbootstrap = "{k.bootstrap}"\n'
-                      f'topic_prefix = "{k.topic_prefix}"\n')
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "parley.cli", "--config", str(config), *args, cwd=REPO,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode()
