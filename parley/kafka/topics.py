@@ -170,11 +170,26 @@ async def _create(admin: Any, rf: int, brokers: int, new: list[TopicSpec]) -> li
             for s in new]
 
 
-async def _partitions(admin: Any, old: list[TopicSpec]) -> dict[str, list[dict[str, Any]]]:
-    """Each existing topic's partitions, as DescribeTopics lists them."""
+async def _partitions(admin: Any, old: list[TopicSpec], timeout_s: float = 30.0
+                      ) -> dict[str, list[dict[str, Any]]]:
+    """Each existing topic's partitions, as DescribeTopics lists them.
+
+    A broker whose metadata has not caught up with a topic just created (by another broker
+    of the cluster) describes it with an error or no partitions; read as "no replicas", that
+    would size min.insync.replicas by the configured factor instead of the replicas the topic
+    has. So such topics are described again until every one has its partitions."""
     if not old:  # (an empty list would describe every topic)
         return {}
-    return {t["topic"]: t["partitions"] for t in await admin.describe_topics([s.name for s in old])}
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        described = await admin.describe_topics([s.name for s in old])
+        unknown = [t["topic"] for t in described if t.get("error_code") or not t.get("partitions")]
+        if not unknown:
+            return {t["topic"]: t["partitions"] for t in described}
+        if asyncio.get_running_loop().time() > deadline:
+            raise KafkaUnavailable(f"the brokers do not describe these existing topics after "
+                                   f"{timeout_s:.0f}s: {', '.join(unknown[:5])}")
+        await asyncio.sleep(0.1)  # polling the metadata with a deadline: no event to wait on
 
 
 def _refuse_repartition(old: list[TopicSpec], described: dict[str, list[dict[str, Any]]]) -> None:

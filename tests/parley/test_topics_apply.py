@@ -19,7 +19,7 @@ from contracts.topics import Topics, TopicSpec
 from parley.cli import main
 from parley.errors import SettingsError
 from parley.kafka.clients import make_admin, make_producer
-from parley.kafka.topics import apply_topics, ensure_topics
+from parley.kafka.topics import _partitions, apply_topics, ensure_topics
 from parley.settings import KafkaSettings
 
 
@@ -267,3 +267,28 @@ async def test_dead_letter_topics_follow_the_same_rule(
         assert await _partition_counts(kafka_settings, [one.name]) == {one.name: 2}
     finally:
         await _delete_prefixed(kafka_settings, unique)
+
+
+class _LaggingBroker:
+    """An admin client whose broker describes a just-created topic before its metadata caught
+    up (an error and no partitions), then as it is: what a 3-broker cluster did once in CI."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def describe_topics(self, names: list[str]) -> list[dict[str, object]]:
+        self.calls += 1
+        if self.calls == 1:
+            return [{"topic": n, "error_code": 3, "partitions": []} for n in names]
+        return [{"topic": n, "error_code": 0,
+                 "partitions": [{"partition": 0, "leader": 1, "replicas": [1]}]} for n in names]
+
+
+async def test_a_topic_described_before_its_metadata_caught_up_is_described_again() -> None:
+    """Read as "no replicas", such a topic had its min.insync.replicas sized by the configured
+    replication factor (3 → 2) although it has one replica: every acks=all write would fail."""
+    admin = _LaggingBroker()
+    spec = Topics(prefix="lag").specs(1)[0]
+    described = await _partitions(admin, [spec])
+    assert described == {spec.name: [{"partition": 0, "leader": 1, "replicas": [1]}]}
+    assert admin.calls == 2
