@@ -46,6 +46,18 @@ from parley.private_files import private_sqlite
 from projector.errors import LiveProjectionDrop, UnknownProjection
 from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, new_token
 from projector.read_queue import DEFAULT_READ_QUEUE
+from projector.sqlite_schema import (
+    OUTBOX_DELETE,
+    OUTBOX_INSERT,
+    OUTBOX_READ,
+    ROWS_PER_STATEMENT,
+    Sql,
+    chunks,
+    copy_schema,
+    migrate,
+    rows_per_statement,
+    transaction,
+)
 from projector.sqlite_workers import ReaderPool, Worker
 from projector.states import AggregateRef
 from projector.store import (
@@ -65,96 +77,10 @@ Synchronous = Literal["NORMAL", "FULL"]
 #: Connections serving the query API's reads, by default (``?readers=``).
 DEFAULT_READERS = 4
 
-# 1: registry, live pointer, per-copy tables. 2: names in the registry and the pointer are
-# canonical (lower case), see _canonical_names. (parley_verifications came later without a
-# new version: every open creates it if missing, and an older Parley never reads it.)
-_SCHEMA_VERSION = 2
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS parley_projections (
-    name TEXT PRIMARY KEY,
-    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-);
-CREATE TABLE IF NOT EXISTS parley_live (
-    one INTEGER PRIMARY KEY CHECK (one = 1),
-    name TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS parley_verifications (
-    name TEXT PRIMARY KEY, summary TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS parley_outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, token INTEGER NOT NULL UNIQUE,
-    projection TEXT NOT NULL, refs BLOB NOT NULL
-);
-"""
-_OUTBOX_INSERT = "INSERT INTO parley_outbox (token, projection, refs) VALUES (?, ?, ?)"
-_OUTBOX_READ = "SELECT seq, token, projection, refs FROM parley_outbox WHERE seq > ? ORDER BY seq LIMIT 1"
-_OUTBOX_DELETE = "DELETE FROM parley_outbox WHERE token IN (SELECT value FROM json_each(?))"
 
 
-def _copy_schema(name: str) -> list[str]:
-    # Indexes cost write speed, so there is one secondary index only, a partial one over
-    # chats (most rows are messages). A chat's messages need none: their ids are
-    # "{chat_id}/{message_id}", so the primary key keeps them together (see ``_Sql``).
-    return [
-        f"""CREATE TABLE IF NOT EXISTS "p_{name}_rows" (
-            kind TEXT NOT NULL, id TEXT NOT NULL, state BLOB NOT NULL, view BLOB NOT NULL,
-            chat_id TEXT, status TEXT, source TEXT, agent_id TEXT, sort_key TEXT NOT NULL,
-            PRIMARY KEY (kind, id))""",
-        f"""CREATE INDEX IF NOT EXISTS "p_{name}_chats" ON "p_{name}_rows" (sort_key, id)
-            WHERE kind = 'chat'""",
-        f"""CREATE TABLE IF NOT EXISTS "p_{name}_offsets" (
-            topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
-            PRIMARY KEY (topic, partition))""",
-    ]
 
 
-class _Sql:
-    """The statements of one projection copy (identical text, so sqlite3 caches them prepared)."""
-
-    def __init__(self, name: str) -> None:
-        # Interpolating table names is safe: projection_name allows only [A-Za-z0-9_].
-        rows, offsets = f'"p_{name}_rows"', f'"p_{name}_offsets"'
-        self._rows = rows
-        self._upserts: dict[int, str] = {}
-        self.upsert_offsets = (
-            f"INSERT INTO {offsets} (topic, partition, next_offset) VALUES (?, ?, ?) "  # noqa: S608
-            "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = excluded.next_offset"
-        )
-        # One query per kind however many refs: the ids travel as one JSON array.
-        self.load = f"SELECT id, state FROM {rows} WHERE kind = ? AND id IN (SELECT value FROM json_each(?))"  # noqa: S608
-        self.rows_of = (f"SELECT id, state, view, chat_id FROM {rows} "  # noqa: S608
-                        "WHERE kind = ? AND id IN (SELECT value FROM json_each(?))")
-        self.offsets = f"SELECT topic, partition, next_offset FROM {offsets}"  # noqa: S608
-        self.view = f"SELECT view FROM {rows} WHERE kind = ? AND id = ?"  # noqa: S608
-        # INDEXED BY: without statistics the planner would rather sort every chat per page.
-        self.chats = (
-            f"SELECT sort_key, id, view FROM {rows} INDEXED BY \"p_{name}_chats\" WHERE kind = 'chat'"  # noqa: S608
-        )
-        # A range of the primary key: ids from "{chat}/" up to "{chat}0" ("0" follows "/"),
-        # then the exact chat_id, since a chat id could itself contain "/".
-        self.messages = (
-            f"SELECT sort_key, id, view FROM {rows} "  # noqa: S608
-            "WHERE kind = 'message' AND id > ? AND id < ? AND chat_id = ?"
-        )
-        self.agents = f"SELECT view FROM {rows} WHERE kind = 'agent' ORDER BY id"  # noqa: S608
-        self.counts = f"SELECT kind, count(*) FROM {rows} GROUP BY kind"  # noqa: S608
-        # The primary key's order (BINARY: UTF-8 bytes, which is code-point order).
-        self.keyed = f"SELECT kind, id, state FROM {rows} WHERE (kind, id) > (?, ?) ORDER BY kind, id LIMIT ?"  # noqa: S608
-
-    def upsert_rows(self, n: int) -> str:
-        """One statement upserting ``n`` rows (``n`` is a power of two: see ``_chunks``)."""
-        sql = self._upserts.get(n)
-        if sql is None:
-            values = ", ".join([_ROW_VALUES] * n)
-            sql = self._upserts[n] = (
-                f"INSERT INTO {self._rows} (kind, id, state, view, chat_id, status, source, "  # noqa: S608
-                f"agent_id, sort_key) VALUES {values} "
-                "ON CONFLICT (kind, id) DO UPDATE SET "
-                "state = excluded.state, view = excluded.view, chat_id = excluded.chat_id, "
-                "status = excluded.status, source = excluded.source, agent_id = excluded.agent_id, "
-                "sort_key = excluded.sort_key"
-            )
-        return sql
 
 
 class SqliteStore:
@@ -182,8 +108,8 @@ class SqliteStore:
         self._writer: Worker | None = None
         self._reader: Worker | None = None
         self._api_readers: ReaderPool | None = None
-        self._sql: dict[str, _Sql] = {}
-        self._rows_max = _ROWS_PER_STATEMENT  # rows per upsert statement (set by open)
+        self._sql: dict[str, Sql] = {}
+        self._rows_max = ROWS_PER_STATEMENT  # rows per upsert statement (set by open)
 
     @property
     def path(self) -> str:
@@ -208,8 +134,8 @@ class SqliteStore:
         if not self._memory:
             private_sqlite(Path(self._path))  # chats and visitors: owner-only, -wal/-shm too
         writer = Worker(self._connect, "parley-sqlite-writer")
-        await writer.run(_migrate)
-        self._rows_max = await writer.run(_rows_per_statement)
+        await writer.run(migrate)
+        self._rows_max = await writer.run(rows_per_statement)
         if self._memory:
             self._writer = self._reader = writer
             self._api_readers = ReaderPool([writer], self._read_queue)
@@ -245,10 +171,10 @@ class SqliteStore:
             raise StoreError("the store is not open: call `await store.open()` first")
         return self._api_readers
 
-    def _q(self, projection: str) -> _Sql:
+    def _q(self, projection: str) -> Sql:
         sql = self._sql.get(projection)  # by the name as given: no re-validation per call
         if sql is None:
-            sql = self._sql[projection] = _Sql(projection_name(projection))
+            sql = self._sql[projection] = Sql(projection_name(projection))
         return sql
 
     # ------------------------------------------------------------------ projections
@@ -262,10 +188,10 @@ class SqliteStore:
 
     async def create_projection(self, name: str) -> None:
         name = projection_name(name)
-        statements = _copy_schema(name)
+        statements = copy_schema(name)
 
         def create(conn: sqlite3.Connection) -> None:
-            with _transaction(conn):
+            with transaction(conn):
                 for statement in statements:
                     conn.execute(statement)
                 conn.execute("INSERT OR IGNORE INTO parley_projections (name) VALUES (?)", (name,))
@@ -276,7 +202,7 @@ class SqliteStore:
         name = projection_name(name)
 
         def switch(conn: sqlite3.Connection) -> None:
-            with _transaction(conn):
+            with transaction(conn):
                 known = conn.execute("SELECT 1 FROM parley_projections WHERE name = ?", (name,)).fetchone()
                 if known is None:
                     raise UnknownProjection(f"projection {name!r} does not exist; create it first")
@@ -292,7 +218,7 @@ class SqliteStore:
         name = projection_name(name)
 
         def drop(conn: sqlite3.Connection) -> None:
-            with _transaction(conn):
+            with transaction(conn):
                 live = conn.execute("SELECT name FROM parley_live WHERE one = 1").fetchone()
                 if live is not None and live[0] == name:
                     raise LiveProjectionDrop(f"projection {name!r} serves reads; set another live first")
@@ -314,7 +240,7 @@ class SqliteStore:
         name = projection_name(name)
 
         def keep(conn: sqlite3.Connection) -> None:
-            with _transaction(conn):
+            with transaction(conn):
                 known = conn.execute("SELECT 1 FROM parley_projections WHERE name = ?", (name,))
                 if known.fetchone() is None:
                     raise UnknownProjection(f"projection {name!r} does not exist")
@@ -374,15 +300,15 @@ class SqliteStore:
         # statement to bind its parameters, and runs the whole upsert without it, so a
         # commit can overlap with folding the next batch (see projector.rebuild) instead of
         # queueing for the GIL twice per row.
-        statements = [(sql.upsert_rows(n), params) for n, params in _chunks(rows, self._rows_max)]
+        statements = [(sql.upsert_rows(n), params) for n, params in chunks(rows, self._rows_max)]
         offset_params = [(topic, partition, offset) for (topic, partition), offset in offsets.items()]
 
         def commit(conn: sqlite3.Connection) -> None:
-            with _transaction(conn):
+            with transaction(conn):
                 for statement, params in statements:
                     conn.execute(statement, params)
                 if outbox is not None:
-                    conn.execute(_OUTBOX_INSERT, outbox)
+                    conn.execute(OUTBOX_INSERT, outbox)
                 if offset_params:
                     conn.executemany(sql.upsert_offsets, offset_params)
 
@@ -394,7 +320,7 @@ class SqliteStore:
             out: list[OutboxEntry] = []
             after = 0
             while len(out) < limit:
-                commit = conn.execute(_OUTBOX_READ, (after,)).fetchone()
+                commit = conn.execute(OUTBOX_READ, (after,)).fetchone()
                 if commit is None:
                     break
                 after, token, projection, refs = commit
@@ -409,8 +335,8 @@ class SqliteStore:
         commits = msgspec.json.encode(list(tokens)).decode()
 
         def delete(conn: sqlite3.Connection) -> None:
-            with _transaction(conn):
-                conn.execute(_OUTBOX_DELETE, (commits,))
+            with transaction(conn):
+                conn.execute(OUTBOX_DELETE, (commits,))
 
         await self._w().run(delete)
 
@@ -503,15 +429,6 @@ class SqliteStore:
         return await self._api().run(read)
 
 
-# Most rows per upsert statement: 9 parameters each (_ROW_VALUES), under the 32,766
-# variables SQLite allows by default (SQLITE_MAX_VARIABLE_NUMBER since 3.32; fewer where the
-# library allows fewer, see _rows_per_statement). A batch is cut into statements of this
-# many rows and then of the powers of two its remainder is made of, so a projection has at
-# most a dozen distinct (prepared, cached) upsert statements.
-_ROWS_PER_STATEMENT = 2048
-# One row's placeholders, in _row_params' order; the nullable columns come as NULLIF(?, 0).
-_ROW_VALUES = "(?, ?, ?, ?, NULLIF(?, 0), NULLIF(?, 0), NULLIF(?, 0), NULLIF(?, 0), ?)"
-_PARAMS_PER_ROW = _ROW_VALUES.count("?")
 
 
 def _read_back(conn: sqlite3.Connection, seq: int, token: int, projection: str,
@@ -523,7 +440,7 @@ def _read_back(conn: sqlite3.Connection, seq: int, token: int, projection: str,
     found: dict[tuple[str, str], Row] = {}
     for kind, ids in wanted.items():
         try:
-            cursor = conn.execute(_Sql(projection).rows_of, (kind, msgspec.json.encode(ids).decode()))
+            cursor = conn.execute(Sql(projection).rows_of, (kind, msgspec.json.encode(ids).decode()))
         except sqlite3.OperationalError:  # the copy was dropped: its rows are gone
             break
         for id, state, view, chat_id in cursor:
@@ -534,103 +451,13 @@ def _read_back(conn: sqlite3.Connection, seq: int, token: int, projection: str,
             for kind, id in refs]
 
 
-def _rows_per_statement(conn: sqlite3.Connection) -> int:
-    """The largest power of two of rows, up to 2,048, whose parameters this SQLite binds."""
-    most = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _PARAMS_PER_ROW
-    size = _ROWS_PER_STATEMENT
-    while size > max(1, most):
-        size //= 2
-    return size
 
 
-def _chunks(rows: Sequence[Row], most: int) -> list[tuple[int, list[object]]]:
-    """``(n, parameters of n rows)`` for every statement that upserts ``rows``, ``n`` a
-    power of two no greater than ``most`` (itself a power of two)."""
-    out: list[tuple[int, list[object]]] = []
-    start, left = 0, len(rows)
-    size = most
-    while left:
-        while size > left:
-            size //= 2
-        params: list[object] = []
-        for row in rows[start:start + size]:
-            params.extend(_row_params(row))
-        out.append((size, params))
-        start += size
-        left -= size
-    return out
 
 
-def _row_params(row: Row) -> tuple[object, ...]:
-    """A row's parameters for ``_Sql.upsert_rows``, in the column order of the INSERT.
-
-    Python's sqlite3 binds only exact ``int``, ``float``, ``str`` and ``bytearray`` directly;
-    anything else — ``bytes`` and ``None`` included — first goes through its adaptation
-    protocol, whose failed attribute lookups format an exception message per parameter:
-    measured, a quarter of the cost of an upsert. So the blobs go as ``bytearray`` (stored
-    as the same BLOB) and a missing text as integer 0, which the statement turns back into
-    NULL with ``NULLIF(?, 0)`` (a TEXT value never equals an INTEGER, so no string is lost).
-    """
-    return (row.kind, row.id, bytearray(row.state), bytearray(row.view),
-            0 if row.chat_id is None else row.chat_id,
-            0 if row.status is None else row.status,
-            0 if row.source is None else row.source,
-            0 if row.agent_id is None else row.agent_id,
-            row.sort_key)
 
 
-class _transaction:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` on any exception.
-
-    IMMEDIATE takes the write lock up front, so a busy database fails (after
-    busy_timeout) before anything is written rather than when upgrading a read lock.
-    """
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def __enter__(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            try:
-                self._conn.execute("COMMIT")
-                return
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
-        if self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
-    # WAL is a property of the file: set once, it stays.
-    conn.execute("PRAGMA journal_mode = WAL")
-    with _transaction(conn):
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > _SCHEMA_VERSION:
-            raise StoreError(
-                f"the store was written by a newer Parley (schema {version} > {_SCHEMA_VERSION}): "
-                "upgrade Parley"
-            )
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        if version < 2:
-            _canonical_names(conn)
-        conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
 
-def _canonical_names(conn: sqlite3.Connection) -> None:
-    """Schema 2: lower-case every name in the registry and the live pointer.
-
-    Before, ``V1`` and ``v1`` could both be registered, yet SQLite resolves both to the same
-    tables: they were always one copy, so one registry row is kept for them. The tables
-    keep their names (SQLite finds ``p_V1_rows`` as ``p_v1_rows``).
-    """
-    conn.execute("DELETE FROM parley_projections WHERE rowid NOT IN "
-                 "(SELECT min(rowid) FROM parley_projections GROUP BY lower(name))")
-    conn.execute("UPDATE parley_projections SET name = lower(name) WHERE name <> lower(name)")
-    conn.execute("UPDATE parley_live SET name = lower(name) WHERE name <> lower(name)")

@@ -15,7 +15,8 @@ import pytest
 
 from parley.errors import StoreUnavailable, UnsupportedStore
 from projector.errors import LiveProjectionDrop, Overloaded
-from projector.sqlite_store import SqliteStore, _copy_schema, _rows_per_statement
+from projector.sqlite_schema import copy_schema, rows_per_statement
+from projector.sqlite_store import SqliteStore
 from projector.store import Store
 from projector.stores import open_store
 from tests.kit.live_projector import eventually
@@ -280,7 +281,7 @@ async def test_sigkill_mid_commit_never_splits_rows_from_offsets(sqlite_url: str
 def test_rows_per_statement_fits_the_variable_limit(limit: int, rows: int) -> None:
     with contextlib.closing(sqlite3.connect(":memory:")) as conn:
         conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
-        assert _rows_per_statement(conn) == rows
+        assert rows_per_statement(conn) == rows
 
 
 async def test_a_sqlite_that_binds_few_variables_still_commits_whole_batches(tmp_path: Path) -> None:
@@ -321,7 +322,7 @@ async def test_schema_1_names_are_brought_to_lower_case(tmp_path: Path) -> None:
             "INSERT INTO parley_live VALUES (1, 'Blue');"
             "PRAGMA user_version = 1;")
         for name in ("v1", "Blue", "OLD"):
-            for statement in _copy_schema(name):
+            for statement in copy_schema(name):
                 conn.execute(statement)
         for table, id in (("p_V1_rows", "c1"), ("p_Blue_rows", "c2")):
             conn.execute(f'INSERT INTO "{table}" (kind, id, state, view, sort_key) '  # noqa: S608
