@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -180,16 +180,13 @@ async def _partitions(admin: Any, old: list[TopicSpec], timeout_s: float = 30.0
     has. So such topics are described again until every one has its partitions."""
     if not old:  # (an empty list would describe every topic)
         return {}
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        described = await admin.describe_topics([s.name for s in old])
-        unknown = [t["topic"] for t in described if t.get("error_code") or not t.get("partitions")]
-        if not unknown:
-            return {t["topic"]: t["partitions"] for t in described}
-        if asyncio.get_running_loop().time() > deadline:
-            raise KafkaUnavailable(f"the brokers do not describe these existing topics after "
-                                   f"{timeout_s:.0f}s: {', '.join(unknown[:5])}")
-        await asyncio.sleep(0.1)  # polling the metadata with a deadline: no event to wait on
+
+    def unknown(described: list[dict[str, Any]]) -> list[str]:
+        return [t["topic"] for t in described if t.get("error_code") or not t.get("partitions")]
+
+    described = await _describe_until(admin, [s.name for s in old], unknown, timeout_s,
+                                      "the brokers do not describe these existing topics")
+    return {t["topic"]: t["partitions"] for t in described}
 
 
 def _refuse_repartition(old: list[TopicSpec], described: dict[str, list[dict[str, Any]]]) -> None:
@@ -312,16 +309,28 @@ async def _wait_for_leaders(admin: Any, partitions: dict[str, int], timeout_s: f
     names = list(partitions)
     if not names:  # (an empty list would describe every topic)
         return
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        described = await admin.describe_topics(names)
-        leaderless = [f"{t['topic']}[{p['partition']}]" for t in described
-                      for p in t.get("partitions", ()) if p.get("leader", -1) < 0]
+
+    def lacking(described: list[dict[str, Any]]) -> list[str]:
         missing = [t["topic"] for t in described if t.get("error_code") or not t.get("partitions")
                    or len(t["partitions"]) < partitions.get(t["topic"], 0)]
-        if not leaderless and not missing:
-            return
+        return missing + [f"{t['topic']}[{p['partition']}]" for t in described
+                          for p in t.get("partitions", ()) if p.get("leader", -1) < 0]
+
+    await _describe_until(admin, names, lacking, timeout_s, "topics lack partitions or leaders")
+
+
+async def _describe_until(admin: Any, names: list[str],
+                          lacking: Callable[[list[dict[str, Any]]], list[str]],
+                          timeout_s: float, what: str) -> list[dict[str, Any]]:
+    """DescribeTopics of ``names`` again until ``lacking`` finds nothing amiss in the answer
+    (metadata follows CreateTopics / CreatePartitions with a delay); KafkaUnavailable saying
+    ``what`` and the first few it found after ``timeout_s``."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        described: list[dict[str, Any]] = await admin.describe_topics(names)
+        short = lacking(described)
+        if not short:
+            return described
         if asyncio.get_running_loop().time() > deadline:
-            raise KafkaUnavailable(f"topics lack partitions or leaders after {timeout_s:.0f}s: "
-                                   f"{', '.join((missing + leaderless)[:5])}")
+            raise KafkaUnavailable(f"{what} after {timeout_s:.0f}s: {', '.join(short[:5])}")
         await asyncio.sleep(0.1)  # polling the metadata with a deadline: no event to wait on
