@@ -39,9 +39,15 @@ def loose_umask() -> Iterator[None]:
 
 def _loose(root: Path) -> list[str]:
     """Every path under ``root`` (``root`` included) that grants group or other anything."""
-    paths = [root, *root.rglob("*")]
-    return [f"{p.relative_to(root.parent)} {stat.filemode(p.lstat().st_mode)}" for p in paths
-            if p.lstat().st_mode & 0o077 and not p.is_symlink()]
+    loose = []
+    for p in [root, *root.rglob("*")]:
+        try:
+            mode = p.lstat().st_mode
+        except FileNotFoundError:  # a running broker's temporary file, renamed since the listing
+            continue
+        if mode & 0o077 and not stat.S_ISLNK(mode):
+            loose.append(f"{p.relative_to(root.parent)} {stat.filemode(mode)}")
+    return loose
 
 
 def _parley(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
