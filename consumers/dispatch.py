@@ -8,8 +8,9 @@ out, or written to the dead-letter topic).
 - **In order** (the hot path: a per-event handler, no filter, no parked key): the batch's
   events one after another, in log order, in one coroutine that the dispatcher steps by hand.
   While handlers return without waiting, nothing else is built: no lane, no task, no future.
-  At the first handler that waits (I/O), or the first failure, that event is finished and the
-  rest of the batch goes to the lanes.
+  At the first handler that waits (I/O), that event is finished and the rest of the batch
+  goes to the lanes; at the first failure, the failed event and the rest go to the lanes (its
+  retries start there, while other keys flow).
 - **Lanes**: the batch (or its rest) split per key (:mod:`consumers.lanes`), up to
   ``consumer.concurrency`` keys at a time; a lane turns *careful* (parked keys, filters,
   failures checked per event) when it meets a failure, or starts so when the consumer filters
@@ -60,6 +61,8 @@ class Dispatcher:
         self._counts: dict[str, int] = {}
         self._slow = 0  # events of the lanes that took the careful path (they count themselves)
         self._leave = False  # set while the in-order path is finished by hand: stop after it
+        # (where, error) of an event whose first attempt failed on the in-order path
+        self._failure: tuple[tuple[str, int, int], Exception] | None = None
         handler = consumer.handle
         if handler is None:
             batch = consumer.handle_batch
@@ -114,22 +117,21 @@ class Dispatcher:
         for tp in (*live, *replay):
             events = (map(ConsumedEvent, batch[tp]) if tp.topic != self._replay_topic
                       else (copy_event(r, self.name) for r in batch[tp]))
-            n = failed = 0
+            n = 0
             try:
                 for ev in events:
                     try:
                         await handle(ev)
-                    except Exception as exc:  # noqa: BLE001 - classified in _failed
-                        await self._failed(ev, exc)  # counts its own outcome
-                        n += 1
-                        failed = 1
+                    except Exception as exc:  # noqa: BLE001 - retried in its lane
+                        # Not retried here: other keys keep flowing while this one waits.
+                        self._failure = ev.fetched, exc
                         return False
                     n += 1
                     if self._leave:
                         return False
             finally:
                 done[tp] = n
-                self._count("handled", n - failed)
+                self._count("handled", n)
         return True
 
     # --------------------------------------------------------------------- lanes
@@ -144,12 +146,20 @@ class Dispatcher:
         careful0 = self.consumer.filtered or bool(self.dead.state.by_key)
         self._slow = 0
 
+        failure, self._failure = self._failure, None
+
         async def worker() -> None:
             for li, lane in it:
                 careful = careful0
                 ev = None
                 try:
-                    for ev in lane:
+                    events = iter(lane)
+                    if failure is not None and lane[0].fetched == failure[0]:
+                        # The in-order path's first attempt failed: its retries start here.
+                        ev = next(events)
+                        self._slow += 1
+                        careful = await self._failed(ev, failure[1]) or careful0
+                    for ev in events:
                         if careful:
                             careful = await self._one(ev) or careful0
                         else:

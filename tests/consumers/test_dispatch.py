@@ -52,9 +52,11 @@ class _Handler:
         self.active: set[str | None] = set()
         self.overlaps = 0
         self.failed: set[tuple[str, int, int]] = set()
+        self.calls: dict[tuple[str, int, int], int] = defaultdict(int)
 
     async def __call__(self, ev: ConsumedEvent) -> None:
-        pos = (ev.topic, ev.partition, ev.offset)
+        pos = ev.fetched  # a copy's own place: a copy and its original may be planned apart
+        self.calls[pos] += 1
         action = self.plan.get(pos, NOW)
         if ev.key in self.active:
             self.overlaps += 1
@@ -73,10 +75,11 @@ class _Handler:
         self.handled.append(ev)
 
 
-def _dispatcher(handler: _Handler, stop: asyncio.Event, concurrency: int) -> Dispatcher:
+def _dispatcher(handler: _Handler, stop: asyncio.Event, concurrency: int,
+                delay_s: float = 0.001) -> Dispatcher:
     k = KafkaSettings(bootstrap="127.0.0.1:1", topic_prefix="t")
     target = Consumer(name="d", handle=handler, topics=("chat",), concurrency=concurrency,
-                      retry=RetryPolicy(max_attempts=3, base_delay_s=0.001, max_delay_s=0.001))
+                      retry=RetryPolicy(max_attempts=3, base_delay_s=delay_s, max_delay_s=delay_s))
     return Dispatcher(target, ParkingDeadLetters(k, TOPICS, "d"),
                       ConsumerMetrics(CollectorRegistry()), replay_topic=TOPICS.replay("d"),
                       stop=stop, rng=random.Random(0))
@@ -137,9 +140,29 @@ def test_in_order_then_lanes_keep_key_order_and_commit_only_done_prefixes(
                 break
             prefix.append(r.offset)
         assert commit.get(tp) == (prefix[-1] + 1 if prefix else None)
+    # Each handled event was tried once, or twice if it failed once (the retry policy counts
+    # the in-order path's attempt too).
+    for ev in handler.handled:
+        assert handler.calls[ev.fetched] == (2 if plan[ev.fetched] == FAIL_ONCE else 1)
     if STOP not in plan.values():
         assert len(done) == sum(len(records) for records in batch.values())
         assert progress.complete()
+
+
+def test_other_keys_flow_while_a_failed_event_waits_for_its_retry() -> None:
+    records = [_record(TOPICS.chat, 0, off, key) for off, key in enumerate("abbc")]
+    a0 = (TOPICS.chat, 0, 0)
+
+    async def run() -> list[str | None]:
+        stop = asyncio.Event()
+        handler = _Handler({a0: FAIL_ONCE}, stop)
+        progress: BatchProgress[ConsumedEvent] = BatchProgress(
+            {TopicPartition(TOPICS.chat, 0): records})
+        await _dispatcher(handler, stop, concurrency=4, delay_s=0.2).run(progress)
+        assert progress.complete()
+        return [ev.key for ev in handler.handled]
+
+    assert asyncio.run(run()) == ["b", "b", "c", "a"]
 
 
 def test_resume_finishes_a_coroutine_started_by_hand_and_passes_cancellation_in() -> None:
