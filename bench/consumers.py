@@ -19,7 +19,7 @@ around it; and the same ratio in CPU time of this process per event, which other
 load on a shared machine does not move (it includes aiokafka's background fetching, and the
 runtime's commits, heartbeats and dead-letter follower). Search is reported in state records
 per second and in the events per second they stand for (states/s x events / states). Target:
-empty >= 0.7 x raw; search >= 30,000 events/s. ``--modes search`` measures search alone
+empty >= 0.8 x raw (issue 19); search >= 30,000 events/s. ``--modes search`` measures search alone
 (against another checkout: run it with ``PYTHONPATH=<checkout>``). Uses
 ``$PARLEY_BENCH_KAFKA`` if set, else starts a LocalKafka on free ports in a temporary
 directory (and stops it).
@@ -301,9 +301,9 @@ def report(results: Results, n: int, n_states: int) -> None:
     best = max(r.per_s for r in results["empty"])
     w, c = statistics.median(wall), statistics.median(cpu_ratio)
     print(f"  {'empty':<7} {best:>14,.0f} {best / best_raw:>14.2f} {w:>13.2f} {c:>10.2f}")
-    print(f"target empty >= 0.70 x raw: wall-clock median {w:.2f} "
-          f"({'met' if w >= 0.7 else 'MISSED'}), CPU median {c:.2f} "
-          f"({'met' if c >= 0.7 else 'MISSED'})")
+    print(f"target empty >= 0.80 x raw: wall-clock median {w:.2f} "
+          f"({'met' if w >= 0.8 else 'MISSED'}), CPU median {c:.2f} "
+          f"({'met' if c >= 0.8 else 'MISSED'})")
 
 
 def main() -> None:
