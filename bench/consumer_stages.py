@@ -1,6 +1,6 @@
 """Where a consumer's CPU goes, by stage, from a py-spy profile of ``bench/consumers.py``.
 
-    .venv/bin/py-spy record -r 250 --format raw -o empty.txt -- \\
+    .venv/bin/py-spy record -r 250 --nonblocking --format raw -o empty.txt -- \\
         .venv/bin/python bench/consumers.py --modes empty --events 300000 --runs 3
     .venv/bin/python bench/consumer_stages.py empty.txt [--cpu-us 4.1]
 
@@ -21,9 +21,11 @@ import re
 from collections import Counter
 from pathlib import Path
 
+# A stack with a commit frame anywhere is the commit's (its socket writes included).
+COMMIT = re.compile(r"^(AIOKafkaConsumer\.commit|GroupCoordinator\.(_do_)?commit_offsets) |"
+                    r"consumers/committer\.py|^ConsumerRunner\._commit")
 # (stage, pattern on one frame "function (file:line)"); the first match from the leaf wins.
 STAGES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("commit", re.compile(r"aiokafka/consumer/group_coordinator\.py|\(_?commit")),
     ("aiokafka fetch/decode", re.compile(r"aiokafka/")),
     ("envelope decode", re.compile(r"contracts/")),
     ("handler", re.compile(r"^through_runtime\.<locals>\.(handle|count|handle_batch) ")),
@@ -38,6 +40,8 @@ LOOP = "event loop (asyncio, selectors)"
 def stage_of(frames: list[str]) -> str | None:
     if any(SETUP.search(f) for f in frames):
         return None
+    if any(COMMIT.search(f) for f in frames):
+        return "commit"
     for frame in reversed(frames):  # leaf first
         for stage, pattern in STAGES:
             if pattern.search(frame):

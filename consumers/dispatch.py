@@ -5,12 +5,13 @@ order, its replayed copies after its live events of the batch. An event is marke
 :class:`~consumers.tracking.BatchProgress` only once its outcome is durable (handled, filtered
 out, or written to the dead-letter topic).
 
-- **In order** (the hot path: a per-event handler, no filter, no parked key): the batch's
-  events one after another, in log order, in one coroutine that the dispatcher steps by hand.
-  While handlers return without waiting, nothing else is built: no lane, no task, no future.
-  At the first handler that waits (I/O), that event is finished and the rest of the batch
-  goes to the lanes; at the first failure, the failed event and the rest go to the lanes (its
-  retries start there, while other keys flow).
+- **In order** (the hot path: a per-event handler that has never waited, no filter, no
+  parked key): the batch's events one after another, in log order, in one coroutine that the
+  dispatcher steps by hand. While handlers return without waiting, nothing else is built: no
+  lane, no task, no future. At the first handler that waits (I/O), that event is finished
+  and the rest of the batch goes to the lanes, as do all later batches (a handler that waits
+  once is taken to do I/O, which the lanes overlap); at the first failure, the failed event
+  and the rest go to the lanes (its retries start there, while other keys flow).
 - **Lanes**: the batch (or its rest) split per key (:mod:`consumers.lanes`), up to
   ``consumer.concurrency`` keys at a time; a lane turns *careful* (parked keys, filters,
   failures checked per event) when it meets a failure, or starts so when the consumer filters
@@ -61,6 +62,9 @@ class Dispatcher:
         self._counts: dict[str, int] = {}
         self._slow = 0  # events of the lanes that took the careful path (they count themselves)
         self._leave = False  # set while the in-order path is finished by hand: stop after it
+        # Whether a handler has waited (I/O): then every later batch goes to the lanes at once,
+        # so that its first event is never handled alone while other keys could run with it.
+        self._waits = False
         # (where, error) of an event whose first attempt failed on the in-order path
         self._failure: tuple[tuple[str, int, int], Exception] | None = None
         handler = consumer.handle
@@ -81,13 +85,14 @@ class Dispatcher:
             progress.add_lanes(split_lanes(progress.batch, self._replay_topic, self.name))
             await self._run_batch(progress)
             return
-        if not (self.consumer.filtered or self.dead.state.by_key):
+        if not (self._waits or self.consumer.filtered or self.dead.state.by_key):
             steps = self._in_order(progress)
             try:
                 yielded = steps.send(None)
             except StopIteration as end:
                 finished: bool = end.value
             else:  # a handler waits: finish its event, then the rest goes to the lanes
+                self._waits = True
                 self._leave = True
                 try:
                     finished = await resume(steps, yielded)

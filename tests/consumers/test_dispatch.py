@@ -165,6 +165,40 @@ def test_other_keys_flow_while_a_failed_event_waits_for_its_retry() -> None:
     assert asyncio.run(run()) == ["b", "b", "c", "a"]
 
 
+def test_after_a_handler_waited_the_next_batch_starts_every_key_at_once() -> None:
+    """An I/O handler's batches go to the lanes from the start: no event waits alone."""
+    gate = asyncio.Event()
+    active: set[str | None] = set()
+
+    async def waits(ev: ConsumedEvent) -> None:
+        active.add(ev.key)
+        if len(active) == 2:  # two keys are in flight together: let them all finish
+            gate.set()
+        await asyncio.sleep(0)  # always waits (I/O)
+        await gate.wait()
+        active.discard(ev.key)
+
+    def batch(start: int) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        return {TopicPartition(TOPICS.chat, 0): [_record(TOPICS.chat, 0, start + i, key)
+                                                 for i, key in enumerate("ab")]}
+
+    async def run() -> None:
+        k = KafkaSettings(bootstrap="127.0.0.1:1", topic_prefix="t")
+        target = Consumer(name="d", handle=waits, topics=("chat",), concurrency=4)
+        dispatcher = Dispatcher(target, ParkingDeadLetters(k, TOPICS, "d"),
+                                ConsumerMetrics(CollectorRegistry()),
+                                replay_topic=TOPICS.replay("d"), stop=asyncio.Event(),
+                                rng=random.Random(0))
+        gate.set()  # the first batch finds out that the handler waits
+        await dispatcher.run(BatchProgress(batch(0)))
+        gate.clear()
+        progress: BatchProgress[ConsumedEvent] = BatchProgress(batch(2))
+        await asyncio.wait_for(dispatcher.run(progress), 5)
+        assert progress.complete()
+
+    asyncio.run(run())
+
+
 def test_resume_finishes_a_coroutine_started_by_hand_and_passes_cancellation_in() -> None:
     async def waits(gate: asyncio.Event) -> str:
         await gate.wait()
