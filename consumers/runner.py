@@ -163,6 +163,9 @@ class ConsumerRunner:
                             await committer.drain()
                         self._dispatch.flush()
                     batch_seconds.observe(time.perf_counter() - t0)
+                # A batch whose handlers never waited, fetched from aiokafka's buffer, ran
+                # without yielding: let heartbeats, the committer and a rebalance run now.
+                await asyncio.sleep(0)
         finally:
             async with self._lock:
                 with contextlib.suppress(Exception):
