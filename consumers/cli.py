@@ -257,6 +257,25 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _require_known_group(name: str, topics: Topics, settings: Settings) -> None:
+    """Refuse a group Parley knows nothing of (a typo), before anything is created for it:
+    known means the projector, a built-in or installed consumer, a group with members or
+    committed offsets, or a dead-letter topic already there."""
+    from consumers.groups import group_known
+
+    if name == PROJECTOR or name in dead_letter_groups(settings):
+        return
+    try:
+        group, dlq = topics.group_id(name), topics.dlq(name)
+    except ValueError as exc:
+        raise ConsumerError(f"unknown consumer group {name!r}: {exc}") from None
+    if asyncio.run(_retrying(lambda: group_known(settings.kafka, group, dlq))):
+        return
+    raise ConsumerError(f"unknown consumer group {group}: not a known consumer, no members, "
+                        f"no committed offsets and no dead-letter topic {dlq} "
+                        f"(`parley consumers list` names the known ones)")
+
+
 def _cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.dlq_ops import dlq_entries, dlq_replay, dlq_skip
 
@@ -264,6 +283,7 @@ def _cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     topic = topics.for_aggregate(args.topic) if args.topic else None
     k = settings.kafka
     name = _name(args.name, settings)
+    _require_known_group(name, topics, settings)
     if args.action == "list":
         entries = asyncio.run(dlq_entries(k, topics, name, key=args.key, topic=topic))
         for e in entries:
