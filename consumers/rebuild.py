@@ -25,7 +25,7 @@ from aiokafka import TopicPartition
 
 from consumers.api import ConsumedEvent, Consumer
 from consumers.errors import ConsumerError
-from consumers.groups import partitions
+from consumers.groups import active_members, partitions
 from contracts.topics import Topics
 from parley.kafka.clients import make_consumer
 from parley.settings import KafkaSettings
@@ -89,14 +89,17 @@ async def rebuild_consumer(consumer: Consumer, kafka: KafkaSettings, topics: Top
             with contextlib.suppress(Exception):
                 await state.drop(copy)
     print(f"{label}: live copy switched {previous} -> {copy}", file=out, flush=True)
-    # Step 4 happens in the live group; Step 5 once it has taken the handoff (bounded).
-    deadline = time.monotonic() + handover_timeout_s
+    # Step 4 happens in the live group; Step 5 once it has taken the handoff (bounded; not
+    # waited for when no member runs).
+    running = await active_members(kafka, topics.group_id(consumer.name))
+    deadline = time.monotonic() + (handover_timeout_s if running else 0.0)
     # Polled: the members that take the handoff are other processes.
     while (left := await state.handoff_left()) and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.1)
     if left:
-        print(f"{label}: {left} partition(s) not yet resumed by a running member of the group; "
-              "a member starting later resumes from the new copy", file=out, flush=True)
+        print(f"{label}: {left} partition(s) not resumed yet by a running member of group "
+              f"{topics.group_id(consumer.name)}; members resume from {copy} when they start",
+              file=out, flush=True)
     await state.drop(previous)
     print(f"{label}: dropped {previous}", file=out, flush=True)
     return ConsumerRebuildReport(copy=copy, previous=previous, records=progress.done,

@@ -19,10 +19,20 @@ from consumers.errors import ConsumerError
 from consumers.search.copies import FIRST
 from consumers.search.index import SearchIndex
 from consumers.search.pg_index import PgSearchIndex
-from parley.pg.migrate import quote_ident
+from parley.pg.migrate import Conn, quote_ident
 from parley.pg.url import parse_postgres_url
 
-__all__ = ["PgCopies"]
+__all__ = ["PgCopies", "live_search_schema"]
+
+
+async def live_search_schema(conn: Conn, schema: str) -> str:
+    """The schema of the live search index copy of store schema ``schema`` (for ``parley
+    store migrate``: after a rebuild, the live copy is no longer in the store's schema)."""
+    live = f"{quote_ident(schema)}.search_live"
+    if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", live):
+        return schema
+    name = await conn.fetchval(f"SELECT copy FROM {live}")  # noqa: S608
+    return schema if name in (None, FIRST) else f"{schema}_search_{name}"
 
 
 class PgCopies:

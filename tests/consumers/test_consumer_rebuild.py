@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from consumers.search.queries import SearchHit, SearchQuery
 from contracts.topics import Topics
 from parley.settings import KafkaSettings, Settings, StoreSettings
 from tests.kit.consumers.chat_states import chat_states, produce_states
+from tests.kit.consumers.cli import parley
 from tests.kit.live_projector import eventually
 from tests.kit.postgres import fresh_schema
 
@@ -307,3 +309,27 @@ async def _topic_positions(k: KafkaSettings, topics: Topics) -> set[tuple[str, i
         return {(tp.topic, tp.partition, o) for tp in tps for o in range(end[tp])}
     finally:
         await c.stop()
+
+
+async def test_the_cli_rebuilds_search_and_refuses_what_it_cannot_in_one_line(
+        tmp_path: Path, kafka_settings: KafkaSettings, topics: Topics) -> None:
+    await produce_states(kafka_settings, topics, [
+        r for i in range(30) for r in chat_states(f"a{i}", f"alpha {i}", ["hello"])])
+    for name, why in (("nosuch", "no consumer named 'nosuch'"),
+                      ("examples.message_counts:message_counts", "keeps no state")):
+        code, out = await parley(tmp_path, kafka_settings, "consumers", "rebuild", name)
+        assert code == 1 and why in out and len(out.strip().splitlines()) == 1, out
+    assert os.listdir(tmp_path) == ["cli.toml"]  # nothing changed
+
+    code, out = await parley(tmp_path, kafka_settings, "consumers", "rebuild", "search")
+    assert code == 0, out
+    assert "replaying 60 records" in out and "records/s, ETA" in out
+    assert "rebuilt search v2: 60 records" in out and "live copy v1 -> v2" in out
+    assert (tmp_path / "search.db.live").read_text() == "v2\n"
+    assert not (tmp_path / "search.db").exists()
+    index = search_index_for(Settings(kafka=kafka_settings, data_dir=str(tmp_path)))
+    await index.open()
+    try:
+        assert await _count(index, "alpha") == 30  # type: ignore[arg-type]
+    finally:
+        await index.close()
