@@ -78,7 +78,7 @@ class SwitchingSearchIndex:
     """
 
     def __init__(self, copies: Copies) -> None:
-        self._copies = copies
+        self.copies = copies  #: where the copies are, which one is live
         self._live: SearchIndex | None = None
         self._name = ""
         self._shadow: SearchIndex | None = None
@@ -99,9 +99,9 @@ class SwitchingSearchIndex:
 
     # ------------------------------------------------------------- SearchIndex
     async def open(self) -> None:
-        await self._copies.open()
-        self._name = await self._copies.live()
-        self._live = self._copies.index(self._name)
+        await self.copies.open()
+        self._name = await self.copies.live()
+        self._live = self.copies.index(self._name)
         await self._live.open()
 
     async def close(self) -> None:
@@ -109,7 +109,7 @@ class SwitchingSearchIndex:
             if index is not None:
                 await index.close()
         self._shadow = self._live = None
-        await self._copies.close()
+        await self.copies.close()
 
     async def apply(self, events: Sequence[DomainEvent]) -> None:
         await self._index().apply(events)
@@ -122,14 +122,14 @@ class SwitchingSearchIndex:
 
     # ----------------------------------------------------- rebuild side (CLI)
     async def create_shadow(self) -> str:
-        live = await self._copies.live()
-        names = await self._copies.names()
+        live = await self.copies.live()
+        names = await self.copies.names()
         for name in names:
             if name != live:
-                await self._copies.drop(name)  # an interrupted rebuild's, or an old copy
+                await self.copies.drop(name)  # an interrupted rebuild's, or an old copy
         self._shadow_name = next_copy([*names, live])
-        await self._copies.create(self._shadow_name)
-        self._shadow = self._copies.index(self._shadow_name)
+        await self.copies.create(self._shadow_name)
+        self._shadow = self.copies.index(self._shadow_name)
         await self._shadow.open()
         return self._shadow_name
 
@@ -141,32 +141,32 @@ class SwitchingSearchIndex:
         assert self._shadow is not None, "create_shadow first"
         shadow, self._shadow = self._shadow, None
         await shadow.close()  # every batch is committed: nothing of it is in flight
-        previous = await self._copies.live()
-        await self._copies.set_live(self._shadow_name, offsets)
+        previous = await self.copies.live()
+        await self.copies.set_live(self._shadow_name, offsets)
         return previous
 
     async def handoff_left(self) -> int:
-        return len(await self._copies.handoff(await self._copies.live()))
+        return len(await self.copies.handoff(await self.copies.live()))
 
     async def drop(self, name: str) -> None:
-        if name == await self._copies.live():
+        if name == await self.copies.live():
             raise ConsumerError(f"search index copy {name} is live: not dropped")
         if name == self._shadow_name and self._shadow is not None:
             shadow, self._shadow = self._shadow, None
             await shadow.close()
-        await self._copies.drop(name)
+        await self.copies.drop(name)
 
     # ----------------------------------------------------- live side (runner)
     async def resume_offsets(self, assigned: Collection[TopicPartition]
                              ) -> dict[TopicPartition, int]:
         now = time.monotonic()
         fresh = frozenset(assigned)
-        if now - self._checked_at < self._copies.check_every_s and fresh == self._assigned:
+        if now - self._checked_at < self.copies.check_every_s and fresh == self._assigned:
             return {}
         self._checked_at, self._assigned = now, fresh
-        live = await self._copies.live_if_changed()
+        live = await self.copies.live_if_changed()
         if live is not None and live != self._name:
-            new = self._copies.index(live)
+            new = self.copies.index(live)
             await new.open()
             old, self._live, self._name = self._live, new, live
             if old is not None:
@@ -174,12 +174,12 @@ class SwitchingSearchIndex:
             self._pending = True
         if not self._pending:
             return {}
-        handoff = await self._copies.handoff(self._name)
+        handoff = await self.copies.handoff(self._name)
         self._pending = bool(handoff)
         return {tp: offset for tp, offset in handoff.items() if tp in fresh}
 
     async def resumed(self, offsets: Mapping[TopicPartition, int]) -> None:
-        await self._copies.forget(self._name, offsets)
+        await self.copies.forget(self._name, offsets)
 
 
 # --------------------------------------------------------------------- SQLite

@@ -124,6 +124,9 @@ class PgCopies:
             await conn.execute(f"DELETE FROM {handoff}")  # noqa: S608
             await conn.executemany(f"INSERT INTO {handoff} VALUES ($1, $2, $3)",  # noqa: S608
                                    [(tp.topic, tp.partition, o) for tp, o in offsets.items()])
+            if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_namespace "
+                                       "WHERE nspname = $1)", self._schema):
+                await conn.execute(f"CREATE SCHEMA {quote_ident(self._schema)}")
             await conn.execute(f"CREATE TABLE IF NOT EXISTS {live} (one BOOLEAN PRIMARY KEY "
                                "DEFAULT true CHECK (one), copy TEXT NOT NULL)")
             await conn.execute(f"INSERT INTO {live} (copy) VALUES ($1) ON CONFLICT (one) "  # noqa: S608

@@ -50,6 +50,20 @@ async def both(request: pytest.FixtureRequest, tmp_path: Path, kafka_settings: K
         dsn = request.getfixturevalue("postgres_dsn")
         async with fresh_schema(dsn) as url, fresh_schema(dsn) as fresh_url:
             yield on(url, tmp_path), on(fresh_url, tmp_path)
+            for each in (url, fresh_url):  # the copies' schemas are not the test's schema
+                await _drop_copies(each)
+
+
+async def _drop_copies(url: str) -> None:
+    from consumers.search.pg_copies import PgCopies
+
+    copies = PgCopies(url)
+    await copies.open()
+    try:
+        for name in await copies.names():
+            await copies.drop(name)
+    finally:
+        await copies.close()
 
 
 @pytest.fixture
@@ -84,7 +98,7 @@ def _live_consumer(index: SwitchingSearchIndex, seen: _Recorded) -> Consumer:
 
 class _RecordingIndex(SwitchingSearchIndex):
     def __init__(self, settings: Settings, seen: _Recorded) -> None:
-        super().__init__(_index(settings)._copies)
+        super().__init__(_index(settings).copies)
         self.seen = seen
         self.applied = asyncio.Event()
 
@@ -264,7 +278,7 @@ async def test_an_interrupted_rebuild_leaves_the_live_copy_serving_and_a_rerun_s
             await rebuild_consumer(consumer2, kafka_settings, topics, out=io.StringIO(),
                                    before_switch=fail)
         # A leftover a killed rebuild would leave: a copy that is not live, half filled.
-        copies = index2._copies
+        copies = index2.copies
         await copies.create("v7")
         assert await copies.live() == "v1"
         await index2.close()
@@ -277,7 +291,7 @@ async def test_an_interrupted_rebuild_leaves_the_live_copy_serving_and_a_rerun_s
         await index3.open()
         try:
             report = await rebuild_consumer(consumer3, kafka_settings, topics, out=out)
-            assert await index3._copies.names() == [report.copy]  # leftovers and v1 dropped
+            assert await index3.copies.names() == [report.copy]  # leftovers and v1 dropped
         finally:
             await index3.close()
         assert report.copy == "v8" and report.records == 120  # 60 chats, 60 messages
@@ -333,3 +347,31 @@ async def test_the_cli_rebuilds_search_and_refuses_what_it_cannot_in_one_line(
         assert await _count(index, "alpha") == 30  # type: ignore[arg-type]
     finally:
         await index.close()
+
+
+async def test_after_a_switch_store_migrate_migrates_the_live_search_copy(pg_url: str) -> None:
+    from consumers.search.pg_copies import PgCopies
+    from parley.pg.url import parse_postgres_url
+    from parley.store_cli import migrate_postgres
+
+    copies = PgCopies(pg_url)
+    await copies.open()
+    try:
+        await copies.create("v2")
+        await copies.set_live("v2", {})
+        lines, _ = await migrate_postgres(pg_url, apply=False)  # the store is pending: empty
+    finally:
+        await copies.drop("v2")
+        await copies.close()
+    schema = parse_postgres_url(pg_url).schema
+    assert any(line.startswith("search") and f"schema {schema}_search_v2)" in line
+                               and "up to date" in line for line in lines), lines
+
+
+def test_the_search_consumer_is_rebuildable_with_the_index_of_its_settings(tmp_path: Path) -> None:
+    from consumers.registry import ConsumerContext
+    from consumers.search.consumer import build
+
+    built = build(ConsumerContext(settings=Settings(data_dir=str(tmp_path)), name="search",
+                                  config={}))
+    assert isinstance(built.rebuildable, SwitchingSearchIndex)
