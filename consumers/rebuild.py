@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
 
 from consumers.api import ConsumedEvent, Consumer
 from consumers.errors import ConsumerError
@@ -38,7 +39,7 @@ class ConsumerRebuildReport:
     copy: str
     previous: str
     records: int
-    seconds: float
+    seconds: float  # from the start to the switch
     handed_over: bool  # whether the live group resumed from the new copy before the old went
 
 
@@ -83,6 +84,7 @@ async def rebuild_consumer(consumer: Consumer, kafka: KafkaSettings, topics: Top
             await before_switch()
         previous = await state.switch(offsets)  # Step 3
         switched = True
+        seconds = time.monotonic() - progress.t0
     finally:
         if not switched:
             # Best effort: the next rebuild drops it anyway; the error that matters is raised.
@@ -91,7 +93,7 @@ async def rebuild_consumer(consumer: Consumer, kafka: KafkaSettings, topics: Top
     print(f"{label}: live copy switched {previous} -> {copy}", file=out, flush=True)
     # Step 4 happens in the live group; Step 5 once it has taken the handoff (bounded; not
     # waited for when no member runs).
-    running = await active_members(kafka, topics.group_id(consumer.name))
+    running = await _members(kafka, topics.group_id(consumer.name))
     deadline = time.monotonic() + (handover_timeout_s if running else 0.0)
     # Polled: the members that take the handoff are other processes.
     while (left := await state.handoff_left()) and time.monotonic() < deadline:  # noqa: ASYNC110
@@ -103,7 +105,20 @@ async def rebuild_consumer(consumer: Consumer, kafka: KafkaSettings, topics: Top
     await state.drop(previous)
     print(f"{label}: dropped {previous}", file=out, flush=True)
     return ConsumerRebuildReport(copy=copy, previous=previous, records=progress.done,
-                                 seconds=time.monotonic() - progress.t0, handed_over=not left)
+                                 seconds=seconds, handed_over=not left)
+
+
+async def _members(kafka: KafkaSettings, group: str, timeout_s: float = 10.0) -> int:
+    """The group's member count; 1 (wait for the handoff) if Kafka cannot say in time (a new
+    cluster's group coordinator may not exist yet)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return await active_members(kafka, group)
+        except KafkaError as exc:
+            if not exc.retriable or time.monotonic() > deadline:
+                return 1
+            await asyncio.sleep(0.5)
 
 
 async def _fill(consumer: Consumer, kafka: KafkaSettings, topics: Topics, progress: _Progress,
