@@ -261,31 +261,6 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.rebuild import rebuild_consumer
-
-    consumer = load_consumer(args.name, settings)
-    if consumer.rebuildable is None:  # refused before anything is opened or changed
-        raise ConsumerError(f"consumer {consumer.name!r} keeps no state Parley can rebuild; "
-                            "only a consumer with a rebuildable state (search) can be")
-    topics = Topics(prefix=settings.kafka.topic_prefix)
-
-    async def main() -> Any:
-        if consumer.start is not None:
-            await consumer.start()
-        try:
-            return await rebuild_consumer(consumer, settings.kafka, topics)
-        finally:
-            if consumer.stop is not None:
-                await consumer.stop()
-
-    r = asyncio.run(main())
-    rate = r.records / r.seconds if r.seconds > 0 else 0.0
-    print(f"rebuilt {consumer.name} {r.copy}: {r.records} records in {r.seconds:.1f} s "
-          f"({rate:,.0f} records/s); live copy {r.previous} -> {r.copy}")
-    return 0
-
-
 def _cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.dlq_ops import dlq_entries, dlq_replay, dlq_skip
 
@@ -318,3 +293,28 @@ def _cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     for e, error in report.failed:
         print(f"still failing: key={e.key} origin={e.origin} {error}", file=sys.stderr)
     return 1 if report.failed else 0
+
+
+def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.rebuild import rebuild_consumer
+
+    consumer = load_consumer(args.name, settings)
+    if consumer.rebuildable is None:  # refused before anything is opened or changed
+        raise ConsumerError(f"consumer {consumer.name!r} keeps no state Parley can rebuild; "
+                            "only a consumer with a rebuildable state (search) can be")
+    topics = Topics(prefix=settings.kafka.topic_prefix)
+
+    async def main() -> Any:
+        if consumer.start is not None:
+            await consumer.start()
+        try:
+            return await rebuild_consumer(consumer, settings.kafka, topics)
+        finally:
+            if consumer.stop is not None:
+                await consumer.stop()
+
+    r = asyncio.run(main())
+    rate = r.records / r.seconds if r.seconds > 0 else 0.0
+    print(f"rebuilt {consumer.name} {r.copy}: {r.records} records in {r.seconds:.1f} s "
+          f"({rate:,.0f} records/s); live copy {r.previous} -> {r.copy}")
+    return 0
