@@ -22,6 +22,10 @@ Commit protocol, per fetched batch (``# Step N`` below):
    each event is marked done only once its outcome is durable.
 3. Under the batch lock, commit each partition's contiguous done prefix.
 
+A consumer that keeps rebuildable state (``consumer.rebuildable``) is asked before each
+batch whether a rebuild switched its state to another copy; if so the batch is dropped and
+the partitions resume from that copy's offsets (:mod:`consumers.rebuildable`, step 4).
+
 Replayed copies (``parley consumers replay``, :mod:`consumers.replay`) arrive on the group's
 replay topic, read beside its own topics and committed like them. Each is handed over as its
 original (:class:`~consumers.api.ReplayedEvent`: same position, same ``event_id``) and joins
@@ -55,6 +59,7 @@ from consumers.api import ConsumedEvent, Consumer, ReplayedEvent
 from consumers.dlq import ParkingDeadLetters
 from consumers.errors import is_retriable
 from consumers.metrics import ConsumerMetrics
+from consumers.rebuildable import resume_from
 from consumers.tracking import BatchProgress
 from contracts.topics import Topics
 from parley.kafka.clients import make_consumer, start_unless_stopped
@@ -111,6 +116,7 @@ class ConsumerRunner:
         self._slow = 0  # events of the batch that took the careful path (they count themselves)
         self._lock = asyncio.Lock()
         self._kc: AIOKafkaConsumer | None = None
+        self._state = consumer.rebuildable
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
         self.assignment: set[TopicPartition] = set()
@@ -163,6 +169,8 @@ class ConsumerRunner:
                 # Step 1: fetch
                 batch = await kc.getmany(timeout_ms=self._options.poll_timeout_ms,
                                          max_records=self._options.max_records)
+                if self._state is not None and await self._follow_rebuild(kc, batch):
+                    continue
                 if not batch:
                     continue
                 async with self._lock:
@@ -190,6 +198,19 @@ class ConsumerRunner:
             await kc.stop()
             self._kc = None
             log.info("consumer stopped", extra={"consumer": self.name, "group": self.group})
+
+    async def _follow_rebuild(self, kc: AIOKafkaConsumer,
+                              batch: dict[TopicPartition, list[Any]]) -> bool:
+        """A rebuild made another copy of the consumer's state live: resume from the offsets
+        that copy was built to (:mod:`consumers.rebuildable`, step 4), dropping ``batch``."""
+        assert self._state is not None
+        offsets = await self._state.resume_offsets(kc.assignment())
+        if not offsets:
+            return False
+        async with self._lock:
+            await self._await_commit()  # no older commit may land after the handoff's
+            await resume_from(kc, self._state, offsets, batch)
+        return True
 
     # ------------------------------------------------------------- rebalancing
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
