@@ -183,8 +183,7 @@ class Publisher:
                     await producer.stop()
                 await asyncio.sleep(self.options.restart_backoff_s)
                 continue
-            self._producer = producer
-            self._batcher = RecordBatcher(producer, linger_s=self.options.linger_ms / 1000)
+            self._producer, self._batcher = producer, RecordBatcher(producer)
             self._last_problem = None
             self._connected.set()
             log.info("Kafka producer started", extra={"compression": self.options.compression})
