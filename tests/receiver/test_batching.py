@@ -6,6 +6,7 @@ nothing of it written."""
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from datetime import UTC, datetime
 from types import ModuleType
@@ -53,6 +54,40 @@ async def test_records_queued_together_share_a_batch_and_each_gets_its_own_offse
         await producer.stop()
     stored = {(r.partition, r.offset): r.value for r in await rx.read_all(kafka_settings, topics)}
     assert [stored[(1, o)] for o in offsets] == values  # each offset holds its own record
+
+
+async def test_bursts_keep_each_partitions_order_and_each_record_at_its_offset(
+        rx: ModuleType, kafka_settings: KafkaSettings, topics: Topics) -> None:
+    """Records added in random bursts (some join a batch the sender has not taken yet, some
+    start the next one, small batches fill up): per partition, offsets follow the order of
+    ``add``, and each offset holds its own record."""
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    topic = topics.for_aggregate("chat")
+    # Small batches (2 KiB: about 15 of these records), so full batches happen too.
+    producer = make_producer(kafka_settings, max_batch_size=2048, linger_ms=0)
+    await producer.start()
+    added: list[tuple[int, bytes, asyncio.Future[int]]] = []
+    try:
+        batcher = RecordBatcher(producer)
+        for burst in range(40):
+            for i in range(rng.randrange(1, 25)):
+                partition = rng.randrange(3)
+                value = f"burst-{burst}-record-{i}-".encode() + b"x" * rng.randrange(40, 160)
+                added.append((partition, value, batcher.add(topic, partition, b"k", value)))
+            for _ in range(rng.randrange(3)):
+                await asyncio.sleep(0)  # let the flush tasks and the sender run in between
+        async with asyncio.timeout(60):
+            offsets = await asyncio.gather(*(delivery for _, _, delivery in added))
+        await batcher.close()
+    finally:
+        await producer.stop()
+    stored = {(r.partition, r.offset): r.value for r in await rx.read_all(kafka_settings, topics)}
+    for partition in range(3):
+        mine = [(o, v) for (p, v, _), o in zip(added, offsets, strict=True) if p == partition]
+        assert [o for o, _ in mine] == sorted(o for o, _ in mine), f"order (seed {seed})"
+        assert all(stored[(partition, o)] == v for o, v in mine), f"offsets (seed {seed})"
+    assert len(stored) == len(added), f"seed {seed}"
 
 
 async def test_a_refused_batch_answers_503_to_each_of_its_requests_and_nothing_else(
