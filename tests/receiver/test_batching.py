@@ -75,6 +75,8 @@ async def test_bursts_keep_each_partitions_order_and_each_record_at_its_offset(
                 partition = rng.randrange(3)
                 value = f"burst-{burst}-record-{i}-".encode() + b"x" * rng.randrange(40, 160)
                 added.append((partition, value, batcher.add(topic, partition, b"k", value)))
+                if rng.random() < 0.2:  # a turn of the loop: the sender may take a batch
+                    await asyncio.sleep(0)
             for _ in range(rng.randrange(3)):
                 await asyncio.sleep(0)  # let the flush tasks and the sender run in between
         async with asyncio.timeout(60):
