@@ -44,6 +44,7 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
@@ -211,7 +212,12 @@ async def through_runtime(k: KafkaSettings, topics: Topics, n: int, make: str,
             await batch_handler(events)
             state["batches"] += 1
             state["in"] += time.perf_counter() - t
+            was_done = done.is_set()
             count(len(events))
+            if state["seen"] == len(events):  # the window count() times starts here...
+                state["ix0"] = index_thread_cpu_s()
+            elif done.is_set() and not was_done:  # ... and ends here
+                state["ix1"] = index_thread_cpu_s()
 
         consumer = dataclasses.replace(inner, handle_batch=handle_batch)
     runner = ConsumerRunner(consumer, k, topics, ConsumerMetrics(CollectorRegistry()),
@@ -225,7 +231,26 @@ async def through_runtime(k: KafkaSettings, topics: Topics, n: int, make: str,
         print(f"  {state['batches']:.0f} batches of {n / state['batches']:,.0f} states on "
               f"average, {state['in'] / (state['t1'] - state['t0']):.0%} of the time in the "
               "handler", flush=True)
+        index_us = (state.get("ix1", 0.0) - state.get("ix0", 0.0)) / n * 1e6
+        rest_us = (state["c1"] - state["c0"]) / n * 1e6 - index_us
+        # What the code could do on an idle machine: in turn on one free core, or (the bound
+        # for overlapping the index's writes with the rest) on two.
+        print(f"  CPU per state: {index_us:.2f} us on the index thread (SQLite), {rest_us:.2f} us "
+              f"on the rest (decoding, rows, runtime, aiokafka): on one free core "
+              f"{1e6 / (index_us + rest_us):,.0f} states/s; overlapped on two, at most "
+              f"{1e6 / max(index_us, rest_us, 1e-9):,.0f}", flush=True)
     return Rate(n, state["t1"] - state["t0"], state["c1"] - state["c0"])
+
+
+def index_thread_cpu_s() -> float:
+    """CPU seconds used so far by the search index's thread (``search-index…``), from
+    /proc (Linux): the part of the process's CPU time that SQLite's writes take."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("search-index") and thread.native_id is not None:
+            stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+            utime, stime = stat.rsplit(")", 1)[1].split()[11:13]
+            return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+    return 0.0
 
 
 Results = dict[str, list[Rate]]

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka.structs import ConsumerRecord
 
+from consumers.rebuildable import Rebuildable
 from consumers.retry import RetryPolicy
 from contracts.position import Position
 from contracts.topics import (
@@ -227,6 +228,8 @@ class Consumer:
         retry: attempts and backoff for retriable failures.
         start, stop: optional hooks to open and close the handler's resources.
         secrets: values (API tokens, signing keys) to scrub from logs and dead-letter headers.
+        rebuildable: the state the handler keeps, when ``parley consumers rebuild NAME``
+            can rebuild it beside the live copy (:mod:`consumers.rebuildable`).
     """
 
     name: str
@@ -241,6 +244,7 @@ class Consumer:
     start: Hook | None = None
     stop: Hook | None = None
     secrets: tuple[str, ...] = ()
+    rebuildable: Rebuildable[ConsumedEvent] | None = None
 
     def __post_init__(self) -> None:
         if (self.handle is None) == (self.handle_batch is None):

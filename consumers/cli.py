@@ -1,4 +1,4 @@
-"""``parley consumers list|lag|reset|replay`` and ``parley dlq NAME``.
+"""``parley consumers list|lag|reset|replay|rebuild`` and ``parley dlq NAME``.
 
 ``parley dlq`` serves every group's dead-letter topic, the projector's included;
 ``parley consumers dlq`` is the same command under its first name.
@@ -63,6 +63,10 @@ def register(sub: Any) -> None:
     replay.add_argument("--to", dest="end", metavar="TIME", help="up to this time (excluded)")
     replay.add_argument("--dry-run", action="store_true", help="only count what would go")
     replay.set_defaults(handler=_cmd_replay, local_kafka=True)
+    rebuild = msub.add_parser("rebuild", help="rebuild a consumer's state (the search index) "
+                                               "into a shadow copy, then switch to it")
+    rebuild.add_argument("name", help="a consumer that keeps rebuildable state (search)")
+    rebuild.set_defaults(handler=_cmd_rebuild, local_kafka=True)
     _dlq_arguments(msub.add_parser("dlq", help="the same as `parley dlq`"))
     _dlq_arguments(sub.add_parser("dlq", help="a group's dead letters and parked keys (every "
                                               "group, the projector included)"))
@@ -257,6 +261,25 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _require_known_group(name: str, topics: Topics, settings: Settings) -> None:
+    """Refuse a group Parley knows nothing of (a typo), before anything is created for it:
+    known means the projector, a built-in or installed consumer, a group with members or
+    committed offsets, or a dead-letter topic already there."""
+    from consumers.groups import group_known
+
+    if name == PROJECTOR or name in dead_letter_groups(settings):
+        return
+    try:
+        group, dlq = topics.group_id(name), topics.dlq(name)
+    except ValueError as exc:
+        raise ConsumerError(f"unknown consumer group {name!r}: {exc}") from None
+    if asyncio.run(_retrying(lambda: group_known(settings.kafka, group, dlq))):
+        return
+    raise ConsumerError(f"unknown consumer group {group}: not a known consumer, no members, "
+                        f"no committed offsets and no dead-letter topic {dlq} "
+                        f"(`parley consumers list` names the known ones)")
+
+
 def _cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.dlq_ops import dlq_entries, dlq_replay, dlq_skip
 
@@ -264,6 +287,7 @@ def _cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     topic = topics.for_aggregate(args.topic) if args.topic else None
     k = settings.kafka
     name = _name(args.name, settings)
+    _require_known_group(name, topics, settings)
     if args.action == "list":
         entries = asyncio.run(dlq_entries(k, topics, name, key=args.key, topic=topic))
         for e in entries:
@@ -289,3 +313,28 @@ def _cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     for e, error in report.failed:
         print(f"still failing: key={e.key} origin={e.origin} {error}", file=sys.stderr)
     return 1 if report.failed else 0
+
+
+def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.rebuild import rebuild_consumer
+
+    consumer = load_consumer(args.name, settings)
+    if consumer.rebuildable is None:  # refused before anything is opened or changed
+        raise ConsumerError(f"consumer {consumer.name!r} keeps no state Parley can rebuild; "
+                            "only a consumer with a rebuildable state (search) can be")
+    topics = Topics(prefix=settings.kafka.topic_prefix)
+
+    async def main() -> Any:
+        if consumer.start is not None:
+            await consumer.start()
+        try:
+            return await rebuild_consumer(consumer, settings.kafka, topics)
+        finally:
+            if consumer.stop is not None:
+                await consumer.stop()
+
+    r = asyncio.run(main())
+    rate = r.records / r.seconds if r.seconds > 0 else 0.0
+    print(f"rebuilt {consumer.name} {r.copy}: {r.records} records in {r.seconds:.1f} s "
+          f"({rate:,.0f} records/s); live copy {r.previous} -> {r.copy}")
+    return 0

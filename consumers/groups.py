@@ -12,7 +12,8 @@ from consumers.errors import ConsumerError, GroupActive
 from parley.kafka.clients import make_admin, make_consumer
 from parley.settings import KafkaSettings
 
-__all__ = ["active_members", "committed_topics", "parse_reset_target", "partitions", "reset_group"]
+__all__ = ["active_members", "committed_topics", "group_known", "parse_reset_target", "partitions",
+           "reset_group"]
 
 
 def parse_reset_target(text: str) -> str | datetime:
@@ -42,6 +43,20 @@ async def active_members(k: KafkaSettings, group: str) -> int:
             if g[1] == group and g[0] == 0:
                 members += len(g[5])
     return members
+
+
+async def group_known(k: KafkaSettings, group: str, dlq_topic: str) -> bool:
+    """Whether Kafka knows of the group: members, committed offsets or its dead-letter topic."""
+    admin = make_admin(k)
+    await admin.start()
+    try:
+        if dlq_topic in set(await admin.list_topics()):
+            return True
+        if await admin.list_consumer_group_offsets(group):
+            return True
+    finally:
+        await admin.close()
+    return await active_members(k, group) > 0
 
 
 async def committed_topics(k: KafkaSettings, group: str) -> list[str]:

@@ -24,6 +24,10 @@ Commit protocol, per fetched batch (``# Step N`` below):
 3. Under the batch lock, schedule the commit of each partition's contiguous done prefix
    (:mod:`consumers.committer`: in the background, drained on revocation and on stop).
 
+A consumer that keeps rebuildable state (``consumer.rebuildable``) is asked before each
+batch whether a rebuild switched its state to another copy; if so the batch is dropped and
+the partitions resume from that copy's offsets (:mod:`consumers.rebuildable`, step 4).
+
 Replayed copies (``parley consumers replay``, :mod:`consumers.replay`) arrive on the group's
 replay topic, read beside its own topics and committed like them. Each is handed over as its
 original (:class:`~consumers.api.ReplayedEvent`: same position, same ``event_id``) and joins
@@ -46,15 +50,17 @@ import logging
 import random
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from consumers.api import ConsumedEvent, Consumer
 from consumers.committer import Committer
 from consumers.dispatch import Dispatcher, Stopping
 from consumers.dlq import ParkingDeadLetters
 from consumers.metrics import ConsumerMetrics
+from consumers.rebuildable import resume_from
 from consumers.tracking import BatchProgress
 from contracts.topics import Topics
 from parley.kafka.clients import make_consumer, start_unless_stopped
@@ -100,6 +106,7 @@ class ConsumerRunner:
         self._metrics = metrics
         self._options = options or ConsumerRunnerOptions()
         self.dead = ParkingDeadLetters(kafka, topics, consumer.name, (*secrets, *consumer.secrets))
+        self._state = consumer.rebuildable
         self._stop = asyncio.Event()
         self._dispatch = Dispatcher(consumer, self.dead, metrics, replay_topic=self.replay_topic,
                                     stop=self._stop, rng=rng or random.Random())
@@ -146,6 +153,8 @@ class ConsumerRunner:
                 # Step 1: fetch
                 batch = await kc.getmany(timeout_ms=self._options.poll_timeout_ms,
                                          max_records=self._options.max_records)
+                if self._state is not None and await self._follow_rebuild(kc, batch):
+                    continue
                 if not batch:
                     continue
                 async with self._lock:
@@ -173,6 +182,20 @@ class ConsumerRunner:
             await kc.stop()
             self._committer = None
             log.info("consumer stopped", extra={"consumer": self.name, "group": self.group})
+
+    async def _follow_rebuild(self, kc: AIOKafkaConsumer,
+                              batch: dict[TopicPartition, list[Any]]) -> bool:
+        """A rebuild made another copy of the consumer's state live: resume from the offsets
+        that copy was built to (:mod:`consumers.rebuildable`, step 4), dropping ``batch``."""
+        assert self._state is not None
+        offsets = await self._state.resume_offsets(kc.assignment())
+        if not offsets:
+            return False
+        async with self._lock:
+            if self._committer is not None:
+                await self._committer.drain()  # no older commit may land after the handoff's
+            await resume_from(kc, self._state, offsets, batch)
+        return True
 
     # ------------------------------------------------------------- rebalancing
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:

@@ -56,6 +56,7 @@ async def migrate_postgres(url: str, *, apply: bool) -> tuple[list[str], bool]:
     """
     import asyncpg
 
+    from consumers.search.pg_copies import live_search_schema
     from consumers.search.pg_index import SEARCH_MIGRATIONS
     from parley.errors import StoreUnavailable
     from parley.pg.migrate import migrate
@@ -71,9 +72,11 @@ async def migrate_postgres(url: str, *, apply: bool) -> tuple[list[str], bool]:
     lines: list[str] = []
     pending = False
     try:
-        for component, steps in (("store", STORE_MIGRATIONS), ("search", SEARCH_MIGRATIONS)):
-            status = await migrate(conn, options.schema, component, steps, apply=apply)
-            where = f"{component} ({options.where} schema {options.schema})"
+        search_schema = await live_search_schema(conn, options.schema)  # a rebuild's copy
+        for component, schema, steps in (("store", options.schema, STORE_MIGRATIONS),
+                                         ("search", search_schema, SEARCH_MIGRATIONS)):
+            status = await migrate(conn, schema, component, steps, apply=apply)
+            where = f"{component} ({options.where} schema {schema})"
             if status.applied:
                 done = ", ".join(f"{m.version} {m.description}" for m in status.applied)
                 lines.append(f"{where}: migrated {status.current} -> {status.latest} ({done})")

@@ -161,6 +161,10 @@ class WebhookHandler:
         if declared is not None and declared > limit:
             raise BodyTooLarge(f"the body exceeds the limit of {limit} bytes")
         try:
+            if declared is not None and request.content.is_eof():
+                # The whole body came with the headers (a webhook usually does): reading it
+                # cannot wait, so no deadline timer to arm and cancel.
+                return await self._read_within_budget(request, declared, held)
             async with asyncio.timeout(http.body_timeout_s):
                 return await self._read_within_budget(request, declared, held)
         except TimeoutError:

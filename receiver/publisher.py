@@ -8,8 +8,10 @@ caller answers 503 with Retry-After. A timed-out record may still be written lat
 producer's own retries; that is an at-least-once duplicate with the same ``event_id``,
 which every reader already tolerates.
 
-Throughput: concurrent requests share batches (one request in flight per partition, the
-rest accumulate behind it; ``linger_ms`` can add a fixed wait) and batches are compressed.
+Throughput: concurrent requests for one partition share one batch, one future and one
+delivery callback (:class:`~receiver.batcher.RecordBatcher`; aiokafka keeps one request in
+flight per broker and the records arriving meanwhile join the next batch; ``linger_ms`` can
+add a fixed wait), and batches are compressed.
 
 Outages: the producer reconnects by itself when the broker returns. If it cannot be started
 (broker down at boot), or its idempotence state no longer matches the broker's after an
@@ -40,6 +42,7 @@ from contracts.topics import MAX_RECORD_BYTES
 from parley.errors import ParleyError
 from parley.kafka.clients import make_producer
 from parley.settings import KafkaSettings
+from receiver.batcher import RecordBatcher
 from receiver.errors import KafkaUnavailable
 from receiver.metrics import ReceiverMetrics
 from receiver.partitioner import KeyPartitioner, partition_for
@@ -80,8 +83,8 @@ class PublisherOptions:
                  retry_after_s: int = 5, restart_backoff_s: float = 1.0) -> None:
         # ChatShipper gives up after 20 s; answering 503 well before that lets it retry
         # instead of counting a timeout, and keeps our connections from piling up.
-        # linger_ms = 0 on purpose: the idempotent producer keeps one request in flight per
-        # partition, so records that arrive during a round trip already share the next
+        # linger_ms = 0 on purpose: the producer keeps one request in flight per broker,
+        # so records that arrive during a round trip already share the next
         # batch. A fixed linger only adds its delay to every request; measured with 32
         # concurrent senders: linger 0 → 12k records/s p50 1.8 ms, linger 5 → 3.3k/s p50
         # 8 ms (docs/benchmarks.md).
@@ -101,6 +104,7 @@ class Publisher:
         self._metrics = metrics
         self.options = options or PublisherOptions()
         self._producer: AIOKafkaProducer | None = None
+        self._batcher: RecordBatcher | None = None  # shares batches for self._producer
         self._keeper: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()  # the producer is broken: replace it
         self._connected = asyncio.Event()  # a producer is serving (first start only)
@@ -147,6 +151,9 @@ class Publisher:
         self._keeper = self._sweeper = None
         producer, self._producer = self._producer, None
         if producer is not None:
+            # Batches already handed over are flushed below; records still queued in the
+            # batcher are none (stop runs after in-flight requests drained) or answered 503.
+            await self._close_batcher()
             try:
                 async with asyncio.timeout(self.options.send_timeout_s):
                     await producer.flush()
@@ -178,7 +185,7 @@ class Publisher:
                     await producer.stop()
                 await asyncio.sleep(self.options.restart_backoff_s)
                 continue
-            self._producer = producer
+            self._producer, self._batcher = producer, RecordBatcher(producer)
             self._last_problem = None
             self._connected.set()
             log.info("Kafka producer started", extra={"compression": self.options.compression})
@@ -188,11 +195,17 @@ class Publisher:
                 return
             log.warning("Kafka producer state is broken; replacing the producer")
             self._producer = None
+            await self._close_batcher()
             # Its pending records were already answered 503 or will time out; don't let
             # a broker that is still in trouble hold up the replacement.
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.options.send_timeout_s):
                     await producer.stop()
+
+    async def _close_batcher(self) -> None:
+        batcher, self._batcher = self._batcher, None
+        if batcher is not None:
+            await batcher.close()
 
     async def _expire(self) -> None:
         """Give up on acknowledgements past their deadline (checked every 50 ms)."""
@@ -218,21 +231,30 @@ class Publisher:
         """Append one record; return its position once Kafka acknowledged it (acks=all).
 
         Raises KafkaUnavailable when there is no acknowledgement within ``send_timeout_s``.
+        Concurrent records for one partition share a batch (:class:`RecordBatcher`); each
+        call still returns only after its own record's batch was acknowledged.
         """
-        producer = self._producer
+        producer, batcher = self._producer, self._batcher
         if producer is None:
             self._metrics.kafka_errors.labels("not_connected").inc()
             raise KafkaUnavailable(retry_after_s=self.options.retry_after_s)
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + self.options.send_timeout_s
+        partition: int | None = None
         try:
             partitions = producer.client.cluster.partitions_for_topic(topic)
-            if partitions:  # None: metadata not known yet
-                # Metadata known: send() only appends to a batch; if the batch is full it
-                # waits at most request_timeout_ms (= the send timeout) and raises. The
-                # partition is the one the producer's partitioner would pick, without its
-                # per-record lists of all and of available partitions.
+            if batcher is not None and batcher.producer is producer and not headers:
+                if not partitions:  # metadata not known yet: wait for it, within the deadline
+                    async with asyncio.timeout_at(deadline):
+                        partitions = await producer.partitions_for(topic)
+                # The partition the producer's partitioner (Kafka's default) would pick.
+                partition = partition_for(key, len(partitions))
+                delivery: asyncio.Future[Any] = batcher.add(topic, partition, key, value)
+            elif partitions:
+                # A producer without a batcher (or a record with headers) goes one record at
+                # a time. Metadata known: send() only appends to a batch; if the batch is
+                # full it waits at most request_timeout_ms (= the send timeout) and raises.
                 delivery = await producer.send(topic, value, key=key, headers=headers,
                                                partition=partition_for(key, len(partitions)))
             else:
@@ -251,7 +273,7 @@ class Publisher:
         # delivery itself (no waiter future, no callback) keeps a request to one wake-up.
         self._deadlines.append((deadline, delivery))
         try:
-            meta: Any = await delivery
+            acked: Any = await delivery  # the offset (batched), else aiokafka's RecordMetadata
         except _Expired:
             self._note_failure("timeout", producer)
             raise KafkaUnavailable(retry_after_s=self.options.retry_after_s) from None
@@ -265,7 +287,9 @@ class Publisher:
             self._note_failure(type(exc).__name__, producer, exc)
             raise KafkaUnavailable(retry_after_s=self.options.retry_after_s) from None
         self._metrics.produced(topic, loop.time() - started)
-        return Position(meta.topic, meta.partition, meta.offset)
+        if partition is not None:
+            return Position(topic, partition, acked)
+        return Position(acked.topic, acked.partition, acked.offset)
 
     def _note_failure(self, kind: str, producer: AIOKafkaProducer,
                       exc: BaseException | None = None) -> None:

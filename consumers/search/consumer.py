@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from consumers.api import ConsumedEvent, Consumer
 from consumers.registry import ConsumerContext
 from consumers.search.backends import search_index_for
+from consumers.search.copies import SwitchingSearchIndex
 from consumers.search.index import SearchIndex
 
 __all__ = ["build", "search_consumer"]
@@ -19,13 +20,15 @@ __all__ = ["build", "search_consumer"]
 def search_consumer(index: SearchIndex, *, name: str = "search", own_index: bool = True
                     ) -> Consumer:
     """A batch consumer writing chat states into ``index`` (opened/closed by the consumer's
-    start/stop hooks when ``own_index``)."""
+    start/stop hooks when ``own_index``); rebuildable (``parley consumers rebuild``) when the
+    index follows copies (:func:`~consumers.search.backends.search_index_for`'s do)."""
 
     async def handle_batch(events: Sequence[ConsumedEvent]) -> None:
         await index.apply_states([ev.state for ev in events])
 
     return Consumer(name=name, handle_batch=handle_batch, topics=(), states=("chat",),
                     concurrency=1,
+                    rebuildable=index if isinstance(index, SwitchingSearchIndex) else None,
                     start=index.open if own_index else None,
                     stop=index.close if own_index else None)
 

@@ -30,6 +30,7 @@ setting (``remote_write``, ``remote_apply``) is kept.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -226,10 +227,13 @@ class _Sql:
 
 
 class PgSearchIndex:
-    """The :class:`~consumers.search.index.SearchIndex` in PostgreSQL (``url``: the store URL)."""
+    """The :class:`~consumers.search.index.SearchIndex` in PostgreSQL (``url``: the store URL;
+    ``schema``: where the tables live, if not the store's: a rebuild's copy of the index)."""
 
-    def __init__(self, url: str, *, pool_size: int = 2) -> None:
+    def __init__(self, url: str, *, pool_size: int = 2, schema: str | None = None) -> None:
         self._options = parse_postgres_url(url)
+        if schema is not None:
+            self._options = dataclasses.replace(self._options, schema=schema)
         self._pool_size = pool_size
         self._sql = _Sql(quote_ident(self._options.schema))
         self._pool: asyncpg.Pool | None = None

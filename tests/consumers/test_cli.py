@@ -125,3 +125,22 @@ async def test_a_taken_port_given_with_port_is_one_line(
         f"parley: error: cannot listen on 127.0.0.1:{port}: port {port} is in use (by `parley "
         "run` or another Parley process?); stop it, or choose another port with http.port / "
         "PARLEY_HTTP__PORT (or --port, where the command has it)"], out
+
+
+async def test_dlq_of_an_unknown_group_is_refused_and_creates_nothing(
+        tmp_path: Path, kafka_settings: KafkaSettings, topics: Topics) -> None:
+    from consumers.groups import group_known
+    from parley.kafka.clients import make_admin
+
+    for action in ("list", "skip"):
+        code, out = await parley(tmp_path, kafka_settings, "dlq", "serach", action)
+        assert code == 1, out
+        assert f"unknown consumer group {topics.group_id('serach')}" in out, out
+        assert "Traceback" not in out
+    admin = make_admin(kafka_settings)
+    await admin.start()
+    try:
+        assert topics.dlq("serach") not in await admin.list_topics()
+    finally:
+        await admin.close()
+    assert not await group_known(kafka_settings, topics.group_id("serach"), topics.dlq("serach"))

@@ -16,7 +16,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from consumers.role import BuiltinConsumersRole
 from consumers.search.backends import search_index_for
+from consumers.search.copies import SqliteCopies, SwitchingSearchIndex
 from consumers.search.index import SearchIndex, SqliteSearchIndex
+from consumers.search.pg_copies import PgCopies
 from consumers.search.pg_index import PgSearchIndex, tsquery
 from consumers.search.queries import SearchQuery
 from contracts.domain import DomainEvent, MessageDeleted, MessageEdited
@@ -179,10 +181,12 @@ def _fields(hit: object) -> dict[str, object]:
 
 def test_the_store_url_picks_the_index(tmp_path: Path) -> None:
     pg = Settings(store=StoreSettings(url="postgresql://parley:pw@db/parley?schema=x"))
-    assert isinstance(search_index_for(pg), PgSearchIndex)
+    index = search_index_for(pg)
+    assert isinstance(index, SwitchingSearchIndex) and isinstance(index.copies, PgCopies)
     lite = Settings(data_dir=str(tmp_path))
     index = search_index_for(lite, {"path": str(tmp_path / "s.db")})
-    assert isinstance(index, SqliteSearchIndex) and index.path == str(tmp_path / "s.db")
+    assert isinstance(index, SwitchingSearchIndex) and isinstance(index.copies, SqliteCopies)
+    assert index.copies.path == tmp_path / "s.db"
 
 
 @pytest.mark.kafka
@@ -193,7 +197,8 @@ async def test_api_search_fed_by_the_search_consumer_on_postgres(
     settings = Settings(kafka=kafka_settings, data_dir=str(tmp_path), store=StoreSettings(url=pg_url))
     rt = Runtime.from_settings(settings)
     role = BuiltinConsumersRole(rt)
-    assert isinstance(role.index, PgSearchIndex)
+    assert isinstance(role.index, SwitchingSearchIndex)
+    assert isinstance(role.index.copies, PgCopies)
     async with TestClient(TestServer(build_app(rt, [ProjectorRole(rt), role]))) as client:
         hits: list[dict] = []  # type: ignore[type-arg]
 

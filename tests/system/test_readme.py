@@ -180,6 +180,8 @@ def exercise_the_command_table(site: Site, consumer: Background) -> set[str]:
     ok("consumers list", "search", "parley.dlq.search")
     ok("consumers replay message-counts --from 2026-01-01T00:00:00Z --dry-run",
        "would replay 1 event(s) to group parley.consumers.message-counts")
+    ok("consumers rebuild search", "rebuild search v2: replaying", "records/s, ETA",
+       "live copy switched v1 -> v2", "rebuilt search v2: ")
     site.stop(consumer)
     ok("consumers reset message-counts --to earliest")
     ok("consumers lag message-counts", "parley.events.chat")
