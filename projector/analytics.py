@@ -1,0 +1,118 @@
+"""A chat's analytics measures, computed from its fold state. Pure (no I/O).
+
+The definitions live here, each with a version (:data:`DEFINITIONS`); docs/analytics.md
+states them exactly, with the provider fields behind them. The inputs are fold state
+(:class:`~projector.states.ChatFold`: ``initiated_at``, ``accepted_at``, the close, the
+``posts`` map of message times and author roles, ``holders``, ``ignored``), each merged
+order-independently and idempotently, so a measure depends only on the set of events —
+never on the order Kafka or the provider delivered them in.
+
+Changing a definition: bump its version and :data:`VERSION`, say so in docs/analytics.md,
+and rebuild (``parley projections rebuild --accept-changes``: the stored views differ).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from contracts.state import ChatMetrics
+from projector.states import ChatFold
+
+__all__ = ["DEFINITIONS", "VERSION", "chat_metrics"]
+
+#: Each measure's definition version (docs/analytics.md, "Definitions").
+DEFINITIONS: dict[str, int] = {
+    "wait_s": 1,
+    "first_response_s": 1,
+    "response_avg_s": 1,
+    "response_max_s": 1,
+    "handle_s": 1,
+    "messages": 1,
+    "missed": 1,
+    "abandoned": 1,
+    "transfers": 1,
+}
+
+#: The version of the set of definitions, served as ``metrics.version``: raised whenever
+#: any one definition's version is.
+VERSION = 1
+
+# At equal times a visitor's message comes before a reply (Natterly sends whole seconds: a
+# reply in the same second answers it, in 0 s).
+_ORDER = {"visitor": 0}
+
+
+def chat_metrics(s: ChatFold, closed_at: datetime | None) -> ChatMetrics:
+    """The measures of one chat; ``closed_at``: when it closed, None while it is open
+    (a reopened chat is open until it closes again)."""
+    excluded: list[str] = []
+    wait = _span(s.initiated_at, s.accepted_at, "wait_s", excluded)
+    handle = _span(s.accepted_at, closed_at, "handle_s", excluded)
+    counts = {"visitor": 0, "agent": 0, "bot": 0, "system": 0}
+    timeline: list[tuple[datetime, int, str]] = []
+    hidden = s.internal | s.deleted if s.deleted else s.internal
+    for key, (at, role) in _first_said(s.posts).items():
+        if key in hidden:
+            continue  # an agent-only note or control message, or deleted: not said to the visitor
+        counts[role] = counts.get(role, 0) + 1
+        if role in ("visitor", "agent"):  # bots and the system never stop the clock
+            timeline.append((at, _ORDER.get(role, 1), role))
+    responses = _responses(timeline)
+    replied = counts["agent"] > 0
+    missed = s.ignored and s.accepted_at is None and not replied
+    return ChatMetrics(
+        version=VERSION,
+        wait_s=wait,
+        first_response_s=responses[0] if responses else None,
+        response_avg_s=sum(responses) / len(responses) if responses else None,
+        response_max_s=max(responses) if responses else None,
+        responses=len(responses),
+        handle_s=handle,
+        visitor_messages=counts["visitor"],
+        agent_messages=counts["agent"],
+        bot_messages=counts["bot"],
+        system_messages=counts["system"],
+        missed=missed,
+        abandoned=(closed_at is not None and s.accepted_at is None and not replied
+                   and not missed),
+        transfers=max(0, len(s.holders) - 1),
+        excluded=tuple(excluded),
+    )
+
+
+def _first_said(posts: frozenset[tuple[int, datetime, str]]) -> dict[int, tuple[datetime, str]]:
+    """Per message, the earliest (time, role) said of it (sorted first: the same answer
+    whatever order the set iterates in)."""
+    first: dict[int, tuple[datetime, str]] = {}
+    for key, at, role in sorted(posts):
+        first.setdefault(key, (at, role))
+    return first
+
+
+def _span(start: datetime | None, end: datetime | None, name: str, excluded: list[str]
+          ) -> float | None:
+    """Seconds from ``start`` to ``end``; None if either is unknown, or if ``end`` is before
+    ``start`` (an impossible interval: named in ``excluded``, never a negative duration)."""
+    if start is None or end is None:
+        return None
+    if end < start:
+        excluded.append(name)
+        return None
+    return (end - start).total_seconds()
+
+
+def _responses(timeline: list[tuple[datetime, int, str]]) -> list[float]:
+    """Each agent response time, in order: from the first visitor message not yet answered
+    to the next agent message. Visitor messages in a row wait together (the clock runs from
+    the first); agent messages with nothing to answer (a greeting, a follow-up) measure
+    nothing."""
+    out: list[float] = []
+    waiting: datetime | None = None
+    for at, _, role in sorted(timeline):
+        if role == "visitor":
+            if waiting is None:
+                waiting = at
+        elif waiting is not None:
+            out.append((at - waiting).total_seconds())
+            waiting = None
+    return out
