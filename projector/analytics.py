@@ -37,9 +37,11 @@ DEFINITIONS: dict[str, int] = {
 #: any one definition's version is.
 VERSION = 1
 
-# At equal times a visitor's message comes before a reply (Natterly sends whole seconds: a
-# reply in the same second answers it, in 0 s).
-_ORDER = {"visitor": 0}
+# The messages that start and stop the clock, in the order they sort in at equal times: a
+# visitor's message before a reply (Natterly sends whole seconds: a reply in the same second
+# answers it, in 0 s).
+_VISITOR, _AGENT = 0, 1
+_ORDER = {"visitor": _VISITOR, "agent": _AGENT}
 
 
 def chat_metrics(s: ChatFold, closed_at: datetime | None) -> ChatMetrics:
@@ -49,14 +51,15 @@ def chat_metrics(s: ChatFold, closed_at: datetime | None) -> ChatMetrics:
     wait = _span(s.initiated_at, s.accepted_at, "wait_s", excluded)
     handle = _span(s.accepted_at, closed_at, "handle_s", excluded)
     counts = {"visitor": 0, "agent": 0, "bot": 0, "system": 0}
-    timeline: list[tuple[datetime, int, str]] = []
+    timeline: list[tuple[datetime, int]] = []
     hidden = s.internal | s.deleted if s.deleted else s.internal
     for key, (at, role) in _first_said(s.posts).items():
         if key in hidden:
             continue  # an agent-only note or control message, or deleted: not said to the visitor
         counts[role] = counts.get(role, 0) + 1
-        if role in ("visitor", "agent"):  # bots and the system never stop the clock
-            timeline.append((at, _ORDER.get(role, 1), role))
+        order = _ORDER.get(role)
+        if order is not None:  # bots and the system never stop the clock
+            timeline.append((at, order))
     responses = _responses(timeline)
     replied = counts["agent"] > 0
     missed = s.ignored and s.accepted_at is None and not replied
@@ -81,11 +84,13 @@ def chat_metrics(s: ChatFold, closed_at: datetime | None) -> ChatMetrics:
 
 
 def _first_said(posts: frozenset[tuple[int, datetime, str]]) -> dict[int, tuple[datetime, str]]:
-    """Per message, the earliest (time, role) said of it (sorted first: the same answer
-    whatever order the set iterates in)."""
+    """Per message, the earliest (time, role) said of it (a minimum: the same answer whatever
+    order the set iterates in)."""
     first: dict[int, tuple[datetime, str]] = {}
-    for key, at, role in sorted(posts):
-        first.setdefault(key, (at, role))
+    for key, at, role in posts:
+        prior = first.get(key)
+        if prior is None or (at, role) < prior:
+            first[key] = (at, role)
     return first
 
 
@@ -101,15 +106,15 @@ def _span(start: datetime | None, end: datetime | None, name: str, excluded: lis
     return (end - start).total_seconds()
 
 
-def _responses(timeline: list[tuple[datetime, int, str]]) -> list[float]:
+def _responses(timeline: list[tuple[datetime, int]]) -> list[float]:
     """Each agent response time, in order: from the first visitor message not yet answered
     to the next agent message. Visitor messages in a row wait together (the clock runs from
     the first); agent messages with nothing to answer (a greeting, a follow-up) measure
     nothing."""
     out: list[float] = []
     waiting: datetime | None = None
-    for at, _, role in sorted(timeline):
-        if role == "visitor":
+    for at, who in sorted(timeline):
+        if who == _VISITOR:
             if waiting is None:
                 waiting = at
         elif waiting is not None:
