@@ -13,6 +13,7 @@ and rebuild (``parley projections rebuild --accept-changes``: the stored views d
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from contracts.state import ChatMetrics
@@ -48,21 +49,22 @@ def chat_metrics(s: ChatFold, closed_at: datetime | None) -> ChatMetrics:
     """The measures of one chat; ``closed_at``: when it closed, None while it is open
     (a reopened chat is open until it closes again)."""
     excluded: list[str] = []
-    wait = _span(s.initiated_at, s.accepted_at, "wait_s", excluded)
-    handle = _span(s.accepted_at, closed_at, "handle_s", excluded)
+    accepted_at = s.accepted_at
+    wait = _span(s.initiated_at, accepted_at, "wait_s", excluded)
+    handle = _span(accepted_at, closed_at, "handle_s", excluded)
     counts = {"visitor": 0, "agent": 0, "bot": 0, "system": 0}
-    timeline: list[tuple[datetime, int]] = []
-    hidden = s.internal | s.deleted if s.deleted else s.internal
-    for key, (at, role) in _first_said(s.posts).items():
-        if key in hidden:
-            continue  # an agent-only note or control message, or deleted: not said to the visitor
-        counts[role] = counts.get(role, 0) + 1
-        order = _ORDER.get(role)
-        if order is not None:  # bots and the system never stop the clock
-            timeline.append((at, order))
-    responses = _responses(timeline)
+    responses: list[float] = []
+    if s.posts:  # built for every chat row written: one pass, no copies where it can
+        timeline: list[tuple[datetime, int]] = []
+        for _, at, role in _shown(s):
+            counts[role] = counts.get(role, 0) + 1
+            order = _ORDER.get(role)
+            if order is not None:  # bots and the system never stop the clock
+                timeline.append((at, order))
+        if timeline:
+            responses = _responses(timeline)
     replied = counts["agent"] > 0
-    missed = s.ignored and s.accepted_at is None and not replied
+    missed = s.ignored and accepted_at is None and not replied
     return ChatMetrics(
         version=VERSION,
         wait_s=wait,
@@ -76,22 +78,26 @@ def chat_metrics(s: ChatFold, closed_at: datetime | None) -> ChatMetrics:
         bot_messages=counts["bot"],
         system_messages=counts["system"],
         missed=missed,
-        abandoned=(closed_at is not None and s.accepted_at is None and not replied
-                   and not missed),
+        abandoned=closed_at is not None and accepted_at is None and not replied and not missed,
         transfers=max(0, len(s.holders) - 1),
-        excluded=tuple(excluded),
+        excluded=tuple(excluded) if excluded else (),
     )
 
 
-def _first_said(posts: frozenset[tuple[int, datetime, str]]) -> dict[int, tuple[datetime, str]]:
-    """Per message, the earliest (time, role) said of it (a minimum: the same answer whatever
-    order the set iterates in)."""
-    first: dict[int, tuple[datetime, str]] = {}
-    for key, at, role in posts:
+def _shown(s: ChatFold) -> Iterable[tuple[int, datetime, str]]:
+    """The messages that count (docs/analytics.md), each as the earliest (key, time, role)
+    said of it — a minimum per message, so the same whatever order the set iterates in —
+    leaving out agent-only notes and control messages, and deleted messages."""
+    hidden = s.internal | s.deleted if s.deleted else s.internal
+    first: dict[int, tuple[int, datetime, str]] = {}
+    for post in s.posts:
+        key = post[0]
+        if key in hidden:
+            continue
         prior = first.get(key)
-        if prior is None or (at, role) < prior:
-            first[key] = (at, role)
-    return first
+        if prior is None or post < prior:
+            first[key] = post
+    return first.values()
 
 
 def _span(start: datetime | None, end: datetime | None, name: str, excluded: list[str]
