@@ -24,10 +24,35 @@ from contracts.domain import (
     VisitorRef,
 )
 
-__all__ = ["AgentState", "ChatState", "ChatStatus", "MessageState", "VisitorState"]
+__all__ = ["AgentState", "ChatMetrics", "ChatState", "ChatStatus", "MessageState", "VisitorState"]
 
 #: A chat moves waiting → active → idle → closed.
 ChatStatus = Literal["waiting", "active", "idle", "closed"]
+
+
+class ChatMetrics(msgspec.Struct, frozen=True, kw_only=True):
+    """A chat's analytics measures (docs/analytics.md states each exactly, with its version).
+
+    Durations are seconds; ``None``: not (yet) defined, e.g. ``handle_s`` of a chat not
+    closed. ``responses`` counts the agent replies the response times are taken over;
+    ``excluded`` names the measures left ``None`` because their times were impossible (an
+    end before its start). ``version`` is the version of the set of definitions."""
+
+    version: int
+    wait_s: float | None = None
+    first_response_s: float | None = None
+    response_avg_s: float | None = None
+    response_max_s: float | None = None
+    responses: int = 0
+    handle_s: float | None = None
+    visitor_messages: int = 0
+    agent_messages: int = 0
+    bot_messages: int = 0
+    system_messages: int = 0
+    missed: bool = False
+    abandoned: bool = False
+    transfers: int = 0
+    excluded: tuple[str, ...] = ()
 
 
 class ChatState(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,7 +61,8 @@ class ChatState(msgspec.Struct, frozen=True, kw_only=True):
     control messages). ``provider_status`` is the provider's own status word, ``type``
     ChatShipper's conversation type (``contact``, ``bot``, ``agent``, ``system``).
     ``agents``: every agent any webhook of this chat named (its agent, participants,
-    authors), by id, each with the name the latest of them gave."""
+    authors), by id, each with the name the latest of them gave. ``metrics``: the chat's
+    analytics measures (None in a view stored before they existed: a rebuild fills it)."""
 
     id: str
     provider: str | None = None
@@ -63,6 +89,7 @@ class ChatState(msgspec.Struct, frozen=True, kw_only=True):
     type: str | None = None
     internal_count: int = 0
     agents: tuple[AgentRef, ...] = ()
+    metrics: ChatMetrics | None = None
 
 
 class MessageState(msgspec.Struct, frozen=True, kw_only=True):

@@ -260,12 +260,19 @@ def _chat_accepted(s: ChatFold, ev: d.ChatAccepted, st: Stamp) -> _Writes:
     return {"opened": write(s.opened, st, "active"),
             "accepted_at": earliest(s.accepted_at, st[0]),
             "agent": _said(s.agent, st, ev.agent),
-            "agent_names": _named(s.agent_names, (ev.agent,), st)}
+            "agent_names": _named(s.agent_names, (ev.agent,), st),
+            "holders": _held(s.holders, ev.agent)}
 
 
 def _chat_assigned(s: ChatFold, ev: d.ChatAssigned, st: Stamp) -> _Writes:
     return {"agent": write(s.agent, st, ev.agent),  # None: explicitly unassigned
-            "agent_names": _named(s.agent_names, (ev.agent,), st)}
+            "agent_names": _named(s.agent_names, (ev.agent,), st),
+            "holders": _held(s.holders, ev.agent)}
+
+
+def _held(holders: frozenset[str], agent: d.AgentRef | None) -> frozenset[str]:
+    """The agents that held the chat, with ``agent`` (if any) among them."""
+    return holders if agent is None else grow(holders, agent.id)
 
 
 def _chat_updated(s: ChatFold, ev: d.ChatUpdated, st: Stamp) -> _Writes:
@@ -280,6 +287,7 @@ def _chat_updated(s: ChatFold, ev: d.ChatUpdated, st: Stamp) -> _Writes:
         "platform": _said(s.platform, st, ev.platform),
         "agent": _said(s.agent, st, ev.agent),
         "agent_names": _named(s.agent_names, (ev.agent, *ev.agents), st),
+        "holders": _held(s.holders, ev.agent),
         "closed_at": _said(s.closed_at, st, ev.closed_at),
         "rating": _said(s.rating, st, ev.rating),
         "provider_status": _said(s.provider_status, st, ev.provider_status),
@@ -320,7 +328,8 @@ def _chat_message(s: ChatFold, ev: d.MessagePosted | d.MessageEdited | d.Message
             return {"messages": grow(s.messages, key),
                     "internal": grow(s.internal, key) if ev.internal else s.internal,
                     "last_message_at": latest(s.last_message_at, ev.posted_at),
-                    "agent_names": _named(s.agent_names, described_agents(ev), st)}
+                    "agent_names": _named(s.agent_names, described_agents(ev), st),
+                    "posts": grow(s.posts, (key, ev.posted_at, ev.author.role))}
         case d.MessageEdited():
             return {"messages": grow(s.messages, key),
                     "internal": grow(s.internal, key) if ev.internal else s.internal}

@@ -225,6 +225,7 @@ def _chat_updated(s: ChatFold, ev: d.ChatUpdated, st: Stamp,
         platform=s.platform if platform is None else _write(s.platform, st, platform),
         agent=s.agent if agent is None else _write(s.agent, st, agent),
         agent_names=_all_named(_named(s.agent_names, agent, st), ev.agents, st),
+        holders=_held(s.holders, agent),
         initiated_at=_min(s.initiated_at, ev.initiated_at),
         last_message_at=_max(s.last_message_at, ev.last_message_at),
         provider_status=status_reg, opened=opened, idled=idled, closed=closed,
@@ -243,6 +244,7 @@ def _chat_accepted(s: ChatFold, ev: d.ChatAccepted, st: Stamp,
         accepted_at=_min(s.accepted_at, st[0]),
         agent=s.agent if agent is None else _write(s.agent, st, agent),
         agent_names=_named(s.agent_names, agent, st),
+        holders=_held(s.holders, agent),
     )
 
 
@@ -253,7 +255,15 @@ def _chat_assigned(s: ChatFold, ev: d.ChatAssigned, st: Stamp,
         s, provider=provider, source=source, active_at=active,
         agent=_write(s.agent, st, agent),  # None: explicitly unassigned
         agent_names=_named(s.agent_names, agent, st),
+        holders=_held(s.holders, agent),
     )
+
+
+def _held(holders: frozenset[str], agent: d.AgentRef | None) -> frozenset[str]:
+    """The agents that held the chat, with ``agent`` (if any) among them."""
+    if agent is None or agent.id in holders:
+        return holders
+    return holders | {agent.id}
 
 
 def _chat_idle(s: ChatFold, ev: d.ChatIdle, st: Stamp,
@@ -300,7 +310,7 @@ def _chat_rated(s: ChatFold, ev: d.ChatRated, st: Stamp,
 def _chat_message(s: ChatFold, ev: _MessageEvent, st: Stamp,
                   provider: str, source: str, active: datetime) -> ChatFold:
     messages, deleted, internal, last = s.messages, s.deleted, s.internal, s.last_message_at
-    names = s.agent_names
+    names, posts = s.agent_names, s.posts
     key = message_key(ev.message_id)
     kind = type(ev)
     if kind is d.MessageDeleted:
@@ -313,13 +323,16 @@ def _chat_message(s: ChatFold, ev: _MessageEvent, st: Stamp,
             internal = internal | {key}
         if kind is d.MessagePosted:
             last = _max(last, ev.posted_at)  # type: ignore[union-attr]
+            post = (key, ev.posted_at, ev.author.role)  # type: ignore[union-attr]
+            if post not in posts:
+                posts = posts | {post}
             if ev.author.id is not None:  # type: ignore[union-attr]
                 # An agent's message with id and name names its author.
                 names = _all_named(names, described_agents(ev), st)
     return _replace(
         s, provider=provider, source=source, active_at=active,
         messages=messages, deleted=deleted, internal=internal, last_message_at=last,
-        agent_names=names,
+        agent_names=names, posts=posts,
     )
 
 

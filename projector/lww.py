@@ -5,6 +5,7 @@ min and max registers of times, and the union of a grow-only set.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from datetime import datetime
 from typing import TypeVar
 
@@ -13,7 +14,7 @@ from projector.states import Reg, Stamp
 __all__ = ["earliest", "grow", "latest", "pick", "write"]
 
 T = TypeVar("T")
-H = TypeVar("H", int, str)
+H = TypeVar("H", bound=Hashable)
 
 
 def write(reg: Reg[T] | None, st: Stamp, value: T) -> Reg[T]:

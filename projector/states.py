@@ -143,6 +143,13 @@ class ChatFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, ta
     #: (``session:…``): the chat's visitor until any description gives a real id, which
     #: then wins whatever the order (a session id never replaces a real one).
     visitor_session: Reg[d.VisitorRef] | None = None
+    #: What the analytics measures need (:mod:`projector.analytics`): each (message key,
+    #: time posted, author role) a MessagePosted said (grow-only; deliveries of one message
+    #: agree, and should two ever differ the measures take the earliest).
+    posts: frozenset[tuple[int, datetime, str]] = frozenset()
+    #: Every agent that held the chat: accepted it, was assigned it, or was named its agent
+    #: by a snapshot (grow-only).
+    holders: frozenset[str] = frozenset()
 
 
 class MessageFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="message", gc=False):

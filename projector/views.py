@@ -16,6 +16,7 @@ import msgspec
 
 from contracts.domain import AgentRef, VisitorRef
 from contracts.state import AgentState, ChatState, MessageState, VisitorState
+from projector.analytics import chat_metrics
 from projector.fold_people import merge_pages
 from projector.states import (
     AgentFold,
@@ -79,6 +80,8 @@ def _chat_view(s: ChatFold) -> ChatState:
     status = chat_status(s)
     live = s.messages - s.deleted if s.deleted else s.messages
     internal = len(live & s.internal) if s.internal else 0
+    # A chat reopened after closing (a later start or accept) has no closing time.
+    closed_at = _closed_at(s) if status == "closed" else None
     return ChatState(
         id=s.id,
         provider=s.provider,
@@ -94,8 +97,7 @@ def _chat_view(s: ChatFold) -> ChatState:
         site=None if s.site is None else s.site.value,
         initiated_at=s.initiated_at,
         accepted_at=s.accepted_at,
-        # A chat reopened after closing (a later start or accept) has no closing time.
-        closed_at=_closed_at(s) if status == "closed" else None,
+        closed_at=closed_at,
         last_message_at=s.last_message_at,
         message_count=len(live) - internal,
         internal_count=internal,
@@ -106,6 +108,7 @@ def _chat_view(s: ChatFold) -> ChatState:
         provider_status=None if s.provider_status is None else s.provider_status.value,
         type=s.chat_type,
         agents=_agents(s.agent_names) if s.agent_names else (),
+        metrics=chat_metrics(s, closed_at),
     )
 
 

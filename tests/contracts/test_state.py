@@ -17,6 +17,8 @@ CHAT_FIELDS = [
     "provider_status", "type", "internal_count",
     # every agent the chat's webhooks named (issue 15: names from whatever described them)
     "agents",
+    # the chat's analytics measures (issue 22; docs/analytics.md)
+    "metrics",
 ]  # fmt: skip
 
 
@@ -28,6 +30,11 @@ def test_chat_state_fields() -> None:
     assert names(s.ChatState) == CHAT_FIELDS
     assert names(d.DepartmentRef) == ["id", "name"]
     assert names(d.AgentRef) == ["id", "name"]
+    assert names(s.ChatMetrics) == [
+        "version", "wait_s", "first_response_s", "response_avg_s", "response_max_s", "responses",
+        "handle_s", "visitor_messages", "agent_messages", "bot_messages", "system_messages",
+        "missed", "abandoned", "transfers", "excluded",
+    ]  # fmt: skip
     assert names(d.VisitorRef) == ["id", "name", "anonymous"]
     assert names(d.SiteRef) == ["id", "name"]
     assert names(d.Location) == ["country", "country_code", "city"]

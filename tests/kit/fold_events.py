@@ -185,7 +185,7 @@ def natterly_conversation(draw: st.DrawFn, chat_id: str) -> list[d.DomainEvent]:
                     chat_id=chat_id,
                     message_id=message_id,
                     text=f"text of {message_id}",
-                    author=d.Author(role=draw(st.sampled_from(("visitor", "agent", "system")))),
+                    author=d.Author(role=draw(st.sampled_from(("visitor", "agent", "bot", "system")))),
                     posted_at=at(posted),
                     internal=draw(st.booleans()),
                 )

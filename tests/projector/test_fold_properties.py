@@ -241,3 +241,76 @@ def test_fold_agrees_with_replay_in_resolution_order(data: st.DataObject) -> Non
             case VisitorState():
                 expected = _oracle_visitor(ref.id, mine)
                 assert {key: getattr(view, key) for key in expected} == expected
+
+
+# ----------------------------------------------------------------------------- analytics
+# The chat's measures (projector/analytics.py), worked out another way: from the events
+# themselves, each agent message answering the visitor messages since the agent message
+# before it.
+
+
+def _oracle_metrics(events: list[d.DomainEvent]) -> dict[str, object]:
+    first: dict[str, tuple[datetime, str]] = {}
+    hidden: set[str] = set()
+    initiated: list[datetime] = []
+    accepted: list[datetime] = []
+    holders: set[str] = set()
+    for e in events:
+        match e:
+            case d.MessagePosted():
+                first[e.message_id] = min(first.get(e.message_id, (e.posted_at, "~")),
+                                          (e.posted_at, e.author.role))
+                if e.internal:
+                    hidden.add(e.message_id)
+            case d.MessageEdited(internal=True) | d.MessageDeleted():
+                hidden.add(e.message_id)
+            case d.ChatStarted():
+                initiated.append(e.initiated_at or e.occurred_at)
+            case d.ChatUpdated(initiated_at=datetime() as when):
+                initiated.append(when)
+        match e:
+            case d.ChatAccepted() | d.ChatAssigned() | d.ChatUpdated():
+                holders.update([e.agent.id] if e.agent is not None else [])
+        if isinstance(e, d.ChatAccepted):
+            accepted.append(e.occurred_at)
+    shown = [post for message_id, post in first.items() if message_id not in hidden]
+    visitors = [at for at, role in shown if role == "visitor"]
+    agents = sorted(at for at, role in shown if role == "agent")
+    responses = []
+    for before, reply in zip([None, *agents], agents, strict=False):
+        asked = [at for at in visitors if (before is None or at > before) and at <= reply]
+        if asked:
+            responses.append((reply - min(asked)).total_seconds())
+    wait = None
+    if initiated and accepted and min(accepted) >= min(initiated):
+        wait = (min(accepted) - min(initiated)).total_seconds()
+    return {
+        "wait_s": wait,
+        "first_response_s": responses[0] if responses else None,
+        "response_max_s": max(responses, default=None),
+        "responses": len(responses),
+        "visitor_messages": len(visitors),
+        "agent_messages": len(agents),
+        "bot_messages": sum(role == "bot" for _, role in shown),
+        "transfers": max(0, len(holders) - 1),
+    }
+
+
+@FOLD_SETTINGS
+@given(st.data())
+def test_chat_metrics_agree_with_the_events_in_any_order(data: st.DataObject) -> None:
+    events = data.draw(conversation())
+    view = to_view(AggregateRef("chat", "c1"), fold(data.draw(redelivered(events)))[
+        AggregateRef("chat", "c1")])
+    assert isinstance(view, ChatState) and view.metrics is not None
+    metrics = view.metrics
+    expected = _oracle_metrics(events)
+    assert {key: getattr(metrics, key) for key in expected} == expected
+    if metrics.responses:
+        assert metrics.response_avg_s is not None and metrics.response_max_s is not None
+        assert metrics.response_avg_s <= metrics.response_max_s
+    if view.closed_at is not None and view.accepted_at is not None:
+        handle = (view.closed_at - view.accepted_at).total_seconds()
+        assert metrics.handle_s == (handle if handle >= 0 else None)
+    else:
+        assert metrics.handle_s is None

@@ -62,7 +62,9 @@ def test_chat_view_has_exactly_the_design_fields_in_utc_iso() -> None:
         "type",
         "internal_count",
         "agents",
+        "metrics",
     ]
+    assert view["metrics"]["wait_s"] == 5.0  # started at 5 s, accepted at 10 s
     assert view["agents"] == [{"id": "a1", "name": "Ann"}]
     assert view["accepted_at"] == "2026-03-01T09:00:10Z"
     assert view["agent"] == {"id": "a1", "name": "Ann"}
