@@ -164,9 +164,11 @@ def _chat_story(i: int, email: str | None = None) -> list[Envelope]:
 
 def _synced(crm: StandInCrm, chats: int) -> bool:
     """Every contact, and every chat's activity with its contact's email (the activity is
-    sent again, updated, once the contact is known)."""
+    sent again, updated, once the contact is known) and its whole transcript (the answer
+    may come in a later batch than the greeting)."""
     return (len(crm.contacts) >= chats and len(crm.activities) >= chats
-            and all(a.get("contact_email") for a in crm.activities))
+            and all(a.get("contact_email") for a in crm.activities)
+            and all("answer to" in a.get("transcript", "") for a in crm.activities))
 
 
 def _assert_exactly_once(crm: StandInCrm, chats: int) -> None:
