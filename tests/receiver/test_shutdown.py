@@ -38,7 +38,7 @@ async def test_shutdown_drains_in_flight_requests_then_flushes(
 
     async with aiohttp.ClientSession() as session:
         in_flight = [asyncio.create_task(one(session)) for _ in range(20)]
-        await asyncio.sleep(0.15)  # all of them are waiting for Kafka now
+        await _handling(client, 20)  # all of them are in the handler, waiting for Kafka
         assert not any(t.done() for t in in_flight)
         await client.server.close()  # what SIGTERM does in parley.http.serve
         answers = await asyncio.gather(*in_flight)
@@ -51,3 +51,18 @@ async def test_shutdown_drains_in_flight_requests_then_flushes(
     for _, answer in answers:
         record = records[Position.parse(answer["position"])]
         assert decode_envelope(record.value).event_id == answer["event_id"]
+
+
+async def _handling(client: object, n: int, timeout_s: float = 10.0) -> None:
+    """Wait until the receiver handles ``n`` webhook requests at once (its in-flight gauge)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        resp = await client.get("/metrics")  # type: ignore[attr-defined]
+        text = await resp.text()
+        gauge = [line for line in text.splitlines()
+                 if line.startswith("parley_receiver_in_flight_requests ")]
+        if gauge and float(gauge[0].split()[1]) >= n:
+            return
+        assert loop.time() < deadline, f"{n} requests never in flight at once: {gauge}"
+        await asyncio.sleep(0.01)  # poll interval
