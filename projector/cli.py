@@ -49,9 +49,9 @@ def register(subparsers: Any) -> None:
                               "(the fold changed on purpose); without it a difference "
                               "refuses the switch and keeps the new copy, not live")
     rebuild.add_argument("--workers", default="1", metavar="N",
-                         help="fold the partitions in N processes (default 1); the same "
-                              "command on other machines (PostgreSQL store) joins in as more "
-                              "members of the rebuild's consumer group")
+                         help="fold the event partitions in N worker processes, members of "
+                              "the consumer group <prefix>.rebuild.<copy> (default 1: one "
+                              "process, no group)")
     rebuild.set_defaults(handler=_cmd_rebuild, local_kafka=True)
     drop = psub.add_parser("drop", help="delete a copy that is not live (e.g. the leftover of "
                                         "a failed rebuild)")
