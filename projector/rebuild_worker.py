@@ -105,7 +105,10 @@ class Member:
         o = self._options
         consumer = make_consumer(self._kafka, group_id=self._topics.rebuild_group_id(self._copy),
                                  max_poll_records=o.max_records,
-                                 max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
+                                 max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20,
+                                 # Members learn of a rebalance at their next heartbeat: the
+                                 # first one waits for the others (step 2) no longer than this.
+                                 heartbeat_interval_ms=500)
         consumer.subscribe(list(self._topics.event_topics), listener=_Listener(self))
         self._consumer = consumer
         try:
