@@ -3,6 +3,7 @@ new copy, and the copy equals what one process folds from the same log."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import subprocess
@@ -113,3 +114,20 @@ def test_bad_worker_counts_are_one_line_and_change_nothing(given: str, tmp_path:
         f"parley: error: --workers must be a whole number of at least 1, not {given!r}; "
         "nothing was changed"]
     assert not db.exists()
+
+
+def test_the_command_rebuilds_with_workers(kafka_settings: KafkaSettings, topics: Topics,
+                                           tmp_path: Path) -> None:
+    records = asyncio.run(a_log(kafka_settings, topics, chats=30))
+    db = tmp_path / "state.db"
+    env = {**os.environ, "PARLEY_STORE__URL": f'"sqlite:///{db}"',
+           "PARLEY_KAFKA__BOOTSTRAP": f'"{kafka_settings.bootstrap}"',
+           "PARLEY_KAFKA__TOPIC_PREFIX": f'"{kafka_settings.topic_prefix}"',
+           "PARLEY_DATA_DIR": f'"{tmp_path}"'}
+    done = subprocess.run([sys.executable, "-m", "parley.cli", "projections", "rebuild",
+                           "--workers", "2"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=180, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"rebuilt v1: {records} records in" in done.stdout
+    assert "with 2 workers in group" in done.stderr
+    assert "live projection switched none -> v1" in done.stderr
