@@ -42,6 +42,11 @@ a temporary directory (stopped and wiped after). Only 127.0.0.1.
                                      [--contenders parley,quix,faust] [--faust-store memory]
                                      [--rounds 3]
 
+``--contenders parley,parley-2,quix,quix-2`` (issue 18): ``parley-N`` is the partition-parallel
+rebuild with N worker processes, ``quix-N`` N Quix Streams processes in one consumer group
+(``bench/replay_parallel.py``); the summary prints ``parley-N / parley`` in records/s and per
+CPU-second (all processes' CPU), and ``parley-N / quix-N``.
+
 ``--baseline CHECKOUT`` adds the contender ``baseline``: Parley's rebuild run from another
 checkout (its ``bench/replay.py`` as the child), so two versions of Parley replay the same log
 in alternating rounds of one run, e.g. ``git worktree add /tmp/base main`` then
@@ -262,6 +267,15 @@ def run_child(name: str, args: argparse.Namespace) -> None:
         result = run(job, "auto")
         # after close: the WAL is checkpointed into the database file
         result["store_bytes"] = sum(p.stat().st_size for p in work.glob("state.db*"))
+    elif (parallel := _workers(name)) is not None:
+        from replay_parallel import run_parley_n, run_quix_n
+
+        kind, n = parallel
+        if kind == "parley":
+            result = run_parley_n(args.bootstrap, args.prefix, args.partitions, work, n)
+            result["store_bytes"] = sum(p.stat().st_size for p in work.glob("state.db*"))
+        else:
+            result = run_quix_n(args.bootstrap, args.prefix, args.group, args.events, work, n)
     elif name == "quix":
         from replay_rivals import run_quix
         result = run_quix(args.bootstrap, args.prefix, args.group, args.events, work)
@@ -272,6 +286,14 @@ def run_child(name: str, args: argparse.Namespace) -> None:
     else:
         sys.exit(f"unknown contender {name!r}")
     print("\n" + RESULT + json.dumps(result), flush=True)
+
+
+def _workers(name: str) -> tuple[str, int] | None:
+    """``parley-N`` / ``quix-N`` (N processes, ``bench/replay_parallel.py``): (kind, N)."""
+    kind, dash, n = name.partition("-")
+    if dash and kind in ("parley", "quix") and n.isdigit() and int(n) >= 1:
+        return kind, int(n)
+    return None
 
 
 def spawn(name: str, args: argparse.Namespace, bootstrap: str, prefix: str, timeout_s: float,
@@ -386,7 +408,7 @@ def bench(args: argparse.Namespace, bootstrap: str, prefix: str) -> int:
         p_rate = parley["records"] / parley["seconds"]
         p_cpu = parley["records"] / parley["cpu_seconds"]
         for name, r in results.items():
-            if name not in ("parley", "baseline") and "error" not in r:
+            if name not in ("parley", "baseline") and not _workers(name) and "error" not in r:
                 ratio = p_rate / (r["records"] / r["seconds"])
                 cpu_ratio = p_cpu / (r["records"] / r["cpu_seconds"])
                 print(f"  parley / {name}: {ratio:.2f}x records/s ({cpu_ratio:.2f}x per CPU-second)")
@@ -403,12 +425,39 @@ def bench(args: argparse.Namespace, bootstrap: str, prefix: str) -> int:
                 verdict = "met" if ratio >= 0.85 else "MISSED"
                 print(f"{base}{variant} / {base}: {ratio:.2f}x records/s "
                       f"(target >= 0.85: {verdict})")
+        _parallel_ratios(results)
         quix = results.get("quix")
         if quix and "error" not in quix:
             ratio = p_rate / (quix["records"] / quix["seconds"])
             print(f"target parley >= 2x quix: {'met' if ratio >= 2 else 'MISSED'} ({ratio:.2f}x)")
     print("RESULTS " + json.dumps(rounds if args.rounds > 1 else results))
     return 0
+
+
+def _parallel_ratios(results: dict[str, dict[str, Any]]) -> None:
+    """Issue 18's targets: parley-N against parley (one process) and against quix-N."""
+    def rates(name: str) -> tuple[float, float] | None:
+        r = results.get(name)
+        if not r or "error" in r:
+            return None
+        return r["records"] / r["seconds"], r["records"] / r["cpu_seconds"]
+
+    one = rates("parley")
+    for name in results:
+        parsed = _workers(name)
+        if parsed is None or parsed[0] != "parley" or (mine := rates(name)) is None:
+            continue
+        n = parsed[1]
+        if one is not None:
+            wall, cpu = mine[0] / one[0], mine[1] / one[1]
+            print(f"{name} / parley: {wall:.2f}x records/s, {cpu:.2f}x per CPU-second (targets "
+                  f"for 2 workers: >= 1.5x: {'met' if wall >= 1.5 else 'MISSED'}, >= 0.9x: "
+                  f"{'met' if cpu >= 0.9 else 'MISSED'})")
+        rival = rates(f"quix-{n}") or (rates("quix") if n == 1 else None)
+        if rival is not None:
+            ratio = mine[0] / rival[0]
+            print(f"{name} / quix-{n}: {ratio:.2f}x records/s ({mine[1] / rival[1]:.2f}x per "
+                  f"CPU-second; target >= 2x: {'met' if ratio >= 2 else 'MISSED'})")
 
 
 def delete_topics(bootstrap: str, prefix: str) -> None:

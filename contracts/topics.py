@@ -201,6 +201,13 @@ class Topics(msgspec.Struct, frozen=True):
             return f"{self.prefix}.{PROJECTOR}"
         return f"{self.prefix}.consumers.{name}"
 
+    def rebuild_group_id(self, copy: str) -> str:
+        """The consumer group of a parallel rebuild into the projection copy ``copy``:
+        ``<prefix>.rebuild.<copy>``. Its members share the event topics' partitions; the
+        copy's stored offsets, not the group's, say how far the rebuild got."""
+        _check_topic_part(copy, "projection copy")
+        return f"{self.prefix}.rebuild.{copy}"
+
     def dlq(self, group: str) -> str:
         """The dead-letter topic of group ``group`` (the projector's: ``<prefix>.dlq.projector``)."""
         _check_topic_part(group, "consumer group")

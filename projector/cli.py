@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parley import loop
 from parley.settings import Settings
 
-__all__ = ["dead_letter_groups", "register"]
+if TYPE_CHECKING:
+    from projector.rebuild_parallel import ParallelOptions
+
+__all__ = ["dead_letter_groups", "register", "worker_count"]
 
 
 def dead_letter_groups(settings: Settings) -> list[str]:
@@ -45,6 +48,10 @@ def register(subparsers: Any) -> None:
                          help="switch reads even if the new copy differs from the live one "
                               "(the fold changed on purpose); without it a difference "
                               "refuses the switch and keeps the new copy, not live")
+    rebuild.add_argument("--workers", default="1", metavar="N",
+                         help="fold the event partitions in N worker processes, members of "
+                              "the consumer group <prefix>.rebuild.<copy> (default 1: one "
+                              "process, no group)")
     rebuild.set_defaults(handler=_cmd_rebuild, local_kafka=True)
     drop = psub.add_parser("drop", help="delete a copy that is not live (e.g. the leftover of "
                                         "a failed rebuild)")
@@ -59,11 +66,13 @@ def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from parley.logs import setup_logging
     from projector.dlq import KafkaDeadLetters
     from projector.rebuild import rebuild
+    from projector.rebuild_parallel import rebuild_parallel
     from projector.store import projection_name
     from projector.stores import open_store
 
     if args.name is not None:
         projection_name(args.name)  # a bad name is one error line before anything connects
+    workers = worker_count(args.workers, settings.store.url)
     setup_logging(settings.log_level, settings.all_secrets())
     topics = Topics(prefix=settings.kafka.topic_prefix)
 
@@ -74,10 +83,15 @@ def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
         try:
             await KafkaDeadLetters.ensure_topic(settings.kafka, topics)
             await producer.start()
-            report = await rebuild(store, settings.kafka, topics, name=args.name,
-                                   dead_letters=KafkaDeadLetters(producer, topics),
-                                   publish_states=args.publish_states,
-                                   accept_changes=args.accept_changes)
+            letters = KafkaDeadLetters(producer, topics)
+            if workers > 1:
+                report = await rebuild_parallel(
+                    store, _parallel(settings, workers, args.publish_states), name=args.name,
+                    dead_letters=letters, accept_changes=args.accept_changes)
+            else:
+                report = await rebuild(store, settings.kafka, topics, name=args.name,
+                                       dead_letters=letters, publish_states=args.publish_states,
+                                       accept_changes=args.accept_changes)
         finally:
             await producer.stop()
             await store.close()
@@ -87,6 +101,36 @@ def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return loop.run(main(), settings.event_loop)
+
+
+def worker_count(raw: str, store_url: str) -> int:
+    """``--workers``: a whole number, at least 1; more than 1 needs a store that several
+    processes can open (not an in-memory one). RebuildError (one line) otherwise."""
+    from projector.rebuild import RebuildError
+
+    try:
+        workers = int(raw)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise RebuildError(f"--workers must be a whole number of at least 1, not {raw!r}; "
+                           "nothing was changed")
+    if workers > 1 and (store_url.startswith("memory:") or ":memory:" in store_url):
+        raise RebuildError("--workers above 1 needs a store several processes can open "
+                           "(SQLite file or PostgreSQL), not an in-memory one")
+    return workers
+
+
+def _parallel(settings: Settings, workers: int, publish_states: bool) -> ParallelOptions:
+    """The :class:`~projector.rebuild_parallel.ParallelOptions` of ``--workers N``."""
+    from projector.rebuild_parallel import ParallelOptions
+    from projector.rebuild_worker import MemberOptions
+
+    return ParallelOptions(workers=workers, store_url=settings.store.url, kafka=settings.kafka,
+                           prefix=settings.kafka.topic_prefix,
+                           member=MemberOptions(publish_states=publish_states),
+                           log_level=settings.log_level, secrets=tuple(settings.all_secrets()),
+                           event_loop=settings.event_loop)
 
 
 def _cmd_drop(args: argparse.Namespace, settings: Settings) -> int:

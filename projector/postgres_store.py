@@ -45,31 +45,20 @@ opened, unless ``?migrate=off``: then ``open`` refuses a schema that is not curr
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import ClassVar, TypeVar
 
 import asyncpg
-import msgspec
 
 from parley.errors import StoreError, StoreUnavailable
 from parley.pg.migrate import Conn, MigrationStatus, advisory_key, migrate, quote_ident
 from parley.pg.url import PostgresOptions, parse_postgres_url
 from projector.errors import LiveProjectionDrop, ProjectorError, UnknownProjection
-from projector.outbox import (
-    OutboxEntry,
-    decode_refs,
-    encode_refs,
-    entry_for,
-    join_covers,
-    new_token,
-    unwrap_state,
-    wrap_state,
-)
-from projector.pg_merge import MERGED_KINDS, join
+from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, new_token, unwrap_state
 from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl
 from projector.read_queue import ReadQueue
-from projector.states import AggregateRef, decode_state, encode_state
+from projector.row_merge import merge_rows, shared_rows
+from projector.states import AggregateRef
 from projector.store import (
     CUSTOMER_TYPE,
     KINDS,
@@ -78,13 +67,11 @@ from projector.store import (
     encode_cursor,
     projection_name,
 )
-from projector.views import Row, row_for
+from projector.views import Row
 
 __all__ = ["PostgresStore", "StoreConflict"]
 
 T = TypeVar("T")
-
-log = logging.getLogger("parley.projector.owners")
 
 
 class StoreConflict(StoreUnavailable):
@@ -379,7 +366,7 @@ class PostgresStore:
 
     async def _merge(self, conn: Conn, sql: CopySql, batch: list[Row]) -> list[Row]:
         """Rule 2: lock the rows several partitions write, and join their stored states in."""
-        shared = [row for row in batch if row.kind in MERGED_KINDS]
+        shared = shared_rows(batch)
         if not shared:
             return batch
         schema = self._options.schema
@@ -388,31 +375,7 @@ class PostgresStore:
         await conn.execute("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k", keys)
         stored = {(kind, id): state for kind, id, state in await conn.fetch(
             sql.load_pairs, [row.kind for row in shared], [row.id for row in shared])}
-        out: list[Row] = []
-        for row in batch:
-            old = stored.get((row.kind, row.id))
-            if old is None or old == row.state:
-                out.append(row)
-                continue
-            old_covers, old_state = unwrap_state(old)
-            covers, new_state = unwrap_state(row.state)
-            mine, theirs = decode_state(row.kind, old_state), decode_state(row.kind, new_state)
-            if mine.source is not None and theirs.source not in (None, mine.source):
-                # Two writers raced to claim one id for two sources (each folder saw no
-                # owner yet): the first committed keeps it, as one writer would have.
-                log.warning("%s %r belongs to source %r: a state from source %r was not "
-                            "merged into it", row.kind, row.id, mine.source, theirs.source)
-                continue
-            state = join(mine, theirs)
-            joined = join_covers(old_covers, covers)
-            # Usually the stored state is already folded into the new one (one writer).
-            if encode_state(state) == new_state and joined == covers:
-                out.append(row)
-                continue
-            rebuilt = row_for(AggregateRef(row.kind, row.id), state)  # type: ignore[arg-type]
-            out.append(msgspec.structs.replace(rebuilt, state=wrap_state(rebuilt.state, joined),
-                                               covers=joined))
-        return out
+        return merge_rows(batch, stored)
 
     async def outbox(self, limit: int) -> list[OutboxEntry]:
         query = (f"SELECT seq, token, projection, refs FROM {self._schema}.parley_outbox "  # noqa: S608

@@ -37,31 +37,26 @@ A rebuild that stops before step 6 (an error, a refusal, an interrupt) switches 
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import re
 import sys
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.structs import ConsumerRecord
 
 from contracts.topics import Topics
 from parley.kafka.clients import make_admin, make_consumer
 from parley.settings import KafkaSettings
 from projector.dlq import DeadLetters
 from projector.errors import ProjectorError
-from projector.folder import Folder, Offsets, gc_paused
-from projector.states import AggregateRef
+from projector.folder import Folder, gc_paused
+from projector.rebuild_batches import BatchWriter, Progress, next_batch
 from projector.store import Store, projection_name
 from projector.verify import Verification, describe, verify
-from projector.views import Row
 
 __all__ = ["RebuildError", "RebuildReport", "VerificationFailed", "event_partitions",
-           "next_version", "rebuild"]
+           "new_copy", "next_version", "rebuild", "switch"]
 
 _VERSION = re.compile(r"v(\d+)")
 
@@ -91,31 +86,6 @@ def next_version(names: list[str]) -> str:
     return f"v{max(numbers, default=0) + 1}"
 
 
-class _Progress:
-    def __init__(self, name: str, total: int, out: TextIO, every_s: float) -> None:
-        self._name, self.total, self._out, self._every_s = name, total, out, every_s
-        self._start = self._last = time.monotonic()
-        self.done = 0
-
-    def add(self, n: int, *, force: bool = False) -> None:
-        self.done += n
-        now = time.monotonic()
-        if not force and now - self._last < self._every_s:
-            return
-        self._last = now
-        elapsed = max(now - self._start, 1e-9)
-        rate = self.done / elapsed
-        remaining = max(self.total - self.done, 0)
-        eta = f"{remaining / rate:.0f} s" if rate > 0 else "?"
-        pct = 100.0 * self.done / self.total if self.total else 100.0
-        print(f"rebuild {self._name}: {self.done}/{self.total} records ({pct:.1f}%), "
-              f"{rate:.0f} records/s, ETA {eta}", file=self._out, flush=True)
-
-    @property
-    def elapsed_s(self) -> float:
-        return time.monotonic() - self._start
-
-
 async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
                   name: str | None = None, dead_letters: DeadLetters | None = None,
                   out: TextIO | None = None, progress_every_s: float = 2.0,
@@ -131,17 +101,7 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
     """
     out = out or sys.stderr
     # Step 1: the new copy.
-    previous = await store.live_projection()
-    existing = await store.list_projections()
-    given, name = name, next_version(existing) if name is None else projection_name(name)
-    if name == previous:  # both canonical
-        spelled = (name if given in (None, name)
-                   else f"{given!r} names {name} (projection names ignore case), which")
-        raise RebuildError(f"{spelled} is the live projection; rebuild into another name "
-                           f"(default: {next_version(existing)})")
-    if name in existing:
-        await store.drop_projection(name)  # leftover of an interrupted rebuild; never the live one
-    await store.create_projection(name)
+    previous, name = await new_copy(store, name)
 
     # Step 2: every partition from the beginning, no consumer group.
     consumer = make_consumer(kafka, group_id=None, max_poll_records=max_records,
@@ -157,8 +117,8 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
         total = sum(target[tp] - begin[tp] for tp in tps)
         print(f"rebuild {name}: replaying {total} records from {len(tps)} partitions "
               f"(live: {previous or 'none'})", file=out, flush=True)
-        progress = _Progress(name, total, out, progress_every_s)
-        writer = _Writer(store, name, progress, publish=publish_states)
+        progress = Progress(name, total, out, progress_every_s)
+        writer = BatchWriter(store, name, progress.add, publish=publish_states)
         folder = Folder(writer, cache_size=200_000, fresh=True)  # step 1 created it empty
         dead = 0
         refreshed = False
@@ -175,7 +135,7 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
                     max(0, target[tp] - positions[tp]) for tp in tps)
                 continue
             # Step 3: fold one batch into the new copy.
-            records = await _next_batch(consumer, max_records)
+            records = await next_batch(consumer, max_records)
             if not records:
                 continue
             n = len(records)
@@ -202,6 +162,32 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
         await consumer.stop()
     progress.add(0, force=True)
 
+    previous, checked = await switch(store, name, out, accept_changes=accept_changes)
+    return RebuildReport(name=name, previous=previous, records=progress.done,
+                         dead_letters=dead, seconds=progress.elapsed_s, verification=checked)
+
+
+async def new_copy(store: Store, name: str | None) -> tuple[str | None, str]:
+    """Step 1: create the copy ``name`` (default: the next ``vN``) empty; the live copy's name
+    (None if none) and the new copy's canonical name. Refuses the live name."""
+    previous = await store.live_projection()
+    existing = await store.list_projections()
+    given, name = name, next_version(existing) if name is None else projection_name(name)
+    if name == previous:  # both canonical
+        spelled = (name if given in (None, name)
+                   else f"{given!r} names {name} (projection names ignore case), which")
+        raise RebuildError(f"{spelled} is the live projection; rebuild into another name "
+                           f"(default: {next_version(existing)})")
+    if name in existing:
+        await store.drop_projection(name)  # leftover of an interrupted rebuild; never the live one
+    await store.create_projection(name)
+    return previous, name
+
+
+async def switch(store: Store, name: str, out: TextIO, *,
+                 accept_changes: bool) -> tuple[str | None, Verification | None]:
+    """Steps 5-7 once the copy ``name`` is caught up: verify it against the live copy, make it
+    live, drop the old one; the old copy's name and the verification (None without one)."""
     # Step 5: verify against the live copy (a copy made live meanwhile, e.g. by a projector
     # started on an empty store, is the one reads would leave).
     previous = await store.live_projection()
@@ -227,48 +213,7 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
     if previous is not None and previous != name:
         await store.drop_projection(previous)
         print(f"rebuild {name}: dropped {previous}", file=out, flush=True)
-    return RebuildReport(name=name, previous=previous, records=progress.done,
-                         dead_letters=dead, seconds=progress.elapsed_s, verification=checked)
-
-
-class _Writer:
-    """Commits batch N in the background while batch N+1 is folded (step 3).
-
-    It is also what the rebuild's :class:`Folder` loads stored states through, so a load
-    waits for the transaction in flight and never reads a state from before it.
-    """
-
-    def __init__(self, store: Store, name: str, progress: _Progress, *, publish: bool = False) -> None:
-        self._store, self._name, self._progress = store, name, progress
-        self._publish = publish
-        self._pending: asyncio.Task[object] | None = None
-        self._pending_records = 0
-
-    async def commit(self, rows: Sequence[Row], offsets: Offsets, records: int) -> None:
-        """Start writing one batch (rows + next offsets) once the previous one committed."""
-        await self.drain()
-        self._pending = asyncio.create_task(
-            self._store.commit(self._name, rows, offsets, publish=self._publish),
-            name=f"rebuild-{self._name}-commit")
-        self._pending_records = records
-
-    async def drain(self) -> None:
-        """Wait for the transaction in flight (raising its error) and count its records."""
-        task, self._pending = self._pending, None
-        if task is not None:
-            await task
-            self._progress.add(self._pending_records)
-
-    async def abandon(self) -> None:
-        """On the way out after an error: let a transaction in flight finish, ignoring its
-        outcome (the rebuild already failed), so the store is not closed under it."""
-        task, self._pending = self._pending, None
-        if task is not None:
-            await asyncio.gather(task, return_exceptions=True)
-
-    async def load(self, projection: str, refs: Sequence[AggregateRef]) -> dict[AggregateRef, bytes]:
-        await self.drain()
-        return await self._store.load(projection, refs)
+    return previous, checked
 
 
 async def event_partitions(kafka: KafkaSettings, topics: Topics) -> list[TopicPartition]:
@@ -281,26 +226,6 @@ async def event_partitions(kafka: KafkaSettings, topics: Topics) -> list[TopicPa
         await admin.close()
     return [TopicPartition(t["topic"], p["partition"]) for t in described if t["error_code"] == 0
             for p in sorted(t["partitions"], key=lambda p: int(p["partition"]))]
-
-
-async def _next_batch(consumer: AIOKafkaConsumer, max_records: int) -> list[ConsumerRecord]:
-    """Up to ``max_records`` records: what the consumer has fetched, waiting only for the first.
-
-    Rebuild batches are large on purpose: each store transaction rewrites every index page
-    it touched, and replayed ids are random, so a transaction of N rows costs nearly as
-    much page writing as one of 10 N; larger batches also fold a chat's many events into
-    one row write instead of several.
-    """
-    records: list[ConsumerRecord] = []
-    timeout_ms = 500
-    while len(records) < max_records:
-        batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records - len(records))
-        if not batch:
-            break
-        for recs in batch.values():
-            records.extend(recs)
-        timeout_ms = 0  # then only what is already fetched
-    return records
 
 
 async def _caught_up(consumer: AIOKafkaConsumer, target: dict[TopicPartition, int]) -> bool:

@@ -46,6 +46,7 @@ from parley.private_files import private_sqlite
 from projector.errors import LiveProjectionDrop, UnknownProjection
 from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, new_token
 from projector.read_queue import DEFAULT_READ_QUEUE
+from projector.row_merge import merge_rows, shared_rows
 from projector.sqlite_schema import (
     OUTBOX_DELETE,
     OUTBOX_INSERT,
@@ -95,7 +96,13 @@ class SqliteStore:
         cache_size_kib: int = 65536,
         readers: int = DEFAULT_READERS,
         read_queue: int = DEFAULT_READ_QUEUE,
+        shared: bool = False,
     ) -> None:
+        """``shared``: other processes write the same copies at once (a parallel rebuild's
+        workers, :mod:`projector.rebuild_worker`): ``commit`` then joins the stored states of
+        visitors and agents into the rows it writes (:func:`projector.row_merge.merge_rows`),
+        inside its transaction, as the PostgreSQL store always does."""
+        self._shared = shared
         self._memory = str(path) == ":memory:"
         self._path = str(path) if self._memory else str(Path(path).absolute())
         self._pragmas = [
@@ -302,9 +309,15 @@ class SqliteStore:
         # queueing for the GIL twice per row.
         statements = [(sql.upsert_rows(n), params) for n, params in chunks(rows, self._rows_max)]
         offset_params = [(topic, partition, offset) for (topic, partition), offset in offsets.items()]
+        shared = shared_rows(rows) if self._shared else []
 
         def commit(conn: sqlite3.Connection) -> None:
+            nonlocal rows, statements
             with transaction(conn):
+                if shared:  # holding the write lock: nobody changes them before COMMIT
+                    rows = merge_rows(rows, _stored(conn, sql, shared))
+                    statements = [(sql.upsert_rows(n), params)
+                                  for n, params in chunks(rows, self._rows_max)]
                 for statement, params in statements:
                     conn.execute(statement, params)
                 if outbox is not None:
@@ -429,6 +442,15 @@ class SqliteStore:
         return await self._api().run(read)
 
 
+
+
+def _stored(conn: sqlite3.Connection, sql: Sql, rows: Sequence[Row]) -> dict[tuple[str, str], bytes]:
+    """The stored states of ``rows`` (by kind and id), read in the caller's transaction."""
+    by_kind: dict[str, list[str]] = {}
+    for row in rows:
+        by_kind.setdefault(row.kind, []).append(row.id)
+    return {(kind, id): state for kind, ids in by_kind.items()
+            for id, state in conn.execute(sql.load, (kind, msgspec.json.encode(ids).decode()))}
 
 
 def _read_back(conn: sqlite3.Connection, seq: int, token: int, projection: str,

@@ -26,8 +26,12 @@ from projector.store import Store
 __all__ = ["open_store"]
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, shared: bool = False) -> Store:
     """Build (not yet open) the store that ``url`` names; call ``await store.open()`` next.
+
+    ``shared``: other processes write the same copies at once (a parallel rebuild's
+    workers): a SQLite store then merges visitors and agents on commit (PostgreSQL always
+    does) and waits at least a minute for the write lock.
 
     The path of a ``sqlite:///`` URL is resolved against the current directory now, so
     a later ``chdir`` does not move the database.
@@ -70,7 +74,8 @@ def open_store(url: str) -> Store:
     return SqliteStore(
         ":memory:" if path == ":memory:" else Path.cwd() / path,
         synchronous=synchronous,  # type: ignore[arg-type]
-        busy_timeout_ms=busy_timeout_ms, readers=readers, read_queue=read_queue,
+        busy_timeout_ms=max(busy_timeout_ms, 60_000) if shared else busy_timeout_ms,
+        readers=readers, read_queue=read_queue, shared=shared,
     )
 
 

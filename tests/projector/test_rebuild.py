@@ -18,7 +18,8 @@ from parley.http import build_app
 from parley.runtime import Runtime
 from parley.settings import KafkaSettings, Settings, StoreSettings
 from projector.memory_store import MemoryStore
-from projector.rebuild import RebuildError, _Progress, _Writer, next_version, rebuild
+from projector.rebuild import RebuildError, next_version, rebuild
+from projector.rebuild_batches import BatchWriter, Progress
 from projector.role import ProjectorRole, ProjectorRoleOptions
 from projector.runner import ProjectorRunnerOptions
 from projector.states import AggregateRef
@@ -337,8 +338,8 @@ async def test_writer_overlaps_a_commit_and_loads_see_it() -> None:
 
     store.commit = slow_commit  # type: ignore[method-assign]
     store.load = watched_load  # type: ignore[method-assign]
-    progress = _Progress("v1", 3, io.StringIO(), every_s=0)
-    writer = _Writer(store, "v1", progress)
+    progress = Progress("v1", 3, io.StringIO(), every_s=0)
+    writer = BatchWriter(store, "v1", progress.add)
     row = Row(kind="chat", id="c1", state=b"S", view=b"{}", sort_key="1")
     await writer.commit([row], {("t", 0): 3}, 3)
     assert committed == [] and progress.done == 0  # handed over, not written yet

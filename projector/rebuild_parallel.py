@@ -1,0 +1,216 @@
+"""A partition-parallel rebuild: N worker processes fold the log into the new copy together.
+
+``parley projections rebuild --workers N`` (N > 1) runs this instead of the one-process
+:func:`projector.rebuild.rebuild`; its steps 1 and 5-7 are the same functions. This process,
+the *coordinator*:
+
+1. Creates the new copy empty (:func:`~projector.rebuild.new_copy`).
+2. Reads the event topics' beginning and end offsets: the end offsets are the *target* every
+   partition of the copy must reach.
+3. Starts N worker processes (:mod:`projector.rebuild_worker`): members of the consumer group
+   ``<prefix>.rebuild.<copy>``, each folding the partitions Kafka assigns it and committing
+   rows and next offsets in one store transaction per batch. Meanwhile it prints progress —
+   records, records/s, ETA — summed from the copy's stored offsets, so it covers every
+   member. A worker that exits before the copy is done is replaced (its partitions have
+   moved to the others meanwhile, who resumed from the copy's stored offsets), at most N
+   times in all; after that, or if none is left, the rebuild fails: nothing switched.
+4. Once every partition's stored offset reached the target, waits for the workers to leave,
+   then folds what arrived meanwhile in this process (one member, to the end offsets read
+   now), so the switch lands close to the head of the log.
+5. Verifies against the live copy, switches reads and drops the old copy
+   (:func:`~projector.rebuild.switch`) — once, only after step 4.
+
+Whatever stops it before step 5 (a failure, Ctrl-C, SIGTERM) terminates the workers and
+switches nothing: the live copy keeps serving, the new copy stays, not live. Its stored
+offsets are the truth, so ``parley projections rebuild NAME`` starts that copy over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from multiprocessing.process import BaseProcess
+from typing import TextIO
+
+from aiokafka import TopicPartition
+
+from contracts.topics import Topics
+from parley.kafka.clients import make_consumer
+from parley.loop import EventLoopName
+from parley.settings import KafkaSettings
+from projector.dlq import DeadLetters
+from projector.rebuild import RebuildError, RebuildReport, event_partitions, new_copy, switch
+from projector.rebuild_batches import Progress
+from projector.rebuild_worker import Member, MemberOptions, Target
+from projector.store import Store
+
+__all__ = ["ParallelOptions", "rebuild_parallel"]
+
+log = logging.getLogger("parley.projector.rebuild")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParallelOptions:
+    """What every worker process needs to rebuild on its own (it is pickled to them)."""
+
+    workers: int
+    #: the store's URL: each worker opens the store itself
+    store_url: str
+    kafka: KafkaSettings
+    prefix: str
+    member: MemberOptions = field(default_factory=MemberOptions)
+    #: produce dead letters to ``<prefix>.dlq.projector`` (else only count them)
+    dead_letters: bool = True
+    log_level: str = "WARNING"
+    secrets: tuple[str, ...] = ()
+    event_loop: EventLoopName = "auto"
+
+
+async def rebuild_parallel(store: Store, options: ParallelOptions, *, name: str | None = None,
+                           dead_letters: DeadLetters | None = None, out: TextIO | None = None,
+                           progress_every_s: float = 2.0,
+                           accept_changes: bool = False) -> RebuildReport:
+    """Rebuild into a new copy with ``options.workers`` processes (see the module doc)."""
+    out = out or sys.stderr
+    kafka, topics = options.kafka, Topics(prefix=options.prefix)
+    # Step 1
+    previous, name = await new_copy(store, name)
+    # Step 2
+    tps = await event_partitions(kafka, topics)
+    begin, target = await _offsets(kafka, tps)
+    total = sum(end - begin[tp] for tp, end in target.items())
+    print(f"rebuild {name}: replaying {total} records from {len(tps)} partitions with "
+          f"{options.workers} workers in group {topics.rebuild_group_id(name)} "
+          f"(live: {previous or 'none'})", file=out, flush=True)
+    progress = Progress(name, total, out, progress_every_s)
+    # Step 3
+    ctx = multiprocessing.get_context("spawn")  # no forked event loops, threads or sockets
+    results = ctx.SimpleQueue()
+    job = replace(options, member=replace(options.member, members=options.workers,
+                                          parent_pid=os.getpid()))
+    procs: list[BaseProcess] = []
+
+    def start() -> None:
+        proc = ctx.Process(target=_worker_process, args=(job, name, target, results),
+                           name=f"rebuild-{name}-{len(procs)}", daemon=True)
+        proc.start()
+        procs.append(proc)
+
+    try:
+        for _ in range(options.workers):
+            start()
+        gone: set[str] = set()  # workers whose exit was handled
+        while True:
+            # Exits first, then the offsets: a worker leaves only once the copy is done, so
+            # one that left before this read shows in it as done.
+            exited = [p for p in procs if p.exitcode is not None and p.name not in gone]
+            stored = await store.offsets(name)
+            progress.add(_done(stored, begin, target) - progress.done)
+            if progress.done >= total:
+                break
+            running = [p for p in procs if p.exitcode is None]
+            for proc in exited:
+                gone.add(proc.name)
+                print(f"rebuild {name}: worker {proc.name} exited ({proc.exitcode}) before the "
+                      f"copy was done; its partitions move to the others", file=out, flush=True)
+                if len(gone) <= options.workers:  # at most N replacements in all
+                    start()
+                    running.append(procs[-1])
+            if not running:
+                raise RebuildError(
+                    f"every worker of the rebuild of {name} failed ({len(gone)} exits); reads "
+                    f"stay on {previous or 'none'} and {name} is kept, not live: see the "
+                    f"workers' errors above, then rebuild again")
+            await asyncio.sleep(0.5)  # progress from the store, twice a second
+        # Step 4: the workers see the copy done and leave the group.
+        await asyncio.gather(*(asyncio.to_thread(p.join, 60.0) for p in procs))
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        await asyncio.gather(*(asyncio.to_thread(p.join, 30.0) for p in procs))
+    dead = 0
+    while not results.empty():
+        dead += int(results.get())
+    _, now = await _offsets(kafka, tps)
+    if any(now.get(tp, 0) > end for tp, end in target.items()) or set(now) - set(target):
+        late = Member(store, kafka, topics, name, _keys(now), replace(options.member, members=1),
+                      dead_letters)
+        await late.run(asyncio.Event())
+        dead += late.dead_letters
+        progress.total = progress.done + late.records
+        progress.done += late.records
+    progress.add(0, force=True)
+    # Step 5
+    previous, checked = await switch(store, name, out, accept_changes=accept_changes)
+    return RebuildReport(name=name, previous=previous, records=progress.done, dead_letters=dead,
+                         seconds=progress.elapsed_s, verification=checked)
+
+
+async def _offsets(kafka: KafkaSettings, tps: list[TopicPartition]
+                   ) -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
+    """Beginning offsets of ``tps``, and the end offsets of those that hold records."""
+    if not tps:
+        return {}, {}
+    consumer = make_consumer(kafka, group_id=None)
+    await consumer.start()
+    try:
+        begin = await consumer.beginning_offsets(tps)
+        end = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    return begin, {tp: off for tp, off in end.items() if off > begin[tp]}
+
+
+def _keys(target: dict[TopicPartition, int]) -> Target:
+    return {(tp.topic, tp.partition): end for tp, end in target.items()}
+
+
+def _done(stored: dict[tuple[str, int], int], begin: dict[TopicPartition, int],
+          target: dict[TopicPartition, int]) -> int:
+    """Records of the target the copy has committed."""
+    return sum(min(max(stored.get((tp.topic, tp.partition), 0), begin[tp]), end) - begin[tp]
+               for tp, end in target.items())
+
+
+def _worker_process(options: ParallelOptions, name: str, target: dict[TopicPartition, int],
+                    results: multiprocessing.SimpleQueue[int]) -> None:
+    """A worker process: one :class:`Member` on its own event loop and store connection."""
+    from parley import loop
+    from parley.logs import setup_logging
+
+    setup_logging(options.log_level, options.secrets)
+    try:
+        dead = loop.run(_member(options, name, _keys(target)), options.event_loop)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - one line; the coordinator replaces the worker
+        log.error("rebuild worker failed: %s: %s", type(exc).__name__, exc)
+        sys.exit(1)
+    results.put(dead)
+
+
+async def _member(options: ParallelOptions, name: str, target: Target) -> int:
+    from parley.kafka.clients import make_producer
+    from projector.dlq import KafkaDeadLetters
+    from projector.stores import open_store
+
+    topics = Topics(prefix=options.prefix)
+    store = open_store(options.store_url, shared=True)
+    await store.open()
+    producer = make_producer(options.kafka) if options.dead_letters else None
+    try:
+        if producer is not None:
+            await producer.start()
+        letters = KafkaDeadLetters(producer, topics) if producer is not None else None
+        member = Member(store, options.kafka, topics, name, target, options.member, letters)
+        await member.run(asyncio.Event())
+        return member.dead_letters
+    finally:
+        if producer is not None:
+            await producer.stop()
+        await store.close()
