@@ -52,6 +52,10 @@ def register(subparsers: Any) -> None:
                          help="fold the event partitions in N worker processes, members of "
                               "the consumer group <prefix>.rebuild.<copy> (default 1: one "
                               "process, no group)")
+    rebuild.add_argument("--join", action="store_true",
+                         help="join the parallel rebuild of the copy NAME started elsewhere "
+                              "(another machine or pod, same store and Kafka) with N more "
+                              "workers; the process that started it switches reads")
     rebuild.set_defaults(handler=_cmd_rebuild, local_kafka=True)
     drop = psub.add_parser("drop", help="delete a copy that is not live (e.g. the leftover of "
                                         "a failed rebuild)")
@@ -66,13 +70,18 @@ def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from parley.logs import setup_logging
     from projector.dlq import KafkaDeadLetters
     from projector.rebuild import rebuild
-    from projector.rebuild_parallel import rebuild_parallel
+    from projector.rebuild_parallel import join_rebuild, rebuild_parallel
     from projector.store import projection_name
     from projector.stores import open_store
 
     if args.name is not None:
         projection_name(args.name)  # a bad name is one error line before anything connects
-    workers = worker_count(args.workers, settings.store.url)
+    workers = worker_count(args.workers, settings.store.url, join=args.join)
+    if args.join and args.name is None:
+        from projector.rebuild import RebuildError
+
+        raise RebuildError("--join needs the copy's name, as the starting process printed it "
+                           "(`parley projections rebuild NAME --workers N --join`)")
     setup_logging(settings.log_level, settings.all_secrets())
     topics = Topics(prefix=settings.kafka.topic_prefix)
 
@@ -84,6 +93,12 @@ def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
             await KafkaDeadLetters.ensure_topic(settings.kafka, topics)
             await producer.start()
             letters = KafkaDeadLetters(producer, topics)
+            if args.join:
+                dead = await join_rebuild(store, _parallel(settings, workers,
+                                                           args.publish_states), args.name)
+                print(f"joined the rebuild of {projection_name(args.name)}: every partition "
+                      f"reached its target, {dead} dead-lettered by these workers")
+                return 0
             if workers > 1:
                 report = await rebuild_parallel(
                     store, _parallel(settings, workers, args.publish_states), name=args.name,
@@ -103,9 +118,9 @@ def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     return loop.run(main(), settings.event_loop)
 
 
-def worker_count(raw: str, store_url: str) -> int:
-    """``--workers``: a whole number, at least 1; more than 1 needs a store that several
-    processes can open (not an in-memory one). RebuildError (one line) otherwise."""
+def worker_count(raw: str, store_url: str, *, join: bool = False) -> int:
+    """``--workers``: a whole number, at least 1; more than 1 (or ``--join``) needs a store
+    that several processes can open (not an in-memory one). RebuildError (one line) otherwise."""
     from projector.rebuild import RebuildError
 
     try:
@@ -115,8 +130,8 @@ def worker_count(raw: str, store_url: str) -> int:
     if workers < 1:
         raise RebuildError(f"--workers must be a whole number of at least 1, not {raw!r}; "
                            "nothing was changed")
-    if workers > 1 and (store_url.startswith("memory:") or ":memory:" in store_url):
-        raise RebuildError("--workers above 1 needs a store several processes can open "
+    if (workers > 1 or join) and (store_url.startswith("memory:") or ":memory:" in store_url):
+        raise RebuildError("--workers above 1 or --join needs a store several processes can open "
                            "(SQLite file or PostgreSQL), not an in-memory one")
     return workers
 

@@ -46,9 +46,9 @@ from projector.dlq import DeadLetters
 from projector.rebuild import RebuildError, RebuildReport, event_partitions, new_copy, switch
 from projector.rebuild_batches import Progress
 from projector.rebuild_worker import Member, MemberOptions, Target
-from projector.store import Store
+from projector.store import Store, projection_name
 
-__all__ = ["ParallelOptions", "rebuild_parallel"]
+__all__ = ["ParallelOptions", "join_rebuild", "publish_target", "rebuild_parallel"]
 
 log = logging.getLogger("parley.projector.rebuild")
 
@@ -87,55 +87,10 @@ async def rebuild_parallel(store: Store, options: ParallelOptions, *, name: str 
           f"{options.workers} workers in group {topics.rebuild_group_id(name)} "
           f"(live: {previous or 'none'})", file=out, flush=True)
     progress = Progress(name, total, out, progress_every_s)
-    # Step 3
-    ctx = multiprocessing.get_context("spawn")  # no forked event loops, threads or sockets
-    results = ctx.SimpleQueue()
-    job = replace(options, member=replace(options.member, members=options.workers,
-                                          parent_pid=os.getpid()))
-    procs: list[BaseProcess] = []
-
-    def start() -> None:
-        proc = ctx.Process(target=_worker_process, args=(job, name, target, results),
-                           name=f"rebuild-{name}-{len(procs)}", daemon=True)
-        proc.start()
-        procs.append(proc)
-
-    try:
-        for _ in range(options.workers):
-            start()
-        gone: set[str] = set()  # workers whose exit was handled
-        while True:
-            # Exits first, then the offsets: a worker leaves only once the copy is done, so
-            # one that left before this read shows in it as done.
-            exited = [p for p in procs if p.exitcode is not None and p.name not in gone]
-            stored = await store.offsets(name)
-            progress.add(_done(stored, begin, target) - progress.done)
-            if progress.done >= total:
-                break
-            running = [p for p in procs if p.exitcode is None]
-            for proc in exited:
-                gone.add(proc.name)
-                print(f"rebuild {name}: worker {proc.name} exited ({proc.exitcode}) before the "
-                      f"copy was done; its partitions move to the others", file=out, flush=True)
-                if len(gone) <= options.workers:  # at most N replacements in all
-                    start()
-                    running.append(procs[-1])
-            if not running:
-                raise RebuildError(
-                    f"every worker of the rebuild of {name} failed ({len(gone)} exits); reads "
-                    f"stay on {previous or 'none'} and {name} is kept, not live: see the "
-                    f"workers' errors above, then rebuild again")
-            await asyncio.sleep(0.5)  # progress from the store, twice a second
-        # Step 4: the workers see the copy done and leave the group.
-        await asyncio.gather(*(asyncio.to_thread(p.join, 60.0) for p in procs))
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.terminate()
-        await asyncio.gather(*(asyncio.to_thread(p.join, 30.0) for p in procs))
-    dead = 0
-    while not results.empty():
-        dead += int(results.get())
+    # Step 3: the target goes to the group first, where members started elsewhere read it
+    await publish_target(kafka, topics.rebuild_group_id(name), target)
+    dead = await _run_workers(store, options, name, begin, target, progress, out,
+                              live=previous or "none")
     _, now = await _offsets(kafka, tps)
     if any(now.get(tp, 0) > end for tp, end in target.items()) or set(now) - set(target):
         late = Member(store, kafka, topics, name, _keys(now), replace(options.member, members=1),
@@ -149,6 +104,135 @@ async def rebuild_parallel(store: Store, options: ParallelOptions, *, name: str 
     previous, checked = await switch(store, name, out, accept_changes=accept_changes)
     return RebuildReport(name=name, previous=previous, records=progress.done, dead_letters=dead,
                          seconds=progress.elapsed_s, verification=checked)
+
+
+async def _run_workers(store: Store, options: ParallelOptions, name: str,
+                       begin: dict[TopicPartition, int], target: dict[TopicPartition, int],
+                       progress: Progress, out: TextIO, *, live: str) -> int:
+    """Run ``options.workers`` worker processes until every partition of the copy reached
+    ``target`` (replacing a worker that exits early, at most N times); their dead letters."""
+    ctx = multiprocessing.get_context("spawn")  # no forked event loops, threads or sockets
+    results = ctx.SimpleQueue()
+    job = replace(options, member=replace(options.member, members=options.workers,
+                                          parent_pid=os.getpid()))
+    procs: list[BaseProcess] = []
+
+    def start() -> None:
+        proc = ctx.Process(target=_worker_process, args=(job, name, target, results),
+                           name=f"rebuild-{name}-{os.getpid()}-{len(procs)}", daemon=True)
+        proc.start()
+        procs.append(proc)
+
+    try:
+        for _ in range(options.workers):
+            start()
+        gone: set[str] = set()  # workers whose exit was handled
+        while True:
+            # Exits first, then the offsets: a worker leaves only once the copy is done, so
+            # one that left before this read shows in it as done.
+            exited = [p for p in procs if p.exitcode is not None and p.name not in gone]
+            stored = await store.offsets(name)
+            progress.add(_done(stored, begin, target) - progress.done)
+            if progress.done >= progress.total:
+                break
+            running = [p for p in procs if p.exitcode is None]
+            for proc in exited:
+                gone.add(proc.name)
+                print(f"rebuild {name}: worker {proc.name} exited ({proc.exitcode}) before the "
+                      f"copy was done; its partitions move to the others", file=out, flush=True)
+                if len(gone) <= options.workers:  # at most N replacements in all
+                    start()
+                    running.append(procs[-1])
+            if not running:
+                raise RebuildError(
+                    f"every worker of the rebuild of {name} failed ({len(gone)} exits); reads "
+                    f"stay on {live} and {name} is kept, not live: see the "
+                    f"workers' errors above, then rebuild again")
+            await asyncio.sleep(0.5)  # progress from the store, twice a second
+        # The workers see the copy done and leave the group.
+        await asyncio.gather(*(asyncio.to_thread(p.join, 60.0) for p in procs))
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        await asyncio.gather(*(asyncio.to_thread(p.join, 30.0) for p in procs))
+    dead = 0
+    while not results.empty():
+        dead += int(results.get())
+    return dead
+
+
+async def publish_target(kafka: KafkaSettings, group: str, target: dict[TopicPartition, int]
+                         ) -> None:
+    """Commit the target end offsets as the rebuild group's offsets, before any member runs
+    (an empty group takes commits from a client that never joins it): members started on
+    other machines (:func:`join_rebuild`) read the target there. Members never read or
+    commit the group's offsets themselves; the copy's stored offsets are the progress."""
+    if not target:
+        return
+    consumer = make_consumer(kafka, group_id=group)
+    await consumer.start()
+    try:
+        consumer.assign(list(target))  # no subscribe: this client never joins the group
+        await consumer.commit(dict(target))
+    finally:
+        await consumer.stop()
+
+
+async def join_rebuild(store: Store, options: ParallelOptions, name: str,
+                       out: TextIO | None = None, progress_every_s: float = 2.0) -> int:
+    """Join the parallel rebuild of copy ``name`` started elsewhere (``parley projections
+    rebuild NAME --workers N --join``) with ``options.workers`` more members, until the copy
+    reached its target; returns their dead letters. Only the coordinator switches reads."""
+    out = out or sys.stderr
+    kafka, topics = options.kafka, Topics(prefix=options.prefix)
+    name = projection_name(name)
+    group = topics.rebuild_group_id(name)
+    live = await store.live_projection()
+    if live == name:
+        raise RebuildError(f"{name} is the live copy: there is no rebuild of it to join")
+    if name not in await store.list_projections():
+        raise RebuildError(f"no copy {name} in the store: start the rebuild first "
+                           f"(`parley projections rebuild {name} --workers N`), then join it")
+    target = await _target(kafka, group)
+    if not target:
+        raise RebuildError(f"no parallel rebuild of {name} to join: the group {group} has no "
+                           f"target offsets (start it with `parley projections rebuild {name} "
+                           f"--workers N`)")
+    begin, _ = await _offsets(kafka, list(target))
+    progress = Progress(name, sum(end - begin[tp] for tp, end in target.items()), out,
+                        progress_every_s)
+    print(f"rebuild {name}: joining with {options.workers} workers in group {group} "
+          f"(the process that started it verifies and switches reads)", file=out, flush=True)
+    dead = await _run_workers(store, options, name, begin, target, progress, out,
+                              live=live or "none")
+    progress.add(0, force=True)
+    return dead
+
+
+async def _target(kafka: KafkaSettings, group: str, timeout_s: float = 30.0
+                  ) -> dict[TopicPartition, int]:
+    """The target a coordinator committed to the rebuild group (empty if none). Retries
+    while Kafka answers with a retriable error (a group's coordinator is found lazily)."""
+    from aiokafka.errors import KafkaError
+
+    from parley.kafka.clients import make_admin
+
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    admin = make_admin(kafka)
+    await admin.start()
+    try:
+        while True:
+            try:
+                offsets = await admin.list_consumer_group_offsets(group)
+                break
+            except KafkaError as exc:
+                if not exc.retriable or asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.5)  # retry interval, bounded by the deadline
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in offsets.items() if meta.offset > 0}
 
 
 async def _offsets(kafka: KafkaSettings, tps: list[TopicPartition]

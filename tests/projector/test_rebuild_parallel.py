@@ -116,6 +116,20 @@ def test_bad_worker_counts_are_one_line_and_change_nothing(given: str, tmp_path:
     assert not db.exists()
 
 
+def test_join_without_a_copy_name_is_one_line_and_changes_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    env = {**os.environ, "PARLEY_STORE__URL": f'"sqlite:///{db}"',
+           "PARLEY_KAFKA__BOOTSTRAP": '"127.0.0.1:1"', "PARLEY_DATA_DIR": f'"{tmp_path}"'}
+    done = subprocess.run([sys.executable, "-m", "parley.cli", "projections", "rebuild",
+                           "--workers", "2", "--join"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=60, check=False)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "parley: error: --join needs the copy's name, as the starting process printed it "
+        "(`parley projections rebuild NAME --workers N --join`)"]
+    assert not db.exists()
+
+
 def test_the_command_rebuilds_with_workers(kafka_settings: KafkaSettings, topics: Topics,
                                            tmp_path: Path) -> None:
     records = asyncio.run(a_log(kafka_settings, topics, chats=30))

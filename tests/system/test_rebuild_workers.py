@@ -8,6 +8,7 @@ import io
 import multiprocessing
 import os
 import signal
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -110,3 +111,65 @@ async def _between(store: Store, copy: str, low: int, high: int) -> bool:
     if done > high:
         pytest.fail(f"the rebuild got too far ({done}) before the test could interrupt it")
     return done >= low
+
+
+async def test_workers_started_elsewhere_join_the_rebuild_and_the_copy_equals_a_clean_one(
+        kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path) -> None:
+    """``--join`` from another process (another machine in production: same store, same
+    Kafka): its worker becomes a member of the rebuild group, and only the coordinator
+    switches reads."""
+    from parley.kafka.clients import make_admin
+    from projector.rebuild import RebuildError
+    from projector.rebuild_parallel import _target, join_rebuild
+
+    records = await a_log(kafka_settings, topics)
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    store, elsewhere = open_store(url), open_store(url)
+    await store.open()
+    await elsewhere.open()
+    group = topics.rebuild_group_id("v1")
+    try:
+        with pytest.raises(RebuildError, match="no copy v1 in the store"):
+            await join_rebuild(elsewhere, options(url, kafka_settings), "v1", out=io.StringIO())
+        slow = replace(options(url, kafka_settings), member=MemberOptions(max_records=2,
+                                                                          settle_s=10.0))
+        coordinator = asyncio.create_task(rebuild_parallel(store, slow, out=io.StringIO()))
+
+        async def target_published() -> bool:
+            return bool(await _target(kafka_settings, group))
+
+        # Join as soon as the target is there: the coordinator's own workers are starting too.
+        await eventually(target_published, "the coordinator published the target", timeout_s=60,
+                         every_s=0.2)
+        joined_out = io.StringIO()
+        joiner = asyncio.create_task(join_rebuild(elsewhere, replace(slow, workers=1), "V1",
+                                                  out=joined_out))
+
+        async def three_members() -> bool:
+            if joiner.done():  # it failed (its error is raised here) or the copy is done
+                joiner.result()
+                pytest.fail(f"the joiner ended before it was seen in the group: "
+                            f"{joined_out.getvalue()}")
+            admin = make_admin(kafka_settings)
+            await admin.start()
+            try:
+                responses = await admin.describe_consumer_groups([group])
+            finally:
+                await admin.close()
+            # (error_code, group_id, state, protocol_type, protocol, members, …)
+            return sum(len(g[5]) for r in responses for g in r.groups if g[1] == group) == 3
+
+        await eventually(three_members, "the joined worker is a member of the rebuild group",
+                         timeout_s=90, every_s=0.3)
+        assert await asyncio.wait_for(joiner, 240) == 0
+        assert "joining with 1 workers in group" in joined_out.getvalue()
+        report = await asyncio.wait_for(coordinator, 240)
+        assert report.records == records and await store.live_projection() == "v1"
+        assert await snapshot(store, "v1") == await clean_copy(kafka_settings, topics, tmp_path)
+        with pytest.raises(RebuildError, match="is the live copy"):
+            await join_rebuild(elsewhere, options(url, kafka_settings), "v1", out=io.StringIO())
+    finally:
+        await store.close()
+        await elsewhere.close()
+        await delete_dlq(kafka_settings, topics)
+    assert multiprocessing.active_children() == []
