@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
+from tests.kit.postgres import fresh_schema
 
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """A ``sqlite:///`` URL of a fresh database file in this test's temporary directory."""
     return f"sqlite:///{tmp_path / 'state' / 'state.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh SQLite file, or a PostgreSQL schema of this test's own (a module may override
+    it, e.g. to add the in-memory store)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+        return
+    async with fresh_schema(request.getfixturevalue("postgres_dsn")) as url:
+        yield url

@@ -39,7 +39,6 @@ from tests.kit.live_projector import (
     snapshot,
     write_config,
 )
-from tests.kit.postgres import fresh_schema
 
 pytestmark = pytest.mark.kafka
 
@@ -132,16 +131,6 @@ async def test_rebuild_equals_live_switches_without_downtime_and_drops_old(
     resp = await client.get("/api/chats/chat-late")
     assert resp.status == 200 and resp.headers["X-Parley-Projection"] == "v2"
     assert (await resp.json())["status"] == "closed"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh SQLite file, or a PostgreSQL schema of this test's own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state.db'}"
-        return
-    async with fresh_schema(request.getfixturevalue("postgres_dsn")) as url:
-        yield url
 
 
 async def test_rebuild_into_the_live_name_in_another_case_is_refused(

@@ -8,7 +8,6 @@ import io
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,19 +30,8 @@ from tests.kit.live_projector import (
     shipper_conversation,
     snapshot,
 )
-from tests.kit.postgres import fresh_schema
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh SQLite file, or a PostgreSQL schema of this test's own."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state.db'}"
-        return
-    async with fresh_schema(request.getfixturevalue("postgres_dsn")) as url:
-        yield url
 
 
 async def a_log(kafka: KafkaSettings, topics: Topics, chats: int = 120) -> int:
