@@ -28,6 +28,7 @@ from projector.runner import ProjectorRunnerOptions, Runner, Watermarks, ensure_
 from projector.state_publisher import StatePublisher
 from projector.store import Store
 from projector.stores import open_store
+from projector.streams import StateStreams, StreamOptions
 from projector.waits import PositionWaits
 
 __all__ = ["ProjectorRole"]
@@ -42,6 +43,7 @@ class ProjectorRoleOptions:
 
     runner: ProjectorRunnerOptions = field(default_factory=ProjectorRunnerOptions)
     api: ApiOptions = field(default_factory=ApiOptions)
+    streams: StreamOptions = field(default_factory=StreamOptions)
     stop_timeout_s: float = 30.0
     restart_backoff_s: float = 2.0
 
@@ -67,6 +69,8 @@ class ProjectorRole:
     def install(self, app: web.Application, rt: Runtime) -> None:
         QueryApi(self.store, rt.topics, self.waits, self._options.api, self.metrics
                  ).install(app)
+        self.streams = StateStreams(rt.settings.kafka, rt.topics, self._options.streams)
+        self.streams.install(app)
         app.cleanup_ctx.append(self._lifecycle)
         rt.readiness[self.name] = self.ready
 

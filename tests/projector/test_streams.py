@@ -1,0 +1,327 @@
+"""Live subscriptions over HTTP (Server-Sent Events), served by the real projector role on a
+real broker: states the runner commits and publishes reach subscribers, ids resume exactly,
+and connections are authorised, capped and bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zlib import crc32
+
+import msgspec
+import orjson
+import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient, TestServer
+from aiokafka import TopicPartition
+from aiokafka.admin import RecordsToDelete
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from contracts.state import ChatState
+from contracts.state_change import encode_state_change
+from contracts.topics import Topics
+from parley.http import build_app
+from parley.kafka.clients import make_admin, make_consumer, make_producer
+from parley.runtime import Runtime
+from parley.settings import HttpSettings, KafkaSettings, Settings, StoreSettings
+from projector.role import ProjectorRole, ProjectorRoleOptions
+from projector.runner import ProjectorRunnerOptions
+from projector.sse import SseOptions
+from projector.streams import StreamOptions
+from tests.kit.live_projector import conversation, delete_dlq, eventually, produce
+
+pytestmark = pytest.mark.kafka
+
+TOKEN = "stream-token-5d1e9a7c3b8f2046"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MAX_STREAMS = 2
+BUFFER_EVENTS = 2
+
+
+@dataclass
+class Event:
+    id: str
+    event: str
+    data: dict[str, Any]
+
+
+class Sse:
+    """Reads one event stream: events in order, comments counted."""
+
+    def __init__(self, response: ClientResponse) -> None:
+        self.response = response
+        self.comments: list[str] = []
+
+    async def next(self, timeout_s: float = 30.0) -> Event:
+        fields: dict[str, str] = {}
+        async with asyncio.timeout(timeout_s):
+            while True:
+                line = (await self.response.content.readline()).decode()
+                assert line, f"stream ended; fields so far {fields}"
+                line = line.rstrip("\n")
+                if line.startswith(":"):
+                    self.comments.append(line[1:].strip())
+                elif line:
+                    name, _, value = line.partition(": ")
+                    fields[name] = value
+                elif fields:
+                    return Event(fields.get("id", ""), fields["event"], orjson.loads(fields["data"]))
+
+    async def opened(self) -> None:
+        """Wait for the ``: open`` comment: from here on, every change is seen."""
+        async with asyncio.timeout(30):
+            line = await self.response.content.readline()
+        assert line == b": open\n", line
+
+
+@pytest.fixture
+async def served(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path,
+                 unique: str) -> AsyncIterator[tuple[TestClient[Any, Any], ProjectorRole]]:
+    settings = Settings(kafka=kafka_settings,
+                        store=StoreSettings(url=f"sqlite:///{tmp_path / 'state.db'}"),
+                        http=HttpSettings(api_tokens=(TOKEN,)))
+    rt = Runtime.from_settings(settings)
+    role = ProjectorRole(rt, ProjectorRoleOptions(
+        runner=ProjectorRunnerOptions(group_id=f"{unique}-projector", poll_timeout_ms=100),
+        streams=StreamOptions(max_streams=MAX_STREAMS, poll_ms=100, sse=SseOptions(
+            heartbeat_s=0.3, buffer_events=BUFFER_EVENTS, stall_timeout_s=0.5, send_buffer_bytes=4096,
+            final_write_timeout_s=0.5))))
+    client: TestClient[Any, Any] = TestClient(TestServer(build_app(rt, [role])))
+    await client.start_server()
+    try:
+        yield client, role
+    finally:
+        await client.close()
+        await delete_dlq(kafka_settings, topics)
+
+
+async def subscribe(client: TestClient[Any, Any], path: str, **headers: str) -> Sse:
+    resp = await client.get(path, headers=AUTH | headers)
+    assert resp.status == 200, (resp.status, await resp.text())
+    assert resp.content_type == "text/event-stream"
+    sse = Sse(resp)
+    await sse.opened()
+    return sse
+
+
+async def chat_records(kafka: KafkaSettings, topics: Topics, chat: str
+                       ) -> list[tuple[str, dict[str, Any]]]:
+    """Every record of ``chat`` (and its messages) on the chat state topic: (position, value)."""
+    topic = topics.state("chat")
+    consumer = make_consumer(kafka, group_id=None)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, crc32(chat.encode()) % kafka.partitions)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        await consumer.seek_to_beginning(tp)
+        out = []
+        while await consumer.position(tp) < end:
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                out += [(f"{topic}:{r.partition}:{r.offset}", orjson.loads(r.value or b""))
+                        for r in records
+                        if r.key == chat.encode() or (r.key or b"").startswith(f"{chat}/".encode())]
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def until_published(kafka: KafkaSettings, topics: Topics, chat: str, status: str
+                          ) -> list[tuple[str, dict[str, Any]]]:
+    found: list[tuple[str, dict[str, Any]]] = []
+
+    async def published() -> bool:
+        found[:] = await chat_records(kafka, topics, chat)
+        return any(v["kind"] == "chat" and v["state"]["status"] == status for _, v in found)
+
+    await eventually(published, f"chat {chat} published {status}")
+    return found
+
+
+async def test_a_chat_subscriber_sees_its_committed_changes_and_no_other_chats(
+        served: tuple[TestClient[Any, Any], ProjectorRole], kafka_settings: KafkaSettings,
+        topics: Topics) -> None:
+    client, _ = served
+    sse = await subscribe(client, "/api/chats/c1/stream")
+    await produce(kafka_settings, topics, conversation("c1", n_messages=2) + conversation("c2"))
+    records = await until_published(kafka_settings, topics, "c1", "closed")
+    seen = [await sse.next() for _ in records]
+    # Ids are the records' positions; the data the records themselves, in log order.
+    assert [(e.id, e.data) for e in seen] == records
+    assert {e.data["id"].split("/")[0] for e in seen} == {"c1"}
+    assert {e.event for e in seen} == {"chat", "message"}
+    assert all(e.event == e.data["kind"] for e in seen)
+
+
+async def test_resume_after_last_event_id_gets_exactly_the_missed_changes(
+        served: tuple[TestClient[Any, Any], ProjectorRole], kafka_settings: KafkaSettings,
+        topics: Topics) -> None:
+    client, role = served
+    life = conversation("c1", n_messages=3)
+    sse = await subscribe(client, "/api/chats/c1/stream")
+    await produce(kafka_settings, topics, life[:2])  # initiated, accepted
+    first = [await sse.next()]
+    while first[-1].data.get("state", {}).get("status") != "active":
+        first.append(await sse.next())
+    sse.response.close()
+    await eventually(lambda: _is(role.streams.open_streams, 0), "the first stream closed")
+
+    await produce(kafka_settings, topics, life[2:])  # more messages, closed: missed
+    records = await until_published(kafka_settings, topics, "c1", "closed")
+    positions = [p for p, _ in records]
+    missed = positions[positions.index(first[-1].id) + 1:]
+    assert missed
+
+    for how in ({"Last-Event-ID": first[-1].id}, {}):
+        path = "/api/chats/c1/stream" + ("" if how else f"?after={first[-1].id}")
+        again = await subscribe(client, path, **how)
+        got = [await again.next() for _ in missed]  # more than the buffer holds: paced
+        assert [e.id for e in got] == missed
+        assert [e.data for e in got] == [v for _, v in records][len(positions) - len(missed):]
+        again.response.close()
+
+
+async def test_the_stream_of_a_kind_filters_and_resumes_per_partition(
+        served: tuple[TestClient[Any, Any], ProjectorRole], kafka_settings: KafkaSettings,
+        topics: Topics) -> None:
+    client, _ = served
+    sse = await subscribe(client, "/api/stream?kind=chat&status=closed&source=acme")
+    chats = [f"k{i}" for i in range(4)]
+    await produce(kafka_settings, topics, [e for c in chats[:2] for e in conversation(c)])
+    first = [await sse.next() for _ in range(2)]
+    assert sorted(e.data["id"] for e in first) == chats[:2]
+    assert all(e.data["state"]["status"] == "closed" for e in first)
+    sse.response.close()
+    # The id names each partition passed (one empty at the start is absent: read from its
+    # beginning); resuming after it sends the other chats, once each.
+    assert 1 <= len(first[-1].id.split(",")) <= kafka_settings.partitions
+    await produce(kafka_settings, topics, [e for c in chats[2:] for e in conversation(c)])
+    again = await subscribe(client, "/api/stream?kind=chat&status=closed",
+                            **{"Last-Event-ID": first[-1].id})
+    rest = [await again.next() for _ in range(2)]
+    assert sorted(e.data["id"] for e in rest) == chats[2:]
+    # No earlier chat again: the next thing on the stream is a heartbeat.
+    line = await asyncio.wait_for(again.response.content.readline(), 5)
+    assert line == b": heartbeat\n", line
+
+
+async def test_tokens_positions_and_kinds_are_checked(
+        served: tuple[TestClient[Any, Any], ProjectorRole], topics: Topics) -> None:
+    client, role = served
+    for headers in ({}, {"Authorization": "Bearer not-the-token-at-all-000"}):
+        for path in ("/api/chats/c1/stream", "/api/stream"):
+            resp = await client.get(path, headers=headers)
+            assert resp.status == 401, path
+            assert (await resp.json())["error"] == "unauthorized"
+    chat_topic = topics.state("chat")
+    own = crc32(b"c1") % 3
+    for path, status in [
+        ("/api/chats/c1/stream?after=nonsense", 400),
+        (f"/api/chats/c1/stream?after={topics.state('agent')}:{own}:0", 400),
+        (f"/api/chats/c1/stream?after={chat_topic}:{(own + 1) % 3}:0", 400),
+        (f"/api/chats/c1/stream?after={chat_topic}:{own}:5", 400),  # past the end
+        ("/api/stream?kind=message", 400),
+        ("/api/stream?kind=chat&status=online", 400),
+        ("/api/stream?kind=visitor&source=acme", 400),
+    ]:
+        resp = await client.get(path, headers=AUTH)
+        body = await resp.json()
+        assert resp.status == status, (path, body)
+        assert body["error"] == "bad_request" and body["detail"], body
+    assert role.streams.open_streams == 0
+
+
+async def test_a_position_the_log_no_longer_has_is_410(
+        served: tuple[TestClient[Any, Any], ProjectorRole], kafka_settings: KafkaSettings,
+        topics: Topics) -> None:
+    client, _ = served
+    await produce(kafka_settings, topics, conversation("c1", n_messages=1))
+    records = await until_published(kafka_settings, topics, "c1", "closed")
+    topic, partition, offset = records[-1][0].rsplit(":", 2)
+    admin = make_admin(kafka_settings)
+    await admin.start()
+    try:  # state topics are compacted only; an operator may add time-based deletion
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
+                                                  {"cleanup.policy": "compact,delete"})])
+        await admin.delete_records({TopicPartition(topic, int(partition)):
+                                    RecordsToDelete(before_offset=int(offset) + 1)})
+    finally:
+        await admin.close()
+    resp = await client.get(f"/api/chats/c1/stream?after={records[0][0]}", headers=AUTH)
+    body = await resp.json()
+    assert resp.status == 410 and body["error"] == "gone", body
+
+
+async def test_streams_are_capped(served: tuple[TestClient[Any, Any], ProjectorRole]) -> None:
+    client, role = served
+    open_ = [await subscribe(client, f"/api/chats/c{i}/stream") for i in range(MAX_STREAMS)]
+    resp = await client.get("/api/stream", headers=AUTH)
+    body = await resp.json()
+    assert resp.status == 503 and body["error"] == "overloaded", body
+    assert resp.headers["Retry-After"]
+    # Heartbeats keep idle streams open, and find a closed one.
+    while len(open_[0].comments) < 2:
+        await _comment(open_[0])
+    open_[0].response.close()
+    await eventually(lambda: _is(role.streams.open_streams, MAX_STREAMS - 1), "a slot freed")
+    await subscribe(client, "/api/chats/c9/stream")
+
+
+async def test_a_slow_client_is_cut_off_not_buffered(
+        served: tuple[TestClient[Any, Any], ProjectorRole], kafka_settings: KafkaSettings,
+        topics: Topics) -> None:
+    client, role = served
+    # A client that reads its headers and then nothing, with a small receive window.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, (client.host, client.port))
+    await loop.sock_sendall(sock, f"GET /api/chats/slow/stream HTTP/1.1\r\nHost: x\r\n"
+                                  f"Authorization: Bearer {TOKEN}\r\n\r\n".encode())
+    head = b""
+    while b": open\n" not in head:
+        head += await loop.sock_recv(sock, 1)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    # Large changes of that chat, straight onto its state partition, far more than fit.
+    topic = topics.state("chat")
+    partition = crc32(b"slow") % kafka_settings.partitions
+    state = msgspec.json.encode(ChatState(id="slow", subject="x" * 20_000))
+    producer = make_producer(kafka_settings)
+    await producer.start()
+    n = 100
+    try:
+        for i in range(n):
+            await producer.send(topic, key=b"slow", partition=partition, value=encode_state_change(
+                "chat", "slow", [(topics.event_topics[0], partition, i)], state))
+        await producer.flush()
+    finally:
+        await producer.stop()
+    started = time.monotonic()
+    await eventually(lambda: _is(role.streams.open_streams, 0), "the slow client cut off")
+    # The server dropped it rather than hold ~2 MB for it: what arrives ends early.
+    received = head
+    try:
+        while chunk := await asyncio.wait_for(loop.sock_recv(sock, 65536), 10):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    finally:
+        sock.close()
+    assert received.count(b"event: chat") < n / 2, (received.count(b"event: chat"),
+                                                     time.monotonic() - started)
+
+
+async def _comment(sse: Sse) -> None:
+    line = await asyncio.wait_for(sse.response.content.readline(), 5)
+    if line.startswith(b":"):
+        sse.comments.append(line.decode())
+
+
+async def _is(value: int, expected: int) -> bool:
+    return value == expected
