@@ -94,6 +94,15 @@ _MIN_POSITION = _query(
     "min_position", "Read your writes: wait (bounded) until the projection applied this "
     "position, the `position` of a webhook's 200 answer; 504 when the wait runs out.",
     {"type": "string", "pattern": "^[^:]+:[0-9]+:[0-9]+$"})
+_AFTER = _query("after", "Resume after this event id (used when no `Last-Event-ID` is sent).")
+_LAST_EVENT_ID = _param("Last-Event-ID", "header", {"type": "string"},
+                        "Resume after this event id (browsers' `EventSource` send it when "
+                        "they reconnect).")
+_STREAMS = """Only committed states are sent (read from the state topics the projector
+publishes to after each commit); a state may come twice with the same `version`. Resuming after
+an id sends every later change once, in log order per partition. An idle stream carries a
+`: heartbeat` comment every 15 s; a client that takes no event for 10 s while more wait is cut
+off with a final `event: cutoff`. See docs/http-api.md, "Live subscriptions"."""
 _SIGNATURE_HEADERS = [
     _param(name, "header", {"type": "string"}, text) for name, text in (
         ("X-Hub-Signature", "`chatshipper` sources: `sha1=<hex HMAC-SHA1>` of the raw body."),
@@ -157,6 +166,21 @@ def _paths(ref: dict[str, Json]) -> Json:
             responses["404"] = error("not_found", "No such chat or visitor.")
         return {"get": op(summary, "query", [*params, _MIN_POSITION], responses)}
 
+    def stream(summary: str, params: list[Json]) -> Json:
+        return {"get": op(summary, "query", params, {
+            "200": _answer(summary, {
+                "type": "string", "description": "`text/event-stream`: events whose `data` is "
+                "a state topic's record (kind, id, version, positions, state), `: heartbeat` "
+                "comments, and a final `event: cutoff` or `event: error` (JSON data with "
+                "`last_event_id`) when Parley ends the stream."}, "text/event-stream"),
+            "400": error("bad_request", "A parameter or `Last-Event-ID` is malformed, of "
+                         "another topic or partition, or past the end of the log."),
+            "410": error("gone", "The log no longer has the position to resume after."),
+            "503": error("unavailable overloaded", "The state topics are unreachable, or "
+                         "(`overloaded`) the process has its maximum of streams open.",
+                         {"Retry-After": "Seconds to wait."}),
+        }, description=_STREAMS)}
+
     api = ApiOptions()
     unknown_source = error("unknown_source", "No such source is configured.")
     return {
@@ -216,6 +240,20 @@ def _paths(ref: dict[str, Json]) -> Json:
             "chats and pages (`sessions` lists them); the session's answer says `identified_as`.",
             [_ID], "visitor", not_found=True),
         "/api/agents": query_api("Every agent, by id (one page).", [], "agents"),
+        "/api/chats/{id}/stream": stream(
+            "One chat's committed state changes, and its messages', as Server-Sent Events "
+            "(`event: chat` or `event: message`; `id:` the record's position on the chat "
+            "state topic).", [_ID, _AFTER, _LAST_EVENT_ID]),
+        "/api/stream": stream(
+            "Every committed state change of one kind, as Server-Sent Events (`event:` the "
+            "kind; `id:` a vector: one `topic:partition:offset` per partition passed, "
+            "comma-separated).", [
+                _query("kind", "Which state topic: `chat` (the default; chats without their "
+                       "messages), `visitor` or `agent`.", {"enum": ["agent", "chat", "visitor"]}),
+                _query("status", "Only states in this status (chats: a chat status; agents: "
+                       "`online`, `offline`, `invisible`)."),
+                _query("source", "Only chats of this source (`kind=chat` only)."),
+                _AFTER, _LAST_EVENT_ID]),
         "/api/search": {"get": op("Chats ranked by a full-text match.", "search", [
             _query("q", "Words that must all match, the last as a prefix of at least two "
                    "characters.", required=True),

@@ -195,7 +195,8 @@ class StateStreams:
                 plan = await plan_of(consumer)
                 passed = await _seek(consumer, plan)
             except _Refused as exc:
-                return error_response(exc.status, exc.code, exc.detail)
+                return error_response(exc.status, exc.code, exc.detail, headers=(
+                    {"Retry-After": "1"} if exc.status == 503 else None))
             except Exception as exc:  # noqa: BLE001 - Kafka away: one line, retry later
                 log.warning("stream not opened: %s: %s", type(exc).__name__, exc)
                 return error_response(503, "unavailable", "state topics unreachable; retry",

@@ -283,6 +283,17 @@ class Caller:
         self.seen.add((path, method, resp.status))
         return json.loads(raw) if resp.content_type == "application/json" else raw.decode()
 
+    async def stream(self, path: str, params: dict[str, str] | None = None,
+                     **path_params: str) -> None:
+        """Open an event stream: a 200 ``text/event-stream`` that starts with ``: open``."""
+        async with self.client.get(path.format(**path_params), params=params,
+                                   headers={"Authorization": f"Bearer {API_TOKEN}"}) as resp:
+            assert resp.status == 200, (path, resp.status, await resp.read())
+            assert await resp.content.readline() == b": open\n"
+            check_answer(self.doc, path, "get", resp.status, resp.content_type, b"",
+                         dict(resp.headers))
+        self.seen.add((path, "get", resp.status))
+
     async def until(self, path: str, ready: Any, timeout_s: float = 30, **kwargs: Any) -> Any:
         """GET ``path`` until ``ready(answer)`` holds (roles start and consume in the
         background); every answer on the way, an error too, must fit the document."""
@@ -338,7 +349,12 @@ async def test_real_answers_fit_the_document(parley: Caller) -> None:
     served = await call("get", OPENAPI_PATH, 200, token=None)  # public: no token needed
     assert served == as_json(document())
 
+    await call.stream("/api/chats/{id}/stream", id=CHAT)
+    await call.stream("/api/stream", {"kind": "chat", "status": "waiting", "source": "acme"})
+
     # Errors, each with the code the document gives its status.
+    await call("get", "/api/chats/{id}/stream", 400, id=CHAT, params={"after": "nonsense"})
+    await call("get", "/api/stream", 401, token=None)
     await call("get", "/api/chats/{id}", 404, id="no-such-chat")
     await call("get", "/api/visitors/{id}", 404, id="no-such-visitor")
     await call("get", "/api/chats/{id}/messages", 404, id="no-such-chat")
