@@ -163,6 +163,9 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     #: Query API requests waiting for their ``min_position`` at once at most; one more is
     #: answered 503 ``overloaded`` with ``Retry-After`` (docs/projector.md).
     max_position_waiters: Annotated[int, msgspec.Meta(ge=1)] = 256
+    #: Live streams (``/api/chats/{id}/stream``, ``/api/stream``) open at once at most; one
+    #: more is answered 503 ``overloaded`` with ``Retry-After`` (docs/http-api.md).
+    max_streams: Annotated[int, msgspec.Meta(ge=1)] = 100
 
     def __post_init__(self) -> None:
         if self.max_buffered_body_bytes < 2 * self.max_body_bytes:

@@ -1,5 +1,8 @@
 """The projector as a role of the HTTP process: query API routes plus the runner in background.
 
+Its routes: the query API (:mod:`projector.api`) and the live streams of state changes
+(:mod:`projector.streams`).
+
 Start order (``cleanup_ctx``): open the store (creating the first projection if there is
 none), then start a background task that makes sure the dead-letter and state topics exist,
 starts the producer (dead letters and state changes) and runs the runner (which runs the
@@ -38,8 +41,8 @@ log = logging.getLogger("parley.projector")
 
 @dataclass(frozen=True, kw_only=True)
 class ProjectorRoleOptions:
-    """The projector role's options: its runner's, its query API's, and how it stops and restarts
-    its runner."""
+    """The projector role's options: its runner's, its query API's, its streams', and how it
+    stops and restarts its runner."""
 
     runner: ProjectorRunnerOptions = field(default_factory=ProjectorRunnerOptions)
     api: ApiOptions = field(default_factory=ApiOptions)
@@ -62,6 +65,9 @@ class ProjectorRole:
         self.waits = PositionWaits(self.store, self.watermarks,
                                    max_waiters=rt.settings.http.max_position_waiters,
                                    recheck_s=options.api.recheck_s)
+        self.streams = StateStreams(rt.settings.kafka, rt.topics,
+                                    max_streams=rt.settings.http.max_streams,
+                                    options=options.streams)
         self.runner: Runner | None = None
         self._task: asyncio.Task[None] | None = None
         self._problem: str | None = None
@@ -69,7 +75,6 @@ class ProjectorRole:
     def install(self, app: web.Application, rt: Runtime) -> None:
         QueryApi(self.store, rt.topics, self.waits, self._options.api, self.metrics
                  ).install(app)
-        self.streams = StateStreams(rt.settings.kafka, rt.topics, self._options.streams)
         self.streams.install(app)
         app.cleanup_ctx.append(self._lifecycle)
         rt.readiness[self.name] = self.ready

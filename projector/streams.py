@@ -21,7 +21,7 @@ Event ids and resuming (``Last-Event-ID``, else ``?after=``; neither: from now o
 A position the topic no longer has (before its first offset) is 410 ``gone``; a malformed
 one, one of another topic or partition, or one past the end of the log, 400. Each stream
 reads Kafka with a consumer of its own (no group, nothing committed); at most
-``max_streams`` are open at once per process, one more is 503 ``overloaded``.
+``http.max_streams`` are open at once per process, one more is 503 ``overloaded``.
 Per-connection bounds, heartbeats and the cut-off of slow clients: :mod:`projector.sse`.
 """
 
@@ -59,9 +59,8 @@ KINDS = ("chat", "visitor", "agent")
 
 @dataclass(frozen=True, kw_only=True)
 class StreamOptions:
-    """``max_streams``: open streams per process at most; ``sse``: each one's bounds."""
+    """Each stream's bounds (``sse``) and how long one read of Kafka waits (``poll_ms``)."""
 
-    max_streams: int = 100
     sse: SseOptions = field(default_factory=SseOptions)
     poll_ms: int = 500
 
@@ -89,10 +88,12 @@ class _Plan:
 class StateStreams:
     """The two stream endpoints of the projector's HTTP role (see the module docstring)."""
 
-    def __init__(self, kafka: KafkaSettings, topics: Topics,
+    def __init__(self, kafka: KafkaSettings, topics: Topics, *, max_streams: int,
                  options: StreamOptions = StreamOptions()) -> None:
+        """``max_streams``: streams open at once at most (``http.max_streams``)."""
         self._kafka = kafka
         self._topics = topics
+        self._max_streams = max_streams
         self._options = options
         self._open = 0
         self._stop = asyncio.Event()
@@ -183,8 +184,8 @@ class StateStreams:
     # ------------------------------------------------------------------------- serving
     async def _serve(self, request: web.Request,
                      plan_of: Callable[[AIOKafkaConsumer], Awaitable[_Plan]]) -> web.StreamResponse:
-        if self._open >= self._options.max_streams:
-            return error_response(503, "overloaded", f"{self._options.max_streams} streams "
+        if self._open >= self._max_streams:
+            return error_response(503, "overloaded", f"{self._max_streams} streams "
                                   "open already (the cap); retry later",
                                   headers={"Retry-After": "5"})
         self._open += 1

@@ -84,11 +84,11 @@ async def served(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path,
                  unique: str) -> AsyncIterator[tuple[TestClient[Any, Any], ProjectorRole]]:
     settings = Settings(kafka=kafka_settings,
                         store=StoreSettings(url=f"sqlite:///{tmp_path / 'state.db'}"),
-                        http=HttpSettings(api_tokens=(TOKEN,)))
+                        http=HttpSettings(api_tokens=(TOKEN,), max_streams=MAX_STREAMS))
     rt = Runtime.from_settings(settings)
     role = ProjectorRole(rt, ProjectorRoleOptions(
         runner=ProjectorRunnerOptions(group_id=f"{unique}-projector", poll_timeout_ms=100),
-        streams=StreamOptions(max_streams=MAX_STREAMS, poll_ms=100, sse=SseOptions(
+        streams=StreamOptions(poll_ms=100, sse=SseOptions(
             heartbeat_s=0.3, buffer_events=BUFFER_EVENTS, stall_timeout_s=0.5, send_buffer_bytes=4096,
             final_write_timeout_s=0.5))))
     client: TestClient[Any, Any] = TestClient(TestServer(build_app(rt, [role])))
