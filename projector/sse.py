@@ -36,7 +36,7 @@ class SseOptions:
     """Per-connection bounds of a stream (see the module docstring)."""
 
     heartbeat_s: float = 15.0
-    buffer_events: int = 256
+    buffer_events: int = 64
     stall_timeout_s: float = 10.0
     send_buffer_bytes: int = 64 * 1024
     final_write_timeout_s: float = 1.0

@@ -189,7 +189,10 @@ class StateStreams:
                                   "open already (the cap); retry later",
                                   headers={"Retry-After": "5"})
         self._open += 1
-        consumer = make_consumer(self._kafka, group_id=None, enable_auto_commit=False)
+        # Small fetches: a stream holds at most one fetch per partition (Kafka still returns a
+        # record larger than these whole), so its reads stay within a few hundred KiB.
+        consumer = make_consumer(self._kafka, group_id=None, enable_auto_commit=False,
+                                 max_partition_fetch_bytes=64 * 1024, fetch_max_bytes=256 * 1024)
         try:
             try:
                 await consumer.start()

@@ -5,6 +5,7 @@ and connections are authorised, capped and bounded."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -28,15 +29,17 @@ from contracts.topics import Topics
 from parley.http import build_app
 from parley.kafka.clients import make_admin, make_consumer, make_producer
 from parley.runtime import Runtime
-from parley.settings import HttpSettings, KafkaSettings, Settings, StoreSettings
+from parley.settings import HttpSettings, KafkaSettings, Settings, SourceSettings, StoreSettings
 from projector.role import ProjectorRole, ProjectorRoleOptions
 from projector.runner import ProjectorRunnerOptions
 from projector.sse import SseOptions
 from projector.streams import StreamOptions
+from receiver.role import ReceiverRole
 from tests.kit.live_projector import conversation, delete_dlq, eventually, produce
 
 pytestmark = pytest.mark.kafka
 
+WEBHOOKS = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks" / "natterly"
 TOKEN = "stream-token-5d1e9a7c3b8f2046"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MAX_STREAMS = 2
@@ -156,6 +159,37 @@ async def test_a_chat_subscriber_sees_its_committed_changes_and_no_other_chats(
     assert {e.data["id"].split("/")[0] for e in seen} == {"c1"}
     assert {e.event for e in seen} == {"chat", "message"}
     assert all(e.event == e.data["kind"] for e in seen)
+
+
+async def test_a_webhook_posted_to_the_receiver_reaches_the_chat_subscriber(
+        kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path, unique: str) -> None:
+    seed = json.loads((WEBHOOKS / "chat_initiated_seed.json").read_bytes())
+    chat_id = seed["payload"]["chat"]["uuid"]
+    settings = Settings(kafka=kafka_settings,
+                        store=StoreSettings(url=f"sqlite:///{tmp_path / 'state.db'}"),
+                        http=HttpSettings(api_tokens=(TOKEN,)),
+                        sources={"acme": SourceSettings(provider="natterly",
+                                                        auth_tokens=(seed["auth_token"],))})
+    rt = Runtime.from_settings(settings)
+    roles = [ReceiverRole(rt), ProjectorRole(rt, ProjectorRoleOptions(
+        runner=ProjectorRunnerOptions(group_id=f"{unique}-projector", poll_timeout_ms=100),
+        streams=StreamOptions(poll_ms=100)))]
+    async with TestClient(TestServer(build_app(rt, roles))) as client:
+        sse = await subscribe(client, f"/api/chats/{chat_id}/stream")
+        resp = await client.post("/webhooks/acme", data=(WEBHOOKS / "chat_initiated_seed.json")
+                                 .read_bytes(), headers={"Content-Type": "application/json"})
+        assert resp.status == 200, await resp.text()
+        seen = [await sse.next()]
+        while seen[-1].event != "chat":
+            seen.append(await sse.next())
+        assert seen[-1].data["state"]["id"] == chat_id
+        assert seen[-1].data["state"]["status"] == "waiting"
+        # The change covers the webhook's record: its position is among those folded in.
+        accepted = (await resp.json())["position"]
+        topic, partition, offset = accepted.rsplit(":", 2)
+        assert {"topic": topic, "partition": int(partition), "offset": int(offset)} in \
+            seen[-1].data["positions"]
+        await delete_dlq(kafka_settings, topics)
 
 
 async def test_resume_after_last_event_id_gets_exactly_the_missed_changes(
