@@ -208,7 +208,10 @@ class StateStreams:
             response = SseConnection.response(request, self._options.sse)
             await response.prepare(request)
             connection = SseConnection(request, response, self._options.sse)
-            await response.write(b": open\n\n")  # the start is fixed: later changes will come
+            try:
+                await response.write(b": open\n\n")  # the start is fixed: later changes come
+            except ConnectionError:
+                return response  # the client left already
             feed = asyncio.create_task(self._feed(consumer, plan, passed, connection))
             await connection.pump(feed, self._stop)
             return response
