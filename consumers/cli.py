@@ -9,17 +9,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
-from aiokafka.errors import KafkaError
 
 from consumers.errors import ConsumerError
 from consumers.registry import consumer_config, known_consumers, load_consumer
 from contracts.dead_letter import DeadLetterEntry
 from contracts.topics import EVENT_TOPIC_KINDS, PROJECTOR, Topics
 from parley.errors import SettingsError
+from parley.kafka.retry import retrying
 from parley.settings import Settings
 
 __all__ = ["dead_letter_groups", "register"]
@@ -29,8 +28,6 @@ def dead_letter_groups(settings: Settings) -> list[str]:
     """Consumers whose dead-letter topics ``parley topics apply`` creates: the built-in and
     entry-point ones, and those with a ``[consumers.NAME]`` table in the configuration."""
     return [k.name for k in known_consumers()] + list(settings.consumers)
-
-T = TypeVar("T")
 
 
 def register(sub: Any) -> None:
@@ -81,19 +78,6 @@ def _dlq_arguments(dlq: argparse.ArgumentParser) -> None:
     dlq.set_defaults(handler=_cmd_dlq, local_kafka=True)
 
 
-async def _retrying(call: Callable[[], Awaitable[T]], timeout_s: float = 30.0) -> T:
-    """``await call()``, again while it raises a retriable Kafka error (e.g. the group
-    coordinator of a brand-new cluster is still being elected), until ``timeout_s``."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        try:
-            return await call()
-        except KafkaError as exc:
-            if not exc.retriable or asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.5)
-
-
 def _resolve(name: str, settings: Settings, *, guess: bool = True) -> tuple[str, list[str]]:
     """A consumer's name (NAME may be ``module:attr``) and the topics its group reads.
 
@@ -112,7 +96,7 @@ def _resolve(name: str, settings: Settings, *, guess: bool = True) -> tuple[str,
         # group's own committed offsets say which topics it reads.
         group = Topics(prefix=settings.kafka.topic_prefix).group_id(name)
         # Its replay topic is not one of its topics: lag and reset leave it alone.
-        found = [t for t in asyncio.run(_retrying(lambda: committed_topics(settings.kafka, group)))
+        found = [t for t in asyncio.run(retrying(lambda: committed_topics(settings.kafka, group)))
                  if t != topics.replay(name)]
         if found:
             return name, found
@@ -177,7 +161,7 @@ def _cmd_lag(args: argparse.Namespace, settings: Settings) -> int:
         monitor = LagMonitor(settings.kafka, watched)
         await monitor.start()
         try:
-            return await _retrying(monitor.refresh)
+            return await retrying(monitor.refresh)
         finally:
             await monitor.close()
 
@@ -224,9 +208,9 @@ def _replay_target(ref: str, settings: Settings) -> tuple[str, list[str]]:
         group, replay_topic = topics.group_id(name), topics.replay(name)
     except ValueError as exc:
         raise ConsumerError(f"unknown consumer group {name!r}: {exc}") from None
-    found = [t for t in asyncio.run(_retrying(lambda: committed_topics(settings.kafka, group)))
+    found = [t for t in asyncio.run(retrying(lambda: committed_topics(settings.kafka, group)))
              if t != replay_topic]
-    if not found and not asyncio.run(_retrying(lambda: active_members(settings.kafka, group))):
+    if not found and not asyncio.run(retrying(lambda: active_members(settings.kafka, group))):
         raise ConsumerError(f"unknown consumer group {group}: it has no members and no "
                             f"committed offsets; replay goes to a group that has run "
                             f"(`parley consumers list`, `parley consumers lag`)")
@@ -273,7 +257,7 @@ def _require_known_group(name: str, topics: Topics, settings: Settings) -> None:
         group, dlq = topics.group_id(name), topics.dlq(name)
     except ValueError as exc:
         raise ConsumerError(f"unknown consumer group {name!r}: {exc}") from None
-    if asyncio.run(_retrying(lambda: group_known(settings.kafka, group, dlq))):
+    if asyncio.run(retrying(lambda: group_known(settings.kafka, group, dlq))):
         return
     raise ConsumerError(f"unknown consumer group {group}: not a known consumer, no members, "
                         f"no committed offsets and no dead-letter topic {dlq} "

@@ -29,6 +29,7 @@ from consumers.errors import ConsumerError
 from consumers.groups import active_members, partitions
 from contracts.topics import Topics
 from parley.kafka.clients import make_consumer
+from parley.kafka.retry import retrying
 from parley.settings import KafkaSettings
 
 __all__ = ["ConsumerRebuildReport", "rebuild_consumer"]
@@ -111,14 +112,10 @@ async def rebuild_consumer(consumer: Consumer, kafka: KafkaSettings, topics: Top
 async def _members(kafka: KafkaSettings, group: str, timeout_s: float = 10.0) -> int:
     """The group's member count; 1 (wait for the handoff) if Kafka cannot say in time (a new
     cluster's group coordinator may not exist yet)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return await active_members(kafka, group)
-        except KafkaError as exc:
-            if not exc.retriable or time.monotonic() > deadline:
-                return 1
-            await asyncio.sleep(0.5)
+    try:
+        return await retrying(lambda: active_members(kafka, group), timeout_s)
+    except KafkaError:
+        return 1
 
 
 async def _fill(consumer: Consumer, kafka: KafkaSettings, topics: Topics, progress: _Progress,

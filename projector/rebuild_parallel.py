@@ -214,22 +214,13 @@ async def _target(kafka: KafkaSettings, group: str, timeout_s: float = 30.0
                   ) -> dict[TopicPartition, int]:
     """The target a coordinator committed to the rebuild group (empty if none). Retries
     while Kafka answers with a retriable error (a group's coordinator is found lazily)."""
-    from aiokafka.errors import KafkaError
-
     from parley.kafka.clients import make_admin
+    from parley.kafka.retry import retrying
 
-    deadline = asyncio.get_running_loop().time() + timeout_s
     admin = make_admin(kafka)
     await admin.start()
     try:
-        while True:
-            try:
-                offsets = await admin.list_consumer_group_offsets(group)
-                break
-            except KafkaError as exc:
-                if not exc.retriable or asyncio.get_running_loop().time() > deadline:
-                    raise
-                await asyncio.sleep(0.5)  # retry interval, bounded by the deadline
+        offsets = await retrying(lambda: admin.list_consumer_group_offsets(group), timeout_s)
     finally:
         await admin.close()
     return {tp: meta.offset for tp, meta in offsets.items() if meta.offset > 0}
