@@ -116,6 +116,10 @@ class Watermarks:
     def applied(self, topic: str, partition: int, offset: int) -> bool:
         return self._next.get((topic, partition), 0) > offset
 
+    def next_offset(self, topic: str, partition: int) -> int:
+        """The next offset known applied on the partition (0: nothing known)."""
+        return self._next.get((topic, partition), 0)
+
     def owns(self, topic: str, partition: int) -> bool:
         """True while this process's runner is assigned the partition (its commits wake)."""
         return (topic, partition) in self._owned

@@ -9,7 +9,9 @@ many may wait at once:
 2. A position on a partition this process's runner is assigned is answered from
    :class:`~projector.runner.Watermarks` alone: the runner advances them with the stored
    offsets when it is assigned the partition and after each store commit, which wakes every
-   waiter. No store read happens for such a wait.
+   waiter. No store read happens for such a wait, except once at its deadline: a member
+   that lost the partition without knowing it yet may have committed it after this runner
+   read the stored offsets, and the store, which reads are served from, then answers.
 3. A position on a partition another process applies (several projectors sharing
    PostgreSQL, or this runner stopped) is checked once in the store when the wait starts;
    after that ONE shared poller per process reads the live projection's offsets every
@@ -84,8 +86,27 @@ class PositionWaits:
                 self._start_poller()
             remaining = deadline - loop.time()
             if remaining <= 0:
-                return False
+                return await self._owned_behind(position)
             await w.wait(remaining)
+        return True
+
+    async def _owned_behind(self, position: Position) -> bool:
+        """The last word of a wait that timed out: one store read. For a partition this
+        process applies, the watermarks are behind the store only if another writer committed
+        it after this runner read the stored offsets (a member that lost the partition without
+        knowing it yet); the store is the truth reads are served from, so it answers."""
+        w = self._watermarks
+        owned = w.owns(position.topic, position.partition)
+        before = w.next_offset(position.topic, position.partition)
+        try:
+            if not await self._in_store(position):
+                return False
+        except StoreError:
+            return False
+        if owned:
+            log.warning("min_position %s: applied in the store but this process's watermark "
+                        "for the partition it owns was %d (another writer committed it)",
+                        position, before)
         return True
 
     async def _in_store(self, position: Position) -> bool:

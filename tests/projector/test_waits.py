@@ -80,3 +80,23 @@ async def test_owned_partition_waits_read_no_store_and_cap_holds() -> None:
     await store.commit("v1", [], {(TOPIC, 0): 8})
     assert await asyncio.wait_for(later, 5)
     await waits.close()
+
+
+async def test_owned_partition_behind_the_store_answers_from_the_store_at_the_deadline(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A member that lost a partition without knowing it yet may commit it after this runner
+    read the stored offsets: this process owns the partition, its watermark is behind, and no
+    local commit will wake the wait. The wait reads the store once at its deadline instead of
+    answering 504 for a position the store (which reads are served from) holds."""
+    store = await _store()
+    watermarks = Watermarks()
+    watermarks.advance("v1", {(TOPIC, 0): 3})
+    watermarks.own([(TOPIC, 0)])
+    waits = PositionWaits(store, watermarks, max_waiters=3, recheck_s=0.01)
+    await store.commit("v1", [], {(TOPIC, 0): 9})  # the other writer's late commit
+    assert await waits.wait(Position(TOPIC, 0, 5), 0.2)
+    assert store.offset_reads == 1  # one read, at the deadline
+    assert "watermark for the partition it owns was 3" in caplog.text
+    # A position the store does not hold either still times out.
+    assert not await waits.wait(Position(TOPIC, 0, 9), 0.1)
+    await waits.close()

@@ -122,7 +122,10 @@ async def test_three_projectors_two_receivers_rebalancing_equal_a_clean_rebuild(
                     url = (f"http://127.0.0.1:{survivor.port}/api/chats/{chat}"
                            f"?min_position={last.position}")
                     async with http.get(url) as resp:
-                        assert resp.status == 200, await resp.text()
+                        if resp.status != 200:
+                            raise AssertionError("\n".join(
+                                [f"{survivor.name}: {resp.status} {await resp.text()}"]
+                                + [f"--- {p.name}\n{p.log_tail()}" for p in (p2, p3)]))
             live = await observer.live_projection()
             assert live is not None
             recovered = await snapshot(observer, live)
