@@ -72,6 +72,12 @@ def best_compression() -> str:
     return "gzip"
 
 
+#: Failing writes with no acknowledgement between them for this long make ``/readyz`` 503.
+UNREADY_AFTER_S = 3.0
+#: ... as long as the latest failure is this recent.
+FAILURE_MEMORY_S = 15.0
+
+
 class PublisherOptions:
     """Tuning of the producer; defaults suit webhook traffic (small records, many at once)."""
 
@@ -110,6 +116,12 @@ class Publisher:
         self._connected = asyncio.Event()  # a producer is serving (first start only)
         self._stopping = False
         self._last_problem: str | None = "not started"
+        # Writes failing while Kafka still answers metadata (e.g. too few in-sync replicas
+        # for acks=all, or a denied write): loop time of the first failure since the last
+        # acknowledged record (None: the last publish succeeded) and of the latest one.
+        self._failing_since: float | None = None
+        self._failed_at = 0.0
+        self._failure_kind = ""
         # (deadline, delivery future) of every publish, in deadline order (the timeout is
         # constant): one sweeper task expires them, instead of a timer per request.
         self._deadlines: deque[tuple[float, asyncio.Future[Any]]] = deque()
@@ -286,6 +298,7 @@ class Publisher:
         except Exception as exc:  # noqa: BLE001 - any delivery failure: not durable, so 503
             self._note_failure(type(exc).__name__, producer, exc)
             raise KafkaUnavailable(retry_after_s=self.options.retry_after_s) from None
+        self._failing_since = None
         self._metrics.produced(topic, loop.time() - started)
         if partition is not None:
             return Position(topic, partition, acked)
@@ -295,6 +308,10 @@ class Publisher:
                       exc: BaseException | None = None) -> None:
         self._metrics.kafka_errors.labels(kind if len(kind) < 60 else "other").inc()
         self._last_problem = f"produce failed ({kind})"
+        now = asyncio.get_running_loop().time()
+        if self._failing_since is None:
+            self._failing_since = now
+        self._failed_at, self._failure_kind = now, kind
         broken = isinstance(exc, _BROKEN_PRODUCER) or self._sender_dead(producer)
         if broken and producer is self._producer:
             self._producer = None  # answer 503 at once until the new producer is up
@@ -311,7 +328,21 @@ class Publisher:
                 await producer.client.fetch_all_metadata()
         except (TimeoutError, KafkaError, OSError) as exc:
             return f"Kafka unreachable ({type(exc).__name__})"
-        return None
+        return self._refusing_writes()
+
+    def _refusing_writes(self) -> str | None:
+        """Kafka answers, yet no record was acknowledged for ``UNREADY_AFTER_S`` of failures:
+        every webhook would get 503, so the load balancer should send them elsewhere. Only
+        while failures are recent (``FAILURE_MEMORY_S``): an unready receiver gets no traffic
+        to prove itself with, so it turns ready again and the next webhooks try."""
+        since = self._failing_since
+        if since is None:
+            return None
+        now = asyncio.get_running_loop().time()
+        if now - since < UNREADY_AFTER_S or now - self._failed_at > FAILURE_MEMORY_S:
+            return None
+        return (f"Kafka refuses writes: nothing acknowledged for {now - since:.0f} s "
+                f"(last: {self._failure_kind})")
 
 
 class _Expired(Exception):
