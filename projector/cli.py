@@ -144,7 +144,11 @@ def _parallel(settings: Settings, workers: int, publish_states: bool) -> Paralle
     return ParallelOptions(workers=workers, store_url=settings.store.url, kafka=settings.kafka,
                            prefix=settings.kafka.topic_prefix,
                            member=MemberOptions(publish_states=publish_states),
-                           log_level=settings.log_level, secrets=tuple(settings.all_secrets()),
+                           # The coordinator prints the progress of all workers; theirs
+                           # would interleave JSON lines into the command's output.
+                           log_level=("DEBUG" if settings.log_level.upper() == "DEBUG"
+                                      else "WARNING"),
+                           secrets=tuple(settings.all_secrets()),
                            event_loop=settings.event_loop)
 
 

@@ -133,3 +133,5 @@ def test_the_command_rebuilds_with_workers(kafka_settings: KafkaSettings, topics
     assert f"rebuilt v1: {records} records in" in done.stdout
     assert "with 2 workers in group" in done.stderr
     assert "live projection switched none -> v1" in done.stderr
+    # At the default log level (INFO) the workers' own log lines stay out of the output.
+    assert not [line for line in done.stderr.splitlines() if line.startswith("{")]
