@@ -111,6 +111,8 @@ FIELDS: dict[type[FoldState], dict[str, _Merge]] = {
         "source": _greater,
         "name": _register,
         "status": _register,
+        "changes": _union,
+        "held": _union,
     },
 }
 

@@ -203,6 +203,13 @@ class AgentFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, t
     source: str | None = None
     name: Reg[str] | None = None
     status: Reg[str] | None = None
+    #: What the analytics measures need (:mod:`projector.analytics`): every status change,
+    #: as (when, status) (grow-only: the online time is taken over them sorted by time).
+    changes: frozenset[tuple[datetime, str]] = frozenset()
+    #: The chats a snapshot named this agent the agent of, as :func:`message_key` hashes of
+    #: their ids (grow-only; 8-byte keys, as the chat's message sets, because the agent row
+    #: is rewritten by every batch with a message of theirs).
+    held: frozenset[int] = frozenset()
 
 
 FoldState: TypeAlias = ChatFold | MessageFold | VisitorFold | AgentFold
