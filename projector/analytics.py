@@ -52,9 +52,6 @@ AGENT_DEFINITIONS: dict[str, int] = {
 #: The version of the agent definitions, served as the agent's ``metrics.version``.
 AGENT_VERSION = 1
 
-# Status changes at one time sort by this rank, so the last of them (the status that runs
-# on from that time) is the same whatever order they arrived in: online wins a tie.
-_STATUS_RANK = {"offline": 0, "invisible": 1, "online": 2}
 
 # The messages that start and stop the clock, in the order they sort in at equal times: a
 # visitor's message before a reply (Natterly sends whole seconds: a reply in the same second
@@ -152,7 +149,9 @@ def agent_metrics(s: AgentFold) -> AgentMetrics:
     (the time after the last change is still open: ``last_status`` runs on from
     ``measured_to``)."""
     totals = {"online": 0.0, "invisible": 0.0}
-    changes = sorted(s.changes, key=_change_order)
+    # Kept sorted by (time, status word) (projector.lww.grow_sorted): at one time the last
+    # word (online, then offline, then invisible) runs on, whatever order they arrived in.
+    changes = s.changes
     for (at, status), (end, _) in pairwise(changes):
         if status in totals:
             totals[status] += (end - at).total_seconds()
@@ -166,8 +165,3 @@ def agent_metrics(s: AgentFold) -> AgentMetrics:
         last_status=changes[-1][1] if changes else None,  # type: ignore[arg-type]
         chats_handled=len(s.held),
     )
-
-
-def _change_order(change: tuple[datetime, str]) -> tuple[datetime, int, str]:
-    at, status = change
-    return (at, _STATUS_RANK.get(status, -1), status)

