@@ -1,11 +1,13 @@
-"""A chat's analytics measures, computed from its fold state. Pure (no I/O).
+"""A chat's and an agent's analytics measures, computed from their fold states. Pure (no I/O).
 
 The definitions live here, each with a version (:data:`DEFINITIONS`); docs/analytics.md
 states them exactly, with the provider fields behind them. The inputs are fold state
 (:class:`~projector.states.ChatFold`: ``initiated_at``, ``accepted_at``, the close, the
 ``posts`` map of message times and author roles, ``holders``, ``ignored``), each merged
 order-independently and idempotently, so a measure depends only on the set of events —
-never on the order Kafka or the provider delivered them in.
+never on the order Kafka or the provider delivered them in. An agent's come from
+:class:`~projector.states.AgentFold`: ``changes``, the set of its status changes, and
+``held``, the set of chats a snapshot named it the agent of.
 
 Changing a definition: bump its version and :data:`VERSION`, say so in docs/analytics.md,
 and rebuild (``parley projections rebuild --accept-changes``: the stored views differ).
@@ -15,11 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from itertools import pairwise
 
-from contracts.state import ChatMetrics
-from projector.states import ChatFold
+from contracts.state import AgentMetrics, ChatMetrics
+from projector.states import AgentFold, ChatFold
 
-__all__ = ["DEFINITIONS", "VERSION", "chat_metrics"]
+__all__ = ["AGENT_DEFINITIONS", "AGENT_VERSION", "DEFINITIONS", "VERSION", "agent_metrics",
+           "chat_metrics"]
 
 #: Each measure's definition version (docs/analytics.md, "Definitions").
 DEFINITIONS: dict[str, int] = {
@@ -37,6 +41,17 @@ DEFINITIONS: dict[str, int] = {
 #: The version of the set of definitions, served as ``metrics.version``: raised whenever
 #: any one definition's version is.
 VERSION = 1
+
+#: Each agent measure's definition version (docs/analytics.md, "An agent's measures").
+AGENT_DEFINITIONS: dict[str, int] = {
+    "online_s": 1,
+    "invisible_s": 1,
+    "chats_handled": 1,
+}
+
+#: The version of the agent definitions, served as the agent's ``metrics.version``.
+AGENT_VERSION = 1
+
 
 # The messages that start and stop the clock, in the order they sort in at equal times: a
 # visitor's message before a reply (Natterly sends whole seconds: a reply in the same second
@@ -127,3 +142,26 @@ def _responses(timeline: list[tuple[datetime, int]]) -> list[float]:
             out.append((at - waiting).total_seconds())
             waiting = None
     return out
+
+
+def agent_metrics(s: AgentFold) -> AgentMetrics:
+    """The measures of one agent, over the span from its first to its last status change
+    (the time after the last change is still open: ``last_status`` runs on from
+    ``measured_to``)."""
+    totals = {"online": 0.0, "invisible": 0.0}
+    # Kept sorted by (time, status word) (projector.lww.grow_sorted): at one time the last
+    # word (online, then offline, then invisible) runs on, whatever order they arrived in.
+    changes = s.changes
+    for (at, status), (end, _) in pairwise(changes):
+        if status in totals:
+            totals[status] += (end - at).total_seconds()
+    return AgentMetrics(
+        version=AGENT_VERSION,
+        online_s=totals["online"],
+        invisible_s=totals["invisible"],
+        status_changes=len(changes),
+        measured_from=changes[0][0] if changes else None,
+        measured_to=changes[-1][0] if changes else None,
+        last_status=changes[-1][1] if changes else None,  # type: ignore[arg-type]
+        chats_handled=len(s.held),
+    )

@@ -16,7 +16,7 @@ import msgspec
 
 from contracts.domain import AgentRef, VisitorRef
 from contracts.state import AgentState, ChatState, MessageState, VisitorState
-from projector.analytics import chat_metrics
+from projector.analytics import agent_metrics, chat_metrics
 from projector.fold_people import merge_pages
 from projector.states import (
     AgentFold,
@@ -229,6 +229,7 @@ def _agent_view(s: AgentFold) -> AgentState:
         name=None if s.name is None else s.name.value,
         status=None if s.status is None else s.status.value,  # type: ignore[arg-type]
         since=None if s.status is None else s.status.at,
+        metrics=agent_metrics(s),
     )
 
 
