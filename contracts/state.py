@@ -61,8 +61,9 @@ class AgentMetrics(msgspec.Struct, frozen=True, kw_only=True):
     version). ``online_s`` and ``invisible_s``: seconds in that status between the first
     status change (``measured_from``) and the last (``measured_to``); ``last_status`` runs on
     from ``measured_to`` (add the time since, while it is current). ``chats_handled``: the
-    distinct chats a snapshot named this agent the agent of. ``version`` is the version of
-    the set of agent definitions."""
+    chats this agent held (counted by the query API from the report roll-ups; None in the
+    stored view, which state consumers read). ``version`` is the version of the set of agent
+    definitions."""
 
     version: int
     online_s: float = 0.0
@@ -71,7 +72,7 @@ class AgentMetrics(msgspec.Struct, frozen=True, kw_only=True):
     measured_from: datetime | None = None
     measured_to: datetime | None = None
     last_status: AgentStatus | None = None
-    chats_handled: int = 0
+    chats_handled: int | None = None
 
 
 class ChatState(msgspec.Struct, frozen=True, kw_only=True):

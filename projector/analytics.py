@@ -6,8 +6,8 @@ states them exactly, with the provider fields behind them. The inputs are fold s
 ``posts`` map of message times and author roles, ``holders``, ``ignored``), each merged
 order-independently and idempotently, so a measure depends only on the set of events —
 never on the order Kafka or the provider delivered them in. An agent's come from
-:class:`~projector.states.AgentFold`: ``changes``, the set of its status changes, and
-``held``, the set of chats a snapshot named it the agent of.
+:class:`~projector.states.AgentFold`'s ``spells`` (its status changes, bounded:
+:mod:`projector.spells`).
 
 Changing a definition: bump its version and :data:`VERSION`, say so in docs/analytics.md,
 and rebuild (``parley projections rebuild --accept-changes``: the stored views differ).
@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from itertools import pairwise
 
 from contracts.state import AgentMetrics, ChatMetrics
+from projector.spells import totals
 from projector.states import AgentFold, ChatFold
 
 __all__ = ["AGENT_DEFINITIONS", "AGENT_VERSION", "DEFINITIONS", "VERSION", "agent_metrics",
@@ -44,13 +44,13 @@ VERSION = 1
 
 #: Each agent measure's definition version (docs/analytics.md, "An agent's measures").
 AGENT_DEFINITIONS: dict[str, int] = {
-    "online_s": 1,
-    "invisible_s": 1,
-    "chats_handled": 1,
+    "online_s": 2,
+    "invisible_s": 2,
+    "chats_handled": 2,
 }
 
 #: The version of the agent definitions, served as the agent's ``metrics.version``.
-AGENT_VERSION = 1
+AGENT_VERSION = 2
 
 
 # The messages that start and stop the clock, in the order they sort in at equal times: a
@@ -145,23 +145,21 @@ def _responses(timeline: list[tuple[datetime, int]]) -> list[float]:
 
 
 def agent_metrics(s: AgentFold) -> AgentMetrics:
-    """The measures of one agent, over the span from its first to its last status change
-    (the time after the last change is still open: ``last_status`` runs on from
-    ``measured_to``)."""
-    totals = {"online": 0.0, "invisible": 0.0}
-    # Kept sorted by (time, status word) (projector.lww.grow_sorted): at one time the last
-    # word (online, then offline, then invisible) runs on, whatever order they arrived in.
-    changes = s.changes
-    for (at, status), (end, _) in pairwise(changes):
-        if status in totals:
-            totals[status] += (end - at).total_seconds()
+    """The measures of one agent, over the span from its first to its latest status change
+    (the time after the latest change is still open: ``last_status`` runs on from
+    ``measured_to``). ``chats_handled`` is not on the agent's row (it would grow with its
+    history): the query API counts it from the report roll-ups (:mod:`projector.rollups`)."""
+    spells = s.spells
+    if spells is None or not spells.pending:
+        return AgentMetrics(version=AGENT_VERSION)
+    held, count = totals(spells)
+    pending = spells.pending
     return AgentMetrics(
         version=AGENT_VERSION,
-        online_s=totals["online"],
-        invisible_s=totals["invisible"],
-        status_changes=len(changes),
-        measured_from=changes[0][0] if changes else None,
-        measured_to=changes[-1][0] if changes else None,
-        last_status=changes[-1][1] if changes else None,  # type: ignore[arg-type]
-        chats_handled=len(s.held),
+        online_s=held["online"],
+        invisible_s=held["invisible"],
+        status_changes=count,
+        measured_from=spells.first_at if spells.settled else pending[0][0],
+        measured_to=pending[-1][0],
+        last_status=pending[-1][1],  # type: ignore[arg-type]
     )

@@ -10,8 +10,9 @@ from datetime import datetime
 import msgspec
 
 from contracts import domain as d
-from projector.lww import grow, grow_sorted, pick, write
-from projector.states import MAX_PAGES, AgentFold, Stamp, VisitorFold, message_key
+from projector.lww import grow, pick, write
+from projector.spells import add_change
+from projector.states import MAX_PAGES, AgentFold, Stamp, VisitorFold
 
 __all__ = ["apply_agent", "apply_visitor", "described_agents", "merge_pages"]
 
@@ -107,7 +108,7 @@ def _later(a: datetime | None, b: datetime) -> datetime:
 def apply_agent(state: AgentFold, ev: d.DomainEvent, st: Stamp) -> AgentFold:
     """An agent's status, its status changes and name from AgentStatusChanged; its name
     also from any chat event that describes it (:func:`described_agents`): the latest
-    description wins; and the chat, when a snapshot names the agent its agent."""
+    description wins."""
     match ev:
         case d.AgentStatusChanged():
             return _replace(
@@ -116,16 +117,12 @@ def apply_agent(state: AgentFold, ev: d.DomainEvent, st: Stamp) -> AgentFold:
                 source=pick(state.source, ev.source),
                 name=state.name if ev.name is None else write(state.name, st, ev.name),
                 status=write(state.status, st, ev.status),
-                changes=grow_sorted(state.changes, (st[0], ev.status)),
+                spells=add_change(state.spells, st[0], ev.status),
             )
         case _:
             for agent in described_agents(ev):
                 if agent.id == state.id:
-                    held = state.held
-                    if isinstance(ev, d.ChatUpdated) and ev.agent is not None \
-                            and ev.agent.id == state.id:
-                        held = grow_sorted(held, message_key(ev.chat_id))
                     return _replace(state, provider=pick(state.provider, ev.provider),
                                     source=pick(state.source, ev.source),
-                                    name=write(state.name, st, agent.name), held=held)
+                                    name=write(state.name, st, agent.name))
             return state

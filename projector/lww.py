@@ -5,22 +5,16 @@ min and max registers of times, and the union of a grow-only set.
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Hashable
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from projector.states import Reg, Stamp
 
-if TYPE_CHECKING:
-    from _typeshed import SupportsRichComparison
-
-__all__ = ["earliest", "grow", "grow_sorted", "latest", "merge_sorted", "pick", "write"]
+__all__ = ["earliest", "grow", "latest", "pick", "write"]
 
 T = TypeVar("T")
 H = TypeVar("H", bound=Hashable)
-#: Items of a sorted grow-only set: chat keys, (time, status) changes.
-S = TypeVar("S", bound="SupportsRichComparison")
 
 
 def write(reg: Reg[T] | None, st: Stamp, value: T) -> Reg[T]:
@@ -67,23 +61,3 @@ def pick(a: str | None, b: str) -> str:
 def grow(items: frozenset[H], item: H) -> frozenset[H]:
     """A grow-only set with ``item`` in it (the same set if it was there: no copy)."""
     return items if item in items else items | {item}
-
-
-def grow_sorted(items: tuple[S, ...], item: S) -> tuple[S, ...]:
-    """A grow-only set kept as a sorted tuple, with ``item`` in it (the same tuple if it was
-    there: no copy). Sorted, so it encodes deterministically without the sort msgpack's
-    deterministic order does to a set on every write (for sets that grow long: an agent's
-    status changes and chats)."""
-    index = bisect_left(items, item)
-    if index < len(items) and items[index] == item:
-        return items
-    return (*items[:index], item, *items[index:])
-
-
-def merge_sorted(a: tuple[S, ...], b: tuple[S, ...]) -> tuple[S, ...]:
-    """The union of two sorted grow-only sets (:func:`grow_sorted`), sorted."""
-    if not b or b == a:
-        return a
-    if not a:
-        return b
-    return tuple(sorted(set(a) | set(b)))

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from projector.fold_people import merge_pages
-from projector.lww import merge_sorted
+from projector.spells import join_spells
 from projector.states import AgentFold, FoldState, Reg, VisitorFold
 
 __all__ = ["FIELDS", "MERGED_KINDS", "join"]
@@ -112,8 +112,7 @@ FIELDS: dict[type[FoldState], dict[str, _Merge]] = {
         "source": _greater,
         "name": _register,
         "status": _register,
-        "changes": merge_sorted,
-        "held": merge_sorted,
+        "spells": join_spells,
     },
 }
 

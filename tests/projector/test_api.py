@@ -249,7 +249,7 @@ async def test_agents(api: tuple[TestClient[Any, Any], ProjectorRole],
     assert [(a["id"], a["status"]) for a in agents] == [("ag-1", "online"), ("ag-2", "offline")]
     for agent in agents:  # served with the agent: docs/analytics.md
         metrics = agent["metrics"]
-        assert (metrics["version"], metrics["last_status"]) == (1, agent["status"])
+        assert (metrics["version"], metrics["last_status"]) == (2, agent["status"])
         assert metrics["status_changes"] >= 1 and metrics["measured_to"] is not None
 
 

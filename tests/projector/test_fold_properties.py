@@ -333,10 +333,8 @@ def _oracle_agent_metrics(agent_id: str, events: list[d.DomainEvent]) -> dict[st
     held = {"online": 0.0, "invisible": 0.0, "offline": 0.0}
     for start, end in pairwise(times):
         held[at_time[start]] += (end - start).total_seconds()
-    chats = {e.chat_id for e in events if isinstance(e, d.ChatUpdated) and e.agent is not None
-             and e.agent.id == agent_id and agent_id in {a.id for a in _named(e)}}
     return {"online_s": held["online"], "invisible_s": held["invisible"],
-            "last_status": at_time[times[-1]] if times else None, "chats_handled": len(chats)}
+            "last_status": at_time[times[-1]] if times else None}
 
 
 @FOLD_SETTINGS
