@@ -197,9 +197,10 @@ class MemoryStore:
         chats = [(row.id, row.fact) for row in self._copy(projection).rows.values()
                  if row.kind == "chat"]
         _, deltas = rollups.changes({}, chats)
-        return [(grain, period, value, rollups.add(None, tally))
-                for (grain, d, value, period), tally in sorted(deltas.items())
-                if d == dim and any(g == grain and first <= period <= last
+        summed = {key: rollups.add(None, tally) for key, tally in deltas.items()}
+        return [(grain, period, value, blob)
+                for (grain, d, value, period), blob in sorted(summed.items())
+                if blob and d == dim and any(g == grain and first <= period <= last
                                     for g, first, last in reads)]
 
     async def report_live(self, projection: str) -> tuple[int, int | None, dict[str, int]]:

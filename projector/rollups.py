@@ -163,7 +163,8 @@ def changes(old: Mapping[str, bytes], new: Sequence[tuple[str, bytes]]
 
 
 def add(stored: bytes | None, delta: Tally) -> bytes:
-    """A stored tally with ``delta`` added (zeros dropped, so equal sums encode equally)."""
+    """A stored tally with ``delta`` added (zeros dropped, so equal sums encode equally;
+    empty bytes once nothing is left)."""
     t = _TALLY.decode(stored) if stored else Tally(counts={}, n={}, ms={}, hist={})
     for mine, theirs in ((t.counts, delta.counts), (t.n, delta.n), (t.ms, delta.ms)):
         _add_into(mine, theirs)
@@ -172,6 +173,8 @@ def add(stored: bytes | None, delta: Tally) -> bytes:
         _add_into(into, h)
         if not into:
             del t.hist[name]
+    if not (t.counts or t.n or t.ms or t.hist):
+        return b""  # every chat it held moved away: read as no tally at all
     return _ENC.encode(Tally(counts=_sorted(t.counts), n=_sorted(t.n), ms=_sorted(t.ms),
                              hist={k: _sorted(v) for k, v in sorted(t.hist.items())}))
 

@@ -89,7 +89,7 @@ def tallies(conn: sqlite3.Connection, name: str, dim: str,
             reads: Sequence[tuple[str, int, int]]) -> list[tuple[str, int, str, bytes]]:
     """(grain, period, value, tally) of ``dim`` for each (grain, first, last) read."""
     sql = (f'SELECT grain, period, value, tally FROM "p_{name}_rollups" '  # noqa: S608
-           "WHERE grain = ? AND dim = ? AND period BETWEEN ? AND ?")
+           "WHERE grain = ? AND dim = ? AND period BETWEEN ? AND ? AND length(tally) > 0")
     out: list[tuple[str, int, str, bytes]] = []
     for grain, first, last in reads:
         out += [(str(g), int(p), str(v), bytes(t))
