@@ -131,6 +131,16 @@ class LiveReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 
+class _Counts(msgspec.Struct, array_like=True):
+    """A tally's first field only (:class:`projector.rollups.Tally` is array-like; the
+    rest is ignored)."""
+
+    counts: dict[str, int] = {}
+
+
+_COUNTS = msgspec.msgpack.Decoder(_Counts)
+
+
 class BadQuery(ValueError):
     """A report query's parameter is wrong; the message names it (a 400)."""
 
@@ -234,8 +244,8 @@ async def live_report(store: Store, projection: str, now: datetime) -> bytes:
 
 async def chats_handled(store: Store, projection: str) -> dict[str, int]:
     """Every agent's chats handled (docs/analytics.md): the chats of its ``agent`` roll-up,
-    over all time (the month tallies)."""
+    over all time (the month tallies; only their counts decoded)."""
     counts: dict[str, int] = defaultdict(int)
     for _, _, value, tally in await store.report_tallies(projection, "agent", [("m", 0, 10**6)]):
-        counts[value] += rollups.summary([tally])["chats"]
+        counts[value] += _COUNTS.decode(tally).counts.get("chats", 0)
     return dict(counts)
