@@ -170,7 +170,7 @@ def _num(d: date) -> int:
     return (d - _EPOCH).days
 
 
-def _group_key(group_by: str | None, grain: str, period: int, value: str) -> str:
+def _group_key(group_by: str | None, period: int, value: str) -> str:
     if group_by == "day":
         return (_EPOCH + timedelta(days=period)).isoformat()
     if group_by is None:
@@ -183,8 +183,8 @@ async def _groups(store: Store, projection: str, dim: str, start: date, end: dat
     reads = ([("d", _num(start), _num(end))] if group_by == "day"
              else rollups.plan(_num(start), _num(end)))
     found: dict[str, list[bytes]] = defaultdict(list)
-    for grain, period, value, tally in await store.report_tallies(projection, dim, reads):
-        found[_group_key(group_by, grain, period, value)].append(tally)
+    for _, period, value, tally in await store.report_tallies(projection, dim, reads):
+        found[_group_key(group_by, period, value)].append(tally)
     return {key: rollups.summary(found[key]) for key in sorted(found)}
 
 
@@ -214,14 +214,17 @@ async def agents_report(store: Store, projection: str, days: tuple[date, date]) 
     start, end = days
     groups = await _groups(store, projection, "agent", start, end, "agent")
     agents = {a.id: a for a in map(_AGENT.decode, await store.list_agents(projection))}
+    handled = await chats_handled(store, projection)
     items = []
     for agent_id in sorted(set(agents) | set(groups)):
         agent = agents.get(agent_id)
         chats = groups.get(agent_id) or rollups.summary([])
+        metrics = None if agent is None else agent.metrics
+        if metrics is not None:  # over its whole history, as GET /api/agents serves it
+            metrics = msgspec.structs.replace(metrics, chats_handled=handled.get(agent_id, 0))
         items.append(AgentReport(
             id=agent_id, name=None if agent is None else agent.name,
-            status=None if agent is None else agent.status,
-            metrics=None if agent is None else agent.metrics,
+            status=None if agent is None else agent.status, metrics=metrics,
             **msgspec.structs.asdict(msgspec.convert(chats, ChatsSummary))))
     return _JSON.encode(AgentsReport(**_head(start, end), items=items))
 

@@ -278,7 +278,9 @@ async def test_reports(api: tuple[TestClient[Any, Any], ProjectorRole],
     agents = (await _json(client, "/api/agents"))["items"]
     assert [a["metrics"]["chats_handled"] for a in agents] == [2, 3]
     report = await _json(client, "/api/reports/agents?from=2026-03-01&to=2026-03-01")
-    assert [(a["id"], a["chats"]) for a in report["items"]] == [("ag-1", 2), ("ag-2", 3)]
+    assert [(a["id"], a["chats"], a["metrics"]["chats_handled"]) for a in report["items"]] == [
+        ("ag-1", 2, 2), ("ag-2", 3, 3)]
+    assert report["items"][0]["measures"]["wait_s"]["mean"] == 125.0
 
 
 @pytest.mark.parametrize(("query", "names"), [
