@@ -24,7 +24,8 @@ from contracts.domain import (
     VisitorRef,
 )
 
-__all__ = ["AgentState", "ChatMetrics", "ChatState", "ChatStatus", "MessageState", "VisitorState"]
+__all__ = ["AgentMetrics", "AgentState", "ChatMetrics", "ChatState", "ChatStatus", "MessageState",
+           "VisitorState"]
 
 #: A chat moves waiting → active → idle → closed.
 ChatStatus = Literal["waiting", "active", "idle", "closed"]
@@ -53,6 +54,25 @@ class ChatMetrics(msgspec.Struct, frozen=True, kw_only=True):
     abandoned: bool = False
     transfers: int = 0
     excluded: tuple[str, ...] = ()
+
+
+class AgentMetrics(msgspec.Struct, frozen=True, kw_only=True):
+    """An agent's analytics measures (docs/analytics.md states each exactly, with its
+    version). ``online_s`` and ``invisible_s``: seconds in that status between the first
+    status change (``measured_from``) and the last (``measured_to``); ``last_status`` runs on
+    from ``measured_to`` (add the time since, while it is current). ``chats_handled``: the
+    chats this agent held (counted by the query API from the report roll-ups; None in the
+    stored view, which state consumers read). ``version`` is the version of the set of agent
+    definitions."""
+
+    version: int
+    online_s: float = 0.0
+    invisible_s: float = 0.0
+    status_changes: int = 0
+    measured_from: datetime | None = None
+    measured_to: datetime | None = None
+    last_status: AgentStatus | None = None
+    chats_handled: int | None = None
 
 
 class ChatState(msgspec.Struct, frozen=True, kw_only=True):
@@ -128,9 +148,12 @@ class VisitorState(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AgentState(msgspec.Struct, frozen=True, kw_only=True):
-    """One agent (``GET /api/agents``); ``since`` is when ``status`` began."""
+    """One agent (``GET /api/agents``); ``since`` is when ``status`` began. ``metrics``: the
+    agent's analytics measures (None in a view stored before they existed: a rebuild fills
+    it)."""
 
     id: str
     name: str | None = None
     status: AgentStatus | None = None
     since: datetime | None = None
+    metrics: AgentMetrics | None = None

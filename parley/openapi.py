@@ -37,6 +37,7 @@ from projector.api import (
     ApiOptions,
     Page,
 )
+from projector.reports import AgentsReport, ChatsReport, LiveReport
 from receiver.handlers import MAX_CHALLENGE_CHARS, WebhookAccepted
 
 __all__ = ["OPENAPI_PATH", "SHAPES", "document", "install_openapi", "main", "render",
@@ -51,6 +52,7 @@ SHAPES: dict[str, object] = {
     "messages": Page[MessageState], "visitor": VisitorState, "agents": Page[AgentState],
     "search": SearchPage, "consumers": ConsumersAnswer, "error": ErrorBody,
     "health": Health, "ready": Ready, "not_ready": NotReady,
+    "report_chats": ChatsReport, "report_agents": AgentsReport, "report_live": LiveReport,
 }
 
 _BEARER = """One of `http.api_tokens`, as `Authorization: Bearer <token>`. With tokens
@@ -86,6 +88,12 @@ def _limit(maximum: int, default: int) -> Json:
                   {"type": "integer", "minimum": 1, "maximum": maximum, "default": default})
 
 
+_RANGE = [
+    _query("from", "First UTC day (YYYY-MM-DD), included; default: 29 days before `to`.",
+           {"type": "string", "format": "date"}),
+    _query("to", "Last UTC day (YYYY-MM-DD), included; default: today.",
+           {"type": "string", "format": "date"}),
+]
 _ID = _param("id", "path", {"type": "string"}, "The chat's or visitor's id.", required=True)
 _SOURCE = _param("source", "path", {"type": "string"},
                  "A configured source's name (`[sources.NAME]`).", required=True)
@@ -285,6 +293,19 @@ def _paths(ref: dict[str, Json]) -> Json:
         "/metrics": {"get": op("Prometheus metrics.", "operations", [], {
             "200": _answer("The text exposition format.", {"type": "string"}, "text/plain")},
             description="Needs no token with `http.metrics_public = true`.")},
+        "/api/reports/chats": query_api(
+            "Counts, and the count, mean, median and p90 of each measure, of the chats that "
+            "started in a range of UTC days, read from roll-ups (docs/analytics.md).",
+            [*_RANGE, _query("group_by", "Group by agent, department, site, source, day, or "
+                             "hour of the day (UTC); one group `all` without.",
+                             {"enum": ["agent", "department", "site", "source", "day", "hour"]})],
+            "report_chats"),
+        "/api/reports/agents": query_api(
+            "Every agent with the chats it held that started in the range, and its measures.",
+            _RANGE, "report_agents"),
+        "/api/reports/live": query_api(
+            "Chats waiting now, the longest current wait, and the agents online or with open "
+            "chats.", [], "report_live"),
     }
 
 

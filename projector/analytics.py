@@ -1,11 +1,13 @@
-"""A chat's analytics measures, computed from its fold state. Pure (no I/O).
+"""A chat's and an agent's analytics measures, computed from their fold states. Pure (no I/O).
 
 The definitions live here, each with a version (:data:`DEFINITIONS`); docs/analytics.md
 states them exactly, with the provider fields behind them. The inputs are fold state
 (:class:`~projector.states.ChatFold`: ``initiated_at``, ``accepted_at``, the close, the
 ``posts`` map of message times and author roles, ``holders``, ``ignored``), each merged
 order-independently and idempotently, so a measure depends only on the set of events —
-never on the order Kafka or the provider delivered them in.
+never on the order Kafka or the provider delivered them in. An agent's come from
+:class:`~projector.states.AgentFold`'s ``spells`` (its status changes, bounded:
+:mod:`projector.spells`).
 
 Changing a definition: bump its version and :data:`VERSION`, say so in docs/analytics.md,
 and rebuild (``parley projections rebuild --accept-changes``: the stored views differ).
@@ -16,10 +18,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from contracts.state import ChatMetrics
-from projector.states import ChatFold
+from contracts.state import AgentMetrics, ChatMetrics
+from projector.spells import totals
+from projector.states import AgentFold, ChatFold
 
-__all__ = ["DEFINITIONS", "VERSION", "chat_metrics"]
+__all__ = ["AGENT_DEFINITIONS", "AGENT_VERSION", "DEFINITIONS", "VERSION", "agent_metrics",
+           "chat_metrics"]
 
 #: Each measure's definition version (docs/analytics.md, "Definitions").
 DEFINITIONS: dict[str, int] = {
@@ -37,6 +41,17 @@ DEFINITIONS: dict[str, int] = {
 #: The version of the set of definitions, served as ``metrics.version``: raised whenever
 #: any one definition's version is.
 VERSION = 1
+
+#: Each agent measure's definition version (docs/analytics.md, "An agent's measures").
+AGENT_DEFINITIONS: dict[str, int] = {
+    "online_s": 2,
+    "invisible_s": 2,
+    "chats_handled": 2,
+}
+
+#: The version of the agent definitions, served as the agent's ``metrics.version``.
+AGENT_VERSION = 2
+
 
 # The messages that start and stop the clock, in the order they sort in at equal times: a
 # visitor's message before a reply (Natterly sends whole seconds: a reply in the same second
@@ -127,3 +142,24 @@ def _responses(timeline: list[tuple[datetime, int]]) -> list[float]:
             out.append((at - waiting).total_seconds())
             waiting = None
     return out
+
+
+def agent_metrics(s: AgentFold) -> AgentMetrics:
+    """The measures of one agent, over the span from its first to its latest status change
+    (the time after the latest change is still open: ``last_status`` runs on from
+    ``measured_to``). ``chats_handled`` is not on the agent's row (it would grow with its
+    history): the query API counts it from the report roll-ups (:mod:`projector.rollups`)."""
+    spells = s.spells
+    if spells is None or not spells.pending:
+        return AgentMetrics(version=AGENT_VERSION)
+    held, count = totals(spells)
+    pending = spells.pending
+    return AgentMetrics(
+        version=AGENT_VERSION,
+        online_s=held["online"],
+        invisible_s=held["invisible"],
+        status_changes=count,
+        measured_from=spells.first_at if spells.settled else pending[0][0],
+        measured_to=pending[-1][0],
+        last_status=pending[-1][1],  # type: ignore[arg-type]
+    )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 import msgspec
@@ -29,10 +30,11 @@ from aiohttp import web
 from contracts.errors import ContractError
 from contracts.params import parse_uint
 from contracts.position import Position
-from contracts.state import ChatState, MessageState, VisitorState
+from contracts.state import AgentState, ChatState, MessageState, VisitorState
 from contracts.topics import Topics
 from parley.errors import StoreError
 from parley.http import error_response
+from projector import reports
 from projector.errors import InvalidCursor, Overloaded, UnknownProjection
 from projector.metrics import ProjectorMetrics
 from projector.store import CUSTOMER_TYPE, Store
@@ -49,6 +51,7 @@ MAX_MERGED_SESSIONS = 200
 T = TypeVar("T")
 _JSON = msgspec.json.Encoder()
 _VISITOR = msgspec.json.Decoder(VisitorState)
+_AGENT = msgspec.json.Decoder(AgentState)
 _CHAT = msgspec.json.Decoder(ChatState)
 _MESSAGES = msgspec.json.Decoder(list[MessageState])
 
@@ -92,6 +95,9 @@ class QueryApi:
         r.add_get("/api/chats/{id}/messages", self._guard(self.list_messages))
         r.add_get("/api/visitors/{id}", self._guard(self.get_visitor))
         r.add_get("/api/agents", self._guard(self.list_agents))
+        r.add_get("/api/reports/chats", self._guard(self.report_chats))
+        r.add_get("/api/reports/agents", self._guard(self.report_agents))
+        r.add_get("/api/reports/live", self._guard(self.report_live))
 
     # ------------------------------------------------------------------------ handlers
     async def get_chat(self, request: web.Request, projection: str) -> web.Response:
@@ -149,7 +155,29 @@ class QueryApi:
         return _raw(_JSON.encode(Page(items=named, next_cursor=cursor)))
 
     async def list_agents(self, request: web.Request, projection: str) -> web.Response:
-        return _page(await self._store.list_agents(projection), None)
+        """Every agent, its ``metrics.chats_handled`` counted from the report roll-ups (the
+        agent's row does not keep its chats: docs/analytics.md)."""
+        views = await self._store.list_agents(projection)
+        handled = await reports.chats_handled(self._store, projection)
+        agents = [_AGENT.decode(view) for view in views]
+        items = [msgspec.structs.replace(a, metrics=msgspec.structs.replace(
+            a.metrics, chats_handled=handled.get(a.id, 0))) if a.metrics is not None else a
+            for a in agents]
+        return _raw(_JSON.encode(Page(items=items, next_cursor=None)))
+
+    async def report_chats(self, request: web.Request, projection: str) -> web.Response:
+        q = request.query
+        days = reports.parse_range(q.get("from"), q.get("to"), datetime.now(UTC).date())
+        return _raw(await reports.chats_report(self._store, projection, days,
+                                               q.get("group_by") or None))
+
+    async def report_agents(self, request: web.Request, projection: str) -> web.Response:
+        q = request.query
+        days = reports.parse_range(q.get("from"), q.get("to"), datetime.now(UTC).date())
+        return _raw(await reports.agents_report(self._store, projection, days))
+
+    async def report_live(self, request: web.Request, projection: str) -> web.Response:
+        return _raw(await reports.live_report(self._store, projection, datetime.now(UTC)))
 
     # ------------------------------------------------------------------------- helpers
     async def _one(self, projection: str, kind: str, id: str) -> web.Response:
@@ -185,7 +213,7 @@ class QueryApi:
                         continue  # a rebuild switched reads between the two calls: read again
                     response.headers["X-Parley-Projection"] = projection
                     return response
-            except _BadRequest as exc:
+            except (_BadRequest, reports.BadQuery) as exc:
                 return error_response(400, "bad_request", str(exc))
             except Overloaded as exc:
                 return error_response(503, "overloaded", str(exc),

@@ -11,6 +11,7 @@ import msgspec
 
 from contracts import domain as d
 from projector.lww import grow, pick, write
+from projector.spells import add_change
 from projector.states import MAX_PAGES, AgentFold, Stamp, VisitorFold
 
 __all__ = ["apply_agent", "apply_visitor", "described_agents", "merge_pages"]
@@ -105,8 +106,9 @@ def _later(a: datetime | None, b: datetime) -> datetime:
 
 
 def apply_agent(state: AgentFold, ev: d.DomainEvent, st: Stamp) -> AgentFold:
-    """An agent's status and name from AgentStatusChanged; its name also from any chat
-    event that describes it (:func:`described_agents`): the latest description wins."""
+    """An agent's status, its status changes and name from AgentStatusChanged; its name
+    also from any chat event that describes it (:func:`described_agents`): the latest
+    description wins."""
     match ev:
         case d.AgentStatusChanged():
             return _replace(
@@ -115,6 +117,7 @@ def apply_agent(state: AgentFold, ev: d.DomainEvent, st: Stamp) -> AgentFold:
                 source=pick(state.source, ev.source),
                 name=state.name if ev.name is None else write(state.name, st, ev.name),
                 status=write(state.status, st, ev.status),
+                spells=add_change(state.spells, st[0], ev.status),
             )
         case _:
             for agent in described_agents(ev):

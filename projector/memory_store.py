@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import msgspec
 
 from parley.errors import StoreError
+from projector import rollups
 from projector.errors import LiveProjectionDrop, UnknownProjection
 from projector.outbox import OutboxEntry, entry_for, new_token
 from projector.states import AggregateRef
@@ -188,6 +189,32 @@ class MemoryStore:
     async def list_agents(self, projection: str) -> list[bytes]:
         agents = [row for row in self._copy(projection).rows.values() if row.kind == "agent"]
         return [row.view for row in sorted(agents, key=lambda row: row.id)]
+
+    async def report_tallies(self, projection: str, dim: str,
+                             reads: Sequence[tuple[str, int, int]]) -> list[tuple[str, int, str, bytes]]:
+        # Summed from the chats' facts on each read (the SQL stores keep the sums): the
+        # same tallies, by definition, for a store that lives in one test.
+        chats = [(row.id, row.fact) for row in self._copy(projection).rows.values()
+                 if row.kind == "chat"]
+        _, deltas = rollups.changes({}, chats)
+        summed = {key: rollups.add(None, tally) for key, tally in deltas.items()}
+        return [(grain, period, value, blob)
+                for (grain, d, value, period), blob in sorted(summed.items())
+                if blob and d == dim and any(g == grain and first <= period <= last
+                                    for g, first, last in reads)]
+
+    async def report_live(self, projection: str) -> tuple[int, int | None, dict[str, int]]:
+        waiting, since, agents = 0, None, dict[str, int]()
+        for row in self._copy(projection).rows.values():
+            if row.kind != "chat":
+                continue
+            if row.status == "waiting":
+                waiting += 1
+                if row.waiting_since is not None:
+                    since = row.waiting_since if since is None else min(since, row.waiting_since)
+            elif row.status in ("active", "idle") and row.agent_id is not None:
+                agents[row.agent_id] = agents.get(row.agent_id, 0) + 1
+        return waiting, since, agents
 
     async def counts(self, projection: str) -> dict[str, int]:
         counts = dict.fromkeys(KINDS, 0)

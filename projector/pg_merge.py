@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from projector.fold_people import merge_pages
+from projector.spells import join_spells
 from projector.states import AgentFold, FoldState, Reg, VisitorFold
 
 __all__ = ["FIELDS", "MERGED_KINDS", "join"]
@@ -111,6 +112,7 @@ FIELDS: dict[type[FoldState], dict[str, _Merge]] = {
         "source": _greater,
         "name": _register,
         "status": _register,
+        "spells": join_spells,
     },
 }
 

@@ -28,7 +28,7 @@ import hashlib
 from parley.errors import StoreError
 from parley.pg.migrate import Conn, Migration, advisory_key, quote_ident
 
-__all__ = ["STORE_MIGRATIONS", "CopySql", "CopyTables", "copy_ddl"]
+__all__ = ["STORE_MIGRATIONS", "CopySql", "CopyTables", "copy_ddl", "rollup_ddl"]
 
 # PostgreSQL truncates identifiers to 63 bytes; "p_" + name + "_offsets" must fit, and two
 # long names that share a prefix must not collide: long names are shortened and hashed.
@@ -38,7 +38,7 @@ _MAX_BASE = 48
 class CopyTables:
     """Qualified, quoted names of one projection copy's tables (``name`` as validated)."""
 
-    __slots__ = ("base", "chats_index", "name", "offsets", "rows")
+    __slots__ = ("base", "chats_index", "facts", "name", "offsets", "open_index", "rollups", "rows")
 
     def __init__(self, schema_quoted: str, name: str) -> None:
         self.name = name
@@ -50,6 +50,10 @@ class CopyTables:
         self.rows = f"{schema_quoted}.{quote_ident(base + '_rows')}"
         self.offsets = f"{schema_quoted}.{quote_ident(base + '_offsets')}"
         self.chats_index = quote_ident(base + "_chats")
+        # The report roll-ups (projector/pg_rollups.py).
+        self.facts = f"{schema_quoted}.{quote_ident(base + '_facts')}"
+        self.rollups = f"{schema_quoted}.{quote_ident(base + '_rollups')}"
+        self.open_index = quote_ident(base + "_open")
 
 
 def copy_ddl(tables: CopyTables) -> list[str]:
@@ -69,6 +73,22 @@ def copy_ddl(tables: CopyTables) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS {tables.offsets} (
             topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset BIGINT NOT NULL,
             PRIMARY KEY (topic, partition))""",
+    ]
+
+
+def rollup_ddl(tables: CopyTables) -> list[str]:
+    """A copy's report roll-up tables (idempotent): each chat's last fact and live state,
+    and the tallies (projector/rollups.py)."""
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {tables.facts} (
+            chat_id TEXT COLLATE "C" PRIMARY KEY, fact BYTEA NOT NULL, status TEXT,
+            since BIGINT, agent TEXT)""",
+        f"""CREATE INDEX IF NOT EXISTS {tables.open_index} ON {tables.facts} (status, since)
+            WHERE status IS NOT NULL""",
+        f"""CREATE TABLE IF NOT EXISTS {tables.rollups} (
+            grain TEXT COLLATE "C" NOT NULL, dim TEXT COLLATE "C" NOT NULL,
+            period INTEGER NOT NULL, value TEXT COLLATE "C" NOT NULL, tally BYTEA NOT NULL,
+            PRIMARY KEY (grain, dim, period, value))""",
     ]
 
 
@@ -187,6 +207,15 @@ def _v4(schema: str) -> list[str]:
     ]
 
 
+async def _v5_rollups(conn: Conn, schema: str) -> None:
+    """The report roll-up tables of every copy made before them (empty: a rebuild fills
+    them)."""
+    quoted = quote_ident(schema)
+    for (name,) in await conn.fetch(f"SELECT name FROM {quoted}.parley_projections"):  # noqa: S608
+        for statement in rollup_ddl(CopyTables(quoted, str(name))):
+            await conn.execute(statement)
+
+
 #: The store's migrations, oldest first (see :mod:`parley.pg.migrate` for the rules).
 STORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="projection registry and live pointer", statements=_v1),
@@ -194,4 +223,6 @@ STORE_MIGRATIONS: tuple[Migration, ...] = (
               statements=lambda schema: [], run=_v2_canonical_names),
     Migration(version=3, description="outbox of state changes to publish", statements=_v3),
     Migration(version=4, description="verification summaries of rebuilt copies", statements=_v4),
+    Migration(version=5, description="report roll-up tables of every copy",
+              statements=lambda schema: [], run=_v5_rollups),
 )

@@ -53,9 +53,10 @@ import asyncpg
 from parley.errors import StoreError, StoreUnavailable
 from parley.pg.migrate import Conn, MigrationStatus, advisory_key, migrate, quote_ident
 from parley.pg.url import PostgresOptions, parse_postgres_url
+from projector import pg_rollups
 from projector.errors import LiveProjectionDrop, ProjectorError, UnknownProjection
 from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, new_token, unwrap_state
-from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl
+from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl, rollup_ddl
 from projector.read_queue import ReadQueue
 from projector.row_merge import merge_rows, shared_rows
 from projector.states import AggregateRef
@@ -221,7 +222,7 @@ class PostgresStore:
         async def create(conn: Conn) -> None:
             async with conn.transaction():
                 await self._ddl_lock(conn)
-                for statement in copy_ddl(sql.tables):
+                for statement in (*copy_ddl(sql.tables), *rollup_ddl(sql.tables)):
                     await conn.execute(statement)
                 await conn.execute(
                     f"INSERT INTO {self._schema}.parley_projections (name) VALUES ($1) "  # noqa: S608
@@ -259,7 +260,8 @@ class PostgresStore:
                     raise LiveProjectionDrop(f"projection {name!r} serves reads; set another live first")
                 # Waits for a runner's commit in flight into this copy; its next one fails
                 # with UnknownProjection and the runner follows the live copy.
-                await conn.execute(f"DROP TABLE IF EXISTS {tables.rows}, {tables.offsets}")
+                await conn.execute(f"DROP TABLE IF EXISTS {tables.rows}, {tables.offsets}, "
+                                   f"{tables.facts}, {tables.rollups}")
                 await conn.execute(f"DELETE FROM {schema}.parley_projections WHERE name = $1", name)  # noqa: S608
                 await conn.execute(f"DELETE FROM {schema}.parley_verifications WHERE name = $1", name)  # noqa: S608
 
@@ -347,6 +349,7 @@ class PostgresStore:
                 merged = await self._merge(conn, sql, batch)
                 if merged:
                     await conn.execute(sql.upsert_rows, *_columns(merged))
+                    await pg_rollups.apply(conn, sql.tables, merged)
                 if publish and merged:
                     # The rows as written (merged): the outbox says what the store holds.
                     written.extend(merged)
@@ -493,6 +496,16 @@ class PostgresStore:
             return [bytes(row[0]) for row in await conn.fetch(sql.agents)]
 
         return await self._run(read, read=True)
+
+    async def report_tallies(self, projection: str, dim: str,
+                             reads: Sequence[tuple[str, int, int]]) -> list[tuple[str, int, str, bytes]]:
+        tables = self._q(projection).tables
+        return await self._run(lambda conn: pg_rollups.tallies(conn, tables, dim, reads),
+                               read=True)
+
+    async def report_live(self, projection: str) -> tuple[int, int | None, dict[str, int]]:
+        tables = self._q(projection).tables
+        return await self._run(lambda conn: pg_rollups.live(conn, tables), read=True)
 
     async def counts(self, projection: str) -> dict[str, int]:
         sql = self._q(projection)

@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from parley.errors import StoreError
+from projector.sqlite_rollups import schema as rollup_schema
 from projector.views import Row
 
 __all__ = ["OUTBOX_DELETE", "OUTBOX_INSERT", "OUTBOX_READ", "ROWS_PER_STATEMENT", "SCHEMA",
@@ -196,6 +197,10 @@ def migrate(conn: sqlite3.Connection) -> None:
                 conn.execute(statement)
         if version < 2:
             canonical_names(conn)
+        # Copies made before the report roll-ups get their (empty) tables: a rebuild fills them.
+        for (name,) in conn.execute("SELECT name FROM parley_projections").fetchall():
+            for statement in rollup_schema(name):
+                conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 

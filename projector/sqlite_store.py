@@ -43,6 +43,7 @@ import msgspec
 
 from parley.errors import StoreError
 from parley.private_files import private_sqlite
+from projector import sqlite_rollups
 from projector.errors import LiveProjectionDrop, UnknownProjection
 from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, new_token
 from projector.read_queue import DEFAULT_READ_QUEUE
@@ -195,7 +196,7 @@ class SqliteStore:
 
     async def create_projection(self, name: str) -> None:
         name = projection_name(name)
-        statements = copy_schema(name)
+        statements = copy_schema(name) + sqlite_rollups.schema(name)
 
         def create(conn: sqlite3.Connection) -> None:
             with transaction(conn):
@@ -231,6 +232,8 @@ class SqliteStore:
                     raise LiveProjectionDrop(f"projection {name!r} serves reads; set another live first")
                 conn.execute(f'DROP TABLE IF EXISTS "p_{name}_rows"')
                 conn.execute(f'DROP TABLE IF EXISTS "p_{name}_offsets"')
+                for statement in sqlite_rollups.drop(name):
+                    conn.execute(statement)
                 conn.execute("DELETE FROM parley_projections WHERE name = ?", (name,))
                 conn.execute("DELETE FROM parley_verifications WHERE name = ?", (name,))
 
@@ -320,6 +323,7 @@ class SqliteStore:
                                   for n, params in chunks(rows, self._rows_max)]
                 for statement, params in statements:
                     conn.execute(statement, params)
+                sqlite_rollups.apply(conn, name, rows)
                 if outbox is not None:
                     conn.execute(OUTBOX_INSERT, outbox)
                 if offset_params:
@@ -430,6 +434,15 @@ class SqliteStore:
             return [bytes(row[0]) for row in conn.execute(sql.agents)]
 
         return await self._api().run(read)
+
+    async def report_tallies(self, projection: str, dim: str,
+                             reads: Sequence[tuple[str, int, int]]) -> list[tuple[str, int, str, bytes]]:
+        name = projection_name(projection)
+        return await self._api().run(lambda conn: sqlite_rollups.tallies(conn, name, dim, reads))
+
+    async def report_live(self, projection: str) -> sqlite_rollups.Live:
+        name = projection_name(projection)
+        return await self._api().run(lambda conn: sqlite_rollups.live(conn, name))
 
     async def counts(self, projection: str) -> dict[str, int]:
         sql = self._q(projection)

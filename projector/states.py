@@ -6,7 +6,7 @@ does to a state) is :mod:`projector.fold`.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from hashlib import blake2b
 from typing import Generic, Literal, NamedTuple, TypeAlias, TypeVar
 
@@ -17,6 +17,7 @@ from contracts import domain as d
 __all__ = [
     "MAX_PAGES",
     "NEVER",
+    "SETTLE_AFTER",
     "STATE_TYPE",
     "AgentFold",
     "AggregateRef",
@@ -25,6 +26,7 @@ __all__ = [
     "FoldState",
     "MessageFold",
     "Reg",
+    "Spells",
     "Stamp",
     "VisitorFold",
     "chat_status",
@@ -203,6 +205,32 @@ class AgentFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, t
     source: str | None = None
     name: Reg[str] | None = None
     status: Reg[str] | None = None
+    #: What the analytics measures need (:mod:`projector.analytics`): the agent's status
+    #: changes, bounded (:class:`Spells`, folded by :mod:`projector.spells`).
+    spells: Spells | None = None
+
+
+class Spells(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True, gc=False):
+    """An agent's status changes, in bounded space whatever its history
+    (:mod:`projector.spells`): the changes within :data:`SETTLE_AFTER` of the latest one,
+    kept as a sorted set of (time, status word); older ones settled into running totals.
+    Once anything is settled, ``pending[0]`` is the boundary: the last settled spell ended
+    there, and a change before it arrived too late to place (it is dropped)."""
+
+    pending: tuple[tuple[datetime, str], ...] = ()
+    #: Changes settled into the totals (``pending[0]`` not included).
+    settled: int = 0
+    #: Seconds online and invisible in the settled spells.
+    online_s: float = 0.0
+    invisible_s: float = 0.0
+    #: The first change (once settled: ``pending[0]`` is no longer it).
+    first_at: datetime | None = None
+
+
+#: How far behind an agent's latest status change another may arrive and still be placed:
+#: providers retry for up to 24 h (Natterly) and deliver up to an hour late (ChatShipper),
+#: so two days. Older changes are settled into running totals (:class:`Spells`).
+SETTLE_AFTER = timedelta(days=2)
 
 
 FoldState: TypeAlias = ChatFold | MessageFold | VisitorFold | AgentFold

@@ -28,6 +28,10 @@ Guarantees every implementation gives:
   connections, at most a configured number wait for one, and one more raises
   :class:`~projector.errors.Overloaded` at once; the projector's reads and commits never
   wait behind them.
+* **Report roll-ups in the same transaction.** :meth:`commit` also keeps each chat row's
+  ``fact`` and moves the copy's tallies by the difference from the fact stored before
+  (:mod:`projector.rollups`), so :meth:`report_tallies` always sums the facts of the chats
+  stored, whatever the order and however often they were committed.
 * **Keyset pagination.** Listings are ordered by ``(Row.sort_key, Row.id)`` ascending;
   a cursor names the last row of the previous page, so rows inserted or changed
   between pages never make a row already listed appear twice or one that kept its
@@ -176,6 +180,18 @@ class Store(Protocol):
 
     async def list_agents(self, projection: str) -> list[bytes]:
         """Every agent view, ordered by agent id."""
+
+    async def report_tallies(self, projection: str, dim: str,
+                             reads: Sequence[tuple[str, int, int]]) -> list[tuple[str, int, str, bytes]]:
+        """The report roll-ups (:mod:`projector.rollups`) of dimension ``dim``: (grain,
+        period, value, encoded tally) for each (grain, first period, last period) of
+        ``reads``. Kept by :meth:`commit`, in its transaction, from the chat rows' facts:
+        each tally is the sum of the facts of the chats stored (a query API read)."""
+
+    async def report_live(self, projection: str) -> tuple[int, int | None, dict[str, int]]:
+        """The open chats now: how many wait, the earliest time one waits since
+        (microseconds since the epoch; None if none says), and by agent how many active or
+        idle chats it has (a query API read)."""
 
     async def counts(self, projection: str) -> dict[str, int]:
         """Number of rows per kind (every kind in :data:`KINDS`, zeros included)."""

@@ -16,8 +16,9 @@ import msgspec
 
 from contracts.domain import AgentRef, VisitorRef
 from contracts.state import AgentState, ChatState, MessageState, VisitorState
-from projector.analytics import chat_metrics
+from projector.analytics import agent_metrics, chat_metrics
 from projector.fold_people import merge_pages
+from projector.rollups import fact_for
 from projector.states import (
     AgentFold,
     AggregateRef,
@@ -61,6 +62,11 @@ class Row(msgspec.Struct, frozen=True, kw_only=True):
     #: The log positions ``state`` covers, when known in memory (the folder sets them; they
     #: are also inside ``state``, see projector.outbox): not a store column.
     covers: tuple[tuple[str, int, int], ...] = ()
+    #: A chat's contribution to the report roll-ups (:func:`projector.rollups.fact_for`;
+    #: empty for other kinds) and, while it waits, since when (microseconds since the
+    #: epoch): the stores keep both per chat, beside the row (docs/analytics.md).
+    fact: bytes = b""
+    waiting_since: int | None = None
 
 
 def _micros(at: datetime) -> int:
@@ -229,6 +235,7 @@ def _agent_view(s: AgentFold) -> AgentState:
         name=None if s.name is None else s.name.value,
         status=None if s.status is None else s.status.value,  # type: ignore[arg-type]
         since=None if s.status is None else s.status.at,
+        metrics=agent_metrics(s),
     )
 
 
@@ -251,11 +258,15 @@ _VIEWS: dict[type, Callable[[Any], View]] = {
 def _chat_row(ref: AggregateRef, state: ChatFold) -> Row:
     at = state.active_at
     agent = state.agent
+    view = _chat_view(state)
+    waiting = view.status == "waiting" and view.initiated_at is not None
     return Row(
         kind="chat",
         id=ref.id,
         state=encode_state(state),
-        view=_JSON.encode(_chat_view(state)),
+        view=_JSON.encode(view),
+        fact=fact_for(view, state.holders),
+        waiting_since=_micros(view.initiated_at) if waiting and view.initiated_at else None,
         chat_id=ref.id,
         status=chat_status(state),
         source=state.source,

@@ -41,7 +41,11 @@ def test_chat_state_fields() -> None:
 
 
 def test_other_state_fields() -> None:
-    assert names(s.AgentState) == ["id", "name", "status", "since"]
+    assert names(s.AgentState) == ["id", "name", "status", "since", "metrics"]
+    assert names(s.AgentMetrics) == [
+        "version", "online_s", "invisible_s", "status_changes", "measured_from", "measured_to",
+        "last_status", "chats_handled",
+    ]  # fmt: skip
     assert names(s.VisitorState) == ["id", "name", "email", "anonymous", "first_seen", "last_seen", "chats",
                                        "pages", "sessions", "identified_as"]
     assert names(s.MessageState) == ["id", "chat_id", "text", "author", "posted_at", "edited_at", "deleted",

@@ -28,6 +28,7 @@ from projector.outbox import OutboxEntry, entry_for, wrap_state
 from projector.states import AggregateRef
 from projector.store import CUSTOMER_TYPE, KINDS, Fingerprint, Store
 from projector.views import Row
+from tests.kit.rollup_contract import RollupContract
 
 
 class Harness(Protocol):
@@ -121,7 +122,7 @@ def views_of(rows: Sequence[Row]) -> list[bytes]:
     return [row.view for row in sorted(rows, key=lambda row: (row.sort_key, row.id))]
 
 
-class StoreContract:
+class StoreContract(RollupContract):
     """Behaviour shared by every store. Subclasses provide the ``harness`` fixture."""
 
     @pytest.fixture

@@ -338,6 +338,10 @@ async def test_real_answers_fit_the_document(parley: Caller) -> None:
     assert len((await call("get", "/api/chats/{id}/messages", 200, id=CHAT))["items"]) == 2
     assert (await call("get", "/api/visitors/{id}", 200, id=VISITOR))["chats"] == [CHAT]
     await call.until("/api/agents", lambda page: len(page["items"]) == 1)
+    await call("get", "/api/reports/chats", 200, params={"group_by": "agent", "from": "2020-01-01",
+                                                         "to": "2029-12-31"})
+    await call("get", "/api/reports/agents", 200)
+    await call("get", "/api/reports/live", 200)
     await call.until("/api/search", lambda page: [h["chat_id"] for h in page["hits"]] == [CHAT],
                      params={"q": "order"})
     await call.until("/api/consumers", lambda answer: "groups" in answer and all(
@@ -366,6 +370,7 @@ async def test_real_answers_fit_the_document(parley: Caller) -> None:
     await call("get", "/api/agents", 504, params={
         "min_position": accepted["position"].rsplit(":", 1)[0] + ":999999"})
     await call("get", "/api/search", 400, params={"q": " "})
+    await call("get", "/api/reports/chats", 400, params={"group_by": "week"})
     await call("post", "/webhooks/{source}", 400, source="acme", headers=json_type, body=b"{")
     await call("post", "/webhooks/{source}", 401, source="shop", headers=json_type, body=b"{}")
     await call("post", "/webhooks/{source}", 404, source="nope", headers=json_type, body=b"{}")

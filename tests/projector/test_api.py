@@ -247,6 +247,54 @@ async def test_agents(api: tuple[TestClient[Any, Any], ProjectorRole],
                       seeded: list[Position]) -> None:
     agents = (await _json(api[0], "/api/agents"))["items"]
     assert [(a["id"], a["status"]) for a in agents] == [("ag-1", "online"), ("ag-2", "offline")]
+    for agent in agents:  # served with the agent: docs/analytics.md
+        metrics = agent["metrics"]
+        assert (metrics["version"], metrics["last_status"]) == (2, agent["status"])
+        assert metrics["status_changes"] >= 1 and metrics["measured_to"] is not None
+
+
+async def test_reports(api: tuple[TestClient[Any, Any], ProjectorRole],
+                       seeded: list[Position]) -> None:
+    """The seeded Natterly chats all say they were initiated at T0 (2026-03-01 09:00) and
+    chat-i is accepted at T0 + i min + 5 s: waits 5, 65, 125, 185 and 245 s; ag-1 holds
+    chat-1 and chat-3 (65, 185), ag-2 chat-0, chat-2 and chat-4 (5, 125, 245). chat-i
+    closes 10 s per message (2 + i) after its start, for i < 3: handled 15, 25 and 35 s."""
+    client, _ = api
+    body = await _json(client, "/api/reports/chats?from=2026-03-01&to=2026-03-31&group_by=agent")
+    groups = {g["key"]: g for g in body["groups"]}
+    assert (groups["ag-1"]["chats"], groups["ag-2"]["chats"]) == (2, 3)
+    wait1, wait2 = groups["ag-1"]["measures"]["wait_s"], groups["ag-2"]["measures"]["wait_s"]
+    assert (wait1["count"], wait1["mean"], wait2["mean"]) == (2, 125.0, 125.0)
+    tolerance = body["relative_error"]
+    # Nearest rank: the median of two is the first (65), of three the second (125).
+    for got, exact in ((wait1["median"], 65), (wait1["p90"], 185), (wait2["median"], 125),
+                       (wait2["p90"], 245)):
+        assert abs(got - exact) <= exact * tolerance, (got, exact)
+    assert groups["ag-2"]["measures"]["handle_s"]["mean"] == 25.0  # (15 + 35) / 2
+    by_day = await _json(client, "/api/reports/chats?from=2026-02-28&to=2026-03-02&group_by=day")
+    assert [(g["key"], g["chats"]) for g in by_day["groups"]] == [("2026-03-01", 7)]
+    live = await _json(client, "/api/reports/live")
+    assert {a["id"]: a["active_chats"] for a in live["agents"]} == {"ag-1": 1, "ag-2": 1}
+    agents = (await _json(client, "/api/agents"))["items"]
+    assert [a["metrics"]["chats_handled"] for a in agents] == [2, 3]
+    report = await _json(client, "/api/reports/agents?from=2026-03-01&to=2026-03-01")
+    assert [(a["id"], a["chats"], a["metrics"]["chats_handled"]) for a in report["items"]] == [
+        ("ag-1", 2, 2), ("ag-2", 3, 3)]
+    assert report["items"][0]["measures"]["wait_s"]["mean"] == 125.0
+
+
+@pytest.mark.parametrize(("query", "names"), [
+    ("/api/reports/chats?from=2026-03-02&to=2026-03-01", "from (2026-03-02) is after to"),
+    ("/api/reports/chats?group_by=week", "group_by must be one of"),
+    ("/api/reports/chats?from=2026-02-30", "from is not a calendar date"),
+    ("/api/reports/agents?to=yesterday", "to must be a date as YYYY-MM-DD"),
+    ("/api/reports/chats?from=2000-01-01&to=2026-01-01", "more than 3660 days"),
+])
+async def test_a_bad_report_query_is_a_400_naming_the_parameter(
+        api: tuple[TestClient[Any, Any], ProjectorRole], seeded: list[Position],
+        query: str, names: str) -> None:
+    body = await _json(api[0], query, 400)
+    assert body["error"] == "bad_request" and names in body["detail"], body
 
 
 async def test_min_position_waits_until_applied(

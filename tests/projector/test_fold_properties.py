@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import pairwise
 from typing import TypeVar
 
 from hypothesis import HealthCheck, given, settings
@@ -314,3 +315,37 @@ def test_chat_metrics_agree_with_the_events_in_any_order(data: st.DataObject) ->
         assert metrics.handle_s == (handle if handle >= 0 else None)
     else:
         assert metrics.handle_s is None
+
+
+# An agent's measures, worked out another way: the status in effect at each distinct time
+# (the tie rule's pick among that time's changes) held until the next distinct time.
+_TIE = ("invisible", "offline", "online")
+
+
+def _oracle_agent_metrics(agent_id: str, events: list[d.DomainEvent]) -> dict[str, object]:
+    at_time: dict[datetime, str] = {}
+    for e in events:
+        if isinstance(e, d.AgentStatusChanged) and e.agent_id == agent_id:
+            prior = at_time.get(e.occurred_at)
+            if prior is None or _TIE.index(e.status) > _TIE.index(prior):
+                at_time[e.occurred_at] = e.status
+    times = sorted(at_time)
+    held = {"online": 0.0, "invisible": 0.0, "offline": 0.0}
+    for start, end in pairwise(times):
+        held[at_time[start]] += (end - start).total_seconds()
+    return {"online_s": held["online"], "invisible_s": held["invisible"],
+            "last_status": at_time[times[-1]] if times else None}
+
+
+@FOLD_SETTINGS
+@given(st.data())
+def test_agent_metrics_agree_with_the_events_in_any_order(data: st.DataObject) -> None:
+    events = data.draw(world())
+    states = fold(data.draw(redelivered(events)))
+    for ref, state in states.items():
+        if ref.kind != "agent":
+            continue
+        view = to_view(ref, state)
+        assert isinstance(view, AgentState) and view.metrics is not None
+        expected = _oracle_agent_metrics(ref.id, events)
+        assert {key: getattr(view.metrics, key) for key in expected} == expected

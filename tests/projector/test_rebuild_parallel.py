@@ -15,6 +15,7 @@ import pytest
 
 from contracts.topics import Topics
 from parley.settings import KafkaSettings
+from projector import rollups
 from projector.rebuild import rebuild
 from projector.rebuild_parallel import ParallelOptions, rebuild_parallel
 from projector.rebuild_worker import MemberOptions
@@ -30,8 +31,11 @@ from tests.kit.live_projector import (
     shipper_conversation,
     snapshot,
 )
+from tests.kit.rollup_contract import EVERYTHING
 
 pytestmark = pytest.mark.kafka
+
+DIMENSIONS = rollups.DIMENSIONS
 
 
 async def a_log(kafka: KafkaSettings, topics: Topics, chats: int = 120) -> int:
@@ -71,6 +75,8 @@ async def test_two_workers_equal_one_process(store_url: str, kafka_settings: Kaf
         assert one.name == "v1"
         expected, views = await fingerprints(store, "v1"), await snapshot(store, "v1")
         assert {f.kind for f in expected} == {"chat", "message", "visitor", "agent"}
+        tallies = {dim: await store.report_tallies("v1", dim, EVERYTHING) for dim in DIMENSIONS}
+        assert len(tallies["agent"]) == 10  # 5 agents, a day and a month tally each
 
         out = io.StringIO()
         two = await rebuild_parallel(store, options(store_url, kafka_settings, 2, 23),
@@ -80,6 +86,9 @@ async def test_two_workers_equal_one_process(store_url: str, kafka_settings: Kaf
         assert two.verification is not None and two.verification.differ == 0
         assert await fingerprints(store, "v2") == expected  # states and covers, byte for byte
         assert await snapshot(store, "v2") == views
+        # The report roll-ups too: the workers' commits add to shared tallies.
+        assert {dim: await store.report_tallies("v2", dim, EVERYTHING)
+                for dim in DIMENSIONS} == tallies
         assert await store.live_projection() == "v2"
         text = out.getvalue()
         assert f"with 2 workers in group {topics.rebuild_group_id('v2')}" in text

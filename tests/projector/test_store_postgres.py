@@ -29,6 +29,7 @@ from projector.stores import open_store
 from projector.views import row_for
 from tests.kit.live_projector import eventually
 from tests.kit.postgres import with_options
+from tests.kit.rollup_contract import concurrent_writers_add_up
 from tests.kit.store_contract import StoreContract, chat, visitor
 from tests.kit.store_crash import kill_mid_commits
 
@@ -82,6 +83,14 @@ class TestPostgresStore(StoreContract):
         harness = PgHarness(pg_url, await _opened(pg_url))
         yield harness
         await harness.store.close()
+
+    async def test_concurrent_writers_add_up_their_tallies(self, store: Store, harness: PgHarness
+                                                           ) -> None:
+        second = await harness.second_store()
+        try:
+            await concurrent_writers_add_up(store, second)
+        finally:
+            await second.close()
 
 
 # ---------------------------------------------------------------------------- URLs
@@ -277,7 +286,7 @@ async def test_version_2_renames_copies_to_lower_case(pg_url: str) -> None:
     store = await _opened(pg_url)
     try:
         assert store.last_migration is not None
-        assert [m.version for m in store.last_migration.applied] == [2, 3, 4]
+        assert [m.version for m in store.last_migration.applied] == [2, 3, 4, 5]
         assert await store.list_projections() == ["blue", long.lower(), "v1"]
         assert await store.live_projection() == "blue"
         for name, chat_id in (("blue", "c1"), ("v1", "c22"), (long.lower(), "c333")):
@@ -292,8 +301,9 @@ async def test_version_2_renames_copies_to_lower_case(pg_url: str) -> None:
                 "SELECT tablename FROM pg_tables WHERE schemaname = $1", options.schema)}
         finally:
             await conn.close()
-        assert {t for t in tables if t.startswith("p_")} == {
-            "p_blue_rows", "p_blue_offsets", "p_v1_rows", "p_v1_offsets"}
+        assert {t for t in tables if t.startswith("p_")} == {  # version 5 added the roll-ups
+            f"p_{name}_{suffix}" for name in ("blue", "v1")
+            for suffix in ("rows", "offsets", "facts", "rollups")}
     finally:
         await store.close()
 
