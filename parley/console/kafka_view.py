@@ -1,0 +1,165 @@
+"""What the overview reads from Kafka: topics and their end offsets, records appended in the
+last hour (offsets by time), each group's lag and members. One admin client and one reading
+consumer (no group), started on first use and started again after a failure, so Kafka being
+away costs each panel one failed attempt, not a hung page (the overview's deadline)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from consumers.lag import GroupLag, LagMonitor, WatchedGroup
+from parley.console.groups import GroupInfo
+from parley.kafka.clients import make_admin, make_consumer
+from parley.settings import KafkaSettings
+
+__all__ = ["GroupStatus", "KafkaView", "TopicEnds"]
+
+log = logging.getLogger("parley.console")
+
+
+@dataclass(frozen=True)
+class TopicEnds:
+    """One topic: its partitions' end offsets (records ever appended, compaction aside)."""
+
+    topic: str
+    ends: tuple[int, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(self.ends)
+
+
+@dataclass(frozen=True)
+class GroupStatus:
+    """One group's lag (:class:`consumers.lag.GroupLag`) and its members right now."""
+
+    info: GroupInfo
+    lag: GroupLag
+    members: int
+    state: str
+
+
+class KafkaView:
+    """Kafka as the overview shows it (see the module docstring)."""
+
+    def __init__(self, kafka: KafkaSettings, prefix: str, groups: Sequence[GroupInfo], *,
+                 stuck_after_s: float = 300.0) -> None:
+        self._kafka = kafka
+        self._prefix = prefix
+        self._groups = list(groups)
+        self._stuck_after_s = stuck_after_s
+        self._admin: AIOKafkaAdminClient | None = None
+        self._reader: AIOKafkaConsumer | None = None
+        self._monitor: LagMonitor | None = None
+        self._lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._reset()
+
+    async def _reset(self) -> None:
+        admin, reader, monitor = self._admin, self._reader, self._monitor
+        self._admin = self._reader = self._monitor = None
+        with contextlib.suppress(Exception):
+            if admin is not None:
+                await admin.close()
+        with contextlib.suppress(Exception):
+            if reader is not None:
+                await reader.stop()
+        with contextlib.suppress(Exception):
+            if monitor is not None:
+                await monitor.close()
+
+    async def _call(self, what: str, fn: Any) -> Any:
+        """Run ``fn(admin, reader, monitor)`` with started clients; on any failure (or a
+        cancel by the panel's deadline) the clients are closed, to start afresh next time."""
+        async with self._lock:
+            try:
+                if self._admin is None or self._reader is None or self._monitor is None:
+                    self._admin = make_admin(self._kafka)
+                    await self._admin.start()
+                    self._reader = make_consumer(self._kafka, group_id=None,
+                                                 enable_auto_commit=False)
+                    await self._reader.start()
+                    self._monitor = LagMonitor(
+                        self._kafka, [WatchedGroup(g.name, g.group, g.topics) for g in self._groups],
+                        stuck_after_s=self._stuck_after_s)
+                    await self._monitor.start()
+                return await fn(self._admin, self._reader, self._monitor)
+            except BaseException:
+                log.info("console: reading %s from Kafka failed; reconnecting next time", what)
+                await asyncio.shield(self._reset())
+                raise
+
+    async def topics(self) -> list[TopicEnds]:
+        """Parley's topics (those under the topic prefix), with their end offsets."""
+        async def read(admin: AIOKafkaAdminClient, reader: AIOKafkaConsumer, _: Any
+                       ) -> list[TopicEnds]:
+            names = sorted(t for t in await admin.list_topics()
+                           if t.startswith(self._prefix + "."))
+            described = await admin.describe_topics(names)
+            tps = [TopicPartition(t["topic"], p["partition"]) for t in described
+                   if not t.get("error_code") for p in t["partitions"]]
+            ends = await reader.end_offsets(tps) if tps else {}
+            return [TopicEnds(name, tuple(ends[tp] for tp in sorted(tps) if tp.topic == name))
+                    for name in names]
+
+        result: list[TopicEnds] = await self._call("topics", read)
+        return result
+
+    async def appended_since(self, topics: Sequence[str], since_s: float) -> dict[str, int]:
+        """Records appended to each of ``topics`` since ``since_s`` (epoch seconds), from the
+        offsets for that time (Kafka's time index) and the end offsets."""
+        async def read(admin: AIOKafkaAdminClient, reader: AIOKafkaConsumer, _: Any
+                       ) -> dict[str, int]:
+            described = await admin.describe_topics(list(topics))
+            tps = [TopicPartition(t["topic"], p["partition"]) for t in described
+                   if not t.get("error_code") for p in t["partitions"]]
+            if not tps:
+                return {}
+            ends = await reader.end_offsets(tps)
+            at = await reader.offsets_for_times(dict.fromkeys(tps, int(since_s * 1000)))
+            out = dict.fromkeys(topics, 0)
+            for tp in tps:
+                found = at.get(tp)
+                first = found.offset if found is not None else ends[tp]  # none newer: 0 appended
+                out[tp.topic] += max(0, ends[tp] - first)
+            return out
+
+        result: dict[str, int] = await self._call("offsets by time", read)
+        return result
+
+    async def groups(self) -> list[GroupStatus]:
+        """Each group's lag, stuck flag, members and state."""
+        async def read(admin: AIOKafkaAdminClient, _: AIOKafkaConsumer, monitor: LagMonitor
+                       ) -> list[GroupStatus]:
+            lags = await monitor.refresh()
+            described: dict[str, tuple[str, int]] = {}
+            for info in self._groups:
+                # One group per request: aiokafka misreads the second group of an answer
+                # about several (it reads as error -32768 and an empty id).
+                for resp in await admin.describe_consumer_groups([info.group]):
+                    for g in resp.groups:  # (error_code, group_id, state, protocol_type, …, members)
+                        if g[0] == 0 and g[1] == info.group:
+                            described[g[1]] = (str(g[2]), len(g[5]))
+            out = []
+            for info, lag in zip(self._groups, lags, strict=True):
+                state, members = described.get(info.group, ("unknown", 0))
+                out.append(GroupStatus(info=info, lag=lag, members=members, state=state))
+            return out
+
+        result: list[GroupStatus] = await self._call("group lag", read)
+        return result
+
+
+def now_s() -> float:
+    return time.time()
