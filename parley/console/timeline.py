@@ -3,7 +3,7 @@
 Steps (:func:`chat_timeline`):
 
 1. the chat's log positions, from its index in the live projection copy
-   (:mod:`projector.chat_log`): a key range, never a scan of a topic;
+   (:mod:`projector.log_index`): a key range, never a scan of a topic;
 2. the records at those positions, read from Kafka by offset (a consumer of no group,
    seeking only where offsets are not consecutive);
 3. each record decoded and normalised to domain events, and the chat folded over them in
