@@ -42,7 +42,8 @@ from projector.owners import foreign_owner
 from projector.states import AggregateRef, FoldState
 from projector.views import row_for
 
-__all__ = ["GroupMark", "TimelineEntry", "chat_timeline", "masked", "pretty"]
+__all__ = ["GroupMark", "TimelineEntry", "chat_timeline", "fold_entries", "masked", "pretty",
+           "read_records"]
 
 log = logging.getLogger("parley.console")
 
@@ -79,7 +80,8 @@ class TimelineEntry:
     occurred_at: str = ""
     body: str = ""
     events: list[tuple[str, str]] = field(default_factory=list)  # (name, pretty JSON)
-    state: str = ""  # the chat's view after this record, pretty JSON
+    state: str = ""  # the aggregate's view after this record, pretty JSON
+    view: dict[str, Any] | None = None  # the same, as data
     problem: str = ""  # why a record could not be shown (gone from the log, not decodable)
     marks: list[GroupMark] = field(default_factory=list)
 
@@ -153,10 +155,10 @@ async def _read_partition(consumer: AIOKafkaConsumer, tp: TopicPartition, offset
                 at = records[-1].offset + 1
 
 
-def fold_entries(chat_id: str, positions: Sequence[Position],
+def fold_entries(ref: AggregateRef, positions: Sequence[Position],
                  records: Mapping[Position, ConsumerRecord[bytes, bytes]]) -> list[TimelineEntry]:
-    """Step 3: each record described, and the chat folded over them (in the given order)."""
-    ref = AggregateRef("chat", chat_id)
+    """Step 3: each record described, and the aggregate ``ref`` (a chat, an agent) folded
+    over them (in the given order)."""
     states: dict[AggregateRef, FoldState] = {}
     out: list[TimelineEntry] = []
     for position in positions:
@@ -191,7 +193,9 @@ def fold_entries(chat_id: str, positions: Sequence[Position],
                     states[target] = apply(target, prior, event)
         state = states.get(ref)
         if state is not None:
-            entry.state = pretty(row_for(ref, state).view)
+            view = row_for(ref, state).view
+            entry.view = orjson.loads(view)
+            entry.state = pretty(view)
     return out
 
 
@@ -261,6 +265,6 @@ async def chat_timeline(kafka: KafkaSettings, positions: Sequence[Position], cha
                         watched: Sequence[WatchedLog]) -> list[TimelineEntry]:
     """Steps 2-4 for the chat's ``positions`` (step 1 is the caller's: the store's index)."""
     records = await read_records(kafka, positions)
-    entries = fold_entries(chat_id, positions, records)
+    entries = fold_entries(AggregateRef("chat", chat_id), positions, records)
     await group_marks(kafka, watched, chat_id, entries)
     return entries
