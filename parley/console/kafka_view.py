@@ -8,15 +8,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import ConsumerRecord
 
 from consumers.lag import GroupLag, LagMonitor, WatchedGroup
+from consumers.parking import ParkedState
+from contracts.dead_letter import DeadLetterEntry, decode
+from contracts.position import Position
 from parley.console.groups import GroupInfo
 from parley.kafka.clients import make_admin, make_consumer
 from parley.settings import KafkaSettings
@@ -160,6 +163,77 @@ class KafkaView:
         result: list[GroupStatus] = await self._call("group lag", read)
         return result
 
+    async def records(self, positions: Sequence[Position]
+                      ) -> dict[Position, ConsumerRecord[bytes, bytes]]:
+        """The records at ``positions`` that are still in the log, read by offset (seeking
+        only where offsets are not consecutive)."""
+        by_tp: dict[TopicPartition, list[int]] = {}
+        for p in positions:
+            by_tp.setdefault(TopicPartition(p.topic, p.partition), []).append(p.offset)
 
-def now_s() -> float:
-    return time.time()
+        async def read(_: AIOKafkaAdminClient, reader: AIOKafkaConsumer, __: Any
+                       ) -> dict[Position, ConsumerRecord[bytes, bytes]]:
+            found: dict[Position, ConsumerRecord[bytes, bytes]] = {}
+            if by_tp:
+                reader.assign(list(by_tp))
+                starts = await reader.beginning_offsets(list(by_tp))
+                ends = await reader.end_offsets(list(by_tp))
+                for tp, offsets in by_tp.items():
+                    wanted = sorted(o for o in set(offsets) if starts[tp] <= o < ends[tp])
+                    await _read_partition(reader, tp, wanted, found)
+            return found
+
+        result: dict[Position, ConsumerRecord[bytes, bytes]] = await self._call("records", read)
+        return result
+
+    async def committed(self, groups: Sequence[str], tps: Sequence[TopicPartition]
+                        ) -> dict[str, dict[TopicPartition, int]]:
+        """Each group's committed offsets of ``tps`` (absent: none committed)."""
+        async def read(admin: AIOKafkaAdminClient, _: AIOKafkaConsumer, __: Any
+                       ) -> dict[str, dict[TopicPartition, int]]:
+            out = {}
+            for group in groups:
+                offsets = await admin.list_consumer_group_offsets(group, partitions=list(tps))
+                out[group] = {tp: m.offset for tp, m in offsets.items() if m.offset >= 0}
+            return out
+
+        result: dict[str, dict[TopicPartition, int]] = await self._call("committed offsets", read)
+        return result
+
+    async def dead_letters(self, topic: str) -> list[DeadLetterEntry]:
+        """The unresolved dead and parked entries of a dead-letter topic (none if it does
+        not exist: a group that never dead-lettered anything may have none yet)."""
+        async def read(admin: AIOKafkaAdminClient, reader: AIOKafkaConsumer, _: Any
+                       ) -> list[DeadLetterEntry]:
+            if topic not in set(await admin.list_topics()):
+                return []
+            tp = TopicPartition(topic, 0)
+            reader.assign([tp])
+            end = (await reader.end_offsets([tp]))[tp]
+            await reader.seek_to_beginning(tp)
+            state = ParkedState()
+            while await reader.position(tp) < end:
+                for rec in (await reader.getmany(tp, timeout_ms=200)).get(tp, []):
+                    state.apply(decode(rec.offset, rec.key, rec.headers, rec.value,
+                                       keep_value=False))
+            return state.entries()
+
+        result: list[DeadLetterEntry] = await self._call("dead letters", read)
+        return result
+
+
+async def _read_partition(reader: AIOKafkaConsumer, tp: TopicPartition, offsets: list[int],
+                          found: dict[Position, ConsumerRecord[bytes, bytes]]) -> None:
+    """Read the records at ``offsets`` (sorted, within the log) of ``tp`` into ``found``."""
+    at: int | None = None  # the offset the reader reads next
+    for offset in offsets:
+        if at is not None and at > offset:
+            continue  # read already (or compacted away: the next record came instead)
+        if offset != at:
+            reader.seek(tp, offset)
+        while at is None or at <= offset:
+            records = (await reader.getmany(tp, timeout_ms=1000, max_records=50)).get(tp, [])
+            for record in records:
+                found[Position(tp.topic, tp.partition, record.offset)] = record
+            if records:
+                at = records[-1].offset + 1

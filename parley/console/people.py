@@ -13,7 +13,7 @@ from aiohttp import web
 
 from contracts.state import VisitorState
 from parley.console.app import Console, NavItem, PageError, Route, Section, console_of
-from parley.console.timeline import MAX_RECORDS, fold_entries, read_records
+from parley.console.timeline import MAX_RECORDS, fold_entries
 from projector.api import MAX_MERGED_SESSIONS
 from projector.log_index import position_of
 from projector.states import AggregateRef
@@ -108,7 +108,12 @@ async def agent_history(request: web.Request) -> web.StreamResponse:
     views, more = await console.store.list_log(projection, "agent", agent_id,
                                                limit=MAX_RECORDS)
     positions = [position_of(v) for v in views]
-    records = await read_records(console.rt.settings.kafka, positions)
+    try:
+        records = await console.kafka.records(positions)
+    except Exception:  # noqa: BLE001 - Kafka away: the history says it could not be read
+        return web.Response(text=console.fragment("agent_history.html", changes=[], down=True,
+                                                  truncated=False, limit=MAX_RECORDS),
+                            content_type="text/html")
     changes = []
     last: object = None
     for entry in fold_entries(AggregateRef("agent", agent_id), positions, records):
@@ -118,7 +123,7 @@ async def agent_history(request: web.Request) -> web.StreamResponse:
                             "event_type": entry.event_type, "position": str(entry.position),
                             "received_at": entry.received_at})
             last = status
-    return web.Response(text=console.fragment("agent_history.html", changes=changes,
+    return web.Response(text=console.fragment("agent_history.html", changes=changes, down=False,
                                               truncated=more is not None, limit=MAX_RECORDS),
                         content_type="text/html")
 
