@@ -90,14 +90,20 @@ class KafkaView:
                 if self._admin is None or self._reader is None or self._monitor is None:
                     self._admin = make_admin(self._kafka)
                     await self._admin.start()
+                    # Short fetch waits: Kafka answers a connection's requests in order, so a
+                    # fetch long-polling for 500 ms (the default) would hold up each offsets
+                    # request behind it.
                     self._reader = make_consumer(self._kafka, group_id=None,
-                                                 enable_auto_commit=False)
+                                                 enable_auto_commit=False, fetch_max_wait_ms=10)
                     await self._reader.start()
                     self._monitor = LagMonitor(
                         self._kafka, [WatchedGroup(g.name, g.group, g.topics) for g in self._groups],
                         stuck_after_s=self._stuck_after_s)
                     await self._monitor.start()
-                return await fn(self._admin, self._reader, self._monitor)
+                try:
+                    return await fn(self._admin, self._reader, self._monitor)
+                finally:
+                    self._reader.assign([])  # nothing fetched in the background between calls
             except BaseException:
                 log.info("console: reading %s from Kafka failed; reconnecting next time", what)
                 await asyncio.shield(self._reset())
