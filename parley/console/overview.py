@@ -28,7 +28,7 @@ async def render_panel(console: Console, panel: Panel) -> str:
         return console.fragment("panel_down.html", panel=panel,
                                 reason=f"no answer within {console.panel_timeout_s:g} s")
     except Exception as exc:  # noqa: BLE001 - a panel that fails is shown as down, not a 500
-        log.warning("console panel %s down: %s", panel.name, type(exc).__name__)
+        log.info("console panel %s down: %s", panel.name, type(exc).__name__)
         return console.fragment("panel_down.html", panel=panel, reason=_reason(exc))
     return console.fragment(panel.template, panel=panel, **data)
 
