@@ -1,10 +1,11 @@
 """A process's key ring from its settings: the master key(s) and the key store's URL.
 
 The master key is ``privacy.master_key`` (from the environment, ideally), else the file
-``privacy.master_key_file``, else ``<data_dir>/master.key``. That last file is created
-(random, owner-only) when missing only if the key store is a SQLite file: the one-machine
-setup of ``make run``, where the data keys, the master key and the data share one
-owner-only directory anyway. A PostgreSQL key store (several machines) never gets a
+``privacy.master_key_file``, else, for a SQLite key store, ``master.key`` beside its file
+(``<data_dir>/master.key`` on the defaults), created (random, owner-only) when missing: the
+one-machine setup of ``make run``, where the data keys, the master key and the data share
+one owner-only directory anyway. An in-memory key store (tests) gets a key of the process.
+A PostgreSQL key store (several machines) never gets a
 generated master key: every process must be given the same one, so a missing key refuses
 to start with one line.
 """
@@ -29,7 +30,7 @@ log = logging.getLogger("parley.privacy")
 
 #: The master key file of ``data_dir`` when none is configured.
 DEV_MASTER_KEY_FILE = "master.key"
-_NO_KEY = ("no master key: set privacy.master_key_file, or PARLEY_PRIVACY__MASTER_KEY "
+_NO_KEY = ("no master key: set privacy.master_key_file or PARLEY_PRIVACY__MASTER_KEY "
            "(generate one with `parley keys new-master`; docs/privacy.md)")
 
 
@@ -61,18 +62,35 @@ def master_keys(settings: Settings) -> MasterKeys:
                                  "set; set only one")
         return MasterKeys(parse_master_key(privacy.master_key, "privacy.master_key"), previous)
     named = privacy.master_key_file
-    path = Path(named) if named else Path(settings.data_dir) / DEV_MASTER_KEY_FILE
+    local = _sqlite_dir(key_store_url(settings))
+    if named is None and key_store_url(settings).startswith("memory://"):
+        # Nothing outlives the process: a key of its own will do.
+        return MasterKeys(parse_master_key(new_master_key(), "a process key"), previous)
+    if named:
+        path = Path(named)
+    elif local is not None:
+        path = local / DEV_MASTER_KEY_FILE
+    else:
+        raise MasterKeyError(_NO_KEY)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        if named or is_postgres_url(key_store_url(settings)):
-            raise MasterKeyError(f"{_NO_KEY}" + (f"; {path} does not exist" if named else "")
-                                 ) from None
+        if named:
+            raise MasterKeyError(f"{_NO_KEY}; {path} does not exist") from None
         return MasterKeys(_create(path), previous)
     except OSError as exc:
         raise MasterKeyError(f"privacy.master_key_file {path} cannot be read: "
                              f"{exc.strerror or exc}") from None
     return MasterKeys(parse_master_key(text, f"the master key file {path}"), previous)
+
+
+def _sqlite_dir(url: str) -> Path | None:
+    """The directory of a SQLite key store's file (None: not a SQLite file)."""
+    scheme, _, rest = url.partition("://")
+    path = rest.partition("?")[0].removeprefix("/")
+    if scheme.lower() != "sqlite" or not path or path == ":memory:":
+        return None
+    return (Path.cwd() / path).parent
 
 
 def _create(path: Path) -> MasterKey:
