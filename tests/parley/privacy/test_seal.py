@@ -118,11 +118,11 @@ def test_the_fast_facts_equal_the_walked_facts(path: Path) -> None:
     provider = path.parent.name
     body = bytes(_envelope(path).body)
     tree = msgspec.json.decode(body)
-    walked = facts._keep(tree, facts._SCHEMAS[provider])  # noqa: SLF001
+    walked = facts._keep(tree, facts._SCHEMAS[provider])
     fast = msgspec.json.decode(facts.facts_of(provider, body))
     assert fast == walked
     try:
-        facts._FAST[provider].decode(body)  # noqa: SLF001
+        facts._FAST[provider].decode(body)
     except msgspec.ValidationError:
         pytest.skip("this body takes the slow path")  # counted below, not hidden
 
