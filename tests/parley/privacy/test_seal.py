@@ -137,3 +137,17 @@ def test_an_unexpected_shape_takes_the_slow_path_and_keeps_nothing_personal() ->
         "event": "ChatRated", "timestamp": 99999999999999999999999,
         "payload": {"chat": {"uuid": "c1", "visitor": [{"uuid": "v1"}]}}}
     assert facts_of("natterly", b"[1, 2]") == b"{}"
+
+
+async def test_a_chat_without_a_visitor_id_is_linked_when_a_later_webhook_names_one() -> None:
+    ring = _ring()
+    seed = FIXTURES / "natterly" / "chat_initiated_seed.json"
+    first = await ring.seal(_envelope(seed))  # an anonymous visitor: no uuid yet
+    assert first.subject == "natterly:chat:287146e8-68fd-43c5-b79a-911058bc1c9c"
+    later = msgspec.json.decode(seed.read_bytes())
+    later["event"], later["timestamp"] = "ChatAccepted", later["timestamp"] + 60
+    later["payload"]["chat"]["visitor"]["uuid"] = "v-known-later"
+    second = await ring.seal(parse_webhook("natterly", "src", msgspec.json.encode(later),
+                                           received_at=datetime(2026, 12, 7, tzinfo=UTC)))
+    assert second.subject == first.subject  # one chat, one key, before and after
+    assert await ring.store.linked("natterly:visitor:v-known-later") == [first.subject]
