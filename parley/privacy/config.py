@@ -103,8 +103,9 @@ def _create(path: Path) -> MasterKey:
     except FileExistsError:
         pass
     else:
-        log.warning("generated a master key for this data directory",
-                    extra={"file": str(path), "hint": "production: see docs/privacy.md"})
+        # DEBUG, like the creation of the SQLite files beside it: a command that fails at
+        # once (a taken port) still says one line. docs/privacy.md tells production apart.
+        log.debug("generated a master key for this data directory", extra={"file": str(path)})
     finally:
         tmp.unlink()
     return parse_master_key(path.read_text(encoding="utf-8"), f"the master key file {path}")
