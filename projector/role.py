@@ -63,6 +63,8 @@ class ProjectorRole:
         self.metrics = ProjectorMetrics.create(rt.registry)
         self.watermarks = Watermarks()
         self.store: Store = open_store(rt.settings.store.url)
+        # Built now: a missing master key refuses to start, before anything listens.
+        self._ring = rt.key_ring()
         self.waits = PositionWaits(self.store, self.watermarks,
                                    max_waiters=rt.settings.http.max_position_waiters,
                                    recheck_s=options.api.recheck_s)
@@ -131,7 +133,7 @@ class ProjectorRole:
                     dead_letters=KafkaDeadLetters(producer, rt.topics, self.metrics),
                     metrics=self.metrics, watermarks=self.watermarks,
                     options=self._options.runner,
-                    publisher=StatePublisher(self.store, states, rt.topics))
+                    publisher=StatePublisher(self.store, states, rt.topics), ring=self._ring)
                 await self.runner.run(stop)
             except Exception as exc:
                 self._problem = f"projector failed: {failure_reason(exc)}"  # no hosts, users
