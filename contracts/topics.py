@@ -222,6 +222,19 @@ class Topics(msgspec.Struct, frozen=True):
         _check_topic_part(group, "consumer group")
         return f"{self.prefix}.replay.{group}"
 
+    @property
+    def erasures(self) -> str:
+        """The erasure ledger (docs/privacy.md): each forget asked, and each group's
+        processing of it (:mod:`contracts.forgotten`), keyed by erasure id."""
+        return f"{self.prefix}.erasures"
+
+    def erasures_spec(self) -> TopicSpec:
+        """Spec of the erasure ledger: one partition (one erasure's entries in order, and
+        the whole ledger read in one pass), kept for ever: it is the record of compliance,
+        and holds ids and times only."""
+        return TopicSpec(name=self.erasures, key="erasure id", partitions=1,
+                         retention_ms=INFINITE_RETENTION_MS)
+
     def specs(self, partitions: int = 6) -> tuple[TopicSpec, ...]:
         """Specs of the four event topics, then the three state topics.
 
