@@ -1,0 +1,177 @@
+"""The key store in a SQLite file of its own (``<data_dir>/keys.db`` by default).
+
+One connection on one worker thread per process; every write is one ``BEGIN IMMEDIATE``
+transaction, so two processes creating a first key for one subject are serialised by SQLite's
+write lock and the second reads the first's key (guarantee 1 of :mod:`parley.privacy.keys`).
+A file apart from the projections: it is backed up, restored and deleted on its own terms
+(docs/privacy.md), and ``parley projections drop`` never touches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from parley.privacy.datakey import DataKey, new_data_key
+from parley.privacy.errors import KeyStoreUnavailable
+from parley.privacy.master import MasterKeys
+from parley.private_files import private_sqlite
+
+__all__ = ["SqliteKeyStore"]
+
+T = TypeVar("T")
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS data_keys (
+        subject TEXT PRIMARY KEY, generation INTEGER NOT NULL, master_id TEXT,
+        wrapped BLOB, created_at TEXT NOT NULL, destroyed_at TEXT)""",
+    """CREATE TABLE IF NOT EXISTS subject_links (
+        subject TEXT NOT NULL, parent TEXT NOT NULL, PRIMARY KEY (subject, parent))""",
+    "CREATE INDEX IF NOT EXISTS subject_links_parent ON subject_links (parent)",
+)
+_Row = tuple[int, str | None, bytes | None]
+
+
+class SqliteKeyStore:
+    """:class:`~parley.privacy.keys.KeyStore` on a SQLite file (or ``:memory:``)."""
+
+    def __init__(self, path: Path | str, masters: MasterKeys, *, busy_timeout_ms: int = 5000) -> None:
+        self._path = path
+        self._masters = masters
+        self._busy_timeout_ms = busy_timeout_ms
+        self._db: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parley-keys")
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            db = self._db
+            if db is None:
+                raise KeyStoreUnavailable("the key store is not open")
+            try:
+                return fn(db)
+            except BaseException as exc:
+                if db.in_transaction:
+                    db.rollback()
+                if isinstance(exc, sqlite3.Error):
+                    raise KeyStoreUnavailable(f"the key store {self._path} failed: {exc}") from None
+                raise
+        return await asyncio.get_running_loop().run_in_executor(self._thread, run)
+
+    async def open(self) -> None:
+        if self._db is not None:
+            return
+
+        def connect() -> sqlite3.Connection:
+            if isinstance(self._path, Path):
+                private_sqlite(self._path)
+            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = FULL")  # a created key must survive a power cut
+            for statement in _SCHEMA:
+                db.execute(statement)
+            return db
+        try:
+            self._db = await asyncio.get_running_loop().run_in_executor(self._thread, connect)
+        except (sqlite3.Error, OSError) as exc:
+            raise KeyStoreUnavailable(f"the key store {self._path} cannot be opened: {exc}") from None
+
+    async def close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, db.close)
+        self._thread.shutdown(wait=False)
+
+    def _key(self, subject: str, row: _Row | None) -> DataKey | None:
+        if row is None or row[1] is None or row[2] is None:
+            return None
+        return DataKey(subject, row[0], self._masters.unwrap(subject, row[1], row[2]))
+
+    async def get_or_create(self, subject: str) -> DataKey:
+        def create(db: sqlite3.Connection) -> _Row:
+            db.execute("BEGIN IMMEDIATE")
+            row: _Row | None = db.execute(
+                "SELECT generation, master_id, wrapped FROM data_keys WHERE subject = ?",
+                (subject,)).fetchone()
+            if row is None or row[2] is None:
+                generation = (row[0] if row else 0) + 1
+                master_id, wrapped = self._masters.wrap(subject, new_data_key())
+                db.execute(
+                    "INSERT INTO data_keys (subject, generation, master_id, wrapped, created_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (subject) DO UPDATE SET"
+                    " generation = excluded.generation, master_id = excluded.master_id,"
+                    " wrapped = excluded.wrapped, created_at = excluded.created_at,"
+                    " destroyed_at = NULL",
+                    (subject, generation, master_id, wrapped, _now()))
+                row = (generation, master_id, wrapped)
+            db.execute("COMMIT")
+            return row
+        key = self._key(subject, await self._call(create))
+        assert key is not None
+        return key
+
+    async def get(self, subject: str) -> DataKey | None:
+        return (await self.get_many([subject]))[subject]
+
+    async def get_many(self, subjects: Sequence[str]) -> dict[str, DataKey | None]:
+        wanted = list(dict.fromkeys(subjects))
+
+        def read(db: sqlite3.Connection) -> dict[str, _Row]:
+            found: dict[str, _Row] = {}
+            for start in range(0, len(wanted), 500):  # under SQLite's variable limit
+                chunk = wanted[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for subject, *row in db.execute(
+                        "SELECT subject, generation, master_id, wrapped FROM data_keys "  # noqa: S608
+                        f"WHERE subject IN ({marks})", chunk):
+                    found[subject] = (row[0], row[1], row[2])
+            return found
+        rows = await self._call(read)
+        return {s: self._key(s, rows.get(s)) for s in wanted}
+
+    async def destroy(self, subject: str) -> bool:
+        def destroy(db: sqlite3.Connection) -> bool:
+            db.execute("BEGIN IMMEDIATE")
+            n = db.execute("UPDATE data_keys SET wrapped = NULL, master_id = NULL, "
+                           "destroyed_at = ? WHERE subject = ? AND wrapped IS NOT NULL",
+                           (_now(), subject)).rowcount
+            db.execute("DELETE FROM subject_links WHERE subject = ?", (subject,))
+            db.execute("COMMIT")
+            return n > 0
+        return await self._call(destroy)
+
+    async def link(self, subject: str, parent: str) -> None:
+        await self._call(lambda db: db.execute(
+            "INSERT OR IGNORE INTO subject_links (subject, parent) VALUES (?, ?)",
+            (subject, parent)))
+
+    async def linked(self, parent: str) -> list[str]:
+        rows = await self._call(lambda db: db.execute(
+            "SELECT subject FROM subject_links WHERE parent = ? ORDER BY subject",
+            (parent,)).fetchall())
+        return [r[0] for r in rows]
+
+    async def rewrap(self) -> int:
+        masters = self._masters
+
+        def rewrap(db: sqlite3.Connection) -> int:
+            db.execute("BEGIN IMMEDIATE")
+            rows = db.execute("SELECT subject, master_id, wrapped FROM data_keys "
+                              "WHERE wrapped IS NOT NULL AND master_id <> ?",
+                              (masters.current.id,)).fetchall()
+            for subject, master_id, wrapped in rows:
+                new_id, new_wrapped = masters.wrap(subject, masters.unwrap(subject, master_id, wrapped))
+                db.execute("UPDATE data_keys SET master_id = ?, wrapped = ? WHERE subject = ?",
+                           (new_id, new_wrapped, subject))
+            db.execute("COMMIT")
+            return len(rows)
+        return await self._call(rewrap)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
