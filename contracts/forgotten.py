@@ -43,6 +43,7 @@ __all__ = [
     "decode_ledger_entry",
     "encode_ledger_entry",
     "erasure_header_of",
+    "erasure_in_state",
     "forgotten_envelope",
     "forgotten_of",
     "forgotten_record",
@@ -154,3 +155,19 @@ def erasure_header_of(headers: Sequence[tuple[str, bytes]] | None) -> str | None
         if name == ERASURE_HEADER:
             return value.decode(errors="replace")
     return None
+
+
+_MARK = b',"erasure":{"id":"'
+
+
+def erasure_in_state(value: bytes) -> str | None:
+    """The erasure id of an erased state's JSON (a view, or a state change carrying one), or
+    None; without decoding it. Sound because every string inside is JSON-escaped, so the
+    member's opening (with its unescaped quotes) can only be the member itself, and erasure
+    ids are Parley's own (no characters that need escaping)."""
+    at = value.rfind(_MARK)
+    if at < 0:
+        return None
+    start = at + len(_MARK)
+    end = value.find(b'"', start)
+    return None if end < 0 else value[start:end].decode()

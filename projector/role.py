@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from parley.erasure_ledger import LedgerWriter
 from parley.kafka.clients import make_producer
 from parley.readiness import failure_reason
 from parley.runtime import Runtime
@@ -115,6 +116,7 @@ class ProjectorRole:
         while not stop.is_set():
             producer = make_producer(rt.settings.kafka)
             states = StatePublisher.make_producer(rt.settings.kafka)
+            ledger = LedgerWriter(rt.settings.kafka, rt.topics)
             try:
                 await KafkaDeadLetters.ensure_topic(rt.settings.kafka, rt.topics)
                 await StatePublisher.ensure_topics(rt.settings.kafka, rt.topics)
@@ -125,7 +127,7 @@ class ProjectorRole:
                     dead_letters=KafkaDeadLetters(producer, rt.topics, self.metrics),
                     metrics=self.metrics, watermarks=self.watermarks,
                     options=self._options.runner,
-                    publisher=StatePublisher(self.store, states, rt.topics))
+                    publisher=StatePublisher(self.store, states, rt.topics), ledger=ledger)
                 await self.runner.run(stop)
             except Exception as exc:
                 self._problem = f"projector failed: {failure_reason(exc)}"  # no hosts, users
@@ -135,5 +137,6 @@ class ProjectorRole:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._options.restart_backoff_s)
             finally:
+                await ledger.close()
                 await states.stop()
                 await producer.stop()

@@ -28,7 +28,7 @@ from typing import Protocol, TypeVar
 
 import orjson
 
-from consumers.search.from_states import ChatRow, MessageRow, rows_of
+from consumers.search.from_states import ChatRow, MessageRow, erased_chats, rows_of
 from consumers.search.queries import SearchPage, SearchQuery, iso_utc, run_search
 from consumers.sqlite_columns import add_missing_columns
 from contracts.domain import (
@@ -161,6 +161,29 @@ class SqliteSearchIndex:
         chats, messages = rows_of(changes)
         if chats or messages:
             await self._run(self._apply_states, chats, messages)
+        erased = erased_chats(changes)
+        if erased:
+            await self._run(self._drop_chats, erased)
+
+    def _drop_chats(self, chat_ids: list[str]) -> None:
+        """Delete every row and document of ``chat_ids`` (erased), in one transaction."""
+        db = self._db
+        assert db is not None
+        ids = _json(chat_ids)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            doomed = ("SELECT d.rowid FROM docs d JOIN json_each(?) j ON d.doc_id = 'chat:' || "
+                      "j.value OR substr(d.doc_id, 1, length(j.value) + 5) = 'msg:' || j.value "
+                      "|| '/'")
+            db.execute(f"DELETE FROM docs_fts WHERE rowid IN ({doomed})", (ids,))  # noqa: S608
+            db.execute(f"DELETE FROM docs WHERE rowid IN ({doomed})", (ids,))  # noqa: S608
+            db.execute("DELETE FROM messages WHERE chat_id IN (SELECT value FROM json_each(?))",
+                       (ids,))
+            db.execute("DELETE FROM chats WHERE chat_id IN (SELECT value FROM json_each(?))", (ids,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     async def search(self, query: SearchQuery) -> SearchPage:
         return await self._run(self._search, query)
