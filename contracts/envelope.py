@@ -44,7 +44,12 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         received_at: when the receiver accepted it (UTC).
         body: the provider's JSON body exactly as received, minus secrets
             (Natterly's ``auth_token``) and minus whitespace around the
-            top-level value; never re-encoded.
+            top-level value; never re-encoded. When ``sealed`` is set, only the body's
+            non-personal facts (docs/privacy.md); opening the record restores the whole body.
+        subject: the data subject whose key sealed the body (``natterly:chat:C1``); unset
+            for a record written without encryption.
+        sealed: the whole body as above, encrypted with the subject's data key (AES-256-GCM;
+            base64 in the JSON); unset once opened, or when written without encryption.
     """
 
     schema_version: int = SCHEMA_VERSION
@@ -57,6 +62,9 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     occurred_at: UtcDatetime
     received_at: UtcDatetime
     body: msgspec.Raw
+    # New in issue 20; UNSET is never written, so records without encryption are unchanged.
+    subject: str | msgspec.UnsetType = msgspec.UNSET
+    sealed: bytes | msgspec.UnsetType = msgspec.UNSET
 
     @property
     def record_key(self) -> bytes:

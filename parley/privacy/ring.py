@@ -1,0 +1,103 @@
+"""A process's key ring: the key store behind a bounded cache, and the sealing and opening
+of envelopes with it.
+
+Every process that seals (the receiver) or opens (the projector, consumers) holds one ring.
+Keys are cached for ``ttl_s`` seconds (at most ``size`` subjects, least recently used out
+first), absent keys too, so a destroyed key stops being used by every process within
+``ttl_s`` of its destruction; :meth:`KeyRing.forget` drops a subject at once (the process
+that destroys a key, and a consumer told by the ``forgotten`` event, call it).
+
+Opening is synchronous (it runs inside folds): :meth:`KeyRing.load` the subjects of a batch
+first (one key-store round trip for what the cache lacks), then :meth:`KeyRing.open` each.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+
+import msgspec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from contracts.envelope import Envelope
+from parley.privacy.datakey import DataKey
+from parley.privacy.keys import KeyStore
+from parley.privacy.seal import open_envelope, seal_envelope, subject_for
+
+__all__ = ["KeyRing"]
+
+_Entry = tuple[float, DataKey | None, AESGCM | None]
+
+
+class KeyRing:
+    """Seals and opens envelopes with the keys of ``store``, cached (module docstring)."""
+
+    def __init__(self, store: KeyStore, *, ttl_s: float = 10.0, size: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self._ttl_s = ttl_s
+        self._size = size
+        self._clock = clock
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
+        self._links: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def _put(self, subject: str, key: DataKey | None) -> _Entry:
+        entry = (self._clock() + self._ttl_s, key, AESGCM(key.secret) if key else None)
+        cache = self._cache
+        cache[subject] = entry
+        cache.move_to_end(subject)
+        while len(cache) > self._size:
+            cache.popitem(last=False)
+        return entry
+
+    def _fresh(self, subject: str) -> _Entry | None:
+        entry = self._cache.get(subject)
+        if entry is None or entry[0] < self._clock():
+            return None
+        return entry
+
+    def forget(self, subject: str) -> None:
+        """Stop using ``subject``'s cached key now (it was destroyed)."""
+        self._cache.pop(subject, None)
+
+    async def seal(self, env: Envelope) -> Envelope:
+        """``env`` sealed with its subject's key (created on first use); records the chat's
+        link to the visitor its body names. Raises KeyStoreUnavailable: nothing sealed."""
+        subject = subject_for(env)
+        entry = self._fresh(subject)
+        if entry is None or entry[1] is None:
+            entry = self._put(subject, await self.store.get_or_create(subject))
+        key, aead = entry[1], entry[2]
+        assert key is not None and aead is not None
+        sealed = seal_envelope(env, key, aead)
+        if sealed.parent is not None and (subject, sealed.parent) not in self._links:
+            await self.store.link(subject, sealed.parent)
+            self._links[(subject, sealed.parent)] = None
+            if len(self._links) > self._size:
+                self._links.popitem(last=False)
+        return sealed.envelope
+
+    async def load(self, subjects: Iterable[str]) -> None:
+        """Make sure the cache holds a fresh entry (key or no key) for each subject."""
+        missing = [s for s in dict.fromkeys(subjects) if self._fresh(s) is None]
+        if missing:
+            for subject, key in (await self.store.get_many(missing)).items():
+                self._put(subject, key)
+
+    def open(self, env: Envelope) -> Envelope:
+        """``env`` opened with its subject's cached key (its facts only if the key is gone).
+        The subject must have been :meth:`load`-ed (KeyError otherwise: a bug, not data)."""
+        subject = env.subject
+        if isinstance(subject, msgspec.UnsetType) or isinstance(env.sealed, msgspec.UnsetType):
+            return env
+        entry = self._cache.get(subject)
+        if entry is None:
+            raise KeyError(f"the key of {subject} was not loaded before opening")
+        return open_envelope(env, entry[1], entry[2])
+
+    async def open_one(self, env: Envelope) -> Envelope:
+        """:meth:`load` then :meth:`open`, for one envelope off the hot path."""
+        if not isinstance(env.subject, msgspec.UnsetType):
+            await self.load((env.subject,))
+        return self.open(env)

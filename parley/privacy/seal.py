@@ -1,0 +1,84 @@
+"""Sealing a record's personal parts with its subject's data key, and opening them again.
+
+A sealed envelope's ``body`` holds only the body's facts (:mod:`parley.privacy.facts`) and
+``sealed`` the whole stored body encrypted with AES-256-GCM under the subject's data key::
+
+    sealed = 0x01 | generation (4 bytes, big-endian) | nonce (12 bytes) | ciphertext + tag
+
+The associated data binds the ciphertext to its record: subject, event id and source, so a
+sealed body copied into another record (or another subject's) fails to open. Opening
+restores the body byte for byte; a record whose key is gone (destroyed, or of an older
+generation) opens to its facts: never an error.
+"""
+
+from __future__ import annotations
+
+import os
+
+import msgspec
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from contracts.envelope import Envelope
+from parley.privacy.datakey import DataKey
+from parley.privacy.facts import facts_of
+from parley.privacy.subjects import parent_of, subject_of
+
+__all__ = ["Sealed", "open_envelope", "seal_envelope", "sealed_generation", "subject_for"]
+
+_VERSION = 1
+_HEADER = 1 + 4 + 12
+_DECODE = msgspec.json.Decoder()
+
+
+class Sealed(msgspec.Struct, frozen=True):
+    """A sealed envelope, and the visitor subject its body names (for the chat's link)."""
+
+    envelope: Envelope
+    parent: str | None
+
+
+def subject_for(env: Envelope) -> str:
+    """The subject that seals ``env`` (:func:`parley.privacy.subjects.subject_of`)."""
+    return subject_of(env.provider, env.aggregate, env.key)
+
+
+def _aad(subject: str, env: Envelope) -> bytes:
+    return f"parley-seal-1\x00{subject}\x00{env.event_id}\x00{env.source}".encode()
+
+
+def seal_envelope(env: Envelope, key: DataKey, aead: AESGCM) -> Sealed:
+    """``env`` with its body reduced to facts and the whole body sealed under ``key``."""
+    body = bytes(env.body)
+    tree = _DECODE.decode(body)
+    nonce = os.urandom(12)
+    blob = (bytes((_VERSION,)) + key.generation.to_bytes(4, "big") + nonce
+            + aead.encrypt(nonce, body, _aad(key.subject, env)))
+    sealed = msgspec.structs.replace(env, body=msgspec.Raw(facts_of(env.provider, tree)),
+                                     subject=key.subject, sealed=blob)
+    return Sealed(sealed, parent_of(env.provider, env.aggregate, tree))
+
+
+def sealed_generation(env: Envelope) -> int | None:
+    """The key generation that sealed ``env``; None if it is not sealed (or not by us)."""
+    blob = env.sealed
+    if isinstance(blob, msgspec.UnsetType) or len(blob) < _HEADER or blob[0] != _VERSION:
+        return None
+    return int.from_bytes(blob[1:5], "big")
+
+
+def open_envelope(env: Envelope, key: DataKey | None, aead: AESGCM | None) -> Envelope:
+    """``env`` with its whole body back when ``key`` opens it, else with its facts only
+    (``sealed`` unset either way). ``key``: the subject's live key, or None if it has none."""
+    blob = env.sealed
+    if isinstance(blob, msgspec.UnsetType):
+        return env
+    if key is not None and aead is not None and sealed_generation(env) == key.generation \
+            and not isinstance(env.subject, msgspec.UnsetType):
+        try:
+            body = aead.decrypt(blob[5:_HEADER], blob[_HEADER:], _aad(env.subject, env))
+        except InvalidTag:
+            pass  # tampered, or sealed under another key: the facts are what is left
+        else:
+            return msgspec.structs.replace(env, body=msgspec.Raw(body), sealed=msgspec.UNSET)
+    return msgspec.structs.replace(env, sealed=msgspec.UNSET)

@@ -1,0 +1,110 @@
+"""Sealing and opening records (parley/privacy/seal.py, facts.py, ring.py) on every golden
+webhook: opened with the key, the body is back byte for byte; with the key gone, the record
+still normalises, to its facts, and no personal string is readable anywhere in it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from contracts.envelope import Envelope, decode_envelope, encode_envelope
+from contracts.ingest import parse_webhook
+from contracts.normalise import normalise
+from parley.privacy import KeyStoreUnavailable, MasterKeys, MemoryKeyStore
+from parley.privacy.master import new_master_key, parse_master_key
+from parley.privacy.ring import KeyRing
+from tests.kit.receiver_app import FIXTURES
+
+GOLDENS = sorted(p for p in FIXTURES.rglob("*.json") if p.parent.name in ("natterly", "chatshipper"))
+# Agents' names (ChatShipper users, Natterly users) are kept: staff, not the data subject.
+PERSONAL = ("Priya Patel", "priya@example.org", "81.2.69.160", "Manchester", "ORD-10442",
+            "Hi, where is my order", "Hi Jenny, how can I help",
+            "Maarten de Vries", "m.devries@example.nl", "Question about delivery")
+
+
+def _ring(clock: list[float] | None = None) -> KeyRing:
+    store = MemoryKeyStore(MasterKeys(parse_master_key(new_master_key(), "test")))
+    return KeyRing(store, ttl_s=10.0, clock=(lambda: clock[0]) if clock else __import__("time").monotonic)
+
+
+def _envelope(path: Path) -> Envelope:
+    return parse_webhook(path.parent.name, "src", path.read_bytes(),
+                         received_at=datetime(2026, 12, 7, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("path", GOLDENS, ids=lambda p: f"{p.parent.name}/{p.name}")
+async def test_every_golden_seals_opens_and_folds_without_its_key(path: Path) -> None:
+    ring = _ring()
+    plain = _envelope(path)
+    record = encode_envelope(await ring.seal(plain))
+    for text in PERSONAL:
+        assert text.encode() not in record, text
+    stored = decode_envelope(record)
+    await ring.load([stored.subject])  # type: ignore[list-item]
+    assert ring.open(stored) == msgspec.structs.replace(plain, subject=stored.subject)
+    assert await ring.store.destroy(stored.subject)  # type: ignore[arg-type]
+    ring.forget(stored.subject)  # type: ignore[arg-type]
+    await ring.load([stored.subject])  # type: ignore[list-item]
+    facts = ring.open(stored)
+    assert isinstance(facts.sealed, msgspec.UnsetType)
+    assert (facts.event_id, facts.key, facts.occurred_at, facts.event_type) == (
+        plain.event_id, plain.key, plain.occurred_at, plain.event_type)
+    normalise(facts)  # the facts still normalise: no error, no dead letter
+
+
+async def test_the_chat_keeps_its_facts_when_its_key_is_gone() -> None:
+    ring = _ring()
+    plain = _envelope(FIXTURES / "natterly" / "chat_initiated_identified_visitor.json")
+    stored = decode_envelope(encode_envelope(await ring.seal(plain)))
+    assert stored.subject == "natterly:chat:5d2f8c1e-3a4b-4c6d-8e7f-9a0b1c2d3e4f"
+    assert await ring.store.linked("natterly:visitor:c4e5f6a7-b8c9-4d0e-9f1a-2b3c4d5e6f70") == [
+        stored.subject]
+    await ring.store.destroy(stored.subject)  # type: ignore[arg-type]
+    facts = await _ring_after_destroy(ring, stored)
+    full, redacted = normalise(plain), normalise(facts)
+    assert [type(e) for e in full] == [type(e) for e in redacted]
+    body = msgspec.json.decode(bytes(facts.body))
+    chat = body["payload"]["chat"]
+    assert chat["status"] == "Initiated" and chat["initiated_at"] == 1700000000
+    assert chat["visitor"] == {"uuid": "c4e5f6a7-b8c9-4d0e-9f1a-2b3c4d5e6f70", "anonymous": False}
+    assert [m["uuid"] for m in body["payload"]["messages"]] == [
+        "a1b2c3d4-0001-4e5f-8a9b-0c1d2e3f4a5b", "a1b2c3d4-0002-4e5f-8a9b-0c1d2e3f4a5b"]
+    assert "text" not in body["payload"]["messages"][0] and "ip_address" not in chat
+
+
+async def _ring_after_destroy(ring: KeyRing, stored: Envelope) -> Envelope:
+    ring.forget(stored.subject)  # type: ignore[arg-type]
+    return await ring.open_one(stored)
+
+
+async def test_a_destroyed_key_stops_opening_within_the_ttl() -> None:
+    clock = [0.0]
+    ring = _ring(clock)
+    other = KeyRing(ring.store, ttl_s=10.0, clock=lambda: clock[0])  # another process
+    stored = decode_envelope(encode_envelope(await ring.seal(
+        _envelope(FIXTURES / "natterly" / "chat_initiated_identified_visitor.json"))))
+    assert b"Priya" in bytes((await other.open_one(stored)).body)
+    await ring.store.destroy(stored.subject)  # type: ignore[arg-type]
+    clock[0] = 9.0
+    assert b"Priya" in bytes((await other.open_one(stored)).body)  # cached, within the TTL
+    clock[0] = 10.5
+    assert b"Priya" not in bytes((await other.open_one(stored)).body)
+
+
+async def test_a_tampered_or_moved_seal_opens_to_facts() -> None:
+    ring = _ring()
+    stored = decode_envelope(encode_envelope(await ring.seal(
+        _envelope(FIXTURES / "natterly" / "chat_initiated_identified_visitor.json"))))
+    moved = msgspec.structs.replace(stored, event_id="another-event")
+    assert b"Priya" not in bytes((await ring.open_one(moved)).body)
+
+
+async def test_an_unreachable_key_store_seals_nothing() -> None:
+    ring = _ring()
+    assert isinstance(ring.store, MemoryKeyStore)
+    ring.store.available = False
+    with pytest.raises(KeyStoreUnavailable):
+        await ring.seal(_envelope(FIXTURES / "natterly" / "chat_initiated_seed.json"))
