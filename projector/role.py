@@ -27,6 +27,7 @@ from parley.readiness import failure_reason
 from parley.runtime import Runtime
 from projector.api import ApiOptions, QueryApi
 from projector.dlq import KafkaDeadLetters
+from projector.erasure_api import ErasureApi
 from projector.metrics import ProjectorMetrics
 from projector.runner import ProjectorRunnerOptions, Runner, Watermarks, ensure_live
 from projector.state_publisher import StatePublisher
@@ -76,6 +77,7 @@ class ProjectorRole:
     def install(self, app: web.Application, rt: Runtime) -> None:
         QueryApi(self.store, rt.topics, self.waits, self._options.api, self.metrics
                  ).install(app)
+        ErasureApi(self.store, rt.settings.kafka, rt.topics).install(app)
         self.streams.install(app)
         app.cleanup_ctx.append(self._lifecycle)
         rt.readiness[self.name] = self.ready
