@@ -22,9 +22,19 @@ from projector.forget import UnknownSubject, forget, resolve
 from projector.store import Store
 from projector.subject_export import export_subject
 
-__all__ = ["ErasureApi"]
+__all__ = ["ErasureAccepted", "ErasureApi"]
 
 _JSON = msgspec.json.Encoder()
+
+
+class ErasureAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer to ``DELETE /api/visitors/{id}``: the forget is published (its keys
+    destroyed first); ``aggregates`` are what it erases (``"kind:id"``)."""
+
+    erasure_id: str
+    subject: str
+    aggregates: tuple[str, ...]
+    keys_destroyed: int
 
 
 class ErasureApi:
@@ -50,8 +60,8 @@ class ErasureApi:
             return _unavailable(exc)
         done = await forget(subject, store=self._store, kafka=self._kafka, topics=self._topics,
                             keys=self._keys)
-        body = {"erasure_id": done.erasure_id, "subject": done.subject,
-                "aggregates": list(done.aggregates), "keys_destroyed": done.keys_destroyed}
+        body = ErasureAccepted(erasure_id=done.erasure_id, subject=done.subject,
+                               aggregates=done.aggregates, keys_destroyed=done.keys_destroyed)
         return web.Response(status=202, body=_JSON.encode(body), content_type="application/json")
 
     async def export(self, request: web.Request) -> web.Response:
