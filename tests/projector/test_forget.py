@@ -149,3 +149,21 @@ async def store_in_memory() -> AsyncIterator[Store]:
     await store.open()
     yield store
     await store.close()
+
+
+async def test_a_visitor_is_found_by_email_case_ignored(store_in_memory: Store) -> None:
+    from datetime import UTC, datetime
+
+    from projector.states import AggregateRef, Reg, VisitorFold
+    from projector.views import row_for
+
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    await store_in_memory.create_projection("v1")
+    await store_in_memory.set_live("v1")
+    rows = [row_for(AggregateRef("visitor", f"v{n}"), VisitorFold(
+        id=f"v{n}", provider="natterly", source="acme",
+        email=Reg(at=at, rank=0, event_id=f"e{n}", value=f"person{n}@example.org")))
+        for n in range(1500)]  # more than one page of the scan
+    await store_in_memory.commit("v1", rows, {})
+    found = await resolve(store_in_memory, email=" Person1234@EXAMPLE.org ")
+    assert (found.visitor, found.subject) == ("v1234", "natterly:visitor:v1234")
