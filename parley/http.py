@@ -256,11 +256,16 @@ def build_app(rt: Runtime, roles: Iterable[Role]) -> web.Application:
     app.router.add_get("/metrics", metrics)
     for role in roles:
         role.install(app, rt)
+    app.on_cleanup.append(_close_key_ring)  # after every role's cleanup_ctx has stopped it
     # Before any role starts (they start when the app is set up): an exposed API changes
     # nothing, not even a consumer group's membership.
     check_exposure(http, (r.canonical for r in app.router.resources()
                           if needs_token(r.canonical, metrics_public=http.metrics_public)))
     return app
+
+
+async def _close_key_ring(app: web.Application) -> None:
+    await app[RUNTIME].close_key_ring()
 
 
 #: How many ports above a taken one ``serve(next_free_port=True)`` tries.

@@ -250,7 +250,8 @@ def _paths(ref: dict[str, Json]) -> Json:
                                "`parley visitors forget-status` shows every group).",
                                ref["erasure"]),
                 "404": error("not_found", "No such visitor; nothing changed."),
-                "503": error("unavailable", "The state store is busy.",
+                "503": error("unavailable key_store_unavailable", "The state store is busy, "
+                             "or the key store cannot be reached (nothing changed).",
                              {"Retry-After": "Seconds to wait."})})},
         "/api/visitors/{id}/export": {"get": op(
             "Everything held about the visitor (an access request): the visitor, its session "

@@ -187,6 +187,39 @@ class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     url: str = "sqlite:///.parley/state.db"
 
 
+class PrivacySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Per-subject encryption of personal data (docs/privacy.md).
+
+    ``encrypt``: the receiver seals each webhook's personal parts with its subject's data key
+    before Kafka (the default; false writes bodies readable, as before issue 20). The master
+    key wraps the data keys: ``master_key`` (base64 of 32 bytes, better from the environment:
+    ``PARLEY_PRIVACY__MASTER_KEY``) or ``master_key_file``; with neither, the file
+    ``<data_dir>/master.key``, which Parley creates (owner-only) when the key store is a
+    SQLite file, the one-machine setup. Otherwise a missing master key refuses to start.
+    ``previous_master_keys`` still unwrap keys during a rotation (``parley keys rewrap``).
+    ``key_store``: where data keys live; unset: beside the state store (``keys.db`` next to
+    a SQLite ``store.url``, the same PostgreSQL database). ``cache_ttl_s``: how long a
+    process uses a cached key (or its absence): a destroyed key stops being used everywhere
+    within it.
+    """
+
+    encrypt: bool = True
+    master_key: str | None = None
+    master_key_file: str | None = None
+    previous_master_keys: tuple[str, ...] = ()
+    key_store: str | None = None
+    cache_ttl_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
+    cache_size: Annotated[int, msgspec.Meta(ge=1)] = 100_000
+
+    def __repr__(self) -> str:
+        return (f"PrivacySettings(encrypt={self.encrypt}, "
+                f"master_key={'***' if self.master_key else None}, "
+                f"master_key_file={self.master_key_file!r}, "
+                f"previous_master_keys=<{len(self.previous_master_keys)} hidden>, "
+                f"key_store={'<set>' if self.key_store else None}, "
+                f"cache_ttl_s={self.cache_ttl_s}, cache_size={self.cache_size})")
+
+
 class SourceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One webhook source; its name in the config is the URL path segment."""
 
@@ -209,6 +242,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     kafka: KafkaSettings = KafkaSettings()
     http: HttpSettings = HttpSettings()
     store: StoreSettings = StoreSettings()
+    privacy: PrivacySettings = PrivacySettings()
     sources: dict[str, SourceSettings] = {}
     # [consumers.<name>] tables: each consumer validates its own (e.g. consumers.crm.config).
     consumers: dict[str, dict[str, object]] = {}
@@ -224,6 +258,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     def __repr__(self) -> str:
         # Consumer tables are free-form and may hold credentials: show only their names.
         return (f"Settings(kafka={self.kafka!r}, http={self.http!r}, store={self.store!r}, "
+                f"privacy={self.privacy!r}, "
                 f"sources={self.sources!r}, consumers={sorted(self.consumers)!r}, "
                 f"data_dir={self.data_dir!r}, log_level={self.log_level!r}, "
                 f"event_loop={self.event_loop!r}, config_file={self.config_file!r})")
@@ -234,9 +269,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         for src in self.sources.values():
             out.extend(src.credentials())
         out.extend(self.http.api_tokens)
-        store_password = urlsplit(self.store.url).password
-        if store_password:
-            out.append(unquote(store_password))
+        for url in (self.store.url, self.privacy.key_store or ""):
+            store_password = urlsplit(url).password
+            if store_password:
+                out.append(unquote(store_password))
+        out.extend((self.privacy.master_key or "", *self.privacy.previous_master_keys))
         for table in self.consumers.values():
             out.extend(v for k, v in table.items()
                        if isinstance(v, str) and is_secret_key(k))

@@ -68,6 +68,7 @@ def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from contracts.topics import Topics
     from parley.kafka.clients import make_producer
     from parley.logs import setup_logging
+    from parley.privacy.config import build_key_ring
     from projector.dlq import KafkaDeadLetters
     from projector.rebuild import rebuild
     from projector.rebuild_parallel import join_rebuild, rebuild_parallel
@@ -84,6 +85,8 @@ def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
                            "(`parley projections rebuild NAME --workers N --join`)")
     setup_logging(settings.log_level, settings.all_secrets())
     topics = Topics(prefix=settings.kafka.topic_prefix)
+
+    ring = build_key_ring(settings)  # a missing master key: one line, nothing started
 
     async def main() -> int:
         store = open_store(settings.store.url)
@@ -106,8 +109,9 @@ def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 report = await rebuild(store, settings.kafka, topics, name=args.name,
                                        dead_letters=letters, publish_states=args.publish_states,
-                                       accept_changes=args.accept_changes)
+                                       accept_changes=args.accept_changes, ring=ring)
         finally:
+            await ring.close()
             await producer.stop()
             await store.close()
         rate = report.records / report.seconds if report.seconds > 0 else 0.0
@@ -145,7 +149,7 @@ def _parallel(settings: Settings, workers: int, publish_states: bool) -> Paralle
                            prefix=settings.kafka.topic_prefix,
                            member=MemberOptions(publish_states=publish_states),
                            log_level=settings.log_level, secrets=tuple(settings.all_secrets()),
-                           event_loop=settings.event_loop)
+                           event_loop=settings.event_loop, key_settings=settings)
 
 
 def _cmd_drop(args: argparse.Namespace, settings: Settings) -> int:

@@ -16,7 +16,8 @@ from aiohttp import web
 from contracts.topics import Topics
 from parley.errors import StoreError
 from parley.http import error_response
-from parley.privacy.keys import KeyStore
+from parley.privacy.errors import KeyStoreUnavailable
+from parley.privacy.ring import KeyRing
 from parley.settings import KafkaSettings
 from projector.forget import UnknownSubject, forget, resolve
 from projector.store import Store
@@ -41,11 +42,12 @@ class ErasureApi:
     """The two routes above, over the projector's store (opened by the role)."""
 
     def __init__(self, store: Store, kafka: KafkaSettings, topics: Topics,
-                 keys: KeyStore | None = None) -> None:
+                 ring: KeyRing | None = None) -> None:
+        """``ring``: the process's key ring; its key store destroys the subject's keys."""
         self._store = store
         self._kafka = kafka
         self._topics = topics
-        self._keys = keys
+        self._ring = ring
 
     def install(self, app: web.Application) -> None:
         app.router.add_delete("/api/visitors/{id}", self.forget)
@@ -58,8 +60,16 @@ class ErasureApi:
             return error_response(404, "not_found", str(exc))
         except StoreError as exc:
             return _unavailable(exc)
-        done = await forget(subject, store=self._store, kafka=self._kafka, topics=self._topics,
-                            keys=self._keys)
+        keys = None
+        try:
+            if self._ring is not None:
+                keys = self._ring.store
+                await keys.open()  # idempotent; the ring opens it lazily and closes it
+            done = await forget(subject, store=self._store, kafka=self._kafka,
+                                topics=self._topics, keys=keys, ring=self._ring)
+        except KeyStoreUnavailable as exc:  # no key destroyed: nothing published either
+            return error_response(503, "key_store_unavailable", str(exc),
+                                  headers={"Retry-After": "5"})
         body = ErasureAccepted(erasure_id=done.erasure_id, subject=done.subject,
                                aggregates=done.aggregates, keys_destroyed=done.keys_destroyed)
         return web.Response(status=202, body=_JSON.encode(body), content_type="application/json")

@@ -24,6 +24,8 @@ from contracts.domain import DomainEvent
 from contracts.envelope import Envelope, decode_envelope
 from contracts.forgotten import PARLEY_PROVIDER, forgotten_of
 from contracts.normalise import normalise_decoded
+from parley.privacy.ring import KeyRing
+from parley.privacy.seal import subject_in
 from projector.clamp import clamp_future
 from projector.dlq import DeadLetter, Stage
 from projector.erasure import applications, erasing
@@ -78,11 +80,18 @@ class Folder:
 
     def __init__(self, store: StateLoader, cache_size: int = 100_000,
                  metrics: ProjectorMetrics | None = None, *, apply_fn: ApplyFn = apply,
-                 row_fn: RowFn = row_for, fresh: bool = False) -> None:
+                 row_fn: RowFn = row_for, fresh: bool = False,
+                 ring: KeyRing | None = None) -> None:
         """``fresh``: the projection starts empty and only this folder writes it (a rebuild's
         copy), so an aggregate it never committed cannot be in the store: cache misses for
-        those skip the store read. It remembers a hash per committed aggregate for that."""
+        those skip the store read. It remembers a hash per committed aggregate for that.
+
+        ``ring``: opens sealed records (docs/privacy.md) before they are folded; a record
+        whose key is gone folds to its facts. Without one, sealed records fold to their
+        facts. A key store that cannot be reached fails the batch (it is folded again once
+        it answers: the projector waits, never skips)."""
         self._store = store
+        self._ring = ring
         self._apply = apply_fn  # the real fold; tests inject faults through these two
         self._row = row_fn
         # A state and the log positions it covers (kept in its row, for versions).
@@ -108,6 +117,9 @@ class Folder:
 
     async def fold(self, projection: str, records: Sequence[ConsumerRecord]) -> BatchResult:
         """Fold ``records`` (in offset order per partition) on top of the stored states."""
+        if self._ring is not None:
+            # Step 4 (first half): every key the batch needs, in one key-store round trip.
+            await self._ring.load(s for s in map(subject_in, (r.value for r in records)) if s)
         try:
             with gc_paused():
                 return await self._fold(projection, records, check_rows=False)
@@ -130,6 +142,7 @@ class Folder:
         add = flat.append
         total = 0
         forgets: list[tuple[int, str, str, str]] = []  # (span, erasure id, kind, id)
+        ring = self._ring
         for n, rec in enumerate(records, 1):
             if n % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # folding is CPU-bound: let queries in between
@@ -139,6 +152,8 @@ class Folder:
             try:
                 # The whole value was checked to be UTF-8 (body included) by decode_envelope.
                 env = decode_envelope(rec.value)
+                if ring is not None:
+                    env = ring.open(env)
             except Exception as exc:  # noqa: BLE001 - any failure of one record dead-letters it
                 dead.append(_letter(rec, "decode", exc))
                 continue

@@ -33,6 +33,7 @@ from contracts.topics import Topics
 from parley.erasure_ledger import LedgerWriter
 from parley.kafka.clients import make_producer
 from parley.privacy.keys import KeyStore
+from parley.privacy.ring import KeyRing
 from parley.privacy.subjects import subject_of, visitor_subject
 from parley.settings import KafkaSettings
 from projector.outbox import unwrap_state
@@ -109,8 +110,10 @@ async def resolve(store: Store, *, visitor: str | None = None, email: str | None
 
 
 async def forget(subject: Subject, *, store: Store, kafka: KafkaSettings, topics: Topics,
-                 keys: KeyStore | None) -> ErasureRequest:
-    """Steps 2-4 of the module doc; the request as recorded in the ledger."""
+                 keys: KeyStore | None, ring: KeyRing | None = None) -> ErasureRequest:
+    """Steps 2-4 of the module doc; the request as recorded in the ledger. ``ring``: this
+    process's key ring, which stops using the destroyed keys at once (other processes'
+    rings within ``privacy.cache_ttl_s``)."""
     _ = store
     erasure_id = uuid.uuid4().hex
     now = datetime.now(UTC)
@@ -123,6 +126,8 @@ async def forget(subject: Subject, *, store: Store, kafka: KafkaSettings, topics
             subjects.update(await keys.linked(parent))
         for name in sorted(subjects):
             destroyed += await keys.destroy(name)
+            if ring is not None:
+                ring.forget(name)
     request = ErasureRequest(erasure_id=erasure_id, subject=subject.subject,
                              visitor=subject.visitor, aggregates=tuple(subject.aggregates),
                              keys_destroyed=destroyed, requested_at=now)

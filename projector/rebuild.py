@@ -47,6 +47,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts.topics import Topics
 from parley.kafka.clients import make_admin, make_consumer
+from parley.privacy.ring import KeyRing
 from parley.settings import KafkaSettings
 from projector.dlq import DeadLetters
 from projector.errors import ProjectorError
@@ -90,7 +91,7 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
                   name: str | None = None, dead_letters: DeadLetters | None = None,
                   out: TextIO | None = None, progress_every_s: float = 2.0,
                   max_records: int = 20_000, publish_states: bool = False,
-                  accept_changes: bool = False) -> RebuildReport:
+                  accept_changes: bool = False, ring: KeyRing | None = None) -> RebuildReport:
     """Replay the event topics into a new projection copy and make it live (see module doc).
 
     ``publish_states``: also write every state the rebuild commits into the store's outbox
@@ -119,7 +120,7 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
               f"(live: {previous or 'none'})", file=out, flush=True)
         progress = Progress(name, total, out, progress_every_s)
         writer = BatchWriter(store, name, progress.add, publish=publish_states)
-        folder = Folder(writer, cache_size=200_000, fresh=True)  # step 1 created it empty
+        folder = Folder(writer, cache_size=200_000, fresh=True, ring=ring)  # step 1 created it empty
         dead = 0
         refreshed = False
         while True:

@@ -41,7 +41,8 @@ from aiokafka import TopicPartition
 from contracts.topics import Topics
 from parley.kafka.clients import make_consumer
 from parley.loop import EventLoopName
-from parley.settings import KafkaSettings
+from parley.privacy.ring import KeyRing
+from parley.settings import KafkaSettings, Settings
 from projector.dlq import DeadLetters
 from projector.rebuild import RebuildError, RebuildReport, event_partitions, new_copy, switch
 from projector.rebuild_batches import Progress
@@ -68,6 +69,9 @@ class ParallelOptions:
     log_level: str = "WARNING"
     secrets: tuple[str, ...] = ()
     event_loop: EventLoopName = "auto"
+    #: the settings each worker builds its key ring from (docs/privacy.md); None: sealed
+    #: records fold to their facts
+    key_settings: Settings | None = None
 
 
 async def rebuild_parallel(store: Store, options: ParallelOptions, *, name: str | None = None,
@@ -93,9 +97,14 @@ async def rebuild_parallel(store: Store, options: ParallelOptions, *, name: str 
                               live=previous or "none")
     _, now = await _offsets(kafka, tps)
     if any(now.get(tp, 0) > end for tp, end in target.items()) or set(now) - set(target):
+        ring = _ring(options)
         late = Member(store, kafka, topics, name, _keys(now), replace(options.member, members=1),
-                      dead_letters)
-        await late.run(asyncio.Event())
+                      dead_letters, ring=ring)
+        try:
+            await late.run(asyncio.Event())
+        finally:
+            if ring is not None:
+                await ring.close()
         dead += late.dead_letters
         progress.total = progress.done + late.records
         progress.done += late.records
@@ -269,6 +278,14 @@ def _worker_process(options: ParallelOptions, name: str, target: dict[TopicParti
     results.put(dead)
 
 
+def _ring(options: ParallelOptions) -> KeyRing | None:
+    if options.key_settings is None:
+        return None
+    from parley.privacy.config import build_key_ring
+
+    return build_key_ring(options.key_settings)
+
+
 async def _member(options: ParallelOptions, name: str, target: Target) -> int:
     from parley.kafka.clients import make_producer
     from projector.dlq import KafkaDeadLetters
@@ -278,14 +295,19 @@ async def _member(options: ParallelOptions, name: str, target: Target) -> int:
     store = open_store(options.store_url, shared=True)
     await store.open()
     producer = make_producer(options.kafka) if options.dead_letters else None
+    ring: KeyRing | None = None
     try:
         if producer is not None:
             await producer.start()
         letters = KafkaDeadLetters(producer, topics) if producer is not None else None
-        member = Member(store, options.kafka, topics, name, target, options.member, letters)
+        ring = _ring(options)
+        member = Member(store, options.kafka, topics, name, target, options.member, letters,
+                        ring=ring)
         await member.run(asyncio.Event())
         return member.dead_letters
     finally:
+        if ring is not None:
+            await ring.close()
         if producer is not None:
             await producer.stop()
         await store.close()

@@ -47,6 +47,7 @@ from aiokafka.structs import ConsumerRecord
 
 from contracts.topics import Topics
 from parley.kafka.clients import make_consumer, start_unless_stopped
+from parley.privacy.ring import KeyRing
 from parley.settings import KafkaSettings
 from projector.dlq import DeadLetters
 from projector.folder import Folder, gc_paused
@@ -79,8 +80,10 @@ class Member:
 
     def __init__(self, store: Store, kafka: KafkaSettings, topics: Topics, copy: str,
                  target: Target, options: MemberOptions,
-                 dead_letters: DeadLetters | None = None) -> None:
+                 dead_letters: DeadLetters | None = None, ring: KeyRing | None = None) -> None:
+        """``ring``: opens sealed records (docs/privacy.md); without one they fold to facts."""
         self._store, self._topics, self._copy = store, topics, copy
+        self._ring = ring
         # Never a static member: every member of the rebuild group is a distinct process.
         self._kafka = msgspec.structs.replace(kafka, group_instance_id=None)
         self._target = {TopicPartition(t, p): end for (t, p), end in target.items()}
@@ -89,7 +92,7 @@ class Member:
         self._generation = 0
         self._next: dict[TopicPartition, int] = {}
         self._writer = BatchWriter(store, copy, self._counted, publish=options.publish_states)
-        self._folder = Folder(self._writer, options.cache_size, fresh=True)
+        self._folder = Folder(self._writer, options.cache_size, fresh=True, ring=ring)
         self._consumer: AIOKafkaConsumer | None = None
         self._settle_until: float | None = None
         self._settled = False  # the wait of step 2 ran out once: never again
@@ -240,7 +243,8 @@ class Member:
                 # No stored offset: 0, below the log start (auto_offset_reset moves it up).
                 consumer.seek(tp, off or 0)
                 self._next[tp] = off or 0
-            self._folder = Folder(self._writer, self._options.cache_size, fresh=not written)
+            self._folder = Folder(self._writer, self._options.cache_size, fresh=not written,
+                                  ring=self._ring)
             consumer.pause(*assigned)
             mine = [tp for tp in assigned if tp in self._target]
             if (self._options.members > 1 and self.records == 0 and not self._settled

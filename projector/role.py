@@ -64,6 +64,8 @@ class ProjectorRole:
         self.metrics = ProjectorMetrics.create(rt.registry)
         self.watermarks = Watermarks()
         self.store: Store = open_store(rt.settings.store.url)
+        # Built now: a missing master key refuses to start, before anything listens.
+        self._ring = rt.key_ring()
         self.waits = PositionWaits(self.store, self.watermarks,
                                    max_waiters=rt.settings.http.max_position_waiters,
                                    recheck_s=options.api.recheck_s)
@@ -77,7 +79,7 @@ class ProjectorRole:
     def install(self, app: web.Application, rt: Runtime) -> None:
         QueryApi(self.store, rt.topics, self.waits, self._options.api, self.metrics
                  ).install(app)
-        ErasureApi(self.store, rt.settings.kafka, rt.topics).install(app)
+        ErasureApi(self.store, rt.settings.kafka, rt.topics, self._ring).install(app)
         self.streams.install(app)
         app.cleanup_ctx.append(self._lifecycle)
         rt.readiness[self.name] = self.ready
@@ -129,7 +131,8 @@ class ProjectorRole:
                     dead_letters=KafkaDeadLetters(producer, rt.topics, self.metrics),
                     metrics=self.metrics, watermarks=self.watermarks,
                     options=self._options.runner,
-                    publisher=StatePublisher(self.store, states, rt.topics), ledger=ledger)
+                    publisher=StatePublisher(self.store, states, rt.topics), ring=self._ring,
+                    ledger=ledger)
                 await self.runner.run(stop)
             except Exception as exc:
                 self._problem = f"projector failed: {failure_reason(exc)}"  # no hosts, users

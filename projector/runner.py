@@ -63,6 +63,7 @@ from aiokafka.structs import ConsumerRecord
 from contracts.topics import PROJECTOR, Topics
 from parley.erasure_ledger import LedgerWriter, processed
 from parley.kafka.clients import make_consumer, start_unless_stopped
+from parley.privacy.ring import KeyRing
 from parley.readiness import failure_reason
 from parley.settings import KafkaSettings
 from projector.dlq import DeadLetters
@@ -182,10 +183,11 @@ class Runner:
                  dead_letters: DeadLetters, metrics: ProjectorMetrics,
                  watermarks: Watermarks | None = None,
                  options: ProjectorRunnerOptions = ProjectorRunnerOptions(), folder: Folder | None = None,
-                 publisher: StatePublisher | None = None, ledger: LedgerWriter | None = None
-                 ) -> None:
-        """``publisher``: publish committed states to the state topics (steps 8 and 11);
-        ``ledger``: record erasures in the erasure ledger (step 9a)."""
+                 publisher: StatePublisher | None = None, ring: KeyRing | None = None,
+                 ledger: LedgerWriter | None = None) -> None:
+        """``publisher``: publish committed states to the state topics (steps 8 and 11).
+        ``ring``: opens sealed records before step 4 (docs/privacy.md). ``ledger``: record
+        erasures in the erasure ledger (step 9a)."""
         self._store = store
         self._kafka = kafka
         self._topics = topics
@@ -193,7 +195,7 @@ class Runner:
         self._metrics = metrics
         self.watermarks = watermarks or Watermarks()
         self._options = options
-        self._folder = folder or Folder(store, options.cache_size, metrics)
+        self._folder = folder or Folder(store, options.cache_size, metrics, ring=ring)
         self._publisher = publisher
         self._ledger = ledger
         self._lock = asyncio.Lock()

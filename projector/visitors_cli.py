@@ -57,11 +57,16 @@ def _who(parser: argparse.ArgumentParser) -> None:
 
 
 def open_keys(settings: Settings) -> KeyStore | None:
-    """The key store of ``settings`` (None where this build has no per-subject encryption
-    configured: then a forget erases the projection, search and groups, but the log's
-    copies stay readable, and the command says so)."""
-    _ = settings
-    return None
+    """The key store of ``settings`` (``privacy.key_store``, else beside the state store),
+    not yet opened; None with ``privacy.encrypt = false`` and no ``privacy.key_store``:
+    then nothing was sealed, a forget erases the projection, search and groups, and the
+    command says that the log's copies stay readable."""
+    from parley.privacy.config import key_store_url, master_keys
+    from parley.privacy.keys import open_key_store
+
+    if not settings.privacy.encrypt and not settings.privacy.key_store:
+        return None
+    return open_key_store(key_store_url(settings), master_keys(settings))
 
 
 async def _resolve(store: Store, args: argparse.Namespace) -> Subject:

@@ -107,3 +107,15 @@ class KafkaUnavailable(ReceiverError):
     def __init__(self, detail: str = "the event log is unavailable; retry later",
                  retry_after_s: int = 5) -> None:
         super().__init__(detail, retry_after_s)
+
+
+class KeyStoreUnavailable(ReceiverError):
+    """The key store did not answer, so the body cannot be sealed (docs/privacy.md): nothing
+    is written, never personal data unencrypted. The provider should retry."""
+
+    status = 503
+    code = "key_store_unavailable"
+    retriable = True
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__("the key store is unavailable; retry later", retry_after_s)

@@ -10,7 +10,9 @@ Request flow, each step answering with its own error before the next one runs:
    ``body_timeout``, and the connection is closed);
 4. authenticate (401 ``unauthorized``, one generic detail for every cause; the log line
    says which check failed, see :class:`~receiver.signatures.AuthFailure`);
-5. parse with the contracts (400 ``invalid_body``, detail names the JSON path);
+5. parse with the contracts (400 ``invalid_body``, detail names the JSON path), then seal
+   the body's personal parts with its subject's data key (503 ``key_store_unavailable``
+   with Retry-After when the key store cannot be reached; docs/privacy.md);
 6. append the envelope to Kafka and wait for acks=all (503 ``kafka_unavailable``
    with Retry-After);
 7. answer 200 ``{"event_id", "position"}``.
@@ -35,12 +37,15 @@ from contracts.errors import ContractError
 from contracts.ingest import natterly_auth_token, parse_webhook
 from contracts.topics import Topics
 from parley.http import error_response, json_response
+from parley.privacy import PrivacyError
+from parley.privacy.ring import KeyRing
 from parley.settings import HttpSettings
 from receiver.budget import BodyBudget
 from receiver.errors import (
     BodyTimeout,
     BodyTooLarge,
     InvalidBody,
+    KeyStoreUnavailable,
     Overloaded,
     ReceiverError,
     Unauthorized,
@@ -75,8 +80,9 @@ class WebhookHandler:
     deadline, the buffered-bytes budget) and the Retry-After of a 503."""
 
     def __init__(self, sources: Mapping[str, Source], publisher: Publisher, topics: Topics,
-                 metrics: ReceiverMetrics, http: HttpSettings) -> None:
+                 metrics: ReceiverMetrics, http: HttpSettings, ring: KeyRing | None = None) -> None:
         self._sources = dict(sources)
+        self._ring = ring  # None: bodies are stored readable (privacy.encrypt = false)
         self._publisher = publisher
         self._topics = topics
         self._metrics = metrics
@@ -100,6 +106,8 @@ class WebhookHandler:
             _check_media_type(request)
             body = await self._read_body(request, held)
             env = self._authenticate_and_parse(source, request, body)
+            if self._ring is not None:
+                env = await self._seal(env)
             event_type, event_id = env.event_type, env.event_id
             position = await self._publisher.publish(
                 self._topics.for_aggregate(env.aggregate), env.record_key, encode_envelope(env))
@@ -118,6 +126,17 @@ class WebhookHandler:
             log.debug("accepted", extra={"event_id": answer.event_id, "position": answer.position,
                                          "source": label, "event_type": event_type})
         return json_response(answer)
+
+    async def _seal(self, env: Envelope) -> Envelope:
+        """``env`` with its personal parts sealed under its subject's key (docs/privacy.md);
+        503 when the key store cannot be reached: never stored unencrypted instead."""
+        assert self._ring is not None
+        try:
+            return await self._ring.seal(env)
+        except PrivacyError as exc:
+            if not exc.retriable:
+                raise
+            raise KeyStoreUnavailable(self._http.retry_after_s) from None
 
     async def _reject(self, request: web.Request, exc: ReceiverError, source: str,
                       event_type: str, event_id: str | None) -> web.Response:

@@ -32,6 +32,8 @@ class ReceiverRole:
             raise SettingsError("the receiver needs kafka.bootstrap (config file or "
                                 "PARLEY_KAFKA__BOOTSTRAP)")
         self._sources = build_sources(rt.settings.sources)
+        # Built now: a missing master key refuses to start, before anything listens.
+        self._ring = rt.key_ring() if rt.settings.privacy.encrypt else None
         http = rt.settings.http
         self._options = options or PublisherOptions(send_timeout_s=http.ack_timeout_s,
                                                     retry_after_s=http.retry_after_s)
@@ -39,7 +41,8 @@ class ReceiverRole:
     def install(self, app: web.Application, rt: Runtime) -> None:
         metrics = ReceiverMetrics(rt.registry)
         publisher = Publisher(rt.settings.kafka, metrics, self._options)
-        handler = WebhookHandler(self._sources, publisher, rt.topics, metrics, rt.settings.http)
+        handler = WebhookHandler(self._sources, publisher, rt.topics, metrics, rt.settings.http,
+                                 self._ring)
         app.router.add_post("/webhooks/{source}", handler.post)
         app.router.add_get("/webhooks/{source}", handler.handshake)
         rt.readiness["kafka-producer"] = publisher.readiness

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from parley.errors import ParleyError, StoreUnavailable
+from parley.errors import ParleyError, SettingsError, StoreUnavailable
 
 __all__ = ["KeyStoreUnavailable", "MasterKeyError", "PrivacyError"]
 
@@ -11,7 +11,7 @@ class PrivacyError(ParleyError):
     """Base class. ``retriable`` tells callers whether trying again may help."""
 
 
-class MasterKeyError(PrivacyError):
+class MasterKeyError(PrivacyError, SettingsError):
     """No usable master key: none configured, an unreadable file, a malformed key, or a
     stored data key wrapped by a master key this process does not have. Not retriable:
     the configuration must change."""

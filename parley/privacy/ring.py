@@ -13,6 +13,7 @@ first (one key-store round trip for what the cache lacks), then :meth:`KeyRing.o
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -36,11 +37,28 @@ class KeyRing:
     def __init__(self, store: KeyStore, *, ttl_s: float = 10.0, size: int = 100_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
+        self._opened = False
+        self._opening = asyncio.Lock()
         self._ttl_s = ttl_s
         self._size = size
         self._clock = clock
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._links: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    async def _ready(self) -> KeyStore:
+        """The store, opened on first use (and again after a failed open): a key store
+        that is down at start-up makes requests wait or fail, not the process."""
+        if not self._opened:
+            async with self._opening:
+                if not self._opened:
+                    await self.store.open()
+                    self._opened = True
+        return self.store
+
+    async def close(self) -> None:
+        if self._opened:
+            self._opened = False
+            await self.store.close()
 
     def _put(self, subject: str, key: DataKey | None) -> _Entry:
         entry = (self._clock() + self._ttl_s, key, AESGCM(key.secret) if key else None)
@@ -67,12 +85,12 @@ class KeyRing:
         subject = subject_for(env)
         entry = self._fresh(subject)
         if entry is None or entry[1] is None:
-            entry = self._put(subject, await self.store.get_or_create(subject))
+            entry = self._put(subject, await (await self._ready()).get_or_create(subject))
         key, aead = entry[1], entry[2]
         assert key is not None and aead is not None
         sealed = seal_envelope(env, key, aead)
         if sealed.parent is not None and (subject, sealed.parent) not in self._links:
-            await self.store.link(subject, sealed.parent)
+            await (await self._ready()).link(subject, sealed.parent)
             self._links[(subject, sealed.parent)] = None
             if len(self._links) > self._size:
                 self._links.popitem(last=False)
@@ -82,7 +100,7 @@ class KeyRing:
         """Make sure the cache holds a fresh entry (key or no key) for each subject."""
         missing = [s for s in dict.fromkeys(subjects) if self._fresh(s) is None]
         if missing:
-            for subject, key in (await self.store.get_many(missing)).items():
+            for subject, key in (await (await self._ready()).get_many(missing)).items():
                 self._put(subject, key)
 
     def open(self, env: Envelope) -> Envelope:

@@ -24,11 +24,30 @@ from parley.privacy.datakey import DataKey
 from parley.privacy.facts import facts_of
 from parley.privacy.subjects import parent_of, subject_of
 
-__all__ = ["Sealed", "open_envelope", "seal_envelope", "sealed_generation", "subject_for"]
+__all__ = ["Sealed", "open_envelope", "seal_envelope", "sealed_generation", "subject_for",
+           "subject_in"]
 
 _VERSION = 1
 _HEADER = 1 + 4 + 12
 _DECODE = msgspec.json.Decoder()
+
+
+class _SubjectOnly(msgspec.Struct):
+    subject: str | None = None
+
+
+_SUBJECT = msgspec.json.Decoder(_SubjectOnly)
+
+
+def subject_in(record_value: bytes | None) -> str | None:
+    """The ``subject`` of a record value without decoding the rest (None: not sealed, or
+    not an envelope at all: the fold dead-letters that itself)."""
+    if not record_value:
+        return None
+    try:
+        return _SUBJECT.decode(record_value).subject
+    except (msgspec.DecodeError, ValueError, TypeError):
+        return None
 
 
 class Sealed(msgspec.Struct, frozen=True):

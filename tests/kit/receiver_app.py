@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import hmac
+import os
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,11 +25,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from contracts.envelope import decode_envelope, encode_envelope
 from contracts.topics import Topics
 from parley.http import build_app
 from parley.kafka.clients import make_consumer
+from parley.privacy.config import build_key_ring
 from parley.runtime import Runtime
-from parley.settings import HttpSettings, KafkaSettings, Settings, SourceSettings
+from parley.settings import HttpSettings, KafkaSettings, PrivacySettings, Settings, SourceSettings
 from receiver.publisher import PublisherOptions
 from receiver.role import ReceiverRole
 from receiver.signatures import StandardWebhooks
@@ -135,9 +140,22 @@ def credentials() -> Credentials:
     return Credentials(natterly=NATTERLY_TOKENS + golden_natterly_tokens())
 
 
+#: The master key of every test receiver (a test value: never use it anywhere else).
+TEST_MASTER_KEY = "cGFybGV5LXRlc3QtbWFzdGVyLWtleS0zMi1ieXRlcyE="
+_KEYS_DIR = Path(tempfile.gettempdir()) / f"parley-test-keys-{os.getpid()}"
+
+
+def privacy_for_test(kafka: KafkaSettings) -> PrivacySettings:
+    """Encryption on (the default), with the test master key and a key store of this test's
+    own (named by its topic prefix), which :func:`read_all` opens records with."""
+    return PrivacySettings(master_key=TEST_MASTER_KEY,
+                           key_store=f"sqlite:///{_KEYS_DIR / kafka.topic_prefix}.db")
+
+
 def receiver_settings(kafka: KafkaSettings, creds: Credentials) -> Settings:
     return Settings(
         kafka=kafka,
+        privacy=privacy_for_test(kafka),
         http=HttpSettings(max_body_bytes=MAX_BODY_BYTES, shutdown_timeout_s=5.0),
         sources={
             "acme": SourceSettings(provider="natterly", auth_tokens=creds.natterly),
@@ -204,7 +222,35 @@ async def end_offsets(kafka: KafkaSettings, topics: Topics) -> dict[TopicPartiti
 
 async def read_all(kafka: KafkaSettings, topics: Topics, timeout_s: float = 30.0
                    ) -> list[ConsumerRecord]:  # type: ignore[type-arg]
-    """Every record the event topics hold now, from the beginning."""
+    """Every record the event topics hold now, from the beginning, opened: a sealed record's
+    value is what the receiver would have written without encryption (the body back byte
+    for byte; docs/privacy.md), so tests of what was stored read the same either way."""
+    return await open_records(kafka, await read_sealed(kafka, topics, timeout_s))
+
+
+async def open_records(kafka: KafkaSettings, records: list[ConsumerRecord]  # type: ignore[type-arg]
+                       ) -> list[ConsumerRecord]:  # type: ignore[type-arg]
+    """``records`` with each sealed envelope opened with the test's key store."""
+    envelopes = {n: decode_envelope(r.value) for n, r in enumerate(records)
+                 if r.value is not None and b'"sealed":' in r.value}
+    if not envelopes:
+        return records
+    settings = Settings(kafka=kafka, privacy=privacy_for_test(kafka))
+    ring = build_key_ring(settings)
+    try:
+        await ring.load(str(e.subject) for e in envelopes.values())
+        out = list(records)
+        for n, env in envelopes.items():
+            opened = msgspec.structs.replace(ring.open(env), subject=msgspec.UNSET)
+            out[n] = dataclasses.replace(records[n], value=encode_envelope(opened))
+        return out
+    finally:
+        await ring.close()
+
+
+async def read_sealed(kafka: KafkaSettings, topics: Topics, timeout_s: float = 30.0
+                      ) -> list[ConsumerRecord]:  # type: ignore[type-arg]
+    """Every record the event topics hold now, from the beginning, as stored."""
     ends = await end_offsets(kafka, topics)
     consumer = make_consumer(kafka, group_id=None, isolation_level="read_uncommitted")
     await consumer.start()
