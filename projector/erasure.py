@@ -9,12 +9,16 @@ survived, and with the keys gone (docs/privacy.md) nothing before it could be re
 
 What an erased state keeps (the facts) and loses (the personal fields):
 
-* chat: keeps ids, times, status, flags, department, site, agent and agents, rating, counts
-  and metrics; loses its subject, location, browser, platform and the visitor's name.
-* message: keeps ids, times, author role and id, flags; loses its text and a visitor
-  author's name.
+* chat: keeps ids, times, status, flags, department, site, browser, platform, agent and
+  agents, rating, counts and metrics; loses its subject, location and the visitor's name.
+* message: keeps ids, times, author role and id, flags; loses its text and its author's
+  name (an agent's is still shown: the query API names authors from the chat's agents).
 * visitor: keeps id, anonymity, first/last seen, chats and sessions; loses name, email and
   pages.
+
+These are the facts a sealed record keeps readable once its key is gone
+(:mod:`parley.privacy.facts`), so a rebuild after a forget folds to the same states as the
+live copy erased (and its verification finds no difference).
 
 The erasure is not part of the order-independent fold (:mod:`projector.fold`): events
 that come later in the log (a late webhook of the chat) are folded on top of the erased
@@ -78,12 +82,11 @@ def erase(ref: AggregateRef, state: FoldState | None, forget: Forget) -> FoldSta
         return STATE_TYPE[ref.kind](id=ref.id, erasure=forget.erasure)  # type: ignore[call-arg]
     mark = forget.erasure
     if type(state) is ChatFold:
-        return _replace(state, subject=None, location=None, browser=None, platform=None,
-                        visitor_name=None, visitor=_nameless(state.visitor),
+        return _replace(state, subject=None, location=None, visitor_name=None, visitor=_nameless(state.visitor),
                         visitor_session=_nameless(state.visitor_session), erasure=mark)
     if type(state) is MessageFold:
         author = state.author
-        if author is not None and author.value.role == "visitor" and author.value.name is not None:
+        if author is not None and author.value.name is not None:
             author = _replace(author, value=_replace(author.value, name=None))
         return _replace(state, text=None, author=author, erasure=mark)
     if type(state) is VisitorFold:

@@ -19,8 +19,7 @@ from projector.store import Store
 from projector.stores import open_store
 from tests.kit.live_projector import T0, conversation
 
-PERSONAL = ("Visitor vis-c1", "message 0", "message 1", "message 2", "Help", "Firefox",
-            "United Kingdom")
+PERSONAL = ("Visitor vis-c1", "message 0", "message 1", "message 2", "Help", "United Kingdom")
 
 
 @pytest.fixture
