@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from contracts.envelope import Envelope
     from contracts.forgotten import Forgotten
     from contracts.state_change import StateChange
+    from parley.privacy.ring import KeyRing
 
 __all__ = ["BatchHandler", "ConsumedEvent", "Consumer", "Handler", "ReplayedEvent", "consumer"]
 
@@ -62,10 +63,12 @@ class ConsumedEvent:
     # Built once per record on the hot path: it keeps aiokafka's record and reads fields
     # from it on demand instead of copying them; the decoded envelope and domain events are
     # cached in slots that stay unset until first use.
-    __slots__ = ("_domain", "_envelope", "_record", "_state")
+    __slots__ = ("_domain", "_envelope", "_record", "_ring", "_state")
 
-    def __init__(self, record: Any) -> None:
+    def __init__(self, record: Any, ring: KeyRing | None = None) -> None:
         self._record = record  # an aiokafka ConsumerRecord
+        # Opens a sealed envelope (docs/privacy.md); the runtime loaded the batch's keys.
+        self._ring = ring
 
     @classmethod
     def of(cls, *, topic: str, partition: int, offset: int, key: str | None, value: bytes,
@@ -115,7 +118,10 @@ class ConsumedEvent:
         except AttributeError:
             from contracts.envelope import decode_envelope
 
-            self._envelope: Envelope = decode_envelope(self.value)
+            env = decode_envelope(self.value)
+            if self._ring is not None:
+                env = self._ring.open(env)  # its facts only if the subject's key is gone
+            self._envelope: Envelope = env
             return self._envelope
 
     @property
@@ -192,7 +198,7 @@ class ReplayedEvent(ConsumedEvent):
 
     __slots__ = ("_fetched",)
 
-    def __init__(self, copy: Any) -> None:
+    def __init__(self, copy: Any, ring: KeyRing | None = None) -> None:
         from contracts.replay import split_origin
 
         origin, timestamp_ms, headers = split_origin(copy.headers)
@@ -200,7 +206,7 @@ class ReplayedEvent(ConsumedEvent):
             topic=origin.topic, partition=origin.partition, offset=origin.offset,
             timestamp=timestamp_ms, timestamp_type=0, key=copy.key, value=copy.value,
             checksum=None, serialized_key_size=copy.serialized_key_size,
-            serialized_value_size=copy.serialized_value_size, headers=headers))
+            serialized_value_size=copy.serialized_value_size, headers=headers), ring)
         self._fetched: tuple[str, int, int] = (copy.topic, copy.partition, copy.offset)
 
     @property

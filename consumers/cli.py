@@ -301,19 +301,22 @@ def _cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from consumers.rebuild import rebuild_consumer
+    from parley.privacy.config import build_key_ring
 
     consumer = load_consumer(args.name, settings)
     if consumer.rebuildable is None:  # refused before anything is opened or changed
         raise ConsumerError(f"consumer {consumer.name!r} keeps no state Parley can rebuild; "
                             "only a consumer with a rebuildable state (search) can be")
     topics = Topics(prefix=settings.kafka.topic_prefix)
+    ring = build_key_ring(settings)  # a missing master key: one line, nothing changed
 
     async def main() -> Any:
         if consumer.start is not None:
             await consumer.start()
         try:
-            return await rebuild_consumer(consumer, settings.kafka, topics)
+            return await rebuild_consumer(consumer, settings.kafka, topics, ring=ring)
         finally:
+            await ring.close()
             if consumer.stop is not None:
                 await consumer.stop()
 

@@ -27,6 +27,8 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
+from itertools import repeat
+from typing import TYPE_CHECKING
 
 from consumers.api import ConsumedEvent, Consumer
 from consumers.dlq import ParkingDeadLetters
@@ -35,6 +37,9 @@ from consumers.lanes import copy_event, split_lanes
 from consumers.metrics import ConsumerMetrics
 from consumers.resume import resume
 from consumers.tracking import BatchProgress
+
+if TYPE_CHECKING:
+    from parley.privacy.ring import KeyRing
 
 __all__ = ["Dispatcher", "Stopping"]
 
@@ -51,8 +56,10 @@ class Dispatcher:
     """Hands batches to ``consumer`` (see module doc); counts outcomes until :meth:`flush`."""
 
     def __init__(self, consumer: Consumer, dead: ParkingDeadLetters, metrics: ConsumerMetrics,
-                 *, replay_topic: str, stop: asyncio.Event, rng: random.Random) -> None:
+                 *, replay_topic: str, stop: asyncio.Event, rng: random.Random,
+                 ring: KeyRing | None = None) -> None:
         self.consumer = consumer
+        self._ring = ring  # opens sealed envelopes: the runner loaded each batch's keys
         self.name = consumer.name
         self.dead = dead
         self.stop = stop
@@ -82,7 +89,8 @@ class Dispatcher:
         """Handle ``progress.batch``, marking events done as their outcomes become durable
         (also when this raises midway: :class:`Stopping`, or a failure of the runtime)."""
         if self.consumer.handle_batch is not None:
-            progress.add_lanes(split_lanes(progress.batch, self._replay_topic, self.name))
+            progress.add_lanes(split_lanes(progress.batch, self._replay_topic, self.name,
+                                           ring=self._ring))
             await self._run_batch(progress)
             return
         if not (self._waits or self.consumer.filtered or self.dead.state.by_key):
@@ -101,7 +109,7 @@ class Dispatcher:
             if finished:
                 return
         progress.add_lanes(split_lanes(progress.batch, self._replay_topic, self.name,
-                                       progress.in_order))
+                                       progress.in_order, ring=self._ring))
         await self._run_lanes(progress)
 
     def flush(self) -> None:
@@ -120,8 +128,9 @@ class Dispatcher:
         replay = [tp for tp in batch if tp.topic == self._replay_topic]
         live = [tp for tp in batch if tp.topic != self._replay_topic] if replay else batch
         for tp in (*live, *replay):
-            events = (map(ConsumedEvent, batch[tp]) if tp.topic != self._replay_topic
-                      else (copy_event(r, self.name) for r in batch[tp]))
+            events = (map(ConsumedEvent, batch[tp], repeat(self._ring))
+                      if tp.topic != self._replay_topic
+                      else (copy_event(r, self.name, self._ring) for r in batch[tp]))
             n = 0
             try:
                 for ev in events:

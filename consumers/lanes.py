@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import TopicPartition
 
 from consumers.api import ConsumedEvent, ReplayedEvent
+
+if TYPE_CHECKING:
+    from parley.privacy.ring import KeyRing
 
 __all__ = ["Lane", "copy_event", "split_lanes"]
 
@@ -22,19 +25,20 @@ log = logging.getLogger("parley.consumers.runner")
 Lane = list[ConsumedEvent]
 
 
-def copy_event(record: Any, consumer: str) -> ConsumedEvent:
+def copy_event(record: Any, consumer: str, ring: KeyRing | None = None) -> ConsumedEvent:
     """A record of the group's replay topic as the original event; one without a valid origin
     header (not a copy Parley wrote) is handed over as it is."""
     try:
-        return ReplayedEvent(record)
+        return ReplayedEvent(record, ring)
     except Exception:  # noqa: BLE001 - not a copy Parley wrote: handled as it is
         log.warning("replay topic record without a valid origin header",
                     extra={"consumer": consumer, "offset": record.offset})
-        return ConsumedEvent(record)
+        return ConsumedEvent(record, ring)
 
 
 def split_lanes(batch: Mapping[TopicPartition, Sequence[Any]], replay_topic: str,
-                consumer: str, skip: Mapping[TopicPartition, int] | None = None) -> list[Lane]:
+                consumer: str, skip: Mapping[TopicPartition, int] | None = None,
+                ring: KeyRing | None = None) -> list[Lane]:
     """The lanes of ``batch`` (aiokafka records per partition), leaving out the first
     ``skip[tp]`` records of each partition (already done in order)."""
     lanes: list[Lane] = []
@@ -49,15 +53,15 @@ def split_lanes(batch: Mapping[TopicPartition, Sequence[Any]], replay_topic: str
         for r in records:
             k = r.key
             if k is None:
-                lanes.append([ConsumedEvent(r)])  # no key, no order to keep: own lane
+                lanes.append([ConsumedEvent(r, ring)])  # no key, no order to keep: own lane
                 continue
             lane = by_key.get(k)
             if lane is None:
                 by_key[k] = lane = []
                 lanes.append(lane)
-            lane.append(ConsumedEvent(r))
+            lane.append(ConsumedEvent(r, ring))
     if copies:
-        _add_copies(lanes, (copy_event(r, consumer) for r in copies))
+        _add_copies(lanes, (copy_event(r, consumer, ring) for r in copies))
     return lanes
 
 

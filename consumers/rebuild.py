@@ -30,6 +30,8 @@ from consumers.groups import active_members, partitions
 from contracts.topics import Topics
 from parley.kafka.clients import make_consumer
 from parley.kafka.retry import retrying
+from parley.privacy.ring import KeyRing
+from parley.privacy.seal import subject_in
 from parley.settings import KafkaSettings
 
 __all__ = ["ConsumerRebuildReport", "rebuild_consumer"]
@@ -66,9 +68,10 @@ async def rebuild_consumer(consumer: Consumer, kafka: KafkaSettings, topics: Top
                            out: TextIO | None = None, progress_every_s: float = 2.0,
                            max_records: int = 5000, handover_timeout_s: float = 30.0,
                            before_switch: Callable[[], Awaitable[None]] | None = None,
-                           ) -> ConsumerRebuildReport:
+                           ring: KeyRing | None = None) -> ConsumerRebuildReport:
     """Rebuild ``consumer``'s state into a new copy and make it live (module doc).
-    ``before_switch`` (tests) runs once the shadow has caught up, just before the switch."""
+    ``before_switch`` (tests) runs once the shadow has caught up, just before the switch.
+    ``ring``: opens sealed envelopes (docs/privacy.md); without one, handlers see facts."""
     state = consumer.rebuildable
     if state is None:
         raise ConsumerError(f"consumer {consumer.name!r} keeps no state Parley can rebuild "
@@ -79,7 +82,7 @@ async def rebuild_consumer(consumer: Consumer, kafka: KafkaSettings, topics: Top
     progress = _Progress(label, out, progress_every_s)
     switched = False
     try:
-        offsets = await _fill(consumer, kafka, topics, progress, max_records)  # Step 2
+        offsets = await _fill(consumer, kafka, topics, progress, max_records, ring)  # Step 2
         progress.add(0, force=True)
         if before_switch is not None:
             await before_switch()
@@ -119,7 +122,7 @@ async def _members(kafka: KafkaSettings, group: str, timeout_s: float = 10.0) ->
 
 
 async def _fill(consumer: Consumer, kafka: KafkaSettings, topics: Topics, progress: _Progress,
-                max_records: int) -> dict[TopicPartition, int]:
+                max_records: int, ring: KeyRing | None) -> dict[TopicPartition, int]:
     """Step 2: every partition of the consumer's topics into the shadow; the next offsets."""
     state = consumer.rebuildable
     assert state is not None
@@ -150,7 +153,10 @@ async def _fill(consumer: Consumer, kafka: KafkaSettings, topics: Topics, progre
             batch = await c.getmany(timeout_ms=500, max_records=max_records)
             # Records past ``end`` are applied too: the positions read above say what the
             # shadow holds, whatever the batch boundaries.
-            events = [ConsumedEvent(r) for records in batch.values() for r in records]
+            if ring is not None:  # an unreachable key store fails the rebuild: run it again
+                await ring.load(s for records in batch.values() for r in records
+                                if (s := subject_in(r.value)) is not None)
+            events = [ConsumedEvent(r, ring) for records in batch.values() for r in records]
             wanted = [ev for ev in events if consumer.wants(ev)]
             if wanted:
                 await state.apply_shadow(wanted)

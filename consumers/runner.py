@@ -51,7 +51,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -69,6 +69,9 @@ from contracts.topics import Topics
 from parley.erasure_ledger import LedgerWriter, processed
 from parley.kafka.clients import make_consumer, start_unless_stopped
 from parley.kafka.topics import ensure_topics
+from parley.privacy import PrivacyError
+from parley.privacy.ring import KeyRing
+from parley.privacy.seal import subject_in
 from parley.settings import KafkaSettings
 
 __all__ = ["ConsumerRunner", "ConsumerRunnerOptions"]
@@ -81,6 +84,8 @@ class ConsumerRunnerOptions(msgspec.Struct, frozen=True, kw_only=True):
 
     max_records: int = 2000
     poll_timeout_ms: int = 200
+    #: between attempts to load a batch's keys while the key store cannot be reached
+    key_store_retry_s: float = 1.0
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -99,8 +104,12 @@ class ConsumerRunner:
 
     def __init__(self, consumer: Consumer, kafka: KafkaSettings, topics: Topics,
                  metrics: ConsumerMetrics, *, secrets: Sequence[str] = (),
-                 options: ConsumerRunnerOptions | None = None, rng: random.Random | None = None) -> None:
+                 options: ConsumerRunnerOptions | None = None, rng: random.Random | None = None,
+                 ring: KeyRing | None = None) -> None:
+        """``ring``: opens sealed envelopes for the handlers (docs/privacy.md); without one a
+        handler sees a sealed record's facts only."""
         self.consumer = consumer
+        self._ring = ring
         self.name = consumer.name
         self.group = topics.group_id(consumer.name)
         self.topic_names = consumer.topic_names(topics)
@@ -115,7 +124,7 @@ class ConsumerRunner:
         self._state = consumer.rebuildable
         self._stop = asyncio.Event()
         self._dispatch = Dispatcher(consumer, self.dead, metrics, replay_topic=self.replay_topic,
-                                    stop=self._stop, rng=rng or random.Random())
+                                    stop=self._stop, rng=rng or random.Random(), ring=ring)
         self._committer: Committer | None = None
         self._lock = asyncio.Lock()
         self.started = asyncio.Event()
@@ -164,6 +173,8 @@ class ConsumerRunner:
                     continue
                 if not batch:
                     continue
+                if self._ring is not None and not await self._load_keys(batch):
+                    continue  # stopping while the key store was away: nothing was handled
                 async with self._lock:
                     t0 = time.perf_counter()
                     progress: BatchProgress[ConsumedEvent] = BatchProgress(batch)
@@ -203,6 +214,28 @@ class ConsumerRunner:
         except Exception as exc:  # noqa: BLE001 - Kafka away: the handler's effects are done
             log.warning("erasure ledger not written for %d aggregates: %s", len(erased), exc,
                         extra={"consumer": self.name})
+
+    async def _load_keys(self, batch: Mapping[TopicPartition, list[Any]]) -> bool:
+        """Load the keys of the batch's sealed records into the ring (step 1, second half);
+        while the key store cannot be reached, wait and try again (never skip: the batch
+        is held). False if stopped meanwhile: the records are fetched again after a restart
+        since nothing was committed."""
+        assert self._ring is not None
+        subjects = {s for records in batch.values() for r in records
+                    if (s := subject_in(r.value)) is not None}
+        while True:
+            try:
+                await self._ring.load(subjects)
+                return True
+            except PrivacyError as exc:
+                if not exc.retriable:
+                    raise
+                log.warning("key store unavailable; waiting before handling the batch",
+                            extra={"consumer": self.name, "error": str(exc)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self._options.key_store_retry_s)
+            if self._stop.is_set():
+                return False
 
     async def _follow_rebuild(self, kc: AIOKafkaConsumer,
                               batch: dict[TopicPartition, list[Any]]) -> bool:

@@ -61,6 +61,8 @@ class ConsumerService:
                  lag_interval_s: float = 15.0) -> None:
         self.rt = rt
         self.consumers = list(consumers)
+        # Built now: a missing master key refuses to start, before anything listens.
+        self._ring = rt.key_ring()
         self.metrics = ConsumerMetrics(rt.registry)
         self._options = options
         self.runners: dict[str, ConsumerRunner] = {}
@@ -80,7 +82,8 @@ class ConsumerService:
 
     def _runner(self, c: Consumer) -> ConsumerRunner:
         runner = ConsumerRunner(c, self.rt.settings.kafka, self.rt.topics, self.metrics,
-                                secrets=self.rt.settings.all_secrets(), options=self._options)
+                                secrets=self.rt.settings.all_secrets(), options=self._options,
+                                ring=self._ring)
         self.runners[c.name] = runner
         return runner
 

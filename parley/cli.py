@@ -27,7 +27,7 @@ import msgspec
 from aiokafka.errors import KafkaError
 
 from consumers import cli as consumers_cli
-from parley import loop, store_cli
+from parley import keys_cli, loop, store_cli
 from parley.errors import ParleyError, SettingsError
 from parley.settings import Settings, load_settings
 from projector import cli as projector_cli
@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_projector(sub)
     projector_cli.register(sub)
     store_cli.register(sub)
+    keys_cli.register(sub)
     _register_consumer(sub)
     consumers_cli.register(sub)
     visitors_cli.register(sub)

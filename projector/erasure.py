@@ -82,7 +82,8 @@ def erase(ref: AggregateRef, state: FoldState | None, forget: Forget) -> FoldSta
         return STATE_TYPE[ref.kind](id=ref.id, erasure=forget.erasure)  # type: ignore[call-arg]
     mark = forget.erasure
     if type(state) is ChatFold:
-        return _replace(state, subject=None, location=None, visitor_name=None, visitor=_nameless(state.visitor),
+        return _replace(state, subject=None, location=None, visitor_name=None,
+                        visitor=_nameless(state.visitor),
                         visitor_session=_nameless(state.visitor_session), erasure=mark)
     if type(state) is MessageFold:
         author = state.author

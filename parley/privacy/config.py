@@ -113,5 +113,7 @@ def _create(path: Path) -> MasterKey:
 def build_key_ring(settings: Settings) -> KeyRing:
     """The key ring of a process (its store opens on first use)."""
     privacy = settings.privacy
-    store = open_key_store(key_store_url(settings), master_keys(settings))
-    return KeyRing(store, ttl_s=privacy.cache_ttl_s, size=privacy.cache_size)
+    masters = master_keys(settings)
+    store = open_key_store(key_store_url(settings), masters)
+    return KeyRing(store, ttl_s=privacy.cache_ttl_s, size=privacy.cache_size,
+                   master_id=masters.current.id)

@@ -35,8 +35,9 @@ class KeyRing:
     """Seals and opens envelopes with the keys of ``store``, cached (module docstring)."""
 
     def __init__(self, store: KeyStore, *, ttl_s: float = 10.0, size: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, master_id: str = "") -> None:
         self.store = store
+        self.master_id = master_id  # the current master key's id (never the key)
         self._opened = False
         self._opening = asyncio.Lock()
         self._ttl_s = ttl_s
@@ -54,6 +55,10 @@ class KeyRing:
                     await self.store.open()
                     self._opened = True
         return self.store
+
+    async def rewrap(self) -> int:
+        """:meth:`KeyStore.rewrap`: every data key under the current master key; how many."""
+        return await (await self._ready()).rewrap()
 
     async def close(self) -> None:
         if self._opened:

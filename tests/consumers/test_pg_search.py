@@ -25,13 +25,14 @@ from contracts.domain import DomainEvent, MessageDeleted, MessageEdited
 from contracts.topics import Topics
 from parley.http import build_app
 from parley.runtime import Runtime
-from parley.settings import KafkaSettings, Settings, StoreSettings
+from parley.settings import KafkaSettings, PrivacySettings, Settings, StoreSettings
 from projector.role import ProjectorRole
 from tests.kit.consumers.domain_events import T, chat_events, common
 from tests.kit.consumers.notes import assert_notes_stay_unsearchable
 from tests.kit.consumers.snippets import HOSTILE, assert_escaped_snippet, hostile_chats
 from tests.kit.live_projector import conversation, eventually, produce
 from tests.kit.postgres import with_options
+from tests.kit.receiver_app import TEST_MASTER_KEY
 
 
 @pytest.fixture
@@ -194,7 +195,9 @@ async def test_api_search_fed_by_the_search_consumer_on_postgres(
         pg_url: str, kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path) -> None:
     await produce(kafka_settings, topics, conversation("chat-a", n_messages=3)
                   + conversation("chat-b", n_messages=2))
-    settings = Settings(kafka=kafka_settings, data_dir=str(tmp_path), store=StoreSettings(url=pg_url))
+    # A PostgreSQL deployment must be given its master key (docs/privacy.md).
+    settings = Settings(kafka=kafka_settings, data_dir=str(tmp_path), store=StoreSettings(url=pg_url),
+                        privacy=PrivacySettings(master_key=TEST_MASTER_KEY))
     rt = Runtime.from_settings(settings)
     role = BuiltinConsumersRole(rt)
     assert isinstance(role.index, SwitchingSearchIndex)

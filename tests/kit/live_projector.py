@@ -36,6 +36,7 @@ from projector.runner import ProjectorRunnerOptions, Runner, Watermarks
 from projector.state_publisher import StatePublisher
 from projector.store import Store
 from projector.stores import open_store
+from tests.kit.receiver_app import TEST_MASTER_KEY
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -308,7 +309,9 @@ def write_config(path: Path, kafka: KafkaSettings, store_url: str, *, port: int 
     """A TOML config for a ``parley`` subprocess (the same keys a user writes)."""
     lines = ["[kafka]", f'bootstrap = "{kafka.bootstrap}"', f'topic_prefix = "{kafka.topic_prefix}"',
              f"partitions = {kafka.partitions}", "[http]", f"port = {port}", "[store]",
-             f'url = "{store_url}"']
+             f'url = "{store_url}"',
+             # Every process of a test shares one master key, as a deployment must.
+             "[privacy]", f'master_key = "{TEST_MASTER_KEY}"']
     if natterly_token is not None:
         lines += ["[sources.acme]", 'provider = "natterly"', f'auth_tokens = ["{natterly_token}"]']
     lines.insert(0, f'log_level = "{log_level}"')
