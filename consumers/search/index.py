@@ -79,6 +79,15 @@ _MESSAGES_STORED = (
     "AND m.message_id = json_extract(j.value, '$[1]') "
     "LEFT JOIN docs d ON d.doc_id = 'msg:' || m.chat_id || '/' || m.message_id")
 
+# The full-text documents of erased chats (``?``: a JSON array of chat ids): each chat's own
+# and one per message of it.
+_DOOMED_DOCS = (
+    "WITH ids(chat_id) AS (SELECT value FROM json_each(?)), "
+    "doomed(doc_id) AS (SELECT 'chat:' || chat_id FROM ids UNION ALL "
+    "SELECT 'msg:' || m.chat_id || '/' || m.message_id FROM messages m "
+    "JOIN ids ON m.chat_id = ids.chat_id) "
+    "SELECT d.rowid FROM doomed JOIN docs d ON d.doc_id = doomed.doc_id")
+
 SCHEMA = """
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
@@ -166,20 +175,20 @@ class SqliteSearchIndex:
             await self._run(self._drop_chats, erased)
 
     def _drop_chats(self, chat_ids: list[str]) -> None:
-        """Delete every row and document of ``chat_ids`` (erased), in one transaction."""
+        """Delete every row and document of ``chat_ids`` (erased), in one transaction; the
+        documents found by their ids (the unique index), the messages by their chat (the
+        primary key's prefix)."""
         db = self._db
         assert db is not None
-        ids = _json(chat_ids)
+        ids = (_json(chat_ids),)
         db.execute("BEGIN IMMEDIATE")
         try:
-            doomed = ("SELECT d.rowid FROM docs d JOIN json_each(?) j ON d.doc_id = 'chat:' || "
-                      "j.value OR substr(d.doc_id, 1, length(j.value) + 5) = 'msg:' || j.value "
-                      "|| '/'")
-            db.execute(f"DELETE FROM docs_fts WHERE rowid IN ({doomed})", (ids,))  # noqa: S608
-            db.execute(f"DELETE FROM docs WHERE rowid IN ({doomed})", (ids,))  # noqa: S608
+            rowids = db.execute(_DOOMED_DOCS, ids).fetchall()
+            db.executemany("DELETE FROM docs_fts WHERE rowid = ?", rowids)
+            db.executemany("DELETE FROM docs WHERE rowid = ?", rowids)
             db.execute("DELETE FROM messages WHERE chat_id IN (SELECT value FROM json_each(?))",
-                       (ids,))
-            db.execute("DELETE FROM chats WHERE chat_id IN (SELECT value FROM json_each(?))", (ids,))
+                       ids)
+            db.execute("DELETE FROM chats WHERE chat_id IN (SELECT value FROM json_each(?))", ids)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
