@@ -60,7 +60,8 @@ def _body(i: int) -> bytes:
     Members in the order of Natterly's own example (docs/providers.md;
     tests/fixtures/webhooks/natterly/chat_initiated_seed.json): event, timestamp, payload, then
     auth_token last."""
-    chat = str(uuid.UUID(int=i + 1))
+    # PARLEY_BENCH_CHATS=N (bench/privacy.py): N chats, each with several webhooks.
+    chat = str(uuid.UUID(int=i % int(os.environ.get("PARLEY_BENCH_CHATS") or 2**64) + 1))
     return json.dumps({
         "event": "ChatInitiated", "timestamp": 1517228896 + i,
         "payload": {

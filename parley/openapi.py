@@ -201,10 +201,11 @@ def _paths(ref: dict[str, Json]) -> Json:
                                         "`http.max_body_bytes`."),
                            "415": error("unsupported_media_type",
                                         "Not `application/json` (or `+json`) in UTF-8."),
-                           "503": error("kafka_unavailable overloaded", "Kafka did not "
-                                        "acknowledge in time, or too many bodies or connections "
-                                        "are in flight (`http.max_buffered_body_bytes`, "
-                                        "`http.max_connections`); retry.",
+                           "503": error("kafka_unavailable overloaded key_store_unavailable",
+                                        "Kafka did not acknowledge in time, too many bodies or "
+                                        "connections are in flight (`http.max_buffered_body_bytes`, "
+                                        "`http.max_connections`), or the key store did not "
+                                        "answer (docs/privacy.md); retry.",
                                         {"Retry-After": "Seconds to wait."}),
                        }, public=True, description=_WEBHOOK_AUTH, requestBody={
                            "required": True, "content": _content({

@@ -193,12 +193,12 @@ class PrivacySettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     ``encrypt``: the receiver seals each webhook's personal parts with its subject's data key
     before Kafka (the default; false writes bodies readable, as before issue 20). The master
     key wraps the data keys: ``master_key`` (base64 of 32 bytes, better from the environment:
-    ``PARLEY_PRIVACY__MASTER_KEY``) or ``master_key_file``; with neither, the file
-    ``<data_dir>/master.key``, which Parley creates (owner-only) when the key store is a
-    SQLite file, the one-machine setup. Otherwise a missing master key refuses to start.
+    ``PARLEY_PRIVACY__MASTER_KEY``) or ``master_key_file``; with neither and a SQLite key
+    store, ``master.key`` beside it (``<data_dir>/master.key``), which Parley creates
+    (owner-only): the one-machine setup. Otherwise a missing master key refuses to start.
     ``previous_master_keys`` still unwrap keys during a rotation (``parley keys rewrap``).
-    ``key_store``: where data keys live; unset: beside the state store (``keys.db`` next to
-    a SQLite ``store.url``, the same PostgreSQL database). ``cache_ttl_s``: how long a
+    ``key_store``: where data keys live; unset: ``<data_dir>/keys.db`` with a SQLite
+    ``store.url``, the same database with a PostgreSQL one. ``cache_ttl_s``: how long a
     process uses a cached key (or its absence): a destroyed key stops being used everywhere
     within it.
     """

@@ -2,12 +2,12 @@
 
 The master key is ``privacy.master_key`` (from the environment, ideally), else the file
 ``privacy.master_key_file``, else, for a SQLite key store, ``master.key`` beside its file
-(``<data_dir>/master.key`` on the defaults), created (random, owner-only) when missing: the
-one-machine setup of ``make run``, where the data keys, the master key and the data share
-one owner-only directory anyway. An in-memory key store (tests) gets a key of the process.
-A PostgreSQL key store (several machines) never gets a
-generated master key: every process must be given the same one, so a missing key refuses
-to start with one line.
+(``<data_dir>/master.key`` unless ``privacy.key_store`` names another file), created
+(random, owner-only) when missing: the one-machine setup of ``make run``, where the data
+keys, the master key and the data share one owner-only directory anyway. An in-memory key
+store (tests) gets a key of the process. A PostgreSQL key store (several machines) never
+gets a generated master key: every process must be given the same one, so a missing key
+refuses to start with one line.
 """
 
 from __future__ import annotations
@@ -30,24 +30,24 @@ log = logging.getLogger("parley.privacy")
 
 #: The master key file of ``data_dir`` when none is configured.
 DEV_MASTER_KEY_FILE = "master.key"
+#: The SQLite key store's file in ``data_dir`` when ``privacy.key_store`` is unset.
+KEY_STORE_FILE = "keys.db"
 _NO_KEY = ("no master key: set privacy.master_key_file or PARLEY_PRIVACY__MASTER_KEY "
            "(generate one with `parley keys new-master`; docs/privacy.md)")
 
 
 def key_store_url(settings: Settings) -> str:
-    """``privacy.key_store``, else beside the state store: the same PostgreSQL database,
-    ``keys.db`` next to a SQLite file, ``memory://`` for the in-memory store."""
+    """``privacy.key_store``, else: with a PostgreSQL ``store.url`` the same database; with a
+    SQLite one ``<data_dir>/keys.db`` (every process of the machine shares it, whatever its
+    own store file); ``memory://`` for an in-memory store."""
     if settings.privacy.key_store:
         return settings.privacy.key_store
     url = settings.store.url
     if is_postgres_url(url):
         return url
     scheme, _, rest = url.partition("://")
-    if scheme.lower() == "sqlite":
-        path = rest.partition("?")[0]
-        if path.removeprefix("/") == ":memory:":
-            return "sqlite:///:memory:"
-        return "sqlite://" + str(Path(path).with_name("keys.db"))
+    if scheme.lower() == "sqlite" and rest.partition("?")[0].removeprefix("/") != ":memory:":
+        return "sqlite:///" + str(Path(settings.data_dir) / KEY_STORE_FILE)
     return "memory://"
 
 

@@ -10,6 +10,7 @@ A file apart from the projections: it is backed up, restored and deleted on its 
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,8 @@ class SqliteKeyStore:
         self._masters = masters
         self._busy_timeout_ms = busy_timeout_ms
         self._db: sqlite3.Connection | None = None
+        self._pending: dict[str, list[asyncio.Future[_Row]]] = {}
+        self._flusher: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parley-keys")
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -93,8 +96,42 @@ class SqliteKeyStore:
         return DataKey(subject, row[0], self._masters.unwrap(subject, row[1], row[2]))
 
     async def get_or_create(self, subject: str) -> DataKey:
-        def create(db: sqlite3.Connection) -> _Row:
-            db.execute("BEGIN IMMEDIATE")
+        """Group commit: the creations asked for while one transaction runs are made
+        together in the next one (one fsync for many first keys, as the receiver asks for
+        them concurrently)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_Row] = loop.create_future()
+        self._pending.setdefault(subject, []).append(future)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._create_pending())
+        key = self._key(subject, await future)
+        assert key is not None
+        return key
+
+    async def _create_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, {}
+            subjects = list(batch)
+            try:
+                rows = await self._call(functools.partial(self._create, subjects=subjects))
+            except BaseException as exc:  # every waiter gets the failure, none is left hanging
+                for futures in batch.values():
+                    for f in futures:
+                        if not f.done():
+                            f.set_exception(exc if isinstance(exc, Exception) else
+                                            KeyStoreUnavailable("the key store was stopped"))
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for subject, futures in batch.items():
+                for f in futures:
+                    if not f.done():
+                        f.set_result(rows[subject])
+
+    def _create(self, db: sqlite3.Connection, *, subjects: list[str]) -> dict[str, _Row]:
+        db.execute("BEGIN IMMEDIATE")
+        rows: dict[str, _Row] = {}
+        for subject in subjects:
             row: _Row | None = db.execute(
                 "SELECT generation, master_id, wrapped FROM data_keys WHERE subject = ?",
                 (subject,)).fetchone()
@@ -109,11 +146,9 @@ class SqliteKeyStore:
                     " destroyed_at = NULL",
                     (subject, generation, master_id, wrapped, _now()))
                 row = (generation, master_id, wrapped)
-            db.execute("COMMIT")
-            return row
-        key = self._key(subject, await self._call(create))
-        assert key is not None
-        return key
+            rows[subject] = row
+        db.execute("COMMIT")
+        return rows
 
     async def get(self, subject: str) -> DataKey | None:
         return (await self.get_many([subject]))[subject]

@@ -69,13 +69,16 @@ def _aad(subject: str, env: Envelope) -> bytes:
 def seal_envelope(env: Envelope, key: DataKey, aead: AESGCM) -> Sealed:
     """``env`` with its body reduced to facts and the whole body sealed under ``key``."""
     body = bytes(env.body)
-    tree = _DECODE.decode(body)
     nonce = os.urandom(12)
     blob = (bytes((_VERSION,)) + key.generation.to_bytes(4, "big") + nonce
             + aead.encrypt(nonce, body, _aad(key.subject, env)))
-    sealed = msgspec.structs.replace(env, body=msgspec.Raw(facts_of(env.provider, tree)),
-                                     subject=key.subject, sealed=blob)
-    return Sealed(sealed, parent_of(env.provider, env.aggregate, tree))
+    facts = facts_of(env.provider, body)
+    sealed = msgspec.structs.replace(env, body=msgspec.Raw(facts), subject=key.subject,
+                                     sealed=blob)
+    # The facts keep every id the link is made of (parley.privacy.subjects.parent_of).
+    parent = (parent_of(env.provider, env.aggregate, _DECODE.decode(facts))
+              if env.aggregate == "chat" else None)
+    return Sealed(sealed, parent)
 
 
 def sealed_generation(env: Envelope) -> int | None:

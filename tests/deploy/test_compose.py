@@ -37,7 +37,8 @@ _VAR = re.compile(r"\$\{(\w+)(?:(:?[-?])([^${}]*))?\}")
 #: secrets, generated. Nothing else is set.
 OPERATOR_ENV = {"PARLEY_API_TOKENS": f'["{secrets.token_hex(32)}"]',
                 "PARLEY_ACME_TOKENS": f'["{secrets.token_hex(32)}"]',
-                "PARLEY_POSTGRES_PASSWORD": secrets.token_hex(32)}
+                "PARLEY_POSTGRES_PASSWORD": secrets.token_hex(32),
+                "PARLEY_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode()}
 
 
 class MissingVariable(Exception):

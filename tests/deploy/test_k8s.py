@@ -5,6 +5,7 @@ CLI, settings that load, probes on the real endpoints, secrets that exist, stati
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import secrets
 import shutil
@@ -213,8 +214,8 @@ def test_workload_runs_a_real_command_with_loadable_settings(workload: Obj) -> N
     literal = {n: e["value"] for n, e in env.items() if "value" in e and n != "PARLEY_CONFIG"}
     for n, e in env.items():
         ref = e.get("valueFrom", {})
-        if "secretKeyRef" in ref:
-            literal[n] = f'["{secrets.token_hex(32)}"]'  # what the Secret's operator generates
+        if "secretKeyRef" in ref:  # what the Secret's operator generates, in its shape
+            literal[n] = _SHAPES.get(n, f'["{secrets.token_hex(32)}"]')
         elif "fieldRef" in ref:
             literal[n] = f"{workload.name}-0"
     for src in c.get("envFrom", []):
@@ -266,6 +267,11 @@ def test_kafka_secrets_are_mounted_where_the_settings_read_them(workload: Obj) -
         vol = volumes[mounts[str(p.parent)]]["secret"]
         assert vol["secretName"] == secret
         assert {"key": key, "path": p.name} in vol["items"]
+
+
+#: Secret values that are not token lists: the master key and the key store's URL.
+_SHAPES = {"PARLEY_PRIVACY__MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+           "PARLEY_PRIVACY__KEY_STORE": f"postgresql://parley:{secrets.token_hex(16)}@pg:5432/parley"}
 
 
 def real_values(example: dict[str, str]) -> dict[str, str]:

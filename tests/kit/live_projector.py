@@ -27,7 +27,8 @@ from contracts.position import Position
 from contracts.topics import Topics
 from parley.erasure_ledger import LedgerWriter
 from parley.kafka.clients import make_admin, make_producer
-from parley.settings import KafkaSettings
+from parley.privacy.config import build_key_ring
+from parley.settings import KafkaSettings, Settings
 from projector.dlq import KafkaDeadLetters
 from projector.folder import Folder
 from projector.metrics import ProjectorMetrics
@@ -36,7 +37,7 @@ from projector.runner import ProjectorRunnerOptions, Runner, Watermarks
 from projector.state_publisher import StatePublisher
 from projector.store import Store
 from projector.stores import open_store
-from tests.kit.receiver_app import TEST_MASTER_KEY
+from tests.kit.receiver_app import TEST_MASTER_KEY, privacy_for_test
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks"
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -210,7 +211,8 @@ async def running_projector(kafka: KafkaSettings, topics: Topics, store_url: str
                             ledger: LedgerWriter | None = None,
                             ) -> AsyncIterator[Projector]:
     """The real runner (real store, real broker, real DLQ producer) in a background task;
-    with ``publisher``, publishing states through the producer it is given."""
+    with ``publisher``, publishing states through the producer it is given. It opens sealed
+    records with the key store of the test's receiver (tests/kit/receiver_app.py)."""
     own_store = store is None
     store = store or open_store(store_url)
     if own_store:
@@ -221,11 +223,13 @@ async def running_projector(kafka: KafkaSettings, topics: Topics, store_url: str
     producer = make_producer(kafka)
     await producer.start()
     dlq = KafkaDeadLetters(producer, topics, metrics)
+    ring = build_key_ring(Settings(kafka=kafka, privacy=privacy_for_test(kafka)))
     runner = Runner(store=store, kafka=kafka, topics=topics, dead_letters=dlq, metrics=metrics,
                     watermarks=watermarks,
                     options=options or ProjectorRunnerOptions(group_id=group_id, poll_timeout_ms=100),
                     folder=folder(store, metrics) if folder else None,
-                    publisher=publisher(store, producer) if publisher else None, ledger=ledger)
+                    publisher=publisher(store, producer) if publisher else None, ring=ring,
+                    ledger=ledger)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:
@@ -236,6 +240,7 @@ async def running_projector(kafka: KafkaSettings, topics: Topics, store_url: str
         stop.set()
         await asyncio.wait_for(task, 30)
         await producer.stop()
+        await ring.close()
         if own_store:
             await store.close()
         await delete_dlq(kafka, topics)
@@ -296,10 +301,12 @@ async def rebuilt_snapshot(kafka: KafkaSettings, topics: Topics, store_url: str 
     projection must equal after crashes, restarts or broker failures."""
     clean = open_store(store_url)
     await clean.open()
+    ring = build_key_ring(Settings(kafka=kafka, privacy=privacy_for_test(kafka)))
     try:
-        report = await rebuild(clean, kafka, topics, out=io.StringIO())
+        report = await rebuild(clean, kafka, topics, out=io.StringIO(), ring=ring)
         return report, await snapshot(clean, report.name)
     finally:
+        await ring.close()
         await clean.close()
 
 

@@ -187,6 +187,9 @@ def exercise_the_command_table(site: Site, consumer: Background) -> set[str]:
     ok("consumers lag message-counts", "parley.events.chat")
     ok("consumers dlq message-counts list", "0 unresolved entries")
     ok("dlq projector list", "0 unresolved entries")
+    assert len(ok("keys new-master").strip()) == 44  # 32 random bytes in base64
+    # make run generated the data directory's master key; every data key is already under it.
+    ok("keys rewrap", "rewrapped 0 data keys under master key ")
 
     bootstrap = {"PARLEY_KAFKA__BOOTSTRAP": f"127.0.0.1:{site.kafka_port}"}
     receiver = site.start(".venv/bin/parley receiver", '"msg":"listening"',

@@ -36,6 +36,7 @@ from tests.kit.live_projector import (
     snapshot,
     view,
 )
+from tests.kit.receiver_app import privacy_for_test
 
 TOKENS = {"acme": secrets.token_urlsafe(24), "rival": secrets.token_urlsafe(24)}
 SHOP_SECRET = secrets.token_urlsafe(24)
@@ -45,7 +46,8 @@ CHAT = "5c138790ec944f05ff5f6d78"  # a ChatShipper-shaped id, used by all three 
 
 @pytest.fixture
 async def receiver(kafka_settings: KafkaSettings, topics: Topics) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
-    settings = Settings(kafka=kafka_settings, http=HttpSettings(shutdown_timeout_s=5.0), sources={
+    settings = Settings(kafka=kafka_settings, http=HttpSettings(shutdown_timeout_s=5.0),
+                        privacy=privacy_for_test(kafka_settings), sources={
         "acme": SourceSettings(provider="natterly", auth_tokens=(TOKENS["acme"],)),
         "rival": SourceSettings(provider="natterly", auth_tokens=(TOKENS["rival"],)),
         "shop": SourceSettings(provider="chatshipper", secrets=(SHOP_SECRET,)),

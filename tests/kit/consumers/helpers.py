@@ -14,6 +14,7 @@ from consumers.metrics import ConsumerMetrics
 from consumers.runner import ConsumerRunner, ConsumerRunnerOptions
 from contracts.topics import Topics
 from parley.kafka.clients import make_admin, make_consumer
+from parley.privacy.ring import KeyRing
 from parley.settings import KafkaSettings
 
 
@@ -39,9 +40,10 @@ async def eventually(cond: Callable[[], Awaitable[bool]], timeout_s: float = 30.
 @contextlib.asynccontextmanager
 async def running(consumer: Consumer, k: KafkaSettings, topics: Topics,
                   registry: CollectorRegistry | None = None,
-                  options: ConsumerRunnerOptions | None = None) -> AsyncIterator[ConsumerRunner]:
+                  options: ConsumerRunnerOptions | None = None,
+                  ring: KeyRing | None = None) -> AsyncIterator[ConsumerRunner]:
     runner = ConsumerRunner(consumer, k, topics, ConsumerMetrics(registry or CollectorRegistry()),
-                            options=options)
+                            options=options, ring=ring)
     task = asyncio.create_task(runner.run())
     try:
         started = asyncio.create_task(runner.started.wait())

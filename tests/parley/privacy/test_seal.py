@@ -108,3 +108,46 @@ async def test_an_unreachable_key_store_seals_nothing() -> None:
     ring.store.available = False
     with pytest.raises(KeyStoreUnavailable):
         await ring.seal(_envelope(FIXTURES / "natterly" / "chat_initiated_seed.json"))
+
+
+@pytest.mark.parametrize("path", GOLDENS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_the_fast_facts_equal_the_walked_facts(path: Path) -> None:
+    """The Structs generated from a fact schema keep exactly what the Python walk keeps."""
+    from parley.privacy import facts
+
+    provider = path.parent.name
+    body = bytes(_envelope(path).body)
+    tree = msgspec.json.decode(body)
+    walked = facts._keep(tree, facts._SCHEMAS[provider])
+    fast = msgspec.json.decode(facts.facts_of(provider, body))
+    assert fast == walked
+    try:
+        facts._FAST[provider].decode(body)
+    except msgspec.ValidationError:
+        pytest.skip("this body takes the slow path")  # counted below, not hidden
+
+
+def test_an_unexpected_shape_takes_the_slow_path_and_keeps_nothing_personal() -> None:
+    from parley.privacy.facts import facts_of
+
+    body = (b'{"event":"ChatRated","payload":{"chat":{"uuid":"c1","rating":{"comment":"awful, '
+            b'call me on 0700"},"city":"Leeds","visitor":[1,{"uuid":"v1","name":"Ann"}]},'
+            b'"new_thing":{"text":"hi"}},"timestamp":99999999999999999999999}')
+    assert msgspec.json.decode(facts_of("natterly", body)) == {
+        "event": "ChatRated", "timestamp": 99999999999999999999999,
+        "payload": {"chat": {"uuid": "c1", "visitor": [{"uuid": "v1"}]}}}
+    assert facts_of("natterly", b"[1, 2]") == b"{}"
+
+
+async def test_a_chat_without_a_visitor_id_is_linked_when_a_later_webhook_names_one() -> None:
+    ring = _ring()
+    seed = FIXTURES / "natterly" / "chat_initiated_seed.json"
+    first = await ring.seal(_envelope(seed))  # an anonymous visitor: no uuid yet
+    assert first.subject == "natterly:chat:287146e8-68fd-43c5-b79a-911058bc1c9c"
+    later = msgspec.json.decode(seed.read_bytes())
+    later["event"], later["timestamp"] = "ChatAccepted", later["timestamp"] + 60
+    later["payload"]["chat"]["visitor"]["uuid"] = "v-known-later"
+    second = await ring.seal(parse_webhook("natterly", "src", msgspec.json.encode(later),
+                                           received_at=datetime(2026, 12, 7, tzinfo=UTC)))
+    assert second.subject == first.subject  # one chat, one key, before and after
+    assert await ring.store.linked("natterly:visitor:v-known-later") == [first.subject]

@@ -1,0 +1,247 @@
+"""Per-subject encryption (docs/privacy.md): what it costs, with and without, in one run.
+
+1. **Decrypt**: opening one sealed record whose body is ~2 kB (a Natterly ChatInitiated with
+   visitor, messages and custom data): AES-256-GCM decrypt alone, and ``open_envelope`` (the
+   decrypt plus the envelope with its body restored), best of several timeit rounds.
+2. **Receiver**: requests/s of the real receiver (``bench/receiver.py``'s load generator in a
+   separate process, closed loop) with ``privacy.encrypt`` false and true, alternating runs,
+   medians. The keys live in a SQLite key store in a temporary directory; ``--chats N``: the
+   bodies cycle over N chats (each chat's first webhook creates its key).
+3. **Projector rebuild**: records/s of ``projector.rebuild`` over the same N webhooks produced
+   plain to one topic prefix and sealed to another, into an in-memory store, alternating.
+
+Kafka: ``PARLEY_BENCH_KAFKA`` (a bootstrap address) if set, else a LocalKafka for the run.
+
+    .venv/bin/python bench/privacy.py [--runs 3] [--seconds 5] [--records 20000] [--chats 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import io
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import timeit
+import uuid
+from pathlib import Path
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+TARGET_DECRYPT_US, TARGET_RATIO = 5.0, 0.9
+
+
+def _bench_receiver() -> object:
+    """bench/receiver.py as a module (its load generator, servers and broker)."""
+    spec = importlib.util.spec_from_file_location("bench_receiver", Path(__file__).with_name("receiver.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def two_kb_body() -> bytes:
+    """A ~2 kB Natterly ChatInitiated: identified visitor, custom data, three messages."""
+    chat = str(uuid.uuid4())
+    visitor = {"uuid": str(uuid.uuid4()), "name": "Priya Patel", "email_address": "priya@example.org",
+               "avatar_url": "", "anonymous": False}
+    messages = [{"uuid": str(uuid.uuid4()), "chat": chat, "text": text, "event": False,
+                 "author": {"type": "Visitor", "name": "Priya Patel", "avatar_url": "",
+                            "details": {"name": "Priya Patel", "avatar_url": "", "anonymous": False}},
+                 "posted_by_visitor": True, "created_at": 1700000000 + n,
+                 "updated_at": 1700000000 + n, "file": None, "formatting": None, "whisper": False}
+                for n, text in enumerate(("Hi, where is my order ORD-10442?",
+                                          "It was due on Monday and the tracking page is empty.",
+                                          "Could you check with the courier please?"))]
+    body = {"event": "ChatInitiated", "timestamp": 1700000000, "payload": {
+        "chat": {"uuid": chat, "status": "Initiated", "subject": "Question about delivery",
+                 "initiated_at": 1700000000, "last_message_at": 1700000042, "closed_at": 0,
+                 "ip_address": "81.2.69.160", "city": "Manchester", "country": "United Kingdom",
+                 "country_code": "GB", "browser": "Firefox", "platform": "Windows",
+                 "time_zone": "Europe/London", "rating": None,
+                 "department": {"uuid": str(uuid.uuid4()), "name": "Sales"}, "user": None,
+                 "visitor": visitor, "visitor_custom_data": {"plan": "gold", "order_ref": "ORD-10442",
+                                                             "segment": "returning"},
+                 "site": {"uuid": str(uuid.uuid4()), "name": "My Site", "color": "2ecc71",
+                          "initials": "MS"}, "session_id": str(uuid.uuid4())},
+        "messages": messages}}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+async def decrypt_figures() -> dict[str, float]:
+    from datetime import UTC, datetime
+
+    from contracts.envelope import decode_envelope, encode_envelope
+    from contracts.ingest import parse_webhook
+    from parley.privacy import MasterKeys, MemoryKeyStore
+    from parley.privacy.master import new_master_key, parse_master_key
+    from parley.privacy.ring import KeyRing
+    from parley.privacy.seal import open_envelope
+
+    body = two_kb_body()
+    ring = KeyRing(MemoryKeyStore(MasterKeys(parse_master_key(new_master_key(), "bench"))))
+    env = parse_webhook("natterly", "acme", body, received_at=datetime.now(UTC))
+    stored = decode_envelope(encode_envelope(await ring.seal(env)))
+    assert stored.subject is not None and not isinstance(stored.subject, type(None))
+    key = await ring.store.get(str(stored.subject))
+    assert key is not None
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    aead = AESGCM(key.secret)
+    blob = stored.sealed
+    assert isinstance(blob, bytes)
+    aad = f"parley-seal-1\x00{stored.subject}\x00{stored.event_id}\x00{stored.source}".encode()
+    assert bytes(open_envelope(stored, key, aead).body) == bytes(env.body)
+
+    def best_us(fn: object, number: int = 20000) -> float:
+        return min(timeit.repeat(fn, number=number, repeat=7)) / number * 1e6  # type: ignore[arg-type]
+
+    raw = encode_envelope(stored)
+    return {
+        "body_bytes": float(len(body)),
+        "aead_decrypt_us": best_us(lambda: aead.decrypt(blob[5:17], blob[17:], aad)),
+        "open_envelope_us": best_us(lambda: open_envelope(stored, key, aead)),
+        "decode_envelope_sealed_us": best_us(lambda: decode_envelope(raw)),
+        "decode_envelope_plain_us": best_us(lambda: decode_envelope(encode_envelope(env))) -
+        best_us(lambda: encode_envelope(env)),
+    }
+
+
+async def receiver_figures(args: argparse.Namespace, bootstrap: str) -> list[dict[str, float]]:
+    from parley.http import build_app
+    from parley.kafka.launcher import free_ports
+    from parley.kafka.topics import apply_topics
+    from parley.runtime import Runtime
+    from parley.settings import KafkaSettings, PrivacySettings, Settings, SourceSettings
+    from receiver.role import ReceiverRole
+
+    br = _bench_receiver()
+    prefix = f"bprv{uuid.uuid4().hex[:8]}"
+    keys = Path(tempfile.mkdtemp(prefix="parley-bench-keys-"))
+    base = Settings(kafka=KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix, partitions=6),
+                    sources={"acme": SourceSettings(provider="natterly", auth_tokens=(br.TOKEN,))})  # type: ignore[attr-defined]
+    await apply_topics(base.kafka, Runtime.from_settings(base).topics.specs(6))
+    (port,) = free_ports(1)
+    os.environ["PARLEY_BENCH_CHATS"] = str(args.chats)  # the load generator's chat spread
+    runs: list[dict[str, float]] = []
+    for n in range(args.runs):
+        run: dict[str, float] = {}
+        for encrypt in (False, True):
+            privacy = PrivacySettings(encrypt=encrypt, key_store=f"sqlite:///{keys}/keys-{n}.db")
+            rt = Runtime.from_settings(Settings(kafka=base.kafka, sources=base.sources,
+                                                privacy=privacy))
+            async with br.serving(build_app(rt, [ReceiverRole(rt)]), port) as url:  # type: ignore[attr-defined]
+                r = await br.load(f"{url}/webhooks/acme", 32, args.seconds, 1.0)  # type: ignore[attr-defined]
+            statuses = r["statuses"]
+            assert set(statuses) == {"200"}, statuses
+            run["sealed" if encrypt else "plain"] = float(r["rate_per_s"])
+            run[("sealed" if encrypt else "plain") + "_cpu_us"] = float(r["server_cpu_us_per_req"])
+        runs.append(run)
+    return runs
+
+
+async def rebuild_figures(args: argparse.Namespace, bootstrap: str) -> list[dict[str, float]]:
+    from datetime import UTC, datetime
+
+    from contracts.envelope import encode_envelope
+    from contracts.ingest import parse_webhook
+    from contracts.topics import Topics
+    from parley.kafka.clients import make_producer
+    from parley.kafka.topics import apply_topics
+    from parley.privacy.config import build_key_ring
+    from parley.settings import KafkaSettings, PrivacySettings, Settings
+    from projector.rebuild import rebuild
+    from projector.stores import open_store
+
+    br = _bench_receiver()
+    keys = Path(tempfile.mkdtemp(prefix="parley-bench-keys-"))
+    settings = Settings(kafka=KafkaSettings(bootstrap=bootstrap, partitions=6),
+                        privacy=PrivacySettings(key_store=f"sqlite:///{keys}/keys.db"))
+    ring = build_key_ring(settings)
+    now = datetime.now(UTC)
+    plain = [parse_webhook("natterly", "acme", br._body(i % args.chats), received_at=now)  # type: ignore[attr-defined]
+             for i in range(args.records)]
+    sealed = [await ring.seal(e) for e in plain]
+    kafkas = {}
+    for name, envelopes in (("plain", plain), ("sealed", sealed)):
+        kafka = KafkaSettings(bootstrap=bootstrap, topic_prefix=f"bprr{name}{uuid.uuid4().hex[:6]}",
+                              partitions=6)
+        topics = Topics(prefix=kafka.topic_prefix)
+        await apply_topics(kafka, topics.specs(6))
+        producer = make_producer(kafka)
+        await producer.start()
+        try:
+            for env in envelopes:
+                await producer.send(topics.for_aggregate(env.aggregate), encode_envelope(env),
+                                    key=env.record_key)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        kafkas[name] = (kafka, topics)
+    runs: list[dict[str, float]] = []
+    for _ in range(args.runs):
+        run: dict[str, float] = {}
+        for name in ("plain", "sealed"):
+            kafka, topics = kafkas[name]
+            store = open_store("memory://")
+            await store.open()
+            fresh = build_key_ring(settings)  # an empty cache, as a rebuild process starts
+            try:
+                report = await rebuild(store, kafka, topics, out=io.StringIO(),
+                                       ring=fresh if name == "sealed" else None)
+            finally:
+                await store.close()
+                await fresh.close()
+            assert report.records == args.records and report.dead_letters == 0
+            run[name] = report.records / report.seconds
+        runs.append(run)
+    await ring.close()
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per receiver run")
+    parser.add_argument("--records", type=int, default=20000, help="per rebuild")
+    parser.add_argument("--chats", type=int, default=2000)
+    parser.add_argument("--skip", default="", help="comma list of: decrypt,receiver,rebuild")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    started = time.perf_counter()
+    if "decrypt" not in skip:
+        d = asyncio.run(decrypt_figures())
+        verdict = "met" if d["open_envelope_us"] < TARGET_DECRYPT_US else "NOT met"
+        print(f"decrypt a {d['body_bytes']:.0f}-byte body: AES-GCM {d['aead_decrypt_us']:.2f} us, "
+              f"open_envelope {d['open_envelope_us']:.2f} us (target < {TARGET_DECRYPT_US:g} us: "
+              f"{verdict}); decoding the record: sealed {d['decode_envelope_sealed_us']:.2f} us, "
+              f"plain {d['decode_envelope_plain_us']:.2f} us")
+    if skip >= {"receiver", "rebuild"}:
+        return
+    br = _bench_receiver()
+    with br.kafka_bootstrap() as (bootstrap, desc):  # type: ignore[attr-defined]
+        print(f"Kafka: {desc}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}")
+        for what, figures in (("receiver req/s", None if "receiver" in skip else receiver_figures),
+                              ("rebuild records/s", None if "rebuild" in skip else rebuild_figures)):
+            if figures is None:
+                continue
+            runs = asyncio.run(figures(args, bootstrap))
+            for n, r in enumerate(runs, 1):
+                extra = (f" (CPU {r['plain_cpu_us']:.0f} / {r['sealed_cpu_us']:.0f} us per request)"
+                         if "plain_cpu_us" in r else "")
+                print(f"{what} run {n}: plain {r['plain']:.0f}, sealed {r['sealed']:.0f}, "
+                      f"ratio {r['sealed'] / r['plain']:.2f}{extra}")
+            ratio = statistics.median(r["sealed"] / r["plain"] for r in runs)
+            print(f"{what}: median sealed / plain {ratio:.2f} (target >= {TARGET_RATIO}: "
+                  f"{'met' if ratio >= TARGET_RATIO else 'NOT met'}); load average now "
+                  f"{os.getloadavg()[0]:.1f}")
+    print(f"(whole run {time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
