@@ -40,6 +40,7 @@ from contracts.topics import (
 if TYPE_CHECKING:
     from contracts.domain import DomainEvent
     from contracts.envelope import Envelope
+    from contracts.forgotten import Forgotten
     from contracts.state_change import StateChange
     from parley.privacy.ring import KeyRing
 
@@ -160,6 +161,17 @@ class ConsumedEvent:
             return self._domain
 
     @property
+    def forgotten(self) -> Forgotten | None:
+        """On a forgotten record (an erasure, docs/privacy.md): the aggregate whose personal
+        data must go from anything this consumer keeps; else None. Erased states (on state
+        topics) say so in ``state.state.erasure`` instead."""
+        from contracts.forgotten import erasure_header_of, forgotten_of
+
+        if self.is_state or erasure_header_of(self.headers) is None:
+            return None
+        return forgotten_of(self.envelope)
+
+    @property
     def position(self) -> Position:
         return Position(self.topic, self.partition, self.offset)
 
@@ -278,7 +290,7 @@ class Consumer:
 
     def wants(self, event: ConsumedEvent) -> bool:
         """Whether ``event`` passes the type filters (decodes the envelope if there are any)."""
-        if event.is_state:
+        if event.is_state or event.forgotten is not None:  # every handler is told of erasures
             return True
         if self.event_types is not None and event.envelope.event_type not in self.event_types:
             return False

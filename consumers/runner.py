@@ -21,8 +21,10 @@ Commit protocol, per fetched batch (``# Step N`` below):
 2. Hand the batch to the handler (:mod:`consumers.dispatch`): in log order while handlers
    return without waiting, else in per-key lanes (or the whole batch, for a batch handler);
    each event is marked done only once its outcome is durable.
-3. Under the batch lock, schedule the commit of each partition's contiguous done prefix
-   (:mod:`consumers.committer`: in the background, drained on revocation and on stop).
+3. Under the batch lock, append to the erasure ledger the done records that announce an
+   erasure (:mod:`consumers.erasures`), then schedule the commit of each partition's
+   contiguous done prefix (:mod:`consumers.committer`: in the background, drained on
+   revocation and on stop).
 
 A consumer that keeps rebuildable state (``consumer.rebuildable``) is asked before each
 batch whether a rebuild switched its state to another copy; if so the batch is dropped and
@@ -59,10 +61,12 @@ from consumers.api import ConsumedEvent, Consumer
 from consumers.committer import Committer
 from consumers.dispatch import Dispatcher, Stopping
 from consumers.dlq import ParkingDeadLetters
+from consumers.erasures import erasures_done
 from consumers.metrics import ConsumerMetrics
 from consumers.rebuildable import resume_from
 from consumers.tracking import BatchProgress
 from contracts.topics import Topics
+from parley.erasure_ledger import LedgerWriter, processed
 from parley.kafka.clients import make_consumer, start_unless_stopped
 from parley.kafka.topics import ensure_topics
 from parley.privacy import PrivacyError
@@ -115,6 +119,8 @@ class ConsumerRunner:
         self._metrics = metrics
         self._options = options or ConsumerRunnerOptions()
         self.dead = ParkingDeadLetters(kafka, topics, consumer.name, (*secrets, *consumer.secrets))
+        self._topics = topics
+        self._ledger = LedgerWriter(kafka, topics)
         self._state = consumer.rebuildable
         self._stop = asyncio.Event()
         self._dispatch = Dispatcher(consumer, self.dead, metrics, replay_topic=self.replay_topic,
@@ -136,6 +142,7 @@ class ConsumerRunner:
             try:
                 await self._consume()
             finally:
+                await self._ledger.close()
                 await self.dead.stop()
         finally:
             if self.consumer.stop is not None:
@@ -178,7 +185,9 @@ class ConsumerRunner:
                     finally:
                         # Step 3: commit the done prefix, in the background (a slow commit
                         # folds several batches into one); drained on revocation and on stop.
-                        committer.schedule(progress.committable())
+                        committable = progress.committable()
+                        await self._record_erasures(batch, committable)
+                        committer.schedule(committable)
                         if self._stop.is_set():
                             await committer.drain()
                         self._dispatch.flush()
@@ -193,6 +202,18 @@ class ConsumerRunner:
             await kc.stop()
             self._committer = None
             log.info("consumer stopped", extra={"consumer": self.name, "group": self.group})
+
+    async def _record_erasures(self, batch: dict[TopicPartition, list[Any]],
+                               committable: dict[TopicPartition, int]) -> None:
+        """Step 3's ledger entries (a failure leaves them out, logged: the effects stand)."""
+        erased = erasures_done(batch, committable, self._topics)
+        if not erased:
+            return
+        try:
+            await self._ledger.append(processed(erased, self.name))
+        except Exception as exc:  # noqa: BLE001 - Kafka away: the handler's effects are done
+            log.warning("erasure ledger not written for %d aggregates: %s", len(erased), exc,
+                        extra={"consumer": self.name})
 
     async def _load_keys(self, batch: Mapping[TopicPartition, list[Any]]) -> bool:
         """Load the keys of the batch's sealed records into the ring (step 1, second half);

@@ -24,11 +24,19 @@ from contracts.domain import (
     VisitorRef,
 )
 
-__all__ = ["AgentMetrics", "AgentState", "ChatMetrics", "ChatState", "ChatStatus", "MessageState",
-           "VisitorState"]
+__all__ = ["AgentMetrics", "AgentState", "ChatMetrics", "ChatState", "ChatStatus", "Erasure",
+           "MessageState", "VisitorState"]
 
 #: A chat moves waiting → active → idle → closed.
 ChatStatus = Literal["waiting", "active", "idle", "closed"]
+
+
+class Erasure(msgspec.Struct, frozen=True, kw_only=True):
+    """On an erased chat, message or visitor (docs/privacy.md): the erasure that removed its
+    personal fields, and when it was asked (``at``: the same on every replay)."""
+
+    id: str
+    at: datetime
 
 
 class ChatMetrics(msgspec.Struct, frozen=True, kw_only=True):
@@ -110,6 +118,7 @@ class ChatState(msgspec.Struct, frozen=True, kw_only=True):
     internal_count: int = 0
     agents: tuple[AgentRef, ...] = ()
     metrics: ChatMetrics | None = None
+    erasure: Erasure | None = None
 
 
 class MessageState(msgspec.Struct, frozen=True, kw_only=True):
@@ -125,6 +134,7 @@ class MessageState(msgspec.Struct, frozen=True, kw_only=True):
     deleted: bool = False
     internal: bool = False
     message_type: str | None = None
+    erasure: Erasure | None = None
 
 
 class VisitorState(msgspec.Struct, frozen=True, kw_only=True):
@@ -145,6 +155,7 @@ class VisitorState(msgspec.Struct, frozen=True, kw_only=True):
     pages: tuple[PageView, ...] = ()
     sessions: tuple[str, ...] = ()
     identified_as: str | None = None
+    erasure: Erasure | None = None
 
 
 class AgentState(msgspec.Struct, frozen=True, kw_only=True):

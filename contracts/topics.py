@@ -20,6 +20,7 @@ __all__ = [
     "MAX_RECORD_BYTES",
     "PROJECTOR",
     "REPLAY_RETENTION_MS",
+    "STATE_COMPACTION_LAG_MS",
     "STATE_TOPIC_KINDS",
     "EventTopicKind",
     "StateTopicKind",
@@ -43,6 +44,10 @@ PROJECTOR = "projector"
 
 #: Kafka's spelling of "keep forever".
 INFINITE_RETENTION_MS = -1
+
+#: The longest a state topic keeps a superseded state (an erased subject's older states
+#: included, docs/privacy.md) while the topic receives writes: a day.
+STATE_COMPACTION_LAG_MS = 24 * 3600 * 1000
 
 #: How long a replay topic keeps its copies (:meth:`Topics.replay_spec`): a week.
 REPLAY_RETENTION_MS = 7 * 24 * 3600 * 1000
@@ -90,6 +95,9 @@ class TopicSpec(msgspec.Struct, frozen=True):
     retention_ms: int = INFINITE_RETENTION_MS
     cleanup_policy: str = "delete"
     min_insync_replicas: int = 2
+    #: Compacted topics: the longest a superseded value stays uncompacted (and the age at
+    #: which the active segment rolls), so an erased subject's older states go within it.
+    max_compaction_lag_ms: int | None = None
 
     def configs(self, replication_factor: int) -> dict[str, str]:
         """Kafka topic configs for this topic at the given replication factor."""
@@ -106,7 +114,9 @@ class TopicSpec(msgspec.Struct, frozen=True):
             # broker's append time, so replays see the same timestamps.
             "message.timestamp.type": "CreateTime",
             "max.message.bytes": str(MAX_RECORD_BYTES),
-        }
+        } | ({} if self.max_compaction_lag_ms is None else {
+            "max.compaction.lag.ms": str(self.max_compaction_lag_ms),
+            "segment.ms": str(self.max_compaction_lag_ms)})
 
 
 class Topics(msgspec.Struct, frozen=True):
@@ -222,6 +232,19 @@ class Topics(msgspec.Struct, frozen=True):
         _check_topic_part(group, "consumer group")
         return f"{self.prefix}.replay.{group}"
 
+    @property
+    def erasures(self) -> str:
+        """The erasure ledger (docs/privacy.md): each forget asked, and each group's
+        processing of it (:mod:`contracts.forgotten`), keyed by erasure id."""
+        return f"{self.prefix}.erasures"
+
+    def erasures_spec(self) -> TopicSpec:
+        """Spec of the erasure ledger: one partition (one erasure's entries in order, and
+        the whole ledger read in one pass), kept for ever: it is the record of compliance,
+        and holds ids and times only."""
+        return TopicSpec(name=self.erasures, key="erasure id", partitions=1,
+                         retention_ms=INFINITE_RETENTION_MS)
+
     def specs(self, partitions: int = 6) -> tuple[TopicSpec, ...]:
         """Specs of the four event topics, then the three state topics.
 
@@ -229,7 +252,9 @@ class Topics(msgspec.Struct, frozen=True):
         truth, so nothing may expire or be compacted away; ``partitions`` bounds each
         aggregate kind's consumer parallelism. State topics: compacted (the latest state
         of every key is kept, older ones go), never expired by time; derived, so they can
-        always be written again from the log.
+        always be written again from the log. A superseded state is compacted away within
+        :data:`STATE_COMPACTION_LAG_MS` (segments roll at that age), so a forgotten subject's
+        older states do not stay readable there for ever (docs/privacy.md).
         """
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1, got {partitions}")
@@ -252,6 +277,7 @@ class Topics(msgspec.Struct, frozen=True):
                 partitions=partitions,
                 retention_ms=INFINITE_RETENTION_MS,
                 cleanup_policy="compact",
+                max_compaction_lag_ms=STATE_COMPACTION_LAG_MS,
             )
             for name, key in zip(self.state_topics, state_keys, strict=True)
         )

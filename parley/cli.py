@@ -31,6 +31,7 @@ from parley import keys_cli, loop, store_cli
 from parley.errors import ParleyError, SettingsError
 from parley.settings import Settings, load_settings
 from projector import cli as projector_cli
+from projector import visitors_cli
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys_cli.register(sub)
     _register_consumer(sub)
     consumers_cli.register(sub)
+    visitors_cli.register(sub)
     _register_receiver(sub)
     return parser
 

@@ -37,7 +37,9 @@ from projector.api import (
     ApiOptions,
     Page,
 )
+from projector.erasure_api import ErasureAccepted
 from projector.reports import AgentsReport, ChatsReport, LiveReport
+from projector.subject_export import SubjectExport
 from receiver.handlers import MAX_CHALLENGE_CHARS, WebhookAccepted
 
 __all__ = ["OPENAPI_PATH", "SHAPES", "document", "install_openapi", "main", "render",
@@ -53,6 +55,7 @@ SHAPES: dict[str, object] = {
     "search": SearchPage, "consumers": ConsumersAnswer, "error": ErrorBody,
     "health": Health, "ready": Ready, "not_ready": NotReady,
     "report_chats": ChatsReport, "report_agents": AgentsReport, "report_live": LiveReport,
+    "erasure": ErasureAccepted, "export": SubjectExport,
 }
 
 _BEARER = """One of `http.api_tokens`, as `Authorization: Bearer <token>`. With tokens
@@ -243,11 +246,29 @@ def _paths(ref: dict[str, Json]) -> Json:
             "A chat's messages by posted time.",
             [_ID, _limit(api.max_messages_limit, DEFAULT_MESSAGES_LIMIT), _CURSOR],
             "messages", not_found=True),
-        "/api/visitors/{id}": query_api(
+        "/api/visitors/{id}": {**query_api(
             "One visitor. A visitor first known only by a ChatBox session (`session:<id>`) and "
             "later named by its uuid is one visitor: the uuid's answer includes the session's "
             "chats and pages (`sessions` lists them); the session's answer says `identified_as`.",
-            [_ID], "visitor", not_found=True),
+            [_ID], "visitor", not_found=True), "delete": op(
+            "Forget the visitor (an erasure request): destroy their data keys, then publish "
+            "the forget that erases them from every projection, the search index, the CRM and "
+            "every consumer group (docs/privacy.md).", "privacy", [_ID], {
+                "202": _answer("The forget is published; the live projection erases it "
+                               "moments later (the visitor's `erasure` then names it; "
+                               "`parley visitors forget-status` shows every group).",
+                               ref["erasure"]),
+                "404": error("not_found", "No such visitor; nothing changed."),
+                "503": error("unavailable key_store_unavailable", "The state store is busy, "
+                             "or the key store cannot be reached (nothing changed).",
+                             {"Retry-After": "Seconds to wait."})})},
+        "/api/visitors/{id}/export": {"get": op(
+            "Everything held about the visitor (an access request): the visitor, its session "
+            "visitors, its chats with their messages, the pages it viewed.", "privacy", [_ID], {
+                "200": _answer("The export, decrypted.", ref["export"]),
+                "404": error("not_found", "No such visitor."),
+                "503": error("unavailable", "The state store is busy.",
+                             {"Retry-After": "Seconds to wait."})})},
         "/api/agents": query_api("Every agent, by id (one page).", [], "agents"),
         "/api/chats/{id}/stream": stream(
             "One chat's committed state changes, and its messages', as Server-Sent Events "

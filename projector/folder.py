@@ -22,11 +22,13 @@ from aiokafka.structs import ConsumerRecord
 
 from contracts.domain import DomainEvent
 from contracts.envelope import Envelope, decode_envelope
+from contracts.forgotten import PARLEY_PROVIDER, forgotten_of
 from contracts.normalise import normalise_decoded
 from parley.privacy.ring import KeyRing
 from parley.privacy.seal import subject_in
 from projector.clamp import clamp_future
 from projector.dlq import DeadLetter, Stage
+from projector.erasure import applications, erasing
 from projector.fold_fast import affected, apply  # the fold (projector.fold), fast
 from projector.log_index import INDEXED, log_row
 from projector.metrics import ProjectorMetrics
@@ -67,6 +69,8 @@ class BatchResult:
     covers: dict[AggregateRef, Covers] = field(default_factory=dict)
     records_by_topic: dict[str, int] = field(default_factory=dict)
     events: int = 0
+    #: (erasure id, kind, id) of each forgotten record folded (for the erasure ledger)
+    erased: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 class Folder:
@@ -138,6 +142,7 @@ class Folder:
         spans: list[tuple[ConsumerRecord, int, int, int]] = []
         add = flat.append
         total = 0
+        forgets: list[tuple[int, str, str, str]] = []  # (span, erasure id, kind, id)
         ring = self._ring
         for n, rec in enumerate(records, 1):
             if n % _YIELD_EVERY == 0:
@@ -154,6 +159,16 @@ class Folder:
                 dead.append(_letter(rec, "decode", exc))
                 continue
             start = len(flat)
+            if env.provider == PARLEY_PROVIDER:  # Parley's own records: a forget (or unknown)
+                forgotten = forgotten_of(env)
+                if forgotten is not None:
+                    # A Forget stands in for a domain event: only ``erasing`` applies it.
+                    flat.extend(applications(forgotten, env.event_id))  # type: ignore[arg-type]
+                    spans.append((rec, start, len(flat), 1))
+                    forgets.append((len(spans) - 1, forgotten.erasure_id, forgotten.kind,
+                                    forgotten.id))
+                    total += 1
+                continue
             dropped: list[str] = []
             try:
                 events = normalise_decoded(env, rec.offset, dropped)
@@ -202,12 +217,15 @@ class Folder:
         failed: set[int] = set()  # spans of records that became dead letters
         # Applications skipped because another source owns the aggregate (projector.owners).
         refused: dict[int, Refused] = {}
-        if check_rows or not await self._fold_all(flat, work, refused):
+        apply_fn = erasing(self._apply) if forgets else self._apply
+        if check_rows or not await self._fold_all(flat, work, refused, apply_fn):
             work = dict(base)
             refused.clear()
             total = await self._fold_careful(flat, spans, work, dead, failed, refused,
-                                             check_rows=check_rows)
+                                             apply_fn, check_rows=check_rows)
         result.events = total
+        result.erased = [(erasure, kind, id) for span, erasure, kind, id in forgets
+                         if span not in failed]
         if refused:
             report(list(refused.values()), self._metrics)
         _cover(flat, spans, failed, covers, refused)
@@ -244,11 +262,11 @@ class Folder:
                 self._metrics.future_times.labels(env.provider, name).inc()
 
     async def _fold_all(self, flat: list[tuple[AggregateRef, DomainEvent]],
-                        work: dict[AggregateRef, FoldState], refused: dict[int, Refused]) -> bool:
+                        work: dict[AggregateRef, FoldState], refused: dict[int, Refused],
+                        apply_fn: ApplyFn) -> bool:
         """Apply every event of the batch into ``work`` (but into aggregates another source
         owns: those go to ``refused``, by index in ``flat``); False if any of them failed
         (``work`` is then half-folded and must be thrown away)."""
-        apply_fn = self._apply
         get = work.get
         try:
             for lo in range(0, len(flat), _YIELD_EVERY_APPLIES):
@@ -268,12 +286,11 @@ class Folder:
     async def _fold_careful(self, flat: list[tuple[AggregateRef, DomainEvent]],
                             spans: list[tuple[ConsumerRecord, int, int, int]],
                             work: dict[AggregateRef, FoldState], dead: list[DeadLetter],
-                            failed: set[int], refused: dict[int, Refused], *,
-                            check_rows: bool) -> int:
+                            failed: set[int], refused: dict[int, Refused], apply_fn: ApplyFn,
+                            *, check_rows: bool) -> int:
         """Apply record by record, each all or nothing (remembering the prior state of each
         write to undo a failed record's), checking the rows too if ``check_rows``; the
         number of events applied. Skips and notes applications as :meth:`_fold_all` does."""
-        apply_fn = self._apply
         get = work.get
         total = 0
         for n, (rec, start, end, count) in enumerate(spans, 1):

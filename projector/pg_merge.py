@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from contracts.state import Erasure
 from projector.fold_people import merge_pages
 from projector.spells import join_spells
 from projector.states import AgentFold, FoldState, Reg, VisitorFold
@@ -88,6 +89,33 @@ def _union(a: frozenset[T], b: frozenset[T]) -> frozenset[T]:
     return a | b if b - a else a
 
 
+def _erasure(a: Erasure | None, b: Erasure | None) -> Erasure | None:
+    """The later erasure (by when it was asked, then id)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return b if (b.at, b.id) > (a.at, a.id) else a
+
+
+def _after_erasure(state: VisitorFold) -> VisitorFold:
+    """What an erasure leaves of a joined visitor (:mod:`projector.erasure`): its personal
+    fields only from webhooks received after the forget. Without this a writer with a stale
+    copy from before the forget (another projector's cache) would bring the name back."""
+    mark = state.erasure
+    if mark is None:
+        return state
+
+    def kept(reg: Reg[T] | None) -> Reg[T] | None:
+        return reg if reg is None or reg.received_at > mark.at else None
+
+    name, email = kept(state.name), kept(state.email)
+    pages = tuple(p for p in state.pages if p.at > mark.at)
+    if name is state.name and email is state.email and len(pages) == len(state.pages):
+        return state
+    return msgspec.structs.replace(state, name=name, email=email, pages=pages)
+
+
 _Merge = Callable[[Any, Any], Any]
 
 #: Per state type, the merge of each of its fields.
@@ -105,6 +133,7 @@ FIELDS: dict[type[FoldState], dict[str, _Merge]] = {
         "pages": merge_pages,
         "sessions": _union,
         "identified_as": _register,
+        "erasure": _erasure,
     },
     AgentFold: {
         "id": _same,
@@ -121,6 +150,8 @@ def join(a: FoldState, b: FoldState) -> FoldState:
     """The least state that includes every event folded into ``a`` or ``b``.
 
     Commutative, associative and idempotent; ``join(fold(E1), fold(E2)) == fold(E1 + E2)``.
+    An erased visitor keeps no personal field received before its erasure, whichever side
+    had it.
     Only for the kinds in :data:`MERGED_KINDS` (a TypeError for others).
     """
     cls = type(a)
@@ -128,4 +159,5 @@ def join(a: FoldState, b: FoldState) -> FoldState:
     if merges is None or type(b) is not cls:
         raise TypeError(f"cannot merge {cls.__name__} with {type(b).__name__}")
     changes = {name: merge(getattr(a, name), getattr(b, name)) for name, merge in merges.items()}
-    return msgspec.structs.replace(a, **changes)
+    joined = msgspec.structs.replace(a, **changes)
+    return _after_erasure(joined) if type(joined) is VisitorFold else joined

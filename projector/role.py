@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from contracts.topics import PROJECTOR
+from parley.erasure_ledger import LedgerWriter
 from parley.kafka.clients import make_producer
 from parley.readiness import failure_reason
 from parley.runtime import Runtime
 from projector.api import ApiOptions, QueryApi
 from projector.dlq import KafkaDeadLetters
+from projector.erasure_api import ErasureApi
 from projector.metrics import ProjectorMetrics
 from projector.runner import ProjectorRunnerOptions, Runner, Watermarks, ensure_live
 from projector.state_publisher import StatePublisher
@@ -83,6 +85,7 @@ class ProjectorRole:
     def install(self, app: web.Application, rt: Runtime) -> None:
         QueryApi(self.store, rt.topics, self.waits, self._options.api, self.metrics
                  ).install(app)
+        ErasureApi(self.store, rt.settings.kafka, rt.topics, self._ring).install(app)
         self.streams.install(app)
         app.cleanup_ctx.append(self._lifecycle)
         rt.readiness[self.name] = self.ready
@@ -123,6 +126,7 @@ class ProjectorRole:
         while not stop.is_set():
             producer = make_producer(rt.settings.kafka)
             states = StatePublisher.make_producer(rt.settings.kafka)
+            ledger = LedgerWriter(rt.settings.kafka, rt.topics)
             try:
                 await KafkaDeadLetters.ensure_topic(rt.settings.kafka, rt.topics)
                 await StatePublisher.ensure_topics(rt.settings.kafka, rt.topics)
@@ -133,7 +137,8 @@ class ProjectorRole:
                     dead_letters=KafkaDeadLetters(producer, rt.topics, self.metrics),
                     metrics=self.metrics, watermarks=self.watermarks,
                     options=self._options.runner,
-                    publisher=StatePublisher(self.store, states, rt.topics), ring=self._ring)
+                    publisher=StatePublisher(self.store, states, rt.topics), ring=self._ring,
+                    ledger=ledger)
                 await self.runner.run(stop)
             except Exception as exc:
                 self._problem = f"projector failed: {failure_reason(exc)}"  # no hosts, users
@@ -143,5 +148,6 @@ class ProjectorRole:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._options.restart_backoff_s)
             finally:
+                await ledger.close()
                 await states.stop()
                 await producer.stop()

@@ -26,6 +26,9 @@ Commit protocol, for each batch (the ``# Step N`` comments below mark each step)
    ONE store transaction — with a state publisher, also each row's state change into the
    store's outbox, in that same transaction.
 9. Only now update the cache and the in-memory offsets, and wake read-your-writes waiters.
+9a. If the batch erased aggregates (forgotten records, :mod:`projector.erasure`), append to
+    the erasure ledger that this copy processed them (:mod:`parley.erasure_ledger`; after
+    the commit, so the ledger never claims an erasure the store does not hold).
 10. Commit the same offsets to Kafka (after the store, best effort) so consumer-group lag is
     visible to standard tools; Kafka's committed offsets are never read back.
 11. Hand the committed states to the state publisher (:mod:`projector.state_publisher`, its
@@ -58,6 +61,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from contracts.topics import PROJECTOR, Topics
+from parley.erasure_ledger import LedgerWriter, processed
 from parley.kafka.clients import make_consumer, start_unless_stopped
 from parley.privacy.ring import KeyRing
 from parley.readiness import failure_reason
@@ -183,9 +187,11 @@ class Runner:
                  dead_letters: DeadLetters, metrics: ProjectorMetrics,
                  watermarks: Watermarks | None = None,
                  options: ProjectorRunnerOptions = ProjectorRunnerOptions(), folder: Folder | None = None,
-                 publisher: StatePublisher | None = None, ring: KeyRing | None = None) -> None:
+                 publisher: StatePublisher | None = None, ring: KeyRing | None = None,
+                 ledger: LedgerWriter | None = None) -> None:
         """``publisher``: publish committed states to the state topics (steps 8 and 11).
-        ``ring``: opens sealed records before step 4 (docs/privacy.md)."""
+        ``ring``: opens sealed records before step 4 (docs/privacy.md). ``ledger``: record
+        erasures in the erasure ledger (step 9a)."""
         self._store = store
         self._kafka = kafka
         self._topics = topics
@@ -195,6 +201,7 @@ class Runner:
         self._options = options
         self._folder = folder or Folder(store, options.cache_size, metrics, ring=ring)
         self._publisher = publisher
+        self._ledger = ledger
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._next: dict[TopicPartition, int] = {}  # assigned partitions -> next offset to apply
@@ -300,6 +307,13 @@ class Runner:
             self._next[TopicPartition(topic, partition)] = off
         self.watermarks.advance(projection, result.offsets)
         self._observe(result, time.perf_counter() - started)
+        # Step 9a: the erasure ledger (a failure leaves the entry out; the erasure stands).
+        if result.erased and self._ledger is not None:
+            try:
+                await self._ledger.append(processed(result.erased, PROJECTOR, copy=projection))
+            except Exception as exc:  # noqa: BLE001 - Kafka away: the store's state still says it
+                log.warning("erasure ledger not written for %d aggregates: %s",
+                            len(result.erased), failure_reason(exc))
         # Step 11: the publisher sends what step 8 committed (and put in the outbox).
         if self._publisher is not None:
             self._publisher.handoff(published)

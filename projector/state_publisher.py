@@ -30,6 +30,7 @@ from zlib import crc32
 
 from aiokafka import AIOKafkaProducer
 
+from contracts.forgotten import ERASURE_HEADER, erasure_in_state
 from contracts.state_change import state_topic_kind
 from contracts.topics import MAX_RECORD_BYTES, Topics
 from parley.kafka.clients import make_producer
@@ -175,13 +176,26 @@ class StatePublisher:
         for (topic, partition), group in by_partition.items():
             batch = producer.create_batch()
             for e in group:
-                if batch.append(key=e.key.encode(), value=e.value, timestamp=None) is None:
+                headers = _erasure_headers(e)
+                if batch.append(key=e.key.encode(), value=e.value, timestamp=None,
+                                headers=headers) is None:
                     batch.close()
                     sent.append(await producer.send_batch(batch, topic, partition=partition))
                     batch = producer.create_batch()
-                    if batch.append(key=e.key.encode(), value=e.value, timestamp=None) is None:
+                    if batch.append(key=e.key.encode(), value=e.value, timestamp=None,
+                                    headers=headers) is None:
                         raise ValueError(f"state of {e.kind} {e.key} exceeds a record batch")
             batch.close()
             sent.append(await producer.send_batch(batch, topic, partition=partition))
         # Every batch acknowledged (acks=all) before any entry is deleted.
         await asyncio.gather(*sent)
+
+
+def _erasure_headers(e: OutboxEntry) -> list[tuple[str, bytes]]:
+    """The erasure header of an erased chat's or visitor's state (so consumer groups can
+    record in the erasure ledger that they processed it, :mod:`contracts.forgotten`); none
+    for other states, nor for messages (their chat's state announces them)."""
+    if e.kind == "message" or e.kind == "agent":
+        return []
+    erasure = erasure_in_state(e.value)
+    return [] if erasure is None else [(ERASURE_HEADER, erasure.encode())]

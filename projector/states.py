@@ -13,6 +13,7 @@ from typing import Generic, Literal, NamedTuple, TypeAlias, TypeVar
 import msgspec
 
 from contracts import domain as d
+from contracts.state import Erasure
 
 __all__ = [
     "MAX_PAGES",
@@ -152,6 +153,8 @@ class ChatFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, ta
     #: Every agent that held the chat: accepted it, was assigned it, or was named its agent
     #: by a snapshot (grow-only).
     holders: frozenset[str] = frozenset()
+    #: The erasure that removed its personal fields (:mod:`projector.erasure`), if any.
+    erasure: Erasure | None = None
 
 
 class MessageFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="message", gc=False):
@@ -169,6 +172,7 @@ class MessageFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True,
     deleted_at: datetime | None = None  # min; set = tombstone
     internal: bool = False  # grow-only: an agent-only note stays one through edits
     message_type: str | None = None  # ChatShipper's; fixed at creation (see ChatFold.chat_type)
+    erasure: Erasure | None = None  # as ChatFold.erasure
 
 
 class VisitorFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="visitor", gc=False):
@@ -191,6 +195,7 @@ class VisitorFold(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True,
     sessions: frozenset[str] = frozenset()
     #: On a provisional (session) visitor: the real visitor it turned out to be (LWW).
     identified_as: Reg[str] | None = None
+    erasure: Erasure | None = None  # as ChatFold.erasure
 
 
 #: How many of a visitor's registered pages are kept.

@@ -115,6 +115,7 @@ def _chat_view(s: ChatFold) -> ChatState:
         type=s.chat_type,
         agents=_agents(s.agent_names) if s.agent_names else (),
         metrics=chat_metrics(s, closed_at),
+        erasure=s.erasure,
     )
 
 
@@ -160,6 +161,7 @@ def _message_view(s: MessageFold) -> MessageState:
         deleted=s.deleted_at is not None,
         internal=s.internal,
         message_type=s.message_type,
+        erasure=s.erasure,
     )
 
 
@@ -175,6 +177,7 @@ def _visitor_view(s: VisitorFold) -> VisitorState:
         pages=s.pages,
         sessions=tuple(sorted(s.sessions)),
         identified_as=None if s.identified_as is None else s.identified_as.value,
+        erasure=s.erasure,
     )
 
 

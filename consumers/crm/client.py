@@ -32,6 +32,9 @@ class CrmApi(Protocol):
     async def close(self) -> None: ...
     async def post(self, path: str, doc: dict[str, Any], idempotency_key: str) -> None:
         """Send ``doc``; the CRM applies a given ``idempotency_key`` at most once."""
+    async def erase(self, method: str, path: str, idempotency_key: str) -> None:
+        """Delete what ``path`` names (``method``: DELETE or POST, no body); a 404 (already
+        gone) counts as done."""
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -66,13 +69,19 @@ class HttpCrmClient:
             self._session = None
 
     async def post(self, path: str, doc: dict[str, Any], idempotency_key: str) -> None:
+        await self._send("POST", path, orjson.dumps(doc), idempotency_key)
+
+    async def erase(self, method: str, path: str, idempotency_key: str) -> None:
+        await self._send(method, path, b"", idempotency_key, gone_ok=True)
+
+    async def _send(self, method: str, path: str, body: bytes, idempotency_key: str, *,
+                    gone_ok: bool = False) -> None:
         assert self._session is not None, "HttpCrmClient.start() was not called"
         now = time.monotonic()
         if not self.breaker.allow(now):
             wait = self.breaker.retry_in_s(now)
             raise CircuitOpen(f"CRM circuit open after repeated failures; next try in "
                               f"{wait:.1f}s", retry_after_s=wait)
-        body = orjson.dumps(doc)
         headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
         if self.config.auth_value:
             headers[self.config.auth_header] = self.config.auth_value
@@ -80,24 +89,26 @@ class HttpCrmClient:
             headers.update(signature_headers(self.config.signing_secret, idempotency_key,
                                              int(time.time()), body))
         try:
-            async with self._session.post(path.lstrip("/"), data=body, headers=headers,
-                                          allow_redirects=False) as resp:
+            async with self._session.request(method, path.lstrip("/"), data=body,
+                                             headers=headers, allow_redirects=False) as resp:
                 status = resp.status
                 text = await resp.text(errors="replace")
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 location = resp.headers.get("Location")
         except (TimeoutError, aiohttp.ClientError) as exc:
             self.breaker.failure(time.monotonic())
-            raise CrmUnavailable(f"CRM request POST {path} failed: {type(exc).__name__}") from None
+            raise CrmUnavailable(f"CRM request {method} {path} failed: {type(exc).__name__}") from None
         if status == 429 or status >= 500:
             self.breaker.failure(time.monotonic())
-            raise CrmUnavailable(f"CRM answered {status} to POST {path}", retry_after)
+            raise CrmUnavailable(f"CRM answered {status} to {method} {path}", retry_after)
         self.breaker.success()  # the CRM answered: it is up, whatever it said
         if 300 <= status < 400:
             where = self._mask((location or "nowhere (no Location header)")[:300])
-            raise CrmRedirected(f"CRM answered {status} to POST {path} with a redirect to "
+            raise CrmRedirected(f"CRM answered {status} to {method} {path} with a redirect to "
                                 f"{where}: redirects are not followed; set base_url to the "
                                 "address that answers")
+        if gone_ok and status == 404:
+            return
         if not 200 <= status < 300:
             detail = self._mask(text[:200])
-            raise CrmRejected(f"CRM rejected POST {path} with {status}: {detail}")
+            raise CrmRejected(f"CRM rejected {method} {path} with {status}: {detail}")

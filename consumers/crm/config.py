@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote
 
 import msgspec
 
@@ -49,6 +50,14 @@ class CrmConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     stuck_after_s: float = 300.0
     #: true: agent-only notes (whispers, backchannel) go into transcripts too.
     internal_notes: bool = False
+    #: Erasure (docs/privacy.md): a forgotten visitor's contact and an erased chat's activity
+    #: are deleted in the CRM with ``erase_method`` (``DELETE``, or ``POST`` for CRMs that
+    #: take deletions as requests) on these paths, ``{external_id}`` replaced by the visitor
+    #: or chat id; ``erase = false`` only forgets them locally.
+    erase: bool = True
+    erase_method: Literal["DELETE", "POST"] = "DELETE"
+    erase_contact_path: str = "/contacts/{external_id}"
+    erase_activity_path: str = "/activities/{external_id}"
 
     def __post_init__(self) -> None:
         # A secret that cannot sign is a start-up error, not one dead letter per event; an
@@ -69,6 +78,11 @@ class CrmConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
     def activity_field(self, name: str) -> str:
         return self.activity_fields.get(name, DEFAULT_ACTIVITY_FIELDS[name])
+
+    def erase_path(self, kind: Literal["contact", "activity"], external_id: str) -> str:
+        """The path that erases a contact or activity (``{external_id}`` URL-quoted)."""
+        template = self.erase_contact_path if kind == "contact" else self.erase_activity_path
+        return template.replace("{external_id}", quote(external_id, safe=""))
 
     def secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (self.auth_value, self.signing_secret) if s)

@@ -13,6 +13,13 @@ state topic (the projector's chat and message states) for activities:
   changes later (a rating, a late message, an edit, the contact's email) is sent again,
   updated. Transcripts leave out deleted messages and agent-only notes.
 
+Erasure (docs/privacy.md): an erased chat's state (``erasure`` set, published by the
+projector after a forget) deletes the chat's activity in the CRM (``erase_method`` on
+``erase_activity_path``) and everything kept of the chat here; erased message states are not
+kept. A forgotten visitor (the forgotten record on the visitor topic) deletes its contact
+(``erase_contact_path``) and what is kept of it. Idempotency keys:
+``erase:activity:<chat id>:<erasure id>``, ``erase:contact:<visitor id>:<erasure id>``.
+
 A chat's records are handled one at a time (a lock per chat: its state and its messages'
 states have different keys, and an activity must not be sent from a half-applied chat).
 
@@ -91,6 +98,9 @@ def crm_consumer(cfg: CrmConfig, state: CrmState, client: CrmApi, *, name: str =
         else:
             return
         async with lock_of(chat_id):
+            if chat.erasure is not None:
+                await erase_chat(chat_id, chat.erasure.id, isinstance(chat, ChatState))
+                return
             if isinstance(chat, ChatState):
                 await state.chat_state(chat, change.version)
             else:
@@ -100,9 +110,24 @@ def crm_consumer(cfg: CrmConfig, state: CrmState, client: CrmApi, *, name: str =
                 await state.message_state(chat, change.version, text)
             await upsert_activity(chat_id)
 
+    async def erase_chat(chat_id: str, erasure_id: str, announce: bool) -> None:
+        """Forget the chat here; for its chat state (``announce``), in the CRM too."""
+        await state.forget_chat(chat_id)
+        if announce and cfg.erase:
+            await client.erase(cfg.erase_method, cfg.erase_path("activity", chat_id),
+                               f"erase:activity:{chat_id}:{erasure_id}")
+
     async def handle(ev: ConsumedEvent) -> None:
         if ev.is_state:
             await activity(ev)
+            return
+        forgotten = ev.forgotten
+        if forgotten is not None:
+            if forgotten.kind == "visitor":
+                await state.forget_visitor(forgotten.id)
+                if cfg.erase:
+                    await client.erase(cfg.erase_method, cfg.erase_path("contact", forgotten.id),
+                                       f"erase:contact:{forgotten.id}:{forgotten.erasure_id}")
             return
         for d in ev.domain:
             if isinstance(d, VisitorSeen):

@@ -146,6 +146,18 @@ class CrmState:
                                                   author_id, named, text, posted or "",
                                                   int(message.deleted), version))
 
+    async def forget_chat(self, chat_id: str) -> None:
+        """Erase what is kept of a chat (its row and its messages': docs/privacy.md)."""
+        def write() -> None:
+            self._x("DELETE FROM messages WHERE chat_id = ?", (chat_id,))
+            self._x("DELETE FROM chats WHERE chat_id = ?", (chat_id,))
+
+        await self._run(write)
+
+    async def forget_visitor(self, visitor_id: str) -> None:
+        """Erase what is kept of a visitor (name, email, the contact version sent)."""
+        await self._run(self._x, "DELETE FROM visitors WHERE visitor_id = ?", (visitor_id,))
+
     async def closed_chat(self, chat_id: str) -> tuple[int, str | None, str | None] | None:
         """For a closed chat: its state's version, closing time and the idempotency key of
         the activity last sent for it; None for a chat that is not (known to be) closed."""

@@ -16,7 +16,7 @@ from consumers.search.queries import iso_utc
 from contracts.state import ChatState, MessageState
 from contracts.state_change import StateChange
 
-__all__ = ["ChatRow", "MessageRow", "rows_of", "searchable_text"]
+__all__ = ["ChatRow", "MessageRow", "erased_chats", "rows_of", "searchable_text"]
 
 
 class ChatRow(NamedTuple):
@@ -67,6 +67,8 @@ def rows_of(changes: Iterable[StateChange]) -> tuple[list[ChatRow], list[Message
     messages: dict[tuple[str, str], MessageRow] = {}
     for change in changes:
         state = change.state
+        if getattr(state, "erasure", None) is not None:
+            continue  # an erased chat's documents are dropped (erased_chats), never written
         if isinstance(state, ChatState):
             old = chats.get(state.id)
             if old is None or change.version >= old.version:
@@ -88,3 +90,12 @@ def rows_of(changes: Iterable[StateChange]) -> tuple[list[ChatRow], list[Message
                     state.author.name if state.author else None,
                     iso_utc(state.edited_at or state.posted_at), state.deleted, change.version)
     return ([chats[k] for k in sorted(chats)], [messages[k] for k in sorted(messages)])
+
+
+def erased_chats(changes: Iterable[StateChange]) -> list[str]:
+    """The chats of a batch whose state (or a message's) says they were erased (a forgotten
+    data subject, docs/privacy.md): the index drops every row and document of theirs."""
+    erased = {change.state.chat_id if isinstance(change.state, MessageState) else change.state.id
+              for change in changes
+              if isinstance(change.state, ChatState | MessageState) and change.state.erasure}
+    return sorted(erased)

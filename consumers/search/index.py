@@ -28,7 +28,7 @@ from typing import Protocol, TypeVar
 
 import orjson
 
-from consumers.search.from_states import ChatRow, MessageRow, rows_of
+from consumers.search.from_states import ChatRow, MessageRow, erased_chats, rows_of
 from consumers.search.queries import SearchPage, SearchQuery, iso_utc, run_search
 from consumers.sqlite_columns import add_missing_columns
 from contracts.domain import (
@@ -78,6 +78,15 @@ _MESSAGES_STORED = (
     "FROM json_each(?) j JOIN messages m ON m.chat_id = json_extract(j.value, '$[0]') "
     "AND m.message_id = json_extract(j.value, '$[1]') "
     "LEFT JOIN docs d ON d.doc_id = 'msg:' || m.chat_id || '/' || m.message_id")
+
+# The full-text documents of erased chats (``?``: a JSON array of chat ids): each chat's own
+# and one per message of it.
+_DOOMED_DOCS = (
+    "WITH ids(chat_id) AS (SELECT value FROM json_each(?)), "
+    "doomed(doc_id) AS (SELECT 'chat:' || chat_id FROM ids UNION ALL "
+    "SELECT 'msg:' || m.chat_id || '/' || m.message_id FROM messages m "
+    "JOIN ids ON m.chat_id = ids.chat_id) "
+    "SELECT d.rowid FROM doomed JOIN docs d ON d.doc_id = doomed.doc_id")
 
 SCHEMA = """
 PRAGMA journal_mode = WAL;
@@ -161,6 +170,29 @@ class SqliteSearchIndex:
         chats, messages = rows_of(changes)
         if chats or messages:
             await self._run(self._apply_states, chats, messages)
+        erased = erased_chats(changes)
+        if erased:
+            await self._run(self._drop_chats, erased)
+
+    def _drop_chats(self, chat_ids: list[str]) -> None:
+        """Delete every row and document of ``chat_ids`` (erased), in one transaction; the
+        documents found by their ids (the unique index), the messages by their chat (the
+        primary key's prefix)."""
+        db = self._db
+        assert db is not None
+        ids = (_json(chat_ids),)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            rowids = db.execute(_DOOMED_DOCS, ids).fetchall()
+            db.executemany("DELETE FROM docs_fts WHERE rowid = ?", rowids)
+            db.executemany("DELETE FROM docs WHERE rowid = ?", rowids)
+            db.execute("DELETE FROM messages WHERE chat_id IN (SELECT value FROM json_each(?))",
+                       ids)
+            db.execute("DELETE FROM chats WHERE chat_id IN (SELECT value FROM json_each(?))", ids)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     async def search(self, query: SearchQuery) -> SearchPage:
         return await self._run(self._search, query)

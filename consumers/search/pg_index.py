@@ -36,7 +36,7 @@ from typing import Any
 
 import asyncpg
 
-from consumers.search.from_states import rows_of
+from consumers.search.from_states import erased_chats, rows_of
 from consumers.search.queries import (
     HIT_END,
     HIT_START,
@@ -143,6 +143,9 @@ def tsquery(q: str) -> str | None:
 class _Sql:
     def __init__(self, s: str) -> None:
         chats, messages = f"{s}.search_chats", f"{s}.search_messages"
+        # An erased chat: every row goes (the documents are generated columns of the rows).
+        self.drop_messages = f"DELETE FROM {messages} WHERE chat_id = ANY($1::text[])"  # noqa: S608
+        self.drop_chats = f"DELETE FROM {chats} WHERE chat_id = ANY($1::text[])"  # noqa: S608
         self.ensure_chat = (f"INSERT INTO {chats} (chat_id, provider, source) VALUES ($1, $2, $3) "  # noqa: S608
                             "ON CONFLICT (chat_id) DO NOTHING")
         self.meta = (
@@ -331,13 +334,17 @@ class PgSearchIndex:
         """Apply the projector's states in one transaction (a row is replaced by a state of at
         least its version; the searchable bodies are generated columns)."""
         chats, messages = rows_of(changes)
-        if not (chats or messages):
+        erased = erased_chats(changes)
+        if not (chats or messages or erased):
             return
         async with self._p().acquire() as conn, conn.transaction():
             if chats:
                 await conn.executemany(self._sql.chat_state, chats)
             if messages:
                 await conn.executemany(self._sql.message_state, messages)
+            if erased:
+                await conn.execute(self._sql.drop_messages, erased)
+                await conn.execute(self._sql.drop_chats, erased)
 
     async def search(self, query: SearchQuery) -> SearchPage:
         expression = tsquery(query.q)

@@ -19,6 +19,8 @@ CHAT_FIELDS = [
     "agents",
     # the chat's analytics measures (issue 22; docs/analytics.md)
     "metrics",
+    # the erasure that removed its personal fields (issue 20; docs/privacy.md)
+    "erasure",
 ]  # fmt: skip
 
 
@@ -47,10 +49,11 @@ def test_other_state_fields() -> None:
         "last_status", "chats_handled",
     ]  # fmt: skip
     assert names(s.VisitorState) == ["id", "name", "email", "anonymous", "first_seen", "last_seen", "chats",
-                                       "pages", "sessions", "identified_as"]
+                                       "pages", "sessions", "identified_as", "erasure"]
     assert names(s.MessageState) == ["id", "chat_id", "text", "author", "posted_at", "edited_at", "deleted",
-                                         "internal", "message_type"]
+                                         "internal", "message_type", "erasure"]
     assert names(d.Author) == ["role", "name", "id"]
+    assert names(s.Erasure) == ["id", "at"]
 
 
 def test_chat_state_json() -> None:

@@ -82,6 +82,9 @@ def test_state_topic_specs_are_compacted_and_keyed_by_aggregate() -> None:
         configs = spec.configs(3)
         assert configs["cleanup.policy"] == "compact"
         assert configs["retention.ms"] == "-1"
+        # a superseded state (an erased subject's older states) goes within a day
+        assert configs["max.compaction.lag.ms"] == configs["segment.ms"] == str(24 * 3600 * 1000)
+    assert all("max.compaction.lag.ms" not in s.configs(3) for s in topics.specs()[:4])
     assert [topics.state_kind_of(s.name) for s in specs] == ["chat", "visitor", "agent"]
     assert topics.state_kind_of(topics.chat) is None
     with pytest.raises(ValueError, match="no state topic"):

@@ -25,6 +25,7 @@ from contracts.envelope import Envelope, encode_envelope
 from contracts.ingest import parse_webhook
 from contracts.position import Position
 from contracts.topics import Topics
+from parley.erasure_ledger import LedgerWriter
 from parley.kafka.clients import make_admin, make_producer
 from parley.privacy.config import build_key_ring
 from parley.settings import KafkaSettings, Settings
@@ -207,6 +208,7 @@ async def running_projector(kafka: KafkaSettings, topics: Topics, store_url: str
                             store: Store | None = None,
                             folder: Callable[[Store, ProjectorMetrics], Folder] | None = None,
                             publisher: Callable[[Store, AIOKafkaProducer], StatePublisher] | None = None,
+                            ledger: LedgerWriter | None = None,
                             ) -> AsyncIterator[Projector]:
     """The real runner (real store, real broker, real DLQ producer) in a background task;
     with ``publisher``, publishing states through the producer it is given. It opens sealed
@@ -226,7 +228,8 @@ async def running_projector(kafka: KafkaSettings, topics: Topics, store_url: str
                     watermarks=watermarks,
                     options=options or ProjectorRunnerOptions(group_id=group_id, poll_timeout_ms=100),
                     folder=folder(store, metrics) if folder else None,
-                    publisher=publisher(store, producer) if publisher else None, ring=ring)
+                    publisher=publisher(store, producer) if publisher else None, ring=ring,
+                    ledger=ledger)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     try:

@@ -41,6 +41,7 @@ SHOP_SECRET = "shop-hmac-secret-7d1e"
 API_TOKEN = "api-token-5c0f9e2b7a41d386"
 CHAT = "5d2f8c1e-3a4b-4c6d-8e7f-9a0b1c2d3e4f"  # chat_initiated_identified_visitor.json
 VISITOR = "c4e5f6a7-b8c9-4d0e-9f1a-2b3c4d5e6f70"
+SESSION = "session:e7d6c5b4-a392-4817-b6f5-e4d3c2b1a090"  # the visitor's ChatBox session
 # OpenAPI ignores parameters of these headers (media type and security scheme say it).
 IMPLIED_HEADERS = {("header", "content-type"), ("header", "authorization")}
 
@@ -379,6 +380,19 @@ async def test_real_answers_fit_the_document(parley: Caller) -> None:
                headers={"Content-Type": "text/plain"})
     await call("get", "/webhooks/{source}", 405, source="acme", token=None)
     await call("get", "/webhooks/{source}", 403, source="shop", token=None)
+
+    # An access request, then an erasure request (last: it erases the visitor).
+    exported = await call("get", "/api/visitors/{id}/export", 200, id=VISITOR)
+    assert [c["chat"]["id"] for c in exported["chats"]] == [CHAT]
+    assert len(exported["chats"][0]["messages"]) == 2
+    await call("get", "/api/visitors/{id}/export", 404, id="no-such-visitor")
+    await call("delete", "/api/visitors/{id}", 401, id=VISITOR, token=None)
+    await call("delete", "/api/visitors/{id}", 404, id="no-such-visitor")
+    erased = await call("delete", "/api/visitors/{id}", 202, id=VISITOR)
+    assert erased["aggregates"] == [f"visitor:{VISITOR}", f"visitor:{SESSION}", f"chat:{CHAT}"]
+    await call.until("/api/visitors/{id}", lambda v: v.get("erasure") is not None, id=VISITOR)
+    chat = await call.until("/api/chats/{id}", lambda c: c.get("erasure") is not None, id=CHAT)
+    assert chat["erasure"]["id"] == erased["erasure_id"] and chat["visitor"]["name"] is None
 
     # Every documented bound of a limit is the one the handler enforces.
     for path, operations in parley.doc["paths"].items():

@@ -98,3 +98,24 @@ def test_only_kinds_written_from_several_partitions_are_merged() -> None:
         join(ChatFold(id="c1"), ChatFold(id="c1"))
     with pytest.raises(ValueError, match="two aggregates"):
         join(VisitorFold(id="v1"), VisitorFold(id="v2"))
+
+
+def test_a_stale_copy_never_brings_an_erased_visitors_name_back() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from contracts.domain import PageView
+    from contracts.state import Erasure
+    from projector.states import Reg
+
+    before = datetime(2026, 3, 1, tzinfo=UTC)
+    asked = before + timedelta(hours=1)
+    stale = VisitorFold(id="v1", name=Reg(at=before, rank=0, event_id="e1", value="Priya",
+                                          received_at=before),
+                        pages=(PageView(url="https://shop/orders/1", at=before),))
+    erased = VisitorFold(id="v1", erasure=Erasure(id="x", at=asked))
+    later = VisitorFold(id="v1", email=Reg(at=asked, rank=0, event_id="e9", value="new@example.org",
+                                           received_at=asked + timedelta(minutes=1)))
+    for merged in (join(stale, erased), join(erased, stale)):
+        assert (merged.name, merged.pages, merged.erasure) == (None, (), erased.erasure)
+    merged = join(join(stale, erased), later)  # new data, received after the forget, stays
+    assert merged.email == later.email and merged.name is None

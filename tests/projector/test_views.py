@@ -63,6 +63,7 @@ def test_chat_view_has_exactly_the_design_fields_in_utc_iso() -> None:
         "internal_count",
         "agents",
         "metrics",
+        "erasure",
     ]
     assert view["metrics"]["wait_s"] == 5.0  # started at 5 s, accepted at 10 s
     assert view["agents"] == [{"id": "a1", "name": "Ann"}]
@@ -148,6 +149,7 @@ def test_messages_sort_by_posted_time_and_know_their_chat() -> None:
         "deleted": False,
         "internal": False,
         "message_type": None,
+        "erasure": None,
     }
 
 
@@ -192,6 +194,7 @@ def test_visitor_and_agent_views() -> None:
         "pages": [],
         "sessions": [],
         "identified_as": None,
+        "erasure": None,
     }
     agent = row_for(AggregateRef("agent", "a1"), states[AggregateRef("agent", "a1")])
     assert msgspec.json.decode(agent.view) == {

@@ -209,6 +209,14 @@ def exercise_the_command_table(site: Site, consumer: Background) -> set[str]:
     assert site.get("/api/chats", site.port_3) == 200
     site.stop(projector)
     done.add("parley projector")
+
+    # Last: an access request, then an erasure (it erases the seed's chat).
+    chat = "287146e8-68fd-43c5-b79a-911058bc1c9c"  # the seed's chat; its visitor has no id
+    ok(f"visitors export --chat {chat}", '"subject": "natterly:chat:287146e8', '"text": "test"')
+    ok("visitors forget-status nobody", "no erasure recorded for 'nobody'", code=1)
+    ok(f"visitors forget --chat {chat}", "forgetting natterly:chat:287146e8", "1 chat(s)",
+       "erased 1/1")
+    ok(f"visitors forget-status {chat}", "done: erased 1/1")
     return done
 
 
