@@ -142,7 +142,8 @@ async def timeline_fragment(request: web.Request) -> web.StreamResponse:
                                                  limit=MAX_RECORDS)
     positions = [position_of(v) for v in views]
     watched = [WatchedLog(g.name, g.group, g.topics, g.dlq) for g in console.groups]
-    entries = await chat_timeline(console.kafka, positions, chat_id, watched)
+    entries = await chat_timeline(console.kafka, positions, chat_id, watched,
+                                   console.rt.key_ring())
     return web.Response(text=console.fragment(
         "timeline.html", entries=entries, truncated=more is not None, limit=MAX_RECORDS,
         groups=[g.name for g in console.groups]), content_type="text/html")

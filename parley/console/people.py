@@ -13,7 +13,7 @@ from aiohttp import web
 
 from contracts.state import VisitorState
 from parley.console.app import Console, NavItem, PageError, Route, Section, console_of
-from parley.console.timeline import MAX_RECORDS, fold_entries
+from parley.console.timeline import MAX_RECORDS, fold_entries, opener_for
 from projector.api import MAX_MERGED_SESSIONS
 from projector.log_index import position_of
 from projector.states import AggregateRef
@@ -121,7 +121,8 @@ async def agent_history(request: web.Request) -> web.StreamResponse:
                             content_type="text/html")
     changes = []
     last: object = None
-    for entry in fold_entries(AggregateRef("agent", agent_id), positions, records):
+    opener = await opener_for(console.rt.key_ring(), records.values())
+    for entry in fold_entries(AggregateRef("agent", agent_id), positions, records, opener):
         status = (entry.view or {}).get("status")
         if entry.view is not None and status != last:
             changes.append({"status": status, "since": entry.view.get("since"),

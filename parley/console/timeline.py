@@ -20,8 +20,9 @@ provider sends one Parley does not know of.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,10 +31,11 @@ from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from contracts.dead_letter import DeadLetterEntry
-from contracts.envelope import decode_envelope
+from contracts.envelope import Envelope, decode_envelope
 from contracts.normalise import normalise_decoded
 from contracts.position import Position
 from parley.console.kafka_view import KafkaView
+from parley.privacy.ring import KeyRing
 from projector.clamp import clamp_future
 from projector.fold_fast import affected, apply
 from projector.owners import foreign_owner
@@ -113,9 +115,11 @@ def masked(value: Any) -> Any:
 
 
 def fold_entries(ref: AggregateRef, positions: Sequence[Position],
-                 records: Mapping[Position, ConsumerRecord[bytes, bytes]]) -> list[TimelineEntry]:
+                 records: Mapping[Position, ConsumerRecord[bytes, bytes]],
+                 opener: Callable[[Envelope], Envelope] | None = None) -> list[TimelineEntry]:
     """Step 3: each record described, and the aggregate ``ref`` (a chat, an agent) folded
-    over them (in the given order)."""
+    over them (in the given order). ``opener`` opens sealed records (their personal parts) as
+    the projector does; see :func:`opener_for`."""
     states: dict[AggregateRef, FoldState] = {}
     out: list[TimelineEntry] = []
     for position in positions:
@@ -127,6 +131,8 @@ def fold_entries(ref: AggregateRef, positions: Sequence[Position],
             continue
         try:
             env = decode_envelope(record.value or b"")
+            if opener is not None:
+                env = opener(env)
             events = normalise_decoded(env, record.offset)
         except Exception as exc:  # noqa: BLE001 - shown as the projector saw it: not foldable
             entry.problem = f"not foldable: {type(exc).__name__}"
@@ -193,14 +199,35 @@ async def group_marks(kafka: KafkaView, watched: Sequence[WatchedLog], chat_id: 
                 entry.marks.append(GroupMark(w.name, "pending"))
 
 
+async def opener_for(ring: KeyRing, records: Iterable[ConsumerRecord[bytes, bytes]]
+                     ) -> Callable[[Envelope], Envelope] | None:
+    """The key ring's ``open``, once the keys of ``records``' subjects are loaded; None when
+    the key store does not answer (sealed records then show their facts only, as the log
+    holds them). A forgotten subject's records open to their facts: the key is gone."""
+    subjects = set()
+    for record in records:
+        with contextlib.suppress(Exception):  # a record that does not decode says so later
+            subject = decode_envelope(record.value or b"").subject
+            if isinstance(subject, str):
+                subjects.add(subject)
+    try:
+        await ring.load(subjects)
+    except Exception as exc:  # noqa: BLE001 - the key store away: facts only, and logged
+        log.info("timeline: keys unavailable: %s", type(exc).__name__)
+        return None
+    return ring.open
+
+
 async def chat_timeline(kafka: KafkaView, positions: Sequence[Position], chat_id: str,
-                        watched: Sequence[WatchedLog]) -> list[TimelineEntry]:
+                        watched: Sequence[WatchedLog], ring: KeyRing | None = None
+                        ) -> list[TimelineEntry]:
     """Steps 2-4 for the chat's ``positions`` (step 1 is the caller's: the store's index)."""
     try:
         records = await kafka.records(positions)
     except Exception as exc:  # noqa: BLE001 - Kafka away: each entry says so
         log.info("timeline: records unavailable: %s", type(exc).__name__)
         records = {}
-    entries = fold_entries(AggregateRef("chat", chat_id), positions, records)
+    opener = None if ring is None else await opener_for(ring, records.values())
+    entries = fold_entries(AggregateRef("chat", chat_id), positions, records, opener)
     await group_marks(kafka, watched, chat_id, entries)
     return entries
