@@ -26,6 +26,7 @@ from contracts.normalise import normalise_decoded
 from projector.clamp import clamp_future
 from projector.dlq import DeadLetter, Stage
 from projector.fold_fast import affected, apply  # the fold (projector.fold), fast
+from projector.log_index import INDEXED, log_row
 from projector.metrics import ProjectorMetrics
 from projector.outbox import Covers, covers_of, unwrap_state, wrap_state
 from projector.owners import Refused, foreign_owner, report
@@ -207,6 +208,7 @@ class Folder:
                     rows.append(_replace(row, state=wrap_state(row.state, cover), covers=cover))
         except Exception as exc:
             raise _RowsFailed from exc
+        rows.extend(_log_rows(flat, spans, failed))
         result.states = work
         return result
 
@@ -349,6 +351,20 @@ def _cover(flat: list[tuple[AggregateRef, DomainEvent]],
         for topic, partition, offset in covers.get(ref, ()):
             got.setdefault((topic, partition), offset)
         covers[ref] = covers_of(got)
+
+
+def _log_rows(flat: list[tuple[AggregateRef, DomainEvent]],
+              spans: list[tuple[ConsumerRecord, int, int, int]], failed: set[int]) -> list[Row]:
+    """The log index (:mod:`projector.log_index`): a row per folded record and chat or agent
+    it touched (a refused application included: the webhook was received for it)."""
+    out: list[Row] = []
+    for n, (rec, start, end, _) in enumerate(spans):
+        if n in failed:
+            continue
+        refs = {ref for ref, _ in flat[start:end] if ref.kind in INDEXED}
+        out += [log_row(ref.kind, ref.id, rec.topic, rec.partition, rec.offset, rec.timestamp)
+                for ref in refs]
+    return out
 
 
 class _RowsFailed(Exception):

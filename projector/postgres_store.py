@@ -55,6 +55,7 @@ from parley.pg.migrate import Conn, MigrationStatus, advisory_key, migrate, quot
 from parley.pg.url import PostgresOptions, parse_postgres_url
 from projector import pg_rollups
 from projector.errors import LiveProjectionDrop, ProjectorError, UnknownProjection
+from projector.log_index import INDEXED, LOG_KINDS
 from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, new_token, unwrap_state
 from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl, rollup_ddl
 from projector.read_queue import ReadQueue
@@ -350,11 +351,12 @@ class PostgresStore:
                 if merged:
                     await conn.execute(sql.upsert_rows, *_columns(merged))
                     await pg_rollups.apply(conn, sql.tables, merged)
-                if publish and merged:
+                states = [row for row in merged if row.kind not in LOG_KINDS]  # the index is no state
+                if publish and states:
                     # The rows as written (merged): the outbox says what the store holds.
-                    written.extend(merged)
+                    written.extend(states)
                     await conn.execute(self._outbox_insert, token, sql.tables.name,
-                                       encode_refs(merged))
+                                       encode_refs(states))
                 if parts:
                     moved = await conn.fetch(sql.upsert_offsets, [t for t, _ in parts],
                                              [p for _, p in parts], [offsets[tp] for tp in parts])
@@ -468,6 +470,12 @@ class PostgresStore:
     ) -> tuple[list[bytes], str | None]:
         bounds = [f"{chat_id}/", f"{chat_id}0", chat_id]
         return await self._page("messages", self._q(projection).messages, bounds, limit, cursor)
+
+    async def list_log(
+        self, projection: str, kind: str, id: str, *, limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[bytes], str | None]:
+        bounds = [INDEXED[kind], f"{id}/", f"{id}0", id]
+        return await self._page("log", self._q(projection).log_index, bounds, limit, cursor)
 
     async def _page(
         self, listing: str, query: str, params: Sequence[object], limit: int, cursor: str | None
