@@ -8,7 +8,7 @@ overview panel: a :class:`~parley.console.app.Panel` in :data:`PANELS`.
 
 from __future__ import annotations
 
-from parley.console import chats, overview, people
+from parley.console import chats, overview, people, reports
 from parley.console.app import Panel, Section
 
 __all__ = ["PANELS", "SECTIONS"]
@@ -17,6 +17,7 @@ SECTIONS: tuple[Section, ...] = (
     overview.SECTION,
     chats.SECTION,
     people.SECTION,
+    reports.SECTION,
     # Dead letters (parley.console.deadletters) and rejected webhooks
     # (parley.console.rejections) go here.
 )
