@@ -94,7 +94,8 @@ async def test_the_reports_page_draws_what_the_reports_api_answers(
     assert [g["key"] for g in by_agent["groups"]] == ["ag-ann", "ag-bo"], by_agent
     assert sum(g["chats"] for g in by_day["groups"]) == 4 and live["waiting"] == 1
 
-    page = await browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
+    page = await browser.new_page(viewport={"width": WIDTH, "height": HEIGHT},
+                                  locale="en-US")  # the date fields: mm/dd/yyyy
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     await log_in(page, parley, "/console/reports")
