@@ -14,7 +14,7 @@ Every route is behind the login and, for a POST, the CSRF check
 
 from __future__ import annotations
 
-from parley.console import chats, overview, people
+from parley.console import chats, overview, people, reports
 from parley.console.app import Panel, Section
 
 __all__ = ["PANELS", "SECTIONS"]
@@ -23,6 +23,7 @@ SECTIONS: tuple[Section, ...] = (
     overview.SECTION,
     chats.SECTION,
     people.SECTION,
+    reports.SECTION,
     # Dead letters (parley.console.deadletters) and rejected webhooks
     # (parley.console.rejections) go here.
 )

@@ -187,7 +187,8 @@ async def test_without_tokens_the_console_is_as_open_as_the_api(client: Client) 
 async def test_pages_have_no_inline_script_or_style(client: Client) -> None:
     http = await client()
     await login(http)
-    for path in ("/console", "/console/login", "/console/nope"):
+    for path in ("/console", "/console/login", "/console/nope", "/console/reports",
+                 "/console/reports/live"):
         async with http.get(path) as resp:
             html = await resp.text()
         assert not re.search(r"<script(?![^>]*\bsrc=)", html), path
