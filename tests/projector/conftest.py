@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from contracts.topics import Topics
+from parley.kafka.clients import make_admin
+from parley.settings import KafkaSettings
 from tests.kit.postgres import fresh_schema
 
 
@@ -25,3 +29,15 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         return
     async with fresh_schema(request.getfixturevalue("postgres_dsn")) as url:
         yield url
+
+
+@pytest.fixture
+async def ledger_topic(kafka_settings: KafkaSettings, topics: Topics) -> AsyncIterator[None]:
+    """Deletes the erasure ledger topic a forget created (it is not one of the test's
+    prefixed event topics the ``topics`` fixture deletes)."""
+    yield
+    admin = make_admin(kafka_settings)
+    await admin.start()
+    with contextlib.suppress(Exception):
+        await admin.delete_topics([topics.erasures])
+    await admin.close()

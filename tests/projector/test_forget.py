@@ -4,7 +4,6 @@ nothing (projector.forget, parley.erasure_ledger, consumers.erasures)."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from consumers.search.queries import SearchQuery
 from contracts.forgotten import ErasureProcessed, ErasureRequest
 from contracts.topics import Topics
 from parley.erasure_ledger import LedgerWriter, read_ledger
-from parley.kafka.clients import make_admin
 from parley.privacy.keys import MemoryKeyStore
 from parley.privacy.master import MasterKeys, new_master_key, parse_master_key
 from parley.settings import KafkaSettings
@@ -31,16 +29,6 @@ from tests.kit.consumers.helpers import running, wait_for
 from tests.kit.live_projector import applied, conversation, eventually, produce, running_projector
 
 PERSONAL = ("Visitor vis-1", "message 1", "message 2")
-
-
-@pytest.fixture
-async def ledger_topic(kafka_settings: KafkaSettings, topics: Topics) -> AsyncIterator[None]:
-    yield
-    admin = make_admin(kafka_settings)
-    await admin.start()
-    with contextlib.suppress(Exception):
-        await admin.delete_topics([topics.erasures])
-    await admin.close()
 
 
 async def test_forget_erases_everywhere_and_fills_the_ledger(

@@ -4,9 +4,7 @@ SQLite store; an unknown visitor, email or chat is one line, exit 1, and changes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,6 @@ import pytest
 from contracts.topics import Topics
 from parley.cli import main
 from parley.erasure_ledger import LedgerWriter, read_ledger
-from parley.kafka.clients import make_admin
 from parley.settings import KafkaSettings
 from projector.stores import open_store
 from tests.kit.live_projector import (
@@ -25,16 +22,6 @@ from tests.kit.live_projector import (
     running_projector,
     write_config,
 )
-
-
-@pytest.fixture
-async def ledger_topic(kafka_settings: KafkaSettings, topics: Topics) -> AsyncIterator[None]:
-    yield
-    admin = make_admin(kafka_settings)
-    await admin.start()
-    with contextlib.suppress(Exception):
-        await admin.delete_topics([topics.erasures])
-    await admin.close()
 
 
 async def parley(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
