@@ -9,10 +9,16 @@ is referenced from anywhere (pygal's default is a script on another site).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 
 import pygal
 from pygal.style import Style
+
+# pygal appends an import hook to sys.meta_path (for its map plugins, which Parley does not
+# use) that has no find_spec: every later import that reaches it warns (ImportWarning; an
+# error under the test suite's filterwarnings) on Python 3.11. Take it out again.
+sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "PluginImportFixer"]
 
 __all__ = ["HEIGHT", "WIDTH", "bars", "over_time"]
 
