@@ -15,7 +15,7 @@ BENCH_LOCK = requirements/bench.lock
 UV_VERSION = 0.13.9
 PYTEST_ARGS ?=
 
-.PHONY: run test fuzz test-quick test-latest lint install lock kafka-jars bench bench-deps clean
+.PHONY: run test fuzz test-quick test-latest lint install lock kafka-jars browser bench bench-deps clean
 
 install: $(STAMP)
 
@@ -66,12 +66,24 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
-# The whole suite: lint, strict typing, unit and real-Kafka integration tests.
-test: kafka-jars lint
+# The console's browser tests (tests/console) drive Debian's Chromium through Playwright:
+# installed here where absent (as root, with apt-get); where it cannot be, this stops `make test`
+# with one line saying so, rather than letting those tests pass or skip unseen.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Chromium for the console's browser tests (apt-get install -y chromium)"; \
+	    apt-get install -y -q chromium >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; \
+	  fi; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "ERROR: no Chromium: the console's browser tests (tests/console) need it. Install it (Debian: sudo apt-get install -y chromium) and run make test again." >&2; exit 1; }
+
+# The whole suite: lint, strict typing, unit, browser and real-Kafka integration tests.
+test: kafka-jars browser lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Quick local loop: skips tests marked slow (CI always runs everything).
-test-quick: kafka-jars
+test-quick: kafka-jars browser
 	$(BIN)/pytest -m 'not slow' $(PYTEST_ARGS)
 
 run: kafka-jars

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import errno
 import hmac
@@ -109,6 +111,21 @@ async def metrics(request: web.Request) -> web.Response:
 OPEN_ROUTES = frozenset({"/healthz", "/readyz", "/api/openapi.json"})
 OPEN_PREFIXES = ("/webhooks/",)
 
+#: The operator console's session cookie (:mod:`parley.console.session`): ``<nonce>.<token>``,
+#: the token base64url-encoded. Console pages check it themselves (a browser cannot send a
+#: bearer header), and it also opens the GET routes of :data:`COOKIE_ROUTES`.
+CONSOLE_COOKIE = "parley_console"
+#: Routes under it authenticate with :data:`CONSOLE_COOKIE`, not a bearer token.
+CONSOLE_PREFIX = "/console"
+#: GET routes the console's pages read with the browser's EventSource, which cannot send an
+#: Authorization header: the console's cookie is accepted there in place of a bearer token.
+COOKIE_ROUTES = frozenset({"/api/chats/{id}/stream", "/api/stream"})
+
+
+def is_console(pattern: str) -> bool:
+    """Whether a route pattern is one of the console's (under :data:`CONSOLE_PREFIX`)."""
+    return pattern == CONSOLE_PREFIX or pattern.startswith(CONSOLE_PREFIX + "/")
+
 
 def needs_token(pattern: str | None, *, metrics_public: bool = False) -> bool:
     """Whether a route (its canonical pattern; None: no route matched) is one that
@@ -171,7 +188,14 @@ def bearer_auth(tokens: Sequence[str], *, metrics_public: bool = False) -> Middl
         pattern = resource.canonical if resource is not None else None
         if not needs_token(pattern, metrics_public=metrics_public):
             return await handler(request)
+        if pattern is not None and is_console(pattern):
+            return await handler(request)  # the console checks its own cookie (and CSRF)
         status = bearer_status(request, secrets)
+        if status == "missing" and request.method == "GET" and pattern in COOKIE_ROUTES:
+            # The cookie is SameSite=Strict, so another site cannot make a browser send it.
+            token = console_cookie(request)[1]
+            if token is not None:
+                status = "valid" if token_matches(token, secrets) else "invalid"
         if status == "missing":
             return error_response(401, "unauthorized",
                                   "this endpoint needs an Authorization: Bearer <token> header",
@@ -195,10 +219,33 @@ def bearer_status(request: web.Request, secrets: Sequence[bytes]
     # Header bytes that are not UTF-8 arrive as lone surrogates: give them back as the bytes
     # they were (they match no token) rather than fail to encode them.
     candidate = given.strip().encode("utf-8", "surrogateescape")
+    return "valid" if token_matches(candidate, secrets) else "invalid"
+
+
+def token_matches(candidate: bytes, secrets: Sequence[bytes]) -> bool:
+    """Whether ``candidate`` is one of ``secrets``, compared in constant time against each."""
     ok = False
     for secret in secrets:  # no early exit: time does not tell which token came close
         ok |= hmac.compare_digest(candidate, secret)
-    return "valid" if ok else "invalid"
+    return ok
+
+
+def console_cookie(request: web.Request) -> tuple[str | None, bytes | None]:
+    """The nonce and token of the request's :data:`CONSOLE_COOKIE` (None for a part absent
+    or malformed; a session with no token yet has an empty token part)."""
+    nonce, sep, token = request.cookies.get(CONSOLE_COOKIE, "").partition(".")
+    if not sep or not nonce.isalnum():
+        return None, None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        return nonce, None
+    return nonce, raw or None
+
+
+def console_cookie_value(nonce: str, token: bytes) -> str:
+    """The :data:`CONSOLE_COOKIE` value for a session ``nonce`` holding ``token``."""
+    return f"{nonce}.{base64.urlsafe_b64encode(token).decode().rstrip('=')}"
 
 
 ServerHandler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]

@@ -29,7 +29,7 @@ from consumers.search.queries import SearchPage
 from consumers.service import ConsumersAnswer
 from contracts.schemas import clean_descriptions
 from contracts.state import AgentState, ChatState, MessageState, VisitorState
-from parley.http import ErrorBody, Health, NotReady, Ready
+from parley.http import ErrorBody, Health, NotReady, Ready, is_console
 from projector.api import (
     CHAT_STATUSES,
     DEFAULT_CHATS_LIMIT,
@@ -319,9 +319,10 @@ def render() -> bytes:
 
 def served_routes(app: web.Application) -> set[tuple[str, str]]:
     """``(path, method)`` of every route of ``app``, method in lower case; leaves out HEAD,
-    which aiohttp adds beside every GET."""
+    which aiohttp adds beside every GET, and the console's pages (HTML for people, no API)."""
     return {(route.resource.canonical, route.method.lower()) for route in app.router.routes()
-            if route.resource is not None and route.method != "HEAD"}
+            if route.resource is not None and route.method != "HEAD"
+            and not is_console(route.resource.canonical)}
 
 
 def install_openapi(app: web.Application) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from aiohttp import web
 
 from parley import loop
+from parley.console import install_console
 from parley.http import build_app, serve
 from parley.logs import log_secrets, setup_logging
 from parley.openapi import install_openapi
@@ -40,8 +41,10 @@ BuildRoles = Callable[[Runtime], Sequence[Role]]
 
 def assemble(rt: Runtime, roles: Sequence[Role]) -> web.Application:
     """The HTTP app of a process serving ``roles`` (:func:`parley.http.build_app`), with the
-    API description of its routes at ``/api/openapi.json``."""
+    operator console where the projector is one of them (:mod:`parley.console`) and the API
+    description of its routes at ``/api/openapi.json``."""
     app = build_app(rt, roles)
+    install_console(app, rt, roles)
     install_openapi(app)  # last: it describes the routes the roles added
     return app
 

@@ -1,0 +1,25 @@
+"""The console's contents: the one list of its sections (routes and navigation entries, in
+navigation order) and of the overview's panels.
+
+To add a page: write its module (a :class:`~parley.console.app.Section` of routes and nav
+entries; see :mod:`parley.console.overview`) and add it to :data:`SECTIONS`. To add an
+overview panel: a :class:`~parley.console.app.Panel` in :data:`PANELS`.
+"""
+
+from __future__ import annotations
+
+from parley.console import overview
+from parley.console.app import Panel, Section
+
+__all__ = ["PANELS", "SECTIONS"]
+
+SECTIONS: tuple[Section, ...] = (
+    overview.SECTION,
+    # Dead letters (parley.console.deadletters) and rejected webhooks
+    # (parley.console.rejections) go here.
+)
+
+PANELS: tuple[Panel, ...] = (
+    *overview.PANELS,
+    # The rejected webhooks per source and reason (parley.console.rejections) goes here.
+)
