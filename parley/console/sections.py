@@ -8,18 +8,18 @@ overview panel: a :class:`~parley.console.app.Panel` in :data:`PANELS`.
 
 from __future__ import annotations
 
-from parley.console import overview
+from parley.console import deadletters, overview, rejections
 from parley.console.app import Panel, Section
 
 __all__ = ["PANELS", "SECTIONS"]
 
 SECTIONS: tuple[Section, ...] = (
     overview.SECTION,
-    # Dead letters (parley.console.deadletters) and rejected webhooks
-    # (parley.console.rejections) go here.
+    deadletters.SECTION,
+    rejections.SECTION,
 )
 
 PANELS: tuple[Panel, ...] = (
     *overview.PANELS,
-    # The rejected webhooks per source and reason (parley.console.rejections) goes here.
+    rejections.PANEL,
 )
