@@ -30,7 +30,7 @@ from aiokafka import TopicPartition
 from contracts.errors import ContractError
 from contracts.ops import AuditOutcome, AuditRecord, decode_audit, encode_audit
 from contracts.topics import Topics
-from parley.kafka.clients import make_consumer, make_producer
+from parley.kafka.clients import make_producer, reading_consumer
 from parley.kafka.topics import ensure_topics
 from parley.secrets import mask_secrets
 from parley.settings import KafkaSettings
@@ -90,9 +90,7 @@ async def find_action(k: KafkaSettings, topics: Topics, action_id: str,
                       timeout_s: float = 10.0) -> AuditRecord | None:
     """The first audit record of ``action_id`` (read from its issue time on), or None."""
     since = issued_at(action_id) - _SKEW
-    consumer = make_consumer(k, group_id=None, isolation_level="read_uncommitted")
-    await consumer.start()
-    try:
+    async with reading_consumer(k, isolation_level="read_uncommitted") as consumer:
         if topics.audit not in await consumer.topics():
             return None
         tp = TopicPartition(topics.audit, 0)
@@ -113,16 +111,14 @@ async def find_action(k: KafkaSettings, topics: Topics, action_id: str,
                         return decode_audit(rec.value or b"")
                     except ContractError:
                         continue
-    finally:
-        await consumer.stop()
     return None
 
 
 async def _write(k: KafkaSettings, topics: Topics, record: AuditRecord) -> None:
     await ensure_topics(k, [topics.ops_specs()[1]])
     producer = make_producer(k)
-    await producer.start()
     try:
+        await producer.start()
         await producer.send_and_wait(topics.audit, encode_audit(record),
                                      key=record.action_id.encode(),
                                      timestamp_ms=int(record.at.timestamp() * 1000))

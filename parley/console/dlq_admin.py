@@ -21,7 +21,7 @@ from contracts.dead_letter import DeadLetterEntry
 from contracts.topics import PROJECTOR, Topics
 from parley.console.audit import ActionRefused
 from parley.errors import SettingsError
-from parley.kafka.clients import make_consumer
+from parley.kafka.clients import reading_consumer
 from parley.settings import Settings
 
 __all__ = ["GroupLetters", "dead_letters", "groups", "replay", "skip"]
@@ -46,19 +46,24 @@ class GroupLetters:
         return len({(e.origin.topic, e.key) for e in self.entries})
 
     @property
+    def first_dead(self) -> set[int]:
+        """Dead-letter offsets of each key's first dead entry (where its actions are shown)."""
+        seen: dict[str, int] = {}
+        for e in self.entries:
+            if e.kind == "dead":
+                seen.setdefault(e.key, e.dlq_offset)
+        return set(seen.values())
+
+    @property
     def upto(self) -> int:
         """The newest dead-letter offset among the entries (-1 with none)."""
         return max((e.dlq_offset for e in self.entries), default=-1)
 
 
 async def _existing_dlq_topics(settings: Settings, topics: Topics) -> set[str]:
-    consumer = make_consumer(settings.kafka, group_id=None)
-    await consumer.start()
-    try:
+    async with reading_consumer(settings.kafka) as consumer:
         prefix = topics.dlq(PROJECTOR).removesuffix(PROJECTOR)
         return {t for t in await consumer.topics() if t.startswith(prefix)}
-    finally:
-        await consumer.stop()
 
 
 async def groups(settings: Settings, topics: Topics) -> list[GroupLetters]:

@@ -19,7 +19,7 @@ from aiokafka import TopicPartition
 from contracts.errors import ContractError
 from contracts.ops import Rejection, decode_rejection
 from contracts.topics import Topics
-from parley.kafka.clients import make_consumer
+from parley.kafka.clients import reading_consumer
 from parley.settings import KafkaSettings
 
 __all__ = ["MAX_SCAN", "RejectionReport", "read_rejections"]
@@ -57,10 +57,8 @@ async def read_rejections(k: KafkaSettings, topics: Topics, *, per_source: int =
     now = now or datetime.now(UTC)
     since = now - timedelta(seconds=window_s)
     report = RejectionReport(since=since)
-    consumer = make_consumer(k, group_id=None, isolation_level="read_uncommitted",
-                             request_timeout_ms=int(timeout_s * 1000))
-    await consumer.start()
-    try:
+    async with reading_consumer(k, isolation_level="read_uncommitted",
+                                request_timeout_ms=int(timeout_s * 1000)) as consumer:
         if topics.rejections not in await consumer.topics():
             report.exists = False
             return report
@@ -91,6 +89,4 @@ async def read_rejections(k: KafkaSettings, topics: Topics, *, per_source: int =
                     counts[(r.source, r.status, r.reason)] += r.count
         report.latest = {source: rows[::-1][:per_source] for source, rows in sorted(latest.items())}
         report.counts = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-    finally:
-        await consumer.stop()
     return report
