@@ -23,6 +23,7 @@ from aiokafka.structs import ConsumerRecord
 from contracts.domain import DomainEvent
 from contracts.envelope import Envelope, decode_envelope
 from contracts.normalise import normalise_decoded
+from projector.chat_log import log_row
 from projector.clamp import clamp_future
 from projector.dlq import DeadLetter, Stage
 from projector.fold_fast import affected, apply  # the fold (projector.fold), fast
@@ -207,6 +208,7 @@ class Folder:
                     rows.append(_replace(row, state=wrap_state(row.state, cover), covers=cover))
         except Exception as exc:
             raise _RowsFailed from exc
+        rows.extend(_log_rows(flat, spans, failed))
         result.states = work
         return result
 
@@ -349,6 +351,20 @@ def _cover(flat: list[tuple[AggregateRef, DomainEvent]],
         for topic, partition, offset in covers.get(ref, ()):
             got.setdefault((topic, partition), offset)
         covers[ref] = covers_of(got)
+
+
+def _log_rows(flat: list[tuple[AggregateRef, DomainEvent]],
+              spans: list[tuple[ConsumerRecord, int, int, int]], failed: set[int]) -> list[Row]:
+    """The chat log index (:mod:`projector.chat_log`): a row per folded record and chat it
+    touched (a refused application included: the webhook was received for that chat)."""
+    out: list[Row] = []
+    for n, (rec, start, end, _) in enumerate(spans):
+        if n in failed:
+            continue
+        chats = {ref.id for ref, _ in flat[start:end] if ref.kind == "chat"}
+        out += [log_row(chat, rec.topic, rec.partition, rec.offset, rec.timestamp)
+                for chat in chats]
+    return out
 
 
 class _RowsFailed(Exception):

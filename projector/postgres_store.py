@@ -53,6 +53,7 @@ import asyncpg
 from parley.errors import StoreError, StoreUnavailable
 from parley.pg.migrate import Conn, MigrationStatus, advisory_key, migrate, quote_ident
 from parley.pg.url import PostgresOptions, parse_postgres_url
+from projector.chat_log import LOG_KIND
 from projector.errors import LiveProjectionDrop, ProjectorError, UnknownProjection
 from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, new_token, unwrap_state
 from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl
@@ -347,11 +348,12 @@ class PostgresStore:
                 merged = await self._merge(conn, sql, batch)
                 if merged:
                     await conn.execute(sql.upsert_rows, *_columns(merged))
-                if publish and merged:
+                states = [row for row in merged if row.kind != LOG_KIND]  # the index is no state
+                if publish and states:
                     # The rows as written (merged): the outbox says what the store holds.
-                    written.extend(merged)
+                    written.extend(states)
                     await conn.execute(self._outbox_insert, token, sql.tables.name,
-                                       encode_refs(merged))
+                                       encode_refs(states))
                 if parts:
                     moved = await conn.fetch(sql.upsert_offsets, [t for t, _ in parts],
                                              [p for _, p in parts], [offsets[tp] for tp in parts])
@@ -465,6 +467,12 @@ class PostgresStore:
     ) -> tuple[list[bytes], str | None]:
         bounds = [f"{chat_id}/", f"{chat_id}0", chat_id]
         return await self._page("messages", self._q(projection).messages, bounds, limit, cursor)
+
+    async def list_chat_log(
+        self, projection: str, chat_id: str, *, limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[bytes], str | None]:
+        bounds = [f"{chat_id}/", f"{chat_id}0", chat_id]
+        return await self._page("chat_log", self._q(projection).chat_log, bounds, limit, cursor)
 
     async def _page(
         self, listing: str, query: str, params: Sequence[object], limit: int, cursor: str | None

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from contracts.topics import PROJECTOR
 from parley.kafka.clients import make_producer
 from parley.readiness import failure_reason
 from parley.runtime import Runtime
@@ -71,6 +72,11 @@ class ProjectorRole:
         self.runner: Runner | None = None
         self._task: asyncio.Task[None] | None = None
         self._problem: str | None = None
+
+    @property
+    def group_id(self) -> str:
+        """The runner's Kafka consumer group."""
+        return self._options.runner.group_id or self._rt.topics.group_id(PROJECTOR)
 
     def install(self, app: web.Application, rt: Runtime) -> None:
         QueryApi(self.store, rt.topics, self.waits, self._options.api, self.metrics

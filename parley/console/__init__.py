@@ -16,6 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from parley.console.app import CONSOLE, Console, Route, pages, security_headers
+from parley.console.groups import groups_of
 from parley.console.sections import PANELS, SECTIONS
 from parley.console.session import LOGIN, LOGIN_POST, LOGOUT, guard
 from parley.runtime import Role, Runtime
@@ -32,8 +33,9 @@ def install_console(app: web.Application, rt: Runtime, roles: Sequence[Role]) ->
     if projector is None:
         return
     nav = tuple(item for section in SECTIONS for item in section.nav)
+    by_name = {role.name: role for role in roles}
     app[CONSOLE] = Console(rt=rt, store=projector.store, nav=nav, panels=PANELS,
-                           roles={role.name: role for role in roles})
+                           roles=by_name, groups=groups_of(by_name, rt.topics))
     router = app.router
     router.add_static("/console/static", STATIC, append_version=False)
     for route in (LOGIN, LOGIN_POST):

@@ -20,6 +20,7 @@ from typing import Literal
 import jinja2
 from aiohttp import web
 
+from parley.console.groups import GroupInfo
 from parley.errors import StoreError
 from parley.runtime import Runtime
 from projector.errors import Overloaded, UnknownProjection
@@ -110,6 +111,8 @@ class Console:
     store: Store
     nav: tuple[NavItem, ...]
     panels: tuple[Panel, ...] = ()
+    #: The consumer groups the pages report on (:mod:`parley.console.groups`).
+    groups: tuple[GroupInfo, ...] = ()
     roles: Mapping[str, object] = field(default_factory=dict)
     #: How long one overview panel may take before it is shown as down.
     panel_timeout_s: float = 3.0
@@ -118,7 +121,7 @@ class Console:
     def __post_init__(self) -> None:
         self.env = jinja2.Environment(
             loader=jinja2.PackageLoader("parley.console", "templates"),
-            autoescape=True, undefined=jinja2.StrictUndefined, enable_async=False)
+            autoescape=True, undefined=jinja2.ChainableUndefined, enable_async=False)
         self.env.filters["ago"] = _ago
 
     def render(self, request: web.Request, template: str, *, status: int = 200,

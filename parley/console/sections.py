@@ -8,13 +8,14 @@ overview panel: a :class:`~parley.console.app.Panel` in :data:`PANELS`.
 
 from __future__ import annotations
 
-from parley.console import deadletters, overview, rejections
+from parley.console import chats, deadletters, overview, rejections
 from parley.console.app import Panel, Section
 
 __all__ = ["PANELS", "SECTIONS"]
 
 SECTIONS: tuple[Section, ...] = (
     overview.SECTION,
+    chats.SECTION,
     deadletters.SECTION,
     rejections.SECTION,
 )

@@ -28,12 +28,19 @@ function followStreams() {
   document.querySelectorAll("[data-live-stream]").forEach((region) => {
     const status = document.getElementById(region.dataset.liveStatus || "");
     let pending = false;
+    let again = false;  // a change arrived while a fetch was running: fetch once more after it
     const reload = async () => {
-      if (pending) { return; }
+      if (pending) { again = true; return; }
       pending = true;
       try {
-        const answer = await fetch(region.dataset.liveFragment, { credentials: "same-origin", cache: "no-store" });
-        if (answer.ok) { region.innerHTML = await answer.text(); region.dispatchEvent(new Event("parley:updated")); }
+        do {
+          again = false;
+          const answer = await fetch(region.dataset.liveFragment, { credentials: "same-origin", cache: "no-store" });
+          if (answer.status === 401) { window.location.reload(); return; }
+          if (answer.ok) { region.innerHTML = await answer.text(); }
+        } while (again);
+      } catch (e) {
+        // The console is unreachable: the stream's reconnection will fetch again.
       } finally { pending = false; }
     };
     const source = new EventSource(region.dataset.liveStream);
@@ -41,6 +48,7 @@ function followStreams() {
     source.onopen = () => { say("open", "live"); reload(); };
     source.onerror = () => say("closed", "reconnecting…");
     ["chat", "message", "visitor", "agent"].forEach((name) => source.addEventListener(name, reload));
+    if (region.hasAttribute("data-load-now")) { reload(); }
   });
 }
 

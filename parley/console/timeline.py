@@ -1,0 +1,266 @@
+"""A chat's timeline: every webhook received for it, what each became, and who has seen it.
+
+Steps (:func:`chat_timeline`):
+
+1. the chat's log positions, from its index in the live projection copy
+   (:mod:`projector.chat_log`): a key range, never a scan of a topic;
+2. the records at those positions, read from Kafka by offset (a consumer of no group,
+   seeking only where offsets are not consecutive);
+3. each record decoded and normalised to domain events, and the chat folded over them in
+   order from its first record: the fold is pure, so the state after each record is the
+   fold of the prefix, as the projector computed it (applications another source owns are
+   left out there and here alike, see :mod:`projector.owners`);
+4. for each consumer group (the projector's included) whether its committed offset has
+   passed the record, and whether it parked or dead-lettered it (its dead-letter topic).
+
+What is shown of a body is what the log holds (the receiver strips Natterly's
+``auth_token`` before appending); keys that name credentials are masked again here, in case a
+provider sends one Parley does not know of.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from contracts.dead_letter import DeadLetterEntry
+from contracts.envelope import decode_envelope
+from contracts.normalise import normalise_decoded
+from contracts.position import Position
+from parley.kafka.clients import make_admin, make_consumer
+from parley.settings import KafkaSettings
+from projector.clamp import clamp_future
+from projector.fold_fast import affected, apply
+from projector.owners import foreign_owner
+from projector.states import AggregateRef, FoldState
+from projector.views import row_for
+
+__all__ = ["GroupMark", "TimelineEntry", "chat_timeline", "masked", "pretty"]
+
+log = logging.getLogger("parley.console")
+
+#: Records read for one timeline at most (the fold needs the whole prefix up to the last).
+MAX_RECORDS = 500
+#: Bytes of a body shown at most (the rest is cut, and says so).
+MAX_BODY_BYTES = 64 * 1024
+#: Body keys whose values are masked (lower case, substrings): credentials by their names.
+SECRET_KEYS = ("token", "secret", "password", "passwd", "signature", "api_key", "apikey",
+               "authorization", "credential", "private_key")
+_MASK = "[masked]"
+
+
+@dataclass(frozen=True)
+class GroupMark:
+    """Where one consumer group stands on one record: ``passed`` (its committed offset is
+    past it), ``parked``, ``dead`` (dead-lettered), ``pending`` (not yet), or ``unknown``.
+    Groups that read other topics (the search consumer reads the state topics) have none."""
+
+    group: str
+    state: str
+    detail: str = ""
+
+
+@dataclass
+class TimelineEntry:
+    """One record of the chat's log, as the timeline shows it."""
+
+    position: Position
+    event_type: str = ""
+    event_id: str = ""
+    source: str = ""
+    received_at: str = ""
+    occurred_at: str = ""
+    body: str = ""
+    events: list[tuple[str, str]] = field(default_factory=list)  # (name, pretty JSON)
+    state: str = ""  # the chat's view after this record, pretty JSON
+    problem: str = ""  # why a record could not be shown (gone from the log, not decodable)
+    marks: list[GroupMark] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WatchedLog:
+    """A group the timeline reports on: its ``name``, Kafka ``group`` id, the ``topics`` it
+    reads and its dead-letter topic (None: none to read)."""
+
+    name: str
+    group: str
+    topics: tuple[str, ...]
+    dlq: str | None
+
+
+def pretty(data: bytes) -> str:
+    """JSON bytes indented for reading (as they are when they are not JSON)."""
+    try:
+        return orjson.dumps(masked(orjson.loads(data)), option=orjson.OPT_INDENT_2).decode()
+    except orjson.JSONDecodeError:
+        return data.decode("utf-8", "replace")
+
+
+def masked(value: Any) -> Any:
+    """``value`` with the values of credential-named keys replaced (at any depth)."""
+    if isinstance(value, dict):
+        return {k: (_MASK if isinstance(k, str) and any(s in k.lower() for s in SECRET_KEYS)
+                    and v not in (None, "") else masked(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v) for v in value]
+    return value
+
+
+async def read_records(kafka: KafkaSettings, positions: Sequence[Position], *,
+                       timeout_s: float = 5.0) -> dict[Position, ConsumerRecord[bytes, bytes]]:
+    """The records at ``positions`` (those still in the log), read by offset."""
+    by_tp: dict[TopicPartition, list[int]] = {}
+    for p in positions:
+        by_tp.setdefault(TopicPartition(p.topic, p.partition), []).append(p.offset)
+    found: dict[Position, ConsumerRecord[bytes, bytes]] = {}
+    consumer = make_consumer(kafka, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        async with asyncio.timeout(timeout_s):
+            for tp, offsets in by_tp.items():
+                await _read_partition(consumer, tp, offsets, found)
+    except TimeoutError:
+        log.info("timeline: %d of %d records read before the deadline", len(found),
+                 len(positions))
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def _read_partition(consumer: AIOKafkaConsumer, tp: TopicPartition, offsets: list[int],
+                          found: dict[Position, ConsumerRecord[bytes, bytes]]) -> None:
+    consumer.assign([tp])
+    start = (await consumer.beginning_offsets([tp]))[tp]
+    end = (await consumer.end_offsets([tp]))[tp]
+    at: int | None = None  # the offset the consumer reads next
+    for offset in sorted(o for o in set(offsets) if start <= o < end):
+        if at is not None and at > offset:
+            continue  # read already (or compacted away: the next record came instead)
+        if offset != at:
+            consumer.seek(tp, offset)
+        while at is None or at <= offset:
+            records = (await consumer.getmany(tp, timeout_ms=1000, max_records=50)).get(tp, [])
+            for record in records:
+                found[Position(tp.topic, tp.partition, record.offset)] = record
+            if records:
+                at = records[-1].offset + 1
+
+
+def fold_entries(chat_id: str, positions: Sequence[Position],
+                 records: Mapping[Position, ConsumerRecord[bytes, bytes]]) -> list[TimelineEntry]:
+    """Step 3: each record described, and the chat folded over them (in the given order)."""
+    ref = AggregateRef("chat", chat_id)
+    states: dict[AggregateRef, FoldState] = {}
+    out: list[TimelineEntry] = []
+    for position in positions:
+        entry = TimelineEntry(position=position)
+        out.append(entry)
+        record = records.get(position)
+        if record is None:
+            entry.problem = "no longer in the log (deleted by retention or compaction)"
+            continue
+        try:
+            env = decode_envelope(record.value or b"")
+            events = normalise_decoded(env, record.offset)
+        except Exception as exc:  # noqa: BLE001 - shown as the projector saw it: not foldable
+            entry.problem = f"not foldable: {type(exc).__name__}"
+            continue
+        entry.event_type, entry.event_id, entry.source = env.event_type, env.event_id, env.source
+        entry.received_at = env.received_at.isoformat().replace("+00:00", "Z")
+        entry.occurred_at = env.occurred_at.isoformat().replace("+00:00", "Z")
+        body = bytes(env.body)
+        entry.body = pretty(body[:MAX_BODY_BYTES]) if len(body) <= MAX_BODY_BYTES else (
+            body[:MAX_BODY_BYTES].decode("utf-8", "replace") + f"\n… ({len(body)} bytes, cut)")
+        for said in events:
+            event = clamp_future(said, [])
+            entry.events.append((type(event).__name__,
+                                 orjson.dumps(masked(orjson.loads(_encode(event))),
+                                              option=orjson.OPT_INDENT_2).decode()))
+            for target in affected(event):
+                if target != ref:
+                    continue
+                prior = states.get(target)
+                if foreign_owner(target, event, prior, states.get) is None:
+                    states[target] = apply(target, prior, event)
+        state = states.get(ref)
+        if state is not None:
+            entry.state = pretty(row_for(ref, state).view)
+    return out
+
+
+def _encode(event: object) -> bytes:
+    import msgspec
+
+    return msgspec.json.encode(event)
+
+
+async def group_marks(kafka: KafkaSettings, watched: Sequence[WatchedLog], chat_id: str,
+                      entries: Sequence[TimelineEntry], *, timeout_s: float = 3.0) -> None:
+    """Step 4: fill each entry's ``marks`` (``unknown`` for a group Kafka did not answer for)."""
+    tps = sorted({TopicPartition(e.position.topic, e.position.partition) for e in entries})
+    committed: dict[str, dict[TopicPartition, int] | None] = {}
+    existing: set[str] = set()
+    letters: dict[str, dict[Position, DeadLetterEntry]] = {}
+    admin = make_admin(kafka)
+    try:
+        async with asyncio.timeout(timeout_s):
+            await admin.start()
+            existing = set(await admin.list_topics())
+            for w in watched:
+                offsets = await admin.list_consumer_group_offsets(w.group, partitions=tps)
+                committed[w.name] = {tp: m.offset for tp, m in offsets.items() if m.offset >= 0}
+    except Exception as exc:  # noqa: BLE001 - Kafka away: every mark is unknown
+        log.info("timeline: group offsets unavailable: %s", type(exc).__name__)
+    finally:
+        await admin.close()
+    for w in watched:  # a group that never dead-lettered anything may have no topic yet
+        has_dlq = w.dlq is not None and w.dlq in existing
+        letters[w.name] = await _letters(kafka, w, chat_id, timeout_s) if has_dlq else {}
+    for entry in entries:
+        tp = TopicPartition(entry.position.topic, entry.position.partition)
+        for w in watched:
+            letter = letters[w.name].get(entry.position)
+            offsets = committed.get(w.name)
+            if entry.position.topic not in w.topics:
+                continue  # this group does not read the event topics (search reads states)
+            if letter is not None:
+                entry.marks.append(GroupMark(w.name, letter.kind, letter.error_type or ""))
+            elif offsets is None:
+                entry.marks.append(GroupMark(w.name, "unknown", "Kafka did not answer"))
+            elif offsets.get(tp, -1) > entry.position.offset:
+                entry.marks.append(GroupMark(w.name, "passed"))
+            else:
+                entry.marks.append(GroupMark(w.name, "pending"))
+
+
+async def _letters(kafka: KafkaSettings, w: WatchedLog, chat_id: str, timeout_s: float
+                   ) -> dict[Position, DeadLetterEntry]:
+    """The group's unresolved dead and parked entries of this chat (none if it has no
+    dead-letter topic or Kafka does not answer in time)."""
+    if w.dlq is None:
+        return {}
+    from consumers.dlq import read_dlq
+
+    try:
+        state = await asyncio.wait_for(read_dlq(kafka, w.dlq, keep_values=False,
+                                                timeout_s=timeout_s), timeout_s)
+    except Exception as exc:  # noqa: BLE001 - shown as passed/pending, with the reason logged
+        log.info("timeline: dead letters of %s unavailable: %s", w.name, type(exc).__name__)
+        return {}
+    return {e.origin: e for e in state.entries() if e.key == chat_id}
+
+
+async def chat_timeline(kafka: KafkaSettings, positions: Sequence[Position], chat_id: str,
+                        watched: Sequence[WatchedLog]) -> list[TimelineEntry]:
+    """Steps 2-4 for the chat's ``positions`` (step 1 is the caller's: the store's index)."""
+    records = await read_records(kafka, positions)
+    entries = fold_entries(chat_id, positions, records)
+    await group_marks(kafka, watched, chat_id, entries)
+    return entries
