@@ -23,10 +23,10 @@ from aiokafka.structs import ConsumerRecord
 from contracts.domain import DomainEvent
 from contracts.envelope import Envelope, decode_envelope
 from contracts.normalise import normalise_decoded
-from projector.chat_log import log_row
 from projector.clamp import clamp_future
 from projector.dlq import DeadLetter, Stage
 from projector.fold_fast import affected, apply  # the fold (projector.fold), fast
+from projector.log_index import INDEXED, log_row
 from projector.metrics import ProjectorMetrics
 from projector.outbox import Covers, covers_of, unwrap_state, wrap_state
 from projector.owners import Refused, foreign_owner, report
@@ -355,15 +355,15 @@ def _cover(flat: list[tuple[AggregateRef, DomainEvent]],
 
 def _log_rows(flat: list[tuple[AggregateRef, DomainEvent]],
               spans: list[tuple[ConsumerRecord, int, int, int]], failed: set[int]) -> list[Row]:
-    """The chat log index (:mod:`projector.chat_log`): a row per folded record and chat it
-    touched (a refused application included: the webhook was received for that chat)."""
+    """The log index (:mod:`projector.log_index`): a row per folded record and chat or agent
+    it touched (a refused application included: the webhook was received for it)."""
     out: list[Row] = []
     for n, (rec, start, end, _) in enumerate(spans):
         if n in failed:
             continue
-        chats = {ref.id for ref, _ in flat[start:end] if ref.kind == "chat"}
-        out += [log_row(chat, rec.topic, rec.partition, rec.offset, rec.timestamp)
-                for chat in chats]
+        refs = {ref for ref, _ in flat[start:end] if ref.kind in INDEXED}
+        out += [log_row(ref.kind, ref.id, rec.topic, rec.partition, rec.offset, rec.timestamp)
+                for ref in refs]
     return out
 
 

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import msgspec
 
 from parley.errors import StoreError
-from projector.chat_log import LOG_KIND
 from projector.errors import LiveProjectionDrop, UnknownProjection
+from projector.log_index import INDEXED, LOG_KINDS
 from projector.outbox import OutboxEntry, entry_for, new_token
 from projector.states import AggregateRef
 from projector.store import (
@@ -113,7 +113,7 @@ class MemoryStore:
             if publish:
                 self._seq += 1
                 self._outbox[self._seq] = (token, name, [(row.kind, row.id) for row in rows
-                                                         if row.kind != LOG_KIND])
+                                                         if row.kind not in LOG_KINDS])
         except BaseException:
             # Atomicity: put back every row this commit touched, as it was.
             for key, old in undo.items():
@@ -122,7 +122,7 @@ class MemoryStore:
                 else:
                     copy.rows[key] = old
             raise
-        return [entry_for(row, token) for row in rows if row.kind != LOG_KIND] if publish else []
+        return [entry_for(row, token) for row in rows if row.kind not in LOG_KINDS] if publish else []
 
     def _write_offsets(self, copy: _Copy, offsets: Mapping[tuple[str, int], int]) -> None:
         """The last step of a commit (a separate method so tests can make it fail)."""
@@ -187,12 +187,12 @@ class MemoryStore:
         )
         return _page("messages", rows, limit, cursor)
 
-    async def list_chat_log(
-        self, projection: str, chat_id: str, *, limit: int = 100, cursor: str | None = None
+    async def list_log(
+        self, projection: str, kind: str, id: str, *, limit: int = 100, cursor: str | None = None
     ) -> tuple[list[bytes], str | None]:
         rows = (row for row in self._copy(projection).rows.values()
-                if row.kind == LOG_KIND and row.chat_id == chat_id)
-        return _page("chat_log", rows, limit, cursor)
+                if row.kind == INDEXED[kind] and row.chat_id == id)
+        return _page("log", rows, limit, cursor)
 
     async def list_agents(self, projection: str) -> list[bytes]:
         agents = [row for row in self._copy(projection).rows.values() if row.kind == "agent"]
@@ -201,7 +201,7 @@ class MemoryStore:
     async def counts(self, projection: str) -> dict[str, int]:
         counts = dict.fromkeys(KINDS, 0)
         for kind, _ in self._copy(projection).rows:
-            if kind != LOG_KIND:  # the index is no state
+            if kind not in LOG_KINDS:  # the index is no state
                 counts[kind] = counts.get(kind, 0) + 1
         return counts
 
@@ -209,7 +209,7 @@ class MemoryStore:
                            limit: int = 10_000) -> list[Fingerprint]:
         rows = self._copy(projection).rows
         keys = sorted(key for key in rows
-                      if (after is None or key > after) and key[0] != LOG_KIND)[:limit]
+                      if (after is None or key > after) and key[0] not in LOG_KINDS)[:limit]
         return [fingerprint(kind, id, rows[(kind, id)].state) for kind, id in keys]
 
     async def set_verification(self, name: str, summary: str) -> None:

@@ -112,13 +112,14 @@ class CopySql:
             f"SELECT sort_key, id, view FROM {rows} "  # noqa: S608
             "WHERE kind = 'message' AND id > $1 AND id < $2 AND chat_id = $3"
         )
-        self.chat_log = (  # the same range, of the chat's log index (projector.chat_log)
+        self.log_index = (  # the same range, of a log index (projector.log_index)
             f"SELECT sort_key, id, view FROM {rows} "  # noqa: S608
-            "WHERE kind = 'chat_log' AND id > $1 AND id < $2 AND chat_id = $3"
+            "WHERE kind = $1 AND id > $2 AND id < $3 AND chat_id = $4"
         )
         self.agents = f"SELECT view FROM {rows} WHERE kind = 'agent' ORDER BY id"  # noqa: S608
-        # The chat log index is no state: not counted, not fingerprinted.
-        self.counts = f"SELECT kind, count(*) FROM {rows} WHERE kind <> 'chat_log' GROUP BY kind"  # noqa: S608
+        # The log index is no state: not counted, not fingerprinted.
+        self.counts = (f"SELECT kind, count(*) FROM {rows} "  # noqa: S608
+                       "WHERE kind NOT IN ('chat_log', 'agent_log') GROUP BY kind")
         # Hashed in the database: only 32 bytes and the covers (the head of a wrapped state,
         # see projector.outbox.wrap_state) travel per row. Keys are COLLATE "C": the primary
         # key's order is code-point order.
@@ -127,7 +128,7 @@ class CopySql:
             "WHEN get_byte(state, 0) = 193 THEN substring(state FROM 1 FOR 5 + ("
             "get_byte(state, 1)::bigint << 24 | get_byte(state, 2) << 16 | "
             "get_byte(state, 3) << 8 | get_byte(state, 4))::int) ELSE ''::bytea END "
-            f"FROM {rows} WHERE (kind, id) > ($1, $2) AND kind <> 'chat_log' "
+            f"FROM {rows} WHERE (kind, id) > ($1, $2) AND kind NOT IN ('chat_log', 'agent_log') "
             "ORDER BY kind, id LIMIT $3"
         )
 

@@ -53,8 +53,8 @@ import asyncpg
 from parley.errors import StoreError, StoreUnavailable
 from parley.pg.migrate import Conn, MigrationStatus, advisory_key, migrate, quote_ident
 from parley.pg.url import PostgresOptions, parse_postgres_url
-from projector.chat_log import LOG_KIND
 from projector.errors import LiveProjectionDrop, ProjectorError, UnknownProjection
+from projector.log_index import INDEXED, LOG_KINDS
 from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, new_token, unwrap_state
 from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl
 from projector.read_queue import ReadQueue
@@ -348,7 +348,7 @@ class PostgresStore:
                 merged = await self._merge(conn, sql, batch)
                 if merged:
                     await conn.execute(sql.upsert_rows, *_columns(merged))
-                states = [row for row in merged if row.kind != LOG_KIND]  # the index is no state
+                states = [row for row in merged if row.kind not in LOG_KINDS]  # the index is no state
                 if publish and states:
                     # The rows as written (merged): the outbox says what the store holds.
                     written.extend(states)
@@ -468,11 +468,11 @@ class PostgresStore:
         bounds = [f"{chat_id}/", f"{chat_id}0", chat_id]
         return await self._page("messages", self._q(projection).messages, bounds, limit, cursor)
 
-    async def list_chat_log(
-        self, projection: str, chat_id: str, *, limit: int = 100, cursor: str | None = None
+    async def list_log(
+        self, projection: str, kind: str, id: str, *, limit: int = 100, cursor: str | None = None
     ) -> tuple[list[bytes], str | None]:
-        bounds = [f"{chat_id}/", f"{chat_id}0", chat_id]
-        return await self._page("chat_log", self._q(projection).chat_log, bounds, limit, cursor)
+        bounds = [INDEXED[kind], f"{id}/", f"{id}0", id]
+        return await self._page("log", self._q(projection).log_index, bounds, limit, cursor)
 
     async def _page(
         self, listing: str, query: str, params: Sequence[object], limit: int, cursor: str | None

@@ -100,16 +100,17 @@ class Sql:
             f"SELECT sort_key, id, view FROM {rows} "  # noqa: S608
             "WHERE kind = 'message' AND id > ? AND id < ? AND chat_id = ?"
         )
-        self.chat_log = (  # the same range, of the chat's log index (projector.chat_log)
+        self.log_index = (  # the same range, of a log index (projector.log_index)
             f"SELECT sort_key, id, view FROM {rows} "  # noqa: S608
-            "WHERE kind = 'chat_log' AND id > ? AND id < ? AND chat_id = ?"
+            "WHERE kind = ? AND id > ? AND id < ? AND chat_id = ?"
         )
         self.agents = f"SELECT view FROM {rows} WHERE kind = 'agent' ORDER BY id"  # noqa: S608
-        # The chat log index is no state: not counted, not fingerprinted.
-        self.counts = f"SELECT kind, count(*) FROM {rows} WHERE kind <> 'chat_log' GROUP BY kind"  # noqa: S608
+        # The log index is no state: not counted, not fingerprinted.
+        self.counts = (f"SELECT kind, count(*) FROM {rows} "  # noqa: S608
+                       "WHERE kind NOT IN ('chat_log', 'agent_log') GROUP BY kind")
         # The primary key's order (BINARY: UTF-8 bytes, which is code-point order).
         self.keyed = (f"SELECT kind, id, state FROM {rows} WHERE (kind, id) > (?, ?) "  # noqa: S608
-                      "AND kind <> 'chat_log' ORDER BY kind, id LIMIT ?")
+                      "AND kind NOT IN ('chat_log', 'agent_log') ORDER BY kind, id LIMIT ?")
 
     def upsert_rows(self, n: int) -> str:
         """One statement upserting ``n`` rows (``n`` is a power of two: see ``chunks``)."""

@@ -43,8 +43,8 @@ import msgspec
 
 from parley.errors import StoreError
 from parley.private_files import private_sqlite
-from projector.chat_log import LOG_KIND
 from projector.errors import LiveProjectionDrop, UnknownProjection
+from projector.log_index import INDEXED, LOG_KINDS
 from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, new_token
 from projector.read_queue import DEFAULT_READ_QUEUE
 from projector.row_merge import merge_rows, shared_rows
@@ -303,7 +303,7 @@ class SqliteStore:
         sql = self._q(projection)
         token = new_token() if publish else 0
         name = projection_name(projection)
-        published = [row for row in rows if row.kind != LOG_KIND]  # the index is no state
+        published = [row for row in rows if row.kind not in LOG_KINDS]  # the index is no state
         outbox = (token, name, bytearray(encode_refs(published))) if publish else None
         # Many rows per statement, not executemany: the thread then holds the GIL once per
         # statement to bind its parameters, and runs the whole upsert without it, so a
@@ -328,7 +328,7 @@ class SqliteStore:
                     conn.executemany(sql.upsert_offsets, offset_params)
 
         await self._w().run(commit)
-        return [entry_for(row, token) for row in rows if row.kind != LOG_KIND] if publish else []
+        return [entry_for(row, token) for row in rows if row.kind not in LOG_KINDS] if publish else []
 
     async def outbox(self, limit: int) -> list[OutboxEntry]:
         def read(conn: sqlite3.Connection) -> list[OutboxEntry]:
@@ -405,11 +405,11 @@ class SqliteStore:
         bounds = [f"{chat_id}/", f"{chat_id}0", chat_id]
         return await self._page("messages", self._q(projection).messages, bounds, limit, cursor)
 
-    async def list_chat_log(
-        self, projection: str, chat_id: str, *, limit: int = 100, cursor: str | None = None
+    async def list_log(
+        self, projection: str, kind: str, id: str, *, limit: int = 100, cursor: str | None = None
     ) -> tuple[list[bytes], str | None]:
-        bounds = [f"{chat_id}/", f"{chat_id}0", chat_id]
-        return await self._page("chat_log", self._q(projection).chat_log, bounds, limit, cursor)
+        bounds = [INDEXED[kind], f"{id}/", f"{id}0", id]
+        return await self._page("log", self._q(projection).log_index, bounds, limit, cursor)
 
     async def _page(
         self, listing: str, query: str, params: Sequence[object], limit: int, cursor: str | None

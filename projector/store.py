@@ -174,12 +174,12 @@ class Store(Protocol):
     ) -> tuple[list[bytes], str | None]:
         """A page of one chat's message views (by posted time, then id) and the next cursor."""
 
-    async def list_chat_log(
-        self, projection: str, chat_id: str, *, limit: int = 100, cursor: str | None = None
+    async def list_log(
+        self, projection: str, kind: str, id: str, *, limit: int = 100, cursor: str | None = None
     ) -> tuple[list[bytes], str | None]:
-        """A page of one chat's log index (:mod:`projector.chat_log`: each view a position as
-        a JSON string), oldest record first, and the next cursor. Read like messages: a
-        range of the primary key, never a scan."""
+        """A page of one chat's or agent's (``kind``) log index (:mod:`projector.log_index`:
+        each view a position as a JSON string), oldest record first, and the next cursor.
+        Read like messages: a range of the primary key, never a scan."""
 
     async def list_agents(self, projection: str) -> list[bytes]:
         """Every agent view, ordered by agent id."""

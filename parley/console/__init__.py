@@ -48,6 +48,7 @@ def install_console(app: web.Application, rt: Runtime, roles: Sequence[Role]) ->
         router.add_route(route.method, "/console" + route.path.rstrip("/"),
                          guard(replace(route, handler=pages(route.handler))))
     app.on_response_prepare.append(security_headers)
+    app.cleanup_ctx.append(app[CONSOLE].lifecycle)
 
 
 async def _not_found(request: web.Request) -> web.StreamResponse:

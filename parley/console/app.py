@@ -12,8 +12,9 @@ adds it; which routes and which navigation entries exist is the list in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -21,6 +22,8 @@ import jinja2
 from aiohttp import web
 
 from parley.console.groups import GroupInfo
+from parley.console.kafka_view import KafkaView
+from parley.console.traffic import Traffic
 from parley.errors import StoreError
 from parley.runtime import Runtime
 from projector.errors import Overloaded, UnknownProjection
@@ -91,6 +94,7 @@ class Panel:
     template: str
     load: Callable[[Console], Awaitable[Mapping[str, object]]]
     refresh_s: float = 2.0
+    wide: bool = False  # spans the page's width (a long table)
 
 
 class PageError(Exception):
@@ -117,12 +121,24 @@ class Console:
     #: How long one overview panel may take before it is shown as down.
     panel_timeout_s: float = 3.0
     env: jinja2.Environment = field(init=False)
+    kafka: KafkaView = field(init=False)
+    traffic: Traffic = field(init=False)
 
     def __post_init__(self) -> None:
         self.env = jinja2.Environment(
             loader=jinja2.PackageLoader("parley.console", "templates"),
             autoescape=True, undefined=jinja2.ChainableUndefined, enable_async=False)
         self.env.filters["ago"] = _ago
+        self.kafka = KafkaView(self.rt.settings.kafka, self.rt.topics.prefix, self.groups)
+        self.traffic = Traffic(self.rt.registry)
+
+    async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
+        """``cleanup_ctx``: the traffic sampler while the app serves; Kafka clients closed
+        at the end."""
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(contextlib.asynccontextmanager(self.traffic.run)(app))
+            stack.push_async_callback(self.kafka.close)
+            yield
 
     def render(self, request: web.Request, template: str, *, status: int = 200,
                **context: object) -> web.Response:

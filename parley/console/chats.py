@@ -18,8 +18,8 @@ from contracts.params import parse_uint
 from parley.console.app import Console, NavItem, PageError, Route, Section, console_of
 from parley.console.timeline import MAX_RECORDS, WatchedLog, chat_timeline
 from projector.api import CHAT_STATUSES
-from projector.chat_log import position_of
 from projector.errors import InvalidCursor
+from projector.log_index import position_of
 from projector.store import CUSTOMER_TYPE
 
 __all__ = ["SECTION"]
@@ -138,10 +138,11 @@ async def timeline_fragment(request: web.Request) -> web.StreamResponse:
     projection = await console.live_projection()
     if await console.store.get_view(projection, "chat", chat_id) is None:
         raise PageError(404, f"there is no chat {chat_id!r}")
-    views, more = await console.store.list_chat_log(projection, chat_id, limit=MAX_RECORDS)
+    views, more = await console.store.list_log(projection, "chat", chat_id,
+                                                 limit=MAX_RECORDS)
     positions = [position_of(v) for v in views]
     watched = [WatchedLog(g.name, g.group, g.topics, g.dlq) for g in console.groups]
-    entries = await chat_timeline(console.rt.settings.kafka, positions, chat_id, watched)
+    entries = await chat_timeline(console.kafka, positions, chat_id, watched)
     return web.Response(text=console.fragment(
         "timeline.html", entries=entries, truncated=more is not None, limit=MAX_RECORDS,
         groups=[g.name for g in console.groups]), content_type="text/html")

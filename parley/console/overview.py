@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -55,16 +56,57 @@ async def panel(request: web.Request) -> web.StreamResponse:
     return web.Response(text=await render_panel(console, found), content_type="text/html")
 
 
+async def _load_traffic(console: Console) -> Mapping[str, object]:
+    sources, covered_s = console.traffic.last_window()
+    return {"served": console.traffic.served, "sources": sources, "covered_s": covered_s,
+            "window_s": console.traffic.window_s}
+
+
+async def _load_appended(console: Console) -> Mapping[str, object]:
+    window_s = console.traffic.window_s
+    topics = console.rt.topics.event_topics
+    appended = await console.kafka.appended_since(topics, time.time() - window_s)
+    return {"appended": appended, "window_s": window_s}
+
+
+async def _load_groups(console: Console) -> Mapping[str, object]:
+    return {"groups": await console.kafka.groups()}
+
+
+async def _load_topics(console: Console) -> Mapping[str, object]:
+    return {"topics": await console.kafka.topics()}
+
+
 async def _load_store(console: Console) -> Mapping[str, object]:
+    """Copies, rows of the live one, and each copy's progress through the log: its stored
+    next offsets against the event topics' end offsets (a rebuilding copy's progress)."""
     store = console.store
     live = await store.live_projection(query=True)
-    copies = await store.list_projections()
+    names = await store.list_projections()
     counts = await store.counts(live) if live is not None else {}
-    return {"live": live, "copies": copies, "counts": counts}
+    verifications = await store.verifications()
+    applied = {name: sum(n for (topic, _), n in (await store.offsets(name)).items()
+                         if topic in console.rt.topics.event_topics) for name in names}
+    ends: int | None = None
+    try:  # the store part is shown even when Kafka is away
+        topics = await asyncio.wait_for(console.kafka.topics(), console.panel_timeout_s / 2)
+        ends = sum(t.total for t in topics if t.topic in console.rt.topics.event_topics)
+    except Exception:  # noqa: BLE001 - progress is then unknown, and says so
+        ends = None
+    copies = [{"name": name, "live": name == live, "applied": applied[name],
+               "progress": (None if ends is None else 100.0 if not ends
+                            else min(100.0, 100.0 * applied[name] / ends)),
+               "verified": name in verifications} for name in names]
+    return {"live": live, "copies": copies, "counts": counts, "ends": ends}
 
 
 PANELS: tuple[Panel, ...] = (
+    Panel("traffic", "Webhooks, last hour (this process's receiver)", "panels/traffic.html",
+          _load_traffic),
+    Panel("appended", "Appended to Kafka, last hour", "panels/appended.html", _load_appended),
+    Panel("groups", "Consumer groups", "panels/groups.html", _load_groups, wide=True),
     Panel("store", "Projection", "panels/store.html", _load_store),
+    Panel("topics", "Kafka topics", "panels/topics.html", _load_topics, refresh_s=5.0),
 )
 
 SECTION = Section(

@@ -8,7 +8,7 @@ overview panel: a :class:`~parley.console.app.Panel` in :data:`PANELS`.
 
 from __future__ import annotations
 
-from parley.console import chats, deadletters, overview, rejections
+from parley.console import chats, deadletters, overview, people, rejections
 from parley.console.app import Panel, Section
 
 __all__ = ["PANELS", "SECTIONS"]
@@ -16,6 +16,7 @@ __all__ = ["PANELS", "SECTIONS"]
 SECTIONS: tuple[Section, ...] = (
     overview.SECTION,
     chats.SECTION,
+    people.SECTION,
     deadletters.SECTION,
     rejections.SECTION,
 )

@@ -3,9 +3,9 @@
 Steps (:func:`chat_timeline`):
 
 1. the chat's log positions, from its index in the live projection copy
-   (:mod:`projector.chat_log`): a key range, never a scan of a topic;
-2. the records at those positions, read from Kafka by offset (a consumer of no group,
-   seeking only where offsets are not consecutive);
+   (:mod:`projector.log_index`): a key range, never a scan of a topic;
+2. the records at those positions, read from Kafka by offset (the console's reader, of no
+   group: :meth:`~parley.console.kafka_view.KafkaView.records`);
 3. each record decoded and normalised to domain events, and the chat folded over them in
    order from its first record: the fold is pure, so the state after each record is the
    fold of the prefix, as the projector computed it (applications another source owns are
@@ -20,29 +20,27 @@ provider sends one Parley does not know of.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from contracts.dead_letter import DeadLetterEntry
 from contracts.envelope import decode_envelope
 from contracts.normalise import normalise_decoded
 from contracts.position import Position
-from parley.kafka.clients import make_admin, make_consumer
-from parley.settings import KafkaSettings
+from parley.console.kafka_view import KafkaView
 from projector.clamp import clamp_future
 from projector.fold_fast import affected, apply
 from projector.owners import foreign_owner
 from projector.states import AggregateRef, FoldState
 from projector.views import row_for
 
-__all__ = ["GroupMark", "TimelineEntry", "chat_timeline", "masked", "pretty"]
+__all__ = ["GroupMark", "TimelineEntry", "chat_timeline", "fold_entries", "masked", "pretty"]
 
 log = logging.getLogger("parley.console")
 
@@ -79,7 +77,8 @@ class TimelineEntry:
     occurred_at: str = ""
     body: str = ""
     events: list[tuple[str, str]] = field(default_factory=list)  # (name, pretty JSON)
-    state: str = ""  # the chat's view after this record, pretty JSON
+    state: str = ""  # the aggregate's view after this record, pretty JSON
+    view: dict[str, Any] | None = None  # the same, as data
     problem: str = ""  # why a record could not be shown (gone from the log, not decodable)
     marks: list[GroupMark] = field(default_factory=list)
 
@@ -113,50 +112,10 @@ def masked(value: Any) -> Any:
     return value
 
 
-async def read_records(kafka: KafkaSettings, positions: Sequence[Position], *,
-                       timeout_s: float = 5.0) -> dict[Position, ConsumerRecord[bytes, bytes]]:
-    """The records at ``positions`` (those still in the log), read by offset."""
-    by_tp: dict[TopicPartition, list[int]] = {}
-    for p in positions:
-        by_tp.setdefault(TopicPartition(p.topic, p.partition), []).append(p.offset)
-    found: dict[Position, ConsumerRecord[bytes, bytes]] = {}
-    consumer = make_consumer(kafka, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        async with asyncio.timeout(timeout_s):
-            for tp, offsets in by_tp.items():
-                await _read_partition(consumer, tp, offsets, found)
-    except TimeoutError:
-        log.info("timeline: %d of %d records read before the deadline", len(found),
-                 len(positions))
-    finally:
-        await consumer.stop()
-    return found
-
-
-async def _read_partition(consumer: AIOKafkaConsumer, tp: TopicPartition, offsets: list[int],
-                          found: dict[Position, ConsumerRecord[bytes, bytes]]) -> None:
-    consumer.assign([tp])
-    start = (await consumer.beginning_offsets([tp]))[tp]
-    end = (await consumer.end_offsets([tp]))[tp]
-    at: int | None = None  # the offset the consumer reads next
-    for offset in sorted(o for o in set(offsets) if start <= o < end):
-        if at is not None and at > offset:
-            continue  # read already (or compacted away: the next record came instead)
-        if offset != at:
-            consumer.seek(tp, offset)
-        while at is None or at <= offset:
-            records = (await consumer.getmany(tp, timeout_ms=1000, max_records=50)).get(tp, [])
-            for record in records:
-                found[Position(tp.topic, tp.partition, record.offset)] = record
-            if records:
-                at = records[-1].offset + 1
-
-
-def fold_entries(chat_id: str, positions: Sequence[Position],
+def fold_entries(ref: AggregateRef, positions: Sequence[Position],
                  records: Mapping[Position, ConsumerRecord[bytes, bytes]]) -> list[TimelineEntry]:
-    """Step 3: each record described, and the chat folded over them (in the given order)."""
-    ref = AggregateRef("chat", chat_id)
+    """Step 3: each record described, and the aggregate ``ref`` (a chat, an agent) folded
+    over them (in the given order)."""
     states: dict[AggregateRef, FoldState] = {}
     out: list[TimelineEntry] = []
     for position in positions:
@@ -164,7 +123,7 @@ def fold_entries(chat_id: str, positions: Sequence[Position],
         out.append(entry)
         record = records.get(position)
         if record is None:
-            entry.problem = "no longer in the log (deleted by retention or compaction)"
+            entry.problem = "not read from the log (deleted by retention, or Kafka away)"
             continue
         try:
             env = decode_envelope(record.value or b"")
@@ -191,7 +150,9 @@ def fold_entries(chat_id: str, positions: Sequence[Position],
                     states[target] = apply(target, prior, event)
         state = states.get(ref)
         if state is not None:
-            entry.state = pretty(row_for(ref, state).view)
+            view = row_for(ref, state).view
+            entry.view = orjson.loads(view)
+            entry.state = pretty(view)
     return out
 
 
@@ -201,35 +162,27 @@ def _encode(event: object) -> bytes:
     return msgspec.json.encode(event)
 
 
-async def group_marks(kafka: KafkaSettings, watched: Sequence[WatchedLog], chat_id: str,
-                      entries: Sequence[TimelineEntry], *, timeout_s: float = 3.0) -> None:
-    """Step 4: fill each entry's ``marks`` (``unknown`` for a group Kafka did not answer for)."""
+async def group_marks(kafka: KafkaView, watched: Sequence[WatchedLog], chat_id: str,
+                      entries: Sequence[TimelineEntry]) -> None:
+    """Step 4: fill each entry's ``marks`` (``unknown`` where Kafka did not answer)."""
     tps = sorted({TopicPartition(e.position.topic, e.position.partition) for e in entries})
-    committed: dict[str, dict[TopicPartition, int] | None] = {}
-    existing: set[str] = set()
+    committed: dict[str, dict[TopicPartition, int]] | None = None
     letters: dict[str, dict[Position, DeadLetterEntry]] = {}
-    admin = make_admin(kafka)
     try:
-        async with asyncio.timeout(timeout_s):
-            await admin.start()
-            existing = set(await admin.list_topics())
-            for w in watched:
-                offsets = await admin.list_consumer_group_offsets(w.group, partitions=tps)
-                committed[w.name] = {tp: m.offset for tp, m in offsets.items() if m.offset >= 0}
-    except Exception as exc:  # noqa: BLE001 - Kafka away: every mark is unknown
-        log.info("timeline: group offsets unavailable: %s", type(exc).__name__)
-    finally:
-        await admin.close()
-    for w in watched:  # a group that never dead-lettered anything may have no topic yet
-        has_dlq = w.dlq is not None and w.dlq in existing
-        letters[w.name] = await _letters(kafka, w, chat_id, timeout_s) if has_dlq else {}
+        committed = await kafka.committed([w.group for w in watched], tps)
+        for w in watched:
+            if w.dlq is not None:
+                letters[w.name] = {e.origin: e for e in await kafka.dead_letters(w.dlq)
+                                   if e.key == chat_id}
+    except Exception as exc:  # noqa: BLE001 - Kafka away: marks are unknown
+        log.info("timeline: group positions unavailable: %s", type(exc).__name__)
     for entry in entries:
         tp = TopicPartition(entry.position.topic, entry.position.partition)
         for w in watched:
-            letter = letters[w.name].get(entry.position)
-            offsets = committed.get(w.name)
             if entry.position.topic not in w.topics:
                 continue  # this group does not read the event topics (search reads states)
+            letter = letters.get(w.name, {}).get(entry.position)
+            offsets = None if committed is None else committed.get(w.group, {})
             if letter is not None:
                 entry.marks.append(GroupMark(w.name, letter.kind, letter.error_type or ""))
             elif offsets is None:
@@ -240,27 +193,14 @@ async def group_marks(kafka: KafkaSettings, watched: Sequence[WatchedLog], chat_
                 entry.marks.append(GroupMark(w.name, "pending"))
 
 
-async def _letters(kafka: KafkaSettings, w: WatchedLog, chat_id: str, timeout_s: float
-                   ) -> dict[Position, DeadLetterEntry]:
-    """The group's unresolved dead and parked entries of this chat (none if it has no
-    dead-letter topic or Kafka does not answer in time)."""
-    if w.dlq is None:
-        return {}
-    from consumers.dlq import read_dlq
-
-    try:
-        state = await asyncio.wait_for(read_dlq(kafka, w.dlq, keep_values=False,
-                                                timeout_s=timeout_s), timeout_s)
-    except Exception as exc:  # noqa: BLE001 - shown as passed/pending, with the reason logged
-        log.info("timeline: dead letters of %s unavailable: %s", w.name, type(exc).__name__)
-        return {}
-    return {e.origin: e for e in state.entries() if e.key == chat_id}
-
-
-async def chat_timeline(kafka: KafkaSettings, positions: Sequence[Position], chat_id: str,
+async def chat_timeline(kafka: KafkaView, positions: Sequence[Position], chat_id: str,
                         watched: Sequence[WatchedLog]) -> list[TimelineEntry]:
     """Steps 2-4 for the chat's ``positions`` (step 1 is the caller's: the store's index)."""
-    records = await read_records(kafka, positions)
-    entries = fold_entries(chat_id, positions, records)
+    try:
+        records = await kafka.records(positions)
+    except Exception as exc:  # noqa: BLE001 - Kafka away: each entry says so
+        log.info("timeline: records unavailable: %s", type(exc).__name__)
+        records = {}
+    entries = fold_entries(AggregateRef("chat", chat_id), positions, records)
     await group_marks(kafka, watched, chat_id, entries)
     return entries

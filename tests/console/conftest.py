@@ -49,6 +49,7 @@ class Parley:
     url: str
     projector: ProjectorRole
     http: aiohttp.ClientSession
+    prefix: str  # the topic prefix
 
     async def post(self, body: bytes, source: str = "acme") -> str:
         """Post a webhook through the real receiver; the position of its 2xx."""
@@ -80,7 +81,8 @@ async def parley(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path,
     projector = next(r for r in roles if isinstance(r, ProjectorRole))
     try:
         async with aiohttp.ClientSession() as http:
-            yield Parley(str(server.make_url("")).rstrip("/"), projector, http)
+            yield Parley(str(server.make_url("")).rstrip("/"), projector, http,
+                         kafka_settings.topic_prefix)
     finally:
         await server.close()
         await delete_dlq(kafka_settings, topics)

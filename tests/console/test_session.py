@@ -193,3 +193,20 @@ async def test_pages_have_no_inline_script_or_style(client: Client) -> None:
         assert not re.search(r"<script(?![^>]*\bsrc=)", html), path
         assert " style=" not in html and "<style" not in html, path
         assert not re.search(r"\son[a-z]+=", html), path
+
+
+async def test_kafka_down_shows_as_down_never_a_500(client: Client) -> None:
+    http = await client()
+    await login(http)
+    async with http.get("/console") as resp:
+        assert resp.status == 200
+        html = await resp.text()
+    # The Kafka panels say they are down; the store's panel is served all the same.
+    for name in ("appended", "groups", "topics"):
+        section = html.split(f'data-panel="/console/panels/{name}"')[1].split("</section>")[0]
+        assert 'data-state="down"' in section, name
+    store = html.split('data-panel="/console/panels/store"')[1].split("</section>")[0]
+    assert 'data-count="chat"' in store and "unknown (Kafka away)" in store
+    for name in ("groups", "topics", "store", "traffic"):
+        async with http.get(f"/console/panels/{name}") as resp:
+            assert resp.status == 200, name

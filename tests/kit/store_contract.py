@@ -18,13 +18,13 @@ import msgspec
 import pytest
 
 from contracts.state_change import decode_state_change
-from projector.chat_log import log_row, position_of
 from projector.errors import (
     InvalidCursor,
     InvalidProjectionName,
     LiveProjectionDrop,
     UnknownProjection,
 )
+from projector.log_index import log_row, position_of
 from projector.outbox import OutboxEntry, entry_for, wrap_state
 from projector.states import AggregateRef
 from projector.store import CUSTOMER_TYPE, KINDS, Fingerprint, Store
@@ -587,30 +587,33 @@ class StoreContract:
         assert await store.list_messages("p1", "nope") == ([], None)
         assert await store.list_messages("p1", "c1/x") == ([message("c1/x", "m1", sort_key="0").view], None)
 
-    async def test_a_chats_log_index_is_read_by_range_and_is_no_state(self, store: Store) -> None:
-        entries = [log_row("c1", "ev", 1, offset, timestamp_ms=ts)
+    async def test_a_log_index_is_read_by_range_and_is_no_state(self, store: Store) -> None:
+        entries = [log_row("chat", "c1", "ev", 1, offset, timestamp_ms=ts)
                    for offset, ts in ((7, 300), (2, 100), (12, 200))]
-        others = [log_row("c10", "ev", 0, 1, 50), log_row("c1/x", "ev", 2, 3, 50), chat("c1")]
+        others = [log_row("chat", "c10", "ev", 0, 1, 50), log_row("chat", "c1/x", "ev", 2, 3, 50),
+                  log_row("agent", "c1", "ev", 4, 9, 50), chat("c1")]
         returned = await store.commit("p1", entries + others, {("ev", 1): 13}, publish=True)
         # Oldest record first (by its Kafka timestamp), paged like messages.
         listed: list[bytes] = []
         cursor = None
         while True:
-            page, cursor = await store.list_chat_log("p1", "c1", limit=2, cursor=cursor)
+            page, cursor = await store.list_log("p1", "chat", "c1", limit=2, cursor=cursor)
             listed += page
             if cursor is None:
                 break
         assert [str(position_of(v)) for v in listed] == ["ev:1:2", "ev:1:12", "ev:1:7"]
-        assert [str(position_of(v)) for v in (await store.list_chat_log("p1", "c1/x"))[0]
+        assert [str(position_of(v)) for v in (await store.list_log("p1", "chat", "c1/x"))[0]
                 ] == ["ev:2:3"]
-        assert await store.list_chat_log("p1", "nope") == ([], None)
+        assert [str(position_of(v)) for v in (await store.list_log("p1", "agent", "c1"))[0]
+                ] == ["ev:4:9"]  # an agent's index is its own, even under the same id
+        assert await store.list_log("p1", "chat", "nope") == ([], None)
         # No state: not published, not counted, not compared by a rebuild's verification.
         assert [e.kind for e in returned] == ["chat"]
         assert [e.kind for e in await store.outbox(100)] == ["chat"]
         assert await store.counts("p1") == {"chat": 1, "message": 0, "visitor": 0, "agent": 0}
         assert [(fp.kind, fp.id) for fp in await store.fingerprints("p1")] == [("chat", "c1")]
         await store.create_projection("p2")
-        assert await store.list_chat_log("p2", "c1") == ([], None)
+        assert await store.list_log("p2", "chat", "c1") == ([], None)
 
     async def test_list_agents_by_id(self, store: Store) -> None:
         rows = [agent("b"), agent("a"), agent("c", status="offline"), chat("c1")]

@@ -62,11 +62,13 @@ async def test_rows_offsets_and_cache(store: Store) -> None:
     result = await folder.fold("p", batch)
     assert result.offsets == {("t.events.chat", 0): 4, ("t.events.chat", 2): 42}
     assert result.dead == []
-    kinds = sorted((r.kind, r.id) for r in result.rows if r.kind != "chat_log")
-    # Each chat's log index (projector.chat_log): one row per record folded into it.
+    kinds = sorted((r.kind, r.id) for r in result.rows if not r.kind.endswith("_log"))
+    # Each chat's and agent's log index (projector.log_index): a row per record folded in.
     assert sorted(r.id for r in result.rows if r.kind == "chat_log") == [
         *(f"c1/t.events.chat:0:{o:020d}" for o in range(4)),
         *(f"s1/t.events.chat:2:{o:020d}" for o in (40, 41))]
+    assert sorted(r.id for r in result.rows if r.kind == "agent_log") == [
+        f"ag-1/t.events.chat:0:{o:020d}" for o in range(1, 4)]
     # The chat webhooks name agent ag-1, which names its agent row too.
     assert kinds == [("agent", "ag-1"), ("chat", "c1"), ("chat", "s1"), ("message", "c1/c1-m0"),
                      ("message", "c1/c1-m1"), ("message", "s1/s1-m0"), ("visitor", "vis-c1")]

@@ -1,0 +1,139 @@
+"""Visitors and agents: each one's current state (as the query API serves it), its chats,
+and an agent's status history (its webhooks read by offset from its log index and folded,
+as a chat's timeline is: :mod:`parley.console.timeline`)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import msgspec
+import orjson
+from aiohttp import web
+
+from contracts.state import VisitorState
+from parley.console.app import Console, NavItem, PageError, Route, Section, console_of
+from parley.console.timeline import MAX_RECORDS, fold_entries
+from projector.api import MAX_MERGED_SESSIONS
+from projector.log_index import position_of
+from projector.states import AggregateRef
+from projector.views import merged_visitor
+
+__all__ = ["SECTION"]
+
+CHATS_SHOWN = 50
+_VISITOR = msgspec.json.Decoder(VisitorState)
+
+
+async def _chats(console: Console, projection: str, ids: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for chat_id in ids[:CHATS_SHOWN]:
+        view = await console.store.get_view(projection, "chat", chat_id)
+        if view is not None:
+            out.append(orjson.loads(view))
+    return out
+
+
+async def visitor_page(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    visitor_id = request.match_info["id"]
+    projection = await console.live_projection()
+    view = await console.store.get_view(projection, "visitor", visitor_id)
+    if view is None:
+        raise PageError(404, f"there is no visitor {visitor_id!r}")
+    visitor = _VISITOR.decode(view)
+    if visitor.sessions:  # as the API shows it: with the provisional visitors it was
+        linked = []
+        for session_id in visitor.sessions[:MAX_MERGED_SESSIONS]:
+            session_view = await console.store.get_view(projection, "visitor", session_id)
+            if session_view is not None:
+                linked.append(_VISITOR.decode(session_view))
+        visitor = merged_visitor(visitor, linked)
+    data = orjson.loads(msgspec.json.encode(visitor))
+    chats = await _chats(console, projection, list(reversed(visitor.chats)))
+    return console.render(request, "visitor.html", title=f"Visitor {visitor_id}",
+                          visitor=data, chats=chats, more_chats=len(visitor.chats) > CHATS_SHOWN,
+                          state=orjson.dumps(data, option=orjson.OPT_INDENT_2).decode(),
+                          filters={}, searchable=True, next_url=None)
+
+
+async def visitor_lookup(request: web.Request) -> web.StreamResponse:
+    """The visitors page: a visitor is found by id (there is no listing of every visitor)."""
+    console = console_of(request)
+    wanted = request.query.get("id", "").strip()
+    if wanted:
+        return web.Response(status=303,
+                            headers={"Location": f"/console/visitors/{quote(wanted, safe='')}"})
+    return console.render(request, "visitors.html", title="Visitors")
+
+
+async def agent_list(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    projection = await console.live_projection()
+    agents = [orjson.loads(v) for v in await console.store.list_agents(projection)]
+    return console.render(request, "agents.html", title="Agents", agents=agents,
+                          stream_url="/api/stream?kind=agent",
+                          fragment_url="/console/fragments/agents")
+
+
+async def agent_list_fragment(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    projection = await console.live_projection()
+    agents = [orjson.loads(v) for v in await console.store.list_agents(projection)]
+    return web.Response(text=console.fragment("agents_table.html", agents=agents),
+                        content_type="text/html")
+
+
+async def agent_page(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    agent_id = request.match_info["id"]
+    projection = await console.live_projection()
+    view = await console.store.get_view(projection, "agent", agent_id)
+    if view is None:
+        raise PageError(404, f"there is no agent {agent_id!r}")
+    views, _ = await console.store.list_chats(projection, agent=agent_id, chat_type=None,
+                                              limit=CHATS_SHOWN)
+    return console.render(request, "agent.html", title=f"Agent {agent_id}",
+                          agent=orjson.loads(view), chats=[orjson.loads(v) for v in views],
+                          filters={}, searchable=True, next_url=None,
+                          stream_url="/api/stream?kind=agent",
+                          history_url=f"/console/agents/{quote(agent_id, safe='')}/history")
+
+
+async def agent_history(request: web.Request) -> web.StreamResponse:
+    """The agent's status history: each change of its status, from its webhooks."""
+    console = console_of(request)
+    agent_id = request.match_info["id"]
+    projection = await console.live_projection()
+    views, more = await console.store.list_log(projection, "agent", agent_id,
+                                               limit=MAX_RECORDS)
+    positions = [position_of(v) for v in views]
+    try:
+        records = await console.kafka.records(positions)
+    except Exception:  # noqa: BLE001 - Kafka away: the history says it could not be read
+        return web.Response(text=console.fragment("agent_history.html", changes=[], down=True,
+                                                  truncated=False, limit=MAX_RECORDS),
+                            content_type="text/html")
+    changes = []
+    last: object = None
+    for entry in fold_entries(AggregateRef("agent", agent_id), positions, records):
+        status = (entry.view or {}).get("status")
+        if entry.view is not None and status != last:
+            changes.append({"status": status, "since": entry.view.get("since"),
+                            "event_type": entry.event_type, "position": str(entry.position),
+                            "received_at": entry.received_at})
+            last = status
+    return web.Response(text=console.fragment("agent_history.html", changes=changes, down=False,
+                                              truncated=more is not None, limit=MAX_RECORDS),
+                        content_type="text/html")
+
+
+SECTION = Section(
+    nav=(NavItem("Agents", "/console/agents"), NavItem("Visitors", "/console/visitors")),
+    routes=(Route("GET", "/agents", agent_list),
+            Route("GET", "/fragments/agents", agent_list_fragment, page=False),
+            Route("GET", "/agents/{id}", agent_page),
+            Route("GET", "/agents/{id}/history", agent_history, page=False),
+            Route("GET", "/visitors", visitor_lookup),
+            Route("GET", "/visitors/{id}", visitor_page)),
+)

@@ -1,0 +1,48 @@
+"""Agents and visitors in a real browser: state, chats, an agent's status history from its
+webhooks, the agents list live."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from playwright.async_api import Browser, expect
+
+from tests.console.conftest import Parley, log_in
+from tests.kit.live_projector import T0, natterly_body, natterly_user_status
+
+pytestmark = pytest.mark.kafka
+
+
+async def test_an_agents_status_history_and_the_live_list(
+        browser: Browser, parley: Parley) -> None:
+    await parley.post(natterly_user_status("ag-h", "online", T0))
+    await parley.post(natterly_user_status("ag-h", "invisible", T0 + timedelta(minutes=5)))
+    position = await parley.post(natterly_body("ChatAccepted", "pp-chat", T0 + timedelta(
+        minutes=6), agent="ag-h", visitor="pp-vis"))
+    await parley.api(f"/api/chats/pp-chat?min_position={position}")
+    page = await browser.new_page()
+    await log_in(page, parley, "/console/agents")
+    row = page.locator('tr[data-agent="ag-h"]')
+    await expect(row.locator("[data-status]")).to_have_text("invisible")
+    await row.get_by_role("link", name="ag-h").click()
+    history = page.locator("tr[data-history-status]")
+    await expect(history).to_have_count(2, timeout=20_000)
+    assert [await h.get_attribute("data-history-status") for h in await history.all()
+            ] == ["online", "invisible"]
+    await expect(page.locator('tr[data-chat="pp-chat"]')).to_be_visible()
+    # The visitor of that chat: its page lists the chat.
+    await page.goto(f"{parley.url}/console/visitors/pp-vis")
+    await expect(page.locator('tr[data-chat="pp-chat"]')).to_be_visible()
+    # The agents list follows the agent stream without a reload.
+    await page.goto(f"{parley.url}/console/agents")
+    await expect(page.locator("#agents-live")).to_have_text("live")
+    await page.evaluate("window.parleyMarker = 1")
+    await parley.post(natterly_user_status("ag-h", "offline", T0 + timedelta(minutes=9)))
+    await expect(row.locator("[data-status]")).to_have_text("offline", timeout=20_000)
+    assert await page.evaluate("window.parleyMarker") == 1
+    # Unknown ones: 404 pages.
+    answer = await page.goto(f"{parley.url}/console/agents/nobody")
+    assert answer is not None and answer.status == 404
+    answer = await page.goto(f"{parley.url}/console/visitors/nobody")
+    assert answer is not None and answer.status == 404
