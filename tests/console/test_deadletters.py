@@ -8,11 +8,10 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import aiohttp
+import msgspec
 import pytest
-from aiohttp.test_utils import TestServer
 from aiokafka import TopicPartition
 from playwright.async_api import Browser, expect
 
@@ -20,15 +19,11 @@ from consumers.dlq_ops import dlq_entries
 from contracts.ops import decode_audit
 from contracts.topics import Topics
 from parley.kafka.clients import make_consumer
-from parley.process import assemble
-from parley.runtime import Runtime
-from parley.settings import HttpSettings, KafkaSettings, Settings, SourceSettings, StoreSettings
-from projector.role import ProjectorRole
+from parley.settings import KafkaSettings, Settings
 from tests.console.conftest import API_TOKEN, Parley, log_in
 from tests.kit.crm_standin import SECRET, TOKEN, RunningStandIn, StandInCrm
-from tests.kit.live_projector import T0, delete_dlq, eventually, natterly_body
+from tests.kit.live_projector import T0, eventually, natterly_body
 from tests.kit.live_projector import TOKEN as NATTERLY_TOKEN
-from tests.kit.run_roles import quick_run_roles
 
 pytestmark = pytest.mark.kafka
 
@@ -46,29 +41,11 @@ async def crm() -> AsyncIterator[RunningStandIn]:
 
 
 @pytest.fixture
-async def parley_crm(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path,
-                     unique: str, crm: RunningStandIn) -> AsyncIterator[Parley]:
-    """``parley run``'s roles with the ``crm`` group configured."""
-    settings = Settings(
-        kafka=kafka_settings, data_dir=str(tmp_path / "data"),
-        store=StoreSettings(url=f"sqlite:///{tmp_path / 'state.db'}"),
-        http=HttpSettings(api_tokens=(API_TOKEN,)),
-        sources={"acme": SourceSettings(provider="natterly",
-                                        auth_tokens=(NATTERLY_TOKEN,))},
-        consumers={"crm": {"base_url": crm.url, "auth_value": TOKEN,
-                           "signing_secret": SECRET, "max_attempts": 2, "max_delay_s": 0.2,
-                           "timeout_s": 2.0}})
-    rt = Runtime.from_settings(settings)
-    roles = quick_run_roles(rt, unique, wait_s=10.0, recheck_s=0.1)
-    server = TestServer(assemble(rt, roles))
-    await server.start_server()
-    projector = next(r for r in roles if isinstance(r, ProjectorRole))
-    try:
-        async with aiohttp.ClientSession() as http:
-            yield Parley(str(server.make_url("")).rstrip("/"), projector, http)
-    finally:
-        await server.close()
-        await delete_dlq(kafka_settings, topics)
+def parley_settings(parley_settings: Settings, crm: RunningStandIn) -> Settings:
+    """The console tests' Parley (``parley`` fixture) with the ``crm`` group configured."""
+    return msgspec.structs.replace(parley_settings, consumers={"crm": {
+        "base_url": crm.url, "auth_value": TOKEN, "signing_secret": SECRET, "max_attempts": 2,
+        "max_delay_s": 0.2, "timeout_s": 2.0}})
 
 
 async def _dead_letter(parley: Parley, kafka: KafkaSettings, topics: Topics) -> None:
@@ -122,9 +99,9 @@ async def _audit(kafka: KafkaSettings, topics: Topics) -> list[bytes]:
 
 
 async def test_skip_is_confirmed_done_once_per_action_id_and_audited_without_a_secret(
-        parley_crm: Parley, kafka_settings: KafkaSettings, topics: Topics) -> None:
-    await _dead_letter(parley_crm, kafka_settings, topics)
-    base = parley_crm.url
+        parley: Parley, kafka_settings: KafkaSettings, topics: Topics) -> None:
+    await _dead_letter(parley, kafka_settings, topics)
+    base = parley.url
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
         await _login(http, base)
         async with http.get(f"{base}/console/deadletters") as resp:
@@ -170,13 +147,13 @@ async def test_skip_is_confirmed_done_once_per_action_id_and_audited_without_a_s
 
 
 async def test_a_dead_letter_is_replayed_from_the_browser_and_the_group_catches_up(
-        browser: Browser, parley_crm: Parley, crm: RunningStandIn,
+        browser: Browser, parley: Parley, crm: RunningStandIn,
         kafka_settings: KafkaSettings, topics: Topics) -> None:
-    await _dead_letter(parley_crm, kafka_settings, topics)
+    await _dead_letter(parley, kafka_settings, topics)
     page = await browser.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    await log_in(page, parley_crm, "/console/deadletters")
+    await log_in(page, parley, "/console/deadletters")
     await expect(page.locator('[data-group="crm"] [data-dead]')).to_have_text("2")
     await page.get_by_role("link", name="crm").click()
     dead = page.locator(f'tr[data-key="{DOOMED}"][data-kind="dead"]')
@@ -188,14 +165,14 @@ async def test_a_dead_letter_is_replayed_from_the_browser_and_the_group_catches_
     await expect(page.get_by_role("status")).to_contain_text("replayed 3 event(s)")
     assert any(a.get("external_id") == DOOMED for a in crm.crm.activities)
     # The group releases the key and flows: a later chat reaches the CRM too.
-    await parley_crm.post(natterly_body("ChatInitiated", "dl-chat-next", T0, visitor="dl-vis2"))
-    await parley_crm.post(natterly_body("ChatClosed", "dl-chat-next", T0 + timedelta(minutes=3),
+    await parley.post(natterly_body("ChatInitiated", "dl-chat-next", T0, visitor="dl-vis2"))
+    await parley.post(natterly_body("ChatClosed", "dl-chat-next", T0 + timedelta(minutes=3),
                                         visitor="dl-vis2", status="Closed"))
 
     async def caught_up() -> bool:
         return any(a.get("external_id") == "dl-chat-next" for a in crm.crm.activities)
 
     await eventually(caught_up, "the next chat's activity", timeout_s=40)
-    await page.goto(f"{parley_crm.url}/console/deadletters/crm")
+    await page.goto(f"{parley.url}/console/deadletters/crm")
     await expect(page.locator('[data-state="empty"]')).to_be_visible()
     assert errors == []
