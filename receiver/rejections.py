@@ -111,6 +111,9 @@ class RejectionRecorder:
         self._held: dict[_Tally, tuple[int, datetime]] = {}
         self._task: asyncio.Task[None] | None = None
         self._producer: AIOKafkaProducer | None = None
+        # Set by the first rejection: a receiver that never rejects anything never touches
+        # the rejections topic (nor needs to be allowed to).
+        self._first = asyncio.Event()
         self._noted = Counter(
             "parley_receiver_rejections",
             "Webhooks answered with a 4xx, by source and how they were noted for the "
@@ -138,6 +141,7 @@ class RejectionRecorder:
         if isinstance(exc, Unauthorized):
             reason, field = exc.failure.reason, exc.failure.field
         tally: _Tally = (source, exc.status, exc.code, reason, field)
+        self._first.set()
         if not self._admit(source):
             self._hold(tally, 1, now)
             return
@@ -183,7 +187,8 @@ class RejectionRecorder:
     # ------------------------------------------------------------------ the writer
     async def start(self) -> None:
         """Start the writer in the background: the receiver serves without waiting for it
-        (a broker down at start-up delays only the records)."""
+        (a broker down at start-up delays only the records). It connects at the first
+        rejection."""
         self._task = asyncio.create_task(self._run(), name="rejections-writer")
 
     async def stop(self, timeout_s: float = 2.0) -> None:
@@ -205,6 +210,7 @@ class RejectionRecorder:
             await producer.stop()
 
     async def _run(self) -> None:
+        await self._first.wait()
         while True:
             try:
                 await ensure_topics(self._kafka, [self._topics.ops_specs()[0]])
