@@ -83,8 +83,8 @@ class TopicsReport(msgspec.Struct, frozen=True, kw_only=True):
 @contextlib.asynccontextmanager
 async def _admin(k: KafkaSettings) -> AsyncIterator[Any]:
     admin = make_admin(k)
+    await admin.start()
     try:
-        await admin.start()  # inside: a start that fails (Kafka down) is closed too
         yield admin
     finally:
         await admin.close()
