@@ -43,6 +43,9 @@ def log_startup(settings: Settings, app: web.Application, base_url: str) -> None
         described = f"; described at {base_url}{OPENAPI_ROUTE}" if OPENAPI_ROUTE in api else ""
         log.info("API at %s/api/ (%s)%s", base_url, ", ".join(areas), described,
                  extra={"api_url": f"{base_url}/api/"})
+    if "/console" in routes:
+        log.info("operator console at %s/console", base_url,
+                 extra={"console_url": f"{base_url}/console"})
 
 
 def _log_sources(settings: Settings, base_url: str) -> None:

@@ -21,6 +21,7 @@ from typing import Literal
 import jinja2
 from aiohttp import web
 
+from parley.console.counts import RowCounts
 from parley.console.groups import GroupInfo
 from parley.console.kafka_view import KafkaView
 from parley.console.traffic import Traffic
@@ -122,6 +123,7 @@ class Console:
     panel_timeout_s: float = 3.0
     env: jinja2.Environment = field(init=False)
     kafka: KafkaView = field(init=False)
+    row_counts: RowCounts = field(default_factory=RowCounts)
     traffic: Traffic = field(init=False)
 
     def __post_init__(self) -> None:

@@ -28,7 +28,7 @@ async def render_panel(console: Console, panel: Panel) -> str:
         return console.fragment("panel_down.html", panel=panel,
                                 reason=f"no answer within {console.panel_timeout_s:g} s")
     except Exception as exc:  # noqa: BLE001 - a panel that fails is shown as down, not a 500
-        log.warning("console panel %s down: %s", panel.name, type(exc).__name__)
+        log.info("console panel %s down: %s", panel.name, type(exc).__name__)
         return console.fragment("panel_down.html", panel=panel, reason=_reason(exc))
     return console.fragment(panel.template, panel=panel, **data)
 
@@ -83,7 +83,7 @@ async def _load_store(console: Console) -> Mapping[str, object]:
     store = console.store
     live = await store.live_projection(query=True)
     names = await store.list_projections()
-    counts = await store.counts(live) if live is not None else {}
+    counts, counted_s = await console.row_counts.get(store, live) if live is not None else ({}, 0.0)
     verifications = await store.verifications()
     applied = {name: sum(n for (topic, _), n in (await store.offsets(name)).items()
                          if topic in console.rt.topics.event_topics) for name in names}
@@ -97,7 +97,8 @@ async def _load_store(console: Console) -> Mapping[str, object]:
                "progress": (None if ends is None else 100.0 if not ends
                             else min(100.0, 100.0 * applied[name] / ends)),
                "verified": name in verifications} for name in names]
-    return {"live": live, "copies": copies, "counts": counts, "ends": ends}
+    return {"live": live, "copies": copies, "counts": counts, "counted_s": counted_s,
+            "ends": ends}
 
 
 PANELS: tuple[Panel, ...] = (

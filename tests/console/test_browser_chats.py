@@ -9,7 +9,7 @@ import pytest
 from playwright.async_api import Browser, expect
 
 from tests.console.conftest import Parley, log_in
-from tests.kit.live_projector import T0, natterly_body
+from tests.kit.live_projector import T0, eventually, natterly_body
 
 pytestmark = pytest.mark.kafka
 
@@ -73,3 +73,21 @@ async def test_chat_list_filters_and_bad_input(browser: Browser, parley: Parley)
     answer = await page.goto(f"{parley.url}/console/chats/no-such-chat")
     assert answer is not None and answer.status == 404
     await expect(page.get_by_role("alert")).to_contain_text("no chat")
+    answer = await page.goto(f"{parley.url}/console/chats?q=a")  # a one-letter prefix
+    assert answer is not None and answer.status == 400
+
+
+async def test_full_text_search_finds_a_chat_by_its_messages(
+        browser: Browser, parley: Parley) -> None:
+    words = [("fts-m0", "my teapot arrived broken", T0)]
+    await parley.post(natterly_body("ChatInitiated", "fts-chat", T0, visitor="v3",
+                                    messages=words, status="Initiated"))
+    page = await browser.new_page()
+    await log_in(page, parley, "/console/chats")
+
+    async def found() -> bool:  # the search consumer indexes the chat's state a moment later
+        await page.goto(f"{parley.url}/console/chats?q=teapot")
+        return await page.locator('tr[data-chat="fts-chat"]').count() == 1
+
+    await eventually(found, "the chat in the search results", timeout_s=30, every_s=0.5)
+    await expect(page.locator("tr[data-chat] .snippet mark")).to_have_text("teapot")
