@@ -21,6 +21,7 @@ from contracts.topics import Topics
 from parley.kafka.clients import make_consumer
 from parley.settings import KafkaSettings, Settings
 from tests.console.conftest import API_TOKEN, Parley, log_in
+from tests.console.test_browser_pages import HEIGHT, WIDTH, check, screenshots
 from tests.kit.crm_standin import SECRET, TOKEN, RunningStandIn, StandInCrm
 from tests.kit.live_projector import T0, eventually, natterly_body
 from tests.kit.live_projector import TOKEN as NATTERLY_TOKEN
@@ -150,17 +151,20 @@ async def test_a_dead_letter_is_replayed_from_the_browser_and_the_group_catches_
         browser: Browser, parley: Parley, crm: RunningStandIn,
         kafka_settings: KafkaSettings, topics: Topics) -> None:
     await _dead_letter(parley, kafka_settings, topics)
-    page = await browser.new_page()
+    page = await browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     await log_in(page, parley, "/console/deadletters")
     await expect(page.locator('[data-group="crm"] [data-dead]')).to_have_text("2")
+    await check(page, "deadletters", screenshots())
     await page.get_by_role("link", name="crm").click()
     dead = page.locator(f'tr[data-key="{DOOMED}"][data-kind="dead"]')
     await expect(dead.first).to_contain_text("CrmRejected")
+    await check(page, "deadletters-group", screenshots())
     crm.crm.always.clear()  # the CRM accepts the chat now
     await page.get_by_role("link", name=f"Replay key {DOOMED}").click()
     await expect(page.get_by_role("heading", level=1)).to_contain_text("Replay dead letters")
+    await check(page, "deadletters-confirm", screenshots())
     await page.get_by_role("button", name=re.compile("Confirm: replay 3 entries")).click()
     await expect(page.get_by_role("status")).to_contain_text("replayed 3 event(s)")
     assert any(a.get("external_id") == DOOMED for a in crm.crm.activities)

@@ -18,6 +18,7 @@ from parley.kafka.topics import ensure_topics
 from parley.settings import KafkaSettings
 from tests.console import test_session
 from tests.console.conftest import API_TOKEN, Parley, log_in
+from tests.console.test_browser_pages import HEIGHT, WIDTH, check, screenshots
 from tests.kit.live_projector import T0, natterly_body
 from tests.kit.live_projector import TOKEN as NATTERLY_TOKEN
 
@@ -61,7 +62,7 @@ async def test_the_reader_counts_the_last_hour_and_keeps_the_latest_per_source(
 
 async def test_a_wrong_token_shows_on_the_rejections_page_within_seconds_without_the_secret(
         browser: Browser, parley: Parley) -> None:
-    page = await browser.new_page()
+    page = await browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     await log_in(page, parley, "/console/rejections")
@@ -77,6 +78,7 @@ async def test_a_wrong_token_shows_on_the_rejections_page_within_seconds_without
     await expect(row).to_contain_text("no_matching_secret", timeout=10_000)
     await expect(row).to_contain_text("auth_token")  # which member was checked, not its value
     assert await page.evaluate("window.parleyMarker") == 1
+    await check(page, "rejections", screenshots())
     html = await page.content()
     for secret in (guessed, NATTERLY_TOKEN, API_TOKEN):
         assert secret not in html
