@@ -111,6 +111,7 @@ class RejectionRecorder:
         self._held: dict[_Tally, tuple[int, datetime]] = {}
         self._task: asyncio.Task[None] | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._connecting: asyncio.Future[AIOKafkaProducer] | None = None
         # Set by the first rejection: a receiver that never rejects anything never touches
         # the rejections topic (nor needs to be allowed to).
         self._first = asyncio.Event()
@@ -198,6 +199,14 @@ class RejectionRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None and not connecting.done():
+            # Let a connection being made finish (bounded): aiokafka leaves the socket of a
+            # bootstrap cut short by a cancel open.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(connecting), timeout_s)
+            if not connecting.done():
+                connecting.cancel()
         producer, self._producer = self._producer, None
         if producer is None:
             return
@@ -213,10 +222,9 @@ class RejectionRecorder:
         await self._first.wait()
         while True:
             try:
-                await ensure_topics(self._kafka, [self._topics.ops_specs()[0]])
-                self._producer = make_producer(self._kafka, acks=1, enable_idempotence=False)
-                await self._producer.start()
-                await self._pump(self._producer)
+                # Shielded: a stop() during the connection waits for it (see stop()).
+                self._connecting = asyncio.ensure_future(self._connect())
+                await self._pump(await asyncio.shield(self._connecting))
             except asyncio.CancelledError:
                 raise  # stop() drains and closes the producer
             except Exception as exc:  # noqa: BLE001 - Kafka trouble: retry, keep counting
@@ -227,6 +235,14 @@ class RejectionRecorder:
                     with contextlib.suppress(Exception):
                         await producer.stop()
             await asyncio.sleep(self.limits.backoff_s)
+
+    async def _connect(self) -> AIOKafkaProducer:
+        """The rejections topic made sure of, and a started producer (``self._producer``)."""
+        await ensure_topics(self._kafka, [self._topics.ops_specs()[0]])
+        producer = make_producer(self._kafka, acks=1, enable_idempotence=False)
+        self._producer = producer
+        await producer.start()
+        return producer
 
     async def _pump(self, producer: AIOKafkaProducer) -> None:
         """Write queued records as they come, and the held counts every ``summary_s``."""
