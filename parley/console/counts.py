@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from projector.store import Store
@@ -31,6 +32,7 @@ class RowCounts:
     """The cached count (see the module docstring)."""
 
     min_age_s: float = 2.0
+    clock: Callable[[], float] = time.monotonic
     _last: _Count | None = None
     _task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -38,7 +40,7 @@ class RowCounts:
         """The rows per kind of copy ``live`` and how many seconds ago they were counted."""
         last = self._last
         current = last is not None and last.copy == live
-        old = last is None or time.monotonic() - last.at > max(self.min_age_s, 10 * last.took_s)
+        old = last is None or self.clock() - last.at > max(self.min_age_s, 10 * last.took_s)
         if (not current or old) and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._count(store, live), name="console-counts")
             # A count that fails in the background is tried again by the next page (the
@@ -50,10 +52,10 @@ class RowCounts:
         last = self._last
         if last is None or last.copy != live:
             return {}, 0.0  # the count ran for another copy meanwhile (a switch of reads)
-        return last.counts, time.monotonic() - last.at
+        return last.counts, self.clock() - last.at
 
     async def _count(self, store: Store, live: str) -> None:
-        started = time.monotonic()
+        started = self.clock()
         counts = await store.counts(live)
-        now = time.monotonic()
+        now = self.clock()
         self._last = _Count(live, counts, now, now - started)

@@ -22,6 +22,9 @@ from projector.views import merged_visitor
 __all__ = ["SECTION"]
 
 CHATS_SHOWN = 50
+#: An agent's latest chats on its page: the chat listing filtered by agent walks the listing's
+#: index until it has this many of the agent's (the whole list: /console/chats?agent=ID).
+AGENT_CHATS_SHOWN = 20
 _VISITOR = msgspec.json.Decoder(VisitorState)
 
 
@@ -91,11 +94,13 @@ async def agent_page(request: web.Request) -> web.StreamResponse:
     view = await console.store.get_view(projection, "agent", agent_id)
     if view is None:
         raise PageError(404, f"there is no agent {agent_id!r}")
-    views, _ = await console.store.list_chats(projection, agent=agent_id, chat_type=None,
-                                              limit=CHATS_SHOWN)
+    views, more = await console.store.list_chats(projection, agent=agent_id, chat_type=None,
+                                                 limit=AGENT_CHATS_SHOWN)
     return console.render(request, "agent.html", title=f"Agent {agent_id}",
                           agent=orjson.loads(view), chats=[orjson.loads(v) for v in views],
-                          filters={}, searchable=True, next_url=None,
+                          filters={}, searchable=True,
+                          next_url=(f"/console/chats?type=all&agent={quote(agent_id, safe='')}"
+                                    if more else None),
                           stream_url="/api/stream?kind=agent",
                           history_url=f"/console/agents/{quote(agent_id, safe='')}/history")
 

@@ -2,8 +2,14 @@
 navigation order) and of the overview's panels.
 
 To add a page: write its module (a :class:`~parley.console.app.Section` of routes and nav
-entries; see :mod:`parley.console.overview`) and add it to :data:`SECTIONS`. To add an
+entries; see :mod:`parley.console.chats`) and add it to :data:`SECTIONS`. To add an
 overview panel: a :class:`~parley.console.app.Panel` in :data:`PANELS`.
+
+Every route is behind the login and, for a POST, the CSRF check
+(:func:`parley.console.session.guard`): a form posts the ``csrf`` its page was rendered with
+(``<input type="hidden" name="csrf" value="{{ csrf }}">``), a script sends it as the header
+``X-CSRF-Token``. A handler raises :class:`~parley.console.app.PageError` for bad input (a
+400 or 404 page) and answers with :meth:`~parley.console.app.Console.render`.
 """
 
 from __future__ import annotations

@@ -22,8 +22,10 @@ class Store:
 
 
 async def test_an_old_count_is_answered_while_a_new_one_runs() -> None:
-    store, counts = Store(), RowCounts(min_age_s=0.0)
+    now = [0.0]
+    store, counts = Store(), RowCounts(min_age_s=1.0, clock=lambda: now[0])
     assert (await counts.get(store, "v1"))[0]["chat"] == 1  # type: ignore[arg-type]
+    now[0] = 5.0  # older than min_age_s
     # Old already (min_age 0): answered at once from the last count, a new count started.
     assert (await counts.get(store, "v1"))[0]["chat"] == 1  # type: ignore[arg-type]
     await asyncio.sleep(0)  # the new count starts, and waits

@@ -210,3 +210,18 @@ async def test_kafka_down_shows_as_down_never_a_500(client: Client) -> None:
     for name in ("groups", "topics", "store", "traffic"):
         async with http.get(f"/console/panels/{name}") as resp:
             assert resp.status == 200, name
+
+
+async def test_odd_input_is_a_4xx_page_never_a_500(client: Client) -> None:
+    http = await client()
+    await login(http)
+    paths = ["/console/chats?status=%00", "/console/chats?limit=-1", "/console/chats?limit=99999",
+             "/console/chats?limit=abc", "/console/chats?cursor=%FF%FE", "/console/chats?q=%20",
+             "/console/chats?q=x", "/console/chats?type=%E2%80%8B", "/console/chats/%00",
+             "/console/chats/%F0%9F%98%80", "/console/chats/a%2F..%2Fb", "/console/chats/x/timeline",
+             "/console/agents/%00", "/console/agents/x/history", "/console/visitors/%FF",
+             "/console/visitors?id=%00", "/console/panels/%2E%2E", "/console/static/..%2F..%2Fapp.py"]
+    for path in paths:
+        async with http.get(path, allow_redirects=False) as resp:
+            assert resp.status < 500, (path, resp.status, await resp.text())
+            assert TOKEN not in await resp.text()

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from contracts.envelope import Envelope, encode_envelope
 from contracts.timestamps import MAX_UNIX_S
 from projector.folder import Folder
+from projector.log_index import LOG_KINDS
 from projector.metrics import ProjectorMetrics
 from projector.store import Store
 from projector.stores import open_store
@@ -103,7 +104,9 @@ async def fold_committed(store: Store, folder: Folder, batches: Sequence[list[Co
         assert result.dead == []
         await store.commit("p", result.rows, result.offsets)
         folder.remember(result.states, result.covers)
-        seen.update((r.kind, r.id) for r in result.rows)
+        # State rows: the log index (projector.log_index) lists a refused webhook under the
+        # chat it named too, as received for it, changing no state.
+        seen.update((r.kind, r.id) for r in result.rows if r.kind not in LOG_KINDS)
     out = {}
     for kind, id_ in sorted(seen):
         raw = await store.get_view("p", kind, id_)
