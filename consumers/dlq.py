@@ -43,7 +43,9 @@ async def read_dlq(k: KafkaSettings, topic: str, *, keep_values: bool,
                    state: ParkedState | None = None, timeout_s: float = 30.0) -> ParkedState:
     """Fold the whole dead-letter topic, from its start to its current end."""
     state = state or ParkedState()
-    reader = make_consumer(k, group_id=None, enable_auto_commit=False)
+    # Short fetch waits: the end-offsets request queues behind a fetch long-polling for
+    # fetch_max_wait_ms (500 ms by default) on the same connection.
+    reader = make_consumer(k, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=10)
     await reader.start()
     try:
         tp = TopicPartition(topic, 0)

@@ -41,16 +41,20 @@ class ReplayReport(msgspec.Struct, kw_only=True):
     rounds: int = 0
 
 
-def _select(entries: list[DeadLetterEntry], key: str | None, topic: str | None) -> list[DeadLetterEntry]:
+def _select(entries: list[DeadLetterEntry], key: str | None, topic: str | None,
+            upto: int | None = None) -> list[DeadLetterEntry]:
     return [e for e in entries
-            if (key is None or e.key == key) and (topic is None or e.origin.topic == topic)]
+            if (key is None or e.key == key) and (topic is None or e.origin.topic == topic)
+            and (upto is None or e.dlq_offset <= upto)]
 
 
 async def dlq_entries(k: KafkaSettings, topics: Topics, name: str, *, key: str | None = None,
-                      topic: str | None = None, values: bool = False) -> list[DeadLetterEntry]:
-    """Unresolved entries (dead and parked) of group ``name``, in dead-letter order."""
+                      topic: str | None = None, values: bool = False,
+                      upto: int | None = None) -> list[DeadLetterEntry]:
+    """Unresolved entries (dead and parked) of group ``name``, in dead-letter order; with
+    ``upto``, only those at dead-letter offsets up to it (what an operator was shown)."""
     dlq = await ensure_dlq_topic(k, topics, name)
-    return _select((await read_dlq(k, dlq, keep_values=values)).entries(), key, topic)
+    return _select((await read_dlq(k, dlq, keep_values=values)).entries(), key, topic, upto)
 
 
 async def _resolve(k: KafkaSettings, topics: Topics, name: str,
@@ -68,9 +72,10 @@ async def _resolve(k: KafkaSettings, topics: Topics, name: str,
 
 
 async def dlq_skip(k: KafkaSettings, topics: Topics, name: str, *, key: str | None = None,
-                   topic: str | None = None) -> int:
-    """Resolve (give up) the selected entries; returns how many."""
-    entries = await dlq_entries(k, topics, name, key=key, topic=topic)
+                   topic: str | None = None, upto: int | None = None) -> int:
+    """Resolve (give up) the selected entries; returns how many. With ``upto`` only entries
+    at dead-letter offsets up to it: doing it again resolves nothing more."""
+    entries = await dlq_entries(k, topics, name, key=key, topic=topic, upto=upto)
     last: dict[ParkKey, int] = {}
     for e in entries:
         last[(e.origin.topic, e.key)] = e.dlq_offset
@@ -80,8 +85,9 @@ async def dlq_skip(k: KafkaSettings, topics: Topics, name: str, *, key: str | No
 
 async def dlq_replay(k: KafkaSettings, topics: Topics, consumer: Consumer, *,
                      key: str | None = None, topic: str | None = None,
-                     max_rounds: int = 5) -> ReplayReport:
-    """Handle the selected entries again, key by key in order (see module doc)."""
+                     max_rounds: int = 5, upto: int | None = None) -> ReplayReport:
+    """Handle the selected entries again, key by key in order (see module doc). With
+    ``upto`` only entries at dead-letter offsets up to it (rounds pick up nothing newer)."""
     report = ReplayReport()
     if consumer.start is not None:
         await consumer.start()
@@ -89,7 +95,7 @@ async def dlq_replay(k: KafkaSettings, topics: Topics, consumer: Consumer, *,
         failed_keys: set[ParkKey] = set()
         for _ in range(max_rounds):
             entries = [e for e in await dlq_entries(k, topics, consumer.name, key=key,
-                                                     topic=topic, values=True)
+                                                     topic=topic, values=True, upto=upto)
                        if (e.origin.topic, e.key) not in failed_keys]
             if not entries:
                 break

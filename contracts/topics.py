@@ -1,7 +1,8 @@
 """Topics as code: every Kafka topic Parley uses, its key and its configuration.
 
-``parley topics apply`` creates topics from :meth:`Topics.specs` (event and state topics) and
-:meth:`Topics.dlq_spec` (a consumer's runner creates its :meth:`Topics.replay_spec` topic);
+``parley topics apply`` creates topics from :meth:`Topics.specs` (event and state topics),
+:meth:`Topics.ops_specs` (rejected webhooks, console audit) and :meth:`Topics.dlq_spec` (a
+consumer's runner creates its :meth:`Topics.replay_spec` topic);
 producers and consumers take topic names from the same :class:`Topics` value, so a name is
 spelled in exactly one place. Nothing here talks to Kafka.
 """
@@ -19,6 +20,8 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_RECORD_BYTES",
     "PROJECTOR",
+    "REJECTIONS_RETENTION_BYTES",
+    "REJECTIONS_RETENTION_MS",
     "REPLAY_RETENTION_MS",
     "STATE_COMPACTION_LAG_MS",
     "STATE_TOPIC_KINDS",
@@ -51,6 +54,13 @@ STATE_COMPACTION_LAG_MS = 24 * 3600 * 1000
 
 #: How long a replay topic keeps its copies (:meth:`Topics.replay_spec`): a week.
 REPLAY_RETENTION_MS = 7 * 24 * 3600 * 1000
+
+#: How long the rejected-webhooks topic keeps its records (:meth:`Topics.rejections_spec`): a
+#: week, and never more than :data:`REJECTIONS_RETENTION_BYTES`.
+REJECTIONS_RETENTION_MS = 7 * 24 * 3600 * 1000
+#: The most the rejected-webhooks topic holds (its one partition): 256 MiB. The receiver's
+#: rate bound keeps a week far below it; this is the floor under a bug or a misconfiguration.
+REJECTIONS_RETENTION_BYTES = 256 << 20
 
 #: The largest webhook body Parley accepts (the receiver answers 413 above it).
 MAX_BODY_BYTES = 1 << 20
@@ -98,6 +108,8 @@ class TopicSpec(msgspec.Struct, frozen=True):
     #: Compacted topics: the longest a superseded value stays uncompacted (and the age at
     #: which the active segment rolls), so an erased subject's older states go within it.
     max_compaction_lag_ms: int | None = None
+    #: ``retention.bytes`` per partition; None leaves the broker's default (no limit).
+    retention_bytes: int | None = None
 
     def configs(self, replication_factor: int) -> dict[str, str]:
         """Kafka topic configs for this topic at the given replication factor."""
@@ -106,7 +118,7 @@ class TopicSpec(msgspec.Struct, frozen=True):
         # With 3+ replicas keep one of slack, so a rolling restart never blocks
         # acks=all writes; with fewer, any stricter setting would.
         min_isr = min(self.min_insync_replicas, replication_factor - 1) if replication_factor >= 3 else 1
-        return {
+        configs = {
             "retention.ms": str(self.retention_ms),
             "cleanup.policy": self.cleanup_policy,
             "min.insync.replicas": str(min_isr),
@@ -114,9 +126,13 @@ class TopicSpec(msgspec.Struct, frozen=True):
             # broker's append time, so replays see the same timestamps.
             "message.timestamp.type": "CreateTime",
             "max.message.bytes": str(MAX_RECORD_BYTES),
-        } | ({} if self.max_compaction_lag_ms is None else {
-            "max.compaction.lag.ms": str(self.max_compaction_lag_ms),
-            "segment.ms": str(self.max_compaction_lag_ms)})
+        }
+        if self.max_compaction_lag_ms is not None:
+            configs["max.compaction.lag.ms"] = str(self.max_compaction_lag_ms)
+            configs["segment.ms"] = str(self.max_compaction_lag_ms)
+        if self.retention_bytes is not None:
+            configs["retention.bytes"] = str(self.retention_bytes)
+        return configs
 
 
 class Topics(msgspec.Struct, frozen=True):
@@ -244,6 +260,32 @@ class Topics(msgspec.Struct, frozen=True):
         and holds ids and times only."""
         return TopicSpec(name=self.erasures, key="erasure id", partitions=1,
                          retention_ms=INFINITE_RETENTION_MS)
+
+    @property
+    def rejections(self) -> str:
+        """Webhooks the receiver answered with a 4xx (contracts.ops.Rejection), keyed by source."""
+        return f"{self.prefix}.ops.rejections"
+
+    @property
+    def audit(self) -> str:
+        """Console actions (contracts.ops.AuditRecord), keyed by the action's id."""
+        return f"{self.prefix}.ops.audit"
+
+    def ops_specs(self) -> tuple[TopicSpec, TopicSpec]:
+        """Specs of the rejected-webhooks topic, then the console audit topic.
+
+        Both have one partition (a few records a second at most, read whole by the console,
+        in the order written). Rejections are operational evidence, not history: a week, and
+        at most :data:`REJECTIONS_RETENTION_BYTES`. The audit is the only trace of what an
+        operator did, so it is kept forever, like a dead-letter topic.
+        """
+        return (
+            TopicSpec(name=self.rejections, key="source name", partitions=1,
+                      retention_ms=REJECTIONS_RETENTION_MS,
+                      retention_bytes=REJECTIONS_RETENTION_BYTES),
+            TopicSpec(name=self.audit, key="the action's id", partitions=1,
+                      retention_ms=INFINITE_RETENTION_MS),
+        )
 
     def specs(self, partitions: int = 6) -> tuple[TopicSpec, ...]:
         """Specs of the four event topics, then the three state topics.

@@ -8,7 +8,8 @@ settings (one source of truth)::
 
 - ``kafka.topic_prefix``, ``partitions`` and ``replication_factor`` from the ``parley.toml``
   in ``deploy/k8s/config.yaml`` (the settings every pod runs with);
-- the event topics from ``Topics.specs``; one dead-letter topic (``Topics.dlq_spec``) for the
+- the event and state topics from ``Topics.specs``, the rejected-webhooks and audit topics
+  from ``Topics.ops_specs``; one dead-letter topic (``Topics.dlq_spec``) for the
   projector and for each consumer group deployed in ``deploy/k8s`` (``args: [consumer, NAME]``);
 - each topic's Kafka configs from ``TopicSpec.configs(replication_factor)`` — exactly what
   ``parley topics apply`` would set, so Parley and the Topic Operator never undo each other;
@@ -145,7 +146,7 @@ def _resource_name(topic: str) -> str:
 
 def topic_specs(settings: Settings, consumers: list[str]) -> list[TopicSpec]:
     topics = Topics(prefix=settings.kafka.topic_prefix)
-    specs = list(topics.specs(settings.kafka.partitions))
+    specs = [*topics.specs(settings.kafka.partitions), *topics.ops_specs()]
     specs += [topics.dlq_spec(group) for group in [PROJECTOR, *consumers]]
     return specs
 

@@ -232,7 +232,8 @@ def _cmd_topics_apply(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:  # a --consumer name Kafka cannot put in a topic name
         raise SettingsError(str(exc)) from None
     report = asyncio.run(apply_topics(settings.kafka,
-                                      [*topics.specs(settings.kafka.partitions), *dlqs],
+                                      [*topics.specs(settings.kafka.partitions),
+                                       *topics.ops_specs(), *dlqs],
                                       allow_repartition=args.allow_repartition))
     print(report.summary())
     for c in report.changes:

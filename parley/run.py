@@ -82,7 +82,8 @@ async def _serve(settings: Settings, sock: socket.socket, stop: asyncio.Event) -
     from parley.kafka.topics import apply_topics
 
     topics = Topics(prefix=settings.kafka.topic_prefix)
-    report = await apply_topics(settings.kafka, topics.specs(settings.kafka.partitions))
+    report = await apply_topics(settings.kafka, [*topics.specs(settings.kafka.partitions),
+                                                 *topics.ops_specs()])
     for change in report.changes:
         if change.action != "unchanged":
             log.info("topic %s %s", change.topic, change.action, extra={"detail": change.detail})

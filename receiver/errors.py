@@ -40,10 +40,18 @@ class ReceiverError(Exception):
 
 
 class InvalidBody(ReceiverError):
-    """Malformed JSON, or JSON that does not fit the provider's contract (detail has the path)."""
+    """Malformed JSON, or JSON that does not fit the provider's contract (detail has the path).
+
+    ``authenticated_body`` is the body when the request authenticated before it failed its
+    contract: the only kind whose body a rejection record may keep (receiver/rejections.py).
+    """
 
     status = 400
     code = "invalid_body"
+
+    def __init__(self, detail: str, *, authenticated_body: bytes | None = None) -> None:
+        super().__init__(detail)
+        self.authenticated_body = authenticated_body
 
 
 class Unauthorized(ReceiverError):

@@ -17,8 +17,9 @@ Request flow, each step answering with its own error before the next one runs:
    with Retry-After);
 7. answer 200 ``{"event_id", "position"}``.
 
-A request rejected at any step has written nothing. Bodies and headers are never logged
-(Natterly bodies carry the account token).
+A request rejected at any step has written nothing to the event log; a 4xx is noted for the
+rejections topic (receiver/rejections.py: bounded, never waited for, never a header or a
+credential). Bodies and headers are never logged (Natterly bodies carry the account token).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from receiver.errors import (
 )
 from receiver.metrics import NO_EVENT, UNKNOWN_SOURCE, ReceiverMetrics
 from receiver.publisher import Publisher
+from receiver.rejections import RejectionRecorder
 from receiver.signatures import AuthFailure, BodyToken, HubSignature, StandardWebhooks
 from receiver.sources import Source
 
@@ -77,12 +79,15 @@ class WebhookAccepted(msgspec.Struct, frozen=True, kw_only=True):
 
 class WebhookHandler:
     """The webhook routes of one receiver; ``http`` supplies the body limits (size, read
-    deadline, the buffered-bytes budget) and the Retry-After of a 503."""
+    deadline, the buffered-bytes budget) and the Retry-After of a 503; ``rejections``, if
+    given, is told of every 4xx once it is decided (it never delays the answer)."""
 
     def __init__(self, sources: Mapping[str, Source], publisher: Publisher, topics: Topics,
-                 metrics: ReceiverMetrics, http: HttpSettings, ring: KeyRing | None = None) -> None:
+                 metrics: ReceiverMetrics, http: HttpSettings, ring: KeyRing | None = None,
+                 rejections: RejectionRecorder | None = None) -> None:
         self._sources = dict(sources)
         self._ring = ring  # None: bodies are stored readable (privacy.encrypt = false)
+        self._rejections = rejections
         self._publisher = publisher
         self._topics = topics
         self._metrics = metrics
@@ -113,6 +118,10 @@ class WebhookHandler:
                 self._topics.for_aggregate(env.aggregate), env.record_key, encode_envelope(env))
         except ReceiverError as exc:
             metrics.answered(label, event_type, exc.status)
+            if self._rejections is not None:
+                self._rejections.note(
+                    label, exc, provider=source.provider if source else None, requested=name,
+                    body=exc.authenticated_body if isinstance(exc, InvalidBody) else None)
             return await self._reject(request, exc, label, event_type, event_id)
         finally:
             metrics.in_flight_now -= 1
@@ -248,7 +257,7 @@ class WebhookHandler:
             return parse_webhook(source.provider, source.name, body,
                                  received_at=datetime.now(UTC), webhook_id=webhook_id)
         except ContractError as exc:
-            raise InvalidBody(str(exc)) from None
+            raise InvalidBody(str(exc), authenticated_body=body) from None
 
     # ------------------------------------------------------------------ GET
     async def handshake(self, request: web.Request) -> web.Response:

@@ -14,7 +14,7 @@ Every route is behind the login and, for a POST, the CSRF check
 
 from __future__ import annotations
 
-from parley.console import chats, overview, people, reports
+from parley.console import chats, deadletters, overview, people, rejections, reports
 from parley.console.app import Panel, Section
 
 __all__ = ["PANELS", "SECTIONS"]
@@ -24,11 +24,11 @@ SECTIONS: tuple[Section, ...] = (
     chats.SECTION,
     people.SECTION,
     reports.SECTION,
-    # Dead letters (parley.console.deadletters) and rejected webhooks
-    # (parley.console.rejections) go here.
+    deadletters.SECTION,
+    rejections.SECTION,
 )
 
 PANELS: tuple[Panel, ...] = (
     *overview.PANELS,
-    # The rejected webhooks per source and reason (parley.console.rejections) goes here.
+    rejections.PANEL,
 )

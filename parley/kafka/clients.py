@@ -9,7 +9,9 @@ raise :class:`KafkaAuthFailed` with one line saying what was refused and which s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -239,6 +241,21 @@ def make_consumer(k: KafkaSettings, *topics: str, group_id: str | None,
     consumer = _Consumer(*topics, **kw)
     consumer._parley_kafka = k
     return consumer
+
+
+@contextlib.asynccontextmanager
+async def reading_consumer(k: KafkaSettings, **overrides: Any) -> AsyncIterator[AIOKafkaConsumer]:
+    """A started group-less consumer (for ``assign`` and reads to an end offset), stopped
+    when the block ends, also when its start failed or was cancelled (Kafka down).
+
+    Its fetches wait at most 10 ms for data: offsets requests queue behind a fetch on the
+    same connection, and a long poll (500 ms by default) would hold each one up."""
+    consumer = make_consumer(k, group_id=None, **({"fetch_max_wait_ms": 10} | overrides))
+    try:
+        await consumer.start()
+        yield consumer
+    finally:
+        await consumer.stop()
 
 
 def make_admin(k: KafkaSettings, **overrides: Any) -> AIOKafkaAdminClient:

@@ -67,14 +67,19 @@ class Parley:
 
 
 @pytest.fixture
-async def parley(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path,
-                 unique: str) -> AsyncIterator[Parley]:
-    settings = Settings(
+def parley_settings(kafka_settings: KafkaSettings, tmp_path: Path) -> Settings:
+    """The settings :func:`parley` runs with (a test module may override this fixture)."""
+    return Settings(
         kafka=kafka_settings, data_dir=str(tmp_path / "data"),
         store=StoreSettings(url=f"sqlite:///{tmp_path / 'state.db'}"),
         http=HttpSettings(api_tokens=(API_TOKEN,)),
         sources={"acme": SourceSettings(provider="natterly", auth_tokens=(NATTERLY_TOKEN,))})
-    rt = Runtime.from_settings(settings)
+
+
+@pytest.fixture
+async def parley(kafka_settings: KafkaSettings, topics: Topics, parley_settings: Settings,
+                 unique: str) -> AsyncIterator[Parley]:
+    rt = Runtime.from_settings(parley_settings)
     roles = quick_run_roles(rt, unique, wait_s=10.0, recheck_s=0.1)
     server = TestServer(assemble(rt, roles))
     await server.start_server()

@@ -43,6 +43,14 @@ async def seed(parley: Parley) -> None:
     await parley.api(f"/api/chats/demo-chat-5?min_position={last}")
 
 
+def screenshots() -> Path | None:
+    """Where to save screenshots (``PARLEY_SCREENSHOTS``, created), or None."""
+    shots = Path(os.environ["PARLEY_SCREENSHOTS"]) if os.environ.get("PARLEY_SCREENSHOTS") else None
+    if shots is not None:
+        shots.mkdir(parents=True, exist_ok=True)
+    return shots
+
+
 async def check(page: Page, name: str, shots: Path | None) -> None:
     overflow = await page.evaluate("document.documentElement.scrollWidth")
     assert overflow <= WIDTH, f"{name}: {overflow} px wide at {WIDTH} px"
@@ -52,9 +60,7 @@ async def check(page: Page, name: str, shots: Path | None) -> None:
 
 async def test_every_page_fits_1280_px_and_works_by_keyboard(
         browser: Browser, parley: Parley) -> None:
-    shots = Path(os.environ["PARLEY_SCREENSHOTS"]) if os.environ.get("PARLEY_SCREENSHOTS") else None
-    if shots is not None:
-        shots.mkdir(parents=True, exist_ok=True)
+    shots = screenshots()
     await seed(parley)
     page = await browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
     problems: list[str] = []

@@ -33,6 +33,7 @@ from parley.privacy.config import build_key_ring
 from parley.runtime import Runtime
 from parley.settings import HttpSettings, KafkaSettings, PrivacySettings, Settings, SourceSettings
 from receiver.publisher import PublisherOptions
+from receiver.rejections import RejectionLimits
 from receiver.role import ReceiverRole
 from receiver.signatures import StandardWebhooks
 
@@ -169,14 +170,16 @@ AppFactory = Callable[..., Awaitable[TestClient]]  # type: ignore[type-arg]
 
 @pytest.fixture
 async def make_receiver() -> AsyncIterator[AppFactory]:
-    """Factory: ``await make_receiver(settings, options=None)`` → a TestClient of a running
-    receiver app; every one is closed (graceful shutdown included) when the test ends."""
+    """Factory: ``await make_receiver(settings, options=None, rejection_limits=None)`` → a
+    TestClient of a running receiver app; every one is closed (graceful shutdown included)
+    when the test ends."""
     clients: list[TestClient] = []  # type: ignore[type-arg]
 
-    async def start(settings: Settings, options: PublisherOptions | None = None
+    async def start(settings: Settings, options: PublisherOptions | None = None,
+                    rejection_limits: RejectionLimits | None = None
                     ) -> TestClient:  # type: ignore[type-arg]
         rt = Runtime.from_settings(settings)
-        app = build_app(rt, [ReceiverRole(rt, options)])
+        app = build_app(rt, [ReceiverRole(rt, options, rejection_limits)])
         server = TestServer(app)
         # As parley.http.serve runs it: no access log (paths are the client's words), and
         # the configured drain time for in-flight requests on shutdown.
