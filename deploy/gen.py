@@ -146,7 +146,7 @@ def _resource_name(topic: str) -> str:
 
 def topic_specs(settings: Settings, consumers: list[str]) -> list[TopicSpec]:
     topics = Topics(prefix=settings.kafka.topic_prefix)
-    specs = [*topics.specs(settings.kafka.partitions), *topics.ops_specs()]
+    specs = [*topics.specs(settings.kafka.partitions), *topics.ops_specs(), topics.erasures_spec()]
     specs += [topics.dlq_spec(group) for group in [PROJECTOR, *consumers]]
     return specs
 

@@ -233,7 +233,7 @@ def _cmd_topics_apply(args: argparse.Namespace, settings: Settings) -> int:
         raise SettingsError(str(exc)) from None
     report = asyncio.run(apply_topics(settings.kafka,
                                       [*topics.specs(settings.kafka.partitions),
-                                       *topics.ops_specs(), *dlqs],
+                                       *topics.ops_specs(), topics.erasures_spec(), *dlqs],
                                       allow_repartition=args.allow_repartition))
     print(report.summary())
     for c in report.changes:

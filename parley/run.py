@@ -83,7 +83,7 @@ async def _serve(settings: Settings, sock: socket.socket, stop: asyncio.Event) -
 
     topics = Topics(prefix=settings.kafka.topic_prefix)
     report = await apply_topics(settings.kafka, [*topics.specs(settings.kafka.partitions),
-                                                 *topics.ops_specs()])
+                                                 *topics.ops_specs(), topics.erasures_spec()])
     for change in report.changes:
         if change.action != "unchanged":
             log.info("topic %s %s", change.topic, change.action, extra={"detail": change.detail})

@@ -132,7 +132,7 @@ def test_kafka_topics_match_the_topic_specs() -> None:
     topics = Topics(prefix=k.topic_prefix)
     consumers = sorted({container(pod)["args"][1] for _, pod in pod_specs(DEPLOYED)
                         if container(pod)["args"][0] == "consumer"})
-    want = {s.name: s for s in (*topics.specs(k.partitions), *topics.ops_specs())}
+    want = {s.name: s for s in (*topics.specs(k.partitions), *topics.ops_specs(), topics.erasures_spec())}
     want |= {topics.dlq(g): topics.dlq_spec(g) for g in [PROJECTOR, *consumers]}
     have = {t.body["spec"]["topicName"]: t for t in of_kind(DEPLOYED, "KafkaTopic")}
     assert set(have) == set(want)

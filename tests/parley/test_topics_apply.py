@@ -119,7 +119,7 @@ def test_cli_apply_creates_dead_letter_topics_and_says_what_it_chose(
         topics = Topics(prefix=unique)
         # The projector's, the built-ins', a configured consumer's and a named one's.
         dlqs = [topics.dlq(g) for g in ("projector", "search", "crm", "welcome", "audit")]
-        for name in [*topics.event_topics, topics.rejections, topics.audit, *dlqs]:
+        for name in [*topics.event_topics, topics.rejections, topics.audit, topics.erasures, *dlqs]:
             assert f"{name}: created (" in out
         assert ("auto.create.topics.enable=true" in err) is auto_create
         assert len(err.splitlines()) == (1 if auto_create else 0)
@@ -135,9 +135,9 @@ def test_cli_apply_creates_dead_letter_topics_and_says_what_it_chose(
         assert set(dlqs) <= asyncio.run(existing())
         # Again: nothing to do. A name Kafka cannot use is one line and changes nothing.
         assert main(["topics", "apply", "--config", str(cfg), "--consumer", "audit"]) == 0
-        # 4 event, 3 state (compacted), 2 ops and 5 dead-letter topics the first time; nothing
-        # again.
-        assert out.count("created") == 14 and "created" not in capsys.readouterr().out
+        # 4 event, 3 state (compacted), 2 ops, the erasure ledger and 5 dead-letter topics the
+        # first time; nothing again.
+        assert out.count("created") == 15 and "created" not in capsys.readouterr().out
         assert main(["topics", "apply", "--config", str(cfg), "--consumer", "my:consumer"]) == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith("parley: error: consumer group 'my:consumer' is not usable")
