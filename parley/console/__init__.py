@@ -35,7 +35,7 @@ def install_console(app: web.Application, rt: Runtime, roles: Sequence[Role]) ->
     nav = tuple(item for section in SECTIONS for item in section.nav)
     by_name = {role.name: role for role in roles}
     app[CONSOLE] = Console(rt=rt, store=projector.store, nav=nav, panels=PANELS,
-                           roles=by_name, groups=groups_of(by_name, rt.topics))
+                           roles=by_name, groups=groups_of(by_name, rt.topics, rt.settings))
     router = app.router
     router.add_static("/console/static", STATIC, append_version=False)
     for route in (LOGIN, LOGIN_POST):
