@@ -105,7 +105,12 @@ _MIN_POSITION = _query(
     "min_position", "Read your writes: wait (bounded) until the projection applied this "
     "position, the `position` of a webhook's 200 answer; 504 when the wait runs out.",
     {"type": "string", "pattern": "^[^:]+:[0-9]+:[0-9]+$"})
-_AFTER = _query("after", "Resume after this event id (used when no `Last-Event-ID` is sent).")
+_AFTER = _query("after", "Resume after this event id, a vector of state-topic positions (used "
+                "when no `Last-Event-ID` is sent); a webhook's event-topic position is 400 here.")
+_CHAT_AFTER = _query(
+    "after", "Resume after this event id (used when no `Last-Event-ID` is sent), or start "
+    "from a webhook: the `position` of a webhook's 2xx (`<prefix>.events.chat:P:O`) starts the "
+    "stream with the change that webhook caused, waiting for it if it is not published yet.")
 _LAST_EVENT_ID = _param("Last-Event-ID", "header", {"type": "string"},
                         "Resume after this event id (browsers' `EventSource` send it when "
                         "they reconnect).")
@@ -185,7 +190,8 @@ def _paths(ref: dict[str, Json]) -> Json:
                 "comments, and a final `event: cutoff` or `event: error` (JSON data with "
                 "`last_event_id`) when Parley ends the stream."}, "text/event-stream"),
             "400": error("bad_request", "A parameter or `Last-Event-ID` is malformed, of "
-                         "another topic or partition, or past the end of the log."),
+                         "another topic or partition (a webhook's: of another chat's), or past "
+                         "the end of the log."),
             "410": error("gone", "The log no longer has the position to resume after."),
             "503": error("unavailable overloaded", "The state topics are unreachable, or "
                          "(`overloaded`) the process has its maximum of streams open.",
@@ -273,7 +279,7 @@ def _paths(ref: dict[str, Json]) -> Json:
         "/api/chats/{id}/stream": stream(
             "One chat's committed state changes, and its messages', as Server-Sent Events "
             "(`event: chat` or `event: message`; `id:` the record's position on the chat "
-            "state topic).", [_ID, _AFTER, _LAST_EVENT_ID]),
+            "state topic).", [_ID, _CHAT_AFTER, _LAST_EVENT_ID]),
         "/api/stream": stream(
             "Every committed state change of one kind, as Server-Sent Events (`event:` the "
             "kind; `id:` a vector: one `topic:partition:offset` per partition passed, "

@@ -18,6 +18,16 @@ Event ids and resuming (``Last-Event-ID``, else ``?after=``; neither: from now o
   read from its beginning (it was empty when the stream began). Resuming after a vector is
   exact per partition; across partitions there is no order, as in Kafka.
 
+Starting from a webhook: the chat stream also takes an *event*-topic position (the
+``position`` of a webhook's 2xx, ``<prefix>.events.chat:P:O``) as ``after`` (or
+``Last-Event-ID``). It is inclusive: the stream starts with the first change of this chat
+whose ``positions`` reach record ``O`` of that partition (the change the webhook caused, or a
+later one if it changed nothing), and waits for it if the projector has not published it yet.
+The chat's event records are all in that one partition, folded in order, so the changes before
+it are exactly those whose position there is below ``O``. The search starts at the record's
+timestamp (read by offset) less ``StreamOptions.clock_skew_s``, via ``offsets_for_times`` on
+the state partition — not at the partition's beginning. Ids are state positions as above.
+
 A position the topic no longer has (before its first offset) is 410 ``gone``; a malformed
 one, one of another topic or partition, or one past the end of the log, 400. Each stream
 reads Kafka with a consumer of its own (no group, nothing committed); at most
@@ -36,6 +46,7 @@ from zlib import crc32
 
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
 from contracts.domain import AgentStatus
 from contracts.errors import ContractError
@@ -59,10 +70,13 @@ KINDS = ("chat", "visitor", "agent")
 
 @dataclass(frozen=True, kw_only=True)
 class StreamOptions:
-    """Each stream's bounds (``sse``) and how long one read of Kafka waits (``poll_ms``)."""
+    """Each stream's bounds (``sse``), how long one read of Kafka waits (``poll_ms``), and
+    how far the projector's clock may lag the receiver's (``clock_skew_s``: a stream after a
+    webhook's position looks for its change from that much before the webhook's timestamp)."""
 
     sse: SseOptions = field(default_factory=SseOptions)
     poll_ms: int = 500
+    clock_skew_s: float = 60.0
 
 
 class _Refused(Exception):
@@ -126,12 +140,18 @@ class StateStreams:
             partition = crc32(key) % await _partition_count(consumer, topic)
             after = _resume(request)
             starts = {partition: -1}
-            if after is not None:
-                position = _parse(after, topic)
-                if position.partition != partition:
-                    raise _Refused(400, "bad_request", f"{after}: not the partition of chat "
-                                   f"{chat_id!r} ({topic}:{partition})")
-                starts[partition] = position.offset + 1
+            if after is None:
+                return _Plan(topic=topic, starts=starts, accept=accept, vector=False)
+            position = _parse(after, topic, self._topics.chat)
+            if position.topic == self._topics.chat:  # a webhook's position
+                starts[partition], first = await self._after_event(
+                    consumer, chat_id, position, TopicPartition(topic, partition))
+                return _Plan(topic=topic, starts=starts, accept=_from(first, accept),
+                             vector=False)
+            if position.partition != partition:
+                raise _Refused(400, "bad_request", f"{after}: not the partition of chat "
+                               f"{chat_id!r} ({topic}:{partition})")
+            starts[partition] = position.offset + 1
             return _Plan(topic=topic, starts=starts, accept=accept, vector=False)
 
         return await self._serve(request, plan)
@@ -173,13 +193,64 @@ class StateStreams:
             if after is not None:
                 starts = dict.fromkeys(range(n), 0)  # absent: from the beginning
                 for part in after.split(","):
-                    position = _parse(part, topic)
+                    position = _parse(part, topic, hint=(
+                        " (a webhook's position, of an event topic, is taken by "
+                        "/api/chats/{id}/stream only; this stream resumes after its own ids: "
+                        f"{topic} positions, comma-separated)"))
                     if position.partition >= n:
                         raise _Refused(400, "bad_request", f"{part}: {topic} has {n} partitions")
                     starts[position.partition] = position.offset + 1
             return _Plan(topic=topic, starts=starts, accept=accept, vector=True)
 
         return await self._serve(request, plan)
+
+    async def _after_event(self, consumer: AIOKafkaConsumer, chat_id: str, event: Position,
+                           state: TopicPartition) -> tuple[int, Callable[[StateChange], bool]]:
+        """Where a chat stream after a webhook's ``event`` position starts reading ``state``
+        (``-1``: the end now), and which change is its first (see the module docstring)."""
+        n = await _partition_count(consumer, event.topic)
+        own = DefaultPartitioner()(chat_id.encode(), list(range(n)), [])  # the receiver's
+        if event.partition != own:
+            raise _Refused(400, "bad_request", f"{event}: not the partition of chat "
+                           f"{chat_id!r} ({event.topic}:{own})")
+        tp = TopicPartition(event.topic, event.partition)
+        consumer.assign([tp])
+        begin = (await consumer.beginning_offsets([tp]))[tp]
+        end = (await consumer.end_offsets([tp]))[tp]
+        if event.offset >= end:
+            raise _Refused(400, "bad_request", f"{event} is past the end of the log ({end} "
+                           "records)")
+        if event.offset < begin:
+            raise _Refused(410, "gone", f"{event} is no longer in the log (it begins at offset "
+                           f"{begin}); subscribe without a position and read the current "
+                           "state from /api")
+        consumer.seek(tp, event.offset)
+        try:
+            timestamp = await self._timestamp(consumer, tp, event.offset)
+        except TimeoutError:
+            raise _Refused(503, "unavailable", f"{event}: the event log did not answer; "
+                           "retry") from None
+        since = max(0, timestamp - int(self._options.clock_skew_s * 1000))
+        found = (await consumer.offsets_for_times({state: since})).get(state)
+        start = -1 if found is None else found.offset
+
+        def first(change: StateChange) -> bool:
+            return any(p.topic == event.topic and p.partition == event.partition
+                       and p.offset >= event.offset for p in change.positions)
+
+        return start, first
+
+    async def _timestamp(self, consumer: AIOKafkaConsumer, tp: TopicPartition,
+                         offset: int) -> int:
+        """The timestamp (ms) of the record at ``offset`` of ``tp`` (or of the next one, if
+        that offset holds none), the consumer being at ``offset``."""
+        async with asyncio.timeout(10):
+            while True:
+                batch = await consumer.getmany(tp, timeout_ms=self._options.poll_ms,
+                                               max_records=1)
+                for record in batch.get(tp, ()):
+                    if record.offset >= offset:
+                        return int(record.timestamp)
 
     # ------------------------------------------------------------------------- serving
     async def _serve(self, request: web.Request,
@@ -277,15 +348,31 @@ def _resume(request: web.Request) -> str | None:
     return request.headers.get("Last-Event-ID") or request.query.get("after") or None
 
 
-def _parse(text: str, topic: str) -> Position:
+def _parse(text: str, *topics: str, hint: str = "") -> Position:
+    """``text`` as a position of one of ``topics``; 400 (``hint`` added) otherwise."""
     try:
         position = Position.parse(text.strip())
     except ContractError as exc:
         raise _Refused(400, "bad_request", f"Last-Event-ID/after: {exc.detail}") from None
-    if position.topic != topic:
-        raise _Refused(400, "bad_request",
-                       f"Last-Event-ID/after: {position.topic!r} is not {topic!r}")
+    if position.topic not in topics:
+        raise _Refused(400, "bad_request", f"Last-Event-ID/after: {position.topic!r} is not "
+                       f"{' or '.join(map(repr, topics))}{hint}")
     return position
+
+
+def _from(first: Callable[[StateChange], bool], accept: Accept) -> Accept:
+    """``accept``, but nothing before the first change ``first`` holds for."""
+    reached = False
+
+    def accept_from(record: ConsumerRecord[bytes, bytes]) -> StateChange | None:
+        nonlocal reached
+        change = accept(record)
+        if change is None or reached:
+            return change
+        reached = first(change)
+        return change if reached else None
+
+    return accept_from
 
 
 def _vector(topic: str, passed: dict[int, int]) -> str:

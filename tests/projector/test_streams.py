@@ -23,6 +23,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import RecordsToDelete
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from contracts.position import Position
 from contracts.state import ChatState
 from contracts.state_change import encode_state_change
 from contracts.topics import Topics
@@ -34,8 +35,9 @@ from projector.role import ProjectorRole, ProjectorRoleOptions
 from projector.runner import ProjectorRunnerOptions
 from projector.sse import SseOptions
 from projector.streams import StreamOptions
+from receiver.partitioner import partition_for
 from receiver.role import ReceiverRole
-from tests.kit.live_projector import conversation, delete_dlq, eventually, produce
+from tests.kit.live_projector import conversation, delete_dlq, eventually, produce, produce_raw
 
 pytestmark = pytest.mark.kafka
 
@@ -218,6 +220,114 @@ async def test_resume_after_last_event_id_gets_exactly_the_missed_changes(
         assert [e.id for e in got] == missed
         assert [e.data for e in got] == [v for _, v in records][len(positions) - len(missed):]
         again.response.close()
+
+
+def _reflects(value: dict[str, Any], event: Position) -> bool:
+    """Whether a state record folded the event record ``event`` (or a later one of its
+    partition)."""
+    return any(p["topic"] == event.topic and p["partition"] == event.partition
+               and p["offset"] >= event.offset for p in value["positions"])
+
+
+async def test_a_stream_after_a_webhooks_position_starts_with_its_change(
+        served: tuple[TestClient[Any, Any], ProjectorRole], kafka_settings: KafkaSettings,
+        topics: Topics) -> None:
+    client, role = served
+    life = conversation("w1", n_messages=3)  # initiated, accepted, 2 messages, closed
+    # Another chat on the same state partition, before and around: never sent.
+    other = next(c for c in (f"o{i}" for i in range(100)) if c != "w1" and crc32(c.encode())
+                 % kafka_settings.partitions == crc32(b"w1") % kafka_settings.partitions)
+    await produce(kafka_settings, topics, life[:1] + conversation(other, n_messages=1))
+    await until_published(kafka_settings, topics, "w1", "waiting")
+    accepted = (await produce(kafka_settings, topics, life[1:2]))[0]  # the webhook's 2xx
+    records = await until_published(kafka_settings, topics, "w1", "active")
+    expected = next(i for i, (_, v) in enumerate(records) if _reflects(v, accepted))
+    assert expected > 0  # the initiated change came before: it must not be sent
+
+    sse = await subscribe(client, f"/api/chats/w1/stream?after={accepted}")
+    seen = [await sse.next() for _ in records[expected:]]
+    assert [(e.id, e.data) for e in seen] == records[expected:]
+    assert _reflects(seen[0].data, accepted)
+    assert [e.data["state"]["status"] for e in seen if e.event == "chat"] == ["active"]
+
+    # Later webhooks' changes follow live, with state-topic ids.
+    await produce(kafka_settings, topics, life[2:])
+    records = await until_published(kafka_settings, topics, "w1", "closed")
+    later = records[expected + len(seen):]
+    seen += [await sse.next() for _ in later]
+    assert [(e.id, e.data) for e in seen] == records[expected:]
+    assert [e.data["state"]["status"] for e in seen if e.event == "chat"][-1] == "closed"
+    sse.response.close()
+    await eventually(lambda: _is(role.streams.open_streams, 0), "the stream closed")
+
+    # Resuming with the last id (a state position, as before) repeats nothing.
+    again = await subscribe(client, "/api/chats/w1/stream", **{"Last-Event-ID": seen[-1].id})
+    lines = [await asyncio.wait_for(again.response.content.readline(), 5) for _ in range(2)]
+    assert lines == [b"\n", b": heartbeat\n"], lines  # the end of `: open`, then nothing new
+
+
+async def test_a_stream_after_a_webhook_not_yet_applied_waits_for_its_change(
+        served: tuple[TestClient[Any, Any], ProjectorRole], kafka_settings: KafkaSettings,
+        topics: Topics) -> None:
+    client, _ = served
+    # Two records of chat h1 the projector cannot fold (it dead-letters them), so no state
+    # reflects them until one is published here by hand.
+    before, webhook = [await produce_raw(kafka_settings, topics.chat, b"h1", b"{}")
+                       for _ in range(2)]
+    sse = await subscribe(client, f"/api/chats/h1/stream?after={webhook}")
+    while len(sse.comments) < 1:
+        await _comment(sse)  # nothing to send yet: heartbeats
+    assert sse.comments == [": heartbeat\n"]
+    state = msgspec.json.encode(ChatState(id="h1", status="active"))
+    producer = make_producer(kafka_settings)
+    await producer.start()
+    try:
+        for covered in (before, webhook):
+            await producer.send_and_wait(
+                topics.state("chat"), key=b"h1", value=encode_state_change(
+                    "chat", "h1", [(covered.topic, covered.partition, covered.offset)], state),
+                partition=crc32(b"h1") % kafka_settings.partitions)
+    finally:
+        await producer.stop()
+    first = await sse.next()
+    assert first.data["positions"] == [msgspec.to_builtins(webhook)], first
+
+
+async def test_bad_webhook_positions_are_refused(
+        served: tuple[TestClient[Any, Any], ProjectorRole], kafka_settings: KafkaSettings,
+        topics: Topics) -> None:
+    client, role = served
+    positions = await produce(kafka_settings, topics, conversation("c1", n_messages=1))
+    await until_published(kafka_settings, topics, "c1", "closed")
+    n = kafka_settings.partitions
+    own = partition_for(b"c1", n)
+    assert {p.partition for p in positions} == {own}
+    end = positions[-1].offset + 1
+    for path, status in [
+        (f"/api/chats/c1/stream?after={topics.chat}:{(own + 1) % n}:0", 400),  # another's
+        (f"/api/chats/c1/stream?after={topics.chat}:{own}:{end}", 400),  # past the end
+        (f"/api/chats/c1/stream?after={topics.visitor}:0:0", 400),  # not the chat's topic
+        (f"/api/chats/c1/stream?after={topics.chat}:{own}", 400),  # malformed
+        (f"/api/stream?after={positions[0]}", 400),  # a vector of state positions only
+    ]:
+        resp = await client.get(path, headers=AUTH)
+        body = await resp.json()
+        assert resp.status == status, (path, body)
+        assert body["error"] == "bad_request" and body["detail"], body
+    resp = await client.get(f"/api/stream?after={positions[0]}", headers=AUTH)
+    assert "/api/chats/{id}/stream" in (await resp.json())["detail"]
+
+    admin = make_admin(kafka_settings)
+    await admin.start()
+    try:  # retention deleted the webhook's record
+        await admin.delete_records({TopicPartition(topics.chat, own):
+                                    RecordsToDelete(before_offset=positions[1].offset)})
+    finally:
+        await admin.close()
+    resp = await client.get(f"/api/chats/c1/stream?after={positions[0]}", headers=AUTH)
+    body = await resp.json()
+    assert resp.status == 410 and body["error"] == "gone", body
+    assert role.streams.open_streams == 0
 
 
 async def test_the_stream_of_a_kind_filters_and_resumes_per_partition(
