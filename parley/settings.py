@@ -274,6 +274,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             if store_password:
                 out.append(unquote(store_password))
         out.extend((self.privacy.master_key or "", *self.privacy.previous_master_keys))
+        if self.privacy.master_key_file:
+            # Unreadable: reported where the key ring is built (it reads the file too).
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                out.append(Path(self.privacy.master_key_file).read_text(encoding="utf-8").strip())
         for table in self.consumers.values():
             out.extend(v for k, v in table.items()
                        if isinstance(v, str) and is_secret_key(k))

@@ -130,6 +130,16 @@ sasl_password_file = "{pw}"
     assert s.kafka.security.resolved_sasl_password() == "rotated"
 
 
+def test_a_master_key_from_a_file_is_masked_like_an_inline_one(tmp_path: Path) -> None:
+    key = tmp_path / "master.key"
+    key.write_text("bWFzdGVyLWtleS1mcm9tLWEtZmlsZS0zMi1ieXRlcyE=\n")
+    cfg = write(tmp_path, f'[privacy]\nmaster_key_file = "{key}"\n')
+    s = load_settings(cfg, env={})
+    assert "bWFzdGVyLWtleS1mcm9tLWEtZmlsZS0zMi1ieXRlcyE=" in s.all_secrets()
+    key.unlink()  # unreadable: reported where the key ring is built, not here
+    assert load_settings(cfg, env={}).all_secrets() == ()
+
+
 def test_kafka_password_file_via_environment(tmp_path: Path) -> None:
     pw = tmp_path / "pw"
     pw.write_text("env-file-pw")
