@@ -25,7 +25,6 @@ from contracts.envelope import Envelope, decode_envelope
 from contracts.forgotten import PARLEY_PROVIDER, forgotten_of
 from contracts.normalise import normalise_decoded
 from parley.privacy.ring import KeyRing
-from parley.privacy.seal import subject_in
 from projector.clamp import clamp_future
 from projector.dlq import DeadLetter, Stage
 from projector.erasure import applications, erasing
@@ -118,21 +117,24 @@ class Folder:
 
     async def fold(self, projection: str, records: Sequence[ConsumerRecord]) -> BatchResult:
         """Fold ``records`` (in offset order per partition) on top of the stored states."""
+        # Step 4 (first half): each record decoded once; every key the batch needs, in one
+        # key-store round trip.
+        decoded = await _decode_all(records)
         if self._ring is not None:
-            # Step 4 (first half): every key the batch needs, in one key-store round trip.
-            await self._ring.load(s for s in map(subject_in, (r.value for r in records)) if s)
+            await self._ring.load({env.subject for env in decoded
+                                   if isinstance(env, Envelope) and isinstance(env.subject, str)})
         try:
             with gc_paused():
-                return await self._fold(projection, records, check_rows=False)
+                return await self._fold(projection, records, decoded, check_rows=False)
         except _RowsFailed:
             # Some aggregate's view cannot be built, and rows are built once per batch, so
             # the record that broke it is unknown: fold again, checking after each record.
             log.warning("building rows failed; folding the batch again record by record")
             with gc_paused():
-                return await self._fold(projection, records, check_rows=True)
+                return await self._fold(projection, records, decoded, check_rows=True)
 
     async def _fold(self, projection: str, records: Sequence[ConsumerRecord],
-                    *, check_rows: bool) -> BatchResult:
+                    decoded: Sequence[Envelope | Exception], *, check_rows: bool) -> BatchResult:
         result = BatchResult()
         offsets, counts, dead = result.offsets, result.records_by_topic, result.dead
         # Step 4: decode, normalise, collect affected aggregates. Every (aggregate, event)
@@ -144,20 +146,21 @@ class Folder:
         total = 0
         forgets: list[tuple[int, str, str, str]] = []  # (span, erasure id, kind, id)
         ring = self._ring
-        for n, rec in enumerate(records, 1):
+        for n, (rec, env) in enumerate(zip(records, decoded, strict=True), 1):
             if n % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # folding is CPU-bound: let queries in between
             topic = rec.topic
             offsets[(topic, rec.partition)] = rec.offset + 1  # records come in offset order
             counts[topic] = counts.get(topic, 0) + 1
-            try:
-                # The whole value was checked to be UTF-8 (body included) by decode_envelope.
-                env = decode_envelope(rec.value)
-                if ring is not None:
-                    env = ring.open(env)
-            except Exception as exc:  # noqa: BLE001 - any failure of one record dead-letters it
-                dead.append(_letter(rec, "decode", exc))
+            if isinstance(env, Exception):
+                dead.append(_letter(rec, "decode", env))
                 continue
+            if ring is not None:
+                try:
+                    env = ring.open(env)
+                except Exception as exc:  # noqa: BLE001 - any failure of one record dead-letters it
+                    dead.append(_letter(rec, "decode", exc))
+                    continue
             start = len(flat)
             if env.provider == PARLEY_PROVIDER:  # Parley's own records: a forget (or unknown)
                 forgotten = forgotten_of(env)
@@ -408,3 +411,17 @@ def _letter(rec: ConsumerRecord, stage: Stage, exc: Exception) -> DeadLetter:
                       timestamp_ms=rec.timestamp, key=rec.key, value=rec.value, stage=stage,
                       error=type(exc).__name__, detail=str(exc))
 
+
+
+async def _decode_all(records: Sequence[ConsumerRecord]) -> list[Envelope | Exception]:
+    """Each record's envelope, or the exception that decoding it raised (its dead letter)."""
+    out: list[Envelope | Exception] = []
+    for n, rec in enumerate(records, 1):
+        if n % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # decoding a big batch is CPU-bound too
+        try:
+            # The whole value is checked to be UTF-8 (body included) by decode_envelope.
+            out.append(decode_envelope(rec.value))
+        except Exception as exc:  # noqa: BLE001 - any failure of one record dead-letters it
+            out.append(exc)
+    return out
