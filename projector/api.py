@@ -41,7 +41,7 @@ from projector.store import CUSTOMER_TYPE, Store
 from projector.views import merged_visitor, named_authors
 from projector.waits import PositionWaits
 
-__all__ = ["ApiOptions", "Page", "QueryApi"]
+__all__ = ["ApiOptions", "Page", "QueryApi", "with_sessions"]
 
 CHAT_STATUSES = frozenset({"waiting", "active", "idle", "closed"})
 DEFAULT_CHATS_LIMIT = 50
@@ -113,12 +113,7 @@ class QueryApi:
         visitor = _VISITOR.decode(view)
         if not visitor.sessions:
             return _raw(view)
-        linked = []
-        for session_id in visitor.sessions[:MAX_MERGED_SESSIONS]:
-            session_view = await self._store.get_view(projection, "visitor", session_id)
-            if session_view is not None:
-                linked.append(_VISITOR.decode(session_view))
-        return _raw(_JSON.encode(merged_visitor(visitor, linked)))
+        return _raw(_JSON.encode(await with_sessions(self._store, projection, visitor)))
 
     async def list_chats(self, request: web.Request, projection: str) -> web.Response:
         q = request.query
@@ -252,6 +247,20 @@ class QueryApi:
         if self._metrics is not None:
             self._metrics.waits.labels("applied" if applied else "timeout").inc()
         return applied
+
+
+async def with_sessions(store: Store, projection: str, visitor: VisitorState) -> VisitorState:
+    """``visitor`` merged with the provisional (session) visitors it was known by before it
+    was identified (at most :data:`MAX_MERGED_SESSIONS`; their chats and pages are its own),
+    as ``GET /api/visitors/{id}`` serves it."""
+    if not visitor.sessions:
+        return visitor
+    linked = []
+    for session_id in visitor.sessions[:MAX_MERGED_SESSIONS]:
+        session_view = await store.get_view(projection, "visitor", session_id)
+        if session_view is not None:
+            linked.append(_VISITOR.decode(session_view))
+    return merged_visitor(visitor, linked)
 
 
 def _limit(raw: str | None, default: int, maximum: int) -> int:

@@ -14,10 +14,9 @@ from aiohttp import web
 from contracts.state import VisitorState
 from parley.console.app import Console, NavItem, PageError, Route, Section, console_of
 from parley.console.timeline import MAX_RECORDS, fold_entries, opener_for
-from projector.api import MAX_MERGED_SESSIONS
+from projector.api import with_sessions
 from projector.log_index import position_of
 from projector.states import AggregateRef
-from projector.views import merged_visitor
 
 __all__ = ["SECTION"]
 
@@ -44,14 +43,8 @@ async def visitor_page(request: web.Request) -> web.StreamResponse:
     view = await console.store.get_view(projection, "visitor", visitor_id)
     if view is None:
         raise PageError(404, f"there is no visitor {visitor_id!r}")
-    visitor = _VISITOR.decode(view)
-    if visitor.sessions:  # as the API shows it: with the provisional visitors it was
-        linked = []
-        for session_id in visitor.sessions[:MAX_MERGED_SESSIONS]:
-            session_view = await console.store.get_view(projection, "visitor", session_id)
-            if session_view is not None:
-                linked.append(_VISITOR.decode(session_view))
-        visitor = merged_visitor(visitor, linked)
+    # As the API shows it: with the provisional visitors it was.
+    visitor = await with_sessions(console.store, projection, _VISITOR.decode(view))
     data = orjson.loads(msgspec.json.encode(visitor))
     chats = await _chats(console, projection, list(reversed(visitor.chats)))
     return console.render(request, "visitor.html", title=f"Visitor {visitor_id}",
