@@ -20,7 +20,6 @@ provider sends one Parley does not know of.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from contracts.normalise import normalise_decoded
 from contracts.position import Position
 from parley.console.kafka_view import KafkaView
 from parley.privacy.ring import KeyRing
+from parley.privacy.seal import subject_in
 from projector.clamp import clamp_future
 from projector.fold_fast import affected, apply
 from projector.owners import foreign_owner
@@ -204,14 +204,9 @@ async def opener_for(ring: KeyRing, records: Iterable[ConsumerRecord[bytes, byte
     """The key ring's ``open``, once the keys of ``records``' subjects are loaded; None when
     the key store does not answer (sealed records then show their facts only, as the log
     holds them). A forgotten subject's records open to their facts: the key is gone."""
-    subjects = set()
-    for record in records:
-        with contextlib.suppress(Exception):  # a record that does not decode says so later
-            subject = decode_envelope(record.value or b"").subject
-            if isinstance(subject, str):
-                subjects.add(subject)
     try:
-        await ring.load(subjects)
+        # A record that does not decode has no subject here, and says so in its entry.
+        await ring.load({s for s in map(subject_in, (r.value for r in records)) if s})
     except Exception as exc:  # noqa: BLE001 - the key store away: facts only, and logged
         log.info("timeline: keys unavailable: %s", type(exc).__name__)
         return None
