@@ -28,7 +28,7 @@ from parley.kafka.clients import make_consumer, make_producer
 from parley.kafka.topics import ensure_topics
 from parley.settings import KafkaSettings
 
-__all__ = ["ParkingDeadLetters", "ensure_dlq_topic", "read_dlq"]
+__all__ = ["ParkingDeadLetters", "ensure_dlq_topic", "follow_until", "read_dlq"]
 
 log = logging.getLogger("parley.consumers.dlq")
 
@@ -51,14 +51,16 @@ async def read_dlq(k: KafkaSettings, topic: str, *, keep_values: bool,
         tp = TopicPartition(topic, 0)
         reader.assign([tp])
         await reader.seek_to_beginning(tp)
-        await _follow_until(reader, tp, state, keep_values, timeout_s)
+        await follow_until(reader, tp, state, keep_values, timeout_s)
     finally:
         await reader.stop()
     return state
 
 
-async def _follow_until(reader: AIOKafkaConsumer, tp: TopicPartition, state: ParkedState,
-                        keep_values: bool, timeout_s: float) -> None:
+async def follow_until(reader: AIOKafkaConsumer, tp: TopicPartition, state: ParkedState,
+                       keep_values: bool, timeout_s: float) -> None:
+    """Fold ``tp`` into ``state`` from the reader's position up to the partition's end as
+    of now (a reader of one's own: :func:`read_dlq`; the console's long-lived one)."""
     end = (await reader.end_offsets([tp]))[tp]
     async with asyncio.timeout(timeout_s):
         while await reader.position(tp) < end:
@@ -95,7 +97,7 @@ class ParkingDeadLetters:
         await self._reader.start()
         self._reader.assign([self._tp])
         await self._reader.seek_to_beginning(self._tp)
-        await _follow_until(self._reader, self._tp, self.state, False, 60.0)
+        await follow_until(self._reader, self._tp, self.state, False, 60.0)
         self._next = await self._reader.position(self._tp)
         self._follow = asyncio.create_task(self._follow_forever(), name=f"dlq-follow-{self.name}")
 

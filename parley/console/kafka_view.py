@@ -16,9 +16,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
+from consumers.dlq import follow_until
 from consumers.lag import GroupLag, LagMonitor, WatchedGroup
 from consumers.parking import ParkedState
-from contracts.dead_letter import DeadLetterEntry, decode
+from contracts.dead_letter import DeadLetterEntry
 from contracts.position import Position
 from parley.console.groups import GroupInfo
 from parley.kafka.clients import make_admin, make_consumer
@@ -215,13 +216,9 @@ class KafkaView:
                 return []
             tp = TopicPartition(topic, 0)
             reader.assign([tp])
-            end = (await reader.end_offsets([tp]))[tp]
             await reader.seek_to_beginning(tp)
             state = ParkedState()
-            while await reader.position(tp) < end:
-                for rec in (await reader.getmany(tp, timeout_ms=200)).get(tp, []):
-                    state.apply(decode(rec.offset, rec.key, rec.headers, rec.value,
-                                       keep_value=False))
+            await follow_until(reader, tp, state, keep_values=False, timeout_s=30.0)
             return state.entries()
 
         result: list[DeadLetterEntry] = await self._call("dead letters", read)
