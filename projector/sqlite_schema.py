@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from parley.errors import StoreError
+from parley.sqlite_wal import use_wal
 from projector.sqlite_rollups import schema as rollup_schema
 from projector.views import Row
 
@@ -191,7 +192,7 @@ def row_params(row: Row) -> tuple[object, ...]:
 
 def migrate(conn: sqlite3.Connection) -> None:
     # WAL is a property of the file: set once, it stays.
-    conn.execute("PRAGMA journal_mode = WAL")
+    use_wal(conn)
     with transaction(conn):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:

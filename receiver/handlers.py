@@ -145,6 +145,8 @@ class WebhookHandler:
         except PrivacyError as exc:
             if not exc.retriable:
                 raise
+            # The cause for the operator (a path or host, never a key); the sender gets 503.
+            log.warning("the key store failed: %s", exc)
             raise KeyStoreUnavailable(self._http.retry_after_s) from None
 
     async def _reject(self, request: web.Request, exc: ReceiverError, source: str,

@@ -20,6 +20,7 @@ from consumers.search.queries import iso_utc
 from consumers.sqlite_columns import add_missing_columns
 from contracts.state import ChatState, MessageState
 from parley.private_files import private_sqlite
+from parley.sqlite_wal import use_wal
 
 __all__ = ["CrmState"]
 
@@ -45,7 +46,6 @@ _MESSAGE_STATE = (
 
 T = TypeVar("T")
 SCHEMA = """
-PRAGMA journal_mode = WAL;
 CREATE TABLE IF NOT EXISTS visitors (visitor_id TEXT PRIMARY KEY, name TEXT, email TEXT,
     source TEXT, sent TEXT);
 CREATE TABLE IF NOT EXISTS chats (chat_id TEXT PRIMARY KEY, source TEXT, subject TEXT,
@@ -77,6 +77,8 @@ class CrmState:
             if self.path != ":memory:":
                 private_sqlite(Path(self.path))  # chat attributes: owner-only, -wal/-shm too
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA busy_timeout = 5000")  # members of the group share the file
+            use_wal(self._db)
             self._db.executescript(SCHEMA)
             add_missing_columns(self._db, _ADDED)
 

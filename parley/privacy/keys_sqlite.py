@@ -22,6 +22,7 @@ from parley.privacy.datakey import DataKey, new_data_key
 from parley.privacy.errors import KeyStoreUnavailable
 from parley.privacy.master import MasterKeys
 from parley.private_files import private_sqlite
+from parley.sqlite_wal import use_wal
 
 __all__ = ["SqliteKeyStore"]
 
@@ -74,10 +75,14 @@ class SqliteKeyStore:
                 private_sqlite(self._path)
             db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             db.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
-            db.execute("PRAGMA journal_mode = WAL")
+            use_wal(db)
             db.execute("PRAGMA synchronous = FULL")  # a created key must survive a power cut
+            # The write lock first: creating tables from a read snapshot another process has
+            # meanwhile changed fails at once, without the busy handler.
+            db.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA:
                 db.execute(statement)
+            db.execute("COMMIT")
             return db
         try:
             self._db = await asyncio.get_running_loop().run_in_executor(self._thread, connect)

@@ -4,8 +4,10 @@ SQLite (two processes' worth of connections on one file) and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -123,3 +125,54 @@ def test_master_keys_parse_and_never_show() -> None:
         with pytest.raises(MasterKeyError, match=said) as err:
             parse_master_key(bad, "privacy.master_key")
         assert bad not in str(err.value) and "privacy.master_key" in str(err.value)
+
+
+
+class _SwitchingElsewhere(sqlite3.Connection):
+    """A connection whose first switches to WAL meet another process's switch of the same
+    file: SQLite answers those with SQLITE_BUSY at once, without calling its busy handler."""
+
+    busy_left = 3
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if "journal_mode" in sql and _SwitchingElsewhere.busy_left > 0:
+            _SwitchingElsewhere.busy_left -= 1
+            exc = sqlite3.OperationalError("database is locked")
+            exc.sqlite_errorcode = sqlite3.SQLITE_BUSY
+            raise exc
+        return super().execute(sql, *args)
+
+
+async def test_a_key_store_opened_while_another_process_switches_it_to_wal_opens(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two receivers sealing their first webhooks opened ``keys.db`` at the same moment and
+    one answered 503 ``key_store_unavailable`` (seen in CI): the instant "database is locked"
+    of a concurrent switch to WAL is retried within the busy timeout."""
+    connect = sqlite3.connect
+    monkeypatch.setattr(_SwitchingElsewhere, "busy_left", 3)
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **kw: connect(
+        *a, **kw, factory=_SwitchingElsewhere))
+    store = open_key_store(f"sqlite:///{tmp_path / 'keys.db'}", MasterKeys(MASTER))
+    try:
+        await store.open()
+        assert _SwitchingElsewhere.busy_left == 0
+        key = await store.get_or_create("natterly:chat:C1")
+        assert await store.get("natterly:chat:C1") == key
+    finally:
+        await store.close()
+
+
+async def test_processes_opening_a_new_sqlite_key_store_at_once_all_open(tmp_path: Path) -> None:
+    """The same race for real: several stores open fresh files at once (it hit about one
+    round in thirty before the retry)."""
+    for n in range(40):
+        url = f"sqlite:///{tmp_path / f'keys{n}.db'}"
+        stores = [open_key_store(url, MasterKeys(MASTER)) for _ in range(4)]
+        try:
+            outcomes = await asyncio.gather(*(s.open() for s in stores), return_exceptions=True)
+            assert [o for o in outcomes if o is not None] == [], f"file {n}"
+            keys = await asyncio.gather(*(s.get_or_create("natterly:chat:C1") for s in stores))
+            assert len({k.secret for k in keys}) == 1
+        finally:
+            for s in stores:
+                await s.close()
