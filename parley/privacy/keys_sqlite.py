@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from parley.privacy.datakey import DataKey, new_data_key
 from parley.privacy.errors import KeyStoreUnavailable
@@ -46,7 +46,10 @@ class SqliteKeyStore:
         self._masters = masters
         self._busy_timeout_ms = busy_timeout_ms
         self._db: sqlite3.Connection | None = None
+        # Waiting for the next write transaction (group commit): first keys by subject,
+        # links by (subject, parent).
         self._pending: dict[str, list[asyncio.Future[DataKey | _Row]]] = {}
+        self._pending_links: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parley-keys")
 
@@ -96,14 +99,12 @@ class SqliteKeyStore:
         return DataKey(subject, row[0], self._masters.unwrap(subject, row[1], row[2]))
 
     async def get_or_create(self, subject: str) -> DataKey:
-        """Group commit: the creations asked for while one transaction runs are made
-        together in the next one (one fsync for many first keys, as the receiver asks for
-        them concurrently)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[DataKey | _Row] = loop.create_future()
+        """Group commit: the creations (and links) asked for while one transaction runs are
+        made together in the next one (one fsync for many first keys, as the receiver asks
+        for them concurrently)."""
+        future: asyncio.Future[DataKey | _Row] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(subject, []).append(future)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._create_pending())
+        self._flush_soon()
         got = await future
         if isinstance(got, DataKey):
             return got
@@ -111,18 +112,24 @@ class SqliteKeyStore:
         assert key is not None
         return key
 
-    async def _create_pending(self) -> None:
-        while self._pending:
+    def _flush_soon(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._write_pending())
+
+    async def _write_pending(self) -> None:
+        while self._pending or self._pending_links:
             batch, self._pending = self._pending, {}
-            subjects = list(batch)
+            links, self._pending_links = self._pending_links, {}
             try:
-                keys = await self._call(functools.partial(self._create, subjects=subjects))
+                keys = await self._call(functools.partial(
+                    self._create, subjects=list(batch), links=list(links)))
             except BaseException as exc:  # every waiter gets the failure, none is left hanging
-                for futures in batch.values():
-                    for f in futures:
-                        if not f.done():
-                            f.set_exception(exc if isinstance(exc, Exception) else
-                                            KeyStoreUnavailable("the key store was stopped"))
+                waiting: list[asyncio.Future[Any]] = [f for fs in batch.values() for f in fs]
+                waiting += [f for fs in links.values() for f in fs]
+                for f in waiting:
+                    if not f.done():
+                        f.set_exception(exc if isinstance(exc, Exception) else
+                                        KeyStoreUnavailable("the key store was stopped"))
                 if not isinstance(exc, Exception):
                     raise
                 continue
@@ -130,13 +137,18 @@ class SqliteKeyStore:
                 for f in futures:
                     if not f.done():
                         f.set_result(keys[subject])
+            for linked in links.values():
+                for done in linked:
+                    if not done.done():
+                        done.set_result(None)
 
-    def _create(self, db: sqlite3.Connection, *, subjects: list[str]
-                ) -> dict[str, DataKey | _Row]:
-        """Each subject's live key row, or its key created where there is none, in one
-        transaction: one read of the batch and one insert statement for what it lacks (a
-        statement per subject cost more than the keys themselves: docs/benchmarks.md,
-        "Privacy"). A key created here is returned as made, not unwrapped again."""
+    def _create(self, db: sqlite3.Connection, *, subjects: list[str],
+                links: Sequence[tuple[str, str]] = ()) -> dict[str, DataKey | _Row]:
+        """Each subject's live key row, or its key created where there is none, and the
+        links, in one transaction: one read of the batch and one insert statement for what
+        it lacks (a statement per subject cost more than the keys themselves:
+        docs/benchmarks.md, "Privacy"). A key created here is returned as made, not
+        unwrapped again."""
         db.execute("BEGIN IMMEDIATE")
         found = self._rows(db, subjects)
         keys: dict[str, DataKey | _Row] = {}
@@ -158,6 +170,8 @@ class SqliteKeyStore:
             " generation = excluded.generation, master_id = excluded.master_id,"
             " wrapped = excluded.wrapped, created_at = excluded.created_at,"
             " destroyed_at = NULL", created)
+        db.executemany("INSERT OR IGNORE INTO subject_links (subject, parent) VALUES (?, ?)",
+                       links)
         db.execute("COMMIT")
         return keys
 
@@ -193,9 +207,12 @@ class SqliteKeyStore:
         return await self._call(destroy)
 
     async def link(self, subject: str, parent: str) -> None:
-        await self._call(lambda db: db.execute(
-            "INSERT OR IGNORE INTO subject_links (subject, parent) VALUES (?, ?)",
-            (subject, parent)))
+        """Group commit, with the first keys (:meth:`get_or_create`): a chat's first webhook
+        that names its visitor costs no durable commit of its own."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending_links.setdefault((subject, parent), []).append(future)
+        self._flush_soon()
+        await future
 
     async def linked(self, parent: str) -> list[str]:
         rows = await self._call(lambda db: db.execute(
