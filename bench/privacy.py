@@ -3,11 +3,17 @@
 1. **Decrypt**: opening one sealed record whose body is ~2 kB (a Natterly ChatInitiated with
    visitor, messages and custom data): AES-256-GCM decrypt alone, and ``open_envelope`` (the
    decrypt plus the envelope with its body restored), best of several timeit rounds.
-2. **Receiver**: requests/s of the real receiver (``bench/receiver.py``'s load generator in a
+2. **Sealing CPU** (in process, no HTTP or Kafka, so a busy machine disturbs it little): CPU
+   time per webhook of what the receiver does to a body between reading it and producing it
+   (``parse_webhook``, then ``KeyRing.seal`` with a SQLite key store, then the record's
+   encoding) against the same without sealing, 32 concurrent tasks, ``--records`` bodies
+   cycling over ``--chats`` chats (each chat's first webhook creates its key, grouped as
+   the receiver groups them), and over a new chat per body (every webhook creates a key).
+3. **Receiver**: requests/s of the real receiver (``bench/receiver.py``'s load generator in a
    separate process, closed loop) with ``privacy.encrypt`` false and true, alternating runs,
    medians. The keys live in a SQLite key store in a temporary directory; ``--chats N``: the
    bodies cycle over N chats (each chat's first webhook creates its key).
-3. **Projector rebuild**: records/s of ``projector.rebuild`` over the same N webhooks produced
+4. **Projector rebuild**: records/s of ``projector.rebuild`` over the same N webhooks produced
    plain to one topic prefix and sealed to another, into an in-memory store, alternating.
 
 Kafka: ``PARLEY_BENCH_KAFKA`` (a bootstrap address) if set, else a LocalKafka for the run.
@@ -112,6 +118,47 @@ async def decrypt_figures() -> dict[str, float]:
     }
 
 
+async def seal_cpu_figures(args: argparse.Namespace) -> dict[str, float]:
+    """CPU µs per webhook, plain and sealed, for ``--chats`` chats and for a chat per body."""
+    from datetime import UTC, datetime
+
+    from contracts.envelope import encode_envelope
+    from contracts.ingest import parse_webhook
+    from parley.privacy.config import build_key_ring
+    from parley.settings import PrivacySettings, Settings
+
+    br = _bench_receiver()
+
+    async def per_webhook(bodies: list[bytes], sealed: bool) -> float:
+        keys = Path(tempfile.mkdtemp(prefix="parley-bench-keys-"))
+        ring = build_key_ring(Settings(privacy=PrivacySettings(
+            key_store=f"sqlite:///{keys}/keys.db")))
+        await ring.store.open()  # not part of the figure
+        pending = iter(bodies)
+
+        async def worker() -> None:
+            for body in pending:
+                env = parse_webhook("natterly", "acme", body, received_at=datetime.now(UTC))
+                encode_envelope(await ring.seal(env) if sealed else env)
+        started = time.process_time()
+        await asyncio.gather(*(worker() for _ in range(32)))
+        cpu = time.process_time() - started
+        await ring.close()
+        await ring.store.close()  # idempotent; the ring closes only a store it opened
+        return cpu / len(bodies) * 1e6
+
+    figures: dict[str, float] = {}
+    for name, chats in (("chats", args.chats), ("new", 0)):
+        os.environ["PARLEY_BENCH_CHATS"] = str(chats) if chats else ""
+        bodies = [br._body(i) for i in range(args.records)]  # type: ignore[attr-defined]
+        rounds = [(await per_webhook(bodies, False), await per_webhook(bodies, True))
+                  for _ in range(args.runs)]
+        figures[f"{name}_plain"] = statistics.median(p for p, _ in rounds)
+        figures[f"{name}_sealed"] = statistics.median(s for _, s in rounds)
+    os.environ.pop("PARLEY_BENCH_CHATS", None)
+    return figures
+
+
 async def receiver_figures(args: argparse.Namespace, bootstrap: str) -> list[dict[str, float]]:
     from parley.http import build_app
     from parley.kafka.launcher import free_ports
@@ -210,7 +257,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per receiver run")
     parser.add_argument("--records", type=int, default=20000, help="per rebuild")
     parser.add_argument("--chats", type=int, default=2000)
-    parser.add_argument("--skip", default="", help="comma list of: decrypt,receiver,rebuild")
+    parser.add_argument("--skip", default="",
+                        help="comma list of: decrypt,seal,receiver,rebuild")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     started = time.perf_counter()
@@ -221,6 +269,13 @@ def main() -> None:
               f"open_envelope {d['open_envelope_us']:.2f} us (target < {TARGET_DECRYPT_US:g} us: "
               f"{verdict}); decoding the record: sealed {d['decode_envelope_sealed_us']:.2f} us, "
               f"plain {d['decode_envelope_plain_us']:.2f} us")
+    if "seal" not in skip:
+        c = asyncio.run(seal_cpu_figures(args))
+        for name, what in (("chats", f"{args.records} webhooks over {args.chats} chats"),
+                           ("new", "a new chat per webhook")):
+            print(f"sealing CPU per webhook, {what}: plain {c[name + '_plain']:.1f} us, sealed "
+                  f"{c[name + '_sealed']:.1f} us (+{c[name + '_sealed'] - c[name + '_plain']:.1f}"
+                  f" us; median of {args.runs}; load average {os.getloadavg()[0]:.1f})")
     if skip >= {"receiver", "rebuild"}:
         return
     br = _bench_receiver()

@@ -16,6 +16,13 @@ fixed rate, whatever the answers' pace, latency counted from each request's sche
 at 25%, 50% and 90% of its median closed-loop rate: the p50/p99 an operator can expect when a
 deployment runs at that share of its peak (docs/operations.md, "Sizing").
 
+The receiver runs as configured by default, so it seals each body with its chat's data key
+(docs/privacy.md), in a SQLite key store of a temporary directory (a fresh one per run, as a
+new deployment). By default every body is a new chat, so every webhook also creates its
+chat's key (the worst case: one durable key-store commit per webhook, shared by those queued
+meanwhile); ``--chats N`` cycles the bodies over N chats (a chat gets about
+requests ÷ N webhooks, as a real chat does), ``--no-encrypt`` turns sealing off.
+
 ``--profile FILE`` samples the receiver server's own CPU time (``ITIMER_PROF``, so time spent
 waiting for a busy CPU is not counted, unlike a wall-clock sampler on a loaded machine) during
 its measured runs, writes the stacks collapsed (flamegraph / speedscope input) and prints
@@ -23,7 +30,8 @@ the CPU per request by stage (docs/benchmarks.md, "Where the time goes").
 
     .venv/bin/python bench/receiver.py [--concurrency 32] [--seconds 10] [--warmup-seconds 2]
                                        [--runs 5] [--loop auto|uvloop|asyncio] [--linger-ms 0]
-                                       [--profile FILE] [--no-latency]
+                                       [--profile FILE] [--no-latency] [--chats N]
+                                       [--no-encrypt]
 """
 
 from __future__ import annotations
@@ -242,6 +250,8 @@ class CpuProfile:
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("read body", ("WebhookHandler._read_body",)),
     ("parse, verify, decode", ("WebhookHandler._authenticate_and_parse",)),
+    ("seal (facts, AES-GCM, the key ring)", ("WebhookHandler._seal", "KeyRing.seal")),
+    ("key store (a chat's first key)", ("SqliteKeyStore.", "(privacy/keys_sqlite.py)")),
     ("envelope", ("encode_envelope", "Topics.for_aggregate")),
     ("produce (hand-off to the batch)", ("Publisher.publish", "RecordBatcher.add")),
     ("Kafka send and ack (aiokafka, batch flush)",
@@ -314,13 +324,15 @@ async def bench(args: argparse.Namespace, bootstrap: str, profile: CpuProfile | 
                 ) -> tuple[list[dict[str, dict[str, object]]], list[dict[str, object]], str]:
     """The alternating runs, the open-loop runs at LOAD_SHARES of the receiver's peak, and
     the name of the loop they were served on. ``profile`` samples the receiver's runs."""
+    import msgspec
+
     from parley.http import build_app
     from parley.kafka.launcher import free_ports
     from parley.kafka.topics import apply_topics
     from parley.logs import JsonFormatter
     from parley.loop import loop_name
     from parley.runtime import Runtime
-    from parley.settings import KafkaSettings, Settings, SourceSettings
+    from parley.settings import KafkaSettings, PrivacySettings, Settings, SourceSettings
     from receiver.publisher import PublisherOptions
     from receiver.role import ReceiverRole
 
@@ -329,6 +341,9 @@ async def bench(args: argparse.Namespace, bootstrap: str, profile: CpuProfile | 
         kafka=KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix, partitions=args.partitions),
         sources={"acme": SourceSettings(provider="natterly", auth_tokens=(TOKEN,))})
     await apply_topics(settings.kafka, Runtime.from_settings(settings).topics.specs(args.partitions))
+    # Each receiver run gets a key store of its own: never the working directory's .parley/.
+    key_dir = Path(tempfile.mkdtemp(prefix="parley-bench-keys-"))
+    key_stores = iter(range(1_000_000))
     # Production logging (JSON lines at INFO: rejections, not accepted requests), to a file.
     log_file = Path(tempfile.mkdtemp(prefix="parley-bench-log-")) / "receiver.log"
     handler = logging.FileHandler(log_file)
@@ -341,7 +356,10 @@ async def bench(args: argparse.Namespace, bootstrap: str, profile: CpuProfile | 
     options = PublisherOptions(compression=args.compression, linger_ms=args.linger_ms)
 
     async def receiver_load(rate_per_s: float | None = None) -> dict[str, object]:
-        rt = Runtime.from_settings(settings)  # a fresh process's worth of state each run
+        # A fresh process's worth of state each run, keys included.
+        privacy = PrivacySettings(encrypt=not args.no_encrypt,
+                                  key_store=f"sqlite:///{key_dir}/keys-{next(key_stores)}.db")
+        rt = Runtime.from_settings(msgspec.structs.replace(settings, privacy=privacy))
         async with serving(build_app(rt, [ReceiverRole(rt, options)]), receiver_port) as url:
             with profile if profile is not None and rate_per_s is None else contextlib.nullcontext():
                 return await load(f"{url}/webhooks/acme", args.concurrency, args.seconds,
@@ -386,6 +404,10 @@ def main() -> None:
                         help="sample the receiver's CPU in its runs; write collapsed stacks here")
     parser.add_argument("--no-latency", action="store_true",
                         help="skip the open-loop runs at 25/50/90%% of the receiver's peak")
+    parser.add_argument("--chats", type=int, default=0,
+                        help="cycle the bodies over N chats (default: a new chat per body)")
+    parser.add_argument("--no-encrypt", action="store_true",
+                        help="privacy.encrypt = false (the default seals, docs/privacy.md)")
     parser.add_argument("--load", metavar="URL", help=argparse.SUPPRESS)  # child mode
     parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)  # child mode, open loop
     args = parser.parse_args()
@@ -397,7 +419,10 @@ def main() -> None:
         return
     from parley import loop
 
+    if args.chats:
+        os.environ["PARLEY_BENCH_CHATS"] = str(args.chats)  # read by the load generator
     profile = CpuProfile() if args.profile else None
+    load_before = os.getloadavg()[0]
     with kafka_bootstrap() as (bootstrap, kafka_desc):
         started = time.perf_counter()
         runs, under_load, loop_desc = loop.run(bench(args, bootstrap, profile), args.loop)
@@ -406,6 +431,8 @@ def main() -> None:
 
     print(f"Kafka: {kafka_desc}; {os.cpu_count()} CPUs; concurrency {args.concurrency}; "
           f"compression {args.compression or best_compression()}; loop {loop_desc}; "
+          f"{'no sealing' if args.no_encrypt else 'sealed (privacy.encrypt)'}, "
+          f"{f'{args.chats} chats' if args.chats else 'a new chat per body'}; "
           f"{args.seconds:g} s measured after {args.warmup_seconds:g} s warm-up, per server per run")
     ratios = []
     for i, run in enumerate(runs, 1):
@@ -438,7 +465,8 @@ def main() -> None:
               f"stacks in {args.profile}; median {cpu_us:.0f} us/req):")
         for stage, share in stage_shares(profile.stacks):
             print(f"  {stage:<52} {share * cpu_us:6.1f} us  {share:6.1%}")
-    print(f"(whole run {elapsed:.0f} s; the receiver's last run wrote "
+    print(f"(whole run {elapsed:.0f} s, load average {load_before:.1f} at the start, "
+          f"{os.getloadavg()[0]:.1f} at the end; the receiver's last run wrote "
           f"{runs[-1]['receiver']['log_lines']} log lines at {os.environ.get('BENCH_LOG_LEVEL', 'INFO')})")
 
 

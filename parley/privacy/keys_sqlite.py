@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from parley.privacy.datakey import DataKey, new_data_key
 from parley.privacy.errors import KeyStoreUnavailable
@@ -47,7 +47,10 @@ class SqliteKeyStore:
         self._masters = masters
         self._busy_timeout_ms = busy_timeout_ms
         self._db: sqlite3.Connection | None = None
-        self._pending: dict[str, list[asyncio.Future[_Row]]] = {}
+        # Waiting for the next write transaction (group commit): first keys by subject,
+        # links by (subject, parent).
+        self._pending: dict[str, list[asyncio.Future[DataKey | _Row]]] = {}
+        self._pending_links: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parley-keys")
 
@@ -101,77 +104,100 @@ class SqliteKeyStore:
         return DataKey(subject, row[0], self._masters.unwrap(subject, row[1], row[2]))
 
     async def get_or_create(self, subject: str) -> DataKey:
-        """Group commit: the creations asked for while one transaction runs are made
-        together in the next one (one fsync for many first keys, as the receiver asks for
-        them concurrently)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[_Row] = loop.create_future()
+        """Group commit: the creations (and links) asked for while one transaction runs are
+        made together in the next one (one fsync for many first keys, as the receiver asks
+        for them concurrently)."""
+        future: asyncio.Future[DataKey | _Row] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(subject, []).append(future)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._create_pending())
-        key = self._key(subject, await future)
+        self._flush_soon()
+        got = await future
+        if isinstance(got, DataKey):
+            return got
+        key = self._key(subject, got)  # unwrapped here: a failure is this subject's alone
         assert key is not None
         return key
 
-    async def _create_pending(self) -> None:
-        while self._pending:
+    def _flush_soon(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._write_pending())
+
+    async def _write_pending(self) -> None:
+        while self._pending or self._pending_links:
             batch, self._pending = self._pending, {}
-            subjects = list(batch)
+            links, self._pending_links = self._pending_links, {}
             try:
-                rows = await self._call(functools.partial(self._create, subjects=subjects))
+                keys = await self._call(functools.partial(
+                    self._create, subjects=list(batch), links=list(links)))
             except BaseException as exc:  # every waiter gets the failure, none is left hanging
-                for futures in batch.values():
-                    for f in futures:
-                        if not f.done():
-                            f.set_exception(exc if isinstance(exc, Exception) else
-                                            KeyStoreUnavailable("the key store was stopped"))
+                waiting: list[asyncio.Future[Any]] = [f for fs in batch.values() for f in fs]
+                waiting += [f for fs in links.values() for f in fs]
+                for f in waiting:
+                    if not f.done():
+                        f.set_exception(exc if isinstance(exc, Exception) else
+                                        KeyStoreUnavailable("the key store was stopped"))
                 if not isinstance(exc, Exception):
                     raise
                 continue
             for subject, futures in batch.items():
                 for f in futures:
                     if not f.done():
-                        f.set_result(rows[subject])
+                        f.set_result(keys[subject])
+            for linked in links.values():
+                for done in linked:
+                    if not done.done():
+                        done.set_result(None)
 
-    def _create(self, db: sqlite3.Connection, *, subjects: list[str]) -> dict[str, _Row]:
+    def _create(self, db: sqlite3.Connection, *, subjects: list[str],
+                links: Sequence[tuple[str, str]] = ()) -> dict[str, DataKey | _Row]:
+        """Each subject's live key row, or its key created where there is none, and the
+        links, in one transaction: one read of the batch and one insert statement for what
+        it lacks (a statement per subject cost more than the keys themselves:
+        docs/benchmarks.md, "Privacy"). A key created here is returned as made, not
+        unwrapped again."""
         db.execute("BEGIN IMMEDIATE")
-        rows: dict[str, _Row] = {}
+        found = self._rows(db, subjects)
+        keys: dict[str, DataKey | _Row] = {}
+        created: list[tuple[str, int, str, bytes, str]] = []
+        now = _now()
         for subject in subjects:
-            row: _Row | None = db.execute(
-                "SELECT generation, master_id, wrapped FROM data_keys WHERE subject = ?",
-                (subject,)).fetchone()
-            if row is None or row[2] is None:
-                generation = (row[0] if row else 0) + 1
-                master_id, wrapped = self._masters.wrap(subject, new_data_key())
-                db.execute(
-                    "INSERT INTO data_keys (subject, generation, master_id, wrapped, created_at)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (subject) DO UPDATE SET"
-                    " generation = excluded.generation, master_id = excluded.master_id,"
-                    " wrapped = excluded.wrapped, created_at = excluded.created_at,"
-                    " destroyed_at = NULL",
-                    (subject, generation, master_id, wrapped, _now()))
-                row = (generation, master_id, wrapped)
-            rows[subject] = row
+            row = found.get(subject)
+            if row is not None and row[1] is not None and row[2] is not None:
+                keys[subject] = row  # live: unwrapped by its caller
+                continue
+            # None yet, or destroyed: the next generation.
+            key = DataKey(subject, (row[0] if row else 0) + 1, new_data_key())
+            master_id, wrapped = self._masters.wrap(subject, key.secret)
+            created.append((subject, key.generation, master_id, wrapped, now))
+            keys[subject] = key
+        db.executemany(
+            "INSERT INTO data_keys (subject, generation, master_id, wrapped, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (subject) DO UPDATE SET"
+            " generation = excluded.generation, master_id = excluded.master_id,"
+            " wrapped = excluded.wrapped, created_at = excluded.created_at,"
+            " destroyed_at = NULL", created)
+        db.executemany("INSERT OR IGNORE INTO subject_links (subject, parent) VALUES (?, ?)",
+                       links)
         db.execute("COMMIT")
-        return rows
+        return keys
+
+    @staticmethod
+    def _rows(db: sqlite3.Connection, subjects: Sequence[str]) -> dict[str, _Row]:
+        found: dict[str, _Row] = {}
+        for start in range(0, len(subjects), 500):  # under SQLite's variable limit
+            chunk = subjects[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for subject, *row in db.execute(
+                    "SELECT subject, generation, master_id, wrapped FROM data_keys "  # noqa: S608
+                    f"WHERE subject IN ({marks})", chunk):
+                found[subject] = (row[0], row[1], row[2])
+        return found
 
     async def get(self, subject: str) -> DataKey | None:
         return (await self.get_many([subject]))[subject]
 
     async def get_many(self, subjects: Sequence[str]) -> dict[str, DataKey | None]:
         wanted = list(dict.fromkeys(subjects))
-
-        def read(db: sqlite3.Connection) -> dict[str, _Row]:
-            found: dict[str, _Row] = {}
-            for start in range(0, len(wanted), 500):  # under SQLite's variable limit
-                chunk = wanted[start:start + 500]
-                marks = ",".join("?" * len(chunk))
-                for subject, *row in db.execute(
-                        "SELECT subject, generation, master_id, wrapped FROM data_keys "  # noqa: S608
-                        f"WHERE subject IN ({marks})", chunk):
-                    found[subject] = (row[0], row[1], row[2])
-            return found
-        rows = await self._call(read)
+        rows = await self._call(lambda db: self._rows(db, wanted))
         return {s: self._key(s, rows.get(s)) for s in wanted}
 
     async def destroy(self, subject: str) -> bool:
@@ -186,9 +212,12 @@ class SqliteKeyStore:
         return await self._call(destroy)
 
     async def link(self, subject: str, parent: str) -> None:
-        await self._call(lambda db: db.execute(
-            "INSERT OR IGNORE INTO subject_links (subject, parent) VALUES (?, ?)",
-            (subject, parent)))
+        """Group commit, with the first keys (:meth:`get_or_create`): a chat's first webhook
+        that names its visitor costs no durable commit of its own."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending_links.setdefault((subject, parent), []).append(future)
+        self._flush_soon()
+        await future
 
     async def linked(self, parent: str) -> list[str]:
         rows = await self._call(lambda db: db.execute(

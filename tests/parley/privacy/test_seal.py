@@ -4,6 +4,7 @@ still normalises, to its facts, and no personal string is readable anywhere in i
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -151,3 +152,32 @@ async def test_a_chat_without_a_visitor_id_is_linked_when_a_later_webhook_names_
                                            received_at=datetime(2026, 12, 7, tzinfo=UTC)))
     assert second.subject == first.subject  # one chat, one key, before and after
     assert await ring.store.linked("natterly:visitor:v-known-later") == [first.subject]
+
+
+async def test_first_webhooks_naming_their_visitors_share_durable_commits(tmp_path: Path) -> None:
+    """Twenty chats' first webhooks at once, each naming its visitor: their keys and their
+    links are written in a couple of group-committed transactions, not one per link."""
+    from parley.privacy.keys_sqlite import SqliteKeyStore
+
+    store = SqliteKeyStore(tmp_path / "keys.db", MasterKeys(parse_master_key(new_master_key(), "t")))
+    ring = KeyRing(store)
+    await store.open()
+    writes: list[str] = []
+    db = store._db
+    assert db is not None
+    # A write transaction starts with BEGIN, or is a write statement outside one (autocommit).
+    db.set_trace_callback(lambda sql: writes.append(sql) if not db.in_transaction and (
+        sql.startswith(("BEGIN", "INSERT", "UPDATE", "DELETE"))) else None)
+    template = msgspec.json.decode(
+        (FIXTURES / "natterly" / "chat_initiated_identified_visitor.json").read_bytes())
+    envelopes = []
+    for n in range(20):
+        template["payload"]["chat"]["uuid"] = f"chat-{n}"
+        template["payload"]["chat"]["visitor"]["uuid"] = f"visitor-{n}"
+        envelopes.append(parse_webhook("natterly", "src", msgspec.json.encode(template),
+                                       received_at=datetime(2026, 12, 7, tzinfo=UTC)))
+    await asyncio.gather(*(ring.seal(env) for env in envelopes))
+    for n in range(20):
+        assert await store.linked(f"natterly:visitor:visitor-{n}") == [f"natterly:chat:chat-{n}"]
+    assert 1 <= len(writes) <= 3, writes  # creations, then the links with any later ones
+    await ring.close()
