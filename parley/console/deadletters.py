@@ -26,7 +26,7 @@ from contracts.ops import AuditOutcome
 from parley.console import dlq_admin
 from parley.console.app import Console, NavItem, PageError, Route, Section, console_of, session_of
 from parley.console.audit import ActionRefused, actor_of, find_action, new_action_id, run_once
-from parley.console.dlq_admin import GroupLetters
+from parley.console.dlq_admin import GroupLetters, UnknownGroup
 
 __all__ = ["SECTION"]
 
@@ -38,10 +38,13 @@ T = TypeVar("T")
 
 
 async def _kafka(what: Callable[[], Awaitable[T]]) -> T:
-    """``what()``; Kafka down is a 503 page that says so, bad input a 400 page."""
+    """``what()``; Kafka down is a 503 page that says so, an unknown group a 404 page, other
+    bad input a 400 page."""
     try:
         async with asyncio.timeout(_READ_TIMEOUT_S):
             return await what()
+    except UnknownGroup as exc:
+        raise PageError(404, str(exc)) from None
     except ActionRefused as exc:
         raise PageError(400, str(exc)) from None
     except (KafkaError, OSError, TimeoutError) as exc:

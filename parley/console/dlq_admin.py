@@ -24,7 +24,7 @@ from parley.errors import SettingsError
 from parley.kafka.clients import reading_consumer
 from parley.settings import Settings
 
-__all__ = ["GroupLetters", "dead_letters", "groups", "replay", "skip"]
+__all__ = ["GroupLetters", "UnknownGroup", "dead_letters", "groups", "replay", "skip"]
 
 
 @dataclass(frozen=True)
@@ -76,15 +76,19 @@ async def groups(settings: Settings, topics: Topics) -> list[GroupLetters]:
             for name in names]
 
 
+class UnknownGroup(ActionRefused):
+    """A name that is no consumer group here (a page about it is not found)."""
+
+
 async def dead_letters(settings: Settings, topics: Topics, name: str) -> GroupLetters:
-    """Group ``name``'s entries; :class:`ActionRefused` for a name that is no group here."""
+    """Group ``name``'s entries; :class:`UnknownGroup` for a name that is no group here."""
     try:
         topic = topics.dlq(name)
     except ValueError as exc:
-        raise ActionRefused(f"no consumer group {name!r}: {exc}") from None
+        raise UnknownGroup(f"no consumer group {name!r}: {exc}") from None
     existing = await _existing_dlq_topics(settings, topics)
     if topic not in existing and name != PROJECTOR and name not in dead_letter_groups(settings):
-        raise ActionRefused(f"no consumer group {name!r} has dead letters here "
+        raise UnknownGroup(f"no consumer group {name!r} has dead letters here "
                             f"(no topic {topic})")
     return await _letters(settings, topics, name, topic in existing)
 
