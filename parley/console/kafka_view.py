@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +147,49 @@ class KafkaView:
             return out
 
         result: dict[str, int] = await self._call("offsets by time", read)
+        return result
+
+    async def tail(self, topics: Sequence[str], since_s: float, resume: Mapping[TopicPartition, int],
+                   visit: Callable[[ConsumerRecord[bytes, bytes]], None], *, budget: int,
+                   budget_s: float) -> tuple[dict[TopicPartition, int], bool]:
+        """Hand each record of ``topics`` appended since ``since_s`` (epoch seconds) to
+        ``visit``, each partition from ``resume`` (its next offset, as returned by the last
+        call) or from the first offset at that time if later, to the end; at most ``budget``
+        records or ``budget_s`` seconds of reading. Returns each partition's next offset and
+        whether every partition was read to its end."""
+        async def read(admin: AIOKafkaAdminClient, reader: AIOKafkaConsumer, _: Any
+                       ) -> tuple[dict[TopicPartition, int], bool]:
+            described = await admin.describe_topics(list(topics))
+            tps = [TopicPartition(t["topic"], p["partition"]) for t in described
+                   if not t.get("error_code") for p in t["partitions"]]
+            if not tps:
+                return {}, True
+            ends = await reader.end_offsets(tps)
+            at = await reader.offsets_for_times(dict.fromkeys(tps, int(since_s * 1000)))
+            reader.assign(tps)
+            pending = set()
+            for tp in tps:
+                found = at.get(tp)
+                start = max(resume.get(tp, 0), ends[tp] if found is None else found.offset)
+                reader.seek(tp, start)
+                if start < ends[tp]:
+                    pending.add(tp)
+            seen, deadline = 0, time.monotonic() + budget_s
+            while pending and seen < budget and time.monotonic() < deadline:
+                batch = await reader.getmany(*pending, timeout_ms=500,
+                                             max_records=min(2000, budget - seen))
+                for records in batch.values():
+                    for record in records:
+                        visit(record)
+                    seen += len(records)
+                for tp in list(pending):
+                    if await reader.position(tp) >= ends[tp]:
+                        pending.discard(tp)
+                if not batch:
+                    break  # nothing within the wait: the rest is for the next call
+            return {tp: await reader.position(tp) for tp in tps}, not pending
+
+        result: tuple[dict[TopicPartition, int], bool] = await self._call("the event topics", read)
         return result
 
     async def groups(self) -> list[GroupStatus]:
