@@ -120,6 +120,8 @@ class Console:
     roles: Mapping[str, object] = field(default_factory=dict)
     #: How long one overview panel may take before it is shown as down.
     panel_timeout_s: float = 3.0
+    #: Webhooks per page of a chat's timeline.
+    timeline_page: int = 500
     env: jinja2.Environment = field(init=False)
     kafka: KafkaView = field(init=False)
     row_counts: RowCounts = field(default_factory=RowCounts)
