@@ -78,7 +78,8 @@ def _selection(values: Mapping[str, object]) -> tuple[str | None, str | None]:
 
 async def index(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
-    groups = await _kafka(lambda: dlq_admin.groups(console.rt.settings, console.rt.topics))
+    groups = await _kafka(lambda: dlq_admin.groups(console.rt.settings, console.rt.topics,
+                                                    console.kafka))
     return console.render(request, "deadletters.html", title="Dead letters", groups=groups)
 
 
@@ -91,7 +92,7 @@ async def group_page(request: web.Request) -> web.StreamResponse:
 
 async def _letters(console: Console, name: str) -> GroupLetters:
     return await _kafka(lambda: dlq_admin.dead_letters(console.rt.settings, console.rt.topics,
-                                                       name))
+                                                       console.kafka, name))
 
 
 async def confirm(request: web.Request) -> web.StreamResponse:
@@ -123,7 +124,7 @@ async def act(request: web.Request) -> web.StreamResponse:
     target = {"group": name, "key": key or "*", "topic": topic or "*", "upto": str(upto)}
 
     async def do() -> tuple[AuditOutcome, str]:
-        await dlq_admin.dead_letters(settings, topics, name)  # a group Parley knows
+        await dlq_admin.dead_letters(settings, topics, console.kafka, name)  # a group Parley knows
         if action == "skip":
             return "done", await dlq_admin.skip(settings, topics, name, key=key, topic=topic,
                                                 upto=upto)

@@ -1,7 +1,10 @@
-"""What the overview reads from Kafka: topics and their end offsets, records appended in the
-last hour (offsets by time), each group's lag and members. One admin client and one reading
-consumer (no group), started on first use and started again after a failure, so Kafka being
-away costs each panel one failed attempt, not a hung page (the overview's deadline)."""
+"""What the console reads from Kafka: topics and their end offsets, records appended in the
+last hour (offsets by time, and the records themselves per source), each group's lag and
+members, a chat's records by offset, the rejections topic, dead-letter topics. One admin
+client and one reading consumer (no group) per process, started on first use, started again
+after a failure (so Kafka being away costs each panel one failed attempt, not a hung page)
+and after :attr:`KafkaView.max_age_s` (so no connection outlives a broker's address change
+or a rotated credential by long); calls take turns on them."""
 
 from __future__ import annotations
 
@@ -22,7 +25,9 @@ from consumers.lag import GroupLag, LagMonitor, WatchedGroup
 from consumers.parking import ParkedState
 from contracts.dead_letter import DeadLetterEntry
 from contracts.position import Position
+from contracts.topics import Topics
 from parley.console.groups import GroupInfo
+from parley.console.rejection_log import RejectionReport, report_from
 from parley.kafka.clients import make_admin, make_consumer
 from parley.settings import KafkaSettings
 
@@ -57,7 +62,9 @@ class KafkaView:
     """Kafka as the overview shows it (see the module docstring)."""
 
     def __init__(self, kafka: KafkaSettings, prefix: str, groups: Sequence[GroupInfo], *,
-                 stuck_after_s: float = 300.0) -> None:
+                 stuck_after_s: float = 300.0, max_age_s: float = 600.0) -> None:
+        self.max_age_s = max_age_s
+        self._started_at = 0.0
         self._kafka = kafka
         self._prefix = prefix
         self._groups = list(groups)
@@ -89,7 +96,10 @@ class KafkaView:
         cancel by the panel's deadline) the clients are closed, to start afresh next time."""
         async with self._lock:
             try:
+                if self._admin is not None and time.monotonic() - self._started_at > self.max_age_s:
+                    await self._reset()  # old enough: new clients (see the module docstring)
                 if self._admin is None or self._reader is None or self._monitor is None:
+                    self._started_at = time.monotonic()
                     self._admin = make_admin(self._kafka)
                     await self._admin.start()
                     # Short fetch waits: Kafka answers a connection's requests in order, so a
@@ -125,6 +135,25 @@ class KafkaView:
                     for name in names]
 
         result: list[TopicEnds] = await self._call("topics", read)
+        return result
+
+    async def topic_names(self) -> set[str]:
+        """Every topic's name (the cluster's, not only Parley's)."""
+        async def read(admin: AIOKafkaAdminClient, _: AIOKafkaConsumer, __: Any) -> set[str]:
+            return set(await admin.list_topics())
+
+        result: set[str] = await self._call("topic names", read)
+        return result
+
+    async def rejections(self, topics: Topics, *, per_source: int, window_s: float,
+                         timeout_s: float) -> RejectionReport:
+        """The rejections topic's report (:func:`parley.console.rejection_log.report_from`)."""
+        async def read(_: AIOKafkaAdminClient, reader: AIOKafkaConsumer, __: Any
+                       ) -> RejectionReport:
+            return await report_from(reader, topics, per_source=per_source, window_s=window_s,
+                                     timeout_s=timeout_s)
+
+        result: RejectionReport = await self._call("rejections", read)
         return result
 
     async def appended_since(self, topics: Sequence[str], since_s: float) -> dict[str, int]:

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from parley.console.app import Console, NavItem, PageError, Panel, Route, Section, console_of
-from parley.console.rejection_log import read_rejections
 
 __all__ = ["PANELS", "SECTION"]
 
@@ -62,9 +61,9 @@ async def _load_traffic(console: Console) -> Mapping[str, object]:
     (the rejections topic), both written by every receiver process, over the last hour."""
     accepted, rejections = await asyncio.gather(
         console.accepted.refresh(console.kafka, console.rt.topics.event_topics),
-        read_rejections(console.rt.settings.kafka, console.rt.topics, per_source=1,
-                        window_s=console.accepted.window_s,
-                        timeout_s=console.panel_timeout_s / 2))
+        console.kafka.rejections(console.rt.topics, per_source=1,
+                                 window_s=console.accepted.window_s,
+                                 timeout_s=console.panel_timeout_s / 2))
     rejected: dict[str, dict[int, int]] = {}
     for (source, status, _), n in sorted(rejections.counts.items()):
         by_status = rejected.setdefault(source, {})
