@@ -73,6 +73,9 @@ class KafkaView:
         self._reader: AIOKafkaConsumer | None = None
         self._monitor: LagMonitor | None = None
         self._lock = asyncio.Lock()
+        # The last rejections report, shared by the panels and pages that ask within a second.
+        self._rejections_lock = asyncio.Lock()
+        self._rejections: tuple[float, tuple[str, int, float], RejectionReport] | None = None
 
     async def close(self) -> None:
         async with self._lock:
@@ -147,14 +150,23 @@ class KafkaView:
 
     async def rejections(self, topics: Topics, *, per_source: int, window_s: float,
                          timeout_s: float) -> RejectionReport:
-        """The rejections topic's report (:func:`parley.console.rejection_log.report_from`)."""
-        async def read(_: AIOKafkaAdminClient, reader: AIOKafkaConsumer, __: Any
-                       ) -> RejectionReport:
-            return await report_from(reader, topics, per_source=per_source, window_s=window_s,
-                                     timeout_s=timeout_s)
+        """The rejections topic's report (:func:`parley.console.rejection_log.report_from`);
+        one read a second serves every caller with the same arguments (the overview's
+        webhooks and rejections panels both show it)."""
+        key = (topics.rejections, per_source, window_s)
+        async with self._rejections_lock:
+            last = self._rejections
+            if last is not None and last[1] == key and time.monotonic() - last[0] < 1.0:
+                return last[2]
 
-        result: RejectionReport = await self._call("rejections", read)
-        return result
+            async def read(_: AIOKafkaAdminClient, reader: AIOKafkaConsumer, __: Any
+                           ) -> RejectionReport:
+                return await report_from(reader, topics, per_source=per_source,
+                                         window_s=window_s, timeout_s=timeout_s)
+
+            result: RejectionReport = await self._call("rejections", read)
+            self._rejections = (time.monotonic(), key, result)
+            return result
 
     async def appended_since(self, topics: Sequence[str], since_s: float) -> dict[str, int]:
         """Records appended to each of ``topics`` since ``since_s`` (epoch seconds), from the
