@@ -165,6 +165,8 @@ async def serve_and_time(path: Path, kafka: KafkaSettings, requests: int) -> Non
                 ("overview (all panels)", "/console"),
                 ("overview: projection panel", "/console/panels/store"),
                 ("overview: groups panel", "/console/panels/groups"),
+                ("overview: webhooks panel", "/console/panels/traffic"),
+                ("overview: rejections panel", "/console/panels/rejections"),
                 ("chats, first page", "/console/chats"),
                 ("chats, status=closed", "/console/chats?status=closed"),
                 ("chats, limit=200", "/console/chats?limit=200"),

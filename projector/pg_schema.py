@@ -7,7 +7,8 @@ Layout in the configured schema (``?schema=`` in the store URL, default ``public
   pointer to the copy that serves reads;
 * ``parley_outbox`` — state changes committed and not yet published (one per store);
 * per copy ``p_<name>_rows`` (kind, id, encoded fold state, JSON view, listing columns) and
-  ``p_<name>_offsets`` (next offset per topic partition), plus one partial index over chats.
+  ``p_<name>_offsets`` (next offset per topic partition), plus two partial indexes over
+  chats (the listing's order, and by agent).
 
 Text that listings order by (``kind``, ``id``, ``chat_id``, ``sort_key``) uses the ``"C"``
 collation: byte order, which for UTF-8 is code point order — what SQLite and Python compare,
@@ -38,7 +39,8 @@ _MAX_BASE = 48
 class CopyTables:
     """Qualified, quoted names of one projection copy's tables (``name`` as validated)."""
 
-    __slots__ = ("base", "chats_index", "facts", "name", "offsets", "open_index", "rollups", "rows")
+    __slots__ = ("agent_chats_index", "base", "chats_index", "facts", "name", "offsets",
+                 "open_index", "rollups", "rows")
 
     def __init__(self, schema_quoted: str, name: str) -> None:
         self.name = name
@@ -50,6 +52,7 @@ class CopyTables:
         self.rows = f"{schema_quoted}.{quote_ident(base + '_rows')}"
         self.offsets = f"{schema_quoted}.{quote_ident(base + '_offsets')}"
         self.chats_index = quote_ident(base + "_chats")
+        self.agent_chats_index = quote_ident(base + "_agent_chats")
         # The report roll-ups (projector/pg_rollups.py).
         self.facts = f"{schema_quoted}.{quote_ident(base + '_facts')}"
         self.rollups = f"{schema_quoted}.{quote_ident(base + '_rollups')}"
@@ -70,10 +73,19 @@ def copy_ddl(tables: CopyTables) -> list[str]:
         # "{chat_id}/{message_id}", so the primary key keeps them together.
         f"""CREATE INDEX IF NOT EXISTS {tables.chats_index} ON {tables.rows} (sort_key, id)
             WHERE kind = 'chat'""",
+        agent_chats_ddl(tables),
         f"""CREATE TABLE IF NOT EXISTS {tables.offsets} (
             topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset BIGINT NOT NULL,
             PRIMARY KEY (topic, partition))""",
     ]
+
+
+def agent_chats_ddl(tables: CopyTables) -> str:
+    """The chat listing filtered by agent (``GET /api/chats?agent=``, an agent's console
+    page): a range of this index rather than a walk of the listing's. Only chats with an
+    agent."""
+    return (f"""CREATE INDEX IF NOT EXISTS {tables.agent_chats_index} ON {tables.rows} """
+            """(agent_id, sort_key, id) WHERE kind = 'chat' AND agent_id IS NOT NULL""")
 
 
 def rollup_ddl(tables: CopyTables) -> list[str]:
@@ -223,6 +235,13 @@ async def _v5_rollups(conn: Conn, schema: str) -> None:
             await conn.execute(statement)
 
 
+async def _v6_agent_chats(conn: Conn, schema: str) -> None:
+    """The agent index of every copy made before it (built from the copy's rows)."""
+    quoted = quote_ident(schema)
+    for (name,) in await conn.fetch(f"SELECT name FROM {quoted}.parley_projections"):  # noqa: S608
+        await conn.execute(agent_chats_ddl(CopyTables(quoted, str(name))))
+
+
 #: The store's migrations, oldest first (see :mod:`parley.pg.migrate` for the rules).
 STORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="projection registry and live pointer", statements=_v1),
@@ -232,4 +251,6 @@ STORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=4, description="verification summaries of rebuilt copies", statements=_v4),
     Migration(version=5, description="report roll-up tables of every copy",
               statements=lambda schema: [], run=_v5_rollups),
+    Migration(version=6, description="index of each copy's chats by agent",
+              statements=lambda schema: [], run=_v6_agent_chats),
 )

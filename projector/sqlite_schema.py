@@ -19,8 +19,8 @@ from projector.sqlite_rollups import schema as rollup_schema
 from projector.views import Row
 
 __all__ = ["OUTBOX_DELETE", "OUTBOX_INSERT", "OUTBOX_READ", "ROWS_PER_STATEMENT", "SCHEMA",
-           "SCHEMA_VERSION", "Sql", "chunks", "copy_schema", "migrate", "rows_per_statement",
-           "transaction"]
+           "SCHEMA_VERSION", "Sql", "agent_chats_index", "chunks", "copy_schema", "migrate",
+           "rows_per_statement", "transaction"]
 
 
 # 1: registry, live pointer, per-copy tables. 2: names in the registry and the pointer are
@@ -58,8 +58,8 @@ OUTBOX_DELETE = "DELETE FROM parley_outbox WHERE token IN (SELECT value FROM jso
 
 
 def copy_schema(name: str) -> list[str]:
-    # Indexes cost write speed, so there is one secondary index only, a partial one over
-    # chats (most rows are messages). A chat's messages need none: their ids are
+    # Indexes cost write speed, so the secondary indexes are partial ones over chats only
+    # (most rows are messages). A chat's messages need none: their ids are
     # "{chat_id}/{message_id}", so the primary key keeps them together (see ``Sql``).
     return [
         f"""CREATE TABLE IF NOT EXISTS "p_{name}_rows" (
@@ -68,10 +68,19 @@ def copy_schema(name: str) -> list[str]:
             PRIMARY KEY (kind, id))""",
         f"""CREATE INDEX IF NOT EXISTS "p_{name}_chats" ON "p_{name}_rows" (sort_key, id)
             WHERE kind = 'chat'""",
+        agent_chats_index(name),
         f"""CREATE TABLE IF NOT EXISTS "p_{name}_offsets" (
             topic TEXT NOT NULL, partition INTEGER NOT NULL, next_offset INTEGER NOT NULL,
             PRIMARY KEY (topic, partition))""",
     ]
+
+
+def agent_chats_index(name: str) -> str:
+    """The chat listing filtered by agent (``GET /api/chats?agent=``, an agent's console page):
+    without it, the listing's index is walked reading every chat's agent until a page of the
+    agent's is found, all of them for an agent with few chats. Only chats with an agent."""
+    return (f"""CREATE INDEX IF NOT EXISTS "p_{name}_agent_chats" ON "p_{name}_rows" """
+            "(agent_id, sort_key, id) WHERE kind = 'chat' AND agent_id IS NOT NULL")
 
 
 class Sql:
@@ -95,6 +104,11 @@ class Sql:
         # INDEXED BY: without statistics the planner would rather sort every chat per page.
         self.chats = (
             f"SELECT sort_key, id, view FROM {rows} INDEXED BY \"p_{name}_chats\" WHERE kind = 'chat'"  # noqa: S608
+        )
+        # One agent's chats: a range of the agent index (agent_id = ? implies IS NOT NULL).
+        self.agent_chats = (
+            f"SELECT sort_key, id, view FROM {rows} INDEXED BY \"p_{name}_agent_chats\" "  # noqa: S608
+            "WHERE kind = 'chat' AND agent_id = ?"
         )
         # A range of the primary key: ids from "{chat}/" up to "{chat}0" ("0" follows "/"),
         # then the exact chat_id, since a chat id could itself contain "/".
@@ -206,8 +220,9 @@ def migrate(conn: sqlite3.Connection) -> None:
         if version < 2:
             canonical_names(conn)
         # Copies made before the report roll-ups get their (empty) tables: a rebuild fills them.
+        # Copies made before the agent index get it (built here from their rows, once).
         for (name,) in conn.execute("SELECT name FROM parley_projections").fetchall():
-            for statement in rollup_schema(name):
+            for statement in (*rollup_schema(name), agent_chats_index(name)):
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 

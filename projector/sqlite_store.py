@@ -391,8 +391,10 @@ class SqliteStore:
         cursor: str | None = None,
         chat_type: str | None = None,
     ) -> tuple[list[bytes], str | None]:
-        query, args = self._q(projection).chats, list[object]()
-        for column, value in (("status", status), ("source", source), ("agent_id", agent)):
+        sql = self._q(projection)
+        # An agent's chats are a range of the agent index; others walk the listing's index.
+        query, args = (sql.chats, list[object]()) if agent is None else (sql.agent_chats, [agent])
+        for column, value in (("status", status), ("source", source)):
             if value is not None:
                 query += f" AND {column} = ?"
                 args.append(value)

@@ -12,7 +12,6 @@ adds it; which routes and which navigation entries exist is the list in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from aiohttp import web
 from parley.console.counts import RowCounts
 from parley.console.groups import GroupInfo
 from parley.console.kafka_view import KafkaView
-from parley.console.traffic import Traffic
+from parley.console.source_counts import SourceCounts
 from parley.errors import StoreError
 from parley.runtime import Runtime
 from projector.errors import Overloaded, UnknownProjection
@@ -121,10 +120,13 @@ class Console:
     roles: Mapping[str, object] = field(default_factory=dict)
     #: How long one overview panel may take before it is shown as down.
     panel_timeout_s: float = 3.0
+    #: Webhooks per page of a chat's timeline.
+    timeline_page: int = 500
     env: jinja2.Environment = field(init=False)
     kafka: KafkaView = field(init=False)
     row_counts: RowCounts = field(default_factory=RowCounts)
-    traffic: Traffic = field(init=False)
+    #: Webhooks accepted per source over the last hour, from the event topics.
+    accepted: SourceCounts = field(default_factory=SourceCounts)
 
     def __post_init__(self) -> None:
         self.env = jinja2.Environment(
@@ -132,15 +134,13 @@ class Console:
             autoescape=True, undefined=jinja2.ChainableUndefined, enable_async=False)
         self.env.filters["ago"] = _ago
         self.kafka = KafkaView(self.rt.settings.kafka, self.rt.topics.prefix, self.groups)
-        self.traffic = Traffic(self.rt.registry)
 
     async def lifecycle(self, app: web.Application) -> AsyncIterator[None]:
-        """``cleanup_ctx``: the traffic sampler while the app serves; Kafka clients closed
-        at the end."""
-        async with contextlib.AsyncExitStack() as stack:
-            await stack.enter_async_context(contextlib.asynccontextmanager(self.traffic.run)(app))
-            stack.push_async_callback(self.kafka.close)
+        """``cleanup_ctx``: the Kafka clients closed at the end."""
+        try:
             yield
+        finally:
+            await self.kafka.close()
 
     def render(self, request: web.Request, template: str, *, status: int = 200,
                **context: object) -> web.Response:

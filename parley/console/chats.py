@@ -16,7 +16,7 @@ from consumers.search.queries import decode_cursor as decode_search_cursor
 from contracts.errors import ContractError
 from contracts.params import parse_uint
 from parley.console.app import Console, NavItem, PageError, Route, Section, console_of
-from parley.console.timeline import MAX_RECORDS, WatchedLog, chat_timeline
+from parley.console.timeline import MAX_FOLDED, WatchedLog, chat_timeline
 from projector.api import CHAT_STATUSES
 from projector.errors import InvalidCursor
 from projector.log_index import position_of
@@ -114,9 +114,18 @@ async def chat_list_fragment(request: web.Request) -> web.StreamResponse:
                         content_type="text/html")
 
 
+def _timeline_page(request: web.Request) -> int:
+    """The timeline's page (``?page=``, from 1), checked."""
+    try:
+        return parse_uint(request.query.get("page") or "1", "page", minimum=1, maximum=10**6)
+    except ContractError as exc:
+        raise PageError(400, exc.detail) from None
+
+
 async def chat_page(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
     chat_id = request.match_info["id"]
+    page = _timeline_page(request)
     projection = await console.live_projection()
     view = await console.store.get_view(projection, "chat", chat_id)
     if view is None:
@@ -129,23 +138,33 @@ async def chat_page(request: web.Request) -> web.StreamResponse:
         state=orjson.dumps(orjson.loads(view), option=orjson.OPT_INDENT_2).decode(),
         messages=[orjson.loads(m) for m in messages], more_messages=more is not None,
         stream_url=f"/api/chats/{quoted}/stream",
-        timeline_url=f"/console/chats/{quoted}/timeline")
+        timeline_url=f"/console/chats/{quoted}/timeline?page={page}")
 
 
 async def timeline_fragment(request: web.Request) -> web.StreamResponse:
+    """One page of the chat's timeline (oldest first), with links to the pages around it."""
     console = console_of(request)
     chat_id = request.match_info["id"]
+    page = _timeline_page(request)
     projection = await console.live_projection()
     if await console.store.get_view(projection, "chat", chat_id) is None:
         raise PageError(404, f"there is no chat {chat_id!r}")
-    views, more = await console.store.list_log(projection, "chat", chat_id,
-                                                 limit=MAX_RECORDS)
+    size = console.timeline_page
+    # The positions up to the page's end: the records before it are folded for its states.
+    views, more = await console.store.list_log(projection, "chat", chat_id, limit=page * size)
+    shown_from = (page - 1) * size
+    if page > 1 and len(views) <= shown_from:
+        raise PageError(404, f"the timeline of chat {chat_id!r} has no page {page}")
     positions = [position_of(v) for v in views]
     watched = [WatchedLog(g.name, g.group, g.topics, g.dlq) for g in console.groups]
     entries = await chat_timeline(console.kafka, positions, chat_id, watched,
-                                   console.rt.key_ring())
+                                  console.rt.key_ring(), shown_from=shown_from)
+    quoted = quote(chat_id, safe="")
     return web.Response(text=console.fragment(
-        "timeline.html", entries=entries, truncated=more is not None, limit=MAX_RECORDS,
+        "timeline.html", entries=entries, first=shown_from + 1, page=page,
+        states=shown_from <= MAX_FOLDED, max_folded=MAX_FOLDED,
+        earlier_url=f"/console/chats/{quoted}?page={page - 1}" if page > 1 else None,
+        later_url=f"/console/chats/{quoted}?page={page + 1}" if more is not None else None,
         groups=[g.name for g in console.groups]), content_type="text/html")
 
 

@@ -26,7 +26,7 @@ from contracts.ops import AuditOutcome
 from parley.console import dlq_admin
 from parley.console.app import Console, NavItem, PageError, Route, Section, console_of, session_of
 from parley.console.audit import ActionRefused, actor_of, find_action, new_action_id, run_once
-from parley.console.dlq_admin import GroupLetters
+from parley.console.dlq_admin import GroupLetters, UnknownGroup
 
 __all__ = ["SECTION"]
 
@@ -38,10 +38,13 @@ T = TypeVar("T")
 
 
 async def _kafka(what: Callable[[], Awaitable[T]]) -> T:
-    """``what()``; Kafka down is a 503 page that says so, bad input a 400 page."""
+    """``what()``; Kafka down is a 503 page that says so, an unknown group a 404 page, other
+    bad input a 400 page."""
     try:
         async with asyncio.timeout(_READ_TIMEOUT_S):
             return await what()
+    except UnknownGroup as exc:
+        raise PageError(404, str(exc)) from None
     except ActionRefused as exc:
         raise PageError(400, str(exc)) from None
     except (KafkaError, OSError, TimeoutError) as exc:
@@ -75,7 +78,8 @@ def _selection(values: Mapping[str, object]) -> tuple[str | None, str | None]:
 
 async def index(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
-    groups = await _kafka(lambda: dlq_admin.groups(console.rt.settings, console.rt.topics))
+    groups = await _kafka(lambda: dlq_admin.groups(console.rt.settings, console.rt.topics,
+                                                    console.kafka))
     return console.render(request, "deadletters.html", title="Dead letters", groups=groups)
 
 
@@ -88,7 +92,7 @@ async def group_page(request: web.Request) -> web.StreamResponse:
 
 async def _letters(console: Console, name: str) -> GroupLetters:
     return await _kafka(lambda: dlq_admin.dead_letters(console.rt.settings, console.rt.topics,
-                                                       name))
+                                                       console.kafka, name))
 
 
 async def confirm(request: web.Request) -> web.StreamResponse:
@@ -120,7 +124,7 @@ async def act(request: web.Request) -> web.StreamResponse:
     target = {"group": name, "key": key or "*", "topic": topic or "*", "upto": str(upto)}
 
     async def do() -> tuple[AuditOutcome, str]:
-        await dlq_admin.dead_letters(settings, topics, name)  # a group Parley knows
+        await dlq_admin.dead_letters(settings, topics, console.kafka, name)  # a group Parley knows
         if action == "skip":
             return "done", await dlq_admin.skip(settings, topics, name, key=key, topic=topic,
                                                 upto=upto)

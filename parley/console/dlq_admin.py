@@ -13,18 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from consumers.cli import dead_letter_groups
-from consumers.dlq import read_dlq
 from consumers.dlq_ops import dlq_replay, dlq_skip
 from consumers.errors import ConsumerError
 from consumers.registry import load_consumer
 from contracts.dead_letter import DeadLetterEntry
 from contracts.topics import PROJECTOR, Topics
 from parley.console.audit import ActionRefused
+from parley.console.kafka_view import KafkaView
 from parley.errors import SettingsError
-from parley.kafka.clients import reading_consumer
 from parley.settings import Settings
 
-__all__ = ["GroupLetters", "dead_letters", "groups", "replay", "skip"]
+__all__ = ["GroupLetters", "UnknownGroup", "dead_letters", "groups", "replay", "skip"]
 
 
 @dataclass(frozen=True)
@@ -60,41 +59,45 @@ class GroupLetters:
         return max((e.dlq_offset for e in self.entries), default=-1)
 
 
-async def _existing_dlq_topics(settings: Settings, topics: Topics) -> set[str]:
-    async with reading_consumer(settings.kafka) as consumer:
-        prefix = topics.dlq(PROJECTOR).removesuffix(PROJECTOR)
-        return {t for t in await consumer.topics() if t.startswith(prefix)}
+async def _existing_dlq_topics(kafka: KafkaView, topics: Topics) -> set[str]:
+    prefix = topics.dlq(PROJECTOR).removesuffix(PROJECTOR)
+    return {t for t in await kafka.topic_names() if t.startswith(prefix)}
 
 
-async def groups(settings: Settings, topics: Topics) -> list[GroupLetters]:
-    """Every group the console shows, the projector first, each with its entries."""
-    existing = await _existing_dlq_topics(settings, topics)
+async def groups(settings: Settings, topics: Topics, kafka: KafkaView) -> list[GroupLetters]:
+    """Every group the console shows, the projector first, each with its entries (read with
+    the console's reader, ``kafka``)."""
+    existing = await _existing_dlq_topics(kafka, topics)
     prefix = topics.dlq(PROJECTOR).removesuffix(PROJECTOR)
     names = [PROJECTOR, *sorted(({*dead_letter_groups(settings)}
                                  | {t.removeprefix(prefix) for t in existing}) - {PROJECTOR})]
-    return [await _letters(settings, topics, name, topics.dlq(name) in existing)
+    return [await _letters(kafka, topics, name, topics.dlq(name) in existing)
             for name in names]
 
 
-async def dead_letters(settings: Settings, topics: Topics, name: str) -> GroupLetters:
-    """Group ``name``'s entries; :class:`ActionRefused` for a name that is no group here."""
+class UnknownGroup(ActionRefused):
+    """A name that is no consumer group here (a page about it is not found)."""
+
+
+async def dead_letters(settings: Settings, topics: Topics, kafka: KafkaView, name: str
+                       ) -> GroupLetters:
+    """Group ``name``'s entries; :class:`UnknownGroup` for a name that is no group here."""
     try:
         topic = topics.dlq(name)
     except ValueError as exc:
-        raise ActionRefused(f"no consumer group {name!r}: {exc}") from None
-    existing = await _existing_dlq_topics(settings, topics)
+        raise UnknownGroup(f"no consumer group {name!r}: {exc}") from None
+    existing = await _existing_dlq_topics(kafka, topics)
     if topic not in existing and name != PROJECTOR and name not in dead_letter_groups(settings):
-        raise ActionRefused(f"no consumer group {name!r} has dead letters here "
-                            f"(no topic {topic})")
-    return await _letters(settings, topics, name, topic in existing)
+        raise UnknownGroup(f"no consumer group {name!r} has dead letters here "
+                           f"(no topic {topic})")
+    return await _letters(kafka, topics, name, topic in existing)
 
 
-async def _letters(settings: Settings, topics: Topics, name: str, exists: bool) -> GroupLetters:
+async def _letters(kafka: KafkaView, topics: Topics, name: str, exists: bool) -> GroupLetters:
     topic = topics.dlq(name)
     if not exists:
         return GroupLetters(name, topic, [], exists=False)
-    state = await read_dlq(settings.kafka, topic, keep_values=False)
-    return GroupLetters(name, topic, state.entries())
+    return GroupLetters(name, topic, await kafka.dead_letters(topic))
 
 
 async def skip(settings: Settings, topics: Topics, name: str, *, key: str | None,

@@ -1,14 +1,18 @@
-"""What the overview reads from Kafka: topics and their end offsets, records appended in the
-last hour (offsets by time), each group's lag and members. One admin client and one reading
-consumer (no group), started on first use and started again after a failure, so Kafka being
-away costs each panel one failed attempt, not a hung page (the overview's deadline)."""
+"""What the console reads from Kafka: topics and their end offsets, records appended in the
+last hour (offsets by time, and the records themselves per source), each group's lag and
+members, a chat's records by offset, the rejections topic, dead-letter topics. One admin
+client and one reading consumer (no group) per process, started on first use, started again
+after a failure (so Kafka being away costs each panel one failed attempt, not a hung page)
+and after :attr:`KafkaView.max_age_s` (so no connection outlives a broker's address change
+or a rotated credential by long); calls take turns on them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +25,9 @@ from consumers.lag import GroupLag, LagMonitor, WatchedGroup
 from consumers.parking import ParkedState
 from contracts.dead_letter import DeadLetterEntry
 from contracts.position import Position
+from contracts.topics import Topics
 from parley.console.groups import GroupInfo
+from parley.console.rejection_log import RejectionReport, report_from
 from parley.kafka.clients import make_admin, make_consumer
 from parley.settings import KafkaSettings
 
@@ -56,7 +62,9 @@ class KafkaView:
     """Kafka as the overview shows it (see the module docstring)."""
 
     def __init__(self, kafka: KafkaSettings, prefix: str, groups: Sequence[GroupInfo], *,
-                 stuck_after_s: float = 300.0) -> None:
+                 stuck_after_s: float = 300.0, max_age_s: float = 600.0) -> None:
+        self.max_age_s = max_age_s
+        self._started_at = 0.0
         self._kafka = kafka
         self._prefix = prefix
         self._groups = list(groups)
@@ -65,6 +73,9 @@ class KafkaView:
         self._reader: AIOKafkaConsumer | None = None
         self._monitor: LagMonitor | None = None
         self._lock = asyncio.Lock()
+        # The last rejections report, shared by the panels and pages that ask within a second.
+        self._rejections_lock = asyncio.Lock()
+        self._rejections: tuple[float, tuple[str, int, float], RejectionReport] | None = None
 
     async def close(self) -> None:
         async with self._lock:
@@ -88,7 +99,10 @@ class KafkaView:
         cancel by the panel's deadline) the clients are closed, to start afresh next time."""
         async with self._lock:
             try:
+                if self._admin is not None and time.monotonic() - self._started_at > self.max_age_s:
+                    await self._reset()  # old enough: new clients (see the module docstring)
                 if self._admin is None or self._reader is None or self._monitor is None:
+                    self._started_at = time.monotonic()
                     self._admin = make_admin(self._kafka)
                     await self._admin.start()
                     # Short fetch waits: Kafka answers a connection's requests in order, so a
@@ -126,6 +140,34 @@ class KafkaView:
         result: list[TopicEnds] = await self._call("topics", read)
         return result
 
+    async def topic_names(self) -> set[str]:
+        """Every topic's name (the cluster's, not only Parley's)."""
+        async def read(admin: AIOKafkaAdminClient, _: AIOKafkaConsumer, __: Any) -> set[str]:
+            return set(await admin.list_topics())
+
+        result: set[str] = await self._call("topic names", read)
+        return result
+
+    async def rejections(self, topics: Topics, *, per_source: int, window_s: float,
+                         timeout_s: float) -> RejectionReport:
+        """The rejections topic's report (:func:`parley.console.rejection_log.report_from`);
+        one read a second serves every caller with the same arguments (the overview's
+        webhooks and rejections panels both show it)."""
+        key = (topics.rejections, per_source, window_s)
+        async with self._rejections_lock:
+            last = self._rejections
+            if last is not None and last[1] == key and time.monotonic() - last[0] < 1.0:
+                return last[2]
+
+            async def read(_: AIOKafkaAdminClient, reader: AIOKafkaConsumer, __: Any
+                           ) -> RejectionReport:
+                return await report_from(reader, topics, per_source=per_source,
+                                         window_s=window_s, timeout_s=timeout_s)
+
+            result: RejectionReport = await self._call("rejections", read)
+            self._rejections = (time.monotonic(), key, result)
+            return result
+
     async def appended_since(self, topics: Sequence[str], since_s: float) -> dict[str, int]:
         """Records appended to each of ``topics`` since ``since_s`` (epoch seconds), from the
         offsets for that time (Kafka's time index) and the end offsets."""
@@ -146,6 +188,49 @@ class KafkaView:
             return out
 
         result: dict[str, int] = await self._call("offsets by time", read)
+        return result
+
+    async def tail(self, topics: Sequence[str], since_s: float, resume: Mapping[TopicPartition, int],
+                   visit: Callable[[ConsumerRecord[bytes, bytes]], None], *, budget: int,
+                   budget_s: float) -> tuple[dict[TopicPartition, int], bool]:
+        """Hand each record of ``topics`` appended since ``since_s`` (epoch seconds) to
+        ``visit``, each partition from ``resume`` (its next offset, as returned by the last
+        call) or from the first offset at that time if later, to the end; at most ``budget``
+        records or ``budget_s`` seconds of reading. Returns each partition's next offset and
+        whether every partition was read to its end."""
+        async def read(admin: AIOKafkaAdminClient, reader: AIOKafkaConsumer, _: Any
+                       ) -> tuple[dict[TopicPartition, int], bool]:
+            described = await admin.describe_topics(list(topics))
+            tps = [TopicPartition(t["topic"], p["partition"]) for t in described
+                   if not t.get("error_code") for p in t["partitions"]]
+            if not tps:
+                return {}, True
+            ends = await reader.end_offsets(tps)
+            at = await reader.offsets_for_times(dict.fromkeys(tps, int(since_s * 1000)))
+            reader.assign(tps)
+            pending = set()
+            for tp in tps:
+                found = at.get(tp)
+                start = max(resume.get(tp, 0), ends[tp] if found is None else found.offset)
+                reader.seek(tp, start)
+                if start < ends[tp]:
+                    pending.add(tp)
+            seen, deadline = 0, time.monotonic() + budget_s
+            while pending and seen < budget and time.monotonic() < deadline:
+                batch = await reader.getmany(*pending, timeout_ms=500,
+                                             max_records=min(2000, budget - seen))
+                for records in batch.values():
+                    for record in records:
+                        visit(record)
+                    seen += len(records)
+                for tp in list(pending):
+                    if await reader.position(tp) >= ends[tp]:
+                        pending.discard(tp)
+                if not batch:
+                    break  # nothing within the wait: the rest is for the next call
+            return {tp: await reader.position(tp) for tp in tps}, not pending
+
+        result: tuple[dict[TopicPartition, int], bool] = await self._call("the event topics", read)
         return result
 
     async def groups(self) -> list[GroupStatus]:

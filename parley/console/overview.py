@@ -57,13 +57,25 @@ async def panel(request: web.Request) -> web.StreamResponse:
 
 
 async def _load_traffic(console: Console) -> Mapping[str, object]:
-    sources, covered_s = console.traffic.last_window()
-    return {"served": console.traffic.served, "sources": sources, "covered_s": covered_s,
-            "window_s": console.traffic.window_s}
+    """Per source: accepted (records appended to the event topics) and rejected by status
+    (the rejections topic), both written by every receiver process, over the last hour."""
+    accepted, rejections = await asyncio.gather(
+        console.accepted.refresh(console.kafka, console.rt.topics.event_topics),
+        console.kafka.rejections(console.rt.topics, per_source=1,
+                                 window_s=console.accepted.window_s,
+                                 timeout_s=console.panel_timeout_s / 2))
+    rejected: dict[str, dict[int, int]] = {}
+    for (source, status, _), n in sorted(rejections.counts.items()):
+        by_status = rejected.setdefault(source, {})
+        by_status[status] = by_status.get(status, 0) + n
+    sources = sorted({*accepted.per_source, *rejected})
+    return {"sources": [{"source": s, "accepted": accepted.per_source.get(s, 0),
+                         "rejected": rejected.get(s, {})} for s in sources],
+            "complete": accepted.complete and rejections.complete}
 
 
 async def _load_appended(console: Console) -> Mapping[str, object]:
-    window_s = console.traffic.window_s
+    window_s = console.accepted.window_s
     topics = console.rt.topics.event_topics
     appended = await console.kafka.appended_since(topics, time.time() - window_s)
     return {"appended": appended, "window_s": window_s}
@@ -102,7 +114,7 @@ async def _load_store(console: Console) -> Mapping[str, object]:
 
 
 PANELS: tuple[Panel, ...] = (
-    Panel("traffic", "Webhooks, last hour (this process's receiver)", "panels/traffic.html",
+    Panel("traffic", "Webhooks, last hour (every receiver)", "panels/traffic.html",
           _load_traffic),
     Panel("appended", "Appended to Kafka, last hour", "panels/appended.html", _load_appended),
     Panel("groups", "Consumer groups", "panels/groups.html", _load_groups, wide=True),

@@ -10,6 +10,7 @@ from urllib.parse import quote
 import msgspec
 import orjson
 from aiohttp import web
+from markupsafe import Markup
 
 from contracts.state import VisitorState
 from parley.console.app import Console, NavItem, PageError, Route, Section, console_of
@@ -36,9 +37,8 @@ async def _chats(console: Console, projection: str, ids: list[str]) -> list[dict
     return out
 
 
-async def visitor_page(request: web.Request) -> web.StreamResponse:
-    console = console_of(request)
-    visitor_id = request.match_info["id"]
+async def _visitor_body(console: Console, visitor_id: str) -> str:
+    """The visitor's state, pages and chats (the part of its page that follows the stream)."""
     projection = await console.live_projection()
     view = await console.store.get_view(projection, "visitor", visitor_id)
     if view is None:
@@ -47,10 +47,27 @@ async def visitor_page(request: web.Request) -> web.StreamResponse:
     visitor = await with_sessions(console.store, projection, _VISITOR.decode(view))
     data = orjson.loads(msgspec.json.encode(visitor))
     chats = await _chats(console, projection, list(reversed(visitor.chats)))
-    return console.render(request, "visitor.html", title=f"Visitor {visitor_id}",
-                          visitor=data, chats=chats, more_chats=len(visitor.chats) > CHATS_SHOWN,
-                          state=orjson.dumps(data, option=orjson.OPT_INDENT_2).decode(),
-                          filters={}, searchable=True, next_url=None)
+    return console.fragment(
+        "visitor_body.html", visitor=data, chats=chats, more_chats=len(visitor.chats) > CHATS_SHOWN,
+        state=orjson.dumps(data, option=orjson.OPT_INDENT_2).decode(),
+        # Whose changes reload it: the visitor's, and those of the sessions it was known by.
+        ids=[visitor_id, *visitor.sessions], filters={}, searchable=True, next_url=None)
+
+
+async def visitor_page(request: web.Request) -> web.StreamResponse:
+    """A visitor, updated live from the visitor state stream (its own changes only)."""
+    console = console_of(request)
+    visitor_id = request.match_info["id"]
+    body = Markup(await _visitor_body(console, visitor_id))  # noqa: S704 - rendered autoescaped
+    return console.render(request, "visitor.html", title=f"Visitor {visitor_id}", body=body,
+                          stream_url="/api/stream?kind=visitor",
+                          live_url=f"/console/visitors/{quote(visitor_id, safe='')}/live")
+
+
+async def visitor_fragment(request: web.Request) -> web.StreamResponse:
+    console = console_of(request)
+    return web.Response(text=await _visitor_body(console, request.match_info["id"]),
+                        content_type="text/html")
 
 
 async def visitor_lookup(request: web.Request) -> web.StreamResponse:
@@ -134,5 +151,6 @@ SECTION = Section(
             Route("GET", "/agents/{id}", agent_page),
             Route("GET", "/agents/{id}/history", agent_history, page=False),
             Route("GET", "/visitors", visitor_lookup),
-            Route("GET", "/visitors/{id}", visitor_page)),
+            Route("GET", "/visitors/{id}", visitor_page),
+            Route("GET", "/visitors/{id}/live", visitor_fragment, page=False)),
 )

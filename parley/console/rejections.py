@@ -1,7 +1,8 @@
 """The rejected-webhooks page (``/console/rejections``) and the overview's panel of
 rejections per source and reason over the last hour.
 
-Both read the rejections topic (:mod:`parley.console.rejection_log`), which every receiver
+Both read the rejections topic (:mod:`parley.console.rejection_log`, with the console's
+Kafka reader), which every receiver
 process writes, so a misconfigured token or signature shows here within seconds, with which
 check failed and never a secret. The page's list re-fetches itself every few seconds.
 """
@@ -15,7 +16,7 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from parley.console.app import Console, NavItem, PageError, Panel, Route, Section, console_of
-from parley.console.rejection_log import RejectionReport, read_rejections
+from parley.console.rejection_log import RejectionReport
 
 __all__ = ["PANEL", "SECTION"]
 
@@ -25,8 +26,8 @@ _READ_TIMEOUT_S = 5.0
 
 
 async def _report(console: Console, per_source: int) -> RejectionReport:
-    return await read_rejections(console.rt.settings.kafka, console.rt.topics,
-                                 per_source=per_source, timeout_s=_READ_TIMEOUT_S)
+    return await console.kafka.rejections(console.rt.topics, per_source=per_source,
+                                          window_s=3600.0, timeout_s=_READ_TIMEOUT_S)
 
 
 async def _report_or_down(console: Console) -> RejectionReport:

@@ -42,12 +42,17 @@ from projector.owners import foreign_owner
 from projector.states import AggregateRef, FoldState
 from projector.views import row_for
 
-__all__ = ["GroupMark", "TimelineEntry", "chat_timeline", "fold_entries", "masked", "pretty"]
+__all__ = ["MAX_FOLDED", "MAX_RECORDS", "GroupMark", "TimelineEntry", "chat_timeline", "fold_entries",
+           "masked", "pretty"]
 
 log = logging.getLogger("parley.console")
 
-#: Records read for one timeline at most (the fold needs the whole prefix up to the last).
+#: Records read for one timeline at most (an agent's status history), and a chat
+#: timeline's page size.
 MAX_RECORDS = 500
+#: The most records read before a page of a chat's timeline to fold the state after each of
+#: its records (the fold of the prefix); a page after more is shown without those states.
+MAX_FOLDED = 5_000
 #: Bytes of a body shown at most (the rest is cut, and says so).
 MAX_BODY_BYTES = 64 * 1024
 #: Body keys whose values are masked (lower case, substrings): credentials by their names.
@@ -116,15 +121,18 @@ def masked(value: Any) -> Any:
 
 def fold_entries(ref: AggregateRef, positions: Sequence[Position],
                  records: Mapping[Position, ConsumerRecord[bytes, bytes]],
-                 opener: Callable[[Envelope], Envelope] | None = None) -> list[TimelineEntry]:
+                 opener: Callable[[Envelope], Envelope] | None = None, *,
+                 shown_from: int = 0, fold: bool = True) -> list[TimelineEntry]:
     """Step 3: each record described, and the aggregate ``ref`` (a chat, an agent) folded
     over them (in the given order). ``opener`` opens sealed records (their personal parts) as
-    the projector does; see :func:`opener_for`."""
+    the projector does; see :func:`opener_for`. The first ``shown_from`` records are folded
+    but not returned (the prefix of a page); ``fold`` False describes the records only."""
     states: dict[AggregateRef, FoldState] = {}
     out: list[TimelineEntry] = []
-    for position in positions:
+    for i, position in enumerate(positions):
         entry = TimelineEntry(position=position)
-        out.append(entry)
+        if i >= shown_from:
+            out.append(entry)
         record = records.get(position)
         if record is None:
             entry.problem = "not read from the log (deleted by retention, or Kafka away)"
@@ -145,17 +153,18 @@ def fold_entries(ref: AggregateRef, positions: Sequence[Position],
             body[:MAX_BODY_BYTES].decode("utf-8", "replace") + f"\n… ({len(body)} bytes, cut)")
         for said in events:
             event = clamp_future(said, [])
-            entry.events.append((type(event).__name__,
-                                 orjson.dumps(masked(orjson.loads(_encode(event))),
-                                              option=orjson.OPT_INDENT_2).decode()))
-            for target in affected(event):
+            if i >= shown_from:
+                entry.events.append((type(event).__name__,
+                                     orjson.dumps(masked(orjson.loads(_encode(event))),
+                                                  option=orjson.OPT_INDENT_2).decode()))
+            for target in affected(event) if fold else ():
                 if target != ref:
                     continue
                 prior = states.get(target)
                 if foreign_owner(target, event, prior, states.get) is None:
                     states[target] = apply(target, prior, event)
         state = states.get(ref)
-        if state is not None:
+        if state is not None and i >= shown_from:
             view = row_for(ref, state).view
             entry.view = orjson.loads(view)
             entry.state = pretty(view)
@@ -214,15 +223,22 @@ async def opener_for(ring: KeyRing, records: Iterable[ConsumerRecord[bytes, byte
 
 
 async def chat_timeline(kafka: KafkaView, positions: Sequence[Position], chat_id: str,
-                        watched: Sequence[WatchedLog], ring: KeyRing | None = None
-                        ) -> list[TimelineEntry]:
-    """Steps 2-4 for the chat's ``positions`` (step 1 is the caller's: the store's index)."""
+                        watched: Sequence[WatchedLog], ring: KeyRing | None = None, *,
+                        shown_from: int = 0) -> list[TimelineEntry]:
+    """Steps 2-4 for the chat's ``positions`` (step 1 is the caller's: the store's index),
+    the entries from ``shown_from`` on (a page): the records before it are read and folded
+    too, for the state after each shown one, up to :data:`MAX_FOLDED` of them; past that
+    the page's records are described without states."""
+    fold = shown_from <= MAX_FOLDED
+    if not fold:
+        positions, shown_from = positions[shown_from:], 0
     try:
         records = await kafka.records(positions)
     except Exception as exc:  # noqa: BLE001 - Kafka away: each entry says so
         log.info("timeline: records unavailable: %s", type(exc).__name__)
         records = {}
     opener = None if ring is None else await opener_for(ring, records.values())
-    entries = fold_entries(AggregateRef("chat", chat_id), positions, records, opener)
+    entries = fold_entries(AggregateRef("chat", chat_id), positions, records, opener,
+                           shown_from=shown_from, fold=fold)
     await group_marks(kafka, watched, chat_id, entries)
     return entries

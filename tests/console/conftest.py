@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Page, async_playwright
 
 from contracts.topics import Topics
+from parley.console.app import CONSOLE, Console
 from parley.process import assemble
 from parley.runtime import Runtime
 from parley.settings import HttpSettings, KafkaSettings, Settings, SourceSettings, StoreSettings
@@ -50,6 +51,7 @@ class Parley:
     projector: ProjectorRole
     http: aiohttp.ClientSession
     prefix: str  # the topic prefix
+    console: Console  # what its pages read (a test may change its bounds)
 
     async def post(self, body: bytes, source: str = "acme") -> str:
         """Post a webhook through the real receiver; the position of its 2xx."""
@@ -87,7 +89,7 @@ async def parley(kafka_settings: KafkaSettings, topics: Topics, parley_settings:
     try:
         async with aiohttp.ClientSession() as http:
             yield Parley(str(server.make_url("")).rstrip("/"), projector, http,
-                         kafka_settings.topic_prefix)
+                         kafka_settings.topic_prefix, server.app[CONSOLE])
     finally:
         await server.close()
         await delete_dlq(kafka_settings, topics)

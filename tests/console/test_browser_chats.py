@@ -91,3 +91,49 @@ async def test_full_text_search_finds_a_chat_by_its_messages(
 
     await eventually(found, "the chat in the search results", timeout_s=30, every_s=0.5)
     await expect(page.locator("tr[data-chat] .snippet mark")).to_have_text("teapot")
+
+
+async def test_a_long_timeline_is_paged_and_each_page_has_the_states_of_the_whole_prefix(
+        browser: Browser, parley: Parley) -> None:
+    parley.console.timeline_page = 2  # five webhooks: three pages
+    chat = "pg-chat"
+    await parley.post(natterly_body("ChatInitiated", chat, T0, visitor="pg-vis", status="Initiated",
+                                    messages=[(f"{chat}-m0", "hello", T0)]))
+    for minute in (1, 2, 3):
+        await parley.post(natterly_body("ChatAccepted", chat, T0 + timedelta(minutes=minute),
+                                        agent=f"ag-{minute}", visitor="pg-vis"))
+    position = await parley.post(natterly_body("ChatClosed", chat, T0 + timedelta(minutes=9),
+                                               agent="ag-3", visitor="pg-vis"))
+    await parley.api(f"/api/chats/{chat}?min_position={position}")
+    page = await browser.new_page()
+    await log_in(page, parley, f"/console/chats/{chat}")
+    entries = page.locator(".timeline-entry")
+    await expect(entries).to_have_count(2, timeout=20_000)
+    await expect(page.locator("[data-timeline-range]").first).to_have_attribute(
+        "data-timeline-range", "1-2")
+    await expect(page.locator("[data-timeline-earlier]")).to_have_count(0)
+    await page.locator("[data-timeline-later]").first.click()
+    await page.wait_for_url(f"{parley.url}/console/chats/{chat}?page=2")
+    await expect(page.locator("[data-timeline-range]").first).to_have_attribute(
+        "data-timeline-range", "3-4")
+    await expect(entries.nth(0).locator("h3")).to_contain_text("ChatAccepted")
+    # The state after a record of page 2 is the fold of everything before it: the message
+    # of page 1's first webhook, the agent of page 2's second.
+    after = await entries.nth(1).locator("[data-state-after]").text_content() or ""
+    assert '"message_count": 1' in after and '"ag-3"' in after, after
+    await page.locator("[data-timeline-later]").first.click()
+    await page.wait_for_url(f"{parley.url}/console/chats/{chat}?page=3")
+    await expect(entries).to_have_count(1)
+    await expect(entries.nth(0).locator("h3")).to_contain_text("ChatClosed")
+    assert '"status": "closed"' in (
+        await entries.nth(0).locator("[data-state-after]").text_content() or "")
+    await expect(page.locator("[data-timeline-later]")).to_have_count(0)
+    await page.locator("[data-timeline-earlier]").first.click()
+    await page.wait_for_url(f"{parley.url}/console/chats/{chat}?page=2")
+    await expect(page.locator("[data-timeline-range]").first).to_have_attribute(
+        "data-timeline-range", "3-4")
+    # No such page: 404; not a page number: 400.
+    answer = await page.request.get(f"{parley.url}/console/chats/{chat}/timeline?page=4")
+    assert answer.status == 404
+    answer = await page.goto(f"{parley.url}/console/chats/{chat}?page=0")
+    assert answer is not None and answer.status == 400

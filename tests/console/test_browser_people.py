@@ -46,3 +46,29 @@ async def test_an_agents_status_history_and_the_live_list(
     assert answer is not None and answer.status == 404
     answer = await page.goto(f"{parley.url}/console/visitors/nobody")
     assert answer is not None and answer.status == 404
+
+
+async def test_a_visitors_page_follows_its_changes_without_reload(
+        browser: Browser, parley: Parley) -> None:
+    position = await parley.post(natterly_body("ChatInitiated", "lv-chat-1", T0, visitor="lv-vis"))
+    await parley.api(f"/api/chats/lv-chat-1?min_position={position}")
+    page = await browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url) if r.url.endswith("/live") else None)
+    await log_in(page, parley, "/console/visitors/lv-vis")
+    await expect(page.locator('tr[data-chat="lv-chat-1"]')).to_be_visible()
+    await expect(page.locator("#visitor-live")).to_have_text("live", timeout=20_000)
+    await page.evaluate("window.parleyMarker = 1")  # gone if the page reloads
+    # Another visitor's change: this page does not fetch itself again.
+    other = await parley.post(natterly_body("ChatInitiated", "lv-other", T0, visitor="lv-else"))
+    await parley.api(f"/api/chats/lv-other?min_position={other}")
+    # Its own: a second chat appears.
+    await parley.post(natterly_body("ChatInitiated", "lv-chat-2", T0 + timedelta(minutes=3),
+                                    visitor="lv-vis"))
+    await expect(page.locator('tr[data-chat="lv-chat-2"]')).to_be_visible(timeout=20_000)
+    assert await page.evaluate("window.parleyMarker") == 1
+    # Fetched when the stream opened and for its own change, not for the other visitor's.
+    assert len(fetched) <= 2, fetched
+    assert errors == []

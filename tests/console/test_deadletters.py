@@ -115,6 +115,11 @@ async def test_skip_is_confirmed_done_once_per_action_id_and_audited_without_a_s
         async with http.get(f"{base}/console/deadletters/crm") as resp:
             page = await resp.text()
             assert DOOMED in page and "CrmRejected" in page
+        for unknown in ("/console/deadletters/nosuch", "/console/deadletters/no%20such",
+                        "/console/deadletters/nosuch/confirm?action=skip"):
+            async with http.get(f"{base}{unknown}") as resp:
+                assert resp.status == 404, (unknown, resp.status)
+                assert "no consumer group" in await resp.text()
         async with http.get(f"{base}/console/deadletters/crm/confirm",
                             params={"action": "skip", "key": DOOMED}) as resp:
             confirm = await resp.text()

@@ -10,6 +10,7 @@ import pytest
 from contracts.topics import Topics
 from parley.console.app import Console
 from parley.console.groups import GroupInfo
+from parley.console.kafka_view import KafkaView
 from parley.console.overview import PANELS, render_panel
 from parley.runtime import Runtime
 from parley.settings import KafkaSettings, Settings
@@ -48,3 +49,23 @@ async def test_a_group_without_members_is_down_and_lag_is_counted(
         assert ends[topics.chat] == 3
     finally:
         await console.kafka.close()
+
+
+async def test_its_readers_share_one_client_until_it_is_old_or_failed(
+        kafka_settings: KafkaSettings, topics: Topics) -> None:
+    """The rejections, dead letters and topics are read with the view's one reader (not a
+    client per request), replaced after ``max_age_s``."""
+    view = KafkaView(kafka_settings, topics.prefix, [], max_age_s=3600.0)
+    try:
+        report = await view.rejections(topics, per_source=1, window_s=3600.0, timeout_s=5.0)
+        assert not report.exists
+        reader = view._reader
+        assert reader is not None
+        assert topics.chat in await view.topic_names()
+        assert await view.dead_letters(topics.dlq("nobody")) == []
+        assert view._reader is reader
+        view.max_age_s = 0.0
+        await view.topic_names()
+        assert view._reader is not None and view._reader is not reader
+    finally:
+        await view.close()

@@ -60,3 +60,16 @@ def test_credentials_are_masked_at_any_depth() -> None:
         "password": None, "text": "my token is not a key"}
     assert "s3cret" not in pretty(orjson.dumps(body))
     assert pretty(b"not json") == "not json"
+
+
+def test_a_page_shows_its_records_with_the_states_of_the_whole_prefix() -> None:
+    recs = records("tl-2")
+    positions = [Position(TOPIC, 0, r.offset) for r in recs]
+    by_position = dict(zip(positions, recs, strict=True))
+    whole = fold_entries(AggregateRef("chat", "tl-2"), positions, by_position)
+    page = fold_entries(AggregateRef("chat", "tl-2"), positions, by_position, shown_from=2)
+    assert [(e.position, e.view, e.events) for e in page] == [
+        (e.position, e.view, e.events) for e in whole[2:]]
+    unfolded = fold_entries(AggregateRef("chat", "tl-2"), positions[2:], by_position, fold=False)
+    assert [e.event_type for e in unfolded] == [e.event_type for e in whole[2:]]
+    assert all(e.view is None and e.events for e in unfolded)

@@ -474,6 +474,23 @@ class StoreContract(RollupContract):
         assert await listed(status="active", source="acme", agent="a2") == []
         assert await listed(status="idle") == []
 
+    async def test_an_agents_chats_page_in_order_and_follow_reassignment(self, store: Store
+                                                                         ) -> None:
+        """The agent filter (its own index in the SQL stores) pages like the listing, and a
+        chat handed to another agent leaves the first one's list."""
+        rows = [chat(f"c{i:02d}", agent=("a1", "a2", None)[i % 3], sort_key=f"{(i * 7) % 10}",
+                     status=("active", "closed")[i % 2]) for i in range(30)]
+        await store.commit("p1", rows, {})
+        by_agent = {a: [r for r in rows if r.agent_id == a] for a in ("a1", "a2")}
+        for limit in (1, 3, 50):
+            assert await all_chats(store, "p1", limit, agent="a1") == views_of(by_agent["a1"])
+        assert await all_chats(store, "p1", 2, agent="a2", status="closed") == views_of(
+            [r for r in by_agent["a2"] if r.status == "closed"])
+        await store.commit("p1", [chat("c00", agent="a2", sort_key="99")], {})
+        assert chat("c00").view not in await all_chats(store, "p1", 4, agent="a1")
+        assert (await all_chats(store, "p1", 4, agent="a2"))[-1] == chat("c00").view
+        assert await all_chats(store, "p1", 4, agent="nobody") == []
+
     async def test_list_chats_by_conversation_type(self, store: Store) -> None:
         def typed(id: str, chat_type: str | None, sort_key: str) -> Row:
             view = {"id": id, "type": chat_type} if chat_type is not None else {"id": id}

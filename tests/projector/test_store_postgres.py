@@ -268,7 +268,8 @@ async def _schema_1_with_copies(options: PostgresOptions, live: str, names: dict
         for name, chat_id in names.items():
             tables = CopyTables(quoted, name)
             for statement in copy_ddl(tables):
-                await conn.execute(statement)
+                if "agent_chats" not in statement:  # version 6's index: not yet
+                    await conn.execute(statement)
             row = chat(chat_id)
             await conn.execute(f"INSERT INTO {tables.rows} (kind, id, state, view, sort_key) "  # noqa: S608
                                "VALUES ('chat', $1, $2, $3, '5')", chat_id, row.state, row.view)
@@ -286,7 +287,7 @@ async def test_version_2_renames_copies_to_lower_case(pg_url: str) -> None:
     store = await _opened(pg_url)
     try:
         assert store.last_migration is not None
-        assert [m.version for m in store.last_migration.applied] == [2, 3, 4, 5]
+        assert [m.version for m in store.last_migration.applied] == [2, 3, 4, 5, 6]
         assert await store.list_projections() == ["blue", long.lower(), "v1"]
         assert await store.live_projection() == "blue"
         for name, chat_id in (("blue", "c1"), ("v1", "c22"), (long.lower(), "c333")):
@@ -322,6 +323,46 @@ async def test_version_2_stops_at_copies_differing_only_in_case(pg_url: str) -> 
         assert await conn.fetchval(f"SELECT max(version) FROM {quoted}.parley_migrations") == 1  # noqa: S608
         assert sorted(r[0] for r in await conn.fetch(
             f"SELECT name FROM {quoted}.parley_projections")) == ["V1", "v1"]  # noqa: S608
+    finally:
+        await conn.close()
+
+
+async def test_version_6_indexes_the_chats_of_existing_copies_by_agent(pg_url: str) -> None:
+    """A copy made before version 6 gets the agent index, built from the rows it has, and
+    the chat listing by agent can be a range of it (not a walk of every chat)."""
+    options = parse_postgres_url(pg_url)
+    quoted = f'"{options.schema}"'
+    conn = await asyncpg.connect(options.dsn)
+    try:
+        await migrate(conn, options.schema, "store", STORE_MIGRATIONS[:5])
+        tables = CopyTables(quoted, "v1")
+        for statement in copy_ddl(tables):
+            if "agent_chats" not in statement:
+                await conn.execute(statement)
+        for row in (chat("c1", agent="a1", sort_key="2"), chat("c2", agent="a2", sort_key="1"),
+                    chat("c3", agent="a1", sort_key="0")):
+            await conn.execute(f"INSERT INTO {tables.rows} (kind, id, state, view, agent_id, "  # noqa: S608
+                               "sort_key) VALUES ('chat', $1, $2, $3, $4, $5)",
+                               row.id, row.state, row.view, row.agent_id, row.sort_key)
+        await conn.execute(f"INSERT INTO {quoted}.parley_projections (name) VALUES ('v1')")  # noqa: S608
+    finally:
+        await conn.close()
+    store = await _opened(pg_url)
+    try:
+        assert store.last_migration is not None
+        assert [m.version for m in store.last_migration.applied] == [6]
+        assert (await store.list_chats("v1", agent="a1"))[0] == [chat("c3").view, chat("c1").view]
+    finally:
+        await store.close()
+    conn = await asyncpg.connect(options.dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM pg_indexes WHERE schemaname = $1 "
+                                   "AND indexname = 'p_v1_agent_chats'", options.schema) == 1
+        await conn.execute("SET enable_seqscan = off")  # three rows: make the planner show its index
+        plan = "\n".join(r[0] for r in await conn.fetch(
+            f"EXPLAIN SELECT id FROM {tables.rows} WHERE kind = 'chat' AND agent_id = 'a1' "  # noqa: S608
+            "ORDER BY sort_key, id LIMIT 21"))
+        assert "p_v1_agent_chats" in plan and "Sort" not in plan, plan
     finally:
         await conn.close()
 

@@ -15,7 +15,7 @@ import pytest
 
 from parley.errors import StoreUnavailable, UnsupportedStore
 from projector.errors import LiveProjectionDrop, Overloaded
-from projector.sqlite_schema import copy_schema, rows_per_statement
+from projector.sqlite_schema import Sql, copy_schema, rows_per_statement
 from projector.sqlite_store import SqliteStore
 from projector.store import Store
 from projector.stores import open_store
@@ -343,3 +343,32 @@ async def test_schema_1_names_are_brought_to_lower_case(tmp_path: Path) -> None:
         assert await store._w().run(lambda conn: conn.execute("PRAGMA user_version").fetchone()[0]) == 2
     finally:
         await store.close()
+
+
+async def test_a_copy_made_before_the_agent_index_gets_it_and_its_agent_listing_uses_it(
+        tmp_path: Path) -> None:
+    """The chat listing by agent is a range of an index (not a walk of every chat): a copy
+    made before that index gets it when the file is opened, with the rows it already has."""
+    path = tmp_path / "state.db"
+    store = SqliteStore(path)
+    await store.open()
+    await store.create_projection("v1")
+    await store.commit("v1", [chat("c1", agent="a1", sort_key="2"),
+                              chat("c2", agent="a2", sort_key="1"),
+                              chat("c3", agent="a1", sort_key="0")], {})
+    await store.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # as a copy made before it
+        conn.execute('DROP INDEX "p_v1_agent_chats"')
+        conn.commit()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert [v for v in (await store.list_chats("v1", agent="a1"))[0]] == [
+            chat("c3").view, chat("c1").view]
+    finally:
+        await store.close()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        plan = " ".join(str(row[-1]) for row in conn.execute(
+            "EXPLAIN QUERY PLAN " + Sql("v1").agent_chats + " ORDER BY sort_key, id", ("a1",)))
+    assert "USING INDEX p_v1_agent_chats (agent_id=?)" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan  # in the index's order: no sort

@@ -47,7 +47,18 @@ function followStreams() {
     const say = (state, text) => { if (status) { status.dataset.state = state; status.textContent = text; } };
     source.onopen = () => { say("open", "live"); reload(); };
     source.onerror = () => say("closed", "reconnecting…");
-    ["chat", "message", "visitor", "agent"].forEach((name) => source.addEventListener(name, reload));
+    // A region about some aggregates only (an element in it with data-live-ids='["id", …]',
+    // which its fragment renders) reloads for their changes, not for every one of the kind.
+    const wanted = (event) => {
+      const holder = region.querySelector("[data-live-ids]");
+      if (!holder) { return true; }
+      try {
+        return JSON.parse(holder.dataset.liveIds).includes(JSON.parse(event.data).id);
+      } catch (e) { return true; }
+    };
+    ["chat", "message", "visitor", "agent"].forEach((name) => source.addEventListener(name, (event) => {
+      if (wanted(event)) { reload(); }
+    }));
     if (region.hasAttribute("data-load-now")) { reload(); }
   });
 }
