@@ -1,0 +1,160 @@
+"""Sealing the personal parts of a state-topic value, and opening them again.
+
+The projector publishes every committed state on a compacted state topic
+(:mod:`contracts.state_change`). With encryption on, a value whose state holds personal data
+keeps only the state's **facts** readable, the same facts an erasure keeps
+(:mod:`projector.erasure`), and carries the whole state sealed under its data subject's key,
+with the same envelope sealing the receiver uses (:func:`parley.privacy.seal.seal_envelope`,
+through the process's :class:`~parley.privacy.ring.KeyRing`)::
+
+    {"kind":…,"id":…,"version":…,"positions":[…],"state":<facts>,"subject":…,"sealed":"<base64>"}
+
+A reader without the key (or once the key is destroyed) sees the facts: a valid state change,
+so old readers and filters on ids, status, source, times and counts keep working. A reader
+with the key restores the value byte for byte as it was before sealing (:func:`open_state`).
+Values written before sealing (or without it) have no ``sealed`` and are read as they are.
+
+Personal parts, per kind: a chat's ``subject``, ``location`` and ``visitor.name``; a
+message's ``text`` and ``author.name``; a visitor's ``name``, ``email`` and ``pages``.
+Agents are staff, not data subjects: their states stay as they are. A state with none of
+these (an erased one, a chat without a visitor name yet) is published as it is.
+
+The subject is the aggregate's (:func:`state_subject`): a chat's and its messages' states are
+sealed with the chat's key, a visitor's with the visitor's, so the keys ``parley visitors
+forget`` destroys make them unreadable too. The associated data binds the sealed state to its
+kind, id and version: it opens in no other record.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from contracts.envelope import Envelope
+from contracts.topics import EventTopicKind
+from parley.privacy.ring import KeyRing
+from parley.privacy.subjects import subject_of
+
+__all__ = ["is_sealed", "open_state", "seal_state", "state_facts", "state_subject"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SOURCE = "parley.state"  # the envelope's source: fixed, never a configured source's name
+_TREE = msgspec.json.Decoder(dict[str, Any])
+_json = msgspec.json.encode
+
+
+class _Wire(msgspec.Struct, frozen=True):
+    kind: str
+    id: str
+    version: int
+    positions: msgspec.Raw
+    state: msgspec.Raw
+    subject: str | msgspec.UnsetType = msgspec.UNSET
+    sealed: bytes | msgspec.UnsetType = msgspec.UNSET
+
+
+_WIRE = msgspec.json.Decoder(_Wire)
+
+
+def state_subject(kind: str, id: str, provider: str | None) -> str | None:
+    """The data subject whose key seals a state of ``kind`` ``id`` from ``provider``: the
+    chat's for a chat and its messages, the visitor's for a visitor; None for an agent (and
+    for a state of no known provider: nothing was sealed for it)."""
+    if provider is None:
+        return None
+    if kind == "chat":
+        return subject_of(provider, "chat", id)
+    if kind == "message":
+        return subject_of(provider, "chat", id.partition("/")[0])
+    if kind == "visitor":
+        return subject_of(provider, "visitor", id)
+    return None
+
+
+def _nameless(tree: dict[str, Any], member: str) -> bool:
+    """Drop the ``name`` of ``tree[member]``; whether it had one."""
+    ref = tree.get(member)
+    if isinstance(ref, dict) and ref.get("name") is not None:
+        ref["name"] = None
+        return True
+    return False
+
+
+def state_facts(kind: str, state: bytes) -> bytes | None:
+    """The JSON of ``state`` (a state of ``kind``) without its personal parts; None if it
+    has none (nothing to seal)."""
+    if kind not in ("chat", "message", "visitor"):
+        return None
+    tree = _TREE.decode(state)
+    personal: tuple[str, ...]
+    if kind == "chat":
+        personal = ("subject", "location")
+        named = _nameless(tree, "visitor")
+    elif kind == "message":
+        personal = ("text",)
+        named = _nameless(tree, "author")
+    else:
+        personal = ("name", "email", "pages")
+        named = False
+    dropped = [p for p in personal if tree.get(p)]
+    for p in dropped:
+        tree[p] = [] if p == "pages" else None
+    return _json(tree) if dropped or named else None
+
+
+def _envelope(wire: _Wire, subject: str, body: bytes) -> Envelope:
+    """The envelope a state is sealed and opened as: the same fields on both sides, so the
+    seal's associated data (subject, event id, source) binds it to kind, id and version."""
+    aggregate: EventTopicKind = "visitor" if wire.kind == "visitor" else "chat"
+    return Envelope(event_id=f"state:{wire.kind}:{wire.id}:{wire.version}",
+                    provider=subject.partition(":")[0], source=_SOURCE,
+                    event_type=f"parley.state.{wire.kind}", aggregate=aggregate,
+                    key=wire.id.partition("/")[0], occurred_at=_EPOCH, received_at=_EPOCH,
+                    body=msgspec.Raw(body), subject=subject)
+
+
+def _value(wire: _Wire, state: bytes, tail: bytes = b"") -> bytes:
+    return (b'{"kind":%b,"id":%b,"version":%d,"positions":%b,"state":%b%b}'
+            % (_json(wire.kind), _json(wire.id), wire.version, wire.positions, state, tail))
+
+
+async def seal_state(ring: KeyRing, value: bytes, provider: str | None) -> bytes:
+    """``value`` (a state change's JSON) with its state's personal parts sealed under its
+    subject's key (created if the subject has none yet); ``value`` itself when the state has
+    no personal parts or no subject. Raises KeyStoreUnavailable: nothing sealed.
+
+    Load the batch's subjects into ``ring`` first (:meth:`KeyRing.load`, one round trip):
+    a key found there is not asked for again."""
+    wire = _WIRE.decode(value)
+    subject = state_subject(wire.kind, wire.id, provider)
+    if subject is None or not isinstance(wire.sealed, msgspec.UnsetType):
+        return value
+    facts = state_facts(wire.kind, wire.state)
+    if facts is None:
+        return value
+    env = await ring.seal(_envelope(wire, subject, bytes(wire.state)))
+    assert not isinstance(env.sealed, msgspec.UnsetType)
+    return _value(wire, facts, b',"subject":%b,"sealed":%b' % (_json(env.subject),
+                                                              _json(env.sealed)))
+
+
+def is_sealed(value: bytes) -> bool:
+    """Whether a state topic's value carries a sealed state (cheap: no decode)."""
+    return b'"sealed":' in value
+
+
+def open_state(ring: KeyRing, value: bytes) -> bytes:
+    """``value`` as it was before :func:`seal_state` when its subject's key opens it, else
+    its facts (without ``subject`` and ``sealed``); a value never sealed as it is. The
+    subject must have been loaded (:meth:`KeyRing.load` with
+    :func:`parley.privacy.seal.subject_in` of each value; KeyError otherwise)."""
+    if not is_sealed(value):
+        return value
+    wire = _WIRE.decode(value)
+    if isinstance(wire.sealed, msgspec.UnsetType) or isinstance(wire.subject, msgspec.UnsetType):
+        return value
+    env = msgspec.structs.replace(_envelope(wire, wire.subject, bytes(wire.state)),
+                                  sealed=wire.sealed)
+    return _value(wire, bytes(ring.open(env).body))
