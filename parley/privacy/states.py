@@ -104,15 +104,21 @@ def state_facts(kind: str, state: bytes) -> bytes | None:
     return _json(tree) if dropped or named else None
 
 
-def _envelope(wire: _Wire, subject: str, body: bytes) -> Envelope:
+#: What every state's envelope shares; :func:`_envelope` fills in the rest.
+_TEMPLATE = Envelope(event_id="state", provider="parley", source=_SOURCE,
+                     event_type="parley.state", aggregate="chat", key="state",
+                     occurred_at=_EPOCH, received_at=_EPOCH, body=msgspec.Raw(b"{}"))
+
+
+def _envelope(wire: _Wire, subject: str, body: bytes,
+              sealed: bytes | msgspec.UnsetType = msgspec.UNSET) -> Envelope:
     """The envelope a state is sealed and opened as: the same fields on both sides, so the
     seal's associated data (subject, event id, source) binds it to kind, id and version."""
     aggregate: EventTopicKind = "visitor" if wire.kind == "visitor" else "chat"
-    return Envelope(event_id=f"state:{wire.kind}:{wire.id}:{wire.version}",
-                    provider=subject.partition(":")[0], source=_SOURCE,
-                    event_type=f"parley.state.{wire.kind}", aggregate=aggregate,
-                    key=wire.id.partition("/")[0], occurred_at=_EPOCH, received_at=_EPOCH,
-                    body=msgspec.Raw(body), subject=subject)
+    return msgspec.structs.replace(
+        _TEMPLATE, event_id=f"state:{wire.kind}:{wire.id}:{wire.version}",
+        provider=subject.partition(":")[0], aggregate=aggregate, key=wire.id.partition("/")[0],
+        body=msgspec.Raw(body), subject=subject, sealed=sealed)
 
 
 def _value(wire: _Wire, state: bytes, tail: bytes = b"") -> bytes:
@@ -155,6 +161,5 @@ def open_state(ring: KeyRing, value: bytes) -> bytes:
     wire = _WIRE.decode(value)
     if isinstance(wire.sealed, msgspec.UnsetType) or isinstance(wire.subject, msgspec.UnsetType):
         return value
-    env = msgspec.structs.replace(_envelope(wire, wire.subject, bytes(wire.state)),
-                                  sealed=wire.sealed)
+    env = _envelope(wire, wire.subject, bytes(wire.state), wire.sealed)
     return _value(wire, bytes(ring.open(env).body))
