@@ -153,12 +153,16 @@ def is_sealed(value: bytes) -> bool:
 
 def open_state(ring: KeyRing, value: bytes) -> bytes:
     """``value`` as it was before :func:`seal_state` when its subject's key opens it, else
-    its facts (without ``subject`` and ``sealed``); a value never sealed as it is. The
-    subject must have been loaded (:meth:`KeyRing.load` with
+    its facts (without ``subject`` and ``sealed``); a value never sealed, or not decodable,
+    as it is (:func:`contracts.state_change.decode_state_change` reads its facts, or refuses
+    it). The subject must have been loaded (:meth:`KeyRing.load` with
     :func:`parley.privacy.seal.subject_in` of each value; KeyError otherwise)."""
     if not is_sealed(value):
         return value
-    wire = _WIRE.decode(value)
+    try:
+        wire = _WIRE.decode(value)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return value  # not a state change, or a mangled seal: its reader judges what is left
     if isinstance(wire.sealed, msgspec.UnsetType) or isinstance(wire.subject, msgspec.UnsetType):
         return value
     env = _envelope(wire, wire.subject, bytes(wire.state), wire.sealed)

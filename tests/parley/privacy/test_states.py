@@ -120,3 +120,13 @@ def test_subjects_are_the_aggregates_the_forget_destroys() -> None:
     assert state_subject("message", "C1/M1", "chatshipper") == "chatshipper:conversation:C1"
     assert state_subject("visitor", "session:S1", "natterly") == "natterly:visitor:session:S1"
     assert state_subject("agent", "A1", "natterly") is None
+
+
+async def test_a_mangled_seal_leaves_the_facts_to_read() -> None:
+    ring = _ring()
+    sealed = await seal_state(ring, _value("chat", "C1", CHAT), "natterly")
+    await ring.load([subject_in(sealed)])  # type: ignore[list-item]
+    mangled = sealed.replace(b'"sealed":"', b'"sealed":"!', 1)  # not base64 any more
+    assert open_state(ring, mangled) == mangled
+    assert decode_state_change(mangled).state.id == "C1"  # its facts, no personal string
+    assert _readable(mangled) == []
