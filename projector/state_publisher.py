@@ -40,7 +40,7 @@ from contracts.state_change import state_topic_kind
 from contracts.topics import MAX_RECORD_BYTES, Topics
 from parley.kafka.clients import make_producer
 from parley.privacy.ring import KeyRing
-from parley.privacy.states import seal_state, state_subject
+from parley.privacy.states import StateSealer
 from parley.settings import KafkaSettings
 from projector.outbox import OutboxEntry
 from projector.store import Store
@@ -62,7 +62,7 @@ class StatePublisher:
         another process committed). ``ring``: seals the states' personal parts (the
         module docstring); None publishes them as they are (``privacy.encrypt = false``)."""
         self._store = store
-        self._ring = ring
+        self._sealer = None if ring is None else StateSealer(ring)
         self._producer = producer
         self._topics = topics
         self._batch = batch
@@ -204,17 +204,9 @@ class StatePublisher:
     async def _seal(self, entries: list[OutboxEntry]) -> list[bytes]:
         """The values to send: each state's personal parts sealed (with a ring), else the
         entries' values as they are."""
-        ring = self._ring
-        if ring is None:
+        if self._sealer is None:
             return [e.value for e in entries]
-        await ring.load({s for e in entries
-                         if (s := state_subject(e.kind, e.key, e.provider)) is not None})
-        return [e.value if e.provider is None or e.kind not in _SEALED
-                else await seal_state(ring, e.value, e.provider) for e in entries]
-
-
-#: The kinds whose published states are sealed (agents are staff, not data subjects).
-_SEALED = frozenset({"chat", "message", "visitor"})
+        return await self._sealer.seal([(e.value, e.provider) for e in entries])
 
 
 def _erasure_headers(e: OutboxEntry) -> list[tuple[str, bytes]]:

@@ -27,8 +27,10 @@ kind, id and version: it opens in no other record.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -37,7 +39,8 @@ from contracts.topics import EventTopicKind
 from parley.privacy.ring import KeyRing
 from parley.privacy.subjects import subject_of
 
-__all__ = ["is_sealed", "open_state", "seal_state", "state_facts", "state_subject"]
+__all__ = ["StateSealer", "is_sealed", "open_state", "seal_state", "state_facts",
+           "state_subject"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SOURCE = "parley.state"  # the envelope's source: fixed, never a configured source's name
@@ -126,24 +129,81 @@ def _value(wire: _Wire, state: bytes, tail: bytes = b"") -> bytes:
             % (_json(wire.kind), _json(wire.id), wire.version, wire.positions, state, tail))
 
 
-async def seal_state(ring: KeyRing, value: bytes, provider: str | None) -> bytes:
-    """``value`` (a state change's JSON) with its state's personal parts sealed under its
-    subject's key (created if the subject has none yet); ``value`` itself when the state has
-    no personal parts or no subject. Raises KeyStoreUnavailable: nothing sealed.
+class _Plan(NamedTuple):
+    """A state value to seal: its parts, its subject and its facts."""
 
-    Load the batch's subjects into ``ring`` first (:meth:`KeyRing.load`, one round trip):
-    a key found there is not asked for again."""
+    wire: _Wire
+    subject: str
+    facts: bytes
+
+
+def _plan(value: bytes, provider: str | None) -> _Plan | None:
+    """What sealing ``value`` takes; None if there is nothing to seal (no subject, no
+    personal part, or sealed already)."""
     wire = _WIRE.decode(value)
     subject = state_subject(wire.kind, wire.id, provider)
     if subject is None or not isinstance(wire.sealed, msgspec.UnsetType):
-        return value
+        return None
     facts = state_facts(wire.kind, wire.state)
-    if facts is None:
-        return value
-    env = await ring.seal(_envelope(wire, subject, bytes(wire.state)))
+    return None if facts is None else _Plan(wire, subject, facts)
+
+
+async def _sealed(ring: KeyRing, plan: _Plan) -> bytes:
+    wire = plan.wire
+    env = await ring.seal(_envelope(wire, plan.subject, bytes(wire.state)))
     assert not isinstance(env.sealed, msgspec.UnsetType)
-    return _value(wire, facts, b',"subject":%b,"sealed":%b' % (_json(env.subject),
-                                                              _json(env.sealed)))
+    return _value(wire, plan.facts, b',"subject":%b,"sealed":%b' % (_json(env.subject),
+                                                                   _json(env.sealed)))
+
+
+async def seal_state(ring: KeyRing, value: bytes, provider: str | None) -> bytes:
+    """``value`` (a state change's JSON) with its state's personal parts sealed under its
+    subject's key (created if the subject has none yet); ``value`` itself when the state has
+    no personal parts or no subject. Raises KeyStoreUnavailable: nothing sealed. For many
+    values, :class:`StateSealer` (one key-store query, keys created together)."""
+    plan = _plan(value, provider)
+    return value if plan is None else await _sealed(ring, plan)
+
+
+class StateSealer:
+    """Seals batches of state values (:func:`seal_state`) with ``ring``: a batch's keys are
+    loaded in one key-store query, and the keys its subjects lack are created together (the
+    key store commits concurrent creations as one transaction) rather than one transaction a
+    subject. Subjects known to have a key are remembered (at most ``remember``), so a steady
+    stream of states costs one query a batch, for the keys the ring's cache no longer holds."""
+
+    def __init__(self, ring: KeyRing, *, remember: int = 100_000) -> None:
+        self.ring = ring
+        self._remember = remember
+        self._keyed: dict[str, None] = {}  # subjects with a key, oldest first
+
+    async def seal(self, values: Sequence[tuple[bytes, str | None]]) -> list[bytes]:
+        """Each (value, provider) sealed, in order. Raises KeyStoreUnavailable."""
+        plans = [_plan(value, provider) for value, provider in values]
+        subjects = {p.subject for p in plans if p is not None}
+        if not subjects:
+            return [value for value, _ in values]
+        ring = self.ring
+        await ring.load(subjects)
+        new = [s for s in subjects if s not in self._keyed]
+        if new:
+            await self._provide(new)
+        return [value if plan is None else await _sealed(ring, plan)
+                for (value, _), plan in zip(values, plans, strict=True)]
+
+    async def _provide(self, subjects: list[str]) -> None:
+        """Create the keys ``subjects`` lack, together; remember that all have one."""
+        ring, store = self.ring, self.ring.store
+        missing = [s for s, key in (await store.get_many(subjects)).items() if key is None]
+        if missing:
+            await asyncio.gather(*(store.get_or_create(s) for s in missing))
+            for s in missing:
+                ring.forget(s)  # cached as having no key a moment ago
+            await ring.load(missing)
+        keyed = self._keyed
+        keyed.update(dict.fromkeys(subjects))
+        while len(keyed) > self._remember:
+            del keyed[next(iter(keyed))]
 
 
 def is_sealed(value: bytes) -> bool:

@@ -16,7 +16,7 @@ from parley.privacy import MasterKeys, MemoryKeyStore
 from parley.privacy.master import new_master_key, parse_master_key
 from parley.privacy.ring import KeyRing
 from parley.privacy.seal import subject_in
-from parley.privacy.states import open_state, seal_state, state_subject
+from parley.privacy.states import StateSealer, open_state, seal_state, state_subject
 
 AT = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
 PERSONAL = ("Priya Patel", "priya@example.org", "Manchester", "where is my order",
@@ -130,3 +130,22 @@ async def test_a_mangled_seal_leaves_the_facts_to_read() -> None:
     assert open_state(ring, mangled) == mangled
     assert decode_state_change(mangled).state.id == "C1"  # its facts, no personal string
     assert _readable(mangled) == []
+
+
+async def test_a_batch_creates_the_keys_its_subjects_lack_and_none_for_erased_states() -> None:
+    ring = _ring()
+    sealer = StateSealer(ring)
+    erased = msgspec.structs.replace(CHAT, id="C9", subject=None, location=None,
+                                     visitor=VisitorRef(id="V1"), erasure=Erasure(id="E1", at=AT))
+    batch = [(_value(kind, id, state), "natterly") for kind, id, state in CASES]
+    batch.append((_value("chat", "C9", erased), "natterly"))
+    sealed = await sealer.seal(batch)
+    assert [_readable(v) for v in sealed] == [[], [], [], []]
+    assert sealed[3] == batch[3][0]  # erased: nothing to seal
+    assert await ring.store.get("natterly:chat:C9") is None  # and no key made for it
+    for subject in ("natterly:chat:C1", "natterly:visitor:V1"):
+        assert await ring.store.get(subject) is not None
+    reader = KeyRing(ring.store)
+    await reader.load(s for v in sealed if (s := subject_in(v)) is not None)
+    assert [open_state(reader, v) for v in sealed] == [v for v, _ in batch]
+    assert await sealer.seal(batch[:1]) != sealed[:1]  # a fresh nonce each time, same key
