@@ -87,8 +87,9 @@ from parley.testing.kafka import throwaway_kafka  # noqa: E402
 
 CONTENDERS = ("parley", "quix", "faust")
 #: Parley's own variants (``--contenders``): the rebuild and the live runner, each without and
-#: with state publishing (outbox + publisher), for the cost of the state topics.
-STATE_VARIANTS = ("parley+outbox", "parley+states", "live", "live+states")
+#: with state publishing (outbox + publisher), for the cost of the state topics;
+#: ``live+sealed``: the live runner publishing with the states' personal parts sealed.
+STATE_VARIANTS = ("parley+outbox", "parley+states", "live", "live+states", "live+sealed")
 RESULT = "RESULT "
 
 
@@ -187,9 +188,10 @@ async def _parley(bootstrap: str, prefix: str, partitions: int, work: Path, *,
 
 
 async def _live(bootstrap: str, prefix: str, partitions: int, work: Path, group: str, *,
-                states: bool = False) -> dict[str, Any]:
+                states: bool = False, sealed: bool = False) -> dict[str, Any]:
     """The live runner (``parley projector``), from an empty store until caught up with the
-    log; with ``states``, publishing every committed state (outbox + state publisher)."""
+    log; with ``states``, publishing every committed state (outbox + state publisher); with
+    ``sealed`` too, their personal parts sealed (a key ring over a SQLite key store)."""
     from prometheus_client import CollectorRegistry
 
     from parley.kafka.clients import make_producer
@@ -211,7 +213,16 @@ async def _live(bootstrap: str, prefix: str, partitions: int, work: Path, group:
     await producer.start()
     await states_producer.start()
     metrics = ProjectorMetrics.create(CollectorRegistry())
-    publisher = StatePublisher(store, states_producer, topics, poll_s=1.0) if states else None
+    ring = None
+    if sealed:
+        from parley.privacy.keys import open_key_store
+        from parley.privacy.master import MasterKeys, new_master_key, parse_master_key
+        from parley.privacy.ring import KeyRing
+
+        ring = KeyRing(open_key_store(f"sqlite:///{work / 'keys.db'}",
+                                      MasterKeys(parse_master_key(new_master_key(), "bench"))))
+    publisher = (StatePublisher(store, states_producer, topics, poll_s=1.0, ring=ring)
+                 if states else None)
     runner = Runner(store=store, kafka=k, topics=topics, metrics=metrics,
                     dead_letters=KafkaDeadLetters(producer, topics, metrics),
                     options=ProjectorRunnerOptions(group_id=group), publisher=publisher)
@@ -245,6 +256,8 @@ async def _live(bootstrap: str, prefix: str, partitions: int, work: Path, group:
         await states_producer.stop()
         await producer.stop()
         await store.close()
+        if ring is not None:
+            await ring.close()
     return {"records": records, "seconds": seconds, "cpu_seconds": cpu, "dead_letters": 0,
             "states_published": publisher.published if publisher else 0}
 
@@ -254,13 +267,13 @@ def run_child(name: str, args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     work = Path(args.work)
-    if name in ("parley", "parley+outbox", "parley+states", "live", "live+states"):
+    if name in ("parley", *STATE_VARIANTS):
         from parley.loop import run  # the loop `parley projections rebuild` runs on
 
-        states = name.endswith("+states")
+        states = name.endswith(("+states", "+sealed"))
         if name.startswith("live"):
             job = _live(args.bootstrap, args.prefix, args.partitions, work, args.group,
-                        states=states)
+                        states=states, sealed=name.endswith("+sealed"))
         else:
             job = _parley(args.bootstrap, args.prefix, args.partitions, work, states=states,
                           outbox=states or name.endswith("+outbox"))
@@ -425,6 +438,11 @@ def bench(args: argparse.Namespace, bootstrap: str, prefix: str) -> int:
                 verdict = "met" if ratio >= 0.85 else "MISSED"
                 print(f"{base}{variant} / {base}: {ratio:.2f}x records/s "
                       f"(target >= 0.85: {verdict})")
+        states, sealed = results.get("live+states"), results.get("live+sealed")
+        if states and sealed and "error" not in states and "error" not in sealed:
+            print(f"live+sealed / live+states: "
+                  f"{(sealed['records'] / sealed['seconds']) / (states['records'] / states['seconds']):.2f}x "
+                  f"records/s ({states['cpu_seconds'] / sealed['cpu_seconds']:.2f}x per CPU-second)")
         _parallel_ratios(results)
         quix = results.get("quix")
         if quix and "error" not in quix:

@@ -56,7 +56,8 @@ class ConsumedEvent:
     anything downstream: a redelivered event has the same id.
 
     A record of a state topic (``is_state``) has ``state`` instead: the decoded
-    :class:`~contracts.state_change.StateChange`; its ``event_id`` is
+    :class:`~contracts.state_change.StateChange`, opened like an envelope (a sealed state's
+    personal parts restored, or its facts if the subject's key is gone); its ``event_id`` is
     ``"<kind>:<id>:<version>"``, the same for every delivery of that version.
     """
 
@@ -138,7 +139,12 @@ class ConsumedEvent:
         except AttributeError:
             from contracts.state_change import decode_state_change
 
-            self._state: StateChange = decode_state_change(self.value)
+            value = self.value
+            if self._ring is not None:
+                from parley.privacy.states import open_state
+
+                value = open_state(self._ring, value)  # its facts if the subject's key is gone
+            self._state: StateChange = decode_state_change(value)
             return self._state
 
     @property

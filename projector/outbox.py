@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 import msgspec
 
 from contracts.state_change import encode_state_change
+from projector.states import decode_state
 from projector.views import Row
 
 __all__ = ["Covers", "OutboxEntry", "covers_of", "decode_refs", "encode_refs", "entry_for",
@@ -49,6 +50,8 @@ class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
     topic); ``key`` is the record key. ``token`` names the commit that wrote it; ``seq`` that
     commit's outbox row, when read back from the store (0 for entries a commit returned). An
     entry read back whose row no longer exists (its copy was dropped) has an empty ``value``.
+    ``provider``: of a chat, message or visitor (whose data subject's key seals the published
+    value, :mod:`parley.privacy.states`); None for agents, or when the state names none.
     """
 
     kind: str
@@ -57,6 +60,7 @@ class OutboxEntry(msgspec.Struct, frozen=True, kw_only=True):
     value: bytes
     token: int = 0
     seq: int = 0
+    provider: str | None = None
 
 
 def wrap_state(state: bytes, covers: Covers) -> bytes:
@@ -94,8 +98,25 @@ def entry_for(row: Row, token: int = 0, seq: int = 0) -> OutboxEntry:
     """The outbox entry of a committed row: its state change, keyed and routed."""
     covers = row.covers or unwrap_state(row.state)[0]
     route = row.chat_id if row.kind in ("chat", "message") and row.chat_id is not None else row.id
+    provider = row.provider if row.provider is not None else _provider_of(row)
     return OutboxEntry(kind=row.kind, key=row.id, route=route, token=token, seq=seq,
-                       value=encode_state_change(row.kind, row.id, covers, row.view))
+                       value=encode_state_change(row.kind, row.id, covers, row.view),
+                       provider=provider)
+
+
+#: The kinds whose states hold a data subject's personal data (docs/privacy.md).
+_PERSONAL = frozenset({"chat", "message", "visitor"})
+
+
+def _provider_of(row: Row) -> str | None:
+    """The provider a row read back from a store (the slow path) names in its fold state;
+    None for agents, and for a state that does not decode (its value is sent as it is)."""
+    if row.kind not in _PERSONAL or not row.state:
+        return None
+    try:
+        return decode_state(row.kind, unwrap_state(row.state)[1]).provider
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 _REFS = msgspec.json.Decoder(list[tuple[str, str]])

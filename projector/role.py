@@ -72,7 +72,7 @@ class ProjectorRole:
                                    recheck_s=options.api.recheck_s)
         self.streams = StateStreams(rt.settings.kafka, rt.topics,
                                     max_streams=rt.settings.http.max_streams,
-                                    options=options.streams)
+                                    options=options.streams, ring=self._ring)
         self.runner: Runner | None = None
         self._task: asyncio.Task[None] | None = None
         self._problem: str | None = None
@@ -137,7 +137,10 @@ class ProjectorRole:
                     dead_letters=KafkaDeadLetters(producer, rt.topics, self.metrics),
                     metrics=self.metrics, watermarks=self.watermarks,
                     options=self._options.runner,
-                    publisher=StatePublisher(self.store, states, rt.topics), ring=self._ring,
+                    publisher=StatePublisher(
+                        self.store, states, rt.topics,
+                        ring=self._ring if rt.settings.privacy.encrypt else None),
+                    ring=self._ring,
                     ledger=ledger)
                 await self.runner.run(stop)
             except Exception as exc:

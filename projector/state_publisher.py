@@ -12,6 +12,11 @@ Kafka acknowledged every one of them:
   acknowledgement, or written by a rebuild with ``--publish-states`` — are read back with the
   state their row holds now, sent, and deleted by seq. At start, and every ``poll_s``.
 
+With a key ring (``privacy.encrypt``), each state's personal parts are sealed under its data
+subject's key before it is sent (:mod:`parley.privacy.states`): the batch's keys are loaded in
+one key-store round trip, a subject without a key gets one. A key store that cannot be reached
+fails the send like Kafka away would: the states wait in the outbox, never sent readable.
+
 So nothing is published before it is committed, nothing committed is lost, and a state may be
 published twice (sent, then killed before the delete), with the same version — or a later
 one, read back by the slow path: consumers keep the greatest version per key.
@@ -34,6 +39,8 @@ from contracts.forgotten import ERASURE_HEADER, erasure_in_state
 from contracts.state_change import state_topic_kind
 from contracts.topics import MAX_RECORD_BYTES, Topics
 from parley.kafka.clients import make_producer
+from parley.privacy.ring import KeyRing
+from parley.privacy.states import StateSealer
 from parley.settings import KafkaSettings
 from projector.outbox import OutboxEntry
 from projector.store import Store
@@ -49,10 +56,13 @@ class StatePublisher:
     """Sends the store's outbox to the state topics; see the module docstring."""
 
     def __init__(self, store: Store, producer: AIOKafkaProducer, topics: Topics, *,
-                 batch: int = 5000, poll_s: float = 1.0, retry_backoff_s: float = 1.0) -> None:
+                 batch: int = 5000, poll_s: float = 1.0, retry_backoff_s: float = 1.0,
+                 ring: KeyRing | None = None) -> None:
         """``poll_s``: how often the outbox is read without a wake-up (entries a rebuild in
-        another process committed)."""
+        another process committed). ``ring``: seals the states' personal parts (the
+        module docstring); None publishes them as they are (``privacy.encrypt = false``)."""
         self._store = store
+        self._sealer = None if ring is None else StateSealer(ring)
         self._producer = producer
         self._topics = topics
         self._batch = batch
@@ -160,9 +170,10 @@ class StatePublisher:
         outbox order within each partition: a tenth of the per-record cost of ``send``.
         """
         producer = self._producer
+        values = await self._seal(entries)
         sizes: dict[str, int] = {}
-        by_partition: dict[tuple[str, int], list[OutboxEntry]] = {}
-        for e in entries:
+        by_partition: dict[tuple[str, int], list[tuple[OutboxEntry, bytes]]] = {}
+        for e, value in zip(entries, values, strict=True):
             topic = self._topics.state(state_topic_kind(e.kind))  # type: ignore[arg-type]
             n = sizes.get(topic)
             if n is None:
@@ -171,24 +182,31 @@ class StatePublisher:
             # not the Java client's murmur2, which aiokafka computes in Python at a hundred
             # times the cost (only this publisher writes these topics).
             partition = crc32(e.route.encode()) % n
-            by_partition.setdefault((topic, partition), []).append(e)
+            by_partition.setdefault((topic, partition), []).append((e, value))
         sent = []
         for (topic, partition), group in by_partition.items():
             batch = producer.create_batch()
-            for e in group:
+            for e, value in group:
                 headers = _erasure_headers(e)
-                if batch.append(key=e.key.encode(), value=e.value, timestamp=None,
+                if batch.append(key=e.key.encode(), value=value, timestamp=None,
                                 headers=headers) is None:
                     batch.close()
                     sent.append(await producer.send_batch(batch, topic, partition=partition))
                     batch = producer.create_batch()
-                    if batch.append(key=e.key.encode(), value=e.value, timestamp=None,
+                    if batch.append(key=e.key.encode(), value=value, timestamp=None,
                                     headers=headers) is None:
                         raise ValueError(f"state of {e.kind} {e.key} exceeds a record batch")
             batch.close()
             sent.append(await producer.send_batch(batch, topic, partition=partition))
         # Every batch acknowledged (acks=all) before any entry is deleted.
         await asyncio.gather(*sent)
+
+    async def _seal(self, entries: list[OutboxEntry]) -> list[bytes]:
+        """The values to send: each state's personal parts sealed (with a ring), else the
+        entries' values as they are."""
+        if self._sealer is None:
+            return [e.value for e in entries]
+        return await self._sealer.seal([(e.value, e.provider) for e in entries])
 
 
 def _erasure_headers(e: OutboxEntry) -> list[tuple[str, bytes]]:

@@ -3,9 +3,12 @@
 ``GET /api/chats/{id}/stream`` streams one chat's changes (``event: chat``) and its messages'
 (``event: message``); ``GET /api/stream?kind=chat|visitor|agent[&status=…][&source=…]``
 streams every change of one kind (chats without their messages), filtered. The ``data`` of
-each event is the state topic's record as it is (:class:`contracts.state_change.StateChange`:
-kind, id, version, positions, state), so only committed states are ever sent
-(:mod:`projector.state_publisher`), and a state may be sent twice with the same version.
+each event is the state topic's record (:class:`contracts.state_change.StateChange`: kind, id,
+version, positions, state), opened: a state whose personal parts the publisher sealed
+(:mod:`parley.privacy.states`) is sent whole while its subject's key lives, as its facts once
+the key is destroyed (a forgotten subject). Filters read the facts, which every value keeps
+readable. Only committed states are ever sent (:mod:`projector.state_publisher`), and a state
+may be sent twice with the same version.
 
 Event ids and resuming (``Last-Event-ID``, else ``?after=``; neither: from now on):
 
@@ -56,6 +59,9 @@ from contracts.state_change import StateChange, decode_state_change
 from contracts.topics import Topics
 from parley.http import error_response
 from parley.kafka.clients import make_consumer
+from parley.privacy.ring import KeyRing
+from parley.privacy.seal import subject_in
+from parley.privacy.states import is_sealed, open_state
 from parley.settings import KafkaSettings
 from projector.sse import SseConnection, SseEvent, SseOptions
 
@@ -103,9 +109,11 @@ class StateStreams:
     """The two stream endpoints of the projector's HTTP role (see the module docstring)."""
 
     def __init__(self, kafka: KafkaSettings, topics: Topics, *, max_streams: int,
-                 options: StreamOptions = StreamOptions()) -> None:
-        """``max_streams``: streams open at once at most (``http.max_streams``)."""
+                 options: StreamOptions = StreamOptions(), ring: KeyRing | None = None) -> None:
+        """``max_streams``: streams open at once at most (``http.max_streams``); ``ring``:
+        opens sealed states (without one, clients get their facts)."""
         self._kafka = kafka
+        self._ring = ring
         self._topics = topics
         self._max_streams = max_streams
         self._options = options
@@ -292,10 +300,12 @@ class StateStreams:
 
     async def _feed(self, consumer: AIOKafkaConsumer, plan: _Plan, passed: dict[int, int],
                     connection: SseConnection) -> None:
-        """Read the plan's partitions, offering accepted changes to the connection in order."""
+        """Read the plan's partitions, offering accepted changes to the connection in order,
+        opened (the keys of a batch's accepted changes loaded in one round trip)."""
         while True:
             batches = await consumer.getmany(timeout_ms=self._options.poll_ms, max_records=500)
             for tp, records in batches.items():
+                accepted: list[tuple[str, str, bytes]] = []
                 for record in records:
                     passed[tp.partition] = record.offset
                     try:
@@ -308,8 +318,22 @@ class StateStreams:
                         continue
                     id_ = (_vector(plan.topic, passed) if plan.vector
                            else f"{tp.topic}:{tp.partition}:{record.offset}")
-                    if not await connection.put(SseEvent(id_, change.kind, record.value or b"")):
+                    accepted.append((id_, change.kind, record.value or b""))
+                values = await self._opened([value for _, _, value in accepted])
+                for (id_, kind, _), value in zip(accepted, values, strict=True):
+                    if not await connection.put(SseEvent(id_, kind, value)):
                         return
+
+    async def _opened(self, values: list[bytes]) -> list[bytes]:
+        """``values`` with sealed states opened by the ring (as they are without one)."""
+        ring = self._ring
+        if ring is None:
+            return values
+        sealed = {s for v in values if is_sealed(v) and (s := subject_in(v)) is not None}
+        if not sealed:
+            return values
+        await ring.load(sealed)
+        return [open_state(ring, v) for v in values]
 
 
 async def _partition_count(consumer: AIOKafkaConsumer, topic: str) -> int:

@@ -67,6 +67,10 @@ class Row(msgspec.Struct, frozen=True, kw_only=True):
     #: epoch): the stores keep both per chat, beside the row (docs/analytics.md).
     fact: bytes = b""
     waiting_since: int | None = None
+    #: The provider of a chat, message or visitor, when known in memory (the folder's rows
+    #: have it; rows read back from a store do not): whose data subject's key seals its
+    #: published state (projector.state_publisher). Not a store column.
+    provider: str | None = None
 
 
 def _micros(at: datetime) -> int:
@@ -275,6 +279,7 @@ def _chat_row(ref: AggregateRef, state: ChatFold) -> Row:
         source=state.source,
         agent_id=None if agent is None or agent.value is None else agent.value.id,
         sort_key=_key(_KEY_MAX - (_micros(at) if at is not None else 0)),
+        provider=state.provider,
     )
 
 
@@ -288,6 +293,7 @@ def _message_row(ref: AggregateRef, state: MessageFold) -> Row:
         chat_id=state.chat_id,
         source=state.source,
         sort_key=_key(_micros(at) if at is not None else 0),
+        provider=state.provider,
     )
 
 
@@ -299,6 +305,7 @@ def _visitor_row(ref: AggregateRef, state: VisitorFold) -> Row:
         view=_JSON.encode(_visitor_view(state)),
         source=state.source,
         sort_key=ref.id,
+        provider=state.provider,
     )
 
 

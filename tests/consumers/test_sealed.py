@@ -6,17 +6,24 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from consumers.api import ConsumedEvent, consumer
 from consumers.dlq_ops import dlq_entries
 from consumers.runner import ConsumerRunnerOptions
+from contracts.domain import VisitorRef
 from contracts.ingest import parse_webhook
+from contracts.state import ChatState
 from contracts.topics import Topics
+from parley.kafka.clients import make_producer
 from parley.privacy import MasterKeys, MemoryKeyStore
 from parley.privacy.master import new_master_key, parse_master_key
 from parley.privacy.ring import KeyRing
 from parley.settings import KafkaSettings
+from projector.state_publisher import StatePublisher
+from projector.stores import open_store
+from projector.views import Row
 from tests.kit.consumers.events import produce
 from tests.kit.consumers.helpers import running, wait_for
 from tests.kit.receiver_app import FIXTURES
@@ -74,3 +81,43 @@ async def test_a_batch_waits_while_the_key_store_is_away(
         store.available = True
         await wait_for(lambda: len(seen) == 2, what="both events once the store is back")
     assert any(b"Priya Patel" in b for b in seen)
+
+
+async def test_a_state_consumer_sees_sealed_states_whole_and_facts_once_a_key_is_gone(
+        kafka_settings: KafkaSettings, topics: Topics) -> None:
+    """States the projector published sealed (docs/privacy.md) reach a ``states=`` handler
+    opened, like events; a forgotten chat's reach it as facts."""
+    ring = KeyRing(MemoryKeyStore(MasterKeys(parse_master_key(new_master_key(), "test"))))
+    store = open_store("memory://")
+    await store.open()
+    await store.create_projection("p")
+
+    def row(chat: str) -> Row:
+        view = ChatState(id=chat, provider="natterly", source="acme", status="active",
+                         visitor=VisitorRef(id=f"v-{chat}", name=f"Priya {chat}"))
+        return Row(kind="chat", id=chat, state=b"", view=msgspec.json.encode(view),
+                   chat_id=chat, provider="natterly")
+
+    await store.commit("p", [row("kept"), row("gone")], {}, publish=True)
+    await StatePublisher.ensure_topics(kafka_settings, topics)
+    producer = make_producer(kafka_settings)
+    await producer.start()
+    try:
+        assert await StatePublisher(store, producer, topics, ring=ring).publish_pending() == 2
+    finally:
+        await producer.stop()
+    await store.close()
+    assert await ring.store.destroy("natterly:chat:gone")
+    ring.forget("natterly:chat:gone")
+    names: dict[str, str | None] = {}
+
+    @consumer("sealed-states", states=("chat",))
+    async def handle(ev: ConsumedEvent) -> None:
+        state = ev.state.state
+        assert isinstance(state, ChatState) and state.visitor is not None
+        names[state.id] = state.visitor.name
+
+    async with running(handle, kafka_settings, topics, ring=KeyRing(ring.store)):
+        await wait_for(lambda: len(names) == 2, what="both states")
+    assert names == {"kept": "Priya kept", "gone": None}
+    assert await dlq_entries(kafka_settings, topics, "sealed-states") == []

@@ -15,10 +15,12 @@ from contracts.state_change import StateChange, decode_state_change
 from contracts.topics import Topics
 from parley.kafka.clients import make_consumer, make_producer
 from parley.settings import KafkaSettings
-from projector.outbox import OutboxEntry
+from projector.outbox import OutboxEntry, entry_for, wrap_state
 from projector.state_publisher import StatePublisher
+from projector.states import AggregateRef, ChatFold
 from projector.store import Store
 from projector.stores import open_store
+from projector.views import row_for
 from tests.kit.live_projector import (
     applied,
     conversation,
@@ -210,3 +212,16 @@ async def test_a_rebuild_writes_the_outbox_only_when_asked(
         view = await store.get_view(loud.name, kind, id)
         assert view is not None and orjson.loads(view) == orjson.loads(msgspec.json.encode(change.state))
     assert quiet.name != loud.name
+
+
+async def test_an_entry_names_the_provider_whose_subject_seals_it() -> None:
+    """The publisher seals a state under its provider's subject (parley/privacy/states.py):
+    the folder's rows carry the provider, and a row read back from a store (the slow path,
+    no provider column) names it from its fold state."""
+    fold = ChatFold(id="c1", provider="chatshipper", source="shop")
+    row = row_for(AggregateRef("chat", "c1"), fold)
+    assert entry_for(row).provider == "chatshipper"
+    read_back = msgspec.structs.replace(row, provider=None,
+                                        state=wrap_state(row.state, (("t", 0, 4),)))
+    assert entry_for(read_back).provider == "chatshipper"
+    assert entry_for(chat("c2")).provider is None  # a state that does not decode: none

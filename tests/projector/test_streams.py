@@ -29,6 +29,9 @@ from contracts.state_change import encode_state_change
 from contracts.topics import Topics
 from parley.http import build_app
 from parley.kafka.clients import make_admin, make_consumer, make_producer
+from parley.privacy.config import build_key_ring
+from parley.privacy.seal import subject_in
+from parley.privacy.states import open_state
 from parley.runtime import Runtime
 from parley.settings import HttpSettings, KafkaSettings, Settings, SourceSettings, StoreSettings
 from projector.role import ProjectorRole, ProjectorRoleOptions
@@ -38,6 +41,7 @@ from projector.streams import StreamOptions
 from receiver.partitioner import partition_for
 from receiver.role import ReceiverRole
 from tests.kit.live_projector import conversation, delete_dlq, eventually, produce, produce_raw
+from tests.kit.receiver_app import privacy_for_test
 
 pytestmark = pytest.mark.kafka
 
@@ -87,7 +91,8 @@ class Sse:
 @pytest.fixture
 async def served(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path,
                  unique: str) -> AsyncIterator[tuple[TestClient[Any, Any], ProjectorRole]]:
-    settings = Settings(kafka=kafka_settings,
+    settings = Settings(kafka=kafka_settings, data_dir=str(tmp_path),
+                        privacy=privacy_for_test(kafka_settings),  # states sealed, the default
                         store=StoreSettings(url=f"sqlite:///{tmp_path / 'state.db'}"),
                         http=HttpSettings(api_tokens=(TOKEN,), max_streams=MAX_STREAMS))
     rt = Runtime.from_settings(settings)
@@ -114,9 +119,29 @@ async def subscribe(client: TestClient[Any, Any], path: str, **headers: str) -> 
     return sse
 
 
-async def chat_records(kafka: KafkaSettings, topics: Topics, chat: str
+async def chat_records(kafka: KafkaSettings, topics: Topics, chat: str, *, raw: bool = False
                        ) -> list[tuple[str, dict[str, Any]]]:
-    """Every record of ``chat`` (and its messages) on the chat state topic: (position, value)."""
+    """Every record of ``chat`` (and its messages) on the chat state topic: (position, value),
+    the value opened with the test's keys as another process would (``raw``: as stored)."""
+    return [(p, orjson.loads(v)) for p, v in await chat_values(kafka, topics, chat, raw=raw)]
+
+
+async def chat_values(kafka: KafkaSettings, topics: Topics, chat: str, *, raw: bool = False
+                      ) -> list[tuple[str, bytes]]:
+    """:func:`chat_records`, the values as bytes."""
+    values = await _chat_values(kafka, topics, chat)
+    if raw:
+        return values
+    ring = build_key_ring(Settings(kafka=kafka, privacy=privacy_for_test(kafka)))
+    try:
+        await ring.load(s for _, v in values if (s := subject_in(v)) is not None)
+        return [(p, open_state(ring, v)) for p, v in values]
+    finally:
+        await ring.close()
+
+
+async def _chat_values(kafka: KafkaSettings, topics: Topics, chat: str
+                       ) -> list[tuple[str, bytes]]:
     topic = topics.state("chat")
     consumer = make_consumer(kafka, group_id=None)
     await consumer.start()
@@ -128,7 +153,7 @@ async def chat_records(kafka: KafkaSettings, topics: Topics, chat: str
         out = []
         while await consumer.position(tp) < end:
             for records in (await consumer.getmany(timeout_ms=1000)).values():
-                out += [(f"{topic}:{r.partition}:{r.offset}", orjson.loads(r.value or b""))
+                out += [(f"{topic}:{r.partition}:{r.offset}", r.value or b"")
                         for r in records
                         if r.key == chat.encode() or (r.key or b"").startswith(f"{chat}/".encode())]
         return out
@@ -167,7 +192,8 @@ async def test_a_webhook_posted_to_the_receiver_reaches_the_chat_subscriber(
         kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path, unique: str) -> None:
     seed = json.loads((WEBHOOKS / "chat_initiated_seed.json").read_bytes())
     chat_id = seed["payload"]["chat"]["uuid"]
-    settings = Settings(kafka=kafka_settings,
+    settings = Settings(kafka=kafka_settings, data_dir=str(tmp_path),
+                        privacy=privacy_for_test(kafka_settings),
                         store=StoreSettings(url=f"sqlite:///{tmp_path / 'state.db'}"),
                         http=HttpSettings(api_tokens=(TOKEN,)),
                         sources={"acme": SourceSettings(provider="natterly",
@@ -352,6 +378,29 @@ async def test_the_stream_of_a_kind_filters_and_resumes_per_partition(
     # No earlier chat again: the next thing on the stream is a heartbeat.
     line = await asyncio.wait_for(again.response.content.readline(), 5)
     assert line == b": heartbeat\n", line
+
+
+async def test_state_topics_hold_no_personal_data_readable_yet_streams_deliver_it(
+        served: tuple[TestClient[Any, Any], ProjectorRole], kafka_settings: KafkaSettings,
+        topics: Topics) -> None:
+    """Sealed states (docs/privacy.md): a plain Kafka read of the chat state topic finds none
+    of the chat's personal strings, while both streams deliver them, filters included."""
+    client, _ = served
+    personal = ("Visitor vis-p1", "message 0", "message 1")
+    kinds = await subscribe(client, "/api/stream?kind=chat&status=closed&source=acme")
+    one = await subscribe(client, "/api/chats/p1/stream")
+    await produce(kafka_settings, topics, conversation("p1", n_messages=2))
+    closed = await kinds.next()
+    assert closed.data["state"]["visitor"]["name"] == "Visitor vis-p1"
+    assert closed.data["state"]["status"] == "closed"
+    raw = await until_published(kafka_settings, topics, "p1", "closed")  # opened: all there
+    texts = [await one.next() for _ in raw]
+    assert {e.data["state"].get("text") for e in texts if e.event == "message"} == {
+        "message 0", "message 1"}
+    assert [(e.id, e.data) for e in texts] == raw
+    stored = b"".join(v for _, v in await chat_values(kafka_settings, topics, "p1", raw=True))
+    assert [s for s in personal if s.encode() in stored] == []
+    assert b'"status":"closed"' in stored and b'"source":"acme"' in stored  # facts: readable
 
 
 async def test_tokens_positions_and_kinds_are_checked(
