@@ -59,6 +59,10 @@ class KeyStore(Protocol):
     async def destroy(self, subject: str) -> bool:
         """Destroy the subject's key and its links as a chat; True if a live key existed."""
 
+    async def destroyed(self, subjects: Sequence[str]) -> set[str]:
+        """Those of ``subjects`` whose latest key was destroyed (forgotten, no live key since):
+        a process that only re-publishes what it holds must not make them a new key."""
+
     async def link(self, subject: str, parent: str) -> None:
         """Record that ``subject`` (a chat) belongs to ``parent`` (its visitor)."""
 
@@ -154,6 +158,10 @@ class MemoryKeyStore:
         row.wrapped = row.master_id = None
         row.destroyed_at = datetime.now(UTC)
         return True
+
+    async def destroyed(self, subjects: Sequence[str]) -> set[str]:
+        self._check()
+        return {s for s in subjects if (row := self._rows.get(s)) is not None and row.wrapped is None}
 
     async def link(self, subject: str, parent: str) -> None:
         self._check()

@@ -137,6 +137,12 @@ class PostgresKeyStore:
             return bool(status != "UPDATE 0")
         return await self._on(destroy)
 
+    async def destroyed(self, subjects: Sequence[str]) -> set[str]:
+        rows = await self._on(lambda conn: conn.fetch(
+            f"SELECT subject FROM {self._keys} "  # noqa: S608
+            "WHERE subject = ANY($1::text[]) AND wrapped IS NULL", list(subjects)))
+        return {r["subject"] for r in rows}
+
     async def link(self, subject: str, parent: str) -> None:
         await self._on(lambda conn: conn.execute(
             f"INSERT INTO {self._links} (subject, parent) VALUES ($1, $2) "  # noqa: S608

@@ -211,6 +211,11 @@ class SqliteKeyStore:
             return n > 0
         return await self._call(destroy)
 
+    async def destroyed(self, subjects: Sequence[str]) -> set[str]:
+        wanted = list(dict.fromkeys(subjects))
+        rows = await self._call(lambda db: self._rows(db, wanted))
+        return {s for s, row in rows.items() if row[2] is None}
+
     async def link(self, subject: str, parent: str) -> None:
         """Group commit, with the first keys (:meth:`get_or_create`): a chat's first webhook
         that names its visitor costs no durable commit of its own."""

@@ -108,6 +108,11 @@ class KeyRing:
             for subject, key in (await (await self._ready()).get_many(missing)).items():
                 self._put(subject, key)
 
+    def has_key(self, subject: str) -> bool:
+        """Whether the cache holds a live key of ``subject`` (after :meth:`load`)."""
+        entry = self._cache.get(subject)
+        return entry is not None and entry[1] is not None
+
     def open(self, env: Envelope) -> Envelope:
         """``env`` opened with its subject's cached key (its facts only if the key is gone).
         The subject must have been :meth:`load`-ed (KeyError otherwise: a bug, not data)."""

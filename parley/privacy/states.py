@@ -167,15 +167,18 @@ async def seal_state(ring: KeyRing, value: bytes, provider: str | None) -> bytes
 
 class StateSealer:
     """Seals batches of state values (:func:`seal_state`) with ``ring``: a batch's keys are
-    loaded in one key-store query, and the keys its subjects lack are created together (the
-    key store commits concurrent creations as one transaction) rather than one transaction a
-    subject. Subjects known to have a key are remembered (at most ``remember``), so a steady
-    stream of states costs one query a batch, for the keys the ring's cache no longer holds."""
+    loaded in one key-store query (only those the ring's cache lacks), and the keys its
+    subjects lack are created together (the key store commits concurrent creations as one
+    transaction) rather than one transaction a subject.
 
-    def __init__(self, ring: KeyRing, *, remember: int = 100_000) -> None:
+    A subject whose key was destroyed (``parley visitors forget``) gets no new key here: the
+    projector may still hold its personal data for the moment between the destruction and
+    the fold of its ``forgotten`` record, and a new key would keep that readable on the state
+    topic until compaction. Its values are published as their facts only. (A new key comes
+    only from the receiver sealing a new webhook of the subject.)"""
+
+    def __init__(self, ring: KeyRing) -> None:
         self.ring = ring
-        self._remember = remember
-        self._keyed: dict[str, None] = {}  # subjects with a key, oldest first
 
     async def seal(self, values: Sequence[tuple[bytes, str | None]]) -> list[bytes]:
         """Each (value, provider) sealed, in order. Raises KeyStoreUnavailable."""
@@ -185,25 +188,25 @@ class StateSealer:
             return [value for value, _ in values]
         ring = self.ring
         await ring.load(subjects)
-        new = [s for s in subjects if s not in self._keyed]
-        if new:
-            await self._provide(new)
-        return [value if plan is None else await _sealed(ring, plan)
+        keyless = [s for s in subjects if not ring.has_key(s)]
+        forgotten = await self._provide(keyless) if keyless else set()
+        return [value if plan is None else
+                _value(plan.wire, plan.facts) if plan.subject in forgotten else
+                await _sealed(ring, plan)
                 for (value, _), plan in zip(values, plans, strict=True)]
 
-    async def _provide(self, subjects: list[str]) -> None:
-        """Create the keys ``subjects`` lack, together; remember that all have one."""
+    async def _provide(self, subjects: list[str]) -> set[str]:
+        """Create, together, the keys of ``subjects`` that never had one; the rest (their
+        key was destroyed) are returned."""
         ring, store = self.ring, self.ring.store
-        missing = [s for s, key in (await store.get_many(subjects)).items() if key is None]
-        if missing:
-            await asyncio.gather(*(store.get_or_create(s) for s in missing))
-            for s in missing:
+        forgotten = await store.destroyed(subjects)
+        new = [s for s in subjects if s not in forgotten]
+        if new:
+            await asyncio.gather(*(store.get_or_create(s) for s in new))
+            for s in new:
                 ring.forget(s)  # cached as having no key a moment ago
-            await ring.load(missing)
-        keyed = self._keyed
-        keyed.update(dict.fromkeys(subjects))
-        while len(keyed) > self._remember:
-            del keyed[next(iter(keyed))]
+            await ring.load(new)
+        return forgotten
 
 
 def is_sealed(value: bytes) -> bool:

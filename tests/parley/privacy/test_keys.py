@@ -86,8 +86,12 @@ async def test_destroy_removes_the_key_and_a_new_generation_follows(make_store: 
     assert await store.get("natterly:visitor:V1") is None
     assert await store.destroy("natterly:chat:C1") is True
     assert await store.linked("natterly:visitor:V1") == ["natterly:chat:C2"]
+    assert await store.destroyed(["natterly:visitor:V1", "natterly:chat:C1", "natterly:chat:C2",
+                                  "natterly:visitor:unknown"]) == {"natterly:visitor:V1",
+                                                                   "natterly:chat:C1"}
     new = await store.get_or_create("natterly:visitor:V1")
     assert new.generation == old.generation + 1 and new.secret != old.secret
+    assert await store.destroyed(["natterly:visitor:V1"]) == set()  # live again
 
 
 async def test_rewrap_moves_keys_to_a_new_master_without_changing_them(make_store: Factory) -> None:

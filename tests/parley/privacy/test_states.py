@@ -149,3 +149,24 @@ async def test_a_batch_creates_the_keys_its_subjects_lack_and_none_for_erased_st
     await reader.load(s for v in sealed if (s := subject_in(v)) is not None)
     assert [open_state(reader, v) for v in sealed] == [v for v, _ in batch]
     assert await sealer.seal(batch[:1]) != sealed[:1]  # a fresh nonce each time, same key
+
+
+async def test_a_forgotten_subject_gets_no_new_key_and_its_states_go_out_as_facts() -> None:
+    """Between a forget destroying the keys and the projector folding its ``forgotten``
+    record, the projection still holds the personal data; a state published then must not
+    be sealed under a new key (readable until compaction) but carry its facts only."""
+    ring = _ring()
+    sealer = StateSealer(ring)
+    value = _value("chat", "C1", CHAT)
+    first = await sealer.seal([(value, "natterly")])
+    assert _readable(first[0]) == [] and subject_in(first[0]) == "natterly:chat:C1"
+    assert await ring.store.destroy("natterly:chat:C1")
+    ring.forget("natterly:chat:C1")
+    [after] = await sealer.seal([(value, "natterly")])
+    assert await ring.store.get("natterly:chat:C1") is None  # no new generation
+    assert subject_in(after) is None and _readable(after) == []
+    assert decode_state_change(after).state.id == "C1"  # the facts, readable
+    # Sealing anew once the receiver gave the subject a new key (a new webhook of it).
+    await ring.store.get_or_create("natterly:chat:C1")
+    [again] = await sealer.seal([(value, "natterly")])
+    assert subject_in(again) == "natterly:chat:C1" and _readable(again) == []
