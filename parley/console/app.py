@@ -20,6 +20,8 @@ from typing import Literal
 import jinja2
 from aiohttp import web
 
+from contracts.errors import ContractError
+from contracts.params import parse_uint
 from parley.console.counts import RowCounts
 from parley.console.groups import GroupInfo
 from parley.console.kafka_view import KafkaView
@@ -120,7 +122,7 @@ class Console:
     roles: Mapping[str, object] = field(default_factory=dict)
     #: How long one overview panel may take before it is shown as down.
     panel_timeout_s: float = 3.0
-    #: Webhooks per page of a chat's timeline.
+    #: Webhooks per page of a chat's timeline and of an agent's status history.
     timeline_page: int = 500
     env: jinja2.Environment = field(init=False)
     kafka: KafkaView = field(init=False)
@@ -194,6 +196,14 @@ def session_of(request: web.Request) -> Session | None:
 def console_of(request: web.Request) -> Console:
     """The console of the app serving ``request``."""
     return request.app[CONSOLE]
+
+
+def page_number(request: web.Request) -> int:
+    """The page a paged view asks for (``?page=``, from 1), checked: 400 otherwise."""
+    try:
+        return parse_uint(request.query.get("page") or "1", "page", minimum=1, maximum=10**6)
+    except ContractError as exc:
+        raise PageError(400, exc.detail) from None
 
 
 def error_page(request: web.Request, status: int, detail: str) -> web.Response:

@@ -15,7 +15,7 @@ from consumers.search.queries import SearchQuery, query_words
 from consumers.search.queries import decode_cursor as decode_search_cursor
 from contracts.errors import ContractError
 from contracts.params import parse_uint
-from parley.console.app import Console, NavItem, PageError, Route, Section, console_of
+from parley.console.app import Console, NavItem, PageError, Route, Section, console_of, page_number
 from parley.console.timeline import MAX_FOLDED, WatchedLog, chat_timeline
 from projector.api import CHAT_STATUSES
 from projector.errors import InvalidCursor
@@ -114,18 +114,10 @@ async def chat_list_fragment(request: web.Request) -> web.StreamResponse:
                         content_type="text/html")
 
 
-def _timeline_page(request: web.Request) -> int:
-    """The timeline's page (``?page=``, from 1), checked."""
-    try:
-        return parse_uint(request.query.get("page") or "1", "page", minimum=1, maximum=10**6)
-    except ContractError as exc:
-        raise PageError(400, exc.detail) from None
-
-
 async def chat_page(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
     chat_id = request.match_info["id"]
-    page = _timeline_page(request)
+    page = page_number(request)
     projection = await console.live_projection()
     view = await console.store.get_view(projection, "chat", chat_id)
     if view is None:
@@ -145,7 +137,7 @@ async def timeline_fragment(request: web.Request) -> web.StreamResponse:
     """One page of the chat's timeline (oldest first), with links to the pages around it."""
     console = console_of(request)
     chat_id = request.match_info["id"]
-    page = _timeline_page(request)
+    page = page_number(request)
     projection = await console.live_projection()
     if await console.store.get_view(projection, "chat", chat_id) is None:
         raise PageError(404, f"there is no chat {chat_id!r}")

@@ -13,8 +13,8 @@ from aiohttp import web
 from markupsafe import Markup
 
 from contracts.state import VisitorState
-from parley.console.app import Console, NavItem, PageError, Route, Section, console_of
-from parley.console.timeline import MAX_RECORDS, fold_entries, opener_for
+from parley.console.app import Console, NavItem, PageError, Route, Section, console_of, page_number
+from parley.console.timeline import fold_entries, opener_for
 from projector.api import with_sessions
 from projector.log_index import position_of
 from projector.states import AggregateRef
@@ -100,6 +100,7 @@ async def agent_list_fragment(request: web.Request) -> web.StreamResponse:
 async def agent_page(request: web.Request) -> web.StreamResponse:
     console = console_of(request)
     agent_id = request.match_info["id"]
+    page = page_number(request)
     projection = await console.live_projection()
     view = await console.store.get_view(projection, "agent", agent_id)
     if view is None:
@@ -112,23 +113,32 @@ async def agent_page(request: web.Request) -> web.StreamResponse:
                           next_url=(f"/console/chats?type=all&agent={quote(agent_id, safe='')}"
                                     if more else None),
                           stream_url="/api/stream?kind=agent",
-                          history_url=f"/console/agents/{quote(agent_id, safe='')}/history")
+                          history_url=f"/console/agents/{quote(agent_id, safe='')}/history?page={page}")
 
 
 async def agent_history(request: web.Request) -> web.StreamResponse:
-    """The agent's status history: each change of its status, from its webhooks."""
+    """One page of the agent's status history (oldest first, ``console.timeline_page``
+    webhooks a page): each change of its status, from its webhooks. A status webhook carries
+    the status it sets, so a page is folded from its own first webhook, not the prefix."""
     console = console_of(request)
     agent_id = request.match_info["id"]
+    page = page_number(request)
+    size = console.timeline_page
     projection = await console.live_projection()
-    views, more = await console.store.list_log(projection, "agent", agent_id,
-                                               limit=MAX_RECORDS)
-    positions = [position_of(v) for v in views]
+    views, more = await console.store.list_log(projection, "agent", agent_id, limit=page * size)
+    shown_from = (page - 1) * size
+    if page > 1 and len(views) <= shown_from:
+        raise PageError(404, f"the status history of agent {agent_id!r} has no page {page}")
+    positions = [position_of(v) for v in views[shown_from:]]
+    quoted = quote(agent_id, safe="")
+    pages = {"first": shown_from + 1, "seen": len(positions),
+             "earlier_url": f"/console/agents/{quoted}?page={page - 1}" if page > 1 else None,
+             "later_url": f"/console/agents/{quoted}?page={page + 1}" if more else None}
     try:
         records = await console.kafka.records(positions)
     except Exception:  # noqa: BLE001 - Kafka away: the history says it could not be read
         return web.Response(text=console.fragment("agent_history.html", changes=[], down=True,
-                                                  truncated=False, limit=MAX_RECORDS),
-                            content_type="text/html")
+                                                  **pages), content_type="text/html")
     changes = []
     last: object = None
     opener = await opener_for(console.rt.key_ring(), records.values())
@@ -140,8 +150,7 @@ async def agent_history(request: web.Request) -> web.StreamResponse:
                             "received_at": entry.received_at})
             last = status
     return web.Response(text=console.fragment("agent_history.html", changes=changes, down=False,
-                                              truncated=more is not None, limit=MAX_RECORDS),
-                        content_type="text/html")
+                                              **pages), content_type="text/html")
 
 
 SECTION = Section(

@@ -42,14 +42,11 @@ from projector.owners import foreign_owner
 from projector.states import AggregateRef, FoldState
 from projector.views import row_for
 
-__all__ = ["MAX_FOLDED", "MAX_RECORDS", "GroupMark", "TimelineEntry", "chat_timeline", "fold_entries",
+__all__ = ["MAX_FOLDED", "GroupMark", "TimelineEntry", "chat_timeline", "fold_entries",
            "masked", "pretty"]
 
 log = logging.getLogger("parley.console")
 
-#: Records read for one timeline at most (an agent's status history), and a chat
-#: timeline's page size.
-MAX_RECORDS = 500
 #: The most records read before a page of a chat's timeline to fold the state after each of
 #: its records (the fold of the prefix); a page after more is shown without those states.
 MAX_FOLDED = 5_000

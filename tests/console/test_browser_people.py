@@ -48,6 +48,36 @@ async def test_an_agents_status_history_and_the_live_list(
     assert answer is not None and answer.status == 404
 
 
+async def test_a_long_status_history_is_paged(browser: Browser, parley: Parley) -> None:
+    parley.console.timeline_page = 2  # five status webhooks: three pages
+    statuses = ["online", "invisible", "online", "offline", "online"]
+    for minute, status in enumerate(statuses):
+        position = await parley.post(natterly_user_status("ag-p", status,
+                                                          T0 + timedelta(minutes=minute)))
+    await parley.api(f"/api/agents?min_position={position}")
+    page = await browser.new_page()
+    await log_in(page, parley, "/console/agents/ag-p")
+    history = page.locator("tr[data-history-status]")
+    await expect(history).to_have_count(2, timeout=20_000)
+    await expect(page.locator("[data-history-range]").first).to_have_attribute(
+        "data-history-range", "1-2")
+    await expect(page.locator("[data-history-earlier]")).to_have_count(0)
+    await page.locator("[data-history-later]").first.click()
+    await page.wait_for_url(f"{parley.url}/console/agents/ag-p?page=2")
+    await expect(page.locator("[data-history-range]").first).to_have_attribute(
+        "data-history-range", "3-4")
+    assert [await h.get_attribute("data-history-status") for h in await history.all()
+            ] == ["online", "offline"]
+    await page.locator("[data-history-later]").first.click()
+    await page.wait_for_url(f"{parley.url}/console/agents/ag-p?page=3")
+    await expect(history).to_have_count(1)
+    await expect(page.locator("[data-history-later]")).to_have_count(0)
+    answer = await page.request.get(f"{parley.url}/console/agents/ag-p/history?page=4")
+    assert answer.status == 404
+    answer = await page.request.get(f"{parley.url}/console/agents/ag-p/history?page=x")
+    assert answer.status == 400
+
+
 async def test_a_visitors_page_follows_its_changes_without_reload(
         browser: Browser, parley: Parley) -> None:
     position = await parley.post(natterly_body("ChatInitiated", "lv-chat-1", T0, visitor="lv-vis"))
