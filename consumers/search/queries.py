@@ -63,7 +63,11 @@ class SearchPage(msgspec.Struct, frozen=True, kw_only=True):
 
 def iso_utc(at: datetime | None) -> str | None:
     """The index's one time format (UTC, microseconds): text order is time order."""
-    return at.astimezone(UTC).isoformat(timespec="microseconds") if at is not None else None
+    if at is None:
+        return None
+    if at.tzinfo is not UTC:  # decoded states' times are UTC already: no conversion
+        at = at.astimezone(UTC)
+    return at.isoformat(timespec="microseconds")
 
 
 def query_words(q: str) -> list[str]:
