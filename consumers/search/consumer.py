@@ -33,8 +33,8 @@ def search_consumer(index: SearchIndex, *, name: str = "search", own_index: bool
 
     async def handle_batch(events: Sequence[ConsumedEvent]) -> None:
         # A batch's states, rows and statements are thousands of short-lived objects and no
-        # cycles: collecting meanwhile walked them (and the heap) over and over, a third of
-        # the CPU per state (docs/benchmarks-history.md).
+        # cycles: collecting meanwhile walked them (and the heap) over and over, a quarter
+        # of the CPU per state (docs/benchmarks-history.md).
         with gc_paused():
             await index.apply_states([ev.state for ev in events])
 

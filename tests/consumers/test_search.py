@@ -235,7 +235,7 @@ def test_the_index_time_format_is_isoformat_in_utc_with_microseconds(at: datetim
 
 
 async def test_the_cyclic_collector_waits_while_a_batch_is_indexed(tmp_path: Path) -> None:
-    # A batch's objects hold no cycles; collecting while they live cost a third of the CPU.
+    # A batch's objects hold no cycles; collecting while they live cost a quarter of the CPU.
     seen: list[bool] = []
 
     class Watched(SqliteSearchIndex):
