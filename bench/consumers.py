@@ -183,7 +183,7 @@ async def raw(k: KafkaSettings, topic: str, n: int) -> Rate:
 
 
 async def through_runtime(k: KafkaSettings, topics: Topics, n: int, make: str,
-                          tmp: Path, max_records: int = 2000) -> Rate:
+                          tmp: Path, max_records: int | None = None) -> Rate:
     """``n`` records through the consumer runtime: events (``empty``) or states (``search``)."""
     state = {"seen": 0, "t0": 0.0, "t1": 0.0, "c0": 0.0, "c1": 0.0, "batches": 0, "in": 0.0}
     done = asyncio.Event()
@@ -258,7 +258,7 @@ MODES = ("raw", "empty", "raw2", "search")
 
 
 async def bench(bootstrap: str, n: int, runs: int, modes: Sequence[str], fold_batch: int,
-                max_records: int) -> tuple[Results, int]:
+                max_records: int | None) -> tuple[Results, int]:
     """Run ``modes`` ``runs`` times; the results and how many chat states were published."""
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     k = KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix, partitions=6)
@@ -339,8 +339,9 @@ def main() -> None:
                         help="comma-separated among raw,empty,search (raw measures twice)")
     parser.add_argument("--fold-batch", type=int, default=5000,
                         help="records per projector commit (its max_records)")
-    parser.add_argument("--max-records", type=int, default=2000,
-                        help="the consumers' max_records (records per batch; default 2000)")
+    parser.add_argument("--max-records", type=int, default=None,
+                        help="the consumers' max_records (records per batch; default: each "
+                             "consumer's own, as deployed: 2000, search 10000)")
     args = parser.parse_args()
     modes = {m.strip() for m in args.modes.split(",")}
     if "raw" in modes:

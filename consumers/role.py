@@ -77,7 +77,9 @@ class ConsumerRole:
         else:
             consumer = load_consumer(name, rt.settings)
         config = consumer_config(rt.settings, consumer.name)
-        options = ConsumerRunnerOptions(max_records=int(config.get("max_records", 2000)))
+        configured = config.get("max_records")  # else the consumer's own, else the runtime's
+        options = ConsumerRunnerOptions(
+            max_records=int(configured) if configured is not None else None)
         self.service = ConsumerService(rt, [consumer], options=options,
                                        stuck_after_s=float(config.get("stuck_after_s", 300)))
 

@@ -74,15 +74,21 @@ from parley.privacy.ring import KeyRing
 from parley.privacy.seal import subject_in
 from parley.settings import KafkaSettings
 
-__all__ = ["ConsumerRunner", "ConsumerRunnerOptions"]
+__all__ = ["MAX_RECORDS", "ConsumerRunner", "ConsumerRunnerOptions"]
 
 log = logging.getLogger("parley.consumers.runner")
 
 
-class ConsumerRunnerOptions(msgspec.Struct, frozen=True, kw_only=True):
-    """How a :class:`ConsumerRunner` fetches: records per batch and how long one poll waits."""
+#: Records per fetched batch unless the configuration or the consumer says otherwise.
+MAX_RECORDS = 2000
 
-    max_records: int = 2000
+
+class ConsumerRunnerOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """How a :class:`ConsumerRunner` fetches: records per batch and how long one poll waits.
+    ``max_records`` None: the consumer's own (:attr:`Consumer.max_records`), else
+    :data:`MAX_RECORDS`."""
+
+    max_records: int | None = None
     poll_timeout_ms: int = 200
     #: between attempts to load a batch's keys while the key store cannot be reached
     key_store_retry_s: float = 1.0
@@ -164,11 +170,12 @@ class ConsumerRunner:
         self.started.set()
         log.info("consumer started", extra={"consumer": self.name, "group": self.group})
         batch_seconds = self._metrics.batch_seconds.labels(self.name)
+        max_records = self._options.max_records or self.consumer.max_records or MAX_RECORDS
         try:
             while not self._stop.is_set():
                 # Step 1: fetch
                 batch = await kc.getmany(timeout_ms=self._options.poll_timeout_ms,
-                                         max_records=self._options.max_records)
+                                         max_records=max_records)
                 if self._state is not None and await self._follow_rebuild(kc, batch):
                     continue
                 if not batch:

@@ -7,11 +7,9 @@ fold identically; the store transaction and the Kafka side stay in the runner.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
@@ -24,6 +22,7 @@ from contracts.domain import DomainEvent
 from contracts.envelope import Envelope, decode_envelope
 from contracts.forgotten import PARLEY_PROVIDER, forgotten_of
 from contracts.normalise import normalise_decoded
+from parley.gc_pause import gc_paused  # the fold's batches: see there
 from parley.privacy.ring import KeyRing
 from projector.clamp import clamp_future
 from projector.dlq import DeadLetter, Stage
@@ -325,30 +324,6 @@ class Folder:
             refused.update(skipped)
             total += count
         return total
-
-
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """No cyclic garbage collection while a batch is folded.
-
-    A batch allocates hundreds of thousands of short-lived objects (records, events,
-    states) that survive long enough to be promoted, so the collector would run full
-    collections over the whole heap — the cache included — every few batches. Nothing the
-    fold builds is cyclic (reference counting frees it all), so collection waits until the
-    batch is done; a batch is bounded, and so is what can pile up meanwhile.
-
-    The collector is re-enabled on leaving only if it was enabled on entering, so pauses
-    that overlap (a rebuild beside the runner) never leave it off: the first to have paused
-    it turns it back on, possibly while the other still folds (which then merely runs with
-    collection for the rest of its batch), and a process that disabled it keeps it off.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 _first = itemgetter(0)

@@ -28,6 +28,7 @@ from consumers.search.index import SearchIndex, SqliteSearchIndex
 from consumers.search.queries import SearchPage, SearchQuery
 from contracts.domain import DomainEvent
 from contracts.state_change import StateChange
+from parley.gc_pause import gc_paused
 from parley.private_files import private_dir
 
 __all__ = ["Copies", "SqliteCopies", "SwitchingSearchIndex", "next_copy"]
@@ -135,7 +136,8 @@ class SwitchingSearchIndex:
 
     async def apply_shadow(self, events: Sequence[ConsumedEvent]) -> None:
         assert self._shadow is not None, "create_shadow first"
-        await self._shadow.apply_states([ev.state for ev in events])
+        with gc_paused():  # as the consumer's batches (consumers.search.consumer)
+            await self._shadow.apply_states([ev.state for ev in events])
 
     async def switch(self, offsets: Mapping[TopicPartition, int]) -> str:
         assert self._shadow is not None, "create_shadow first"

@@ -55,41 +55,50 @@ def searchable_text(message: MessageState) -> str | None:
 
 
 def _last_activity(chat: ChatState) -> str | None:
-    times = [t for t in (chat.last_message_at, chat.closed_at, chat.accepted_at,
-                         chat.initiated_at) if t is not None]
-    return iso_utc(max(times)) if times else None
+    latest = None
+    for t in (chat.last_message_at, chat.closed_at, chat.accepted_at, chat.initiated_at):
+        if t is not None and (latest is None or t > latest):
+            latest = t
+    return iso_utc(latest)
 
 
 def rows_of(changes: Iterable[StateChange]) -> tuple[list[ChatRow], list[MessageRow]]:
     """The rows of a batch of state changes: the greatest version per chat and per message,
-    sorted by key (so concurrent writers lock rows in one order)."""
-    chats: dict[str, ChatRow] = {}
-    messages: dict[tuple[str, str], MessageRow] = {}
+    sorted by key (so concurrent writers lock rows in one order). Only the winning state of a
+    key is turned into a row (most of a batch's states are messages, each its own key)."""
+    chats: dict[str, StateChange] = {}
+    messages: dict[tuple[str, str], StateChange] = {}
     for change in changes:
         state = change.state
-        if getattr(state, "erasure", None) is not None:
-            continue  # an erased chat's documents are dropped (erased_chats), never written
-        if isinstance(state, ChatState):
+        # An erased chat's documents are dropped (erased_chats), never written.
+        if isinstance(state, MessageState) and state.erasure is None:
+            key = (state.chat_id, state.id)
+            old = messages.get(key)
+            if old is None or change.version >= old.version:
+                messages[key] = change
+        elif isinstance(state, ChatState) and state.erasure is None:
             old = chats.get(state.id)
             if old is None or change.version >= old.version:
-                chats[state.id] = ChatRow(
-                    state.id, state.provider, state.source, state.subject,
-                    state.department.name if state.department else None,
-                    state.site.name if state.site else None,
-                    state.visitor.name if state.visitor else None,
-                    state.agent.id if state.agent else None,
-                    state.agent.name if state.agent else None,
-                    state.status, iso_utc(state.initiated_at), _last_activity(state),
-                    change.version)
-        elif isinstance(state, MessageState):
-            key = (state.chat_id, state.id)
-            old_message = messages.get(key)
-            if old_message is None or change.version >= old_message.version:
-                messages[key] = MessageRow(
-                    state.chat_id, state.id, searchable_text(state),
-                    state.author.name if state.author else None,
-                    iso_utc(state.edited_at or state.posted_at), state.deleted, change.version)
-    return ([chats[k] for k in sorted(chats)], [messages[k] for k in sorted(messages)])
+                chats[state.id] = change
+    return ([_chat_row(chats[k]) for k in sorted(chats)],
+            [_message_row(messages[k]) for k in sorted(messages)])
+
+
+def _chat_row(change: StateChange) -> ChatRow:
+    c: ChatState = change.state  # type: ignore[assignment]
+    agent = c.agent
+    return ChatRow(c.id, c.provider, c.source, c.subject,
+                   c.department.name if c.department else None,
+                   c.site.name if c.site else None,
+                   c.visitor.name if c.visitor else None,
+                   agent.id if agent else None, agent.name if agent else None,
+                   c.status, iso_utc(c.initiated_at), _last_activity(c), change.version)
+
+
+def _message_row(change: StateChange) -> MessageRow:
+    m: MessageState = change.state  # type: ignore[assignment]
+    return MessageRow(m.chat_id, m.id, searchable_text(m), m.author.name if m.author else None,
+                      iso_utc(m.edited_at or m.posted_at), m.deleted, change.version)
 
 
 def erased_chats(changes: Iterable[StateChange]) -> list[str]:

@@ -62,8 +62,23 @@ class SearchPage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def iso_utc(at: datetime | None) -> str | None:
-    """The index's one time format (UTC, microseconds): text order is time order."""
-    return at.astimezone(UTC).isoformat(timespec="microseconds") if at is not None else None
+    """The index's one time format (UTC, microseconds): text order is time order.
+
+    ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``, as ``isoformat(timespec="microseconds")`` of the
+    time in UTC writes it; made from msgspec's RFC 3339 text (``…SS[.ffffff]Z``), which
+    costs a tenth of ``isoformat`` here (2 us a call: the search consumer makes one or two
+    per state)."""
+    if at is None:
+        return None
+    if at.tzinfo is not UTC:  # decoded states' times are UTC already: no conversion
+        at = at.astimezone(UTC)
+    text = _rfc3339(at)  # b'"2026-01-05T08:01:41Z"' or b'"2026-01-05T08:01:41.000120Z"'
+    if len(text) == 22:
+        return f"{text[1:20].decode()}.000000+00:00"
+    return f"{text[1:27].decode()}+00:00"
+
+
+_rfc3339 = msgspec.json.encode
 
 
 def query_words(q: str) -> list[str]:

@@ -4,11 +4,12 @@ time redelivers from there, and a rebalance neither loses nor repeats a committe
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from consumers.api import ConsumedEvent, consumer
+from consumers.api import ConsumedEvent, Consumer, consumer
 from consumers.errors import GroupActive
 from consumers.groups import parse_reset_target, reset_group
 from consumers.runner import ConsumerRunnerOptions
@@ -115,3 +116,23 @@ async def test_rebalance_neither_loses_nor_repeats_a_committed_effect(
     # The revoked member finished and committed its batch before its partitions moved.
     assert len(ids) == len(set(ids)) == total + 300
     assert {m for m, _ in effects} == {"a", "b"}
+
+
+async def test_batches_are_the_consumers_own_size_unless_configured(
+        kafka_settings: KafkaSettings, topics: Topics) -> None:
+    # The search consumer asks for larger batches (one index transaction each); a configured
+    # max_records ([consumers.NAME]) still wins.
+    envs = [chat_event(f"c{i % 5}", i) for i in range(60)]
+    await produce(kafka_settings, topics, envs)
+    for name, options, cap in (("own-size", None, 7),
+                               ("configured-size", ConsumerRunnerOptions(max_records=3), 3)):
+        sizes: list[int] = []
+
+        async def handle_batch(events: Sequence[ConsumedEvent], sizes: list[int] = sizes
+                               ) -> None:
+            sizes.append(len(events))
+
+        sized = Consumer(name=name, handle_batch=handle_batch, topics=("chat",), max_records=7)
+        async with running(sized, kafka_settings, topics, options=options):
+            await wait_for(lambda sizes=sizes: sum(sizes) >= len(envs), what=f"{name}: all")
+        assert sum(sizes) == len(envs) and max(sizes) == cap, (name, sizes)
