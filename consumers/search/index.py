@@ -45,6 +45,7 @@ from contracts.domain import (
 )
 from contracts.state_change import StateChange
 from parley.private_files import private_sqlite
+from parley.sqlite_wal import use_wal
 
 __all__ = ["SearchIndex", "SqliteSearchIndex"]
 
@@ -89,7 +90,6 @@ _DOOMED_DOCS = (
     "SELECT d.rowid FROM doomed JOIN docs d ON d.doc_id = doomed.doc_id")
 
 SCHEMA = """
-PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
 CREATE TABLE IF NOT EXISTS chats (
     chat_id TEXT PRIMARY KEY, provider TEXT, source TEXT, subject TEXT, department TEXT,
@@ -152,6 +152,8 @@ class SqliteSearchIndex:
         if self.path != ":memory:":
             private_sqlite(Path(self.path))  # message text: owner-only, -wal/-shm too
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA busy_timeout = 5000")  # members of the group share the file
+        use_wal(db)
         db.executescript(SCHEMA)
         add_missing_columns(db, _ADDED)
         self._db = db
