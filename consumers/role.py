@@ -15,7 +15,6 @@ from aiohttp import web
 
 from consumers.api import Consumer
 from consumers.registry import ConsumerContext, consumer_config, load_consumer
-from consumers.runner import ConsumerRunnerOptions
 from consumers.search.backends import search_index_for
 from consumers.search.consumer import search_consumer
 from consumers.search.http import install_search_api
@@ -77,10 +76,7 @@ class ConsumerRole:
         else:
             consumer = load_consumer(name, rt.settings)
         config = consumer_config(rt.settings, consumer.name)
-        configured = config.get("max_records")  # else the consumer's own, else the runtime's
-        options = ConsumerRunnerOptions(
-            max_records=int(configured) if configured is not None else None)
-        self.service = ConsumerService(rt, [consumer], options=options,
+        self.service = ConsumerService(rt, [consumer],
                                        stuck_after_s=float(config.get("stuck_after_s", 300)))
 
     def secrets(self) -> tuple[str, ...]:

@@ -136,7 +136,13 @@ class ConsumerRunner:
         self.started = asyncio.Event()
         self.assignment: set[TopicPartition] = set()
 
+    @property
+    def max_records(self) -> int:
+        """Records per fetched batch: configured, else the consumer's own, else the default."""
+        return self._options.max_records or self.consumer.max_records or MAX_RECORDS
+
     # ------------------------------------------------------------------ lifecycle
+
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Consume until ``stop`` is set (or :meth:`stop` is called); commits before returning."""
         if stop is not None:
@@ -170,7 +176,7 @@ class ConsumerRunner:
         self.started.set()
         log.info("consumer started", extra={"consumer": self.name, "group": self.group})
         batch_seconds = self._metrics.batch_seconds.labels(self.name)
-        max_records = self._options.max_records or self.consumer.max_records or MAX_RECORDS
+        max_records = self.max_records
         try:
             while not self._stop.is_set():
                 # Step 1: fetch

@@ -19,6 +19,7 @@ from aiohttp import web
 from consumers.api import Consumer
 from consumers.lag import LagMonitor, PartitionLag, WatchedGroup
 from consumers.metrics import ConsumerMetrics
+from consumers.registry import consumer_config
 from consumers.runner import ConsumerRunner, ConsumerRunnerOptions
 from parley.http import error_response, json_response
 from parley.readiness import failure_reason
@@ -81,8 +82,13 @@ class ConsumerService:
         return tuple(s for c in self.consumers for s in c.secrets)
 
     def _runner(self, c: Consumer) -> ConsumerRunner:
+        options = self._options
+        if options is None:  # `[consumers.NAME] max_records`, else the consumer's own
+            configured = consumer_config(self.rt.settings, c.name).get("max_records")
+            options = ConsumerRunnerOptions(
+                max_records=int(configured) if configured is not None else None)
         runner = ConsumerRunner(c, self.rt.settings.kafka, self.rt.topics, self.metrics,
-                                secrets=self.rt.settings.all_secrets(), options=self._options,
+                                secrets=self.rt.settings.all_secrets(), options=options,
                                 ring=self._ring)
         self.runners[c.name] = runner
         return runner

@@ -145,7 +145,7 @@ def crm_consumer(cfg: CrmConfig, state: CrmState, client: CrmApi, *, name: str =
                     kinds=frozenset({"VisitorSeen"}),
                     retry=RetryPolicy(max_attempts=cfg.max_attempts, base_delay_s=0.5,
                                       max_delay_s=cfg.max_delay_s),
-                    start=start, stop=stop, secrets=cfg.secrets())
+                    start=start, stop=stop, secrets=cfg.secrets(), max_records=cfg.max_records)
 
 
 def build(ctx: ConsumerContext) -> Consumer:

@@ -185,3 +185,27 @@ def test_parley_run_redacts_secrets_that_only_the_side_file_holds(
     assert token not in settings.all_secrets() and signing not in settings.all_secrets()
     secrets = log_secrets(settings, [BuiltinConsumersRole(Runtime.from_settings(settings))])
     assert token in secrets and signing in secrets
+
+
+def test_parley_runs_builtin_consumers_with_their_configured_batch_sizes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``[consumers.NAME] max_records`` applies under ``parley run`` as under ``parley
+    consumer NAME`` (it was read only by the latter), and the CRM's own default is its
+    configuration's ``max_records`` (500), not the runtime's."""
+    from consumers.role import BuiltinConsumersRole, ConsumerRole
+    from consumers.search.consumer import MAX_RECORDS as SEARCH_BATCH
+    from parley.runtime import Runtime
+
+    side = tmp_path / "consumers.toml"
+    side.write_text('[consumers.search]\nmax_records = 3\n'
+                    '[consumers.crm]\nbase_url = "http://127.0.0.1:9"\n')
+    monkeypatch.setenv("PARLEY_CONSUMERS_CONFIG", str(side))
+
+    def rt() -> Runtime:  # one per role: each registers its metrics
+        return Runtime.from_settings(Settings(data_dir=str(tmp_path)))
+
+    runners = BuiltinConsumersRole(rt()).service.runners
+    assert (runners["search"].max_records, runners["crm"].max_records) == (3, 500)
+    assert ConsumerRole(rt(), "search").service.runners["search"].max_records == 3
+    side.write_text('[consumers.crm]\nbase_url = "http://127.0.0.1:9"\n')
+    assert BuiltinConsumersRole(rt()).service.runners["search"].max_records == SEARCH_BATCH
