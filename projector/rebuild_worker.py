@@ -52,7 +52,7 @@ from parley.settings import KafkaSettings
 from projector.dlq import DeadLetters
 from projector.folder import Folder, gc_paused
 from projector.rebuild_batches import BatchWriter, next_batch
-from projector.store import Store
+from projector.rebuild_pipe import CopyWriter
 
 __all__ = ["Member", "Target"]
 
@@ -78,7 +78,7 @@ class MemberOptions:
 class Member:
     """Folds its assigned partitions of the event topics into the copy, up to ``target``."""
 
-    def __init__(self, store: Store, kafka: KafkaSettings, topics: Topics, copy: str,
+    def __init__(self, store: CopyWriter, kafka: KafkaSettings, topics: Topics, copy: str,
                  target: Target, options: MemberOptions,
                  dead_letters: DeadLetters | None = None, ring: KeyRing | None = None) -> None:
         """``ring``: opens sealed records (docs/privacy.md); without one they fold to facts."""
