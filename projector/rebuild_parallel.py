@@ -9,7 +9,8 @@ the *coordinator*:
    partition of the copy must reach.
 3. Starts N worker processes (:mod:`projector.rebuild_worker`): members of the consumer group
    ``<prefix>.rebuild.<copy>``, each folding the partitions Kafka assigns it and committing
-   rows and next offsets in one store transaction per batch. Meanwhile it prints progress —
+   rows and next offsets in one store transaction per batch (with SQLite, through this
+   process's one writer connection: :mod:`projector.rebuild_pipe`). Meanwhile it prints progress —
    records, records/s, ETA — summed from the copy's stored offsets, so it covers every
    member. A worker that exits before the copy is done is replaced (its partitions have
    moved to the others meanwhile, who resumed from the copy's stored offsets), at most N

@@ -3,9 +3,10 @@
 A parallel rebuild (:mod:`projector.rebuild_parallel`) runs several members, each in a process
 of its own, in one consumer group, ``<prefix>.rebuild.<copy>``
 (:meth:`contracts.topics.Topics.rebuild_group_id`), so Kafka spreads the event topics'
-partitions over them. Each member opens the store itself in *shared* mode (SQLite merges
-visitors and agents on commit and waits its turn at the one write lock; PostgreSQL always
-merges: :mod:`projector.row_merge`), and per batch does the one-process rebuild's step 3
+partitions over them. Each member writes the copy through a store in *shared* mode, which
+merges visitors and agents on commit (:mod:`projector.row_merge`): with PostgreSQL a
+connection of its own, with SQLite the one writer connection of the process that started it,
+over a pipe (:mod:`projector.rebuild_pipe`). Per batch it does the one-process rebuild's step 3
 (same :class:`~projector.folder.Folder`, same :class:`~projector.rebuild_batches.BatchWriter`:
 rows and next offsets in ONE store transaction, written while the next batch folds), with the
 live runner's rebalance rules:
