@@ -14,8 +14,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
 from projector.folder import Offsets
+from projector.rebuild_pipe import CopyWriter
 from projector.states import AggregateRef
-from projector.store import Store
 from projector.views import Row
 
 __all__ = ["BatchWriter", "Progress", "next_batch"]
@@ -53,7 +53,7 @@ class BatchWriter:
     waits for the transaction in flight and never reads a state from before it.
     """
 
-    def __init__(self, store: Store, name: str, counted: Callable[[int], None], *,
+    def __init__(self, store: CopyWriter, name: str, counted: Callable[[int], None], *,
                  publish: bool = False) -> None:
         """``counted(n)``: called with a batch's record count once it committed."""
         self._store, self._name, self._counted = store, name, counted

@@ -9,7 +9,8 @@ the *coordinator*:
    partition of the copy must reach.
 3. Starts N worker processes (:mod:`projector.rebuild_worker`): members of the consumer group
    ``<prefix>.rebuild.<copy>``, each folding the partitions Kafka assigns it and committing
-   rows and next offsets in one store transaction per batch. Meanwhile it prints progress —
+   rows and next offsets in one store transaction per batch (with SQLite, through this
+   process's one writer connection: :mod:`projector.rebuild_pipe`). Meanwhile it prints progress —
    records, records/s, ETA — summed from the copy's stored offsets, so it covers every
    member. A worker that exits before the copy is done is replaced (its partitions have
    moved to the others meanwhile, who resumed from the copy's stored offsets), at most N
@@ -33,6 +34,7 @@ import multiprocessing
 import os
 import sys
 from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import TextIO
 
@@ -46,8 +48,10 @@ from parley.settings import KafkaSettings, Settings
 from projector.dlq import DeadLetters
 from projector.rebuild import RebuildError, RebuildReport, event_partitions, new_copy, switch
 from projector.rebuild_batches import Progress
+from projector.rebuild_pipe import CopyWriter, PipeStore, serve
 from projector.rebuild_worker import Member, MemberOptions, Target
 from projector.store import Store, projection_name
+from projector.stores import open_store
 
 __all__ = ["ParallelOptions", "join_rebuild", "publish_target", "rebuild_parallel"]
 
@@ -125,13 +129,23 @@ async def _run_workers(store: Store, options: ParallelOptions, name: str,
     job = replace(options, member=replace(options.member, members=options.workers,
                                           parent_pid=os.getpid()))
     procs: list[BaseProcess] = []
+    # SQLite: the workers' batches come here over pipes, to one writer connection
+    # (projector.rebuild_pipe); other stores take each worker's commits directly.
+    writer = open_store(options.store_url, shared=True) if _one_writer(options) else None
+    serving: list[asyncio.Task[None]] = []
 
     def start() -> None:
-        proc = ctx.Process(target=_worker_process, args=(job, name, target, results),
+        ours, theirs = ctx.Pipe() if writer is not None else (None, None)
+        proc = ctx.Process(target=_worker_process, args=(job, name, target, results, theirs),
                            name=f"rebuild-{name}-{os.getpid()}-{len(procs)}", daemon=True)
         proc.start()
         procs.append(proc)
+        if writer is not None and ours is not None and theirs is not None:
+            theirs.close()  # the worker's end: once it exits, serve() reads the end of the pipe
+            serving.append(asyncio.create_task(serve(writer, ours), name=f"{proc.name}-pipe"))
 
+    if writer is not None:
+        await writer.open()
     try:
         for _ in range(options.workers):
             start()
@@ -165,6 +179,11 @@ async def _run_workers(store: Store, options: ParallelOptions, name: str,
             if proc.is_alive():
                 proc.terminate()
         await asyncio.gather(*(asyncio.to_thread(p.join, 30.0) for p in procs))
+        # Every worker has exited: each pipe is at its end, so its serve() returns (after
+        # answering a request already read: a commit sent before the exit still lands).
+        await asyncio.gather(*serving, return_exceptions=True)
+        if writer is not None:
+            await writer.close()
     dead = 0
     while not results.empty():
         dead += int(results.get())
@@ -261,15 +280,22 @@ def _done(stored: dict[tuple[str, int], int], begin: dict[TopicPartition, int],
                for tp, end in target.items())
 
 
+def _one_writer(options: ParallelOptions) -> bool:
+    """Whether the workers write through this process (SQLite: one writer, see
+    :mod:`projector.rebuild_pipe`) rather than each with a connection of its own."""
+    return options.store_url.lower().startswith("sqlite:")
+
+
 def _worker_process(options: ParallelOptions, name: str, target: dict[TopicPartition, int],
-                    results: multiprocessing.SimpleQueue[int]) -> None:
-    """A worker process: one :class:`Member` on its own event loop and store connection."""
+                    results: multiprocessing.SimpleQueue[int], conn: Connection | None) -> None:
+    """A worker process: one :class:`Member` on its own event loop, writing through ``conn``
+    (to the process that started it) if given, else with its own store connection."""
     from parley import loop
     from parley.logs import setup_logging
 
     setup_logging(options.log_level, options.secrets)
     try:
-        dead = loop.run(_member(options, name, _keys(target)), options.event_loop)
+        dead = loop.run(_member(options, name, _keys(target), conn), options.event_loop)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - one line; the coordinator replaces the worker
@@ -286,14 +312,19 @@ def _ring(options: ParallelOptions) -> KeyRing | None:
     return build_key_ring(options.key_settings)
 
 
-async def _member(options: ParallelOptions, name: str, target: Target) -> int:
+async def _member(options: ParallelOptions, name: str, target: Target,
+                  conn: Connection | None) -> int:
     from parley.kafka.clients import make_producer
     from projector.dlq import KafkaDeadLetters
-    from projector.stores import open_store
 
     topics = Topics(prefix=options.prefix)
-    store = open_store(options.store_url, shared=True)
-    await store.open()
+    store: Store | None = None
+    copy: CopyWriter
+    if conn is None:
+        store = copy = open_store(options.store_url, shared=True)
+        await store.open()
+    else:
+        copy = PipeStore(conn)
     producer = make_producer(options.kafka) if options.dead_letters else None
     ring: KeyRing | None = None
     try:
@@ -301,7 +332,7 @@ async def _member(options: ParallelOptions, name: str, target: Target) -> int:
             await producer.start()
         letters = KafkaDeadLetters(producer, topics) if producer is not None else None
         ring = _ring(options)
-        member = Member(store, options.kafka, topics, name, target, options.member, letters,
+        member = Member(copy, options.kafka, topics, name, target, options.member, letters,
                         ring=ring)
         await member.run(asyncio.Event())
         return member.dead_letters
@@ -310,4 +341,5 @@ async def _member(options: ParallelOptions, name: str, target: Target) -> int:
             await ring.close()
         if producer is not None:
             await producer.stop()
-        await store.close()
+        if store is not None:
+            await store.close()

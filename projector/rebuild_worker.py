@@ -3,9 +3,10 @@
 A parallel rebuild (:mod:`projector.rebuild_parallel`) runs several members, each in a process
 of its own, in one consumer group, ``<prefix>.rebuild.<copy>``
 (:meth:`contracts.topics.Topics.rebuild_group_id`), so Kafka spreads the event topics'
-partitions over them. Each member opens the store itself in *shared* mode (SQLite merges
-visitors and agents on commit and waits its turn at the one write lock; PostgreSQL always
-merges: :mod:`projector.row_merge`), and per batch does the one-process rebuild's step 3
+partitions over them. Each member writes the copy through a store in *shared* mode, which
+merges visitors and agents on commit (:mod:`projector.row_merge`): with PostgreSQL a
+connection of its own, with SQLite the one writer connection of the process that started it,
+over a pipe (:mod:`projector.rebuild_pipe`). Per batch it does the one-process rebuild's step 3
 (same :class:`~projector.folder.Folder`, same :class:`~projector.rebuild_batches.BatchWriter`:
 rows and next offsets in ONE store transaction, written while the next batch folds), with the
 live runner's rebalance rules:
@@ -52,7 +53,7 @@ from parley.settings import KafkaSettings
 from projector.dlq import DeadLetters
 from projector.folder import Folder, gc_paused
 from projector.rebuild_batches import BatchWriter, next_batch
-from projector.store import Store
+from projector.rebuild_pipe import CopyWriter
 
 __all__ = ["Member", "Target"]
 
@@ -78,7 +79,7 @@ class MemberOptions:
 class Member:
     """Folds its assigned partitions of the event topics into the copy, up to ``target``."""
 
-    def __init__(self, store: Store, kafka: KafkaSettings, topics: Topics, copy: str,
+    def __init__(self, store: CopyWriter, kafka: KafkaSettings, topics: Topics, copy: str,
                  target: Target, options: MemberOptions,
                  dead_letters: DeadLetters | None = None, ring: KeyRing | None = None) -> None:
         """``ring``: opens sealed records (docs/privacy.md); without one they fold to facts."""
