@@ -7,7 +7,7 @@ in batches of one, three and all; every way must give the numbers worked out by 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from contracts import domain as d
 from projector import reports, rollups, timeline
 from projector.fold import affected, apply
+from projector.folder import Folder
 from projector.memory_store import MemoryStore
 from projector.sqlite_store import SqliteStore
 from projector.states import AggregateRef, FoldState
@@ -28,7 +29,9 @@ from projector.status_moves import agent_moves
 from projector.store import Store
 from projector.views import row_for
 from tests.kit.fold_events import at, common
+from tests.kit.live_projector import conversation, envelope, natterly_user_status
 from tests.projector.test_analytics import delivered
+from tests.projector.test_runner_folder import records
 
 ANN = d.AgentRef(id="a1", name="Ann")
 BOB = d.AgentRef(id="a2", name="Bob")
@@ -314,3 +317,32 @@ async def test_the_roll_ups_agree_with_a_reckoning_from_the_events(
         got = (await agents(store, day, last)).get("a1")
         want = _reckoned(changes, chats, start, end)
         assert (got["time"] if got else _reckoned([], [], 0, 0)) == want
+
+
+async def test_the_folder_puts_a_batchs_moves_on_the_agent_row(tmp_path: Path) -> None:
+    """Through the runner's Folder and a SQLite store: ag-1 goes online at 08:00 and offline
+    at 16:00 UTC each day from 1 to 7 March (Natterly webhooks, one batch), and holds chat c1
+    on 1 March from its acceptance at 09:00:05 to its close at 09:00:30. Each day 28800 s
+    online; 1 March 25 s occupied (occupancy 25 / 28800 = 0.0009); the week 201600 s. The
+    row keeps two days of changes, so without the moves the folder puts on the row five
+    days would be missing."""
+    store = SqliteStore(tmp_path / "state.db")
+    await store.open()
+    await store.create_projection("p1")
+    try:
+        envs = []
+        for k in range(7):
+            morning = datetime(2026, 3, 1 + k, 8, tzinfo=UTC)
+            for at_, word in ((morning, "online"), (morning + timedelta(hours=8), "offline")):
+                envs.append(envelope("natterly", "acme", natterly_user_status("ag-1", word, at_)))
+        envs += conversation("c1", agent="ag-1")
+        folder = Folder(store)
+        result = await folder.fold("p1", records(envs))
+        assert [row for row in result.rows if row.kind == "agent" and row.fact]
+        await store.commit("p1", result.rows, result.offsets)
+        week = (await agents(store, MARCH_1, date(2026, 3, 7)))["ag-1"]["time"]
+        first = (await agents(store, MARCH_1, MARCH_1))["ag-1"]["time"]
+    finally:
+        await store.close()
+    assert week["online_s"] == 7 * 28800.0
+    assert (first["online_s"], first["occupied_s"], first["occupancy"]) == (28800.0, 25.0, 0.0009)
