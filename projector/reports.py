@@ -266,12 +266,10 @@ async def chats_handled(store: Store, projection: str) -> dict[str, int]:
 async def agent_times(store: Store, projection: str, reads: list[tuple[str, int, int]]
                       ) -> dict[str, AgentTime]:
     """Every agent's time (docs/analytics.md, "Occupancy and concurrency") over the days
-    ``reads`` covers (:func:`projector.rollups.plan`): its months' usage, and its days'
-    reckoned from their online spells and chats."""
+    ``reads`` covers (:func:`projector.rollups.plan`): its months' usage and its days'."""
     totals: dict[str, timeline.Usage] = {}
     for grain, _, agent, blob in await store.report_tallies(projection, rollups.TIMELINE, reads):
-        used = (timeline.usage(timeline.decode_day(blob)) if grain == "d"
-                else timeline.decode_usage(blob))
+        used = timeline.day_usage(blob) if grain == "d" else timeline.decode_usage(blob)
         timeline.add_usage(totals.setdefault(agent, timeline.Usage(levels={})), used)
     return {agent: AgentTime(**timeline.summary(u)) for agent, u in sorted(totals.items())}
 

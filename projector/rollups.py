@@ -162,7 +162,7 @@ def _shift(out: dict[Key, Delta], agent: str, start: int, end: int, sign: int,
         key = ("d", TIMELINE, agent, day)
         d = out.get(key)
         if d is None:
-            d = out[key] = timeline.Day(online={}, chats={})
+            d = out[key] = timeline.Day(used=timeline.Usage(levels={}), online={}, chats={})
             month = ("m", TIMELINE, agent, month_of(day))
             out.setdefault(month, timeline.Usage(levels={}))  # moved with its days
         assert isinstance(d, timeline.Day)

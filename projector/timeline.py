@@ -10,7 +10,8 @@ of intervals, so adding and removing them commutes: a day's functions are the sa
 order the chats and status changes arrived in. An interval crossing midnight is cut there,
 each day getting its part.
 
-Per agent and month, a :class:`Usage` holds what the days' functions give, summed: online
+Each day also keeps what its functions give (its :class:`Usage`, first in the blob, so a
+report decodes only that); per agent and month, a :class:`Usage` holds the days' summed: online
 time, time with at least one chat, online time with at least one chat, chat-time while
 online, and time at each number of chats at once. A day's usage is not a sum of its
 intervals' (occupancy is an intersection), so when a day's functions move, its month moves
@@ -25,17 +26,11 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["DAY_MS", "Day", "Usage", "add_day", "add_usage", "cut", "ms", "usage"]
+__all__ = ["DAY_MS", "Day", "Usage", "add_day", "add_usage", "cut", "day_usage", "decode_day",
+           "decode_usage", "encode_usage", "ms", "shift", "summary", "usage"]
 
 DAY_MS = 86_400_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class Day(msgspec.Struct, array_like=True, omit_defaults=True):
-    """One agent's day: its online spells and its chats, as changes (ms of day -> delta)."""
-
-    online: dict[int, int] = {}
-    chats: dict[int, int] = {}
 
 
 class Usage(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -51,7 +46,23 @@ class Usage(msgspec.Struct, array_like=True, omit_defaults=True):
     levels: dict[int, int] = {}
 
 
+class Day(msgspec.Struct, array_like=True):
+    """One agent's day: its online spells and its chats, as changes (ms of day -> delta),
+    and what they give (``used``: kept first, so a report decodes only it)."""
+
+    used: Usage = msgspec.field(default_factory=Usage)
+    online: dict[int, int] = {}
+    chats: dict[int, int] = {}
+
+
+class _Used(msgspec.Struct, array_like=True):
+    """A day's first field only (the rest is ignored)."""
+
+    used: Usage = msgspec.field(default_factory=Usage)
+
+
 _DAY = msgspec.msgpack.Decoder(Day)
+_USED = msgspec.msgpack.Decoder(_Used)
 _USAGE = msgspec.msgpack.Decoder(Usage)
 _ENC = msgspec.msgpack.Encoder()
 
@@ -109,7 +120,12 @@ def _add_into(into: dict[int, int], delta: Mapping[int, int]) -> None:
 
 
 def decode_day(blob: bytes | None) -> Day:
-    return _DAY.decode(blob) if blob else Day(online={}, chats={})
+    return _DAY.decode(blob) if blob else Day(used=Usage(levels={}), online={}, chats={})
+
+
+def day_usage(blob: bytes) -> Usage:
+    """What a stored day gives (its ``used``, decoded alone)."""
+    return _USED.decode(blob).used
 
 
 def decode_usage(blob: bytes | None) -> Usage:
@@ -120,7 +136,7 @@ def add_day(stored: bytes | None, delta: Day) -> tuple[bytes, Usage]:
     """A stored day with ``delta`` added (empty bytes once nothing is left), and how its
     usage moved (new less old: what to add to its month)."""
     day = decode_day(stored)
-    before = usage(day)
+    before = day.used
     _add_into(day.online, delta.online)
     _add_into(day.chats, delta.chats)
     after = usage(day)
@@ -130,7 +146,7 @@ def add_day(stored: bytes | None, delta: Day) -> tuple[bytes, Usage]:
     _add_into(moved.levels, {k: -v for k, v in before.levels.items()})
     if not (day.online or day.chats):
         return b"", moved
-    return _ENC.encode(Day(online=dict(sorted(day.online.items())),
+    return _ENC.encode(Day(used=after, online=dict(sorted(day.online.items())),
                            chats=dict(sorted(day.chats.items())))), moved
 
 

@@ -126,6 +126,8 @@ class RollupContract:
         got = await tallies(store, rollups.TIMELINE)
         assert got == expected(held, rollups.TIMELINE, moves)
         for (grain, _, agent, month), blob in got.items():
+            if grain == "d":  # what a day keeps as its usage is what its functions give
+                assert timeline.day_usage(blob) == timeline.usage(timeline.decode_day(blob))
             if grain == "m":
                 days = [timeline.usage(timeline.decode_day(b)) for (g, _, a, day), b in got.items()
                         if g == "d" and a == agent and rollups.month_of(day) == month]

@@ -200,7 +200,7 @@ def test_the_day_sweep_by_hand() -> None:
     """Online 0-100 ms and 200-300 ms; chats 50-250 ms (one) and 60-70 ms (a second): online
     200, busy 200, occupied 50 + 50 = 100, chats while online 50 + 10 + 50 = 110, one chat
     190 ms and two 10 ms."""
-    day = timeline.Day(online={}, chats={})
+    day = timeline.Day(used=timeline.Usage(levels={}), online={}, chats={})
     for lo, hi in ((0, 100), (200, 300)):
         timeline.shift(day.online, lo, hi, 1)
     for lo, hi in ((50, 250), (60, 70)):
