@@ -216,7 +216,29 @@ def changes(old: Mapping[str, bytes], new: Sequence[tuple[str, bytes]],
             _contribute(deltas, _FACT.decode(before), -1)
         if fact:
             _contribute(deltas, _FACT.decode(fact), 1)
-    return write, deltas
+    return write, _pruned(deltas)
+
+
+def _pruned(deltas: dict[Key, Delta]) -> dict[Key, Delta]:
+    """``deltas`` without the agents' days that did not move (a chat whose fact changed but
+    not its interval nor its holders removes and adds the same span: nothing to write), nor
+    the months of only such days."""
+    still: set[tuple[str, int]] = set()
+    idle: list[Key] = []
+    for key, delta in deltas.items():
+        if isinstance(delta, timeline.Day):
+            if any(delta.online.values()) or any(delta.chats.values()):
+                still.add((key[2], month_of(key[3])))
+            else:
+                idle.append(key)
+    if not idle:
+        return deltas
+    for key in idle:
+        del deltas[key]
+        month = ("m", TIMELINE, key[2], month_of(key[3]))
+        if (key[2], month[3]) not in still:
+            deltas.pop(month, None)
+    return deltas
 
 
 def add(stored: bytes | None, delta: Tally) -> bytes:

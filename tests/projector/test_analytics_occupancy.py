@@ -346,3 +346,15 @@ async def test_the_folder_puts_a_batchs_moves_on_the_agent_row(tmp_path: Path) -
         await store.close()
     assert week["online_s"] == 7 * 28800.0
     assert (first["online_s"], first["occupied_s"], first["occupancy"]) == (28800.0, 25.0, 0.0009)
+
+
+def test_a_fact_changing_but_not_its_span_moves_no_agent_day() -> None:
+    """A closed chat rated later: its fact changes (``rated``), its span and holders do not,
+    so the commit moves its chat tallies but writes none of Ann's days or months."""
+    def fact(rated: int) -> bytes:
+        return rollups._ENC.encode(rollups.Fact(
+            day=20513, groups=(("all", ""), ("agent", "a1")), values=(None,) * 5,
+            counts=(1, 0, 0, 0, rated) + (0,) * 5, span=(20513 * timeline.DAY_MS,
+                                                          20513 * timeline.DAY_MS + 5000)))
+    _, deltas = rollups.changes({"c1": fact(0)}, [("c1", fact(1))])
+    assert deltas and not [key for key in deltas if key[1] == rollups.TIMELINE]
