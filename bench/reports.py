@@ -93,7 +93,8 @@ def _shift(rng: random.Random, agent: int, day: int) -> Row:
     start = day * DAY_MS + (6 + rng.random() * 4) * 3_600_000
     moves = _ENC.encode([(int(start), int(start) + 8 * 3_600_000, 1)])
     name = f"agent-{agent:03d}"
-    return Row(kind="agent", id=name, state=b"a", view=b"{}", source="acme", sort_key=name,
+    return Row(kind="agent", id=name, state=b"a", view=b'{"id":"' + name.encode() + b'"}',
+               source="acme", sort_key=name,
                fact=moves)
 
 
@@ -151,6 +152,12 @@ async def main() -> None:
             cases += [("agents", lambda: reports.agents_report(store, "bench", YEAR)),
                       (f"agents {EDGES[0]}..{EDGES[1]}",
                        lambda: reports.agents_report(store, "bench", EDGES)),
+                      ("  of which chats by agent",
+                       lambda: reports.chats_report(store, "bench", EDGES, "agent")),
+                      ("  of which agents' time",
+                       lambda: reports.agent_times(store, "bench", rollups.plan(
+                           (EDGES[0] - date(1970, 1, 1)).days,
+                           (EDGES[1] - date(1970, 1, 1)).days))),
                       ("live", lambda: reports.live_report(store, "bench", datetime.now(UTC))),
                       ("chats handled (GET /api/agents)",
                        lambda: reports.chats_handled(store, "bench"))]
