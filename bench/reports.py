@@ -7,10 +7,14 @@
    same transaction). The facts are generated, not folded (folding a million conversations
    is the replay benchmark's job): 100 agents (a tenth of the chats transferred to a second),
    10 departments, 5 sites, 3 sources, log-normal waits, responses and handle times, 3 %
-   missed, 5 % abandoned; the last ``--open`` chats stay open (waiting or active).
+   missed, 5 % abandoned; the last ``--open`` chats stay open (waiting or active); each
+   closed, answered chat is active for its holders over its handle time, and every agent
+   is online 8 hours a day (an agent row's moves per day), so the agents' day and month
+   roll-ups (projector/timeline.py) are filled too.
 2. **Time** each report through the functions the HTTP handlers call
    (``projector.reports``), over the whole year: ``chats`` without grouping and grouped by
-   each of agent, department, site, source, day and hour; ``agents``; ``live``. Each is run
+   each of agent, department, site, source, day and hour; ``agents`` (the year, and a range
+   with 31 edge days read from the agents' day roll-ups); ``live``. Each is run
    ``--runs`` times; the median and the worst are printed (target: under 200 ms).
 
     .venv/bin/python bench/reports.py [--chats 1000000] [--runs 5] [--store-url URL]
@@ -40,6 +44,9 @@ from projector.stores import open_store
 from projector.views import Row
 
 YEAR = (date(2026, 1, 1), date(2026, 12, 31))
+#: A range with 31 edge days (read from the day roll-ups), the rest from months.
+EDGES = (date(2026, 1, 17), date(2026, 12, 15))
+DAY_MS = 86_400_000
 _ENC = msgspec.msgpack.Encoder()
 _DAY0 = (YEAR[0] - date(1970, 1, 1)).days
 
@@ -64,7 +71,12 @@ def _chat(rng: random.Random, i: int, chats: int, open_: bool) -> Row:
               *(("agent", a) for a in sorted(set(agents))),
               ("department", f"dep-{rng.randrange(10)}"), ("site", f"site-{rng.randrange(5)}"),
               ("source", ("acme", "shop", "help")[rng.randrange(3)]))
-    fact = _ENC.encode(rollups.Fact(day=day, groups=groups, values=values, counts=counts))
+    span = None
+    if values[4] is not None:  # closed and accepted: active for its holders (their days)
+        accepted = day * DAY_MS + rng.randrange(DAY_MS) + (values[0] or 0)
+        span = (accepted, accepted + values[4])
+    fact = _ENC.encode(rollups.Fact(day=day, groups=groups, values=values, counts=counts,
+                                    span=span))
     status = ("waiting" if rng.random() < 0.3 else "active") if open_ else "closed"
     chat_id = f"chat-{i:08d}"
     return Row(kind="chat", id=chat_id, state=b"s", view=b"{}", chat_id=chat_id, status=status,
@@ -75,12 +87,28 @@ def _chat(rng: random.Random, i: int, chats: int, open_: bool) -> Row:
 
 
 
+def _shift(rng: random.Random, agent: int, day: int) -> Row:
+    """An agent's row moving its online time by one working day: online 8 hours from a
+    time between 06:00 and 10:00 UTC (as the folder's moves: projector/status_moves.py)."""
+    start = day * DAY_MS + (6 + rng.random() * 4) * 3_600_000
+    moves = _ENC.encode([(int(start), int(start) + 8 * 3_600_000, 1)])
+    name = f"agent-{agent:03d}"
+    return Row(kind="agent", id=name, state=b"a", view=b'{"id":"' + name.encode() + b'"}',
+               source="acme", sort_key=name,
+               fact=moves)
+
+
 async def fill(store: Store, chats: int, batch: int, open_chats: int) -> float:
     rng = random.Random(22)
     started = time.perf_counter()
+    day = _DAY0 - 1
     for first in range(0, chats, batch):
         rows = [_chat(rng, i, chats, i >= chats - open_chats)
                 for i in range(first, min(chats, first + batch))]
+        last = _DAY0 + (first + len(rows) - 1) * 365 // chats
+        while day < last:  # each agent's working days, as the log reaches them
+            day += 1
+            rows += [_shift(rng, agent, day) for agent in range(100)]
         await store.commit("bench", rows, {("events", 0): first + len(rows)})
         if first and first % (batch * 50) == 0:
             print(f"  {first:,} chats, {first / (time.perf_counter() - started):,.0f}/s",
@@ -122,6 +150,14 @@ async def main() -> None:
                  lambda g=g: reports.chats_report(store, "bench", YEAR, g))
                 for g in (None, *reports.GROUPS)]
             cases += [("agents", lambda: reports.agents_report(store, "bench", YEAR)),
+                      (f"agents {EDGES[0]}..{EDGES[1]}",
+                       lambda: reports.agents_report(store, "bench", EDGES)),
+                      ("  of which chats by agent",
+                       lambda: reports.chats_report(store, "bench", EDGES, "agent")),
+                      ("  of which agents' time",
+                       lambda: reports.agent_times(store, "bench", rollups.plan(
+                           (EDGES[0] - date(1970, 1, 1)).days,
+                           (EDGES[1] - date(1970, 1, 1)).days))),
                       ("live", lambda: reports.live_report(store, "bench", datetime.now(UTC))),
                       ("chats handled (GET /api/agents)",
                        lambda: reports.chats_handled(store, "bench"))]

@@ -24,7 +24,7 @@ from contracts.domain import (
     VisitorRef,
 )
 
-__all__ = ["AgentMetrics", "AgentState", "ChatMetrics", "ChatState", "ChatStatus", "Erasure",
+__all__ = ["AgentMetrics", "AgentState", "AgentTime", "ChatMetrics", "ChatState", "ChatStatus", "Erasure",
            "MessageState", "VisitorState"]
 
 #: A chat moves waiting → active → idle → closed.
@@ -64,14 +64,32 @@ class ChatMetrics(msgspec.Struct, frozen=True, kw_only=True):
     excluded: tuple[str, ...] = ()
 
 
+class AgentTime(msgspec.Struct, frozen=True, kw_only=True):
+    """An agent's time over a range of whole UTC days (docs/analytics.md, "Occupancy and
+    concurrency"), from the agents' day roll-ups: seconds ``online``, ``busy`` (at least one
+    chat active), ``occupied`` (online with at least one chat active); ``occupancy``,
+    occupied ÷ online; ``concurrency_avg``, the mean number of chats active while online;
+    ``concurrency_max``, the most at once; ``concurrency_s``, seconds with exactly n chats
+    active (by n, as a string)."""
+
+    online_s: float = 0.0
+    busy_s: float = 0.0
+    occupied_s: float = 0.0
+    occupancy: float | None = None
+    concurrency_avg: float | None = None
+    concurrency_max: int = 0
+    concurrency_s: dict[str, float] = {}
+
+
 class AgentMetrics(msgspec.Struct, frozen=True, kw_only=True):
     """An agent's analytics measures (docs/analytics.md states each exactly, with its
     version). ``online_s`` and ``invisible_s``: seconds in that status between the first
     status change (``measured_from``) and the last (``measured_to``); ``last_status`` runs on
     from ``measured_to`` (add the time since, while it is current). ``chats_handled``: the
     chats this agent held (counted by the query API from the report roll-ups; None in the
-    stored view, which state consumers read). ``version`` is the version of the set of agent
-    definitions."""
+    stored view, which state consumers read). ``time``: its online time, occupancy and
+    concurrency over its whole history (likewise from the roll-ups; None in the stored
+    view). ``version`` is the version of the set of agent definitions."""
 
     version: int
     online_s: float = 0.0
@@ -81,6 +99,7 @@ class AgentMetrics(msgspec.Struct, frozen=True, kw_only=True):
     measured_to: datetime | None = None
     last_status: AgentStatus | None = None
     chats_handled: int | None = None
+    time: AgentTime | None = None
 
 
 class ChatState(msgspec.Struct, frozen=True, kw_only=True):

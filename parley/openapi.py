@@ -52,6 +52,7 @@ Json = dict[str, Any]
 SHAPES: dict[str, object] = {
     "accepted": WebhookAccepted, "chat": ChatState, "chats": Page[ChatState],
     "messages": Page[MessageState], "visitor": VisitorState, "agents": Page[AgentState],
+    "agent": AgentState,
     "search": SearchPage, "consumers": ConsumersAnswer, "error": ErrorBody,
     "health": Health, "ready": Ready, "not_ready": NotReady,
     "report_chats": ChatsReport, "report_agents": AgentsReport, "report_live": LiveReport,
@@ -98,6 +99,7 @@ _RANGE = [
            {"type": "string", "format": "date"}),
 ]
 _ID = _param("id", "path", {"type": "string"}, "The chat's or visitor's id.", required=True)
+_AGENT_ID = _param("id", "path", {"type": "string"}, "The agent's id.", required=True)
 _SOURCE = _param("source", "path", {"type": "string"},
                  "A configured source's name (`[sources.NAME]`).", required=True)
 _CURSOR = _query("cursor", "The previous page's `next_cursor`.")
@@ -276,6 +278,8 @@ def _paths(ref: dict[str, Json]) -> Json:
                 "503": error("unavailable", "The state store is busy.",
                              {"Retry-After": "Seconds to wait."})})},
         "/api/agents": query_api("Every agent, by id (one page).", [], "agents"),
+        "/api/agents/{id}": query_api("One agent, with its measures over its whole history.",
+                                      [_AGENT_ID], "agent", not_found=True),
         "/api/chats/{id}/stream": stream(
             "One chat's committed state changes, and its messages', as Server-Sent Events "
             "(`event: chat` or `event: message`; `id:` the record's position on the chat "

@@ -47,10 +47,11 @@ AGENT_DEFINITIONS: dict[str, int] = {
     "online_s": 2,
     "invisible_s": 2,
     "chats_handled": 2,
+    "time": 1,
 }
 
 #: The version of the agent definitions, served as the agent's ``metrics.version``.
-AGENT_VERSION = 2
+AGENT_VERSION = 3
 
 
 # The messages that start and stop the clock, in the order they sort in at equal times: a

@@ -95,6 +95,7 @@ class QueryApi:
         r.add_get("/api/chats/{id}/messages", self._guard(self.list_messages))
         r.add_get("/api/visitors/{id}", self._guard(self.get_visitor))
         r.add_get("/api/agents", self._guard(self.list_agents))
+        r.add_get("/api/agents/{id}", self._guard(self.get_agent))
         r.add_get("/api/reports/chats", self._guard(self.report_chats))
         r.add_get("/api/reports/agents", self._guard(self.report_agents))
         r.add_get("/api/reports/live", self._guard(self.report_live))
@@ -154,11 +155,25 @@ class QueryApi:
         agent's row does not keep its chats: docs/analytics.md)."""
         views = await self._store.list_agents(projection)
         handled = await reports.chats_handled(self._store, projection)
+        times = await reports.agent_times(self._store, projection, [("m", 0, 10**6)])
         agents = [_AGENT.decode(view) for view in views]
-        items = [msgspec.structs.replace(a, metrics=msgspec.structs.replace(
-            a.metrics, chats_handled=handled.get(a.id, 0))) if a.metrics is not None else a
-            for a in agents]
+        items = [msgspec.structs.replace(a, metrics=reports.with_totals(
+            a.metrics, a.id, handled, times)) if a.metrics is not None else a for a in agents]
         return _raw(_JSON.encode(Page(items=items, next_cursor=None)))
+
+    async def get_agent(self, request: web.Request, projection: str) -> web.Response:
+        """One agent, with its measures over its whole history (as ``GET /api/agents``)."""
+        agent_id = request.match_info["id"]
+        view = await self._store.get_view(projection, "agent", agent_id)
+        if view is None:
+            return error_response(404, "not_found", f"no agent {agent_id!r}")
+        agent = _AGENT.decode(view)
+        if agent.metrics is not None:
+            handled = await reports.chats_handled(self._store, projection)
+            times = await reports.agent_times(self._store, projection, [("m", 0, 10**6)])
+            agent = msgspec.structs.replace(agent, metrics=reports.with_totals(
+                agent.metrics, agent_id, handled, times))
+        return _raw(_JSON.encode(agent))
 
     async def report_chats(self, request: web.Request, projection: str) -> web.Response:
         q = request.query

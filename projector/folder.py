@@ -33,6 +33,7 @@ from projector.metrics import ProjectorMetrics
 from projector.outbox import Covers, covers_of, unwrap_state, wrap_state
 from projector.owners import Refused, foreign_owner, report
 from projector.states import AggregateRef, FoldState, decode_state
+from projector.status_moves import agent_moves
 from projector.views import Row, row_for
 
 __all__ = ["ApplyFn", "BatchResult", "Folder", "Offsets", "RowFn", "StateLoader", "gc_paused"]
@@ -233,6 +234,8 @@ class Folder:
         _cover(flat, spans, failed, covers, refused)
         # Step 8 (first half): one row per changed aggregate, however many events it took.
         # apply() always returns a new state, so "changed" is "not the state it started with".
+        # An agent's row also carries how the batch moved its online time (the roll-ups').
+        moves = agent_moves(flat, spans, failed, refused, base, work)
         try:
             row_fn = self._row
             rows = result.rows
@@ -240,7 +243,8 @@ class Folder:
                 if base.get(ref) is not state:
                     row = row_fn(ref, state)
                     cover = covers[ref]
-                    rows.append(_replace(row, state=wrap_state(row.state, cover), covers=cover))
+                    rows.append(_replace(row, state=wrap_state(row.state, cover), covers=cover,
+                                         fact=moves.get(ref, row.fact)))
         except Exception as exc:
             raise _RowsFailed from exc
         rows.extend(_log_rows(flat, spans, failed))

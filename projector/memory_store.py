@@ -35,12 +35,14 @@ __all__ = ["MemoryStore"]
 class _Copy:
     """One projection copy: rows by (kind, id) and next offsets by (topic, partition)."""
 
-    __slots__ = ("offsets", "rows", "verification")
+    __slots__ = ("moves", "offsets", "rows", "verification")
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], Row] = {}
         self.offsets: dict[tuple[str, int], int] = {}
         self.verification: str | None = None
+        #: Every agent row's moves of online time committed (deltas: not a row's state).
+        self.moves: list[tuple[str, bytes]] = []
 
 
 class MemoryStore:
@@ -111,6 +113,7 @@ class MemoryStore:
                     undo[key] = copy.rows.get(key)
                 copy.rows[key] = row
             self._write_offsets(copy, offsets)
+            copy.moves += [(row.id, row.fact) for row in rows if row.kind == "agent" and row.fact]
             if publish:
                 self._seq += 1
                 self._outbox[self._seq] = (token, name, [(row.kind, row.id) for row in rows
@@ -205,8 +208,9 @@ class MemoryStore:
         # same tallies, by definition, for a store that lives in one test.
         chats = [(row.id, row.fact) for row in self._copy(projection).rows.values()
                  if row.kind == "chat"]
-        _, deltas = rollups.changes({}, chats)
-        summed = {key: rollups.add(None, tally) for key, tally in deltas.items()}
+        copy = self._copy(projection)
+        _, deltas = rollups.changes({}, chats, copy.moves)
+        summed = rollups.merge({}, deltas)
         return [(grain, period, value, blob)
                 for (grain, d, value, period), blob in sorted(summed.items())
                 if blob and d == dim and any(g == grain and first <= period <= last

@@ -28,15 +28,18 @@ def _live_of(row: Row) -> tuple[str | None, int | None, str | None]:
 
 async def apply(conn: Conn, tables: CopyTables, rows: Sequence[Row]) -> None:
     """Within the caller's transaction: store the chats' facts and live state, and move the
-    tallies by the difference (:func:`projector.rollups.changes`)."""
+    tallies by the difference (:func:`projector.rollups.changes`), and the agents' days by
+    their rows' moves of online time."""
     latest = {row.id: row for row in rows if row.kind == "chat"}
-    if not latest:
+    moves = [(row.id, row.fact) for row in rows if row.kind == "agent" and row.fact]
+    if not latest and not moves:
         return
     stored = {str(r[0]): (bytes(r[1]), r[2], r[3], r[4]) for r in await conn.fetch(
         f"SELECT chat_id, fact, status, since, agent FROM {tables.facts} "  # noqa: S608
         "WHERE chat_id = ANY($1::text[]) FOR UPDATE", list(latest))}
     write, deltas = rollups.changes({k: v[0] for k, v in stored.items()},
-                                    [(chat_id, row.fact) for chat_id, row in latest.items()])
+                                    [(chat_id, row.fact) for chat_id, row in latest.items()],
+                                    moves)
     upserts = []
     for chat_id, row in sorted(latest.items()):
         live_state = _live_of(row)
@@ -64,11 +67,12 @@ async def apply(conn: Conn, tables: CopyTables, rows: Sequence[Row]) -> None:
         "WHERE (grain, dim, period, value) IN (SELECT * FROM unnest($1::text[], $2::text[], "
         "$3::int[], $4::text[])) ORDER BY grain, dim, period, value FOR UPDATE",
         grains, dims, periods, values)}
+    merged = rollups.merge(current, deltas)
     await conn.execute(
         f"UPDATE {tables.rollups} AS r SET tally = k.t FROM unnest($1::text[], $2::text[], "  # noqa: S608
         "$3::int[], $4::text[], $5::bytea[]) AS k(g, d, p, v, t) "
         "WHERE r.grain = k.g AND r.dim = k.d AND r.period = k.p AND r.value = k.v",
-        grains, dims, periods, values, [rollups.add(current.get(key), deltas[key]) for key in keys])
+        grains, dims, periods, values, [merged[key] for key in keys])
 
 
 async def tallies(conn: Conn, tables: CopyTables, dim: str,

@@ -59,7 +59,7 @@ from projector.log_index import INDEXED, LOG_KINDS
 from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, new_token, unwrap_state
 from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl, rollup_ddl
 from projector.read_queue import ReadQueue
-from projector.row_merge import merge_rows, shared_rows
+from projector.row_merge import latest_rows, merge_rows, shared_rows
 from projector.states import AggregateRef
 from projector.store import (
     CUSTOMER_TYPE,
@@ -337,7 +337,7 @@ class PostgresStore:
         *, publish: bool = False,
     ) -> list[OutboxEntry]:
         sql = self._q(projection)
-        latest = {(row.kind, row.id): row for row in rows}  # a later row of the batch wins
+        latest = latest_rows(rows)  # a later row of the batch wins (moves add up)
         # Sorted: concurrent writers take their row locks in the same order.
         batch = [latest[key] for key in sorted(latest)]
         parts = sorted(offsets)

@@ -12,14 +12,15 @@ from typing import Any
 
 import msgspec
 
-from contracts.state import AgentMetrics, AgentState
-from projector import analytics, rollups
+from contracts.state import AgentMetrics, AgentState, AgentTime
+from projector import analytics, rollups, timeline
 from projector.store import Store
 
 __all__ = [
     "GROUPS",
     "MAX_DAYS",
     "BadQuery",
+    "agent_times",
     "agents_report",
     "chats_handled",
     "chats_report",
@@ -36,6 +37,9 @@ MAX_DAYS = 3660
 DEFAULT_DAYS = 30
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+#: Every month tally: an agent's whole history.
+_ALL_MONTHS = [("m", 0, 10**6)]
+_NO_TIME = AgentTime()
 _EPOCH = date(1970, 1, 1)
 _AGENT = msgspec.json.Decoder(AgentState)
 _JSON = msgspec.json.Encoder()
@@ -91,12 +95,14 @@ class ChatsReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AgentReport(ChatsSummary, frozen=True, kw_only=True):
-    """An agent: the chats it held that started in the range, and its own measures (over
-    its whole history: docs/analytics.md)."""
+    """An agent: the chats it held that started in the range, its time in the range (online,
+    occupancy, concurrency: docs/analytics.md), and its own measures (over its whole
+    history)."""
 
     id: str
     name: str | None = None
     status: str | None = None
+    time: AgentTime = AgentTime()
     metrics: AgentMetrics | None = None
 
 
@@ -214,17 +220,20 @@ async def agents_report(store: Store, projection: str, days: tuple[date, date]) 
     start, end = days
     groups = await _groups(store, projection, "agent", start, end, "agent")
     agents = {a.id: a for a in map(_AGENT.decode, await store.list_agents(projection))}
+    times = await agent_times(store, projection, rollups.plan(_num(start), _num(end)))
     handled = await chats_handled(store, projection)
+    whole = await agent_times(store, projection, _ALL_MONTHS)
     items = []
-    for agent_id in sorted(set(agents) | set(groups)):
+    for agent_id in sorted(set(agents) | set(groups) | set(times)):
         agent = agents.get(agent_id)
         chats = groups.get(agent_id) or rollups.summary([])
         metrics = None if agent is None else agent.metrics
         if metrics is not None:  # over its whole history, as GET /api/agents serves it
-            metrics = msgspec.structs.replace(metrics, chats_handled=handled.get(agent_id, 0))
+            metrics = with_totals(metrics, agent_id, handled, whole)
         items.append(AgentReport(
             id=agent_id, name=None if agent is None else agent.name,
             status=None if agent is None else agent.status, metrics=metrics,
+            time=times.get(agent_id, _NO_TIME),
             **msgspec.structs.asdict(msgspec.convert(chats, ChatsSummary))))
     return _JSON.encode(AgentsReport(**_head(start, end), items=items))
 
@@ -249,6 +258,25 @@ async def chats_handled(store: Store, projection: str) -> dict[str, int]:
     """Every agent's chats handled (docs/analytics.md): the chats of its ``agent`` roll-up,
     over all time (the month tallies; only their counts decoded)."""
     counts: dict[str, int] = defaultdict(int)
-    for _, _, value, tally in await store.report_tallies(projection, "agent", [("m", 0, 10**6)]):
+    for _, _, value, tally in await store.report_tallies(projection, "agent", _ALL_MONTHS):
         counts[value] += _COUNTS.decode(tally).counts.get("chats", 0)
     return dict(counts)
+
+
+async def agent_times(store: Store, projection: str, reads: list[tuple[str, int, int]]
+                      ) -> dict[str, AgentTime]:
+    """Every agent's time (docs/analytics.md, "Occupancy and concurrency") over the days
+    ``reads`` covers (:func:`projector.rollups.plan`): its months' usage and its days'."""
+    totals: dict[str, timeline.Usage] = {}
+    for grain, _, agent, blob in await store.report_tallies(projection, rollups.TIMELINE, reads):
+        used = timeline.day_usage(blob) if grain == "d" else timeline.decode_usage(blob)
+        timeline.add_usage(totals.setdefault(agent, timeline.Usage(levels={})), used)
+    return {agent: AgentTime(**timeline.summary(u)) for agent, u in sorted(totals.items())}
+
+
+def with_totals(metrics: AgentMetrics, agent_id: str, handled: dict[str, int],
+                whole: dict[str, AgentTime]) -> AgentMetrics:
+    """An agent's measures with what the query API counts from the roll-ups over its whole
+    history: its chats handled and its time."""
+    return msgspec.structs.replace(metrics, chats_handled=handled.get(agent_id, 0),
+                                   time=whole.get(agent_id, _NO_TIME))

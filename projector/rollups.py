@@ -31,13 +31,20 @@ from typing import Any
 import msgspec
 
 from contracts.state import ChatState
+from projector import timeline
+from projector.spells import Moved
 
 __all__ = ["COUNTS", "DIMENSIONS", "GAMMA", "MEASURES", "RELATIVE_ERROR", "ROLLUP_VERSION",
-           "Fact", "Key", "Tally", "add", "bucket", "changes", "fact_for", "month_of", "plan",
-           "quantile", "summary"]
+           "TIMELINE", "Delta", "Fact", "Key", "Tally", "add", "bucket", "changes", "fact_for",
+           "join_moves", "merge", "month_of", "moves_for", "plan", "quantile", "summary"]
 
-#: Raised when what a fact holds or how it is tallied changes (rebuild to apply).
-ROLLUP_VERSION = 1
+#: Raised when what a fact holds or how it is tallied changes (rebuild to apply). 2: a
+#: fact holds the chat's handle interval, and the agents' days (:mod:`projector.timeline`)
+#: are kept.
+ROLLUP_VERSION = 2
+
+#: The dimension of the agents' day and month usage (:mod:`projector.timeline`).
+TIMELINE = "timeline"
 
 #: The measures summarised by count, mean, median and p90 (docs/analytics.md).
 MEASURES = ("wait_s", "first_response_s", "response_avg_s", "response_max_s", "handle_s")
@@ -64,6 +71,9 @@ class Fact(msgspec.Struct, frozen=True, array_like=True):
     groups: tuple[tuple[str, str], ...]  # (dimension, value), "all" and "hour" included
     values: tuple[int | None, ...]  # milliseconds, in MEASURES' order
     counts: tuple[int, ...]  # in COUNTS' order
+    #: From the acceptance to the close (ms since the epoch), while closed with a
+    #: ``handle_s``: the time each holder had it active (:mod:`projector.timeline`).
+    span: tuple[int, int] | None = None
 
 
 class Tally(msgspec.Struct, array_like=True, omit_defaults=True):
@@ -75,7 +85,11 @@ class Tally(msgspec.Struct, array_like=True, omit_defaults=True):
     hist: dict[str, dict[int, int]] = {}
 
 
+#: A move of one tally: a chat tally's, an agent's day's or an agent's month's.
+Delta = Tally | timeline.Day | timeline.Usage
+
 _FACT = msgspec.msgpack.Decoder(Fact)
+_MOVES = msgspec.msgpack.Decoder(list[tuple[int, int, int]])
 _TALLY = msgspec.msgpack.Decoder(Tally)
 _ENC = msgspec.msgpack.Encoder()
 
@@ -118,17 +132,54 @@ def fact_for(view: ChatState, holders: Iterable[str]) -> bytes:
     counts = (1, int(m.missed), int(m.abandoned), int(bool(m.excluded)),
               int(view.rating is not None), m.transfers, m.visitor_messages, m.agent_messages,
               m.bot_messages, m.system_messages)
+    span = None
+    if m.handle_s is not None and view.accepted_at is not None and view.closed_at is not None:
+        span = (timeline.ms(view.accepted_at), timeline.ms(view.closed_at))
     return _ENC.encode(Fact(day=(start.date() - _EPOCH).days, groups=tuple(groups),
-                            values=values, counts=counts))
+                            values=values, counts=counts, span=span))
 
 
-def _contribute(out: dict[Key, Tally], fact: Fact, sign: int) -> None:
+def moves_for(moved: Sequence[Moved]) -> bytes:
+    """An agent row's fact: how its online time moved in the batch
+    (:func:`projector.spells.walk`), in ms since the epoch (empty when it did not)."""
+    if not moved:
+        return b""
+    return _ENC.encode([(timeline.ms(start), timeline.ms(end), sign)
+                        for start, end, sign in moved])
+
+
+def join_moves(first: bytes, then: bytes) -> bytes:
+    """Two batches' moves of one agent's online time as one (:func:`moves_for`)."""
+    if not first or not then:
+        return first or then
+    return _ENC.encode(_MOVES.decode(first) + _MOVES.decode(then))
+
+
+def _shift(out: dict[Key, Delta], agent: str, start: int, end: int, sign: int,
+           online: bool) -> None:
+    """Move an agent's days over [start, end) (ms since the epoch) by ``sign``."""
+    for day, lo, hi in timeline.cut(start, end):
+        key = ("d", TIMELINE, agent, day)
+        d = out.get(key)
+        if d is None:
+            d = out[key] = timeline.Day(used=timeline.Usage(levels={}), online={}, chats={})
+            month = ("m", TIMELINE, agent, month_of(day))
+            out.setdefault(month, timeline.Usage(levels={}))  # moved with its days
+        assert isinstance(d, timeline.Day)
+        timeline.shift(d.online if online else d.chats, lo, hi, sign)
+
+
+def _contribute(out: dict[Key, Delta], fact: Fact, sign: int) -> None:
     month = month_of(fact.day)
+    span = fact.span
     for dim, value in fact.groups:
+        if span is not None and dim == "agent":
+            _shift(out, value, span[0], span[1], sign, online=False)
         for key in (("d", dim, value, fact.day), ("m", dim, value, month)):
             t = out.get(key)
             if t is None:
                 t = out[key] = Tally(counts={}, n={}, ms={}, hist={})
+            assert isinstance(t, Tally)
             for name, c in zip(COUNTS, fact.counts, strict=True):
                 if c:
                     t.counts[name] = t.counts.get(name, 0) + sign * c
@@ -142,13 +193,19 @@ def _contribute(out: dict[Key, Tally], fact: Fact, sign: int) -> None:
                 h[k] = h.get(k, 0) + sign
 
 
-def changes(old: Mapping[str, bytes], new: Sequence[tuple[str, bytes]]
-            ) -> tuple[dict[str, bytes], dict[Key, Tally]]:
-    """From each chat's stored fact (``old``, by chat id) and the facts being committed
-    (``new``, in batch order: a later one of a chat wins): the facts to store and the
-    tally deltas (old contributions removed, new added; none for an unchanged fact)."""
+def changes(old: Mapping[str, bytes], new: Sequence[tuple[str, bytes]],
+            moves: Sequence[tuple[str, bytes]] = ()) -> tuple[dict[str, bytes], dict[Key, Delta]]:
+    """From each chat's stored fact (``old``, by chat id), the facts being committed
+    (``new``, in batch order: a later one of a chat wins) and the agents' moves of online
+    time (``moves``: (agent id, :func:`moves_for`), every one counts): the facts to store
+    and the tally deltas (old contributions removed, new added; none for an unchanged
+    fact)."""
     latest = dict(new)
-    deltas: dict[Key, Tally] = {}
+    deltas: dict[Key, Delta] = {}
+    for agent, moved in moves:
+        if moved:
+            for start, end, sign in _MOVES.decode(moved):
+                _shift(deltas, agent, start, end, sign, online=True)
     write: dict[str, bytes] = {}
     for chat_id, fact in latest.items():
         before = old.get(chat_id, b"")
@@ -159,7 +216,29 @@ def changes(old: Mapping[str, bytes], new: Sequence[tuple[str, bytes]]
             _contribute(deltas, _FACT.decode(before), -1)
         if fact:
             _contribute(deltas, _FACT.decode(fact), 1)
-    return write, deltas
+    return write, _pruned(deltas)
+
+
+def _pruned(deltas: dict[Key, Delta]) -> dict[Key, Delta]:
+    """``deltas`` without the agents' days that did not move (a chat whose fact changed but
+    not its interval nor its holders removes and adds the same span: nothing to write), nor
+    the months of only such days."""
+    still: set[tuple[str, int]] = set()
+    idle: list[Key] = []
+    for key, delta in deltas.items():
+        if isinstance(delta, timeline.Day):
+            if any(delta.online.values()) or any(delta.chats.values()):
+                still.add((key[2], month_of(key[3])))
+            else:
+                idle.append(key)
+    if not idle:
+        return deltas
+    for key in idle:
+        del deltas[key]
+        month = ("m", TIMELINE, key[2], month_of(key[3]))
+        if (key[2], month[3]) not in still:
+            deltas.pop(month, None)
+    return deltas
 
 
 def add(stored: bytes | None, delta: Tally) -> bytes:
@@ -177,6 +256,28 @@ def add(stored: bytes | None, delta: Tally) -> bytes:
         return b""  # every chat it held moved away: read as no tally at all
     return _ENC.encode(Tally(counts=_sorted(t.counts), n=_sorted(t.n), ms=_sorted(t.ms),
                              hist={k: _sorted(v) for k, v in sorted(t.hist.items())}))
+
+
+def merge(current: Mapping[Key, bytes | None], deltas: Mapping[Key, Delta]) -> dict[Key, bytes]:
+    """Every tally of ``deltas`` as it is to be stored: ``current`` (as stored, if at all)
+    moved by its delta. An agent's month moves by how its days' usage moved, so its key is
+    in ``deltas`` whenever one of its days' is (:func:`changes` puts it there)."""
+    out: dict[Key, bytes] = {}
+    months: dict[Key, timeline.Usage] = {}
+    for key, delta in deltas.items():
+        if isinstance(delta, Tally):
+            out[key] = add(current.get(key), delta)
+        elif isinstance(delta, timeline.Day):
+            out[key], moved = timeline.add_day(current.get(key), delta)
+            month = ("m", TIMELINE, key[2], month_of(key[3]))
+            timeline.add_usage(months.setdefault(month, timeline.Usage(levels={})), moved)
+    for key, delta in deltas.items():
+        if isinstance(delta, timeline.Usage):
+            total = timeline.decode_usage(current.get(key))
+            timeline.add_usage(total, delta)
+            timeline.add_usage(total, months.get(key, timeline.Usage(levels={})))
+            out[key] = timeline.encode_usage(total)
+    return out
 
 
 def _add_into(into: dict[Any, int], delta: Mapping[Any, int]) -> None:

@@ -18,12 +18,27 @@ import msgspec
 
 from projector.outbox import join_covers, unwrap_state, wrap_state
 from projector.pg_merge import MERGED_KINDS, join
+from projector.rollups import join_moves
 from projector.states import AggregateRef, decode_state, encode_state
 from projector.views import Row, row_for
 
-__all__ = ["merge_rows", "shared_rows"]
+__all__ = ["latest_rows", "merge_rows", "shared_rows"]
 
 log = logging.getLogger("parley.projector.owners")
+
+
+def latest_rows(rows: Sequence[Row]) -> dict[tuple[str, str], Row]:
+    """The last row of each aggregate of a commit — but an agent's ``fact`` (how a batch
+    moved its online time: projector.status_moves) is a delta, so the last row carries
+    every one of its rows' moves."""
+    out: dict[tuple[str, str], Row] = {}
+    for row in rows:
+        key = (row.kind, row.id)
+        prior = out.get(key)
+        if prior is not None and row.kind == "agent" and prior.fact:
+            row = msgspec.structs.replace(row, fact=join_moves(prior.fact, row.fact))
+        out[key] = row
+    return out
 
 
 def shared_rows(batch: Sequence[Row]) -> list[Row]:
@@ -60,6 +75,9 @@ def merge_rows(batch: Sequence[Row], stored: Mapping[tuple[str, str], bytes]) ->
             out.append(row)
             continue
         rebuilt = row_for(AggregateRef(row.kind, row.id), state)  # type: ignore[arg-type]
+        # An agent's fact is what this writer's batch moved (projector.status_moves), not a
+        # function of its state: it stays the writer's.
+        fact = row.fact if row.kind == "agent" else rebuilt.fact
         out.append(msgspec.structs.replace(rebuilt, state=wrap_state(rebuilt.state, joined),
-                                           covers=joined))
+                                           covers=joined, fact=fact))
     return out

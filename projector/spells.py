@@ -19,15 +19,20 @@ placed, and is dropped: its duplicates, too, so redelivery never counts twice.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Iterable
 from datetime import datetime
 from itertools import pairwise
 
 from projector.states import SETTLE_AFTER, Spells
 
-__all__ = ["TIMED", "add_change", "join_spells", "totals"]
+__all__ = ["TIMED", "Moved", "add_change", "join_spells", "place", "totals", "walk"]
 
 #: The statuses whose time is measured.
 TIMED = ("online", "invisible")
+
+#: A change of the agent's online time: (start, end, +1 or -1) — the interval became
+#: online (+1) or stopped being online (-1).
+Moved = tuple[datetime, datetime, int]
 
 
 def add_change(spells: Spells | None, at: datetime, status: str) -> Spells:
@@ -43,6 +48,44 @@ def add_change(spells: Spells | None, at: datetime, status: str) -> Spells:
     if spells.settled and index == 0:
         return spells  # before the boundary: too late to place (see the module docstring)
     return _settle(spells, (*pending[:index], item, *pending[index:]))
+
+
+def place(spells: Spells | None, at: datetime, status: str) -> tuple[Spells, list[Moved]]:
+    """:func:`add_change`, and how the agent's online time moved with it: the difference
+    between the online intervals of every change placed (settled or pending; the latest
+    status runs on unmeasured) after the change and before it.
+
+    Local and exact: settling changes no interval, and a change placed (never before the
+    boundary) splits only the spell it lands in. So the moves of any sequence of changes
+    add up to the online intervals of the changes placed, whatever their order — the
+    agents' day roll-ups (:mod:`projector.timeline`) are kept by adding them."""
+    placed = add_change(spells, at, status)
+    if spells is None or placed is spells:
+        return placed, []
+    pending = spells.pending
+    index = bisect_left(pending, (at, status))
+    prev = pending[index - 1] if index else None
+    after = pending[index] if index < len(pending) else None
+    moved: list[Moved] = []
+    if after is None:
+        if prev is not None and prev[1] == "online" and prev[0] < at:
+            moved.append((prev[0], at, 1))  # the latest spell is measured up to the change
+    elif at < after[0]:
+        was = prev is not None and prev[1] == "online"
+        now = status == "online"
+        if was != now:  # the spell [at, after) changes status
+            moved.append((at, after[0], 1 if now else -1))
+    return placed, moved
+
+
+def walk(spells: Spells | None, changes: Iterable[tuple[datetime, str]]
+         ) -> tuple[Spells | None, list[Moved]]:
+    """:func:`place` each change in turn: the spells after them all and every move."""
+    out: list[Moved] = []
+    for at, status in changes:
+        spells, moved = place(spells, at, status)
+        out += moved
+    return spells, out
 
 
 def _settle(spells: Spells, pending: tuple[tuple[datetime, str], ...]) -> Spells:

@@ -46,9 +46,11 @@ def _live_of(row: Row) -> tuple[object, object, object]:
 
 def apply(conn: sqlite3.Connection, name: str, rows: Sequence[Row]) -> None:
     """Within the caller's transaction: store the chats' facts and live state, and move
-    the tallies by the difference (:func:`projector.rollups.changes`)."""
+    the tallies by the difference (:func:`projector.rollups.changes`), and the agents' days
+    by their rows' moves of online time."""
     chats = [row for row in rows if row.kind == "chat"]
-    if not chats:
+    moves = [(row.id, row.fact) for row in rows if row.kind == "agent" and row.fact]
+    if not chats and not moves:
         return
     facts, tallies_ = f'"p_{name}_facts"', f'"p_{name}_rollups"'
     latest = {row.id: row for row in chats}
@@ -57,7 +59,7 @@ def apply(conn: sqlite3.Connection, name: str, rows: Sequence[Row]) -> None:
                               "WHERE chat_id IN (SELECT value FROM json_each(?))",
                               (_json_list(latest),))}
     write, deltas = rollups.changes({k: v[0] for k, v in stored.items()},
-                                    [(row.id, row.fact) for row in latest.values()])
+                                    [(row.id, row.fact) for row in latest.values()], moves)
     upserts = []
     for chat_id, row in latest.items():
         live = _live_of(row)
@@ -78,11 +80,11 @@ def apply(conn: sqlite3.Connection, name: str, rows: Sequence[Row]) -> None:
             "WHERE (grain, dim, period, value) IN (SELECT value ->> 0, value ->> 1, value ->> 3, "
             "value ->> 2 FROM json_each(?))", (_json_keys(keys),)):
         current[(str(grain), str(dim), str(value), int(period))] = bytes(tally)
+    merged = rollups.merge(current, deltas)
     conn.executemany(
         f"INSERT INTO {tallies_} (grain, dim, period, value, tally) VALUES (?, ?, ?, ?, ?) "  # noqa: S608
         "ON CONFLICT (grain, dim, period, value) DO UPDATE SET tally = excluded.tally",
-        [(g, d, p, v, bytearray(rollups.add(current.get((g, d, v, p)), deltas[(g, d, v, p)])))
-         for g, d, v, p in keys])
+        [(g, d, p, v, bytearray(merged[(g, d, v, p)])) for g, d, v, p in keys])
 
 
 def tallies(conn: sqlite3.Connection, name: str, dim: str,

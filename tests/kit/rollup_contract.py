@@ -13,7 +13,8 @@ from datetime import date
 
 import msgspec
 
-from projector import rollups
+from projector import rollups, timeline
+from projector.states import AgentFold, encode_state
 from projector.store import Store
 from projector.views import Row
 
@@ -25,12 +26,12 @@ EVERYTHING = [("d", 0, 10**6), ("m", 0, 10**6)]
 
 def fact(day: int, agents: Sequence[str] = (), wait_ms: int | None = 30_000,
          first_ms: int | None = 60_000, handle_ms: int | None = None, missed: int = 0,
-         hour: int = 9) -> bytes:
+         hour: int = 9, span: tuple[int, int] | None = None) -> bytes:
     groups = [("all", ""), ("hour", f"{hour:02d}"), *(("agent", a) for a in sorted(agents)),
               ("source", "acme")]
     return _ENC.encode(rollups.Fact(
         day=day, groups=tuple(groups), values=(wait_ms, first_ms, first_ms, first_ms, handle_ms),
-        counts=(1, missed, 0, 0, 0, max(0, len(agents) - 1), 2, 1, 0, 0)))
+        counts=(1, missed, 0, 0, 0, max(0, len(agents) - 1), 2, 1, 0, 0), span=span))
 
 
 def chat_row(id: str, fact_: bytes, *, status: str = "closed", agent: str | None = None,
@@ -40,6 +41,13 @@ def chat_row(id: str, fact_: bytes, *, status: str = "closed", agent: str | None
                source="acme", agent_id=agent, sort_key="5", fact=fact_, waiting_since=since)
 
 
+def agent_row(id: str, moved: bytes, version: int) -> Row:
+    """An agent's row carrying moves of its online time (projector/status_moves.py)."""
+    return Row(kind="agent", id=id, state=encode_state(AgentFold(id=id, source="acme")),
+               view=f'{{"id":"{id}","v":{version}}}'.encode(), source="acme", sort_key=id,
+               fact=moved)
+
+
 async def tallies(store: Store, dim: str) -> dict[rollups.Key, bytes]:
     """What the store holds for ``dim`` (empty tallies are never read)."""
     found = await store.report_tallies("p1", dim, EVERYTHING)
@@ -47,11 +55,13 @@ async def tallies(store: Store, dim: str) -> dict[rollups.Key, bytes]:
     return {(g, dim, v, p): t for g, p, v, t in found}
 
 
-def expected(facts: dict[str, bytes], dim: str) -> dict[rollups.Key, bytes]:
-    """The tallies of ``dim`` summed afresh from the facts of the chats held."""
-    _, deltas = rollups.changes({}, list(facts.items()))
-    summed = {key: rollups.add(None, t) for key, t in deltas.items() if key[1] == dim}
-    return {key: blob for key, blob in summed.items() if blob}
+def expected(facts: dict[str, bytes], dim: str,
+             moves: Sequence[tuple[str, bytes]] = ()) -> dict[rollups.Key, bytes]:
+    """The tallies of ``dim`` summed afresh from the facts of the chats held (and the
+    agents' moves)."""
+    _, deltas = rollups.changes({}, list(facts.items()), moves)
+    summed = rollups.merge({}, deltas)
+    return {key: blob for key, blob in summed.items() if blob and key[1] == dim}
 
 
 class RollupContract:
@@ -86,6 +96,45 @@ class RollupContract:
         summary = rollups.summary((await tallies(store, "all")).values())
         assert summary["chats"] == 2  # the day tally and the month tally: one chat each
         assert summary["measures"]["wait_s"]["mean"] == 10.0
+
+    async def test_agents_days_are_the_sum_of_chats_spans_and_agents_moves(
+            self, store: Store) -> None:
+        """Chats with handle spans across midnight and agent rows with moves of online time
+        (each move counts once, in whatever commit it comes), committed in random batches:
+        every agent's day and month roll-ups are what the facts held and all the moves give
+        summed afresh, and a month's usage is its days'."""
+        rng = random.Random(11)
+        held: dict[str, bytes] = {}
+        moves: list[tuple[str, bytes]] = []
+        base = D0 * timeline.DAY_MS
+        for _ in range(10):
+            batch = []
+            for _ in range(rng.randint(1, 5)):
+                start = base + rng.randint(0, 3 * timeline.DAY_MS)
+                if rng.random() < 0.5:
+                    chat_id = f"c{rng.randint(1, 6)}"
+                    f = fact(D0, rng.sample(["a1", "a2"], rng.randint(0, 2)),
+                             span=(start, start + rng.randint(0, timeline.DAY_MS)))
+                    batch.append(chat_row(chat_id, f))
+                    held[chat_id] = f
+                else:
+                    agent = rng.choice(["a1", "a2"])
+                    moved = _ENC.encode([(start, start + rng.randint(1, 10**7), 1)])
+                    batch.append(agent_row(agent, moved, len(moves)))
+                    moves.append((agent, moved))
+            await store.commit("p1", batch, {})
+        got = await tallies(store, rollups.TIMELINE)
+        assert got == expected(held, rollups.TIMELINE, moves)
+        for (grain, _, agent, month), blob in got.items():
+            if grain == "d":  # what a day keeps as its usage is what its functions give
+                assert timeline.day_usage(blob) == timeline.usage(timeline.decode_day(blob))
+            if grain == "m":
+                days = [timeline.usage(timeline.decode_day(b)) for (g, _, a, day), b in got.items()
+                        if g == "d" and a == agent and rollups.month_of(day) == month]
+                total = timeline.Usage(levels={})
+                for u in days:
+                    timeline.add_usage(total, u)
+                assert timeline.decode_usage(blob) == total
 
     async def test_live_counts_the_open_chats(self, store: Store) -> None:
         """c1 and c2 wait (since 100 and 50 µs), c3 and c4 are a1's (active, idle), c5 is

@@ -339,7 +339,9 @@ async def test_real_answers_fit_the_document(parley: Caller) -> None:
                                          params={"source": "acme"}))["items"]] == [CHAT]
     assert len((await call("get", "/api/chats/{id}/messages", 200, id=CHAT))["items"]) == 2
     assert (await call("get", "/api/visitors/{id}", 200, id=VISITOR))["chats"] == [CHAT]
-    await call.until("/api/agents", lambda page: len(page["items"]) == 1)
+    agents = await call.until("/api/agents", lambda page: len(page["items"]) == 1)
+    await call("get", "/api/agents/{id}", 200, id=agents["items"][0]["id"])
+    await call("get", "/api/agents/{id}", 404, id="nobody")
     await call("get", "/api/reports/chats", 200, params={"group_by": "agent", "from": "2020-01-01",
                                                          "to": "2029-12-31"})
     await call("get", "/api/reports/agents", 200)

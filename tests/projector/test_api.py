@@ -249,8 +249,13 @@ async def test_agents(api: tuple[TestClient[Any, Any], ProjectorRole],
     assert [(a["id"], a["status"]) for a in agents] == [("ag-1", "online"), ("ag-2", "offline")]
     for agent in agents:  # served with the agent: docs/analytics.md
         metrics = agent["metrics"]
-        assert (metrics["version"], metrics["last_status"]) == (2, agent["status"])
+        assert (metrics["version"], metrics["last_status"]) == (3, agent["status"])
         assert metrics["status_changes"] >= 1 and metrics["measured_to"] is not None
+        one = await _json(api[0], f"/api/agents/{agent['id']}")
+        assert one == agent  # GET /api/agents/{id}: the same agent, the same measures
+        assert set(one["metrics"]["time"]) >= {"online_s", "occupancy", "concurrency_max"}
+    missing = await api[0].get("/api/agents/nobody")
+    assert missing.status == 404
 
 
 async def test_reports(api: tuple[TestClient[Any, Any], ProjectorRole],

@@ -202,10 +202,10 @@ def test_visitor_and_agent_views() -> None:
         "name": "Bob",
         "status": "online",
         "since": "2026-03-01T09:00:04Z",
-        "metrics": {"version": 2, "online_s": 0.0, "invisible_s": 0.0, "status_changes": 1,
+        "metrics": {"version": 3, "online_s": 0.0, "invisible_s": 0.0, "status_changes": 1,
                     "measured_from": "2026-03-01T09:00:04Z",
                     "measured_to": "2026-03-01T09:00:04Z", "last_status": "online",
-                    "chats_handled": None},
+                    "chats_handled": None, "time": None},
     }
     assert (agent.kind, agent.status, agent.sort_key) == ("agent", "online", "a1")
 
