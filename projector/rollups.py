@@ -246,10 +246,10 @@ def add(stored: bytes | None, delta: Tally) -> bytes:
     empty bytes once nothing is left)."""
     t = _TALLY.decode(stored) if stored else Tally(counts={}, n={}, ms={}, hist={})
     for mine, theirs in ((t.counts, delta.counts), (t.n, delta.n), (t.ms, delta.ms)):
-        _add_into(mine, theirs)
+        timeline.add_into(mine, theirs)
     for name, h in delta.hist.items():
         into = t.hist.setdefault(name, {})
-        _add_into(into, h)
+        timeline.add_into(into, h)
         if not into:
             del t.hist[name]
     if not (t.counts or t.n or t.ms or t.hist):
@@ -278,15 +278,6 @@ def merge(current: Mapping[Key, bytes | None], deltas: Mapping[Key, Delta]) -> d
             timeline.add_usage(total, months.get(key, timeline.Usage(levels={})))
             out[key] = timeline.encode_usage(total)
     return out
-
-
-def _add_into(into: dict[Any, int], delta: Mapping[Any, int]) -> None:
-    for k, v in delta.items():
-        total = into.get(k, 0) + v
-        if total:
-            into[k] = total
-        else:
-            into.pop(k, None)
 
 
 def _sorted(d: dict[Any, int]) -> dict[Any, int]:
@@ -336,11 +327,11 @@ def summary(tallies: Iterable[bytes]) -> dict[str, Any]:
     total = Tally(counts={}, n={}, ms={}, hist={})
     for blob in tallies:
         t = _TALLY.decode(blob)
-        _add_into(total.counts, t.counts)
-        _add_into(total.n, t.n)
-        _add_into(total.ms, t.ms)
+        timeline.add_into(total.counts, t.counts)
+        timeline.add_into(total.n, t.n)
+        timeline.add_into(total.ms, t.ms)
         for name, h in t.hist.items():
-            _add_into(total.hist.setdefault(name, {}), h)
+            timeline.add_into(total.hist.setdefault(name, {}), h)
     out: dict[str, Any] = {name: total.counts.get(name, 0) for name in COUNTS}
     measures: dict[str, Any] = {}
     for name in MEASURES:

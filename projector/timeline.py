@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["DAY_MS", "Day", "Usage", "add_day", "add_usage", "cut", "day_usage", "decode_day",
+__all__ = ["DAY_MS", "Day", "Usage", "add_day", "add_into", "add_usage", "cut", "day_usage", "decode_day",
            "decode_usage", "encode_usage", "ms", "shift", "summary", "usage"]
 
 DAY_MS = 86_400_000
@@ -110,7 +110,9 @@ def usage(day: Day) -> Usage:
     return out
 
 
-def _add_into(into: dict[int, int], delta: Mapping[int, int]) -> None:
+def add_into(into: dict[Any, int], delta: Mapping[Any, int]) -> None:
+    """Add ``delta`` into ``into``, key by key, dropping the keys whose sum is zero (a sparse
+    tally: equal sums give equal dicts, however they were reached)."""
     for k, v in delta.items():
         total = into.get(k, 0) + v
         if total:
@@ -137,13 +139,13 @@ def add_day(stored: bytes | None, delta: Day) -> tuple[bytes, Usage]:
     usage moved (new less old: what to add to its month)."""
     day = decode_day(stored)
     before = day.used
-    _add_into(day.online, delta.online)
-    _add_into(day.chats, delta.chats)
+    add_into(day.online, delta.online)
+    add_into(day.chats, delta.chats)
     after = usage(day)
     moved = Usage(online=after.online - before.online, busy=after.busy - before.busy,
                   occupied=after.occupied - before.occupied,
                   chat_online=after.chat_online - before.chat_online, levels=dict(after.levels))
-    _add_into(moved.levels, {k: -v for k, v in before.levels.items()})
+    add_into(moved.levels, {k: -v for k, v in before.levels.items()})
     if not (day.online or day.chats):
         return b"", moved
     return _ENC.encode(Day(used=after, online=dict(sorted(day.online.items())),
@@ -156,7 +158,7 @@ def add_usage(total: Usage, more: Usage) -> None:
     total.busy += more.busy
     total.occupied += more.occupied
     total.chat_online += more.chat_online
-    _add_into(total.levels, more.levels)
+    add_into(total.levels, more.levels)
 
 
 def encode_usage(u: Usage) -> bytes:
