@@ -46,7 +46,11 @@ def test_other_state_fields() -> None:
     assert names(s.AgentState) == ["id", "name", "status", "since", "metrics"]
     assert names(s.AgentMetrics) == [
         "version", "online_s", "invisible_s", "status_changes", "measured_from", "measured_to",
-        "last_status", "chats_handled",
+        "last_status", "chats_handled", "time",
+    ]  # fmt: skip
+    assert names(s.AgentTime) == [
+        "online_s", "busy_s", "occupied_s", "occupancy", "concurrency_avg", "concurrency_max",
+        "concurrency_s",
     ]  # fmt: skip
     assert names(s.VisitorState) == ["id", "name", "email", "anonymous", "first_seen", "last_seen", "chats",
                                        "pages", "sessions", "identified_as", "erasure"]
