@@ -207,7 +207,7 @@ async def test_kafka_down_shows_as_down_never_a_500(client: Client) -> None:
         section = html.split(f'data-panel="/console/panels/{name}"')[1].split("</section>")[0]
         assert 'data-state="down"' in section, name
     store = html.split('data-panel="/console/panels/store"')[1].split("</section>")[0]
-    assert 'data-count="chat"' in store and "unknown (Kafka away)" in store
+    assert 'data-count="chat"' in store and "unknown (Kafka did not answer in time)" in store
     for name in ("groups", "topics", "store", "traffic"):
         async with http.get(f"/console/panels/{name}") as resp:
             assert resp.status == 200, name
