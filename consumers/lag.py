@@ -57,6 +57,8 @@ class WatchedGroup:
     consumer: str
     group: str
     topics: tuple[str, ...]
+    #: This group's ``stuck_after_s`` (``[consumers.NAME]``); None: the monitor's.
+    stuck_after_s: float | None = None
 
 
 class StuckDetector:
@@ -67,13 +69,14 @@ class StuckDetector:
         self._since: dict[tuple[str, str, int], tuple[int | None, float]] = {}
 
     def observe(self, group: str, topic: str, partition: int, committed: int | None,
-                lag_records: int, now: float) -> bool:
+                lag_records: int, now: float, stuck_after_s: float | None = None) -> bool:
+        """Whether the partition is stuck (after ``stuck_after_s``, else the detector's)."""
         key = (group, topic, partition)
         last = self._since.get(key)
         if lag_records <= 0 or last is None or last[0] != committed:
             self._since[key] = (committed, now)
             return False
-        return now - last[1] >= self.stuck_after_s
+        return now - last[1] >= (self.stuck_after_s if stuck_after_s is None else stuck_after_s)
 
 
 class LagMonitor:
@@ -143,7 +146,7 @@ class LagMonitor:
         for tp in sorted(tps):
             lag = max(0, ends[tp] - nexts[tp])
             stuck = self._detector.observe(g.group, tp.topic, tp.partition, committed.get(tp),
-                                           lag, time.monotonic())
+                                           lag, time.monotonic(), g.stuck_after_s)
             parts.append(PartitionLag(topic=tp.topic, partition=tp.partition,
                                       committed=committed.get(tp), end=ends[tp],
                                       lag_records=lag, lag_seconds=ages.get(tp, 0.0) if lag else 0.0,

@@ -75,9 +75,7 @@ class ConsumerRole:
             consumer = search_consumer(self.index, own_index=False)
         else:
             consumer = load_consumer(name, rt.settings)
-        config = consumer_config(rt.settings, consumer.name)
-        self.service = ConsumerService(rt, [consumer],
-                                       stuck_after_s=float(config.get("stuck_after_s", 300)))
+        self.service = ConsumerService(rt, [consumer])
 
     def secrets(self) -> tuple[str, ...]:
         """The consumer's own secrets, for log masking."""

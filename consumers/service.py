@@ -72,7 +72,9 @@ class ConsumerService:
         watched = []
         for c in self.consumers:
             runner = self._runner(c)
-            watched.append(WatchedGroup(c.name, runner.group, runner.topic_names))
+            configured = consumer_config(rt.settings, c.name).get("stuck_after_s")
+            watched.append(WatchedGroup(c.name, runner.group, runner.topic_names,
+                                        None if configured is None else float(configured)))
         self.monitor = LagMonitor(rt.settings.kafka, watched, self.metrics,
                                   stuck_after_s=stuck_after_s, interval_s=lag_interval_s)
         self._refreshed = 0.0

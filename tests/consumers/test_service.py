@@ -34,6 +34,10 @@ def test_stuck_needs_lag_and_no_progress_for_the_window() -> None:
     assert not d.observe("g", "t", 0, 6, lag_records=0, now=30)  # caught up: never stuck
     assert not d.observe("g", "t", 0, None, lag_records=2, now=31)
     assert d.observe("g", "t", 0, None, lag_records=2, now=41)  # never committed, no progress
+    # A group's own window (``[consumers.NAME] stuck_after_s``) instead of the detector's.
+    assert not d.observe("h", "t", 0, 1, lag_records=2, now=0, stuck_after_s=60)
+    assert not d.observe("h", "t", 0, 1, lag_records=2, now=30, stuck_after_s=60)
+    assert d.observe("h", "t", 0, 1, lag_records=2, now=60, stuck_after_s=60)
 
 
 def test_each_consumer_gets_one_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

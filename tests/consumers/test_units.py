@@ -187,25 +187,29 @@ def test_parley_run_redacts_secrets_that_only_the_side_file_holds(
     assert token in secrets and signing in secrets
 
 
-def test_parley_runs_builtin_consumers_with_their_configured_batch_sizes(
+def test_parley_runs_builtin_consumers_with_their_configured_batch_sizes_and_stuck_times(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``[consumers.NAME] max_records`` applies under ``parley run`` as under ``parley
-    consumer NAME`` (it was read only by the latter), and the CRM's own default is its
+    """``[consumers.NAME] max_records`` and ``stuck_after_s`` apply under ``parley run`` as
+    under ``parley consumer NAME`` (they were read only by the latter), and the CRM's own default is its
     configuration's ``max_records`` (500), not the runtime's."""
     from consumers.role import BuiltinConsumersRole, ConsumerRole
     from consumers.search.consumer import MAX_RECORDS as SEARCH_BATCH
     from parley.runtime import Runtime
 
     side = tmp_path / "consumers.toml"
-    side.write_text('[consumers.search]\nmax_records = 3\n'
+    side.write_text('[consumers.search]\nmax_records = 3\nstuck_after_s = 60\n'
                     '[consumers.crm]\nbase_url = "http://127.0.0.1:9"\n')
     monkeypatch.setenv("PARLEY_CONSUMERS_CONFIG", str(side))
 
     def rt() -> Runtime:  # one per role: each registers its metrics
         return Runtime.from_settings(Settings(data_dir=str(tmp_path)))
 
-    runners = BuiltinConsumersRole(rt()).service.runners
+    service = BuiltinConsumersRole(rt()).service
+    runners = service.runners
     assert (runners["search"].max_records, runners["crm"].max_records) == (3, 500)
+    # stuck_after_s likewise, per group (the monitor's own 300 s for the CRM here).
+    assert {g.consumer: g.stuck_after_s for g in service.monitor.groups} == {
+        "search": 60.0, "crm": None}
     assert ConsumerRole(rt(), "search").service.runners["search"].max_records == 3
     side.write_text('[consumers.crm]\nbase_url = "http://127.0.0.1:9"\n')
     assert BuiltinConsumersRole(rt()).service.runners["search"].max_records == SEARCH_BATCH
