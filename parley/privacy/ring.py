@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from contracts.envelope import Envelope
 from parley.privacy.datakey import DataKey
 from parley.privacy.keys import KeyStore
-from parley.privacy.seal import open_envelope, seal_envelope, subject_for
+from parley.privacy.seal import open_envelope, seal_body, seal_envelope, subject_for
 
 __all__ = ["KeyRing"]
 
@@ -112,6 +112,17 @@ class KeyRing:
         """Whether the cache holds a live key of ``subject`` (after :meth:`load`)."""
         entry = self._cache.get(subject)
         return entry is not None and entry[1] is not None
+
+    def seal_loaded(self, env: Envelope) -> bytes:
+        """``env``'s body sealed (:func:`~parley.privacy.seal.seal_body`) with the cached
+        live key of its ``subject``, which must have been :meth:`load`-ed: never creates a
+        key (KeyError if there is none: a bug, not data). For bodies that carry no facts of
+        their own to keep (the state topics' values)."""
+        subject = env.subject
+        entry = None if isinstance(subject, msgspec.UnsetType) else self._cache.get(subject)
+        if entry is None or entry[1] is None or entry[2] is None:
+            raise KeyError(f"no live key of {subject} was loaded before sealing")
+        return seal_body(env, entry[1], entry[2])
 
     def open(self, env: Envelope) -> Envelope:
         """``env`` opened with its subject's cached key (its facts only if the key is gone).

@@ -24,7 +24,7 @@ from parley.privacy.datakey import DataKey
 from parley.privacy.facts import facts_of
 from parley.privacy.subjects import parent_in, subject_of
 
-__all__ = ["Sealed", "open_envelope", "seal_envelope", "sealed_generation", "subject_for",
+__all__ = ["Sealed", "open_envelope", "seal_body", "seal_envelope", "sealed_generation", "subject_for",
            "subject_in"]
 
 _VERSION = 1
@@ -65,12 +65,17 @@ def _aad(subject: str, env: Envelope) -> bytes:
     return f"parley-seal-1\x00{subject}\x00{env.event_id}\x00{env.source}".encode()
 
 
+def seal_body(env: Envelope, key: DataKey, aead: AESGCM) -> bytes:
+    """``env``'s whole body sealed under ``key``: the ``sealed`` blob (module docstring)."""
+    nonce = os.urandom(12)
+    return b"".join((_VERSION.to_bytes(1, "big"), key.generation.to_bytes(4, "big"), nonce,
+                     aead.encrypt(nonce, bytes(env.body), _aad(key.subject, env))))
+
+
 def seal_envelope(env: Envelope, key: DataKey, aead: AESGCM) -> Sealed:
     """``env`` with its body reduced to facts and the whole body sealed under ``key``."""
     body = bytes(env.body)
-    nonce = os.urandom(12)
-    blob = b"".join((_VERSION.to_bytes(1, "big"), key.generation.to_bytes(4, "big"), nonce,
-                     aead.encrypt(nonce, body, _aad(key.subject, env))))
+    blob = seal_body(env, key, aead)
     facts = facts_of(env.provider, body)
     sealed = msgspec.structs.replace(env, body=msgspec.Raw(facts), subject=key.subject,
                                      sealed=blob)

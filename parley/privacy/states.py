@@ -148,21 +148,20 @@ def _plan(value: bytes, provider: str | None) -> _Plan | None:
     return None if facts is None else _Plan(wire, subject, facts)
 
 
-async def _sealed(ring: KeyRing, plan: _Plan) -> bytes:
+def _sealed(ring: KeyRing, plan: _Plan) -> bytes:
+    """The value of ``plan`` sealed with its subject's loaded key: facts readable."""
     wire = plan.wire
-    env = await ring.seal(_envelope(wire, plan.subject, bytes(wire.state)))
-    assert not isinstance(env.sealed, msgspec.UnsetType)
-    return _value(wire, plan.facts, b',"subject":%b,"sealed":%b' % (_json(env.subject),
-                                                                   _json(env.sealed)))
+    blob = ring.seal_loaded(_envelope(wire, plan.subject, bytes(wire.state)))
+    return _value(wire, plan.facts, b',"subject":%b,"sealed":%b' % (_json(plan.subject),
+                                                                   _json(blob)))
 
 
 async def seal_state(ring: KeyRing, value: bytes, provider: str | None) -> bytes:
     """``value`` (a state change's JSON) with its state's personal parts sealed under its
-    subject's key (created if the subject has none yet); ``value`` itself when the state has
-    no personal parts or no subject. Raises KeyStoreUnavailable: nothing sealed. For many
-    values, :class:`StateSealer` (one key-store query, keys created together)."""
-    plan = _plan(value, provider)
-    return value if plan is None else await _sealed(ring, plan)
+    subject's key (created if the subject never had one; its facts only if its key was
+    destroyed); ``value`` itself when the state has no personal parts or no subject. Raises
+    KeyStoreUnavailable: nothing sealed. :class:`StateSealer` for many values."""
+    return (await StateSealer(ring).seal([(value, provider)]))[0]
 
 
 class StateSealer:
@@ -192,7 +191,7 @@ class StateSealer:
         forgotten = await self._provide(keyless) if keyless else set()
         return [value if plan is None else
                 _value(plan.wire, plan.facts) if plan.subject in forgotten else
-                await _sealed(ring, plan)
+                _sealed(ring, plan)
                 for (value, _), plan in zip(values, plans, strict=True)]
 
     async def _provide(self, subjects: list[str]) -> set[str]:
