@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from consumers.errors import ConsumerError
-from consumers.registry import known_consumers, load_consumer
+from consumers.registry import consumer_config, known_consumers, load_consumer
 from consumers.role import BuiltinConsumersRole, ConsumerRole
 from contracts.topics import PROJECTOR, Topics
 from parley.errors import SettingsError
@@ -23,12 +23,14 @@ __all__ = ["GroupInfo", "groups_of"]
 @dataclass(frozen=True)
 class GroupInfo:
     """One group: its ``name`` (``projector`` or the consumer's), Kafka ``group`` id, the
-    ``topics`` it reads and its dead-letter topic."""
+    ``topics`` it reads, its dead-letter topic and its ``[consumers.NAME] stuck_after_s``
+    (None: the lag monitor's default)."""
 
     name: str
     group: str
     topics: tuple[str, ...]
     dlq: str
+    stuck_after_s: float | None = None
 
 
 def groups_of(roles: Mapping[str, object], topics: Topics,
@@ -41,7 +43,9 @@ def groups_of(roles: Mapping[str, object], topics: Topics,
             out.insert(0, GroupInfo(PROJECTOR, role.group_id, topics.event_topics,
                                     topics.dlq(PROJECTOR)))
         elif isinstance(role, BuiltinConsumersRole | ConsumerRole):
-            out += [GroupInfo(name, runner.group, tuple(runner.topic_names), topics.dlq(name))
+            stuck = {w.name: w.stuck_after_s for w in role.service.monitor.groups}
+            out += [GroupInfo(name, runner.group, tuple(runner.topic_names), topics.dlq(name),
+                              stuck.get(name))
                     for name, runner in role.service.runners.items()]
     if settings is not None:
         seen = {g.name for g in out}
@@ -53,6 +57,8 @@ def groups_of(roles: Mapping[str, object], topics: Topics,
                 consumer = load_consumer(name, settings)
             except (ConsumerError, SettingsError):
                 continue
+            configured = consumer_config(settings, name).get("stuck_after_s")
             out.append(GroupInfo(name, topics.group_id(name),
-                                 tuple(consumer.topic_names(topics)), topics.dlq(name)))
+                                 tuple(consumer.topic_names(topics)), topics.dlq(name),
+                                 None if configured is None else float(configured)))
     return tuple(out)

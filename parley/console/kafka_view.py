@@ -112,7 +112,8 @@ class KafkaView:
                                                  enable_auto_commit=False, fetch_max_wait_ms=10)
                     await self._reader.start()
                     self._monitor = LagMonitor(
-                        self._kafka, [WatchedGroup(g.name, g.group, g.topics) for g in self._groups],
+                        self._kafka, [WatchedGroup(g.name, g.group, g.topics, g.stuck_after_s)
+                                      for g in self._groups],
                         stuck_after_s=self._stuck_after_s)
                     await self._monitor.start()
                 try:
