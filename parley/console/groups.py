@@ -43,7 +43,7 @@ def groups_of(roles: Mapping[str, object], topics: Topics,
             out.insert(0, GroupInfo(PROJECTOR, role.group_id, topics.event_topics,
                                     topics.dlq(PROJECTOR)))
         elif isinstance(role, BuiltinConsumersRole | ConsumerRole):
-            stuck = {w.name: w.stuck_after_s for w in role.service.monitor.groups}
+            stuck = {w.consumer: w.stuck_after_s for w in role.service.monitor.groups}
             out += [GroupInfo(name, runner.group, tuple(runner.topic_names), topics.dlq(name),
                               stuck.get(name))
                     for name, runner in role.service.runners.items()]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from consumers.role import BuiltinConsumersRole
 from contracts.topics import Topics
 from parley.console.groups import groups_of
+from parley.runtime import Runtime
 from parley.settings import Settings
 
 
@@ -27,3 +31,12 @@ def test_a_groups_configured_stuck_window_reaches_the_overview() -> None:
         {}, topics, Settings(consumers={"search": {"stuck_after_s": 30}}))}
     assert groups["search"].stuck_after_s == 30.0
     assert {g.stuck_after_s for g in groups_of({}, topics, Settings())} == {None}
+
+
+def test_the_groups_this_process_runs_carry_their_stuck_window(tmp_path: Path) -> None:
+    """The same for a group run here (its runner's window, from the consumer service)."""
+    rt = Runtime.from_settings(Settings(
+        data_dir=str(tmp_path), consumers={"search": {"stuck_after_s": 45}}))
+    role = BuiltinConsumersRole(rt)
+    [search] = groups_of({"consumers": role}, rt.topics)
+    assert (search.name, search.stuck_after_s) == ("search", 45.0)
