@@ -9,6 +9,7 @@ is referenced from anywhere (pygal's default is a script on another site).
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -43,7 +44,25 @@ def _config(title: str, y_title: str, counts: bool) -> dict[str, object]:
             "no_data_text": "no chats"}
 
 
-def _render(chart: pygal.graph.graph.Graph, series: Series) -> bytes:
+def _axis(series: Series, counts: bool) -> list[float]:
+    """The y axis's labels: 0 up to a round number at or above the largest value, about five
+    steps of 1, 2 or 5 times a power of ten (pygal's own labels stop below the largest value,
+    which then sits above the last label)."""
+    top = max((v for values in series.values() for v in values if v is not None), default=0.0)
+    if top <= 0:
+        return [0.0, 1.0]
+    rough = top / 5
+    power = 10.0 ** math.floor(math.log10(rough))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= rough)
+    if counts:
+        step = max(1.0, float(math.ceil(step)))
+    return [round(i * step, 9) for i in range(math.ceil(top / step - 1e-9) + 1)]
+
+
+def _render(chart: pygal.graph.graph.Graph, series: Series, counts: bool) -> bytes:
+    labels = _axis(series, counts)
+    chart.config.y_labels = labels
+    chart.config.range = (labels[0], labels[-1])
     for name, values in series.items():
         chart.add(name, list(values))
     svg: str = chart.render(is_unicode=True)
@@ -58,7 +77,7 @@ def over_time(title: str, y_title: str, days: Sequence[str], series: Series, *,
                        show_dots=len(days) <= 62, dots_size=3, allow_interruptions=True,
                        show_minor_x_labels=False, x_labels_major_count=6, x_label_rotation=0)
     chart.x_labels = list(days)
-    return _render(chart, series)
+    return _render(chart, series, counts)
 
 
 def bars(title: str, y_title: str, keys: Sequence[str], series: Series, *,
@@ -67,4 +86,4 @@ def bars(title: str, y_title: str, keys: Sequence[str], series: Series, *,
     chart = pygal.Bar(**_config(title, y_title, counts), show_legend=len(series) > 1,
                       x_label_rotation=20 if len(keys) > 6 else 0)
     chart.x_labels = list(keys)
-    return _render(chart, series)
+    return _render(chart, series, counts)

@@ -31,3 +31,20 @@ def test_bars_per_agent() -> None:
                       {"chats": [2.0, 1.0], "missed": [0.0, 0.0]}, counts=True).decode()
     assert svg.count('class="rect reactive tooltip-trigger"') == 4
     assert "ag-ann" in svg and "ag-bo" in svg
+
+
+def _y_labels(svg: str) -> list[float]:
+    axis = svg[svg.index('class="axis y'):]
+    axis = axis[:axis.index('class="axis x') if 'class="axis x' in axis else len(axis)]
+    return [float(t) for t in re.findall(r'class="(?:major)?">([-0-9.]+)</text>', axis)]
+
+
+def test_the_axis_reaches_above_the_largest_value() -> None:
+    """A p90 of 30.98 s sat above the axis's last label (30) at the chart's top edge."""
+    svg = charts.over_time("Wait per day", "seconds", ["2026-03-01", "2026-03-02"],
+                           {"median": [20.0, 25.0], "p90": [26.0, 30.98]}).decode()
+    labels = _y_labels(svg)
+    assert labels[0] == 0 and labels[-1] >= 30.98, labels
+    counts = _y_labels(charts.bars("Chats per agent", "chats", ["a", "b"],
+                                   {"chats": [7.0, 3.0]}, counts=True).decode())
+    assert counts[-1] >= 7 and all(v == int(v) for v in counts), counts
