@@ -57,6 +57,7 @@ from projector import pg_rollups
 from projector.errors import LiveProjectionDrop, ProjectorError, UnknownProjection
 from projector.log_index import INDEXED, LOG_KINDS
 from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, new_token, unwrap_state
+from projector.pg_analytics import PgShadow
 from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl, rollup_ddl
 from projector.read_queue import ReadQueue
 from projector.row_merge import latest_rows, merge_rows, shared_rows
@@ -262,7 +263,9 @@ class PostgresStore:
                 # Waits for a runner's commit in flight into this copy; its next one fails
                 # with UnknownProjection and the runner follows the live copy.
                 await conn.execute(f"DROP TABLE IF EXISTS {tables.rows}, {tables.offsets}, "
-                                   f"{tables.facts}, {tables.rollups}")
+                                   f"{tables.facts}, {tables.rollups}, {tables.facts_next}, "
+                                   f"{tables.rollups_next}")
+                await conn.execute(f"DELETE FROM {tables.marker} WHERE name = $1", name)  # noqa: S608
                 await conn.execute(f"DELETE FROM {schema}.parley_projections WHERE name = $1", name)  # noqa: S608
                 await conn.execute(f"DELETE FROM {schema}.parley_verifications WHERE name = $1", name)  # noqa: S608
 
@@ -514,6 +517,10 @@ class PostgresStore:
     async def report_live(self, projection: str) -> tuple[int, int | None, dict[str, int]]:
         tables = self._q(projection).tables
         return await self._run(lambda conn: pg_rollups.live(conn, tables), read=True)
+
+    def analytics_shadow(self) -> PgShadow:
+        """This store's side of ``parley projections rebuild analytics``."""
+        return PgShadow(self._run, self._ddl_lock, self._schema)
 
     async def counts(self, projection: str) -> dict[str, int]:
         sql = self._q(projection)

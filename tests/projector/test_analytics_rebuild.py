@@ -1,0 +1,286 @@
+"""``parley projections rebuild analytics`` (projector/analytics_rebuild.py), on both stores:
+a changed definition reaches the reports at the switch and not before; the reports answer
+from the old roll-ups throughout the walk; commits made during the walk (by another
+connection, as the running projector makes them) are neither lost nor counted twice — the
+rebuilt roll-ups equal those of a store that committed every final row once; an interrupted
+rebuild leaves the live roll-ups as they were; and, generated, any interleaving of walk steps
+and commits gives the roll-ups made afresh."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from contracts import domain as d
+from contracts.state import ChatMetrics
+from projector import analytics, reports, rollups, views
+from projector.analytics_rebuild import HasShadow, rebuild_analytics
+from projector.fold import affected, apply
+from projector.sqlite_store import SqliteStore
+from projector.states import AggregateRef, FoldState
+from projector.store import Store
+from projector.views import Row, row_for
+from tests.kit.fold_events import at, common
+from tests.kit.rollup_contract import EVERYTHING, agent_row
+
+MARCH = (date(2026, 3, 1), date(2026, 3, 31))
+DIMS = ("all", "agent", "hour", "source", rollups.TIMELINE)
+ANN = d.AgentRef(id="a1", name="Ann")
+BOB = d.AgentRef(id="a2", name="Bob")
+
+Opener = Callable[[], Awaitable[Store]]
+
+
+def chat_events(n: int) -> list[d.DomainEvent]:
+    """Chat ``c{n}``: started at n minutes, a visitor message, accepted by Ann (or Bob,
+    every third), an agent reply, and closed: wait, first response and handle all measured."""
+    chat, t = f"c{n:03d}", 60.0 * n
+    agent = BOB if n % 3 == 0 else ANN
+    return [
+        d.ChatStarted(**common(t), chat_id=chat, initiated_at=at(t)),
+        d.MessagePosted(**common(t + 5), chat_id=chat, message_id="m1", text="hi",
+                        author=d.Author(role="visitor"), posted_at=at(t + 5)),
+        d.ChatAccepted(**common(t + 10 + n % 7), chat_id=chat, agent=agent),
+        d.MessagePosted(**common(t + 30 + n % 11), chat_id=chat, message_id="m2", text="hello",
+                        author=d.Author(role="agent"), posted_at=at(t + 30 + n % 11)),
+        d.ChatClosed(**common(t + 300 + n), chat_id=chat, closed_at=at(t + 300 + n)),
+    ]
+
+
+def online(agent: str, start: float, end: float, version: int) -> Row:
+    """An agent row moving its online time by a spell (as projector/status_moves.py does)."""
+    return agent_row(agent, rollups.moves_for([(at(start), at(end), 1)]), version)
+
+
+class Folded:
+    """Fold states kept per aggregate: ``rows(events)`` folds them and gives the rows to
+    commit, as the runner commits them."""
+
+    def __init__(self) -> None:
+        self.states: dict[AggregateRef, FoldState] = {}
+
+    def rows(self, events: Sequence[d.DomainEvent]) -> list[Row]:
+        touched: dict[AggregateRef, None] = {}
+        for event in events:
+            for ref in affected(event):
+                self.states[ref] = apply(ref, self.states.get(ref), event)
+                touched[ref] = None
+        return [row_for(ref, self.states[ref]) for ref in touched]
+
+    def final(self) -> list[Row]:
+        return [row_for(ref, state) for ref, state in self.states.items()]
+
+
+async def tallies(store: Store) -> dict[rollups.Key, bytes]:
+    out: dict[rollups.Key, bytes] = {}
+    for dim in DIMS:
+        out.update({(g, dim, v, p): t for g, p, v, t in
+                    await store.report_tallies("p1", dim, EVERYTHING)})
+    return out
+
+
+async def afresh(rows: Sequence[Row]) -> dict[rollups.Key, bytes]:
+    """The roll-ups of a store that committed ``rows`` once, with the code running now."""
+    store = SqliteStore(":memory:")
+    await store.open()
+    try:
+        await store.create_projection("p1")
+        await store.commit("p1", rows, {})
+        return await tallies(store)
+    finally:
+        await store.close()
+
+
+async def wait_mean(store: Store) -> float:
+    body = orjson.loads(await reports.chats_report(store, "p1", MARCH, None))
+    mean = body["groups"][0]["measures"]["wait_s"]["mean"]
+    assert isinstance(mean, float)
+    return mean
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    url = request.getfixturevalue("pg_url")
+    assert isinstance(url, str)
+    return url
+
+
+@pytest.fixture
+async def opener(store_url: str) -> AsyncIterator[Opener]:
+    """Opens stores on one database (the first creates the live copy ``p1``): one plays the
+    running projector, another the rebuild's command."""
+    url = store_url
+    opened: list[Store] = []
+
+    async def open_() -> Store:
+        from projector.stores import open_store
+
+        store = open_store(url)
+        await store.open()
+        if not opened:
+            await store.create_projection("p1")
+            await store.set_live("p1")
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        await store.close()
+
+
+async def test_a_changed_definition_reaches_the_reports_at_the_switch(
+        opener: Opener, monkeypatch: pytest.MonkeyPatch) -> None:
+    """40 chats folded with wait_s as defined; then wait_s is redefined as twice that. The
+    reports keep the old mean through every step of the walk and give the new one after."""
+    runner, command = await opener(), await opener()
+    folded = Folded()
+    await runner.commit("p1", folded.rows([e for n in range(40) for e in chat_events(n)]), {})
+    before = await wait_mean(runner)
+    assert before > 10
+
+    real = analytics.chat_metrics
+
+    def doubled(s: Any, closed_at: Any) -> ChatMetrics:
+        m = real(s, closed_at)
+        return msgspec.structs.replace(m, wait_s=None if m.wait_s is None else 2 * m.wait_s)
+
+    monkeypatch.setattr(views, "chat_metrics", doubled)
+    seen: list[float] = []
+
+    async def read(done: int) -> None:
+        seen.append(await wait_mean(runner))
+
+    report = await rebuild_analytics(command, chunk=7, out=io.StringIO(), after_step=read)
+    assert report.chats == 40 and report.name == "p1"
+    assert seen == [before] * 6  # 40 chats in steps of 7: the old figure at every step
+    assert await wait_mean(runner) == pytest.approx(2 * before)
+    assert await tallies(runner) == await afresh(folded.final())
+
+
+async def test_commits_during_the_walk_count_once(opener: Opener) -> None:
+    """Chats and agents' online spells committed before the rebuild, then, between its steps,
+    new chats, more events of chats walked and not yet walked, and more online spells: the
+    rebuilt roll-ups equal those of every final row committed once."""
+    runner, command = await opener(), await opener()
+    folded = Folded()
+    events = {n: chat_events(n) for n in range(30)}
+    # Before: chats 0-19 up to their acceptance, and two agents' spells.
+    await runner.commit("p1", folded.rows([e for n in range(20) for e in events[n][:3]]), {})
+    agents = [online("a1", 0, 3600, 1), online("a2", 600, 7200, 1)]
+    await runner.commit("p1", agents, {})
+    late = [*(e for n in range(20) for e in events[n][3:]), *(e for n in range(20, 30) for e in events[n])]
+
+    async def commit_more(done: int) -> None:
+        batch, late[:] = late[:9], late[9:]
+        rows = folded.rows(batch)
+        if done <= 10:
+            rows.append(online("a1", 7200 + done * 60, 7200 + done * 60 + 30, 2 + done))
+        await runner.commit("p1", rows, {})
+
+    await rebuild_analytics(command, chunk=5, out=io.StringIO(), after_step=commit_more)
+    if late:
+        await runner.commit("p1", folded.rows(late), {})
+    moves = [online("a1", 7200 + n * 60, 7200 + n * 60 + 30, 2 + n) for n in (5, 10)]
+    assert await tallies(runner) == await afresh([*folded.final(), *agents, *moves])
+
+
+async def test_an_interrupted_rebuild_leaves_the_live_roll_ups(opener: Opener) -> None:
+    """Stopped after its second step (as by Ctrl-C), the rebuild changes no live roll-up and
+    drops its shadow; one killed outright (begun, never ended) leaves its shadow marked, moved
+    by later commits, and the next rebuild starts afresh and ends right."""
+    runner, command = await opener(), await opener()
+    folded = Folded()
+    await runner.commit("p1", folded.rows([e for n in range(12) for e in chat_events(n)]), {})
+    live = await tallies(runner)
+
+    async def interrupt(done: int) -> None:
+        if done >= 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        await rebuild_analytics(command, chunk=3, out=io.StringIO(), after_step=interrupt)
+    assert await tallies(runner) == live
+    assert isinstance(command, HasShadow)
+    assert await command.analytics_shadow().shadowed() == []
+
+    shadow = command.analytics_shadow()
+    await shadow.begin("p1")  # then killed: nothing drops the shadow
+    await shadow.walk("p1", "", 4)
+    assert await shadow.shadowed() == ["p1"]
+    await runner.commit("p1", folded.rows([e for n in range(12, 15) for e in chat_events(n)]), {})
+    assert await tallies(runner) != live  # the live roll-ups still move
+    report = await rebuild_analytics(command, chunk=4, out=io.StringIO())
+    assert report.chats == 15
+    assert await shadow.shadowed() == []
+    assert await tallies(runner) == await afresh(folded.final())
+
+
+async def test_progress_then_another_rebuild(opener: Opener) -> None:
+    command = await opener()
+    folded = Folded()
+    await command.commit("p1", folded.rows([e for n in range(5) for e in chat_events(n)]), {})
+    out = io.StringIO()
+    await rebuild_analytics(command, chunk=2, out=out, progress_every_s=0)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("rebuild analytics of p1: 2/5 chats (40.0%), ")
+    assert "chats/s, ETA " in lines[0]
+    assert lines[-1].startswith("rebuild analytics of p1: 5/5 chats (100.0%)")
+    # Switched in, the shadow's tables are the live ones: commits and a second rebuild (its
+    # shadow made anew under the same names) carry on.
+    await command.commit("p1", folded.rows([e for n in range(5, 8) for e in chat_events(n)]), {})
+    await rebuild_analytics(command, chunk=3, out=io.StringIO())
+    await command.commit("p1", folded.rows(chat_events(8)), {})
+    assert await tallies(command) == await afresh(folded.final())
+    assert (await command.report_live("p1"))[0] == 0  # the open chats' index is back
+
+
+@st.composite
+def interleavings(draw: st.DrawFn) -> tuple[list[list[d.DomainEvent]], list[list[d.DomainEvent]], int]:
+    """Events of up to 8 chats, in any order and some twice, split into batches committed
+    before the rebuild and batches committed between its steps, and a step size."""
+    events = [e for n in draw(st.sets(st.integers(0, 20), min_size=1, max_size=8))
+              for e in chat_events(n)]
+    events += draw(st.lists(st.sampled_from(events), max_size=5))
+    order = draw(st.permutations(events))
+    cuts = sorted(draw(st.lists(st.integers(0, len(order)), max_size=6)))
+    batches = [order[i:j] for i, j in zip([0, *cuts], [*cuts, len(order)], strict=True)]
+    split = draw(st.integers(0, len(batches)))
+    return batches[:split], batches[split:], draw(st.integers(1, 4))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(interleavings())
+async def test_any_interleaving_of_steps_and_commits_gives_the_roll_ups_afresh(
+        case: tuple[list[list[d.DomainEvent]], list[list[d.DomainEvent]], int]) -> None:
+    before, during, chunk = case
+    store = SqliteStore(":memory:")
+    await store.open()
+    try:
+        await store.create_projection("p1")
+        await store.set_live("p1")
+        folded = Folded()
+        for batch in before:
+            await store.commit("p1", folded.rows(batch), {})
+        pending = list(during)
+
+        async def commit_one(done: int) -> None:
+            if pending:
+                await store.commit("p1", folded.rows(pending.pop(0)), {})
+
+        await rebuild_analytics(store, chunk=chunk, out=io.StringIO(), after_step=commit_one)
+        for batch in pending:
+            await store.commit("p1", folded.rows(batch), {})
+        assert await tallies(store) == await afresh(folded.final())
+    finally:
+        await store.close()
