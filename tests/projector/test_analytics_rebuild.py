@@ -9,6 +9,10 @@ and commits gives the roll-ups made afresh."""
 from __future__ import annotations
 
 import io
+import os
+import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import date
 from pathlib import Path
@@ -284,3 +288,53 @@ async def test_any_interleaving_of_steps_and_commits_gives_the_roll_ups_afresh(
         assert await tallies(store) == await afresh(folded.final())
     finally:
         await store.close()
+
+
+def _parley(*args: str, store_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PARLEY_STORE__URL": store_url, "PARLEY_LOG_LEVEL": "WARNING"}
+    return subprocess.run([sys.executable, "-m", "parley.cli", *args], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=120, check=False)
+
+
+async def test_the_command_rebuilds_the_live_copys_analytics(tmp_path: Path) -> None:
+    """`parley projections rebuild analytics` (any case): no Kafka needed; the live copy's
+    roll-ups rebuilt (here from a store whose roll-ups were lost), progress on stderr, one
+    line on stdout. Flags of a copy's rebuild are refused in one line, nothing changed."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    store = SqliteStore(tmp_path / "state.db")
+    await store.open()
+    folded = Folded()
+    try:
+        await store.create_projection("v1")
+        await store.set_live("v1")
+        await store.commit("v1", folded.rows([e for n in range(20) for e in chat_events(n)]), {})
+    finally:
+        await store.close()
+    conn = sqlite3.connect(tmp_path / "state.db")
+    with conn:
+        conn.execute('DELETE FROM "p_v1_rollups"')  # as if folded before the roll-ups existed
+        conn.execute('DELETE FROM "p_v1_facts"')
+    conn.close()
+
+    refused = _parley("projections", "rebuild", "analytics", "--accept-changes", "--workers", "2",
+                      store_url=url, cwd=tmp_path)
+    assert refused.returncode != 0
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "parley: error: --accept-changes, --workers do not apply to `parley projections rebuild "
+        "analytics` (it rebuilds the live copy's roll-ups, no new copy); nothing was changed")
+
+    done = _parley("projections", "rebuild", "Analytics", store_url=url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "rebuild analytics of v1: 20/20 chats (100.0%)" in done.stderr
+    assert done.stdout.startswith("rebuilt the analytics of v1: 20 chats in ")
+    store = SqliteStore(tmp_path / "state.db")
+    await store.open()
+    try:
+        got = {(g, dim, v, p): t for dim in DIMS for g, p, v, t in
+               await store.report_tallies("v1", dim, EVERYTHING)}
+    finally:
+        await store.close()
+    assert got == await afresh(folded.final())
+
+    helped = _parley("projections", "rebuild", "--help", store_url=url, cwd=tmp_path)
+    assert "ROLLUP_VERSION" in helped.stdout and "--accept-changes" in helped.stdout
