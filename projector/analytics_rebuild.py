@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Protocol, TextIO, runtime_checkable
 
 from parley.errors import StoreUnavailable
-from projector.analytics_shadow import Shadow
+from projector.analytics_shadow import WALKED, Shadow, Walked
 from projector.rebuild import RebuildError
 from projector.store import Store
 
@@ -52,7 +52,7 @@ class HasShadow(Protocol):
 @dataclass(frozen=True)
 class AnalyticsReport:
     name: str  # the copy whose roll-ups were rebuilt
-    chats: int  # chats walked
+    walked: int  # chats and agents
     seconds: float
 
 
@@ -74,18 +74,18 @@ async def rebuild_analytics(store: Store, *, chunk: int = 500, out: TextIO | Non
     total = await shadow.begin(name)
     done = 0
     try:
-        after, last_print = "", start
-        while True:
-            last, n = await _step(shadow, name, after, chunk)
-            if last is None:
-                break
-            after, done = last, done + n
-            now = time.monotonic()
-            if now - last_print >= progress_every_s:
-                last_print = now
-                print(_progress(name, done, total, now - start), file=out, flush=True)
-            if after_step is not None:
-                await after_step(done)
+        last_print = start
+        for kind in WALKED:
+            after: str | None = ""
+            while after is not None:
+                after, n = await _step(shadow, name, kind, after, chunk)
+                done += n
+                now = time.monotonic()
+                if n and now - last_print >= progress_every_s:
+                    last_print = now
+                    print(_progress(name, done, total, now - start), file=out, flush=True)
+                if n and after_step is not None:
+                    await after_step(done)
         await shadow.switch(name)
     except BaseException:
         # Cancelled (Ctrl-C) or failed: the live roll-ups never changed; drop the shadow so
@@ -95,13 +95,14 @@ async def rebuild_analytics(store: Store, *, chunk: int = 500, out: TextIO | Non
         raise
     seconds = time.monotonic() - start
     print(_progress(name, done, max(total, done), seconds), file=out, flush=True)
-    return AnalyticsReport(name=name, chats=done, seconds=seconds)
+    return AnalyticsReport(name=name, walked=done, seconds=seconds)
 
 
-async def _step(shadow: Shadow, name: str, after: str, chunk: int) -> tuple[str | None, int]:
+async def _step(shadow: Shadow, name: str, kind: Walked, after: str, chunk: int
+                ) -> tuple[str | None, int]:
     for attempt in range(_TRIES):
         try:
-            return await shadow.walk(name, after, chunk)
+            return await shadow.walk(name, kind, after, chunk)
         except StoreUnavailable:  # busy or deadlocked: the step was rolled back, redo it
             if attempt == _TRIES - 1:
                 raise
@@ -113,5 +114,5 @@ def _progress(name: str, done: int, total: int, elapsed: float) -> str:
     rate = done / elapsed if elapsed > 0 else 0.0
     eta = f"{max(total - done, 0) / rate:.0f} s" if rate > 0 else "?"
     pct = 100.0 * done / total if total else 100.0
-    return (f"rebuild analytics of {name}: {done}/{total} chats ({pct:.1f}%), "
-            f"{rate:.0f} chats/s, ETA {eta}")
+    return (f"rebuild analytics of {name}: {done}/{total} chats and agents ({pct:.1f}%), "
+            f"{rate:.0f}/s, ETA {eta}")

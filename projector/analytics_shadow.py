@@ -3,12 +3,14 @@ offers to run it (:class:`Shadow`). Pure (no I/O): the stores' modules
 (:mod:`projector.sqlite_analytics`, :mod:`projector.pg_analytics`) read and write, and
 :mod:`projector.analytics_rebuild` drives them.
 
-Two parts are written into the shadow:
+Three parts are written into the shadow:
 
 * every chat's fact, recomputed with the code running now from the chat's stored fold state
-  (:func:`chat_rows`: the row the fold would write, so a measure or roll-up definition
+  (:func:`rows_of`: the row the fold would write, so a measure or roll-up definition
   changed since the chat was folded applies), moved into the shadow by the same difference
   as a commit (:func:`projector.rollups.changes`);
+* every chat's and agent's view, recomputed likewise, where it differs from the stored one
+  (:func:`changed_views`: their ``metrics``), to replace it at the switch;
 * the agents' online spells, copied from the live days (:func:`online_part`): an agent's row
   keeps two days of status changes, so its spells cannot be refolded from the store, only
   from the log (a full rebuild). The chats' part of each day is not copied: the chats' facts
@@ -18,14 +20,14 @@ Two parts are written into the shadow:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Literal, Protocol
 
 from projector import rollups, timeline
 from projector.outbox import unwrap_state
 from projector.states import AggregateRef, decode_state
 from projector.views import Row, row_for
 
-__all__ = ["Shadow", "chat_rows", "online_part"]
+__all__ = ["WALKED", "Shadow", "Walked", "changed_views", "online_part", "rows_of"]
 
 
 class Shadow(Protocol):
@@ -37,16 +39,18 @@ class Shadow(Protocol):
         moves the shadow too. Returns how many chats the copy has (for progress)."""
         ...
 
-    async def walk(self, name: str, after: str, limit: int) -> tuple[str | None, int]:
-        """Move the shadow by the facts of up to ``limit`` chats with ids after ``after`` (in
-        id order), each recomputed from the state stored now, in one transaction that no
-        commit of those chats interleaves with. Returns the last id walked (None: no chat
-        left) and how many."""
+    async def walk(self, name: str, kind: Walked, after: str, limit: int) -> tuple[str | None, int]:
+        """Up to ``limit`` rows of ``kind`` (``chat`` or ``agent``) with ids after ``after``
+        (in id order), each recomputed from the state stored now, in one transaction that no
+        commit of those rows interleaves with: a chat's fact moves the shadow roll-ups, and
+        a view that differs from the stored one goes into the shadow views. Returns the last
+        id walked (None: none left) and how many."""
         ...
 
     async def switch(self, name: str) -> None:
-        """In one transaction: drop the live roll-ups, rename the shadow's in their place and
-        unmark the copy (StoreError if the copy is not being rebuilt)."""
+        """In one transaction: replace the views of the rows in the shadow views, drop the
+        live roll-ups, rename the shadow's in their place and unmark the copy (StoreError if
+        the copy is not being rebuilt)."""
         ...
 
     async def abandon(self, name: str) -> None:
@@ -58,11 +62,22 @@ class Shadow(Protocol):
         ...
 
 
-def chat_rows(stored: Iterable[tuple[str, bytes]]) -> list[Row]:
-    """The rows the fold would write for chats ``(id, stored state)``, built with the code
-    running now (their facts included)."""
-    return [row_for(AggregateRef("chat", chat_id), decode_state("chat", unwrap_state(raw)[1]))
-            for chat_id, raw in stored]
+#: The kinds a rebuild of the analytics walks, in this order (few agents, many chats).
+Walked = Literal["agent", "chat"]
+WALKED: tuple[Walked, ...] = ("agent", "chat")
+
+
+def rows_of(kind: Walked, stored: Iterable[tuple[str, bytes]]) -> list[Row]:
+    """The rows the fold would write for aggregates ``(id, stored state)`` of ``kind``,
+    built with the code running now (views and a chat's fact included; an agent's moves of
+    online time are the fold's, not its state's: none)."""
+    return [row_for(AggregateRef(kind, id), decode_state(kind, unwrap_state(raw)[1]))
+            for id, raw in stored]
+
+
+def changed_views(rows: Iterable[Row], stored: dict[str, bytes]) -> list[tuple[str, str, bytes]]:
+    """(kind, id, view) of the ``rows`` whose view differs from the one stored (by id)."""
+    return [(row.kind, row.id, row.view) for row in rows if stored.get(row.id) != row.view]
 
 
 def online_part(days: Iterable[tuple[str, int, bytes]]) -> dict[rollups.Key, bytes]:

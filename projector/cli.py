@@ -180,9 +180,9 @@ def _rebuild_analytics(args: argparse.Namespace, settings: Settings) -> int:
             report = await rebuild_analytics(store)
         finally:
             await store.close()
-        rate = report.chats / report.seconds if report.seconds > 0 else 0.0
-        print(f"rebuilt the analytics of {report.name}: {report.chats} chats in "
-              f"{report.seconds:.1f} s ({rate:.0f} chats/s); the reports read them now")
+        rate = report.walked / report.seconds if report.seconds > 0 else 0.0
+        print(f"rebuilt the analytics of {report.name}: {report.walked} chats and agents in "
+              f"{report.seconds:.1f} s ({rate:.0f}/s); the reports and views serve them now")
         return 0
 
     return loop.run(main(), settings.event_loop)

@@ -24,9 +24,9 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from parley.errors import StoreError
-from parley.pg.migrate import Conn, quote_ident
+from parley.pg.migrate import Conn, advisory_key, quote_ident
 from projector import pg_rollups
-from projector.analytics_shadow import chat_rows, online_part
+from projector.analytics_shadow import Walked, changed_views, online_part, rows_of
 from projector.errors import UnknownProjection
 from projector.pg_schema import CopyTables, rollup_ddl, shadow_names
 from projector.rollups import TIMELINE
@@ -49,7 +49,9 @@ class PgShadow:
     lock, like the creation and drop of a copy)."""
 
     def __init__(self, run: Runs, ddl_lock: Callable[[Conn], Awaitable[None]], schema: str) -> None:
-        self._run, self._ddl_lock, self._schema = run, ddl_lock, schema
+        """``schema``: unquoted, as configured."""
+        self._run, self._ddl_lock = run, ddl_lock
+        self._plain, self._schema = schema, quote_ident(schema)
 
     def _tables(self, name: str) -> CopyTables:
         return CopyTables(self._schema, projection_name(name))
@@ -64,12 +66,12 @@ class PgShadow:
 
         return await self._run(go)
 
-    async def walk(self, name: str, after: str, limit: int) -> tuple[str | None, int]:
+    async def walk(self, name: str, kind: Walked, after: str, limit: int) -> tuple[str | None, int]:
         tables = self._tables(name)
 
         async def go(conn: Conn) -> tuple[str | None, int]:
             async with conn.transaction():
-                return await walk(conn, tables, after, limit)
+                return await walk(conn, tables, self._plain, kind, after, limit)
 
         return await self._run(go)
 
@@ -112,7 +114,8 @@ async def begin(conn: Conn, tables: CopyTables, registry: str) -> int:
     if await conn.fetchval(f"SELECT 1 FROM {registry} WHERE name = $1", tables.name) is None:  # noqa: S608
         raise UnknownProjection(f"projection {tables.name!r} does not exist")
     await _lock(conn, tables)
-    await conn.execute(f"DROP TABLE IF EXISTS {tables.facts_next}, {tables.rollups_next}")
+    await conn.execute(f"DROP TABLE IF EXISTS {tables.facts_next}, {tables.rollups_next}, "
+                       f"{tables.views_next}")
     for statement in rollup_ddl(tables, shadow=True):
         await conn.execute(statement)
     days = [(str(r[0]), int(r[1]), bytes(r[2])) for r in await conn.fetch(
@@ -127,27 +130,43 @@ async def begin(conn: Conn, tables: CopyTables, registry: str) -> int:
             [k[2] for k, _ in part], [t for _, t in part])
     await conn.execute(f"INSERT INTO {tables.marker} (name) VALUES ($1) "  # noqa: S608
                        "ON CONFLICT (name) DO UPDATE SET started_at = now()", tables.name)
-    return int(await conn.fetchval(f"SELECT count(*) FROM {tables.rows} WHERE kind = 'chat'"))  # noqa: S608
+    return int(await conn.fetchval(
+        f"SELECT count(*) FROM {tables.rows} WHERE kind IN ('chat', 'agent')"))  # noqa: S608
 
 
-async def walk(conn: Conn, tables: CopyTables, after: str, limit: int) -> tuple[str | None, int]:
-    """:meth:`Shadow.walk`, in the caller's transaction."""
+async def walk(conn: Conn, tables: CopyTables, schema: str, kind: Walked, after: str,
+               limit: int) -> tuple[str | None, int]:
+    """:meth:`Shadow.walk`, in the caller's transaction (``schema``: unquoted, for the
+    agents' row locks)."""
     if not await _marked(conn, tables):
         raise StoreError(f"the analytics rebuild of {tables.name!r} was abandoned "
                          "(its shadow roll-ups were dropped)")
     ids = [str(r[0]) for r in await conn.fetch(
-        f"SELECT id FROM {tables.rows} WHERE kind = 'chat' AND id > $1 ORDER BY id LIMIT $2",  # noqa: S608
-        after, limit)]
+        f"SELECT id FROM {tables.rows} WHERE kind = $1 AND id > $2 ORDER BY id LIMIT $3",  # noqa: S608
+        kind, after, limit)]
     if not ids:
         return None, 0
-    await pg_rollups.lock_facts(conn, tables.facts_next, ids)
-    # Read after the lock (a new statement, a new snapshot): a commit of one of these chats
+    if kind == "chat":
+        await pg_rollups.lock_facts(conn, tables.facts_next, ids)
+    else:  # the lock every commit of an agent row takes (postgres_store, rule 2)
+        keys = sorted({advisory_key(schema, tables.name, kind, id) for id in ids})
+        await conn.execute("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k", keys)
+    # Read after the locks (a new statement, a new snapshot): a commit of one of these rows
     # either committed before (its state is read here) or waits to move the shadow after.
-    stored = [(str(r[0]), bytes(r[1])) for r in await conn.fetch(
-        f"SELECT id, state FROM {tables.rows} WHERE kind = 'chat' AND id = ANY($1::text[])",  # noqa: S608
-        ids)]
-    rows = {row.id: row for row in chat_rows(stored)}
-    await pg_rollups.apply_to(conn, tables.facts_next, tables.rollups_next, rows, (), walked=True)
+    stored = [(str(r[0]), bytes(r[1]), bytes(r[2])) for r in await conn.fetch(
+        f"SELECT id, state, view FROM {tables.rows} WHERE kind = $1 AND id = ANY($2::text[])",  # noqa: S608
+        kind, ids)]
+    rows = rows_of(kind, [(id, state) for id, state, _ in stored])
+    if kind == "chat":
+        await pg_rollups.apply_to(conn, tables.facts_next, tables.rollups_next,
+                                  {row.id: row for row in rows}, (), walked=True)
+    views = changed_views(rows, {id: view for id, _, view in stored})
+    if views:
+        await conn.execute(
+            f"INSERT INTO {tables.views_next} (kind, id, view) "  # noqa: S608
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) "
+            "ON CONFLICT (kind, id) DO UPDATE SET view = excluded.view",
+            [v[0] for v in views], [v[1] for v in views], [v[2] for v in views])
     return ids[-1], len(ids)
 
 
@@ -159,7 +178,9 @@ async def switch(conn: Conn, tables: CopyTables) -> None:
     base = tables.base
     fk, rk, open_ = shadow_names(tables)
     schema = tables.rows.rsplit(".", 1)[0]
-    await conn.execute(f"DROP TABLE {tables.facts}, {tables.rollups}")
+    await conn.execute(f"UPDATE {tables.rows} AS r SET view = n.view FROM {tables.views_next} AS n "  # noqa: S608
+                       "WHERE r.kind = n.kind AND r.id = n.id")
+    await conn.execute(f"DROP TABLE {tables.facts}, {tables.rollups}, {tables.views_next}")
     for table, key, live_key in ((tables.facts_next, fk, "_facts"), (tables.rollups_next, rk, "_rollups")):
         await conn.execute(f"ALTER TABLE {table} RENAME TO {quote_ident(base + live_key)}")
         await conn.execute(f"ALTER INDEX {schema}.{quote_ident(key)} "
@@ -171,7 +192,8 @@ async def switch(conn: Conn, tables: CopyTables) -> None:
 async def abandon(conn: Conn, tables: CopyTables) -> None:
     """:meth:`Shadow.abandon`, in the caller's transaction."""
     await _lock(conn, tables)
-    await conn.execute(f"DROP TABLE IF EXISTS {tables.facts_next}, {tables.rollups_next}")
+    await conn.execute(f"DROP TABLE IF EXISTS {tables.facts_next}, {tables.rollups_next}, "
+                       f"{tables.views_next}")
     await conn.execute(f"DELETE FROM {tables.marker} WHERE name = $1", tables.name)  # noqa: S608
 
 

@@ -32,18 +32,23 @@ async def apply(conn: Conn, tables: CopyTables, rows: Sequence[Row]) -> None:
     their rows' moves of online time; the shadow roll-ups too while a rebuild of the
     analytics fills them (:mod:`projector.pg_analytics`)."""
     latest = {row.id: row for row in rows if row.kind == "chat"}
-    moves = [(row.id, row.fact) for row in rows if row.kind == "agent" and row.fact]
-    if not latest and not moves:
+    agents = [row for row in rows if row.kind == "agent"]
+    if not latest and not agents:
         return
-    # Shared: the rebuild's start and switch (exclusive) wait for this commit, or it for them,
-    # before it touches a roll-up table; so it sees whether the copy is being rebuilt as of
-    # its own transaction, never a rebuild half begun or half switched.
-    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", tables.analytics_key)
+    moves = [(row.id, row.fact) for row in agents if row.fact]
+    # The caller holds the copy's analytics lock shared since its transaction began
+    # (postgres_store.commit): a rebuild's start and switch are before it or after it whole.
     shadowed = await conn.fetchval(
         f"SELECT EXISTS (SELECT 1 FROM {tables.marker} WHERE name = $1)", tables.name)  # noqa: S608
     await apply_to(conn, tables.facts, tables.rollups, latest, moves)
     if shadowed:
         await apply_to(conn, tables.facts_next, tables.rollups_next, latest, moves, walked=True)
+        # These rows' views are the running code's now: nothing for the switch to replace.
+        keys = [("chat", chat_id) for chat_id in latest] + [("agent", row.id) for row in agents]
+        await conn.execute(
+            f"DELETE FROM {tables.views_next} WHERE (kind, id) IN "  # noqa: S608
+            "(SELECT * FROM unnest($1::text[], $2::text[]))",
+            [k for k, _ in keys], [i for _, i in keys])
 
 
 #: A chat's stored fact and live state (status, waiting since, agent).
@@ -67,6 +72,8 @@ async def apply_to(conn: Conn, facts: str, tallies_: str, latest: dict[str, Row]
                    moves: Sequence[tuple[str, bytes]], *, walked: bool = False) -> None:
     """:func:`apply` to one pair of tables. ``walked``: the shadow pair, which a rebuild's
     walk writes as well as the commits (each chat's row then locked first)."""
+    if not latest and not moves:
+        return
     if walked:
         stored = await lock_facts(conn, facts, list(latest))
     else:  # one writer per chat: its partition's

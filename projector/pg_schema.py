@@ -41,7 +41,7 @@ class CopyTables:
 
     __slots__ = ("agent_chats_index", "analytics_key", "base", "chats_index", "facts",
                  "facts_next", "marker", "name", "offsets", "open_index", "rollups",
-                 "rollups_next", "rows")
+                 "rollups_next", "rows", "views_next")
 
     def __init__(self, schema_quoted: str, name: str) -> None:
         self.name = name
@@ -63,6 +63,7 @@ class CopyTables:
         # whether its copy is (the rebuild's start and switch take it exclusive).
         self.facts_next = f"{schema_quoted}.{quote_ident(base + '_facts_next')}"
         self.rollups_next = f"{schema_quoted}.{quote_ident(base + '_rollups_next')}"
+        self.views_next = f"{schema_quoted}.{quote_ident(base + '_views_next')}"
         self.marker = f"{schema_quoted}.parley_analytics"
         self.analytics_key = advisory_key(schema_quoted, "analytics", name)
 
@@ -104,7 +105,13 @@ def rollup_ddl(tables: CopyTables, *, shadow: bool = False) -> list[str]:
     facts, rollups = (tables.facts_next, tables.rollups_next) if shadow else (tables.facts, tables.rollups)
     fk, rk, open_ = (shadow_names(tables) if shadow else
                      (tables.base + "_facts_pkey", tables.base + "_rollups_pkey", tables.base + "_open"))
-    return [
+    views = [
+        # The views of chats and agents the rebuild recomputed and found changed.
+        f"""CREATE TABLE IF NOT EXISTS {tables.views_next} (
+            kind TEXT COLLATE "C" NOT NULL, id TEXT COLLATE "C" NOT NULL, view BYTEA NOT NULL,
+            CONSTRAINT {quote_ident(tables.base + "_vnk")} PRIMARY KEY (kind, id))""",
+    ] if shadow else []
+    return [*views,
         f"""CREATE TABLE IF NOT EXISTS {facts} (
             chat_id TEXT COLLATE "C", fact BYTEA NOT NULL, status TEXT,
             since BIGINT, agent TEXT, CONSTRAINT {quote_ident(fk)} PRIMARY KEY (chat_id))""",

@@ -264,7 +264,7 @@ class PostgresStore:
                 # with UnknownProjection and the runner follows the live copy.
                 await conn.execute(f"DROP TABLE IF EXISTS {tables.rows}, {tables.offsets}, "
                                    f"{tables.facts}, {tables.rollups}, {tables.facts_next}, "
-                                   f"{tables.rollups_next}")
+                                   f"{tables.rollups_next}, {tables.views_next}")
                 await conn.execute(f"DELETE FROM {tables.marker} WHERE name = $1", name)  # noqa: S608
                 await conn.execute(f"DELETE FROM {schema}.parley_projections WHERE name = $1", name)  # noqa: S608
                 await conn.execute(f"DELETE FROM {schema}.parley_verifications WHERE name = $1", name)  # noqa: S608
@@ -350,6 +350,9 @@ class PostgresStore:
         async def commit(conn: Conn) -> None:
             written.clear()  # a retried transaction starts over
             async with conn.transaction():
+                # Before any row lock: a rebuild of the analytics starts and switches holding
+                # it exclusive (projector/pg_analytics.py), never waiting on this commit's rows.
+                await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", sql.tables.analytics_key)
                 merged = await self._merge(conn, sql, batch)
                 if merged:
                     await conn.execute(sql.upsert_rows, *_columns(merged))
@@ -520,7 +523,7 @@ class PostgresStore:
 
     def analytics_shadow(self) -> PgShadow:
         """This store's side of ``parley projections rebuild analytics``."""
-        return PgShadow(self._run, self._ddl_lock, self._schema)
+        return PgShadow(self._run, self._ddl_lock, self._options.schema)
 
     async def counts(self, projection: str) -> dict[str, int]:
         sql = self._q(projection)

@@ -18,7 +18,7 @@ import sqlite3
 
 from parley.errors import StoreError
 from projector import sqlite_rollups
-from projector.analytics_shadow import chat_rows, online_part
+from projector.analytics_shadow import Walked, changed_views, online_part, rows_of
 from projector.errors import UnknownProjection
 from projector.rollups import TIMELINE
 from projector.sqlite_schema import transaction
@@ -55,11 +55,11 @@ class SqliteShadow:
                 conn.execute(f"INSERT OR REPLACE INTO {sqlite_rollups.MARKER} (name) VALUES (?)",  # noqa: S608
                              (name,))
                 return int(conn.execute(f'SELECT count(*) FROM "p_{name}_rows" '  # noqa: S608
-                                        "WHERE kind = 'chat'").fetchone()[0])
+                                        "WHERE kind IN ('chat', 'agent')").fetchone()[0])
 
         return await self._w.run(begin)
 
-    async def walk(self, name: str, after: str, limit: int) -> tuple[str | None, int]:
+    async def walk(self, name: str, kind: Walked, after: str, limit: int) -> tuple[str | None, int]:
         name = projection_name(name)
 
         def walk(conn: sqlite3.Connection) -> tuple[str | None, int]:
@@ -67,12 +67,18 @@ class SqliteShadow:
                 if not sqlite_rollups.shadowed(conn, name):
                     raise StoreError(f"the analytics rebuild of {name!r} was abandoned "
                                      "(its shadow roll-ups were dropped)")
-                stored = [(str(chat_id), bytes(state)) for chat_id, state in conn.execute(
-                    f'SELECT id, state FROM "p_{name}_rows" WHERE kind = \'chat\' AND id > ? '  # noqa: S608
-                    "ORDER BY id LIMIT ?", (after, limit))]
+                stored = [(str(id), bytes(state), bytes(view)) for id, state, view in conn.execute(
+                    f'SELECT id, state, view FROM "p_{name}_rows" WHERE kind = ? AND id > ? '  # noqa: S608
+                    "ORDER BY id LIMIT ?", (kind, after, limit))]
                 if not stored:
                     return None, 0
-                sqlite_rollups.apply_to(conn, name, _NEXT, chat_rows(stored), ())
+                rows = rows_of(kind, [(id, state) for id, state, _ in stored])
+                if kind == "chat":
+                    sqlite_rollups.apply_to(conn, name, _NEXT, rows, ())
+                conn.executemany(
+                    f'INSERT OR REPLACE INTO "p_{name}_views{_NEXT}" (kind, id, view) '  # noqa: S608
+                    "VALUES (?, ?, ?)",
+                    changed_views(rows, {id: view for id, _, view in stored}))
                 return stored[-1][0], len(stored)
 
         return await self._w.run(walk)
@@ -84,8 +90,11 @@ class SqliteShadow:
             with transaction(conn):
                 if not sqlite_rollups.shadowed(conn, name):
                     raise StoreError(f"no analytics rebuild of {name!r} to switch in")
+                conn.execute(f'UPDATE "p_{name}_rows" AS r SET view = n.view '  # noqa: S608
+                             f'FROM "p_{name}_views{_NEXT}" AS n WHERE r.kind = n.kind AND r.id = n.id')
                 for statement in sqlite_rollups.drop(name):  # the open chats' index with them
                     conn.execute(statement)
+                conn.execute(f'DROP TABLE "p_{name}_views{_NEXT}"')
                 for table in ("facts", "rollups"):
                     conn.execute(f'ALTER TABLE "p_{name}_{table}{_NEXT}" RENAME TO "p_{name}_{table}"')
                 conn.execute(sqlite_rollups.open_index(name))

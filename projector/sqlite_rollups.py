@@ -4,8 +4,10 @@ written inside the commit's transaction by :func:`apply`, read by the query API.
 
 While ``parley projections rebuild analytics`` rebuilds a copy's roll-ups
 (:mod:`projector.sqlite_analytics`), the copy is listed in ``parley_analytics`` and has a
-shadow pair (``p_<copy>_facts_next``, ``p_<copy>_rollups_next``): every commit then moves the
-shadow by the same difference as the live tables, in the same transaction.
+shadow (``p_<copy>_facts_next``, ``p_<copy>_rollups_next``, and ``p_<copy>_views_next``, the
+views it recomputed that differ from the stored ones): every commit then moves the shadow
+roll-ups by the same difference as the live ones, and drops the shadow views of the rows it
+writes (written by the running code, they need no replacing), in the same transaction.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ def schema(name: str, suffix: str = "") -> list[str]:
             grain TEXT NOT NULL, dim TEXT NOT NULL, period INTEGER NOT NULL, value TEXT NOT NULL,
             tally BLOB NOT NULL, PRIMARY KEY (grain, dim, period, value))""",
     ]
-    return facts if suffix else [*facts, open_index(name)]
+    if suffix:  # the views of chats and agents the rebuild recomputed and found changed
+        return [*facts, f"""CREATE TABLE IF NOT EXISTS "p_{name}_views{suffix}" (
+            kind TEXT NOT NULL, id TEXT NOT NULL, view BLOB NOT NULL, PRIMARY KEY (kind, id))"""]
+    return [*facts, open_index(name)]
 
 
 def open_index(name: str) -> str:
@@ -50,9 +55,10 @@ def open_index(name: str) -> str:
 
 
 def drop(name: str, suffix: str = "") -> list[str]:
-    """Drop the copy's roll-up tables (``suffix`` ``_next``: its shadow pair)."""
+    """Drop the copy's roll-up tables (``suffix`` ``_next``: its shadow, views included)."""
     return [f'DROP TABLE IF EXISTS "p_{name}_facts{suffix}"',
-            f'DROP TABLE IF EXISTS "p_{name}_rollups{suffix}"']
+            f'DROP TABLE IF EXISTS "p_{name}_rollups{suffix}"',
+            *([f'DROP TABLE IF EXISTS "p_{name}_views{suffix}"'] if suffix else [])]
 
 
 def shadowed(conn: sqlite3.Connection, name: str) -> bool:
@@ -73,17 +79,24 @@ def apply(conn: sqlite3.Connection, name: str, rows: Sequence[Row]) -> None:
     the tallies by the difference (:func:`projector.rollups.changes`), and the agents' days
     by their rows' moves of online time; the shadow pair too while it is rebuilt."""
     chats = [row for row in rows if row.kind == "chat"]
-    moves = [(row.id, row.fact) for row in rows if row.kind == "agent" and row.fact]
-    if not chats and not moves:
+    agents = [row for row in rows if row.kind == "agent"]
+    if not chats and not agents:
         return
+    moves = [(row.id, row.fact) for row in agents if row.fact]
     apply_to(conn, name, "", chats, moves)
     if shadowed(conn, name):
         apply_to(conn, name, "_next", chats, moves)
+        # These rows' views are the running code's now: nothing for the switch to replace.
+        conn.execute(f'DELETE FROM "p_{name}_views_next" WHERE (kind, id) IN '  # noqa: S608
+                     "(SELECT value ->> 0, value ->> 1 FROM json_each(?))",
+                     (orjson.dumps([(row.kind, row.id) for row in (*chats, *agents)]).decode(),))
 
 
 def apply_to(conn: sqlite3.Connection, name: str, suffix: str, chats: Sequence[Row],
              moves: Sequence[tuple[str, bytes]]) -> None:
     """:func:`apply` to one pair of tables (``suffix`` ``_next``: the shadow)."""
+    if not chats and not moves:
+        return
     facts, tallies_ = f'"p_{name}_facts{suffix}"', f'"p_{name}_rollups{suffix}"'
     latest = {row.id: row for row in chats}
     stored = {str(chat_id): (bytes(fact), status, since, agent) for chat_id, fact, status, since, agent

@@ -8,6 +8,7 @@ and commits gives the roll-ups made afresh."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import sqlite3
@@ -17,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import msgspec
 import orjson
@@ -25,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contracts import domain as d
-from contracts.state import ChatMetrics
+from contracts.state import AgentMetrics, ChatMetrics
 from projector import analytics, reports, rollups, views
 from projector.analytics_rebuild import HasShadow, rebuild_analytics
 from projector.fold import affected, apply
@@ -58,6 +60,14 @@ def chat_events(n: int) -> list[d.DomainEvent]:
                         author=d.Author(role="agent"), posted_at=at(t + 30 + n % 11)),
         d.ChatClosed(**common(t + 300 + n), chat_id=chat, closed_at=at(t + 300 + n)),
     ]
+
+
+def world(chats: range) -> list[d.DomainEvent]:
+    """Ann and Bob coming online, and the chats ``chats`` (:func:`chat_events`)."""
+    statuses: list[d.DomainEvent] = [
+        d.AgentStatusChanged(**common(0), agent_id=agent.id, name=agent.name, status="online")
+        for agent in (ANN, BOB)]
+    return statuses + [e for n in chats for e in chat_events(n)]
 
 
 def online(agent: str, start: float, end: float, version: int) -> Row:
@@ -145,31 +155,55 @@ async def opener(store_url: str) -> AsyncIterator[Opener]:
 
 async def test_a_changed_definition_reaches_the_reports_at_the_switch(
         opener: Opener, monkeypatch: pytest.MonkeyPatch) -> None:
-    """40 chats folded with wait_s as defined; then wait_s is redefined as twice that. The
-    reports keep the old mean through every step of the walk and give the new one after."""
+    """40 chats folded with wait_s as defined; then wait_s is redefined as twice that, and
+    an agent's status_changes as 100 more. Through every step of the walk the reports keep
+    the old mean and the chats and agents their old views; after it, the new ones, and a
+    chat the projector committed during the walk (after its step) keeps the view it wrote."""
     runner, command = await opener(), await opener()
     folded = Folded()
-    await runner.commit("p1", folded.rows([e for n in range(40) for e in chat_events(n)]), {})
+    await runner.commit("p1", folded.rows(world(range(40))), {})
     before = await wait_mean(runner)
     assert before > 10
+    old_views = {(kind, id): await runner.get_view("p1", kind, id)
+                 for kind, id in (("chat", "c000"), ("chat", "c039"), ("agent", "a1"))}
 
-    real = analytics.chat_metrics
+    real, real_agent = analytics.chat_metrics, analytics.agent_metrics
 
     def doubled(s: Any, closed_at: Any) -> ChatMetrics:
         m = real(s, closed_at)
         return msgspec.structs.replace(m, wait_s=None if m.wait_s is None else 2 * m.wait_s)
 
+    def more(s: Any) -> AgentMetrics:
+        return msgspec.structs.replace(real_agent(s), status_changes=100)
+
     monkeypatch.setattr(views, "chat_metrics", doubled)
+    monkeypatch.setattr(views, "agent_metrics", more)
     seen: list[float] = []
+    late = d.MessagePosted(**common(900), chat_id="c000", message_id="m9", text="thanks",
+                           author=d.Author(role="visitor"), posted_at=at(900))
 
     async def read(done: int) -> None:
         seen.append(await wait_mean(runner))
+        for (kind, id), view in old_views.items():
+            if (kind, id) != ("chat", "c000") or done <= 9:
+                assert await runner.get_view("p1", kind, id) == view
+        if done == 9:  # c000 walked; the projector (new code) commits a late message
+            await runner.commit("p1", folded.rows([late]), {})
 
     report = await rebuild_analytics(command, chunk=7, out=io.StringIO(), after_step=read)
-    assert report.chats == 40 and report.name == "p1"
-    assert seen == [before] * 6  # 40 chats in steps of 7: the old figure at every step
+    assert report.name == "p1" and report.walked == 42  # 2 agents, 40 chats
+    # The old figures after every step, but for c000's own (its wait of 10 s counted as 20 s
+    # once the projector committed it with the new code).
+    assert seen == [before] * 2 + [pytest.approx(before + 10 / 40)] * 5
     assert await wait_mean(runner) == pytest.approx(2 * before)
     assert await tallies(runner) == await afresh(folded.final())
+    for row in folded.final():
+        if row.kind in ("chat", "agent"):
+            assert await runner.get_view("p1", row.kind, row.id) == row.view, row.id
+    chat = orjson.loads(await runner.get_view("p1", "chat", "c000") or b"")
+    assert chat["metrics"]["visitor_messages"] == 2  # the late message is in
+    agent = orjson.loads(await runner.get_view("p1", "agent", "a1") or b"")
+    assert agent["metrics"]["status_changes"] == 100
 
 
 async def test_commits_during_the_walk_count_once(opener: Opener) -> None:
@@ -185,28 +219,79 @@ async def test_commits_during_the_walk_count_once(opener: Opener) -> None:
     await runner.commit("p1", agents, {})
     late = [*(e for n in range(20) for e in events[n][3:]), *(e for n in range(20, 30) for e in events[n])]
 
+    moves: list[Row] = []
+
     async def commit_more(done: int) -> None:
         batch, late[:] = late[:9], late[9:]
         rows = folded.rows(batch)
-        if done <= 10:
-            rows.append(online("a1", 7200 + done * 60, 7200 + done * 60 + 30, 2 + done))
+        if done <= 12:
+            moves.append(online("a1", 7200 + done * 60, 7200 + done * 60 + 30, 2 + done))
+            rows.append(moves[-1])
         await runner.commit("p1", rows, {})
 
     await rebuild_analytics(command, chunk=5, out=io.StringIO(), after_step=commit_more)
     if late:
         await runner.commit("p1", folded.rows(late), {})
-    moves = [online("a1", 7200 + n * 60, 7200 + n * 60 + 30, 2 + n) for n in (5, 10)]
+    assert len(moves) == 3  # after the agents' step and two chats' steps
     assert await tallies(runner) == await afresh([*folded.final(), *agents, *moves])
 
 
-async def test_an_interrupted_rebuild_leaves_the_live_roll_ups(opener: Opener) -> None:
-    """Stopped after its second step (as by Ctrl-C), the rebuild changes no live roll-up and
-    drops its shadow; one killed outright (begun, never ended) leaves its shadow marked, moved
-    by later commits, and the next rebuild starts afresh and ends right."""
+async def test_a_projector_committing_throughout_loses_nothing(
+        opener: Opener, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The projector (another connection) commits batch after batch — events of chats walked,
+    being walked and not yet walked, new chats — concurrently with the whole rebuild (steps
+    of 3 chats), after a definition changed: every roll-up and view ends as if each final row
+    had been committed once."""
     runner, command = await opener(), await opener()
     folded = Folded()
-    await runner.commit("p1", folded.rows([e for n in range(12) for e in chat_events(n)]), {})
+    events = world(range(60))
+    first = [e for e in events if not isinstance(e, d.ChatClosed)]  # then the closes
+    await runner.commit("p1", folded.rows(first[:150]), {})
+    rest = first[150:] + [e for e in events if isinstance(e, d.ChatClosed)]
+    real = analytics.chat_metrics
+    monkeypatch.setattr(views, "chat_metrics", lambda s, closed_at: msgspec.structs.replace(
+        real(s, closed_at), agent_messages=3))
+    running = asyncio.Event()
+    walked = [0]
+    seen: set[int] = set()  # how far the walk was at each commit
+
+    async def projector() -> None:
+        await running.wait()
+        while rest:
+            batch, rest[:] = rest[:4], rest[4:]
+            await runner.commit("p1", folded.rows(batch), {})
+            seen.add(walked[-1])
+
+    async def stepped(done: int) -> None:
+        walked.append(done)
+        running.set()
+
+    writer = asyncio.create_task(projector())
+    await rebuild_analytics(command, chunk=3, out=io.StringIO(), after_step=stepped)
+    await writer
+    assert len(seen) >= 5  # commits between many steps
+    final = folded.final()
+    assert await tallies(runner) == await afresh(final)
+    for row in final:
+        if row.kind in ("chat", "agent"):
+            assert await runner.get_view("p1", row.kind, row.id) == row.view
+
+
+async def test_an_interrupted_rebuild_leaves_the_live_roll_ups(
+        opener: Opener, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped after its second step (as by Ctrl-C), a rebuild after a changed definition
+    changes no live roll-up nor view and drops its shadow; one killed outright (begun, never
+    ended) leaves its shadow marked, moved by later commits, and the next rebuild starts
+    afresh and ends right."""
+    runner, command = await opener(), await opener()
+    folded = Folded()
+    await runner.commit("p1", folded.rows(world(range(12))), {})
     live = await tallies(runner)
+    stored = {(row.kind, row.id): await runner.get_view("p1", row.kind, row.id)
+              for row in folded.final()}
+    real = analytics.chat_metrics
+    monkeypatch.setattr(views, "chat_metrics", lambda s, closed_at: msgspec.structs.replace(
+        real(s, closed_at), transfers=7))
 
     async def interrupt(done: int) -> None:
         if done >= 6:
@@ -215,31 +300,34 @@ async def test_an_interrupted_rebuild_leaves_the_live_roll_ups(opener: Opener) -
     with pytest.raises(KeyboardInterrupt):
         await rebuild_analytics(command, chunk=3, out=io.StringIO(), after_step=interrupt)
     assert await tallies(runner) == live
+    assert {key: await runner.get_view("p1", *key) for key in stored} == stored
     assert isinstance(command, HasShadow)
     assert await command.analytics_shadow().shadowed() == []
 
     shadow = command.analytics_shadow()
     await shadow.begin("p1")  # then killed: nothing drops the shadow
-    await shadow.walk("p1", "", 4)
+    await shadow.walk("p1", "chat", "", 4)
     assert await shadow.shadowed() == ["p1"]
     await runner.commit("p1", folded.rows([e for n in range(12, 15) for e in chat_events(n)]), {})
     assert await tallies(runner) != live  # the live roll-ups still move
     report = await rebuild_analytics(command, chunk=4, out=io.StringIO())
-    assert report.chats == 15
+    assert report.walked == 17  # 2 agents, 15 chats
     assert await shadow.shadowed() == []
     assert await tallies(runner) == await afresh(folded.final())
+    for row in folded.final():
+        assert await runner.get_view("p1", row.kind, row.id) == row.view
 
 
 async def test_progress_then_another_rebuild(opener: Opener) -> None:
     command = await opener()
     folded = Folded()
-    await command.commit("p1", folded.rows([e for n in range(5) for e in chat_events(n)]), {})
+    await command.commit("p1", folded.rows(world(range(5))), {})
     out = io.StringIO()
     await rebuild_analytics(command, chunk=2, out=out, progress_every_s=0)
     lines = out.getvalue().splitlines()
-    assert lines[0].startswith("rebuild analytics of p1: 2/5 chats (40.0%), ")
-    assert "chats/s, ETA " in lines[0]
-    assert lines[-1].startswith("rebuild analytics of p1: 5/5 chats (100.0%)")
+    assert lines[0].startswith("rebuild analytics of p1: 2/7 chats and agents (28.6%), ")
+    assert "/s, ETA " in lines[0]
+    assert lines[-1].startswith("rebuild analytics of p1: 7/7 chats and agents (100.0%)")
     # Switched in, the shadow's tables are the live ones: commits and a second rebuild (its
     # shadow made anew under the same names) carry on.
     await command.commit("p1", folded.rows([e for n in range(5, 8) for e in chat_events(n)]), {})
@@ -267,9 +355,18 @@ def interleavings(draw: st.DrawFn) -> tuple[list[list[d.DomainEvent]], list[list
 @given(interleavings())
 async def test_any_interleaving_of_steps_and_commits_gives_the_roll_ups_afresh(
         case: tuple[list[list[d.DomainEvent]], list[list[d.DomainEvent]], int]) -> None:
+    """Folded before with the old definitions, then with the new ones (every handle time
+    counted 1 s longer) during and after the walk: the roll-ups are those of every final row
+    committed once, and every chat's view is its final state's, by the new definitions."""
     before, during, chunk = case
     store = SqliteStore(":memory:")
     await store.open()
+    real = analytics.chat_metrics
+
+    def longer(s: Any, closed_at: Any) -> ChatMetrics:
+        m = real(s, closed_at)
+        return msgspec.structs.replace(m, handle_s=None if m.handle_s is None else m.handle_s + 1)
+
     try:
         await store.create_projection("p1")
         await store.set_live("p1")
@@ -282,10 +379,15 @@ async def test_any_interleaving_of_steps_and_commits_gives_the_roll_ups_afresh(
             if pending:
                 await store.commit("p1", folded.rows(pending.pop(0)), {})
 
-        await rebuild_analytics(store, chunk=chunk, out=io.StringIO(), after_step=commit_one)
-        for batch in pending:
-            await store.commit("p1", folded.rows(batch), {})
-        assert await tallies(store) == await afresh(folded.final())
+        with mock.patch.object(views, "chat_metrics", longer):
+            await rebuild_analytics(store, chunk=chunk, out=io.StringIO(), after_step=commit_one)
+            for batch in pending:
+                await store.commit("p1", folded.rows(batch), {})
+            final = folded.final()
+            assert await tallies(store) == await afresh(final)
+        for row in final:
+            if row.kind == "chat":
+                assert await store.get_view("p1", "chat", row.id) == row.view
     finally:
         await store.close()
 
@@ -307,7 +409,7 @@ async def test_the_command_rebuilds_the_live_copys_analytics(tmp_path: Path) -> 
     try:
         await store.create_projection("v1")
         await store.set_live("v1")
-        await store.commit("v1", folded.rows([e for n in range(20) for e in chat_events(n)]), {})
+        await store.commit("v1", folded.rows(world(range(20))), {})
     finally:
         await store.close()
     conn = sqlite3.connect(tmp_path / "state.db")
@@ -325,8 +427,8 @@ async def test_the_command_rebuilds_the_live_copys_analytics(tmp_path: Path) -> 
 
     done = _parley("projections", "rebuild", "Analytics", store_url=url, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "rebuild analytics of v1: 20/20 chats (100.0%)" in done.stderr
-    assert done.stdout.startswith("rebuilt the analytics of v1: 20 chats in ")
+    assert "rebuild analytics of v1: 22/22 chats and agents (100.0%)" in done.stderr
+    assert done.stdout.startswith("rebuilt the analytics of v1: 22 chats and agents in ")
     store = SqliteStore(tmp_path / "state.db")
     await store.open()
     try:
