@@ -440,3 +440,25 @@ async def test_the_command_rebuilds_the_live_copys_analytics(tmp_path: Path) -> 
 
     helped = _parley("projections", "rebuild", "--help", store_url=url, cwd=tmp_path)
     assert "ROLLUP_VERSION" in helped.stdout and "--accept-changes" in helped.stdout
+
+
+async def test_status_shows_a_rebuild_not_ended(tmp_path: Path) -> None:
+    """`parley projections status` names a copy whose analytics rebuild began and did not
+    end (killed), and stops naming it once a rebuild ends."""
+    from parley.settings import KafkaSettings, Settings, StoreSettings
+    from projector.cli import projection_status
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    settings = Settings(store=StoreSettings(url=url), kafka=KafkaSettings(bootstrap="127.0.0.1:1"))
+    store = SqliteStore(tmp_path / "state.db")
+    await store.open()
+    try:
+        await store.create_projection("v1")
+        await store.set_live("v1")
+        await store.analytics_shadow().begin("v1")  # then killed
+        says = "  analytics: being rebuilt into shadow roll-ups, not live"
+        assert says in await projection_status(settings)
+        await rebuild_analytics(store, out=io.StringIO())
+        assert says not in await projection_status(settings)
+    finally:
+        await store.close()
