@@ -258,7 +258,7 @@ async def test_a_projector_committing_throughout_loses_nothing(
     async def projector() -> None:
         await running.wait()
         while rest:
-            batch, rest[:] = rest[:4], rest[4:]
+            batch, rest[:] = rest[:2], rest[2:]
             await runner.commit("p1", folded.rows(batch), {})
             seen.add(walked[-1])
 
@@ -269,7 +269,8 @@ async def test_a_projector_committing_throughout_loses_nothing(
     writer = asyncio.create_task(projector())
     await rebuild_analytics(command, chunk=3, out=io.StringIO(), after_step=stepped)
     await writer
-    assert len(seen) >= 5  # commits between many steps
+    # Commits between steps (how many, the scheduler decides), before the walk ended.
+    assert len(seen) >= 2 and min(seen) < walked[-1]
     final = folded.final()
     assert await tallies(runner) == await afresh(final)
     for row in final:
