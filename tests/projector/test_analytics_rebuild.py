@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import asyncpg
 import msgspec
 import orjson
 import pytest
@@ -28,6 +29,7 @@ from hypothesis import strategies as st
 
 from contracts import domain as d
 from contracts.state import AgentMetrics, ChatMetrics
+from parley.pg.migrate import quote_ident
 from projector import analytics, reports, rollups, views
 from projector.analytics_rebuild import HasShadow, rebuild_analytics
 from projector.fold import affected, apply
@@ -36,6 +38,7 @@ from projector.states import AggregateRef, FoldState
 from projector.store import Store
 from projector.views import Row, row_for
 from tests.kit.fold_events import at, common
+from tests.kit.live_projector import eventually
 from tests.kit.rollup_contract import EVERYTHING, agent_row
 
 MARCH = (date(2026, 3, 1), date(2026, 3, 31))
@@ -462,4 +465,53 @@ async def test_status_shows_a_rebuild_not_ended(tmp_path: Path) -> None:
         await rebuild_analytics(store, out=io.StringIO())
         assert says not in await projection_status(settings)
     finally:
+        await store.close()
+
+
+async def test_postgres_a_step_waits_for_a_commit_moving_the_same_chat(pg_url: str) -> None:
+    """PostgreSQL, several writers: a commit of chat c000 has moved the shadow (holding its
+    fact row) but not yet committed, when a step of the walk reaches c000. The step waits for
+    it and reads the state it commits (reading first would put the older state's fact over
+    the commit's): the shadow ends with the latest fact, counted once."""
+    from parley.pg.url import parse_postgres_url
+    from projector import pg_rollups
+    from projector.pg_schema import CopyTables
+    from projector.postgres_store import PostgresStore
+
+    options = parse_postgres_url(pg_url)
+    store = PostgresStore(options)
+    await store.open()
+    conn, watch = await asyncpg.connect(options.dsn), await asyncpg.connect(options.dsn)
+    try:
+        await store.create_projection("p1")
+        await store.set_live("p1")
+        folded = Folded()
+        await store.commit("p1", folded.rows(world(range(3))[:-1]), {})  # c002 not closed
+        shadow = store.analytics_shadow()
+        await shadow.begin("p1")
+        await shadow.walk("p1", "agent", "", 10)
+        tables = CopyTables(quote_ident(options.schema), "p1")
+        late = d.MessagePosted(**common(600), chat_id="c000", message_id="m7", text="one more",
+                               author=d.Author(role="agent"), posted_at=at(600))
+        [row] = [r for r in folded.rows([late]) if r.kind == "chat"]
+        async with conn.transaction():  # the projector's commit, held open half way
+            await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", tables.analytics_key)
+            await conn.execute(f"UPDATE {tables.rows} SET state = $1, view = $2 "  # noqa: S608
+                               "WHERE kind = 'chat' AND id = 'c000'", row.state, row.view)
+            await pg_rollups.apply(conn, tables, [row])
+            step = asyncio.create_task(shadow.walk("p1", "chat", "", 10))
+
+            async def waiting() -> bool:
+                return bool(await watch.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE '%facts_next%'"))
+
+            await eventually(waiting, "the step to wait for the commit's row lock", 10)
+            assert not step.done()
+        assert await step == ("c002", 3)
+        await shadow.switch("p1")
+        assert await tallies(store) == await afresh(folded.final())
+    finally:
+        await conn.close()
+        await watch.close()
         await store.close()
