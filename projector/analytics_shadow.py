@@ -22,21 +22,26 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal, Protocol
 
+from parley.errors import StoreError
 from projector import rollups, timeline
 from projector.outbox import unwrap_state
 from projector.states import AggregateRef, decode_state
 from projector.views import Row, row_for
 
-__all__ = ["WALKED", "Shadow", "Walked", "changed_views", "online_part", "rows_of"]
+__all__ = ["WALKED", "Shadow", "StaleRebuild", "Walked", "changed_views", "online_part", "rows_of", "stale"]
 
 
 class Shadow(Protocol):
-    """A store's side of ``parley projections rebuild analytics`` for one copy."""
+    """A store's side of ``parley projections rebuild analytics`` for one copy. ``begin``
+    marks the copy with a token of this object's; ``walk`` and ``switch`` refuse
+    (:class:`StaleRebuild`) once another rebuild of the copy began (its token replaced), and
+    ``abandon`` then leaves the other's shadow alone."""
 
     async def begin(self, name: str) -> int:
         """In one transaction: (re)create the copy's shadow roll-ups, put the agents' online
         spells in (:func:`online_part`) and mark the copy, so every commit from then on
-        moves the shadow too. Returns how many chats the copy has (for progress)."""
+        moves the shadow too. Returns how many chats and agents the copy has (for
+        progress)."""
         ...
 
     async def walk(self, name: str, kind: Walked, after: str, limit: int) -> tuple[str | None, int]:
@@ -60,6 +65,17 @@ class Shadow(Protocol):
     async def shadowed(self) -> list[str]:
         """The copies whose roll-ups are being rebuilt (or whose rebuild was killed)."""
         ...
+
+
+class StaleRebuild(StoreError):
+    """Another rebuild of the copy's analytics began since this one did (or it was
+    abandoned): this one stops, changing nothing."""
+
+
+def stale(name: str) -> StaleRebuild:
+    return StaleRebuild(f"another `parley projections rebuild analytics` of {name!r} began "
+                        "since this one (or this one was abandoned): this one stops, the live "
+                        "roll-ups unchanged")
 
 
 #: The kinds a rebuild of the analytics walks, in this order (few agents, many chats).

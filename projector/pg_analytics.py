@@ -20,13 +20,13 @@ moment of the renames), then the new ones.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
-from parley.errors import StoreError
 from parley.pg.migrate import Conn, advisory_key, quote_ident
 from projector import pg_rollups
-from projector.analytics_shadow import Walked, changed_views, online_part, rows_of
+from projector.analytics_shadow import Walked, changed_views, online_part, rows_of, stale
 from projector.errors import UnknownProjection
 from projector.pg_schema import CopyTables, rollup_ddl, shadow_names
 from projector.rollups import TIMELINE
@@ -52,17 +52,19 @@ class PgShadow:
         """``schema``: unquoted, as configured."""
         self._run, self._ddl_lock = run, ddl_lock
         self._plain, self._schema = schema, quote_ident(schema)
+        self._token = ""  # set by begin: no marker has it before
 
     def _tables(self, name: str) -> CopyTables:
         return CopyTables(self._schema, projection_name(name))
 
     async def begin(self, name: str) -> int:
         tables = self._tables(name)
+        token = self._token = uuid.uuid4().hex
 
         async def go(conn: Conn) -> int:
             async with conn.transaction():
                 await self._ddl_lock(conn)
-                return await begin(conn, tables, f"{self._schema}.parley_projections")
+                return await begin(conn, tables, f"{self._schema}.parley_projections", token)
 
         return await self._run(go)
 
@@ -71,7 +73,7 @@ class PgShadow:
 
         async def go(conn: Conn) -> tuple[str | None, int]:
             async with conn.transaction():
-                return await walk(conn, tables, self._plain, kind, after, limit)
+                return await walk(conn, tables, self._plain, self._token, kind, after, limit)
 
         return await self._run(go)
 
@@ -81,7 +83,7 @@ class PgShadow:
         async def go(conn: Conn) -> None:
             async with conn.transaction():
                 await self._ddl_lock(conn)
-                await switch(conn, tables)
+                await switch(conn, tables, self._token)
 
         await self._run(go)
 
@@ -91,7 +93,7 @@ class PgShadow:
         async def go(conn: Conn) -> None:
             async with conn.transaction():
                 await self._ddl_lock(conn)
-                await abandon(conn, tables)
+                await abandon(conn, tables, self._token or None)
 
         await self._run(go)
 
@@ -104,12 +106,14 @@ async def _lock(conn: Conn, tables: CopyTables) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock($1)", tables.analytics_key)
 
 
-async def _marked(conn: Conn, tables: CopyTables) -> bool:
-    return bool(await conn.fetchval(
-        f"SELECT EXISTS (SELECT 1 FROM {tables.marker} WHERE name = $1)", tables.name))  # noqa: S608
+async def _ours(conn: Conn, tables: CopyTables, token: str) -> None:
+    """StaleRebuild unless the copy is marked with ``token``."""
+    marked = await conn.fetchval(f"SELECT token FROM {tables.marker} WHERE name = $1", tables.name)  # noqa: S608
+    if marked is None or marked != token:
+        raise stale(tables.name)
 
 
-async def begin(conn: Conn, tables: CopyTables, registry: str) -> int:
+async def begin(conn: Conn, tables: CopyTables, registry: str, token: str) -> int:
     """:meth:`Shadow.begin` (the caller holds the store's DDL lock in its transaction)."""
     if await conn.fetchval(f"SELECT 1 FROM {registry} WHERE name = $1", tables.name) is None:  # noqa: S608
         raise UnknownProjection(f"projection {tables.name!r} does not exist")
@@ -128,19 +132,18 @@ async def begin(conn: Conn, tables: CopyTables, registry: str) -> int:
             "SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::bytea[])",
             [k[0] for k, _ in part], [k[1] for k, _ in part], [k[3] for k, _ in part],
             [k[2] for k, _ in part], [t for _, t in part])
-    await conn.execute(f"INSERT INTO {tables.marker} (name) VALUES ($1) "  # noqa: S608
-                       "ON CONFLICT (name) DO UPDATE SET started_at = now()", tables.name)
+    await conn.execute(f"INSERT INTO {tables.marker} (name, token) VALUES ($1, $2) "  # noqa: S608
+                       "ON CONFLICT (name) DO UPDATE SET token = excluded.token, started_at = now()",
+                       tables.name, token)
     return int(await conn.fetchval(
         f"SELECT count(*) FROM {tables.rows} WHERE kind IN ('chat', 'agent')"))  # noqa: S608
 
 
-async def walk(conn: Conn, tables: CopyTables, schema: str, kind: Walked, after: str,
-               limit: int) -> tuple[str | None, int]:
+async def walk(conn: Conn, tables: CopyTables, schema: str, token: str, kind: Walked,
+               after: str, limit: int) -> tuple[str | None, int]:
     """:meth:`Shadow.walk`, in the caller's transaction (``schema``: unquoted, for the
     agents' row locks)."""
-    if not await _marked(conn, tables):
-        raise StoreError(f"the analytics rebuild of {tables.name!r} was abandoned "
-                         "(its shadow roll-ups were dropped)")
+    await _ours(conn, tables, token)
     ids = [str(r[0]) for r in await conn.fetch(
         f"SELECT id FROM {tables.rows} WHERE kind = $1 AND id > $2 ORDER BY id LIMIT $3",  # noqa: S608
         kind, after, limit)]
@@ -170,11 +173,10 @@ async def walk(conn: Conn, tables: CopyTables, schema: str, kind: Walked, after:
     return ids[-1], len(ids)
 
 
-async def switch(conn: Conn, tables: CopyTables) -> None:
+async def switch(conn: Conn, tables: CopyTables, token: str) -> None:
     """:meth:`Shadow.switch`, in the caller's transaction."""
     await _lock(conn, tables)
-    if not await _marked(conn, tables):
-        raise StoreError(f"no analytics rebuild of {tables.name!r} to switch in")
+    await _ours(conn, tables, token)
     base = tables.base
     fk, rk, open_ = shadow_names(tables)
     schema = tables.rows.rsplit(".", 1)[0]
@@ -189,9 +191,13 @@ async def switch(conn: Conn, tables: CopyTables) -> None:
     await conn.execute(f"DELETE FROM {tables.marker} WHERE name = $1", tables.name)  # noqa: S608
 
 
-async def abandon(conn: Conn, tables: CopyTables) -> None:
-    """:meth:`Shadow.abandon`, in the caller's transaction."""
+async def abandon(conn: Conn, tables: CopyTables, token: str | None) -> None:
+    """:meth:`Shadow.abandon`, in the caller's transaction; with ``token``, only the shadow
+    of the rebuild marked with it."""
     await _lock(conn, tables)
+    marked = await conn.fetchval(f"SELECT token FROM {tables.marker} WHERE name = $1", tables.name)  # noqa: S608
+    if marked is not None and token is not None and marked != token:
+        return  # another rebuild's shadow now: not ours to drop
     await conn.execute(f"DROP TABLE IF EXISTS {tables.facts_next}, {tables.rollups_next}, "
                        f"{tables.views_next}")
     await conn.execute(f"DELETE FROM {tables.marker} WHERE name = $1", tables.name)  # noqa: S608

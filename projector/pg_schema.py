@@ -270,7 +270,8 @@ async def _v6_agent_chats(conn: Conn, schema: str) -> None:
 def _v7(schema: str) -> list[str]:
     return [
         f"""CREATE TABLE {schema}.parley_analytics (
-            name TEXT PRIMARY KEY, started_at TIMESTAMPTZ NOT NULL DEFAULT now())""",
+            name TEXT PRIMARY KEY, token TEXT NOT NULL,
+            started_at TIMESTAMPTZ NOT NULL DEFAULT now())""",
     ]
 
 

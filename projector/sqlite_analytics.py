@@ -15,10 +15,10 @@ the switch commits, then the new ones.
 from __future__ import annotations
 
 import sqlite3
+import uuid
 
-from parley.errors import StoreError
 from projector import sqlite_rollups
-from projector.analytics_shadow import Walked, changed_views, online_part, rows_of
+from projector.analytics_shadow import Walked, changed_views, online_part, rows_of, stale
 from projector.errors import UnknownProjection
 from projector.rollups import TIMELINE
 from projector.sqlite_schema import transaction
@@ -35,9 +35,19 @@ class SqliteShadow:
 
     def __init__(self, writer: Worker, reader: Worker) -> None:
         self._w, self._r = writer, reader
+        self._token: str | None = None  # set by begin
+
+    def _ours(self, conn: sqlite3.Connection, name: str) -> None:
+        """Within the caller's transaction: StaleRebuild unless the copy is marked with this
+        rebuild's token."""
+        row = conn.execute(f"SELECT token FROM {sqlite_rollups.MARKER} WHERE name = ?",  # noqa: S608
+                           (name,)).fetchone()
+        if row is None or self._token is None or row[0] != self._token:
+            raise stale(name)
 
     async def begin(self, name: str) -> int:
         name = projection_name(name)
+        token = self._token = uuid.uuid4().hex
 
         def begin(conn: sqlite3.Connection) -> int:
             with transaction(conn):
@@ -52,8 +62,8 @@ class SqliteShadow:
                     f'INSERT INTO "p_{name}_rollups_next" (grain, dim, period, value, tally) '  # noqa: S608
                     "VALUES (?, ?, ?, ?, ?)",
                     [(g, d, p, v, t) for (g, d, v, p), t in sorted(online_part(days).items())])
-                conn.execute(f"INSERT OR REPLACE INTO {sqlite_rollups.MARKER} (name) VALUES (?)",  # noqa: S608
-                             (name,))
+                conn.execute(f"INSERT OR REPLACE INTO {sqlite_rollups.MARKER} (name, token) "  # noqa: S608
+                             "VALUES (?, ?)", (name, token))
                 return int(conn.execute(f'SELECT count(*) FROM "p_{name}_rows" '  # noqa: S608
                                         "WHERE kind IN ('chat', 'agent')").fetchone()[0])
 
@@ -64,9 +74,7 @@ class SqliteShadow:
 
         def walk(conn: sqlite3.Connection) -> tuple[str | None, int]:
             with transaction(conn):
-                if not sqlite_rollups.shadowed(conn, name):
-                    raise StoreError(f"the analytics rebuild of {name!r} was abandoned "
-                                     "(its shadow roll-ups were dropped)")
+                self._ours(conn, name)
                 stored = [(str(id), bytes(state), bytes(view)) for id, state, view in conn.execute(
                     f'SELECT id, state, view FROM "p_{name}_rows" WHERE kind = ? AND id > ? '  # noqa: S608
                     "ORDER BY id LIMIT ?", (kind, after, limit))]
@@ -88,8 +96,7 @@ class SqliteShadow:
 
         def switch(conn: sqlite3.Connection) -> None:
             with transaction(conn):
-                if not sqlite_rollups.shadowed(conn, name):
-                    raise StoreError(f"no analytics rebuild of {name!r} to switch in")
+                self._ours(conn, name)
                 conn.execute(f'UPDATE "p_{name}_rows" AS r SET view = n.view '  # noqa: S608
                              f'FROM "p_{name}_views{_NEXT}" AS n WHERE r.kind = n.kind AND r.id = n.id')
                 for statement in sqlite_rollups.drop(name):  # the open chats' index with them
@@ -105,8 +112,14 @@ class SqliteShadow:
     async def abandon(self, name: str) -> None:
         name = projection_name(name)
 
+        token = self._token
+
         def abandon(conn: sqlite3.Connection) -> None:
             with transaction(conn):
+                row = conn.execute(f"SELECT token FROM {sqlite_rollups.MARKER} WHERE name = ?",  # noqa: S608
+                                   (name,)).fetchone()
+                if row is not None and token is not None and row[0] != token:
+                    return  # another rebuild's shadow now: not ours to drop
                 for statement in sqlite_rollups.drop(name, _NEXT):
                     conn.execute(statement)
                 conn.execute(f"DELETE FROM {sqlite_rollups.MARKER} WHERE name = ?", (name,))  # noqa: S608

@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS parley_verifications (
     name TEXT PRIMARY KEY, summary TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS parley_analytics (
-    name TEXT PRIMARY KEY,
+    name TEXT PRIMARY KEY, token TEXT NOT NULL,
     started_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE TABLE IF NOT EXISTS parley_outbox (

@@ -32,6 +32,7 @@ from contracts.state import AgentMetrics, ChatMetrics
 from parley.pg.migrate import quote_ident
 from projector import analytics, reports, rollups, views
 from projector.analytics_rebuild import HasShadow, rebuild_analytics
+from projector.analytics_shadow import WALKED, StaleRebuild
 from projector.fold import affected, apply
 from projector.sqlite_store import SqliteStore
 from projector.states import AggregateRef, FoldState
@@ -515,3 +516,37 @@ async def test_postgres_a_step_waits_for_a_commit_moving_the_same_chat(pg_url: s
         await conn.close()
         await watch.close()
         await store.close()
+
+
+async def test_a_second_rebuild_takes_over_from_the_first(opener: Opener) -> None:
+    """Two rebuilds of one copy's analytics (two operators): once the second began, the
+    first stops at its next step without touching the second's shadow, and the second ends
+    with the right roll-ups."""
+    runner, first, second = await opener(), await opener(), await opener()
+    folded = Folded()
+    await runner.commit("p1", folded.rows(world(range(10))), {})
+
+    async def start_another(done: int) -> None:
+        if done == 2:  # the agents walked: the other operator starts
+            report = await rebuild_analytics(second, chunk=3, out=io.StringIO())
+            assert report.walked == 12
+
+    with pytest.raises(StaleRebuild, match=r"^another `parley projections rebuild analytics` "
+                                           r"of 'p1' began since this one"):
+        await rebuild_analytics(first, chunk=3, out=io.StringIO(), after_step=start_another)
+    assert isinstance(first, HasShadow)
+    assert await first.analytics_shadow().shadowed() == []
+    assert await tallies(runner) == await afresh(folded.final())
+
+    # Begun by the first, taken over by the second (still walking), then the first gives up:
+    # the second's shadow stays and its switch is right.
+    assert isinstance(second, HasShadow)
+    one, two = first.analytics_shadow(), second.analytics_shadow()
+    await one.begin("p1")
+    await two.begin("p1")
+    await one.abandon("p1")
+    assert await two.shadowed() == ["p1"]
+    for kind in WALKED:
+        assert (await two.walk("p1", kind, "", 100))[1] > 0
+    await two.switch("p1")
+    assert await tallies(runner) == await afresh(folded.final())
