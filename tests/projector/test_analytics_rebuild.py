@@ -550,3 +550,20 @@ async def test_a_second_rebuild_takes_over_from_the_first(opener: Opener) -> Non
         assert (await two.walk("p1", kind, "", 100))[1] > 0
     await two.switch("p1")
     assert await tallies(runner) == await afresh(folded.final())
+
+
+async def test_refused_without_a_store_that_can_or_a_live_copy(tmp_path: Path) -> None:
+    from projector.memory_store import MemoryStore
+    from projector.rebuild import RebuildError
+
+    memory = MemoryStore()
+    await memory.open()
+    with pytest.raises(RebuildError, match=r"needs a SQLite file or PostgreSQL store; nothing"):
+        await rebuild_analytics(memory, out=io.StringIO())
+    empty = SqliteStore(tmp_path / "state.db")
+    await empty.open()
+    try:
+        with pytest.raises(RebuildError, match=r"^no live projection yet"):
+            await rebuild_analytics(empty, out=io.StringIO())
+    finally:
+        await empty.close()
