@@ -33,6 +33,9 @@ live copy. Three rules keep their commits exactly-once together:
    refused with :class:`StoreConflict` (retriable; nothing written): the runner then seeks
    back to the stored offsets and folds again from there.
 
+A commit also takes its copy's analytics lock shared, before any row: ``parley projections
+rebuild analytics`` begins and switches holding it exclusive (:mod:`projector.pg_analytics`).
+
 Failures: a lock wait longer than ``?lock_timeout_ms=`` (default 10 s), a deadlock or a lost
 connection raise :class:`~parley.errors.StoreUnavailable` (retriable: the transaction was
 rolled back). The store URL — which may carry a password — is never logged nor put in an
