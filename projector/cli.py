@@ -45,7 +45,7 @@ def register(subparsers: Any) -> None:
     rebuild.add_argument("name", nargs="?", default=None, action=_RebuildTarget,
                          help="name of the new copy (default: the next vN); 1-64 characters "
                               "of a-z, A-Z, 0-9 and _, case ignored; `analytics`: rebuild the "
-                              "report roll-ups of the live copy instead (below)")
+                              "analytics of the live copy instead (above)")
     rebuild.add_argument("--publish-states", action="store_true",
                          help="also put every rebuilt state into the outbox, for the projector "
                               "to publish to the state topics (needed by state consumers after "
@@ -72,18 +72,17 @@ def register(subparsers: Any) -> None:
 
 #: What ``rebuild analytics`` covers, in ``parley projections rebuild --help``.
 ANALYTICS_HELP = """\
-`parley projections rebuild analytics` rebuilds the live copy's report roll-ups (the
-reports' tallies, each chat's fact, the agents' days) with the code running now, into
-shadow tables beside the live ones, while the projector keeps folding and the reports keep
+`parley projections rebuild analytics` rebuilds the live copy's analytics with the code
+running now: the report roll-ups (each chat's fact, the tallies, the agents' days) and the
+chats' and agents' `metrics`, recomputed from each chat's and agent's stored fold state into
+shadow tables beside the live ones, while the projector keeps folding and the API keeps
 answering from the live ones; then switches them in at once. It covers a change of
-ROLLUP_VERSION (projector/rollups.py: how the reports group and tally) and of a chat
-measure's definition (DEFINITIONS in projector/analytics.py) as far as the reports and the
-agents' busy, occupied and concurrency times go: every chat's fact is recomputed from its
-stored fold state. It does not cover: the chats' own `metrics` served with the chat, and
-the agents' `metrics` (AGENT_DEFINITIONS: online and invisible time), which are stored
-views; the agents' online spells, which are copied as they are; a change of the fold
-itself. Those need the full `parley projections rebuild --accept-changes` (docs/analytics.md,
-"Changing a definition")."""
+ROLLUP_VERSION (projector/rollups.py), of a chat measure (DEFINITIONS, VERSION in
+projector/analytics.py) and of how an agent's measures are read from its fold state
+(AGENT_DEFINITIONS). It does not refold the agents' online spells (copied as they are) nor
+any fold state: a change of what the fold keeps (an agent's status spells included) needs
+the full `parley projections rebuild --accept-changes`. Run it once the projector runs the
+new code (docs/analytics.md, "Changing a definition")."""
 
 
 class _RebuildTarget(argparse.Action):
