@@ -155,10 +155,12 @@ class QueryApi:
         agent's row does not keep its chats: docs/analytics.md)."""
         views = await self._store.list_agents(projection)
         handled = await reports.chats_handled(self._store, projection)
-        times = await reports.agent_times(self._store, projection, [("m", 0, 10**6)])
         agents = [_AGENT.decode(view) for view in views]
+        now = datetime.now(UTC)  # open spells count up to now (docs/analytics.md)
+        times = await reports.agent_times(self._store, projection, [("m", 0, 10**6)], now=now,
+                                          agents={a.id: a.metrics for a in agents if a.metrics})
         items = [msgspec.structs.replace(a, metrics=reports.with_totals(
-            a.metrics, a.id, handled, times)) if a.metrics is not None else a for a in agents]
+            a.metrics, a.id, handled, times, now)) if a.metrics is not None else a for a in agents]
         return _raw(_JSON.encode(Page(items=items, next_cursor=None)))
 
     async def get_agent(self, request: web.Request, projection: str) -> web.Response:
@@ -170,9 +172,11 @@ class QueryApi:
         agent = _AGENT.decode(view)
         if agent.metrics is not None:
             handled = await reports.chats_handled(self._store, projection)
-            times = await reports.agent_times(self._store, projection, [("m", 0, 10**6)])
+            now = datetime.now(UTC)
+            times = await reports.agent_times(self._store, projection, [("m", 0, 10**6)],
+                                              now=now, agents={agent_id: agent.metrics})
             agent = msgspec.structs.replace(agent, metrics=reports.with_totals(
-                agent.metrics, agent_id, handled, times))
+                agent.metrics, agent_id, handled, times, now))
         return _raw(_JSON.encode(agent))
 
     async def report_chats(self, request: web.Request, projection: str) -> web.Response:
@@ -184,7 +188,7 @@ class QueryApi:
     async def report_agents(self, request: web.Request, projection: str) -> web.Response:
         q = request.query
         days = reports.parse_range(q.get("from"), q.get("to"), datetime.now(UTC).date())
-        return _raw(await reports.agents_report(self._store, projection, days))
+        return _raw(await reports.agents_report(self._store, projection, days, datetime.now(UTC)))
 
     async def report_live(self, request: web.Request, projection: str) -> web.Response:
         return _raw(await reports.live_report(self._store, projection, datetime.now(UTC)))

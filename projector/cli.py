@@ -1,7 +1,9 @@
-"""``parley projections status | rebuild [NAME] | drop NAME``.
+"""``parley projections status | rebuild [NAME] | rebuild analytics | drop NAME``.
 
 Projection names are 1-64 characters of ``[A-Za-z0-9_]`` and compared ignoring case
 (:func:`projector.store.projection_name`): ``rebuild V1`` and ``drop V1`` mean ``v1``.
+``rebuild analytics`` is no copy's name: it rebuilds the live copy's report roll-ups
+(:mod:`projector.analytics_rebuild`).
 """
 
 from __future__ import annotations
@@ -36,10 +38,14 @@ def register(subparsers: Any) -> None:
     psub.add_parser("status", help="each projection: live flag, offsets, lag, row counts, "
                                    "the verification kept from its rebuild"
                     ).set_defaults(handler=_cmd_status, local_kafka=True)
-    rebuild = psub.add_parser("rebuild", help="replay the log into a new copy, then switch reads")
-    rebuild.add_argument("name", nargs="?", default=None,
+    rebuild = psub.add_parser(
+        "rebuild", help="replay the log into a new copy, then switch reads; or `rebuild "
+                        "analytics`: rebuild the live copy's report roll-ups only",
+        description=ANALYTICS_HELP)
+    rebuild.add_argument("name", nargs="?", default=None, action=_RebuildTarget,
                          help="name of the new copy (default: the next vN); 1-64 characters "
-                              "of a-z, A-Z, 0-9 and _, case ignored")
+                              "of a-z, A-Z, 0-9 and _, case ignored; `analytics`: rebuild the "
+                              "analytics of the live copy instead (above)")
     rebuild.add_argument("--publish-states", action="store_true",
                          help="also put every rebuilt state into the outbox, for the projector "
                               "to publish to the state topics (needed by state consumers after "
@@ -64,6 +70,32 @@ def register(subparsers: Any) -> None:
     drop.set_defaults(handler=_cmd_drop)
 
 
+#: What ``rebuild analytics`` covers, in ``parley projections rebuild --help``.
+ANALYTICS_HELP = """\
+`parley projections rebuild analytics` rebuilds the live copy's analytics with the code
+running now: the report roll-ups (each chat's fact, the tallies, the agents' days) and the
+chats' and agents' `metrics`, recomputed from each chat's and agent's stored fold state into
+shadow tables beside the live ones, while the projector keeps folding and the API keeps
+answering from the live ones; then switches them in at once. It covers a change of
+ROLLUP_VERSION (projector/rollups.py), of a chat measure (DEFINITIONS, VERSION in
+projector/analytics.py) and of how an agent's measures are read from its fold state
+(AGENT_DEFINITIONS). It does not refold the agents' online spells (copied as they are) nor
+any fold state: a change of what the fold keeps (an agent's status spells included) needs
+the full `parley projections rebuild --accept-changes`. Run it once the projector runs the
+new code (docs/analytics.md, "Changing a definition")."""
+
+
+class _RebuildTarget(argparse.Action):
+    """The name ``rebuild`` is given; ``analytics`` (any case) needs no Kafka, so no local
+    broker either (``local_kafka``, see :mod:`parley.cli`)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        if isinstance(values, str) and values.lower() == "analytics":
+            namespace.local_kafka = False
+
+
 def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from contracts.topics import Topics
     from parley.kafka.clients import make_producer
@@ -75,6 +107,8 @@ def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from projector.store import projection_name
     from projector.stores import open_store
 
+    if args.name is not None and args.name.lower() == "analytics":
+        return _rebuild_analytics(args, settings)
     if args.name is not None:
         projection_name(args.name)  # a bad name is one error line before anything connects
     workers = worker_count(args.workers, settings.store.url, join=args.join)
@@ -117,6 +151,37 @@ def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
         rate = report.records / report.seconds if report.seconds > 0 else 0.0
         print(f"rebuilt {report.name}: {report.records} records in {report.seconds:.1f} s "
               f"({rate:.0f} records/s), {report.dead_letters} dead-lettered")
+        return 0
+
+    return loop.run(main(), settings.event_loop)
+
+
+def _rebuild_analytics(args: argparse.Namespace, settings: Settings) -> int:
+    """``parley projections rebuild analytics``: no Kafka, no keys; the store only."""
+    from parley.logs import setup_logging
+    from projector.analytics_rebuild import rebuild_analytics
+    from projector.rebuild import RebuildError
+    from projector.stores import open_store
+
+    given = [flag for flag, on in (("--publish-states", args.publish_states),
+                                   ("--accept-changes", args.accept_changes),
+                                   ("--workers", args.workers != "1"), ("--join", args.join)) if on]
+    if given:
+        raise RebuildError(f"{', '.join(given)} do not apply to `parley projections rebuild "
+                           "analytics` (it rebuilds the live copy's roll-ups, no new copy); "
+                           "nothing was changed")
+    setup_logging(settings.log_level, settings.all_secrets())
+
+    async def main() -> int:
+        store = open_store(settings.store.url)
+        await store.open()
+        try:
+            report = await rebuild_analytics(store)
+        finally:
+            await store.close()
+        rate = report.walked / report.seconds if report.seconds > 0 else 0.0
+        print(f"rebuilt the analytics of {report.name}: {report.walked} chats and agents in "
+              f"{report.seconds:.1f} s ({rate:.0f}/s); the reports and views serve them now")
         return 0
 
     return loop.run(main(), settings.event_loop)
@@ -198,6 +263,7 @@ async def projection_status(settings: Settings) -> str:
     """
     from contracts.topics import Topics
     from parley.kafka.clients import make_consumer
+    from projector.analytics_rebuild import HasShadow
     from projector.rebuild import event_partitions
     from projector.stores import open_store
     from projector.verify import Verification, describe
@@ -210,6 +276,7 @@ async def projection_status(settings: Settings) -> str:
         names = await store.list_projections()
         details = {n: (await store.counts(n), await store.offsets(n)) for n in names}
         kept = await store.verifications()
+        shadowed = await store.analytics_shadow().shadowed() if isinstance(store, HasShadow) else []
     finally:
         await store.close()
     ends: dict[tuple[str, int], int] = {}
@@ -245,4 +312,8 @@ async def projection_status(settings: Settings) -> str:
                          f"  end {end if end is not None else '?'}  lag {part_lag}\n")
         if name in kept:
             lines.extend(f"  {line}\n" for line in describe(Verification.from_json(kept[name])))
+        if name in shadowed:
+            lines.append("  analytics: being rebuilt into shadow roll-ups, not live (if no "
+                         "`parley projections rebuild analytics` runs, it was killed: run it "
+                         "again, it starts afresh)\n")
     return "".join(lines)

@@ -29,7 +29,7 @@ import hashlib
 from parley.errors import StoreError
 from parley.pg.migrate import Conn, Migration, advisory_key, quote_ident
 
-__all__ = ["STORE_MIGRATIONS", "CopySql", "CopyTables", "copy_ddl", "rollup_ddl"]
+__all__ = ["STORE_MIGRATIONS", "CopySql", "CopyTables", "copy_ddl", "rollup_ddl", "shadow_names"]
 
 # PostgreSQL truncates identifiers to 63 bytes; "p_" + name + "_offsets" must fit, and two
 # long names that share a prefix must not collide: long names are shortened and hashed.
@@ -39,8 +39,9 @@ _MAX_BASE = 48
 class CopyTables:
     """Qualified, quoted names of one projection copy's tables (``name`` as validated)."""
 
-    __slots__ = ("agent_chats_index", "base", "chats_index", "facts", "name", "offsets",
-                 "open_index", "rollups", "rows")
+    __slots__ = ("agent_chats_index", "analytics_key", "base", "chats_index", "facts",
+                 "facts_next", "marker", "name", "offsets", "open_index", "rollups",
+                 "rollups_next", "rows", "views_next")
 
     def __init__(self, schema_quoted: str, name: str) -> None:
         self.name = name
@@ -57,6 +58,14 @@ class CopyTables:
         self.facts = f"{schema_quoted}.{quote_ident(base + '_facts')}"
         self.rollups = f"{schema_quoted}.{quote_ident(base + '_rollups')}"
         self.open_index = quote_ident(base + "_open")
+        # The shadow roll-ups of `parley projections rebuild analytics` (projector/pg_analytics.py),
+        # the copies being rebuilt (migration 7), and the lock a commit takes shared to read
+        # whether its copy is (the rebuild's start and switch take it exclusive).
+        self.facts_next = f"{schema_quoted}.{quote_ident(base + '_facts_next')}"
+        self.rollups_next = f"{schema_quoted}.{quote_ident(base + '_rollups_next')}"
+        self.views_next = f"{schema_quoted}.{quote_ident(base + '_views_next')}"
+        self.marker = f"{schema_quoted}.parley_analytics"
+        self.analytics_key = advisory_key(schema_quoted, "analytics", name)
 
 
 def copy_ddl(tables: CopyTables) -> list[str]:
@@ -88,20 +97,36 @@ def agent_chats_ddl(tables: CopyTables) -> str:
             """(agent_id, sort_key, id) WHERE kind = 'chat' AND agent_id IS NOT NULL""")
 
 
-def rollup_ddl(tables: CopyTables) -> list[str]:
+def rollup_ddl(tables: CopyTables, *, shadow: bool = False) -> list[str]:
     """A copy's report roll-up tables (idempotent): each chat's last fact and live state,
-    and the tallies (projector/rollups.py)."""
-    return [
-        f"""CREATE TABLE IF NOT EXISTS {tables.facts} (
-            chat_id TEXT COLLATE "C" PRIMARY KEY, fact BYTEA NOT NULL, status TEXT,
-            since BIGINT, agent TEXT)""",
-        f"""CREATE INDEX IF NOT EXISTS {tables.open_index} ON {tables.facts} (status, since)
+    and the tallies (projector/rollups.py). ``shadow``: the pair a rebuild of the analytics
+    fills, its index and keys named so that the switch can rename them to the live names
+    (``SHADOW_NAMES``; PostgreSQL would cut a long name's ``…_next_pkey``)."""
+    facts, rollups = (tables.facts_next, tables.rollups_next) if shadow else (tables.facts, tables.rollups)
+    fk, rk, open_ = (shadow_names(tables) if shadow else
+                     (tables.base + "_facts_pkey", tables.base + "_rollups_pkey", tables.base + "_open"))
+    views = [
+        # The views of chats and agents the rebuild recomputed and found changed.
+        f"""CREATE TABLE IF NOT EXISTS {tables.views_next} (
+            kind TEXT COLLATE "C" NOT NULL, id TEXT COLLATE "C" NOT NULL, view BYTEA NOT NULL,
+            CONSTRAINT {quote_ident(tables.base + "_vnk")} PRIMARY KEY (kind, id))""",
+    ] if shadow else []
+    return [*views,
+        f"""CREATE TABLE IF NOT EXISTS {facts} (
+            chat_id TEXT COLLATE "C", fact BYTEA NOT NULL, status TEXT,
+            since BIGINT, agent TEXT, CONSTRAINT {quote_ident(fk)} PRIMARY KEY (chat_id))""",
+        f"""CREATE INDEX IF NOT EXISTS {quote_ident(open_)} ON {facts} (status, since)
             WHERE status IS NOT NULL""",
-        f"""CREATE TABLE IF NOT EXISTS {tables.rollups} (
+        f"""CREATE TABLE IF NOT EXISTS {rollups} (
             grain TEXT COLLATE "C" NOT NULL, dim TEXT COLLATE "C" NOT NULL,
             period INTEGER NOT NULL, value TEXT COLLATE "C" NOT NULL, tally BYTEA NOT NULL,
-            PRIMARY KEY (grain, dim, period, value))""",
+            CONSTRAINT {quote_ident(rk)} PRIMARY KEY (grain, dim, period, value))""",
     ]
+
+
+def shadow_names(tables: CopyTables) -> tuple[str, str, str]:
+    """The shadow pair's key and index names (facts' key, tallies' key, open chats' index)."""
+    return tables.base + "_fnk", tables.base + "_rnk", tables.base + "_open_n"
 
 
 class CopySql:
@@ -242,6 +267,14 @@ async def _v6_agent_chats(conn: Conn, schema: str) -> None:
         await conn.execute(agent_chats_ddl(CopyTables(quoted, str(name))))
 
 
+def _v7(schema: str) -> list[str]:
+    return [
+        f"""CREATE TABLE {schema}.parley_analytics (
+            name TEXT PRIMARY KEY, token TEXT NOT NULL,
+            started_at TIMESTAMPTZ NOT NULL DEFAULT now())""",
+    ]
+
+
 #: The store's migrations, oldest first (see :mod:`parley.pg.migrate` for the rules).
 STORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=1, description="projection registry and live pointer", statements=_v1),
@@ -253,4 +286,6 @@ STORE_MIGRATIONS: tuple[Migration, ...] = (
               statements=lambda schema: [], run=_v5_rollups),
     Migration(version=6, description="index of each copy's chats by agent",
               statements=lambda schema: [], run=_v6_agent_chats),
+    Migration(version=7, description="copies whose report roll-ups are being rebuilt",
+              statements=_v7),
 )

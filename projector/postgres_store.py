@@ -33,6 +33,9 @@ live copy. Three rules keep their commits exactly-once together:
    refused with :class:`StoreConflict` (retriable; nothing written): the runner then seeks
    back to the stored offsets and folds again from there.
 
+A commit also takes its copy's analytics lock shared, before any row: ``parley projections
+rebuild analytics`` begins and switches holding it exclusive (:mod:`projector.pg_analytics`).
+
 Failures: a lock wait longer than ``?lock_timeout_ms=`` (default 10 s), a deadlock or a lost
 connection raise :class:`~parley.errors.StoreUnavailable` (retriable: the transaction was
 rolled back). The store URL — which may carry a password — is never logged nor put in an
@@ -57,6 +60,7 @@ from projector import pg_rollups
 from projector.errors import LiveProjectionDrop, ProjectorError, UnknownProjection
 from projector.log_index import INDEXED, LOG_KINDS
 from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, new_token, unwrap_state
+from projector.pg_analytics import PgShadow
 from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl, rollup_ddl
 from projector.read_queue import ReadQueue
 from projector.row_merge import latest_rows, merge_rows, shared_rows
@@ -262,7 +266,9 @@ class PostgresStore:
                 # Waits for a runner's commit in flight into this copy; its next one fails
                 # with UnknownProjection and the runner follows the live copy.
                 await conn.execute(f"DROP TABLE IF EXISTS {tables.rows}, {tables.offsets}, "
-                                   f"{tables.facts}, {tables.rollups}")
+                                   f"{tables.facts}, {tables.rollups}, {tables.facts_next}, "
+                                   f"{tables.rollups_next}, {tables.views_next}")
+                await conn.execute(f"DELETE FROM {tables.marker} WHERE name = $1", name)  # noqa: S608
                 await conn.execute(f"DELETE FROM {schema}.parley_projections WHERE name = $1", name)  # noqa: S608
                 await conn.execute(f"DELETE FROM {schema}.parley_verifications WHERE name = $1", name)  # noqa: S608
 
@@ -347,6 +353,9 @@ class PostgresStore:
         async def commit(conn: Conn) -> None:
             written.clear()  # a retried transaction starts over
             async with conn.transaction():
+                # Before any row lock: a rebuild of the analytics starts and switches holding
+                # it exclusive (projector/pg_analytics.py), never waiting on this commit's rows.
+                await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", sql.tables.analytics_key)
                 merged = await self._merge(conn, sql, batch)
                 if merged:
                     await conn.execute(sql.upsert_rows, *_columns(merged))
@@ -514,6 +523,10 @@ class PostgresStore:
     async def report_live(self, projection: str) -> tuple[int, int | None, dict[str, int]]:
         tables = self._q(projection).tables
         return await self._run(lambda conn: pg_rollups.live(conn, tables), read=True)
+
+    def analytics_shadow(self) -> PgShadow:
+        """This store's side of ``parley projections rebuild analytics``."""
+        return PgShadow(self._run, self._ddl_lock, self._options.schema)
 
     async def counts(self, projection: str) -> dict[str, int]:
         sql = self._q(projection)

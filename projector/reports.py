@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import msgspec
 
 from contracts.state import AgentMetrics, AgentState, AgentTime
-from projector import analytics, rollups, timeline
+from projector import analytics, open_spells, rollups, timeline
 from projector.store import Store
 
 __all__ = [
@@ -213,23 +214,27 @@ async def chats_report(store: Store, projection: str, days: tuple[date, date],
         msgspec.convert({"key": key, **summary}, ReportGroup) for key, summary in groups.items()]))
 
 
-async def agents_report(store: Store, projection: str, days: tuple[date, date]) -> bytes:
+async def agents_report(store: Store, projection: str, days: tuple[date, date],
+                        now: datetime | None = None) -> bytes:
     """``GET /api/reports/agents``: every agent with the chats it held that started in the
     range (as ``GET /api/reports/chats?group_by=agent``), its name and status, and its
-    measures (docs/analytics.md, "An agent's measures": over its whole history)."""
+    measures (docs/analytics.md, "An agent's measures": over its whole history); with
+    ``now``, open spells counted up to it (:mod:`projector.open_spells`)."""
     start, end = days
     groups = await _groups(store, projection, "agent", start, end, "agent")
     agents = {a.id: a for a in map(_AGENT.decode, await store.list_agents(projection))}
-    times = await agent_times(store, projection, rollups.plan(_num(start), _num(end)))
+    spells = {a.id: a.metrics for a in agents.values() if a.metrics is not None}
+    times = await agent_times(store, projection, rollups.plan(_num(start), _num(end)),
+                              now=now, agents=spells)
     handled = await chats_handled(store, projection)
-    whole = await agent_times(store, projection, _ALL_MONTHS)
+    whole = await agent_times(store, projection, _ALL_MONTHS, now=now, agents=spells)
     items = []
     for agent_id in sorted(set(agents) | set(groups) | set(times)):
         agent = agents.get(agent_id)
         chats = groups.get(agent_id) or rollups.summary([])
         metrics = None if agent is None else agent.metrics
         if metrics is not None:  # over its whole history, as GET /api/agents serves it
-            metrics = with_totals(metrics, agent_id, handled, whole)
+            metrics = with_totals(metrics, agent_id, handled, whole, now)
         items.append(AgentReport(
             id=agent_id, name=None if agent is None else agent.name,
             status=None if agent is None else agent.status, metrics=metrics,
@@ -263,20 +268,29 @@ async def chats_handled(store: Store, projection: str) -> dict[str, int]:
     return dict(counts)
 
 
-async def agent_times(store: Store, projection: str, reads: list[tuple[str, int, int]]
-                      ) -> dict[str, AgentTime]:
+async def agent_times(store: Store, projection: str, reads: list[tuple[str, int, int]], *,
+                      now: datetime | None = None,
+                      agents: Mapping[str, AgentMetrics] | None = None) -> dict[str, AgentTime]:
     """Every agent's time (docs/analytics.md, "Occupancy and concurrency") over the days
-    ``reads`` covers (:func:`projector.rollups.plan`): its months' usage and its days'."""
+    ``reads`` covers (:func:`projector.rollups.plan`): its months' usage and its days'; with
+    ``now``, the open spells of ``agents`` counted up to it (:mod:`projector.open_spells`)."""
     totals: dict[str, timeline.Usage] = {}
     for grain, _, agent, blob in await store.report_tallies(projection, rollups.TIMELINE, reads):
         used = timeline.day_usage(blob) if grain == "d" else timeline.decode_usage(blob)
         timeline.add_usage(totals.setdefault(agent, timeline.Usage(levels={})), used)
+    if now is not None and agents:
+        days = open_spells.span_days(reads, now)
+        for agent, more in (await open_spells.open_usage(store, projection, agents, now, days)).items():
+            timeline.add_usage(totals.setdefault(agent, timeline.Usage(levels={})), more)
     return {agent: AgentTime(**timeline.summary(u)) for agent, u in sorted(totals.items())}
 
 
 def with_totals(metrics: AgentMetrics, agent_id: str, handled: dict[str, int],
-                whole: dict[str, AgentTime]) -> AgentMetrics:
+                whole: dict[str, AgentTime], now: datetime | None = None) -> AgentMetrics:
     """An agent's measures with what the query API counts from the roll-ups over its whole
-    history: its chats handled and its time."""
+    history: its chats handled and its time; with ``now``, its open spell counted up to it
+    in ``online_s`` or ``invisible_s`` (``whole`` counted it in the time)."""
+    if now is not None:
+        metrics = open_spells.counted(metrics, now)
     return msgspec.structs.replace(metrics, chats_handled=handled.get(agent_id, 0),
                                    time=whole.get(agent_id, _NO_TIME))

@@ -172,6 +172,10 @@ def _shift(out: dict[Key, Delta], agent: str, start: int, end: int, sign: int,
 def _contribute(out: dict[Key, Delta], fact: Fact, sign: int) -> None:
     month = month_of(fact.day)
     span = fact.span
+    # The same for every tally the fact moves: worked out once.
+    counts = [(name, sign * c) for name, c in zip(COUNTS, fact.counts, strict=True) if c]
+    values = [(name, sign * v, bucket(v)) for name, v in zip(MEASURES, fact.values, strict=True)
+              if v is not None]
     for dim, value in fact.groups:
         if span is not None and dim == "agent":
             _shift(out, value, span[0], span[1], sign, online=False)
@@ -180,16 +184,13 @@ def _contribute(out: dict[Key, Delta], fact: Fact, sign: int) -> None:
             if t is None:
                 t = out[key] = Tally(counts={}, n={}, ms={}, hist={})
             assert isinstance(t, Tally)
-            for name, c in zip(COUNTS, fact.counts, strict=True):
-                if c:
-                    t.counts[name] = t.counts.get(name, 0) + sign * c
-            for name, v in zip(MEASURES, fact.values, strict=True):
-                if v is None:
-                    continue
-                t.n[name] = t.n.get(name, 0) + sign
-                t.ms[name] = t.ms.get(name, 0) + sign * v
-                h = t.hist.setdefault(name, {})
-                k = bucket(v)
+            tc, tn, tms, hist = t.counts, t.n, t.ms, t.hist
+            for name, c in counts:
+                tc[name] = tc.get(name, 0) + c
+            for name, v, k in values:
+                tn[name] = tn.get(name, 0) + sign
+                tms[name] = tms.get(name, 0) + v
+                h = hist.setdefault(name, {})
                 h[k] = h.get(k, 0) + sign
 
 

@@ -1,6 +1,13 @@
 """The SQLite store's report roll-ups (:mod:`projector.rollups`): per copy, each chat's last
 fact (``p_<copy>_facts``, with its live status) and the tallies (``p_<copy>_rollups``),
 written inside the commit's transaction by :func:`apply`, read by the query API.
+
+While ``parley projections rebuild analytics`` rebuilds a copy's roll-ups
+(:mod:`projector.sqlite_analytics`), the copy is listed in ``parley_analytics`` and has a
+shadow (``p_<copy>_facts_next``, ``p_<copy>_rollups_next``, and ``p_<copy>_views_next``, the
+views it recomputed that differ from the stored ones): every commit then moves the shadow
+roll-ups by the same difference as the live ones, and drops the shadow views of the rows it
+writes (written by the running code, they need no replacing), in the same transaction.
 """
 
 from __future__ import annotations
@@ -13,29 +20,52 @@ import orjson
 from projector import rollups
 from projector.views import Row
 
-__all__ = ["Live", "apply", "drop", "live", "schema", "tallies"]
+__all__ = ["MARKER", "Live", "apply", "apply_to", "drop", "live", "open_index", "schema", "shadowed",
+           "tallies"]
+
+#: The copies whose roll-ups are being rebuilt into a shadow pair (created on every open).
+MARKER = "parley_analytics"
 
 #: (chats waiting, the earliest waiting since in µs, open chats per agent).
 Live = tuple[int, int | None, dict[str, int]]
 
 
-def schema(name: str) -> list[str]:
-    """The copy's roll-up tables (``IF NOT EXISTS``: run on every open for older copies)."""
-    return [
-        f"""CREATE TABLE IF NOT EXISTS "p_{name}_facts" (
+def schema(name: str, suffix: str = "") -> list[str]:
+    """The copy's roll-up tables (``IF NOT EXISTS``: run on every open for older copies);
+    ``suffix`` ``_next``: its shadow pair, without the index of open chats (made when the
+    shadow is switched in: SQLite cannot rename an index)."""
+    facts = [
+        f"""CREATE TABLE IF NOT EXISTS "p_{name}_facts{suffix}" (
             chat_id TEXT PRIMARY KEY, fact BLOB NOT NULL, status TEXT, since INTEGER,
             agent TEXT)""",
-        # Open chats only: the live report reads them, closed chats (most) are not indexed.
-        f"""CREATE INDEX IF NOT EXISTS "p_{name}_open" ON "p_{name}_facts" (status, since)
-            WHERE status IS NOT NULL""",
-        f"""CREATE TABLE IF NOT EXISTS "p_{name}_rollups" (
+        f"""CREATE TABLE IF NOT EXISTS "p_{name}_rollups{suffix}" (
             grain TEXT NOT NULL, dim TEXT NOT NULL, period INTEGER NOT NULL, value TEXT NOT NULL,
             tally BLOB NOT NULL, PRIMARY KEY (grain, dim, period, value))""",
     ]
+    if suffix:  # the views of chats and agents the rebuild recomputed and found changed
+        return [*facts, f"""CREATE TABLE IF NOT EXISTS "p_{name}_views{suffix}" (
+            kind TEXT NOT NULL, id TEXT NOT NULL, view BLOB NOT NULL, PRIMARY KEY (kind, id))"""]
+    return [*facts, open_index(name)]
 
 
-def drop(name: str) -> list[str]:
-    return [f'DROP TABLE IF EXISTS "p_{name}_facts"', f'DROP TABLE IF EXISTS "p_{name}_rollups"']
+def open_index(name: str) -> str:
+    # Open chats only: the live report reads them, closed chats (most) are not indexed.
+    return (f"""CREATE INDEX IF NOT EXISTS "p_{name}_open" ON "p_{name}_facts" (status, since) """
+            "WHERE status IS NOT NULL")
+
+
+def drop(name: str, suffix: str = "") -> list[str]:
+    """Drop the copy's roll-up tables (``suffix`` ``_next``: its shadow, views included)."""
+    return [f'DROP TABLE IF EXISTS "p_{name}_facts{suffix}"',
+            f'DROP TABLE IF EXISTS "p_{name}_rollups{suffix}"',
+            *([f'DROP TABLE IF EXISTS "p_{name}_views{suffix}"'] if suffix else [])]
+
+
+def shadowed(conn: sqlite3.Connection, name: str) -> bool:
+    """Whether the copy's roll-ups are being rebuilt into its shadow pair (read in the
+    caller's transaction: a commit holding the write lock sees the rebuild's start or not,
+    never half of it)."""
+    return conn.execute(f"SELECT 1 FROM {MARKER} WHERE name = ?", (name,)).fetchone() is not None  # noqa: S608
 
 
 def _live_of(row: Row) -> tuple[object, object, object]:
@@ -47,12 +77,27 @@ def _live_of(row: Row) -> tuple[object, object, object]:
 def apply(conn: sqlite3.Connection, name: str, rows: Sequence[Row]) -> None:
     """Within the caller's transaction: store the chats' facts and live state, and move
     the tallies by the difference (:func:`projector.rollups.changes`), and the agents' days
-    by their rows' moves of online time."""
+    by their rows' moves of online time; the shadow pair too while it is rebuilt."""
     chats = [row for row in rows if row.kind == "chat"]
-    moves = [(row.id, row.fact) for row in rows if row.kind == "agent" and row.fact]
+    agents = [row for row in rows if row.kind == "agent"]
+    if not chats and not agents:
+        return
+    moves = [(row.id, row.fact) for row in agents if row.fact]
+    apply_to(conn, name, "", chats, moves)
+    if shadowed(conn, name):
+        apply_to(conn, name, "_next", chats, moves)
+        # These rows' views are the running code's now: nothing for the switch to replace.
+        conn.execute(f'DELETE FROM "p_{name}_views_next" WHERE (kind, id) IN '  # noqa: S608
+                     "(SELECT value ->> 0, value ->> 1 FROM json_each(?))",
+                     (orjson.dumps([(row.kind, row.id) for row in (*chats, *agents)]).decode(),))
+
+
+def apply_to(conn: sqlite3.Connection, name: str, suffix: str, chats: Sequence[Row],
+             moves: Sequence[tuple[str, bytes]]) -> None:
+    """:func:`apply` to one pair of tables (``suffix`` ``_next``: the shadow)."""
     if not chats and not moves:
         return
-    facts, tallies_ = f'"p_{name}_facts"', f'"p_{name}_rollups"'
+    facts, tallies_ = f'"p_{name}_facts{suffix}"', f'"p_{name}_rollups{suffix}"'
     latest = {row.id: row for row in chats}
     stored = {str(chat_id): (bytes(fact), status, since, agent) for chat_id, fact, status, since, agent
               in conn.execute(f"SELECT chat_id, fact, status, since, agent FROM {facts} "  # noqa: S608

@@ -25,7 +25,8 @@ __all__ = ["OUTBOX_DELETE", "OUTBOX_INSERT", "OUTBOX_READ", "ROWS_PER_STATEMENT"
 
 # 1: registry, live pointer, per-copy tables. 2: names in the registry and the pointer are
 # canonical (lower case), see canonical_names. (parley_verifications came later without a
-# new version: every open creates it if missing, and an older Parley never reads it.)
+# new version: every open creates it if missing, and an older Parley never reads it; so did
+# parley_analytics, the copies whose roll-ups are being rebuilt: projector.sqlite_analytics.)
 SCHEMA_VERSION = 2
 
 
@@ -40,6 +41,10 @@ CREATE TABLE IF NOT EXISTS parley_live (
 );
 CREATE TABLE IF NOT EXISTS parley_verifications (
     name TEXT PRIMARY KEY, summary TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS parley_analytics (
+    name TEXT PRIMARY KEY, token TEXT NOT NULL,
+    started_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 CREATE TABLE IF NOT EXISTS parley_outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, token INTEGER NOT NULL UNIQUE,

@@ -49,6 +49,7 @@ from projector.log_index import INDEXED, LOG_KINDS
 from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, new_token
 from projector.read_queue import DEFAULT_READ_QUEUE
 from projector.row_merge import merge_rows, shared_rows
+from projector.sqlite_analytics import SqliteShadow
 from projector.sqlite_schema import (
     OUTBOX_DELETE,
     OUTBOX_INSERT,
@@ -233,8 +234,9 @@ class SqliteStore:
                     raise LiveProjectionDrop(f"projection {name!r} serves reads; set another live first")
                 conn.execute(f'DROP TABLE IF EXISTS "p_{name}_rows"')
                 conn.execute(f'DROP TABLE IF EXISTS "p_{name}_offsets"')
-                for statement in sqlite_rollups.drop(name):
+                for statement in (*sqlite_rollups.drop(name), *sqlite_rollups.drop(name, "_next")):
                     conn.execute(statement)
+                conn.execute(f"DELETE FROM {sqlite_rollups.MARKER} WHERE name = ?", (name,))  # noqa: S608
                 conn.execute("DELETE FROM parley_projections WHERE name = ?", (name,))
                 conn.execute("DELETE FROM parley_verifications WHERE name = ?", (name,))
 
@@ -453,6 +455,10 @@ class SqliteStore:
     async def report_live(self, projection: str) -> sqlite_rollups.Live:
         name = projection_name(projection)
         return await self._api().run(lambda conn: sqlite_rollups.live(conn, name))
+
+    def analytics_shadow(self) -> SqliteShadow:
+        """This store's side of ``parley projections rebuild analytics``."""
+        return SqliteShadow(self._w(), self._r())
 
     async def counts(self, projection: str) -> dict[str, int]:
         sql = self._q(projection)

@@ -35,23 +35,25 @@ def test_migrate_check_then_apply_then_up_to_date(pg_url: str, tmp_path: Path) -
     url = _with_password(pg_url)
     check = _parley("store", "migrate", "--check", store_url=url, cwd=tmp_path)
     assert check.returncode == 1, check.stderr
-    assert "store (" in check.stdout and "needs 6 (pending: 1 projection registry" in check.stdout
+    assert "store (" in check.stdout and "needs 7 (pending: 1 projection registry" in check.stdout
     assert ("2 projection names in lower case, 3 outbox of state changes to publish, "
             "4 verification summaries of rebuilt copies, 5 report roll-up tables of every copy, "
-            "6 index of each copy's chats by agent)") in check.stdout
+            "6 index of each copy's chats by agent, 7 copies whose report roll-ups are being "
+            "rebuilt)") in check.stdout
     assert "search (" in check.stdout and "pending: 1 chats and messages" in check.stdout
 
     applied = _parley("store", "migrate", store_url=url, cwd=tmp_path)
     assert applied.returncode == 0, applied.stderr
     assert _line(applied.stdout, "store (").endswith(
-        "migrated 0 -> 6 (1 projection registry and live pointer, 2 projection names in lower case, "
+        "migrated 0 -> 7 (1 projection registry and live pointer, 2 projection names in lower case, "
         "3 outbox of state changes to publish, 4 verification summaries of rebuilt copies, "
-        "5 report roll-up tables of every copy, 6 index of each copy's chats by agent)")
+        "5 report roll-up tables of every copy, 6 index of each copy's chats by agent, "
+        "7 copies whose report roll-ups are being rebuilt)")
     assert "migrated 0 -> 3" in _line(applied.stdout, "search (")
 
     again = _parley("store", "migrate", "--check", store_url=url, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert _line(again.stdout, "store (").endswith("up to date (version 6)")
+    assert _line(again.stdout, "store (").endswith("up to date (version 7)")
     assert _line(again.stdout, "search (").endswith("up to date (version 3)")
     for run in (check, applied, again):
         assert "hunter2" not in run.stdout + run.stderr

@@ -252,7 +252,14 @@ async def test_agents(api: tuple[TestClient[Any, Any], ProjectorRole],
         assert (metrics["version"], metrics["last_status"]) == (3, agent["status"])
         assert metrics["status_changes"] >= 1 and metrics["measured_to"] is not None
         one = await _json(api[0], f"/api/agents/{agent['id']}")
-        assert one == agent  # GET /api/agents/{id}: the same agent, the same measures
+        # GET /api/agents/{id}: the same agent, the same measures, but for the open spell
+        # of an online agent, counted up to each request (docs/analytics.md): later, longer.
+        steady = ("online_s", "time")
+        assert ({**one, "metrics": {k: v for k, v in one["metrics"].items() if k not in steady}}
+                == {**agent, "metrics": {k: v for k, v in metrics.items() if k not in steady}})
+        assert one["metrics"]["online_s"] >= metrics["online_s"]
+        if agent["status"] == "online":  # online since March 2026: months of it
+            assert one["metrics"]["online_s"] > 86_400
         assert set(one["metrics"]["time"]) >= {"online_s", "occupancy", "concurrency_max"}
     missing = await api[0].get("/api/agents/nobody")
     assert missing.status == 404
