@@ -10,12 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
-import sqlite3
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import date
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -30,99 +25,24 @@ from hypothesis import strategies as st
 from contracts import domain as d
 from contracts.state import AgentMetrics, ChatMetrics
 from parley.pg.migrate import quote_ident
-from projector import analytics, reports, rollups, views
+from projector import analytics, views
 from projector.analytics_rebuild import HasShadow, rebuild_analytics
 from projector.analytics_shadow import WALKED, StaleRebuild
-from projector.fold import affected, apply
 from projector.sqlite_store import SqliteStore
-from projector.states import AggregateRef, FoldState
 from projector.store import Store
-from projector.views import Row, row_for
+from projector.views import Row
+from tests.kit.analytics_world import (
+    Folded,
+    Opener,
+    afresh,
+    chat_events,
+    online,
+    tallies,
+    wait_mean,
+    world,
+)
 from tests.kit.fold_events import at, common
 from tests.kit.live_projector import eventually
-from tests.kit.rollup_contract import EVERYTHING, agent_row
-
-MARCH = (date(2026, 3, 1), date(2026, 3, 31))
-DIMS = ("all", "agent", "hour", "source", rollups.TIMELINE)
-ANN = d.AgentRef(id="a1", name="Ann")
-BOB = d.AgentRef(id="a2", name="Bob")
-
-Opener = Callable[[], Awaitable[Store]]
-
-
-def chat_events(n: int) -> list[d.DomainEvent]:
-    """Chat ``c{n}``: started at n minutes, a visitor message, accepted by Ann (or Bob,
-    every third), an agent reply, and closed: wait, first response and handle all measured."""
-    chat, t = f"c{n:03d}", 60.0 * n
-    agent = BOB if n % 3 == 0 else ANN
-    return [
-        d.ChatStarted(**common(t), chat_id=chat, initiated_at=at(t)),
-        d.MessagePosted(**common(t + 5), chat_id=chat, message_id="m1", text="hi",
-                        author=d.Author(role="visitor"), posted_at=at(t + 5)),
-        d.ChatAccepted(**common(t + 10 + n % 7), chat_id=chat, agent=agent),
-        d.MessagePosted(**common(t + 30 + n % 11), chat_id=chat, message_id="m2", text="hello",
-                        author=d.Author(role="agent"), posted_at=at(t + 30 + n % 11)),
-        d.ChatClosed(**common(t + 300 + n), chat_id=chat, closed_at=at(t + 300 + n)),
-    ]
-
-
-def world(chats: range) -> list[d.DomainEvent]:
-    """Ann and Bob coming online, and the chats ``chats`` (:func:`chat_events`)."""
-    statuses: list[d.DomainEvent] = [
-        d.AgentStatusChanged(**common(0), agent_id=agent.id, name=agent.name, status="online")
-        for agent in (ANN, BOB)]
-    return statuses + [e for n in chats for e in chat_events(n)]
-
-
-def online(agent: str, start: float, end: float, version: int) -> Row:
-    """An agent row moving its online time by a spell (as projector/status_moves.py does)."""
-    return agent_row(agent, rollups.moves_for([(at(start), at(end), 1)]), version)
-
-
-class Folded:
-    """Fold states kept per aggregate: ``rows(events)`` folds them and gives the rows to
-    commit, as the runner commits them."""
-
-    def __init__(self) -> None:
-        self.states: dict[AggregateRef, FoldState] = {}
-
-    def rows(self, events: Sequence[d.DomainEvent]) -> list[Row]:
-        touched: dict[AggregateRef, None] = {}
-        for event in events:
-            for ref in affected(event):
-                self.states[ref] = apply(ref, self.states.get(ref), event)
-                touched[ref] = None
-        return [row_for(ref, self.states[ref]) for ref in touched]
-
-    def final(self) -> list[Row]:
-        return [row_for(ref, state) for ref, state in self.states.items()]
-
-
-async def tallies(store: Store) -> dict[rollups.Key, bytes]:
-    out: dict[rollups.Key, bytes] = {}
-    for dim in DIMS:
-        out.update({(g, dim, v, p): t for g, p, v, t in
-                    await store.report_tallies("p1", dim, EVERYTHING)})
-    return out
-
-
-async def afresh(rows: Sequence[Row]) -> dict[rollups.Key, bytes]:
-    """The roll-ups of a store that committed ``rows`` once, with the code running now."""
-    store = SqliteStore(":memory:")
-    await store.open()
-    try:
-        await store.create_projection("p1")
-        await store.commit("p1", rows, {})
-        return await tallies(store)
-    finally:
-        await store.close()
-
-
-async def wait_mean(store: Store) -> float:
-    body = orjson.loads(await reports.chats_report(store, "p1", MARCH, None))
-    mean = body["groups"][0]["measures"]["wait_s"]["mean"]
-    assert isinstance(mean, float)
-    return mean
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -255,26 +175,36 @@ async def test_a_projector_committing_throughout_loses_nothing(
     real = analytics.chat_metrics
     monkeypatch.setattr(views, "chat_metrics", lambda s, closed_at: msgspec.structs.replace(
         real(s, closed_at), agent_messages=3))
-    running = asyncio.Event()
     walked = [0]
     seen: set[int] = set()  # how far the walk was at each commit
+    step, committed, over = asyncio.Event(), asyncio.Event(), asyncio.Event()
 
     async def projector() -> None:
-        await running.wait()
+        # One batch after each walk step (handed over by events, so the interleaving is the
+        # same whatever the scheduler does), then the rest once the rebuild has switched.
         while rest:
+            if not over.is_set():
+                await step.wait()
+                step.clear()
             batch, rest[:] = rest[:2], rest[2:]
             await runner.commit("p1", folded.rows(batch), {})
             seen.add(walked[-1])
+            committed.set()
 
     async def stepped(done: int) -> None:
         walked.append(done)
-        running.set()
+        if rest:
+            committed.clear()
+            step.set()
+            await committed.wait()
 
     writer = asyncio.create_task(projector())
     await rebuild_analytics(command, chunk=3, out=io.StringIO(), after_step=stepped)
+    over.set()
+    step.set()
     await writer
-    # Commits between steps (how many, the scheduler decides), before the walk ended.
-    assert len(seen) >= 2 and min(seen) < walked[-1]
+    # A commit after each step of the walk, and more after the switch.
+    assert set(walked[1:]) <= seen and len(seen) >= 3
     final = folded.final()
     assert await tallies(runner) == await afresh(final)
     for row in final:
@@ -397,78 +327,6 @@ async def test_any_interleaving_of_steps_and_commits_gives_the_roll_ups_afresh(
         await store.close()
 
 
-def _parley(*args: str, store_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PARLEY_STORE__URL": store_url, "PARLEY_LOG_LEVEL": "WARNING"}
-    return subprocess.run([sys.executable, "-m", "parley.cli", *args], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=120, check=False)
-
-
-async def test_the_command_rebuilds_the_live_copys_analytics(tmp_path: Path) -> None:
-    """`parley projections rebuild analytics` (any case): no Kafka needed; the live copy's
-    roll-ups rebuilt (here from a store whose roll-ups were lost), progress on stderr, one
-    line on stdout. Flags of a copy's rebuild are refused in one line, nothing changed."""
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    store = SqliteStore(tmp_path / "state.db")
-    await store.open()
-    folded = Folded()
-    try:
-        await store.create_projection("v1")
-        await store.set_live("v1")
-        await store.commit("v1", folded.rows(world(range(20))), {})
-    finally:
-        await store.close()
-    conn = sqlite3.connect(tmp_path / "state.db")
-    with conn:
-        conn.execute('DELETE FROM "p_v1_rollups"')  # as if folded before the roll-ups existed
-        conn.execute('DELETE FROM "p_v1_facts"')
-    conn.close()
-
-    refused = _parley("projections", "rebuild", "analytics", "--accept-changes", "--workers", "2",
-                      store_url=url, cwd=tmp_path)
-    assert refused.returncode != 0
-    assert refused.stderr.strip().splitlines()[-1] == (
-        "parley: error: --accept-changes, --workers do not apply to `parley projections rebuild "
-        "analytics` (it rebuilds the live copy's roll-ups, no new copy); nothing was changed")
-
-    done = _parley("projections", "rebuild", "Analytics", store_url=url, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert "rebuild analytics of v1: 22/22 chats and agents (100.0%)" in done.stderr
-    assert done.stdout.startswith("rebuilt the analytics of v1: 22 chats and agents in ")
-    store = SqliteStore(tmp_path / "state.db")
-    await store.open()
-    try:
-        got = {(g, dim, v, p): t for dim in DIMS for g, p, v, t in
-               await store.report_tallies("v1", dim, EVERYTHING)}
-    finally:
-        await store.close()
-    assert got == await afresh(folded.final())
-
-    helped = _parley("projections", "rebuild", "--help", store_url=url, cwd=tmp_path)
-    assert "ROLLUP_VERSION" in helped.stdout and "--accept-changes" in helped.stdout
-
-
-async def test_status_shows_a_rebuild_not_ended(tmp_path: Path) -> None:
-    """`parley projections status` names a copy whose analytics rebuild began and did not
-    end (killed), and stops naming it once a rebuild ends."""
-    from parley.settings import KafkaSettings, Settings, StoreSettings
-    from projector.cli import projection_status
-
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    settings = Settings(store=StoreSettings(url=url), kafka=KafkaSettings(bootstrap="127.0.0.1:1"))
-    store = SqliteStore(tmp_path / "state.db")
-    await store.open()
-    try:
-        await store.create_projection("v1")
-        await store.set_live("v1")
-        await store.analytics_shadow().begin("v1")  # then killed
-        says = "  analytics: being rebuilt into shadow roll-ups, not live"
-        assert says in await projection_status(settings)
-        await rebuild_analytics(store, out=io.StringIO())
-        assert says not in await projection_status(settings)
-    finally:
-        await store.close()
-
-
 async def test_postgres_a_step_waits_for_a_commit_moving_the_same_chat(pg_url: str) -> None:
     """PostgreSQL, several writers: a commit of chat c000 has moved the shadow (holding its
     fact row) but not yet committed, when a step of the walk reaches c000. The step waits for
@@ -550,20 +408,3 @@ async def test_a_second_rebuild_takes_over_from_the_first(opener: Opener) -> Non
         assert (await two.walk("p1", kind, "", 100))[1] > 0
     await two.switch("p1")
     assert await tallies(runner) == await afresh(folded.final())
-
-
-async def test_refused_without_a_store_that_can_or_a_live_copy(tmp_path: Path) -> None:
-    from projector.memory_store import MemoryStore
-    from projector.rebuild import RebuildError
-
-    memory = MemoryStore()
-    await memory.open()
-    with pytest.raises(RebuildError, match=r"needs a SQLite file or PostgreSQL store; nothing"):
-        await rebuild_analytics(memory, out=io.StringIO())
-    empty = SqliteStore(tmp_path / "state.db")
-    await empty.open()
-    try:
-        with pytest.raises(RebuildError, match=r"^no live projection yet"):
-            await rebuild_analytics(empty, out=io.StringIO())
-    finally:
-        await empty.close()
