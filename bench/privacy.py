@@ -16,9 +16,9 @@
    key store in a temporary directory; ``--chats N``: the bodies cycle over N chats (each
    chat's first webhook creates its key).
 4. **Projector rebuild**: records/s of ``projector.rebuild`` over the same N webhooks produced
-   plain to one topic prefix and sealed to another (compressed with the receiver's codec, as a
-   real log is), into an in-memory store, alternating as above; with the CPU per record of
-   this process and of the broker.
+   plain to one topic prefix and sealed to another (through the receiver's publisher, 32 at a
+   time: batched and compressed as a real log is), into an in-memory store, alternating as
+   above; with the CPU per record of this process and of the broker.
 
 On a machine shared with other work the rates move with the neighbours' load (printed with
 every round); the CPU per request or record moves less, so compare both.
@@ -42,7 +42,9 @@ import tempfile
 import time
 import timeit
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
@@ -221,20 +223,30 @@ async def receiver_figures(args: argparse.Namespace, bootstrap: str,
     return runs
 
 
+async def _publish_all(publisher: Any, topics: Any, pending: Iterator[Any]) -> None:
+    """Publish ``pending``'s envelopes one at a time (one of several concurrent senders)."""
+    from contracts.envelope import encode_envelope
+
+    for env in pending:
+        await publisher.publish(topics.for_aggregate(env.aggregate), env.record_key,
+                                encode_envelope(env))
+
+
 async def rebuild_figures(args: argparse.Namespace, bootstrap: str,
                           broker: int | None) -> list[dict[str, float]]:
     from datetime import UTC, datetime
 
-    from contracts.envelope import encode_envelope
+    from prometheus_client import CollectorRegistry
+
     from contracts.ingest import parse_webhook
     from contracts.topics import Topics
-    from parley.kafka.clients import make_producer
     from parley.kafka.topics import apply_topics
     from parley.privacy.config import build_key_ring
     from parley.settings import KafkaSettings, PrivacySettings, Settings
     from projector.rebuild import rebuild
     from projector.stores import open_store
-    from receiver.publisher import best_compression
+    from receiver.metrics import ReceiverMetrics
+    from receiver.publisher import Publisher, PublisherOptions
 
     br = _bench_receiver()
     keys = Path(tempfile.mkdtemp(prefix="parley-bench-keys-"))
@@ -251,16 +263,16 @@ async def rebuild_figures(args: argparse.Namespace, bootstrap: str,
                               partitions=6)
         topics = Topics(prefix=kafka.topic_prefix)
         await apply_topics(kafka, topics.specs(6))
-        # Compressed as the receiver compresses its batches: what a rebuild really fetches.
-        producer = make_producer(kafka, compression_type=best_compression())
-        await producer.start()
+        # Written as the receiver writes them (its publisher: batches of what 32 concurrent
+        # requests hand over, compressed with its codec), so both logs hold batches of the
+        # same number of records: what a rebuild really fetches and decompresses.
+        publisher = Publisher(kafka, ReceiverMetrics(CollectorRegistry()), PublisherOptions())
+        await publisher.start()
+        pending = iter(envelopes)
         try:
-            for env in envelopes:
-                await producer.send(topics.for_aggregate(env.aggregate), encode_envelope(env),
-                                    key=env.record_key)
-            await producer.flush()
+            await asyncio.gather(*(_publish_all(publisher, topics, pending) for _ in range(32)))
         finally:
-            await producer.stop()
+            await publisher.stop()
         kafkas[name] = (kafka, topics)
     runs: list[dict[str, float]] = []
     for order in _orders(args.runs):
