@@ -10,11 +10,18 @@
    cycling over ``--chats`` chats (each chat's first webhook creates its key, grouped as
    the receiver groups them), and over a new chat per body (every webhook creates a key).
 3. **Receiver**: requests/s of the real receiver (``bench/receiver.py``'s load generator in a
-   separate process, closed loop) with ``privacy.encrypt`` false and true, alternating runs,
-   medians. The keys live in a SQLite key store in a temporary directory; ``--chats N``: the
-   bodies cycle over N chats (each chat's first webhook creates its key).
+   separate process, closed loop) with ``privacy.encrypt`` false and true, alternating runs
+   (which goes first alternates too), medians; with the CPU per request of this process (the
+   receiver and its producer) and of the broker (one started here). The keys live in a SQLite
+   key store in a temporary directory; ``--chats N``: the bodies cycle over N chats (each
+   chat's first webhook creates its key).
 4. **Projector rebuild**: records/s of ``projector.rebuild`` over the same N webhooks produced
-   plain to one topic prefix and sealed to another, into an in-memory store, alternating.
+   plain to one topic prefix and sealed to another (through the receiver's publisher, 32 at a
+   time: batched and compressed as a real log is), into an in-memory store, alternating as
+   above; with the CPU per record of this process and of the broker.
+
+On a machine shared with other work the rates move with the neighbours' load (printed with
+every round); the CPU per request or record moves less, so compare both.
 
 Kafka: ``PARLEY_BENCH_KAFKA`` (a bootstrap address) if set, else a LocalKafka for the run.
 
@@ -35,7 +42,9 @@ import tempfile
 import time
 import timeit
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
@@ -159,7 +168,14 @@ async def seal_cpu_figures(args: argparse.Namespace) -> dict[str, float]:
     return figures
 
 
-async def receiver_figures(args: argparse.Namespace, bootstrap: str) -> list[dict[str, float]]:
+def _orders(runs: int) -> list[tuple[str, str]]:
+    """Which goes first in each round: plain, then sealed, then the other way round, so a
+    neighbour's load that grows or fades during a round hits both alike."""
+    return [("plain", "sealed") if n % 2 == 0 else ("sealed", "plain") for n in range(runs)]
+
+
+async def receiver_figures(args: argparse.Namespace, bootstrap: str,
+                           broker: int | None) -> list[dict[str, float]]:
     from parley.http import build_app
     from parley.kafka.launcher import free_ports
     from parley.kafka.topics import apply_topics
@@ -175,35 +191,62 @@ async def receiver_figures(args: argparse.Namespace, bootstrap: str) -> list[dic
     await apply_topics(base.kafka, Runtime.from_settings(base).topics.specs(6))
     (port,) = free_ports(1)
     os.environ["PARLEY_BENCH_CHATS"] = str(args.chats)  # the load generator's chat spread
+    warmup_s = 1.0
+
+    def app(name: str, keys_db: str) -> object:
+        privacy = PrivacySettings(encrypt=name == "sealed", key_store=f"sqlite:///{keys}/{keys_db}")
+        rt = Runtime.from_settings(Settings(kafka=base.kafka, sources=base.sources,
+                                            privacy=privacy))
+        return build_app(rt, [ReceiverRole(rt)])
+
+    for name in ("plain", "sealed"):  # not counted: the broker's JIT warms up on both
+        async with br.serving(app(name, "warm-up.db"), port) as url:  # type: ignore[attr-defined]
+            await br.load(f"{url}/webhooks/acme", 32, 2.0, warmup_s)  # type: ignore[attr-defined]
     runs: list[dict[str, float]] = []
-    for n in range(args.runs):
+    for n, order in enumerate(_orders(args.runs)):
         run: dict[str, float] = {}
-        for encrypt in (False, True):
-            privacy = PrivacySettings(encrypt=encrypt, key_store=f"sqlite:///{keys}/keys-{n}.db")
-            rt = Runtime.from_settings(Settings(kafka=base.kafka, sources=base.sources,
-                                                privacy=privacy))
-            async with br.serving(build_app(rt, [ReceiverRole(rt)]), port) as url:  # type: ignore[attr-defined]
-                r = await br.load(f"{url}/webhooks/acme", 32, args.seconds, 1.0)  # type: ignore[attr-defined]
+        for name in order:
+            async with br.serving(app(name, f"keys-{n}.db"), port) as url:  # type: ignore[attr-defined]
+                broker_before = br.process_cpu_s(broker)  # type: ignore[attr-defined]
+                r = await br.load(f"{url}/webhooks/acme", 32, args.seconds, warmup_s)  # type: ignore[attr-defined]
+                broker_s = br.process_cpu_s(broker) - broker_before  # type: ignore[attr-defined]
             statuses = r["statuses"]
             assert set(statuses) == {"200"}, statuses
-            run["sealed" if encrypt else "plain"] = float(r["rate_per_s"])
-            run[("sealed" if encrypt else "plain") + "_cpu_us"] = float(r["server_cpu_us_per_req"])
+            requests = sum(int(v) for v in statuses.values())
+            run[name] = float(r["rate_per_s"])
+            run[name + "_cpu_us"] = float(r["server_cpu_us_per_req"])
+            # Scaled like the server's: the warm-up's requests are not counted.
+            run[name + "_broker_us"] = (1e6 * broker_s * args.seconds / (args.seconds + warmup_s)
+                                        / max(1, requests))
+        run["load"] = os.getloadavg()[0]
         runs.append(run)
     return runs
 
 
-async def rebuild_figures(args: argparse.Namespace, bootstrap: str) -> list[dict[str, float]]:
+async def _publish_all(publisher: Any, topics: Any, pending: Iterator[Any]) -> None:
+    """Publish ``pending``'s envelopes one at a time (one of several concurrent senders)."""
+    from contracts.envelope import encode_envelope
+
+    for env in pending:
+        await publisher.publish(topics.for_aggregate(env.aggregate), env.record_key,
+                                encode_envelope(env))
+
+
+async def rebuild_figures(args: argparse.Namespace, bootstrap: str,
+                          broker: int | None) -> list[dict[str, float]]:
     from datetime import UTC, datetime
 
-    from contracts.envelope import encode_envelope
+    from prometheus_client import CollectorRegistry
+
     from contracts.ingest import parse_webhook
     from contracts.topics import Topics
-    from parley.kafka.clients import make_producer
     from parley.kafka.topics import apply_topics
     from parley.privacy.config import build_key_ring
     from parley.settings import KafkaSettings, PrivacySettings, Settings
     from projector.rebuild import rebuild
     from projector.stores import open_store
+    from receiver.metrics import ReceiverMetrics
+    from receiver.publisher import Publisher, PublisherOptions
 
     br = _bench_receiver()
     keys = Path(tempfile.mkdtemp(prefix="parley-bench-keys-"))
@@ -220,24 +263,26 @@ async def rebuild_figures(args: argparse.Namespace, bootstrap: str) -> list[dict
                               partitions=6)
         topics = Topics(prefix=kafka.topic_prefix)
         await apply_topics(kafka, topics.specs(6))
-        producer = make_producer(kafka)
-        await producer.start()
+        # Written as the receiver writes them (its publisher: batches of what 32 concurrent
+        # requests hand over, compressed with its codec), so both logs hold batches of the
+        # same number of records: what a rebuild really fetches and decompresses.
+        publisher = Publisher(kafka, ReceiverMetrics(CollectorRegistry()), PublisherOptions())
+        await publisher.start()
+        pending = iter(envelopes)
         try:
-            for env in envelopes:
-                await producer.send(topics.for_aggregate(env.aggregate), encode_envelope(env),
-                                    key=env.record_key)
-            await producer.flush()
+            await asyncio.gather(*(_publish_all(publisher, topics, pending) for _ in range(32)))
         finally:
-            await producer.stop()
+            await publisher.stop()
         kafkas[name] = (kafka, topics)
     runs: list[dict[str, float]] = []
-    for _ in range(args.runs):
+    for order in _orders(args.runs):
         run: dict[str, float] = {}
-        for name in ("plain", "sealed"):
+        for name in order:
             kafka, topics = kafkas[name]
             store = open_store("memory://")
             await store.open()
             fresh = build_key_ring(settings)  # an empty cache, as a rebuild process starts
+            cpu, broker_before = time.process_time(), br.process_cpu_s(broker)  # type: ignore[attr-defined]
             try:
                 report = await rebuild(store, kafka, topics, out=io.StringIO(),
                                        ring=fresh if name == "sealed" else None)
@@ -246,6 +291,11 @@ async def rebuild_figures(args: argparse.Namespace, bootstrap: str) -> list[dict
                 await fresh.close()
             assert report.records == args.records and report.dead_letters == 0
             run[name] = report.records / report.seconds
+            # This process's CPU (the fold, and the in-memory store's writes) per record.
+            run[name + "_cpu_us"] = 1e6 * (time.process_time() - cpu) / report.records
+            run[name + "_broker_us"] = (1e6 * (br.process_cpu_s(broker) - broker_before)  # type: ignore[attr-defined]
+                                        / report.records)
+        run["load"] = os.getloadavg()[0]
         runs.append(run)
     await ring.close()
     return runs
@@ -279,22 +329,27 @@ def main() -> None:
     if skip >= {"receiver", "rebuild"}:
         return
     br = _bench_receiver()
-    with br.kafka_bootstrap() as (bootstrap, desc):  # type: ignore[attr-defined]
+    with br.kafka_bootstrap() as (bootstrap, desc, broker):  # type: ignore[attr-defined]
         print(f"Kafka: {desc}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}")
-        for what, figures in (("receiver req/s", None if "receiver" in skip else receiver_figures),
-                              ("rebuild records/s", None if "rebuild" in skip else rebuild_figures)):
+        for what, unit, figures in (
+                ("receiver req/s", "request", None if "receiver" in skip else receiver_figures),
+                ("rebuild records/s", "record", None if "rebuild" in skip else rebuild_figures)):
             if figures is None:
                 continue
-            runs = asyncio.run(figures(args, bootstrap))
+            runs = asyncio.run(figures(args, bootstrap, broker))
             for n, r in enumerate(runs, 1):
-                extra = (f" (CPU {r['plain_cpu_us']:.0f} / {r['sealed_cpu_us']:.0f} us per request)"
-                         if "plain_cpu_us" in r else "")
+                broker_cpu = (f"; broker {r['plain_broker_us']:.0f} / {r['sealed_broker_us']:.0f}"
+                              if broker is not None else "")
                 print(f"{what} run {n}: plain {r['plain']:.0f}, sealed {r['sealed']:.0f}, "
-                      f"ratio {r['sealed'] / r['plain']:.2f}{extra}")
+                      f"ratio {r['sealed'] / r['plain']:.2f} (CPU plain / sealed: this process "
+                      f"{r['plain_cpu_us']:.1f} / {r['sealed_cpu_us']:.1f} us per {unit}"
+                      f"{broker_cpu}; load average {r['load']:.1f})")
             ratio = statistics.median(r["sealed"] / r["plain"] for r in runs)
+            cpu = statistics.median(r["plain_cpu_us"] / r["sealed_cpu_us"] for r in runs)
             print(f"{what}: median sealed / plain {ratio:.2f} (target >= {TARGET_RATIO}: "
-                  f"{'met' if ratio >= TARGET_RATIO else 'NOT met'}); load average now "
-                  f"{os.getloadavg()[0]:.1f}")
+                  f"{'met' if ratio >= TARGET_RATIO else 'NOT met'}); per CPU-second of this "
+                  f"process (median of plain CPU / sealed CPU per {unit}) {cpu:.2f}; load average "
+                  f"now {os.getloadavg()[0]:.1f}")
     print(f"(whole run {time.perf_counter() - started:.0f} s)")
 
 

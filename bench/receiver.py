@@ -309,15 +309,26 @@ def bare_app() -> object:
 
 
 @contextlib.contextmanager
-def kafka_bootstrap() -> Iterator[tuple[str, str]]:
+def kafka_bootstrap() -> Iterator[tuple[str, str, int | None]]:
+    """``(bootstrap, description, the broker's pid)``: the pid only of a broker started here
+    (None for ``PARLEY_BENCH_KAFKA``), for :func:`process_cpu_s`."""
     configured = os.environ.get("PARLEY_BENCH_KAFKA")
     if configured:
-        yield configured, "PARLEY_BENCH_KAFKA"
+        yield configured, "PARLEY_BENCH_KAFKA", None
         return
     from parley.testing.kafka import throwaway_kafka
 
     with throwaway_kafka("parley-bench-receiver-", heap_mb=1024) as state:
-        yield state.bootstrap, f"LocalKafka {state.kafka_version} (1 node, started for this run)"
+        yield (state.bootstrap, f"LocalKafka {state.kafka_version} (1 node, started for this run)",
+               state.nodes[0].pid)
+
+
+def process_cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far; 0 for None."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def bench(args: argparse.Namespace, bootstrap: str, profile: CpuProfile | None
@@ -423,7 +434,7 @@ def main() -> None:
         os.environ["PARLEY_BENCH_CHATS"] = str(args.chats)  # read by the load generator
     profile = CpuProfile() if args.profile else None
     load_before = os.getloadavg()[0]
-    with kafka_bootstrap() as (bootstrap, kafka_desc):
+    with kafka_bootstrap() as (bootstrap, kafka_desc, _):
         started = time.perf_counter()
         runs, under_load, loop_desc = loop.run(bench(args, bootstrap, profile), args.loop)
         elapsed = time.perf_counter() - started

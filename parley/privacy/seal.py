@@ -14,6 +14,7 @@ generation) opens to its facts: never an error.
 from __future__ import annotations
 
 import os
+import struct
 
 import msgspec
 from cryptography.exceptions import InvalidTag
@@ -28,7 +29,8 @@ __all__ = ["Sealed", "open_envelope", "seal_body", "seal_envelope", "sealed_gene
            "subject_in"]
 
 _VERSION = 1
-_HEADER = 1 + 4 + 12
+_HEAD = struct.Struct(">BI")  # version, generation
+_HEADER = _HEAD.size + 12  # then the nonce
 
 
 class _SubjectOnly(msgspec.Struct):
@@ -65,17 +67,22 @@ def _aad(subject: str, env: Envelope) -> bytes:
     return f"parley-seal-1\x00{subject}\x00{env.event_id}\x00{env.source}".encode()
 
 
+def _blob(body: msgspec.Raw, key: DataKey, aead: AESGCM, aad: bytes) -> bytes:
+    nonce = os.urandom(12)  # fresh for every seal: never reused under one key
+    # The body's buffer is encrypted where it lies (no copy of it first).
+    return b"".join((_HEAD.pack(_VERSION, key.generation), nonce,
+                     aead.encrypt(nonce, body, aad)))
+
+
 def seal_body(env: Envelope, key: DataKey, aead: AESGCM) -> bytes:
     """``env``'s whole body sealed under ``key``: the ``sealed`` blob (module docstring)."""
-    nonce = os.urandom(12)
-    return b"".join((_VERSION.to_bytes(1, "big"), key.generation.to_bytes(4, "big"), nonce,
-                     aead.encrypt(nonce, bytes(env.body), _aad(key.subject, env))))
+    return _blob(env.body, key, aead, _aad(key.subject, env))
 
 
 def seal_envelope(env: Envelope, key: DataKey, aead: AESGCM) -> Sealed:
     """``env`` with its body reduced to facts and the whole body sealed under ``key``."""
-    body = bytes(env.body)
-    blob = seal_body(env, key, aead)
+    body = env.body
+    blob = _blob(body, key, aead, _aad(key.subject, env))
     facts = facts_of(env.provider, body)
     sealed = msgspec.structs.replace(env, body=msgspec.Raw(facts), subject=key.subject,
                                      sealed=blob)
@@ -97,10 +104,11 @@ def open_envelope(env: Envelope, key: DataKey | None, aead: AESGCM | None) -> En
     blob = env.sealed
     if isinstance(blob, msgspec.UnsetType):
         return env
-    if key is not None and aead is not None and sealed_generation(env) == key.generation \
-            and not isinstance(env.subject, msgspec.UnsetType):
+    subject = env.subject
+    if (key is not None and aead is not None and isinstance(subject, str)
+            and len(blob) >= _HEADER and _HEAD.unpack_from(blob) == (_VERSION, key.generation)):
         try:
-            body = aead.decrypt(blob[5:_HEADER], blob[_HEADER:], _aad(env.subject, env))
+            body = aead.decrypt(blob[5:_HEADER], blob[_HEADER:], _aad(subject, env))
         except InvalidTag:
             pass  # tampered, or sealed under another key: the facts are what is left
         else:
