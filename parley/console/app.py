@@ -254,11 +254,13 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
 
 
 def _ago(seconds: float | None) -> str:
-    """``seconds`` as people read a duration: ``4 s``, ``3 min``, ``2 h``."""
+    """``seconds`` as people read a duration: ``4 s``, ``3 min``, ``2.5 h``, ``3.2 days``."""
     if seconds is None:
         return "—"
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} days"
