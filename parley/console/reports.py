@@ -105,9 +105,28 @@ def _times_chart(name: str) -> Draw:
     return draw
 
 
+async def agent_names(console: Console, keys: list[str]) -> dict[str, str]:
+    """The names of the agents ``keys`` (a report grouped by agent has their ids), from
+    their views in the live copy; an agent without a view or a name is left out."""
+    projection = await console.live_projection()
+    names: dict[str, str] = {}
+    for key in keys:
+        view = await console.store.get_view(projection, "agent", key)
+        name = orjson.loads(view).get("name") if view is not None else None
+        if isinstance(name, str) and name:
+            names[key] = name
+    return names
+
+
+async def _agent_labels(console: Console, groups: list[dict[str, Any]]) -> list[str]:
+    keys = [g["key"] for g in groups]
+    names = await agent_names(console, keys)
+    return [names.get(k, k) for k in keys]
+
+
 async def _agent_chats_chart(console: Console, query: Query) -> bytes:
     groups = await _chats(console, query, "agent")
-    return charts.bars("Chats per agent", "chats", [g["key"] for g in groups], {
+    return charts.bars("Chats per agent", "chats", await _agent_labels(console, groups), {
         "chats": [float(g["chats"]) for g in groups],
         "missed": [float(g["missed"]) for g in groups]}, counts=True)
 
@@ -115,7 +134,7 @@ async def _agent_chats_chart(console: Console, query: Query) -> bytes:
 async def _agent_times_chart(console: Console, query: Query) -> bytes:
     groups = await _chats(console, query, "agent")
     return charts.bars("Median wait and first response per agent", "seconds",
-                       [g["key"] for g in groups], {
+                       await _agent_labels(console, groups), {
                            f"{MEASURES[m].lower()}, median": [_measure(g, m, "median")
                                                               for g in groups]
                            for m in ("wait_s", "first_response_s")})
@@ -154,8 +173,11 @@ async def reports_page(request: web.Request) -> web.StreamResponse:
     by_day = await _chats(console, query, "day")
     table = by_day if query.group_by == "day" else await _chats(console, query, query.group_by)
     params = urlencode(query.params())
+    names = await agent_names(console, [g["key"] for g in table]) if query.group_by == "agent" \
+        else {}
     return console.render(
         request, "reports.html", title="Reports", query=query, groups=list(api.GROUPS),
+        names=names,
         total=sum(g["chats"] for g in by_day), table=table, measures=MEASURES,
         charts=[{"name": c.name, "title": c.title,
                  "url": f"/console/reports/charts/{c.name}.svg?{params}"} for c in CHARTS],

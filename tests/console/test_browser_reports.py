@@ -116,9 +116,11 @@ async def test_the_reports_page_draws_what_the_reports_api_answers(
     await page.keyboard.press("Enter")
     await page.wait_for_url(f"{parley.url}/console/reports?{RANGE}&group_by=agent")
 
-    # The table: the API's numbers, per agent.
+    # The table: the API's numbers, per agent, named as the agent's view names it.
     for group in by_agent["groups"]:
         row = page.locator(f'tr[data-group="{group["key"]}"]')
+        agent = await parley.api(f"/api/agents/{group['key']}")
+        await expect(row.locator("th a")).to_have_text(agent["name"])
         for field in ("chats", "missed", "abandoned", "rated", "transfers"):
             await expect(row.locator(f'[data-field="{field}"]')).to_have_text(str(group[field]))
         for name in ("wait_s", "first_response_s"):
@@ -143,6 +145,8 @@ async def test_the_reports_page_draws_what_the_reports_api_answers(
         assert answer.status == 200 and answer.headers["content-type"] == "image/svg+xml"
         svg = await answer.text()
         assert "<svg" in svg and "kozea.github.io" not in svg, chart.name
+        if chart.name.startswith("agent_"):  # bars labelled with the agents' names
+            assert ">Agent ag-ann<" in svg and ">ag-ann<" not in svg, chart.name
 
     # By day: the API's numbers too.
     await page.goto(f"{parley.url}/console/reports?{RANGE}&group_by=day")
