@@ -25,9 +25,11 @@ ignore case), so ``V1`` and ``v1`` are one copy in every store.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 from parley.errors import StoreError
 from parley.pg.migrate import Conn, Migration, advisory_key, quote_ident
+from projector.views import Row
 
 __all__ = ["STORE_MIGRATIONS", "CopySql", "CopyTables", "copy_ddl", "rollup_ddl", "shadow_names"]
 
@@ -289,3 +291,13 @@ STORE_MIGRATIONS: tuple[Migration, ...] = (
     Migration(version=7, description="copies whose report roll-ups are being rebuilt",
               statements=_v7),
 )
+
+
+def upsert_columns(rows: Sequence[Row]) -> list[list[object]]:
+    """Rows as the nine column arrays of :attr:`CopySql.upsert_rows` (Row's fields are in
+    column order)."""
+    return [[getattr(row, field) for row in rows] for field in _UPSERTED]
+
+
+_UPSERTED = ("kind", "id", "state", "view", "chat_id", "status", "source", "agent_id",
+             "sort_key")

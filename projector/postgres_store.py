@@ -49,19 +49,28 @@ opened, unless ``?migrate=off``: then ``open`` refuses a schema that is not curr
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import ClassVar, TypeVar
+from typing import TypeVar
 
 import asyncpg
 
-from parley.errors import StoreError, StoreUnavailable
+from parley.errors import StoreError
 from parley.pg.migrate import Conn, MigrationStatus, advisory_key, migrate, quote_ident
 from parley.pg.url import PostgresOptions, parse_postgres_url
 from projector import pg_rollups
-from projector.errors import LiveProjectionDrop, ProjectorError, UnknownProjection
+from projector.errors import LiveProjectionDrop, UnknownProjection
 from projector.log_index import INDEXED, LOG_KINDS
-from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, new_token, unwrap_state
+from projector.outbox import OutboxEntry, encode_refs, entry_for, new_token, unwrap_state
 from projector.pg_analytics import PgShadow
-from projector.pg_schema import STORE_MIGRATIONS, CopySql, CopyTables, copy_ddl, rollup_ddl
+from projector.pg_errors import StoreConflict, translate
+from projector.pg_outbox import ack_outbox, outbox_insert, read_outbox
+from projector.pg_schema import (
+    STORE_MIGRATIONS,
+    CopySql,
+    CopyTables,
+    copy_ddl,
+    rollup_ddl,
+    upsert_columns,
+)
 from projector.read_queue import ReadQueue
 from projector.row_merge import latest_rows, merge_rows, shared_rows
 from projector.states import AggregateRef
@@ -78,40 +87,6 @@ from projector.views import Row
 __all__ = ["PostgresStore", "StoreConflict"]
 
 T = TypeVar("T")
-
-
-class StoreConflict(StoreUnavailable):
-    """Another writer got there first (an offset moved past this batch's); nothing written.
-
-    Retriable: re-read the stored offsets and fold again from there.
-    """
-
-    retriable: ClassVar[bool] = True
-
-
-# Exceptions after which nothing was written and trying again may succeed.
-_TRANSIENT: tuple[type[BaseException], ...] = (
-    asyncpg.exceptions.LockNotAvailableError,
-    asyncpg.exceptions.TransactionRollbackError,  # deadlock detected, serialization failure
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,  # shutdown, cannot connect now, cancel
-    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
-    asyncpg.exceptions.InterfaceError,  # connection lost mid-call
-    OSError,
-    TimeoutError,
-)
-
-
-def _translate(exc: Exception, where: str) -> ProjectorError | StoreError:
-    if isinstance(exc, ProjectorError | StoreError):
-        return exc
-    if isinstance(exc, asyncpg.exceptions.UndefinedTableError):
-        return UnknownProjection("projection does not exist (dropped, or never created)")
-    if isinstance(exc, _TRANSIENT):
-        return StoreUnavailable(
-            f"PostgreSQL at {where} is unavailable or busy ({type(exc).__name__}: {exc}); "
-            "nothing was written, try again")
-    return StoreError(f"PostgreSQL: {type(exc).__name__}: {exc}")
 
 
 class PostgresStore:
@@ -147,7 +122,7 @@ class PostgresStore:
         except BaseException as exc:
             await pool.close()
             if isinstance(exc, Exception):
-                raise _translate(exc, o.where) from exc
+                raise translate(exc, o.where) from exc
             raise
         if status.pending:
             await pool.close()
@@ -170,7 +145,7 @@ class PostgresStore:
                 server_settings={"application_name": "parley",
                                  "lock_timeout": f"{o.lock_timeout_ms}ms"})
         except Exception as exc:  # noqa: BLE001 - any failure to connect, without the URL
-            raise _translate(exc, o.where) from None
+            raise translate(exc, o.where) from None
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -195,7 +170,7 @@ class PostgresStore:
             async with pool.acquire() as conn:
                 return await fn(conn)
         except Exception as exc:
-            raise _translate(exc, self._options.where) from exc
+            raise translate(exc, self._options.where) from exc
 
     def _q(self, projection: str) -> CopySql:
         sql = self._sql.get(projection)  # by the name as given: no re-validation per call
@@ -358,13 +333,13 @@ class PostgresStore:
                 await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", sql.tables.analytics_key)
                 merged = await self._merge(conn, sql, batch)
                 if merged:
-                    await conn.execute(sql.upsert_rows, *_columns(merged))
+                    await conn.execute(sql.upsert_rows, *upsert_columns(merged))
                     await pg_rollups.apply(conn, sql.tables, merged)
                 states = [row for row in merged if row.kind not in LOG_KINDS]  # the index is no state
                 if publish and states:
                     # The rows as written (merged): the outbox says what the store holds.
                     written.extend(states)
-                    await conn.execute(self._outbox_insert, token, sql.tables.name,
+                    await conn.execute(outbox_insert(self._schema), token, sql.tables.name,
                                        encode_refs(states))
                 if parts:
                     moved = await conn.fetch(sql.upsert_offsets, [t for t, _ in parts],
@@ -392,46 +367,13 @@ class PostgresStore:
         return merge_rows(batch, stored)
 
     async def outbox(self, limit: int) -> list[OutboxEntry]:
-        query = (f"SELECT seq, token, projection, refs FROM {self._schema}.parley_outbox "  # noqa: S608
-                 "WHERE seq > $1 ORDER BY seq LIMIT 1")
         projections = set(await self.list_projections())
-
-        async def read(conn: Conn) -> list[OutboxEntry]:
-            out: list[OutboxEntry] = []
-            after = 0
-            while len(out) < limit:
-                commit = await conn.fetchrow(query, after)
-                if commit is None:
-                    break
-                after, token, projection = commit[0], commit[1], commit[2]
-                refs = decode_refs(bytes(commit[3]))
-                found: dict[tuple[str, str], Row] = {}
-                if projection in projections:  # a dropped copy's rows are gone
-                    for kind, id, state, view, chat_id in await conn.fetch(
-                            self._q(projection).rows_of, [k for k, _ in refs], [i for _, i in refs]):
-                        found[(kind, id)] = Row(kind=kind, id=id, state=bytes(state),
-                                                view=bytes(view), chat_id=chat_id)
-                out += [entry_for(row, token, after) if (row := found.get(ref)) is not None
-                        else OutboxEntry(kind=ref[0], key=ref[1], route=ref[1], value=b"",
-                                         token=token, seq=after) for ref in refs]
-            return out
-
-        return await self._run(read)
+        return await self._run(lambda conn: read_outbox(conn, self._schema, limit, projections,
+                                                        lambda name: self._q(name).rows_of))
 
     async def ack_outbox(self, tokens: Sequence[int]) -> None:
-        if not tokens:
-            return
-        query = f"DELETE FROM {self._schema}.parley_outbox WHERE token = ANY($1::bigint[])"  # noqa: S608
-
-        async def delete(conn: Conn) -> None:
-            await conn.execute(query, list(tokens))
-
-        await self._run(delete)
-
-    @property
-    def _outbox_insert(self) -> str:
-        return (f"INSERT INTO {self._schema}.parley_outbox (token, projection, refs) "  # noqa: S608
-                "VALUES ($1, $2, $3)")
+        if tokens:
+            await self._run(lambda conn: ack_outbox(conn, self._schema, tokens))
 
     async def offsets(self, projection: str) -> dict[tuple[str, int], int]:
         sql = self._q(projection)
@@ -537,18 +479,3 @@ class PostgresStore:
             return counts
 
         return await self._run(read, read=True)
-
-
-def _columns(rows: Sequence[Row]) -> list[list[object]]:
-    """Rows as the nine column arrays of ``upsert_rows`` (Row's fields are in column order)."""
-    return [
-        [row.kind for row in rows],
-        [row.id for row in rows],
-        [row.state for row in rows],
-        [row.view for row in rows],
-        [row.chat_id for row in rows],
-        [row.status for row in rows],
-        [row.source for row in rows],
-        [row.agent_id for row in rows],
-        [row.sort_key for row in rows],
-    ]
