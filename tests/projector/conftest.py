@@ -5,13 +5,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
 
 from contracts.topics import Topics
 from parley.kafka.clients import make_admin
 from parley.settings import KafkaSettings
+from projector.role import ProjectorRole
 from tests.kit.postgres import fresh_schema
+from tests.kit.sse_streams import serving
 
 
 @pytest.fixture
@@ -41,3 +45,11 @@ async def ledger_topic(kafka_settings: KafkaSettings, topics: Topics) -> AsyncIt
     with contextlib.suppress(Exception):
         await admin.delete_topics([topics.erasures])
     await admin.close()
+
+
+@pytest.fixture
+async def served(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path, unique: str
+                 ) -> AsyncIterator[tuple[TestClient[Any, Any], ProjectorRole]]:
+    """The projector role served for live subscriptions (:func:`tests.kit.sse_streams.serving`)."""
+    async with serving(kafka_settings, topics, tmp_path, unique) as got:
+        yield got

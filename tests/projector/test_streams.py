@@ -1,176 +1,45 @@
 """Live subscriptions over HTTP (Server-Sent Events), served by the real projector role on a
 real broker: states the runner commits and publishes reach subscribers, ids resume exactly,
-and connections are authorised, capped and bounded."""
+a stream after a webhook's position starts with its change, and a kind's stream filters
+and resumes per partition (checks, caps and bounds: test_streams_bounds.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zlib import crc32
 
 import msgspec
-import orjson
 import pytest
-from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
-from aiokafka import TopicPartition
-from aiokafka.admin import RecordsToDelete
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from contracts.position import Position
 from contracts.state import ChatState
 from contracts.state_change import encode_state_change
 from contracts.topics import Topics
 from parley.http import build_app
-from parley.kafka.clients import make_admin, make_consumer, make_producer
-from parley.privacy.config import build_key_ring
-from parley.privacy.seal import subject_in
-from parley.privacy.states import open_state
+from parley.kafka.clients import make_producer
 from parley.runtime import Runtime
 from parley.settings import HttpSettings, KafkaSettings, Settings, SourceSettings, StoreSettings
 from projector.role import ProjectorRole, ProjectorRoleOptions
 from projector.runner import ProjectorRunnerOptions
-from projector.sse import SseOptions
 from projector.streams import StreamOptions
-from receiver.partitioner import partition_for
 from receiver.role import ReceiverRole
 from tests.kit.live_projector import conversation, delete_dlq, eventually, produce, produce_raw
 from tests.kit.receiver_app import privacy_for_test
+from tests.kit.sse_streams import (
+    TOKEN,
+    WEBHOOKS,
+    chat_values,
+    comment,
+    equals,
+    subscribe,
+    until_published,
+)
 
 pytestmark = pytest.mark.kafka
-
-WEBHOOKS = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks" / "natterly"
-TOKEN = "stream-token-5d1e9a7c3b8f2046"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-MAX_STREAMS = 2
-BUFFER_EVENTS = 2
-
-
-@dataclass
-class Event:
-    id: str
-    event: str
-    data: dict[str, Any]
-
-
-class Sse:
-    """Reads one event stream: events in order, comments counted."""
-
-    def __init__(self, response: ClientResponse) -> None:
-        self.response = response
-        self.comments: list[str] = []
-
-    async def next(self, timeout_s: float = 30.0) -> Event:
-        fields: dict[str, str] = {}
-        async with asyncio.timeout(timeout_s):
-            while True:
-                line = (await self.response.content.readline()).decode()
-                assert line, f"stream ended; fields so far {fields}"
-                line = line.rstrip("\n")
-                if line.startswith(":"):
-                    self.comments.append(line[1:].strip())
-                elif line:
-                    name, _, value = line.partition(": ")
-                    fields[name] = value
-                elif fields:
-                    return Event(fields.get("id", ""), fields["event"], orjson.loads(fields["data"]))
-
-    async def opened(self) -> None:
-        """Wait for the ``: open`` comment: from here on, every change is seen."""
-        async with asyncio.timeout(30):
-            line = await self.response.content.readline()
-        assert line == b": open\n", line
-
-
-@pytest.fixture
-async def served(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path,
-                 unique: str) -> AsyncIterator[tuple[TestClient[Any, Any], ProjectorRole]]:
-    settings = Settings(kafka=kafka_settings, data_dir=str(tmp_path),
-                        privacy=privacy_for_test(kafka_settings),  # states sealed, the default
-                        store=StoreSettings(url=f"sqlite:///{tmp_path / 'state.db'}"),
-                        http=HttpSettings(api_tokens=(TOKEN,), max_streams=MAX_STREAMS))
-    rt = Runtime.from_settings(settings)
-    role = ProjectorRole(rt, ProjectorRoleOptions(
-        runner=ProjectorRunnerOptions(group_id=f"{unique}-projector", poll_timeout_ms=100),
-        streams=StreamOptions(poll_ms=100, sse=SseOptions(
-            heartbeat_s=0.3, buffer_events=BUFFER_EVENTS, stall_timeout_s=0.5, send_buffer_bytes=4096,
-            final_write_timeout_s=0.5))))
-    client: TestClient[Any, Any] = TestClient(TestServer(build_app(rt, [role])))
-    await client.start_server()
-    try:
-        yield client, role
-    finally:
-        await client.close()
-        await delete_dlq(kafka_settings, topics)
-
-
-async def subscribe(client: TestClient[Any, Any], path: str, **headers: str) -> Sse:
-    resp = await client.get(path, headers=AUTH | headers)
-    assert resp.status == 200, (resp.status, await resp.text())
-    assert resp.content_type == "text/event-stream"
-    sse = Sse(resp)
-    await sse.opened()
-    return sse
-
-
-async def chat_records(kafka: KafkaSettings, topics: Topics, chat: str, *, raw: bool = False
-                       ) -> list[tuple[str, dict[str, Any]]]:
-    """Every record of ``chat`` (and its messages) on the chat state topic: (position, value),
-    the value opened with the test's keys as another process would (``raw``: as stored)."""
-    return [(p, orjson.loads(v)) for p, v in await chat_values(kafka, topics, chat, raw=raw)]
-
-
-async def chat_values(kafka: KafkaSettings, topics: Topics, chat: str, *, raw: bool = False
-                      ) -> list[tuple[str, bytes]]:
-    """:func:`chat_records`, the values as bytes."""
-    values = await _chat_values(kafka, topics, chat)
-    if raw:
-        return values
-    ring = build_key_ring(Settings(kafka=kafka, privacy=privacy_for_test(kafka)))
-    try:
-        await ring.load(s for _, v in values if (s := subject_in(v)) is not None)
-        return [(p, open_state(ring, v)) for p, v in values]
-    finally:
-        await ring.close()
-
-
-async def _chat_values(kafka: KafkaSettings, topics: Topics, chat: str
-                       ) -> list[tuple[str, bytes]]:
-    topic = topics.state("chat")
-    consumer = make_consumer(kafka, group_id=None)
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, crc32(chat.encode()) % kafka.partitions)
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        await consumer.seek_to_beginning(tp)
-        out = []
-        while await consumer.position(tp) < end:
-            for records in (await consumer.getmany(timeout_ms=1000)).values():
-                out += [(f"{topic}:{r.partition}:{r.offset}", r.value or b"")
-                        for r in records
-                        if r.key == chat.encode() or (r.key or b"").startswith(f"{chat}/".encode())]
-        return out
-    finally:
-        await consumer.stop()
-
-
-async def until_published(kafka: KafkaSettings, topics: Topics, chat: str, status: str
-                          ) -> list[tuple[str, dict[str, Any]]]:
-    found: list[tuple[str, dict[str, Any]]] = []
-
-    async def published() -> bool:
-        found[:] = await chat_records(kafka, topics, chat)
-        return any(v["kind"] == "chat" and v["state"]["status"] == status for _, v in found)
-
-    await eventually(published, f"chat {chat} published {status}")
-    return found
 
 
 async def test_a_chat_subscriber_sees_its_committed_changes_and_no_other_chats(
@@ -231,7 +100,7 @@ async def test_resume_after_last_event_id_gets_exactly_the_missed_changes(
     while first[-1].data.get("state", {}).get("status") != "active":
         first.append(await sse.next())
     sse.response.close()
-    await eventually(lambda: _is(role.streams.open_streams, 0), "the first stream closed")
+    await eventually(lambda: equals(role.streams.open_streams, 0), "the first stream closed")
 
     await produce(kafka_settings, topics, life[2:])  # more messages, closed: missed
     records = await until_published(kafka_settings, topics, "c1", "closed")
@@ -284,7 +153,7 @@ async def test_a_stream_after_a_webhooks_position_starts_with_its_change(
     assert [(e.id, e.data) for e in seen] == records[expected:]
     assert [e.data["state"]["status"] for e in seen if e.event == "chat"][-1] == "closed"
     sse.response.close()
-    await eventually(lambda: _is(role.streams.open_streams, 0), "the stream closed")
+    await eventually(lambda: equals(role.streams.open_streams, 0), "the stream closed")
 
     # Resuming with the last id (a state position, as before) repeats nothing.
     again = await subscribe(client, "/api/chats/w1/stream", **{"Last-Event-ID": seen[-1].id})
@@ -302,7 +171,7 @@ async def test_a_stream_after_a_webhook_not_yet_applied_waits_for_its_change(
                        for _ in range(2)]
     sse = await subscribe(client, f"/api/chats/h1/stream?after={webhook}")
     while len(sse.comments) < 1:
-        await _comment(sse)  # nothing to send yet: heartbeats
+        await comment(sse)  # nothing to send yet: heartbeats
     assert sse.comments == [": heartbeat\n"]
     state = msgspec.json.encode(ChatState(id="h1", status="active"))
     producer = make_producer(kafka_settings)
@@ -317,43 +186,6 @@ async def test_a_stream_after_a_webhook_not_yet_applied_waits_for_its_change(
         await producer.stop()
     first = await sse.next()
     assert first.data["positions"] == [msgspec.to_builtins(webhook)], first
-
-
-async def test_bad_webhook_positions_are_refused(
-        served: tuple[TestClient[Any, Any], ProjectorRole], kafka_settings: KafkaSettings,
-        topics: Topics) -> None:
-    client, role = served
-    positions = await produce(kafka_settings, topics, conversation("c1", n_messages=1))
-    await until_published(kafka_settings, topics, "c1", "closed")
-    n = kafka_settings.partitions
-    own = partition_for(b"c1", n)
-    assert {p.partition for p in positions} == {own}
-    end = positions[-1].offset + 1
-    for path, status in [
-        (f"/api/chats/c1/stream?after={topics.chat}:{(own + 1) % n}:0", 400),  # another's
-        (f"/api/chats/c1/stream?after={topics.chat}:{own}:{end}", 400),  # past the end
-        (f"/api/chats/c1/stream?after={topics.visitor}:0:0", 400),  # not the chat's topic
-        (f"/api/chats/c1/stream?after={topics.chat}:{own}", 400),  # malformed
-        (f"/api/stream?after={positions[0]}", 400),  # a vector of state positions only
-    ]:
-        resp = await client.get(path, headers=AUTH)
-        body = await resp.json()
-        assert resp.status == status, (path, body)
-        assert body["error"] == "bad_request" and body["detail"], body
-    resp = await client.get(f"/api/stream?after={positions[0]}", headers=AUTH)
-    assert "/api/chats/{id}/stream" in (await resp.json())["detail"]
-
-    admin = make_admin(kafka_settings)
-    await admin.start()
-    try:  # retention deleted the webhook's record
-        await admin.delete_records({TopicPartition(topics.chat, own):
-                                    RecordsToDelete(before_offset=positions[1].offset)})
-    finally:
-        await admin.close()
-    resp = await client.get(f"/api/chats/c1/stream?after={positions[0]}", headers=AUTH)
-    body = await resp.json()
-    assert resp.status == 410 and body["error"] == "gone", body
-    assert role.streams.open_streams == 0
 
 
 async def test_the_stream_of_a_kind_filters_and_resumes_per_partition(
@@ -401,120 +233,3 @@ async def test_state_topics_hold_no_personal_data_readable_yet_streams_deliver_i
     stored = b"".join(v for _, v in await chat_values(kafka_settings, topics, "p1", raw=True))
     assert [s for s in personal if s.encode() in stored] == []
     assert b'"status":"closed"' in stored and b'"source":"acme"' in stored  # facts: readable
-
-
-async def test_tokens_positions_and_kinds_are_checked(
-        served: tuple[TestClient[Any, Any], ProjectorRole], topics: Topics) -> None:
-    client, role = served
-    for headers in ({}, {"Authorization": "Bearer not-the-token-at-all-000"}):
-        for path in ("/api/chats/c1/stream", "/api/stream"):
-            resp = await client.get(path, headers=headers)
-            assert resp.status == 401, path
-            assert (await resp.json())["error"] == "unauthorized"
-    chat_topic = topics.state("chat")
-    own = crc32(b"c1") % 3
-    for path, status in [
-        ("/api/chats/c1/stream?after=nonsense", 400),
-        (f"/api/chats/c1/stream?after={topics.state('agent')}:{own}:0", 400),
-        (f"/api/chats/c1/stream?after={chat_topic}:{(own + 1) % 3}:0", 400),
-        (f"/api/chats/c1/stream?after={chat_topic}:{own}:5", 400),  # past the end
-        ("/api/stream?kind=message", 400),
-        ("/api/stream?kind=chat&status=online", 400),
-        ("/api/stream?kind=visitor&source=acme", 400),
-    ]:
-        resp = await client.get(path, headers=AUTH)
-        body = await resp.json()
-        assert resp.status == status, (path, body)
-        assert body["error"] == "bad_request" and body["detail"], body
-    assert role.streams.open_streams == 0
-
-
-async def test_a_position_the_log_no_longer_has_is_410(
-        served: tuple[TestClient[Any, Any], ProjectorRole], kafka_settings: KafkaSettings,
-        topics: Topics) -> None:
-    client, _ = served
-    await produce(kafka_settings, topics, conversation("c1", n_messages=1))
-    records = await until_published(kafka_settings, topics, "c1", "closed")
-    topic, partition, offset = records[-1][0].rsplit(":", 2)
-    admin = make_admin(kafka_settings)
-    await admin.start()
-    try:  # state topics are compacted only; an operator may add time-based deletion
-        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
-                                                  {"cleanup.policy": "compact,delete"})])
-        await admin.delete_records({TopicPartition(topic, int(partition)):
-                                    RecordsToDelete(before_offset=int(offset) + 1)})
-    finally:
-        await admin.close()
-    resp = await client.get(f"/api/chats/c1/stream?after={records[0][0]}", headers=AUTH)
-    body = await resp.json()
-    assert resp.status == 410 and body["error"] == "gone", body
-
-
-async def test_streams_are_capped(served: tuple[TestClient[Any, Any], ProjectorRole]) -> None:
-    client, role = served
-    open_ = [await subscribe(client, f"/api/chats/c{i}/stream") for i in range(MAX_STREAMS)]
-    resp = await client.get("/api/stream", headers=AUTH)
-    body = await resp.json()
-    assert resp.status == 503 and body["error"] == "overloaded", body
-    assert resp.headers["Retry-After"]
-    # Heartbeats keep idle streams open, and find a closed one.
-    while len(open_[0].comments) < 2:
-        await _comment(open_[0])
-    open_[0].response.close()
-    await eventually(lambda: _is(role.streams.open_streams, MAX_STREAMS - 1), "a slot freed")
-    await subscribe(client, "/api/chats/c9/stream")
-
-
-async def test_a_slow_client_is_cut_off_not_buffered(
-        served: tuple[TestClient[Any, Any], ProjectorRole], kafka_settings: KafkaSettings,
-        topics: Topics) -> None:
-    client, role = served
-    # A client that reads its headers and then nothing, with a small receive window.
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    await loop.sock_connect(sock, (client.host, client.port))
-    await loop.sock_sendall(sock, f"GET /api/chats/slow/stream HTTP/1.1\r\nHost: x\r\n"
-                                  f"Authorization: Bearer {TOKEN}\r\n\r\n".encode())
-    head = b""
-    while b": open\n" not in head:
-        head += await loop.sock_recv(sock, 1)
-    assert head.startswith(b"HTTP/1.1 200"), head
-    # Large changes of that chat, straight onto its state partition, far more than fit.
-    topic = topics.state("chat")
-    partition = crc32(b"slow") % kafka_settings.partitions
-    state = msgspec.json.encode(ChatState(id="slow", subject="x" * 20_000))
-    producer = make_producer(kafka_settings)
-    await producer.start()
-    n = 100
-    try:
-        for i in range(n):
-            await producer.send(topic, key=b"slow", partition=partition, value=encode_state_change(
-                "chat", "slow", [(topics.event_topics[0], partition, i)], state))
-        await producer.flush()
-    finally:
-        await producer.stop()
-    started = time.monotonic()
-    await eventually(lambda: _is(role.streams.open_streams, 0), "the slow client cut off")
-    # The server dropped it rather than hold ~2 MB for it: what arrives ends early.
-    received = head
-    try:
-        while chunk := await asyncio.wait_for(loop.sock_recv(sock, 65536), 10):
-            received += chunk
-    except ConnectionResetError:
-        pass
-    finally:
-        sock.close()
-    assert received.count(b"event: chat") < n / 2, (received.count(b"event: chat"),
-                                                     time.monotonic() - started)
-
-
-async def _comment(sse: Sse) -> None:
-    line = await asyncio.wait_for(sse.response.content.readline(), 5)
-    if line.startswith(b":"):
-        sse.comments.append(line.decode())
-
-
-async def _is(value: int, expected: int) -> bool:
-    return value == expected
