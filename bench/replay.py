@@ -50,7 +50,8 @@ CPU-second (all processes' CPU), and ``parley-N / quix-N``.
 ``--baseline CHECKOUT`` adds the contender ``baseline``: Parley's rebuild run from another
 checkout (its ``bench/replay.py`` as the child), so two versions of Parley replay the same log
 in alternating rounds of one run, e.g. ``git worktree add /tmp/base main`` then
-``--contenders baseline,parley --baseline /tmp/base``.
+``--contenders baseline,parley --baseline /tmp/base``; ``baseline-N`` is that checkout's
+``parley-N``, compared with this tree's ``parley-N``.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
+import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -314,8 +316,9 @@ def spawn(name: str, args: argparse.Namespace, bootstrap: str, prefix: str, time
     """Run one contender in a fresh interpreter; its result plus its peak RSS (wait4)."""
     work = Path(tempfile.mkdtemp(prefix=f"parley-replay-{name}-"))
     script = Path(__file__).resolve()
-    if name == "baseline":  # Parley's rebuild, with the code of another checkout
-        script, name = Path(args.baseline).resolve() / "bench" / "replay.py", "parley"
+    if name == "baseline" or name.startswith("baseline-"):  # another checkout's parley(-N)
+        script = Path(args.baseline).resolve() / "bench" / "replay.py"
+        name = name.replace("baseline", "parley", 1)
     cmd = [sys.executable, str(script), "--child", name, "--bootstrap", bootstrap,
            "--prefix", prefix, "--events", str(args.events), "--partitions", str(args.partitions),
            "--work", str(work), "--faust-store", args.faust_store,
@@ -416,21 +419,34 @@ def bench(args: argparse.Namespace, bootstrap: str, prefix: str) -> int:
         print(f"  {name:<9} {r['records']:>9,} {r['records'] / r['seconds']:>10,.0f} "
               f"{r['seconds']:>8.1f} {r['records'] / r['cpu_seconds']:>10,.0f} "
               f"{_mib(r['max_rss_bytes']):>10} {_mib(r['store_bytes']):>10} {r['load']:>5.2f}")
+    if args.rounds > 1:
+        # The median round by records/s follows the machine's load; CPU per record moves
+        # less from round to round, so its median over every round is printed too.
+        print("  per CPU-second, median of all rounds (each round's):")
+        for name, runs in rounds.items():
+            done = [r["records"] / r["cpu_seconds"] for r in runs if "error" not in r]
+            if done:
+                print(f"    {name:<10} {statistics.median(done):>8,.0f}  ("
+                      + ", ".join(f"{x:,.0f}" for x in done) + ")")
     parley = results.get("parley")
     if parley and "error" not in parley:
         p_rate = parley["records"] / parley["seconds"]
         p_cpu = parley["records"] / parley["cpu_seconds"]
         for name, r in results.items():
-            if name not in ("parley", "baseline") and not _workers(name) and "error" not in r:
+            if (name != "parley" and not name.startswith("baseline") and not _workers(name)
+                    and "error" not in r):
                 ratio = p_rate / (r["records"] / r["seconds"])
                 cpu_ratio = p_cpu / (r["records"] / r["cpu_seconds"])
                 print(f"  parley / {name}: {ratio:.2f}x records/s ({cpu_ratio:.2f}x per CPU-second)")
-        base_run = results.get("baseline")
-        if base_run and "error" not in base_run:
-            ratio = p_rate / (base_run["records"] / base_run["seconds"])
-            cpu_ratio = p_cpu / (base_run["records"] / base_run["cpu_seconds"])
-            print(f"  parley / baseline ({args.baseline}): {ratio:.3f}x records/s "
-                  f"({cpu_ratio:.3f}x per CPU-second)")
+        for base_name, base_run in results.items():
+            mine = results.get(base_name.replace("baseline", "parley", 1))
+            if (base_name.startswith("baseline") and mine and "error" not in base_run
+                    and "error" not in mine):
+                ratio = (mine["records"] / mine["seconds"]) / (base_run["records"] / base_run["seconds"])
+                cpu_ratio = base_run["cpu_seconds"] / mine["cpu_seconds"] * (
+                    mine["records"] / base_run["records"])
+                print(f"  {base_name.replace('baseline', 'parley', 1)} / {base_name} "
+                      f"({args.baseline}): {ratio:.3f}x records/s ({cpu_ratio:.3f}x per CPU-second)")
         for base, variant in (("parley", "+outbox"), ("parley", "+states"), ("live", "+states")):
             plain, loud = results.get(base), results.get(base + variant)
             if plain and loud and "error" not in plain and "error" not in loud:

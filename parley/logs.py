@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, ClassVar
 
 import orjson
-from aiohttp.http_exceptions import HttpProcessingError
 
 from parley.secrets import SecretMask
 
@@ -74,7 +73,10 @@ class MalformedRequests(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if not isinstance(exc, HttpProcessingError):
+        # Looked up, not imported: a process that never imported aiohttp (a rebuild worker)
+        # has no such error to limit, and is spared importing it (0.1 s of its start-up).
+        http = sys.modules.get("aiohttp.http_exceptions")
+        if http is None or not isinstance(exc, http.HttpProcessingError):
             return True
         now = self._clock()
         if now - self._window_start >= self._interval_s:

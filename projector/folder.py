@@ -11,7 +11,6 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
 from operator import itemgetter
 from typing import Protocol
 
@@ -344,27 +343,32 @@ def _cover(flat: list[tuple[AggregateRef, DomainEvent]],
     source's): so a state's covers — and its version — depend only on which records were
     folded into it, not on how the log was batched.
     """
-    last: dict[tuple[AggregateRef, tuple[str, int]], int] = {}
-    update = last.update
-    for n, (rec, start, end, _) in enumerate(spans):
-        if n not in failed:
-            # (ref, partition) -> offset for the record's applications, in C loops.
-            tp = (rec.topic, rec.partition)
-            refs: Iterable[AggregateRef] = map(_first, flat[start:end])
-            if refused:
-                refs = [ref for i, (ref, _) in enumerate(flat[start:end], start)
-                        if i not in refused]
-            update(zip(zip(refs, repeat(tp)), repeat(rec.offset)))
+    # ref -> {(topic, partition): offset}: one dict lookup per application, and a covers
+    # tuple built without sorting for the aggregates of one partition (chats, messages).
     mine: dict[AggregateRef, dict[tuple[str, int], int]] = {}
-    for (ref, tp), offset in last.items():
-        got = mine.get(ref)
-        if got is None:
-            got = mine[ref] = {}
-        got[tp] = offset
+    get = mine.get
+    for n, (rec, start, end, _) in enumerate(spans):
+        if n in failed:
+            continue
+        tp, offset = (rec.topic, rec.partition), rec.offset
+        refs: Iterable[AggregateRef] = map(_first, flat[start:end])
+        if refused:
+            refs = [ref for i, (ref, _) in enumerate(flat[start:end], start) if i not in refused]
+        for ref in refs:
+            got = get(ref)
+            if got is None:
+                mine[ref] = {tp: offset}
+            else:
+                got[tp] = offset
+    prior = covers.get
     for ref, got in mine.items():
-        for topic, partition, offset in covers.get(ref, ()):
+        for topic, partition, offset in prior(ref, ()):
             got.setdefault((topic, partition), offset)
-        covers[ref] = covers_of(got)
+        if len(got) == 1:  # most aggregates: one partition (a chat's, its messages')
+            ((topic, partition), offset), = got.items()
+            covers[ref] = ((topic, partition, offset),)
+        else:
+            covers[ref] = covers_of(got)
 
 
 def _log_rows(flat: list[tuple[AggregateRef, DomainEvent]],

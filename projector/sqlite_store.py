@@ -47,6 +47,7 @@ from projector import sqlite_rollups
 from projector.errors import LiveProjectionDrop, UnknownProjection
 from projector.log_index import INDEXED, LOG_KINDS
 from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, new_token
+from projector.pg_merge import MERGED_KINDS
 from projector.read_queue import DEFAULT_READ_QUEUE
 from projector.row_merge import merge_rows, shared_rows
 from projector.sqlite_analytics import SqliteShadow
@@ -314,18 +315,24 @@ class SqliteStore:
         # statement to bind its parameters, and runs the whole upsert without it, so a
         # commit can overlap with folding the next batch (see projector.rebuild) instead of
         # queueing for the GIL twice per row.
-        statements = [(sql.upsert_rows(n), params) for n, params in chunks(rows, self._rows_max)]
-        offset_params = [(topic, partition, offset) for (topic, partition), offset in offsets.items()]
+        # Shared: the rows of visitors and agents are joined with the stored ones inside the
+        # transaction, so only theirs wait for it; every other row's parameters are built
+        # here (in the writer thread that would be twice per row, holding the GIL).
         shared = shared_rows(rows) if self._shared else []
+        plain = [row for row in rows if row.kind not in MERGED_KINDS] if shared else rows
+        statements = [(sql.upsert_rows(n), params) for n, params in chunks(plain, self._rows_max)]
+        offset_params = [(topic, partition, offset) for (topic, partition), offset in offsets.items()]
 
         def commit(conn: sqlite3.Connection) -> None:
-            nonlocal rows, statements
+            nonlocal rows
             with transaction(conn):
+                todo = statements
                 if shared:  # holding the write lock: nobody changes them before COMMIT
-                    rows = merge_rows(rows, _stored(conn, sql, shared))
-                    statements = [(sql.upsert_rows(n), params)
-                                  for n, params in chunks(rows, self._rows_max)]
-                for statement, params in statements:
+                    merged = merge_rows(shared, _stored(conn, sql, shared))
+                    todo = statements + [(sql.upsert_rows(n), params)
+                                         for n, params in chunks(merged, self._rows_max)]
+                    rows = _in_order(rows, merged)
+                for statement, params in todo:
                     conn.execute(statement, params)
                 sqlite_rollups.apply(conn, name, rows)
                 if outbox is not None:
@@ -471,6 +478,14 @@ class SqliteStore:
         return await self._api().run(read)
 
 
+
+
+def _in_order(rows: Sequence[Row], merged: Sequence[Row]) -> list[Row]:
+    """``rows`` with each shared row replaced by its ``merged`` one (dropped if merging
+    dropped it: another source's), in their order."""
+    joined = {(row.kind, row.id): row for row in merged}
+    return [row if row.kind not in MERGED_KINDS else joined[(row.kind, row.id)]
+            for row in rows if row.kind not in MERGED_KINDS or (row.kind, row.id) in joined]
 
 
 def _stored(conn: sqlite3.Connection, sql: Sql, rows: Sequence[Row]) -> dict[tuple[str, str], bytes]:

@@ -11,14 +11,18 @@ import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from parley.errors import StoreUnavailable, UnsupportedStore
 from projector.errors import LiveProjectionDrop, Overloaded
+from projector.outbox import unwrap_state, wrap_state
 from projector.sqlite_schema import Sql, copy_schema, rows_per_statement
 from projector.sqlite_store import SqliteStore
+from projector.states import AggregateRef, VisitorFold, decode_state
 from projector.store import Store
 from projector.stores import open_store
+from projector.views import Row, row_for
 from tests.kit.live_projector import eventually
 from tests.kit.store_contract import StoreContract, chat
 from tests.kit.store_crash import kill_mid_commits
@@ -372,3 +376,42 @@ async def test_a_copy_made_before_the_agent_index_gets_it_and_its_agent_listing_
             "EXPLAIN QUERY PLAN " + Sql("v1").agent_chats + " ORDER BY sort_key, id", ("a1",)))
     assert "USING INDEX p_v1_agent_chats (agent_id=?)" in plan, plan
     assert "TEMP B-TREE" not in plan, plan  # in the index's order: no sort
+
+
+def _visitor_row(state: VisitorFold, offset: int) -> Row:
+    """A visitor's row as a folder builds it: covers wrapped into the state bytes."""
+    row = row_for(AggregateRef("visitor", state.id), state)
+    covers = (("t", offset % 2, offset),)
+    return msgspec.structs.replace(row, state=wrap_state(row.state, covers), covers=covers)
+
+
+async def test_a_shared_commit_joins_visitors_with_the_stored_rows_and_keeps_the_rest(
+        tmp_path: Path) -> None:
+    # A parallel rebuild's one writer: two workers each folded part of visitor v1's chats
+    # (and a chat each); the second commit joins its partial v1 with the stored one. Rows
+    # of other kinds go as they are, and the batch's rows come back in their order.
+    store = SqliteStore(tmp_path / "state.db", shared=True)
+    await store.open()
+    try:
+        await store.create_projection("v1")
+        one = VisitorFold(id="v1", source="acme", chats=frozenset({"c1"}))
+        two = VisitorFold(id="v1", source="acme", chats=frozenset({"c2"}))
+        foreign = VisitorFold(id="v2", source="other", chats=frozenset({"c3"}))
+        await store.commit("v1", [chat("c1"), _visitor_row(one, 0),
+                                  _visitor_row(VisitorFold(id="v2", source="acme"), 2)],
+                           {("t", 0): 1})
+        batch = [_visitor_row(two, 1), chat("c2"), _visitor_row(foreign, 3)]
+        entries = await store.commit("v1", batch, {("t", 1): 2}, publish=True)
+        assert [(e.kind, e.key) for e in entries] == [("visitor", "v1"), ("chat", "c2")]
+        stored = await store.load("v1", [AggregateRef("visitor", "v1"),
+                                         AggregateRef("visitor", "v2")])
+        joined = decode_state("visitor", unwrap_state(stored[AggregateRef("visitor", "v1")])[1])
+        assert isinstance(joined, VisitorFold) and joined.chats == {"c1", "c2"}
+        assert unwrap_state(stored[AggregateRef("visitor", "v1")])[0] == (("t", 0, 0),
+                                                                          ("t", 1, 1))
+        kept = decode_state("visitor", unwrap_state(stored[AggregateRef("visitor", "v2")])[1])
+        assert isinstance(kept, VisitorFold) and kept.source == "acme"  # first owner keeps it
+        assert await store.get_view("v1", "chat", "c2") == chat("c2").view
+        assert await store.offsets("v1") == {("t", 0): 1, ("t", 1): 2}
+    finally:
+        await store.close()

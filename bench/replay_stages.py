@@ -1,0 +1,179 @@
+"""A rebuild's CPU per record, stage by stage, without Kafka (issue 18's performance work).
+
+``bench/replay.py`` times whole rebuilds, whose wall clock follows the machine's load; this
+measures what the code spends, in CPU time of the thread that spends it
+(``time.thread_time``), on the same generated log (``bench/replay_data.py``), partitioned as
+the receiver partitions it:
+
+- **fold**: :meth:`projector.folder.Folder.fold` on batches of ``--batch`` records (20,000, a
+  rebuild's), decode to rows, in the main thread;
+- **commit (caller)**: what :meth:`SqliteStore.commit` does before handing over (statement
+  parameters);
+- **writer thread**: the store's writer thread: the upserts, the roll-ups, the COMMIT;
+- with ``--members 2``, as a parallel rebuild on SQLite does it: each member folds its half
+  of the partitions with a folder of its own and sends each batch over the pipe
+  (:mod:`projector.rebuild_pipe`): **pipe encode** (the worker) and **pipe decode** (the
+  coordinator) are timed too, and the store is opened ``shared`` (visitors and agents
+  merged with the stored rows on commit).
+
+Batches are folded and committed one after the other (no overlap), so each stage's CPU is
+its own. Rounds alternate between ``--members`` values; the best round per stage counts (CPU
+time on a shared machine still grows a little with the load: caches, frequency).
+
+    .venv/bin/python bench/replay_stages.py [--records 100000] [--members 1,2] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+_ROOT = _HERE.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path[:0] = [str(_ROOT), str(_HERE)]
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import gc  # noqa: E402
+import os  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections import defaultdict  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from typing import Any, TypeVar  # noqa: E402
+
+from aiokafka.structs import ConsumerRecord  # noqa: E402
+from replay_data import generate  # noqa: E402
+
+from contracts.topics import Topics  # noqa: E402
+from projector import rebuild_pipe  # noqa: E402
+from projector.folder import Folder, gc_paused  # noqa: E402
+from projector.sqlite_store import SqliteStore  # noqa: E402
+from projector.sqlite_workers import Worker  # noqa: E402
+from receiver.partitioner import partition_for  # noqa: E402
+
+T = TypeVar("T")
+PARTITIONS = 6
+
+
+def records(n: int, seed: int) -> list[ConsumerRecord[bytes, bytes]]:
+    """The generated log as a consumer would read it: offsets per topic partition."""
+    nexts: dict[tuple[str, int], int] = defaultdict(int)
+    out: list[ConsumerRecord[bytes, bytes]] = []
+    for n_, (topic, key, value) in enumerate(generate(n, Topics(prefix="stages"), seed=seed)):
+        partition = partition_for(key, PARTITIONS)
+        offset = nexts[(topic, partition)]
+        nexts[(topic, partition)] = offset + 1
+        out.append(ConsumerRecord(topic, partition, offset, 1_700_000_000_000 + n_, 0, key, value,
+                                  None, len(key), len(value), []))
+    return out
+
+
+def batches(log: Sequence[ConsumerRecord[bytes, bytes]], members: int, size: int
+            ) -> list[list[list[ConsumerRecord[bytes, bytes]]]]:
+    """Each member's batches: its partitions (by partition number) in log order."""
+    mine: list[list[ConsumerRecord[bytes, bytes]]] = [[] for _ in range(members)]
+    for rec in log:
+        mine[rec.partition % members].append(rec)
+    return [[recs[i:i + size] for i in range(0, len(recs), size)] for recs in mine]
+
+
+class WriterClock:
+    """CPU time spent in the store's writer threads (wraps :meth:`Worker._call`)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        original = Worker._call
+        clock = self
+
+        def timed(worker: Worker, fn: Callable[[Any], T]) -> T:
+            started = time.thread_time()
+            try:
+                return original(worker, fn)
+            finally:
+                clock.seconds += time.thread_time() - started
+
+        Worker._call = timed  # type: ignore[method-assign]
+
+
+async def one_round(log: Sequence[ConsumerRecord[bytes, bytes]], members: int, size: int,
+                    clock: WriterClock) -> dict[str, float]:
+    cpu: dict[str, float] = defaultdict(float)
+    with tempfile.TemporaryDirectory(prefix="parley-stages-") as tmp:
+        store = SqliteStore(Path(tmp) / "state.db", shared=members > 1)
+        await store.open()
+        try:
+            await store.create_projection("v1")
+            folders = [Folder(store, cache_size=200_000, fresh=True) for _ in range(members)]
+            plan = batches(log, members, size)
+            clock.seconds = 0.0
+            # Members take turns batch by batch, as two workers' commits arrive at the writer.
+            for turn in range(max(len(p) for p in plan)):
+                for member, folder in enumerate(folders):
+                    if turn >= len(plan[member]):
+                        continue
+                    batch = plan[member][turn]
+                    started = time.thread_time()
+                    with gc_paused():
+                        result = await folder.fold("v1", batch)
+                        folded = time.thread_time()
+                        rows, offsets = result.rows, result.offsets
+                        if members > 1:
+                            data = rebuild_pipe._encode(rebuild_pipe._Commit(
+                                "v1", rows, [(t, p, o) for (t, p), o in offsets.items()], False))
+                            encoded = time.thread_time()
+                            request = rebuild_pipe._requests.decode(data)
+                            assert isinstance(request, rebuild_pipe._Commit)
+                            rows = request.rows
+                            offsets = {(t, p): o for t, p, o in request.offsets}
+                            decoded = time.thread_time()
+                            cpu["pipe encode"] += encoded - folded
+                            cpu["pipe decode"] += decoded - encoded
+                            folded = decoded
+                        await store.commit("v1", rows, offsets)
+                        committed = time.thread_time()
+                        folder.remember(result.states, result.covers)
+                        del result, rows
+                    cpu["fold"] += folded - started
+                    cpu["commit (caller)"] += committed - folded
+                    gc.freeze()
+            cpu["writer thread"] = clock.seconds
+            gc.unfreeze()
+        finally:
+            await store.close()
+    return cpu
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=20_000)
+    parser.add_argument("--members", default="1,2")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    log = records(args.records, args.seed)
+    clock = WriterClock()
+    runs: dict[int, list[dict[str, float]]] = defaultdict(list)
+    for n in range(args.rounds):
+        for members in map(int, args.members.split(",")):
+            load = os.getloadavg()[0]
+            cpu = asyncio.run(one_round(log, members, args.batch, clock))
+            runs[members].append(cpu)
+            total = sum(cpu.values())
+            print(f"round {n + 1}, {members} member(s) (load {load:.2f}): "
+                  f"{total / args.records * 1e6:.1f} µs/record: "
+                  + ", ".join(f"{k} {v / args.records * 1e6:.1f}" for k, v in cpu.items()),
+                  flush=True)
+    print(f"\nCPU µs per record, best round of {args.rounds} per stage ({args.records:,} records, "
+          f"batches of {args.batch:,}, load {os.getloadavg()[0]:.2f} at the end)")
+    for members, rounds in runs.items():
+        best = {k: min(r[k] for r in rounds) for k in rounds[0]}
+        parts = ", ".join(f"{k} {v / args.records * 1e6:.1f}" for k, v in best.items())
+        print(f"  {members} member(s): {sum(best.values()) / args.records * 1e6:.1f} = {parts}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
