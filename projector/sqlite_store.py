@@ -46,15 +46,15 @@ from parley.private_files import private_sqlite
 from projector import sqlite_rollups
 from projector.errors import LiveProjectionDrop, UnknownProjection
 from projector.log_index import INDEXED, LOG_KINDS
-from projector.outbox import OutboxEntry, decode_refs, encode_refs, entry_for, new_token
+from projector.outbox import OutboxEntry, encode_refs, entry_for, new_token
 from projector.pg_merge import MERGED_KINDS
 from projector.read_queue import DEFAULT_READ_QUEUE
 from projector.row_merge import merge_rows, shared_rows
 from projector.sqlite_analytics import SqliteShadow
+from projector.sqlite_outbox import read_outbox
 from projector.sqlite_schema import (
     OUTBOX_DELETE,
     OUTBOX_INSERT,
-    OUTBOX_READ,
     ROWS_PER_STATEMENT,
     Sql,
     chunks,
@@ -63,6 +63,7 @@ from projector.sqlite_schema import (
     rows_per_statement,
     transaction,
 )
+from projector.sqlite_shared import in_order, stored_states
 from projector.sqlite_workers import ReaderPool, Worker
 from projector.states import AggregateRef
 from projector.store import (
@@ -328,10 +329,10 @@ class SqliteStore:
             with transaction(conn):
                 todo = statements
                 if shared:  # holding the write lock: nobody changes them before COMMIT
-                    merged = merge_rows(shared, _stored(conn, sql, shared))
+                    merged = merge_rows(shared, stored_states(conn, sql, shared))
                     todo = statements + [(sql.upsert_rows(n), params)
                                          for n, params in chunks(merged, self._rows_max)]
-                    rows = _in_order(rows, merged)
+                    rows = in_order(rows, merged)
                 for statement, params in todo:
                     conn.execute(statement, params)
                 sqlite_rollups.apply(conn, name, rows)
@@ -344,18 +345,7 @@ class SqliteStore:
         return [entry_for(row, token) for row in rows if row.kind not in LOG_KINDS] if publish else []
 
     async def outbox(self, limit: int) -> list[OutboxEntry]:
-        def read(conn: sqlite3.Connection) -> list[OutboxEntry]:
-            out: list[OutboxEntry] = []
-            after = 0
-            while len(out) < limit:
-                commit = conn.execute(OUTBOX_READ, (after,)).fetchone()
-                if commit is None:
-                    break
-                after, token, projection, refs = commit
-                out += _read_back(conn, after, token, projection, decode_refs(bytes(refs)))
-            return out
-
-        return await self._r().run(read)
+        return await self._r().run(lambda conn: read_outbox(conn, limit))
 
     async def ack_outbox(self, tokens: Sequence[int]) -> None:
         if not tokens:
@@ -476,54 +466,3 @@ class SqliteStore:
             return counts
 
         return await self._api().run(read)
-
-
-
-
-def _in_order(rows: Sequence[Row], merged: Sequence[Row]) -> list[Row]:
-    """``rows`` with each shared row replaced by its ``merged`` one (dropped if merging
-    dropped it: another source's), in their order."""
-    joined = {(row.kind, row.id): row for row in merged}
-    return [row if row.kind not in MERGED_KINDS else joined[(row.kind, row.id)]
-            for row in rows if row.kind not in MERGED_KINDS or (row.kind, row.id) in joined]
-
-
-def _stored(conn: sqlite3.Connection, sql: Sql, rows: Sequence[Row]) -> dict[tuple[str, str], bytes]:
-    """The stored states of ``rows`` (by kind and id), read in the caller's transaction."""
-    by_kind: dict[str, list[str]] = {}
-    for row in rows:
-        by_kind.setdefault(row.kind, []).append(row.id)
-    return {(kind, id): state for kind, ids in by_kind.items()
-            for id, state in conn.execute(sql.load, (kind, msgspec.json.encode(ids).decode()))}
-
-
-def _read_back(conn: sqlite3.Connection, seq: int, token: int, projection: str,
-               refs: list[tuple[str, str]]) -> list[OutboxEntry]:
-    """One outbox commit's entries, with the states their rows hold now."""
-    wanted: dict[str, list[str]] = {}
-    for kind, id in refs:
-        wanted.setdefault(kind, []).append(id)
-    found: dict[tuple[str, str], Row] = {}
-    for kind, ids in wanted.items():
-        try:
-            cursor = conn.execute(Sql(projection).rows_of, (kind, msgspec.json.encode(ids).decode()))
-        except sqlite3.OperationalError:  # the copy was dropped: its rows are gone
-            break
-        for id, state, view, chat_id in cursor:
-            found[(kind, id)] = Row(kind=kind, id=id, state=bytes(state), view=bytes(view),
-                                    chat_id=chat_id)
-    return [entry_for(row, token, seq) if (row := found.get((kind, id))) is not None else
-            OutboxEntry(kind=kind, key=id, route=id, value=b"", token=token, seq=seq)
-            for kind, id in refs]
-
-
-
-
-
-
-
-
-
-
-
-
