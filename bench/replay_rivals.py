@@ -23,11 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from replay_parley import cpu_seconds
 
 from contracts.envelope import decode_envelope
 from contracts.normalise import normalise
@@ -61,7 +62,7 @@ class _Clock:
     def tick(self, events: int) -> bool:
         """Count a record; True when it was the n-th."""
         if not self.records:
-            self.first, self.cpu_first = time.perf_counter(), _cpu()
+            self.first, self.cpu_first = time.perf_counter(), cpu_seconds()
         self.records += 1
         self.events += events
         if self.records == self.n:
@@ -73,16 +74,10 @@ class _Clock:
         """Timed from the first record to the app's return: its last state is then durable
         (Quix's final checkpoint, faust's changelog flush), as Parley's is at its last
         commit. ``seconds_to_nth`` stops at the n-th record's fold instead."""
-        closed, cpu = time.perf_counter(), _cpu()
+        closed, cpu = time.perf_counter(), cpu_seconds()
         return {"records": self.records, "events": self.events,
                 "seconds": closed - self.first, "seconds_to_nth": self.last - self.first,
                 "cpu_seconds": cpu - self.cpu_first}
-
-
-def _cpu() -> float:
-    """CPU seconds of this process, all threads (librdkafka's included)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 # ------------------------------------------------------------------------------ Quix Streams
