@@ -21,7 +21,7 @@ import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal, Union, get_args, get_origin
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import msgspec
 
@@ -183,7 +183,14 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
                 f"max_buffered_body_bytes={self.max_buffered_body_bytes})")
 
 
+#: Where Parley keeps its local files (the local broker, SQLite store, keys, search index).
+DEFAULT_DATA_DIR = ".parley"
+
+
 class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``url``: the projection store; unset, :func:`load_settings` makes it SQLite in
+    ``<data_dir>/state.db``."""
+
     url: str = "sqlite:///.parley/state.db"
 
 
@@ -246,7 +253,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     sources: dict[str, SourceSettings] = {}
     # [consumers.<name>] tables: each consumer validates its own (e.g. consumers.crm.config).
     consumers: dict[str, dict[str, object]] = {}
-    data_dir: str = ".parley"
+    data_dir: str = DEFAULT_DATA_DIR
     log_level: LogLevel = "INFO"  # any case in the file or environment
     #: The event loop of the long-running commands (parley.loop): "auto" is uvloop where it
     #: is installed (a dependency on Linux and macOS), else asyncio.
@@ -363,6 +370,7 @@ def load_settings(path: str | os.PathLike[str] | None = None,
             raise SettingsError(f"{found}: config_file is not a setting (name the file with "
                                 f"--config FILE or {CONFIG_ENV})")
     _apply_env(doc, env)
+    _default_store_in_data_dir(doc)
     if isinstance(level := doc.get("log_level"), str):
         doc["log_level"] = level.upper()  # "debug" and "DEBUG" alike, as logging takes them
     # Which file was read, when the error is in it or in the environment: a ./parley.toml
@@ -380,6 +388,16 @@ def load_settings(path: str | os.PathLike[str] | None = None,
     except SettingsError as exc:
         raise SettingsError(f"{exc}{origin}") from None
     return msgspec.structs.replace(settings, config_file=str(found) if found else None)
+
+
+def _default_store_in_data_dir(doc: dict[str, object]) -> None:
+    """Without a ``store.url``, the SQLite store is ``<data_dir>/state.db``, beside the
+    local broker, the key store and the search index (``.parley/state.db`` by default), so
+    every command with the same ``data_dir`` reads the same store, wherever it runs from."""
+    store = doc.setdefault("store", {})
+    data_dir = doc.get("data_dir", DEFAULT_DATA_DIR)
+    if isinstance(store, dict) and "url" not in store and isinstance(data_dir, str) and data_dir:
+        store["url"] = "sqlite:///" + quote(str(Path(data_dir) / "state.db"))
 
 
 def _choices(hint: object) -> tuple[str, ...]:

@@ -24,6 +24,16 @@ def test_defaults_without_a_file() -> None:
     assert s.sources == {}
 
 
+def test_the_default_store_is_in_the_data_dir(tmp_path: Path) -> None:
+    # Every command with one data_dir reads one store, whatever its working directory.
+    cfg = write(tmp_path, 'data_dir = "/srv/my parley"\n')
+    assert load_settings(cfg, env={}).store.url == "sqlite:////srv/my%20parley/state.db"
+    assert load_settings(None, env={"PARLEY_DATA_DIR": "d"}).store.url == "sqlite:///d/state.db"
+    named = write(tmp_path, 'data_dir = "/srv/p"\n[store]\nurl = "sqlite:///elsewhere.db"\n')
+    assert load_settings(named, env={}).store.url == "sqlite:///elsewhere.db"
+    assert load_settings(cfg, env={"PARLEY_STORE__URL": "memory://"}).store.url == "memory://"
+
+
 def test_design_md_example_loads(tmp_path: Path) -> None:
     cfg = write(tmp_path, """
 [kafka]
