@@ -94,3 +94,16 @@ async def test_an_unknown_subject_is_one_line_and_exit_1(
     code, out, err = await parley(capsys, "visitors", "export", *who, "--config", config)
     assert (code, out, err.removesuffix("; nothing changed\n").strip()) == (
         1, "", said.removesuffix("; nothing changed"))
+
+
+async def test_without_a_projection_forget_and_export_each_say_so_in_their_own_words(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    config = str(write_config(tmp_path / "parley.toml", KafkaSettings(bootstrap="127.0.0.1:9"),
+                              url))
+    code, out, err = await parley(capsys, "visitors", "forget", "vis-1", "--config", config)
+    assert (code, out) == (1, "") and err.startswith("no projection yet")
+    assert err.endswith("; nothing changed\n") and err.count("\n") == 1
+    code, out, err = await parley(capsys, "visitors", "export", "vis-1", "--config", config)
+    assert (code, out) == (1, "") and err.startswith("no projection yet")
+    assert "forget" not in err and err.count("\n") == 1  # it was "nothing to forget"
