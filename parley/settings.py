@@ -134,9 +134,9 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """
 
     host: str = "127.0.0.1"
-    port: int = 8080
-    max_body_bytes: int = 1024 * 1024
-    shutdown_timeout_s: float = 15.0
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8080  # 0: any free port (tests)
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1)] = 1024 * 1024
+    shutdown_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 15.0
     #: How long a webhook waits for Kafka's acknowledgement before it is answered 503
     #: (keep it well under the providers' own timeouts: ChatShipper gives up after 20 s),
     #: and the ``Retry-After`` seconds that 503 carries.

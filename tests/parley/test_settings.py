@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,18 @@ def test_the_default_store_is_in_the_data_dir(tmp_path: Path) -> None:
     named = write(tmp_path, 'data_dir = "/srv/p"\n[store]\nurl = "sqlite:///elsewhere.db"\n')
     assert load_settings(named, env={}).store.url == "sqlite:///elsewhere.db"
     assert load_settings(cfg, env={"PARLEY_STORE__URL": "memory://"}).store.url == "memory://"
+
+
+@pytest.mark.parametrize(("toml", "where"), [
+    ("[http]\nport = 70000\n", "$.http.port"),  # was a traceback from bind() at start-up
+    ("[http]\nport = -1\n", "$.http.port"),
+    ("[http]\nmax_body_bytes = -1\n", "$.http.max_body_bytes"),
+    ("[http]\nshutdown_timeout_s = -5\n", "$.http.shutdown_timeout_s"),
+])
+def test_an_http_value_out_of_range_is_one_line_naming_it(
+        tmp_path: Path, toml: str, where: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(where)):
+        load_settings(write(tmp_path, toml), env={})
 
 
 def test_design_md_example_loads(tmp_path: Path) -> None:
