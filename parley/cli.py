@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -134,8 +135,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             settings = bootstrap_for(settings)
             with LocalBroker(settings).use(_command_name(args)):
-                return handler(args, settings)
-        return handler(args, settings)
+                return _flushed(handler(args, settings))
+        return _flushed(handler(args, settings))
+    except BrokenPipeError:
+        # The reader went away (`parley consumers lag --json | head`): nothing more to say,
+        # and nothing for Python to fail to flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except ParleyError as exc:
         print(f"parley: error: {exc}", file=sys.stderr)
         return 1
@@ -145,6 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _flushed(code: int) -> int:
+    """``code``, once what the command printed has left (a closed pipe raises here)."""
+    sys.stdout.flush()
+    return code
 
 
 def _command_name(args: argparse.Namespace) -> str:

@@ -83,3 +83,23 @@ def test_a_parley_toml_in_the_working_directory_is_read(
     assert main(["kafka", "status"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("parley: error: invalid configuration") and "parley.toml" in err, err
+
+
+def test_a_reader_that_goes_away_is_no_traceback(tmp_path: Path) -> None:
+    # `parley consumers lag --json | head -1`: the pipe closes while the command writes.
+    import os
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'data_dir = "{tmp_path}"\n')
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # closed before the command writes a byte: every write is EPIPE
+    try:
+        done = subprocess.run([Path(sys.executable).parent / "parley", "--config", str(cfg),
+                               "consumers", "list"], stdout=write_end, stderr=subprocess.PIPE,
+                              timeout=60, check=False)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr == b"", done.stderr.decode()
