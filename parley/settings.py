@@ -25,6 +25,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import msgspec
 
+from contracts.topics import Topics
 from parley.credentials import secret_problem, standard_secret_problem
 from parley.errors import SettingsError
 from parley.pg.url import SCHEMES as POSTGRES_SCHEMES
@@ -109,13 +110,13 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     # per broker up to 3 (three brokers or more: 3, with min.insync.replicas 2).
     replication_factor: int | None = None
     client_id: str = "parley"
-    request_timeout_ms: int = 10_000
+    request_timeout_ms: Annotated[int, msgspec.Meta(ge=1)] = 10_000
     security: KafkaSecurity = KafkaSecurity()
     # Static group membership (KIP-345): a stable id per process, e.g. the StatefulSet pod name.
     # A member that restarts with the same id within `static_session_timeout_ms` gets its
     # partitions back without a rebalance of the group. None: dynamic membership.
     group_instance_id: str | None = None
-    static_session_timeout_ms: int = 60_000
+    static_session_timeout_ms: Annotated[int, msgspec.Meta(ge=1)] = 60_000
     #: The port of the local broker that `parley run` and `parley kafka up` start when
     #: ``bootstrap`` is unset (its controller listens 1000 above).
     local_port: Annotated[int, msgspec.Meta(ge=1, le=64535)] = 9092
@@ -456,6 +457,10 @@ def _check(s: Settings) -> None:
         raise SettingsError(f"store.url has {what}: use sqlite:///path/to/state.db or "
                             "postgresql://user:password@host:5432/db (schemes: "
                             f"{', '.join(STORE_SCHEMES)})")
+    try:
+        Topics(prefix=s.kafka.topic_prefix)  # it names every topic and group: checked there
+    except ValueError as exc:
+        raise SettingsError(f"kafka.topic_prefix: {exc}") from None
     rf = s.kafka.replication_factor
     if s.kafka.partitions < 1 or (rf is not None and rf < 1):
         raise SettingsError("kafka.partitions and kafka.replication_factor must be >= 1")

@@ -40,8 +40,12 @@ def test_the_default_store_is_in_the_data_dir(tmp_path: Path) -> None:
     ("[http]\nport = -1\n", "$.http.port"),
     ("[http]\nmax_body_bytes = -1\n", "$.http.max_body_bytes"),
     ("[http]\nshutdown_timeout_s = -5\n", "$.http.shutdown_timeout_s"),
+    ("[kafka]\nrequest_timeout_ms = -1\n", "$.kafka.request_timeout_ms"),  # was "Unable to
+    ("[kafka]\nstatic_session_timeout_ms = 0\n", "$.kafka.static_session_timeout_ms"),  # bootstrap"
+    ('[kafka]\ntopic_prefix = "bad prefix!"\n', "kafka.topic_prefix: topic prefix 'bad prefix!'"),
+    ('[kafka]\ntopic_prefix = ""\n', "kafka.topic_prefix: "),  # both were ValueError tracebacks
 ])
-def test_an_http_value_out_of_range_is_one_line_naming_it(
+def test_a_value_out_of_range_is_one_line_naming_it(
         tmp_path: Path, toml: str, where: str) -> None:
     with pytest.raises(SettingsError, match=re.escape(where)):
         load_settings(write(tmp_path, toml), env={})
