@@ -234,7 +234,8 @@ class SourceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     provider: ProviderName
     auth_tokens: tuple[str, ...] = ()  # natterly: `auth_token` in the body
     secrets: tuple[str, ...] = ()  # chatshipper: HMAC-SHA1 keys; standard: whsec_… keys
-    tolerance_s: int = 300  # standard: accepted clock skew of `webhook-timestamp`
+    #: standard: accepted clock skew of `webhook-timestamp` (below 1 s every webhook would fail)
+    tolerance_s: Annotated[int, msgspec.Meta(ge=1)] = 300
 
     def __repr__(self) -> str:
         return (

@@ -44,6 +44,8 @@ def test_the_default_store_is_in_the_data_dir(tmp_path: Path) -> None:
     ("[kafka]\nstatic_session_timeout_ms = 0\n", "$.kafka.static_session_timeout_ms"),  # bootstrap"
     ('[kafka]\ntopic_prefix = "bad prefix!"\n', "kafka.topic_prefix: topic prefix 'bad prefix!'"),
     ('[kafka]\ntopic_prefix = ""\n', "kafka.topic_prefix: "),  # both were ValueError tracebacks
+    ('[sources.b]\nprovider = "standard"\nsecrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]\n'
+     "tolerance_s = -300\n", "tolerance_s"),  # every webhook was a 401
 ])
 def test_a_value_out_of_range_is_one_line_naming_it(
         tmp_path: Path, toml: str, where: str) -> None:
