@@ -133,6 +133,9 @@ _SIGNATURE_HEADERS = [
         ("svix-timestamp", "`standard` sources, as Svix sends it: `webhook-timestamp`."),
         ("svix-signature", "`standard` sources, as Svix sends it: `webhook-signature`."))]
 
+_CONTENT_ENCODING = _param("Content-Encoding", "header", {"enum": ["identity"]},
+                           "Bodies are sent uncompressed: any other coding is 415.")
+
 
 def _content(schema: Json, media: str = "application/json") -> Json:
     return {media: {"schema": schema}}
@@ -205,7 +208,7 @@ def _paths(ref: dict[str, Json]) -> Json:
     return {
         "/webhooks/{source}": {
             "post": op("Append a provider's webhook to the log.", "webhooks",
-                       [_SOURCE, *_SIGNATURE_HEADERS], {
+                       [_SOURCE, *_SIGNATURE_HEADERS, _CONTENT_ENCODING], {
                            "200": _answer("Durable in Kafka.", ref["accepted"]),
                            "400": error("invalid_body", "Malformed JSON, or JSON that does not "
                                         "fit the provider's contract (`detail` has the path)."),
@@ -216,7 +219,8 @@ def _paths(ref: dict[str, Json]) -> Json:
                            "413": error("body_too_large", "The body is over "
                                         "`http.max_body_bytes`."),
                            "415": error("unsupported_media_type",
-                                        "Not `application/json` (or `+json`) in UTF-8."),
+                                        "Not `application/json` (or `+json`) in UTF-8, or "
+                                        "compressed (`Content-Encoding`)."),
                            "503": error("kafka_unavailable overloaded key_store_unavailable",
                                         "Kafka did not acknowledge in time, too many bodies or "
                                         "connections are in flight (`http.max_buffered_body_bytes`, "
