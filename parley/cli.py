@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -51,9 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     ksub = kafka.add_subparsers(dest="kafka_command", required=True, metavar="ACTION")
     up = ksub.add_parser("up", help="start local broker(s); returns once they answer")
     up.add_argument("--brokers", type=int, default=1, help="number of nodes (default 1)")
-    up.add_argument("--port", type=int, default=None,
+    up.add_argument("--port", type=_whole(1, 64535), default=None,  # controllers: +1000
                     help="first broker port (default: kafka.local_port, 9092)")
-    up.add_argument("--heap-mb", type=int, default=512, help="JVM heap per node (default 512)")
+    up.add_argument("--heap-mb", type=_whole(64, 1 << 20), default=512,
+                    help="JVM heap per node (default 512)")
     up.set_defaults(handler=_cmd_kafka_up)
     down = ksub.add_parser("down", help="stop the local broker (refused while a process uses it)")
     down.add_argument("--wipe", action="store_true", help="also delete their data")
@@ -95,6 +97,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number from ``low`` to ``high``, else argparse's one-line
+    error naming the flag (a port past 65535 was a traceback from ``bind()``)."""
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number from {low} to {high}, not {raw!r}")
+        return value
+
+    return parse
+
+
 def _hoist_config(argv: Sequence[str]) -> list[str]:
     """Accept ``--config FILE`` anywhere on the line, not only before the sub-command.
 
@@ -134,8 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             settings = bootstrap_for(settings)
             with LocalBroker(settings).use(_command_name(args)):
-                return handler(args, settings)
-        return handler(args, settings)
+                return _flushed(handler(args, settings))
+        return _flushed(handler(args, settings))
+    except BrokenPipeError:
+        # The reader went away (`parley consumers lag --json | head`): nothing more to say,
+        # and nothing for Python to fail to flush at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except ParleyError as exc:
         print(f"parley: error: {exc}", file=sys.stderr)
         return 1
@@ -145,6 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _flushed(code: int) -> int:
+    """``code``, once what the command printed has left (a closed pipe raises here)."""
+    sys.stdout.flush()
+    return code
 
 
 def _command_name(args: argparse.Namespace) -> str:
@@ -277,8 +307,9 @@ def _register_consumer(sub: Any) -> None:
     one = sub.add_parser("consumer", help="run one consumer group (serves /healthz, /readyz, "
                                           "/metrics, /api/consumers)")
     one.add_argument("name", help="built-in (search, crm), entry-point name, or module:attribute")
-    one.add_argument("--port", type=int, help="HTTP port (default: http.port, or the next free "
-                                              "port above it when that one is taken)")
+    one.add_argument("--port", type=_whole(1, 65535),
+                     help="HTTP port (default: http.port, or the next free port above it when "
+                          "that one is taken)")
     one.set_defaults(handler=_cmd_consumer, local_kafka=True)
 
 

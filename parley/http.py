@@ -209,6 +209,25 @@ def bearer_auth(tokens: Sequence[str], *, metrics_public: bool = False) -> Middl
     return auth
 
 
+@web.middleware
+async def json_route_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A path no route serves, or a method its route does not, answered in Parley's JSON
+    shape (404 ``not_found``, 405 ``method_not_allowed`` with ``Allow``) like every other
+    error of the API and the webhooks, instead of aiohttp's text. The console answers its own
+    (an HTML page)."""
+    exc = request.match_info.http_exception
+    if exc is None or request.path.startswith("/console"):
+        return await handler(request)
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return error_response(405, "method_not_allowed",
+                              f"{request.method} is not served on this path; allowed: {allowed}",
+                              headers={"Allow": allowed})
+    if isinstance(exc, web.HTTPNotFound):
+        return error_response(404, "not_found", "no route serves this path")
+    return await handler(request)
+
+
 def bearer_status(request: web.Request, secrets: Sequence[bytes]
                   ) -> Literal["missing", "invalid", "valid"]:
     """Whether ``request`` carries ``Authorization: Bearer <one of secrets>``. Compared in
@@ -292,6 +311,7 @@ def build_app(rt: Runtime, roles: Iterable[Role]) -> web.Application:
     http = rt.settings.http
     middlewares = [bearer_auth(http.api_tokens, metrics_public=http.metrics_public)
                    ] if http.api_tokens else []
+    middlewares.append(json_route_errors)  # inside auth: an unknown path is still a 401 first
     app = web.Application(client_max_size=http.max_body_bytes + 64 * 1024, middlewares=middlewares)
     app[RUNTIME] = rt
     app[READINESS] = ReadinessCache(rt.readiness)  # the roles add their checks below

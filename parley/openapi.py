@@ -23,13 +23,14 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from consumers.search.queries import MAX_LIMIT as MAX_SEARCH_LIMIT
 from consumers.search.queries import SearchPage
 from consumers.service import ConsumersAnswer
 from contracts.schemas import clean_descriptions
 from contracts.state import AgentState, ChatState, MessageState, VisitorState
-from parley.http import ErrorBody, Health, NotReady, Ready, is_console
+from parley.http import ErrorBody, Health, NotReady, Ready, error_response, is_console
 from projector.api import (
     CHAT_STATUSES,
     DEFAULT_CHATS_LIMIT,
@@ -42,8 +43,8 @@ from projector.reports import AgentsReport, ChatsReport, LiveReport
 from projector.subject_export import SubjectExport
 from receiver.handlers import MAX_CHALLENGE_CHARS, WebhookAccepted
 
-__all__ = ["OPENAPI_PATH", "SHAPES", "document", "install_openapi", "main", "render",
-           "served_routes"]
+__all__ = ["OPENAPI_PATH", "SHAPES", "document", "install_openapi", "known_query_parameters",
+           "main", "render", "served_routes"]
 
 OPENAPI_PATH = "/api/openapi.json"
 Json = dict[str, Any]
@@ -133,6 +134,9 @@ _SIGNATURE_HEADERS = [
         ("svix-timestamp", "`standard` sources, as Svix sends it: `webhook-timestamp`."),
         ("svix-signature", "`standard` sources, as Svix sends it: `webhook-signature`."))]
 
+_CONTENT_ENCODING = _param("Content-Encoding", "header", {"enum": ["identity"]},
+                           "Bodies are sent uncompressed: any other coding is 415.")
+
 
 def _content(schema: Json, media: str = "application/json") -> Json:
     return {media: {"schema": schema}}
@@ -205,7 +209,7 @@ def _paths(ref: dict[str, Json]) -> Json:
     return {
         "/webhooks/{source}": {
             "post": op("Append a provider's webhook to the log.", "webhooks",
-                       [_SOURCE, *_SIGNATURE_HEADERS], {
+                       [_SOURCE, *_SIGNATURE_HEADERS, _CONTENT_ENCODING], {
                            "200": _answer("Durable in Kafka.", ref["accepted"]),
                            "400": error("invalid_body", "Malformed JSON, or JSON that does not "
                                         "fit the provider's contract (`detail` has the path)."),
@@ -216,7 +220,8 @@ def _paths(ref: dict[str, Json]) -> Json:
                            "413": error("body_too_large", "The body is over "
                                         "`http.max_body_bytes`."),
                            "415": error("unsupported_media_type",
-                                        "Not `application/json` (or `+json`) in UTF-8."),
+                                        "Not `application/json` (or `+json`) in UTF-8, or "
+                                        "compressed (`Content-Encoding`)."),
                            "503": error("kafka_unavailable overloaded key_store_unavailable",
                                         "Kafka did not acknowledge in time, too many bodies or "
                                         "connections are in flight (`http.max_buffered_body_bytes`, "
@@ -389,6 +394,31 @@ def install_openapi(app: web.Application) -> None:
         return web.Response(body=body, content_type="application/json")
 
     app.router.add_get(OPENAPI_PATH, openapi_json)
+    app.middlewares.append(known_query_parameters(document()))  # inside the token check
+
+
+def known_query_parameters(doc: Json) -> Middleware:
+    """A middleware answering 400 ``bad_request`` to an ``/api/`` request with a query
+    parameter its operation in ``doc`` does not take, naming it and the ones it does: a typo
+    (``?stauts=closed``) is never silently an unfiltered answer."""
+    taken = {(method.upper(), path): frozenset(p["name"] for p in op.get("parameters", ())
+                                               if p["in"] == "query")
+             for path, item in doc["paths"].items() for method, op in item.items()}
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        if request.query and resource is not None and request.path.startswith("/api/"):
+            method = "GET" if request.method == "HEAD" else request.method
+            allowed = taken.get((method, resource.canonical))
+            unknown = sorted(set(request.query) - allowed) if allowed is not None else []
+            if unknown:
+                return error_response(
+                    400, "bad_request", f"unknown query parameter {unknown[0][:40]!r}: this "
+                    f"operation takes {', '.join(sorted(allowed or ())) or 'none'}")
+        return await handler(request)
+
+    return check
 
 
 def main(argv: Sequence[str] | None = None) -> int:

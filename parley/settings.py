@@ -21,10 +21,11 @@ import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal, Union, get_args, get_origin
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import msgspec
 
+from contracts.topics import Topics
 from parley.credentials import secret_problem, standard_secret_problem
 from parley.errors import SettingsError
 from parley.pg.url import SCHEMES as POSTGRES_SCHEMES
@@ -109,13 +110,13 @@ class KafkaSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     # per broker up to 3 (three brokers or more: 3, with min.insync.replicas 2).
     replication_factor: int | None = None
     client_id: str = "parley"
-    request_timeout_ms: int = 10_000
+    request_timeout_ms: Annotated[int, msgspec.Meta(ge=1)] = 10_000
     security: KafkaSecurity = KafkaSecurity()
     # Static group membership (KIP-345): a stable id per process, e.g. the StatefulSet pod name.
     # A member that restarts with the same id within `static_session_timeout_ms` gets its
     # partitions back without a rebalance of the group. None: dynamic membership.
     group_instance_id: str | None = None
-    static_session_timeout_ms: int = 60_000
+    static_session_timeout_ms: Annotated[int, msgspec.Meta(ge=1)] = 60_000
     #: The port of the local broker that `parley run` and `parley kafka up` start when
     #: ``bootstrap`` is unset (its controller listens 1000 above).
     local_port: Annotated[int, msgspec.Meta(ge=1, le=64535)] = 9092
@@ -134,9 +135,9 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     """
 
     host: str = "127.0.0.1"
-    port: int = 8080
-    max_body_bytes: int = 1024 * 1024
-    shutdown_timeout_s: float = 15.0
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8080  # 0: any free port (tests)
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1)] = 1024 * 1024
+    shutdown_timeout_s: Annotated[float, msgspec.Meta(ge=0)] = 15.0
     #: How long a webhook waits for Kafka's acknowledgement before it is answered 503
     #: (keep it well under the providers' own timeouts: ChatShipper gives up after 20 s),
     #: and the ``Retry-After`` seconds that 503 carries.
@@ -183,7 +184,14 @@ class HttpSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
                 f"max_buffered_body_bytes={self.max_buffered_body_bytes})")
 
 
+#: Where Parley keeps its local files (the local broker, SQLite store, keys, search index).
+DEFAULT_DATA_DIR = ".parley"
+
+
 class StoreSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``url``: the projection store; unset, :func:`load_settings` makes it SQLite in
+    ``<data_dir>/state.db``."""
+
     url: str = "sqlite:///.parley/state.db"
 
 
@@ -226,7 +234,8 @@ class SourceSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     provider: ProviderName
     auth_tokens: tuple[str, ...] = ()  # natterly: `auth_token` in the body
     secrets: tuple[str, ...] = ()  # chatshipper: HMAC-SHA1 keys; standard: whsec_… keys
-    tolerance_s: int = 300  # standard: accepted clock skew of `webhook-timestamp`
+    #: standard: accepted clock skew of `webhook-timestamp` (below 1 s every webhook would fail)
+    tolerance_s: Annotated[int, msgspec.Meta(ge=1)] = 300
 
     def __repr__(self) -> str:
         return (
@@ -246,7 +255,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     sources: dict[str, SourceSettings] = {}
     # [consumers.<name>] tables: each consumer validates its own (e.g. consumers.crm.config).
     consumers: dict[str, dict[str, object]] = {}
-    data_dir: str = ".parley"
+    data_dir: str = DEFAULT_DATA_DIR
     log_level: LogLevel = "INFO"  # any case in the file or environment
     #: The event loop of the long-running commands (parley.loop): "auto" is uvloop where it
     #: is installed (a dependency on Linux and macOS), else asyncio.
@@ -363,6 +372,7 @@ def load_settings(path: str | os.PathLike[str] | None = None,
             raise SettingsError(f"{found}: config_file is not a setting (name the file with "
                                 f"--config FILE or {CONFIG_ENV})")
     _apply_env(doc, env)
+    _default_store_in_data_dir(doc)
     if isinstance(level := doc.get("log_level"), str):
         doc["log_level"] = level.upper()  # "debug" and "DEBUG" alike, as logging takes them
     # Which file was read, when the error is in it or in the environment: a ./parley.toml
@@ -380,6 +390,16 @@ def load_settings(path: str | os.PathLike[str] | None = None,
     except SettingsError as exc:
         raise SettingsError(f"{exc}{origin}") from None
     return msgspec.structs.replace(settings, config_file=str(found) if found else None)
+
+
+def _default_store_in_data_dir(doc: dict[str, object]) -> None:
+    """Without a ``store.url``, the SQLite store is ``<data_dir>/state.db``, beside the
+    local broker, the key store and the search index (``.parley/state.db`` by default), so
+    every command with the same ``data_dir`` reads the same store, wherever it runs from."""
+    store = doc.setdefault("store", {})
+    data_dir = doc.get("data_dir", DEFAULT_DATA_DIR)
+    if isinstance(store, dict) and "url" not in store and isinstance(data_dir, str) and data_dir:
+        store["url"] = "sqlite:///" + quote(str(Path(data_dir) / "state.db"))
 
 
 def _choices(hint: object) -> tuple[str, ...]:
@@ -438,6 +458,10 @@ def _check(s: Settings) -> None:
         raise SettingsError(f"store.url has {what}: use sqlite:///path/to/state.db or "
                             "postgresql://user:password@host:5432/db (schemes: "
                             f"{', '.join(STORE_SCHEMES)})")
+    try:
+        Topics(prefix=s.kafka.topic_prefix)  # it names every topic and group: checked there
+    except ValueError as exc:
+        raise SettingsError(f"kafka.topic_prefix: {exc}") from None
     rf = s.kafka.replication_factor
     if s.kafka.partitions < 1 or (rf is not None and rf < 1):
         raise SettingsError("kafka.partitions and kafka.replication_factor must be >= 1")

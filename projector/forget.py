@@ -73,7 +73,8 @@ async def resolve(store: Store, *, visitor: str | None = None, email: str | None
     """The subject one of ``visitor``, ``email``, ``chat`` names (see the module doc, step 1)."""
     live = await store.live_projection()
     if live is None:
-        raise UnknownSubject("no projection yet: nothing to forget")
+        raise UnknownSubject("no projection yet (the projector creates v1 when it starts): "
+                             "no visitor is known")
     if email is not None:
         visitor = await _visitor_by_email(store, live, email)
         if visitor is None:

@@ -156,9 +156,13 @@ def _day(name: str, raw: str) -> date:
     if not _DATE.fullmatch(raw):
         raise BadQuery(f"{name} must be a date as YYYY-MM-DD, not {raw[:40]!r}")
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise BadQuery(f"{name} is not a calendar date: {raw!r}") from None
+    if day == date.max:
+        # The roll-up plan and the hours of a day look one day past `to`.
+        raise BadQuery(f"{name} must be a day before {date.max}")
+    return day
 
 
 def parse_range(raw_from: str | None, raw_to: str | None, today: date) -> tuple[date, date]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 import time
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ def register(subparsers: Any) -> None:
     forget.add_argument("--no-wait", action="store_true",
                         help="return once the forget is published, without waiting for the "
                              "live projection to erase it")
-    forget.add_argument("--timeout", type=float, default=60.0, metavar="S",
+    forget.add_argument("--timeout", type=_seconds, default=60.0, metavar="S",
                         help="how long to wait for the live projection (default 60 s)")
     forget.set_defaults(handler=_cmd_forget, local_kafka=True)
     status = vsub.add_parser("forget-status", help="the erasure ledger of a visitor's (or "
@@ -46,6 +47,18 @@ def register(subparsers: Any) -> None:
                                             "(an access request)")
     _who(export)
     export.set_defaults(handler=_cmd_export)
+
+
+def _seconds(raw: str) -> float:
+    """``--timeout``: checked while parsing, before a key is destroyed (a forget cannot be
+    undone, so a wait it could never finish must not start it)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {raw!r}")
+    return value
 
 
 def _who(parser: argparse.ArgumentParser) -> None:

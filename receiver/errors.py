@@ -125,5 +125,6 @@ class KeyStoreUnavailable(ReceiverError):
     code = "key_store_unavailable"
     retriable = True
 
-    def __init__(self, retry_after_s: int) -> None:
-        super().__init__("the key store is unavailable; retry later", retry_after_s)
+    def __init__(self, retry_after_s: int,
+                 detail: str = "the key store is unavailable; retry later") -> None:
+        super().__init__(detail, retry_after_s)

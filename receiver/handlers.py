@@ -38,7 +38,7 @@ from contracts.errors import ContractError
 from contracts.ingest import natterly_auth_token, parse_webhook
 from contracts.topics import Topics
 from parley.http import error_response, json_response
-from parley.privacy import PrivacyError
+from parley.privacy import MasterKeyError, PrivacyError
 from parley.privacy.ring import KeyRing
 from parley.settings import HttpSettings
 from receiver.budget import BodyBudget
@@ -142,6 +142,13 @@ class WebhookHandler:
         assert self._ring is not None
         try:
             return await self._ring.seal(env)
+        except MasterKeyError as exc:
+            # The subject's key is wrapped by a master key this process lacks (a rotation
+            # whose rewrap ran before this process got the new key): the operator adds it
+            # (the line says which); meanwhile the sender retries and nothing is written.
+            log.error("cannot seal: %s", exc)
+            raise KeyStoreUnavailable(self._http.retry_after_s,
+                                      "the subject's key cannot be opened; retry later") from None
         except PrivacyError as exc:
             if not exc.retriable:
                 raise
@@ -293,6 +300,11 @@ def _standard_headers(request: web.Request) -> tuple[str, str | None, str | None
 
 
 def _check_media_type(request: web.Request) -> None:
+    coding = request.headers.get("Content-Encoding")
+    if coding is not None and coding.strip().lower() not in ("", "identity"):
+        # RFC 7694: 415 for a content coding not served. aiohttp would inflate it, but which
+        # bytes a signature covers would then be a guess.
+        raise UnsupportedMediaType("Content-Encoding is not supported: send the body uncompressed")
     if request.headers.get("Content-Type") == "application/json":
         return  # what providers send; parsing the header would find the same
     mime = request.content_type  # lower-cased, without parameters

@@ -83,3 +83,40 @@ def test_a_parley_toml_in_the_working_directory_is_read(
     assert main(["kafka", "status"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("parley: error: invalid configuration") and "parley.toml" in err, err
+
+
+def test_a_reader_that_goes_away_is_no_traceback(tmp_path: Path) -> None:
+    # `parley consumers lag --json | head -1`: the pipe closes while the command writes.
+    import os
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'data_dir = "{tmp_path}"\n')
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # closed before the command writes a byte: every write is EPIPE
+    try:
+        done = subprocess.run([Path(sys.executable).parent / "parley", "--config", str(cfg),
+                               "consumers", "list"], stdout=write_end, stderr=subprocess.PIPE,
+                              timeout=60, check=False)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr == b"", done.stderr.decode()
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["kafka", "up", "--port", "70000"], "--port"),
+    (["kafka", "up", "--port", "64536"], "--port"),  # its controller would be past 65535
+    (["kafka", "up", "--heap-mb", "-5"], "--heap-mb"),
+    (["consumer", "search", "--port", "70000"], "--port"),
+    (["consumer", "search", "--port", "x"], "--port"),
+])
+def test_a_port_or_size_out_of_range_is_one_line_exit_2(
+        capsys: pytest.CaptureFixture[str], argv: list[str], flag: str) -> None:
+    # Was a traceback: OverflowError: bind(): port must be 0-65535.
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert f"argument {flag}: must be a whole number from " in err

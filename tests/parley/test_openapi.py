@@ -409,3 +409,38 @@ async def test_real_answers_fit_the_document(parley: Caller) -> None:
     answered = {(path, method) for path, method, status in parley.seen if status < 300}
     documented = {(p, m) for p, ops in parley.doc["paths"].items() for m in ops}
     assert answered == documented  # a real 2xx of every documented operation was checked
+
+
+class _ChatsRole:
+    """Two documented routes, answering whatever they are asked."""
+
+    name = "chats"
+
+    def install(self, app: web.Application, rt: Runtime) -> None:
+        async def ok(request: web.Request) -> web.Response:
+            return web.json_response({"items": []})
+
+        app.router.add_get("/api/chats", ok)
+        app.router.add_get("/api/agents", ok)
+        app.router.add_get("/healthz-extra", ok)  # not under /api/: not checked
+
+
+async def test_a_query_parameter_the_operation_does_not_take_is_a_400_naming_it() -> None:
+    from parley.http import build_app
+    from parley.openapi import install_openapi
+
+    app = build_app(Runtime.from_settings(Settings(http=HttpSettings())), [_ChatsRole()])
+    install_openapi(app)
+    async with TestClient(TestServer(app)) as client:
+        # A typo was an unfiltered answer: every chat, 200.
+        resp = await client.get("/api/chats?stauts=closed")
+        assert resp.status == 400
+        answer = await resp.json()
+        assert answer["error"] == "bad_request"
+        assert answer["detail"].startswith("unknown query parameter 'stauts': this operation "
+                                           "takes agent, cursor, limit, min_position, source, ")
+        resp = await client.get("/api/agents?limit=5")
+        assert resp.status == 400 and "takes min_position" in (await resp.json())["detail"]
+        for fine in ("/api/chats?status=closed&limit=5", "/api/agents", "/healthz-extra?x=1",
+                     "/api/agents?min_position=parley.events.agent:0:0"):
+            assert (await client.get(fine)).status == 200, fine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,34 @@ def test_defaults_without_a_file() -> None:
     assert s.http.port == 8080
     assert s.store.url == "sqlite:///.parley/state.db"
     assert s.sources == {}
+
+
+def test_the_default_store_is_in_the_data_dir(tmp_path: Path) -> None:
+    # Every command with one data_dir reads one store, whatever its working directory.
+    cfg = write(tmp_path, 'data_dir = "/srv/my parley"\n')
+    assert load_settings(cfg, env={}).store.url == "sqlite:////srv/my%20parley/state.db"
+    assert load_settings(None, env={"PARLEY_DATA_DIR": "d"}).store.url == "sqlite:///d/state.db"
+    named = write(tmp_path, 'data_dir = "/srv/p"\n[store]\nurl = "sqlite:///elsewhere.db"\n')
+    assert load_settings(named, env={}).store.url == "sqlite:///elsewhere.db"
+    assert load_settings(cfg, env={"PARLEY_STORE__URL": "memory://"}).store.url == "memory://"
+
+
+@pytest.mark.parametrize(("toml", "where"), [
+    ("[http]\nport = 70000\n", "$.http.port"),  # was a traceback from bind() at start-up
+    ("[http]\nport = -1\n", "$.http.port"),
+    ("[http]\nmax_body_bytes = -1\n", "$.http.max_body_bytes"),
+    ("[http]\nshutdown_timeout_s = -5\n", "$.http.shutdown_timeout_s"),
+    ("[kafka]\nrequest_timeout_ms = -1\n", "$.kafka.request_timeout_ms"),  # was "Unable to
+    ("[kafka]\nstatic_session_timeout_ms = 0\n", "$.kafka.static_session_timeout_ms"),  # bootstrap"
+    ('[kafka]\ntopic_prefix = "bad prefix!"\n', "kafka.topic_prefix: topic prefix 'bad prefix!'"),
+    ('[kafka]\ntopic_prefix = ""\n', "kafka.topic_prefix: "),  # both were ValueError tracebacks
+    ('[sources.b]\nprovider = "standard"\nsecrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]\n'
+     "tolerance_s = -300\n", "tolerance_s"),  # every webhook was a 401
+])
+def test_a_value_out_of_range_is_one_line_naming_it(
+        tmp_path: Path, toml: str, where: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(where)):
+        load_settings(write(tmp_path, toml), env={})
 
 
 def test_design_md_example_loads(tmp_path: Path) -> None:

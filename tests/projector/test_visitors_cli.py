@@ -94,3 +94,27 @@ async def test_an_unknown_subject_is_one_line_and_exit_1(
     code, out, err = await parley(capsys, "visitors", "export", *who, "--config", config)
     assert (code, out, err.removesuffix("; nothing changed\n").strip()) == (
         1, "", said.removesuffix("; nothing changed"))
+
+
+async def test_without_a_projection_forget_and_export_each_say_so_in_their_own_words(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    config = str(write_config(tmp_path / "parley.toml", KafkaSettings(bootstrap="127.0.0.1:9"),
+                              url))
+    code, out, err = await parley(capsys, "visitors", "forget", "vis-1", "--config", config)
+    assert (code, out) == (1, "") and err.startswith("no projection yet")
+    assert err.endswith("; nothing changed\n") and err.count("\n") == 1
+    code, out, err = await parley(capsys, "visitors", "export", "vis-1", "--config", config)
+    assert (code, out) == (1, "") and err.startswith("no projection yet")
+    assert "forget" not in err and err.count("\n") == 1  # it was "nothing to forget"
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf", "soon"])
+def test_a_bad_timeout_is_refused_before_anything_is_forgotten(
+        capsys: pytest.CaptureFixture[str], timeout: str) -> None:
+    # It destroyed the keys, then reported "erased 1/11 after -1 s": a forget is not undone.
+    with pytest.raises(SystemExit) as exit_:
+        main(["visitors", "forget", "vis-1", "--timeout", timeout])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.endswith(f"argument --timeout: must be a number of seconds above 0, not {timeout!r}")

@@ -81,3 +81,30 @@ def test_a_missing_master_key_refuses_to_start_with_one_line(
     assert main(["receiver", "--config", str(config)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no master key" in err and "absent.key does not exist" in err
+
+
+async def test_a_key_wrapped_by_a_master_key_the_receiver_lacks_is_a_503_writing_nothing(
+        rx: ModuleType, make_receiver: AppFactory, kafka_settings: KafkaSettings,
+        topics: Topics, credentials: object, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # A rotation's rewrap ran before this receiver got the new key: it was a 500 and a
+    # traceback; the sender must be told to retry, and the operator which key is missing.
+    settings = rx.receiver_settings(kafka_settings, credentials)
+    keys = f"sqlite:///{tmp_path / 'keys.db'}"
+    body = rx.with_natterly_token(rx.natterly_body(), rx.NATTERLY_TOKENS[0])
+    first = await make_receiver(msgspec.structs.replace(settings, privacy=PrivacySettings(
+        master_key=rx.TEST_MASTER_KEY, key_store=keys)))
+    assert (await first.post("/webhooks/acme", data=body, headers=rx.JSON)).status == 200
+    other_master = "b3RoZXItbWFzdGVyLWtleS1mb3ItdGhlLXRlc3QtMzI="
+    second = await make_receiver(msgspec.structs.replace(settings, privacy=PrivacySettings(
+        master_key=other_master, key_store=keys)))
+    resp = await second.post("/webhooks/acme", data=body, headers=rx.JSON)
+    assert resp.status == 503, await resp.text()
+    assert resp.headers["Retry-After"] == str(settings.http.retry_after_s)
+    answer = await resp.json()
+    assert answer == {"error": "key_store_unavailable",
+                      "detail": "the subject's key cannot be opened; retry later"}
+    assert len(await rx.read_sealed(kafka_settings, topics)) == 1  # the first one only
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cannot seal")]
+    assert said and "previous_master_keys" in said[0]
+    assert rx.TEST_MASTER_KEY not in caplog.text and other_master not in caplog.text
