@@ -175,6 +175,7 @@ def exercise_the_command_table(site: Site, consumer: Background) -> set[str]:
     ok("topics apply", "replication factor 1", "parley.events.chat: unchanged", "parley.dlq.search")
     ok("projections status", "projection v2 (live)", "parley.events.chat[5]  offset 1  end 1  lag 0")
     ok("projections rebuild v3", "rebuilt v3: 1 records")
+    ok("projections rebuild analytics", "rebuilt the analytics of v3: ")
     ok("projections drop V3", "serves reads", code=1)  # case ignored: V3 is the live v3
     ok("store migrate", "up to date")
     ok("consumers list", "search", "parley.dlq.search")
