@@ -40,6 +40,13 @@ class InvalidProjectionName(StoreError):
 class LiveProjectionDrop(StoreError):
     """Refused to drop the projection that serves reads; switch reads away first."""
 
+    @classmethod
+    def of(cls, name: str) -> LiveProjectionDrop:
+        """The refusal to drop the live copy ``name``, saying how reads move away from it
+        (no command sets a copy live by hand: a rebuild switches reads to its new copy)."""
+        return cls(f"projection {name!r} serves reads; a rebuild makes another copy live, "
+                   "then it can be dropped")
+
 
 class InvalidCursor(StoreError):
     """A pagination cursor was not one this store issued (tampered, truncated, other listing)."""

@@ -83,7 +83,7 @@ class MemoryStore:
     async def drop_projection(self, name: str) -> None:
         name = projection_name(name)
         if name == self._live:
-            raise LiveProjectionDrop(f"projection {name!r} serves reads; set another live first")
+            raise LiveProjectionDrop.of(name)
         self._copies.pop(name, None)
 
     async def list_projections(self) -> list[str]:

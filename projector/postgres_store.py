@@ -237,7 +237,7 @@ class PostgresStore:
                 await self._ddl_lock(conn)
                 live = await conn.fetchval(f"SELECT name FROM {schema}.parley_live WHERE one = 1")  # noqa: S608
                 if live == name:
-                    raise LiveProjectionDrop(f"projection {name!r} serves reads; set another live first")
+                    raise LiveProjectionDrop.of(name)
                 # Waits for a runner's commit in flight into this copy; its next one fails
                 # with UnknownProjection and the runner follows the live copy.
                 await conn.execute(f"DROP TABLE IF EXISTS {tables.rows}, {tables.offsets}, "

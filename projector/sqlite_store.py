@@ -233,7 +233,7 @@ class SqliteStore:
             with transaction(conn):
                 live = conn.execute("SELECT name FROM parley_live WHERE one = 1").fetchone()
                 if live is not None and live[0] == name:
-                    raise LiveProjectionDrop(f"projection {name!r} serves reads; set another live first")
+                    raise LiveProjectionDrop.of(name)
                 conn.execute(f'DROP TABLE IF EXISTS "p_{name}_rows"')
                 conn.execute(f'DROP TABLE IF EXISTS "p_{name}_offsets"')
                 for statement in (*sqlite_rollups.drop(name), *sqlite_rollups.drop(name, "_next")):
