@@ -130,7 +130,8 @@ class StoreContract(RollupContract, ReadContract):
         await store.set_live("p1")
         before = await store.counts("p1")
         for name in ("P1", "p1"):
-            with pytest.raises(LiveProjectionDrop, match="'p1' serves reads; a rebuild makes another copy live"):
+            with pytest.raises(LiveProjectionDrop,
+                               match="'p1' serves reads; a rebuild makes another copy live"):
                 await store.drop_projection(name)
         assert await store.list_projections() == ["p1"]
         assert await store.live_projection() == "p1"
