@@ -174,9 +174,12 @@ class StateStreams:
             if kind not in KINDS:
                 raise _Refused(400, "bad_request", f"kind must be one of {', '.join(KINDS)}")
             valid = CHAT_STATUSES if kind == "chat" else AGENT_STATUSES if kind == "agent" else ()
+            if status is not None and not valid:
+                raise _Refused(400, "bad_request", f"status filters chats and agents only, not "
+                               f"kind {kind}")
             if status is not None and status not in valid:
                 raise _Refused(400, "bad_request", f"status for kind {kind}: one of "
-                               f"{', '.join(sorted(valid)) or '(none: not filterable)'}")
+                               f"{', '.join(sorted(valid))}")
             if source is not None and kind != "chat":
                 raise _Refused(400, "bad_request", "source filters chats only (kind=chat)")
         except _Refused as exc:

@@ -93,11 +93,14 @@ async def test_tokens_positions_and_kinds_are_checked(
         ("/api/stream?kind=message", 400),
         ("/api/stream?kind=chat&status=online", 400),
         ("/api/stream?kind=visitor&source=acme", 400),
+        ("/api/stream?kind=visitor&status=closed", 400),
     ]:
         resp = await client.get(path, headers=AUTH)
         body = await resp.json()
         assert resp.status == status, (path, body)
         assert body["error"] == "bad_request" and body["detail"], body
+        if "kind=visitor&status" in path:  # said plainly (it read "one of (none: …)")
+            assert body["detail"] == "status filters chats and agents only, not kind visitor"
     assert role.streams.open_streams == 0
 
 
