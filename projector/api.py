@@ -153,14 +153,11 @@ class QueryApi:
     async def list_agents(self, request: web.Request, projection: str) -> web.Response:
         """Every agent, its ``metrics.chats_handled`` counted from the report roll-ups (the
         agent's row does not keep its chats: docs/analytics.md)."""
-        views = await self._store.list_agents(projection)
-        handled = await reports.chats_handled(self._store, projection)
-        agents = [_AGENT.decode(view) for view in views]
-        now = datetime.now(UTC)  # open spells count up to now (docs/analytics.md)
-        times = await reports.agent_times(self._store, projection, [("m", 0, 10**6)], now=now,
-                                          agents={a.id: a.metrics for a in agents if a.metrics})
-        items = [msgspec.structs.replace(a, metrics=reports.with_totals(
-            a.metrics, a.id, handled, times, now)) if a.metrics is not None else a for a in agents]
+        agents = [_AGENT.decode(view) for view in await self._store.list_agents(projection)]
+        # Open spells count up to now (docs/analytics.md).
+        served = await reports.served_metrics(self._store, projection, agents, datetime.now(UTC))
+        items = [msgspec.structs.replace(a, metrics=served[a.id]) if a.id in served else a
+                 for a in agents]
         return _raw(_JSON.encode(Page(items=items, next_cursor=None)))
 
     async def get_agent(self, request: web.Request, projection: str) -> web.Response:
@@ -170,13 +167,9 @@ class QueryApi:
         if view is None:
             return error_response(404, "not_found", f"no agent {agent_id!r}")
         agent = _AGENT.decode(view)
-        if agent.metrics is not None:
-            handled = await reports.chats_handled(self._store, projection)
-            now = datetime.now(UTC)
-            times = await reports.agent_times(self._store, projection, [("m", 0, 10**6)],
-                                              now=now, agents={agent_id: agent.metrics})
-            agent = msgspec.structs.replace(agent, metrics=reports.with_totals(
-                agent.metrics, agent_id, handled, times, now))
+        served = await reports.served_metrics(self._store, projection, [agent], datetime.now(UTC))
+        if agent.id in served:
+            agent = msgspec.structs.replace(agent, metrics=served[agent.id])
         return _raw(_JSON.encode(agent))
 
     async def report_chats(self, request: web.Request, projection: str) -> web.Response:

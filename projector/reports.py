@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,7 @@ __all__ = [
     "chats_report",
     "live_report",
     "parse_range",
+    "served_metrics",
 ]
 
 #: ``group_by`` values and the roll-up dimension each reads.
@@ -230,18 +231,15 @@ async def agents_report(store: Store, projection: str, days: tuple[date, date],
     spells = {a.id: a.metrics for a in agents.values() if a.metrics is not None}
     times = await agent_times(store, projection, rollups.plan(_num(start), _num(end)),
                               now=now, agents=spells)
-    handled = await chats_handled(store, projection)
-    whole = await agent_times(store, projection, _ALL_MONTHS, now=now, agents=spells)
+    # Measures over the whole history, as GET /api/agents serves them.
+    served = await served_metrics(store, projection, list(agents.values()), now)
     items = []
     for agent_id in sorted(set(agents) | set(groups) | set(times)):
         agent = agents.get(agent_id)
         chats = groups.get(agent_id) or rollups.summary([])
-        metrics = None if agent is None else agent.metrics
-        if metrics is not None:  # over its whole history, as GET /api/agents serves it
-            metrics = with_totals(metrics, agent_id, handled, whole, now)
         items.append(AgentReport(
             id=agent_id, name=None if agent is None else agent.name,
-            status=None if agent is None else agent.status, metrics=metrics,
+            status=None if agent is None else agent.status, metrics=served.get(agent_id),
             time=times.get(agent_id, _NO_TIME),
             **msgspec.structs.asdict(msgspec.convert(chats, ChatsSummary))))
     return _JSON.encode(AgentsReport(**_head(start, end), items=items))
@@ -287,6 +285,21 @@ async def agent_times(store: Store, projection: str, reads: list[tuple[str, int,
         for agent, more in (await open_spells.open_usage(store, projection, agents, now, days)).items():
             timeline.add_usage(totals.setdefault(agent, timeline.Usage(levels={})), more)
     return {agent: AgentTime(**timeline.summary(u)) for agent, u in sorted(totals.items())}
+
+
+async def served_metrics(store: Store, projection: str, agents: Sequence[AgentState],
+                         now: datetime | None) -> dict[str, AgentMetrics]:
+    """The measures of ``agents`` (those that have some) as the query API serves them: over
+    their whole history, with their chats handled and time from the roll-ups and, with
+    ``now``, their open spells counted up to it (:func:`with_totals`). One read of the
+    roll-ups for all of them."""
+    spells = {a.id: a.metrics for a in agents if a.metrics is not None}
+    if not spells:
+        return {}
+    handled = await chats_handled(store, projection)
+    whole = await agent_times(store, projection, _ALL_MONTHS, now=now, agents=spells)
+    return {agent_id: with_totals(metrics, agent_id, handled, whole, now)
+            for agent_id, metrics in spells.items()}
 
 
 def with_totals(metrics: AgentMetrics, agent_id: str, handled: dict[str, int],
