@@ -55,14 +55,16 @@ async def apply(conn: Conn, tables: CopyTables, rows: Sequence[Row]) -> None:
 Stored = tuple[bytes, object, object, object]
 
 
-async def lock_facts(conn: Conn, facts: str, chat_ids: Sequence[str]) -> dict[str, Stored]:
+async def lock_facts(conn: Conn, facts: str, chat_ids: Sequence[str], *,
+                     create: bool = True) -> dict[str, Stored]:
     """The facts and live state stored for ``chat_ids`` in ``facts``, locked until the end of
-    the caller's transaction; a chat with none gets an empty one first, so that it is locked
-    too (a chat the walk and a commit both write)."""
+    the caller's transaction; with ``create``, a chat with none gets an empty one first, so
+    that it is locked too (a chat the walk and a commit both write)."""
     ids = sorted(chat_ids)
-    await conn.execute(
-        f"INSERT INTO {facts} (chat_id, fact) SELECT unnest($1::text[]), ''::bytea "
-        "ON CONFLICT DO NOTHING", ids)
+    if create:
+        await conn.execute(
+            f"INSERT INTO {facts} (chat_id, fact) SELECT unnest($1::text[]), ''::bytea "
+            "ON CONFLICT DO NOTHING", ids)
     return {str(r[0]): (bytes(r[1]), r[2], r[3], r[4]) for r in await conn.fetch(
         f"SELECT chat_id, fact, status, since, agent FROM {facts} "  # noqa: S608
         "WHERE chat_id = ANY($1::text[]) ORDER BY chat_id FOR UPDATE", ids)}
@@ -74,12 +76,8 @@ async def apply_to(conn: Conn, facts: str, tallies_: str, latest: dict[str, Row]
     walk writes as well as the commits (each chat's row then locked first)."""
     if not latest and not moves:
         return
-    if walked:
-        stored = await lock_facts(conn, facts, list(latest))
-    else:  # one writer per chat: its partition's
-        stored = {str(r[0]): (bytes(r[1]), r[2], r[3], r[4]) for r in await conn.fetch(
-            f"SELECT chat_id, fact, status, since, agent FROM {facts} "  # noqa: S608
-            "WHERE chat_id = ANY($1::text[]) FOR UPDATE", list(latest))}
+    # The live pair has one writer per chat (its partition's): no empty rows to lock first.
+    stored = await lock_facts(conn, facts, list(latest), create=walked)
     write, deltas = rollups.changes({k: v[0] for k, v in stored.items()},
                                     [(chat_id, row.fact) for chat_id, row in latest.items()],
                                     moves)
