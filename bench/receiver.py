@@ -28,7 +28,7 @@ The receiver runs as configured by default, so it seals each body with its chat'
 new deployment). ``fixed``: by default each of the 4,096 bodies is a new chat (the worst
 case: a key-store commit per webhook, shared by those queued meanwhile, until the bodies
 come round again); ``--chats N`` cycles them over N chats (a chat gets about requests ÷ N
-webhooks). ``mixed``: each conversation is a chat of its own, about one webhook in ten
+webhooks). ``mixed``: each conversation is a chat of its own, about one webhook in twelve
 starts one; ``--chats N`` sets how many are open at a time. ``--no-encrypt``: no sealing.
 
 ``--profile FILE`` samples the receiver server's own CPU time (``ITIMER_PROF``, so time spent

@@ -3,14 +3,16 @@
 - ``fixed`` (the default, as every figure before 2026-12-07): one 1.7 kB pretty-printed
   Natterly ``ChatInitiated`` whose chat id, timestamp, message id and order number change
   from body to body (:func:`fixed_body`), 4,096 of them cycled. In aiokafka's zstd batches
-  such look-alike records compress to some 60 bytes each, far better than real traffic.
+  such look-alike records compress to 60 to 230 bytes each, far better than real traffic.
 - ``mixed``: real-looking traffic of both providers from ``bench/replay_data.py`` (bodies
   modelled on the golden fixtures: Natterly sessions, chats with visitors, agents and
   messages; ChatShipper contacts, conversations and messages; agents' status changes; with
   generated ids, names, texts and times; compact JSON, as that generator writes it).
   Conversations run interleaved, :data:`MIXED_OPEN` of them open at a time unless
   ``PARLEY_BENCH_CHATS`` says otherwise, each with its own chat (so its own keys), as real
-  chats are: about one webhook in ten starts a conversation. The first
+  chats are: about one webhook in twelve starts a conversation, and with a fresh key store
+  one in five needs a subject's first key (4,215 subjects in 20,000 webhooks, 1,000 open
+  conversations: chats, visitors, contacts). The first
   :data:`MIXED_SKIP` webhooks (the generator's start, when every open conversation is at its
   beginning) are left out; the next :data:`MIXED_BODIES` are cycled.
 
