@@ -8,17 +8,27 @@
    (``parse_webhook``, then ``KeyRing.seal`` with a SQLite key store, then the record's
    encoding) against the same without sealing, 32 concurrent tasks, ``--records`` bodies
    cycling over ``--chats`` chats (each chat's first webhook creates its key, grouped as
-   the receiver groups them), and over a new chat per body (every webhook creates a key).
+   the receiver groups them), and over a new chat per body (every webhook creates a key);
+   with ``--traffic mixed``, ``--records`` mixed webhooks only.
 3. **Receiver**: requests/s of the real receiver (``bench/receiver.py``'s load generator in a
    separate process, closed loop) with ``privacy.encrypt`` false and true, alternating runs
    (which goes first alternates too), medians; with the CPU per request of this process (the
-   receiver and its producer) and of the broker (one started here). The keys live in a SQLite
-   key store in a temporary directory; ``--chats N``: the bodies cycle over N chats (each
-   chat's first webhook creates its key).
+   receiver and its producer), of the load generator and of the broker (one started here).
+   The keys live in a SQLite key store in a temporary directory; ``--chats N``: the bodies
+   cycle over N chats (each chat's first webhook creates its key).
 4. **Projector rebuild**: records/s of ``projector.rebuild`` over the same N webhooks produced
    plain to one topic prefix and sealed to another (through the receiver's publisher, 32 at a
    time: batched and compressed as a real log is), into an in-memory store, alternating as
-   above; with the CPU per record of this process and of the broker.
+   above; with the CPU per record of this process and of the broker. With ``--traffic
+   fixed`` the log is the first ``--chats`` fixed bodies over and over (identical records).
+
+``--traffic`` (``bench/receiver.py --traffic``, bench/receiver_traffic.py) picks the webhooks
+of parts 2 to 4: ``fixed`` (the default, as every earlier figure), one 1.7 kB Natterly
+ChatInitiated with a few members changing, whose plain records compress in Kafka's zstd
+batches far better than real ones (sealed ones do not compress at all), so it overstates
+what sealing costs; ``mixed``, real-looking webhooks of both providers
+(``bench/replay_data.py``'s generator), ``--chats`` conversations open at a time, each a chat
+of its own (its first webhook creates its key).
 
 On a machine shared with other work the rates move with the neighbours' load (printed with
 every round); the CPU per request or record moves less, so compare both.
@@ -26,12 +36,14 @@ every round); the CPU per request or record moves less, so compare both.
 Kafka: ``PARLEY_BENCH_KAFKA`` (a bootstrap address) if set, else a LocalKafka for the run.
 
     .venv/bin/python bench/privacy.py [--runs 3] [--seconds 5] [--records 20000] [--chats 2000]
+                                      [--traffic fixed|mixed] [--skip decrypt,seal,...]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib.util
 import io
 import json
@@ -51,6 +63,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 TARGET_DECRYPT_US, TARGET_RATIO = 5.0, 0.9
 
 
+@functools.cache
 def _bench_receiver() -> object:
     """bench/receiver.py as a module (its load generator, servers and broker)."""
     spec = importlib.util.spec_from_file_location("bench_receiver", Path(__file__).with_name("receiver.py"))
@@ -58,6 +71,15 @@ def _bench_receiver() -> object:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def webhooks(args: argparse.Namespace, n: int) -> list[tuple[str, bytes]]:
+    """``n`` ``(provider, body)`` of ``--traffic`` (bench/receiver_traffic.py): fixed, over
+    ``PARLEY_BENCH_CHATS`` chats (none: a chat per body); mixed, as many conversations open."""
+    traffic = _bench_receiver().traffic  # type: ignore[attr-defined]
+    if args.traffic == "fixed":
+        return [("natterly", traffic.fixed_body(i)) for i in range(n)]
+    return traffic.mixed_webhooks(n)  # type: ignore[no-any-return]
 
 
 def two_kb_body() -> bytes:
@@ -136,9 +158,7 @@ async def seal_cpu_figures(args: argparse.Namespace) -> dict[str, float]:
     from parley.privacy.config import build_key_ring
     from parley.settings import PrivacySettings, Settings
 
-    br = _bench_receiver()
-
-    async def per_webhook(bodies: list[bytes], sealed: bool) -> float:
+    async def per_webhook(bodies: list[tuple[str, bytes]], sealed: bool) -> float:
         keys = Path(tempfile.mkdtemp(prefix="parley-bench-keys-"))
         ring = build_key_ring(Settings(privacy=PrivacySettings(
             key_store=f"sqlite:///{keys}/keys.db")))
@@ -146,8 +166,8 @@ async def seal_cpu_figures(args: argparse.Namespace) -> dict[str, float]:
         pending = iter(bodies)
 
         async def worker() -> None:
-            for body in pending:
-                env = parse_webhook("natterly", "acme", body, received_at=datetime.now(UTC))
+            for provider, body in pending:
+                env = parse_webhook(provider, "acme", body, received_at=datetime.now(UTC))
                 encode_envelope(await ring.seal(env) if sealed else env)
         started = time.process_time()
         await asyncio.gather(*(worker() for _ in range(32)))
@@ -157,9 +177,9 @@ async def seal_cpu_figures(args: argparse.Namespace) -> dict[str, float]:
         return cpu / len(bodies) * 1e6
 
     figures: dict[str, float] = {}
-    for name, chats in (("chats", args.chats), ("new", 0)):
+    for name, chats in (("chats", args.chats), ("new", 0))[:1 if args.traffic == "mixed" else 2]:
         os.environ["PARLEY_BENCH_CHATS"] = str(chats) if chats else ""
-        bodies = [br._body(i) for i in range(args.records)]  # type: ignore[attr-defined]
+        bodies = webhooks(args, args.records)
         rounds = [(await per_webhook(bodies, False), await per_webhook(bodies, True))
                   for _ in range(args.runs)]
         figures[f"{name}_plain"] = statistics.median(p for p, _ in rounds)
@@ -180,17 +200,18 @@ async def receiver_figures(args: argparse.Namespace, bootstrap: str,
     from parley.kafka.launcher import free_ports
     from parley.kafka.topics import apply_topics
     from parley.runtime import Runtime
-    from parley.settings import KafkaSettings, PrivacySettings, Settings, SourceSettings
+    from parley.settings import KafkaSettings, PrivacySettings, Settings
     from receiver.role import ReceiverRole
 
     br = _bench_receiver()
     prefix = f"bprv{uuid.uuid4().hex[:8]}"
     keys = Path(tempfile.mkdtemp(prefix="parley-bench-keys-"))
     base = Settings(kafka=KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix, partitions=6),
-                    sources={"acme": SourceSettings(provider="natterly", auth_tokens=(br.TOKEN,))})  # type: ignore[attr-defined]
+                    sources=br.traffic.sources())  # type: ignore[attr-defined]
     await apply_topics(base.kafka, Runtime.from_settings(base).topics.specs(6))
     (port,) = free_ports(1)
     os.environ["PARLEY_BENCH_CHATS"] = str(args.chats)  # the load generator's chat spread
+    kind = args.traffic
     warmup_s = 1.0
 
     def app(name: str, keys_db: str) -> object:
@@ -201,23 +222,20 @@ async def receiver_figures(args: argparse.Namespace, bootstrap: str,
 
     for name in ("plain", "sealed"):  # not counted: the broker's JIT warms up on both
         async with br.serving(app(name, "warm-up.db"), port) as url:  # type: ignore[attr-defined]
-            await br.load(f"{url}/webhooks/acme", 32, 2.0, warmup_s)  # type: ignore[attr-defined]
+            await br.load(url, 32, 2.0, warmup_s, kind=kind)  # type: ignore[attr-defined]
     runs: list[dict[str, float]] = []
     for n, order in enumerate(_orders(args.runs)):
         run: dict[str, float] = {}
         for name in order:
             async with br.serving(app(name, f"keys-{n}.db"), port) as url:  # type: ignore[attr-defined]
-                broker_before = br.process_cpu_s(broker)  # type: ignore[attr-defined]
-                r = await br.load(f"{url}/webhooks/acme", 32, args.seconds, warmup_s)  # type: ignore[attr-defined]
-                broker_s = br.process_cpu_s(broker) - broker_before  # type: ignore[attr-defined]
+                r = await br.load(url, 32, args.seconds, warmup_s, kind=kind, broker=broker)  # type: ignore[attr-defined]
             statuses = r["statuses"]
             assert set(statuses) == {"200"}, statuses
-            requests = sum(int(v) for v in statuses.values())
             run[name] = float(r["rate_per_s"])
             run[name + "_cpu_us"] = float(r["server_cpu_us_per_req"])
             # Scaled like the server's: the warm-up's requests are not counted.
-            run[name + "_broker_us"] = (1e6 * broker_s * args.seconds / (args.seconds + warmup_s)
-                                        / max(1, requests))
+            run[name + "_broker_us"] = float(r["broker_cpu_us_per_req"] or 0.0)
+            run[name + "_loadgen_us"] = float(r["loadgen_cpu_us_per_req"])
         run["load"] = os.getloadavg()[0]
         runs.append(run)
     return runs
@@ -254,8 +272,11 @@ async def rebuild_figures(args: argparse.Namespace, bootstrap: str,
                         privacy=PrivacySettings(key_store=f"sqlite:///{keys}/keys.db"))
     ring = build_key_ring(settings)
     now = datetime.now(UTC)
-    plain = [parse_webhook("natterly", "acme", br._body(i % args.chats), received_at=now)  # type: ignore[attr-defined]
-             for i in range(args.records)]
+    os.environ["PARLEY_BENCH_CHATS"] = str(args.chats)
+    bodies = ([("natterly", br.traffic.fixed_body(i % args.chats))  # type: ignore[attr-defined]
+               for i in range(args.records)]  # as before: the --chats first bodies, over again
+              if args.traffic == "fixed" else webhooks(args, args.records))
+    plain = [parse_webhook(provider, "acme", body, received_at=now) for provider, body in bodies]
     sealed = [await ring.seal(e) for e in plain]
     kafkas = {}
     for name, envelopes in (("plain", plain), ("sealed", sealed)):
@@ -306,7 +327,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0, help="per receiver run")
     parser.add_argument("--records", type=int, default=20000, help="per rebuild")
-    parser.add_argument("--chats", type=int, default=2000)
+    parser.add_argument("--chats", type=int, default=2000,
+                        help="fixed traffic: the bodies cycle over N chats; mixed: N "
+                        "conversations open at a time, each its own chat")
+    parser.add_argument("--traffic", default="fixed", choices=("fixed", "mixed"),
+                        help="the webhooks of the sealing, receiver and rebuild parts "
+                        "(bench/receiver.py --traffic)")
     parser.add_argument("--skip", default="",
                         help="comma list of: decrypt,seal,receiver,rebuild")
     args = parser.parse_args()
@@ -321,8 +347,10 @@ def main() -> None:
               f"plain {d['decode_envelope_plain_us']:.2f} us")
     if "seal" not in skip:
         c = asyncio.run(seal_cpu_figures(args))
-        for name, what in (("chats", f"{args.records} webhooks over {args.chats} chats"),
-                           ("new", "a new chat per webhook")):
+        mixed = f"{args.records} mixed webhooks, {args.chats} conversations open at a time"
+        for name, what in ((("chats", mixed),) if args.traffic == "mixed" else (
+                ("chats", f"{args.records} webhooks over {args.chats} chats"),
+                ("new", "a new chat per webhook"))):
             print(f"sealing CPU per webhook, {what}: plain {c[name + '_plain']:.1f} us, sealed "
                   f"{c[name + '_sealed']:.1f} us (+{c[name + '_sealed'] - c[name + '_plain']:.1f}"
                   f" us; median of {args.runs}; load average {os.getloadavg()[0]:.1f})")
@@ -330,7 +358,8 @@ def main() -> None:
         return
     br = _bench_receiver()
     with br.kafka_bootstrap() as (bootstrap, desc, broker):  # type: ignore[attr-defined]
-        print(f"Kafka: {desc}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.1f}")
+        print(f"Kafka: {desc}; {os.cpu_count()} CPUs; {args.traffic} traffic; load average "
+              f"{os.getloadavg()[0]:.1f}")
         for what, unit, figures in (
                 ("receiver req/s", "request", None if "receiver" in skip else receiver_figures),
                 ("rebuild records/s", "record", None if "rebuild" in skip else rebuild_figures)):
@@ -340,6 +369,9 @@ def main() -> None:
             for n, r in enumerate(runs, 1):
                 broker_cpu = (f"; broker {r['plain_broker_us']:.0f} / {r['sealed_broker_us']:.0f}"
                               if broker is not None else "")
+                if "plain_loadgen_us" in r:
+                    broker_cpu += (f"; load generator {r['plain_loadgen_us']:.0f} / "
+                                   f"{r['sealed_loadgen_us']:.0f}")
                 print(f"{what} run {n}: plain {r['plain']:.0f}, sealed {r['sealed']:.0f}, "
                       f"ratio {r['sealed'] / r['plain']:.2f} (CPU plain / sealed: this process "
                       f"{r['plain_cpu_us']:.1f} / {r['sealed_cpu_us']:.1f} us per {unit}"

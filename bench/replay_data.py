@@ -25,6 +25,7 @@ the envelope that is produced, keyed and routed exactly as the receiver would.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -36,7 +37,7 @@ from contracts.envelope import encode_envelope
 from contracts.ingest import parse_webhook
 from contracts.topics import Topics
 
-__all__ = ["Record", "generate"]
+__all__ = ["Record", "generate", "webhooks"]
 
 #: (topic, key, value) of one produced record.
 Record = tuple[str, bytes, bytes]
@@ -329,13 +330,13 @@ def _status_change(rng: random.Random, people: _People, at: float) -> tuple[str,
 # ------------------------------------------------------------------------------- the mix
 
 
-def generate(n: int, topics: Topics, *, seed: int = 1, concurrent: int = 2_000,
-             agents: int = 150, stats: dict[str, int] | None = None) -> Iterator[Record]:
-    """``n`` records for ``topics``: envelopes of generated webhooks, as the receiver writes them.
+def webhooks(*, seed: int = 1, concurrent: int = 2_000, agents: int = 150,
+             stats: dict[str, int] | None = None) -> Iterator[tuple[str, dict[str, Any], float]]:
+    """Generated webhooks, endlessly: ``(provider, body, the clock when it was sent)``.
 
     ``concurrent`` conversations are open at any time (new ones start as others end), so one
-    chat's webhooks are spread over the log among thousands of others. ``stats["chats"]``
-    (if given) counts the conversations started.
+    chat's webhooks are spread among thousands of others. ``stats["chats"]`` (if given)
+    counts the conversations started. Natterly bodies carry a fixture's ``auth_token``, last.
     """
     rng = random.Random(seed)
     people = _People(rng, agents)
@@ -357,9 +358,7 @@ def generate(n: int, topics: Topics, *, seed: int = 1, concurrent: int = 2_000,
         return maker(rng, people, clock)
 
     open_chats = [start() for _ in range(concurrent)]
-    received = timedelta(milliseconds=250)
-    produced = 0
-    while produced < n:
+    while True:
         if rng.random() < 0.02:
             provider, body = _status_change(rng, people, next(clock))
         else:
@@ -369,10 +368,23 @@ def generate(n: int, topics: Topics, *, seed: int = 1, concurrent: int = 2_000,
             except StopIteration:
                 open_chats[i] = start()
                 continue
-        raw = orjson.dumps(body)
-        at = datetime.fromtimestamp(now[0], UTC) + received
-        env = parse_webhook(provider, "bench", raw, received_at=at)
-        yield topics.for_aggregate(env.aggregate), env.record_key, encode_envelope(env)
-        produced += 1
         if stats is not None:
             stats["chats"] = chats
+        yield provider, body, now[0]
+
+
+def generate(n: int, topics: Topics, *, seed: int = 1, concurrent: int = 2_000,
+             agents: int = 150, stats: dict[str, int] | None = None) -> Iterator[Record]:
+    """``n`` records for ``topics``: envelopes of generated webhooks, as the receiver writes them.
+
+    ``concurrent`` conversations are open at any time (new ones start as others end), so one
+    chat's webhooks are spread over the log among thousands of others. ``stats["chats"]``
+    (if given) counts the conversations started.
+    """
+    received = timedelta(milliseconds=250)
+    sent = webhooks(seed=seed, concurrent=concurrent, agents=agents, stats=stats)
+    for provider, body, now in itertools.islice(sent, n):
+        raw = orjson.dumps(body)
+        at = datetime.fromtimestamp(now, UTC) + received
+        env = parse_webhook(provider, "bench", raw, received_at=at)
+        yield topics.for_aggregate(env.aggregate), env.record_key, encode_envelope(env)
