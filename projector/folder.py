@@ -104,12 +104,19 @@ class Folder:
 
     def remember(self, states: Mapping[AggregateRef, FoldState],
                  covers: Mapping[AggregateRef, Covers]) -> None:
-        """Step 9: cache committed states (never states of a batch that did not commit)."""
+        """Step 9: cache committed states (never states of a batch that did not commit).
+
+        The cache drops its least recently used states, but never those of this batch,
+        however many there are: a rebuild remembers a batch while its transaction is still
+        in flight, and loads the states it misses without waiting for that transaction
+        (:meth:`projector.rebuild_batches.BatchWriter.load`), which is right only because
+        everything the transaction writes is still here."""
         cache = self._cache
         for ref, state in states.items():
             cache[ref] = (state, covers.get(ref, ()))
             cache.move_to_end(ref)
-        while len(cache) > self._cache_size:
+        keep = max(self._cache_size, len(states))
+        while len(cache) > keep:
             cache.popitem(last=False)
         if self._written is not None:
             self._written.update(map(hash, states))

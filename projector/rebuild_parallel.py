@@ -135,14 +135,19 @@ async def _run_workers(store: Store, options: ParallelOptions, name: str,
     serving: list[asyncio.Task[None]] = []
 
     def start() -> None:
-        ours, theirs = ctx.Pipe() if writer is not None else (None, None)
+        # Two pipes per worker: its commits, and its loads and offset reads (which must not
+        # wait behind a commit: projector.rebuild_pipe).
+        pipes = [ctx.Pipe(), ctx.Pipe()] if writer is not None else []
+        theirs = tuple(end for _, end in pipes) or None
         proc = ctx.Process(target=_worker_process, args=(job, name, target, results, theirs),
                            name=f"rebuild-{name}-{os.getpid()}-{len(procs)}", daemon=True)
         proc.start()
         procs.append(proc)
-        if writer is not None and ours is not None and theirs is not None:
-            theirs.close()  # the worker's end: once it exits, serve() reads the end of the pipe
-            serving.append(asyncio.create_task(serve(writer, ours), name=f"{proc.name}-pipe"))
+        if writer is not None:
+            for (ours, end), role in zip(pipes, ("commits", "reads"), strict=True):
+                end.close()  # the worker's end: once it exits, serve() reads the end of the pipe
+                serving.append(asyncio.create_task(serve(writer, ours),
+                                                   name=f"{proc.name}-{role}"))
 
     if writer is not None:
         await writer.open()
@@ -287,9 +292,11 @@ def _one_writer(options: ParallelOptions) -> bool:
 
 
 def _worker_process(options: ParallelOptions, name: str, target: dict[TopicPartition, int],
-                    results: multiprocessing.SimpleQueue[int], conn: Connection | None) -> None:
+                    results: multiprocessing.SimpleQueue[int],
+                    conn: tuple[Connection, Connection] | None) -> None:
     """A worker process: one :class:`Member` on its own event loop, writing through ``conn``
-    (to the process that started it) if given, else with its own store connection."""
+    (its commit and read pipes to the process that started it) if given, else with its own
+    store connection."""
     from parley import loop
     from parley.logs import setup_logging
 
@@ -313,7 +320,7 @@ def _ring(options: ParallelOptions) -> KeyRing | None:
 
 
 async def _member(options: ParallelOptions, name: str, target: Target,
-                  conn: Connection | None) -> int:
+                  conn: tuple[Connection, Connection] | None) -> int:
     from parley.kafka.clients import make_producer
     from projector.dlq import KafkaDeadLetters
 
@@ -324,7 +331,7 @@ async def _member(options: ParallelOptions, name: str, target: Target,
         store = copy = open_store(options.store_url, shared=True)
         await store.open()
     else:
-        copy = PipeStore(conn)
+        copy = PipeStore(*conn)
     producer = make_producer(options.kafka) if options.dead_letters else None
     ring: KeyRing | None = None
     try:

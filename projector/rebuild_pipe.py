@@ -11,10 +11,11 @@ process's 11.1 for the same rows, and each waited 34-41 s of a 136 s run for the
 
 So on SQLite the workers do not write. A worker's :class:`PipeStore` sends each request
 (a batch's rows and next offsets to commit, states to load, the copy's offsets) encoded with
-msgspec over a pipe to the process that started it, where :func:`serve` runs it on that
-process's one writer connection and answers. Requests of all workers run there in the order
-they arrive, one at a time, on a connection whose page cache stays warm; a worker still
-folds batch N+1 while batch N is on its way and being committed
+msgspec over a pipe to the process that started it, where :func:`serve` runs it and answers:
+commits on that process's one writer connection, in the order they arrive, one at a time,
+on a connection whose page cache stays warm; loads and offsets over a second pipe, on the
+store's reader, so they never queue behind a commit. A worker still folds batch N+1 while
+batch N is on its way and being committed
 (:class:`~projector.rebuild_batches.BatchWriter`). A commit is answered only once it is
 durable, and an error of the store comes back to the worker as a
 :class:`~parley.errors.StoreError` with the same message. PostgreSQL takes concurrent
@@ -88,15 +89,19 @@ _answers: dict[type, msgspec.msgpack.Decoder[Any]] = {
 
 class PipeStore:
     """A worker's end: the :class:`CopyWriter` calls, answered by :func:`serve` in the process
-    at the other end of ``conn``. One request at a time; each waits for its answer in a
-    thread, so the worker's event loop keeps folding meanwhile."""
+    at the other end of the pipes. Commits go over ``commits``, loads and offsets over
+    ``reads`` (the same pipe if not given): each pipe carries one request at a time, and a
+    worker that loads states while its previous batch is being committed
+    (:class:`~projector.rebuild_batches.BatchWriter`) must not wait for that commit, nor for
+    the other workers' commits queued at the writer before it. Each request waits for its
+    answer in a thread, so the worker's event loop keeps folding meanwhile."""
 
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self._lock = asyncio.Lock()
+    def __init__(self, commits: Connection, reads: Connection | None = None) -> None:
+        self._commits = _Channel(commits)
+        self._reads = _Channel(reads) if reads is not None else self._commits
 
     async def load(self, projection: str, refs: Sequence[AggregateRef]) -> dict[AggregateRef, bytes]:
-        found = await self._ask(_Load(projection, [(ref.kind, ref.id) for ref in refs]))
+        found = await self._reads.ask(_Load(projection, [(ref.kind, ref.id) for ref in refs]))
         return {AggregateRef(kind, id): state
                 for kind, id, state in found}
 
@@ -105,14 +110,22 @@ class PipeStore:
                      publish: bool = False) -> list[OutboxEntry]:
         """Committed by the writer, in one transaction; the outbox entries (written when
         ``publish``) stay there: a rebuild does not use them."""
-        await self._ask(_Commit(projection, list(rows),
-                                [(t, p, o) for (t, p), o in offsets.items()], publish))
+        await self._commits.ask(_Commit(projection, list(rows),
+                                        [(t, p, o) for (t, p), o in offsets.items()], publish))
         return []
 
     async def offsets(self, projection: str) -> dict[tuple[str, int], int]:
-        return {(t, p): o for t, p, o in await self._ask(_Offsets(projection))}
+        return {(t, p): o for t, p, o in await self._reads.ask(_Offsets(projection))}
 
-    async def _ask(self, request: _Request) -> Any:
+
+class _Channel:
+    """One pipe: a request and its answer at a time."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lock = asyncio.Lock()
+
+    async def ask(self, request: _Request) -> Any:
         data = _encode(request)
         async with self._lock:
             answer = await asyncio.to_thread(self._roundtrip, data)
@@ -127,8 +140,10 @@ class PipeStore:
 
 
 async def serve(store: Store, conn: Connection) -> None:
-    """Answer one worker's requests on ``store`` until its end of the pipe closes (it
-    exited). The pipe's blocking reads and writes run in a thread of their own."""
+    """Answer the requests of one pipe of a worker on ``store`` until its end closes (the
+    worker exited). The pipe's blocking reads and writes run in a thread of their own. A
+    worker's two pipes are served concurrently: loads and offsets run on the store's reader
+    (committed data), beside the commits on its writer."""
     loop = asyncio.get_running_loop()
     io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parley-rebuild-pipe")
     try:

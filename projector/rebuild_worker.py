@@ -67,7 +67,7 @@ Target = Mapping[tuple[str, int], int]
 class MemberOptions:
     """How a member folds: batch size, members expected, how long to wait for them."""
 
-    max_records: int = 20_000
+    max_records: int = 50_000
     members: int = 1
     settle_s: float = 15.0
     publish_states: bool = False

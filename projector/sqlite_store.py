@@ -301,7 +301,9 @@ class SqliteStore:
 
         if not by_kind:
             return {}
-        return await self._w().run(load)
+        # The reader, as PostgreSQL's pool: committed states, not queued behind a commit in
+        # flight (a rebuild loads while its previous batch is written: BatchWriter.load).
+        return await self._r().run(load)
 
     async def commit(
         self, projection: str, rows: Sequence[Row], offsets: Mapping[tuple[str, int], int],

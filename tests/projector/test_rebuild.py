@@ -304,39 +304,41 @@ async def test_a_failed_batch_write_fails_the_rebuild_and_the_next_one_starts_cl
         await store.close()
 
 
-async def test_writer_overlaps_a_commit_and_loads_see_it() -> None:
+async def test_writer_overlaps_a_commit_and_loads_do_not_wait_for_it() -> None:
     """The rebuild writes batch N while it folds batch N+1: ``commit`` returns before the
-    write, but a load (the fold reading stored states) and the progress wait for it, and a
-    failed write surfaces at the next step."""
+    write, and a load (the fold reading stored states it no longer caches) does not wait for
+    it either: every state batch N writes is still in the folder's cache
+    (test_runner_folder.py::test_the_cache_keeps_a_whole_batch_however_small_it_is), so a
+    load only asks for states of transactions that committed. The progress waits for the
+    write, and a failed write surfaces at the next step."""
     store = MemoryStore()
     await store.open()
     await store.create_projection("v1")
     gate = asyncio.Event()
     committed: list[int] = []
-    seen_by_loads: list[int] = []
-    commit, load = store.commit, store.load
+    commit = store.commit
 
     async def slow_commit(*args: Any, **kw: Any) -> None:
         await gate.wait()
         await commit(*args, **kw)
         committed.append(len(args[1]))
 
-    async def watched_load(*args: Any) -> Any:
-        seen_by_loads.append(len(committed))
-        return await load(*args)
-
+    old = Row(kind="chat", id="c0", state=b"S0", view=b"{}", sort_key="0")
+    await store.commit("v1", [old], {("t", 0): 1})  # an earlier batch, committed
     store.commit = slow_commit  # type: ignore[method-assign]
-    store.load = watched_load  # type: ignore[method-assign]
     progress = Progress("v1", 3, io.StringIO(), every_s=0)
     writer = BatchWriter(store, "v1", progress.add)
     row = Row(kind="chat", id="c1", state=b"S", view=b"{}", sort_key="1")
     await writer.commit([row], {("t", 0): 3}, 3)
     assert committed == [] and progress.done == 0  # handed over, not written yet
 
-    reading = asyncio.create_task(writer.load("v1", [AggregateRef("chat", "c1")]))
-    gate.set()  # the load task was scheduled first: without waiting it would read first
-    assert await reading == {AggregateRef("chat", "c1"): b"S"}
-    assert seen_by_loads == [1] and progress.done == 3
+    # Answered while the transaction is still in flight (the gate is closed).
+    assert await asyncio.wait_for(writer.load("v1", [AggregateRef("chat", "c0")]), 5) == {
+        AggregateRef("chat", "c0"): b"S0"}
+    assert committed == []
+    gate.set()
+    await writer.drain()
+    assert committed == [1] and progress.done == 3
     assert await store.offsets("v1") == {("t", 0): 3}
 
     async def failing_commit(*args: Any, **kw: Any) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import multiprocessing
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,3 +59,36 @@ async def test_a_store_error_reaches_the_worker_and_the_writer_keeps_serving(
     assert await worker.offsets("v1") == {("t", 0): 1}
     theirs.close()
     await asyncio.wait_for(serving, 10)
+
+
+async def test_loads_and_offsets_do_not_wait_behind_a_commit(store: SqliteStore) -> None:
+    """A worker loads the states it no longer caches while its previous batch is still being
+    committed (projector.rebuild_batches.BatchWriter): over its second pipe, on the store's
+    reader, they are answered without waiting for that commit (or the other workers' commits
+    queued before it)."""
+    await store.commit("v1", [chat("c0")], {("t", 0): 1})
+    started, gate = asyncio.Event(), asyncio.Event()
+    commit = store.commit
+
+    async def slow_commit(*args: Any, **kw: Any) -> Any:
+        started.set()
+        await gate.wait()
+        return await commit(*args, **kw)
+
+    store.commit = slow_commit  # type: ignore[method-assign]
+    commits, commits_end = multiprocessing.Pipe()
+    reads, reads_end = multiprocessing.Pipe()
+    serving = [asyncio.create_task(serve(store, commits)), asyncio.create_task(serve(store, reads))]
+    worker = PipeStore(commits_end, reads_end)
+    committing = asyncio.create_task(worker.commit("v1", [chat("c1")], {("t", 0): 2}))
+    await asyncio.wait_for(started.wait(), 10)
+    ref = AggregateRef("chat", "c0")
+    assert set(await asyncio.wait_for(worker.load("v1", [ref]), 5)) == {ref}
+    assert await asyncio.wait_for(worker.offsets("v1"), 5) == {("t", 0): 1}
+    assert not committing.done()
+    gate.set()
+    await asyncio.wait_for(committing, 10)
+    assert await worker.offsets("v1") == {("t", 0): 2}
+    commits_end.close()
+    reads_end.close()
+    await asyncio.wait_for(asyncio.gather(*serving), 10)

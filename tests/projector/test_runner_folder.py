@@ -142,6 +142,31 @@ async def test_a_fresh_copy_reads_back_only_what_it_wrote_and_was_evicted(store:
     assert calls == []
 
 
+async def test_the_cache_keeps_a_whole_batch_however_small_it_is(store: Store) -> None:
+    """A rebuild remembers a batch while its transaction is in flight and then loads what
+    it misses without waiting for it (BatchWriter.load): so no state of the batch just
+    remembered may be evicted, even when the batch has more states than the cache holds."""
+    folder = Folder(store, cache_size=1, fresh=True)
+    first = await folder.fold("p", records(conversation("c1", n_messages=2, close=False)))
+    assert len(first.states) > 1
+    folder.remember(first.states, first.covers)  # not committed: the store has none of them
+    calls: list[list[AggregateRef]] = []
+    load = store.load
+
+    async def counting_load(projection: str, refs: Sequence[AggregateRef]) -> dict[AggregateRef, bytes]:
+        calls.append(list(refs))
+        return await load(projection, refs)
+
+    store.load = counting_load  # type: ignore[method-assign]
+    more = await folder.fold("p", records(conversation("c1", n_messages=1), first_offset=3))
+    assert calls == []  # every state of the first batch came from the cache
+    chat = next(r for r in more.rows if r.kind == "chat")
+    assert orjson.loads(chat.view)["message_count"] == 2
+    # The next batch's remember trims the cache to its size again (but never below a batch).
+    folder.remember(more.states, more.covers)
+    assert len(folder._cache) == max(1, len(more.states))
+
+
 async def test_a_record_failing_to_apply_is_undone_and_the_rest_commits(store: Store) -> None:
     """The fold first applies a batch optimistically, without remembering prior states; an
     event that fails sends it back to the careful record-by-record fold from the states the
