@@ -15,8 +15,9 @@ Steps:
    seconds each), since nobody waits on a copy that is not live yet and every store
    transaction costs a rewrite of the index pages it touches
    (:func:`~projector.rebuild_batches.next_batch`): 50,000 rebuilt 1,000,000 records in
-   85 s against 98-103 s with 20,000, for ~380 MiB more peak memory (docs/benchmarks.md,
-   "Parallel rebuilds"). A batch's transaction is written while the next batch is folded
+   93 s against 98-103 s with 20,000, for ~380 MiB more peak memory (docs/benchmarks.md,
+   "Parallel rebuilds"; a parallel rebuild's workers keep 20,000). A batch's transaction
+   is written while the next batch is folded
    (:class:`~projector.rebuild_batches.BatchWriter`): the store works in its own thread or
    connection, so writing no longer waits for folding nor folding for writing. At most one
    transaction is in flight, they commit in batch order, a state the fold reads from the

@@ -67,7 +67,10 @@ Target = Mapping[tuple[str, int], int]
 class MemberOptions:
     """How a member folds: batch size, members expected, how long to wait for them."""
 
-    max_records: int = 50_000
+    #: records a batch: 20,000, not the one-process rebuild's 50,000 — two workers rebuilt
+    #: 1,000,000 records as fast with either (66-70 s against 64-74 s, 2026-12-07), and the
+    #: smaller batches hold ~350 MiB less in the coordinator and each worker
+    max_records: int = 20_000
     members: int = 1
     settle_s: float = 15.0
     publish_states: bool = False
