@@ -108,9 +108,9 @@ class Folder:
 
         The cache drops its least recently used states, but never those of this batch,
         however many there are: a rebuild remembers a batch while its transaction is still
-        in flight, and loads the states it misses without waiting for that transaction
-        (:meth:`projector.rebuild_batches.BatchWriter.load`), which is right only because
-        everything the transaction writes is still here."""
+        in flight (:class:`projector.rebuild_batches.BatchWriter`), and reads the states it
+        misses from the store without waiting for that transaction, which is right only
+        because everything the transaction writes is still here."""
         cache = self._cache
         for ref, state in states.items():
             cache[ref] = (state, covers.get(ref, ()))

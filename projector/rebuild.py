@@ -125,7 +125,7 @@ async def rebuild(store: Store, kafka: KafkaSettings, topics: Topics, *,
               f"(live: {previous or 'none'})", file=out, flush=True)
         progress = Progress(name, total, out, progress_every_s)
         writer = BatchWriter(store, name, progress.add, publish=publish_states)
-        folder = Folder(writer, cache_size=200_000, fresh=True, ring=ring)  # step 1 created it empty
+        folder = Folder(store, cache_size=200_000, fresh=True, ring=ring)  # step 1 created it empty
         dead = 0
         refreshed = False
         while True:

@@ -15,7 +15,6 @@ from aiokafka.structs import ConsumerRecord
 
 from projector.folder import Offsets
 from projector.rebuild_pipe import CopyWriter
-from projector.states import AggregateRef
 from projector.views import Row
 
 __all__ = ["BatchWriter", "Progress", "next_batch"]
@@ -49,12 +48,13 @@ class Progress:
 class BatchWriter:
     """Commits batch N in the background while batch N+1 is folded (step 3).
 
-    It is also what the rebuild's :class:`Folder` loads stored states through. A load does
-    not wait for the transaction in flight: the folder remembered every state that
-    transaction writes and keeps them all in its cache (:meth:`Folder.remember`), so what it
-    misses was written by a transaction that already committed. (Loads used to wait: on a
-    1,000,000-record rebuild with two workers each worker spent about 17 of its 72 s waiting
-    for its own commit before reading ~700 evicted states, docs/benchmarks.md.)
+    The rebuild's :class:`Folder` reads stored states from the store itself, not through
+    this writer, so a read never waits for the transaction in flight: the folder remembered
+    every state that transaction writes and keeps them all in its cache
+    (:meth:`Folder.remember`), so what it misses was written by a transaction that already
+    committed. (Reads used to go through here and wait: on a 1,000,000-record rebuild with
+    two workers each worker spent about 17 of its 72 s waiting for its own commit before
+    reading ~700 evicted states, docs/benchmarks.md.)
     """
 
     def __init__(self, store: CopyWriter, name: str, counted: Callable[[int], None], *,
@@ -86,9 +86,6 @@ class BatchWriter:
         task, self._pending = self._pending, None
         if task is not None:
             await asyncio.gather(task, return_exceptions=True)
-
-    async def load(self, projection: str, refs: Sequence[AggregateRef]) -> dict[AggregateRef, bytes]:
-        return await self._store.load(projection, refs)
 
 
 async def next_batch(consumer: AIOKafkaConsumer, max_records: int) -> list[ConsumerRecord]:

@@ -96,7 +96,7 @@ class Member:
         self._generation = 0
         self._next: dict[TopicPartition, int] = {}
         self._writer = BatchWriter(store, copy, self._counted, publish=options.publish_states)
-        self._folder = Folder(self._writer, options.cache_size, fresh=True, ring=ring)
+        self._folder = Folder(store, options.cache_size, fresh=True, ring=ring)
         self._consumer: AIOKafkaConsumer | None = None
         self._settle_until: float | None = None
         self._settled = False  # the wait of step 2 ran out once: never again
@@ -247,7 +247,7 @@ class Member:
                 # No stored offset: 0, below the log start (auto_offset_reset moves it up).
                 consumer.seek(tp, off or 0)
                 self._next[tp] = off or 0
-            self._folder = Folder(self._writer, self._options.cache_size, fresh=not written,
+            self._folder = Folder(self._store, self._options.cache_size, fresh=not written,
                                   ring=self._ring)
             consumer.pause(*assigned)
             mine = [tp for tp in assigned if tp in self._target]

@@ -302,7 +302,7 @@ class SqliteStore:
         if not by_kind:
             return {}
         # The reader, as PostgreSQL's pool: committed states, not queued behind a commit in
-        # flight (a rebuild loads while its previous batch is written: BatchWriter.load).
+        # flight (a rebuild loads while its previous batch is written: Folder.remember).
         return await self._r().run(load)
 
     async def commit(

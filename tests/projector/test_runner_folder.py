@@ -144,7 +144,7 @@ async def test_a_fresh_copy_reads_back_only_what_it_wrote_and_was_evicted(store:
 
 async def test_the_cache_keeps_a_whole_batch_however_small_it_is(store: Store) -> None:
     """A rebuild remembers a batch while its transaction is in flight and then loads what
-    it misses without waiting for it (BatchWriter.load): so no state of the batch just
+    it misses from the store without waiting for it: so no state of the batch just
     remembered may be evicted, even when the batch has more states than the cache holds."""
     folder = Folder(store, cache_size=1, fresh=True)
     first = await folder.fold("p", records(conversation("c1", n_messages=2, close=False)))
