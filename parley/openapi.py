@@ -33,6 +33,7 @@ from contracts.state import AgentState, ChatState, MessageState, VisitorState
 from parley.http import ErrorBody, Health, NotReady, Ready, error_response, is_console
 from projector.api import (
     CHAT_STATUSES,
+    CHAT_TYPES,
     DEFAULT_CHATS_LIMIT,
     DEFAULT_MESSAGES_LIMIT,
     ApiOptions,
@@ -252,7 +253,8 @@ def _paths(ref: dict[str, Json]) -> Json:
             _query("agent", "Only chats of this agent id."),
             _query("type", "Conversation type: `contact` (the default: customers' chats, and "
                            "chats of no known type such as Natterly's), `bot`, `agent`, "
-                           "`system`, or `all`."),
+                           "`system`, or `all` (every chat, of any type).",
+                   {"enum": sorted(CHAT_TYPES)}),
             _limit(api.max_chats_limit, DEFAULT_CHATS_LIMIT), _CURSOR], "chats"),
         "/api/chats/{id}": query_api("One chat.", [_ID], "chat", not_found=True),
         "/api/chats/{id}/messages": query_api(

@@ -27,6 +27,7 @@ from typing import Generic, TypeVar
 import msgspec
 from aiohttp import web
 
+from contracts.chatshipper_events import CONVERSATION_TYPES
 from contracts.errors import ContractError
 from contracts.params import parse_uint
 from contracts.position import Position
@@ -44,6 +45,9 @@ from projector.waits import PositionWaits
 __all__ = ["ApiOptions", "Page", "QueryApi", "with_sessions"]
 
 CHAT_STATUSES = frozenset({"waiting", "active", "idle", "closed"})
+#: ``type`` of ``GET /api/chats``: ChatShipper's conversation types, or ``all`` (a type
+#: ChatShipper may add later is listed by ``all`` only).
+CHAT_TYPES = frozenset({*CONVERSATION_TYPES, "all"})
 DEFAULT_CHATS_LIMIT = 50
 DEFAULT_MESSAGES_LIMIT = 100
 #: A visitor's provisional (session) visitors merged into it on read, at most.
@@ -123,6 +127,8 @@ class QueryApi:
             raise _BadRequest(f"status must be one of {', '.join(sorted(CHAT_STATUSES))}")
         # Customers' conversations by default; ``type=all`` lists bot, agent and system ones too.
         chat_type = q.get("type") or CUSTOMER_TYPE
+        if chat_type not in CHAT_TYPES:
+            raise _BadRequest(f"type must be one of {', '.join(sorted(CHAT_TYPES))}")
         views, cursor = await self._store.list_chats(
             projection, status=status, source=q.get("source") or None,
             agent=q.get("agent") or None, chat_type=None if chat_type == "all" else chat_type,

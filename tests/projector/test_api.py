@@ -185,6 +185,19 @@ async def test_list_chats_filters(api: tuple[TestClient[Any, Any], ProjectorRole
     assert [c["id"] for c in (await _json(client, "/api/chats?type=contact&limit=200"))["items"]] == ids
 
 
+@pytest.mark.parametrize(("query", "allowed"), [
+    ("type=bogus", "type must be one of agent, all, bot, contact, system"),
+    ("type=Bot", "type must be one of agent, all, bot, contact, system"),
+    ("status=open", "status must be one of active, closed, idle, waiting"),
+])
+async def test_an_unknown_filter_value_is_a_400_listing_the_allowed_ones(
+        api: tuple[TestClient[Any, Any], ProjectorRole], seeded: list[Position],
+        query: str, allowed: str) -> None:
+    # It was a 200 with an empty list: a typo looked like "no such chats".
+    body = await _json(api[0], f"/api/chats?{query}", 400)
+    assert body == {"error": "bad_request", "detail": allowed}
+
+
 @pytest.mark.parametrize("query", ["status=open", "limit=0", "limit=abc", "limit=100000",
                                    "cursor=garbage", "min_position=nonsense",
                                    "min_position=other.topic:0:1"])
