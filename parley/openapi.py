@@ -178,7 +178,8 @@ def _paths(ref: dict[str, Json]) -> Json:
         responses = {
             "200": _answer(summary, ref[shape], headers={
                 "X-Parley-Projection": "The projection copy that answered."}),
-            "400": error("bad_request", "A parameter is malformed; `detail` names it."),
+            "400": error("bad_request", "A parameter is malformed, or `min_position` names a "
+                         "partition its topic does not have; `detail` names it."),
             "503": error("unavailable overloaded", "No projection yet, reads switching to a "
                          "rebuilt one, the store busy, or (`overloaded`) too many requests "
                          "waiting for a `min_position` or for a store connection.",
