@@ -312,7 +312,12 @@ def build_app(rt: Runtime, roles: Iterable[Role]) -> web.Application:
     middlewares = [bearer_auth(http.api_tokens, metrics_public=http.metrics_public)
                    ] if http.api_tokens else []
     middlewares.append(json_route_errors)  # inside auth: an unknown path is still a 401 first
-    app = web.Application(client_max_size=http.max_body_bytes + 64 * 1024, middlewares=middlewares)
+    # auto_decompress off: aiohttp's parser would inflate a compressed request body, and
+    # answer a coding it has no library for (br, zstd) with its own text 400 before any
+    # handler runs. No route takes a compressed body; the receiver answers any
+    # Content-Encoding but identity with its JSON 415 before reading the body.
+    app = web.Application(client_max_size=http.max_body_bytes + 64 * 1024, middlewares=middlewares,
+                          handler_args={"auto_decompress": False})
     app[RUNTIME] = rt
     app[READINESS] = ReadinessCache(rt.readiness)  # the roles add their checks below
     kafka = rt.settings.kafka

@@ -33,6 +33,7 @@ from contracts.state import AgentState, ChatState, MessageState, VisitorState
 from parley.http import ErrorBody, Health, NotReady, Ready, error_response, is_console
 from projector.api import (
     CHAT_STATUSES,
+    CHAT_TYPES,
     DEFAULT_CHATS_LIMIT,
     DEFAULT_MESSAGES_LIMIT,
     ApiOptions,
@@ -177,7 +178,8 @@ def _paths(ref: dict[str, Json]) -> Json:
         responses = {
             "200": _answer(summary, ref[shape], headers={
                 "X-Parley-Projection": "The projection copy that answered."}),
-            "400": error("bad_request", "A parameter is malformed; `detail` names it."),
+            "400": error("bad_request", "A parameter is malformed, or `min_position` names a "
+                         "partition its topic does not have; `detail` names it."),
             "503": error("unavailable overloaded", "No projection yet, reads switching to a "
                          "rebuilt one, the store busy, or (`overloaded`) too many requests "
                          "waiting for a `min_position` or for a store connection.",
@@ -252,7 +254,8 @@ def _paths(ref: dict[str, Json]) -> Json:
             _query("agent", "Only chats of this agent id."),
             _query("type", "Conversation type: `contact` (the default: customers' chats, and "
                            "chats of no known type such as Natterly's), `bot`, `agent`, "
-                           "`system`, or `all`."),
+                           "`system`, or `all` (every chat, of any type).",
+                   {"enum": sorted(CHAT_TYPES)}),
             _limit(api.max_chats_limit, DEFAULT_CHATS_LIMIT), _CURSOR], "chats"),
         "/api/chats/{id}": query_api("One chat.", [_ID], "chat", not_found=True),
         "/api/chats/{id}/messages": query_api(

@@ -9,8 +9,10 @@ Read-your-writes: every endpoint accepts ``min_position=<topic:partition:offset>
 offset for that partition is greater than ``offset`` — woken by the runner after each store
 commit; partitions another process applies are read by one shared poller every ``recheck_s``
 (:mod:`projector.waits`) — and answers 504 ``{"error": "timeout"}`` if that takes longer than
-``min_position_timeout_s``. At most ``http.max_position_waiters`` requests wait at once; one
-more is answered 503 ``{"error": "overloaded"}`` with ``Retry-After``.
+``min_position_timeout_s``; a partition the topic does not have is a 400 at once, when the
+running runner's consumer can tell (:mod:`projector.waits`, 4). At most
+``http.max_position_waiters`` requests wait at once; one more is answered 503
+``{"error": "overloaded"}`` with ``Retry-After``.
 
 Reads are bounded too: the store serves them on connections of their own, and when the
 store's bound of reads waiting for one is reached (SQLite ``?read_queue=``, PostgreSQL
@@ -27,6 +29,7 @@ from typing import Generic, TypeVar
 import msgspec
 from aiohttp import web
 
+from contracts.chatshipper_events import CONVERSATION_TYPES
 from contracts.errors import ContractError
 from contracts.params import parse_uint
 from contracts.position import Position
@@ -35,7 +38,7 @@ from contracts.topics import Topics
 from parley.errors import StoreError
 from parley.http import error_response
 from projector import reports
-from projector.errors import InvalidCursor, Overloaded, UnknownProjection
+from projector.errors import InvalidCursor, Overloaded, UnknownPartition, UnknownProjection
 from projector.metrics import ProjectorMetrics
 from projector.store import CUSTOMER_TYPE, Store
 from projector.views import merged_visitor, named_authors
@@ -44,6 +47,9 @@ from projector.waits import PositionWaits
 __all__ = ["ApiOptions", "Page", "QueryApi", "with_sessions"]
 
 CHAT_STATUSES = frozenset({"waiting", "active", "idle", "closed"})
+#: ``type`` of ``GET /api/chats``: ChatShipper's conversation types, or ``all`` (a type
+#: ChatShipper may add later is listed by ``all`` only).
+CHAT_TYPES = frozenset({*CONVERSATION_TYPES, "all"})
 DEFAULT_CHATS_LIMIT = 50
 DEFAULT_MESSAGES_LIMIT = 100
 #: A visitor's provisional (session) visitors merged into it on read, at most.
@@ -123,6 +129,8 @@ class QueryApi:
             raise _BadRequest(f"status must be one of {', '.join(sorted(CHAT_STATUSES))}")
         # Customers' conversations by default; ``type=all`` lists bot, agent and system ones too.
         chat_type = q.get("type") or CUSTOMER_TYPE
+        if chat_type not in CHAT_TYPES:
+            raise _BadRequest(f"type must be one of {', '.join(sorted(CHAT_TYPES))}")
         views, cursor = await self._store.list_chats(
             projection, status=status, source=q.get("source") or None,
             agent=q.get("agent") or None, chat_type=None if chat_type == "all" else chat_type,
@@ -225,7 +233,7 @@ class QueryApi:
             except Overloaded as exc:
                 return error_response(503, "overloaded", str(exc),
                                       headers={"Retry-After": "1"})
-            except InvalidCursor as exc:
+            except (InvalidCursor, UnknownPartition) as exc:
                 return error_response(400, "bad_request", str(exc))
             except UnknownProjection:
                 return error_response(503, "unavailable", "projection switching; retry",
@@ -248,7 +256,8 @@ class QueryApi:
 
     async def wait_applied(self, position: Position) -> bool:
         """True once the live projection applied ``position``; False after the timeout.
-        Raises :class:`~projector.errors.Overloaded` when too many requests wait already."""
+        Raises :class:`~projector.errors.Overloaded` when too many requests wait already, and
+        :class:`~projector.errors.UnknownPartition` for a partition the topic does not have."""
         if self._metrics is not None:
             self._metrics.waiting.inc()
         try:

@@ -3,8 +3,8 @@
 The hierarchy is small on purpose. The store's errors are :class:`parley.errors.StoreError`
 and its subclasses (shared with the search index, which keeps its tables in the same
 database); those only the projection copies can raise are here. The query API maps
-:class:`InvalidCursor` to 400, :class:`UnknownProjection` to 503 and :class:`Overloaded` to
-503 ``overloaded`` with ``Retry-After``.
+:class:`InvalidCursor` and :class:`UnknownPartition` to 400, :class:`UnknownProjection` to 503
+and :class:`Overloaded` to 503 ``overloaded`` with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ __all__ = [
     "LiveProjectionDrop",
     "Overloaded",
     "ProjectorError",
+    "UnknownPartition",
     "UnknownProjection",
 ]
 
@@ -57,3 +58,13 @@ class Overloaded(ProjectorError):
     connections); nothing was read: retry later."""
 
     retriable: ClassVar[bool] = True
+
+
+class UnknownPartition(ProjectorError):
+    """A ``min_position`` names a partition its topic does not have (by Kafka's metadata, read
+    just now): no record can ever be there, so waiting for it would only time out."""
+
+    @classmethod
+    def of(cls, topic: str, partition: int, partitions: int) -> UnknownPartition:
+        return cls(f"min_position: {topic} has {partitions} partition(s), 0 to "
+                   f"{partitions - 1}; there is no partition {partition}")

@@ -109,7 +109,9 @@ class Watermarks:
     offsets of the partitions it is assigned (:meth:`own`, :meth:`disown` on revocation);
     :class:`projector.waits.PositionWaits` also advances it with offsets read from the store,
     for partitions another process applies. Read-your-writes waits call :meth:`wait` and
-    re-check. Single event loop, no locking.
+    re-check. While the runner's consumer runs (:meth:`follow`), :meth:`partitions` says how
+    many partitions an event topic has, from that consumer's metadata. Single event loop, no
+    locking.
     """
 
     def __init__(self) -> None:
@@ -117,6 +119,7 @@ class Watermarks:
         self._next: Offsets = {}
         self._owned: set[tuple[str, int]] = set()
         self._changed = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
 
     def applied(self, topic: str, partition: int, offset: int) -> bool:
         return self._next.get((topic, partition), 0) > offset
@@ -153,6 +156,30 @@ class Watermarks:
         """Forget what was applied (the live projection changed)."""
         self.projection, self._next = projection, {}
         self._wake()
+
+    def follow(self, consumer: AIOKafkaConsumer | None) -> None:
+        """Answer :meth:`partitions` from ``consumer``'s metadata (None: the runner stopped)."""
+        self._consumer = consumer
+
+    def partitions(self, topic: str) -> int | None:
+        """How many partitions ``topic`` has, as the runner's consumer's metadata says (it is
+        refreshed every ``metadata_max_age_ms`` and by :meth:`refresh_partitions`); None
+        while no runner consumes, or before its metadata has the topic. No I/O."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        parts = consumer.partitions_for_topic(topic)
+        return len(parts) if parts else None
+
+    async def refresh_partitions(self) -> bool:
+        """Refresh the runner's consumer's metadata now (partitions may have been added since
+        it last did; it then rebalances to take them); True once it did. Concurrent calls
+        share one metadata request."""
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        # The consumer's own cluster view, the one it rebalances on; no public call refreshes it.
+        return bool(await consumer._client.force_metadata_update())
 
     async def wait(self, timeout_s: float) -> bool:
         """Wait until the next change or ``timeout_s``; True if woken."""
@@ -228,6 +255,7 @@ class Runner:
         try:
             if not await start_unless_stopped(consumer, stop):
                 return  # stopped before the group assigned partitions (broker away?)
+            self.watermarks.follow(consumer)
             self.started.set()
             self.problem = None
             while not stop.is_set():
@@ -249,6 +277,7 @@ class Runner:
                     await self._commit_kafka(consumer, offsets)
         finally:
             self._consumer = None
+            self.watermarks.follow(None)
             self.watermarks.disown()  # waits for these partitions now read the store
             publishing.set()
             try:

@@ -3,6 +3,7 @@
 Erasure (GDPR art. 17) and access (art. 15) requests for one data subject, resolved from the
 live projection (docs/privacy.md, docs/operations.md "An erasure request, step by step").
 An id, email or chat that matches nothing is one line and exit 1, and changes nothing.
+Every error is one ``parley: error: …`` line on stderr and exit 1, as in the rest of the CLI.
 """
 
 from __future__ import annotations
@@ -82,6 +83,13 @@ def open_keys(settings: Settings) -> KeyStore | None:
     return open_key_store(key_store_url(settings), master_keys(settings))
 
 
+def _error(text: str) -> int:
+    """``text`` as one ``parley: error:`` line on stderr (as :func:`parley.cli.main` reports
+    every error), and the exit status 1."""
+    print(f"parley: error: {text}", file=sys.stderr)
+    return 1
+
+
 async def _resolve(store: Store, args: argparse.Namespace) -> Subject:
     from projector.forget import resolve
 
@@ -103,8 +111,7 @@ def _cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
             try:
                 subject = await _resolve(store, args)
             except UnknownSubject as exc:
-                sys.stderr.write(f"{exc}; nothing changed\n")
-                return 1
+                return _error(f"{exc}; nothing changed")
             request = await forget(subject, store=store, kafka=settings.kafka,
                                    topics=Topics(prefix=settings.kafka.topic_prefix), keys=keys)
             sys.stdout.write(
@@ -128,10 +135,9 @@ def _cmd_forget(args: argparse.Namespace, settings: Settings) -> int:
                                      f"parley visitors forget-status {subject.visitor or '…'}\n")
                     return 0
                 if time.monotonic() - started > args.timeout:
-                    sys.stdout.write(f"projection {live}: erased {len(done)}/{total} after "
-                                     f"{args.timeout:g} s (is the projector running?); see "
-                                     "parley visitors forget-status\n")
-                    return 1
+                    return _error(f"projection {live}: erased {len(done)}/{total} after "
+                                  f"{args.timeout:g} s (is the projector running?); see "
+                                  "parley visitors forget-status")
                 await asyncio.sleep(0.2)
         finally:
             if keys is not None:
@@ -151,8 +157,7 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         entries = await read_ledger(settings.kafka, Topics(prefix=settings.kafka.topic_prefix))
         request = latest_request(entries, args.id)
         if request is None:
-            sys.stderr.write(f"no erasure recorded for {args.id!r}\n")
-            return 1
+            return _error(f"no erasure recorded for {args.id!r}")
         store = open_store(settings.store.url)
         await store.open()
         try:
@@ -178,8 +183,7 @@ def _cmd_export(args: argparse.Namespace, settings: Settings) -> int:
             try:
                 subject = await _resolve(store, args)
             except UnknownSubject as exc:
-                sys.stderr.write(f"{exc}\n")
-                return 1
+                return _error(str(exc))
             document = await export_subject(store, subject)
         finally:
             await store.close()

@@ -17,6 +17,13 @@ many may wait at once:
    after that ONE shared poller per process reads the live projection's offsets every
    ``recheck_s`` while such waits exist, and advances the watermarks with them — the store
    is read at a fixed rate whatever the number of waiters.
+4. A position on a partition its topic does not have raises :class:`UnknownPartition` at
+   once (the API answers 400) instead of waiting out the timeout — only when that is known:
+   while this process's runner consumes, its consumer's metadata says how many partitions
+   the topic has, and a partition past them is confirmed by one metadata refresh first
+   (partitions may have been added since; at most one refresh every ``recheck_s``, shared
+   by concurrent waits). Without a running runner, or when the last refresh failed, the
+   position is waited for as any other.
 """
 
 from __future__ import annotations
@@ -24,10 +31,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 
 from contracts.position import Position
 from parley.errors import StoreError
-from projector.errors import Overloaded
+from projector.errors import Overloaded, UnknownPartition
 from projector.runner import Watermarks
 from projector.store import Store
 
@@ -48,6 +56,8 @@ class PositionWaits:
         self._waiting = 0
         self._remote: set[object] = set()  # waits on partitions no local runner applies
         self._poller: asyncio.Task[None] | None = None
+        self._refresh: asyncio.Future[bool] | None = None  # the last partition metadata refresh
+        self._metadata_at = -math.inf  # and when it started (loop time)
 
     @property
     def waiting(self) -> int:
@@ -55,7 +65,8 @@ class PositionWaits:
 
     async def wait(self, position: Position, timeout_s: float) -> bool:
         """True once ``position`` is applied to the live projection; False after
-        ``timeout_s``. Raises :class:`Overloaded` when ``max_waiters`` waits already run."""
+        ``timeout_s``. Raises :class:`Overloaded` when ``max_waiters`` waits already run, and
+        :class:`UnknownPartition` when the position's topic has no such partition."""
         if self._waiting >= self._max_waiters:
             raise Overloaded(f"{self._max_waiters} requests are waiting for a min_position "
                              f"already; retry later")
@@ -74,6 +85,7 @@ class PositionWaits:
         topic, partition, offset = position.topic, position.partition, position.offset
         if w.applied(topic, partition, offset):
             return True
+        await self._check_partition(topic, partition, deadline)
         if not w.owns(topic, partition) and await self._in_store(position):
             return True  # applied by another process (or before this one started)
         while not w.applied(topic, partition, offset):
@@ -89,6 +101,39 @@ class PositionWaits:
                 return await self._owned_behind(position)
             await w.wait(remaining)
         return True
+
+    async def _check_partition(self, topic: str, partition: int, deadline: float) -> None:
+        """Raise :class:`UnknownPartition` if ``topic`` surely has no ``partition`` (see the
+        module docstring, 4); return if it has, or if that cannot be told."""
+        w = self._watermarks
+        count = w.partitions(topic)
+        if count is None or partition < count:
+            return
+        if not await self._metadata_refreshed(deadline):
+            return  # Kafka did not answer: the wait decides, as for any position
+        count = w.partitions(topic)
+        if count is None or partition < count:
+            return  # added since the consumer last read its metadata
+        raise UnknownPartition.of(topic, partition, count)
+
+    async def _metadata_refreshed(self, deadline: float) -> bool:
+        """True if the runner's consumer refreshed its metadata within ``recheck_s``, refreshing
+        it first if not (one refresh shared by concurrent callers); False if Kafka did not
+        answer it by ``deadline``."""
+        loop = asyncio.get_running_loop()
+        task = self._refresh
+        if task is None or (task.done() and loop.time() - self._metadata_at >= self._recheck_s):
+            self._metadata_at = loop.time()
+            task = self._refresh = asyncio.ensure_future(self._watermarks.refresh_partitions())
+            # Its failure is read by whoever still waits for it; none may be left.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), max(0.0, deadline - loop.time()))
+        except TimeoutError:
+            return False
+        except Exception as exc:  # noqa: BLE001 - the consumer stopped meanwhile, Kafka away
+            log.info("partition metadata refresh failed: %s", type(exc).__name__)
+            return False
 
     async def _owned_behind(self, position: Position) -> bool:
         """The last word of a wait that timed out: one store read. For a partition this
@@ -118,7 +163,12 @@ class PositionWaits:
         return self._watermarks.applied(position.topic, position.partition, position.offset)
 
     async def close(self) -> None:
-        """Stop the poller (before the store closes)."""
+        """Stop the poller (before the store closes) and a metadata refresh in flight."""
+        refresh, self._refresh = self._refresh, None
+        if refresh is not None and not refresh.done():
+            refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresh
         poller, self._poller = self._poller, None
         if poller is not None:
             poller.cancel()

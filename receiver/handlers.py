@@ -302,8 +302,8 @@ def _standard_headers(request: web.Request) -> tuple[str, str | None, str | None
 def _check_media_type(request: web.Request) -> None:
     coding = request.headers.get("Content-Encoding")
     if coding is not None and coding.strip().lower() not in ("", "identity"):
-        # RFC 7694: 415 for a content coding not served. aiohttp would inflate it, but which
-        # bytes a signature covers would then be a guess.
+        # RFC 7694: 415 for a content coding not served, whichever (the server inflates
+        # nothing: parley.http.build_app); which bytes a signature covers would be a guess.
         raise UnsupportedMediaType("Content-Encoding is not supported: send the body uncompressed")
     if request.headers.get("Content-Type") == "application/json":
         return  # what providers send; parsing the header would find the same

@@ -370,6 +370,7 @@ async def test_real_answers_fit_the_document(parley: Caller) -> None:
     await call("get", "/api/consumers", 401, token="not-a-token")
     await call("get", "/metrics", 401, token=None)
     await call("get", "/api/chats", 400, params={"status": "open"})
+    await call("get", "/api/chats", 400, params={"type": "bogus"})
     await call("get", "/api/chats/{id}", 400, id=CHAT, params={"min_position": "nonsense"})
     await call("get", "/api/agents", 504, params={
         "min_position": accepted["position"].rsplit(":", 1)[0] + ":999999"})

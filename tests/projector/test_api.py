@@ -10,14 +10,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from contracts.envelope import encode_envelope
 from contracts.position import Position
 from contracts.topics import Topics
 from parley.http import build_app
+from parley.kafka.clients import make_producer
 from parley.kafka.launcher import free_ports
+from parley.kafka.topics import apply_topics
 from parley.runtime import Runtime
 from parley.settings import HttpSettings, KafkaSettings, Settings, StoreSettings
 from projector.api import ApiOptions
@@ -183,6 +187,19 @@ async def test_list_chats_filters(api: tuple[TestClient[Any, Any], ProjectorRole
     every = await _json(client, "/api/chats?type=all&limit=200")
     assert sorted(c["id"] for c in every["items"]) == sorted([*ids, "conv-bot"])
     assert [c["id"] for c in (await _json(client, "/api/chats?type=contact&limit=200"))["items"]] == ids
+
+
+@pytest.mark.parametrize(("query", "allowed"), [
+    ("type=bogus", "type must be one of agent, all, bot, contact, system"),
+    ("type=Bot", "type must be one of agent, all, bot, contact, system"),
+    ("status=open", "status must be one of active, closed, idle, waiting"),
+])
+async def test_an_unknown_filter_value_is_a_400_listing_the_allowed_ones(
+        api: tuple[TestClient[Any, Any], ProjectorRole], seeded: list[Position],
+        query: str, allowed: str) -> None:
+    # It was a 200 with an empty list: a typo looked like "no such chats".
+    body = await _json(api[0], f"/api/chats?{query}", 400)
+    assert body == {"error": "bad_request", "detail": allowed}
 
 
 @pytest.mark.parametrize("query", ["status=open", "limit=0", "limit=abc", "limit=100000",
@@ -434,6 +451,47 @@ async def test_min_position_times_out_with_504(
     # An applied position answers at once.
     done = seeded[-1]
     assert (await _json(client, f"/api/agents?min_position={done}"))["items"]
+
+
+async def test_min_position_on_a_partition_the_topic_lacks_is_a_400_at_once(
+        api: tuple[TestClient[Any, Any], ProjectorRole], seeded: list[Position],
+        kafka_settings: KafkaSettings, topics: Topics) -> None:
+    # It waited the whole min_position_timeout_s, then answered 504 "retry later".
+    client, _ = api
+    n = kafka_settings.partitions
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    nowhere = Position(topics.chat, n + 4, 0)
+    body = await _json(client, f"/api/chats/chat-1?min_position={nowhere}", 400)
+    assert body == {"error": "bad_request", "detail": (
+        f"min_position: {topics.chat} has {n} partition(s), 0 to {n - 1}; "
+        f"there is no partition {n + 4}")}
+    assert loop.time() - started < 2.5  # min_position_timeout_s is 3.0
+
+
+async def test_min_position_on_a_partition_just_added_is_waited_for(
+        api: tuple[TestClient[Any, Any], ProjectorRole], seeded: list[Position],
+        kafka_settings: KafkaSettings, topics: Topics) -> None:
+    """The runner's consumer learned the partition count before the partition was added: the
+    position is checked against fresh metadata, and the wait takes it once it is applied."""
+    client, _ = api
+    n = kafka_settings.partitions
+    grown = msgspec.structs.replace(kafka_settings, partitions=n + 1)
+    await apply_topics(grown, topics.specs(grown.partitions), allow_repartition=True)
+    body = natterly_body("ChatAccepted", "chat-new-partition", T0, agent="ag-1", subject="New")
+    producer = make_producer(kafka_settings)
+    await producer.start()
+    try:
+        meta = await producer.send_and_wait(
+            topics.chat, value=encode_envelope(envelope("natterly", "acme", body)),
+            key=b"chat-new-partition", partition=n)
+    finally:
+        await producer.stop()
+    added = Position(meta.topic, meta.partition, meta.offset)
+    resp = await client.get(f"/api/chats/chat-new-partition?min_position={added}")
+    answer = await resp.json()
+    assert resp.status == 200, answer  # was the rebalance slower than min_position_timeout_s?
+    assert answer["subject"] == "New"
 
 
 async def test_reads_keep_working_while_kafka_is_unreachable(tmp_path: Path, unique: str) -> None:

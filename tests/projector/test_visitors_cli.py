@@ -1,5 +1,6 @@
 """``parley visitors forget | forget-status | export`` end to end on a real broker and a
-SQLite store; an unknown visitor, email or chat is one line, exit 1, and changes nothing."""
+SQLite store; an unknown visitor, email or chat is one line, exit 1, and changes nothing.
+Every error is one ``parley: error: …`` line on stderr, as in the rest of the CLI."""
 
 from __future__ import annotations
 
@@ -90,10 +91,9 @@ async def test_an_unknown_subject_is_one_line_and_exit_1(
     config = str(write_config(tmp_path / "parley.toml", KafkaSettings(bootstrap="127.0.0.1:9"),
                               url))
     code, out, err = await parley(capsys, "visitors", "forget", *who, "--config", config)
-    assert (code, out, err) == (1, "", said + "\n")
+    assert (code, out, err) == (1, "", f"parley: error: {said}\n")
     code, out, err = await parley(capsys, "visitors", "export", *who, "--config", config)
-    assert (code, out, err.removesuffix("; nothing changed\n").strip()) == (
-        1, "", said.removesuffix("; nothing changed"))
+    assert (code, out, err) == (1, "", f"parley: error: {said.removesuffix('; nothing changed')}\n")
 
 
 async def test_without_a_projection_forget_and_export_each_say_so_in_their_own_words(
@@ -102,11 +102,33 @@ async def test_without_a_projection_forget_and_export_each_say_so_in_their_own_w
     config = str(write_config(tmp_path / "parley.toml", KafkaSettings(bootstrap="127.0.0.1:9"),
                               url))
     code, out, err = await parley(capsys, "visitors", "forget", "vis-1", "--config", config)
-    assert (code, out) == (1, "") and err.startswith("no projection yet")
+    assert (code, out) == (1, "") and err.startswith("parley: error: no projection yet")
     assert err.endswith("; nothing changed\n") and err.count("\n") == 1
     code, out, err = await parley(capsys, "visitors", "export", "vis-1", "--config", config)
-    assert (code, out) == (1, "") and err.startswith("no projection yet")
+    assert (code, out) == (1, "") and err.startswith("parley: error: no projection yet")
     assert "forget" not in err and err.count("\n") == 1  # it was "nothing to forget"
+
+
+async def test_no_erasure_and_a_forget_not_applied_in_time_are_parley_errors(
+        kafka_settings: KafkaSettings, topics: Topics, unique: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], ledger_topic: None) -> None:
+    """The two errors that need Kafka: the same one line on stderr as every other error of
+    the CLI (they had no ``parley: error:``, and the timeout was written on stdout)."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    config = str(write_config(tmp_path / "parley.toml", kafka_settings, url))
+    positions = await produce(kafka_settings, topics, conversation("c1", visitor="vis-1"))
+    async with running_projector(kafka_settings, topics, url,
+                                 group_id=f"{unique}-p") as projector:
+        await eventually(lambda: applied(projector.store, positions), "folded")
+    # The projector has stopped: nothing erases the forgotten records within the timeout.
+    code, out, err = await parley(capsys, "visitors", "forget", "vis-1", "--timeout", "0.5",
+                                  "--config", config)
+    assert code == 1 and out.startswith("forgetting natterly:visitor:vis-1: "), (out, err)
+    assert err == ("parley: error: projection v1: erased 0/2 after 0.5 s (is the projector "
+                   "running?); see parley visitors forget-status\n")
+    code, out, err = await parley(capsys, "visitors", "forget-status", "nobody",
+                                  "--config", config)
+    assert (code, out, err) == (1, "", "parley: error: no erasure recorded for 'nobody'\n")
 
 
 @pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf", "soon"])

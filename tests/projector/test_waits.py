@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
 from contracts.position import Position
-from projector.errors import Overloaded
+from projector.errors import Overloaded, UnknownPartition
 from projector.memory_store import MemoryStore
 from projector.runner import Watermarks
 from projector.waits import PositionWaits
@@ -100,3 +101,90 @@ async def test_owned_partition_behind_the_store_answers_from_the_store_at_the_de
     # A position the store does not hold either still times out.
     assert not await waits.wait(Position(TOPIC, 0, 9), 0.1)
     await waits.close()
+
+
+class FakeConsumer:
+    """What the waits read of the runner's consumer: its metadata's partitions of ``TOPIC``,
+    and a refresh of it that may add partitions (``grow_to``) or fail (``answers``)."""
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.grow_to = partitions
+        self.answers = True
+        self.refreshes = 0
+        self._client = self
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return set(range(self.partitions)) if topic == TOPIC else None
+
+    async def force_metadata_update(self) -> bool:
+        self.refreshes += 1
+        await asyncio.sleep(0.01)  # a round trip to the broker, during which others ask too
+        if self.answers:
+            self.partitions = self.grow_to
+        return self.answers
+
+
+def _following(consumer: FakeConsumer) -> Watermarks:
+    watermarks = Watermarks()
+    fake: Any = consumer
+    watermarks.follow(fake)
+    return watermarks
+
+
+async def test_a_partition_the_topic_lacks_fails_at_once_after_one_metadata_refresh() -> None:
+    store = await _store()
+    consumer = FakeConsumer(3)
+    waits = PositionWaits(store, _following(consumer), max_waiters=10, recheck_s=60.0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(UnknownPartition, match=f"{TOPIC} has 3 partition\\(s\\), 0 to 2; "
+                                               "there is no partition 3"):
+        await waits.wait(Position(TOPIC, 3, 0), 10.0)
+    assert loop.time() - started < 5 and consumer.refreshes == 1
+    waits = PositionWaits(store, _following(consumer), max_waiters=10, recheck_s=60.0)
+    # Concurrent waits share one refresh.
+    answers = await asyncio.gather(*(waits.wait(Position(TOPIC, 3 + i, 0), 10.0)
+                                     for i in range(10)), return_exceptions=True)
+    assert all(isinstance(a, UnknownPartition) for a in answers), answers
+    assert consumer.refreshes == 2
+    # Within recheck_s the fresh count answers, without asking Kafka again.
+    for partition in (3, 7, 2**31 - 1):
+        with pytest.raises(UnknownPartition):
+            await waits.wait(Position(TOPIC, partition, 0), 10.0)
+    assert consumer.refreshes == 2 and waits.waiting == 0
+    # A partition the topic has is waited for, as before (not yet applied: it times out).
+    assert not await waits.wait(Position(TOPIC, 2, 0), 0.05)
+    await waits.close()
+
+
+async def test_a_partition_added_since_the_consumer_read_metadata_is_waited_for() -> None:
+    store = await _store()
+    consumer = FakeConsumer(3)
+    consumer.grow_to = 4  # added to the topic since the consumer last read its metadata
+    waits = PositionWaits(store, _following(consumer), max_waiters=10, recheck_s=0.05)
+    wait = asyncio.create_task(waits.wait(Position(TOPIC, 3, 0), 10.0))
+    await eventually(lambda: _true(consumer.refreshes == 1), "the metadata refresh")
+    await store.commit("v1", [], {(TOPIC, 3): 1})  # another process applies it
+    assert await asyncio.wait_for(wait, 5)
+    await waits.close()
+
+
+@pytest.mark.parametrize("how", ["no runner", "refresh fails"])
+async def test_without_a_fresh_partition_count_the_position_is_waited_for(how: str) -> None:
+    """Nothing tells the partition surely does not exist: the wait behaves as before (times
+    out, or ends once the position is applied), never a 400."""
+    store = await _store()
+    consumer = FakeConsumer(3)
+    consumer.answers = False
+    watermarks = Watermarks() if how == "no runner" else _following(consumer)
+    waits = PositionWaits(store, watermarks, max_waiters=10, recheck_s=0.01)
+    assert not await waits.wait(Position(TOPIC, 5, 0), 0.1)
+    wait = asyncio.create_task(waits.wait(Position(TOPIC, 5, 0), 10.0))
+    await store.commit("v1", [], {(TOPIC, 5): 1})
+    assert await asyncio.wait_for(wait, 5)
+    await waits.close()
+
+
+async def _true(value: bool) -> bool:
+    return value

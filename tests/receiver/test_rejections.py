@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import io
 import logging
@@ -69,6 +70,13 @@ def _cases(rx: ModuleType) -> list[tuple[str, str, bytes, dict[str, str], int, s
          json | {"Content-Encoding": "gzip"}, 415, "unsupported_media_type"),
         ("x-custom", "acme", nat, json | {"Content-Encoding": "X-Custom"}, 415,
          "unsupported_media_type"),
+        # Codings aiohttp would inflate with a library that is not installed (brotli,
+        # zstd on Python 3.11): aiohttp's own text 400 before any Parley code ran.
+        ("br", "acme", nat, json | {"Content-Encoding": "br"}, 415, "unsupported_media_type"),
+        ("zstd", "acme", nat, json | {"Content-Encoding": "zstd"}, 415,
+         "unsupported_media_type"),
+        ("gzip, br", "acme", nat, json | {"Content-Encoding": "gzip, br"}, 415,
+         "unsupported_media_type"),
         # 400: malformed, and well-formed but invalid (the detail names the JSON path)
         ("natterly malformed", "acme", b'{"event": "ChatInitiated", "auth_token": "x"', json, 400,
          "invalid_body"),
@@ -101,6 +109,38 @@ async def test_bad_requests_are_rejected_with_json_errors_and_write_nothing(
     missing = b'{"payload": {}, "auth_token": "' + rx.NATTERLY_TOKENS[0].encode() + b'"}'
     resp = await receiver.post("/webhooks/acme", data=missing, headers=rx.JSON)
     assert resp.status == 400 and "event" in (await resp.json())["detail"]
+    assert await rx.end_offsets(kafka_settings, topics) == before
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd", "gzip", "deflate", "X-Custom"])
+async def test_a_content_encoding_is_a_json_415_before_the_body_is_read(
+        rx: ModuleType, receiver: TestClient, kafka_settings: KafkaSettings,  # type: ignore[type-arg]
+        topics: Topics, coding: str) -> None:
+    """Whatever the coding, Parley answers (aiohttp inflates nothing) before reading the
+    body: a chunked body that goes on for longer than the test waits, and is over the body
+    limit, gets its 415 (not a 413), and nothing is published."""
+    before = await rx.end_offsets(kafka_settings, topics)
+    answered = asyncio.Event()
+
+    async def endless() -> AsyncIterator[bytes]:
+        yield b"\x1b\x00" * (rx.MAX_BODY_BYTES // 2 + 1)  # over the limit already
+        # The rest only once the answer has come: a server reading the body first would
+        # wait here until the timeout, and answer 413 or 408.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(answered.wait(), 30)
+        yield b"\x00"
+
+    started = time.monotonic()
+    resp = await receiver.post("/webhooks/acme", data=endless(),
+                               headers=rx.JSON | {"Content-Encoding": coding})
+    answered.set()
+    assert resp.status == 415, await resp.text()
+    assert resp.content_type == "application/json"
+    assert await resp.json() == {
+        "error": "unsupported_media_type",
+        "detail": "Content-Encoding is not supported: send the body uncompressed"}
+    assert time.monotonic() - started < 10
+    resp.close()
     assert await rx.end_offsets(kafka_settings, topics) == before
 
 
