@@ -5,7 +5,9 @@ each):
 
 1. :meth:`KeyStore.get_or_create` returns the subject's live key, creating it if there is
    none. Two callers creating a first key at once (two receivers, two processes) get the
-   *same* key: exactly one insert wins and the other reads it.
+   *same* key: exactly one insert wins and the other reads it. Given a ``parent``, it also
+   records the link (guarantee 4) in the same durable write: a chat's first webhook that
+   names its visitor costs one commit, not two.
 2. :meth:`KeyStore.destroy` removes the key material for good (the row keeps only a
    tombstone: subject, generation, when) and says whether a key existed. From then on
    :meth:`KeyStore.get` returns None for the subject.
@@ -47,8 +49,9 @@ class KeyStore(Protocol):
 
     async def close(self) -> None: ...
 
-    async def get_or_create(self, subject: str) -> DataKey:
-        """The subject's live key, created now if it has none (guarantees 1 and 3)."""
+    async def get_or_create(self, subject: str, parent: str | None = None) -> DataKey:
+        """The subject's live key, created now if it has none (guarantees 1 and 3); with
+        ``parent``, :meth:`link` to it in the same write."""
 
     async def get(self, subject: str) -> DataKey | None:
         """The subject's live key, or None: never created, or destroyed."""
@@ -129,9 +132,11 @@ class MemoryKeyStore:
         return DataKey(subject, row.generation,
                        self._masters.unwrap(subject, row.master_id, row.wrapped))
 
-    async def get_or_create(self, subject: str) -> DataKey:
+    async def get_or_create(self, subject: str, parent: str | None = None) -> DataKey:
         self._check()
         async with self._lock:
+            if parent is not None:
+                self._links.add((subject, parent))
             row = self._rows.get(subject)
             if row is None or row.wrapped is None:
                 master_id, wrapped = self._masters.wrap(subject, new_data_key())

@@ -51,6 +51,8 @@ class PostgresKeyStore:
         self._pool: asyncpg.Pool | None = None
         s = quote_ident(self._options.schema)
         self._keys, self._links = f"{s}.parley_data_keys", f"{s}.parley_subject_links"
+        self._link_sql = (f"INSERT INTO {self._links} (subject, parent) VALUES ($1, $2) "  # noqa: S608
+                          "ON CONFLICT DO NOTHING")
 
     async def _on(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
         pool = self._pool
@@ -95,10 +97,17 @@ class PostgresKeyStore:
         return DataKey(subject, row["generation"],
                        self._masters.unwrap(subject, row["master_id"], bytes(row["wrapped"])))
 
-    async def get_or_create(self, subject: str) -> DataKey:
+    async def get_or_create(self, subject: str, parent: str | None = None) -> DataKey:
         master_id, wrapped = self._masters.wrap(subject, new_data_key())
 
         async def create(conn: Conn) -> Any:
+            if parent is None:
+                return await upsert(conn)
+            async with conn.transaction():  # the key and its link in one commit
+                await conn.execute(self._link_sql, subject, parent)
+                return await upsert(conn)
+
+        async def upsert(conn: Conn) -> Any:
             row = await conn.fetchrow(
                 f"INSERT INTO {self._keys} AS k (subject, generation, master_id, wrapped) "  # noqa: S608
                 "VALUES ($1, 1, $2, $3) ON CONFLICT (subject) DO UPDATE SET "
@@ -113,7 +122,7 @@ class PostgresKeyStore:
             return row
         key = self._key(subject, await self._on(create))
         if key is None:  # destroyed between the two statements: create its next generation
-            return await self.get_or_create(subject)
+            return await self.get_or_create(subject, parent)
         return key
 
     async def get(self, subject: str) -> DataKey | None:
@@ -144,9 +153,7 @@ class PostgresKeyStore:
         return {r["subject"] for r in rows}
 
     async def link(self, subject: str, parent: str) -> None:
-        await self._on(lambda conn: conn.execute(
-            f"INSERT INTO {self._links} (subject, parent) VALUES ($1, $2) "  # noqa: S608
-            "ON CONFLICT DO NOTHING", subject, parent))
+        await self._on(lambda conn: conn.execute(self._link_sql, subject, parent))
 
     async def linked(self, parent: str) -> list[str]:
         rows = await self._on(lambda conn: conn.fetch(

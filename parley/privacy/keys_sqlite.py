@@ -103,12 +103,15 @@ class SqliteKeyStore:
             return None
         return DataKey(subject, row[0], self._masters.unwrap(subject, row[1], row[2]))
 
-    async def get_or_create(self, subject: str) -> DataKey:
+    async def get_or_create(self, subject: str, parent: str | None = None) -> DataKey:
         """Group commit: the creations (and links) asked for while one transaction runs are
         made together in the next one (one fsync for many first keys, as the receiver asks
-        for them concurrently)."""
+        for them concurrently). The link to ``parent`` joins the same transaction as the
+        key: the key's answer is its answer too."""
         future: asyncio.Future[DataKey | _Row] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(subject, []).append(future)
+        if parent is not None:
+            self._pending_links.setdefault((subject, parent), [])
         self._flush_soon()
         got = await future
         if isinstance(got, DataKey):

@@ -24,7 +24,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from contracts.envelope import Envelope
 from parley.privacy.datakey import DataKey
 from parley.privacy.keys import KeyStore
-from parley.privacy.seal import open_envelope, seal_body, seal_envelope, subject_for
+from parley.privacy.seal import (
+    facts_and_parent,
+    open_envelope,
+    seal_body,
+    seal_with_facts,
+    subject_for,
+)
 
 __all__ = ["KeyRing"]
 
@@ -86,20 +92,23 @@ class KeyRing:
 
     async def seal(self, env: Envelope) -> Envelope:
         """``env`` sealed with its subject's key (created on first use); records the chat's
-        link to the visitor its body names. Raises KeyStoreUnavailable: nothing sealed."""
+        link to the visitor its body names, with the key when the key is new (one durable
+        write). Raises KeyStoreUnavailable: nothing sealed."""
         subject = subject_for(env)
+        facts, parent = facts_and_parent(env)
+        link = parent if parent is not None and (subject, parent) not in self._links else None
         entry = self._fresh(subject)
         if entry is None or entry[1] is None:
-            entry = self._put(subject, await (await self._ready()).get_or_create(subject))
-        key, aead = entry[1], entry[2]
-        assert key is not None and aead is not None
-        sealed = seal_envelope(env, key, aead)
-        if sealed.parent is not None and (subject, sealed.parent) not in self._links:
-            await (await self._ready()).link(subject, sealed.parent)
-            self._links[(subject, sealed.parent)] = None
+            entry = self._put(subject, await (await self._ready()).get_or_create(subject, link))
+        elif link is not None:
+            await (await self._ready()).link(subject, link)
+        if link is not None:
+            self._links[(subject, link)] = None
             if len(self._links) > self._size:
                 self._links.popitem(last=False)
-        return sealed.envelope
+        key, aead = entry[1], entry[2]
+        assert key is not None and aead is not None
+        return seal_with_facts(env, key, aead, facts)
 
     async def load(self, subjects: Iterable[str]) -> None:
         """Make sure the cache holds a fresh entry (key or no key) for each subject."""

@@ -25,8 +25,8 @@ from parley.privacy.datakey import DataKey
 from parley.privacy.facts import facts_of
 from parley.privacy.subjects import parent_in, subject_of
 
-__all__ = ["Sealed", "open_envelope", "seal_body", "seal_envelope", "sealed_generation", "subject_for",
-           "subject_in"]
+__all__ = ["Sealed", "facts_and_parent", "open_envelope", "seal_body", "seal_envelope",
+           "seal_with_facts", "sealed_generation", "subject_for", "subject_in"]
 
 _VERSION = 1
 _HEAD = struct.Struct(">BI")  # version, generation
@@ -81,13 +81,23 @@ def seal_body(env: Envelope, key: DataKey, aead: AESGCM) -> bytes:
 
 def seal_envelope(env: Envelope, key: DataKey, aead: AESGCM) -> Sealed:
     """``env`` with its body reduced to facts and the whole body sealed under ``key``."""
-    body = env.body
-    blob = _blob(body, key, aead, _aad(key.subject, env))
-    facts = facts_of(env.provider, body)
-    sealed = msgspec.structs.replace(env, body=msgspec.Raw(facts), subject=key.subject,
-                                     sealed=blob)
+    facts, parent = facts_and_parent(env)
+    return Sealed(seal_with_facts(env, key, aead, facts), parent)
+
+
+def facts_and_parent(env: Envelope) -> tuple[bytes, str | None]:
+    """``env``'s facts (what stays readable) and the visitor subject its body names: known
+    before its key is, so a chat's first key and its link can be written together."""
+    facts = facts_of(env.provider, env.body)
     # The facts keep every id the link is made of, and are a third of the body's size.
-    return Sealed(sealed, parent_in(env.provider, env.aggregate, facts))
+    return facts, parent_in(env.provider, env.aggregate, facts)
+
+
+def seal_with_facts(env: Envelope, key: DataKey, aead: AESGCM, facts: bytes) -> Envelope:
+    """:func:`seal_envelope` given ``env``'s facts (:func:`facts_and_parent`)."""
+    blob = _blob(env.body, key, aead, _aad(key.subject, env))
+    return msgspec.structs.replace(env, body=msgspec.Raw(facts), subject=key.subject,
+                                   sealed=blob)
 
 
 def sealed_generation(env: Envelope) -> int | None:

@@ -62,6 +62,19 @@ async def test_a_key_is_created_once_and_read_back(make_store: Factory) -> None:
         "natterly:chat:C1": other, "nobody": None}
 
 
+async def test_a_first_key_and_its_link_are_written_together(make_store: Factory) -> None:
+    store = await make_store(MasterKeys(MASTER))
+    key = await store.get_or_create("natterly:chat:C1", "natterly:visitor:V1")
+    assert await store.linked("natterly:visitor:V1") == ["natterly:chat:C1"]
+    assert await store.get_or_create("natterly:chat:C1", "natterly:visitor:V2") == key
+    assert await store.linked("natterly:visitor:V2") == ["natterly:chat:C1"]  # a live key too
+    assert await store.destroy("natterly:chat:C1") is True
+    assert await store.linked("natterly:visitor:V1") == []
+    again = await store.get_or_create("natterly:chat:C1", "natterly:visitor:V1")
+    assert again.generation == key.generation + 1
+    assert await store.linked("natterly:visitor:V1") == ["natterly:chat:C1"]
+
+
 async def test_concurrent_first_keys_for_one_subject_agree(make_store: Factory) -> None:
     """Two receivers (two store instances on one database) creating the same subject's
     first key at once: exactly one key wins and both get it."""

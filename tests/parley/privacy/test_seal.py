@@ -181,3 +181,29 @@ async def test_first_webhooks_naming_their_visitors_share_durable_commits(tmp_pa
         assert await store.linked(f"natterly:visitor:visitor-{n}") == [f"natterly:chat:chat-{n}"]
     assert 1 <= len(writes) <= 3, writes  # creations, then the links with any later ones
     await ring.close()
+
+
+async def test_a_chats_first_webhook_writes_its_key_and_its_link_in_one_commit(
+        tmp_path: Path) -> None:
+    """One chat alone (nothing to share a group commit with): its key and its link to the
+    visitor it names are one durable write, not a key's commit and then a link's."""
+    from parley.privacy.keys_sqlite import SqliteKeyStore
+
+    store = SqliteKeyStore(tmp_path / "keys.db", MasterKeys(parse_master_key(new_master_key(), "t")))
+    ring = KeyRing(store)
+    await store.open()
+    writes: list[str] = []
+    db = store._db
+    assert db is not None
+    db.set_trace_callback(lambda sql: writes.append(sql) if not db.in_transaction and (
+        sql.startswith(("BEGIN", "INSERT", "UPDATE", "DELETE"))) else None)
+    env = _envelope(FIXTURES / "natterly" / "chat_initiated_identified_visitor.json")
+    sealed = await ring.seal(env)
+    assert len(writes) == 1, writes
+    visitor = "natterly:visitor:c4e5f6a7-b8c9-4d0e-9f1a-2b3c4d5e6f70"
+    assert await store.linked(visitor) == [sealed.subject]
+    key = await store.get(str(sealed.subject))
+    assert key is not None and ring.open(sealed).body == env.body
+    await ring.seal(env)  # a later webhook of the chat: key and link known, no write at all
+    assert len(writes) == 1, writes
+    await ring.close()
