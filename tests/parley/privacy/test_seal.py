@@ -15,6 +15,7 @@ from contracts.envelope import Envelope, decode_envelope, encode_envelope
 from contracts.ingest import parse_webhook
 from contracts.normalise import normalise
 from parley.privacy import KeyStoreUnavailable, MasterKeys, MemoryKeyStore
+from parley.privacy.keys_sqlite import SqliteKeyStore
 from parley.privacy.master import new_master_key, parse_master_key
 from parley.privacy.ring import KeyRing
 from tests.kit.receiver_app import FIXTURES
@@ -154,20 +155,23 @@ async def test_a_chat_without_a_visitor_id_is_linked_when_a_later_webhook_names_
     assert await ring.store.linked("natterly:visitor:v-known-later") == [first.subject]
 
 
-async def test_first_webhooks_naming_their_visitors_share_durable_commits(tmp_path: Path) -> None:
-    """Twenty chats' first webhooks at once, each naming its visitor: their keys and their
-    links are written in a couple of group-committed transactions, not one per link."""
-    from parley.privacy.keys_sqlite import SqliteKeyStore
-
+async def _sqlite_ring_counting_writes(tmp_path: Path) -> tuple[SqliteKeyStore, KeyRing, list[str]]:
+    """A ring on an open SQLite key store, and the list its write transactions go to: one
+    entry per BEGIN, or per write statement outside a transaction (an autocommit)."""
     store = SqliteKeyStore(tmp_path / "keys.db", MasterKeys(parse_master_key(new_master_key(), "t")))
-    ring = KeyRing(store)
     await store.open()
     writes: list[str] = []
     db = store._db
     assert db is not None
-    # A write transaction starts with BEGIN, or is a write statement outside one (autocommit).
     db.set_trace_callback(lambda sql: writes.append(sql) if not db.in_transaction and (
         sql.startswith(("BEGIN", "INSERT", "UPDATE", "DELETE"))) else None)
+    return store, KeyRing(store), writes
+
+
+async def test_first_webhooks_naming_their_visitors_share_durable_commits(tmp_path: Path) -> None:
+    """Twenty chats' first webhooks at once, each naming its visitor: their keys and their
+    links are written in a couple of group-committed transactions, not one per link."""
+    store, ring, writes = await _sqlite_ring_counting_writes(tmp_path)
     template = msgspec.json.decode(
         (FIXTURES / "natterly" / "chat_initiated_identified_visitor.json").read_bytes())
     envelopes = []
@@ -187,16 +191,7 @@ async def test_a_chats_first_webhook_writes_its_key_and_its_link_in_one_commit(
         tmp_path: Path) -> None:
     """One chat alone (nothing to share a group commit with): its key and its link to the
     visitor it names are one durable write, not a key's commit and then a link's."""
-    from parley.privacy.keys_sqlite import SqliteKeyStore
-
-    store = SqliteKeyStore(tmp_path / "keys.db", MasterKeys(parse_master_key(new_master_key(), "t")))
-    ring = KeyRing(store)
-    await store.open()
-    writes: list[str] = []
-    db = store._db
-    assert db is not None
-    db.set_trace_callback(lambda sql: writes.append(sql) if not db.in_transaction and (
-        sql.startswith(("BEGIN", "INSERT", "UPDATE", "DELETE"))) else None)
+    store, ring, writes = await _sqlite_ring_counting_writes(tmp_path)
     env = _envelope(FIXTURES / "natterly" / "chat_initiated_identified_visitor.json")
     sealed = await ring.seal(env)
     assert len(writes) == 1, writes
