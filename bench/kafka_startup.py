@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
 import subprocess
 import sys
@@ -54,6 +55,7 @@ def one_run(brokers: int) -> float:
         return time.perf_counter() - start
     finally:
         kafka.down(wipe=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def jvm_floor() -> float:

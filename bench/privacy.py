@@ -50,7 +50,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 import timeit
 import uuid
@@ -159,7 +158,7 @@ async def seal_cpu_figures(args: argparse.Namespace) -> dict[str, float]:
     from parley.settings import PrivacySettings, Settings
 
     async def per_webhook(bodies: list[tuple[str, bytes]], sealed: bool) -> float:
-        keys = Path(tempfile.mkdtemp(prefix="parley-bench-keys-"))
+        keys = _bench_receiver().scratch_dir("parley-bench-keys-")  # type: ignore[attr-defined]
         ring = build_key_ring(Settings(privacy=PrivacySettings(
             key_store=f"sqlite:///{keys}/keys.db")))
         await ring.store.open()  # not part of the figure
@@ -205,7 +204,7 @@ async def receiver_figures(args: argparse.Namespace, bootstrap: str,
 
     br = _bench_receiver()
     prefix = f"bprv{uuid.uuid4().hex[:8]}"
-    keys = Path(tempfile.mkdtemp(prefix="parley-bench-keys-"))
+    keys = _bench_receiver().scratch_dir("parley-bench-keys-")  # type: ignore[attr-defined]
     base = Settings(kafka=KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix, partitions=6),
                     sources=br.traffic.sources())  # type: ignore[attr-defined]
     await apply_topics(base.kafka, Runtime.from_settings(base).topics.specs(6))
@@ -267,7 +266,7 @@ async def rebuild_figures(args: argparse.Namespace, bootstrap: str,
     from receiver.publisher import Publisher, PublisherOptions
 
     br = _bench_receiver()
-    keys = Path(tempfile.mkdtemp(prefix="parley-bench-keys-"))
+    keys = _bench_receiver().scratch_dir("parley-bench-keys-")  # type: ignore[attr-defined]
     settings = Settings(kafka=KafkaSettings(bootstrap=bootstrap, partitions=6),
                         privacy=PrivacySettings(key_store=f"sqlite:///{keys}/keys.db"))
     ring = build_key_ring(settings)

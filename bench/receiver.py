@@ -46,10 +46,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -190,6 +192,14 @@ async def load(base: str, concurrency: int, seconds: float, warmup_s: float,
     result["broker_cpu_us_per_req"] = (None if broker is None else
                                        (process_cpu_s(broker) - broker_before) * scale)
     return result
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A temporary directory removed when the benchmark's process exits: key stores and
+    master keys must not outlive the run in /tmp."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 # ------------------------------------------------------------------ CPU profile (parent)
@@ -342,10 +352,10 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker: int | None,
         sources=traffic.sources())
     await apply_topics(settings.kafka, Runtime.from_settings(settings).topics.specs(args.partitions))
     # Each receiver run gets a key store of its own: never the working directory's .parley/.
-    key_dir = Path(tempfile.mkdtemp(prefix="parley-bench-keys-"))
+    key_dir = scratch_dir("parley-bench-keys-")
     key_stores = iter(range(1_000_000))
     # Production logging (JSON lines at INFO: rejections, not accepted requests), to a file.
-    log_file = Path(tempfile.mkdtemp(prefix="parley-bench-log-")) / "receiver.log"
+    log_file = scratch_dir("parley-bench-log-") / "receiver.log"
     handler = logging.FileHandler(log_file)
     handler.setFormatter(JsonFormatter(settings.all_secrets()))
     logging.getLogger().handlers[:] = [handler]

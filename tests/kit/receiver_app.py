@@ -5,11 +5,13 @@ webhook bodies, and readers of what the test topics hold. Its fixtures (``rx``,
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import dataclasses
 import hashlib
 import hmac
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -144,6 +146,7 @@ def credentials() -> Credentials:
 #: The master key of every test receiver (a test value: never use it anywhere else).
 TEST_MASTER_KEY = "cGFybGV5LXRlc3QtbWFzdGVyLWtleS0zMi1ieXRlcyE="
 _KEYS_DIR = Path(tempfile.gettempdir()) / f"parley-test-keys-{os.getpid()}"
+atexit.register(shutil.rmtree, _KEYS_DIR, ignore_errors=True)  # this test process's key stores
 
 
 def privacy_for_test(kafka: KafkaSettings) -> PrivacySettings:
