@@ -69,14 +69,24 @@ def _config(tmp_path: Path, bootstrap: str, prefix: str, extra: str = "") -> str
 
 
 async def _replication(bootstrap: str, topic: str) -> tuple[int, str]:
-    """A topic's replicas per partition (the fewest), and its min.insync.replicas."""
+    """A topic's replicas per partition (the fewest), and its min.insync.replicas. The broker
+    asked may not have the topic's metadata yet just after it was created (KRaft hands it to
+    each broker in turn; its describe_configs then answers no entries): asked again until it
+    has, for up to 30 s."""
     admin = make_admin(KafkaSettings(bootstrap=bootstrap))
     await admin.start()
     try:
-        [described] = await admin.describe_topics([topic])
-        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-        configs = {e[0]: e[1] for resp in responses for res in resp.resources for e in res[4]}
-        return min(len(p["replicas"]) for p in described["partitions"]), configs["min.insync.replicas"]
+        async with asyncio.timeout(30):
+            while True:
+                [described] = await admin.describe_topics([topic])
+                responses = await admin.describe_configs(
+                    [ConfigResource(ConfigResourceType.TOPIC, topic)])
+                configs = {e[0]: e[1] for resp in responses for res in resp.resources
+                           for e in res[4]}
+                if described["partitions"] and "min.insync.replicas" in configs:
+                    return (min(len(p["replicas"]) for p in described["partitions"]),
+                            configs["min.insync.replicas"])
+                await asyncio.sleep(0.2)
     finally:
         await admin.close()
 
