@@ -25,8 +25,8 @@ from parley.privacy.datakey import DataKey
 from parley.privacy.facts import facts_of
 from parley.privacy.subjects import parent_in, subject_of
 
-__all__ = ["Sealed", "facts_and_parent", "open_envelope", "seal_body", "seal_envelope",
-           "seal_with_facts", "sealed_generation", "subject_for", "subject_in"]
+__all__ = ["facts_and_parent", "open_envelope", "seal_body", "seal_with_facts",
+           "sealed_generation", "subject_for", "subject_in"]
 
 _VERSION = 1
 _HEAD = struct.Struct(">BI")  # version, generation
@@ -51,13 +51,6 @@ def subject_in(record_value: bytes | None) -> str | None:
         return None
 
 
-class Sealed(msgspec.Struct, frozen=True):
-    """A sealed envelope, and the visitor subject its body names (for the chat's link)."""
-
-    envelope: Envelope
-    parent: str | None
-
-
 def subject_for(env: Envelope) -> str:
     """The subject that seals ``env`` (:func:`parley.privacy.subjects.subject_of`)."""
     return subject_of(env.provider, env.aggregate, env.key)
@@ -79,12 +72,6 @@ def seal_body(env: Envelope, key: DataKey, aead: AESGCM) -> bytes:
     return _blob(env.body, key, aead, _aad(key.subject, env))
 
 
-def seal_envelope(env: Envelope, key: DataKey, aead: AESGCM) -> Sealed:
-    """``env`` with its body reduced to facts and the whole body sealed under ``key``."""
-    facts, parent = facts_and_parent(env)
-    return Sealed(seal_with_facts(env, key, aead, facts), parent)
-
-
 def facts_and_parent(env: Envelope) -> tuple[bytes, str | None]:
     """``env``'s facts (what stays readable) and the visitor subject its body names: known
     before its key is, so a chat's first key and its link can be written together."""
@@ -94,10 +81,10 @@ def facts_and_parent(env: Envelope) -> tuple[bytes, str | None]:
 
 
 def seal_with_facts(env: Envelope, key: DataKey, aead: AESGCM, facts: bytes) -> Envelope:
-    """:func:`seal_envelope` given ``env``'s facts (:func:`facts_and_parent`)."""
-    blob = _blob(env.body, key, aead, _aad(key.subject, env))
+    """``env`` with its body reduced to ``facts`` (:func:`facts_and_parent`) and the whole
+    body sealed under ``key``."""
     return msgspec.structs.replace(env, body=msgspec.Raw(facts), subject=key.subject,
-                                   sealed=blob)
+                                   sealed=seal_body(env, key, aead))
 
 
 def sealed_generation(env: Envelope) -> int | None:

@@ -4,8 +4,8 @@ The projector publishes every committed state on a compacted state topic
 (:mod:`contracts.state_change`). With encryption on, a value whose state holds personal data
 keeps only the state's **facts** readable, the same facts an erasure keeps
 (:mod:`projector.erasure`), and carries the whole state sealed under its data subject's key,
-with the same envelope sealing the receiver uses (:func:`parley.privacy.seal.seal_envelope`,
-through the process's :class:`~parley.privacy.ring.KeyRing`)::
+with the same sealing the receiver uses (:func:`parley.privacy.seal.seal_body`, through the
+process's :class:`~parley.privacy.ring.KeyRing`)::
 
     {"kind":…,"id":…,"version":…,"positions":[…],"state":<facts>,"subject":…,"sealed":"<base64>"}
 
