@@ -59,6 +59,8 @@ from typing import Any
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+from parley.testing.scratch import scratch_dir  # noqa: E402 - key stores removed at exit
+
 TARGET_DECRYPT_US, TARGET_RATIO = 5.0, 0.9
 
 
@@ -158,7 +160,7 @@ async def seal_cpu_figures(args: argparse.Namespace) -> dict[str, float]:
     from parley.settings import PrivacySettings, Settings
 
     async def per_webhook(bodies: list[tuple[str, bytes]], sealed: bool) -> float:
-        keys = _bench_receiver().scratch_dir("parley-bench-keys-")  # type: ignore[attr-defined]
+        keys = scratch_dir("parley-bench-keys-")
         ring = build_key_ring(Settings(privacy=PrivacySettings(
             key_store=f"sqlite:///{keys}/keys.db")))
         await ring.store.open()  # not part of the figure
@@ -204,7 +206,7 @@ async def receiver_figures(args: argparse.Namespace, bootstrap: str,
 
     br = _bench_receiver()
     prefix = f"bprv{uuid.uuid4().hex[:8]}"
-    keys = _bench_receiver().scratch_dir("parley-bench-keys-")  # type: ignore[attr-defined]
+    keys = scratch_dir("parley-bench-keys-")
     base = Settings(kafka=KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix, partitions=6),
                     sources=br.traffic.sources())  # type: ignore[attr-defined]
     await apply_topics(base.kafka, Runtime.from_settings(base).topics.specs(6))
@@ -266,7 +268,7 @@ async def rebuild_figures(args: argparse.Namespace, bootstrap: str,
     from receiver.publisher import Publisher, PublisherOptions
 
     br = _bench_receiver()
-    keys = _bench_receiver().scratch_dir("parley-bench-keys-")  # type: ignore[attr-defined]
+    keys = scratch_dir("parley-bench-keys-")
     settings = Settings(kafka=KafkaSettings(bootstrap=bootstrap, partitions=6),
                         privacy=PrivacySettings(key_store=f"sqlite:///{keys}/keys.db"))
     ring = build_key_ring(settings)

@@ -46,15 +46,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -192,14 +189,6 @@ async def load(base: str, concurrency: int, seconds: float, warmup_s: float,
     result["broker_cpu_us_per_req"] = (None if broker is None else
                                        (process_cpu_s(broker) - broker_before) * scale)
     return result
-
-
-def scratch_dir(prefix: str) -> Path:
-    """A temporary directory removed when the benchmark's process exits: key stores and
-    master keys must not outlive the run in /tmp."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    atexit.register(shutil.rmtree, path, ignore_errors=True)
-    return path
 
 
 # ------------------------------------------------------------------ CPU profile (parent)
@@ -343,6 +332,7 @@ async def bench(args: argparse.Namespace, bootstrap: str, broker: int | None,
     from parley.loop import loop_name
     from parley.runtime import Runtime
     from parley.settings import KafkaSettings, PrivacySettings, Settings
+    from parley.testing.scratch import scratch_dir
     from receiver.publisher import PublisherOptions
     from receiver.role import ReceiverRole
 

@@ -5,15 +5,12 @@ webhook bodies, and readers of what the test topics hold. Its fixtures (``rx``,
 from __future__ import annotations
 
 import asyncio
-import atexit
 import base64
 import dataclasses
 import hashlib
 import hmac
 import os
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,6 +31,7 @@ from parley.kafka.clients import make_consumer
 from parley.privacy.config import build_key_ring
 from parley.runtime import Runtime
 from parley.settings import HttpSettings, KafkaSettings, PrivacySettings, Settings, SourceSettings
+from parley.testing.scratch import scratch_dir
 from receiver.publisher import PublisherOptions
 from receiver.rejections import RejectionLimits
 from receiver.role import ReceiverRole
@@ -145,8 +143,7 @@ def credentials() -> Credentials:
 
 #: The master key of every test receiver (a test value: never use it anywhere else).
 TEST_MASTER_KEY = "cGFybGV5LXRlc3QtbWFzdGVyLWtleS0zMi1ieXRlcyE="
-_KEYS_DIR = Path(tempfile.gettempdir()) / f"parley-test-keys-{os.getpid()}"
-atexit.register(shutil.rmtree, _KEYS_DIR, ignore_errors=True)  # this test process's key stores
+_KEYS_DIR = scratch_dir(f"parley-test-keys-{os.getpid()}-")  # this test process's key stores
 
 
 def privacy_for_test(kafka: KafkaSettings) -> PrivacySettings:

@@ -1,5 +1,5 @@
-"""The benchmarks leave nothing behind: their key stores and master keys live in scratch
-directories removed when the benchmark's process exits (bench/receiver.py:scratch_dir)."""
+"""Tests and benchmarks leave nothing behind: their key stores and master keys live in
+scratch directories removed when the process exits (parley/testing/scratch.py:scratch_dir)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 _MAKE_ONE = """
-import importlib.util
-spec = importlib.util.spec_from_file_location("bench_receiver", "bench/receiver.py")
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-scratch = module.scratch_dir("parley-bench-keys-")
+from parley.testing.scratch import scratch_dir
+scratch = scratch_dir("parley-bench-keys-")
 (scratch / "master.key").write_text("a secret")
 print(scratch, flush=True)
 """
