@@ -15,6 +15,7 @@ from parley.kafka.clients import make_admin
 from parley.settings import KafkaSettings
 from projector.role import ProjectorRole
 from tests.kit.postgres import fresh_schema
+from tests.kit.projector_api import api, seeded  # noqa: F401 - fixtures of test_api*.py
 from tests.kit.sse_streams import serving
 
 
