@@ -5,6 +5,7 @@ and :func:`get_json`. tests/projector/conftest.py registers the fixtures."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -44,17 +45,26 @@ async def api(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path,
                         store=StoreSettings(url=f"sqlite:///{tmp_path / 'state.db'}"
                                                 f"?readers={READERS}&read_queue={READ_QUEUE}"),
                         http=HttpSettings(max_position_waiters=MAX_WAITERS))
+    async with serving_role(settings, ProjectorRoleOptions(
+            runner=ProjectorRunnerOptions(group_id=f"{unique}-projector", poll_timeout_ms=100),
+            api=ApiOptions(min_position_timeout_s=3.0, recheck_s=0.2)), topics) as served:
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def serving_role(settings: Settings, options: ProjectorRoleOptions, topics: Topics
+                       ) -> AsyncIterator[tuple[TestClient[Any, Any], ProjectorRole]]:
+    """A projector role of ``settings`` and ``options`` served on a test server; the server
+    closed and the projector's dead-letter topic deleted afterwards."""
     rt = Runtime.from_settings(settings)
-    role = ProjectorRole(rt, ProjectorRoleOptions(
-        runner=ProjectorRunnerOptions(group_id=f"{unique}-projector", poll_timeout_ms=100),
-        api=ApiOptions(min_position_timeout_s=3.0, recheck_s=0.2)))
+    role = ProjectorRole(rt, options)
     client: TestClient[Any, Any] = TestClient(TestServer(build_app(rt, [role])))
     await client.start_server()
     try:
         yield client, role
     finally:
         await client.close()
-        await delete_dlq(kafka_settings, topics)
+        await delete_dlq(settings.kafka, topics)
 
 
 @pytest.fixture

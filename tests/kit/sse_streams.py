@@ -14,22 +14,21 @@ from zlib import crc32
 
 import orjson
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from aiokafka import TopicPartition
 
 from contracts.topics import Topics
-from parley.http import build_app
 from parley.kafka.clients import make_consumer
 from parley.privacy.config import build_key_ring
 from parley.privacy.seal import subject_in
 from parley.privacy.states import open_state
-from parley.runtime import Runtime
 from parley.settings import HttpSettings, KafkaSettings, Settings, StoreSettings
 from projector.role import ProjectorRole, ProjectorRoleOptions
 from projector.runner import ProjectorRunnerOptions
 from projector.sse import SseOptions
 from projector.streams import StreamOptions
-from tests.kit.live_projector import delete_dlq, eventually
+from tests.kit.live_projector import eventually
+from tests.kit.projector_api import serving_role
 from tests.kit.receiver_app import privacy_for_test
 
 WEBHOOKS = Path(__file__).resolve().parents[1] / "fixtures" / "webhooks" / "natterly"
@@ -84,19 +83,12 @@ async def serving(kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path,
                         privacy=privacy_for_test(kafka_settings),  # states sealed, the default
                         store=StoreSettings(url=f"sqlite:///{tmp_path / 'state.db'}"),
                         http=HttpSettings(api_tokens=(TOKEN,), max_streams=MAX_STREAMS))
-    rt = Runtime.from_settings(settings)
-    role = ProjectorRole(rt, ProjectorRoleOptions(
-        runner=ProjectorRunnerOptions(group_id=f"{unique}-projector", poll_timeout_ms=100),
-        streams=StreamOptions(poll_ms=100, sse=SseOptions(
-            heartbeat_s=0.3, buffer_events=BUFFER_EVENTS, stall_timeout_s=0.5, send_buffer_bytes=4096,
-            final_write_timeout_s=0.5))))
-    client: TestClient[Any, Any] = TestClient(TestServer(build_app(rt, [role])))
-    await client.start_server()
-    try:
-        yield client, role
-    finally:
-        await client.close()
-        await delete_dlq(kafka_settings, topics)
+    async with serving_role(settings, ProjectorRoleOptions(
+            runner=ProjectorRunnerOptions(group_id=f"{unique}-projector", poll_timeout_ms=100),
+            streams=StreamOptions(poll_ms=100, sse=SseOptions(
+                heartbeat_s=0.3, buffer_events=BUFFER_EVENTS, stall_timeout_s=0.5,
+                send_buffer_bytes=4096, final_write_timeout_s=0.5))), topics) as served:
+        yield served
 
 
 async def subscribe(client: TestClient[Any, Any], path: str, **headers: str) -> Sse:
