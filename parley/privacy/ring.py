@@ -99,7 +99,17 @@ class KeyRing:
         link = parent if parent is not None and (subject, parent) not in self._links else None
         entry = self._fresh(subject)
         if entry is None or entry[1] is None:
-            entry = self._put(subject, await (await self._ready()).get_or_create(subject, link))
+            store = await self._ready()
+            stale = self._cache.get(subject)
+            key = None
+            if link is None and stale is not None and stale[1] is not None:
+                # A live key whose entry ran out: read it again, no write transaction (a
+                # get_or_create is one, even when it finds the key), unless it was destroyed
+                # meanwhile: then a new generation, as for a subject never seen.
+                key = await store.get(subject)
+            if key is None:
+                key = await store.get_or_create(subject, link)
+            entry = self._put(subject, key)
         elif link is not None:
             await (await self._ready()).link(subject, link)
         if link is not None:

@@ -155,7 +155,8 @@ async def test_a_chat_without_a_visitor_id_is_linked_when_a_later_webhook_names_
     assert await ring.store.linked("natterly:visitor:v-known-later") == [first.subject]
 
 
-async def _sqlite_ring_counting_writes(tmp_path: Path) -> tuple[SqliteKeyStore, KeyRing, list[str]]:
+async def _sqlite_ring_counting_writes(tmp_path: Path, clock: list[float] | None = None
+                                       ) -> tuple[SqliteKeyStore, KeyRing, list[str]]:
     """A ring on an open SQLite key store, and the list its write transactions go to: one
     entry per BEGIN, or per write statement outside a transaction (an autocommit)."""
     store = SqliteKeyStore(tmp_path / "keys.db", MasterKeys(parse_master_key(new_master_key(), "t")))
@@ -165,7 +166,8 @@ async def _sqlite_ring_counting_writes(tmp_path: Path) -> tuple[SqliteKeyStore, 
     assert db is not None
     db.set_trace_callback(lambda sql: writes.append(sql) if not db.in_transaction and (
         sql.startswith(("BEGIN", "INSERT", "UPDATE", "DELETE"))) else None)
-    return store, KeyRing(store), writes
+    ring = KeyRing(store, ttl_s=10.0, clock=lambda: clock[0]) if clock else KeyRing(store)
+    return store, ring, writes
 
 
 async def test_first_webhooks_naming_their_visitors_share_durable_commits(tmp_path: Path) -> None:
@@ -201,4 +203,27 @@ async def test_a_chats_first_webhook_writes_its_key_and_its_link_in_one_commit(
     assert key is not None and ring.open(sealed).body == env.body
     await ring.seal(env)  # a later webhook of the chat: key and link known, no write at all
     assert len(writes) == 1, writes
+    await ring.close()
+
+
+async def test_a_live_key_whose_cache_ran_out_is_read_again_without_a_write(tmp_path: Path) -> None:
+    """Every live subject's entry runs out every ``ttl_s``: the ring reads the key again (no
+    write transaction); a key destroyed meanwhile gets its next generation (one write)."""
+    clock = [0.0]
+    store, ring, writes = await _sqlite_ring_counting_writes(tmp_path, clock)
+    env = _envelope(FIXTURES / "natterly" / "chat_initiated_identified_visitor.json")
+    first = await ring.seal(env)
+    assert len(writes) == 1, writes
+    clock[0] = 10.5  # past the TTL
+    again = await ring.seal(env)
+    assert len(writes) == 1, writes
+    key = await store.get(str(first.subject))
+    assert key is not None and key.generation == 1
+    assert ring.open(again).body == ring.open(first).body == env.body
+    await store.destroy(str(first.subject))
+    clock[0] = 21.0
+    renewed = await ring.seal(env)
+    assert len(writes) == 3, writes  # the destroy, then the next generation
+    key = await store.get(str(first.subject))
+    assert key is not None and key.generation == 2 and ring.open(renewed).body == env.body
     await ring.close()
