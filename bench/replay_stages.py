@@ -16,11 +16,19 @@ the receiver partitions it:
   coordinator) are timed too, and the store is opened ``shared`` (visitors and agents
   merged with the stored rows on commit).
 
+- with ``--members 2s`` (a layout measured for issue 18, not what Parley does): each member
+  writes every partition into a SQLite file of its own (a plain store per partition, so no
+  writer is shared while folding), and a **merge** stage then copies the files into one copy
+  the way SQLite can fastest (``INSERT … SELECT`` from each attached file: rows, facts,
+  tallies, offsets), then joins the visitors and agents each file holds partly with the
+  stored ones (a shared :meth:`SqliteStore.commit`, as the parallel rebuild's writer does).
+  Tallies two files share are not summed, so the merge figure is a lower bound.
+
 Batches are folded and committed one after the other (no overlap), so each stage's CPU is
 its own. Rounds alternate between ``--members`` values; the best round per stage counts (CPU
 time on a shared machine still grows a little with the load: caches, frequency).
 
-    .venv/bin/python bench/replay_stages.py [--records 100000] [--members 1,2] [--rounds 3]
+    .venv/bin/python bench/replay_stages.py [--records 100000] [--members 1,2,2s] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -36,7 +44,9 @@ sys.path[:0] = [str(_ROOT), str(_HERE)]
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import gc  # noqa: E402
+import hashlib  # noqa: E402
 import os  # noqa: E402
+import sqlite3  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
@@ -49,8 +59,10 @@ from replay_data import generate  # noqa: E402
 from contracts.topics import Topics  # noqa: E402
 from projector import rebuild_pipe  # noqa: E402
 from projector.folder import Folder, gc_paused  # noqa: E402
+from projector.pg_merge import MERGED_KINDS  # noqa: E402
 from projector.sqlite_store import SqliteStore  # noqa: E402
 from projector.sqlite_workers import Worker  # noqa: E402
+from projector.views import Row  # noqa: E402
 from receiver.partitioner import partition_for  # noqa: E402
 
 T = TypeVar("T")
@@ -95,6 +107,91 @@ class WriterClock:
                 clock.seconds += time.thread_time() - started
 
         Worker._call = timed  # type: ignore[method-assign]
+
+
+async def sharded_round(log: Sequence[ConsumerRecord[bytes, bytes]], members: int, size: int,
+                        clock: WriterClock) -> dict[str, float]:
+    """``--members Ns``: a file per partition while folding, merged into one at the end."""
+    cpu: dict[str, float] = defaultdict(float)
+    with tempfile.TemporaryDirectory(prefix="parley-stages-") as tmp:
+        stores = {p: SqliteStore(Path(tmp) / f"part-{p}.db") for p in range(PARTITIONS)}
+        for store in stores.values():
+            await store.open()
+            await store.create_projection("v1")
+        folders = {p: Folder(stores[p], cache_size=200_000, fresh=True) for p in stores}
+        clock.seconds = 0.0
+        try:
+            for batch in (b for member in batches(log, members, size) for b in member):
+                for p in sorted({rec.partition for rec in batch}):
+                    started = time.thread_time()
+                    with gc_paused():
+                        result = await folders[p].fold("v1", [r for r in batch if r.partition == p])
+                        folded = time.thread_time()
+                        await stores[p].commit("v1", result.rows, result.offsets)
+                        cpu["commit (caller)"] += time.thread_time() - folded
+                        folders[p].remember(result.states, result.covers)
+                        del result
+                    cpu["fold"] += folded - started
+                    gc.freeze()
+            cpu["writer thread"] = clock.seconds
+            gc.unfreeze()
+        finally:
+            for store in stores.values():
+                await store.close()
+        files = [Path(tmp) / f"part-{p}.db" for p in stores]
+        main = SqliteStore(Path(tmp) / "state.db", shared=True)
+        await main.open()
+        try:
+            await main.create_projection("v1")
+            started, writer = time.thread_time(), clock.seconds
+            await main._w().run(lambda conn: copy_unshared(conn, files))
+            for path in files:  # visitors and agents: joined, as the shared writer does
+                await main.commit("v1", shared_rows_of(path), {})
+            cpu["merge"] = time.thread_time() - started + clock.seconds - writer
+        finally:
+            await main.close()
+        DIGESTS[f"{members}s"] = digest(Path(tmp) / "state.db")
+    return cpu
+
+
+#: Each layout's copy, as a digest of its rows: every layout must write the same copy.
+DIGESTS: dict[str, str] = {}
+
+
+def digest(path: Path) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        h = hashlib.sha256()
+        for row in conn.execute('SELECT kind, id, state, view FROM "p_v1_rows" ORDER BY kind, id'):
+            h.update(repr(row).encode())
+        return h.hexdigest()
+    finally:
+        conn.close()
+
+
+def copy_unshared(conn: sqlite3.Connection, files: Sequence[Path]) -> None:
+    """Copy each file's copy ``v1`` but its visitors and agents into ``conn``'s, one
+    transaction per file."""
+    for path in files:
+        conn.execute("ATTACH DATABASE ? AS part", (str(path),))
+        conn.execute("BEGIN IMMEDIATE")
+        for table, where in (("rows", f"kind NOT IN {tuple(MERGED_KINDS)}"), ("facts", "true"),
+                             ("rollups", "true ON CONFLICT DO NOTHING"), ("offsets", "true")):
+            conn.execute(f'INSERT INTO main."p_v1_{table}" SELECT * '  # noqa: S608
+                         f'FROM part."p_v1_{table}" WHERE {where}')
+        conn.execute("COMMIT")
+        conn.execute("DETACH DATABASE part")
+
+
+def shared_rows_of(path: Path) -> list[Row]:
+    conn = sqlite3.connect(path)
+    try:
+        return [Row(kind=k, id=i, state=s, view=v, chat_id=c, status=st, source=so, agent_id=a,
+                    sort_key=sk)
+                for k, i, s, v, c, st, so, a, sk in conn.execute(
+                    'SELECT * FROM "p_v1_rows" WHERE kind IN (?, ?)', tuple(MERGED_KINDS))]
+    finally:
+        conn.close()
 
 
 async def one_round(log: Sequence[ConsumerRecord[bytes, bytes]], members: int, size: int,
@@ -142,6 +239,7 @@ async def one_round(log: Sequence[ConsumerRecord[bytes, bytes]], members: int, s
             gc.unfreeze()
         finally:
             await store.close()
+        DIGESTS[str(members)] = digest(Path(tmp) / "state.db")
     return cpu
 
 
@@ -155,11 +253,12 @@ def main() -> int:
     args = parser.parse_args()
     log = records(args.records, args.seed)
     clock = WriterClock()
-    runs: dict[int, list[dict[str, float]]] = defaultdict(list)
+    runs: dict[str, list[dict[str, float]]] = defaultdict(list)
     for n in range(args.rounds):
-        for members in map(int, args.members.split(",")):
+        for members in args.members.split(","):
             load = os.getloadavg()[0]
-            cpu = asyncio.run(one_round(log, members, args.batch, clock))
+            layout = sharded_round if members.endswith("s") else one_round
+            cpu = asyncio.run(layout(log, int(members.rstrip("s")), args.batch, clock))
             runs[members].append(cpu)
             total = sum(cpu.values())
             print(f"round {n + 1}, {members} member(s) (load {load:.2f}): "
@@ -172,6 +271,10 @@ def main() -> int:
         best = {k: min(r[k] for r in rounds) for k in rounds[0]}
         parts = ", ".join(f"{k} {v / args.records * 1e6:.1f}" for k, v in best.items())
         print(f"  {members} member(s): {sum(best.values()) / args.records * 1e6:.1f} = {parts}")
+    if len(set(DIGESTS.values())) > 1:
+        print(f"the layouts wrote different copies (row digests): {DIGESTS}", file=sys.stderr)
+        return 1
+    print(f"every layout wrote the same rows ({', '.join(DIGESTS)})")
     return 0
 
 
