@@ -18,8 +18,9 @@ live runner's rebalance rules:
    before (by anyone): chats and messages live in one partition, and a visitor or agent
    folded from a partial state is joined with the stored one on commit.
 2. Before folding anything, a member that holds more partitions than its share of the
-   ``members`` expected waits (up to ``settle_s``) for the others to join, so the first
-   rebalance does not throw away a cache and work already done.
+   ``members`` expected (of all the event topics' partitions, as the assignor spreads them)
+   waits (up to ``settle_s``) for the others to join, so the first rebalance does not throw
+   away a cache and work already done.
 3. Per batch: if a rebalance happened while it was fetched, drop it and seek back to the
    partitions' next offsets; else drop records below the partition's next offset or at/after
    its target (pausing it), fold, send dead letters, hand rows + next offsets to the writer.
@@ -250,24 +251,29 @@ class Member:
             self._folder = Folder(self._store, self._options.cache_size, fresh=not written,
                                   ring=self._ring)
             consumer.pause(*assigned)
-            mine = [tp for tp in assigned if tp in self._target]
             if (self._options.members > 1 and self.records == 0 and not self._settled
-                    and len(mine) > self._share()):
+                    and len(assigned) > self._share(consumer)):
                 if self._settle_until is None:
                     self._settle_until = time.monotonic() + self._options.settle_s
-                    log.info("holding %d partitions: waiting for the other members", len(mine))
+                    log.info("holding %d partitions: waiting for the other members", len(assigned))
                 return  # Step 2: resumed by the next rebalance or at the deadline
             self._settle_until = None
             self._resume(consumer)
 
-    def _share(self) -> int:
-        """The most partitions to fold one of ``members`` members gets (per topic, rounded
-        up: so whether Kafka assigns by topic or round robin)."""
-        per_topic: dict[str, int] = {}
-        for tp in self._target:
-            per_topic[tp.topic] = per_topic.get(tp.topic, 0) + 1
+    def _share(self, consumer: AIOKafkaConsumer) -> int:
+        """The most partitions one of ``members`` members gets once all have joined (per
+        topic, rounded up: so whether Kafka assigns by topic or round robin). Every partition
+        of the event topics counts, records or not: the assignor spreads them all, so counting
+        only those with records to fold (as this once did) let a member that held two of a
+        young log's few such partitions wait out ``settle_s`` with every member there."""
         n = self._options.members
-        return sum(math.ceil(count / n) for count in per_topic.values())
+        share = 0
+        for topic in self._topics.event_topics:
+            partitions = consumer.partitions_for_topic(topic)
+            count = (len(partitions) if partitions
+                     else sum(1 for tp in self._target if tp.topic == topic))
+            share += math.ceil(count / n)
+        return share
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -8,6 +8,7 @@ import io
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -93,6 +94,33 @@ async def test_two_workers_equal_one_process(store_url: str, kafka_settings: Kaf
         text = out.getvalue()
         assert f"with 2 workers in group {topics.rebuild_group_id('v2')}" in text
         assert f"{records}/{records} records (100.0%)" in text and "ETA" in text
+    finally:
+        await store.close()
+        await delete_dlq(kafka_settings, topics)
+
+
+async def test_members_all_there_do_not_wait_when_few_partitions_hold_records(
+        tmp_path: Path, kafka_settings: KafkaSettings, topics: Topics) -> None:
+    """A young log: records in two partitions of one topic, which the (round robin) assignor
+    gives one member. With both members in the group it folds at once rather than wait out
+    ``settle_s`` (the wait for members still to come), here longer than the test allows."""
+    from receiver.partitioner import partition_for
+
+    chosen = [c for c in (f"chat-{i}" for i in range(60))
+              if partition_for(c.encode(), kafka_settings.partitions) in (0, 2)][:6]
+    envs = [env for chat in chosen for env in conversation(chat, n_messages=2)]
+    positions = await produce(kafka_settings, topics, envs)
+    assert {(p.topic, p.partition) for p in positions} == {
+        (topics.for_aggregate(envs[0].aggregate), 0), (topics.for_aggregate(envs[0].aggregate), 2)}
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    store = open_store(url)
+    await store.open()
+    try:
+        waiting = replace(options(url, kafka_settings, 2, 50),
+                          member=MemberOptions(max_records=50, settle_s=600.0))
+        report = await asyncio.wait_for(rebuild_parallel(store, waiting, out=io.StringIO()), 60)
+        assert report.records == len(envs)
+        assert (await store.counts(report.name))["chat"] == len(chosen)
     finally:
         await store.close()
         await delete_dlq(kafka_settings, topics)
