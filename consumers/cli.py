@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -20,6 +20,9 @@ from contracts.topics import EVENT_TOPIC_KINDS, PROJECTOR, Topics
 from parley.errors import SettingsError
 from parley.kafka.retry import retrying
 from parley.settings import Settings
+
+if TYPE_CHECKING:
+    from consumers.replay import ReplayFilter
 
 __all__ = ["dead_letter_groups", "register"]
 
@@ -59,7 +62,7 @@ def register(sub: Any) -> None:
                         help="from this ISO-8601 time (the record's receive time)")
     replay.add_argument("--to", dest="end", metavar="TIME", help="up to this time (excluded)")
     replay.add_argument("--dry-run", action="store_true", help="only count what would go")
-    replay.set_defaults(handler=_cmd_replay, local_kafka=True)
+    replay.set_defaults(handler=_cmd_replay, check=_replay_filter, local_kafka=True)
     rebuild = msub.add_parser("rebuild", help="rebuild a consumer's state (the search index) "
                                                "into a shadow copy, then switch to it")
     rebuild.add_argument("name", help="a consumer that keeps rebuildable state (search)")
@@ -217,12 +220,20 @@ def _replay_target(ref: str, settings: Settings) -> tuple[str, list[str]]:
     return name, topic_names or found
 
 
-def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.replay import ReplayFilter, ReplayProgress, parse_time, scan_and_send
+def _replay_filter(args: argparse.Namespace, settings: Settings) -> ReplayFilter:
+    """``replay``'s filter; a bad time is an error line before anything connects (also the
+    command's ``check``)."""
+    from consumers.replay import ReplayFilter, parse_time
 
-    f = ReplayFilter(source=args.source, chat=args.chat, type=args.type,
-                     start=parse_time(args.start, "--from") if args.start else None,
-                     end=parse_time(args.end, "--to") if args.end else None)
+    return ReplayFilter(source=args.source, chat=args.chat, type=args.type,
+                        start=parse_time(args.start, "--from") if args.start else None,
+                        end=parse_time(args.end, "--to") if args.end else None)
+
+
+def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.replay import ReplayProgress, scan_and_send
+
+    f = _replay_filter(args, settings)
     name, topic_names = _replay_target(args.name, settings)
     topics = Topics(prefix=settings.kafka.topic_prefix)
     group = topics.group_id(name)

@@ -62,7 +62,7 @@ def register(subparsers: Any) -> None:
                          help="join the parallel rebuild of the copy NAME started elsewhere "
                               "(another machine or pod, same store and Kafka) with N more "
                               "workers; the process that started it switches reads")
-    rebuild.set_defaults(handler=_cmd_rebuild, local_kafka=True)
+    rebuild.set_defaults(handler=_cmd_rebuild, check=_rebuild_workers, local_kafka=True)
     drop = psub.add_parser("drop", help="delete a copy that is not live (e.g. the leftover of "
                                         "a failed rebuild)")
     drop.add_argument("name", help="the copy to delete (see `parley projections status`; "
@@ -109,14 +109,7 @@ def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.name is not None and args.name.lower() == "analytics":
         return _rebuild_analytics(args, settings)
-    if args.name is not None:
-        projection_name(args.name)  # a bad name is one error line before anything connects
-    workers = worker_count(args.workers, settings.store.url, join=args.join)
-    if args.join and args.name is None:
-        from projector.rebuild import RebuildError
-
-        raise RebuildError("--join needs the copy's name, as the starting process printed it "
-                           "(`parley projections rebuild NAME --workers N --join`)")
+    workers = _rebuild_workers(args, settings)
     setup_logging(settings.log_level, settings.all_secrets())
     topics = Topics(prefix=settings.kafka.topic_prefix)
 
@@ -154,6 +147,23 @@ def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return loop.run(main(), settings.event_loop)
+
+
+def _rebuild_workers(args: argparse.Namespace, settings: Settings) -> int:
+    """The workers of ``rebuild``, once its arguments are found right (each wrong one is an
+    error line, before anything connects: also the command's ``check``)."""
+    from projector.rebuild import RebuildError
+    from projector.store import projection_name
+
+    if args.name is not None and args.name.lower() == "analytics":
+        return 1  # checked by _rebuild_analytics, which needs no Kafka
+    if args.name is not None:
+        projection_name(args.name)
+    workers = worker_count(args.workers, settings.store.url, join=args.join)
+    if args.join and args.name is None:
+        raise RebuildError("--join needs the copy's name, as the starting process printed it "
+                           "(`parley projections rebuild NAME --workers N --join`)")
+    return workers
 
 
 def _rebuild_analytics(args: argparse.Namespace, settings: Settings) -> int:

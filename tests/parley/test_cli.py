@@ -120,3 +120,28 @@ def test_a_port_or_size_out_of_range_is_one_line_exit_2(
     assert exit_.value.code == 2
     err = capsys.readouterr().err.splitlines()[-1]
     assert f"argument {flag}: must be a whole number from " in err
+
+
+@pytest.mark.parametrize(("argv", "error"), [
+    (["consumers", "replay", "search", "--from", "yesterday"],
+     "--from 'yesterday': expected an ISO-8601 time"),
+    (["consumers", "replay", "search", "--from", "2026-02-01", "--to", "2026-01-01"],
+     "--from 2026-02-01T00:00:00+00:00 is not before --to"),
+    (["projections", "rebuild", "--workers", "two"],
+     "--workers must be a whole number of at least 1, not 'two'"),
+    (["projections", "rebuild", "--workers", "2", "--join"], "--join needs the copy's name"),
+    (["projections", "rebuild", "bad-name!"], "projection name"),
+])
+def test_bad_arguments_are_their_error_before_a_missing_broker(
+        argv: list[str], error: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """No broker runs: what is wrong with the arguments is said first (fixing them, then
+    starting a broker, then learning the arguments were wrong is a round too many)."""
+    monkeypatch.setenv("PARLEY_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("PARLEY_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("parley: error: ") and error in err, err
+    assert len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # nothing made
