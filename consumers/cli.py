@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -50,7 +51,7 @@ def register(sub: Any) -> None:
     reset.add_argument("name")
     reset.add_argument("--to", required=True, metavar="earliest|latest|TIME",
                        help="earliest, latest, or an ISO-8601 time (the record's receive time)")
-    reset.set_defaults(handler=_cmd_reset, local_kafka=True)
+    reset.set_defaults(handler=_cmd_reset, check=_reset_target, local_kafka=True)
     replay = msub.add_parser("replay", help="re-deliver chosen events to one running group")
     replay.add_argument("name", help="the consumer (built-in, entry-point name, or "
                                      "module:attribute)")
@@ -182,10 +183,18 @@ def _cmd_lag(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _cmd_reset(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers.groups import parse_reset_target, reset_group
+def _reset_target(args: argparse.Namespace, settings: Settings) -> str | datetime:
+    """``reset --to``'s target; a bad one is an error line before anything connects (also
+    the command's ``check``)."""
+    from consumers.groups import parse_reset_target
 
-    target = parse_reset_target(args.to)
+    return parse_reset_target(args.to)
+
+
+def _cmd_reset(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers.groups import reset_group
+
+    target = _reset_target(args, settings)
     name, topic_names = _resolve(args.name, settings)
     group = Topics(prefix=settings.kafka.topic_prefix).group_id(name)
     offsets = asyncio.run(reset_group(settings.kafka, group, topic_names, target))

@@ -127,6 +127,7 @@ def test_a_port_or_size_out_of_range_is_one_line_exit_2(
      "--from 'yesterday': expected an ISO-8601 time"),
     (["consumers", "replay", "search", "--from", "2026-02-01", "--to", "2026-01-01"],
      "--from 2026-02-01T00:00:00+00:00 is not before --to"),
+    (["consumers", "reset", "search", "--to", "soon"], "soon"),
     (["projections", "rebuild", "--workers", "two"],
      "--workers must be a whole number of at least 1, not 'two'"),
     (["projections", "rebuild", "--workers", "2", "--join"], "--join needs the copy's name"),
