@@ -51,7 +51,7 @@ def register(sub: Any) -> None:
     reset.add_argument("name")
     reset.add_argument("--to", required=True, metavar="earliest|latest|TIME",
                        help="earliest, latest, or an ISO-8601 time (the record's receive time)")
-    reset.set_defaults(handler=_cmd_reset, check=_reset_target, local_kafka=True)
+    reset.set_defaults(handler=_cmd_reset, precheck=_reset_target, local_kafka=True)
     replay = msub.add_parser("replay", help="re-deliver chosen events to one running group")
     replay.add_argument("name", help="the consumer (built-in, entry-point name, or "
                                      "module:attribute)")
@@ -63,7 +63,7 @@ def register(sub: Any) -> None:
                         help="from this ISO-8601 time (the record's receive time)")
     replay.add_argument("--to", dest="end", metavar="TIME", help="up to this time (excluded)")
     replay.add_argument("--dry-run", action="store_true", help="only count what would go")
-    replay.set_defaults(handler=_cmd_replay, check=_replay_filter, local_kafka=True)
+    replay.set_defaults(handler=_cmd_replay, precheck=_replay_filter, local_kafka=True)
     rebuild = msub.add_parser("rebuild", help="rebuild a consumer's state (the search index) "
                                                "into a shadow copy, then switch to it")
     rebuild.add_argument("name", help="a consumer that keeps rebuildable state (search)")
@@ -185,7 +185,7 @@ def _cmd_lag(args: argparse.Namespace, settings: Settings) -> int:
 
 def _reset_target(args: argparse.Namespace, settings: Settings) -> str | datetime:
     """``reset --to``'s target; a bad one is an error line before anything connects (also
-    the command's ``check``)."""
+    the command's ``precheck``)."""
     from consumers.groups import parse_reset_target
 
     return parse_reset_target(args.to)
@@ -231,7 +231,7 @@ def _replay_target(ref: str, settings: Settings) -> tuple[str, list[str]]:
 
 def _replay_filter(args: argparse.Namespace, settings: Settings) -> ReplayFilter:
     """``replay``'s filter; a bad time is an error line before anything connects (also the
-    command's ``check``)."""
+    command's ``precheck``)."""
     from consumers.replay import ReplayFilter, parse_time
 
     return ReplayFilter(source=args.source, chat=args.chat, type=args.type,

@@ -35,8 +35,9 @@ from projector import cli as projector_cli
 from projector import visitors_cli
 
 Handler = Callable[[argparse.Namespace, Settings], int]
-#: A command's checks of its own arguments (``set_defaults(check=…)``), run before a local
-#: broker is looked for: bad input is its one error line, not "no broker runs".
+#: A command's checks of its own arguments (``set_defaults(precheck=…)``; not ``check``,
+#: which ``store migrate --check`` is), run before a local broker is looked for: bad input is
+#: its one error line, not "no broker runs".
 Check = Callable[[argparse.Namespace, Settings], object]
 
 
@@ -151,9 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.config, cwd=Path.cwd())
         handler: Handler = args.handler
-        check: Check | None = getattr(args, "check", None)
-        if check is not None:
-            check(args, settings)
+        precheck: Check | None = getattr(args, "precheck", None)
+        if precheck is not None:
+            precheck(args, settings)
         if getattr(args, "local_kafka", False) and not settings.kafka.bootstrap:
             from parley.kafka.local import LocalBroker, bootstrap_for
 

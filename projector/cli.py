@@ -62,7 +62,7 @@ def register(subparsers: Any) -> None:
                          help="join the parallel rebuild of the copy NAME started elsewhere "
                               "(another machine or pod, same store and Kafka) with N more "
                               "workers; the process that started it switches reads")
-    rebuild.set_defaults(handler=_cmd_rebuild, check=_rebuild_workers, local_kafka=True)
+    rebuild.set_defaults(handler=_cmd_rebuild, precheck=_rebuild_workers, local_kafka=True)
     drop = psub.add_parser("drop", help="delete a copy that is not live (e.g. the leftover of "
                                         "a failed rebuild)")
     drop.add_argument("name", help="the copy to delete (see `parley projections status`; "
@@ -151,7 +151,7 @@ def _cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 def _rebuild_workers(args: argparse.Namespace, settings: Settings) -> int:
     """The workers of ``rebuild``, once its arguments are found right (each wrong one is an
-    error line, before anything connects: also the command's ``check``)."""
+    error line, before anything connects: also the command's ``precheck``)."""
     from projector.rebuild import RebuildError
     from projector.store import projection_name
 
