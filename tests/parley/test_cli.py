@@ -146,3 +146,24 @@ def test_bad_arguments_are_their_error_before_a_missing_broker(
     assert err.startswith("parley: error: ") and error in err, err
     assert len(err.splitlines()) == 1
     assert list(tmp_path.iterdir()) == []  # nothing made
+
+
+def test_no_command_has_an_argument_named_like_the_dispatch_attributes() -> None:
+    """``handler``, ``precheck`` and ``local_kafka`` are set per command with
+    ``set_defaults``; an argument with one of those names would overwrite it (as
+    ``store migrate --check`` once did to a hook then named ``check``)."""
+    import argparse
+
+    from parley.cli import build_parser
+
+    reserved = {"handler", "precheck", "local_kafka"}
+    clashes: list[str] = []
+    todo = [("parley", build_parser())]
+    while todo:
+        name, parser = todo.pop()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo += [(f"{name} {sub}", p) for sub, p in action.choices.items()]
+            elif action.dest in reserved:
+                clashes.append(f"{name}: {action.option_strings or action.dest}")
+    assert clashes == []
