@@ -110,8 +110,9 @@ class WriterClock:
 
 
 async def sharded_round(log: Sequence[ConsumerRecord[bytes, bytes]], members: int, size: int,
-                        clock: WriterClock) -> dict[str, float]:
-    """``--members Ns``: a file per partition while folding, merged into one at the end."""
+                        clock: WriterClock) -> tuple[dict[str, float], str]:
+    """``--members Ns``: a file per partition while folding, merged into one at the end; the
+    CPU per stage, and the :func:`digest` of the copy."""
     cpu: dict[str, float] = defaultdict(float)
     with tempfile.TemporaryDirectory(prefix="parley-stages-") as tmp:
         stores = {p: SqliteStore(Path(tmp) / f"part-{p}.db") for p in range(PARTITIONS)}
@@ -150,15 +151,11 @@ async def sharded_round(log: Sequence[ConsumerRecord[bytes, bytes]], members: in
             cpu["merge"] = time.thread_time() - started + clock.seconds - writer
         finally:
             await main.close()
-        DIGESTS[f"{members}s"] = digest(Path(tmp) / "state.db")
-    return cpu
-
-
-#: Each layout's copy, as a digest of its rows: every layout must write the same copy.
-DIGESTS: dict[str, str] = {}
+        return cpu, digest(Path(tmp) / "state.db")
 
 
 def digest(path: Path) -> str:
+    """The copy ``v1``'s rows, hashed: every layout must write the same copy."""
     conn = sqlite3.connect(path)
     try:
         h = hashlib.sha256()
@@ -169,16 +166,22 @@ def digest(path: Path) -> str:
         conn.close()
 
 
+_MERGED = tuple(sorted(MERGED_KINDS))
+_MERGED_MARKS = ", ".join("?" * len(_MERGED))
+
+
 def copy_unshared(conn: sqlite3.Connection, files: Sequence[Path]) -> None:
     """Copy each file's copy ``v1`` but its visitors and agents into ``conn``'s, one
     transaction per file."""
     for path in files:
         conn.execute("ATTACH DATABASE ? AS part", (str(path),))
         conn.execute("BEGIN IMMEDIATE")
-        for table, where in (("rows", f"kind NOT IN {tuple(MERGED_KINDS)}"), ("facts", "true"),
-                             ("rollups", "true ON CONFLICT DO NOTHING"), ("offsets", "true")):
+        for table, where, params in (("rows", f"kind NOT IN ({_MERGED_MARKS})", _MERGED),
+                                     ("facts", "true", ()),
+                                     ("rollups", "true ON CONFLICT DO NOTHING", ()),
+                                     ("offsets", "true", ())):
             conn.execute(f'INSERT INTO main."p_v1_{table}" SELECT * '  # noqa: S608
-                         f'FROM part."p_v1_{table}" WHERE {where}')
+                         f'FROM part."p_v1_{table}" WHERE {where}', params)
         conn.execute("COMMIT")
         conn.execute("DETACH DATABASE part")
 
@@ -189,13 +192,13 @@ def shared_rows_of(path: Path) -> list[Row]:
         return [Row(kind=k, id=i, state=s, view=v, chat_id=c, status=st, source=so, agent_id=a,
                     sort_key=sk)
                 for k, i, s, v, c, st, so, a, sk in conn.execute(
-                    'SELECT * FROM "p_v1_rows" WHERE kind IN (?, ?)', tuple(MERGED_KINDS))]
+                    f'SELECT * FROM "p_v1_rows" WHERE kind IN ({_MERGED_MARKS})', _MERGED)]  # noqa: S608
     finally:
         conn.close()
 
 
 async def one_round(log: Sequence[ConsumerRecord[bytes, bytes]], members: int, size: int,
-                    clock: WriterClock) -> dict[str, float]:
+                    clock: WriterClock) -> tuple[dict[str, float], str]:
     cpu: dict[str, float] = defaultdict(float)
     with tempfile.TemporaryDirectory(prefix="parley-stages-") as tmp:
         store = SqliteStore(Path(tmp) / "state.db", shared=members > 1)
@@ -239,8 +242,7 @@ async def one_round(log: Sequence[ConsumerRecord[bytes, bytes]], members: int, s
             gc.unfreeze()
         finally:
             await store.close()
-        DIGESTS[str(members)] = digest(Path(tmp) / "state.db")
-    return cpu
+        return cpu, digest(Path(tmp) / "state.db")
 
 
 def main() -> int:
@@ -254,11 +256,13 @@ def main() -> int:
     log = records(args.records, args.seed)
     clock = WriterClock()
     runs: dict[str, list[dict[str, float]]] = defaultdict(list)
+    digests: dict[str, str] = {}
     for n in range(args.rounds):
         for members in args.members.split(","):
             load = os.getloadavg()[0]
             layout = sharded_round if members.endswith("s") else one_round
-            cpu = asyncio.run(layout(log, int(members.rstrip("s")), args.batch, clock))
+            cpu, digests[members] = asyncio.run(
+                layout(log, int(members.rstrip("s")), args.batch, clock))
             runs[members].append(cpu)
             total = sum(cpu.values())
             print(f"round {n + 1}, {members} member(s) (load {load:.2f}): "
@@ -271,10 +275,10 @@ def main() -> int:
         best = {k: min(r[k] for r in rounds) for k in rounds[0]}
         parts = ", ".join(f"{k} {v / args.records * 1e6:.1f}" for k, v in best.items())
         print(f"  {members} member(s): {sum(best.values()) / args.records * 1e6:.1f} = {parts}")
-    if len(set(DIGESTS.values())) > 1:
-        print(f"the layouts wrote different copies (row digests): {DIGESTS}", file=sys.stderr)
+    if len(set(digests.values())) > 1:
+        print(f"the layouts wrote different copies (row digests): {digests}", file=sys.stderr)
         return 1
-    print(f"every layout wrote the same rows ({', '.join(DIGESTS)})")
+    print(f"every layout wrote the same rows ({', '.join(digests)})")
     return 0
 
 
